@@ -1,0 +1,85 @@
+/**
+ * Starts shardfleet components (scheduler, worker) as child processes running the same entry
+ * points as in AWS, with their own environment and a log file each.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const srcDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const tsxLoader = import.meta.resolve("tsx");
+
+export type Component = "scheduler" | "worker";
+
+const ENTRY: Record<Component, string> = {
+  scheduler: path.join(srcDir, "scheduler", "main.ts"),
+  worker: path.join(srcDir, "worker", "main.ts"),
+};
+
+export interface ComponentProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly logFile: string | undefined;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  readonly exited: Promise<number | string>;
+  /** SIGTERM, then SIGKILL after `graceMs`. Resolves when the process is gone. */
+  stop(graceMs?: number): Promise<number | string>;
+  /** SIGKILL at once: an instance lost without notice. */
+  kill(): Promise<number | string>;
+}
+
+/** Only the variables a component needs, so a developer's shell cannot leak settings into it. */
+function baseEnv(): NodeJS.ProcessEnv {
+  const keep = ["PATH", "HOME", "TMPDIR", "TZ", "LANG", "NODE_OPTIONS"];
+  return {
+    ...Object.fromEntries(keep.filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
+    // See bin/shardfleet.js: the pinned SDK runs on Node 20; its notice about later releases is in the README.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  };
+}
+
+export function spawnComponent(
+  component: Component,
+  options: { name: string; env: NodeJS.ProcessEnv; logDir?: string },
+): ComponentProcess {
+  let logFile: string | undefined;
+  const child = spawn(process.execPath, ["--import", tsxLoader, ENTRY[component]], {
+    env: { ...baseEnv(), ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  if (options.logDir) {
+    mkdirSync(options.logDir, { recursive: true });
+    logFile = path.join(options.logDir, `${options.name}.log`);
+    const out = createWriteStream(logFile, { flags: "a" });
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+  } else {
+    child.stdout?.resume();
+    child.stderr?.resume();
+  }
+  const exited = new Promise<number | string>((resolve) => {
+    child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown"));
+  });
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  return {
+    name: options.name,
+    child,
+    logFile,
+    exited,
+    async stop(graceMs = 10_000) {
+      if (alive()) {
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => alive() && child.kill("SIGKILL"), graceMs);
+        const code = await exited;
+        clearTimeout(timer);
+        return code;
+      }
+      return exited;
+    },
+    async kill() {
+      if (alive()) child.kill("SIGKILL");
+      return exited;
+    },
+  };
+}

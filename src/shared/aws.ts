@@ -1,0 +1,78 @@
+/**
+ * The AWS client factory: the only place SQS, S3 and EC2 clients are built.
+ *
+ * Endpoints follow the SDK's standard variables, `AWS_ENDPOINT_URL_<SERVICE>` first, then
+ * `AWS_ENDPOINT_URL`, so the same code talks to AWS or to the local server. S3 goes path-style
+ * whenever its endpoint is overridden (local servers have no per-bucket DNS names).
+ */
+import { EC2Client } from "@aws-sdk/client-ec2";
+import { S3Client } from "@aws-sdk/client-s3";
+import { SQSClient } from "@aws-sdk/client-sqs";
+
+export type AwsService = "SQS" | "S3" | "EC2";
+
+export interface AwsClientOptions {
+  /** AWS region. @default process env AWS_REGION, then "us-east-1" */
+  region?: string;
+  /** Environment to read endpoint overrides from. @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** Explicit endpoint for every service; wins over the environment. */
+  endpoint?: string;
+  /** Static credentials (the local stack uses dummy ones). @default the SDK's provider chain */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+  /** Attempts per call, including the first. @default 3 */
+  maxAttempts?: number;
+}
+
+export interface AwsClients {
+  sqs: SQSClient;
+  s3: S3Client;
+  ec2: EC2Client;
+  /** Closes every client's sockets. */
+  destroy(): void;
+}
+
+/** The endpoint override for a service from standard variables, or undefined for real AWS. */
+export function endpointFor(service: AwsService, env: NodeJS.ProcessEnv): string | undefined {
+  return env[`AWS_ENDPOINT_URL_${service}`] || env.AWS_ENDPOINT_URL || undefined;
+}
+
+function commonConfig(service: AwsService, options: AwsClientOptions) {
+  const env = options.env ?? process.env;
+  const endpoint = options.endpoint ?? endpointFor(service, env);
+  return {
+    region: options.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1"),
+    maxAttempts: options.maxAttempts ?? 3,
+    ...(endpoint ? { endpoint } : {}),
+    ...(options.credentials ? { credentials: options.credentials } : {}),
+  };
+}
+
+export function createSqsClient(options: AwsClientOptions = {}): SQSClient {
+  return new SQSClient(commonConfig("SQS", options));
+}
+
+export function createS3Client(options: AwsClientOptions = {}): S3Client {
+  const config = commonConfig("S3", options);
+  return new S3Client({ ...config, forcePathStyle: config.endpoint !== undefined });
+}
+
+export function createEc2Client(options: AwsClientOptions = {}): EC2Client {
+  return new EC2Client(commonConfig("EC2", options));
+}
+
+export function createAwsClients(options: AwsClientOptions = {}): AwsClients {
+  const sqs = createSqsClient(options);
+  const s3 = createS3Client(options);
+  const ec2 = createEc2Client(options);
+  return {
+    sqs,
+    s3,
+    ec2,
+    destroy() {
+      sqs.destroy();
+      s3.destroy();
+      ec2.destroy();
+    },
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * Configuration, parsed once from the environment into a frozen, typed object.
+ *
+ * Every shardfleet setting is a `SHARDFLEET_*` variable. An unknown `SHARDFLEET_*` variable is
+ * an error (a typo must not silently fall back to a default), and so is an invalid value; the
+ * error names the variable. AWS endpoints and region use the standard AWS variables.
+ */
+import { hostname } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/** Each known variable, its schema and default. The keys are the full variable names. */
+const settings = {
+  SHARDFLEET_BUCKET: z.string().min(3).default("shardfleet-local"),
+  SHARDFLEET_WORK_QUEUE_URL: z.url().optional(),
+  SHARDFLEET_STRAGGLER_QUEUE_URL: z.url().optional(),
+  SHARDFLEET_DLQ_URL: z.url().optional(),
+  SHARDFLEET_LOG_LEVEL: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+    .default("info"),
+  SHARDFLEET_LOG_PRETTY: bool.default(false),
+  SHARDFLEET_API_HOST: z.string().default("127.0.0.1"),
+  SHARDFLEET_API_PORT: int(0, 65535).default(8080),
+  SHARDFLEET_MAX_UPLOAD_MB: int(1, 10_240).default(512),
+  SHARDFLEET_INSTANCE_ID: z.string().min(1).optional(),
+  SHARDFLEET_MARKET: z.enum(["spot", "on-demand"]).default("on-demand"),
+  SHARDFLEET_PLUGIN_DIR: z.string().default(path.join(repoRoot, "plugins")),
+  SHARDFLEET_VISIBILITY_TIMEOUT_S: int(5, 43_200).default(60),
+  SHARDFLEET_POLL_WAIT_S: int(0, 20).default(20),
+  SHARDFLEET_SHARDS_IN_FLIGHT: int(1, 64).default(2),
+} as const;
+
+/** Variables that belong to tools around the product (tests, benchmarks), not to its config. */
+const NOT_CONFIG = new Set([
+  "SHARDFLEET_API_URL",
+  "SHARDFLEET_CONTRACT_TARGET",
+  "SHARDFLEET_CONTRACT_BUCKET",
+]);
+
+const envSchema = z.object(settings);
+
+export interface Config {
+  readonly bucket: string;
+  readonly queues: {
+    readonly work?: string;
+    readonly straggler?: string;
+    readonly dlq?: string;
+  };
+  readonly log: { readonly level: string; readonly pretty: boolean };
+  readonly api: { readonly host: string; readonly port: number; readonly maxUploadBytes: number };
+  readonly worker: {
+    readonly instanceId: string;
+    readonly market: "spot" | "on-demand";
+    readonly pluginDir: string;
+    readonly visibilityTimeoutSeconds: number;
+    readonly pollWaitSeconds: number;
+    readonly shardsInFlight: number;
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object") {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Parses the environment. Throws a ConfigError naming the first bad or unknown variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  for (const name of Object.keys(env)) {
+    if (name.startsWith("SHARDFLEET_") && !(name in settings) && !NOT_CONFIG.has(name)) {
+      throw new ConfigError(
+        `unknown setting ${name} (known: ${Object.keys(settings).join(", ")})`,
+        { details: { setting: name } },
+      );
+    }
+  }
+  const present = Object.fromEntries(
+    Object.keys(settings)
+      .filter((k) => env[k] !== undefined && env[k] !== "")
+      .map((k) => [k, env[k]]),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue?.path[0] ?? "?");
+    throw new ConfigError(`invalid setting ${name}=${JSON.stringify(env[name])}: ${issue?.message}`, {
+      details: { setting: name },
+    });
+  }
+  const e = parsed.data;
+  return deepFreeze({
+    bucket: e.SHARDFLEET_BUCKET,
+    queues: {
+      work: e.SHARDFLEET_WORK_QUEUE_URL,
+      straggler: e.SHARDFLEET_STRAGGLER_QUEUE_URL,
+      dlq: e.SHARDFLEET_DLQ_URL,
+    },
+    log: { level: e.SHARDFLEET_LOG_LEVEL, pretty: e.SHARDFLEET_LOG_PRETTY },
+    api: {
+      host: e.SHARDFLEET_API_HOST,
+      port: e.SHARDFLEET_API_PORT,
+      maxUploadBytes: e.SHARDFLEET_MAX_UPLOAD_MB * 1024 * 1024,
+    },
+    worker: {
+      instanceId: e.SHARDFLEET_INSTANCE_ID ?? `${hostname()}-${process.pid}`,
+      market: e.SHARDFLEET_MARKET,
+      pluginDir: e.SHARDFLEET_PLUGIN_DIR,
+      visibilityTimeoutSeconds: e.SHARDFLEET_VISIBILITY_TIMEOUT_S,
+      pollWaitSeconds: e.SHARDFLEET_POLL_WAIT_S,
+      shardsInFlight: e.SHARDFLEET_SHARDS_IN_FLIGHT,
+    },
+  });
+}
+
+/** Returns the queue URL or throws a ConfigError naming the variable that should hold it. */
+export function requireQueue(config: Config, which: keyof Config["queues"]): string {
+  const url = config.queues[which];
+  if (!url) {
+    const name = {
+      work: "SHARDFLEET_WORK_QUEUE_URL",
+      straggler: "SHARDFLEET_STRAGGLER_QUEUE_URL",
+      dlq: "SHARDFLEET_DLQ_URL",
+    }[which];
+    throw new ConfigError(`missing setting ${name}`, { details: { setting: name } });
+  }
+  return url;
+}

@@ -1,0 +1,225 @@
+/**
+ * A thin, typed view of one S3 bucket. JSON objects are schema-checked on the way in and out;
+ * large bodies go through multipart upload (@aws-sdk/lib-storage), so no single PUT exceeds a
+ * server's body limit and nothing big is held in memory.
+ */
+import type { Readable } from "node:stream";
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import type { z } from "zod";
+
+export interface ObjectStoreDeps {
+  s3: S3Client;
+}
+
+export interface ObjectStoreOptions {
+  bucket: string;
+  /** Multipart part size for `upload`. @default 8 MiB */
+  partSize?: number;
+}
+
+interface HttpErrorLike {
+  name?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as HttpErrorLike | undefined)?.$metadata?.httpStatusCode;
+}
+
+export function isNotFound(err: unknown): boolean {
+  const name = (err as HttpErrorLike | undefined)?.name;
+  return statusOf(err) === 404 || name === "NoSuchKey" || name === "NotFound";
+}
+
+export function isPreconditionFailed(err: unknown): boolean {
+  return statusOf(err) === 412 || (err as HttpErrorLike | undefined)?.name === "PreconditionFailed";
+}
+
+export class ObjectStore {
+  readonly bucket: string;
+  readonly #s3: S3Client;
+  readonly #partSize: number;
+
+  constructor(deps: ObjectStoreDeps, options: ObjectStoreOptions) {
+    this.#s3 = deps.s3;
+    this.bucket = options.bucket;
+    this.#partSize = options.partSize ?? 8 * 1024 * 1024;
+  }
+
+  /** The object's body as a stream, or undefined when it does not exist. */
+  async getStream(key: string, signal?: AbortSignal): Promise<Readable | undefined> {
+    try {
+      const out = await this.#s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+        abortSignal: signal,
+      });
+      return out.Body as Readable;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** The object's body as text, or undefined when it does not exist. */
+  async getText(key: string, signal?: AbortSignal): Promise<string | undefined> {
+    try {
+      const out = await this.#s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+        abortSignal: signal,
+      });
+      return await out.Body!.transformToString("utf-8");
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Parses a JSON object with `schema`; undefined when it does not exist. */
+  async getJson<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    signal?: AbortSignal,
+  ): Promise<z.infer<S> | undefined> {
+    const text = await this.getText(key, signal);
+    if (text === undefined) return undefined;
+    return schema.parse(JSON.parse(text));
+  }
+
+  /** Writes a small text object (under the single-PUT limit). */
+  async putText(key: string, body: string, contentType = "text/plain", signal?: AbortSignal) {
+    await this.#s3.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }),
+      { abortSignal: signal },
+    );
+  }
+
+  /** Validates then writes a JSON object. */
+  async putJson<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    value: z.input<S>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const body = JSON.stringify(schema.parse(value));
+    await this.putText(key, body, "application/json", signal);
+  }
+
+  /**
+   * Writes a JSON object only if the key does not exist yet (`If-None-Match: *`).
+   * Returns true when this call created it, false when someone else already had.
+   */
+  async putJsonIfAbsent<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    value: z.input<S>,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const body = JSON.stringify(schema.parse(value));
+    try {
+      await this.#s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: "application/json",
+          IfNoneMatch: "*",
+        }),
+        { abortSignal: signal },
+      );
+      return true;
+    } catch (err) {
+      if (isPreconditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Streams a body of any size to S3 with multipart upload. Returns the bytes written. */
+  async upload(
+    key: string,
+    body: Readable,
+    options: { contentType?: string; signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const upload = new Upload({
+      client: this.#s3,
+      params: { Bucket: this.bucket, Key: key, Body: body, ContentType: options.contentType },
+      partSize: this.#partSize,
+      queueSize: 4,
+      leavePartsOnError: false,
+    });
+    const onAbort = () => void upload.abort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await upload.done();
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async exists(key: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      await this.#s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), {
+        abortSignal: signal,
+      });
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Every key under `prefix`, across pages, in lexicographic order. */
+  async list(prefix: string, signal?: AbortSignal): Promise<string[]> {
+    const out: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.#s3.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+        { abortSignal: signal },
+      );
+      for (const o of page.Contents ?? []) if (o.Key) out.push(o.Key);
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
+  /** The "folders" directly under `prefix` (ListObjectsV2 with a delimiter). */
+  async listPrefixes(prefix: string, signal?: AbortSignal): Promise<string[]> {
+    const out: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.#s3.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          Delimiter: "/",
+          ContinuationToken: token,
+        }),
+        { abortSignal: signal },
+      );
+      for (const p of page.CommonPrefixes ?? []) if (p.Prefix) out.push(p.Prefix);
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
+  /** Deletes every object under `prefix` (1,000 keys a call). */
+  async deletePrefix(prefix: string, signal?: AbortSignal): Promise<void> {
+    const all = await this.list(prefix, signal);
+    for (let i = 0; i < all.length; i += 1000) {
+      const batch = all.slice(i, i + 1000);
+      await this.#s3.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+        }),
+        { abortSignal: signal },
+      );
+    }
+  }
+}

@@ -1,0 +1,26 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { type Cell, decodeCell, encodeCell, encodedCellSchema } from "./cells.ts";
+
+describe("cell encoding", () => {
+  it("round-trips every cell kind through JSON", () => {
+    const cell = fc.oneof(
+      fc.string(),
+      fc.double({ noNaN: true, noDefaultInfinity: true }),
+      fc.boolean(),
+      fc.constant(null),
+      fc.date({ noInvalidDate: true, min: new Date(0), max: new Date(Date.UTC(9999, 0, 1)) }),
+    );
+    fc.assert(
+      fc.property(cell, (value: Cell) => {
+        const wire = JSON.parse(JSON.stringify(encodeCell(value)));
+        expect(encodedCellSchema.safeParse(wire).success).toBe(true);
+        expect(decodeCell(wire)).toEqual(value);
+      }),
+    );
+  });
+
+  it("turns non-finite numbers into strings instead of JSON null", () => {
+    expect(encodeCell(Number.POSITIVE_INFINITY)).toBe("Infinity");
+  });
+});

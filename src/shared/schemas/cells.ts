@@ -1,0 +1,44 @@
+/**
+ * Cell values as they travel between splitter, worker and merger (NDJSON). JSON has no date
+ * type, so dates travel as `{ "$date": ISO-8601 }` and are revived at both ends.
+ */
+import { z } from "zod";
+
+export const encodedDateSchema = z.object({ $date: z.iso.datetime() });
+export const encodedCellSchema = z.union([
+  z.string(),
+  z.number(),
+  z.boolean(),
+  z.null(),
+  encodedDateSchema,
+]);
+export type EncodedCell = z.infer<typeof encodedCellSchema>;
+
+/** A cell as tasks see it. */
+export type Cell = string | number | boolean | Date | null;
+
+export function encodeCell(value: Cell): EncodedCell {
+  if (value instanceof Date) return { $date: value.toISOString() };
+  if (typeof value === "number" && !Number.isFinite(value)) return String(value);
+  return value;
+}
+
+export function decodeCell(value: EncodedCell): Cell {
+  if (value !== null && typeof value === "object") return new Date(value.$date);
+  return value;
+}
+
+/** One input row in a shard slice: its input row index and its cells in header order. */
+export const inputRowSchema = z.object({
+  i: z.number().int().nonnegative(),
+  c: z.array(encodedCellSchema),
+});
+export type InputRow = z.infer<typeof inputRowSchema>;
+
+/** One row's outcome in a result chunk: its row index, its result columns, or its error. */
+export const resultRowSchema = z.object({
+  i: z.number().int().nonnegative(),
+  r: z.record(z.string(), encodedCellSchema).optional(),
+  e: z.string().optional(),
+});
+export type ResultRow = z.infer<typeof resultRowSchema>;

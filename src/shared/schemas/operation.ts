@@ -1,0 +1,143 @@
+/**
+ * The operation spec (what a user submits), the manifest (the operation's durable record in S3)
+ * and operation statuses.
+ */
+import { z } from "zod";
+import { BadInputError } from "../errors.ts";
+import { isTaskName, type TaskSpec, taskOptionSchemas } from "./tasks.ts";
+
+export const operationStatuses = [
+  "queued",
+  "splitting",
+  "running",
+  "merging",
+  "succeeded",
+  "succeeded-with-failures",
+  "failed",
+  "cancelled",
+] as const;
+export type OperationStatus = (typeof operationStatuses)[number];
+
+export const TERMINAL_STATUSES: ReadonlySet<OperationStatus> = new Set([
+  "succeeded",
+  "succeeded-with-failures",
+  "failed",
+  "cancelled",
+]);
+
+/** The spec as submitted. Task options are checked against the task's own schema afterwards. */
+export const operationSpecInputSchema = z.strictObject({
+  version: z.literal(1).default(1),
+  /** A name for people; shown in listings. */
+  name: z.string().max(200).optional(),
+  task: z.strictObject({
+    name: z.string().min(1),
+    options: z.record(z.string(), z.unknown()).default({}),
+  }),
+  /** Sheet to read (xlsx); the first sheet when absent. */
+  sheet: z.string().min(1).optional(),
+  /** Rows per shard. @default 500 */
+  shardSize: z.number().int().min(1).max(100_000).default(500),
+  /** Percent of rows that may fail and still count as `succeeded-with-failures`. @default 100 */
+  toleratedFailurePercent: z.number().min(0).max(100).default(100),
+});
+
+export interface OperationSpec {
+  version: 1;
+  name?: string | undefined;
+  task: TaskSpec;
+  sheet?: string | undefined;
+  shardSize: number;
+  toleratedFailurePercent: number;
+}
+
+function pathOf(prefix: string, path: ReadonlyArray<PropertyKey>): string {
+  return [prefix, ...path.map(String)].filter(Boolean).join(".") || "(root)";
+}
+
+/**
+ * Parses a submitted spec. Throws BadInputError with code SPEC_INVALID naming the JSON path, or
+ * UNKNOWN_TASK naming the task.
+ */
+export function parseOperationSpec(raw: unknown): OperationSpec {
+  const base = operationSpecInputSchema.safeParse(raw);
+  if (!base.success) {
+    const issue = base.error.issues[0]!;
+    throw new BadInputError("SPEC_INVALID", `spec ${pathOf("", issue.path)}: ${issue.message}`, {
+      details: { path: pathOf("", issue.path) },
+    });
+  }
+  const { task, ...rest } = base.data;
+  if (!isTaskName(task.name)) {
+    throw new BadInputError(
+      "UNKNOWN_TASK",
+      `spec task.name: unknown task ${JSON.stringify(task.name)} (known: ${Object.keys(taskOptionSchemas).join(", ")})`,
+      { details: { task: task.name } },
+    );
+  }
+  const options = taskOptionSchemas[task.name].safeParse(task.options);
+  if (!options.success) {
+    const issue = options.error.issues[0]!;
+    const path = pathOf("task.options", issue.path);
+    throw new BadInputError("SPEC_INVALID", `spec ${path}: ${issue.message}`, {
+      details: { path },
+    });
+  }
+  return { ...rest, task: { name: task.name, options: options.data } as TaskSpec };
+}
+
+const taskSpecSchema = z.object({ name: z.string(), options: z.record(z.string(), z.unknown()) });
+
+export const shardRangeSchema = z.object({
+  id: z.string(),
+  start: z.number().int().nonnegative(),
+  end: z.number().int().nonnegative(),
+});
+export type ShardRange = z.infer<typeof shardRangeSchema>;
+
+const timestamp = z.iso.datetime();
+
+/** The operation's durable record, `operations/{op}/manifest.json`. */
+export const manifestSchema = z.object({
+  v: z.literal(1),
+  id: z.string(),
+  status: z.enum(operationStatuses),
+  spec: z.object({
+    version: z.literal(1),
+    name: z.string().optional(),
+    task: taskSpecSchema,
+    sheet: z.string().optional(),
+    shardSize: z.number().int().positive(),
+    toleratedFailurePercent: z.number(),
+  }),
+  input: z.object({
+    key: z.string(),
+    filename: z.string(),
+    format: z.enum(["xlsx", "csv"]),
+    bytes: z.number().int().nonnegative(),
+  }),
+  /** Header names, known once the upload's first row was read. */
+  headers: z.array(z.string()),
+  /** Known once splitting finished. */
+  rows: z.number().int().nonnegative().optional(),
+  shards: z.array(shardRangeSchema).optional(),
+  createdAt: timestamp,
+  updatedAt: timestamp,
+  startedAt: timestamp.optional(),
+  finishedAt: timestamp.optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  result: z
+    .object({
+      key: z.string(),
+      rows: z.number().int().nonnegative(),
+      errorRows: z.number().int().nonnegative(),
+      columns: z.array(z.string()),
+    })
+    .optional(),
+});
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/** The spec as stored in a manifest, re-validated into its typed form. */
+export function specOf(manifest: Manifest): OperationSpec {
+  return parseOperationSpec(manifest.spec);
+}

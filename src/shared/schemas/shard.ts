@@ -1,0 +1,74 @@
+/**
+ * What travels about a shard: the queue message, the checkpoint, the attempt record and the
+ * commit marker (`done.json`). Each has a version field and is parsed at every boundary.
+ */
+import { z } from "zod";
+
+const timestamp = z.iso.datetime();
+
+/** One SQS message per shard. Small on purpose: the rows live in S3. */
+export const shardMessageSchema = z.strictObject({
+  v: z.literal(1),
+  operationId: z.string().min(1),
+  shardId: z.string().min(1),
+  start: z.number().int().nonnegative(),
+  end: z.number().int().nonnegative(),
+});
+export type ShardMessage = z.infer<typeof shardMessageSchema>;
+
+export const chunkRefSchema = z.object({
+  key: z.string(),
+  start: z.number().int().nonnegative(),
+  end: z.number().int().nonnegative(),
+});
+export type ChunkRef = z.infer<typeof chunkRefSchema>;
+
+/** Durable progress of a shard: rows before `cursor` are in `chunks`. */
+export const checkpointSchema = z.object({
+  v: z.literal(1),
+  operationId: z.string(),
+  shardId: z.string(),
+  attemptId: z.string(),
+  cursor: z.number().int().nonnegative(),
+  chunks: z.array(chunkRefSchema),
+  columns: z.array(z.string()),
+  errorRows: z.number().int().nonnegative(),
+  updatedAt: timestamp,
+});
+export type Checkpoint = z.infer<typeof checkpointSchema>;
+
+export const attemptCauses = ["running", "completed", "interrupted", "lost", "error"] as const;
+
+/** One worker's try at a shard. */
+export const attemptSchema = z.object({
+  v: z.literal(1),
+  attemptId: z.string(),
+  operationId: z.string(),
+  shardId: z.string(),
+  instanceId: z.string(),
+  market: z.enum(["spot", "on-demand"]),
+  startedAt: timestamp,
+  endedAt: timestamp.optional(),
+  rowsDone: z.number().int().nonnegative(),
+  cause: z.enum(attemptCauses),
+  error: z.string().optional(),
+});
+export type Attempt = z.infer<typeof attemptSchema>;
+
+/** The commit marker: the first finisher's conditional write wins. */
+export const shardDoneSchema = z.object({
+  v: z.literal(1),
+  operationId: z.string(),
+  shardId: z.string(),
+  attemptId: z.string(),
+  instanceId: z.string(),
+  rows: z.number().int().nonnegative(),
+  errorRows: z.number().int().nonnegative(),
+  /** Result columns this shard produced, in first-seen order. */
+  columns: z.array(z.string()),
+  chunks: z.array(chunkRefSchema),
+  /** Set when the shard was given up on (poison): its rows carry this error. */
+  failed: z.string().optional(),
+  committedAt: timestamp,
+});
+export type ShardDone = z.infer<typeof shardDoneSchema>;

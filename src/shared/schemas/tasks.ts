@@ -1,0 +1,54 @@
+/**
+ * Task option schemas. They live in shared because the API validates a spec before anything is
+ * persisted and the worker validates it again before running it. Implementations live in
+ * `src/worker/tasks/`.
+ */
+import { z } from "zod";
+
+export const httpEnrichOptionsSchema = z.object({
+  /** URL with `{column}` placeholders, filled with URL-encoded cell values. */
+  url: z.string().min(1),
+  method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE"]).default("GET"),
+  headers: z.record(z.string(), z.string()).default({}),
+  /** Optional body with `{column}` placeholders (values inserted as-is, JSON-escaped if `bodyIsJson`). */
+  body: z.string().optional(),
+  /** Result column → dotted path into the JSON response (e.g. `"taxDue": "tax.due"`). */
+  results: z.record(z.string().min(1), z.string().min(1)),
+  /** Requests in flight per worker. @default 150 */
+  concurrency: z.number().int().min(1).max(1000).default(150),
+  /** Per-request timeout. @default 10000 */
+  timeoutMs: z.number().int().min(100).max(300_000).default(10_000),
+  /** Retries after the first attempt on network errors, 429 and 5xx. @default 4 */
+  retries: z.number().int().min(0).max(20).default(4),
+  /** Base of the exponential backoff (full jitter). @default 200 */
+  backoffMs: z.number().int().min(1).max(60_000).default(200),
+  /** Treat a 404 as "no record": the row gets empty result columns and no error. @default true */
+  notFoundIsEmpty: z.boolean().default(true),
+});
+export type HttpEnrichOptions = z.infer<typeof httpEnrichOptionsSchema>;
+
+export const transformOptionsSchema = z.object({
+  /** Plugin module name in the workers' plugin directory (no paths: code is never uploaded). */
+  module: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, "a plugin name: letters, digits, - and _"),
+  /** Passed to the plugin as its second argument. */
+  options: z.record(z.string(), z.unknown()).default({}),
+  /** Rows per task sent to a worker thread. @default 64 */
+  batchSize: z.number().int().min(1).max(10_000).default(64),
+});
+export type TransformOptions = z.infer<typeof transformOptionsSchema>;
+
+/** The registry of known tasks. */
+export const taskOptionSchemas = {
+  "http-enrich": httpEnrichOptionsSchema,
+  transform: transformOptionsSchema,
+} as const;
+
+export type TaskName = keyof typeof taskOptionSchemas;
+
+export type TaskSpec =
+  | { name: "http-enrich"; options: HttpEnrichOptions }
+  | { name: "transform"; options: TransformOptions };
+
+export function isTaskName(name: string): name is TaskName {
+  return Object.hasOwn(taskOptionSchemas, name);
+}

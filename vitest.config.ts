@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["src/**/*.test.ts", "test/**/*.test.ts", "pulumi/**/*.test.ts"],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    // Two cores: end-to-end suites start child processes, so keep file parallelism modest.
+    maxWorkers: 2,
+    pool: "forks",
+  },
+});
