@@ -130,7 +130,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       apiUrl = `http://127.0.0.1:${port}`;
       scheduler = spawnComponent("scheduler", {
         name: "scheduler",
-        env: { ...componentEnv, SHARDFLEET_API_HOST: "127.0.0.1", SHARDFLEET_API_PORT: String(port) },
+        env: {
+          ...componentEnv,
+          SHARDFLEET_API_HOST: "127.0.0.1",
+          SHARDFLEET_API_PORT: String(port),
+        },
         logDir: options.logDir,
       });
       await waitForHealth(apiUrl, scheduler, 30_000);

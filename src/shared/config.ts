@@ -94,9 +94,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const name = String(issue?.path[0] ?? "?");
-    throw new ConfigError(`invalid setting ${name}=${JSON.stringify(env[name])}: ${issue?.message}`, {
-      details: { setting: name },
-    });
+    throw new ConfigError(
+      `invalid setting ${name}=${JSON.stringify(env[name])}: ${issue?.message}`,
+      {
+        details: { setting: name },
+      },
+    );
   }
   const e = parsed.data;
   return deepFreeze({

@@ -2,7 +2,7 @@
  * pino logging: JSON lines to stdout; human-readable only when asked (a TTY with
  * SHARDFLEET_LOG_PRETTY=true). Bind ids with `logger.child({ operationId, shardId })`.
  */
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 
 export type { Logger };
 
@@ -26,7 +26,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   if (options.pretty) {
     return pino({
       ...pinoOptions,
-      transport: { target: "pino-pretty", options: { colorize: true, translateTime: "SYS:HH:MM:ss" } },
+      transport: {
+        target: "pino-pretty",
+        options: { colorize: true, translateTime: "SYS:HH:MM:ss" },
+      },
     });
   }
   return options.destination

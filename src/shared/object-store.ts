@@ -39,6 +39,17 @@ export function isNotFound(err: unknown): boolean {
   return statusOf(err) === 404 || name === "NoSuchKey" || name === "NotFound";
 }
 
+/**
+ * S3 may answer a conditional write that overlaps another with 409 ConditionalRequestConflict
+ * instead of 412; retrying it yields the definitive answer.
+ */
+export function isConditionalConflict(err: unknown): boolean {
+  return (
+    statusOf(err) === 409 ||
+    (err as HttpErrorLike | undefined)?.name === "ConditionalRequestConflict"
+  );
+}
+
 export function isPreconditionFailed(err: unknown): boolean {
   return statusOf(err) === 412 || (err as HttpErrorLike | undefined)?.name === "PreconditionFailed";
 }
@@ -121,21 +132,24 @@ export class ObjectStore {
     signal?: AbortSignal,
   ): Promise<boolean> {
     const body = JSON.stringify(schema.parse(value));
-    try {
-      await this.#s3.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: body,
-          ContentType: "application/json",
-          IfNoneMatch: "*",
-        }),
-        { abortSignal: signal },
-      );
-      return true;
-    } catch (err) {
-      if (isPreconditionFailed(err)) return false;
-      throw err;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#s3.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: body,
+            ContentType: "application/json",
+            IfNoneMatch: "*",
+          }),
+          { abortSignal: signal },
+        );
+        return true;
+      } catch (err) {
+        if (isPreconditionFailed(err)) return false;
+        if (!isConditionalConflict(err) || attempt >= 5) throw err;
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
     }
   }
 

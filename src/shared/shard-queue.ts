@@ -78,9 +78,12 @@ export class ShardQueue {
   }
 
   async delete(queueUrl: string, receiptHandle: string, signal?: AbortSignal): Promise<void> {
-    await this.#sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: receiptHandle }), {
-      abortSignal: signal,
-    });
+    await this.#sqs.send(
+      new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: receiptHandle }),
+      {
+        abortSignal: signal,
+      },
+    );
   }
 
   /** Extends (or, with 0, ends) a message's invisibility. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BadInputError } from "../errors.ts";
+import type { BadInputError } from "../errors.ts";
 import { parseOperationSpec } from "./operation.ts";
 
 function errorOf(raw: unknown): BadInputError {

@@ -1,0 +1,105 @@
+/**
+ * bench/pipeline: a 100,000-row workbook with a no-op transform through the local stack
+ * (2 instances) versus one process that reads and writes the same workbook with exceljs
+ * streaming. Prints both wall times, the ratio and peak memory. Figures, not assertions.
+ *
+ * Usage: npm run bench -- [--rows N] [--workers N] [--shard-size N]
+ */
+import { execFile } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs, promisify } from "node:util";
+import { ApiClient } from "../src/cli/api-client.ts";
+import { waitForOperation } from "../src/cli/wait.ts";
+import { writeCustomersWorkbook } from "../src/demo/customers.ts";
+import { startLocalStack } from "../src/local/stack.ts";
+
+const { values } = parseArgs({
+  options: {
+    rows: { type: "string", default: "100000" },
+    workers: { type: "string", default: "2" },
+    "shard-size": { type: "string", default: "2000" },
+  },
+});
+const rows = Number(values.rows);
+const workers = Number(values.workers);
+const shardSize = Number(values["shard-size"]);
+
+/** Peak resident memory of a live process, from /proc (Linux). */
+async function peakRssMb(pid: number | undefined): Promise<number | undefined> {
+  if (!pid) return undefined;
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf-8");
+    const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
+    return kb ? Number(kb) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const dir = await mkdtemp(path.join(tmpdir(), "shardfleet-bench-"));
+const fmt = (n: number | undefined, digits = 0) => (n === undefined ? "n/a" : n.toFixed(digits));
+try {
+  const input = path.join(dir, "input.xlsx");
+  process.stdout.write(`generating ${rows} rows… `);
+  await writeCustomersWorkbook(input, rows);
+  process.stdout.write(`${((await stat(input)).size / 1e6).toFixed(1)} MB\n`);
+
+  const tsx = import.meta.resolve("tsx");
+  const { stdout } = await promisify(execFile)(process.execPath, [
+    "--import",
+    tsx,
+    path.join(import.meta.dirname, "baseline-copy.ts"),
+    input,
+    path.join(dir, "baseline.xlsx"),
+  ]);
+  const baseline = JSON.parse(stdout) as { ms: number; rows: number; peakRssMb: number };
+
+  const stack = await startLocalStack({
+    workers,
+    logDir: path.join(dir, "logs"),
+    logLevel: "warn",
+    settings: { SHARDFLEET_POLL_WAIT_S: "1" },
+  });
+  let pipelineMs: number;
+  let peaks: Array<[string, number | undefined]>;
+  try {
+    const client = new ApiClient(stack.apiUrl);
+    const started = performance.now();
+    const { id } = await client.submit(input, {
+      task: { name: "transform", options: { module: "noop" } },
+      shardSize,
+    });
+    const view = await waitForOperation(client, id, { progress: false, intervalMs: 100 });
+    if (view.status !== "succeeded") throw new Error(`operation ended ${view.status}`);
+    await client.download(id, createWriteStream(path.join(dir, "result.xlsx")));
+    pipelineMs = performance.now() - started;
+    peaks = [
+      ["scheduler", await peakRssMb(stack.scheduler?.child.pid)],
+      ...(await Promise.all(
+        stack.instances.map(
+          async (p) => [p.name, await peakRssMb(p.child.pid)] as [string, number | undefined],
+        ),
+      )),
+      ["bench + S3/SQS server", process.resourceUsage().maxRSS / 1024],
+    ];
+  } finally {
+    await stack.close();
+  }
+
+  const ratio = pipelineMs / baseline.ms;
+  const lines = [
+    "",
+    `bench/pipeline — ${rows} rows, no-op transform, ${workers} local instances, shard size ${shardSize}`,
+    `  single process (exceljs stream read → write)  ${fmt(baseline.ms / 1000, 2)} s   peak RSS ${fmt(baseline.peakRssMb)} MB`,
+    `  local stack (submit → result downloaded)     ${fmt(pipelineMs / 1000, 2)} s`,
+    ...peaks.map(([name, mb]) => `      peak RSS ${name.padEnd(22)} ${fmt(mb)} MB`),
+    `  ratio stack / single process                 ${ratio.toFixed(2)}  (target ≤ 1.5)`,
+    "",
+  ];
+  process.stdout.write(lines.join("\n"));
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}

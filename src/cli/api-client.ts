@@ -1,0 +1,106 @@
+/**
+ * The scheduler API as the CLI sees it. Every failure becomes a CliError with one line that
+ * says what went wrong (the API's own message when it sent one).
+ */
+import { openAsBlob } from "node:fs";
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import type { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { FormData, request } from "undici";
+import { CliError, EXIT } from "./cli-error.ts";
+
+export const DEFAULT_API_URL = "http://127.0.0.1:8080";
+
+/** What `GET /operations/:id` returns (the fields the CLI reads). */
+export interface OperationView {
+  id: string;
+  name?: string;
+  status: string;
+  task?: string;
+  rows: { total: number | null; done: number; failed: number };
+  shards: { total: number | null; pending: number; running: number; done: number; failed: number };
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  error?: { code: string; message: string };
+  result?: { rows: number; errorRows: number; columns: string[] };
+}
+
+export class ApiClient {
+  readonly baseUrl: string;
+
+  constructor(baseUrl: string = DEFAULT_API_URL) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+  }
+
+  async #call(method: "GET" | "POST", urlPath: string, body?: FormData) {
+    try {
+      return await request(`${this.baseUrl}${urlPath}`, { method, body });
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? (err as Error).message;
+      throw new CliError(
+        `cannot reach the shardfleet API at ${this.baseUrl} (${code}); is it running? (shardfleet local)`,
+        EXIT.unavailable,
+      );
+    }
+  }
+
+  async #json<T>(method: "GET" | "POST", urlPath: string, body?: FormData): Promise<T> {
+    const res = await this.#call(method, urlPath, body);
+    const text = await res.body.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new CliError(`the API answered ${res.statusCode} with a body that is not JSON`);
+    }
+    if (res.statusCode >= 400) throw apiError(res.statusCode, parsed);
+    return parsed as T;
+  }
+
+  /** Streams the file to `POST /operations`. */
+  async submit(file: string, spec: unknown): Promise<{ id: string; status: string }> {
+    try {
+      await stat(file);
+    } catch {
+      throw new CliError(`cannot read ${file}: no such file`, EXIT.usage);
+    }
+    const form = new FormData();
+    form.append("spec", JSON.stringify(spec));
+    form.append("file", await openAsBlob(file), path.basename(file));
+    return this.#json("POST", "/operations", form);
+  }
+
+  get(id: string): Promise<OperationView> {
+    return this.#json("GET", `/operations/${encodeURIComponent(id)}`);
+  }
+
+  list(limit = 20): Promise<{ operations: OperationView[] }> {
+    return this.#json("GET", `/operations?limit=${limit}`);
+  }
+
+  /** Streams the result workbook into `out`. */
+  async download(id: string, out: Writable): Promise<void> {
+    const res = await this.#call("GET", `/operations/${encodeURIComponent(id)}/result`);
+    if (res.statusCode >= 400) {
+      const text = await res.body.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // keep the raw text
+      }
+      throw apiError(res.statusCode, parsed);
+    }
+    await pipeline(res.body, out);
+  }
+}
+
+function apiError(status: number, body: unknown): CliError {
+  const message =
+    (body as { error?: { message?: string } } | undefined)?.error?.message ??
+    (body as { message?: string } | undefined)?.message ??
+    "no message";
+  return new CliError(`the API refused the request (${status}): ${message}`);
+}

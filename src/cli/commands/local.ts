@@ -1,0 +1,48 @@
+/** `shardfleet local`: the whole system on this machine until Ctrl+C. */
+import path from "node:path";
+import { startLocalStack } from "../../local/stack.ts";
+import { CliError, EXIT } from "../cli-error.ts";
+
+export async function runLocal(opts: {
+  awsPort: number;
+  apiPort: number;
+  workers: number;
+  logDir: string;
+}): Promise<void> {
+  const started = performance.now();
+  const stack = await startLocalStack({
+    awsPort: opts.awsPort,
+    apiPort: opts.apiPort,
+    workers: opts.workers,
+    scheduler: true,
+    logDir: path.resolve(opts.logDir),
+  }).catch((err: Error & { code?: string }) => {
+    throw new CliError(`cannot start the local stack: ${err.message}`, EXIT.unavailable);
+  });
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  const out = [
+    `shardfleet local stack is up (${seconds} s)`,
+    `  SQS/S3 endpoint  ${stack.endpoint}`,
+    `  bucket           ${stack.resources.bucket}`,
+    `  work queue       ${stack.resources.queues.work}`,
+    `  straggler queue  ${stack.resources.queues.straggler}`,
+    `  dead letters     ${stack.resources.queues.dlq}`,
+    `  API              ${stack.apiUrl}`,
+    `  instances        ${stack.instances.length} (logs in ${opts.logDir}/)`,
+    "",
+    "Point an AWS SDK client or the CLI at it:",
+    ...Object.entries(stack.clientEnv).map(([k, v]) => `  export ${k}=${v}`),
+    `  export SHARDFLEET_API_URL=${stack.apiUrl}`,
+    "",
+    "Press Ctrl+C to stop.",
+  ];
+  process.stdout.write(`${out.join("\n")}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  process.stdout.write("stopping…\n");
+  await stack.close();
+  process.stdout.write("stopped\n");
+}

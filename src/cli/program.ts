@@ -1,0 +1,184 @@
+/**
+ * The `shardfleet` command line. Each failure ends with one line on stderr and a documented
+ * exit code; `--help` works on every command.
+ */
+import { createWriteStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { ShardfleetError } from "../shared/errors.ts";
+import { ApiClient, DEFAULT_API_URL } from "./api-client.ts";
+import { CliError, EXIT } from "./cli-error.ts";
+import { exitCodeFor, summarize, waitForOperation } from "./wait.ts";
+
+function positiveInt(name: string) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
+    return n;
+  };
+}
+
+const apiOption = [
+  "--api <url>",
+  "scheduler API URL (env SHARDFLEET_API_URL)",
+  process.env.SHARDFLEET_API_URL || DEFAULT_API_URL,
+] as const;
+
+async function readSpec(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf-8");
+  } catch {
+    throw new CliError(`cannot read spec file ${file}`, EXIT.usage);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new CliError(
+      `spec file ${file} is not valid JSON: ${(err as Error).message}`,
+      EXIT.usage,
+    );
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command("shardfleet")
+    .description("Per-row batch work on cheap cloud capacity: submit a workbook, get one back.")
+    .addHelpText(
+      "after",
+      "\nExit codes: 0 ok/succeeded, 1 failed, 2 succeeded with failures, 64 usage, 69 API unreachable, 78 bad config.",
+    )
+    .showHelpAfterError("(run with --help for usage)");
+
+  program
+    .command("local")
+    .description(
+      "run the whole system on this machine: SQS/S3 server, scheduler API and worker instances",
+    )
+    .option(
+      "--aws-port <port>",
+      "SQS/S3 server port (0 = any free port)",
+      positiveInt("--aws-port"),
+      4566,
+    )
+    .option("--api-port <port>", "scheduler API port", positiveInt("--api-port"), 8080)
+    .option(
+      "--workers <n>",
+      "worker instances to start (0 = servers only)",
+      positiveInt("--workers"),
+      2,
+    )
+    .option("--log-dir <dir>", "where component logs go", path.join(".shardfleet", "logs"))
+    .action(async (opts: { awsPort: number; apiPort: number; workers: number; logDir: string }) => {
+      const { runLocal } = await import("./commands/local.ts");
+      await runLocal(opts);
+    });
+
+  program
+    .command("submit")
+    .description("submit an operation: a workbook (xlsx or csv) and a JSON spec")
+    .argument("<file>", "input workbook (.xlsx or .csv)")
+    .requiredOption("--spec <file>", "operation spec (JSON): task, options, shard size")
+    .option("--shard-size <n>", "rows per shard (overrides the spec)", positiveInt("--shard-size"))
+    .option("--wait", "follow the operation with a progress bar until it ends")
+    .option(...apiOption)
+    .action(
+      async (
+        file: string,
+        opts: { spec: string; shardSize?: number; wait?: boolean; api: string },
+      ) => {
+        const spec = (await readSpec(opts.spec)) as Record<string, unknown>;
+        if (opts.shardSize !== undefined) spec.shardSize = opts.shardSize;
+        const client = new ApiClient(opts.api);
+        const { id } = await client.submit(file, spec);
+        process.stdout.write(`${id}\n`);
+        if (opts.wait) {
+          const view = await waitForOperation(client, id);
+          process.stdout.write(`${summarize(view)}\n`);
+          process.exitCode = exitCodeFor(view.status);
+        }
+      },
+    );
+
+  program
+    .command("status")
+    .description("show an operation's status, or the newest operations when no id is given")
+    .argument("[id]", "operation id")
+    .option("--json", "print the raw JSON")
+    .option(...apiOption)
+    .action(async (id: string | undefined, opts: { json?: boolean; api: string }) => {
+      const client = new ApiClient(opts.api);
+      if (!id) {
+        const { operations } = await client.list();
+        if (opts.json) process.stdout.write(`${JSON.stringify(operations, null, 2)}\n`);
+        else if (operations.length === 0) process.stdout.write("no operations yet\n");
+        else
+          for (const op of operations)
+            process.stdout.write(
+              `${op.id}  ${op.status.padEnd(24)} ${op.rows.total ?? "?"} rows  ${op.name ?? ""}\n`,
+            );
+        return;
+      }
+      const view = await client.get(id);
+      process.stdout.write(
+        opts.json ? `${JSON.stringify(view, null, 2)}\n` : `${summarize(view)}\n`,
+      );
+    });
+
+  program
+    .command("download")
+    .description("download an operation's output workbook")
+    .argument("<id>", "operation id")
+    .option("-o, --output <file>", "where to write it (default: <id>-result.xlsx)")
+    .option(...apiOption)
+    .action(async (id: string, opts: { output?: string; api: string }) => {
+      const out = opts.output ?? `${id}-result.xlsx`;
+      await new ApiClient(opts.api).download(id, createWriteStream(out));
+      process.stdout.write(`${out}\n`);
+    });
+
+  program
+    .command("demo")
+    .description(
+      "run a real operation end to end on the local stack (customers × a local tax registry)",
+    )
+    .option("--rows <n>", "customers in the generated workbook", positiveInt("--rows"), 20_000)
+    .option("--workers <n>", "local instances", positiveInt("--workers"), 3)
+    .option("--out <dir>", "output folder", "out")
+    .action(async (opts: { rows: number; workers: number; out: string }) => {
+      const { runDemo } = await import("../demo/run-demo.ts");
+      const result = await runDemo({ rows: opts.rows, workers: opts.workers, outDir: opts.out });
+      process.exitCode = result.status === "failed" || result.status === "cancelled" ? 1 : 0;
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander already printed the message (or the help text).
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT.usage;
+      return;
+    }
+    if (err instanceof CliError) {
+      process.stderr.write(`shardfleet: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+      return;
+    }
+    if (err instanceof ShardfleetError) {
+      process.stderr.write(`shardfleet: ${err.message}\n`);
+      process.exitCode = err.code === "CONFIG_INVALID" ? EXIT.config : EXIT.failed;
+      return;
+    }
+    process.stderr.write(
+      `shardfleet: unexpected error: ${(err as Error)?.message ?? String(err)}\n`,
+    );
+    process.exitCode = EXIT.failed;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Follows an operation until it ends, with a progress bar (rows done, rows/s, ETA) on a
+ * terminal and a line every few seconds otherwise (CI logs).
+ */
+import cliProgress from "cli-progress";
+import { TERMINAL_STATUSES } from "../shared/schemas/operation.ts";
+import type { ApiClient, OperationView } from "./api-client.ts";
+
+export interface WaitOptions {
+  /** Poll interval. @default 500 */
+  intervalMs?: number;
+  /** Show progress on stderr. @default true */
+  progress?: boolean;
+}
+
+export async function waitForOperation(
+  client: ApiClient,
+  id: string,
+  options: WaitOptions = {},
+): Promise<OperationView> {
+  const interval = options.intervalMs ?? 500;
+  const bar =
+    options.progress === false
+      ? undefined
+      : new cliProgress.SingleBar(
+          {
+            format: "{status} |{bar}| {value}/{total} rows | {rate} rows/s | ETA {eta_formatted}",
+            stream: process.stderr,
+            noTTYOutput: true,
+            notTTYSchedule: 3000,
+            etaBuffer: 20,
+            hideCursor: true,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+  const started = Date.now();
+  let view = await client.get(id);
+  bar?.start(view.rows.total ?? 0, 0, { status: view.status, rate: "0" });
+  try {
+    while (!TERMINAL_STATUSES.has(view.status as never)) {
+      await new Promise((r) => setTimeout(r, interval));
+      view = await client.get(id);
+      const done = view.rows.done;
+      const seconds = (Date.now() - started) / 1000;
+      if (view.rows.total) bar?.setTotal(view.rows.total);
+      bar?.update(done, {
+        status: view.status,
+        rate: (done / Math.max(seconds, 0.001)).toFixed(0),
+      });
+    }
+    bar?.update(view.rows.total ?? view.rows.done, { status: view.status });
+  } finally {
+    bar?.stop();
+  }
+  return view;
+}
+
+/** A short human summary of a finished (or running) operation. */
+export function summarize(view: OperationView): string {
+  const lines = [
+    `operation ${view.id}: ${view.status}`,
+    `  rows:   ${view.rows.total ?? "?"} total, ${view.rows.done} done, ${view.rows.failed} with errors`,
+    `  shards: ${view.shards.total ?? "?"} total, ${view.shards.pending} pending, ${view.shards.running} running, ${view.shards.done} done, ${view.shards.failed} failed`,
+  ];
+  if (view.startedAt && view.finishedAt) {
+    const s = (Date.parse(view.finishedAt) - Date.parse(view.startedAt)) / 1000;
+    lines.push(`  time:   ${s.toFixed(1)} s from start to finish`);
+  }
+  if (view.error) lines.push(`  error:  ${view.error.code}: ${view.error.message}`);
+  return lines.join("\n");
+}
+
+/** The CLI exit code for an operation status: 0 succeeded, 2 with failures, 1 otherwise. */
+export function exitCodeFor(status: string): number {
+  if (status === "succeeded") return 0;
+  if (status === "succeeded-with-failures") return 2;
+  return 1;
+}
