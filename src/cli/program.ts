@@ -50,7 +50,9 @@ export function buildProgram(): Command {
       "after",
       "\nExit codes: 0 ok/succeeded, 1 failed, 2 succeeded with failures, 64 usage, 69 API unreachable, 78 bad config.",
     )
-    .showHelpAfterError("(run with --help for usage)");
+    .showHelpAfterError("(run with --help for usage)")
+    // Before any subcommand is added, so they inherit it: errors reach main() as exceptions.
+    .exitOverride();
 
   program
     .command("local")
@@ -157,7 +159,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
   try {
     await program.parseAsync(argv);
   } catch (err) {

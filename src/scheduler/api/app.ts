@@ -1,0 +1,39 @@
+/**
+ * The scheduler's HTTP API as a fastify app, built without listening (tests `inject()`).
+ */
+import multipart from "@fastify/multipart";
+import Fastify, { type FastifyInstance } from "fastify";
+import type { Logger } from "../../shared/logger.ts";
+import type { OperationService } from "../operations.ts";
+import { handleError, handleNotFound } from "./errors.ts";
+import { healthRoutes } from "./health-routes.ts";
+import { operationRoutes } from "./operations-routes.ts";
+
+export interface AppDeps {
+  operations: OperationService;
+  logger: Logger;
+  /** Upload cap in bytes; bigger files are refused with 413. */
+  maxUploadBytes: number;
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // Ids are generated server-side; a client-chosen request id is not trusted.
+    genReqId: () => crypto.randomUUID(),
+  });
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler(handleNotFound);
+  void app.register(multipart, {
+    limits: { fileSize: deps.maxUploadBytes },
+    // The intake sees busboy's `truncated` and answers 413 with its own message.
+    throwFileSizeLimit: false,
+  });
+  void app.register(healthRoutes);
+  void app.register(operationRoutes, {
+    operations: deps.operations,
+    maxUploadBytes: deps.maxUploadBytes,
+  });
+  // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.
+  return app as unknown as FastifyInstance;
+}

@@ -1,0 +1,140 @@
+/**
+ * `/operations`: submit (multipart), list, show, download the result.
+ */
+
+import type { Multipart } from "@fastify/multipart";
+import type { FastifyPluginAsync } from "fastify";
+import { BadInputError, ShardfleetError } from "../../shared/errors.ts";
+import { MAX_SPEC_BYTES, type SubmissionPart } from "../intake.ts";
+import { type OperationService, RESULT_CONTENT_TYPE } from "../operations.ts";
+import { errorBodySchema } from "./errors.ts";
+import {
+  acceptedSchema,
+  listQuerySchema,
+  operationListSchema,
+  operationParamsSchema,
+  operationViewSchema,
+} from "./schemas.ts";
+
+export interface OperationRoutesOptions {
+  operations: OperationService;
+  /** Upload cap in bytes. */
+  maxUploadBytes: number;
+}
+
+/** Caps the parts a submission may have: spec, file, and a little slack for a clear 400. */
+const MAX_PARTS = 10;
+
+/**
+ * The plugin's parts, in the intake's shape. Errors the parser raises for a malformed body
+ * (no boundary, truncated data) are plain Errors: they become 400s here.
+ */
+async function* submissionParts(parts: AsyncIterable<Multipart>): AsyncGenerator<SubmissionPart> {
+  const iterator = parts[Symbol.asyncIterator]();
+  for (;;) {
+    let next: IteratorResult<Multipart>;
+    try {
+      next = await iterator.next();
+    } catch (err) {
+      const e = err as { code?: string; statusCode?: number; message?: string };
+      if (err instanceof ShardfleetError || e.code?.startsWith("FST_")) throw err;
+      throw new BadInputError(
+        "BAD_REQUEST",
+        `malformed multipart body: ${e.message ?? String(err)}`,
+      );
+    }
+    if (next.done) return;
+    const part = next.value;
+    if (part.type === "file") {
+      yield {
+        type: "file",
+        fieldname: part.fieldname,
+        filename: part.filename,
+        mimetype: part.mimetype,
+        file: part.file,
+      };
+    } else {
+      yield {
+        type: "field",
+        fieldname: part.fieldname,
+        value: part.value,
+        valueTruncated: part.valueTruncated,
+      };
+    }
+  }
+}
+
+export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async (app, opts) => {
+  const { operations, maxUploadBytes } = opts;
+  const errors = { 400: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema };
+
+  app.post(
+    "/operations",
+    { schema: { response: { 202: acceptedSchema } } },
+    async (request, reply) => {
+      const abort = new AbortController();
+      // A client that goes away mid-upload should not leave an upload running. The response's
+      // 'close' before it finished means the connection is gone (the request's 'close' is no
+      // signal: it also fires once the body has simply been read).
+      const onClose = () => {
+        if (!reply.raw.writableFinished) abort.abort(new Error("client closed the connection"));
+      };
+      reply.raw.once("close", onClose);
+      try {
+        const parts = request.parts({
+          limits: { fileSize: maxUploadBytes, fieldSize: MAX_SPEC_BYTES, parts: MAX_PARTS },
+        });
+        const manifest = await operations.create(submissionParts(parts), {
+          maxUploadBytes,
+          signal: abort.signal,
+        });
+        reply.code(202).header("location", `/operations/${manifest.id}`);
+        return { id: manifest.id, status: manifest.status };
+      } catch (err) {
+        // Refused before the body was read to the end: the parser is left holding back the
+        // rest, and a request that is never read keeps its connection (and app.close()) busy
+        // for ever. Discard the rest, and close the connection after the answer so the client
+        // stops sending.
+        if (!request.raw.complete) {
+          reply.header("connection", "close");
+          request.raw.unpipe();
+          request.raw.resume();
+        }
+        throw err;
+      } finally {
+        reply.raw.off("close", onClose);
+      }
+    },
+  );
+
+  app.get<{ Querystring: { limit: number } }>(
+    "/operations",
+    {
+      schema: {
+        querystring: listQuerySchema,
+        response: { 200: operationListSchema, 400: errorBodySchema },
+      },
+    },
+    async (request) => ({ operations: await operations.list({ limit: request.query.limit }) }),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    "/operations/:id",
+    {
+      schema: { params: operationParamsSchema, response: { 200: operationViewSchema, ...errors } },
+    },
+    async (request) => operations.get(request.params.id),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    "/operations/:id/result",
+    { schema: { params: operationParamsSchema, response: errors } },
+    async (request, reply) => {
+      const { stream, filename } = await operations.openResult(request.params.id);
+      return reply
+        .header("content-type", RESULT_CONTENT_TYPE)
+        .header("content-disposition", `attachment; filename="${filename}"`)
+        .send(stream);
+    },
+  );
+};

@@ -1,0 +1,95 @@
+/**
+ * JSON schemas of the API's bodies and parameters. Response schemas double as documentation
+ * and as fastify's serializer (fields not listed here are never sent).
+ */
+import { operationStatuses } from "../../shared/schemas/operation.ts";
+
+const nullableString = { type: ["string", "null"] } as const;
+
+export const operationParamsSchema = {
+  type: "object",
+  required: ["id"],
+  properties: { id: { type: "string" } },
+} as const;
+
+export const listQuerySchema = {
+  type: "object",
+  properties: {
+    /** Newest first, at most this many. */
+    limit: { type: "integer", minimum: 1, maximum: 1000, default: 50 },
+  },
+  additionalProperties: false,
+} as const;
+
+export const acceptedSchema = {
+  type: "object",
+  required: ["id", "status"],
+  properties: { id: { type: "string" }, status: { type: "string" } },
+} as const;
+
+export const operationViewSchema = {
+  type: "object",
+  required: [
+    "id",
+    "name",
+    "status",
+    "task",
+    "rows",
+    "shards",
+    "createdAt",
+    "startedAt",
+    "finishedAt",
+  ],
+  properties: {
+    id: { type: "string" },
+    name: nullableString,
+    status: { type: "string", enum: [...operationStatuses] },
+    task: { type: "string" },
+    rows: {
+      type: "object",
+      description:
+        "total: known once split; done: rows in committed shards (failed ones too); failed: rows in error",
+      required: ["total", "done", "failed"],
+      properties: {
+        total: { type: ["integer", "null"] },
+        done: { type: "integer" },
+        failed: { type: "integer" },
+      },
+    },
+    shards: {
+      type: "object",
+      description: "disjoint counts that add up to total",
+      required: ["total", "pending", "running", "done", "failed"],
+      properties: {
+        total: { type: "integer" },
+        pending: { type: "integer" },
+        running: { type: "integer" },
+        done: { type: "integer" },
+        failed: { type: "integer" },
+      },
+    },
+    createdAt: { type: "string" },
+    startedAt: nullableString,
+    finishedAt: nullableString,
+    error: {
+      type: "object",
+      required: ["code", "message"],
+      properties: { code: { type: "string" }, message: { type: "string" } },
+    },
+    result: {
+      type: "object",
+      required: ["rows", "errorRows", "columns"],
+      properties: {
+        rows: { type: "integer" },
+        errorRows: { type: "integer" },
+        columns: { type: "array", items: { type: "string" } },
+      },
+    },
+  },
+} as const;
+
+export const operationListSchema = {
+  type: "object",
+  required: ["operations"],
+  properties: { operations: { type: "array", items: operationViewSchema } },
+} as const;

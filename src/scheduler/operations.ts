@@ -1,0 +1,444 @@
+/**
+ * The operation service: submits operations (intake → inspect → manifest) and reports them.
+ *
+ * S3 is the source of truth. The only memory kept here is a cache of things that never change
+ * once written (commit markers, finished attempts, views of terminal operations), so a fresh
+ * process rebuilds it simply by reading S3 again.
+ */
+import { randomBytes } from "node:crypto";
+import type { Readable } from "node:stream";
+import type { Clock } from "../shared/clock.ts";
+import { BadInputError, NotFoundError, NotReadyError, ShardfleetError } from "../shared/errors.ts";
+import { keys, OPERATIONS_PREFIX, parseShardKey } from "../shared/keys.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
+import {
+  type Manifest,
+  manifestSchema,
+  type OperationStatus,
+  TERMINAL_STATUSES,
+} from "../shared/schemas/operation.ts";
+import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { receiveSubmission, type SubmissionPart } from "./intake.ts";
+import { inspectWorkbook } from "./workbook/inspect.ts";
+
+/** What an operation id may look like (the same rule the key layout enforces). */
+export const OPERATION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+
+/**
+ * A new operation id: `op-` + creation time (base 36, fixed width) + randomness, so that id
+ * order is creation order and "newest first" needs no manifest reads.
+ */
+export function newOperationId(nowMs: number): string {
+  return `op-${nowMs.toString(36).padStart(9, "0")}-${randomBytes(5).toString("hex")}`;
+}
+
+/** Throws 400 for anything that cannot be an operation id (it would never be found anyway). */
+export function checkOperationId(id: string): string {
+  if (!OPERATION_ID_PATTERN.test(id)) {
+    throw new BadInputError(
+      "BAD_REQUEST",
+      `${JSON.stringify(id)} is not a valid operation id (letters, digits, - and _)`,
+    );
+  }
+  return id;
+}
+
+function iso(clock: Clock): string {
+  return new Date(clock.now()).toISOString();
+}
+
+/**
+ * The one way a manifest is written: validated against the schema, `updatedAt` stamped.
+ * Returns what was written.
+ */
+export async function saveManifest(
+  deps: { store: ObjectStore; clock: Clock },
+  manifest: Manifest,
+  signal?: AbortSignal,
+): Promise<Manifest> {
+  const next = manifestSchema.parse({ ...manifest, updatedAt: iso(deps.clock) });
+  await deps.store.putJson(keys.manifest(next.id), manifestSchema, next, signal);
+  return next;
+}
+
+/** Reads a manifest; undefined when the operation does not exist (or is still being submitted). */
+export async function loadManifest(
+  store: ObjectStore,
+  id: string,
+  signal?: AbortSignal,
+): Promise<Manifest | undefined> {
+  return store.getJson(keys.manifest(id), manifestSchema, signal);
+}
+
+/** Operation ids present in the bucket, newest first (see `newOperationId`). */
+export async function listOperationIds(
+  store: ObjectStore,
+  signal?: AbortSignal,
+): Promise<string[]> {
+  const prefixes = await store.listPrefixes(OPERATIONS_PREFIX, signal);
+  return prefixes
+    .map((p) => p.slice(OPERATIONS_PREFIX.length, -1))
+    .filter((id) => OPERATION_ID_PATTERN.test(id))
+    .sort()
+    .reverse();
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight, keeping order. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
+}
+
+export interface ShardCounts {
+  total: number;
+  pending: number;
+  running: number;
+  done: number;
+  failed: number;
+}
+
+export interface ShardProgress {
+  counts: ShardCounts;
+  /** Commit markers by shard id (committed shards only). */
+  done: Map<string, ShardDone>;
+}
+
+/**
+ * Reads the state of an operation's shards from the objects under its shards prefix:
+ * done = a `done.json` without `failed`; failed = a `done.json` with `failed`; running = an
+ * attempt whose cause is "running" and no `done.json`; pending = the rest. The four add up
+ * to the manifest's shard count.
+ *
+ * Caches commit markers and finished attempts: both are written once and never change.
+ */
+export class ShardProgressReader {
+  readonly #store: ObjectStore;
+  readonly #done = new Map<string, ShardDone>();
+  readonly #finishedAttempts = new Set<string>();
+
+  constructor(deps: { store: ObjectStore }) {
+    this.#store = deps.store;
+  }
+
+  /** @param options.attempts read attempt records to count running shards. @default true */
+  async read(
+    manifest: Manifest,
+    options: { attempts?: boolean; signal?: AbortSignal } = {},
+  ): Promise<ShardProgress> {
+    const shards = manifest.shards ?? [];
+    const expected = new Set(shards.map((s) => s.id));
+    const keysUnder = await this.#store.list(keys.shardsPrefix(manifest.id), options.signal);
+    const doneKeys: string[] = [];
+    const attemptKeys = new Map<string, string[]>();
+    for (const key of keysUnder) {
+      const parsed = parseShardKey(key);
+      if (!parsed || !expected.has(parsed.shardId)) continue;
+      if (parsed.rest === "done.json") doneKeys.push(key);
+      else if (parsed.rest.startsWith("attempts/")) {
+        const list = attemptKeys.get(parsed.shardId) ?? [];
+        list.push(key);
+        attemptKeys.set(parsed.shardId, list);
+      }
+    }
+    await mapLimit(
+      doneKeys.filter((k) => !this.#done.has(k)),
+      16,
+      async (key) => {
+        const marker = await this.#store.getJson(key, shardDoneSchema, options.signal);
+        if (marker) this.#done.set(key, marker);
+      },
+    );
+    const done = new Map<string, ShardDone>();
+    for (const key of doneKeys) {
+      const marker = this.#done.get(key);
+      if (marker) done.set(parseShardKey(key)!.shardId, marker);
+    }
+    let running = 0;
+    if (options.attempts ?? true) {
+      const open = [...attemptKeys].filter(([shard]) => !done.has(shard));
+      const flags = await mapLimit(open, 16, async ([, list]) => {
+        for (const key of list) {
+          if (this.#finishedAttempts.has(key)) continue;
+          const attempt = await this.#store
+            .getJson(key, attemptSchema, options.signal)
+            .catch(() => undefined);
+          if (attempt?.cause === "running") return true;
+          if (attempt) this.#finishedAttempts.add(key);
+        }
+        return false;
+      });
+      running = flags.filter(Boolean).length;
+    }
+    let failed = 0;
+    for (const marker of done.values()) if (marker.failed !== undefined) failed++;
+    const counts: ShardCounts = {
+      total: shards.length,
+      done: done.size - failed,
+      failed,
+      running,
+      pending: shards.length - done.size - running,
+    };
+    return { counts, done };
+  }
+
+  /** Drops what is cached for an operation (once its view is final, nothing reads it again). */
+  forget(operationId: string): void {
+    const prefix = keys.shardsPrefix(operationId);
+    for (const key of this.#done.keys()) if (key.startsWith(prefix)) this.#done.delete(key);
+    for (const key of this.#finishedAttempts) {
+      if (key.startsWith(prefix)) this.#finishedAttempts.delete(key);
+    }
+  }
+}
+
+/** What the API shows about an operation. */
+export interface OperationView {
+  id: string;
+  name: string | null;
+  status: OperationStatus;
+  task: string;
+  /** total is known once split; done counts committed rows (failed ones too); failed, rows in error. */
+  rows: { total: number | null; done: number; failed: number };
+  shards: ShardCounts;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error?: { code: string; message: string };
+  result?: { rows: number; errorRows: number; columns: string[] };
+}
+
+export function viewOf(manifest: Manifest, progress: ShardProgress): OperationView {
+  let rowsDone = 0;
+  let rowsFailed = 0;
+  for (const marker of progress.done.values()) {
+    rowsDone += marker.rows;
+    rowsFailed += marker.errorRows;
+  }
+  if (manifest.result) {
+    // Once merged, the result's counts are authoritative: the merge de-duplicates by row index.
+    rowsDone = manifest.result.rows;
+    rowsFailed = manifest.result.errorRows;
+  }
+  return {
+    id: manifest.id,
+    name: manifest.spec.name ?? null,
+    status: manifest.status,
+    task: manifest.spec.task.name,
+    rows: { total: manifest.rows ?? null, done: rowsDone, failed: rowsFailed },
+    shards: progress.counts,
+    createdAt: manifest.createdAt,
+    startedAt: manifest.startedAt ?? null,
+    finishedAt: manifest.finishedAt ?? null,
+    ...(manifest.error ? { error: manifest.error } : {}),
+    ...(manifest.result
+      ? {
+          result: {
+            rows: manifest.result.rows,
+            errorRows: manifest.result.errorRows,
+            columns: manifest.result.columns,
+          },
+        }
+      : {}),
+  };
+}
+
+export interface OperationServiceDeps {
+  store: ObjectStore;
+  logger: Logger;
+  clock: Clock;
+}
+
+export interface OperationServiceOptions {
+  /** Views of terminal operations kept in memory. @default 1000 */
+  cacheSize?: number;
+}
+
+export interface ResultDownload {
+  stream: Readable;
+  filename: string;
+}
+
+export const RESULT_CONTENT_TYPE =
+  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/** Statuses whose result may be downloaded (when the merge produced one). */
+const RESULT_STATUSES: ReadonlySet<OperationStatus> = new Set([
+  "succeeded",
+  "succeeded-with-failures",
+  "failed",
+]);
+
+export class OperationService {
+  readonly #store: ObjectStore;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #progress: ShardProgressReader;
+  readonly #terminalViews = new Map<string, OperationView>();
+  readonly #cacheSize: number;
+
+  constructor(deps: OperationServiceDeps, options: OperationServiceOptions = {}) {
+    this.#store = deps.store;
+    this.#logger = deps.logger;
+    this.#clock = deps.clock;
+    this.#cacheSize = options.cacheSize ?? 1000;
+    this.#progress = new ShardProgressReader({ store: deps.store });
+  }
+
+  /**
+   * Submits an operation from its multipart parts. The workbook is streamed to S3, then read
+   * back to check its header row. On any rejection everything under the operation's prefix is
+   * deleted before the error is thrown, so a refused submission leaves nothing behind.
+   */
+  async create(
+    parts: AsyncIterable<SubmissionPart>,
+    options: { maxUploadBytes: number; signal?: AbortSignal },
+  ): Promise<Manifest> {
+    const id = newOperationId(this.#clock.now());
+    const log = this.#logger.child({ operationId: id });
+    try {
+      const { spec, input } = await receiveSubmission({ store: this.#store }, parts, {
+        operationId: id,
+        maxUploadBytes: options.maxUploadBytes,
+        signal: options.signal,
+      });
+      const headers = await this.#inspect(input.key, input.format, spec.sheet, options.signal);
+      const now = iso(this.#clock);
+      const manifest = await saveManifest(
+        { store: this.#store, clock: this.#clock },
+        {
+          v: 1,
+          id,
+          status: "queued",
+          spec,
+          input,
+          headers,
+          createdAt: now,
+          updatedAt: now,
+        },
+        options.signal,
+      );
+      log.info(
+        {
+          task: spec.task.name,
+          filename: input.filename,
+          bytes: input.bytes,
+          columns: headers.length,
+        },
+        "operation queued",
+      );
+      return manifest;
+    } catch (err) {
+      await this.#store.deletePrefix(keys.operationPrefix(id)).catch((cleanupErr: unknown) => {
+        log.error({ err: cleanupErr }, "could not delete a refused submission's objects");
+      });
+      if (err instanceof ShardfleetError)
+        log.info({ code: err.code }, `submission refused: ${err.message}`);
+      throw err;
+    }
+  }
+
+  async #inspect(
+    key: string,
+    format: "xlsx" | "csv",
+    sheet: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<string[]> {
+    const stream = await this.#store.getStream(key, signal);
+    if (!stream) throw new Error(`uploaded input ${key} vanished before it was read back`);
+    try {
+      const { headers } = await inspectWorkbook(stream, { format, sheet, signal });
+      return headers;
+    } catch (err) {
+      // A reader that trips on a malformed file is the file's fault; S3 faults stay 500s.
+      if (err instanceof ShardfleetError || (err as { $metadata?: unknown }).$metadata) throw err;
+      throw new BadInputError(
+        "WORKBOOK_INVALID",
+        `cannot read the workbook: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    } finally {
+      stream.destroy();
+    }
+  }
+
+  /** The operation's view; NotFoundError for an unknown id. */
+  async get(id: string, signal?: AbortSignal): Promise<OperationView> {
+    checkOperationId(id);
+    const cached = this.#terminalViews.get(id);
+    if (cached) return cached;
+    const manifest = await loadManifest(this.#store, id, signal);
+    if (!manifest) throw new NotFoundError(`operation ${id} not found`, { details: { id } });
+    return this.#view(manifest, signal);
+  }
+
+  /** Operations newest first. */
+  async list(options: { limit: number; signal?: AbortSignal }): Promise<OperationView[]> {
+    const ids = await listOperationIds(this.#store, options.signal);
+    const out: OperationView[] = [];
+    // Ids without a manifest are submissions in flight (or being refused): skip them.
+    for (let i = 0; i < ids.length && out.length < options.limit; i += 8) {
+      const batch = ids.slice(i, i + 8);
+      const views = await mapLimit(batch, 8, (id) =>
+        this.get(id, options.signal).catch((err: unknown) => {
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        }),
+      );
+      for (const v of views) if (v && out.length < options.limit) out.push(v);
+    }
+    return out;
+  }
+
+  async #view(manifest: Manifest, signal?: AbortSignal): Promise<OperationView> {
+    const progress = await this.#progress.read(manifest, { signal });
+    const view = viewOf(manifest, progress);
+    if (TERMINAL_STATUSES.has(manifest.status)) {
+      this.#terminalViews.set(manifest.id, view);
+      this.#progress.forget(manifest.id);
+      if (this.#terminalViews.size > this.#cacheSize) {
+        const oldest = this.#terminalViews.keys().next().value;
+        if (oldest !== undefined) this.#terminalViews.delete(oldest);
+      }
+    }
+    return view;
+  }
+
+  /**
+   * The result workbook as a stream. NotFoundError for an unknown id; NotReadyError (409),
+   * naming the status, until the operation has a merged result.
+   */
+  async openResult(id: string, signal?: AbortSignal): Promise<ResultDownload> {
+    checkOperationId(id);
+    const manifest = await loadManifest(this.#store, id, signal);
+    if (!manifest) throw new NotFoundError(`operation ${id} not found`, { details: { id } });
+    if (!manifest.result || !RESULT_STATUSES.has(manifest.status)) {
+      const why = manifest.error ? ` (${manifest.error.message})` : "";
+      throw new NotReadyError(
+        `operation ${id} is ${manifest.status}${why}: its result is available once it has finished`,
+        { details: { id, status: manifest.status } },
+      );
+    }
+    const stream = await this.#store.getStream(manifest.result.key, signal);
+    if (!stream) {
+      throw new NotFoundError(`the result of operation ${id} is gone (expired or deleted)`, {
+        details: { id },
+      });
+    }
+    return { stream, filename: `${id}-result.xlsx` };
+  }
+}

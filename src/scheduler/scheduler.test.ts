@@ -1,0 +1,314 @@
+/**
+ * The scheduler loop against a real local S3/SQS server, with the real splitter and merger and
+ * no workers: shard commits are written by hand, the way a worker writes them.
+ */
+import ExcelJS from "exceljs";
+import type { FastifyInstance } from "fastify";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { provisionResources } from "../local/provision.ts";
+import { systemClock } from "../shared/clock.ts";
+import { keys } from "../shared/keys.ts";
+import { silentLogger } from "../shared/logger.ts";
+import { ObjectStore } from "../shared/object-store.ts";
+import type { Manifest } from "../shared/schemas/operation.ts";
+import { attemptSchema, shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
+import { buildApp } from "./api/app.ts";
+import { eventually, multipart, startTestEnv, type TestEnv, transformSpec } from "./api/testing.ts";
+import { loadManifest, OperationService, saveManifest } from "./operations.ts";
+import { finalStatus, Scheduler } from "./scheduler.ts";
+
+let env: TestEnv;
+beforeAll(async () => {
+  env = await startTestEnv("sched-test");
+});
+afterAll(async () => {
+  await env?.close();
+});
+
+const running: Array<{ close(): Promise<void> }> = [];
+afterEach(async () => {
+  for (const r of running.splice(0).reverse()) await r.close();
+});
+
+let scopes = 0;
+/** A fresh bucket and queues per test, so counts and listings see only that test's work. */
+async function scope(options: { dlq?: boolean } = {}) {
+  const name = `sched-${++scopes}`;
+  const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
+  const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
+  const logger = silentLogger();
+  const operations = new OperationService({ store, logger, clock: systemClock });
+  const app: FastifyInstance = buildApp({ operations, logger, maxUploadBytes: 1 << 20 });
+  const scheduler = new Scheduler(
+    { store, queue: env.queue, logger, clock: systemClock },
+    {
+      workQueueUrl: resources.queues.work,
+      intervalMs: 20,
+      ...(options.dlq ? { dlqUrl: resources.queues.dlq } : {}),
+    },
+  );
+  running.push({ close: () => app.close() }, { close: () => scheduler.stop() });
+
+  const submit = async (csv: string, spec: Record<string, unknown> = {}) => {
+    const { payload, headers } = await multipart([
+      { name: "spec", value: JSON.stringify(transformSpec(spec)) },
+      { name: "file", filename: "people.csv", type: "text/csv", data: csv },
+    ]);
+    const res = await app.inject({ method: "POST", url: "/operations", payload, headers });
+    expect(res.statusCode).toBe(202);
+    return (res.json() as { id: string }).id;
+  };
+  const view = async (id: string) => (await app.inject(`/operations/${id}`)).json();
+  const until = (id: string, status: string) =>
+    eventually(async () => {
+      const v = await view(id);
+      return v.status === status ? v : undefined;
+    });
+  return { resources, store, app, scheduler, submit, view, until };
+}
+
+const CSV =
+  "name,city\nada,london\nalan,wilmslow\ngrace,arlington\nedsger,nuenen\nbarbara,boston\n";
+const NAMES = ["ada", "alan", "grace", "edsger", "barbara"];
+
+/** Commits a shard the way a worker does: result chunk(s), then done.json. */
+async function commitShard(
+  store: ObjectStore,
+  manifest: Manifest,
+  shardId: string,
+  errorAt: ReadonlySet<number> = new Set(),
+) {
+  const shard = manifest.shards!.find((s) => s.id === shardId)!;
+  const lines: string[] = [];
+  for (let i = shard.start; i < shard.end; i++) {
+    lines.push(
+      JSON.stringify(
+        errorAt.has(i) ? { i, e: `row ${i} failed` } : { i, r: { upper: NAMES[i]!.toUpperCase() } },
+      ),
+    );
+  }
+  const chunk = keys.chunk(manifest.id, shardId, shard.start, shard.end);
+  await store.putText(chunk, `${lines.join("\n")}\n`);
+  const errorRows = [...errorAt].filter((i) => i >= shard.start && i < shard.end).length;
+  await store.putJsonIfAbsent(keys.done(manifest.id, shardId), shardDoneSchema, {
+    v: 1,
+    operationId: manifest.id,
+    shardId,
+    attemptId: "a1",
+    instanceId: "test",
+    rows: shard.end - shard.start,
+    errorRows,
+    columns: ["upper"],
+    chunks: [{ key: chunk, start: shard.start, end: shard.end }],
+    committedAt: new Date().toISOString(),
+  });
+}
+
+async function readXlsx(payload: Buffer): Promise<unknown[][]> {
+  const workbook = new ExcelJS.Workbook();
+  await workbook.xlsx.load(payload as unknown as ArrayBuffer);
+  const rows: unknown[][] = [];
+  workbook.worksheets[0]!.eachRow((row) => rows.push((row.values as unknown[]).slice(1)));
+  return rows;
+}
+
+describe("finalStatus", () => {
+  it("succeeds without errors, tolerates failures up to the percent, fails above it", () => {
+    expect(finalStatus(100, 0, 0)).toBe("succeeded");
+    expect(finalStatus(100, 5, 5)).toBe("succeeded-with-failures");
+    expect(finalStatus(100, 6, 5)).toBe("failed");
+    expect(finalStatus(100, 100, 100)).toBe("succeeded-with-failures");
+    expect(finalStatus(3, 1, 0)).toBe("failed");
+  });
+});
+
+describe("Scheduler", () => {
+  it("drives an operation from queued to succeeded-with-failures, reporting progress on the way", async () => {
+    const s = await scope();
+    const id = await s.submit(CSV, { shardSize: 2 });
+    expect((await s.view(id)).status).toBe("queued");
+
+    s.scheduler.start();
+    const split = await s.until(id, "running");
+    expect(split).toMatchObject({
+      rows: { total: 5, done: 0, failed: 0 },
+      shards: { total: 3, pending: 3, running: 0, done: 0, failed: 0 },
+    });
+    expect(split.startedAt).toEqual(expect.any(String));
+
+    // One message per shard, matching the manifest's ranges.
+    const manifest = (await loadManifest(s.store, id))!;
+    const messages = await env.queue.receive(s.resources.queues.work, {
+      max: 10,
+      waitSeconds: 0,
+      visibilityTimeout: 30,
+    });
+    expect(
+      messages
+        .map((m) => shardMessageSchema.parse(JSON.parse(m.body)))
+        .sort((a, b) => a.start - b.start),
+    ).toEqual(
+      manifest.shards!.map((sh) => ({
+        v: 1,
+        operationId: id,
+        shardId: sh.id,
+        start: sh.start,
+        end: sh.end,
+      })),
+    );
+
+    const early = await s.app.inject(`/operations/${id}/result`);
+    expect(early.statusCode).toBe(409);
+    expect(early.json().error.message).toMatch(/is running/);
+
+    // A worker picks up the first shard: it shows as running.
+    const [first, second, third] = manifest.shards!.map((sh) => sh.id);
+    await s.store.putJson(keys.attempt(id, first!, "a1"), attemptSchema, {
+      v: 1,
+      attemptId: "a1",
+      operationId: id,
+      shardId: first!,
+      instanceId: "test",
+      market: "spot",
+      startedAt: new Date().toISOString(),
+      rowsDone: 0,
+      cause: "running",
+    });
+    expect((await s.view(id)).shards).toEqual({
+      total: 3,
+      pending: 2,
+      running: 1,
+      done: 0,
+      failed: 0,
+    });
+
+    await commitShard(s.store, manifest, first!);
+    await commitShard(s.store, manifest, second!, new Set([3]));
+    expect(await s.view(id)).toMatchObject({
+      status: "running",
+      rows: { total: 5, done: 4, failed: 1 },
+      shards: { total: 3, pending: 1, running: 0, done: 2, failed: 0 },
+    });
+
+    await commitShard(s.store, manifest, third!);
+    const finished = await s.until(id, "succeeded-with-failures");
+    expect(finished).toMatchObject({
+      rows: { total: 5, done: 5, failed: 1 },
+      shards: { total: 3, pending: 0, running: 0, done: 3, failed: 0 },
+      result: { rows: 5, errorRows: 1, columns: ["upper"] },
+    });
+    expect(finished.finishedAt).toEqual(expect.any(String));
+
+    const res = await s.app.inject(`/operations/${id}/result`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["content-type"]).toBe(
+      "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    );
+    expect(res.headers["content-disposition"]).toBe(`attachment; filename="${id}-result.xlsx"`);
+    expect(await readXlsx(res.rawPayload)).toEqual([
+      ["name", "city", "upper", "error"],
+      ["ada", "london", "ADA"],
+      ["alan", "wilmslow", "ALAN"],
+      ["grace", "arlington", "GRACE"],
+      ["edsger", "nuenen", undefined, "row 3 failed"],
+      ["barbara", "boston", "BARBARA"],
+    ]);
+  });
+
+  it("fails an operation whose error rate is over the tolerance, keeping its result", async () => {
+    const s = await scope();
+    const id = await s.submit(CSV, { shardSize: 5, toleratedFailurePercent: 10 });
+    s.scheduler.start();
+    await s.until(id, "running");
+    const manifest = (await loadManifest(s.store, id))!;
+    await commitShard(s.store, manifest, manifest.shards![0]!.id, new Set([1]));
+    const failed = await s.until(id, "failed");
+    expect(failed.error).toEqual({
+      code: "TASK_FAILED",
+      message: "1 of 5 rows failed, over the tolerated 10%",
+    });
+    expect((await s.app.inject(`/operations/${id}/result`)).statusCode).toBe(200);
+  });
+
+  it("fails an operation whose split throws, with the error's code and message", async () => {
+    const s = await scope();
+    const id = await s.submit(CSV);
+    // The input vanishes before the split (e.g. expired): the split cannot succeed.
+    await s.store.deletePrefix(`${keys.operationPrefix(id)}input/`);
+    s.scheduler.start();
+    const failed = await s.until(id, "failed");
+    expect(failed.error.code).toBe("NOT_FOUND");
+    expect(failed.error.message).toMatch(/input workbook .* not found/);
+    expect(failed.finishedAt).toEqual(expect.any(String));
+  });
+
+  it("resumes after a restart: an interrupted split is redone, an interrupted merge finished", async () => {
+    const s = await scope();
+    const splitting = await s.submit(CSV, { shardSize: 2 });
+    const merging = await s.submit(CSV, { shardSize: 5 });
+    // As a crashed scheduler would have left them.
+    const m1 = (await loadManifest(s.store, splitting))!;
+    await saveManifest({ store: s.store, clock: systemClock }, { ...m1, status: "splitting" });
+    const m2 = (await loadManifest(s.store, merging))!;
+    const m2Split = {
+      ...m2,
+      status: "merging" as const,
+      rows: 5,
+      shards: [{ id: "s000000", start: 0, end: 5 }],
+    };
+    await s.store.putText(
+      keys.shardInput(merging, "s000000"),
+      NAMES.map((n, i) => JSON.stringify({ i, c: [n, "x"] })).join("\n"),
+    );
+    await saveManifest({ store: s.store, clock: systemClock }, m2Split);
+    await commitShard(s.store, m2Split, "s000000");
+
+    s.scheduler.start();
+    expect((await s.until(splitting, "running")).shards.total).toBe(3);
+    expect((await s.until(merging, "succeeded")).result.rows).toBe(5);
+  });
+
+  it("commits a dead-lettered shard as failed, so its operation still finishes", async () => {
+    const s = await scope({ dlq: true });
+    const id = await s.submit(CSV, { shardSize: 3 });
+    s.scheduler.start();
+    await s.until(id, "running");
+    const manifest = (await loadManifest(s.store, id))!;
+    const [first, second] = manifest.shards!;
+    await commitShard(s.store, manifest, first!.id);
+    // SQS gave up on the second shard after maxReceiveCount deliveries.
+    await env.queue.sendRaw(
+      s.resources.queues.dlq,
+      JSON.stringify({
+        v: 1,
+        operationId: id,
+        shardId: second!.id,
+        start: second!.start,
+        end: second!.end,
+      }),
+    );
+    const done = await s.until(id, "succeeded-with-failures");
+    expect(done).toMatchObject({
+      rows: { total: 5, failed: 2 },
+      shards: { total: 2, done: 1, failed: 1, pending: 0 },
+    });
+    const marker = await s.store.getJson(keys.done(id, second!.id), shardDoneSchema);
+    expect(marker?.failed).toMatch(/dead-letter queue/);
+    const dlq = await env.queue.receive(s.resources.queues.dlq, {
+      max: 10,
+      waitSeconds: 0,
+      visibilityTimeout: 0,
+    });
+    expect(dlq).toEqual([]);
+  });
+
+  it("stops cleanly and refuses to start twice", async () => {
+    const s = await scope();
+    expect(s.scheduler.state).toBe("idle");
+    s.scheduler.start();
+    expect(s.scheduler.state).toBe("running");
+    expect(() => s.scheduler.start()).toThrow(/running/);
+    await s.scheduler.stop();
+    expect(s.scheduler.state).toBe("stopped");
+  });
+});

@@ -1,0 +1,377 @@
+/**
+ * The scheduler loop: drives each operation through its lifecycle.
+ *
+ *   queued → splitting → running → merging → succeeded | succeeded-with-failures | failed
+ *
+ * Every pass lists the operations in S3 and acts on those not yet terminal, so a restarted
+ * scheduler simply carries on: an interrupted split is run again (shard ids and ranges are a
+ * pure function of the input and shard size, so it rewrites the same keys and re-sends the same
+ * messages, which workers tolerate as duplicates), an interrupted merge is run again.
+ *
+ * Splits and merges run as background jobs, at most `maxConcurrentJobs` at once, so a long
+ * split never delays noticing that another operation has finished.
+ *
+ * Lifecycle: idle → running (start) → draining (stop: abort jobs, wait for them) → stopped.
+ */
+import type { Clock } from "../shared/clock.ts";
+import { describeError, ShardfleetError } from "../shared/errors.ts";
+import { keys } from "../shared/keys.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
+import {
+  type Manifest,
+  type OperationStatus,
+  TERMINAL_STATUSES,
+} from "../shared/schemas/operation.ts";
+import { shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
+import type { ShardQueue } from "../shared/shard-queue.ts";
+import { mergeOperation } from "./merger.ts";
+import {
+  listOperationIds,
+  loadManifest,
+  mapLimit,
+  ShardProgressReader,
+  saveManifest,
+} from "./operations.ts";
+import { splitOperation } from "./splitter.ts";
+
+export interface SchedulerDeps {
+  store: ObjectStore;
+  queue: ShardQueue;
+  logger: Logger;
+  clock: Clock;
+}
+
+export interface SchedulerOptions {
+  workQueueUrl: string;
+  /**
+   * The dead-letter queue. When set, each pass drains it: a shard that kept failing until SQS
+   * gave up on it is committed as failed (its rows become error rows), so its operation can
+   * finish instead of waiting for ever. @default undefined (not drained)
+   */
+  dlqUrl?: string;
+  /** Pause between passes. @default 500 */
+  intervalMs?: number;
+  /** Splits and merges running at once. @default 2 */
+  maxConcurrentJobs?: number;
+}
+
+export type SchedulerState = "idle" | "running" | "draining" | "stopped";
+
+type JobKind = "split" | "merge";
+
+/** The outcome of a finished merge, from its error rate and the spec's tolerance. */
+export function finalStatus(
+  rows: number,
+  errorRows: number,
+  toleratedFailurePercent: number,
+): OperationStatus {
+  if (errorRows === 0) return "succeeded";
+  const percent = rows === 0 ? 100 : (errorRows / rows) * 100;
+  return percent <= toleratedFailurePercent ? "succeeded-with-failures" : "failed";
+}
+
+export class Scheduler {
+  readonly #store: ObjectStore;
+  readonly #queue: ShardQueue;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #options: Required<Omit<SchedulerOptions, "dlqUrl">> & { dlqUrl?: string };
+  readonly #progress: ShardProgressReader;
+  /** Operations known to be terminal: never read again by this process. */
+  readonly #terminal = new Set<string>();
+  /** Manifests that failed to parse, reported once each. */
+  readonly #unreadable = new Set<string>();
+  readonly #jobs = new Map<string, Promise<void>>();
+  #state: SchedulerState = "idle";
+  #abort = new AbortController();
+  #loop: Promise<void> | undefined;
+
+  constructor(deps: SchedulerDeps, options: SchedulerOptions) {
+    this.#store = deps.store;
+    this.#queue = deps.queue;
+    this.#logger = deps.logger;
+    this.#clock = deps.clock;
+    this.#options = {
+      workQueueUrl: options.workQueueUrl,
+      dlqUrl: options.dlqUrl,
+      intervalMs: options.intervalMs ?? 500,
+      maxConcurrentJobs: options.maxConcurrentJobs ?? 2,
+    };
+    this.#progress = new ShardProgressReader({ store: deps.store });
+  }
+
+  get state(): SchedulerState {
+    return this.#state;
+  }
+
+  /** Starts the loop. Its first pass rebuilds the view of every operation from S3. */
+  start(): void {
+    if (this.#state !== "idle") throw new Error(`scheduler cannot start: it is ${this.#state}`);
+    this.#state = "running";
+    this.#loop = this.#run();
+    this.#logger.info({ intervalMs: this.#options.intervalMs }, "scheduler started");
+  }
+
+  /**
+   * Stops the loop and aborts running splits and merges; resolves once they have unwound.
+   * Their operations keep their status in S3 and are resumed by the next start.
+   */
+  async stop(): Promise<void> {
+    if (this.#state !== "running") return;
+    this.#state = "draining";
+    this.#abort.abort(new Error("scheduler stopping"));
+    await this.#loop;
+    await Promise.allSettled(this.#jobs.values());
+    this.#state = "stopped";
+    this.#logger.info("scheduler stopped");
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      try {
+        await this.tick(signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        this.#logger.error({ err }, "scheduler pass failed; retrying next pass");
+      }
+      try {
+        await this.#clock.sleep(this.#options.intervalMs, signal);
+      } catch {
+        break;
+      }
+    }
+  }
+
+  /** One pass over every operation not yet terminal (public so tests can drive passes). */
+  async tick(signal: AbortSignal = this.#abort.signal): Promise<void> {
+    if (this.#options.dlqUrl) {
+      // A DLQ problem must not stop operations from advancing.
+      await this.#drainDlq(this.#options.dlqUrl, signal).catch((err: unknown) => {
+        if (signal.aborted) throw err;
+        this.#logger.error({ err }, "draining the dead-letter queue failed; retrying next pass");
+      });
+    }
+    const ids = (await listOperationIds(this.#store, signal))
+      .filter((id) => !this.#terminal.has(id) && !this.#jobs.has(id))
+      // Oldest first: operations are served in submission order.
+      .reverse();
+    await mapLimit(ids, 8, async (id) => {
+      try {
+        const manifest = await this.#load(id, signal);
+        if (manifest) await this.#advance(manifest, signal);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        // One operation's trouble (a flaky read) must not hold up the others.
+        this.#logger.error(
+          { err, operationId: id },
+          "could not advance operation; retrying next pass",
+        );
+      }
+    });
+  }
+
+  async #load(id: string, signal: AbortSignal): Promise<Manifest | undefined> {
+    try {
+      return await loadManifest(this.#store, id, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      if (!this.#unreadable.has(id)) {
+        this.#unreadable.add(id);
+        this.#logger.error({ err, operationId: id }, "manifest unreadable; operation skipped");
+      }
+      return undefined;
+    }
+  }
+
+  async #advance(manifest: Manifest, signal: AbortSignal): Promise<void> {
+    switch (manifest.status) {
+      case "queued":
+      case "splitting":
+        this.#startJob("split", manifest);
+        return;
+      case "running": {
+        const { done } = await this.#progress.read(manifest, { attempts: false, signal });
+        if (done.size === (manifest.shards ?? []).length) this.#startJob("merge", manifest);
+        return;
+      }
+      case "merging":
+        this.#startJob("merge", manifest);
+        return;
+      default:
+        if (TERMINAL_STATUSES.has(manifest.status)) this.#finished(manifest.id);
+    }
+  }
+
+  #finished(id: string): void {
+    this.#terminal.add(id);
+    this.#progress.forget(id);
+  }
+
+  #startJob(kind: JobKind, manifest: Manifest): void {
+    if (this.#jobs.has(manifest.id) || this.#jobs.size >= this.#options.maxConcurrentJobs) return;
+    const signal = this.#abort.signal;
+    const log = this.#logger.child({ operationId: manifest.id });
+    const job = (
+      kind === "split" ? this.#split(manifest, log, signal) : this.#merge(manifest, log, signal)
+    )
+      .catch(async (err: unknown) => {
+        if (signal.aborted) {
+          log.info({ job: kind }, `${kind} interrupted by shutdown; resumed on next start`);
+          return;
+        }
+        log.error({ err, job: kind }, `${kind} failed; operation failed`);
+        await this.#fail(manifest, err, log);
+      })
+      .finally(() => this.#jobs.delete(manifest.id));
+    this.#jobs.set(manifest.id, job);
+  }
+
+  #save(manifest: Manifest, signal?: AbortSignal): Promise<Manifest> {
+    return saveManifest({ store: this.#store, clock: this.#clock }, manifest, signal);
+  }
+
+  #now(): string {
+    return new Date(this.#clock.now()).toISOString();
+  }
+
+  async #split(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
+    let current = manifest;
+    if (current.status !== "splitting") {
+      current = await this.#save({ ...current, status: "splitting" }, signal);
+    } else {
+      log.info("resuming an interrupted split from the start");
+    }
+    log.info("splitting");
+    const { rows, shards } = await splitOperation(
+      { store: this.#store, queue: this.#queue, logger: log },
+      { manifest: current, workQueueUrl: this.#options.workQueueUrl, signal },
+    );
+    await this.#save(
+      { ...current, status: "running", rows, shards, startedAt: this.#now() },
+      signal,
+    );
+    log.info({ rows, shards: shards.length }, "split done; operation running");
+  }
+
+  async #merge(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
+    let current = manifest;
+    if (current.status !== "merging") {
+      current = await this.#save({ ...current, status: "merging" }, signal);
+    }
+    log.info("every shard committed; merging");
+    const result = await mergeOperation(
+      { store: this.#store, logger: log },
+      { manifest: current, signal },
+    );
+    const status = finalStatus(result.rows, result.errorRows, current.spec.toleratedFailurePercent);
+    const error =
+      status === "failed"
+        ? {
+            code: "TASK_FAILED",
+            message: `${result.errorRows} of ${result.rows} rows failed, over the tolerated ${current.spec.toleratedFailurePercent}%`,
+          }
+        : undefined;
+    await this.#save(
+      {
+        ...current,
+        status,
+        result: {
+          key: result.key,
+          rows: result.rows,
+          errorRows: result.errorRows,
+          columns: result.columns,
+        },
+        ...(error ? { error } : {}),
+        finishedAt: this.#now(),
+      },
+      signal,
+    );
+    this.#finished(current.id);
+    log.info({ status, rows: result.rows, errorRows: result.errorRows }, `operation ${status}`);
+  }
+
+  /** Marks the operation failed with the error's code and message. Re-reads the manifest first. */
+  async #fail(manifest: Manifest, err: unknown, log: Logger): Promise<void> {
+    try {
+      const latest = (await loadManifest(this.#store, manifest.id)) ?? manifest;
+      await this.#save({
+        ...latest,
+        status: "failed",
+        error: {
+          code: err instanceof ShardfleetError ? err.code : "INTERNAL",
+          message: describeError(err),
+        },
+        finishedAt: this.#now(),
+      });
+      this.#finished(manifest.id);
+    } catch (saveErr) {
+      // Left as it was: the next pass retries the job, and fails it again if it fails again.
+      log.error({ err: saveErr }, "could not record the operation's failure");
+    }
+  }
+
+  /**
+   * Commits every shard SQS has given up on as failed. The marker goes through the same
+   * first-writer-wins put as a worker's commit, so a late worker success is never overwritten
+   * and a late worker commit simply loses.
+   */
+  async #drainDlq(dlqUrl: string, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      const messages = await this.#queue.receive(dlqUrl, {
+        max: 10,
+        waitSeconds: 0,
+        visibilityTimeout: 30,
+        signal,
+      });
+      if (messages.length === 0) return;
+      for (const message of messages) {
+        let parsed: ReturnType<typeof shardMessageSchema.safeParse>;
+        try {
+          parsed = shardMessageSchema.safeParse(JSON.parse(message.body));
+        } catch {
+          parsed = shardMessageSchema.safeParse(undefined);
+        }
+        if (!parsed.success) {
+          // Not ours to judge: leave it for an operator, out of sight for an hour.
+          this.#logger.warn(
+            { messageId: message.messageId },
+            "unparseable message in the DLQ left there",
+          );
+          await this.#queue.changeVisibility(dlqUrl, message.receiptHandle, 3600, signal);
+          continue;
+        }
+        const shard = parsed.data;
+        const manifest = await loadManifest(this.#store, shard.operationId, signal);
+        if (manifest && manifest.status === "running") {
+          const committed = await this.#store.putJsonIfAbsent(
+            keys.done(shard.operationId, shard.shardId),
+            shardDoneSchema,
+            {
+              v: 1,
+              operationId: shard.operationId,
+              shardId: shard.shardId,
+              attemptId: `dlq-${message.messageId}`,
+              instanceId: "scheduler",
+              rows: shard.end - shard.start,
+              errorRows: shard.end - shard.start,
+              columns: [],
+              chunks: [],
+              failed: `shard failed ${message.receiveCount} times and was moved to the dead-letter queue`,
+              committedAt: this.#now(),
+            },
+            signal,
+          );
+          this.#logger.warn(
+            { operationId: shard.operationId, shardId: shard.shardId, committed },
+            committed
+              ? "shard dead-lettered; committed as failed"
+              : "shard dead-lettered after it was committed",
+          );
+        }
+        await this.#queue.delete(dlqUrl, message.receiptHandle, signal);
+      }
+    }
+  }
+}
