@@ -6,9 +6,33 @@
 import { createServer } from "node:net";
 import { request } from "undici";
 import { createAwsClients } from "../shared/aws.ts";
+import { systemClock } from "../shared/clock.ts";
+import { createLogger, type Logger } from "../shared/logger.ts";
 import { startLocalAwsServer } from "./aws-server.ts";
+import { type LocalImds, startLocalImds } from "./imds.ts";
 import { type ComponentProcess, spawnComponent } from "./processes.ts";
 import { type ProvisionedResources, provisionResources } from "./provision.ts";
+import { type ReclaimDecision, SpotMarket, type SpotMarketPolicy } from "./spot-market.ts";
+
+/** A spot notice comes two minutes before the instance is taken. */
+export const SPOT_NOTICE_MS = 120_000;
+
+export type Market = "spot" | "on-demand";
+
+/** One local "instance": a worker process with its own metadata endpoint. */
+export interface LocalInstance {
+  readonly name: string;
+  readonly market: Market;
+  readonly process: ComponentProcess;
+  readonly imds: LocalImds;
+  /** running → (noticed →) gone; `stopped` when the stack stopped it. */
+  readonly state: "running" | "noticed" | "gone" | "stopped";
+  /**
+   * Reclaims it as AWS would: with a notice (published on its metadata endpoint, then SIGKILL
+   * after the scaled two minutes unless it has exited by then) or without (SIGKILL now).
+   */
+  reclaim(withNotice: boolean): void;
+}
 
 /** Dummy credentials: the local server does not check signatures, but the SDK insists on some. */
 export const LOCAL_CREDENTIALS = { accessKeyId: "test", secretAccessKey: "test" } as const;
@@ -33,6 +57,16 @@ export interface LocalStackOptions {
   settings?: Record<string, string>;
   /** Bucket name. @default "shardfleet-local" */
   bucket?: string;
+  /** Market of the initial instances. @default "spot" */
+  market?: Market;
+  /** Start a replacement when an instance is reclaimed or dies. @default true */
+  replaceLostInstances?: boolean;
+  /** Scales simulated time (spot notice lead): 0.05 makes two minutes six seconds. @default 1 */
+  timeFactor?: number;
+  /** Run the simulated spot market with this policy. @default off */
+  spotMarket?: SpotMarketPolicy;
+  /** Logger for the stack's own events. @default silent unless logDir is set (then info) */
+  logger?: Logger;
 }
 
 export interface LocalStack {
@@ -47,9 +81,18 @@ export interface LocalStack {
   /** The scheduler API URL, when the scheduler runs. */
   readonly apiUrl: string | undefined;
   readonly scheduler: ComponentProcess | undefined;
-  readonly instances: ComponentProcess[];
+  /** Every instance started so far, live or gone. */
+  readonly instances: LocalInstance[];
+  /** The instances whose process still runs. */
+  liveInstances(): LocalInstance[];
   /** Starts one more worker instance. */
-  addInstance(market?: "spot" | "on-demand"): ComponentProcess;
+  addInstance(market?: Market): Promise<LocalInstance>;
+  /** SIGKILLs the scheduler (it keeps no state S3 does not hold). */
+  killScheduler(): Promise<void>;
+  /** Starts the scheduler again on the same port and waits until it answers. */
+  restartScheduler(): Promise<void>;
+  /** The simulated spot market, when enabled. */
+  readonly spotMarket: SpotMarket | undefined;
   /** Stops every component (SIGTERM, then SIGKILL after a grace period) and the server. */
   close(): Promise<void>;
 }
@@ -91,7 +134,7 @@ async function waitForHealth(url: string, component: ComponentProcess, timeoutMs
 
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const server = await startLocalAwsServer({ port: options.awsPort ?? 0 });
-  const instances: ComponentProcess[] = [];
+  const instances: LocalInstance[] = [];
   let scheduler: ComponentProcess | undefined;
   try {
     const clients = createAwsClients({
@@ -120,38 +163,99 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       SHARDFLEET_DLQ_URL: resources.queues.dlq,
       SHARDFLEET_LOG_LEVEL: options.logLevel ?? "info",
       SHARDFLEET_VISIBILITY_TIMEOUT_S: String(options.visibilityTimeoutSeconds ?? 60),
+      // A busy worker lets its pending long poll finish before it exits (an aborted poll would
+      // swallow a message), so a short wait keeps local stops quick.
+      SHARDFLEET_POLL_WAIT_S: "2",
       ...options.settings,
     };
 
+    const logger = options.logger ?? createLogger({ level: options.logDir ? "info" : "silent" });
     let apiUrl: string | undefined;
+    let apiPort = 0;
     const workers = options.workers ?? 0;
-    if (options.scheduler ?? workers > 0) {
-      const port = options.apiPort || (await freePort());
-      apiUrl = `http://127.0.0.1:${port}`;
+    const startScheduler = async () => {
       scheduler = spawnComponent("scheduler", {
         name: "scheduler",
+        env: { ...componentEnv, SHARDFLEET_API_HOST: "127.0.0.1", SHARDFLEET_API_PORT: String(apiPort) },
+        logDir: options.logDir,
+      });
+      await waitForHealth(apiUrl!, scheduler, 30_000);
+    };
+    if (options.scheduler ?? workers > 0) {
+      apiPort = options.apiPort || (await freePort());
+      apiUrl = `http://127.0.0.1:${apiPort}`;
+      await startScheduler();
+    }
+
+    const timeFactor = options.timeFactor ?? 1;
+    const replace = options.replaceLostInstances ?? true;
+    let closing = false;
+    let nextInstance = 1;
+    const addInstance = async (market: Market = options.market ?? "spot"): Promise<LocalInstance> => {
+      const name = `local-${String(nextInstance++).padStart(3, "0")}`;
+      const imds = await startLocalImds({ instanceId: name, market });
+      const proc = spawnComponent("worker", {
+        name,
         env: {
           ...componentEnv,
-          SHARDFLEET_API_HOST: "127.0.0.1",
-          SHARDFLEET_API_PORT: String(port),
+          SHARDFLEET_INSTANCE_ID: name,
+          SHARDFLEET_MARKET: market,
+          AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
         },
         logDir: options.logDir,
       });
-      await waitForHealth(apiUrl, scheduler, 30_000);
-    }
-
-    let nextInstance = 1;
-    const addInstance = (market: "spot" | "on-demand" = "spot") => {
-      const name = `local-${String(nextInstance++).padStart(3, "0")}`;
-      const instance = spawnComponent("worker", {
+      let state: LocalInstance["state"] = "running";
+      const instance: LocalInstance = {
         name,
-        env: { ...componentEnv, SHARDFLEET_INSTANCE_ID: name, SHARDFLEET_MARKET: market },
-        logDir: options.logDir,
-      });
+        market,
+        process: proc,
+        imds,
+        get state() {
+          return state;
+        },
+        reclaim(withNotice) {
+          if (state !== "running") return;
+          if (withNotice) {
+            state = "noticed";
+            const lead = SPOT_NOTICE_MS * timeFactor;
+            imds.noticeInterruption(new Date(Date.now() + lead));
+            setTimeout(() => void proc.kill(), lead).unref();
+          } else {
+            state = "gone";
+            void proc.kill();
+          }
+        },
+      };
       instances.push(instance);
+      void proc.exited.then(async (code) => {
+        await imds.close();
+        if (closing) {
+          state = "stopped";
+          return;
+        }
+        logger.info({ instanceId: name, code, market }, "instance gone");
+        state = "gone";
+        if (replace) await addInstance(market);
+      });
+      logger.info({ instanceId: name, market }, "instance started");
       return instance;
     };
-    for (let i = 0; i < workers; i++) addInstance();
+    for (let i = 0; i < workers; i++) await addInstance();
+
+    let spotMarket: SpotMarket | undefined;
+    if (options.spotMarket) {
+      spotMarket = new SpotMarket(
+        {
+          clock: systemClock,
+          logger,
+          instances: () =>
+            instances.map((i) => ({ name: i.name, market: i.market, reclaimable: i.state === "running" })),
+          reclaim: (d: ReclaimDecision) => instances.find((i) => i.name === d.name)?.reclaim(d.kind === "notice"),
+        },
+        options.spotMarket,
+      );
+      spotMarket.start();
+    }
 
     let closed: Promise<void> | undefined;
     return {
@@ -161,12 +265,27 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       clientEnv,
       componentEnv,
       apiUrl,
-      scheduler,
+      get scheduler() {
+        return scheduler;
+      },
       instances,
+      spotMarket,
+      liveInstances: () => instances.filter((i) => i.state === "running" || i.state === "noticed"),
       addInstance,
+      async killScheduler() {
+        await scheduler?.kill();
+      },
+      async restartScheduler() {
+        if (!apiUrl) throw new Error("this stack runs no scheduler");
+        await scheduler?.kill();
+        await startScheduler();
+      },
       close() {
         closed ??= (async () => {
-          await Promise.all(instances.map((p) => p.stop()));
+          closing = true;
+          spotMarket?.stop();
+          await Promise.all(instances.map((i) => i.process.stop()));
+          await Promise.all(instances.map((i) => i.imds.close()));
           await scheduler?.stop();
           await server.close();
         })();
@@ -174,7 +293,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       },
     };
   } catch (err) {
-    await Promise.all(instances.map((p) => p.kill()));
+    await Promise.all(instances.map((i) => i.process.kill()));
     await scheduler?.kill();
     await server.close();
     throw err;

@@ -1,0 +1,418 @@
+/**
+ * The worker's consumer loop: long-polls the work queue, runs up to `shardsInFlight` shards at
+ * once, deletes each message after its shard is committed.
+ *
+ * States:
+ *   starting  constructed, `run()` not called yet
+ *   running   polling and processing
+ *   draining  `stop()` called (or a fatal queue error): no new receives; in-flight shards get
+ *             the grace period to finish, then their signals abort and their messages are made
+ *             visible again at once so another worker picks them up
+ *   stopped   drained after `stop()`; `run()` has resolved
+ *   failed    drained after a fatal error (the queue is gone, access denied); `run()` rejects
+ *
+ * Message outcomes:
+ *   success               → DeleteMessage
+ *   InvalidMessageError   → the raw body to the DLQ (SendMessage), then DeleteMessage
+ *   any other error       → ChangeMessageVisibility 0: retried at once elsewhere; after the
+ *                           queue's maxReceiveCount SQS moves it to the DLQ itself
+ *   aborted (stopping)    → ChangeMessageVisibility 0
+ *   received while draining → ChangeMessageVisibility 0, never started
+ *
+ * Why a draining worker does not abort its pending long poll when it has shards in flight: a
+ * ReceiveMessage whose client went away stays open on the server for the rest of its wait, and
+ * whatever it catches (our own just-released messages first of all) turns invisible for a whole
+ * visibility timeout with nobody working on it. So the poll is left to end on its own (at most
+ * `pollWaitSeconds` after it began) and what it brings is released again. An idle worker has
+ * nothing to release and aborts its poll at once, so stopping it is instant; a forced stop
+ * (`stop({ graceMs: 0 })` a second time) aborts everything.
+ *
+ * One AbortController for the process (aborts every shard), one for receiving, one per shard.
+ */
+import { type Clock, systemClock } from "../shared/clock.ts";
+import { InvalidMessageError, ShardfleetError } from "../shared/errors.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { ReceivedMessage } from "../shared/shard-queue.ts";
+import { Heartbeat, type VisibilityPort } from "./heartbeat.ts";
+
+export type ConsumerState = "starting" | "running" | "draining" | "stopped" | "failed";
+
+/** The queue calls the consumer makes (ShardQueue implements them). */
+export interface ConsumerQueue extends VisibilityPort {
+  receive(
+    queueUrl: string,
+    options: { max: number; waitSeconds: number; visibilityTimeout: number; signal?: AbortSignal },
+  ): Promise<ReceivedMessage[]>;
+  delete(queueUrl: string, receiptHandle: string, signal?: AbortSignal): Promise<void>;
+  sendRaw(queueUrl: string, body: string, signal?: AbortSignal): Promise<void>;
+}
+
+/** What runs one message (ShardProcessor implements it). */
+export interface ShardHandler {
+  /**
+   * Resolves when the shard is done (committed by anyone). Throws InvalidMessageError for a
+   * body that can never succeed; rejects with the signal's reason when aborted.
+   */
+  process(body: string, ctx: { signal: AbortSignal }): Promise<unknown>;
+}
+
+export interface ConsumerDeps {
+  queue: ConsumerQueue;
+  handler: ShardHandler;
+  logger: Logger;
+  /** @default systemClock */
+  clock?: Clock;
+}
+
+export interface ConsumerOptions {
+  queues: {
+    work: string;
+    /** Polled first by on-demand workers (a later change; see `#pollQueue`). */
+    straggler?: string | undefined;
+    /** Where unparseable messages go. Without one they are left to the queue's redrive. */
+    dlq?: string | undefined;
+  };
+  market: "spot" | "on-demand";
+  /** Shards processed at once. @default 2 */
+  shardsInFlight?: number;
+  /** Visibility a receive (and each heartbeat) sets, in seconds. @default 60 */
+  visibilityTimeoutSeconds?: number;
+  /** Long-poll wait, in seconds (0–20). @default 20 */
+  pollWaitSeconds?: number;
+  /** How long `stop()` lets in-flight shards finish before aborting them. @default 30000 */
+  stopGraceMs?: number;
+  /** Keep in-flight messages invisible while they run. @default true */
+  heartbeat?: boolean;
+  /** Heartbeat interval. @default a third of the visibility timeout */
+  heartbeatIntervalMs?: number;
+}
+
+/** SQS errors that no amount of retrying fixes: the worker is misconfigured. */
+const FATAL_QUEUE_ERRORS = new Set([
+  "QueueDoesNotExist",
+  "AWS.SimpleQueueService.NonExistentQueue",
+  "AccessDenied",
+  "AccessDeniedException",
+  "InvalidClientTokenId",
+  "UnrecognizedClientException",
+]);
+
+/** Deadline for the calls that settle a message (delete, release, DLQ) after its shard ended. */
+const SETTLE_TIMEOUT_MS = 10_000;
+
+/** The operation and shard ids of a body, for log lines, when it has them. */
+function idsOf(body: string): { operationId?: unknown; shardId?: unknown } {
+  try {
+    const raw = JSON.parse(body) as { operationId?: unknown; shardId?: unknown } | null;
+    return raw && typeof raw === "object"
+      ? { operationId: raw.operationId, shardId: raw.shardId }
+      : {};
+  } catch {
+    return {};
+  }
+}
+
+export class Consumer {
+  readonly #queue: ConsumerQueue;
+  readonly #handler: ShardHandler;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #options: Required<Omit<ConsumerOptions, "heartbeatIntervalMs">> & {
+    heartbeatIntervalMs?: number;
+  };
+  readonly #process = new AbortController();
+  readonly #receiving = new AbortController();
+  readonly #inFlight = new Set<Promise<void>>();
+  #heartbeat: Heartbeat | undefined;
+  #state: ConsumerState = "starting";
+  #slotFreed: (() => void) | undefined;
+  #running: Promise<void> | undefined;
+  #polling: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+  #fatal: unknown;
+
+  constructor(deps: ConsumerDeps, options: ConsumerOptions) {
+    this.#queue = deps.queue;
+    this.#handler = deps.handler;
+    this.#logger = deps.logger;
+    this.#clock = deps.clock ?? systemClock;
+    this.#options = {
+      queues: options.queues,
+      market: options.market,
+      shardsInFlight: options.shardsInFlight ?? 2,
+      visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 60,
+      pollWaitSeconds: options.pollWaitSeconds ?? 20,
+      stopGraceMs: options.stopGraceMs ?? 30_000,
+      heartbeat: options.heartbeat ?? true,
+      ...(options.heartbeatIntervalMs === undefined
+        ? {}
+        : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
+    };
+  }
+
+  get state(): ConsumerState {
+    return this.#state;
+  }
+
+  /** Shards running right now. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  /**
+   * Polls and processes until `stop()` (resolves once drained) or a fatal queue error (rejects
+   * with it once drained). Calling it twice returns the same promise.
+   */
+  run(): Promise<void> {
+    this.#running ??= this.#run();
+    return this.#running;
+  }
+
+  /**
+   * Stops receiving, gives in-flight shards `graceMs` to finish, then aborts the rest (their
+   * messages become visible again). Resolves once every shard has settled and the pending long
+   * poll has ended (see the top of this file). `graceMs: 0` forces: shards and the poll are
+   * aborted at once, also when stop() is already under way.
+   */
+  stop(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.#stopping) {
+      // A second, impatient stop (a second SIGTERM): no more grace.
+      if (options.graceMs === 0) {
+        this.#process.abort(new Error("worker stopping"));
+        this.#receiving.abort(new Error("worker stopping"));
+      }
+      return this.#stopping;
+    }
+    this.#stopping = this.#drain(options.graceMs ?? this.#options.stopGraceMs);
+    return this.#stopping;
+  }
+
+  async #run(): Promise<void> {
+    if (this.#state !== "starting") return;
+    this.#state = "running";
+    if (this.#options.heartbeat) {
+      this.#heartbeat = new Heartbeat(
+        { queue: this.#queue, logger: this.#logger },
+        {
+          visibilityTimeoutSeconds: this.#options.visibilityTimeoutSeconds,
+          ...(this.#options.heartbeatIntervalMs === undefined
+            ? {}
+            : { intervalMs: this.#options.heartbeatIntervalMs }),
+        },
+      );
+    }
+    this.#logger.info(
+      { shardsInFlight: this.#options.shardsInFlight, queue: this.#options.queues.work },
+      "worker running",
+    );
+    this.#polling = this.#pollLoop();
+    await this.#polling;
+    await this.stop();
+    if (this.#fatal !== undefined) throw this.#fatal;
+  }
+
+  async #pollLoop(): Promise<void> {
+    const signal = this.#receiving.signal;
+    let failures = 0;
+    while (this.#state === "running" && !signal.aborted) {
+      await this.#freeSlot(signal);
+      if (this.#state !== "running" || signal.aborted) return;
+      const queueUrl = this.#pollQueue();
+      let messages: ReceivedMessage[];
+      try {
+        messages = await this.#queue.receive(queueUrl, {
+          max: this.#options.shardsInFlight - this.#inFlight.size,
+          waitSeconds: this.#options.pollWaitSeconds,
+          visibilityTimeout: this.#options.visibilityTimeoutSeconds,
+          signal,
+        });
+        failures = 0;
+      } catch (err) {
+        if (signal.aborted || this.#state !== "running") return;
+        const name = (err as { name?: unknown }).name;
+        if (typeof name === "string" && FATAL_QUEUE_ERRORS.has(name)) {
+          this.#logger.fatal({ err, queue: queueUrl }, "cannot receive from the work queue");
+          this.#fatal = err;
+          return;
+        }
+        failures++;
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
+        this.#logger.warn({ err, failures, retryInMs: delay }, "receive failed; retrying");
+        await this.#clock.sleep(delay, signal).catch(() => {});
+        continue;
+      }
+      if (this.#state !== "running") {
+        // The poll outlived stop(): hand its messages straight back.
+        await Promise.all(
+          messages.map((m) =>
+            this.#release(
+              queueUrl,
+              m.receiptHandle,
+              this.#logger.child({ messageId: m.messageId }),
+            ),
+          ),
+        );
+        if (messages.length > 0) {
+          this.#logger.info(
+            { released: messages.length },
+            "released messages received while draining",
+          );
+        }
+        return;
+      }
+      for (const message of messages) this.#start(message, queueUrl);
+    }
+  }
+
+  /**
+   * The queue to poll next. Seam for stragglers: on-demand workers will poll the straggler
+   * queue first (a later change); today every worker polls the work queue.
+   */
+  #pollQueue(): string {
+    return this.#options.queues.work;
+  }
+
+  /** Resolves when fewer than `shardsInFlight` shards run (or the signal aborts). */
+  async #freeSlot(signal: AbortSignal): Promise<void> {
+    while (
+      this.#inFlight.size >= this.#options.shardsInFlight &&
+      this.#state === "running" &&
+      !signal.aborted
+    ) {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.#slotFreed = wake;
+        signal.addEventListener("abort", wake, { once: true });
+      });
+    }
+  }
+
+  #start(message: ReceivedMessage, queueUrl: string): void {
+    const task = this.#handle(message, queueUrl).finally(() => {
+      this.#inFlight.delete(task);
+      this.#wakePoller();
+    });
+    this.#inFlight.add(task);
+  }
+
+  #wakePoller(): void {
+    const wake = this.#slotFreed;
+    this.#slotFreed = undefined;
+    wake?.();
+  }
+
+  async #handle(message: ReceivedMessage, queueUrl: string): Promise<void> {
+    const { messageId, receiptHandle, body, receiveCount } = message;
+    const logger = this.#logger.child({ messageId, ...idsOf(body) });
+    const shard = new AbortController();
+    const onStop = () => shard.abort(this.#process.signal.reason);
+    this.#process.signal.addEventListener("abort", onStop, { once: true });
+    this.#heartbeat?.track(messageId, queueUrl, receiptHandle);
+    try {
+      await this.#handler.process(body, { signal: shard.signal });
+      this.#heartbeat?.untrack(messageId);
+      await this.#settle(logger, "delete the message", () =>
+        this.#queue.delete(queueUrl, receiptHandle, AbortSignal.timeout(SETTLE_TIMEOUT_MS)),
+      );
+    } catch (err) {
+      this.#heartbeat?.untrack(messageId);
+      if (err instanceof InvalidMessageError) {
+        await this.#toDlq(message, queueUrl, err, logger);
+      } else if (shard.signal.aborted) {
+        logger.info("shard interrupted; releasing its message");
+        await this.#release(queueUrl, receiptHandle, logger);
+      } else {
+        const level = err instanceof ShardfleetError ? "warn" : "error";
+        logger[level]({ err, receiveCount }, "shard failed; releasing its message for a retry");
+        await this.#release(queueUrl, receiptHandle, logger);
+      }
+    } finally {
+      this.#process.signal.removeEventListener("abort", onStop);
+    }
+  }
+
+  async #toDlq(
+    message: ReceivedMessage,
+    queueUrl: string,
+    err: InvalidMessageError,
+    logger: Logger,
+  ): Promise<void> {
+    const dlq = this.#options.queues.dlq;
+    if (!dlq) {
+      logger.error(
+        { err },
+        "invalid message and no DLQ configured; leaving it to the redrive policy",
+      );
+      return;
+    }
+    logger.warn({ err, dlq }, "invalid message; moving it to the DLQ");
+    const moved = await this.#settle(logger, "send the message to the DLQ", () =>
+      this.#queue.sendRaw(dlq, message.body, AbortSignal.timeout(SETTLE_TIMEOUT_MS)),
+    );
+    // Only delete what reached the DLQ: otherwise the redrive policy is the safety net.
+    if (moved) {
+      await this.#settle(logger, "delete the message", () =>
+        this.#queue.delete(queueUrl, message.receiptHandle, AbortSignal.timeout(SETTLE_TIMEOUT_MS)),
+      );
+    }
+  }
+
+  /** Visible again at once, so the next poll (here or elsewhere) retries it. */
+  async #release(queueUrl: string, receiptHandle: string, logger: Logger): Promise<void> {
+    await this.#settle(logger, "release the message", () =>
+      this.#queue.changeVisibility(
+        queueUrl,
+        receiptHandle,
+        0,
+        AbortSignal.timeout(SETTLE_TIMEOUT_MS),
+      ),
+    );
+  }
+
+  /** Runs a queue call whose failure only delays things (the message reappears on its own). */
+  async #settle(logger: Logger, what: string, call: () => Promise<void>): Promise<boolean> {
+    try {
+      await call();
+      return true;
+    } catch (err) {
+      logger.warn({ err }, `cannot ${what}; it reappears after its visibility timeout`);
+      return false;
+    }
+  }
+
+  async #drain(graceMs: number): Promise<void> {
+    if (this.#state === "starting") {
+      this.#state = "stopped";
+      return;
+    }
+    this.#state = "draining";
+    const busy = this.#inFlight.size > 0;
+    // Idle: nothing of ours can be swallowed by a dangling poll, so end it now (see top).
+    if (!busy || graceMs === 0) this.#receiving.abort(new Error("worker stopping"));
+    this.#wakePoller();
+    if (busy) {
+      this.#logger.info({ inFlight: this.#inFlight.size, graceMs }, "draining in-flight shards");
+      const grace = new AbortController();
+      await Promise.race([
+        Promise.allSettled(this.#inFlight),
+        this.#clock.sleep(graceMs, grace.signal).catch(() => {}),
+      ]);
+      grace.abort();
+      if (this.#inFlight.size > 0) {
+        this.#logger.warn({ inFlight: this.#inFlight.size }, "grace period over; aborting shards");
+        this.#process.abort(new Error("worker stopping"));
+        await Promise.allSettled(this.#inFlight);
+      }
+    }
+    // The pending poll (if any) ends within pollWaitSeconds; what it caught is released.
+    await this.#polling;
+    this.#receiving.abort(new Error("worker stopped"));
+    this.#process.abort(new Error("worker stopped"));
+    this.#heartbeat?.close();
+    this.#state = this.#fatal === undefined ? "stopped" : "failed";
+    this.#logger.info({ state: this.#state }, "worker stopped");
+  }
+}

@@ -1,0 +1,282 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InvalidMessageError, NotFoundError } from "../shared/errors.ts";
+import { keys } from "../shared/keys.ts";
+import { silentLogger } from "../shared/logger.ts";
+import { resultRowSchema } from "../shared/schemas/cells.ts";
+import { attemptSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { parseShardMessage, resultColumns, ShardProcessor } from "./shard-processor.ts";
+import type { TaskRunner } from "./tasks/task.ts";
+import { type LocalAws, startLocalAws, writeManifest, writeSlice } from "./test-support.ts";
+
+let aws: LocalAws;
+let pluginDir: string;
+const processors: ShardProcessor[] = [];
+
+beforeAll(async () => {
+  aws = await startLocalAws("sp-test");
+  pluginDir = await mkdtemp(path.join(tmpdir(), "shardfleet-sp-"));
+  await writeFile(
+    path.join(pluginDir, "greet.mjs"),
+    `export const columns = ["greeting"];
+     export default function (row) {
+       if (row.name === "boom") throw new Error("cannot greet boom");
+       const out = { greeting: "hello " + row.name };
+       if (row.born instanceof Date) out.bornYear = row.born.getUTCFullYear();
+       return out;
+     }`,
+  );
+  await writeFile(
+    path.join(pluginDir, "slow.mjs"),
+    "export default () => new Promise((r) => setTimeout(() => r({}), 60_000));",
+  );
+});
+
+afterAll(async () => {
+  await Promise.all(processors.map((p) => p.close()));
+  await aws?.close();
+  await rm(pluginDir, { recursive: true, force: true });
+});
+
+function processor(
+  instanceId = "i-test",
+  createRunner?: ConstructorParameters<typeof ShardProcessor>[0]["createRunner"],
+) {
+  const p = new ShardProcessor(
+    { store: aws.store, logger: silentLogger(), ...(createRunner ? { createRunner } : {}) },
+    { instanceId, market: "spot", pluginDir },
+  );
+  processors.push(p);
+  return p;
+}
+
+const signal = () => new AbortController().signal;
+
+async function readChunk(key: string) {
+  const text = await aws.store.getText(key);
+  return (text ?? "")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => resultRowSchema.parse(JSON.parse(l)));
+}
+
+describe("parseShardMessage", () => {
+  it("accepts a valid message", () => {
+    const m = { v: 1, operationId: "op1", shardId: "s000000", start: 0, end: 5 };
+    expect(parseShardMessage(JSON.stringify(m))).toEqual(m);
+  });
+
+  it.each([
+    ["not json", /not JSON/],
+    [JSON.stringify({ v: 1, operationId: "op1", shardId: "s1", start: 0 }), /end/],
+    [
+      JSON.stringify({ v: 2, operationId: "op1", shardId: "s1", start: 0, end: 1 }),
+      /^shard message v:/,
+    ],
+    [JSON.stringify({ v: 1, operationId: "op1", shardId: "s1", start: 5, end: 1 }), /before start/],
+    [
+      JSON.stringify({ v: 1, operationId: "../op", shardId: "s1", start: 0, end: 1 }),
+      /invalid operation id/,
+    ],
+  ])("throws InvalidMessageError for %s", (body, message) => {
+    expect(() => parseShardMessage(body)).toThrow(InvalidMessageError);
+    expect(() => parseShardMessage(body)).toThrow(message);
+  });
+});
+
+describe("resultColumns", () => {
+  it("puts declared columns first, then others in first-seen order", () => {
+    expect(
+      resultColumns(
+        ["a"],
+        [
+          { i: 0, r: { c: 1, a: 2 } },
+          { i: 1, e: "x" },
+          { i: 2, r: { b: 1, c: 2 } },
+        ],
+      ),
+    ).toEqual(["a", "c", "b"]);
+  });
+});
+
+describe("ShardProcessor", () => {
+  it("runs a shard: one chunk, done.json and a completed attempt record", async () => {
+    const op = "op-greet";
+    await writeManifest(aws.store, op, ["name", "born"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    const message = await writeSlice(aws.store, op, "s000001", 10, [
+      ["ada", new Date("1815-12-10T00:00:00Z")],
+      ["boom", null],
+      ["grace"],
+    ]);
+    const outcome = await processor().process(JSON.stringify(message), { signal: signal() });
+    expect(outcome).toEqual({
+      operationId: op,
+      shardId: "s000001",
+      status: "committed",
+      rows: 3,
+      errorRows: 1,
+    });
+
+    const done = await aws.store.getJson(keys.done(op, "s000001"), shardDoneSchema);
+    const chunkKey = keys.chunk(op, "s000001", 10, 13);
+    expect(done).toMatchObject({
+      operationId: op,
+      shardId: "s000001",
+      instanceId: "i-test",
+      rows: 3,
+      errorRows: 1,
+      columns: ["greeting", "bornYear"],
+      chunks: [{ key: chunkKey, start: 10, end: 13 }],
+    });
+    expect(await readChunk(chunkKey)).toEqual([
+      { i: 10, r: { greeting: "hello ada", bornYear: 1815 } },
+      { i: 11, e: "cannot greet boom" },
+      { i: 12, r: { greeting: "hello grace" } },
+    ]);
+    const attempt = await aws.store.getJson(
+      keys.attempt(op, "s000001", done!.attemptId),
+      attemptSchema,
+    );
+    expect(attempt).toMatchObject({ cause: "completed", rowsDone: 3, instanceId: "i-test" });
+    expect(attempt?.endedAt).toBeDefined();
+  });
+
+  it("commits an empty shard with an empty chunk", async () => {
+    const op = "op-empty";
+    await writeManifest(aws.store, op, ["name"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    const message = await writeSlice(aws.store, op, "s000000", 7, []);
+    const outcome = await processor().process(JSON.stringify(message), { signal: signal() });
+    expect(outcome).toMatchObject({ status: "committed", rows: 0, errorRows: 0 });
+    expect(await aws.store.getText(keys.chunk(op, "s000000", 7, 7))).toBe("");
+    expect(await aws.store.getJson(keys.done(op, "s000000"), shardDoneSchema)).toMatchObject({
+      rows: 0,
+      columns: ["greeting"],
+    });
+  });
+
+  it("skips a shard that is already committed", async () => {
+    const op = "op-again";
+    await writeManifest(aws.store, op, ["name"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    const message = JSON.stringify(await writeSlice(aws.store, op, "s000000", 0, [["x"]]));
+    const p = processor();
+    expect((await p.process(message, { signal: signal() })).status).toBe("committed");
+    expect((await p.process(message, { signal: signal() })).status).toBe("already-done");
+  });
+
+  it("lets exactly one of two racing workers commit", async () => {
+    const op = "op-race";
+    await writeManifest(aws.store, op, ["name"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    const message = JSON.stringify(
+      await writeSlice(aws.store, op, "s000000", 0, [["a"], ["b"], ["c"]]),
+    );
+    const outcomes = await Promise.all([
+      processor("i-one").process(message, { signal: signal() }),
+      processor("i-two").process(message, { signal: signal() }),
+    ]);
+    const statuses = outcomes.map((o) => o.status).sort();
+    expect(statuses.filter((s) => s === "committed")).toHaveLength(1);
+    expect(statuses.filter((s) => s !== "committed")).toHaveLength(1);
+    const done = await aws.store.getJson(keys.done(op, "s000000"), shardDoneSchema);
+    const winner =
+      outcomes.find((o) => o.status === "committed") === outcomes[0] ? "i-one" : "i-two";
+    expect(done?.instanceId).toBe(winner);
+    expect(await readChunk(keys.chunk(op, "s000000", 0, 3))).toHaveLength(3);
+  });
+
+  it("fails clearly when the manifest or the slice is missing", async () => {
+    const p = processor();
+    const noManifest = JSON.stringify({
+      v: 1,
+      operationId: "op-none",
+      shardId: "s000000",
+      start: 0,
+      end: 1,
+    });
+    await expect(p.process(noManifest, { signal: signal() })).rejects.toThrow(
+      /operation op-none has no manifest/,
+    );
+
+    const op = "op-noslice";
+    await writeManifest(aws.store, op, ["name"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    const noSlice = JSON.stringify({ v: 1, operationId: op, shardId: "s000009", start: 0, end: 1 });
+    const err = await p.process(noSlice, { signal: signal() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect((err as Error).message).toMatch(/shard input .*s000009\/input.ndjson does not exist/);
+    const attempts = await aws.store.list(keys.attemptsPrefix(op, "s000009"));
+    expect(attempts).toHaveLength(1);
+    expect(await aws.store.getJson(attempts[0]!, attemptSchema)).toMatchObject({
+      cause: "error",
+      error: expect.stringMatching(/does not exist/),
+    });
+  });
+
+  it("commits nothing when aborted, and records the attempt as interrupted", async () => {
+    const op = "op-abort";
+    await writeManifest(aws.store, op, ["name"], {
+      name: "transform",
+      options: { module: "slow" },
+    });
+    const message = JSON.stringify(await writeSlice(aws.store, op, "s000000", 0, [["a"]]));
+    const controller = new AbortController();
+    const running = processor().process(message, { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("spot reclaim")), 300);
+    await expect(running).rejects.toThrow("spot reclaim");
+    expect(await aws.store.exists(keys.done(op, "s000000"))).toBe(false);
+    const [attemptKey] = await aws.store.list(keys.attemptsPrefix(op, "s000000"));
+    expect(await aws.store.getJson(attemptKey!, attemptSchema)).toMatchObject({
+      cause: "interrupted",
+    });
+  });
+
+  it("loads an operation's runner once for all its shards", async () => {
+    const op = "op-cache";
+    await writeManifest(aws.store, op, ["name"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    let created = 0;
+    const fake: TaskRunner = {
+      columns: ["n"],
+      runRows: async (rows) => rows.map((r) => ({ i: r.index, r: { n: r.index } })),
+      close: async () => {},
+    };
+    const p = processor("i-cache", async () => {
+      created++;
+      return fake;
+    });
+    const messages = await Promise.all(
+      [0, 1, 2].map((k) => writeSlice(aws.store, op, `s00000${k}`, k * 2, [["a"], ["b"]])),
+    );
+    await Promise.all(messages.map((m) => p.process(JSON.stringify(m), { signal: signal() })));
+    expect(created).toBe(1);
+  });
+
+  it("fails a shard whose operation names an unknown template column, naming it", async () => {
+    const op = "op-badspec";
+    await writeManifest(aws.store, op, ["name"], {
+      name: "http-enrich",
+      options: { url: "http://127.0.0.1:9/{nmae}", results: { a: "a" } },
+    });
+    const message = JSON.stringify(await writeSlice(aws.store, op, "s000000", 0, [["a"]]));
+    await expect(processor().process(message, { signal: signal() })).rejects.toThrow(
+      /unknown column \{nmae\}/,
+    );
+  });
+});

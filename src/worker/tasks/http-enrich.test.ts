@@ -1,0 +1,356 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Clock } from "../../shared/clock.ts";
+import { BadInputError } from "../../shared/errors.ts";
+import { silentLogger } from "../../shared/logger.ts";
+import type { Cell } from "../../shared/schemas/cells.ts";
+import { httpEnrichOptionsSchema } from "../../shared/schemas/tasks.ts";
+import { HttpEnrichRunner, parseRetryAfter, readPath } from "./http-enrich.ts";
+import type { TaskRow } from "./task.ts";
+
+type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void | Promise<void>;
+
+let server: Server;
+let base: string;
+let handler: Handler;
+let inFlight = 0;
+let maxInFlight = 0;
+let requests: Array<{
+  method: string;
+  url: string;
+  body: string;
+  headers: IncomingMessage["headers"];
+}>;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    res.on("close", () => {
+      inFlight--;
+    });
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (d: string) => {
+      body += d;
+    });
+    req.on("end", () => {
+      requests.push({ method: req.method ?? "", url: req.url ?? "", body, headers: req.headers });
+      void Promise.resolve(handler(req, body, res)).catch((err: unknown) => {
+        res.statusCode = 599;
+        res.end(String(err));
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+const runners: HttpEnrichRunner[] = [];
+afterEach(async () => {
+  await Promise.all(runners.splice(0).map((r) => r.close()));
+  requests = [];
+  maxInFlight = 0;
+});
+requests = [];
+
+function json(
+  res: ServerResponse,
+  status: number,
+  value: unknown,
+  headers: Record<string, string> = {},
+) {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(JSON.stringify(value));
+}
+
+/** A clock whose sleeps return at once and are recorded. */
+function fakeClock(now = Date.parse("2030-01-01T00:00:00Z")) {
+  const sleeps: number[] = [];
+  const clock: Clock = {
+    now: () => now,
+    sleep: async (ms, signal) => {
+      signal?.throwIfAborted();
+      sleeps.push(ms);
+    },
+  };
+  return { clock, sleeps };
+}
+
+function runner(
+  options: Record<string, unknown>,
+  extra: { headers?: string[]; clock?: Clock; random?: () => number } = {},
+) {
+  const r = new HttpEnrichRunner(
+    {
+      logger: silentLogger(),
+      clock: extra.clock ?? fakeClock().clock,
+      random: extra.random ?? (() => 0.5),
+    },
+    httpEnrichOptionsSchema.parse(options),
+    extra.headers ? { headers: extra.headers } : {},
+  );
+  runners.push(r);
+  return r;
+}
+
+function rows(...values: Array<Record<string, Cell>>): TaskRow[] {
+  return values.map((v, index) => ({ index: index + 10, values: v }));
+}
+
+const ctx = () => ({ signal: new AbortController().signal, logger: silentLogger() });
+
+describe("http-enrich templating", () => {
+  it("URL-encodes values, writes dates as ISO and empty cells as nothing", async () => {
+    handler = (_req, _body, res) => json(res, 200, {});
+    const r = runner(
+      { url: `${base}/people/{name}?born={born}&n={n}&x={empty}`, results: { ok: "ok" } },
+      { headers: ["name", "born", "n", "empty"] },
+    );
+    await r.runRows(
+      rows({ name: "Zoë & Co/1?", born: new Date("2001-02-03T04:05:06Z"), n: 42, empty: null }),
+      ctx(),
+    );
+    expect(requests).toHaveLength(1);
+    expect(requests[0]!.url).toBe(
+      `/people/${encodeURIComponent("Zoë & Co/1?")}?born=${encodeURIComponent("2001-02-03T04:05:06.000Z")}&n=42&x=`,
+    );
+  });
+
+  it("fills the body template, JSON-escaping values when the content type is JSON", async () => {
+    handler = (_req, body, res) => json(res, 200, { echo: JSON.parse(body) });
+    const r = runner({
+      url: `${base}/echo`,
+      method: "POST",
+      headers: { "Content-Type": "application/json", "x-api-key": "k" },
+      body: '{"name": "{name}", "id": {id}}',
+      results: { name: "echo.name", id: "echo.id" },
+    });
+    const out = await r.runRows(rows({ name: 'say "hi"\n', id: 7 }), ctx());
+    expect(out).toEqual([{ i: 10, r: { name: 'say "hi"\n', id: 7 } }]);
+    expect(requests[0]!.method).toBe("POST");
+    expect(requests[0]!.headers["x-api-key"]).toBe("k");
+  });
+
+  it("rejects a template naming an unknown column at creation, naming it", () => {
+    expect(() =>
+      runner({ url: `${base}/x/{nmae}`, results: { a: "a" } }, { headers: ["name"] }),
+    ).toThrow(BadInputError);
+    expect(() =>
+      runner({ url: `${base}/x/{nmae}`, results: { a: "a" } }, { headers: ["name"] }),
+    ).toThrow(/unknown column \{nmae\}/);
+    expect(() =>
+      runner({ url: `${base}/x`, body: "{missing}", results: { a: "a" } }, { headers: ["name"] }),
+    ).toThrow(/body: unknown column \{missing\}/);
+  });
+
+  it("rejects URLs that are not http(s)", () => {
+    expect(() => runner({ url: "ftp://example.com/{a}", results: { a: "a" } })).toThrow(
+      /only http and https/,
+    );
+    expect(() => runner({ url: "not a url", results: { a: "a" } })).toThrow(/not a URL/);
+  });
+});
+
+describe("http-enrich results", () => {
+  it("maps dotted paths into the JSON response, missing paths as null", async () => {
+    handler = (req, _body, res) =>
+      json(res, 200, { tax: { due: 12.5, paid: false }, tags: ["a", "b"], id: req.url });
+    const r = runner({
+      url: `${base}/t/{id}`,
+      results: {
+        due: "tax.due",
+        paid: "tax.paid",
+        tags: "tags",
+        first: "tags.0",
+        none: "no.such.path",
+      },
+    });
+    const out = await r.runRows(rows({ id: 1 }, { id: 2 }), ctx());
+    expect(r.columns).toEqual(["due", "paid", "tags", "first", "none"]);
+    expect(out).toEqual([
+      { i: 10, r: { due: 12.5, paid: false, tags: '["a","b"]', first: "a", none: null } },
+      { i: 11, r: { due: 12.5, paid: false, tags: '["a","b"]', first: "a", none: null } },
+    ]);
+  });
+
+  it("gives a 404 empty result columns and no error when notFoundIsEmpty", async () => {
+    handler = (_req, _body, res) => json(res, 404, { message: "no such person" });
+    const r = runner({ url: `${base}/p/{id}`, results: { a: "a", b: "b" } });
+    expect(await r.runRows(rows({ id: 1 }), ctx())).toEqual([{ i: 10, r: { a: null, b: null } }]);
+
+    const strict = runner({ url: `${base}/p/{id}`, results: { a: "a" }, notFoundIsEmpty: false });
+    const [row] = await strict.runRows(rows({ id: 1 }), ctx());
+    expect(row?.e).toMatch(/^HTTP 404/);
+    expect(row?.r).toBeUndefined();
+  });
+
+  it("fails a row on another 4xx at once, without retrying, with the body in one line", async () => {
+    handler = (_req, _body, res) => {
+      res.writeHead(400);
+      res.end("bad id\nplease fix");
+    };
+    const { clock, sleeps } = fakeClock();
+    const r = runner({ url: `${base}/p/{id}`, results: { a: "a" } }, { clock });
+    const out = await r.runRows(rows({ id: "x" }), ctx());
+    expect(out).toEqual([{ i: 10, e: "HTTP 400: bad id please fix" }]);
+    expect(requests).toHaveLength(1);
+    expect(sleeps).toEqual([]);
+  });
+
+  it("fails a row whose 2xx body is not JSON", async () => {
+    handler = (_req, _body, res) => {
+      res.writeHead(200);
+      res.end("<html>");
+    };
+    const r = runner({ url: `${base}/p`, results: { a: "a" } });
+    const [row] = await r.runRows(rows({}), ctx());
+    expect(row?.e).toMatch(/not JSON/);
+  });
+});
+
+describe("http-enrich retries", () => {
+  it("retries a 503 with full-jitter backoff, then succeeds", async () => {
+    let calls = 0;
+    handler = (_req, _body, res) => {
+      calls++;
+      if (calls <= 2) json(res, 503, { busy: true });
+      else json(res, 200, { v: "ok" });
+    };
+    const { clock, sleeps } = fakeClock();
+    const r = runner(
+      { url: `${base}/r`, results: { v: "v" }, backoffMs: 100 },
+      { clock, random: () => 0.5 },
+    );
+    expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: "ok" } }]);
+    expect(calls).toBe(3);
+    // random(0, base * 2^attempt) with random() = 0.5: 50, then 100.
+    expect(sleeps).toEqual([50, 100]);
+  });
+
+  it("draws the jitter between 0 and the exponential ceiling", async () => {
+    handler = (_req, _body, res) => json(res, 500, {});
+    const { clock, sleeps } = fakeClock();
+    const r = runner(
+      { url: `${base}/r`, results: { v: "v" }, backoffMs: 100, retries: 3 },
+      { clock, random: () => 0.999 },
+    );
+    await r.runRows(rows({}), ctx());
+    expect(sleeps).toEqual([99, 199, 399]);
+  });
+
+  it("honours Retry-After in seconds on a 429", async () => {
+    let calls = 0;
+    handler = (_req, _body, res) => {
+      calls++;
+      if (calls === 1) json(res, 429, {}, { "retry-after": "3" });
+      else json(res, 200, { v: 1 });
+    };
+    const { clock, sleeps } = fakeClock();
+    const r = runner({ url: `${base}/r`, results: { v: "v" } }, { clock });
+    expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: 1 } }]);
+    expect(sleeps).toEqual([3000]);
+  });
+
+  it("honours Retry-After as an HTTP date, relative to the clock", async () => {
+    const now = Date.parse("2030-01-01T00:00:00Z");
+    let calls = 0;
+    handler = (_req, _body, res) => {
+      calls++;
+      if (calls === 1) {
+        json(res, 503, {}, { "retry-after": new Date(now + 7000).toUTCString() });
+      } else json(res, 200, { v: 1 });
+    };
+    const { clock, sleeps } = fakeClock(now);
+    const r = runner({ url: `${base}/r`, results: { v: "v" } }, { clock });
+    await r.runRows(rows({}), ctx());
+    expect(sleeps).toEqual([7000]);
+  });
+
+  it("fails the row after the last attempt, naming the status and attempts", async () => {
+    handler = (_req, _body, res) => json(res, 503, {});
+    const r = runner({ url: `${base}/r`, results: { v: "v" }, retries: 4 });
+    expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, e: "HTTP 503 after 5 attempts" }]);
+    expect(requests).toHaveLength(5);
+  });
+
+  it("retries network errors and reports them after the last attempt", async () => {
+    // A port nobody listens on: bind one, then close it.
+    const spare = createServer();
+    await new Promise<void>((resolve) => spare.listen(0, "127.0.0.1", resolve));
+    const port = (spare.address() as AddressInfo).port;
+    await new Promise((resolve) => spare.close(resolve));
+
+    const { clock, sleeps } = fakeClock();
+    const r = runner(
+      { url: `http://127.0.0.1:${port}/x`, results: { v: "v" }, retries: 1 },
+      { clock },
+    );
+    const [row] = await r.runRows(rows({}), ctx());
+    expect(row?.e).toMatch(/ECONNREFUSED.*after 2 attempts$/);
+    expect(sleeps).toHaveLength(1);
+  });
+
+  it("times out a request that does not answer and retries it", async () => {
+    let calls = 0;
+    handler = (_req, _body, res) => {
+      calls++;
+      if (calls === 1) return; // never answers; the client gives up
+      json(res, 200, { v: 2 });
+    };
+    const r = runner({ url: `${base}/slow`, results: { v: "v" }, timeoutMs: 200 });
+    expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: 2 } }]);
+    expect(calls).toBe(2);
+  });
+});
+
+describe("http-enrich concurrency and abort", () => {
+  it("keeps at most `concurrency` requests in flight, across concurrent batches", async () => {
+    handler = (_req, _body, res) => {
+      setTimeout(() => json(res, 200, { v: 1 }), 15);
+    };
+    const r = runner({ url: `${base}/c/{n}`, results: { v: "v" }, concurrency: 4 });
+    const many = (from: number) =>
+      Array.from({ length: 20 }, (_, k) => ({ index: from + k, values: { n: from + k } }));
+    let done = 0;
+    const [a, b] = await Promise.all([
+      r.runRows(many(0), { ...ctx(), onRowDone: (n) => (done += n) }),
+      r.runRows(many(100), { ...ctx(), onRowDone: (n) => (done += n) }),
+    ]);
+    expect(a?.map((x) => x.i)).toEqual(many(0).map((x) => x.index));
+    expect(b?.every((x) => x.r?.v === 1)).toBe(true);
+    expect(done).toBe(40);
+    expect(maxInFlight).toBe(4);
+  });
+
+  it("rejects with the signal's reason when the shard is aborted", async () => {
+    handler = () => {}; // hang
+    const controller = new AbortController();
+    const r = runner({ url: `${base}/hang`, results: { v: "v" } });
+    const running = r.runRows(rows({}, {}), { signal: controller.signal, logger: silentLogger() });
+    setTimeout(() => controller.abort(new Error("shard stopped")), 50);
+    await expect(running).rejects.toThrow("shard stopped");
+  });
+});
+
+describe("helpers", () => {
+  it("parseRetryAfter reads seconds and dates, ignores junk", () => {
+    expect(parseRetryAfter("120", 0)).toBe(120_000);
+    expect(parseRetryAfter(new Date(5000).toUTCString(), 1000)).toBe(4000);
+    expect(parseRetryAfter(new Date(0).toUTCString(), 10_000)).toBe(0);
+    expect(parseRetryAfter("soon", 0)).toBeUndefined();
+    expect(parseRetryAfter(undefined, 0)).toBeUndefined();
+  });
+
+  it("readPath walks objects and arrays", () => {
+    expect(readPath({ a: { b: [{ c: 3 }] } }, "a.b.0.c")).toBe(3);
+    expect(readPath({ a: 1 }, "a.b")).toBeUndefined();
+    expect(readPath(null, "a")).toBeUndefined();
+  });
+});

@@ -1,0 +1,356 @@
+/**
+ * `http-enrich`: one HTTP call per row through an undici Pool per origin, up to `concurrency`
+ * requests in flight per worker, with retries (exponential backoff, full jitter, Retry-After)
+ * on network errors, 429 and 5xx. The JSON response is mapped into result columns with
+ * dotted paths.
+ *
+ * Templating: `{column}` in `url` and `body` is replaced by the row's cell (dates as ISO-8601,
+ * empty cells as ""). In the URL values are encodeURIComponent-ed. In the body they are inserted
+ * as-is, or JSON-string-escaped (without quotes) when the `content-type` header says JSON, so
+ * `{"name": "{name}"}` stays valid JSON whatever the cell holds.
+ */
+import { Pool } from "undici";
+import { type Clock, systemClock } from "../../shared/clock.ts";
+import { BadInputError, describeError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { Cell, EncodedCell, ResultRow } from "../../shared/schemas/cells.ts";
+import type { HttpEnrichOptions } from "../../shared/schemas/tasks.ts";
+import { Limiter } from "./limiter.ts";
+import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
+
+export interface HttpEnrichDeps {
+  logger: Logger;
+  /** Backoff sleeps and HTTP-date Retry-After go through it. @default systemClock */
+  clock?: Clock;
+  /** Uniform in [0, 1), for the jitter. @default Math.random */
+  random?: () => number;
+}
+
+export interface HttpEnrichRunnerOptions {
+  /** The input headers: every `{column}` in the templates must be one. Unchecked when absent. */
+  headers?: readonly string[];
+  /** Longest wait a Retry-After may ask for; a server asking an hour must not stall a shard. @default 60000 */
+  maxRetryAfterMs?: number;
+  /** Cap of one backoff step before jitter. @default 30000 */
+  maxBackoffMs?: number;
+}
+
+/** A template split into literal text and column references. */
+interface Template {
+  parts: Array<{ text: string } | { column: string }>;
+  columns: string[];
+}
+
+const PLACEHOLDER = /\{([^{}]+)\}/g;
+
+function compileTemplate(source: string): Template {
+  const parts: Template["parts"] = [];
+  const columns: string[] = [];
+  let last = 0;
+  for (const m of source.matchAll(PLACEHOLDER)) {
+    if (m.index > last) parts.push({ text: source.slice(last, m.index) });
+    const column = m[1]!;
+    parts.push({ column });
+    if (!columns.includes(column)) columns.push(column);
+    last = m.index + m[0].length;
+  }
+  if (last < source.length) parts.push({ text: source.slice(last) });
+  return { parts, columns };
+}
+
+function cellText(value: Cell | undefined): string {
+  if (value === null || value === undefined) return "";
+  if (value instanceof Date) return value.toISOString();
+  return String(value);
+}
+
+function render(
+  template: Template,
+  values: Record<string, Cell>,
+  encode: (s: string) => string,
+): string {
+  let out = "";
+  for (const part of template.parts) {
+    out += "text" in part ? part.text : encode(cellText(values[part.column]));
+  }
+  return out;
+}
+
+const jsonEscape = (s: string) => JSON.stringify(s).slice(1, -1);
+const asIs = (s: string) => s;
+
+/** Reads `a.b.0.c` out of parsed JSON; undefined when any step is missing. */
+export function readPath(value: unknown, path: string): unknown {
+  let current = value;
+  for (const step of path.split(".")) {
+    if (current === null || typeof current !== "object") return undefined;
+    current = (current as Record<string, unknown>)[step];
+  }
+  return current;
+}
+
+/** A JSON value as a result cell: scalars as they are, objects and arrays as JSON text. */
+function toCell(value: unknown): EncodedCell {
+  if (value === undefined || value === null) return null;
+  if (typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") return Number.isFinite(value) ? value : String(value);
+  return JSON.stringify(value);
+}
+
+/**
+ * Milliseconds a `Retry-After` header asks for (delta-seconds or an HTTP date), or undefined
+ * when absent or unreadable.
+ */
+export function parseRetryAfter(
+  header: string | string[] | undefined,
+  now: number,
+): number | undefined {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (!value) return undefined;
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - now);
+}
+
+/** Why an attempt failed, and whether another attempt may help. */
+type AttemptOutcome =
+  | { ok: true; row: ResultRow }
+  | { ok: false; retry: boolean; problem: string; retryAfterMs?: number };
+
+export class HttpEnrichRunner implements TaskRunner {
+  readonly columns: string[];
+  readonly #options: HttpEnrichOptions;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #maxRetryAfterMs: number;
+  readonly #maxBackoffMs: number;
+  readonly #url: Template;
+  readonly #body: Template | undefined;
+  readonly #bodyEscape: (s: string) => string;
+  readonly #limiter: Limiter;
+  readonly #pools = new Map<string, Pool>();
+  #closed = false;
+
+  /** Throws BadInputError (SPEC_INVALID) naming an unknown column or a URL that cannot work. */
+  constructor(
+    deps: HttpEnrichDeps,
+    options: HttpEnrichOptions,
+    runnerOptions: HttpEnrichRunnerOptions = {},
+  ) {
+    this.#options = options;
+    this.#clock = deps.clock ?? systemClock;
+    this.#random = deps.random ?? Math.random;
+    this.#maxRetryAfterMs = runnerOptions.maxRetryAfterMs ?? 60_000;
+    this.#maxBackoffMs = runnerOptions.maxBackoffMs ?? 30_000;
+    this.columns = Object.keys(options.results);
+    this.#url = compileTemplate(options.url);
+    this.#body = options.body === undefined ? undefined : compileTemplate(options.body);
+    const contentType = Object.entries(options.headers).find(
+      ([name]) => name.toLowerCase() === "content-type",
+    )?.[1];
+    this.#bodyEscape = contentType?.toLowerCase().includes("json") ? jsonEscape : asIs;
+    this.#limiter = new Limiter(options.concurrency);
+
+    if (runnerOptions.headers) {
+      const known = new Set(runnerOptions.headers);
+      for (const [where, template] of [
+        ["url", this.#url],
+        ["body", this.#body],
+      ] as const) {
+        const unknown = template?.columns.find((c) => !known.has(c));
+        if (unknown !== undefined) {
+          throw new BadInputError(
+            "SPEC_INVALID",
+            `http-enrich ${where}: unknown column {${unknown}} (columns: ${[...known].join(", ")})`,
+            { details: { column: unknown } },
+          );
+        }
+      }
+    }
+    // Fill every placeholder with a harmless value to find templates that can never be a URL.
+    let probe: URL;
+    try {
+      probe = new URL(render(this.#url, {}, () => "x"));
+    } catch {
+      throw new BadInputError("SPEC_INVALID", `http-enrich url: not a URL: ${options.url}`);
+    }
+    if (probe.protocol !== "http:" && probe.protocol !== "https:") {
+      throw new BadInputError(
+        "SPEC_INVALID",
+        `http-enrich url: only http and https are supported, got ${probe.protocol}`,
+      );
+    }
+  }
+
+  async runRows(rows: TaskRow[], ctx: TaskContext): Promise<ResultRow[]> {
+    if (this.#closed) throw new Error("http-enrich runner is closed");
+    const { signal, dispose } = childSignal(ctx.signal);
+    const rowCtx = { ...ctx, signal };
+    try {
+      return await Promise.all(
+        rows.map((row) =>
+          this.#limiter.run(async () => {
+            const result = await this.#row(row, rowCtx);
+            ctx.onRowDone?.(1);
+            return result;
+          }, signal),
+        ),
+      );
+    } finally {
+      dispose();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.all(pools.map((p) => p.close()));
+  }
+
+  #pool(origin: string): Pool {
+    let pool = this.#pools.get(origin);
+    if (!pool) {
+      pool = new Pool(origin, {
+        connections: this.#options.concurrency,
+        headersTimeout: this.#options.timeoutMs,
+        bodyTimeout: this.#options.timeoutMs,
+      });
+      this.#pools.set(origin, pool);
+    }
+    return pool;
+  }
+
+  async #row(row: TaskRow, ctx: TaskContext): Promise<ResultRow> {
+    let url: URL;
+    try {
+      url = new URL(render(this.#url, row.values, encodeURIComponent));
+    } catch {
+      return { i: row.index, e: "http-enrich: the row's values do not make a valid URL" };
+    }
+    const body = this.#body && render(this.#body, row.values, this.#bodyEscape);
+    const attempts = this.#options.retries + 1;
+    for (let attempt = 0; ; attempt++) {
+      const outcome = await this.#attempt(row.index, url, body, ctx.signal);
+      if (outcome.ok) return outcome.row;
+      if (!outcome.retry) return { i: row.index, e: outcome.problem };
+      if (attempt + 1 >= attempts) {
+        return { i: row.index, e: `${outcome.problem} after ${attempts} attempts` };
+      }
+      const delay = this.#delay(attempt, outcome.retryAfterMs);
+      ctx.logger.debug(
+        { row: row.index, attempt: attempt + 1, problem: outcome.problem, delayMs: delay },
+        "http-enrich retrying",
+      );
+      await this.#clock.sleep(delay, ctx.signal);
+    }
+  }
+
+  /** Retry-After when the server gave one (capped), otherwise full jitter. */
+  #delay(attempt: number, retryAfterMs: number | undefined): number {
+    if (retryAfterMs !== undefined) return Math.min(retryAfterMs, this.#maxRetryAfterMs);
+    const ceiling = Math.min(this.#maxBackoffMs, this.#options.backoffMs * 2 ** attempt);
+    return Math.floor(this.#random() * ceiling);
+  }
+
+  async #attempt(
+    index: number,
+    url: URL,
+    body: string | undefined,
+    shardSignal: AbortSignal,
+  ): Promise<AttemptOutcome> {
+    const timeout = AbortSignal.timeout(this.#options.timeoutMs);
+    let res: Awaited<ReturnType<Pool["request"]>>;
+    try {
+      res = await this.#pool(url.origin).request({
+        path: `${url.pathname}${url.search}`,
+        method: this.#options.method,
+        headers: this.#options.headers,
+        body: body ?? null,
+        signal: AbortSignal.any([shardSignal, timeout]),
+      });
+    } catch (err) {
+      shardSignal.throwIfAborted();
+      return { ok: false, retry: true, problem: this.#networkProblem(err, timeout) };
+    }
+
+    const { statusCode } = res;
+    try {
+      if (statusCode >= 200 && statusCode < 300) {
+        const text = await res.body.text();
+        let json: unknown = {};
+        if (text.trim() !== "") {
+          try {
+            json = JSON.parse(text);
+          } catch {
+            return {
+              ok: false,
+              retry: false,
+              problem: oneLine(`HTTP ${statusCode}: response is not JSON: ${text}`, 200),
+            };
+          }
+        }
+        const r: Record<string, EncodedCell> = {};
+        for (const [column, path] of Object.entries(this.#options.results)) {
+          r[column] = toCell(readPath(json, path));
+        }
+        return { ok: true, row: { i: index, r } };
+      }
+      if (statusCode === 404 && this.#options.notFoundIsEmpty) {
+        await res.body.dump();
+        return { ok: true, row: { i: index, r: this.#emptyResult() } };
+      }
+      if (statusCode === 429 || statusCode >= 500) {
+        await res.body.dump();
+        const retryAfterMs = parseRetryAfter(res.headers["retry-after"], this.#clock.now());
+        return {
+          ok: false,
+          retry: true,
+          problem: `HTTP ${statusCode}`,
+          ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+        };
+      }
+      // Any other status (4xx, or a redirect undici does not follow) will not improve on retry.
+      const snippet = (await res.body.text()).slice(0, 200);
+      return {
+        ok: false,
+        retry: false,
+        problem: oneLine(snippet ? `HTTP ${statusCode}: ${snippet}` : `HTTP ${statusCode}`, 300),
+      };
+    } catch (err) {
+      // The body broke off mid-way: as retryable as a failed connection.
+      await res.body.dump().catch(() => {});
+      shardSignal.throwIfAborted();
+      return { ok: false, retry: true, problem: this.#networkProblem(err, timeout) };
+    }
+  }
+
+  #networkProblem(err: unknown, timeout: AbortSignal): string {
+    if (timeout.aborted) return `timeout after ${this.#options.timeoutMs} ms`;
+    const code = (err as { code?: unknown }).code;
+    const text = describeError(err);
+    return oneLine(
+      typeof code === "string" && !text.includes(code) ? `${code}: ${text}` : text,
+      200,
+    );
+  }
+
+  #emptyResult(): Record<string, EncodedCell> {
+    return Object.fromEntries(this.columns.map((c) => [c, null]));
+  }
+}
+
+/** Creates the runner; throws BadInputError when the templates name unknown columns. */
+export function createHttpEnrichRunner(
+  deps: HttpEnrichDeps,
+  options: HttpEnrichOptions,
+  runnerOptions?: HttpEnrichRunnerOptions,
+): HttpEnrichRunner {
+  const runner = new HttpEnrichRunner(deps, options, runnerOptions);
+  deps.logger.debug(
+    { url: options.url, concurrency: options.concurrency, columns: runner.columns },
+    "http-enrich runner ready",
+  );
+  return runner;
+}

@@ -1,0 +1,56 @@
+/**
+ * The task registry: turns a validated TaskSpec into a running TaskRunner. Adding a task means
+ * adding its option schema in `src/shared/schemas/tasks.ts` and a case here.
+ */
+import type { Clock } from "../../shared/clock.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { TaskSpec } from "../../shared/schemas/tasks.ts";
+import { createHttpEnrichRunner } from "./http-enrich.ts";
+import type { TaskRunner } from "./task.ts";
+import { createTransformRunner } from "./transform.ts";
+
+export interface TaskRunnerDeps {
+  logger: Logger;
+  /** Where `transform` plugins live (SHARDFLEET_PLUGIN_DIR). */
+  pluginDir: string;
+  /** @default systemClock */
+  clock?: Clock;
+  /** Uniform in [0, 1) for backoff jitter. @default Math.random */
+  random?: () => number;
+}
+
+export interface TaskRunnerOptions {
+  /** The operation's input headers; templates naming other columns fail at creation. */
+  headers?: readonly string[];
+  /** Worker threads for `transform`. @default os.availableParallelism() */
+  threads?: number;
+}
+
+/**
+ * Creates the runner for `spec`. Rejects with a ShardfleetError (SPEC_INVALID for a template
+ * naming an unknown column, TASK_FAILED for a missing or broken plugin) that names the problem.
+ */
+export async function createTaskRunner(
+  spec: TaskSpec,
+  deps: TaskRunnerDeps,
+  options: TaskRunnerOptions = {},
+): Promise<TaskRunner> {
+  const logger = deps.logger.child({ task: spec.name });
+  switch (spec.name) {
+    case "http-enrich":
+      return createHttpEnrichRunner(
+        {
+          logger,
+          ...(deps.clock ? { clock: deps.clock } : {}),
+          ...(deps.random ? { random: deps.random } : {}),
+        },
+        spec.options,
+        options.headers ? { headers: options.headers } : {},
+      );
+    case "transform":
+      return createTransformRunner({ logger }, spec.options, {
+        pluginDir: deps.pluginDir,
+        ...(options.threads === undefined ? {} : { threads: options.threads }),
+      });
+  }
+}

@@ -1,0 +1,166 @@
+import { createHash } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ShardfleetError } from "../../shared/errors.ts";
+import { silentLogger } from "../../shared/logger.ts";
+import type { Cell } from "../../shared/schemas/cells.ts";
+import { transformOptionsSchema } from "../../shared/schemas/tasks.ts";
+import { createTaskRunner } from "./registry.ts";
+import type { TaskRow, TaskRunner } from "./task.ts";
+import { createTransformRunner } from "./transform.ts";
+
+const repoPlugins = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../plugins");
+let testPlugins: string;
+
+beforeAll(async () => {
+  testPlugins = await mkdtemp(path.join(tmpdir(), "shardfleet-plugins-"));
+  await writeFile(
+    path.join(testPlugins, "picky.mjs"),
+    `export const columns = ["double"];
+     export default async function (row) {
+       if (row.n === 2) throw new Error("two is\\nnot allowed");
+       return { double: row.n * 2 };
+     }`,
+  );
+  await writeFile(
+    path.join(testPlugins, "dates.js"),
+    `export default function (row, options) {
+       return { isDate: row.born instanceof Date, year: row.born.getUTCFullYear(),
+                nextDay: new Date(row.born.getTime() + 86400000), tag: options.tag, nested: { a: 1 } };
+     }`,
+  );
+  await writeFile(path.join(testPlugins, "scalar.mjs"), "export default () => 42;");
+  await writeFile(path.join(testPlugins, "nodefault.mjs"), "export const columns = [];");
+  await writeFile(path.join(testPlugins, "broken.mjs"), "export default function ( {");
+  await writeFile(
+    path.join(testPlugins, "slow.mjs"),
+    "export default () => new Promise((resolve) => setTimeout(() => resolve({}), 60_000));",
+  );
+});
+
+afterAll(async () => {
+  await rm(testPlugins, { recursive: true, force: true });
+});
+
+const runners: TaskRunner[] = [];
+afterEach(async () => {
+  await Promise.all(runners.splice(0).map((r) => r.close()));
+});
+
+async function transform(module: string, extra: Record<string, unknown> = {}, dir = testPlugins) {
+  const runner = await createTransformRunner(
+    { logger: silentLogger() },
+    transformOptionsSchema.parse({ module, ...extra }),
+    { pluginDir: dir, threads: 2 },
+  );
+  runners.push(runner);
+  return runner;
+}
+
+function rows(values: Array<Record<string, Cell>>): TaskRow[] {
+  return values.map((v, k) => ({ index: 100 + k, values: v }));
+}
+
+const ctx = () => ({ signal: new AbortController().signal, logger: silentLogger() });
+
+describe("transform", () => {
+  it("runs the noop plugin: no columns, an empty result per row", async () => {
+    const runner = await transform("noop", {}, repoPlugins);
+    expect(runner.columns).toEqual([]);
+    const out = await runner.runRows(rows([{ a: 1 }, { a: 2 }]), ctx());
+    expect(out).toEqual([
+      { i: 100, r: {} },
+      { i: 101, r: {} },
+    ]);
+  });
+
+  it("runs the score plugin with its rounds option, in batches, in input order", async () => {
+    const runner = await transform("score", { options: { rounds: 3 }, batchSize: 4 }, repoPlugins);
+    expect(runner.columns).toEqual(["score"]);
+    const input = Array.from({ length: 10 }, (_, k) => ({ name: `row ${k}`, n: k }));
+    let done = 0;
+    const out = await runner.runRows(rows(input), { ...ctx(), onRowDone: (n) => (done += n) });
+    const expected = (values: Record<string, Cell>) => {
+      let d = createHash("sha256")
+        .update(JSON.stringify(Object.values(values)))
+        .digest();
+      for (let n = 1; n < 3; n++) d = createHash("sha256").update(d).digest();
+      return d.toString("hex").slice(0, 16);
+    };
+    expect(out.map((r) => r.i)).toEqual(input.map((_, k) => 100 + k));
+    expect(out.map((r) => r.r?.score)).toEqual(input.map(expected));
+    expect(done).toBe(10);
+  });
+
+  it("fails only the row whose plugin call throws, with a one-line error", async () => {
+    const runner = await transform("picky", { batchSize: 2 });
+    expect(runner.columns).toEqual(["double"]);
+    const out = await runner.runRows(rows([{ n: 1 }, { n: 2 }, { n: 3 }]), ctx());
+    expect(out).toEqual([
+      { i: 100, r: { double: 2 } },
+      { i: 101, e: "two is not allowed" },
+      { i: 102, r: { double: 6 } },
+    ]);
+  });
+
+  it("gives the plugin Dates and options, and encodes what it returns", async () => {
+    const runner = await transform("dates", { options: { tag: "t" } });
+    const [row] = await runner.runRows(rows([{ born: new Date("1999-12-31T00:00:00Z") }]), ctx());
+    expect(row).toEqual({
+      i: 100,
+      r: {
+        isDate: true,
+        year: 1999,
+        nextDay: { $date: "2000-01-01T00:00:00.000Z" },
+        tag: "t",
+        nested: '{"a":1}',
+      },
+    });
+  });
+
+  it("fails a row whose plugin returns something other than an object", async () => {
+    const runner = await transform("scalar");
+    expect(await runner.runRows(rows([{}]), ctx())).toEqual([
+      { i: 100, e: "plugin returned number, expected an object" },
+    ]);
+  });
+
+  it("refuses a missing plugin at creation, naming the plugin and the directory", async () => {
+    const err = await transform("nosuch").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShardfleetError);
+    expect((err as Error).message).toBe(
+      `transform plugin "nosuch" not found in ${testPlugins} (looked for nosuch.mjs, nosuch.js)`,
+    );
+  });
+
+  it("refuses a plugin without a default function or with a syntax error at creation", async () => {
+    await expect(transform("nodefault")).rejects.toThrow(
+      /plugin "nodefault" .* cannot be loaded: .*no default export function/,
+    );
+    await expect(transform("broken")).rejects.toThrow(/plugin "broken" .* cannot be loaded/);
+  });
+
+  it("rejects with the signal's reason when the shard is aborted", async () => {
+    const runner = await transform("slow");
+    const controller = new AbortController();
+    const running = runner.runRows(rows([{}, {}]), {
+      signal: controller.signal,
+      logger: silentLogger(),
+    });
+    setTimeout(() => controller.abort(new Error("shard stopped")), 100);
+    await expect(running).rejects.toThrow("shard stopped");
+  });
+
+  it("is reachable through the registry", async () => {
+    const runner = await createTaskRunner(
+      { name: "transform", options: transformOptionsSchema.parse({ module: "noop" }) },
+      { logger: silentLogger(), pluginDir: repoPlugins },
+      { threads: 1 },
+    );
+    runners.push(runner);
+    expect(await runner.runRows(rows([{ x: 1 }]), ctx())).toEqual([{ i: 100, r: {} }]);
+  });
+});
