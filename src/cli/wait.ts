@@ -24,7 +24,7 @@ export async function waitForOperation(
       ? undefined
       : new cliProgress.SingleBar(
           {
-            format: "{status} |{bar}| {value}/{total} rows | {rate} rows/s | ETA {eta_formatted}",
+            format: "{status} |{bar}| {value}/{total} rows | {rate} rows/s | ETA {etaText}",
             stream: process.stderr,
             noTTYOutput: true,
             notTTYSchedule: 3000,
@@ -35,7 +35,7 @@ export async function waitForOperation(
         );
   const started = Date.now();
   let view = await client.get(id);
-  bar?.start(view.rows.total ?? 0, 0, { status: view.status, rate: "0" });
+  bar?.start(view.rows.total ?? 0, 0, { status: view.status, rate: "0", etaText: "…" });
   try {
     while (!TERMINAL_STATUSES.has(view.status as never)) {
       await new Promise((r) => setTimeout(r, interval));
@@ -53,6 +53,13 @@ export async function waitForOperation(
     bar?.stop();
   }
   return view;
+}
+
+/** Our own ETA: cli-progress's is meaningless while the total is still unknown (splitting). */
+function etaOf(view: OperationView, rate: number): string {
+  if (!view.rows.total || rate <= 0) return "…";
+  const s = Math.max(0, (view.rows.total - view.rows.done) / rate);
+  return s >= 90 ? `${Math.round(s / 60)}m` : `${Math.round(s)}s`;
 }
 
 /** A short human summary of a finished (or running) operation. */

@@ -3,7 +3,9 @@
  * 127.0.0.1, the bucket and queues, and optionally the scheduler and N "instances" (worker
  * child processes) running the same entry points as in AWS; only endpoints differ.
  */
+import { createWriteStream, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
+import path from "node:path";
 import { request } from "undici";
 import { createAwsClients } from "../shared/aws.ts";
 import { systemClock } from "../shared/clock.ts";
@@ -65,7 +67,7 @@ export interface LocalStackOptions {
   timeFactor?: number;
   /** Run the simulated spot market with this policy. @default off */
   spotMarket?: SpotMarketPolicy;
-  /** Logger for the stack's own events. @default silent unless logDir is set (then info) */
+  /** Logger for the stack's own events. @default `stack.log` in logDir, else silent */
   logger?: Logger;
 }
 
@@ -133,6 +135,7 @@ async function waitForHealth(url: string, component: ComponentProcess, timeoutMs
 }
 
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  if (options.logDir) mkdirSync(options.logDir, { recursive: true });
   const server = await startLocalAwsServer({ port: options.awsPort ?? 0 });
   const instances: LocalInstance[] = [];
   let scheduler: ComponentProcess | undefined;
@@ -169,7 +172,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...options.settings,
     };
 
-    const logger = options.logger ?? createLogger({ level: options.logDir ? "info" : "silent" });
+    const logger =
+      options.logger ??
+      (options.logDir
+        ? createLogger({ destination: createWriteStream(path.join(options.logDir, "stack.log"), { flags: "a" }) })
+        : createLogger({ level: "silent" }));
     let apiUrl: string | undefined;
     let apiPort = 0;
     const workers = options.workers ?? 0;

@@ -38,8 +38,22 @@ export const operationSpecInputSchema = z.strictObject({
   sheet: z.string().min(1).optional(),
   /** Rows per shard. @default 500 */
   shardSize: z.number().int().min(1).max(100_000).default(500),
-  /** Percent of rows that may fail and still count as `succeeded-with-failures`. @default 100 */
-  toleratedFailurePercent: z.number().min(0).max(100).default(100),
+  /**
+   * Percent of rows that may carry an error and still count as `succeeded-with-failures`;
+   * above it the operation is `failed` (its output is still downloadable). @default 10
+   */
+  toleratedFailurePercent: z.number().min(0).max(100).default(10),
+  /** A worker checkpoints a shard every `everyRows` rows or `everySeconds`, whichever is first. */
+  checkpoint: z
+    .strictObject({
+      /** @default 100 */
+      everyRows: z.number().int().min(1).max(1_000_000).default(100),
+      /** @default 15 */
+      everySeconds: z.number().min(0.1).max(3600).default(15),
+    })
+    .default({ everyRows: 100, everySeconds: 15 }),
+  /** Attempts that end in `error` before a shard is marked failed (reclaims never count). @default 3 */
+  maxErrorAttempts: z.number().int().min(1).max(100).default(3),
 });
 
 export interface OperationSpec {
@@ -49,6 +63,8 @@ export interface OperationSpec {
   sheet?: string | undefined;
   shardSize: number;
   toleratedFailurePercent: number;
+  checkpoint: { everyRows: number; everySeconds: number };
+  maxErrorAttempts: number;
 }
 
 function pathOf(prefix: string, path: ReadonlyArray<PropertyKey>): string {
@@ -109,6 +125,9 @@ export const manifestSchema = z.object({
     sheet: z.string().optional(),
     shardSize: z.number().int().positive(),
     toleratedFailurePercent: z.number(),
+    // Optional so manifests written before these settings existed still parse.
+    checkpoint: z.object({ everyRows: z.number(), everySeconds: z.number() }).optional(),
+    maxErrorAttempts: z.number().int().optional(),
   }),
   input: z.object({
     key: z.string(),
