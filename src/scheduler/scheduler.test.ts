@@ -125,7 +125,7 @@ describe("finalStatus", () => {
 describe("Scheduler", () => {
   it("drives an operation from queued to succeeded-with-failures, reporting progress on the way", async () => {
     const s = await scope();
-    const id = await s.submit(CSV, { shardSize: 2 });
+    const id = await s.submit(CSV, { shardSize: 2, toleratedFailurePercent: 100 });
     expect((await s.view(id)).status).toBe("queued");
 
     s.scheduler.start();
@@ -270,7 +270,7 @@ describe("Scheduler", () => {
 
   it("commits a dead-lettered shard as failed, so its operation still finishes", async () => {
     const s = await scope({ dlq: true });
-    const id = await s.submit(CSV, { shardSize: 3 });
+    const id = await s.submit(CSV, { shardSize: 3, toleratedFailurePercent: 100 });
     s.scheduler.start();
     await s.until(id, "running");
     const manifest = (await loadManifest(s.store, id))!;

@@ -1,0 +1,328 @@
+/**
+ * The merger: streams every committed shard into one output workbook, in input row order, and
+ * uploads it while it is being written (exceljs streaming writer → PassThrough → multipart
+ * upload), so the workbook is never held whole in memory.
+ *
+ * Sheet "results": the input headers, then the result columns (the union over all shards, in
+ * first-seen order, shard by shard), then `error`. Every input row appears exactly once: results
+ * are joined to input rows by row index, a second result for the same index is dropped (the
+ * first one read wins; duplicates come from at-least-once delivery and racing workers), an input
+ * row with no result gets "no result for row", and every row of a shard given up on (`failed` in
+ * its done.json) gets that error.
+ *
+ * Memory: one shard's results (a map by row index) plus the writer's and uploader's buffers;
+ * the writer is paused whenever the upload falls behind.
+ */
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { PassThrough } from "node:stream";
+import ExcelJS from "exceljs";
+import type { z } from "zod";
+import { NotFoundError, NotReadyError, ShardfleetError } from "../shared/errors.ts";
+import { keys } from "../shared/keys.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
+import {
+  type Cell,
+  decodeCell,
+  type InputRow,
+  inputRowSchema,
+  type ResultRow,
+  resultRowSchema,
+} from "../shared/schemas/cells.ts";
+import type { Manifest } from "../shared/schemas/operation.ts";
+import { type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
+
+export const XLSX_CONTENT_TYPE =
+  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+export const RESULT_SHEET = "results";
+export const ERROR_COLUMN = "error";
+export const NO_RESULT_ERROR = "no result for row";
+/** Excel refuses longer cell text; longer values are cut (and a warning logged). */
+export const MAX_CELL_TEXT = 32_767;
+
+export interface MergerDeps {
+  store: ObjectStore;
+  logger: Logger;
+}
+
+export interface MergeOptions {
+  /** The operation's manifest; `shards` must be set (the operation was split). */
+  manifest: Manifest;
+  signal?: AbortSignal;
+  /** done.json objects fetched at once. @default 16 */
+  concurrency?: number;
+}
+
+export interface MergeResult {
+  /** Where the workbook was written (`keys.result`). */
+  key: string;
+  /** Data rows written (every input row once). */
+  rows: number;
+  /** Rows whose error cell is set. */
+  errorRows: number;
+  /** Result columns, between the input columns and `error`. */
+  columns: string[];
+}
+
+/** The result columns of all shards: first-seen order, shards taken in order. */
+export function unionColumns(dones: readonly Pick<ShardDone, "columns">[]): string[] {
+  const seen = new Set<string>();
+  for (const done of dones) for (const column of done.columns) seen.add(column);
+  return [...seen];
+}
+
+/**
+ * One output row: the input cells, the result columns (null where the result has none), and
+ * the error text or null. `failed` (a shard given up on) overrides any result.
+ */
+export function mergeRow(
+  input: InputRow,
+  result: ResultRow | undefined,
+  columns: readonly string[],
+  width: number,
+  failed?: string,
+): { cells: Cell[]; error: string | null } {
+  const cells: Cell[] = [];
+  for (let k = 0; k < width; k++) {
+    const encoded = input.c[k];
+    cells.push(encoded === undefined ? null : decodeCell(encoded));
+  }
+  const values = failed === undefined ? result?.r : undefined;
+  for (const column of columns) {
+    const encoded = values?.[column];
+    cells.push(encoded === undefined ? null : decodeCell(encoded));
+  }
+  const error = failed ?? (result ? (result.e ?? null) : NO_RESULT_ERROR);
+  return { cells, error };
+}
+
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const k = next++;
+      out[k] = await fn(items[k]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/** The lines of an NDJSON object, each parsed with `schema`. */
+async function* ndjson<S extends z.ZodType>(
+  store: ObjectStore,
+  key: string,
+  schema: S,
+  signal?: AbortSignal,
+): AsyncGenerator<z.infer<S>> {
+  const stream = await store.getStream(key, signal);
+  if (!stream) throw new NotFoundError(`${key} not found`, { details: { key } });
+  const lines = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+  let n = 0;
+  try {
+    for await (const line of lines) {
+      n++;
+      if (line.trim() === "") continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch (err) {
+        throw new ShardfleetError("INTERNAL", `${key} line ${n} is not JSON`, { cause: err });
+      }
+      const parsed = schema.safeParse(value);
+      if (!parsed.success) {
+        throw new ShardfleetError(
+          "INTERNAL",
+          `${key} line ${n}: ${parsed.error.issues[0]?.message}`,
+          {
+            cause: parsed.error,
+          },
+        );
+      }
+      yield parsed.data;
+    }
+  } finally {
+    lines.close();
+    stream.destroy();
+  }
+}
+
+/** Settles like `promise`, or rejects with the signal's reason once it aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+function dateFormat(date: Date): string {
+  return date.getTime() % 86_400_000 === 0 ? "yyyy-mm-dd" : "yyyy-mm-dd hh:mm:ss";
+}
+
+/**
+ * Merges the committed shards of `manifest` into `keys.result(op)`. Throws NotReadyError when
+ * the operation was not split or a shard has no done.json (merge only when all are committed),
+ * NotFoundError when a slice or a chunk listed in a done.json is missing.
+ */
+export async function mergeOperation(
+  deps: MergerDeps,
+  options: MergeOptions,
+): Promise<MergeResult> {
+  try {
+    return await merge(deps, options);
+  } catch (err) {
+    // Whatever step the abort interrupted (an SDK call, a stream), the caller sees its reason.
+    throw options.signal?.aborted ? options.signal.reason : err;
+  }
+}
+
+async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResult> {
+  const { manifest, signal } = options;
+  const op = manifest.id;
+  // Callers often pass a logger already bound to the operation; bind it once only.
+  const log =
+    deps.logger.bindings().operationId === op
+      ? deps.logger
+      : deps.logger.child({ operationId: op });
+  const shards = manifest.shards;
+  if (!shards) throw new NotReadyError(`operation ${op} has not been split yet`);
+
+  const dones = await mapLimit(shards, options.concurrency ?? 16, async (shard) => {
+    const done = await deps.store.getJson(keys.done(op, shard.id), shardDoneSchema, signal);
+    if (!done) {
+      throw new NotReadyError(
+        `shard ${shard.id} of operation ${op} has not committed (no done.json)`,
+        {
+          details: { shardId: shard.id },
+        },
+      );
+    }
+    if (done.operationId !== op || done.shardId !== shard.id) {
+      throw new ShardfleetError(
+        "INTERNAL",
+        `${keys.done(op, shard.id)} belongs to ${done.operationId}/${done.shardId}`,
+      );
+    }
+    return done;
+  });
+  const columns = unionColumns(dones);
+  const width = manifest.headers.length;
+  const key = keys.result(op);
+
+  // The upload reads `body` while the writer fills it. Either side failing stops the other.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  if (signal?.aborted) onAbort();
+  const body = new PassThrough();
+  const upload = deps.store.upload(key, body, {
+    contentType: XLSX_CONTENT_TYPE,
+    signal: stop.signal,
+  });
+  // An upload failure aborts `stop`, which ends every wait on the writer: it would otherwise
+  // wait forever for a reader that has gone.
+  upload.catch((err: unknown) => stop.abort(err));
+
+  const writer = new ExcelJS.stream.xlsx.WorkbookWriter({
+    stream: body,
+    useStyles: true,
+    useSharedStrings: false,
+  });
+  const sheet = writer.addWorksheet(RESULT_SHEET, {
+    views: [{ state: "frozen", ySplit: 1 }],
+  });
+  let rows = 0;
+  let errorRows = 0;
+  let truncated = 0;
+
+  const addRow = async (values: Cell[]) => {
+    const row = sheet.addRow(
+      values.map((v) => {
+        if (typeof v === "string" && v.length > MAX_CELL_TEXT) {
+          truncated++;
+          return v.slice(0, MAX_CELL_TEXT);
+        }
+        return v;
+      }),
+    );
+    values.forEach((v, k) => {
+      if (v instanceof Date) row.getCell(k + 1).numFmt = dateFormat(v);
+    });
+    row.commit();
+    // Backpressure: exceljs never waits for its output, so wait here while the upload lags.
+    if (body.writableNeedDrain) await once(body, "drain", { signal: stop.signal });
+  };
+
+  try {
+    const header = sheet.addRow([...manifest.headers, ...columns, ERROR_COLUMN]);
+    header.font = { bold: true };
+    header.commit();
+
+    for (const [k, shard] of shards.entries()) {
+      const done = dones[k]!;
+      const results = new Map<number, ResultRow>();
+      let duplicates = 0;
+      if (done.failed === undefined) {
+        for (const chunk of done.chunks) {
+          for await (const result of ndjson(deps.store, chunk.key, resultRowSchema, stop.signal)) {
+            if (results.has(result.i)) duplicates++;
+            else results.set(result.i, result);
+          }
+        }
+      }
+      let shardRows = 0;
+      const inputKey = keys.shardInput(op, shard.id);
+      for await (const input of ndjson(deps.store, inputKey, inputRowSchema, stop.signal)) {
+        const merged = mergeRow(input, results.get(input.i), columns, width, done.failed);
+        await addRow([...merged.cells, merged.error]);
+        shardRows++;
+        if (merged.error !== null) errorRows++;
+      }
+      rows += shardRows;
+      if (duplicates > 0 || shardRows !== shard.end - shard.start) {
+        log.warn(
+          { shardId: shard.id, duplicates, rows: shardRows, expected: shard.end - shard.start },
+          duplicates > 0 ? "duplicate results dropped" : "slice row count differs from its range",
+        );
+      }
+    }
+    sheet.commit();
+    await untilAborted(writer.commit(), stop.signal);
+    await upload;
+  } catch (err) {
+    // After an upload failure the writer's error is only "aborted": report the upload's.
+    const cause = stop.signal.aborted ? stop.signal.reason : err;
+    stop.abort(cause);
+    body.destroy();
+    throw cause;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+
+  if (truncated > 0) log.warn({ cells: truncated, limit: MAX_CELL_TEXT }, "long cell text cut");
+  log.info(
+    { key, rows, errorRows, columns: columns.length, shards: shards.length },
+    "operation merged",
+  );
+  return { key, rows, errorRows, columns };
+}

@@ -1,0 +1,172 @@
+/**
+ * The splitter: streams an operation's input workbook once, writes each shard's rows to S3 as
+ * an NDJSON slice (`keys.shardInput`), then puts one message per shard on the work queue.
+ *
+ * Row identity: every data row gets `i`, its 0-based index among the data rows the reader
+ * yields (fully empty rows are skipped, see read-rows.ts). Results carry `i`, so the merger can
+ * de-duplicate and order them. Each row is fitted to the header: cells beyond the last header
+ * are dropped (they have no column name), missing ones are null; a row that is empty once
+ * fitted is skipped too, as it carries no work.
+ *
+ * Crash safety: slices are rewritten identically by a re-run (same input, same boundaries), and
+ * messages go out only after every slice exists, so a worker never receives a shard whose slice
+ * is missing.
+ */
+import { Readable } from "node:stream";
+import { type Clock, systemClock } from "../shared/clock.ts";
+import { BadInputError, NotFoundError } from "../shared/errors.ts";
+import { keys, shardIdFor } from "../shared/keys.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
+import { encodeCell, type InputRow } from "../shared/schemas/cells.ts";
+import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
+import type { ShardMessage } from "../shared/schemas/shard.ts";
+import type { ShardQueue } from "../shared/shard-queue.ts";
+import { parseHeaderRow } from "./workbook/inspect.ts";
+import { readRows } from "./workbook/read-rows.ts";
+import { fitRow, isEmptyRow } from "./workbook/row-shape.ts";
+
+export const NDJSON_CONTENT_TYPE = "application/x-ndjson";
+
+/**
+ * The shards of `rows` data rows: consecutive [start, end) ranges of `shardSize` rows (the last
+ * may be shorter), ids from `shardIdFor(k)`. Covers [0, rows) exactly once; [] for 0 rows.
+ */
+export function planShards(rows: number, shardSize: number): ShardRange[] {
+  if (!Number.isInteger(rows) || rows < 0) throw new RangeError(`rows must be >= 0, got ${rows}`);
+  if (!Number.isInteger(shardSize) || shardSize < 1) {
+    throw new RangeError(`shardSize must be >= 1, got ${shardSize}`);
+  }
+  const shards: ShardRange[] = [];
+  for (let k = 0, start = 0; start < rows; k++, start += shardSize) {
+    shards.push({ id: shardIdFor(k), start, end: Math.min(start + shardSize, rows) });
+  }
+  return shards;
+}
+
+function sameHeaders(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((h, k) => h === b[k]);
+}
+
+export interface SplitterDeps {
+  store: ObjectStore;
+  queue: ShardQueue;
+  logger: Logger;
+  /** @default systemClock */
+  clock?: Clock;
+}
+
+export interface SplitOptions {
+  manifest: Manifest;
+  workQueueUrl: string;
+  signal?: AbortSignal;
+}
+
+export interface SplitResult {
+  rows: number;
+  shards: ShardRange[];
+  /** The header row as read now (the same check as at submission). */
+  headers: string[];
+}
+
+/**
+ * Splits the operation's input into shard slices and queues one message per shard. Holds at
+ * most one shard's rows in memory. Throws BadInputError WORKBOOK_INVALID for a workbook with no
+ * data rows (or one the reader refuses), NotFoundError when the input object is gone.
+ */
+export async function splitOperation(
+  deps: SplitterDeps,
+  options: SplitOptions,
+): Promise<SplitResult> {
+  try {
+    return await split(deps, options);
+  } catch (err) {
+    // Whatever step the abort interrupted (an SDK call, the reader), the caller sees its reason.
+    throw options.signal?.aborted ? options.signal.reason : err;
+  }
+}
+
+async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitResult> {
+  const { manifest, signal } = options;
+  const clock = deps.clock ?? systemClock;
+  const op = manifest.id;
+  const shardSize = manifest.spec.shardSize;
+  // Callers often pass a logger already bound to the operation; bind it once only.
+  const log =
+    deps.logger.bindings().operationId === op
+      ? deps.logger
+      : deps.logger.child({ operationId: op });
+  const started = clock.now();
+
+  const input = await deps.store.getStream(manifest.input.key, signal);
+  if (!input) {
+    throw new NotFoundError(`input workbook ${manifest.input.key} not found`, {
+      details: { key: manifest.input.key },
+    });
+  }
+  const rows = readRows(input, {
+    format: manifest.input.format,
+    sheet: manifest.spec.sheet,
+    signal,
+  });
+
+  let headers: string[] | undefined;
+  let next = 0;
+  let lines: string[] = [];
+  const writeSlice = async () => {
+    const shard = Math.floor((next - 1) / shardSize);
+    const key = keys.shardInput(op, shardIdFor(shard));
+    const body = Buffer.from(lines.join(""));
+    lines = [];
+    // upload(): a slice of wide rows can pass the single-PUT limit.
+    await deps.store.upload(key, Readable.from([body]), {
+      contentType: NDJSON_CONTENT_TYPE,
+      signal,
+    });
+    log.debug({ shardId: shardIdFor(shard), bytes: body.length }, "slice written");
+  };
+
+  try {
+    for await (const cells of rows) {
+      if (headers === undefined) {
+        headers = parseHeaderRow(cells);
+        if (manifest.headers.length > 0 && !sameHeaders(manifest.headers, headers)) {
+          // The merger labels columns with manifest.headers; a different row would mislabel them.
+          throw new BadInputError(
+            "WORKBOOK_INVALID",
+            `the header row (${headers.join(", ")}) differs from the one read at submission (${manifest.headers.join(", ")})`,
+          );
+        }
+        continue;
+      }
+      const fitted = fitRow(cells, headers.length);
+      if (isEmptyRow(fitted)) continue;
+      const row: InputRow = { i: next++, c: fitted.map(encodeCell) };
+      lines.push(`${JSON.stringify(row)}\n`);
+      if (lines.length === shardSize) await writeSlice();
+    }
+    if (lines.length > 0) await writeSlice();
+  } finally {
+    await rows.return(undefined);
+  }
+
+  if (headers === undefined) throw new BadInputError("WORKBOOK_INVALID", "workbook is empty");
+  if (next === 0) {
+    throw new BadInputError("WORKBOOK_INVALID", "workbook has a header row but no data rows");
+  }
+
+  const shards = planShards(next, shardSize);
+  const messages: ShardMessage[] = shards.map((s) => ({
+    v: 1,
+    operationId: op,
+    shardId: s.id,
+    start: s.start,
+    end: s.end,
+  }));
+  await deps.queue.sendShards(options.workQueueUrl, messages, signal);
+  log.info(
+    { rows: next, shards: shards.length, shardSize, ms: clock.now() - started },
+    "operation split",
+  );
+  return { rows: next, shards, headers };
+}

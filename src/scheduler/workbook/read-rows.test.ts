@@ -1,0 +1,331 @@
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { PassThrough, Readable } from "node:stream";
+import { describe, expect, it, vi } from "vitest";
+import {
+  collect,
+  handmadeXlsx,
+  simpleXlsx,
+  storedZip,
+  streamOf,
+  xlsxBuffer,
+} from "../../../test/fixtures/workbooks.ts";
+import { BadInputError } from "../../shared/errors.ts";
+import { readRows } from "./read-rows.ts";
+
+const utc = (y: number, m: number, d: number, h = 0, min = 0) =>
+  new Date(Date.UTC(y, m - 1, d, h, min));
+
+function xlsxRows(data: Buffer, sheet?: string) {
+  return collect(readRows(streamOf(data), { format: "xlsx", sheet }));
+}
+
+function csvRows(text: string | Buffer) {
+  return collect(readRows(streamOf(text), { format: "csv" }));
+}
+
+/** Temporary files exceljs spooled for this process and has not deleted. */
+function ourTempFiles(): string[] {
+  return readdirSync(tmpdir()).filter((f) => f.startsWith(`tmp-${process.pid}-`));
+}
+
+async function expectWorkbookInvalid(promise: Promise<unknown>, message: string | RegExp) {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(BadInputError);
+  expect((err as BadInputError).code).toBe("WORKBOOK_INVALID");
+  expect((err as BadInputError).message).toMatch(message);
+}
+
+describe("readRows (xlsx)", () => {
+  it("keeps each cell's meaning: numbers, dates, formulas, rich text, links, errors, booleans", async () => {
+    const data = await xlsxBuffer((wb) => {
+      const ws = wb.addWorksheet("Data");
+      ws.addRow([
+        "text",
+        "number",
+        "date",
+        "formula",
+        "rich",
+        "link",
+        "error",
+        "bool",
+        "datef",
+        "nafx",
+        "boolfx",
+      ]);
+      ws.addRow(["a", 1.5, utc(2024, 1, 2, 13, 30)]);
+      ws.getCell("C2").numFmt = "yyyy-mm-dd hh:mm";
+      ws.getCell("D2").value = { formula: "B2*2", result: 3 };
+      ws.getCell("E2").value = { richText: [{ text: "ri" }, { text: "ch", font: { bold: true } }] };
+      ws.getCell("F2").value = { text: "the site", hyperlink: "https://example.com" };
+      ws.getCell("G2").value = { error: "#N/A" };
+      ws.getCell("H2").value = false;
+      ws.getCell("I2").value = { formula: "C2+1", result: 45_294.5625 };
+      ws.getCell("I2").numFmt = "dd/mm/yyyy";
+      ws.getCell("J2").value = { formula: "NA()", result: { error: "#N/A" } };
+      ws.getCell("K2").value = { formula: "B2>1", result: true };
+    });
+    const rows = await xlsxRows(data);
+    expect(rows).toEqual([
+      [
+        "text",
+        "number",
+        "date",
+        "formula",
+        "rich",
+        "link",
+        "error",
+        "bool",
+        "datef",
+        "nafx",
+        "boolfx",
+      ],
+      [
+        "a",
+        1.5,
+        utc(2024, 1, 2, 13, 30),
+        3,
+        "rich",
+        "the site",
+        "#N/A",
+        false,
+        utc(2024, 1, 3, 13, 30),
+        "#N/A",
+        true,
+      ],
+    ]);
+  });
+
+  it("pads sparse rows so cell k is column k, with null for empty cells", async () => {
+    const data = await xlsxBuffer((wb) => {
+      const ws = wb.addWorksheet("S");
+      ws.addRow(["a", "b", "c", "d"]);
+      ws.getCell("A2").value = 1;
+      ws.getCell("D2").value = 4; // B2, C2 empty
+      ws.getCell("C3").value = "only c";
+      ws.getCell("B5").value = "after a blank row";
+    });
+    expect(await xlsxRows(data)).toEqual([
+      ["a", "b", "c", "d"],
+      [1, null, null, 4],
+      [null, null, "only c"],
+      [null, "after a blank row"],
+    ]);
+  });
+
+  it("skips rows with no values, including leading ones, so the first row is the header", async () => {
+    const data = await xlsxBuffer((wb) => {
+      const ws = wb.addWorksheet("S");
+      ws.getCell("A3").value = "h1";
+      ws.getCell("B3").value = "h2";
+      ws.getCell("A4").value = "";
+      ws.getCell("A5").value = "x";
+    });
+    expect(await xlsxRows(data)).toEqual([["h1", "h2"], ["x"]]);
+  });
+
+  it("reads the first sheet in workbook order by default, a named sheet when asked", async () => {
+    const data = await xlsxBuffer((wb) => {
+      wb.addWorksheet("First").addRow(["one"]);
+      wb.addWorksheet("Second").addRow(["two"]);
+    });
+    expect(await xlsxRows(data)).toEqual([["one"]]);
+    expect(await xlsxRows(data, "Second")).toEqual([["two"]]);
+  });
+
+  it("skips hidden sheets when choosing the default sheet", async () => {
+    const data = handmadeXlsx({
+      sheets: [
+        { name: "Lookup", state: "hidden", rows: '<row r="1"><c r="A1"><v>1</v></c></row>' },
+        { name: "Data", rows: '<row r="1"><c r="A1"><v>2</v></c></row>' },
+      ],
+    });
+    expect(await xlsxRows(data)).toEqual([[2]]);
+    expect(await xlsxRows(data, "Lookup")).toEqual([[1]]);
+  });
+
+  it("names the missing sheet and lists the ones that exist", async () => {
+    const data = await xlsxBuffer((wb) => {
+      wb.addWorksheet("Alpha").addRow(["a"]);
+      wb.addWorksheet("Beta").addRow(["b"]);
+    });
+    await expectWorkbookInvalid(
+      xlsxRows(data, "Gamma"),
+      'sheet "Gamma" not found (sheets: "Alpha", "Beta")',
+    );
+  });
+
+  it("leaves no spooled temporary file behind, also when the reader stops after one row", async () => {
+    const data = await xlsxBuffer((wb) => {
+      wb.addWorksheet("A").addRows([["h"], [1], [2]]);
+      wb.addWorksheet("B").addRows([["h"], [1]]);
+      wb.addWorksheet("C").addRows([["h"], [1]]);
+    });
+    const before = ourTempFiles().length;
+    let whileReading = 0;
+    for await (const _row of readRows(streamOf(data), { format: "xlsx", sheet: "B" })) {
+      whileReading = ourTempFiles().length;
+      break;
+    }
+    expect(whileReading).toBeGreaterThan(before); // exceljs did spool: the check below means something
+    expect(await xlsxRows(data)).toHaveLength(3);
+    // exceljs's cleanup unlinks asynchronously.
+    await vi.waitFor(() => expect(ourTempFiles()).toHaveLength(before), { timeout: 2000 });
+  });
+
+  it("reads inline strings (all runs, no phonetic text), t=d dates, prefixed elements and refs without r", async () => {
+    const data = handmadeXlsx({
+      sheets: [
+        {
+          name: "Hand",
+          rows:
+            '<row r="1"><c r="A1" t="inlineStr"><is><t>h</t></is></c><c r="B1" t="inlineStr"><is><t>i</t></is></c><c t="inlineStr"><is><t>j</t></is></c></row>' +
+            '<row r="2"><c r="A2" t="inlineStr"><is><r><t>one </t></r><r><t>two</t></r><rPh><t>ふり</t></rPh></is></c>' +
+            '<c r="B2" t="d"><v>2024-03-04T05:06:07Z</v></c><c t="str"><f>A1</f><v>a &amp; b</v></c></row>',
+        },
+      ],
+    });
+    expect(await xlsxRows(data)).toEqual([
+      ["h", "i", "j"],
+      ["one two", new Date("2024-03-04T05:06:07Z"), "a & b"],
+    ]);
+    const prefixed = handmadeXlsx({
+      sheets: [
+        {
+          name: "P",
+          rows: '<x:row r="1"><x:c r="B1" t="inlineStr"><x:is><x:t>p</x:t></x:is></x:c><x:c r="C1"><x:v>2</x:v></x:c></x:row>',
+        },
+      ],
+    });
+    expect(await xlsxRows(prefixed)).toEqual([[null, "p", 2]]);
+  });
+
+  it("resolves sheet names through absolute relationship targets (openpyxl writes them)", async () => {
+    const data = handmadeXlsx({
+      absoluteTargets: true,
+      sharedStrings: ["<t>from shared</t>", "<r><t>rich </t></r><r><t>shared</t></r>"],
+      sheets: [
+        { name: "Cover", rows: '<row r="1"><c r="A1" t="s"><v>0</v></c></row>' },
+        { name: "Data", rows: '<row r="1"><c r="A1" t="s"><v>1</v></c></row>' },
+      ],
+    });
+    expect(await xlsxRows(data)).toEqual([["from shared"]]);
+    expect(await xlsxRows(data, "Data")).toEqual([["rich shared"]]);
+  });
+
+  it("applies date formats from styles (custom and built-in) and the 1904 date system", async () => {
+    const rows =
+      '<row r="1"><c r="A1" s="1"><v>45293</v></c><c r="B1" s="2"><v>45293.5</v></c><c r="C1" s="3"><v>45293</v></c><c r="D1"><v>45293</v></c></row>';
+    const styles = { numFmts: { 164: "d/m/yy;@", 165: '0.0" days"' }, xfs: [0, 164, 22, 165] };
+    const data = handmadeXlsx({ sheets: [{ name: "D", rows }], ...styles });
+    expect(await xlsxRows(data)).toEqual([[utc(2024, 1, 2), utc(2024, 1, 2, 12), 45293, 45293]]);
+    const data1904 = handmadeXlsx({ sheets: [{ name: "D", rows }], ...styles, date1904: true });
+    expect((await xlsxRows(data1904))[0]?.[0]).toEqual(utc(2028, 1, 3));
+  });
+
+  it("reads a sheet parsed straight from the zip, and keeps every part after a spooled sheet", async () => {
+    // The spooled case arrives in one chunk: unzipper then ends before exceljs has read the
+    // shared strings and workbook parts (see endOnlyWhenRead in xlsx-rows.ts).
+    const sheets = [
+      { name: "S", rows: '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1"><v>7</v></c></row>' },
+    ];
+    const direct = handmadeXlsx({ sheets, sharedStrings: ["<t>x</t>"], partsFirst: true });
+    const spooled = handmadeXlsx({ sheets, sharedStrings: ["<t>x</t>"], partsFirst: false });
+    expect(await xlsxRows(direct)).toEqual([["x", 7]]);
+    expect(await xlsxRows(spooled)).toEqual([["x", 7]]);
+  });
+
+  it("refuses a file that is not an xlsx workbook: text, empty, truncated, a zip of something else", async () => {
+    const good = await simpleXlsx([["a"], [1]]);
+    await expectWorkbookInvalid(
+      xlsxRows(Buffer.from("name,age\nann,3\n")),
+      "file is not a readable xlsx workbook",
+    );
+    await expectWorkbookInvalid(xlsxRows(Buffer.alloc(0)), "file is not a readable xlsx workbook");
+    await expectWorkbookInvalid(
+      xlsxRows(good.subarray(0, Math.floor(good.length / 2))),
+      "file is not a readable xlsx workbook",
+    );
+    await expectWorkbookInvalid(
+      xlsxRows(storedZip([{ name: "notes.txt", data: "hello" }])),
+      "file is not a readable xlsx workbook",
+    );
+  });
+
+  it("never hangs on a corrupted workbook: every damaged copy ends in rows or a WORKBOOK_INVALID", async () => {
+    const good = await simpleXlsx([
+      ["name", "n"],
+      ...Array.from({ length: 200 }, (_, k) => [`row ${k}`, k]),
+    ]);
+    for (let offset = 0; offset < good.length; offset += Math.ceil(good.length / 40)) {
+      const bad = Buffer.from(good);
+      bad.fill(0x41, offset, offset + 64);
+      const outcome = await xlsxRows(bad).then(
+        () => "rows",
+        (err: unknown) => (err instanceof BadInputError ? err.code : String(err)),
+      );
+      expect(["rows", "WORKBOOK_INVALID"]).toContain(outcome);
+    }
+  });
+
+  it("stops with the input's error when the stream fails midway, and on abort", async () => {
+    const good = await simpleXlsx([["a"], [1]]);
+    const failing = new PassThrough();
+    failing.write(good.subarray(0, 100));
+    setImmediate(() => failing.destroy(new Error("connection reset")));
+    await expect(collect(readRows(failing, { format: "xlsx" }))).rejects.toThrow(
+      "connection reset",
+    );
+
+    const stalled = new PassThrough();
+    stalled.write(good.subarray(0, 100));
+    const controller = new AbortController();
+    setImmediate(() => controller.abort(new Error("stop now")));
+    await expect(
+      collect(readRows(stalled, { format: "xlsx", signal: controller.signal })),
+    ).rejects.toThrow("stop now");
+    expect(stalled.destroyed).toBe(true);
+  });
+});
+
+describe("readRows (csv)", () => {
+  it("parses quotes, embedded commas, quotes and newlines, CRLF and a BOM; values stay strings", async () => {
+    const text = '\uFEFFname,note,n\r\n"Smith, Ann","said ""hi""\r\nthen left",42\r\nBob,,007\r\n';
+    expect(await csvRows(text)).toEqual([
+      ["name", "note", "n"],
+      ["Smith, Ann", 'said "hi"\r\nthen left', "42"],
+      ["Bob", null, "007"],
+    ]);
+  });
+
+  it("drops a BOM split across chunks and skips blank lines", async () => {
+    const bytes = Buffer.from("\uFEFFa,b\n\n,\n1,2\n");
+    const input = Readable.from([bytes.subarray(0, 1), bytes.subarray(1, 2), bytes.subarray(2)]);
+    expect(await collect(readRows(input, { format: "csv" }))).toEqual([
+      ["a", "b"],
+      ["1", "2"],
+    ]);
+  });
+
+  it("keeps ragged rows as they are (the splitter fits them to the header)", async () => {
+    expect(await csvRows("a,b,c\n1\n1,2,3,4\n")).toEqual([
+      ["a", "b", "c"],
+      ["1"],
+      ["1", "2", "3", "4"],
+    ]);
+  });
+
+  it("refuses an unclosed quote with WORKBOOK_INVALID", async () => {
+    await expectWorkbookInvalid(csvRows('a,b\n"open,1\n'), /^file is not readable csv/);
+  });
+
+  it("destroys the input when the caller stops early", async () => {
+    const input = new PassThrough();
+    input.write("a,b\n1,2\n3,4\n");
+    for await (const _row of readRows(input, { format: "csv" })) break;
+    expect(input.destroyed).toBe(true);
+  });
+});

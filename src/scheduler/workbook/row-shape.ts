@@ -1,0 +1,50 @@
+/** Small, pure helpers about the shape of rows, shared by the readers, inspect and the splitter. */
+import type { Cell } from "../../shared/schemas/cells.ts";
+
+/** Null and "" carry nothing; a row made only of them is an empty row. */
+export function isEmptyCell(cell: Cell | undefined): boolean {
+  return cell === null || cell === undefined || cell === "";
+}
+
+export function isEmptyRow(cells: readonly Cell[]): boolean {
+  return cells.every(isEmptyCell);
+}
+
+/**
+ * The row cut or padded to exactly `width` cells: cells beyond the header have no column to
+ * live in, so they are dropped; missing ones are null.
+ */
+export function fitRow(cells: readonly Cell[], width: number): Cell[] {
+  const out = cells.slice(0, width);
+  while (out.length < width) out.push(null);
+  return out;
+}
+
+/** 0 → "A", 25 → "Z", 26 → "AA": column names as a spreadsheet user sees them. */
+export function columnLetter(index: number): string {
+  let n = index + 1;
+  let out = "";
+  while (n > 0) {
+    const rem = (n - 1) % 26;
+    out = String.fromCharCode(65 + rem) + out;
+    n = Math.floor((n - 1) / 26);
+  }
+  return out;
+}
+
+/** "A" → 0, "AA" → 26. Letters only (the caller strips the row number). */
+export function columnIndex(letters: string): number {
+  let n = 0;
+  for (let k = 0; k < letters.length; k++) n = n * 26 + (letters.charCodeAt(k) - 64);
+  return n - 1;
+}
+
+/** A cell as header text: trimmed; dates as ISO (a date at midnight UTC as YYYY-MM-DD). */
+export function cellText(cell: Cell): string {
+  if (cell === null) return "";
+  if (cell instanceof Date) {
+    const iso = cell.toISOString();
+    return iso.endsWith("T00:00:00.000Z") ? iso.slice(0, 10) : iso;
+  }
+  return String(cell).trim();
+}
