@@ -80,7 +80,8 @@ try {
       ["scheduler", await peakRssMb(stack.scheduler?.child.pid)],
       ...(await Promise.all(
         stack.instances.map(
-          async (i) => [i.name, await peakRssMb(i.process.child.pid)] as [string, number | undefined],
+          async (i) =>
+            [i.name, await peakRssMb(i.process.child.pid)] as [string, number | undefined],
         ),
       )),
       ["bench + S3/SQS server", process.resourceUsage().maxRSS / 1024],

@@ -43,12 +43,10 @@ export async function waitForOperation(
       const done = view.rows.done;
       const seconds = (Date.now() - started) / 1000;
       if (view.rows.total) bar?.setTotal(view.rows.total);
-      bar?.update(done, {
-        status: view.status,
-        rate: (done / Math.max(seconds, 0.001)).toFixed(0),
-      });
+      const rate = done / Math.max(seconds, 0.001);
+      bar?.update(done, { status: view.status, rate: rate.toFixed(0), etaText: etaOf(view, rate) });
     }
-    bar?.update(view.rows.total ?? view.rows.done, { status: view.status });
+    bar?.update(view.rows.total ?? view.rows.done, { status: view.status, etaText: "0s" });
   } finally {
     bar?.stop();
   }

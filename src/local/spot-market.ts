@@ -45,7 +45,8 @@ export function planReclaims(
   const out: ReclaimDecision[] = [];
   for (const instance of instances) {
     if (instance.market !== "spot" || !instance.reclaimable) continue;
-    if (random() < p) out.push({ name: instance.name, kind: random() < noticeShare ? "notice" : "kill" });
+    if (random() < p)
+      out.push({ name: instance.name, kind: random() < noticeShare ? "notice" : "kill" });
   }
   return out;
 }
@@ -95,7 +96,10 @@ export class SpotMarket {
     );
     this.#last = now;
     for (const d of decisions) {
-      this.#deps.logger.info({ instanceId: d.name, kind: d.kind }, "spot market reclaims an instance");
+      this.#deps.logger.info(
+        { instanceId: d.name, kind: d.kind },
+        "spot market reclaims an instance",
+      );
       this.decisions.push(d);
       this.#deps.reclaim(d);
     }

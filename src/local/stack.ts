@@ -175,7 +175,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const logger =
       options.logger ??
       (options.logDir
-        ? createLogger({ destination: createWriteStream(path.join(options.logDir, "stack.log"), { flags: "a" }) })
+        ? createLogger({
+            destination: createWriteStream(path.join(options.logDir, "stack.log"), { flags: "a" }),
+          })
         : createLogger({ level: "silent" }));
     let apiUrl: string | undefined;
     let apiPort = 0;
@@ -183,7 +185,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const startScheduler = async () => {
       scheduler = spawnComponent("scheduler", {
         name: "scheduler",
-        env: { ...componentEnv, SHARDFLEET_API_HOST: "127.0.0.1", SHARDFLEET_API_PORT: String(apiPort) },
+        env: {
+          ...componentEnv,
+          SHARDFLEET_API_HOST: "127.0.0.1",
+          SHARDFLEET_API_PORT: String(apiPort),
+        },
         logDir: options.logDir,
       });
       await waitForHealth(apiUrl!, scheduler, 30_000);
@@ -198,7 +204,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const replace = options.replaceLostInstances ?? true;
     let closing = false;
     let nextInstance = 1;
-    const addInstance = async (market: Market = options.market ?? "spot"): Promise<LocalInstance> => {
+    const addInstance = async (
+      market: Market = options.market ?? "spot",
+    ): Promise<LocalInstance> => {
       const name = `local-${String(nextInstance++).padStart(3, "0")}`;
       const imds = await startLocalImds({ instanceId: name, market });
       const proc = spawnComponent("worker", {
@@ -256,8 +264,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           clock: systemClock,
           logger,
           instances: () =>
-            instances.map((i) => ({ name: i.name, market: i.market, reclaimable: i.state === "running" })),
-          reclaim: (d: ReclaimDecision) => instances.find((i) => i.name === d.name)?.reclaim(d.kind === "notice"),
+            instances.map((i) => ({
+              name: i.name,
+              market: i.market,
+              reclaimable: i.state === "running",
+            })),
+          reclaim: (d: ReclaimDecision) =>
+            instances.find((i) => i.name === d.name)?.reclaim(d.kind === "notice"),
         },
         options.spotMarket,
       );
