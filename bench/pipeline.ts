@@ -65,6 +65,7 @@ try {
   });
   let pipelineMs: number;
   let peaks: Array<[string, number | undefined]>;
+  let phases: Array<[string, number]>;
   try {
     const client = new ApiClient(stack.apiUrl);
     const started = performance.now();
@@ -72,10 +73,19 @@ try {
       task: { name: "transform", options: { module: "noop" } },
       shardSize,
     });
+    const accepted = performance.now();
     const view = await waitForOperation(client, id, { progress: false, intervalMs: 100 });
     if (view.status !== "succeeded") throw new Error(`operation ended ${view.status}`);
+    const finished = performance.now();
     await client.download(id, createWriteStream(path.join(dir, "result.xlsx")));
     pipelineMs = performance.now() - started;
+    const at = (iso: string | undefined) => (iso ? Date.parse(iso) : Number.NaN);
+    phases = [
+      ["upload + header check (until 202)", accepted - started],
+      ["queued + split (202 → running)", at(view.startedAt) - at(view.createdAt)],
+      ["shards run + merge (running → done)", at(view.finishedAt) - at(view.startedAt)],
+      ["download", performance.now() - finished],
+    ];
     peaks = [
       ["scheduler", await peakRssMb(stack.scheduler?.child.pid)],
       ...(await Promise.all(
@@ -96,6 +106,7 @@ try {
     `bench/pipeline — ${rows} rows, no-op transform, ${workers} local instances, shard size ${shardSize}`,
     `  single process (exceljs stream read → write)  ${fmt(baseline.ms / 1000, 2)} s   peak RSS ${fmt(baseline.peakRssMb)} MB`,
     `  local stack (submit → result downloaded)     ${fmt(pipelineMs / 1000, 2)} s`,
+    ...phases.map(([name, ms]) => `      ${name.padEnd(38)} ${fmt(ms / 1000, 2)} s`),
     ...peaks.map(([name, mb]) => `      peak RSS ${name.padEnd(22)} ${fmt(mb)} MB`),
     `  ratio stack / single process                 ${ratio.toFixed(2)}  (target ≤ 1.5)`,
     "",

@@ -21,7 +21,7 @@ import type { ObjectStore } from "../shared/object-store.ts";
 import { encodeCell, type InputRow } from "../shared/schemas/cells.ts";
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
-import type { ShardQueue } from "../shared/shard-queue.ts";
+import { type ShardQueue, SQS_BATCH_MAX } from "../shared/shard-queue.ts";
 import { parseHeaderRow } from "./workbook/inspect.ts";
 import { readRows } from "./workbook/read-rows.ts";
 import { fitRow, isEmptyRow } from "./workbook/row-shape.ts";
@@ -113,6 +113,7 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
   let headers: string[] | undefined;
   let next = 0;
   let lines: string[] = [];
+  let pending: ShardMessage[] = [];
   const writeSlice = async () => {
     const shard = Math.floor((next - 1) / shardSize);
     const key = keys.shardInput(op, shardIdFor(shard));
@@ -124,6 +125,20 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
       signal,
     });
     log.debug({ shardId: shardIdFor(shard), bytes: body.length }, "slice written");
+    // Queue shards as their slices land (10 a batch) so workers start while the split goes on.
+    pending.push({
+      v: 1,
+      operationId: op,
+      shardId: shardIdFor(shard),
+      start: shard * shardSize,
+      end: next,
+    });
+    if (pending.length === SQS_BATCH_MAX) await flush();
+  };
+  const flush = async () => {
+    const batch = pending;
+    pending = [];
+    if (batch.length > 0) await deps.queue.sendShards(options.workQueueUrl, batch, signal);
   };
 
   try {
@@ -146,6 +161,7 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
       if (lines.length === shardSize) await writeSlice();
     }
     if (lines.length > 0) await writeSlice();
+    await flush();
   } finally {
     await rows.return(undefined);
   }
@@ -156,14 +172,6 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
   }
 
   const shards = planShards(next, shardSize);
-  const messages: ShardMessage[] = shards.map((s) => ({
-    v: 1,
-    operationId: op,
-    shardId: s.id,
-    start: s.start,
-    end: s.end,
-  }));
-  await deps.queue.sendShards(options.workQueueUrl, messages, signal);
   log.info(
     { rows: next, shards: shards.length, shardSize, ms: clock.now() - started },
     "operation split",
