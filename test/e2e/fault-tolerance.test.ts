@@ -1,0 +1,214 @@
+/**
+ * Fault tolerance end to end on the local stack: spot reclaims with and without notice, a
+ * duplicated delivery and a scheduler kill, all during one operation — which must finish by
+ * itself with every row exactly once and right. And a poison shard: failed after its error
+ * attempts, the rest of the operation succeeds.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { PassThrough } from "node:stream";
+import { SendMessageCommand } from "@aws-sdk/client-sqs";
+import ExcelJS from "exceljs";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient } from "../../src/cli/api-client.ts";
+import { waitForOperation } from "../../src/cli/wait.ts";
+import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts";
+import { demoSpec } from "../../src/demo/run-demo.ts";
+import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
+import { LOCAL_CREDENTIALS, type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { createAwsClients } from "../../src/shared/aws.ts";
+import { keys, shardIdFor } from "../../src/shared/keys.ts";
+import { ObjectStore } from "../../src/shared/object-store.ts";
+import { type Attempt, attemptSchema } from "../../src/shared/schemas/shard.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function downloadRows(client: ApiClient, id: string): Promise<unknown[][]> {
+  const body = new PassThrough();
+  const chunks: Buffer[] = [];
+  body.on("data", (c: Buffer) => chunks.push(c));
+  await client.download(id, body);
+  const workbook = new ExcelJS.Workbook();
+  await workbook.xlsx.load(Buffer.concat(chunks) as unknown as ArrayBuffer);
+  const sheet = workbook.worksheets[0]!;
+  const rows: unknown[][] = [];
+  sheet.eachRow((row) => {
+    rows.push((row.values as unknown[]).slice(1));
+  });
+  return rows;
+}
+
+async function attemptsOf(stack: LocalStack, op: string, shards: number): Promise<Attempt[]> {
+  const clients = createAwsClients({
+    endpoint: stack.endpoint,
+    region: stack.region,
+    credentials: LOCAL_CREDENTIALS,
+  });
+  const store = new ObjectStore(clients, { bucket: stack.resources.bucket });
+  const out: Attempt[] = [];
+  for (let s = 0; s < shards; s++) {
+    for (const key of await store.list(keys.attemptsPrefix(op, shardIdFor(s)))) {
+      const attempt = await store.getJson(key, attemptSchema);
+      if (attempt) out.push(attempt);
+    }
+  }
+  clients.destroy();
+  return out;
+}
+
+describe("fault tolerance (local stack)", () => {
+  let dir: string;
+  let registry: TaxRegistry;
+  let stack: LocalStack | undefined;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-chaos-"));
+    registry = await startTaxRegistry();
+  });
+  afterEach(async () => {
+    await stack?.close();
+    stack = undefined;
+  }, 60_000);
+  afterAll(async () => {
+    await registry?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("survives notices, SIGKILLs, a duplicate delivery and a scheduler restart: every row once, right", async () => {
+    const ROWS = 5_000;
+    const SHARD = 250;
+    stack = await startLocalStack({
+      workers: 4,
+      logDir: path.join(dir, "chaos-logs"),
+      visibilityTimeoutSeconds: 6,
+      timeFactor: 0.05, // a two-minute notice lasts 6 s
+      settings: { SHARDFLEET_POLL_WAIT_S: "1" },
+    });
+    const input = path.join(dir, "customers.xlsx");
+    await writeCustomersWorkbook(input, ROWS);
+    const client = new ApiClient(stack.apiUrl);
+    const base = demoSpec(registry.url);
+    const spec = {
+      ...base,
+      // Few requests in flight so the operation lasts long enough to be hurt.
+      task: { ...base.task, options: { ...base.task.options, concurrency: 4 } },
+      shardSize: SHARD,
+      checkpoint: { everyRows: 25, everySeconds: 1 },
+    };
+    const { id } = await client.submit(input, spec);
+
+    const clients = createAwsClients({
+      endpoint: stack.endpoint,
+      region: stack.region,
+      credentials: LOCAL_CREDENTIALS,
+    });
+    const chaos = (async () => {
+      await sleep(2_500);
+      stack!.liveInstances()[0]?.reclaim(true); // notice
+      await sleep(1_500);
+      stack!.liveInstances()[1]?.reclaim(false); // SIGKILL, no notice
+      // A duplicated delivery of a shard that is probably running or done already.
+      await clients.sqs.send(
+        new SendMessageCommand({
+          QueueUrl: stack!.resources.queues.work,
+          MessageBody: JSON.stringify({
+            v: 1,
+            operationId: id,
+            shardId: shardIdFor(1),
+            start: SHARD,
+            end: 2 * SHARD,
+          }),
+        }),
+      );
+      await sleep(1_000);
+      await stack!.killScheduler();
+      await sleep(1_500);
+      await stack!.restartScheduler();
+      stack!.liveInstances()[2]?.reclaim(true);
+      await sleep(2_000);
+      stack!.liveInstances()[0]?.reclaim(false);
+    })();
+
+    const view = await waitForOperation(client, id, { progress: false, intervalMs: 300 }).catch(
+      async () => {
+        // The API was down during the restart: follow it again.
+        await chaos;
+        return waitForOperation(client, id, { progress: false, intervalMs: 300 });
+      },
+    );
+    await chaos;
+    clients.destroy();
+    expect(view.status).toBe("succeeded");
+
+    const rows = await downloadRows(client, id);
+    expect(rows).toHaveLength(ROWS + 1);
+    for (let i = 0; i < ROWS; i++) {
+      const cells = rows[i + 1]!;
+      const expected = customerRow(i);
+      const record = taxRecordFor(expected.customer_id);
+      expect(cells[0]).toBe(expected.customer_id);
+      expect(cells[4] ?? null).toBe(record?.taxDue ?? null);
+      expect(cells[6] ?? null).toBeNull();
+    }
+
+    const attempts = await attemptsOf(stack, id, ROWS / SHARD);
+    const causes = new Set(attempts.map((a) => a.cause));
+    expect(causes.has("completed")).toBe(true);
+    expect(causes.has("interrupted")).toBe(true);
+    expect(causes.has("error")).toBe(false);
+    expect(stack.instances.length).toBeGreaterThan(4); // reclaimed instances were replaced
+  }, 240_000);
+
+  it("fails a poison shard after its error attempts and finishes the rest", async () => {
+    const pluginDir = path.join(dir, "plugins");
+    await mkdir(pluginDir, { recursive: true });
+    // Crashes the worker thread on one customer: the whole shard's attempt fails, every time.
+    await writeFile(
+      path.join(pluginDir, "fragile.mjs"),
+      `export default function (row) {
+  if (row.customer_id === "C100123") process.exit(3);
+  return { upper: String(row.name).toUpperCase() };
+}
+`,
+    );
+    stack = await startLocalStack({
+      workers: 2,
+      logDir: path.join(dir, "poison-logs"),
+      settings: { SHARDFLEET_POLL_WAIT_S: "1", SHARDFLEET_PLUGIN_DIR: pluginDir },
+    });
+    const input = path.join(dir, "small.xlsx");
+    await writeCustomersWorkbook(input, 1_000);
+    const client = new ApiClient(stack.apiUrl);
+    const { id } = await client.submit(input, {
+      task: { name: "transform", options: { module: "fragile" } },
+      shardSize: 100,
+      toleratedFailurePercent: 20,
+      maxErrorAttempts: 3,
+    });
+    const view = await waitForOperation(client, id, { progress: false, intervalMs: 200 });
+    expect(view.status).toBe("succeeded-with-failures");
+    expect(view.shards.failed).toBe(1);
+    expect(view.rows.failed).toBe(100);
+
+    const rows = await downloadRows(client, id);
+    expect(rows).toHaveLength(1_001);
+    const header = rows[0]!;
+    const errorCol = header.indexOf("error");
+    const upperCol = header.indexOf("upper");
+    for (let i = 0; i < 1_000; i++) {
+      const cells = rows[i + 1]!;
+      if (i >= 100 && i < 200) {
+        expect(String(cells[errorCol])).not.toBe("");
+        expect(cells[errorCol]).toBeTruthy();
+      } else {
+        expect(cells[upperCol]).toBe(customerRow(i).name.toUpperCase());
+        expect(cells[errorCol] ?? null).toBeNull();
+      }
+    }
+    const attempts = await attemptsOf(stack, id, 10);
+    expect(attempts.filter((a) => a.shardId === shardIdFor(1) && a.cause === "error")).toHaveLength(
+      3,
+    );
+  }, 180_000);
+});
