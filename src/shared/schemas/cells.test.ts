@@ -15,12 +15,16 @@ describe("cell encoding", () => {
       fc.property(cell, (value: Cell) => {
         const wire = JSON.parse(JSON.stringify(encodeCell(value)));
         expect(encodedCellSchema.safeParse(wire).success).toBe(true);
-        expect(decodeCell(wire)).toEqual(value);
+        expect(decodeCell(wire)).toEqual(Object.is(value, -0) ? 0 : value);
       }),
     );
   });
 
   it("turns non-finite numbers into strings instead of JSON null", () => {
     expect(encodeCell(Number.POSITIVE_INFINITY)).toBe("Infinity");
+  });
+
+  it("sends negative zero as zero", () => {
+    expect(Object.is(encodeCell(-0), 0)).toBe(true);
   });
 });

@@ -20,6 +20,8 @@ export type Cell = string | number | boolean | Date | null;
 export function encodeCell(value: Cell): EncodedCell {
   if (value instanceof Date) return { $date: value.toISOString() };
   if (typeof value === "number" && !Number.isFinite(value)) return String(value);
+  // JSON has no negative zero; say so here rather than let it change sign in transit.
+  if (Object.is(value, -0)) return 0;
   return value;
 }
 

@@ -49,6 +49,10 @@ export const attemptSchema = z.object({
   market: z.enum(["spot", "on-demand"]),
   startedAt: timestamp,
   endedAt: timestamp.optional(),
+  /** Last sign of life of a running attempt (refreshed at its checkpoints). */
+  updatedAt: timestamp.optional(),
+  /** The SQS message it ran under: a redelivery of that message proves this attempt is gone. */
+  messageId: z.string().optional(),
   rowsDone: z.number().int().nonnegative(),
   cause: z.enum(attemptCauses),
   error: z.string().optional(),
