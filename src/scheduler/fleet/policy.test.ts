@@ -1,0 +1,852 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { CapacityConfigError, FLEET_TAGS, type Pool, poolKey } from "../../shared/capacity.ts";
+import { ConfigError } from "../../shared/errors.ts";
+import {
+  availablePools,
+  emptyFleetMemory,
+  type FleetDecision,
+  type FleetInstance,
+  type FleetMemory,
+  type FleetPolicyOptions,
+  type FleetState,
+  findOrphans,
+  findStragglers,
+  fleetInstancesFrom,
+  fleetSpendUsd,
+  hourlyPrice,
+  isBatchTotal,
+  isLive,
+  type LaunchDecision,
+  launchRoom,
+  type OperationState,
+  type PoolFailure,
+  type PriceTable,
+  planFleet,
+  planScaleIn,
+  recordLaunchError,
+  recordLaunchOutcome,
+  resolveFleetPolicy,
+  roundUpToBatchTotal,
+  splitIntoBatches,
+  spotBatches,
+  toLaunchRequest,
+} from "./policy.ts";
+
+const NOW = 1_700_000_000_000;
+const MIN = 60_000;
+const TYPES = ["c7g.large", "c6g.large", "m7g.large", "c5.large"];
+const SUBNETS = ["subnet-a", "subnet-b", "subnet-c"];
+
+const poolsOf = (types: number, subnets: number): Pool[] =>
+  TYPES.slice(0, types).flatMap((instanceType) =>
+    SUBNETS.slice(0, subnets).map((subnetId) => ({ instanceType, subnetId })),
+  );
+
+const PRICES: PriceTable = {
+  spot: { "c7g.large": 0.03, "c6g.large": 0.028, "m7g.large": 0.04, "c5.large": 0.035 },
+  "on-demand": { "c7g.large": 0.0725, "c6g.large": 0.068, "m7g.large": 0.0816, "c5.large": 0.085 },
+};
+
+const op = (id: string, pendingShards: number, extra: Partial<OperationState> = {}) => ({
+  id,
+  pendingShards,
+  running: [],
+  completedShardMs: [],
+  ...extra,
+});
+
+const inst = (id: string, extra: Partial<FleetInstance> = {}): FleetInstance => ({
+  id,
+  operationId: "op-1",
+  role: "worker",
+  market: "spot",
+  instanceType: "c7g.large",
+  state: "running",
+  launchedAt: NOW - 10 * MIN,
+  runningShards: 1,
+  ...extra,
+});
+
+const state = (extra: Partial<FleetState> = {}): FleetState => ({
+  operations: [],
+  instances: [],
+  prices: PRICES,
+  memory: emptyFleetMemory(),
+  ...extra,
+});
+
+const launches = (decisions: FleetDecision[]) =>
+  decisions.filter((d): d is LaunchDecision => d.type === "launch");
+const ofType = <T extends FleetDecision["type"]>(decisions: FleetDecision[], type: T) =>
+  decisions.filter((d): d is Extract<FleetDecision, { type: T }> => d.type === type);
+
+// ------------------------------------------------------------------------------------------
+// Arbitraries
+
+const poolsArb = fc
+  .record({ types: fc.integer({ min: 1, max: 4 }), subnets: fc.integer({ min: 1, max: 3 }) })
+  .map(({ types, subnets }) => poolsOf(types, subnets));
+
+const pricesArb: fc.Arbitrary<PriceTable> = fc
+  .array(
+    fc.record({
+      spot: fc.option(fc.double({ min: 0.005, max: 1, noNaN: true }), { nil: undefined }),
+      od: fc.option(fc.double({ min: 0.01, max: 2, noNaN: true }), { nil: undefined }),
+    }),
+    { minLength: TYPES.length, maxLength: TYPES.length },
+  )
+  .map((rows) => {
+    const spot: Record<string, number> = {};
+    const od: Record<string, number> = {};
+    rows.forEach((r, i) => {
+      if (r.spot !== undefined) spot[TYPES[i]!] = r.spot;
+      if (r.od !== undefined) od[TYPES[i]!] = r.od;
+    });
+    return { spot, "on-demand": od };
+  });
+
+const failuresArb = (pools: Pool[]): fc.Arbitrary<PoolFailure[]> =>
+  fc.array(
+    fc.record({
+      market: fc.constantFrom("spot" as const, "on-demand" as const),
+      pool: fc.constantFrom(...pools),
+      at: fc.integer({ min: NOW - 12 * MIN, max: NOW }),
+      code: fc.constant("InsufficientInstanceCapacity"),
+      message: fc.constant("no capacity"),
+    }),
+    { maxLength: 24 },
+  );
+
+const runningArb = fc.uniqueArray(
+  fc.record({
+    shardId: fc.string({ minLength: 1, maxLength: 4 }),
+    startedAt: fc.integer({ min: NOW - 60 * MIN, max: NOW }),
+    interruptions: fc.nat(3),
+  }),
+  { maxLength: 12, selector: (s) => s.shardId },
+);
+
+const operationsArb: fc.Arbitrary<OperationState[]> = fc.uniqueArray(
+  fc.record({
+    id: fc.constantFrom("op-1", "op-2", "op-3"),
+    pendingShards: fc.oneof(fc.constant(0), fc.nat(120)),
+    running: runningArb,
+    completedShardMs: fc.array(fc.integer({ min: 1000, max: 20 * MIN }), { maxLength: 10 }),
+  }),
+  { maxLength: 3, selector: (o) => o.id },
+);
+
+const instancesArb: fc.Arbitrary<FleetInstance[]> = fc.uniqueArray(
+  fc.record(
+    {
+      id: fc.integer({ min: 1, max: 999 }).map((n) => `i-${n}`),
+      operationId: fc.constantFrom("op-1", "op-2", "op-3", "op-gone"),
+      role: fc.constantFrom("worker" as const, "straggler" as const),
+      market: fc.constantFrom("spot" as const, "on-demand" as const),
+      instanceType: fc.constantFrom(...TYPES, "x9.unknown"),
+      state: fc.constantFrom(
+        "pending" as const,
+        "running" as const,
+        "running" as const,
+        "stopped" as const,
+        "terminated" as const,
+        "shutting-down" as const,
+      ),
+      launchedAt: fc.integer({ min: NOW - 60 * MIN, max: NOW }),
+      runningShards: fc.oneof(fc.constant(0), fc.nat(3)),
+      lastBusyAt: fc.integer({ min: NOW - 60 * MIN, max: NOW }),
+    },
+    {
+      requiredKeys: [
+        "id",
+        "operationId",
+        "role",
+        "market",
+        "instanceType",
+        "state",
+        "launchedAt",
+        "runningShards",
+      ],
+    },
+  ),
+  { maxLength: 12, selector: (i) => i.id },
+);
+
+const scenarioArb = poolsArb.chain((pools) =>
+  fc.record({
+    pools: fc.constant(pools),
+    prices: pricesArb,
+    failures: failuresArb(pools),
+    operations: operationsArb,
+    instances: instancesArb,
+    maxInstances: fc.nat(80),
+    maxHourlyUsd: fc.option(
+      fc.integer({ min: 0, max: 300 }).map((cents) => cents / 100),
+      { nil: undefined },
+    ),
+    shardsPerInstance: fc.integer({ min: 1, max: 4 }),
+    maxStragglerInstances: fc.nat(6),
+  }),
+);
+
+type Scenario = typeof scenarioArb extends fc.Arbitrary<infer T> ? T : never;
+
+function plan(s: Scenario) {
+  const options: FleetPolicyOptions = {
+    pools: s.pools,
+    maxInstances: s.maxInstances,
+    shardsPerInstance: s.shardsPerInstance,
+    maxStragglerInstances: s.maxStragglerInstances,
+    ...(s.maxHourlyUsd === undefined ? {} : { maxHourlyUsd: s.maxHourlyUsd }),
+  };
+  const fleetState = state({
+    operations: s.operations,
+    instances: s.instances,
+    prices: s.prices,
+    memory: { ...emptyFleetMemory(), poolFailures: s.failures },
+  });
+  const result = planFleet(fleetState, NOW, options);
+  const terminated = new Set(ofType(result.decisions, "terminate").flatMap((d) => d.ids));
+  const live = s.instances.filter((i) => isLive(i.state) && !terminated.has(i.id));
+  return { options, result, live, terminated };
+}
+
+const worst = (d: LaunchDecision, prices: PriceTable) =>
+  Math.max(0, ...d.pools.map((p) => hourlyPrice(prices, d.market, p.instanceType) ?? 0));
+
+// ------------------------------------------------------------------------------------------
+
+describe("spot batches", () => {
+  it("splits the examples as documented", () => {
+    const cases: [number, number[]][] = [
+      [17, [6, 6, 5]],
+      [12, [6, 6]],
+      [10, [5, 5]],
+      [11, [6, 5]],
+      [5, [5]],
+      [6, [6]],
+      [7, [5, 5]],
+      [8, [5, 5]],
+      [9, [5, 5]],
+      [13, [5, 5, 5]],
+      [14, [5, 5, 5]],
+      [19, [5, 5, 5, 5]],
+      [1, [5]],
+      [24, [6, 6, 6, 6]],
+    ];
+    for (const [wanted, batches] of cases) expect(spotBatches(wanted, 1000)).toEqual(batches);
+  });
+
+  it("asks for less, with one smaller final batch, only when a cap leaves less", () => {
+    expect(spotBatches(3, 3)).toEqual([3]);
+    expect(spotBatches(17, 13)).toEqual([6, 6, 1]);
+    expect(spotBatches(7, 8)).toEqual([6, 1]);
+    expect(spotBatches(7, 10)).toEqual([5, 5]);
+    expect(spotBatches(20, 0)).toEqual([]);
+    expect(splitIntoBatches(8)).toEqual([6, 2]);
+  });
+
+  it("knows which totals are sums of fives and sixes", () => {
+    const totals = Array.from({ length: 30 }, (_, n) => n).filter(isBatchTotal);
+    expect(totals).toEqual([
+      5, 6, 10, 11, 12, 15, 16, 17, 18, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+    ]);
+    expect(roundUpToBatchTotal(19)).toBe(20);
+  });
+
+  it("property: every batch is 5 or 6 unless a cap forces one smaller last batch; never over the cap", () => {
+    fc.assert(
+      fc.property(fc.nat(500), fc.nat(500), (wanted, cap) => {
+        const batches = spotBatches(wanted, cap);
+        const sum = batches.reduce((a, b) => a + b, 0);
+        expect(sum).toBeLessThanOrEqual(cap);
+        expect(batches.every((b) => b > 0)).toBe(true);
+        if (wanted === 0) {
+          expect(batches).toEqual([]);
+          return;
+        }
+        const rounded = roundUpToBatchTotal(wanted);
+        if (rounded <= cap) {
+          expect(batches.every((b) => b === 5 || b === 6)).toBe(true);
+          expect(sum).toBe(rounded);
+          expect(sum - wanted).toBeLessThan(5);
+        } else {
+          expect(sum).toBe(Math.min(wanted, cap));
+          expect(batches.slice(0, -1).every((b) => b === 5 || b === 6)).toBe(true);
+          expect(batches.filter((b) => b < 5).length).toBeLessThanOrEqual(1);
+        }
+      }),
+    );
+  });
+});
+
+describe("caps", () => {
+  it("launchRoom respects both the instance cap and the budget exactly", () => {
+    expect(launchRoom({ liveInstances: 3, spendUsd: 0, unitPriceUsd: 1, maxInstances: 10 })).toBe(
+      7,
+    );
+    expect(
+      launchRoom({
+        liveInstances: 3,
+        spendUsd: 0.3,
+        unitPriceUsd: 0.1,
+        maxInstances: 10,
+        maxHourlyUsd: 0.6,
+      }),
+    ).toBe(3);
+    expect(
+      launchRoom({
+        liveInstances: 0,
+        spendUsd: 2,
+        unitPriceUsd: 0.1,
+        maxInstances: 10,
+        maxHourlyUsd: 1,
+      }),
+    ).toBe(0);
+  });
+
+  it("spot prices fall back to on-demand; unknown running instances count at the highest price", () => {
+    const prices: PriceTable = { spot: { a: 0.1 }, "on-demand": { a: 0.3, b: 0.5 } };
+    expect(hourlyPrice(prices, "spot", "b")).toBe(0.5);
+    expect(hourlyPrice(prices, "on-demand", "c")).toBeUndefined();
+    expect(hourlyPrice(prices, "spot", "constructor")).toBeUndefined();
+    expect(fleetSpendUsd([{ market: "spot", instanceType: "zz" }], prices)).toBe(0.5);
+  });
+
+  it("property: live + launched instances never exceed maxInstances; spend never exceeds the budget", () => {
+    fc.assert(
+      fc.property(scenarioArb, (s) => {
+        const { result, live } = plan(s);
+        const launched = launches(result.decisions);
+        const total = launched.reduce((a, d) => a + d.count, 0);
+        expect(launched.every((d) => d.count > 0 && d.pools.length > 0)).toBe(true);
+        expect(total).toBeLessThanOrEqual(Math.max(0, s.maxInstances - live.length));
+        if (s.maxHourlyUsd !== undefined && total > 0) {
+          const spend =
+            fleetSpendUsd(live, s.prices) +
+            launched.reduce((a, d) => a + d.count * worst(d, s.prices), 0);
+          expect(spend).toBeLessThanOrEqual(s.maxHourlyUsd + 1e-9);
+        }
+        // Straggler capacity has its own cap too.
+        const stragglerLaunches = launched.filter((d) => d.role === "straggler");
+        const liveStragglers = live.filter((i) => i.role === "straggler").length;
+        const newStragglers = stragglerLaunches.reduce((a, d) => a + d.count, 0);
+        if (newStragglers > 0) {
+          expect(liveStragglers + newStragglers).toBeLessThanOrEqual(s.maxStragglerInstances);
+          expect(stragglerLaunches.every((d) => d.market === "on-demand")).toBe(true);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("property: per operation, spot worker requests are batches of 5 or 6 except one smaller last one", () => {
+    fc.assert(
+      fc.property(scenarioArb, (s) => {
+        const { result } = plan(s);
+        for (const o of s.operations) {
+          const spot = launches(result.decisions).filter(
+            (d) => d.operationId === o.id && d.role === "worker" && d.market === "spot",
+          );
+          const counts = spot.map((d) => d.count);
+          expect(counts.slice(0, -1).every((c) => c === 5 || c === 6)).toBe(true);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("sizes from the backlog the scheduler counts: 34 shards at 2 per instance → 17 spot as 6+6+5", () => {
+    const { decisions } = planFleet(state({ operations: [op("op-1", 34)] }), NOW, {
+      pools: poolsOf(2, 3),
+      maxInstances: 50,
+    });
+    expect(launches(decisions).map((d) => [d.market, d.count])).toEqual([
+      ["spot", 6],
+      ["spot", 6],
+      ["spot", 5],
+    ]);
+    expect(launches(decisions)[0]!.reason).toContain("backlog 34 shards → 17 instance(s), 0 live");
+  });
+
+  it("launches nothing more when live instances already cover the backlog", () => {
+    const instances = Array.from({ length: 5 }, (_, n) => inst(`i-${n}`));
+    const { decisions } = planFleet(state({ operations: [op("op-1", 10)], instances }), NOW, {
+      pools: poolsOf(1, 1),
+      shardsPerInstance: 2,
+    });
+    expect(launches(decisions)).toEqual([]);
+  });
+
+  it("takes instances scaled in this round out of the count, so the caps see the room", () => {
+    const idle = inst("i-idle", { runningShards: 0, lastBusyAt: NOW - 10 * MIN });
+    const { decisions } = planFleet(
+      state({ operations: [op("op-1", 10)], instances: [idle] }),
+      NOW,
+      { pools: poolsOf(1, 1), maxInstances: 5 },
+    );
+    expect(ofType(decisions, "terminate")[0]!.ids).toEqual(["i-idle"]);
+    expect(launches(decisions).map((d) => d.count)).toEqual([5]);
+  });
+});
+
+describe("fallback", () => {
+  const pools = poolsOf(2, 2);
+  const options: FleetPolicyOptions = { pools, maxInstances: 40 };
+
+  it("property: never a cooling pool; on-demand workers only once every spot pool is cooling", () => {
+    fc.assert(
+      fc.property(scenarioArb, (s) => {
+        const { result } = plan(s);
+        for (const d of launches(result.decisions)) {
+          const free = new Set(
+            availablePools(s.pools, d.market, s.failures, NOW, 300_000).map(poolKey),
+          );
+          expect(d.pools.every((p) => free.has(poolKey(p)))).toBe(true);
+          if (d.market === "on-demand" && d.role === "worker") {
+            expect(availablePools(s.pools, "spot", s.failures, NOW, 300_000)).toEqual([]);
+          }
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("moves the next request off the pools that reported capacity errors", () => {
+    const first = planFleet(state({ operations: [op("op-1", 10)] }), NOW, options);
+    const d = launches(first.decisions)[0]!;
+    expect(d.pools).toEqual(pools);
+    const memory = recordLaunchOutcome(
+      first.memory,
+      d,
+      {
+        launched: [],
+        errors: [
+          {
+            pool: pools[0]!,
+            code: "InsufficientInstanceCapacity",
+            message: "none",
+            kind: "capacity",
+          },
+          { pool: pools[1]!, code: "SpotMaxPriceTooLow", message: "low", kind: "capacity" },
+        ],
+      },
+      NOW,
+    );
+    const next = planFleet(state({ operations: [op("op-1", 10)], memory }), NOW + 1000, options);
+    expect(launches(next.decisions)[0]!.market).toBe("spot");
+    expect(launches(next.decisions)[0]!.pools).toEqual(pools.slice(2));
+    // After the cooling period the pools come back.
+    const later = planFleet(state({ operations: [op("op-1", 10)], memory }), NOW + 5 * MIN, {
+      ...options,
+      capacityDeadlineMs: 10 * MIN,
+    });
+    expect(launches(later.decisions)[0]!.pools).toEqual(pools);
+  });
+
+  it("sends the unfulfilled part to on-demand when every spot pool failed, then waits, then fails", () => {
+    const deadline = 5 * MIN;
+    let memory: FleetMemory = emptyFleetMemory();
+    const allFail = (d: LaunchDecision) => ({
+      launched: [],
+      errors: d.pools.map((pool) => ({
+        pool,
+        code: "InsufficientInstanceCapacity",
+        message: `no ${d.market} capacity`,
+        kind: "capacity" as const,
+      })),
+    });
+    const ops = [op("op-1", 10)];
+
+    const t0 = planFleet(state({ operations: ops, memory }), NOW, options);
+    expect(launches(t0.decisions).map((d) => d.market)).toEqual(["spot"]);
+    memory = recordLaunchOutcome(
+      t0.memory,
+      launches(t0.decisions)[0]!,
+      allFail(launches(t0.decisions)[0]!),
+      NOW,
+    );
+
+    const t1 = planFleet(state({ operations: ops, memory }), NOW + 1000, options);
+    const od = launches(t1.decisions);
+    expect(od.map((d) => [d.market, d.count])).toEqual([["on-demand", 5]]);
+    expect(od[0]!.reason).toContain("every spot pool is cooling");
+    memory = recordLaunchOutcome(t1.memory, od[0]!, allFail(od[0]!), NOW + 1000);
+
+    const t2 = planFleet(state({ operations: ops, memory }), NOW + 2000, options);
+    expect(launches(t2.decisions)).toEqual([]);
+    const waiting = ofType(t2.decisions, "setWaiting");
+    expect(waiting).toHaveLength(1);
+    expect(waiting[0]!.since).toBe(NOW);
+    expect(waiting[0]!.reason).toMatch(
+      /no spot capacity .*InsufficientInstanceCapacity.*no on-demand capacity/,
+    );
+    memory = t2.memory;
+
+    // The same reason is not published again.
+    const t3 = planFleet(state({ operations: ops, memory }), NOW + 3000, options);
+    expect(ofType(t3.decisions, "setWaiting")).toEqual([]);
+    expect(ofType(t3.decisions, "failOperation")).toEqual([]);
+    memory = t3.memory;
+
+    const t4 = planFleet(state({ operations: ops, memory }), NOW + deadline, options);
+    const failed = ofType(t4.decisions, "failOperation");
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.code).toBe("CAPACITY_DEADLINE");
+    expect(failed[0]!.message).toMatch(
+      /^no capacity found within 300 s .*InsufficientInstanceCapacity/,
+    );
+    expect(launches(t4.decisions)).toEqual([]);
+
+    const t5 = planFleet(
+      state({ operations: ops, memory: t4.memory }),
+      NOW + deadline + 1000,
+      options,
+    );
+    expect(ofType(t5.decisions, "failOperation")).toEqual([]);
+  });
+
+  it("clears waiting once capacity is live again", () => {
+    const memory: FleetMemory = {
+      ...emptyFleetMemory(),
+      operations: { "op-1": { unfulfilledSince: NOW - MIN, waiting: "no capacity" } },
+    };
+    const { decisions, memory: next } = planFleet(
+      state({ operations: [op("op-1", 4)], instances: [inst("i-1")], memory }),
+      NOW,
+      options,
+    );
+    expect(ofType(decisions, "clearWaiting")).toEqual([
+      { type: "clearWaiting", operationId: "op-1" },
+    ]);
+    expect(next.operations["op-1"]).toMatchObject({
+      unfulfilledSince: undefined,
+      waiting: undefined,
+    });
+  });
+
+  it("waits with the budget as the reason when the budget leaves nothing", () => {
+    const { decisions } = planFleet(state({ operations: [op("op-1", 4)] }), NOW, {
+      ...options,
+      maxHourlyUsd: 0.01,
+    });
+    expect(ofType(decisions, "setWaiting")[0]!.reason).toMatch(/hourly budget \$0.01\/h reached/);
+  });
+
+  it("property: never fails before the capacity deadline, and fails exactly once after it", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1000, max: 10 * MIN }),
+        fc.array(fc.integer({ min: 1, max: 2 * MIN }), { minLength: 1, maxLength: 30 }),
+        (deadline, steps) => {
+          // maxInstances 0: nothing can ever be launched.
+          const opts = { pools, maxInstances: 0, capacityDeadlineMs: deadline };
+          let memory = emptyFleetMemory();
+          let now = NOW;
+          let fails = 0;
+          for (const step of steps) {
+            const out = planFleet(state({ operations: [op("op-1", 3)], memory }), now, opts);
+            const f = ofType(out.decisions, "failOperation");
+            if (f.length > 0) expect(now - NOW).toBeGreaterThanOrEqual(deadline);
+            else if (fails === 0) expect(now - NOW).toBeLessThan(deadline);
+            fails += f.length;
+            memory = out.memory;
+            now += step;
+          }
+          expect(fails).toBeLessThanOrEqual(1);
+        },
+      ),
+    );
+  });
+
+  it("fails an operation loudly on a config error, once, and launches nothing more for it", () => {
+    const first = planFleet(state({ operations: [op("op-1", 10)] }), NOW, options);
+    const d = launches(first.decisions)[0]!;
+    const memory = recordLaunchOutcome(
+      first.memory,
+      d,
+      {
+        launched: [],
+        errors: [
+          {
+            code: "InvalidLaunchTemplateId.NotFound",
+            message: "The specified launch template, with template ID lt-0abc, does not exist.",
+            kind: "config",
+          },
+        ],
+      },
+      NOW,
+    );
+    // A config error is not a capacity error: no pool cools.
+    expect(memory.poolFailures).toEqual([]);
+    const next = planFleet(state({ operations: [op("op-1", 10)], memory }), NOW + 1000, options);
+    expect(launches(next.decisions)).toEqual([]);
+    const [failed] = ofType(next.decisions, "failOperation");
+    expect(failed!.code).toBe("CAPACITY_CONFIG");
+    expect(failed!.message).toContain("InvalidLaunchTemplateId.NotFound");
+    expect(failed!.message).toContain("retrying cannot help");
+    const again = planFleet(
+      state({ operations: [op("op-1", 10)], memory: next.memory }),
+      NOW + 2000,
+      options,
+    );
+    expect(again.decisions).toEqual([]);
+  });
+
+  it("fails with CAPACITY_PERMISSION when the launch call itself was refused", () => {
+    const first = planFleet(state({ operations: [op("op-1", 10)] }), NOW, options);
+    const d = launches(first.decisions)[0]!;
+    const err = new CapacityConfigError("permission", "UnauthorizedOperation", "not authorized");
+    const memory = recordLaunchError(first.memory, d, err);
+    expect(recordLaunchError(first.memory, d, new Error("socket hang up"))).toBe(first.memory);
+    const next = planFleet(state({ operations: [op("op-1", 10)], memory }), NOW + 1000, options);
+    expect(ofType(next.decisions, "failOperation")[0]).toMatchObject({
+      code: "CAPACITY_PERMISSION",
+      message: expect.stringContaining("iam:PassRole"),
+    });
+  });
+
+  it("an error that names no pool cools every pool of its request", () => {
+    const d: LaunchDecision = {
+      type: "launch",
+      operationId: "op-1",
+      role: "worker",
+      market: "spot",
+      count: 5,
+      pools,
+      reason: "",
+    };
+    const memory = recordLaunchOutcome(
+      emptyFleetMemory(),
+      d,
+      { launched: [], errors: [{ code: "UnfulfillableCapacity", message: "x", kind: "capacity" }] },
+      NOW,
+    );
+    expect(availablePools(pools, "spot", memory.poolFailures, NOW + 1, 300_000)).toEqual([]);
+    expect(availablePools(pools, "on-demand", memory.poolFailures, NOW + 1, 300_000)).toEqual(
+      pools,
+    );
+  });
+});
+
+describe("stragglers", () => {
+  const o = resolveFleetPolicy({ pools: poolsOf(1, 1) });
+  const done = [10_000, 12_000, 20_000]; // median 12 s → threshold max(24 s, 60 s) = 60 s
+
+  it("copies a shard running past max(2 × median, 60 s) or interrupted twice, only when none is pending", () => {
+    const running = [
+      { shardId: "s1", startedAt: NOW - 61_000, interruptions: 0 },
+      { shardId: "s2", startedAt: NOW - 59_000, interruptions: 0 },
+      { shardId: "s3", startedAt: NOW - 1_000, interruptions: 2 },
+    ];
+    const found = findStragglers(
+      op("op-1", 0, { running, completedShardMs: done }),
+      NOW,
+      o,
+      new Set(),
+    );
+    expect(found.map((s) => [s.shardId, s.cause])).toEqual([
+      ["s1", "slow"],
+      ["s3", "interrupted"],
+    ]);
+    expect(
+      findStragglers(op("op-1", 1, { running, completedShardMs: done }), NOW, o, new Set()),
+    ).toEqual([]);
+    // Without any completed shard only interruptions count.
+    expect(
+      findStragglers(op("op-1", 0, { running }), NOW, o, new Set()).map((s) => s.shardId),
+    ).toEqual(["s3"]);
+  });
+
+  it("copies once and asks for one on-demand instance per straggler, within the straggler cap", () => {
+    const running = ["s1", "s2", "s3"].map((shardId) => ({
+      shardId,
+      startedAt: NOW - 5 * MIN,
+      interruptions: 0,
+    }));
+    const ops = [op("op-1", 0, { running, completedShardMs: done })];
+    const instances = [inst("i-1", { runningShards: 2 }), inst("i-2", { runningShards: 1 })];
+    const options = { pools: poolsOf(1, 1), maxStragglerInstances: 2 };
+    const first = planFleet(state({ operations: ops, instances }), NOW, options);
+    expect(ofType(first.decisions, "copyToStraggler").map((d) => d.shardId)).toEqual([
+      "s1",
+      "s2",
+      "s3",
+    ]);
+    expect(launches(first.decisions)).toEqual([
+      expect.objectContaining({ role: "straggler", market: "on-demand", count: 2 }),
+    ]);
+    const second = planFleet(
+      state({ operations: ops, instances, memory: first.memory }),
+      NOW + MIN,
+      options,
+    );
+    expect(ofType(second.decisions, "copyToStraggler")).toEqual([]);
+  });
+
+  it("property: never while shards are pending, threshold respected, at most once per shard", () => {
+    fc.assert(
+      fc.property(
+        operationsArb,
+        fc.array(fc.integer({ min: 1000, max: 5 * MIN }), { minLength: 1, maxLength: 8 }),
+        (operations, steps) => {
+          let memory = emptyFleetMemory();
+          let now = NOW;
+          const copied = new Set<string>();
+          for (const step of steps) {
+            const out = planFleet(state({ operations, memory }), now, { pools: poolsOf(1, 1) });
+            for (const d of ofType(out.decisions, "copyToStraggler")) {
+              const o2 = operations.find((x) => x.id === d.operationId)!;
+              expect(o2.pendingShards).toBe(0);
+              const shard = o2.running.find((r) => r.shardId === d.shardId)!;
+              const sorted = [...o2.completedShardMs].sort((a, b) => a - b);
+              const mid = sorted.length >> 1;
+              const med =
+                sorted.length === 0
+                  ? undefined
+                  : sorted.length % 2
+                    ? sorted[mid]!
+                    : (sorted[mid - 1]! + sorted[mid]!) / 2;
+              const slow = med !== undefined && now - shard.startedAt > Math.max(2 * med, 60_000);
+              expect(slow || shard.interruptions >= 2).toBe(true);
+              const key = `${d.operationId}/${d.shardId}`;
+              expect(copied.has(key)).toBe(false);
+              copied.add(key);
+            }
+            memory = out.memory;
+            now += step;
+          }
+        },
+      ),
+    );
+  });
+});
+
+describe("scale-in", () => {
+  const o = { idleTimeoutMs: 3 * MIN };
+
+  it("terminates idle instances after the timeout and idle ones of ended operations at once", () => {
+    const instances = [
+      inst("busy", { runningShards: 1, lastBusyAt: NOW - 30 * MIN }),
+      inst("idle-long", { runningShards: 0, lastBusyAt: NOW - 4 * MIN }),
+      inst("idle-short", { runningShards: 0, lastBusyAt: NOW - MIN }),
+      inst("booting", { runningShards: 0, state: "pending", launchedAt: NOW - MIN }),
+      inst("ended-idle", { operationId: "op-old", runningShards: 0, lastBusyAt: NOW - 1000 }),
+      inst("ended-busy", { operationId: "op-old", runningShards: 1 }),
+      inst("stopped", { runningShards: 0, state: "stopped" }),
+      inst("gone", { runningShards: 0, state: "terminated", lastBusyAt: NOW - 60 * MIN }),
+    ];
+    const out = planScaleIn(instances, new Set(["op-1"]), NOW, o);
+    expect(out.map((d) => [d.cause, d.ids])).toEqual([
+      ["operation-ended", ["ended-idle"]],
+      ["idle", ["idle-long"]],
+      ["stopped", ["stopped"]],
+    ]);
+  });
+
+  it("finds orphans: tagged, unknown, alive and past the grace period", () => {
+    const seen = (instanceId: string, extra = {}) => ({
+      instanceId,
+      market: "spot" as const,
+      instanceType: "c7g.large",
+      state: "running" as const,
+      launchedAt: NOW - 10 * MIN,
+      tags: { [FLEET_TAGS.fleet]: "f" },
+      ...extra,
+    });
+    const discovered = [
+      seen("i-known"),
+      seen("i-orphan"),
+      seen("i-young", { launchedAt: NOW - 1000 }),
+      seen("i-dead", { state: "terminated" }),
+    ];
+    expect(
+      findOrphans(discovered, new Set(["i-known"]), NOW, MIN).map((i) => i.instanceId),
+    ).toEqual(["i-orphan"]);
+    const { decisions } = planFleet(
+      state({
+        instances: [inst("i-known")],
+        discovered,
+        operations: [
+          op("op-1", 0, { running: [{ shardId: "s", startedAt: NOW, interruptions: 0 }] }),
+        ],
+      }),
+      NOW,
+      { pools: poolsOf(1, 1) },
+    );
+    expect(ofType(decisions, "terminate")).toEqual([
+      expect.objectContaining({ cause: "orphan", ids: ["i-orphan"] }),
+    ]);
+  });
+
+  it("property: never terminates a busy instance; without a provider view, only known ones", () => {
+    fc.assert(
+      fc.property(scenarioArb, (s) => {
+        const { terminated } = plan(s);
+        for (const i of s.instances) {
+          if (i.runningShards > 0) expect(terminated.has(i.id)).toBe(false);
+        }
+        const known = new Set(s.instances.map((i) => i.id));
+        expect([...terminated].every((id) => known.has(id))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("options and carrying decisions out", () => {
+  it("rejects bad options naming the option", () => {
+    expect(() => resolveFleetPolicy({ pools: [], maxInstances: -1 })).toThrow(ConfigError);
+    expect(() => resolveFleetPolicy({ pools: [], maxInstances: -1 })).toThrow(
+      /fleet option maxInstances/,
+    );
+    expect(() => resolveFleetPolicy({ pools: [{ instanceType: "" }] })).toThrow(
+      /pools\.0\.instanceType/,
+    );
+    expect(resolveFleetPolicy({ pools: [] })).toMatchObject({
+      maxInstances: 20,
+      coolingMs: 300_000,
+    });
+  });
+
+  it("builds the port request with the fleet's tags and the caller's token", () => {
+    const d: LaunchDecision = {
+      type: "launch",
+      operationId: "op-1",
+      role: "worker",
+      market: "spot",
+      count: 6,
+      pools: poolsOf(1, 2),
+      reason: "r",
+    };
+    expect(toLaunchRequest(d, { fleet: "prod", clientToken: "tok-1" })).toEqual({
+      market: "spot",
+      count: 6,
+      pools: poolsOf(1, 2),
+      tags: {
+        "shardfleet:fleet": "prod",
+        "shardfleet:operation": "op-1",
+        "shardfleet:role": "worker",
+        "shardfleet:market": "spot",
+      },
+      clientToken: "tok-1",
+    });
+    expect(
+      fleetInstancesFrom(d, [
+        { instanceId: "i-1", market: "spot", instanceType: "c7g.large", launchedAt: NOW },
+      ]),
+    ).toEqual([
+      {
+        id: "i-1",
+        operationId: "op-1",
+        role: "worker",
+        market: "spot",
+        instanceType: "c7g.large",
+        state: "pending",
+        launchedAt: NOW,
+        runningShards: 0,
+      },
+    ]);
+  });
+});
