@@ -25,6 +25,21 @@ export interface OperationView {
   finishedAt?: string;
   error?: { code: string; message: string };
   result?: { rows: number; errorRows: number; columns: string[] };
+  /** While waiting-for-capacity. */
+  waiting?: { since: string; reason: string };
+  /** Instances launched for it (fleet mode; `since`: when it entered its state). */
+  instances?: {
+    id: string;
+    market: string;
+    type: string;
+    role?: string;
+    state: string;
+    since: string;
+    launchedAt?: string;
+    endReason?: string;
+  }[];
+  /** Fleet events, oldest first. */
+  events?: { at: string; kind: string; message: string }[];
 }
 
 export class ApiClient {

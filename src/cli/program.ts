@@ -20,6 +20,19 @@ function positiveInt(name: string) {
   };
 }
 
+/** "A-B" seconds → a window in ms. */
+function spotOutage(value: string): { fromMs: number; toMs: number } {
+  const m = /^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(value.trim());
+  const from = Number(m?.[1]);
+  const to = Number(m?.[2]);
+  if (!m || !(to > from)) {
+    throw new InvalidArgumentError(
+      "--spot-outage-s must be FROM-TO in seconds with FROM < TO, e.g. 0-60",
+    );
+  }
+  return { fromMs: from * 1000, toMs: to * 1000 };
+}
+
 const apiOption = [
   "--api <url>",
   "scheduler API URL (env SHARDFLEET_API_URL)",
@@ -73,10 +86,38 @@ export function buildProgram(): Command {
       2,
     )
     .option("--log-dir <dir>", "where component logs go", path.join(".shardfleet", "logs"))
-    .action(async (opts: { awsPort: number; apiPort: number; workers: number; logDir: string }) => {
-      const { runLocal } = await import("./commands/local.ts");
-      await runLocal(opts);
-    });
+    .option(
+      "--fleet",
+      "no fixed workers: the scheduler's fleet manager launches and terminates instances (spot first, on-demand fallback)",
+    )
+    .option(
+      "--max-instances <n>",
+      "with --fleet: the most instances at once",
+      positiveInt("--max-instances"),
+      20,
+    )
+    .option(
+      "--spot-outage-s <from-to>",
+      "with --fleet: seconds after start without spot capacity, e.g. 0-60",
+      spotOutage,
+    )
+    .action(
+      async (opts: {
+        awsPort: number;
+        apiPort: number;
+        workers: number;
+        logDir: string;
+        fleet?: boolean;
+        maxInstances: number;
+        spotOutageS?: { fromMs: number; toMs: number };
+      }) => {
+        if (!opts.fleet && opts.spotOutageS) {
+          throw new CliError("--spot-outage-s needs --fleet", EXIT.usage);
+        }
+        const { runLocal } = await import("./commands/local.ts");
+        await runLocal(opts);
+      },
+    );
 
   program
     .command("submit")

@@ -72,7 +72,49 @@ export function summarize(view: OperationView): string {
     lines.push(`  time:   ${s.toFixed(1)} s from start to finish`);
   }
   if (view.error) lines.push(`  error:  ${view.error.code}: ${view.error.message}`);
+  if (view.waiting) {
+    lines.push(`  waiting for capacity since ${clock(view.waiting.since)}: ${view.waiting.reason}`);
+  }
+  const instances = view.instances ?? [];
+  if (instances.length > 0) {
+    const live = instances.filter((i) => i.state === "pending" || i.state === "running").length;
+    lines.push(`  instances: ${instances.length} (${live} live)`);
+    lines.push(
+      ...table([
+        ["ID", "MARKET", "ROLE", "TYPE", "STATE", "SINCE"],
+        ...instances.map((i) => [i.id, i.market, i.role ?? "", i.type, i.state, clock(i.since)]),
+      ]).map((l) => `    ${l}`),
+    );
+  }
+  const events = view.events ?? [];
+  if (events.length > 0) {
+    const shown = events.slice(-SHOWN_EVENTS);
+    lines.push(
+      `  events${events.length > shown.length ? ` (last ${shown.length} of ${events.length})` : ""}:`,
+    );
+    const width = Math.max(...shown.map((e) => e.kind.length));
+    for (const e of shown) lines.push(`    ${clock(e.at)}  ${e.kind.padEnd(width)}  ${e.message}`);
+  }
   return lines.join("\n");
+}
+
+/** Fleet events `shardfleet status` shows (the API has them all). */
+const SHOWN_EVENTS = 12;
+
+/** HH:MM:SS (UTC) of an ISO timestamp: events of one operation rarely span days. */
+function clock(iso: string): string {
+  return iso.length >= 19 ? iso.slice(11, 19) : iso;
+}
+
+/** Left-aligned columns, two spaces apart. */
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  return rows.map((r) =>
+    r
+      .map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!)))
+      .join("  ")
+      .trimEnd(),
+  );
 }
 
 /** The CLI exit code for an operation status: 0 succeeded, 2 with failures, 1 otherwise. */

@@ -1,7 +1,15 @@
 /**
  * The local stack: the whole system on one machine. A real SQS/S3-compatible server on
- * 127.0.0.1, the bucket and queues, and optionally the scheduler and N "instances" (worker
- * child processes) running the same entry points as in AWS; only endpoints differ.
+ * 127.0.0.1, the bucket and queues, and optionally the scheduler and "instances" (worker child
+ * processes) running the same entry points as in AWS; only endpoints differ.
+ *
+ * Two capacity modes:
+ * - `static` (default): the stack starts N instances and replaces any that is lost;
+ * - `fleet`: the stack starts none. It runs local EC2 (./local-ec2.ts), and the scheduler's fleet
+ *   manager launches and terminates instances through it, as it would through EC2 — spot
+ *   batches, capacity errors (an optional no-spot-capacity window), on-demand fallback,
+ *   stragglers, scale-in. Lost instances are not replaced by the stack: the fleet manager
+ *   re-plans.
  */
 import { createWriteStream, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
@@ -12,6 +20,7 @@ import { systemClock } from "../shared/clock.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
 import { startLocalAwsServer } from "./aws-server.ts";
 import { type LocalImds, startLocalImds } from "./imds.ts";
+import { type LocalEc2, startLocalEc2 } from "./local-ec2.ts";
 import { type ComponentProcess, spawnComponent } from "./processes.ts";
 import { type ProvisionedResources, provisionResources } from "./provision.ts";
 import { type ReclaimDecision, SpotMarket, type SpotMarketPolicy } from "./spot-market.ts";
@@ -25,6 +34,10 @@ export type Market = "spot" | "on-demand";
 export interface LocalInstance {
   readonly name: string;
   readonly market: Market;
+  /** Reported by its metadata endpoint. @default "local.small" */
+  readonly instanceType: string;
+  /** Reported by its metadata endpoint. @default "local-1a" */
+  readonly availabilityZone: string;
   readonly process: ComponentProcess;
   readonly imds: LocalImds;
   /** running → (noticed →) gone; `stopped` when the stack stopped it. */
@@ -34,6 +47,19 @@ export interface LocalInstance {
    * after the scaled two minutes unless it has exited by then) or without (SIGKILL now).
    */
   reclaim(withNotice: boolean): void;
+  /** Stops it on purpose (SIGTERM: the worker drains; SIGKILL after a grace period). Never replaced. */
+  terminate(): Promise<void>;
+}
+
+/** Where instances come from: started by the stack (`static`) or by the fleet manager (`fleet`). */
+export type CapacityMode = "static" | "fleet";
+
+/** What `addInstance` may set besides the market. */
+export interface InstanceSpec {
+  /** @default "local.small" */
+  instanceType?: string;
+  /** @default "local-1a" */
+  availabilityZone?: string;
 }
 
 /** Dummy credentials: the local server does not check signatures, but the SDK insists on some. */
@@ -43,8 +69,18 @@ export const LOCAL_REGION = "us-east-1";
 export interface LocalStackOptions {
   /** Port of the SQS/S3 server. @default 0 (a free port) */
   awsPort?: number;
-  /** Start the scheduler API (a child process). @default true when workers > 0 */
+  /** Start the scheduler API (a child process). @default true when workers > 0 or in fleet mode */
   scheduler?: boolean;
+  /**
+   * `static`: the stack starts `workers` instances and replaces lost ones. `fleet`: local EC2
+   * runs and the scheduler's fleet manager launches instances (`workers` must be 0).
+   * @default "static"
+   */
+  capacity?: CapacityMode;
+  /** Fleet mode: the fleet manager's instance cap (SHARDFLEET_MAX_INSTANCES). @default 20 */
+  maxInstances?: number;
+  /** Fleet mode: a window without spot capacity, in ms since the stack started. @default none */
+  spotOutage?: { fromMs: number; toMs: number };
   /** Port of the scheduler API. @default 0 (a free port) */
   apiPort?: number;
   /** Worker instances to start. @default 0 */
@@ -61,7 +97,7 @@ export interface LocalStackOptions {
   bucket?: string;
   /** Market of the initial instances. @default "spot" */
   market?: Market;
-  /** Start a replacement when an instance is reclaimed or dies. @default true */
+  /** Start a replacement when an instance is reclaimed or dies. @default true (static), false (fleet) */
   replaceLostInstances?: boolean;
   /** Scales simulated time (spot notice lead): 0.05 makes two minutes six seconds. @default 1 */
   timeFactor?: number;
@@ -88,7 +124,9 @@ export interface LocalStack {
   /** The instances whose process still runs. */
   liveInstances(): LocalInstance[];
   /** Starts one more worker instance. */
-  addInstance(market?: Market): Promise<LocalInstance>;
+  addInstance(market?: Market, spec?: InstanceSpec): Promise<LocalInstance>;
+  /** Local EC2, in fleet mode. */
+  readonly localEc2: LocalEc2 | undefined;
   /** SIGKILLs the scheduler (it keeps no state S3 does not hold). */
   killScheduler(): Promise<void>;
   /** Starts the scheduler again on the same port and waits until it answers. */
@@ -135,10 +173,17 @@ async function waitForHealth(url: string, component: ComponentProcess, timeoutMs
 }
 
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const fleetMode = options.capacity === "fleet";
+  if (fleetMode && (options.workers ?? 0) > 0) {
+    throw new Error(
+      "a fleet-mode local stack starts no workers itself (the fleet manager launches them): drop `workers`",
+    );
+  }
   if (options.logDir) mkdirSync(options.logDir, { recursive: true });
   const server = await startLocalAwsServer({ port: options.awsPort ?? 0 });
   const instances: LocalInstance[] = [];
   let scheduler: ComponentProcess | undefined;
+  let localEc2: LocalEc2 | undefined;
   try {
     const clients = createAwsClients({
       endpoint: server.endpoint,
@@ -182,11 +227,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     let apiUrl: string | undefined;
     let apiPort = 0;
     const workers = options.workers ?? 0;
+    // Settings only the scheduler reads: in fleet mode it runs the fleet manager against local EC2.
+    const schedulerEnv: Record<string, string> = {};
     const startScheduler = async () => {
       scheduler = spawnComponent("scheduler", {
         name: "scheduler",
         env: {
           ...componentEnv,
+          ...schedulerEnv,
           SHARDFLEET_API_HOST: "127.0.0.1",
           SHARDFLEET_API_PORT: String(apiPort),
         },
@@ -194,21 +242,24 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       });
       await waitForHealth(apiUrl!, scheduler, 30_000);
     };
-    if (options.scheduler ?? workers > 0) {
-      apiPort = options.apiPort || (await freePort());
-      apiUrl = `http://127.0.0.1:${apiPort}`;
-      await startScheduler();
-    }
 
     const timeFactor = options.timeFactor ?? 1;
-    const replace = options.replaceLostInstances ?? true;
+    const replace = options.replaceLostInstances ?? !fleetMode;
     let closing = false;
     let nextInstance = 1;
     const addInstance = async (
       market: Market = options.market ?? "spot",
+      spec: InstanceSpec = {},
     ): Promise<LocalInstance> => {
       const name = `local-${String(nextInstance++).padStart(3, "0")}`;
-      const imds = await startLocalImds({ instanceId: name, market });
+      const instanceType = spec.instanceType ?? "local.small";
+      const availabilityZone = spec.availabilityZone ?? "local-1a";
+      const imds = await startLocalImds({
+        instanceId: name,
+        market,
+        instanceType,
+        availabilityZone,
+      });
       const proc = spawnComponent("worker", {
         name,
         env: {
@@ -220,9 +271,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         logDir: options.logDir,
       });
       let state: LocalInstance["state"] = "running";
+      let terminating = false;
       const instance: LocalInstance = {
         name,
         market,
+        instanceType,
+        availabilityZone,
         process: proc,
         imds,
         get state() {
@@ -240,12 +294,18 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
             void proc.kill();
           }
         },
+        async terminate() {
+          if (state === "gone" || state === "stopped") return;
+          terminating = true;
+          await proc.stop();
+        },
       };
       instances.push(instance);
       void proc.exited.then(async (code) => {
         await imds.close();
-        if (closing) {
+        if (closing || terminating) {
           state = "stopped";
+          if (terminating) logger.info({ instanceId: name, code, market }, "instance terminated");
           return;
         }
         logger.info({ instanceId: name, code, market }, "instance gone");
@@ -255,6 +315,30 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       logger.info({ instanceId: name, market }, "instance started");
       return instance;
     };
+    if (fleetMode) {
+      localEc2 = await startLocalEc2(
+        {
+          startInstance: ({ market, instanceType, availabilityZone }) =>
+            addInstance(market, { instanceType, availabilityZone }),
+          logger,
+          clock: systemClock,
+        },
+        {
+          ...(options.spotOutage ? { spotOutage: options.spotOutage } : {}),
+          maxInstances: Math.max(50, options.maxInstances ?? 20),
+        },
+      );
+      Object.assign(schedulerEnv, {
+        SHARDFLEET_CAPACITY: "local",
+        SHARDFLEET_LOCAL_EC2_URL: localEc2.url,
+        SHARDFLEET_MAX_INSTANCES: String(options.maxInstances ?? 20),
+      });
+    }
+    if (options.scheduler ?? (workers > 0 || fleetMode)) {
+      apiPort = options.apiPort || (await freePort());
+      apiUrl = `http://127.0.0.1:${apiPort}`;
+      await startScheduler();
+    }
     for (let i = 0; i < workers; i++) await addInstance();
 
     let spotMarket: SpotMarket | undefined;
@@ -290,6 +374,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       },
       instances,
       spotMarket,
+      localEc2,
       liveInstances: () => instances.filter((i) => i.state === "running" || i.state === "noticed"),
       addInstance,
       async killScheduler() {
@@ -304,6 +389,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         closed ??= (async () => {
           closing = true;
           spotMarket?.stop();
+          if (localEc2) {
+            // The fleet manager first, so it does not launch replacements for what stops next.
+            await scheduler?.stop();
+            await localEc2.close();
+          }
           await Promise.all(instances.map((i) => i.process.stop()));
           await Promise.all(instances.map((i) => i.imds.close()));
           await scheduler?.stop();
@@ -313,6 +403,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       },
     };
   } catch (err) {
+    await localEc2?.close();
     await Promise.all(instances.map((i) => i.process.kill()));
     await scheduler?.kill();
     await server.close();

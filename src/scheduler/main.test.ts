@@ -6,10 +6,11 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { systemClock } from "../shared/clock.ts";
 import { loadConfig } from "../shared/config.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { startTestEnv, type TestEnv } from "./api/testing.ts";
-import { startScheduler } from "./main.ts";
+import { capacityFromConfig, startScheduler } from "./main.ts";
 
 const entry = path.join(path.dirname(fileURLToPath(import.meta.url)), "main.ts");
 const tsx = import.meta.resolve("tsx");
@@ -118,5 +119,51 @@ describe("scheduler main", () => {
       await running.close();
     }
     await expect(fetch(`${running.url}/healthz`)).rejects.toThrow();
+  });
+});
+
+describe("fleet wiring (SHARDFLEET_CAPACITY)", () => {
+  const deps = { logger: silentLogger(), clock: systemClock };
+
+  it("runs no fleet manager by default", () => {
+    expect(capacityFromConfig(loadConfig({}), deps)).toBeUndefined();
+  });
+
+  it("names the missing setting for local and ec2 capacity", () => {
+    expect(() => capacityFromConfig(loadConfig({ SHARDFLEET_CAPACITY: "local" }), deps)).toThrow(
+      /SHARDFLEET_CAPACITY=local needs SHARDFLEET_LOCAL_EC2_URL/,
+    );
+    expect(() => capacityFromConfig(loadConfig({ SHARDFLEET_CAPACITY: "ec2" }), deps)).toThrow(
+      /SHARDFLEET_CAPACITY=ec2 needs SHARDFLEET_EC2_LAUNCH_TEMPLATE/,
+    );
+    expect(() => loadConfig({ SHARDFLEET_CAPACITY: "k8s" })).toThrow(/SHARDFLEET_CAPACITY/);
+  });
+
+  it("builds the EC2 pools from the instance types × subnets settings", () => {
+    const config = loadConfig({
+      SHARDFLEET_CAPACITY: "ec2",
+      SHARDFLEET_EC2_LAUNCH_TEMPLATE: "lt-0abc",
+      SHARDFLEET_EC2_INSTANCE_TYPES: "c7g.large, m7g.large",
+      SHARDFLEET_EC2_SUBNETS: "subnet-1:eu-west-1a,subnet-2",
+    });
+    const provided = capacityFromConfig(config, { ...deps, ec2: env.clients.ec2 });
+    expect(provided?.pools).toEqual([
+      { instanceType: "c7g.large", subnetId: "subnet-1", availabilityZone: "eu-west-1a" },
+      { instanceType: "c7g.large", subnetId: "subnet-2" },
+      { instanceType: "m7g.large", subnetId: "subnet-1", availabilityZone: "eu-west-1a" },
+      { instanceType: "m7g.large", subnetId: "subnet-2" },
+    ]);
+    expect(provided?.prices["on-demand"]["c7g.large"]).toBeGreaterThan(0);
+  });
+
+  it("exits 78 naming the setting when local capacity has no local EC2 URL", async () => {
+    const { code, stderr } = await runMain({
+      ...awsEnv(),
+      SHARDFLEET_WORK_QUEUE_URL: env.resources.queues.work,
+      SHARDFLEET_CAPACITY: "local",
+    }).exited;
+    expect(code).toBe(78);
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+    expect(stderr).toMatch(/SHARDFLEET_LOCAL_EC2_URL/);
   });
 });

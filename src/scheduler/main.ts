@@ -1,5 +1,6 @@
 /**
- * The scheduler process: HTTP API + the operation loop, wired from the environment.
+ * The scheduler process: HTTP API + the operation loop (+ the fleet manager when
+ * SHARDFLEET_CAPACITY is `local` or `ec2`), wired from the environment.
  *
  *   node --import tsx src/scheduler/main.ts
  *
@@ -8,6 +9,8 @@
  */
 import { pathToFileURL } from "node:url";
 import { type AwsClients, createAwsClients } from "../shared/aws.ts";
+import type { CapacityProvider, Pool } from "../shared/capacity.ts";
+import type { Clock } from "../shared/clock.ts";
 import { systemClock } from "../shared/clock.ts";
 import { type Config, loadConfig, requireQueue } from "../shared/config.ts";
 import { ConfigError, describeError } from "../shared/errors.ts";
@@ -15,6 +18,11 @@ import { createLogger, type Logger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
 import { buildApp } from "./api/app.ts";
+import { Ec2Capacity } from "./fleet/ec2-capacity.ts";
+import { FleetManager } from "./fleet/fleet-manager.ts";
+import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity.ts";
+import type { PriceTable } from "./fleet/policy.ts";
+import { EC2_PRICES } from "./fleet/prices.ts";
 import { OperationService } from "./operations.ts";
 import { Scheduler } from "./scheduler.ts";
 
@@ -25,19 +33,113 @@ export interface RunningScheduler {
   close(): Promise<void>;
 }
 
+/** The capacity adapter, its pools and prices, from the fleet settings; undefined for `none`. */
+export function capacityFromConfig(
+  config: Config,
+  deps: { ec2?: AwsClients["ec2"]; logger: Logger; clock: Clock },
+):
+  | {
+      capacity: CapacityProvider;
+      pools: Pool[];
+      prices: PriceTable;
+      /** How long a new instance takes before it can take work. */
+      bootGraceMs: number;
+      close(): Promise<void>;
+    }
+  | undefined {
+  const fleet = config.fleet;
+  switch (fleet.capacity) {
+    case "none":
+      return undefined;
+    case "local": {
+      if (!fleet.localEc2Url) {
+        throw new ConfigError(
+          "SHARDFLEET_CAPACITY=local needs SHARDFLEET_LOCAL_EC2_URL (the local stack sets it)",
+          { details: { setting: "SHARDFLEET_LOCAL_EC2_URL" } },
+        );
+      }
+      const capacity = new LocalCapacity({}, { url: fleet.localEc2Url });
+      return {
+        capacity,
+        // A worker child process is up in seconds; allow for a busy machine.
+        bootGraceMs: 20_000,
+        pools: [...LOCAL_POOLS],
+        prices: LOCAL_PRICES,
+        close: () => capacity.close(),
+      };
+    }
+    case "ec2": {
+      const template = fleet.ec2.launchTemplate;
+      if (!template) {
+        throw new ConfigError(
+          "SHARDFLEET_CAPACITY=ec2 needs SHARDFLEET_EC2_LAUNCH_TEMPLATE (the worker launch template's id lt-… or name)",
+          { details: { setting: "SHARDFLEET_EC2_LAUNCH_TEMPLATE" } },
+        );
+      }
+      if (!deps.ec2) throw new ConfigError("SHARDFLEET_CAPACITY=ec2 needs an EC2 client");
+      const capacity = new Ec2Capacity(
+        { ec2: deps.ec2, logger: deps.logger, clock: deps.clock },
+        {
+          launchTemplate: template.startsWith("lt-") ? { id: template } : { name: template },
+          instanceTypes: [...fleet.ec2.instanceTypes],
+          subnets: fleet.ec2.subnets.map((s) => ({ ...s })),
+        },
+      );
+      return {
+        capacity,
+        // Boot, then the worker service starts.
+        bootGraceMs: 120_000,
+        pools: [...capacity.pools],
+        prices: EC2_PRICES,
+        close: async () => {},
+      };
+    }
+  }
+}
+
 /**
- * Starts the API and the loop in this process. The caller owns `clients` (and destroys them
- * after `close`). Throws ConfigError when the work queue is not configured.
+ * Starts the API and the loop in this process (and the fleet manager when capacity is not
+ * `none`). The caller owns `clients` (and destroys them after `close`). Throws ConfigError when
+ * the work queue or a fleet setting is missing.
  */
 export async function startScheduler(deps: {
   config: Config;
-  clients: Pick<AwsClients, "s3" | "sqs">;
+  clients: Pick<AwsClients, "s3" | "sqs"> & Partial<Pick<AwsClients, "ec2">>;
   logger: Logger;
 }): Promise<RunningScheduler> {
   const { config, clients, logger } = deps;
   const workQueueUrl = requireQueue(config, "work");
   const store = new ObjectStore({ s3: clients.s3 }, { bucket: config.bucket });
   const queue = new ShardQueue({ sqs: clients.sqs });
+  const provided = capacityFromConfig(config, {
+    ec2: clients.ec2,
+    logger,
+    clock: systemClock,
+  });
+  const fleet =
+    provided &&
+    new FleetManager(
+      { capacity: provided.capacity, queue, store, logger, clock: systemClock },
+      {
+        // One fleet per bucket: the orphan sweep never touches another deployment's instances.
+        fleet: config.bucket,
+        policy: {
+          pools: provided.pools,
+          shardsPerInstance: config.worker.shardsInFlight,
+          maxInstances: config.fleet.maxInstances,
+          ...(config.fleet.maxHourlyUsd !== undefined
+            ? { maxHourlyUsd: config.fleet.maxHourlyUsd }
+            : {}),
+          idleTimeoutMs: Math.round(config.fleet.idleTimeoutSeconds * 1000),
+          capacityDeadlineMs: Math.round(config.fleet.capacityDeadlineSeconds * 1000),
+          stragglerMinMs: Math.round(config.fleet.stragglerMinSeconds * 1000),
+        },
+        prices: provided.prices,
+        bootGraceMs: provided.bootGraceMs,
+        ...(config.queues.straggler ? { stragglerQueueUrl: config.queues.straggler } : {}),
+        intervalMs: Math.round(config.fleet.intervalSeconds * 1000),
+      },
+    );
   const operations = new OperationService({ store, logger, clock: systemClock });
   const app = buildApp({ operations, logger, maxUploadBytes: config.api.maxUploadBytes });
   const scheduler = new Scheduler(
@@ -46,6 +148,7 @@ export async function startScheduler(deps: {
   );
   const url = await app.listen({ host: config.api.host, port: config.api.port });
   scheduler.start();
+  fleet?.start();
   let closed: Promise<void> | undefined;
   return {
     url,
@@ -53,6 +156,9 @@ export async function startScheduler(deps: {
       closed ??= (async () => {
         await app.close();
         await scheduler.stop();
+        // Instances keep running: the next start adopts them from the fleet records.
+        await fleet?.stop();
+        await provided?.close();
       })();
       return closed;
     },

@@ -12,6 +12,7 @@ import { BadInputError, NotFoundError, NotReadyError, ShardfleetError } from "..
 import { keys, OPERATIONS_PREFIX, parseShardKey } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
+import { type FleetEvent, fleetRecordSchema } from "../shared/schemas/fleet.ts";
 import {
   type Manifest,
   manifestSchema,
@@ -218,6 +219,24 @@ export interface OperationView {
   finishedAt: string | null;
   error?: { code: string; message: string };
   result?: { rows: number; errorRows: number; columns: string[] };
+  /** While `waiting-for-capacity`: since when and why. */
+  waiting?: { since: string; reason: string };
+  /** The instances launched for it (single-operation view only; empty without a fleet manager). */
+  instances?: OperationInstanceView[];
+  /** Its fleet events, oldest first (single-operation view only). */
+  events?: FleetEvent[];
+}
+
+/** An instance as the operation view shows it: `since` is when it entered `state`. */
+export interface OperationInstanceView {
+  id: string;
+  market: "spot" | "on-demand";
+  type: string;
+  role: "worker" | "straggler";
+  state: string;
+  since: string;
+  launchedAt: string;
+  endReason?: string;
 }
 
 export function viewOf(manifest: Manifest, progress: ShardProgress): OperationView {
@@ -243,6 +262,9 @@ export function viewOf(manifest: Manifest, progress: ShardProgress): OperationVi
     startedAt: manifest.startedAt ?? null,
     finishedAt: manifest.finishedAt ?? null,
     ...(manifest.error ? { error: manifest.error } : {}),
+    ...(manifest.status === "waiting-for-capacity" && manifest.waiting
+      ? { waiting: manifest.waiting }
+      : {}),
     ...(manifest.result
       ? {
           result: {
@@ -376,8 +398,34 @@ export class OperationService {
     }
   }
 
-  /** The operation's view; NotFoundError for an unknown id. */
+  /**
+   * The operation's view with its instances and fleet events; NotFoundError for an unknown id.
+   * The fleet record is read every time: instances of a finished operation are still being
+   * scaled in after it ended.
+   */
   async get(id: string, signal?: AbortSignal): Promise<OperationView> {
+    checkOperationId(id);
+    const [view, record] = await Promise.all([
+      this.#get(id, signal),
+      this.#store.getJson(keys.fleet(id), fleetRecordSchema, signal),
+    ]);
+    return {
+      ...view,
+      instances: (record?.instances ?? []).map((i) => ({
+        id: i.id,
+        market: i.market,
+        type: i.type,
+        role: i.role,
+        state: i.state,
+        since: i.since,
+        launchedAt: i.launchedAt,
+        ...(i.endReason ? { endReason: i.endReason } : {}),
+      })),
+      events: record?.events ?? [],
+    };
+  }
+
+  async #get(id: string, signal?: AbortSignal): Promise<OperationView> {
     checkOperationId(id);
     const cached = this.#terminalViews.get(id);
     if (cached) return cached;
@@ -394,7 +442,7 @@ export class OperationService {
     for (let i = 0; i < ids.length && out.length < options.limit; i += 8) {
       const batch = ids.slice(i, i + 8);
       const views = await mapLimit(batch, 8, (id) =>
-        this.get(id, options.signal).catch((err: unknown) => {
+        this.#get(id, options.signal).catch((err: unknown) => {
           if (err instanceof NotFoundError) return undefined;
           throw err;
         }),

@@ -302,6 +302,68 @@ describe("Scheduler", () => {
     expect(dlq).toEqual([]);
   });
 
+  it("merges an operation waiting for capacity once its shards are committed anyway", async () => {
+    const s = await scope();
+    const id = await s.submit(CSV, { shardSize: 2 });
+    s.scheduler.start();
+    await s.until(id, "running");
+    // The fleet manager's status while no instance runs; workers may still finish the shards.
+    const manifest = (await loadManifest(s.store, id))!;
+    await saveManifest(
+      { store: s.store, clock: systemClock },
+      {
+        ...manifest,
+        status: "waiting-for-capacity",
+        waiting: { since: new Date().toISOString(), reason: "no spot capacity" },
+      },
+    );
+    expect((await s.view(id)).waiting).toEqual({
+      since: expect.any(String),
+      reason: "no spot capacity",
+    });
+    for (const sh of manifest.shards!) await commitShard(s.store, manifest, sh.id);
+    const done = await s.until(id, "succeeded");
+    expect(done.waiting).toBeUndefined();
+  });
+
+  it("does not overwrite a status the fleet manager set while the split ran", async () => {
+    const s = await scope();
+    const id = await s.submit(CSV, { shardSize: 2 });
+    // Failed for lack of capacity while queued/splitting: the split must not resurrect it.
+    const manifest = (await loadManifest(s.store, id))!;
+    await saveManifest(
+      { store: s.store, clock: systemClock },
+      { ...manifest, status: "splitting" },
+    );
+    const original = s.store.getJson.bind(s.store);
+    let failedOnce = false;
+    // Flip the status to failed right before the split reads the manifest back.
+    s.store.getJson = (async (key: string, schema: never, signal?: AbortSignal) => {
+      if (
+        !failedOnce &&
+        key === keys.manifest(id) &&
+        (await s.store.exists(keys.shardInput(id, "s000002")))
+      ) {
+        failedOnce = true;
+        const current = (await loadManifest(s.store, id))!;
+        await saveManifest(
+          { store: s.store, clock: systemClock },
+          {
+            ...current,
+            status: "failed",
+            error: { code: "CAPACITY_DEADLINE", message: "no capacity" },
+          },
+        );
+      }
+      return original(key, schema, signal);
+    }) as typeof s.store.getJson;
+    s.scheduler.start();
+    const view = await s.until(id, "failed");
+    expect(view.error).toEqual({ code: "CAPACITY_DEADLINE", message: "no capacity" });
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await s.view(id)).status).toBe("failed");
+  });
+
   it("stops cleanly and refuses to start twice", async () => {
     const s = await scope();
     expect(s.scheduler.state).toBe("idle");

@@ -191,7 +191,13 @@ export class Scheduler {
       case "splitting":
         this.#startJob("split", manifest);
         return;
+      case "waiting-for-capacity":
       case "running": {
+        // Waiting for capacity (the fleet manager's status) while still splitting: no shards yet.
+        if (!manifest.shards && manifest.status === "waiting-for-capacity") {
+          this.#startJob("split", manifest);
+          return;
+        }
         const { done } = await this.#progress.read(manifest, { attempts: false, signal });
         if (done.size === (manifest.shards ?? []).length) this.#startJob("merge", manifest);
         return;
@@ -248,11 +254,19 @@ export class Scheduler {
       { store: this.#store, queue: this.#queue, logger: log },
       { manifest: current, workQueueUrl: this.#options.workQueueUrl, signal },
     );
-    await this.#save(
-      { ...current, status: "running", rows, shards, startedAt: this.#now() },
-      signal,
-    );
-    log.info({ rows, shards: shards.length }, "split done; operation running");
+    // The fleet manager may have changed the status meanwhile (waiting for capacity, or failed
+    // for lack of it): keep its word instead of writing over it from our copy.
+    const latest = await loadManifest(this.#store, current.id, signal);
+    if (latest && TERMINAL_STATUSES.has(latest.status)) {
+      log.info({ status: latest.status }, "split done, but the operation has ended meanwhile");
+      return;
+    }
+    const waiting =
+      latest?.status === "waiting-for-capacity" && latest.waiting
+        ? { status: latest.status, waiting: latest.waiting }
+        : { status: "running" as const };
+    await this.#save({ ...current, ...waiting, rows, shards, startedAt: this.#now() }, signal);
+    log.info({ rows, shards: shards.length, status: waiting.status }, "split done");
   }
 
   async #merge(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {

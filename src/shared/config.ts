@@ -31,12 +31,27 @@ const settings = {
   SHARDFLEET_API_HOST: z.string().default("127.0.0.1"),
   SHARDFLEET_API_PORT: int(0, 65535).default(8080),
   SHARDFLEET_MAX_UPLOAD_MB: int(1, 10_240).default(512),
+  // The fleet manager (scheduler). Policy defaults mirror resolveFleetPolicy's.
+  SHARDFLEET_CAPACITY: z.enum(["none", "local", "ec2"]).default("none"),
+  SHARDFLEET_LOCAL_EC2_URL: z.url().optional(),
+  SHARDFLEET_MAX_INSTANCES: int(0, 10_000).default(20),
+  SHARDFLEET_MAX_HOURLY_USD: z.coerce.number().min(0).optional(),
+  SHARDFLEET_IDLE_TIMEOUT_S: z.coerce.number().min(0).max(86_400).default(180),
+  SHARDFLEET_CAPACITY_DEADLINE_S: z.coerce.number().min(0).max(86_400).default(300),
+  SHARDFLEET_STRAGGLER_MIN_S: z.coerce.number().min(0).max(86_400).default(60),
+  SHARDFLEET_FLEET_INTERVAL_S: z.coerce.number().min(0.05).max(300).default(5),
+  SHARDFLEET_EC2_LAUNCH_TEMPLATE: z.string().min(1).optional(),
+  SHARDFLEET_EC2_SUBNETS: z.string().optional(),
+  SHARDFLEET_EC2_INSTANCE_TYPES: z.string().default("c7g.large,c6g.large,m7g.large"),
   SHARDFLEET_INSTANCE_ID: z.string().min(1).optional(),
   SHARDFLEET_MARKET: z.enum(["spot", "on-demand"]).default("on-demand"),
   SHARDFLEET_PLUGIN_DIR: z.string().default(path.join(repoRoot, "plugins")),
   SHARDFLEET_VISIBILITY_TIMEOUT_S: int(5, 43_200).default(60),
   SHARDFLEET_POLL_WAIT_S: int(0, 20).default(20),
   SHARDFLEET_SHARDS_IN_FLIGHT: int(1, 64).default(2),
+  SHARDFLEET_INTERRUPTION_POLL_S: z.coerce.number().min(0.05).max(300).default(5),
+  SHARDFLEET_DRAIN_ON_REBALANCE: bool.default(false),
+  SHARDFLEET_DRAIN_GRACE_S: z.coerce.number().min(0).max(100).default(2),
 } as const;
 
 /** Variables that belong to tools around the product (tests, benchmarks), not to its config. */
@@ -57,6 +72,26 @@ export interface Config {
   };
   readonly log: { readonly level: string; readonly pretty: boolean };
   readonly api: { readonly host: string; readonly port: number; readonly maxUploadBytes: number };
+  /** The fleet manager: who provides instances and the policy's caps. */
+  readonly fleet: {
+    /** `none`: instances are someone else's (static local stack); `local`; `ec2`. */
+    readonly capacity: "none" | "local" | "ec2";
+    readonly localEc2Url?: string;
+    readonly maxInstances: number;
+    readonly maxHourlyUsd?: number;
+    readonly idleTimeoutSeconds: number;
+    readonly capacityDeadlineSeconds: number;
+    readonly stragglerMinSeconds: number;
+    /** Pause between fleet manager passes. */
+    readonly intervalSeconds: number;
+    readonly ec2: {
+      /** Launch template id (`lt-…`) or name. */
+      readonly launchTemplate?: string;
+      /** `subnet-id` or `subnet-id:availability-zone`, in preference order. */
+      readonly subnets: readonly { subnetId: string; availabilityZone?: string }[];
+      readonly instanceTypes: readonly string[];
+    };
+  };
   readonly worker: {
     readonly instanceId: string;
     readonly market: "spot" | "on-demand";
@@ -64,6 +99,12 @@ export interface Config {
     readonly visibilityTimeoutSeconds: number;
     readonly pollWaitSeconds: number;
     readonly shardsInFlight: number;
+    /** How often the spot interruption watcher polls the instance metadata service. */
+    readonly interruptionPollSeconds: number;
+    /** Drain on an EC2 rebalance recommendation too, not only on an interruption notice. */
+    readonly drainOnRebalance: boolean;
+    /** On a notice or SIGTERM: how long in-flight rows may run before the final checkpoint. */
+    readonly drainGraceSeconds: number;
   };
 }
 
@@ -73,6 +114,14 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** "a, b,,c" → ["a", "b", "c"]. */
+function commaList(value: string | undefined): string[] {
+  return (value ?? "")
+    .split(",")
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 /** Parses the environment. Throws a ConfigError naming the first bad or unknown variable. */
@@ -115,6 +164,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       port: e.SHARDFLEET_API_PORT,
       maxUploadBytes: e.SHARDFLEET_MAX_UPLOAD_MB * 1024 * 1024,
     },
+    fleet: {
+      capacity: e.SHARDFLEET_CAPACITY,
+      localEc2Url: e.SHARDFLEET_LOCAL_EC2_URL,
+      maxInstances: e.SHARDFLEET_MAX_INSTANCES,
+      maxHourlyUsd: e.SHARDFLEET_MAX_HOURLY_USD,
+      idleTimeoutSeconds: e.SHARDFLEET_IDLE_TIMEOUT_S,
+      capacityDeadlineSeconds: e.SHARDFLEET_CAPACITY_DEADLINE_S,
+      stragglerMinSeconds: e.SHARDFLEET_STRAGGLER_MIN_S,
+      intervalSeconds: e.SHARDFLEET_FLEET_INTERVAL_S,
+      ec2: {
+        launchTemplate: e.SHARDFLEET_EC2_LAUNCH_TEMPLATE,
+        subnets: commaList(e.SHARDFLEET_EC2_SUBNETS).map((s) => {
+          const [subnetId = s, availabilityZone] = s.split(":");
+          return availabilityZone ? { subnetId, availabilityZone } : { subnetId };
+        }),
+        instanceTypes: commaList(e.SHARDFLEET_EC2_INSTANCE_TYPES),
+      },
+    },
     worker: {
       instanceId: e.SHARDFLEET_INSTANCE_ID ?? `${hostname()}-${process.pid}`,
       market: e.SHARDFLEET_MARKET,
@@ -122,6 +189,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       visibilityTimeoutSeconds: e.SHARDFLEET_VISIBILITY_TIMEOUT_S,
       pollWaitSeconds: e.SHARDFLEET_POLL_WAIT_S,
       shardsInFlight: e.SHARDFLEET_SHARDS_IN_FLIGHT,
+      interruptionPollSeconds: e.SHARDFLEET_INTERRUPTION_POLL_S,
+      drainOnRebalance: e.SHARDFLEET_DRAIN_ON_REBALANCE,
+      drainGraceSeconds: e.SHARDFLEET_DRAIN_GRACE_S,
     },
   });
 }

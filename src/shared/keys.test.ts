@@ -16,6 +16,7 @@ describe("key layout", () => {
       keys.attempt(op, shard, "a1"),
       keys.result(op),
       keys.cost(op),
+      keys.fleet(op),
     ]) {
       expect(key.startsWith(keys.operationPrefix(op))).toBe(true);
     }

@@ -50,6 +50,12 @@ export const keys = {
     `${keys.attemptsPrefix(op, shard)}${checkId("attempt", attemptId)}.json`,
   result: (op: string) => `${operationPrefix(op)}output/result.xlsx`,
   cost: (op: string) => `${operationPrefix(op)}cost.json`,
+  /**
+   * The operation's fleet record: its instances and fleet events (launches, capacity errors,
+   * fallbacks, straggler copies, terminations). S3 has no append, so the fleet manager (its only
+   * writer) rewrites this one small document when something changed.
+   */
+  fleet: (op: string) => `${operationPrefix(op)}fleet/record.json`,
 } as const;
 
 /** Parses `operations/{op}/shards/{shard}/{rest}` back into its parts, or undefined. */

@@ -8,14 +8,24 @@ export async function runLocal(opts: {
   apiPort: number;
   workers: number;
   logDir: string;
+  /** Fleet mode: the fleet manager launches instances through local EC2; `workers` is ignored. */
+  fleet?: boolean;
+  maxInstances?: number;
+  spotOutageS?: { fromMs: number; toMs: number };
 }): Promise<void> {
   const started = performance.now();
   const stack = await startLocalStack({
     awsPort: opts.awsPort,
     apiPort: opts.apiPort,
-    workers: opts.workers,
     scheduler: true,
     logDir: path.resolve(opts.logDir),
+    ...(opts.fleet
+      ? {
+          capacity: "fleet" as const,
+          ...(opts.maxInstances !== undefined ? { maxInstances: opts.maxInstances } : {}),
+          ...(opts.spotOutageS ? { spotOutage: opts.spotOutageS } : {}),
+        }
+      : { workers: opts.workers }),
   }).catch((err: Error & { code?: string }) => {
     throw new CliError(`cannot start the local stack: ${err.message}`, EXIT.unavailable);
   });
@@ -28,7 +38,9 @@ export async function runLocal(opts: {
     `  straggler queue  ${stack.resources.queues.straggler}`,
     `  dead letters     ${stack.resources.queues.dlq}`,
     `  API              ${stack.apiUrl}`,
-    `  instances        ${stack.instances.length} (logs in ${opts.logDir}/)`,
+    stack.localEc2
+      ? `  instances        launched by the fleet manager through local EC2 at ${stack.localEc2.url}, at most ${opts.maxInstances ?? 20}${opts.spotOutageS ? `; no spot capacity ${opts.spotOutageS.fromMs / 1000}–${opts.spotOutageS.toMs / 1000} s after start` : ""} (logs in ${opts.logDir}/)`
+      : `  instances        ${stack.instances.length} (logs in ${opts.logDir}/)`,
     "",
     "Point an AWS SDK client or the CLI at it:",
     ...Object.entries(stack.clientEnv).map(([k, v]) => `  export ${k}=${v}`),

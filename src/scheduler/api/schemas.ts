@@ -2,6 +2,8 @@
  * JSON schemas of the API's bodies and parameters. Response schemas double as documentation
  * and as fastify's serializer (fields not listed here are never sent).
  */
+import { markets } from "../../shared/capacity.ts";
+import { fleetEventKinds } from "../../shared/schemas/fleet.ts";
 import { operationStatuses } from "../../shared/schemas/operation.ts";
 
 const nullableString = { type: ["string", "null"] } as const;
@@ -83,6 +85,45 @@ export const operationViewSchema = {
         rows: { type: "integer" },
         errorRows: { type: "integer" },
         columns: { type: "array", items: { type: "string" } },
+      },
+    },
+    waiting: {
+      type: "object",
+      description: "while waiting-for-capacity: since when and why",
+      required: ["since", "reason"],
+      properties: { since: { type: "string" }, reason: { type: "string" } },
+    },
+    instances: {
+      type: "array",
+      description:
+        "instances launched for the operation (GET /operations/:id only); since: when it entered its state",
+      items: {
+        type: "object",
+        required: ["id", "market", "type", "role", "state", "since", "launchedAt"],
+        properties: {
+          id: { type: "string" },
+          market: { type: "string", enum: [...markets] },
+          type: { type: "string" },
+          role: { type: "string", enum: ["worker", "straggler"] },
+          state: { type: "string" },
+          since: { type: "string" },
+          launchedAt: { type: "string" },
+          endReason: { type: "string" },
+        },
+      },
+    },
+    events: {
+      type: "array",
+      description:
+        "fleet events, oldest first (GET /operations/:id only): launches, capacity errors, fallbacks, straggler copies, terminations",
+      items: {
+        type: "object",
+        required: ["at", "kind", "message"],
+        properties: {
+          at: { type: "string" },
+          kind: { type: "string", enum: [...fleetEventKinds] },
+          message: { type: "string" },
+        },
       },
     },
   },

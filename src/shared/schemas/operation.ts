@@ -10,6 +10,8 @@ export const operationStatuses = [
   "queued",
   "splitting",
   "running",
+  /** Shards to run and no capacity found yet (see the manifest's `waiting`); not terminal. */
+  "waiting-for-capacity",
   "merging",
   "succeeded",
   "succeeded-with-failures",
@@ -145,6 +147,8 @@ export const manifestSchema = z.object({
   startedAt: timestamp.optional(),
   finishedAt: timestamp.optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
+  /** While `waiting-for-capacity`: since when and why (written by the fleet manager). */
+  waiting: z.object({ since: timestamp, reason: z.string() }).optional(),
   result: z
     .object({
       key: z.string(),

@@ -1,0 +1,517 @@
+/**
+ * The fleet manager against the real local S3/SQS server and a fake capacity provider (an
+ * in-memory stand-in for EC2 with switchable spot / on-demand capacity). Operations, attempts
+ * and commit markers are written to S3 the way the scheduler and workers write them; passes are
+ * driven by hand with a fake clock.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { provisionResources } from "../../local/provision.ts";
+import {
+  CapacityConfigError,
+  type CapacityProvider,
+  FLEET_TAGS,
+  type InstanceFilter,
+  type InstanceInfo,
+  type LaunchRequest,
+  type LaunchResult,
+  type Market,
+} from "../../shared/capacity.ts";
+import type { Clock } from "../../shared/clock.ts";
+import { RetryableError } from "../../shared/errors.ts";
+import { keys, shardIdFor } from "../../shared/keys.ts";
+import { silentLogger } from "../../shared/logger.ts";
+import { ObjectStore } from "../../shared/object-store.ts";
+import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.ts";
+import type { Manifest } from "../../shared/schemas/operation.ts";
+import { attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
+import { buildApp } from "../api/app.ts";
+import { startTestEnv, type TestEnv } from "../api/testing.ts";
+import { loadManifest, OperationService, saveManifest } from "../operations.ts";
+import { FleetManager, type FleetManagerOptions } from "./fleet-manager.ts";
+import type { FleetPolicyOptions } from "./policy.ts";
+
+let env: TestEnv;
+beforeAll(async () => {
+  env = await startTestEnv("fleet-mgr");
+});
+afterAll(async () => {
+  await env?.close();
+});
+
+function fakeClock(): Clock & { advance(ms: number): void } {
+  let t = Date.parse("2025-06-01T12:00:00.000Z");
+  return {
+    now: () => t,
+    sleep: async () => {},
+    advance(ms) {
+      t += ms;
+    },
+  };
+}
+
+/** EC2 in memory: instances launch in the request's first pool unless the market has no capacity. */
+class FakeCapacity implements CapacityProvider {
+  readonly instances = new Map<string, InstanceInfo>();
+  readonly launches: LaunchRequest[] = [];
+  readonly terminations: string[][] = [];
+  readonly available: Record<Market, boolean> = { spot: true, "on-demand": true };
+  /** Thrown by the next launch calls, in order. */
+  readonly throwNext: unknown[] = [];
+  #n = 0;
+
+  constructor(readonly clock: Clock) {}
+
+  async launch(request: LaunchRequest): Promise<LaunchResult> {
+    this.launches.push(request);
+    if (this.throwNext.length > 0) throw this.throwNext.shift();
+    if (!this.available[request.market]) {
+      return {
+        launched: [],
+        errors: request.pools.map((pool) => ({
+          pool,
+          market: request.market,
+          code: "InsufficientInstanceCapacity",
+          message: "There is no capacity",
+          kind: "capacity" as const,
+        })),
+      };
+    }
+    const pool = request.pools[0]!;
+    const launched = Array.from({ length: request.count }, () => {
+      const instanceId = `i-${++this.#n}`;
+      const launchedAt = this.clock.now();
+      this.instances.set(instanceId, {
+        instanceId,
+        market: request.market,
+        instanceType: pool.instanceType,
+        state: "running",
+        launchedAt,
+        tags: { ...request.tags },
+      });
+      return { instanceId, market: request.market, instanceType: pool.instanceType, launchedAt };
+    });
+    return { launched, errors: [] };
+  }
+
+  async terminate(ids: readonly string[]): Promise<void> {
+    this.terminations.push([...ids]);
+    for (const id of ids) {
+      const i = this.instances.get(id);
+      if (i) i.state = "terminated";
+    }
+  }
+
+  async describe(filter: InstanceFilter): Promise<InstanceInfo[]> {
+    return [...this.instances.values()]
+      .filter((i) => Object.entries(filter.tags).every(([k, v]) => i.tags[k] === v))
+      .map((i) => ({ ...i, tags: { ...i.tags } }));
+  }
+
+  /** A spot reclaim: the instance is simply gone. */
+  reclaim(id: string): void {
+    this.instances.get(id)!.state = "terminated";
+  }
+
+  live(): InstanceInfo[] {
+    return [...this.instances.values()].filter((i) => i.state === "running");
+  }
+}
+
+const POOLS = [
+  { instanceType: "c7g.large", availabilityZone: "az-1" },
+  { instanceType: "c7g.large", availabilityZone: "az-2" },
+];
+const PRICES = { spot: { "c7g.large": 0.03 }, "on-demand": { "c7g.large": 0.1 } };
+
+let scopes = 0;
+/** A fresh bucket and queues, a fake provider and a manager (more managers share the provider). */
+async function scope(
+  policy: Partial<FleetPolicyOptions> = {},
+  extra: Partial<FleetManagerOptions> = {},
+) {
+  const name = `fleet-${++scopes}`;
+  const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
+  const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
+  const clock = fakeClock();
+  const capacity = new FakeCapacity(clock);
+  const options: FleetManagerOptions = {
+    fleet: name,
+    policy: { pools: POOLS, maxInstances: 10, ...policy },
+    prices: PRICES,
+    stragglerQueueUrl: resources.queues.straggler,
+    launchRetryDelayMs: 1,
+    bootGraceMs: 0,
+    ...extra,
+  };
+  const manager = () =>
+    new FleetManager({ capacity, queue: env.queue, store, logger: silentLogger(), clock }, options);
+  const iso = (ms = clock.now()) => new Date(ms).toISOString();
+
+  /** An operation split into `shards` shards of 10 rows, as the scheduler leaves it. */
+  const operation = async (id: string, shards: number, status: Manifest["status"] = "running") => {
+    const now = iso();
+    return saveManifest(
+      { store, clock },
+      {
+        v: 1,
+        id,
+        status,
+        spec: {
+          version: 1,
+          task: { name: "transform", options: { module: "noop" } },
+          shardSize: 10,
+          toleratedFailurePercent: 0,
+        },
+        input: { key: keys.input(id, "csv"), filename: "in.csv", format: "csv", bytes: 1 },
+        headers: ["n"],
+        rows: shards * 10,
+        shards: Array.from({ length: shards }, (_, k) => ({
+          id: shardIdFor(k),
+          start: k * 10,
+          end: (k + 1) * 10,
+        })),
+        createdAt: now,
+        updatedAt: now,
+        startedAt: now,
+      },
+    );
+  };
+  const setStatus = async (id: string, status: Manifest["status"]) => {
+    const m = (await loadManifest(store, id))!;
+    await saveManifest({ store, clock }, { ...m, status });
+  };
+  /** An attempt record as a worker writes it. */
+  const attempt = async (
+    op: string,
+    shard: number,
+    a: { id: string; instanceId: string; startedAt: number; endedAt?: number; cause?: string },
+  ) =>
+    store.putJson(keys.attempt(op, shardIdFor(shard), a.id), attemptSchema, {
+      v: 1,
+      attemptId: a.id,
+      operationId: op,
+      shardId: shardIdFor(shard),
+      instanceId: a.instanceId,
+      market: "spot",
+      startedAt: iso(a.startedAt),
+      ...(a.endedAt !== undefined ? { endedAt: iso(a.endedAt) } : {}),
+      rowsDone: 0,
+      cause: (a.cause ?? (a.endedAt === undefined ? "running" : "completed")) as "running",
+    });
+  const commit = async (op: string, shard: number, at: number) =>
+    store.putJson(keys.done(op, shardIdFor(shard)), shardDoneSchema, {
+      v: 1,
+      operationId: op,
+      shardId: shardIdFor(shard),
+      attemptId: `a${shard}`,
+      instanceId: "x",
+      rows: 10,
+      errorRows: 0,
+      columns: [],
+      chunks: [],
+      committedAt: iso(at),
+    });
+  const record = async (op: string): Promise<FleetRecord> =>
+    (await store.getJson(keys.fleet(op), fleetRecordSchema))!;
+  const kinds = async (op: string) => (await record(op)).events.map((e) => e.kind);
+  const manifest = async (op: string) => (await loadManifest(store, op))!;
+  return {
+    resources,
+    store,
+    clock,
+    capacity,
+    manager,
+    operation,
+    setStatus,
+    attempt,
+    commit,
+    record,
+    kinds,
+    manifest,
+  };
+}
+
+describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
+  it("falls back to on-demand when spot has no capacity, and records and shows it", async () => {
+    const s = await scope();
+    await s.operation("op-a", 8);
+    s.capacity.available.spot = false;
+    const fm = s.manager();
+    await fm.tick();
+
+    // 8 shards / 2 per instance = 4; spot rounds up to a batch of 5, then the re-plan after
+    // both pools' capacity errors asks on-demand for exactly what is needed.
+    expect(s.capacity.launches.map((r) => [r.market, r.count])).toEqual([
+      ["spot", 5],
+      ["on-demand", 4],
+    ]);
+    expect(s.capacity.launches[0]!.clientToken).not.toBe(s.capacity.launches[1]!.clientToken);
+    expect(s.capacity.launches[1]!.tags).toMatchObject({
+      [FLEET_TAGS.fleet]: "fleet-1",
+      [FLEET_TAGS.operation]: "op-a",
+      [FLEET_TAGS.role]: "worker",
+      [FLEET_TAGS.market]: "on-demand",
+    });
+    expect(await s.kinds("op-a")).toEqual([
+      "launch-requested",
+      "launch-failed",
+      "capacity-error",
+      "capacity-error",
+      "fallback-on-demand",
+      "launch-requested",
+      "launch-fulfilled",
+    ]);
+    const rec = await s.record("op-a");
+    expect(rec.events[2]!.message).toMatch(
+      /^InsufficientInstanceCapacity in c7g\.large in \(az-1\) \(spot, capacity\)/,
+    );
+    expect(rec.instances.map((i) => [i.market, i.role, i.state])).toEqual(
+      Array(4).fill(["on-demand", "worker", "pending"]),
+    );
+
+    // Enough is live now: the next pass launches nothing.
+    await fm.tick();
+    expect(s.capacity.launches).toHaveLength(2);
+
+    // The API shows the instances and events (the response schema lets them through).
+    const operations = new OperationService({
+      store: s.store,
+      logger: silentLogger(),
+      clock: s.clock,
+    });
+    const app = buildApp({ operations, logger: silentLogger(), maxUploadBytes: 1 << 20 });
+    const view = (await app.inject("/operations/op-a")).json();
+    expect(view.instances).toHaveLength(4);
+    expect(view.instances[0]).toMatchObject({
+      market: "on-demand",
+      type: "c7g.large",
+      role: "worker",
+      state: expect.any(String),
+      since: expect.any(String),
+    });
+    expect(view.events.map((e: { kind: string }) => e.kind)).toContain("fallback-on-demand");
+    const list = (await app.inject("/operations")).json();
+    expect(list.operations[0].instances).toBeUndefined();
+    await app.close();
+  });
+
+  it("says waiting-for-capacity with the reason, keeps saying it, then fails at the deadline", async () => {
+    const s = await scope({ capacityDeadlineMs: 60_000 });
+    await s.operation("op-b", 4);
+    s.capacity.available.spot = false;
+    s.capacity.available["on-demand"] = false;
+    const fm = s.manager();
+    await fm.tick();
+
+    let m = await s.manifest("op-b");
+    expect(m.status).toBe("waiting-for-capacity");
+    expect(m.waiting?.reason).toMatch(
+      /no spot capacity \(c7g\.large in \(az-1\): InsufficientInstanceCapacity .*no on-demand capacity/,
+    );
+    expect(await s.kinds("op-b")).toContain("waiting-for-capacity");
+
+    // The scheduler's split writes `running` from its own copy: the next pass restores the wait.
+    await s.setStatus("op-b", "running");
+    s.clock.advance(10_000);
+    await fm.tick();
+    expect((await s.manifest("op-b")).status).toBe("waiting-for-capacity");
+
+    s.clock.advance(51_000);
+    await fm.tick();
+    m = await s.manifest("op-b");
+    expect(m.status).toBe("failed");
+    expect(m.error?.code).toBe("CAPACITY_DEADLINE");
+    expect(m.error?.message).toMatch(
+      /^no capacity found within 60 s .*InsufficientInstanceCapacity/,
+    );
+    expect(m.waiting).toBeUndefined();
+    expect((await s.kinds("op-b")).at(-1)).toBe("operation-failed");
+    // Both markets were tried once and cooled: nothing else was asked for.
+    expect(s.capacity.launches.map((r) => r.market)).toEqual(["spot", "on-demand"]);
+  });
+
+  it("copies a straggler to the straggler queue and launches on-demand capacity for it", async () => {
+    const s = await scope();
+    await s.operation("op-c", 4);
+    const fm = s.manager();
+    const t0 = s.clock.now();
+    await fm.tick();
+    expect(s.capacity.launches.map((r) => [r.market, r.count])).toEqual([["spot", 5]]);
+
+    // Three shards took 10 s each; the fourth has run for 70 s (threshold: max(2 × 10 s, 60 s)).
+    for (const k of [0, 1, 2]) {
+      await s.attempt("op-c", k, {
+        id: `a${k}`,
+        instanceId: "i-1",
+        startedAt: t0,
+        endedAt: t0 + 10_000,
+      });
+      await s.commit("op-c", k, t0 + 10_000);
+    }
+    await s.attempt("op-c", 3, { id: "a3", instanceId: "i-2", startedAt: t0 });
+    s.clock.advance(50_000);
+    await fm.tick();
+    expect(s.capacity.launches).toHaveLength(1); // 50 s: not yet a straggler
+
+    s.clock.advance(20_000);
+    await fm.tick();
+    const copies = await env.queue.receive(s.resources.queues.straggler, {
+      max: 10,
+      waitSeconds: 0,
+      visibilityTimeout: 30,
+    });
+    expect(copies.map((c) => JSON.parse(c.body))).toEqual([
+      { v: 1, operationId: "op-c", shardId: shardIdFor(3), start: 30, end: 40 },
+    ]);
+    const straggler = s.capacity.launches[1]!;
+    expect([straggler.market, straggler.count, straggler.tags[FLEET_TAGS.role]]).toEqual([
+      "on-demand",
+      1,
+      "straggler",
+    ]);
+    const rec = await s.record("op-c");
+    expect(rec.events.find((e) => e.kind === "straggler-copied")?.message).toBe(
+      "shard s000003 copied to the straggler queue: running 70 s, over 60 s (2× the median shard time)",
+    );
+
+    // Once copied, never again.
+    s.clock.advance(5_000);
+    await fm.tick();
+    const again = await env.queue.receive(s.resources.queues.straggler, {
+      max: 10,
+      waitSeconds: 0,
+      visibilityTimeout: 30,
+    });
+    expect(again).toEqual([]);
+    expect(s.capacity.launches).toHaveLength(2);
+  });
+
+  it("sweeps orphans on start, adopts recorded instances after a restart, and scales in when the operation ends", async () => {
+    const s = await scope();
+    await s.operation("op-d", 2);
+    // Left over from a crashed scheduler: tagged with this fleet, unknown, two minutes old.
+    s.capacity.instances.set("i-orphan", {
+      instanceId: "i-orphan",
+      market: "spot",
+      instanceType: "c7g.large",
+      state: "running",
+      launchedAt: s.clock.now() - 120_000,
+      tags: { [FLEET_TAGS.fleet]: "fleet-4", [FLEET_TAGS.operation]: "op-gone" },
+    });
+    // Another fleet's instance is none of our business.
+    s.capacity.instances.set("i-other", {
+      instanceId: "i-other",
+      market: "spot",
+      instanceType: "c7g.large",
+      state: "running",
+      launchedAt: s.clock.now() - 120_000,
+      tags: { [FLEET_TAGS.fleet]: "someone-else" },
+    });
+    await s.manager().tick();
+    expect(s.capacity.terminations).toEqual([["i-orphan"]]);
+    expect(s.capacity.live().map((i) => i.instanceId)).toEqual([
+      "i-other",
+      "i-1",
+      "i-2",
+      "i-3",
+      "i-4",
+      "i-5",
+    ]);
+
+    // A restarted scheduler: a new manager adopts op-d's instances instead of sweeping them.
+    s.clock.advance(120_000);
+    const restarted = s.manager();
+    await restarted.tick();
+    expect(s.capacity.terminations).toHaveLength(1);
+    expect(s.capacity.launches).toHaveLength(1);
+
+    await s.setStatus("op-d", "succeeded");
+    await restarted.tick();
+    expect(s.capacity.terminations[1]!.sort()).toEqual(["i-1", "i-2", "i-3", "i-4", "i-5"]);
+    await restarted.tick();
+    const rec = await s.record("op-d");
+    expect(rec.instances.map((i) => i.state)).toEqual(Array(5).fill("terminated"));
+    expect(rec.instances[0]!.endReason).toMatch(/^terminated \(operation-ended\)/);
+    expect(rec.events.find((e) => e.kind === "instance-terminated")?.message).toMatch(
+      /^terminated i-\d, .* \(operation-ended\): their operation ended/,
+    );
+  });
+
+  it("terminates instances idle past the idle timeout, never busy ones", async () => {
+    const s = await scope({ idleTimeoutMs: 30_000, maxInstances: 2 });
+    await s.operation("op-i", 4);
+    const fm = s.manager();
+    await fm.tick();
+    const t0 = s.clock.now();
+    expect(s.capacity.live()).toHaveLength(2);
+    await s.attempt("op-i", 0, { id: "a0", instanceId: "i-1", startedAt: t0 });
+    s.clock.advance(31_000);
+    await fm.tick();
+    expect(s.capacity.terminations).toEqual([["i-2"]]);
+  });
+
+  it("does not count a booting instance as idle: idle time starts after the boot grace", async () => {
+    const s = await scope({ idleTimeoutMs: 30_000, maxInstances: 1 }, { bootGraceMs: 60_000 });
+    await s.operation("op-j", 2);
+    const fm = s.manager();
+    await fm.tick();
+    s.clock.advance(89_000);
+    await fm.tick();
+    expect(s.capacity.terminations).toEqual([]);
+    s.clock.advance(2_000);
+    await fm.tick();
+    expect(s.capacity.terminations).toEqual([["i-1"]]);
+  });
+
+  it("reports a reclaimed instance as lost and plans its replacement", async () => {
+    const s = await scope({ maxInstances: 5 });
+    await s.operation("op-e", 10);
+    const fm = s.manager();
+    await fm.tick();
+    expect(s.capacity.launches.map((r) => r.count)).toEqual([5]);
+    s.capacity.reclaim("i-3");
+    await fm.tick();
+    expect(s.capacity.launches.map((r) => [r.market, r.count])).toEqual([
+      ["spot", 5],
+      ["spot", 1],
+    ]);
+    const rec = await s.record("op-e");
+    expect(rec.events.find((e) => e.kind === "instance-lost")?.message).toMatch(
+      /^i-3 \(spot, worker\) ended without being asked/,
+    );
+    expect(rec.instances.find((i) => i.id === "i-3")?.state).toBe("terminated");
+  });
+
+  it("retries a launch that failed with a retryable error with the same client token", async () => {
+    const s = await scope();
+    await s.operation("op-f", 2);
+    s.capacity.throwNext.push(new RetryableError("RequestLimitExceeded"));
+    await s.manager().tick();
+    expect(s.capacity.launches).toHaveLength(2);
+    expect(s.capacity.launches[1]!.clientToken).toBe(s.capacity.launches[0]!.clientToken);
+    expect(s.capacity.live()).toHaveLength(5);
+  });
+
+  it("fails the operation loudly on a configuration error", async () => {
+    const s = await scope();
+    await s.operation("op-g", 2);
+    s.capacity.throwNext.push(
+      new CapacityConfigError(
+        "config",
+        "InvalidLaunchTemplateId.NotFound",
+        "InvalidLaunchTemplateId.NotFound: the launch template lt-123 does not exist",
+      ),
+    );
+    await s.manager().tick();
+    expect(s.capacity.launches).toHaveLength(1); // not retried
+    const m = await s.manifest("op-g");
+    expect(m.status).toBe("failed");
+    expect(m.error?.code).toBe("CAPACITY_CONFIG");
+    expect(m.error?.message).toMatch(/retrying cannot help.*lt-123 does not exist/);
+    expect(await s.kinds("op-g")).toEqual([
+      "launch-requested",
+      "launch-failed",
+      "operation-failed",
+    ]);
+  });
+});
