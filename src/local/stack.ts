@@ -267,6 +267,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           SHARDFLEET_INSTANCE_ID: name,
           SHARDFLEET_MARKET: market,
           AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
+          // The 5 s IMDS poll scales with the notice lead, or a scaled notice would pass unseen.
+          SHARDFLEET_INTERRUPTION_POLL_S: String(Math.max(0.05, 5 * timeFactor)),
+          ...options.settings,
         },
         logDir: options.logDir,
       });

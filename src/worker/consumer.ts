@@ -5,18 +5,26 @@
  * States:
  *   starting  constructed, `run()` not called yet
  *   running   polling and processing
- *   draining  `stop()` called (or a fatal queue error): no new receives; in-flight shards get
- *             the grace period to finish, then their signals abort and their messages are made
- *             visible again at once so another worker picks them up
+ *   draining  `stop()` called (a spot interruption notice, SIGTERM, or a fatal queue error): no
+ *             new receives; in-flight shards run on for the grace period (a few seconds: rows
+ *             in flight may finish, a nearly done shard may commit), then their signals abort,
+ *             each flushes a final checkpoint and its message is made visible again at once
+ *             so the next worker resumes it from there
  *   stopped   drained after `stop()`; `run()` has resolved
  *   failed    drained after a fatal error (the queue is gone, access denied); `run()` rejects
  *
  * Message outcomes:
- *   success               → DeleteMessage
+ *   resolved (committed by anyone, or committed failed at the poison limit) → DeleteMessage
  *   InvalidMessageError   → the raw body to the DLQ (SendMessage), then DeleteMessage
+ *   ShardAttemptFailedError (an error attempt below the poison limit)
+ *                         → ChangeMessageVisibility to its backoff delay (2^n s)
  *   any other error       → ChangeMessageVisibility 0: retried at once elsewhere; after the
- *                           queue's maxReceiveCount SQS moves it to the DLQ itself
- *   aborted (stopping)    → ChangeMessageVisibility 0
+ *                           queue's maxReceiveCount SQS moves it to the DLQ itself (the
+ *                           safety net for crash loops)
+ *   aborted (stopping)    → ChangeMessageVisibility 0 (after the shard's final checkpoint);
+ *                           `requeueMs` (since stop() was called) is logged
+ *   lost (a heartbeat found the receipt handle invalid) → nothing: the message is someone
+ *                           else's now
  *   received while draining → ChangeMessageVisibility 0, never started
  *
  * Why a draining worker does not abort its pending long poll when it has shards in flight: a
@@ -30,9 +38,10 @@
  * One AbortController for the process (aborts every shard), one for receiving, one per shard.
  */
 import { type Clock, systemClock } from "../shared/clock.ts";
-import { InvalidMessageError, ShardfleetError } from "../shared/errors.ts";
+import { InvalidMessageError, ShardfleetError, ShardLostError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ReceivedMessage } from "../shared/shard-queue.ts";
+import { retryDelayOf } from "./attempts.ts";
 import { Heartbeat, type VisibilityPort } from "./heartbeat.ts";
 
 export type ConsumerState = "starting" | "running" | "draining" | "stopped" | "failed";
@@ -50,10 +59,14 @@ export interface ConsumerQueue extends VisibilityPort {
 /** What runs one message (ShardProcessor implements it). */
 export interface ShardHandler {
   /**
-   * Resolves when the shard is done (committed by anyone). Throws InvalidMessageError for a
-   * body that can never succeed; rejects with the signal's reason when aborted.
+   * Resolves when the shard is done (committed by anyone, or given up on). Throws
+   * InvalidMessageError for a body that can never succeed, ShardAttemptFailedError to be
+   * retried after its delay; rejects with the signal's reason when aborted.
    */
-  process(body: string, ctx: { signal: AbortSignal }): Promise<unknown>;
+  process(
+    body: string,
+    ctx: { signal: AbortSignal; messageId: string; receiveCount: number },
+  ): Promise<unknown>;
 }
 
 export interface ConsumerDeps {
@@ -79,7 +92,10 @@ export interface ConsumerOptions {
   visibilityTimeoutSeconds?: number;
   /** Long-poll wait, in seconds (0–20). @default 20 */
   pollWaitSeconds?: number;
-  /** How long `stop()` lets in-flight shards finish before aborting them. @default 30000 */
+  /**
+   * How long `stop()` lets in-flight shards run before aborting them (they then flush a final
+   * checkpoint). Short on purpose: a spot notice gives two minutes. @default 2000
+   */
   stopGraceMs?: number;
   /** Keep in-flight messages invisible while they run. @default true */
   heartbeat?: boolean;
@@ -130,6 +146,7 @@ export class Consumer {
   #polling: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
   #fatal: unknown;
+  #stopRequestedAt: number | undefined;
 
   constructor(deps: ConsumerDeps, options: ConsumerOptions) {
     this.#queue = deps.queue;
@@ -142,7 +159,7 @@ export class Consumer {
       shardsInFlight: options.shardsInFlight ?? 2,
       visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 60,
       pollWaitSeconds: options.pollWaitSeconds ?? 20,
-      stopGraceMs: options.stopGraceMs ?? 30_000,
+      stopGraceMs: options.stopGraceMs ?? 2000,
       heartbeat: options.heartbeat ?? true,
       ...(options.heartbeatIntervalMs === undefined
         ? {}
@@ -169,21 +186,24 @@ export class Consumer {
   }
 
   /**
-   * Stops receiving, gives in-flight shards `graceMs` to finish, then aborts the rest (their
-   * messages become visible again). Resolves once every shard has settled and the pending long
-   * poll has ended (see the top of this file). `graceMs: 0` forces: shards and the poll are
-   * aborted at once, also when stop() is already under way.
+   * Stops receiving, gives in-flight shards `graceMs` to finish, then aborts the rest (they
+   * flush a final checkpoint and their messages become visible again). Resolves once every
+   * shard has settled and the pending long poll has ended (see the top of this file).
+   * `graceMs: 0` forces: shards and the poll are aborted at once, also when stop() is already
+   * under way. `reason` ends up in the shards' abort reason and the logs.
    */
-  stop(options: { graceMs?: number } = {}): Promise<void> {
+  stop(options: { graceMs?: number; reason?: string } = {}): Promise<void> {
+    const reason = `worker stopping${options.reason ? ` (${options.reason})` : ""}`;
     if (this.#stopping) {
       // A second, impatient stop (a second SIGTERM): no more grace.
       if (options.graceMs === 0) {
-        this.#process.abort(new Error("worker stopping"));
-        this.#receiving.abort(new Error("worker stopping"));
+        this.#process.abort(new Error(reason));
+        this.#receiving.abort(new Error(reason));
       }
       return this.#stopping;
     }
-    this.#stopping = this.#drain(options.graceMs ?? this.#options.stopGraceMs);
+    this.#stopRequestedAt = this.#clock.now();
+    this.#stopping = this.#drain(options.graceMs ?? this.#options.stopGraceMs, reason);
     return this.#stopping;
   }
 
@@ -192,7 +212,7 @@ export class Consumer {
     this.#state = "running";
     if (this.#options.heartbeat) {
       this.#heartbeat = new Heartbeat(
-        { queue: this.#queue, logger: this.#logger },
+        { queue: this.#queue, logger: this.#logger, clock: this.#clock },
         {
           visibilityTimeoutSeconds: this.#options.visibilityTimeoutSeconds,
           ...(this.#options.heartbeatIntervalMs === undefined
@@ -310,9 +330,10 @@ export class Consumer {
     const shard = new AbortController();
     const onStop = () => shard.abort(this.#process.signal.reason);
     this.#process.signal.addEventListener("abort", onStop, { once: true });
-    this.#heartbeat?.track(messageId, queueUrl, receiptHandle);
+    // A beat that finds the receipt handle invalid: the shard is someone else's now.
+    this.#heartbeat?.track(messageId, queueUrl, receiptHandle, (lost) => shard.abort(lost));
     try {
-      await this.#handler.process(body, { signal: shard.signal });
+      await this.#handler.process(body, { signal: shard.signal, messageId, receiveCount });
       this.#heartbeat?.untrack(messageId);
       await this.#settle(logger, "delete the message", () =>
         this.#queue.delete(queueUrl, receiptHandle, AbortSignal.timeout(SETTLE_TIMEOUT_MS)),
@@ -321,13 +342,26 @@ export class Consumer {
       this.#heartbeat?.untrack(messageId);
       if (err instanceof InvalidMessageError) {
         await this.#toDlq(message, queueUrl, err, logger);
+      } else if (shard.signal.aborted && shard.signal.reason instanceof ShardLostError) {
+        logger.warn(
+          { reason: shard.signal.reason.message },
+          "shard lost to another worker; leaving its message alone",
+        );
       } else if (shard.signal.aborted) {
-        logger.info("shard interrupted; releasing its message");
         await this.#release(queueUrl, receiptHandle, logger);
+        const requeueMs =
+          this.#stopRequestedAt === undefined
+            ? undefined
+            : this.#clock.now() - this.#stopRequestedAt;
+        logger.info({ requeueMs }, "shard interrupted; its message is visible again");
       } else {
+        const delay = retryDelayOf(err);
         const level = err instanceof ShardfleetError ? "warn" : "error";
-        logger[level]({ err, receiveCount }, "shard failed; releasing its message for a retry");
-        await this.#release(queueUrl, receiptHandle, logger);
+        logger[level](
+          { err, receiveCount, retryInSeconds: delay },
+          "shard failed; releasing its message for a retry",
+        );
+        await this.#release(queueUrl, receiptHandle, logger, delay);
       }
     } finally {
       this.#process.signal.removeEventListener("abort", onStop);
@@ -360,13 +394,18 @@ export class Consumer {
     }
   }
 
-  /** Visible again at once, so the next poll (here or elsewhere) retries it. */
-  async #release(queueUrl: string, receiptHandle: string, logger: Logger): Promise<void> {
+  /** Visible again at once (or after `delaySeconds`), so a poll here or elsewhere retries it. */
+  async #release(
+    queueUrl: string,
+    receiptHandle: string,
+    logger: Logger,
+    delaySeconds = 0,
+  ): Promise<void> {
     await this.#settle(logger, "release the message", () =>
       this.#queue.changeVisibility(
         queueUrl,
         receiptHandle,
-        0,
+        delaySeconds,
         AbortSignal.timeout(SETTLE_TIMEOUT_MS),
       ),
     );
@@ -383,7 +422,7 @@ export class Consumer {
     }
   }
 
-  async #drain(graceMs: number): Promise<void> {
+  async #drain(graceMs: number, reason: string): Promise<void> {
     if (this.#state === "starting") {
       this.#state = "stopped";
       return;
@@ -391,10 +430,13 @@ export class Consumer {
     this.#state = "draining";
     const busy = this.#inFlight.size > 0;
     // Idle: nothing of ours can be swallowed by a dangling poll, so end it now (see top).
-    if (!busy || graceMs === 0) this.#receiving.abort(new Error("worker stopping"));
+    if (!busy || graceMs === 0) this.#receiving.abort(new Error(reason));
     this.#wakePoller();
     if (busy) {
-      this.#logger.info({ inFlight: this.#inFlight.size, graceMs }, "draining in-flight shards");
+      this.#logger.info(
+        { inFlight: this.#inFlight.size, graceMs, reason },
+        "draining in-flight shards",
+      );
       const grace = new AbortController();
       await Promise.race([
         Promise.allSettled(this.#inFlight),
@@ -403,7 +445,7 @@ export class Consumer {
       grace.abort();
       if (this.#inFlight.size > 0) {
         this.#logger.warn({ inFlight: this.#inFlight.size }, "grace period over; aborting shards");
-        this.#process.abort(new Error("worker stopping"));
+        this.#process.abort(new Error(reason));
         await Promise.allSettled(this.#inFlight);
       }
     }

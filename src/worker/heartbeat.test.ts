@@ -1,38 +1,144 @@
 import { describe, expect, it } from "vitest";
+import { ShardLostError } from "../shared/errors.ts";
 import { silentLogger } from "../shared/logger.ts";
-import { Heartbeat, type VisibilityPort } from "./heartbeat.ts";
+import { FakeClock } from "./fake-clock.ts";
+import { Heartbeat, isReceiptHandleGone, type VisibilityPort } from "./heartbeat.ts";
 
-/** Resolves once `check()` holds, polling every 5 ms (no fixed sleeps: robust under load). */
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setTimeout(r, 5));
+/** A queue that records each call's time and answers with `answer(call number)`. */
+function recordingQueue(
+  clock: FakeClock,
+  answer: (n: number) => Error | undefined = () => undefined,
+) {
+  const calls: Array<{ at: number; handle: string; seconds: number }> = [];
+  const queue: VisibilityPort = {
+    changeVisibility: async (_url, handle, seconds) => {
+      calls.push({ at: clock.now(), handle, seconds });
+      const err = answer(calls.length);
+      if (err) throw err;
+    },
+  };
+  return { queue, calls };
 }
 
-describe("Heartbeat", () => {
-  it("extends tracked messages until they are untracked", async () => {
-    const calls: Array<[string, string, number]> = [];
-    const queue: VisibilityPort = {
-      changeVisibility: async (url, handle, seconds) => {
-        calls.push([url, handle, seconds]);
-      },
-    };
-    const count = (handle: string) => calls.filter(([, h]) => h === handle).length;
+function sqsError(name: string, message = "x"): Error {
+  return Object.assign(new Error(message), { name });
+}
+
+describe("Heartbeat (fake clock)", () => {
+  it("beats every third of the visibility timeout, always before the message would reappear", async () => {
+    const clock = new FakeClock();
+    const t0 = clock.now();
+    const { queue, calls } = recordingQueue(clock);
     const heartbeat = new Heartbeat(
-      { queue, logger: silentLogger() },
-      { visibilityTimeoutSeconds: 45, intervalMs: 10 },
+      { queue, logger: silentLogger(), clock },
+      { visibilityTimeoutSeconds: 60 },
     );
-    try {
-      heartbeat.track("m1", "q", "h1");
-      heartbeat.track("m2", "q", "h2");
-      await until(() => count("h1") > 0 && count("h2") > 0);
-      expect(calls).toContainEqual(["q", "h1", 45]);
-      heartbeat.untrack("m1");
-      const h1 = count("h1");
-      const h2 = count("h2");
-      // Two more beats for m2; m1 has had none since it was untracked.
-      await until(() => count("h2") >= h2 + 2);
-      expect(count("h1")).toBe(h1);
-    } finally {
-      heartbeat.close();
+    expect(heartbeat.intervalMs).toBe(20_000);
+    heartbeat.track("m1", "q", "h1");
+    await clock.advance(19_999);
+    expect(calls).toHaveLength(0);
+    await clock.advance(1);
+    expect(calls).toEqual([{ at: t0 + 20_000, handle: "h1", seconds: 60 }]);
+    await clock.advance(100_000);
+    expect(calls.map((c) => c.at - t0)).toEqual([20_000, 40_000, 60_000, 80_000, 100_000, 120_000]);
+    // Invisible all along: every beat lands before the previous visibility (60 s) runs out.
+    let visibleAt = t0 + 60_000;
+    for (const call of calls) {
+      expect(call.at).toBeLessThan(visibleAt);
+      visibleAt = call.at + call.seconds * 1000;
     }
+    expect(heartbeat.beatsOf("m1")).toBe(6);
+    heartbeat.close();
+  });
+
+  it("stops beating an untracked message and keeps the others", async () => {
+    const clock = new FakeClock();
+    const { queue, calls } = recordingQueue(clock);
+    const heartbeat = new Heartbeat(
+      { queue, logger: silentLogger(), clock },
+      { visibilityTimeoutSeconds: 30 },
+    );
+    heartbeat.track("m1", "q", "h1");
+    heartbeat.track("m2", "q", "h2");
+    await clock.advance(10_000);
+    heartbeat.untrack("m1");
+    await clock.advance(30_000);
+    expect(calls.filter((c) => c.handle === "h1")).toHaveLength(1);
+    expect(calls.filter((c) => c.handle === "h2")).toHaveLength(4);
+    heartbeat.close();
+    await clock.advance(30_000);
+    expect(calls).toHaveLength(5);
+    expect(clock.pending).toBe(0);
+  });
+
+  it("reports a lost message at once when its receipt handle is no longer valid, and stops", async () => {
+    const clock = new FakeClock();
+    const { queue, calls } = recordingQueue(clock, (n) =>
+      n === 2
+        ? sqsError(
+            "MessageNotInflight",
+            "Message does not exist or is not available for visibility timeout change.",
+          )
+        : undefined,
+    );
+    const heartbeat = new Heartbeat(
+      { queue, logger: silentLogger(), clock },
+      { visibilityTimeoutSeconds: 60 },
+    );
+    const lost: ShardLostError[] = [];
+    heartbeat.track("m1", "q", "h1", (err) => lost.push(err));
+    await clock.advance(40_000);
+    expect(lost).toHaveLength(1);
+    expect(lost[0]).toBeInstanceOf(ShardLostError);
+    expect(lost[0]?.message).toMatch(/no longer ours/);
+    await clock.advance(120_000);
+    expect(calls).toHaveLength(2);
+    heartbeat.close();
+  });
+
+  it("retries a transient failure soon, doubling, and does not report it as lost", async () => {
+    const clock = new FakeClock();
+    const t0 = clock.now();
+    const { queue, calls } = recordingQueue(clock, (n) =>
+      n === 1 || n === 2 ? sqsError("ThrottlingException") : undefined,
+    );
+    const heartbeat = new Heartbeat(
+      { queue, logger: silentLogger(), clock },
+      { visibilityTimeoutSeconds: 60, retryMs: 1000 },
+    );
+    let lost = 0;
+    heartbeat.track("m1", "q", "h1", () => lost++);
+    await clock.advance(45_000);
+    // 20 s fails, retried at 21 s (fails), 23 s (works), then back to every 20 s.
+    expect(calls.map((c) => c.at - t0)).toEqual([20_000, 21_000, 23_000, 43_000]);
+    expect(lost).toBe(0);
+    heartbeat.close();
+  });
+});
+
+describe("isReceiptHandleGone", () => {
+  it.each([
+    [sqsError("MessageNotInflight"), true],
+    [sqsError("ReceiptHandleIsInvalid"), true],
+    [
+      Object.assign(new Error("gone"), {
+        name: "Error",
+        Code: "AWS.SimpleQueueService.MessageNotInflight",
+      }),
+      true,
+    ],
+    [
+      sqsError(
+        "InvalidParameterValue",
+        "Value abc for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change.",
+      ),
+      true,
+    ],
+    [sqsError("InvalidParameterValue", "VisibilityTimeout must be at most 43200"), false],
+    [sqsError("ThrottlingException"), false],
+    [new Error("socket hang up"), false],
+    ["nope", false],
+  ])("%o → %s", (err, gone) => {
+    expect(isReceiptHandleGone(err)).toBe(gone);
   });
 });

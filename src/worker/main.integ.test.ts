@@ -1,14 +1,16 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLocalImds } from "../local/imds.ts";
 import { spawnComponent } from "../local/processes.ts";
 import { keys } from "../shared/keys.ts";
-import { shardDoneSchema } from "../shared/schemas/shard.ts";
+import { attemptSchema, checkpointSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
 import {
   freshQueues,
   type LocalAws,
   startLocalAws,
+  textRows,
   waitFor,
   writeManifest,
   writeSlice,
@@ -95,6 +97,80 @@ describe("worker main", () => {
       operationId: op,
       shardId: "s000000",
     });
+    expect(lines.at(-1)).toMatchObject({ msg: "worker stopped", state: "stopped" });
+  });
+
+  it("on a spot interruption notice: final checkpoint, message visible again, attempt interrupted, exit 0", async () => {
+    const queues = await freshQueues(aws);
+    const imds = await startLocalImds({ instanceId: "local-notice-1", market: "spot" });
+    const pluginDir = path.join(logDir, "plugins");
+    await mkdir(pluginDir, { recursive: true });
+    // 20 ms a row (waiting, not burning CPU): the shard lasts far longer than the test.
+    await writeFile(
+      path.join(pluginDir, "busy.mjs"),
+      "export default () => new Promise((r) => setTimeout(() => r({ ok: true }), 20));",
+    );
+    const op = "op-notice";
+    await writeManifest(
+      aws.store,
+      op,
+      ["name"],
+      { name: "transform", options: { module: "busy", batchSize: 10 } },
+      { checkpoint: { everyRows: 20, everySeconds: 60 } },
+    );
+    await aws.queue.sendShards(queues.work, [
+      await writeSlice(aws.store, op, "s000000", 0, textRows(2000)),
+    ]);
+    const worker = spawnComponent("worker", {
+      name: "notice",
+      logDir,
+      env: {
+        AWS_ENDPOINT_URL: aws.server.endpoint,
+        AWS_REGION: "us-east-1",
+        AWS_ACCESS_KEY_ID: "test",
+        AWS_SECRET_ACCESS_KEY: "test",
+        AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
+        SHARDFLEET_BUCKET: aws.resources.bucket,
+        SHARDFLEET_WORK_QUEUE_URL: queues.work,
+        SHARDFLEET_INSTANCE_ID: "local-notice-1",
+        SHARDFLEET_MARKET: "spot",
+        SHARDFLEET_POLL_WAIT_S: "1",
+        SHARDFLEET_PLUGIN_DIR: pluginDir,
+        SHARDFLEET_INTERRUPTION_POLL_S: "0.2",
+        SHARDFLEET_DRAIN_GRACE_S: "0.2",
+      },
+    });
+    try {
+      await waitFor(
+        "a checkpoint",
+        () => aws.store.getJson(keys.checkpoint(op, "s000000"), checkpointSchema),
+        15_000,
+      );
+      imds.noticeInterruption(new Date(Date.now() + 120_000));
+      const timeout = new Promise((r) => setTimeout(() => r("still running"), 15_000).unref());
+      expect(await Promise.race([worker.exited, timeout])).toBe(0);
+    } finally {
+      await worker.kill();
+      await imds.close();
+    }
+    const again = await aws.queue.receive(queues.work, {
+      max: 1,
+      waitSeconds: 1,
+      visibilityTimeout: 30,
+    });
+    expect(again).toHaveLength(1);
+    expect(await aws.store.exists(keys.done(op, "s000000"))).toBe(false);
+    const [attemptKey] = await aws.store.list(keys.attemptsPrefix(op, "s000000"));
+    expect(await aws.store.getJson(attemptKey!, attemptSchema)).toMatchObject({
+      cause: "interrupted",
+    });
+    const lines = (await readFile(worker.logFile!, "utf8"))
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.find((l) => l.msg === "interruption notice; draining")).toBeDefined();
+    const requeued = lines.find((l) => l.msg === "shard interrupted; its message is visible again");
+    expect(requeued?.requeueMs).toEqual(expect.any(Number));
     expect(lines.at(-1)).toMatchObject({ msg: "worker stopped", state: "stopped" });
   });
 });

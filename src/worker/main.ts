@@ -2,9 +2,14 @@
  * The worker process, one per instance: `node --import tsx src/worker/main.ts`.
  *
  * Settings come from SHARDFLEET_* variables (src/shared/config.ts), AWS endpoints and
- * credentials from the standard AWS variables. A bad setting prints one line and exits 78
- * (EX_CONFIG) before anything starts. SIGTERM or SIGINT drain the consumer (in-flight shards get
- * the grace period) and exit 0; a second signal aborts in-flight shards at once.
+ * credentials from the standard AWS variables, the instance metadata service from
+ * AWS_EC2_METADATA_SERVICE_ENDPOINT (AWS_EC2_METADATA_DISABLED=true: no interruption watcher).
+ * A bad setting prints one line and exits 78 (EX_CONFIG) before anything starts.
+ *
+ * A spot interruption notice, SIGTERM or SIGINT drain the worker: no more receives, in-flight
+ * rows get SHARDFLEET_DRAIN_GRACE_S, then each shard flushes a final checkpoint and its message
+ * is visible again at once; the process exits 0. A second signal aborts in-flight shards at
+ * once (they still flush their checkpoint).
  */
 import { createAwsClients } from "../shared/aws.ts";
 import { type Config, loadConfig, requireQueue } from "../shared/config.ts";
@@ -12,13 +17,11 @@ import { ConfigError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
-import { Consumer } from "./consumer.ts";
-import { ShardProcessor } from "./shard-processor.ts";
+import { DEFAULT_IMDS_ENDPOINT } from "./interruption-watcher.ts";
+import { Worker } from "./worker.ts";
 
 /** EX_CONFIG from sysexits.h: a supervisor should not restart into the same mistake. */
 const EXIT_CONFIG = 78;
-/** In-flight shards' time to finish after SIGTERM (EC2 spot gives two minutes in all). */
-const STOP_GRACE_MS = 30_000;
 
 function configOrExit(): { config: Config; workQueue: string } {
   try {
@@ -42,44 +45,50 @@ async function main(): Promise<number> {
     base: { component: "worker", instanceId, market },
   });
   const clients = createAwsClients();
-  const store = new ObjectStore({ s3: clients.s3 }, { bucket: config.bucket });
-  const processor = new ShardProcessor(
-    { store, logger },
-    { instanceId, market, pluginDir: config.worker.pluginDir },
-  );
-  const consumer = new Consumer(
-    { queue: new ShardQueue({ sqs: clients.sqs }), handler: processor, logger },
+  const imdsDisabled = /^(true|1)$/i.test(process.env.AWS_EC2_METADATA_DISABLED ?? "");
+  const drainGraceMs = config.worker.drainGraceSeconds * 1000;
+  const worker = new Worker(
     {
-      queues: {
-        work: workQueue,
-        straggler: config.queues.straggler,
-        dlq: config.queues.dlq,
-      },
+      store: new ObjectStore({ s3: clients.s3 }, { bucket: config.bucket }),
+      queue: new ShardQueue({ sqs: clients.sqs }),
+      logger,
+    },
+    {
+      instanceId,
       market,
+      pluginDir: config.worker.pluginDir,
+      queues: { work: workQueue, straggler: config.queues.straggler, dlq: config.queues.dlq },
       shardsInFlight: config.worker.shardsInFlight,
       visibilityTimeoutSeconds: config.worker.visibilityTimeoutSeconds,
       pollWaitSeconds: config.worker.pollWaitSeconds,
-      stopGraceMs: STOP_GRACE_MS,
+      drainGraceMs,
+      imds: imdsDisabled
+        ? false
+        : {
+            endpoint: process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT || DEFAULT_IMDS_ENDPOINT,
+            pollIntervalMs: config.worker.interruptionPollSeconds * 1000,
+            drainOnRebalance: config.worker.drainOnRebalance,
+          },
     },
   );
+  if (imdsDisabled) logger.info("AWS_EC2_METADATA_DISABLED: not watching for spot notices");
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     logger.info({ signal }, signals === 1 ? "stopping" : "stopping now");
-    void consumer.stop({ graceMs: signals === 1 ? STOP_GRACE_MS : 0 });
+    void worker.stop({ graceMs: signals === 1 ? drainGraceMs : 0, reason: signal });
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 
   let code = 0;
   try {
-    await consumer.run();
+    await worker.run();
   } catch (err) {
     logger.fatal({ err }, "worker failed");
     code = 1;
   }
-  await processor.close();
   clients.destroy();
   return code;
 }

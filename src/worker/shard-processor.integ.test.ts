@@ -7,6 +7,7 @@ import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { resultRowSchema } from "../shared/schemas/cells.ts";
 import { attemptSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { ShardAttemptFailedError } from "./attempts.ts";
 import { parseShardMessage, resultColumns, ShardProcessor } from "./shard-processor.ts";
 import type { TaskRunner } from "./tasks/task.ts";
 import { type LocalAws, startLocalAws, writeManifest, writeSlice } from "./test-support.ts";
@@ -114,13 +115,15 @@ describe("ShardProcessor", () => {
       ["grace"],
     ]);
     const outcome = await processor().process(JSON.stringify(message), { signal: signal() });
-    expect(outcome).toEqual({
+    expect(outcome).toMatchObject({
       operationId: op,
       shardId: "s000001",
       status: "committed",
       rows: 3,
       errorRows: 1,
+      rowsProcessed: 3,
     });
+    expect(outcome.resumedFrom).toBeUndefined();
 
     const done = await aws.store.getJson(keys.done(op, "s000001"), shardDoneSchema);
     const chunkKey = keys.chunk(op, "s000001", 10, 13);
@@ -217,7 +220,10 @@ describe("ShardProcessor", () => {
     });
     const noSlice = JSON.stringify({ v: 1, operationId: op, shardId: "s000009", start: 0, end: 1 });
     const err = await p.process(noSlice, { signal: signal() }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NotFoundError);
+    // An error attempt below the poison limit: retried after a backoff.
+    expect(err).toBeInstanceOf(ShardAttemptFailedError);
+    expect((err as ShardAttemptFailedError).retryDelaySeconds).toBe(2);
+    expect((err as Error).cause).toBeInstanceOf(NotFoundError);
     expect((err as Error).message).toMatch(/shard input .*s000009\/input.ndjson does not exist/);
     const attempts = await aws.store.list(keys.attemptsPrefix(op, "s000009"));
     expect(attempts).toHaveLength(1);

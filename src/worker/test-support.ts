@@ -8,10 +8,11 @@ import { type ProvisionedResources, provisionResources } from "../local/provisio
 import { type AwsClients, createAwsClients } from "../shared/aws.ts";
 import { keys } from "../shared/keys.ts";
 import { ObjectStore } from "../shared/object-store.ts";
-import { type Cell, encodeCell } from "../shared/schemas/cells.ts";
+import { type Cell, encodeCell, type ResultRow } from "../shared/schemas/cells.ts";
 import { type Manifest, manifestSchema } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
+import { childSignal, type TaskRow, type TaskRunner } from "./tasks/task.ts";
 
 export interface LocalAws {
   server: LocalAwsServer;
@@ -69,19 +70,20 @@ export async function freshQueues(aws: LocalAws): Promise<ProvisionedResources["
   return out.queues;
 }
 
-/** Writes a manifest for `task` over `headers`. */
+/** Writes a manifest for `task` over `headers` (`spec` adds e.g. checkpoint settings). */
 export async function writeManifest(
   store: ObjectStore,
   operationId: string,
   headers: string[],
   task: { name: string; options: Record<string, unknown> },
+  spec: Partial<Pick<Manifest["spec"], "checkpoint" | "maxErrorAttempts">> = {},
 ): Promise<Manifest> {
   const now = new Date().toISOString();
   const manifest: Manifest = {
     v: 1,
     id: operationId,
     status: "running",
-    spec: { version: 1, task, shardSize: 500, toleratedFailurePercent: 100 },
+    spec: { version: 1, task, shardSize: 500, toleratedFailurePercent: 100, ...spec },
     input: { key: keys.input(operationId, "csv"), filename: "in.csv", format: "csv", bytes: 1 },
     headers,
     createdAt: now,
@@ -133,4 +135,69 @@ export async function messagesOn(aws: LocalAws, queueUrl: string): Promise<numbe
     Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
     Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
   );
+}
+
+/** A TaskRunner driven by the test: counts what it runs, reports rows as they finish. */
+export interface ScriptedRunner extends TaskRunner {
+  /** Row indices in the order they finished (a row run twice appears twice). */
+  readonly ran: number[];
+  /** The signal of each runRows call. */
+  readonly signals: AbortSignal[];
+}
+
+/**
+ * Runs every row at once; row `i` finishes after `wait(i)`: a number of ms, or a promise (a row
+ * the test releases). Results are `{ v: i * 2 }`, or `result(i)`. Honours the abort signal.
+ */
+export function scriptedRunner(
+  wait: (index: number) => number | Promise<unknown>,
+  result: (index: number) => ResultRow = (i) => ({ i, r: { v: i * 2 } }),
+): ScriptedRunner {
+  const ran: number[] = [];
+  const signals: AbortSignal[] = [];
+  const untilDone = (what: number | Promise<unknown>, signal: AbortSignal) =>
+    new Promise<void>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      };
+      const done = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const timer = typeof what === "number" ? setTimeout(done, what) : undefined;
+      if (typeof what !== "number") void what.then(done, done);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  return {
+    columns: ["v"],
+    ran,
+    signals,
+    async runRows(rows: TaskRow[], ctx) {
+      signals.push(ctx.signal);
+      // One listener per row in flight: a child signal that allows them (as real runners do).
+      const { signal, dispose } = childSignal(ctx.signal);
+      try {
+        return await Promise.all(
+          rows.map(async (row) => {
+            await untilDone(wait(row.index), signal);
+            ran.push(row.index);
+            const out = result(row.index);
+            ctx.onRowDone?.(1);
+            ctx.onResults?.([out]);
+            return out;
+          }),
+        );
+      } finally {
+        dispose();
+      }
+    },
+    close: async () => {},
+  };
+}
+
+/** Rows `[0, n)` of one text column, as `writeSlice` takes them. */
+export function textRows(n: number): Cell[][] {
+  return Array.from({ length: n }, (_, k) => [`row ${k}`]);
 }

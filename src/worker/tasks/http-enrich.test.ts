@@ -319,13 +319,20 @@ describe("http-enrich concurrency and abort", () => {
     const many = (from: number) =>
       Array.from({ length: 20 }, (_, k) => ({ index: from + k, values: { n: from + k } }));
     let done = 0;
+    const reported: number[] = [];
     const [a, b] = await Promise.all([
-      r.runRows(many(0), { ...ctx(), onRowDone: (n) => (done += n) }),
+      r.runRows(many(0), {
+        ...ctx(),
+        onRowDone: (n) => (done += n),
+        onResults: (rs) => reported.push(...rs.map((x) => x.i)),
+      }),
       r.runRows(many(100), { ...ctx(), onRowDone: (n) => (done += n) }),
     ]);
     expect(a?.map((x) => x.i)).toEqual(many(0).map((x) => x.index));
     expect(b?.every((x) => x.r?.v === 1)).toBe(true);
     expect(done).toBe(40);
+    // Each row reported once, as it finished.
+    expect(reported.sort((x, y) => x - y)).toEqual(many(0).map((x) => x.index));
     expect(maxInFlight).toBe(4);
   });
 

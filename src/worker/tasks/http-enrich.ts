@@ -193,6 +193,7 @@ export class HttpEnrichRunner implements TaskRunner {
           this.#limiter.run(async () => {
             const result = await this.#row(row, rowCtx);
             ctx.onRowDone?.(1);
+            ctx.onResults?.([result]);
             return result;
           }, signal),
         ),

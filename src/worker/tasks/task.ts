@@ -21,8 +21,13 @@ export interface TaskContext {
   signal: AbortSignal;
   /** Bound to the operation and shard. */
   logger: Logger;
-  /** Progress: called with the number of rows just finished (for checkpoints and metrics). */
+  /** Progress: called with the number of rows just finished (for metrics). */
   onRowDone?: (n: number) => void;
+  /**
+   * Called with rows as soon as they finish, in any order (checkpoints take the contiguous
+   * prefix of finished rows). Every row is also in `runRows`' result.
+   */
+  onResults?: (rows: readonly ResultRow[]) => void;
 }
 
 export interface TaskRunner {
@@ -30,7 +35,9 @@ export interface TaskRunner {
   readonly columns: string[];
   /**
    * Processes rows and returns one ResultRow per input row, in input order. A row that fails
-   * gets `e` (a one-line error) and never fails the batch; only an aborted signal rejects.
+   * gets `e` (a one-line error) and never fails the batch. Rejects with the signal's reason
+   * when it aborts, and with a ShardfleetError when the runner itself breaks (a worker thread
+   * that dies): that fails the shard's attempt, not its rows.
    * Safe to call concurrently (several shards of one operation share a runner).
    */
   runRows(rows: TaskRow[], ctx: TaskContext): Promise<ResultRow[]>;

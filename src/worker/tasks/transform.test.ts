@@ -36,6 +36,14 @@ beforeAll(async () => {
   await writeFile(path.join(testPlugins, "nodefault.mjs"), "export const columns = [];");
   await writeFile(path.join(testPlugins, "broken.mjs"), "export default function ( {");
   await writeFile(
+    path.join(testPlugins, "busy.mjs"),
+    "export default (row) => { const end = performance.now() + 1; while (performance.now() < end); return { n: row.n }; };",
+  );
+  await writeFile(
+    path.join(testPlugins, "crash.mjs"),
+    "export default (row) => { if (row.n === 3) process.exit(3); return { n: row.n }; };",
+  );
+  await writeFile(
     path.join(testPlugins, "slow.mjs"),
     "export default () => new Promise((resolve) => setTimeout(() => resolve({}), 60_000));",
   );
@@ -152,6 +160,44 @@ describe("transform", () => {
     });
     setTimeout(() => controller.abort(new Error("shard stopped")), 100);
     await expect(running).rejects.toThrow("shard stopped");
+  });
+
+  it("fails the whole call when a worker thread dies, instead of making up row errors", async () => {
+    const runner = await transform("crash", { batchSize: 2 });
+    const values = [1, 2, 3, 4, 5, 6].map((n) => ({ n }));
+    const err = await runner.runRows(rows(values), ctx()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShardfleetError);
+    expect((err as ShardfleetError).code).toBe("TASK_FAILED");
+    expect((err as Error).message).toMatch(/^transform thread failed: /);
+    // The pool replaced the thread: rows that do not crash still run.
+    expect(await runner.runRows(rows([{ n: 1 }]), ctx())).toEqual([{ i: 100, r: { n: 1 } }]);
+  });
+
+  it("reports finished rows through onResults as batches finish", async () => {
+    const runner = await transform("picky", { batchSize: 2 });
+    const seen: number[] = [];
+    const out = await runner.runRows(rows([{ n: 1 }, { n: 2 }, { n: 3 }]), {
+      ...ctx(),
+      onResults: (done) => seen.push(...done.map((r) => r.i)),
+    });
+    expect(seen.sort()).toEqual([100, 101, 102]);
+    expect(out.map((r) => r.i)).toEqual([100, 101, 102]);
+  });
+
+  it("runs batches in input order, a few at a time, so the finished rows form a growing prefix", async () => {
+    const runner = await transform("busy", { batchSize: 5 });
+    const values = Array.from({ length: 600 }, (_, n) => ({ n }));
+    let reported = 0;
+    let worst = 0;
+    await runner.runRows(rows(values), {
+      ...ctx(),
+      onResults: (done) => {
+        for (const r of done) worst = Math.max(worst, r.i - 100 - reported);
+        reported += done.length;
+      },
+    });
+    // At most 2 threads × 2 batches × 5 rows in flight: no row finishes further ahead than that.
+    expect(worst).toBeLessThan(20);
   });
 
   it("is reachable through the registry", async () => {

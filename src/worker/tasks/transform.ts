@@ -7,8 +7,11 @@
  *   export default function (row, options) → Record<string, value> | Promise<Record<string, value>>
  *   export const columns = ["…"]   // optional: result columns known up front
  * `row` is `{ header: value }` (dates as Date); `options` is the spec's `task.options.options`.
- * A throw for one row becomes that row's `e`; the other rows carry on.
+ * A throw for one row becomes that row's `e`; the other rows carry on. A thread that dies
+ * (`process.exit`, out of memory) fails the whole call with TASK_FAILED: that is the plugin
+ * breaking the worker, an error attempt of the shard, not a row error.
  */
+import { setMaxListeners } from "node:events";
 import { access } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import path from "node:path";
@@ -23,6 +26,7 @@ import {
   resultRowSchema,
 } from "../../shared/schemas/cells.ts";
 import type { TransformOptions } from "../../shared/schemas/tasks.ts";
+import { Limiter } from "./limiter.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
 
 const THREAD_FILE = fileURLToPath(new URL("./transform-thread.mjs", import.meta.url));
@@ -68,6 +72,7 @@ export class TransformRunner implements TaskRunner {
   readonly #pool: Piscina;
   readonly #modulePath: string;
   readonly #options: TransformOptions;
+  readonly #threads: number;
 
   /** Use `createTransformRunner`: the plugin must be found and loaded first. */
   private constructor(
@@ -75,11 +80,13 @@ export class TransformRunner implements TaskRunner {
     modulePath: string,
     options: TransformOptions,
     columns: string[],
+    threads: number,
   ) {
     this.#pool = pool;
     this.#modulePath = modulePath;
     this.#options = options;
     this.columns = columns;
+    this.#threads = threads;
   }
 
   /**
@@ -113,7 +120,7 @@ export class TransformRunner implements TaskRunner {
       );
     }
     deps.logger.debug({ plugin: modulePath, threads, columns }, "transform runner ready");
-    return new TransformRunner(pool, modulePath, options, columns);
+    return new TransformRunner(pool, modulePath, options, columns, threads);
   }
 
   async runRows(rows: TaskRow[], ctx: TaskContext): Promise<ResultRow[]> {
@@ -122,11 +129,30 @@ export class TransformRunner implements TaskRunner {
     for (let at = 0; at < rows.length; at += batchSize)
       batches.push(rows.slice(at, at + batchSize));
     const { signal, dispose } = childSignal(ctx.signal);
+    // Its own controller so one broken batch cancels the others (their results are moot).
+    const broken = new AbortController();
+    const batchSignal = AbortSignal.any([signal, broken.signal]);
+    setMaxListeners(0, batchSignal);
+    // Batches go to the pool in input order, a few per thread at a time: handed all at once,
+    // piscina runs them in no particular order, and checkpoints (which take the contiguous
+    // prefix of finished rows) would stall behind the stragglers.
+    const window = new Limiter(this.#threads * 2);
     try {
       const results = await Promise.all(
-        batches.map((batch) => this.#runBatch(batch, { ...ctx, signal })),
+        batches.map((batch) =>
+          window
+            .run(() => this.#runBatch(batch, { ...ctx, signal: batchSignal }), batchSignal)
+            .catch((err: unknown) => {
+              if (!broken.signal.aborted) broken.abort(err);
+              throw err;
+            }),
+        ),
       );
       return results.flat();
+    } catch (err) {
+      ctx.signal.throwIfAborted();
+      // The first failure, not the cancellations it caused.
+      throw broken.signal.aborted ? broken.signal.reason : err;
     } finally {
       dispose();
     }
@@ -145,15 +171,19 @@ export class TransformRunner implements TaskRunner {
       );
     } catch (err) {
       ctx.signal.throwIfAborted();
-      // The thread died (process.exit, out of memory…) under this batch: its rows fail, the
-      // pool replaces the thread and the other batches carry on.
-      const e = `transform thread failed: ${oneLine(describeError(err), 300)}`;
-      ctx.logger.warn({ err, rows: batch.length }, "transform thread failed under a batch");
-      ctx.onRowDone?.(batch.length);
-      return batch.map((row) => ({ i: row.index, e }));
+      // The thread died (process.exit, out of memory…) under this batch. Plugin throws never
+      // get here (they become row errors in the thread), so this is the plugin breaking the
+      // worker: the attempt fails (and counts towards the poison limit) rather than passing
+      // the rows off as done with made-up errors.
+      throw new ShardfleetError(
+        "TASK_FAILED",
+        `transform thread failed: ${oneLine(describeError(err), 300)}`,
+        { cause: err, details: { rows: batch.length, firstRow: batch[0]?.index } },
+      );
     }
     const parsed = resultRowSchema.array().length(batch.length).parse(out);
     ctx.onRowDone?.(batch.length);
+    ctx.onResults?.(parsed);
     return parsed;
   }
 
