@@ -266,3 +266,55 @@ describe("Consumer lifecycle", () => {
     expect(consumer.state).toBe("failed");
   });
 });
+
+describe("straggler queue", () => {
+  async function run(market: "spot" | "on-demand") {
+    const all = await freshQueues(aws);
+    const seen: Array<{ body: string }> = [];
+    const handler: ShardHandler = {
+      async process(body) {
+        seen.push({ body });
+        return { status: "committed" } as never;
+      },
+    };
+    const consumer = new Consumer(
+      { queue: aws.queue, handler, logger: silentLogger() },
+      {
+        queues: { work: all.work, straggler: all.straggler, dlq: all.dlq },
+        market,
+        shardsInFlight: 1,
+        visibilityTimeoutSeconds: 30,
+        pollWaitSeconds: 1,
+        stopGraceMs: 5000,
+      },
+    );
+    // Both queues hold a message before the consumer starts: which one it takes first tells.
+    await aws.queue.sendRaw(all.work, "from-work");
+    await aws.queue.sendRaw(all.straggler, "from-straggler");
+    const running = consumer.run();
+    cleanups.push(async () => {
+      await consumer.stop();
+      await running.catch(() => {});
+    });
+    const want = market === "on-demand" ? 2 : 1;
+    await waitFor("messages handled", async () => (seen.length >= want ? true : undefined), 10_000);
+    await new Promise((r) => setTimeout(r, 1500)); // time to (wrongly) take more
+    return { seen: seen.map((s) => s.body), all };
+  }
+
+  it("on-demand workers take the straggler copy first, then the work queue", async () => {
+    const { seen } = await run("on-demand");
+    expect(seen).toEqual(["from-straggler", "from-work"]);
+  });
+
+  it("spot workers never poll the straggler queue", async () => {
+    const { seen, all } = await run("spot");
+    expect(seen).toEqual(["from-work"]);
+    const left = await aws.queue.receive(all.straggler, {
+      max: 10,
+      waitSeconds: 0,
+      visibilityTimeout: 0,
+    });
+    expect(left.map((m) => m.body)).toEqual(["from-straggler"]);
+  });
+});

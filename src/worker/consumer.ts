@@ -80,7 +80,7 @@ export interface ConsumerDeps {
 export interface ConsumerOptions {
   queues: {
     work: string;
-    /** Polled first by on-demand workers (a later change; see `#pollQueue`). */
+    /** Polled first, without waiting, by on-demand workers (see `#nextPoll`). */
     straggler?: string | undefined;
     /** Where unparseable messages go. Without one they are left to the queue's redrive. */
     dlq?: string | undefined;
@@ -146,6 +146,8 @@ export class Consumer {
   #polling: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
   #fatal: unknown;
+  /** On-demand workers: whether the next poll looks at the straggler queue. */
+  #stragglerTurn = true;
   #stopRequestedAt: number | undefined;
 
   constructor(deps: ConsumerDeps, options: ConsumerOptions) {
@@ -237,16 +239,18 @@ export class Consumer {
     while (this.#state === "running" && !signal.aborted) {
       await this.#freeSlot(signal);
       if (this.#state !== "running" || signal.aborted) return;
-      const queueUrl = this.#pollQueue();
+      const { queueUrl, waitSeconds } = this.#nextPoll();
       let messages: ReceivedMessage[];
       try {
         messages = await this.#queue.receive(queueUrl, {
           max: this.#options.shardsInFlight - this.#inFlight.size,
-          waitSeconds: this.#options.pollWaitSeconds,
+          waitSeconds,
           visibilityTimeout: this.#options.visibilityTimeoutSeconds,
           signal,
         });
         failures = 0;
+        // Keep taking stragglers while there are some; once that queue is empty, the work queue.
+        this.#stragglerTurn = queueUrl !== this.#options.queues.straggler || messages.length > 0;
       } catch (err) {
         if (signal.aborted || this.#state !== "running") return;
         const name = (err as { name?: unknown }).name;
@@ -285,11 +289,16 @@ export class Consumer {
   }
 
   /**
-   * The queue to poll next. Seam for stragglers: on-demand workers will poll the straggler
-   * queue first (a later change); today every worker polls the work queue.
+   * The queue to poll next. On-demand workers exist to finish what spot capacity could not, so
+   * they look at the straggler queue first, without waiting; when it is empty they long-poll the
+   * work queue once, then look again. Spot workers only ever poll the work queue.
    */
-  #pollQueue(): string {
-    return this.#options.queues.work;
+  #nextPoll(): { queueUrl: string; waitSeconds: number } {
+    const straggler = this.#options.queues.straggler;
+    if (this.#options.market === "on-demand" && straggler && this.#stragglerTurn) {
+      return { queueUrl: straggler, waitSeconds: 0 };
+    }
+    return { queueUrl: this.#options.queues.work, waitSeconds: this.#options.pollWaitSeconds };
   }
 
   /** Resolves when fewer than `shardsInFlight` shards run (or the signal aborts). */
