@@ -44,8 +44,13 @@ export function spawnComponent(
   options: { name: string; env: NodeJS.ProcessEnv; logDir?: string },
 ): ComponentProcess {
   let logFile: string | undefined;
+  // A local component never talks to a real instance metadata service (a link-local address off
+  // this machine): without a local endpoint, IMDS is off for it and for the SDK's credential chain.
+  const imds = options.env.AWS_EC2_METADATA_SERVICE_ENDPOINT
+    ? {}
+    : { AWS_EC2_METADATA_DISABLED: "true" };
   const child = spawn(process.execPath, ["--import", tsxLoader, ENTRY[component]], {
-    env: { ...baseEnv(), ...options.env },
+    env: { ...baseEnv(), ...imds, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   if (options.logDir) {

@@ -73,6 +73,7 @@ describe("worker main", () => {
         SHARDFLEET_INSTANCE_ID: "local-main-1",
         SHARDFLEET_MARKET: "spot",
         SHARDFLEET_POLL_WAIT_S: "1",
+        AWS_EC2_METADATA_DISABLED: "true",
       },
     });
     try {

@@ -17,6 +17,7 @@ import { ConfigError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
+import { readInstanceIdentity } from "./instance-identity.ts";
 import { DEFAULT_IMDS_ENDPOINT } from "./interruption-watcher.ts";
 import { Worker } from "./worker.ts";
 
@@ -38,14 +39,23 @@ function configOrExit(): { config: Config; workQueue: string } {
 
 async function main(): Promise<number> {
   const { config, workQueue } = configOrExit();
-  const { instanceId, market } = config.worker;
+  const imdsDisabled = /^(true|1)$/i.test(process.env.AWS_EC2_METADATA_DISABLED ?? "");
+  const imdsEndpoint = process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT || DEFAULT_IMDS_ENDPOINT;
+  // On EC2 the instance says who it is; explicit settings win (the local stack sets them).
+  const identity =
+    imdsDisabled || process.env.SHARDFLEET_INSTANCE_ID
+      ? undefined
+      : await readInstanceIdentity(imdsEndpoint);
+  const instanceId = identity?.instanceId ?? config.worker.instanceId;
+  const market = process.env.SHARDFLEET_MARKET
+    ? config.worker.market
+    : (identity?.market ?? config.worker.market);
   const logger = createLogger({
     level: config.log.level,
     pretty: config.log.pretty,
     base: { component: "worker", instanceId, market },
   });
   const clients = createAwsClients();
-  const imdsDisabled = /^(true|1)$/i.test(process.env.AWS_EC2_METADATA_DISABLED ?? "");
   const drainGraceMs = config.worker.drainGraceSeconds * 1000;
   const worker = new Worker(
     {
@@ -65,7 +75,7 @@ async function main(): Promise<number> {
       imds: imdsDisabled
         ? false
         : {
-            endpoint: process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT || DEFAULT_IMDS_ENDPOINT,
+            endpoint: imdsEndpoint,
             pollIntervalMs: config.worker.interruptionPollSeconds * 1000,
             drainOnRebalance: config.worker.drainOnRebalance,
           },
