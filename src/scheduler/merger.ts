@@ -13,11 +13,13 @@
  * Memory: one shard's results (a map by row index) plus the writer's and uploader's buffers;
  * the writer is paused whenever the upload falls behind.
  */
+
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { PassThrough } from "node:stream";
 import ExcelJS from "exceljs";
 import type { z } from "zod";
+import { mapLimit, untilAborted } from "../shared/async.ts";
 import { NotFoundError, NotReadyError, ShardfleetError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -97,23 +99,6 @@ export function mergeRow(
   return { cells, error };
 }
 
-async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const k = next++;
-      out[k] = await fn(items[k]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
 /** The lines of an NDJSON object, each parsed with `schema`. */
 async function* ndjson<S extends z.ZodType>(
   store: ObjectStore,
@@ -151,28 +136,6 @@ async function* ndjson<S extends z.ZodType>(
     lines.close();
     stream.destroy();
   }
-}
-
-/** Settles like `promise`, or rejects with the signal's reason once it aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 function dateFormat(date: Date): string {

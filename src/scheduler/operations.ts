@@ -5,8 +5,10 @@
  * once written (commit markers, finished attempts, views of terminal operations), so a fresh
  * process rebuilds it simply by reading S3 again.
  */
+
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
+import { mapLimit } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
 import { BadInputError, NotFoundError, NotReadyError, ShardfleetError } from "../shared/errors.ts";
 import { keys, OPERATIONS_PREFIX, parseShardKey } from "../shared/keys.ts";
@@ -83,24 +85,6 @@ export async function listOperationIds(
     .filter((id) => OPERATION_ID_PATTERN.test(id))
     .sort()
     .reverse();
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight, keeping order. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return out;
 }
 
 export interface ShardCounts {

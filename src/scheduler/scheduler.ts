@@ -13,6 +13,7 @@
  *
  * Lifecycle: idle → running (start) → draining (stop: abort jobs, wait for them) → stopped.
  */
+import { mapLimit } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
 import { describeError, ShardfleetError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
@@ -26,13 +27,7 @@ import {
 import { shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
 import type { ShardQueue } from "../shared/shard-queue.ts";
 import { mergeOperation } from "./merger.ts";
-import {
-  listOperationIds,
-  loadManifest,
-  mapLimit,
-  ShardProgressReader,
-  saveManifest,
-} from "./operations.ts";
+import { listOperationIds, loadManifest, ShardProgressReader, saveManifest } from "./operations.ts";
 import { splitOperation } from "./splitter.ts";
 
 export interface SchedulerDeps {

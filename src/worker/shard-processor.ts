@@ -29,9 +29,11 @@
  * At the start of every attempt, earlier attempts still marked `running` whose worker is known
  * to be gone are relabelled `lost` (the dead cannot say so themselves; see `whyLost`).
  */
+
 import { randomUUID } from "node:crypto";
 import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
+import { untilAborted } from "../shared/async.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import {
   describeError,
@@ -208,25 +210,6 @@ export function resultColumns(
     }
   }
   return columns;
-}
-
-/** Resolves with `promise`, or rejects with the signal's reason as soon as it aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 function ndjsonText(rows: readonly ResultRow[]): string {

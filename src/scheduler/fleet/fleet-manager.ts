@@ -23,6 +23,8 @@
  *
  * Lifecycle: idle → running (start) → draining (stop: abort the pass, flush records) → stopped.
  */
+
+import { mapLimit } from "../../shared/async.ts";
 import {
   CapacityConfigError,
   type CapacityError,
@@ -54,7 +56,7 @@ import {
   TERMINAL_STATUSES,
 } from "../../shared/schemas/operation.ts";
 import type { ShardQueue } from "../../shared/shard-queue.ts";
-import { listOperationIds, loadManifest, mapLimit, saveManifest } from "../operations.ts";
+import { listOperationIds, loadManifest, saveManifest } from "../operations.ts";
 import { type InstanceActivity, ShardActivityReader } from "./observe.ts";
 import {
   emptyFleetMemory,

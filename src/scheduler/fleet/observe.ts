@@ -13,11 +13,12 @@
  * Commit markers and ended attempts never change once written, so they are read once and cached;
  * only attempts still `running` are read again on every pass.
  */
+
+import { mapLimit } from "../../shared/async.ts";
 import { keys, parseShardKey } from "../../shared/keys.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
 import type { Manifest } from "../../shared/schemas/operation.ts";
 import { type Attempt, attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
-import { mapLimit } from "../operations.ts";
 import type { OperationState, RunningShard } from "./policy.ts";
 
 /**
