@@ -7,9 +7,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { PassThrough } from "node:stream";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
-import ExcelJS from "exceljs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
@@ -21,23 +19,9 @@ import { createAwsClients } from "../../src/shared/aws.ts";
 import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import { type Attempt, attemptSchema } from "../../src/shared/schemas/shard.ts";
+import { downloadRows } from "./result-rows.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function downloadRows(client: ApiClient, id: string): Promise<unknown[][]> {
-  const body = new PassThrough();
-  const chunks: Buffer[] = [];
-  body.on("data", (c: Buffer) => chunks.push(c));
-  await client.download(id, body);
-  const workbook = new ExcelJS.Workbook();
-  await workbook.xlsx.load(Buffer.concat(chunks) as unknown as ArrayBuffer);
-  const sheet = workbook.worksheets[0]!;
-  const rows: unknown[][] = [];
-  sheet.eachRow((row) => {
-    rows.push((row.values as unknown[]).slice(1));
-  });
-  return rows;
-}
 
 async function attemptsOf(stack: LocalStack, op: string, shards: number): Promise<Attempt[]> {
   const clients = createAwsClients({

@@ -14,8 +14,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { PassThrough } from "node:stream";
-import ExcelJS from "exceljs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
 import { summarize, waitForOperation } from "../../src/cli/wait.ts";
@@ -26,6 +24,7 @@ import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import { attemptSchema, shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { ShardQueue } from "../../src/shared/shard-queue.ts";
+import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 160;
 const SHARD = 20;
@@ -116,16 +115,7 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
     expect(done.rows).toEqual({ total: ROWS, done: ROWS, failed: 0 });
 
     // Every row exactly once, in order, with its result.
-    const body = new PassThrough();
-    const chunks: Buffer[] = [];
-    body.on("data", (c: Buffer) => chunks.push(c));
-    await client.download(id, body);
-    const workbook = new ExcelJS.Workbook();
-    await workbook.xlsx.load(Buffer.concat(chunks) as unknown as ArrayBuffer);
-    const rows: unknown[][] = [];
-    workbook.worksheets[0]!.eachRow((row) => {
-      rows.push((row.values as unknown[]).slice(1));
-    });
+    const rows = await downloadRows(client, id);
     expect(rows[0]).toEqual(["n", "double", "error"]);
     expect(rows.slice(1).map((r) => [r[0], r[1]])).toEqual(
       Array.from({ length: ROWS }, (_, n) => [String(n), n * 2]),
