@@ -31,6 +31,7 @@ import { provisionResources } from "../src/local/provision.ts";
 import { createAwsClients } from "../src/shared/aws.ts";
 import { keys } from "../src/shared/keys.ts";
 import { ObjectStore } from "../src/shared/object-store.ts";
+import { resultRowSchema } from "../src/shared/schemas/cells.ts";
 import { checkpointSchema, shardDoneSchema } from "../src/shared/schemas/shard.ts";
 import { ShardQueue } from "../src/shared/shard-queue.ts";
 import { writeManifest, writeSlice } from "../src/worker/test-support.ts";
@@ -166,6 +167,32 @@ async function setup(everyRows: number) {
   return { n, op, counter, queues };
 }
 
+/**
+ * The figures mean nothing if the commit is wrong: every row of the shard must be in its chunks
+ * exactly once, with a result and no error.
+ */
+async function checkCommit(op: string): Promise<void> {
+  const done = await store.getJson(keys.done(op, "s000000"), shardDoneSchema);
+  const seen = new Map<number, number>();
+  let errors = 0;
+  for (const chunk of done?.chunks ?? []) {
+    const text = (await store.getText(chunk.key)) ?? "";
+    for (const line of text.split("\n").filter(Boolean)) {
+      const row = resultRowSchema.parse(JSON.parse(line));
+      if (row.i < chunk.start || row.i >= chunk.end) continue;
+      seen.set(row.i, (seen.get(row.i) ?? 0) + 1);
+      if (row.e) errors++;
+    }
+  }
+  const missing = ROWS - seen.size;
+  const doubled = [...seen.values()].filter((n) => n > 1).length;
+  if (missing || doubled || errors) {
+    throw new Error(
+      `${op}: commit is wrong: ${missing} rows missing, ${doubled} doubled, ${errors} errors`,
+    );
+  }
+}
+
 /** One worker runs the whole shard; the time from its start to its commit, in ms. */
 async function wholeRun(everyRows: number): Promise<number> {
   const { n, op, queues } = await setup(everyRows);
@@ -243,6 +270,7 @@ async function trial(everyRows: number, mode: "notice" | "kill"): Promise<Trial>
   }
   const finished = (await readFile(counter, "utf8")).split("\n").filter(Boolean).length;
   out.recomputed = finished - ROWS;
+  await checkCommit(op);
   for (const line of [...(await logLines(a)), ...(await logLines(b))]) {
     if (line.msg === "checkpoint written") {
       out.checkpointMs.push(Number(line.checkpointMs));
