@@ -10,7 +10,7 @@ export const httpEnrichOptionsSchema = z.object({
   url: z.string().min(1),
   method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE"]).default("GET"),
   headers: z.record(z.string(), z.string()).default({}),
-  /** Optional body with `{column}` placeholders (values inserted as-is, JSON-escaped if `bodyIsJson`). */
+  /** Optional body with `{column}` placeholders; values are JSON-escaped when a `content-type` header says json. */
   body: z.string().optional(),
   /** Result column → dotted path into the JSON response (e.g. `"taxDue": "tax.due"`). */
   results: z.record(z.string().min(1), z.string().min(1)),
