@@ -112,7 +112,8 @@ export async function writeSlice(
 export async function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined>,
-  timeoutMs = 8000,
+  // Generous: it waits for an event, not a speed; a loaded CI machine must not fail it.
+  timeoutMs = 20_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

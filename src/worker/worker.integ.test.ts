@@ -67,6 +67,9 @@ describe("Worker", () => {
         visibilityTimeoutSeconds: 30,
         drainGraceMs: 300,
         imds: { endpoint: imds.endpoint, pollIntervalMs: 100 },
+        // Checkpoint every 25 rows whatever this machine's S3 write time (the budget would
+        // stretch the interval on a loaded machine; it has tests of its own).
+        checkpointBudget: 1,
       },
     );
     const running = worker.run();

@@ -37,6 +37,8 @@ export interface WorkerOptions {
   pollWaitSeconds?: number;
   /** Time in-flight rows get after a notice or stop() before the final checkpoint. @default 2000 */
   drainGraceMs?: number;
+  /** Share of the time between checkpoints their writes may take (see ShardProcessor). @default 0.01 */
+  checkpointBudget?: number;
   /**
    * The instance metadata service to watch for notices, or false not to watch (off EC2 with no
    * endpoint, AWS_EC2_METADATA_DISABLED). @default false
@@ -77,6 +79,9 @@ export class Worker {
         ...(options.visibilityTimeoutSeconds === undefined
           ? {}
           : { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds }),
+        ...(options.checkpointBudget === undefined
+          ? {}
+          : { checkpointBudget: options.checkpointBudget }),
       },
     );
     this.consumer = new Consumer(

@@ -102,7 +102,7 @@ export const transformSpec = (extra: Record<string, unknown> = {}) => ({
 /** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes. */
 export async function eventually<T>(
   check: () => Promise<T | undefined>,
-  timeoutMs = 8000,
+  timeoutMs = 20_000, // waits for an event, not a speed
   intervalMs = 50,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
