@@ -190,6 +190,9 @@ describe("mergeOperation (local S3)", () => {
     expect(sheet.getCell("D5").numFmt).toBe("yyyy-mm-dd hh:mm:ss");
     expect(sheet.getCell("B9").numFmt).toBe("yyyy-mm-dd");
     expect(sheet.getRow(1).font?.bold).toBe(true);
+    // Readable without resizing: dates fit (Excel shows ### when they do not), errors get room.
+    expect(sheet.getColumn(4).width).toBeGreaterThanOrEqual(14);
+    expect(sheet.getColumn(5).width).toBe(50);
   });
 
   it("refuses to merge before every shard has committed, and before the split", async () => {

@@ -147,6 +147,12 @@ function dateFormat(date: Date): string {
  * the operation was not split or a shard has no done.json (merge only when all are committed),
  * NotFoundError when a slice or a chunk listed in a done.json is missing.
  */
+/** A readable width from the header alone (rows stream by, so they cannot be measured first). */
+export function columnWidth(name: string): number {
+  if (name === ERROR_COLUMN) return 50;
+  return Math.min(40, Math.max(14, name.length + 2));
+}
+
 export async function mergeOperation(
   deps: MergerDeps,
   options: MergeOptions,
@@ -237,7 +243,11 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
   };
 
   try {
-    const header = sheet.addRow([...manifest.headers, ...columns, ERROR_COLUMN]);
+    const names = [...manifest.headers, ...columns, ERROR_COLUMN];
+    // Widths must be set before the first row: the streaming writer emits them ahead of the rows.
+    // Without them every column is Excel's narrow default and dates show as ###.
+    sheet.columns = names.map((name) => ({ width: columnWidth(name) }));
+    const header = sheet.addRow(names);
     header.font = { bold: true };
     header.commit();
 
