@@ -1,10 +1,12 @@
 /**
- * The identity worker instances run as: a role that EC2 assumes, its instance profile, and one
- * inline policy that reaches the three queues and the `operations/` objects of one bucket,
- * with the actions a worker needs and nothing else.
+ * The identities instances run as. Workers: a role that EC2 assumes, its instance profile, and
+ * one inline policy that reaches the three queues and the `operations/` objects of one bucket,
+ * with the actions a worker needs and nothing else. The scheduler: the same plus launching and
+ * terminating its own fleet's workers (see SchedulerIdentityComponent).
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { FLEET_TAGS } from "../src/shared/capacity.ts";
 import { OPERATIONS_PREFIX } from "../src/shared/keys.ts";
 
 export interface WorkerIdentityArgs {
@@ -106,6 +108,203 @@ export class WorkerIdentityComponent extends pulumi.ComponentResource {
     this.roleName = role.name;
     this.instanceProfileName = profile.name;
     this.instanceProfileArn = profile.arn;
+    this.registerOutputs({
+      roleArn: this.roleArn,
+      instanceProfileName: this.instanceProfileName,
+    });
+  }
+}
+
+export interface SchedulerIdentityArgs {
+  /** ARN of the bucket that holds the operations. */
+  readonly bucketArn: pulumi.Input<string>;
+  /** The fleet name the scheduler tags its instances with: the bucket's name (src/scheduler/main.ts). */
+  readonly fleetName: pulumi.Input<string>;
+  /** ARNs of the work, straggler and dead-letter queues. */
+  readonly queueArns: pulumi.Input<string>[];
+  /** The only role the scheduler may hand to instances. */
+  readonly workerRoleArn: pulumi.Input<string>;
+  /** The worker launch template, its image, subnets and security group. */
+  readonly launchTemplateArn: pulumi.Input<string>;
+  readonly amiId: string;
+  readonly subnetIds: pulumi.Input<string[]>;
+  readonly workerSecurityGroupArn: pulumi.Input<string>;
+  readonly region: pulumi.Input<string>;
+  readonly accountId: pulumi.Input<string>;
+  /** Tags for every taggable child. */
+  readonly tags: Record<string, string>;
+}
+
+/**
+ * EC2 offers no resource-level permission or condition for these: they are the only actions
+ * granted on `Resource: "*"` anywhere in the stack. All are read-only.
+ */
+export const UNSCOPED_DESCRIBE_ACTIONS = [
+  "ec2:DescribeInstances",
+  "ec2:DescribeInstanceTypes",
+  "ec2:DescribeSpotPriceHistory",
+] as const;
+
+/** Publish shards, read the DLQ, read queue depth. */
+export const SCHEDULER_QUEUE_ACTIONS = [
+  "sqs:SendMessage",
+  "sqs:ReceiveMessage",
+  "sqs:DeleteMessage",
+  "sqs:ChangeMessageVisibility",
+  "sqs:GetQueueAttributes",
+] as const;
+
+/** Inputs and manifests in, slices out, chunks merged, operations deleted. */
+export const SCHEDULER_OBJECT_ACTIONS = [
+  "s3:GetObject",
+  "s3:PutObject",
+  "s3:DeleteObject",
+  "s3:AbortMultipartUpload",
+] as const;
+
+/**
+ * The scheduler's identity: it may launch instances only from the worker launch template and
+ * only when the request tags them with its fleet, terminate only instances carrying that tag,
+ * pass only the worker role, and use the bucket and queues.
+ */
+export class SchedulerIdentityComponent extends pulumi.ComponentResource {
+  public readonly roleArn: pulumi.Output<string>;
+  public readonly instanceProfileName: pulumi.Output<string>;
+
+  constructor(name: string, args: SchedulerIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("shardfleet:iam:SchedulerIdentity", name, {}, opts);
+    const parent = { parent: this };
+
+    const role = new aws.iam.Role(
+      `${name}-role`,
+      {
+        description: "shardfleet scheduler instance",
+        assumeRolePolicy: JSON.stringify({
+          Version: "2012-10-17",
+          Statement: [
+            {
+              Effect: "Allow",
+              Principal: { Service: "ec2.amazonaws.com" },
+              Action: "sts:AssumeRole",
+            },
+          ],
+        }),
+        tags: args.tags,
+      },
+      parent,
+    );
+
+    const ec2Arn = (resource: string) =>
+      pulumi.interpolate`arn:aws:ec2:${args.region}:${args.accountId}:${resource}`;
+    const fleetTag = `aws:RequestTag/${FLEET_TAGS.fleet}`;
+    const launch = ["ec2:CreateFleet", "ec2:RunInstances"];
+    const subnetArns = pulumi
+      .all([args.region, args.accountId, args.subnetIds])
+      .apply(([region, account, ids]) =>
+        ids.map((id) => `arn:aws:ec2:${region}:${account}:subnet/${id}`),
+      );
+
+    new aws.iam.RolePolicy(
+      `${name}-policy`,
+      {
+        role: role.id,
+        policy: pulumi.jsonStringify({
+          Version: "2012-10-17",
+          Statement: [
+            {
+              // The fleet and its instances exist only if the request tags them with this fleet.
+              Sid: "LaunchTaggedFleetsAndInstances",
+              Effect: "Allow",
+              Action: launch,
+              Resource: [ec2Arn("fleet/*"), ec2Arn("instance/*")],
+              Condition: { StringEquals: { [fleetTag]: args.fleetName } },
+            },
+            {
+              // What a launch uses or creates without tags of its own: only the worker's
+              // template, image, subnets and security group, and new volumes and interfaces.
+              Sid: "LaunchFromWorkerTemplate",
+              Effect: "Allow",
+              Action: launch,
+              Resource: pulumi
+                .all([
+                  args.launchTemplateArn,
+                  args.workerSecurityGroupArn,
+                  pulumi.interpolate`arn:aws:ec2:${args.region}::image/${args.amiId}`,
+                  ec2Arn("volume/*"),
+                  ec2Arn("network-interface/*"),
+                  subnetArns,
+                ])
+                .apply(([template, sg, image, volumes, interfaces, subnets]) => [
+                  template,
+                  sg,
+                  image,
+                  volumes,
+                  interfaces,
+                  ...subnets,
+                ]),
+            },
+            {
+              Sid: "TagOnlyAtLaunch",
+              Effect: "Allow",
+              Action: "ec2:CreateTags",
+              Resource: [ec2Arn("fleet/*"), ec2Arn("instance/*"), ec2Arn("volume/*")],
+              Condition: { StringEquals: { "ec2:CreateAction": launch.map((a) => a.slice(4)) } },
+            },
+            {
+              Sid: "TerminateOwnFleet",
+              Effect: "Allow",
+              Action: "ec2:TerminateInstances",
+              Resource: ec2Arn("instance/*"),
+              Condition: {
+                StringEquals: { [`ec2:ResourceTag/${FLEET_TAGS.fleet}`]: args.fleetName },
+              },
+            },
+            {
+              Sid: "PassWorkerRoleToEc2",
+              Effect: "Allow",
+              Action: "iam:PassRole",
+              Resource: args.workerRoleArn,
+              Condition: { StringEquals: { "iam:PassedToService": "ec2.amazonaws.com" } },
+            },
+            {
+              // The documented exception: these describe calls accept only "*".
+              Sid: "DescribeUnscoped",
+              Effect: "Allow",
+              Action: [...UNSCOPED_DESCRIBE_ACTIONS],
+              Resource: "*",
+            },
+            {
+              Sid: "ShardQueues",
+              Effect: "Allow",
+              Action: [...SCHEDULER_QUEUE_ACTIONS],
+              Resource: args.queueArns,
+            },
+            {
+              Sid: "ListOperations",
+              Effect: "Allow",
+              Action: "s3:ListBucket",
+              Resource: args.bucketArn,
+            },
+            {
+              Sid: "OperationObjects",
+              Effect: "Allow",
+              Action: [...SCHEDULER_OBJECT_ACTIONS],
+              Resource: pulumi.interpolate`${args.bucketArn}/${OPERATIONS_PREFIX}*`,
+            },
+          ],
+        }),
+      },
+      parent,
+    );
+
+    const profile = new aws.iam.InstanceProfile(
+      `${name}-profile`,
+      { role: role.name, tags: args.tags },
+      parent,
+    );
+
+    this.roleArn = role.arn;
+    this.instanceProfileName = profile.name;
     this.registerOutputs({
       roleArn: this.roleArn,
       instanceProfileName: this.instanceProfileName,

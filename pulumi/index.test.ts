@@ -7,7 +7,9 @@
 import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_SETTINGS, readSettings } from "./config.ts";
+import { FLEET_TAGS } from "../src/shared/capacity.ts";
+import { loadConfig } from "../src/shared/config.ts";
+import { CONFIG_KEYS, DEFAULT_SETTINGS, readDeploymentSettings, readSettings } from "./config.ts";
 
 type Program = typeof import("./index.ts");
 // biome-ignore lint/suspicious/noExplicitAny: resource inputs are untyped property bags.
@@ -25,6 +27,9 @@ const REGION = "us-east-1";
 const MAX_RECEIVE_COUNT = 5;
 const EXPIRATION_DAYS = 3;
 const VISIBILITY_TIMEOUT = 90;
+const AMI = "ami-0123456789abcdef0";
+const ADMIN_CIDR = "203.0.113.7/32";
+const SCHEDULER_IP = "198.51.100.20";
 
 /** Resources that AWS cannot tag; every other resource must carry the stack's tags. */
 const UNTAGGABLE = new Set([
@@ -34,6 +39,7 @@ const UNTAGGABLE = new Set([
   "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
   "aws:s3/bucketPolicy:BucketPolicy",
   "aws:iam/rolePolicy:RolePolicy",
+  "aws:ec2/routeTableAssociation:RouteTableAssociation",
 ]);
 
 const recorded: Recorded[] = [];
@@ -64,6 +70,24 @@ function mockResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.Moc
         id: name,
         state: { ...inputs, name, arn: `arn:aws:iam::${ACCOUNT}:instance-profile/${name}` },
       };
+    case "aws:ec2/securityGroup:SecurityGroup":
+      return {
+        id: `sg-${args.name}`,
+        state: {
+          ...inputs,
+          arn: `arn:aws:ec2:${REGION}:${ACCOUNT}:security-group/sg-${args.name}`,
+        },
+      };
+    case "aws:ec2/launchTemplate:LaunchTemplate":
+      return {
+        id: "lt-0123456789abcdef0",
+        state: {
+          ...inputs,
+          arn: `arn:aws:ec2:${REGION}:${ACCOUNT}:launch-template/lt-0123456789abcdef0`,
+        },
+      };
+    case "aws:ec2/instance:Instance":
+      return { id: "i-0123456789abcdef0", state: { ...inputs, publicIp: SCHEDULER_IP } };
     default:
       return { id: `${args.name}-id`, state: inputs };
   }
@@ -79,8 +103,19 @@ const mocks: pulumi.runtime.Mocks = {
     });
     return mockResource(args);
   },
-  // The program makes no invokes (policies are built with jsonStringify); echo if one appears.
-  call: (args) => args.inputs,
+  // The region, the account and the AZs; policies themselves are built with jsonStringify.
+  call(args) {
+    switch (args.token) {
+      case "aws:index/getRegion:getRegion":
+        return { name: REGION, region: REGION, id: REGION };
+      case "aws:index/getCallerIdentity:getCallerIdentity":
+        return { accountId: ACCOUNT, arn: `arn:aws:iam::${ACCOUNT}:user/test`, userId: "test" };
+      case "aws:index/getAvailabilityZones:getAvailabilityZones":
+        return { names: [`${REGION}a`, `${REGION}b`, `${REGION}c`], zoneIds: [] };
+      default:
+        throw new Error(`unexpected invoke ${args.token}`);
+    }
+  },
 };
 
 function resolve<T>(output: pulumi.Output<T>): Promise<T> {
@@ -114,6 +149,10 @@ let out: {
   dlqArn: string;
   workerInstanceProfileName: string;
   workerRoleArn: string;
+  apiEndpoint: string;
+  launchTemplateId: string;
+  subnetIds: string[];
+  vpcId: string;
 };
 /** Every registered resource's URN, which encodes its parent chain. */
 let urns: string[];
@@ -126,6 +165,8 @@ beforeAll(async () => {
     "shardfleet:tempObjectExpirationDays": String(EXPIRATION_DAYS),
     "shardfleet:visibilityTimeoutSeconds": String(VISIBILITY_TIMEOUT),
     "shardfleet:instanceTypes": JSON.stringify(["c7a.large", "m7a.large"]),
+    "shardfleet:workerAmiId": AMI,
+    "shardfleet:adminCidr": ADMIN_CIDR,
   });
   const monitor = pulumi.runtime.getMonitor() as unknown as {
     getRegisteredResources(): Map<string, unknown>;
@@ -140,6 +181,10 @@ beforeAll(async () => {
     dlqArn: await resolve(program.dlqArn),
     workerInstanceProfileName: await resolve(program.workerInstanceProfileName),
     workerRoleArn: await resolve(program.workerRoleArn),
+    apiEndpoint: await resolve(program.apiEndpoint),
+    launchTemplateId: await resolve(program.launchTemplateId),
+    subnetIds: await resolve(program.subnetIds),
+    vpcId: await resolve(program.vpcId),
   };
   // Some resources (the policies) feed no output: wait until every registration is done.
   await pulumi.runtime.disconnect();
@@ -156,6 +201,13 @@ describe("stack outputs", () => {
     expect(out.workerInstanceProfileName).toMatch(/^sf-test-worker-profile/);
     expect(out.workerRoleArn).toMatch(/^arn:aws:iam::\d+:role\/sf-test-worker-role/);
     expect(program.instanceTypes).toEqual(["c7a.large", "m7a.large"]);
+  });
+
+  it("exports the API endpoint, the launch template, the VPC and its subnets", () => {
+    expect(out.apiEndpoint).toBe(`http://${SCHEDULER_IP}:8080`);
+    expect(out.launchTemplateId).toBe("lt-0123456789abcdef0");
+    expect(out.subnetIds).toEqual(["sf-test-public-0-id", "sf-test-public-1-id"]);
+    expect(out.vpcId).toBe("sf-test-vpc-id");
   });
 });
 
@@ -242,11 +294,11 @@ describe("worker identity", () => {
     );
 
   it("is a role only EC2 can assume, wrapped in the exported instance profile", () => {
-    const role = only("aws:iam/role:Role");
+    const role = only("aws:iam/role:Role", "worker-role");
     expect(JSON.parse(role.inputs.assumeRolePolicy).Statement).toEqual([
       { Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" },
     ]);
-    const profile = only("aws:iam/instanceProfile:InstanceProfile");
+    const profile = only("aws:iam/instanceProfile:InstanceProfile", "worker-profile");
     expect(profile.inputs.role).toBe(`${role.name}-physical`);
     expect(`${profile.name}-physical`).toBe(out.workerInstanceProfileName);
     expect(recorded.filter((r) => r.type.startsWith("aws:iam/rolePolicyAttachment"))).toEqual([]);
@@ -254,8 +306,10 @@ describe("worker identity", () => {
   });
 
   it("grants only the listed actions, each on its own resources", () => {
-    const rolePolicy = only("aws:iam/rolePolicy:RolePolicy");
-    expect(rolePolicy.inputs.role).toBe(`${only("aws:iam/role:Role").name}-physical`);
+    const rolePolicy = only("aws:iam/rolePolicy:RolePolicy", "worker-policy");
+    expect(rolePolicy.inputs.role).toBe(
+      `${only("aws:iam/role:Role", "worker-role").name}-physical`,
+    );
     const statements: Statement[] = JSON.parse(rolePolicy.inputs.policy).Statement;
 
     const grants = statements.map((s) => ({
@@ -301,15 +355,298 @@ describe("worker identity", () => {
   });
 });
 
+describe("network", () => {
+  it("spreads two public subnets over two AZs behind an internet gateway, with no NAT", () => {
+    const subnets = recorded.filter((r) => r.type === "aws:ec2/subnet:Subnet");
+    expect(subnets.map((s) => s.inputs.availabilityZone)).toEqual([`${REGION}a`, `${REGION}b`]);
+    for (const subnet of subnets) {
+      expect(subnet.inputs.vpcId).toBe(out.vpcId);
+      expect(subnet.inputs.mapPublicIpOnLaunch).toBe(true);
+    }
+    const gateway = only("aws:ec2/internetGateway:InternetGateway");
+    const table = only("aws:ec2/routeTable:RouteTable").inputs;
+    expect(table.routes).toEqual([{ cidrBlock: "0.0.0.0/0", gatewayId: `${gateway.name}-id` }]);
+    const associations = recorded.filter(
+      (r) => r.type === "aws:ec2/routeTableAssociation:RouteTableAssociation",
+    );
+    expect(associations.map((a) => a.inputs.subnetId).sort()).toEqual(out.subnetIds);
+    expect(recorded.filter((r) => r.type === "aws:ec2/natGateway:NatGateway")).toEqual([]);
+  });
+
+  it("gives workers a security group with no inbound rule and all outbound", () => {
+    const sg = only("aws:ec2/securityGroup:SecurityGroup", "worker-sg").inputs;
+    expect(sg.vpcId).toBe(out.vpcId);
+    expect(sg.ingress).toEqual([]);
+    expect(sg.egress).toEqual([
+      expect.objectContaining({ protocol: "-1", cidrBlocks: ["0.0.0.0/0"] }),
+    ]);
+    // No separate rule resources that could open a port beside the group's own lists.
+    expect(
+      recorded.filter((r) => /securityGroupIngressRule|securityGroupRule/.test(r.type)),
+    ).toEqual([]);
+  });
+
+  it("uses a configured VPC and subnets instead, and refuses half of that pair", () => {
+    pulumi.runtime.setAllConfig({
+      "shardfleet:workerAmiId": AMI,
+      "shardfleet:adminCidr": ADMIN_CIDR,
+      "shardfleet:vpcId": "vpc-0123456789abcdef0",
+      "shardfleet:subnetIds": JSON.stringify([
+        "subnet-0123456789abcdef0",
+        "subnet-0123456789abcdef1",
+      ]),
+    });
+    expect(readDeploymentSettings().existingNetwork).toEqual({
+      vpcId: "vpc-0123456789abcdef0",
+      subnetIds: ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+    });
+    pulumi.runtime.setAllConfig({
+      "shardfleet:workerAmiId": AMI,
+      "shardfleet:adminCidr": ADMIN_CIDR,
+      "shardfleet:vpcId": "vpc-0123456789abcdef0",
+    });
+    expect(() => readDeploymentSettings()).toThrow("shardfleet:subnetIds");
+  });
+});
+
+describe("worker launch template", () => {
+  const template = () => only("aws:ec2/launchTemplate:LaunchTemplate").inputs;
+
+  it("requires IMDSv2 with a hop limit of 1 and terminates on shutdown", () => {
+    expect(template().metadataOptions).toEqual({
+      httpEndpoint: "enabled",
+      httpTokens: "required",
+      httpPutResponseHopLimit: 1,
+    });
+    expect(template().instanceInitiatedShutdownBehavior).toBe("terminate");
+    expect(template().updateDefaultVersion).toBe(true);
+  });
+
+  it("runs the configured image as the worker profile in the no-inbound group", () => {
+    expect(template().imageId).toBe(AMI);
+    expect(template().iamInstanceProfile).toEqual({ name: out.workerInstanceProfileName });
+    expect(template().vpcSecurityGroupIds).toEqual(["sg-sf-test-worker-sg"]);
+    expect(template().tagSpecifications.map((t: Inputs) => t.resourceType)).toEqual([
+      "instance",
+      "volume",
+    ]);
+  });
+
+  it("writes only the non-secret settings to the worker's env file at boot", () => {
+    const script = Buffer.from(template().userData, "base64").toString("utf8");
+    expect(script).toMatch(/^#!\/bin\/bash\n/);
+    const env = /<<'SHARDFLEET_ENV'\n([\s\S]*?)\nSHARDFLEET_ENV/.exec(script)?.[1]?.split("\n");
+    expect(env).toEqual([
+      "AWS_REGION=us-east-1",
+      `NODE_ENV=production`,
+      `SHARDFLEET_BUCKET=${out.bucketName}`,
+      `SHARDFLEET_DLQ_URL=${out.dlqUrl}`,
+      `SHARDFLEET_STRAGGLER_QUEUE_URL=${out.stragglerQueueUrl}`,
+      `SHARDFLEET_VISIBILITY_TIMEOUT_S=${VISIBILITY_TIMEOUT}`,
+      `SHARDFLEET_WORK_QUEUE_URL=${out.workQueueUrl}`,
+    ]);
+    // The path the image's unit reads (ami/ansible/roles/shardfleet_worker/defaults).
+    expect(script).toContain("mv /etc/shardfleet/worker.env.new /etc/shardfleet/worker.env");
+    expect(script).toContain("chmod 0640");
+    expect(script).not.toMatch(/SECRET|ACCESS_KEY|TOKEN|PASSWORD/i);
+  });
+});
+
+describe("scheduler identity", () => {
+  const statements = (): Statement[] =>
+    JSON.parse(only("aws:iam/rolePolicy:RolePolicy", "scheduler-policy").inputs.policy).Statement;
+  const bySid = (sid: string) => {
+    const found = statements().find((s) => s.Sid === sid);
+    expect(found, sid).toBeDefined();
+    return found!;
+  };
+  const ec2 = (resource: string) => `arn:aws:ec2:${REGION}:${ACCOUNT}:${resource}`;
+
+  it("launches fleets and instances only when the request carries this fleet's tag", () => {
+    const tagged = bySid("LaunchTaggedFleetsAndInstances");
+    expect(list(tagged.Action).sort()).toEqual(["ec2:CreateFleet", "ec2:RunInstances"]);
+    expect(tagged.Resource).toEqual([ec2("fleet/*"), ec2("instance/*")]);
+    expect(tagged.Condition).toEqual({
+      StringEquals: { [`aws:RequestTag/${FLEET_TAGS.fleet}`]: out.bucketName },
+    });
+  });
+
+  it("launches only from the worker template, image, subnets and security group", () => {
+    const from = bySid("LaunchFromWorkerTemplate");
+    expect(from.Condition).toBeUndefined();
+    expect(list(from.Resource).sort()).toEqual(
+      [
+        ec2("launch-template/lt-0123456789abcdef0"),
+        ec2("security-group/sg-sf-test-worker-sg"),
+        `arn:aws:ec2:${REGION}::image/${AMI}`,
+        ec2("volume/*"),
+        ec2("network-interface/*"),
+        ...out.subnetIds.map((id) => ec2(`subnet/${id}`)),
+      ].sort(),
+    );
+  });
+
+  it("tags only at launch and terminates only instances of its own fleet", () => {
+    expect(bySid("TagOnlyAtLaunch").Condition).toEqual({
+      StringEquals: { "ec2:CreateAction": ["CreateFleet", "RunInstances"] },
+    });
+    const terminate = bySid("TerminateOwnFleet");
+    expect(terminate.Action).toBe("ec2:TerminateInstances");
+    expect(terminate.Resource).toBe(ec2("instance/*"));
+    expect(terminate.Condition).toEqual({
+      StringEquals: { [`ec2:ResourceTag/${FLEET_TAGS.fleet}`]: out.bucketName },
+    });
+  });
+
+  it("passes only the worker role, and only to EC2", () => {
+    const passes = statements().filter((s) => list(s.Action).includes("iam:PassRole"));
+    expect(passes).toEqual([
+      {
+        Sid: "PassWorkerRoleToEc2",
+        Effect: "Allow",
+        Action: "iam:PassRole",
+        Resource: out.workerRoleArn,
+        Condition: { StringEquals: { "iam:PassedToService": "ec2.amazonaws.com" } },
+      },
+    ]);
+  });
+
+  it("uses the bucket's operations/ objects and the three queues", () => {
+    expect(bySid("OperationObjects").Resource).toBe(`arn:aws:s3:::${out.bucketName}/operations/*`);
+    expect(bySid("ListOperations").Resource).toBe(`arn:aws:s3:::${out.bucketName}`);
+    expect(list(bySid("ShardQueues").Resource)).toHaveLength(3);
+  });
+
+  it("is the scheduler instance's profile", () => {
+    const profile = only("aws:iam/instanceProfile:InstanceProfile", "scheduler-profile");
+    expect(profile.inputs.role).toBe(
+      `${only("aws:iam/role:Role", "scheduler-role").name}-physical`,
+    );
+    expect(only("aws:ec2/instance:Instance").inputs.iamInstanceProfile).toBe(
+      `${profile.name}-physical`,
+    );
+  });
+});
+
+describe("every policy", () => {
+  it("allows no wildcard action, and '*' resources only for the documented describe calls", () => {
+    const policies = recorded.filter((r) => r.type === "aws:iam/rolePolicy:RolePolicy");
+    expect(policies).toHaveLength(2);
+    const unscoped: string[] = [];
+    for (const policy of policies) {
+      for (const s of JSON.parse(policy.inputs.policy).Statement as Statement[]) {
+        expect(s.Effect).toBe("Allow");
+        for (const action of list(s.Action)) expect(action, policy.name).not.toContain("*");
+        if (list(s.Resource).includes("*")) {
+          expect(s.Resource, `${policy.name} ${s.Sid}`).toBe("*");
+          unscoped.push(...list(s.Action));
+        }
+      }
+    }
+    expect(unscoped.sort()).toEqual([
+      "ec2:DescribeInstanceTypes",
+      "ec2:DescribeInstances",
+      "ec2:DescribeSpotPriceHistory",
+    ]);
+  });
+});
+
+describe("scheduler instance", () => {
+  it("is an IMDSv2-only instance of the image in the first subnet", () => {
+    const instance = only("aws:ec2/instance:Instance").inputs;
+    expect(instance.ami).toBe(AMI);
+    expect(instance.instanceType).toBe("t3.small");
+    expect(instance.subnetId).toBe(out.subnetIds[0]);
+    expect(instance.metadataOptions).toEqual({
+      httpEndpoint: "enabled",
+      httpTokens: "required",
+      httpPutResponseHopLimit: 1,
+    });
+    expect(instance.rootBlockDevice.encrypted).toBe(true);
+    expect(instance.vpcSecurityGroupIds).toEqual(["sg-sf-test-scheduler-sg"]);
+  });
+
+  it("admits only the API port, only from the admin CIDR", () => {
+    const sg = only("aws:ec2/securityGroup:SecurityGroup", "scheduler-sg").inputs;
+    expect(sg.ingress).toEqual([
+      expect.objectContaining({
+        protocol: "tcp",
+        fromPort: 8080,
+        toPort: 8080,
+        cidrBlocks: [ADMIN_CIDR],
+      }),
+    ]);
+  });
+
+  it("runs the scheduler with EC2 capacity from the worker template, not a worker", () => {
+    const script: string = only("aws:ec2/instance:Instance").inputs.userData;
+    expect(script).toContain("cat > /etc/shardfleet/scheduler.env.new <<'SHARDFLEET_ENV'");
+    for (const line of [
+      "SHARDFLEET_CAPACITY=ec2",
+      "SHARDFLEET_EC2_LAUNCH_TEMPLATE=lt-0123456789abcdef0",
+      `SHARDFLEET_EC2_SUBNETS=${out.subnetIds.join(",")}`,
+      "SHARDFLEET_EC2_INSTANCE_TYPES=c7a.large,m7a.large",
+      `SHARDFLEET_BUCKET=${out.bucketName}`,
+      "SHARDFLEET_API_HOST=0.0.0.0",
+      "SHARDFLEET_API_PORT=8080",
+    ]) {
+      expect(script.split("\n")).toContain(line);
+    }
+    expect(script).toContain("systemctl disable --now shardfleet-worker.service");
+    expect(script).toContain("systemctl restart shardfleet-scheduler.service");
+  });
+});
+
+/** The NAME=value lines a boot script writes, as an environment. */
+function bootEnv(script: string): Record<string, string> {
+  const body = /<<'SHARDFLEET_ENV'\n([\s\S]*?)\nSHARDFLEET_ENV/.exec(script)?.[1] ?? "";
+  return Object.fromEntries(
+    body
+      .split("\n")
+      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+  );
+}
+
+describe("boot settings", () => {
+  it("are accepted by the services' own settings parser (no unknown SHARDFLEET_* name)", () => {
+    const worker = loadConfig(
+      bootEnv(
+        Buffer.from(
+          only("aws:ec2/launchTemplate:LaunchTemplate").inputs.userData,
+          "base64",
+        ).toString("utf8"),
+      ),
+    );
+    expect(worker.bucket).toBe(out.bucketName);
+    expect(worker.queues).toEqual({
+      work: out.workQueueUrl,
+      straggler: out.stragglerQueueUrl,
+      dlq: out.dlqUrl,
+    });
+    expect(worker.worker.visibilityTimeoutSeconds).toBe(VISIBILITY_TIMEOUT);
+
+    const scheduler = loadConfig(bootEnv(only("aws:ec2/instance:Instance").inputs.userData));
+    expect(scheduler.api).toMatchObject({ host: "0.0.0.0", port: 8080 });
+    expect(scheduler.fleet.capacity).toBe("ec2");
+    expect(scheduler.fleet.ec2.launchTemplate).toBe(out.launchTemplateId);
+    expect(scheduler.fleet.ec2.instanceTypes).toEqual(["c7a.large", "m7a.large"]);
+    expect(scheduler.fleet.ec2.subnets.map((s) => s.subnetId)).toEqual(out.subnetIds);
+  });
+});
+
 describe("every resource", () => {
   it("carries the project and stack tags where AWS can tag it", () => {
     const custom = recorded.filter((r) => r.custom);
     expect(custom.length).toBeGreaterThan(0);
     for (const r of custom) {
       if (UNTAGGABLE.has(r.type)) continue;
+      // Instances also get a Name, which the EC2 console shows.
+      const name =
+        r.inputs.tags?.Name === undefined ? {} : { Name: expect.stringMatching(/^sf-test-/) };
       expect(r.inputs.tags, `${r.type} ${r.name}`).toEqual({
         project: "shardfleet",
         stack: "test",
+        ...name,
       });
     }
     // The tagged set is what we think it is, so a new untaggable type is a conscious choice.
@@ -319,7 +656,18 @@ describe("every resource", () => {
         .map((r) => r.type)
         .sort(),
     ).toEqual([
+      "aws:ec2/instance:Instance",
+      "aws:ec2/internetGateway:InternetGateway",
+      "aws:ec2/launchTemplate:LaunchTemplate",
+      "aws:ec2/routeTable:RouteTable",
+      "aws:ec2/securityGroup:SecurityGroup",
+      "aws:ec2/securityGroup:SecurityGroup",
+      "aws:ec2/subnet:Subnet",
+      "aws:ec2/subnet:Subnet",
+      "aws:ec2/vpc:Vpc",
       "aws:iam/instanceProfile:InstanceProfile",
+      "aws:iam/instanceProfile:InstanceProfile",
+      "aws:iam/role:Role",
       "aws:iam/role:Role",
       "aws:s3/bucket:Bucket",
       "aws:sqs/queue:Queue",
@@ -355,7 +703,23 @@ function pulumiYamlDefaults(): Record<string, unknown> {
   return defaults;
 }
 
+/** The `shardfleet:*` keys Pulumi.yaml describes (each with a description). */
+function pulumiYamlKeys(): string[] {
+  const text = readFileSync(new URL("../Pulumi.yaml", import.meta.url), "utf8");
+  const keys: string[] = [];
+  for (const block of text.split(/^ {2}shardfleet:/m).slice(1)) {
+    const body = block.split(/^ {2}\S/m)[0]!;
+    expect(body, block.slice(0, 40)).toMatch(/^ {4}description: /m);
+    keys.push(block.slice(0, block.indexOf(":")));
+  }
+  return keys;
+}
+
 describe("settings", () => {
+  it("are all described in Pulumi.yaml, and Pulumi.yaml describes no other", () => {
+    expect(pulumiYamlKeys().sort()).toEqual([...CONFIG_KEYS].sort());
+  });
+
   it("default to the values Pulumi.yaml declares", () => {
     pulumi.runtime.setAllConfig({});
     expect(readSettings()).toEqual(DEFAULT_SETTINGS);
@@ -372,5 +736,34 @@ describe("settings", () => {
   ])("reject %s = %s, naming the key", (key, value) => {
     pulumi.runtime.setAllConfig({ [key]: value });
     expect(() => readSettings()).toThrow(key);
+  });
+
+  it.each([
+    ["shardfleet:workerAmiId", "ubuntu"],
+    ["shardfleet:adminCidr", "10.0.0.0"],
+    ["shardfleet:adminCidr", "10.0.0.300/32"],
+    ["shardfleet:subnetIds", '["subnet-0123456789abcdef0"]'],
+  ])("reject %s = %s, naming the key", (key, value) => {
+    pulumi.runtime.setAllConfig({
+      "shardfleet:workerAmiId": AMI,
+      "shardfleet:adminCidr": ADMIN_CIDR,
+      "shardfleet:vpcId": "vpc-0123456789abcdef0",
+      "shardfleet:subnetIds": JSON.stringify([
+        "subnet-0123456789abcdef0",
+        "subnet-0123456789abcdef1",
+      ]),
+      [key]: value,
+    });
+    expect(() => readDeploymentSettings()).toThrow(key);
+  });
+
+  it.each(["shardfleet:workerAmiId", "shardfleet:adminCidr"])("require %s", (key) => {
+    const config: Record<string, string> = {
+      "shardfleet:workerAmiId": AMI,
+      "shardfleet:adminCidr": ADMIN_CIDR,
+    };
+    delete config[key];
+    pulumi.runtime.setAllConfig(config);
+    expect(() => readDeploymentSettings()).toThrow(key);
   });
 });
