@@ -91,6 +91,11 @@ export class ApiClient {
     return this.#json("GET", `/operations/${encodeURIComponent(id)}`);
   }
 
+  /** The operation's cost report (409 until it has finished). */
+  cost(id: string): Promise<unknown> {
+    return this.#json("GET", `/operations/${encodeURIComponent(id)}/cost`);
+  }
+
   list(limit = 20): Promise<{ operations: OperationView[] }> {
     return this.#json("GET", `/operations?limit=${limit}`);
   }

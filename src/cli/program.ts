@@ -183,6 +183,23 @@ export function buildProgram(): Command {
     });
 
   program
+    .command("cost")
+    .description("show what a finished operation cost, and what spot saved")
+    .argument("<id>", "operation id")
+    .option("--json", "print the raw JSON")
+    .option(...apiOption)
+    .action(async (id: string, opts: { json?: boolean; api: string }) => {
+      const raw = await new ApiClient(opts.api).cost(id);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(raw, null, 2)}\n`);
+        return;
+      }
+      const { costReportSchema } = await import("../shared/schemas/cost.ts");
+      const { formatCostTable } = await import("../scheduler/cost/format.ts");
+      process.stdout.write(formatCostTable(costReportSchema.parse(raw)));
+    });
+
+  program
     .command("demo")
     .description(
       "run a real operation end to end on the local stack (customers × a local tax registry)",

@@ -81,6 +81,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     if (view.status === "succeeded" || view.status === "succeeded-with-failures") {
       log(`  output:   ${outputFile}`);
     }
+    // The demo ends with what the operation cost; a missing report is one line, not a failure.
+    try {
+      const { costReportSchema } = await import("../shared/schemas/cost.ts");
+      const { formatCostTable } = await import("../scheduler/cost/format.ts");
+      process.stdout.write(formatCostTable(costReportSchema.parse(await client.cost(id))));
+    } catch (err) {
+      log(`  cost:     report unavailable (${(err as Error).message})`);
+    }
     return { status: view.status, outputFile };
   } finally {
     await stack.close();

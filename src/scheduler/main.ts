@@ -18,6 +18,7 @@ import { createLogger, type Logger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
 import { buildApp } from "./api/app.ts";
+import { costServiceFromConfig } from "./cost/from-config.ts";
 import { Ec2Capacity } from "./fleet/ec2-capacity.ts";
 import { FleetManager } from "./fleet/fleet-manager.ts";
 import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity.ts";
@@ -141,9 +142,15 @@ export async function startScheduler(deps: {
       },
     );
   const operations = new OperationService({ store, logger, clock: systemClock });
-  const app = buildApp({ operations, logger, maxUploadBytes: config.api.maxUploadBytes });
+  const cost = await costServiceFromConfig(config, {
+    store,
+    logger,
+    clock: systemClock,
+    ...(clients.ec2 ? { ec2: clients.ec2 } : {}),
+  });
+  const app = buildApp({ operations, logger, maxUploadBytes: config.api.maxUploadBytes, cost });
   const scheduler = new Scheduler(
-    { store, queue, logger, clock: systemClock },
+    { store, queue, logger, clock: systemClock, cost },
     { workQueueUrl, dlqUrl: config.queues.dlq },
   );
   const url = await app.listen({ host: config.api.host, port: config.api.port });

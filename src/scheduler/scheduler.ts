@@ -35,6 +35,11 @@ export interface SchedulerDeps {
   queue: ShardQueue;
   logger: Logger;
   clock: Clock;
+  /**
+   * Writes the operation's cost report when it finishes (succeeded or failed here). Operations
+   * ended elsewhere (the fleet manager) get theirs on first read. @default undefined (none)
+   */
+  cost?: { compute(operationId: string, signal?: AbortSignal): Promise<unknown> };
 }
 
 export interface SchedulerOptions {
@@ -71,6 +76,7 @@ export class Scheduler {
   readonly #queue: ShardQueue;
   readonly #logger: Logger;
   readonly #clock: Clock;
+  readonly #cost: SchedulerDeps["cost"];
   readonly #options: Required<Omit<SchedulerOptions, "dlqUrl">> & { dlqUrl?: string };
   readonly #progress: ShardProgressReader;
   /** Operations known to be terminal: never read again by this process. */
@@ -87,6 +93,7 @@ export class Scheduler {
     this.#queue = deps.queue;
     this.#logger = deps.logger;
     this.#clock = deps.clock;
+    this.#cost = deps.cost;
     this.#options = {
       workQueueUrl: options.workQueueUrl,
       dlqUrl: options.dlqUrl,
@@ -299,6 +306,17 @@ export class Scheduler {
     );
     this.#finished(current.id);
     log.info({ status, rows: result.rows, errorRows: result.errorRows }, `operation ${status}`);
+    await this.#writeCost(current.id, log);
+  }
+
+  /** A cost report that cannot be written never fails the operation: GET computes it later. */
+  async #writeCost(id: string, log: Logger): Promise<void> {
+    if (!this.#cost) return;
+    try {
+      await this.#cost.compute(id);
+    } catch (err) {
+      log.warn({ err }, "could not write the cost report; it is computed when first asked for");
+    }
   }
 
   /** Marks the operation failed with the error's code and message. Re-reads the manifest first. */
@@ -315,6 +333,7 @@ export class Scheduler {
         finishedAt: this.#now(),
       });
       this.#finished(manifest.id);
+      await this.#writeCost(manifest.id, log);
     } catch (saveErr) {
       // Left as it was: the next pass retries the job, and fails it again if it fails again.
       log.error({ err: saveErr }, "could not record the operation's failure");

@@ -43,6 +43,7 @@ const settings = {
   SHARDFLEET_EC2_LAUNCH_TEMPLATE: z.string().min(1).optional(),
   SHARDFLEET_EC2_SUBNETS: z.string().optional(),
   SHARDFLEET_EC2_INSTANCE_TYPES: z.string().default("c7g.large,c6g.large,m7g.large"),
+  SHARDFLEET_PRICE_TABLE: z.string().min(1).optional(),
   SHARDFLEET_INSTANCE_ID: z.string().min(1).optional(),
   SHARDFLEET_MARKET: z.enum(["spot", "on-demand"]).default("on-demand"),
   SHARDFLEET_PLUGIN_DIR: z.string().default(path.join(repoRoot, "plugins")),
@@ -79,6 +80,8 @@ export interface Config {
     readonly localEc2Url?: string;
     readonly maxInstances: number;
     readonly maxHourlyUsd?: number;
+    /** A JSON price table file overriding the shipped on-demand prices (cost reports). */
+    readonly priceTableFile?: string;
     readonly idleTimeoutSeconds: number;
     readonly capacityDeadlineSeconds: number;
     readonly stragglerMinSeconds: number;
@@ -169,6 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       localEc2Url: e.SHARDFLEET_LOCAL_EC2_URL,
       maxInstances: e.SHARDFLEET_MAX_INSTANCES,
       maxHourlyUsd: e.SHARDFLEET_MAX_HOURLY_USD,
+      priceTableFile: e.SHARDFLEET_PRICE_TABLE,
       idleTimeoutSeconds: e.SHARDFLEET_IDLE_TIMEOUT_S,
       capacityDeadlineSeconds: e.SHARDFLEET_CAPACITY_DEADLINE_S,
       stragglerMinSeconds: e.SHARDFLEET_STRAGGLER_MIN_S,

@@ -4,6 +4,7 @@
 import multipart from "@fastify/multipart";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Logger } from "../../shared/logger.ts";
+import type { CostService } from "../cost/cost-service.ts";
 import type { OperationService } from "../operations.ts";
 import { handleError, handleNotFound } from "./errors.ts";
 import { healthRoutes } from "./health-routes.ts";
@@ -14,6 +15,8 @@ export interface AppDeps {
   logger: Logger;
   /** Upload cap in bytes; bigger files are refused with 413. */
   maxUploadBytes: number;
+  /** Cost reports (`GET /operations/:id/cost`). @default undefined (the route answers 404) */
+  cost?: CostService;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -33,6 +36,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   void app.register(operationRoutes, {
     operations: deps.operations,
     maxUploadBytes: deps.maxUploadBytes,
+    ...(deps.cost ? { cost: deps.cost } : {}),
   });
   // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.
   return app as unknown as FastifyInstance;

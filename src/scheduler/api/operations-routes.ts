@@ -4,12 +4,17 @@
 
 import type { Multipart } from "@fastify/multipart";
 import type { FastifyPluginAsync } from "fastify";
-import { BadInputError, ShardfleetError } from "../../shared/errors.ts";
+import { BadInputError, NotFoundError, ShardfleetError } from "../../shared/errors.ts";
+import { costChartSvg } from "../cost/chart.ts";
+import type { CostService } from "../cost/cost-service.ts";
+import { costCsv } from "../cost/format.ts";
+import { costXlsx } from "../cost/xlsx.ts";
 import { MAX_SPEC_BYTES, type SubmissionPart } from "../intake.ts";
 import { type OperationService, RESULT_CONTENT_TYPE } from "../operations.ts";
 import { errorBodySchema } from "./errors.ts";
 import {
   acceptedSchema,
+  costQuerySchema,
   listQuerySchema,
   operationListSchema,
   operationParamsSchema,
@@ -20,6 +25,8 @@ export interface OperationRoutesOptions {
   operations: OperationService;
   /** Upload cap in bytes. */
   maxUploadBytes: number;
+  /** Cost reports. @default undefined (`/operations/:id/cost` answers 404) */
+  cost?: CostService;
 }
 
 /** Caps the parts a submission may have: spec, file, and a little slack for a clear 400. */
@@ -135,6 +142,27 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
         .header("content-type", RESULT_CONTENT_TYPE)
         .header("content-disposition", `attachment; filename="${filename}"`)
         .send(stream);
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { format: "json" | "csv" | "xlsx" | "svg" } }>(
+    "/operations/:id/cost",
+    { schema: { params: operationParamsSchema, querystring: costQuerySchema, response: errors } },
+    async (request, reply) => {
+      if (!opts.cost) throw new NotFoundError("cost reports are not enabled on this scheduler");
+      // The report's own zod schema is the contract: it is validated when written and read.
+      const report = await opts.cost.get(request.params.id);
+      const { format } = request.query;
+      if (format === "json") return report;
+      if (format === "svg") {
+        return reply.header("content-type", "image/svg+xml").send(costChartSvg(report));
+      }
+      const name = `${report.operationId}-cost.${format}`;
+      reply.header("content-disposition", `attachment; filename="${name}"`);
+      if (format === "csv") {
+        return reply.header("content-type", "text/csv; charset=utf-8").send(costCsv(report));
+      }
+      return reply.header("content-type", RESULT_CONTENT_TYPE).send(await costXlsx(report));
     },
   );
 };

@@ -134,3 +134,10 @@ export const operationListSchema = {
   required: ["operations"],
   properties: { operations: { type: "array", items: operationViewSchema } },
 } as const;
+
+/** `GET /operations/:id/cost`: the report as JSON, a CSV or xlsx download, or an SVG chart. */
+export const costQuerySchema = {
+  type: "object",
+  properties: { format: { type: "string", enum: ["json", "csv", "xlsx", "svg"], default: "json" } },
+  additionalProperties: false,
+} as const;
