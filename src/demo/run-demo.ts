@@ -9,6 +9,8 @@ import path from "node:path";
 import { ApiClient } from "../cli/api-client.ts";
 import { summarize, waitForOperation } from "../cli/wait.ts";
 import { startLocalStack } from "../local/stack.ts";
+import { formatCostTable } from "../scheduler/cost/format.ts";
+import { costReportSchema } from "../shared/schemas/cost.ts";
 import { writeCustomersWorkbook } from "./customers.ts";
 import { startTaxRegistry } from "./tax-registry.ts";
 
@@ -61,10 +63,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const registry = await startTaxRegistry();
   log(`2/5 local tax registry on ${registry.url} (20–80 ms a lookup, ~3% answered 503)`);
   const logDir = path.join(outDir, "logs");
-  const stack = await startLocalStack({ workers: options.workers ?? 3, logDir });
+  const maxInstances = options.workers ?? 3;
+  // Fleet mode, as in AWS: the scheduler's fleet manager launches (spot) instances for the
+  // operation through local EC2 and terminates them after, so the cost report has a fleet to price.
+  const stack = await startLocalStack({ capacity: "fleet", maxInstances, logDir });
   try {
     log(
-      `3/5 local stack up: SQS/S3 on ${stack.endpoint}, API on ${stack.apiUrl}, ${stack.instances.length} instances (logs in ${path.relative(process.cwd(), logDir)}/)`,
+      `3/5 local stack up: SQS/S3 on ${stack.endpoint}, API on ${stack.apiUrl}; the fleet manager launches up to ${maxInstances} instances (logs in ${path.relative(process.cwd(), logDir)}/)`,
     );
     const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, demoSpec(registry.url));
@@ -83,8 +88,6 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     }
     // The demo ends with what the operation cost; a missing report is one line, not a failure.
     try {
-      const { costReportSchema } = await import("../shared/schemas/cost.ts");
-      const { formatCostTable } = await import("../scheduler/cost/format.ts");
       process.stdout.write(formatCostTable(costReportSchema.parse(await client.cost(id))));
     } catch (err) {
       log(`  cost:     report unavailable (${(err as Error).message})`);
