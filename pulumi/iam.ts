@@ -34,6 +34,35 @@ export const WORKER_OBJECT_ACTIONS = [
   "s3:AbortMultipartUpload",
 ] as const;
 
+/**
+ * The statements both roles need for operation data: their queue actions on the three queues,
+ * ListBucket on the bucket and their object actions under the operations prefix only.
+ */
+function dataAccess(
+  args: { bucketArn: pulumi.Input<string>; queueArns: pulumi.Input<pulumi.Input<string>[]> },
+  queueActions: readonly string[],
+  objectActions: readonly string[],
+) {
+  return [
+    { Sid: "ShardQueues", Effect: "Allow", Action: [...queueActions], Resource: args.queueArns },
+    {
+      // ListBucket is what makes a GET of a missing key answer 404 rather than 403, so
+      // "no checkpoint yet" reads as NoSuchKey. No s3:prefix condition: that check is made for
+      // a GET, whose request has no prefix to match.
+      Sid: "ListOperations",
+      Effect: "Allow",
+      Action: "s3:ListBucket",
+      Resource: args.bucketArn,
+    },
+    {
+      Sid: "OperationObjects",
+      Effect: "Allow",
+      Action: [...objectActions],
+      Resource: pulumi.interpolate`${args.bucketArn}/${OPERATIONS_PREFIX}*`,
+    },
+  ];
+}
+
 export class WorkerIdentityComponent extends pulumi.ComponentResource {
   public readonly roleArn: pulumi.Output<string>;
   public readonly roleName: pulumi.Output<string>;
@@ -70,29 +99,7 @@ export class WorkerIdentityComponent extends pulumi.ComponentResource {
         role: role.id,
         policy: pulumi.jsonStringify({
           Version: "2012-10-17",
-          Statement: [
-            {
-              Sid: "ShardQueues",
-              Effect: "Allow",
-              Action: [...WORKER_QUEUE_ACTIONS],
-              Resource: args.queueArns,
-            },
-            {
-              // ListBucket is what makes a GET of a missing key answer 404 rather than 403, so
-              // "no checkpoint yet" reads as NoSuchKey. No s3:prefix condition: that check is
-              // made for a GET, whose request has no prefix to match.
-              Sid: "ListOperations",
-              Effect: "Allow",
-              Action: "s3:ListBucket",
-              Resource: args.bucketArn,
-            },
-            {
-              Sid: "OperationObjects",
-              Effect: "Allow",
-              Action: [...WORKER_OBJECT_ACTIONS],
-              Resource: pulumi.interpolate`${args.bucketArn}/${OPERATIONS_PREFIX}*`,
-            },
-          ],
+          Statement: [...dataAccess(args, WORKER_QUEUE_ACTIONS, WORKER_OBJECT_ACTIONS)],
         }),
       },
       parent,
@@ -273,24 +280,7 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
               Action: [...UNSCOPED_DESCRIBE_ACTIONS],
               Resource: "*",
             },
-            {
-              Sid: "ShardQueues",
-              Effect: "Allow",
-              Action: [...SCHEDULER_QUEUE_ACTIONS],
-              Resource: args.queueArns,
-            },
-            {
-              Sid: "ListOperations",
-              Effect: "Allow",
-              Action: "s3:ListBucket",
-              Resource: args.bucketArn,
-            },
-            {
-              Sid: "OperationObjects",
-              Effect: "Allow",
-              Action: [...SCHEDULER_OBJECT_ACTIONS],
-              Resource: pulumi.interpolate`${args.bucketArn}/${OPERATIONS_PREFIX}*`,
-            },
+            ...dataAccess(args, SCHEDULER_QUEUE_ACTIONS, SCHEDULER_OBJECT_ACTIONS),
           ],
         }),
       },
