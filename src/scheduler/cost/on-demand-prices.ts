@@ -2,9 +2,11 @@
  * The on-demand price table shipped with the project (USD per instance-hour, Linux,
  * us-east-1), used for on-demand instances and for the all-on-demand counterfactual.
  *
- * Taken 2026-11-23 (PRICE_TABLE_DATE) from the list prices the fleet budget already uses
- * (src/scheduler/fleet/prices.ts), so the budget cap and the cost report agree. Prices move:
- * override with SHARDFLEET_PRICE_TABLE (a JSON file, see `loadPriceTableFile`).
+ * Written down on 2026-11-23 (PRICE_TABLE_DATE) as approximate public list prices, NOT checked
+ * against the AWS Pricing API (no account was at hand); the same figures the fleet budget uses
+ * (src/scheduler/fleet/prices.ts), so the budget cap and the cost report agree. Check them, and
+ * override with SHARDFLEET_PRICE_TABLE (a JSON file, see `loadPriceTableFile`), before trusting
+ * a report's dollar figures.
  */
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
