@@ -63,6 +63,39 @@ function dataAccess(
   ];
 }
 
+/** A role that only EC2 instances can assume, and the instance profile that carries it. */
+function ec2InstanceRole(
+  name: string,
+  description: string,
+  tags: Record<string, string>,
+  parent: pulumi.Resource,
+) {
+  const role = new aws.iam.Role(
+    `${name}-role`,
+    {
+      description,
+      assumeRolePolicy: JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Effect: "Allow",
+            Principal: { Service: "ec2.amazonaws.com" },
+            Action: "sts:AssumeRole",
+          },
+        ],
+      }),
+      tags,
+    },
+    { parent },
+  );
+  const profile = new aws.iam.InstanceProfile(
+    `${name}-profile`,
+    { role: role.name, tags },
+    { parent },
+  );
+  return { role, profile };
+}
+
 export class WorkerIdentityComponent extends pulumi.ComponentResource {
   public readonly roleArn: pulumi.Output<string>;
   public readonly roleName: pulumi.Output<string>;
@@ -74,24 +107,7 @@ export class WorkerIdentityComponent extends pulumi.ComponentResource {
     super("shardfleet:iam:WorkerIdentity", name, {}, opts);
     const parent = { parent: this };
 
-    const role = new aws.iam.Role(
-      `${name}-role`,
-      {
-        description: "shardfleet worker instances",
-        assumeRolePolicy: JSON.stringify({
-          Version: "2012-10-17",
-          Statement: [
-            {
-              Effect: "Allow",
-              Principal: { Service: "ec2.amazonaws.com" },
-              Action: "sts:AssumeRole",
-            },
-          ],
-        }),
-        tags: args.tags,
-      },
-      parent,
-    );
+    const { role, profile } = ec2InstanceRole(name, "shardfleet worker instances", args.tags, this);
 
     new aws.iam.RolePolicy(
       `${name}-policy`,
@@ -102,12 +118,6 @@ export class WorkerIdentityComponent extends pulumi.ComponentResource {
           Statement: [...dataAccess(args, WORKER_QUEUE_ACTIONS, WORKER_OBJECT_ACTIONS)],
         }),
       },
-      parent,
-    );
-
-    const profile = new aws.iam.InstanceProfile(
-      `${name}-profile`,
-      { role: role.name, tags: args.tags },
       parent,
     );
 
@@ -182,23 +192,11 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
     super("shardfleet:iam:SchedulerIdentity", name, {}, opts);
     const parent = { parent: this };
 
-    const role = new aws.iam.Role(
-      `${name}-role`,
-      {
-        description: "shardfleet scheduler instance",
-        assumeRolePolicy: JSON.stringify({
-          Version: "2012-10-17",
-          Statement: [
-            {
-              Effect: "Allow",
-              Principal: { Service: "ec2.amazonaws.com" },
-              Action: "sts:AssumeRole",
-            },
-          ],
-        }),
-        tags: args.tags,
-      },
-      parent,
+    const { role, profile } = ec2InstanceRole(
+      name,
+      "shardfleet scheduler instance",
+      args.tags,
+      this,
     );
 
     const ec2Arn = (resource: string) =>
@@ -284,12 +282,6 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
           ],
         }),
       },
-      parent,
-    );
-
-    const profile = new aws.iam.InstanceProfile(
-      `${name}-profile`,
-      { role: role.name, tags: args.tags },
       parent,
     );
 

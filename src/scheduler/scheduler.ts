@@ -13,7 +13,7 @@
  *
  * Lifecycle: idle → running (start) → draining (stop: abort jobs, wait for them) → stopped.
  */
-import { mapLimit } from "../shared/async.ts";
+import { mapLimit, runEvery } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
 import { describeError, ShardfleetError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
@@ -129,21 +129,13 @@ export class Scheduler {
     this.#logger.info("scheduler stopped");
   }
 
-  async #run(): Promise<void> {
-    const signal = this.#abort.signal;
-    while (!signal.aborted) {
-      try {
-        await this.tick(signal);
-      } catch (err) {
-        if (signal.aborted) break;
-        this.#logger.error({ err }, "scheduler pass failed; retrying next pass");
-      }
-      try {
-        await this.#clock.sleep(this.#options.intervalMs, signal);
-      } catch {
-        break;
-      }
-    }
+  #run(): Promise<void> {
+    return runEvery((signal) => this.tick(signal), {
+      intervalMs: this.#options.intervalMs,
+      signal: this.#abort.signal,
+      sleep: (ms, signal) => this.#clock.sleep(ms, signal),
+      onError: (err) => this.#logger.error({ err }, "scheduler pass failed; retrying next pass"),
+    });
   }
 
   /** One pass over every operation not yet terminal (public so tests can drive passes). */

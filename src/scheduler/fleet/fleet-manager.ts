@@ -24,7 +24,7 @@
  * Lifecycle: idle → running (start) → draining (stop: abort the pass, flush records) → stopped.
  */
 
-import { mapLimit } from "../../shared/async.ts";
+import { mapLimit, runEvery } from "../../shared/async.ts";
 import {
   CapacityConfigError,
   type CapacityError,
@@ -248,21 +248,13 @@ export class FleetManager {
     this.#log.info("fleet manager stopped");
   }
 
-  async #run(): Promise<void> {
-    const signal = this.#abort.signal;
-    while (!signal.aborted) {
-      try {
-        await this.tick(signal);
-      } catch (err) {
-        if (signal.aborted) break;
-        this.#log.error({ err }, "fleet pass failed; retrying next pass");
-      }
-      try {
-        await this.#clock.sleep(this.#intervalMs, signal);
-      } catch {
-        break;
-      }
-    }
+  #run(): Promise<void> {
+    return runEvery((signal) => this.tick(signal), {
+      intervalMs: this.#intervalMs,
+      signal: this.#abort.signal,
+      sleep: (ms, signal) => this.#clock.sleep(ms, signal),
+      onError: (err) => this.#log.error({ err }, "fleet pass failed; retrying next pass"),
+    });
   }
 
   /** One pass: observe, plan, carry out, record (public so tests can drive passes). */
