@@ -21,6 +21,12 @@ export function shardIdFor(index: number): string {
 }
 
 export const OPERATIONS_PREFIX = "operations/";
+/**
+ * Temporary objects (the uploaded workbook, shard slices, checkpoints, result chunks) live under
+ * their own top-level prefix so a bucket lifecycle rule can expire them while the records under
+ * `operations/` (manifest, fleet record, commit markers, attempts, output, cost report) stay.
+ */
+export const SCRATCH_PREFIX = "scratch/";
 
 export function operationPrefix(op: string): string {
   return `${OPERATIONS_PREFIX}${checkId("operation", op)}/`;
