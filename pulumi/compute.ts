@@ -27,7 +27,15 @@ export interface WorkerBootSettings {
   readonly dlqUrl: pulumi.Input<string>;
   /** Must match the queues' visibility timeout, which the worker's heartbeat extends. */
   readonly visibilityTimeoutSeconds: number;
+  /** Where the image's optional log shipping sends the worker's log lines. */
+  readonly logGroupName: pulumi.Input<string>;
 }
+
+/**
+ * Fluent Bit's setting for the log group (ami/ansible role shardfleet_log_shipping). Not a
+ * `SHARDFLEET_*` name: the services refuse unknown ones, and ignore this one.
+ */
+export const LOG_GROUP_VARIABLE = "CLOUDWATCH_LOG_GROUP";
 
 /** The file the image's shardfleet-worker.service reads (ami/ansible shardfleet_worker defaults). */
 export const WORKER_ENV_FILE = "/etc/shardfleet/worker.env";
@@ -81,8 +89,8 @@ export class ComputeComponent extends pulumi.ComponentResource {
     const s = args.settings;
 
     const userData = pulumi
-      .all([s.region, s.bucket, s.workQueueUrl, s.stragglerQueueUrl, s.dlqUrl])
-      .apply(([region, bucket, work, straggler, dlq]) =>
+      .all([s.region, s.bucket, s.workQueueUrl, s.stragglerQueueUrl, s.dlqUrl, s.logGroupName])
+      .apply(([region, bucket, work, straggler, dlq, logGroup]) =>
         Buffer.from(
           envFileUserData(
             WORKER_ENV_FILE,
@@ -94,6 +102,7 @@ export class ComputeComponent extends pulumi.ComponentResource {
               SHARDFLEET_STRAGGLER_QUEUE_URL: straggler,
               SHARDFLEET_DLQ_URL: dlq,
               SHARDFLEET_VISIBILITY_TIMEOUT_S: String(s.visibilityTimeoutSeconds),
+              [LOG_GROUP_VARIABLE]: logGroup,
             },
             // The unit may have started (and failed) before the file existed.
             ["systemctl restart shardfleet-worker.service"],

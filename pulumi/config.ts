@@ -13,20 +13,43 @@ export interface StackSettings {
   readonly visibilityTimeoutSeconds: number;
   /** Receives before a shard message moves to the dead-letter queue, 1-1000. @default 10 */
   readonly maxReceiveCount: number;
-  /** Days after which objects under `operations/` expire, at least 1. @default 7 */
+  /**
+   * Days after which temporary objects under `scratch/` expire, at least 1; the records under
+   * `operations/` (manifest, output, cost report) never do. @default 7
+   */
   readonly tempObjectExpirationDays: number;
   /** Instance types the fleet manager may request, most preferred first. */
   readonly instanceTypes: readonly string[];
   /** The on-demand instance that runs the scheduler API. @default "t3.small" */
   readonly schedulerInstanceType: string;
+  /** Days the log group keeps shipped log events; one of LOG_RETENTION_DAYS. @default 30 */
+  readonly logRetentionDays: number;
+}
+
+/**
+ * How the API's load balancer listens: HTTPS with an ACM certificate, or (dev stacks only,
+ * `apiPlainHttp`) plain HTTP.
+ */
+export type ApiListener =
+  | { readonly protocol: "HTTPS"; readonly certificateArn: string }
+  | { readonly protocol: "HTTP" };
+
+/** The scheduler API's front door: the listener and, optionally, its DNS name. */
+export interface ApiSettings {
+  readonly listener: ApiListener;
+  /** The name clients use (and the certificate covers); absent: the load balancer's name. */
+  readonly domainName?: string;
+  /** A Route 53 zone in which to alias `domainName` to the load balancer; only with it. */
+  readonly hostedZoneId?: string;
 }
 
 /** Settings without a default: where the stack runs and who may reach it. */
 export interface DeploymentSettings {
   /** The image built by ami/ansible, for workers and the scheduler alike. */
   readonly workerAmiId: string;
-  /** The only source (IPv4 CIDR) that may reach the scheduler API port. */
+  /** The only source (IPv4 CIDR) that may reach the API's load balancer. */
   readonly adminCidr: string;
+  readonly api: ApiSettings;
   /** An existing VPC and at least two of its subnets; absent: the stack creates a VPC. */
   readonly existingNetwork?: { readonly vpcId: string; readonly subnetIds: readonly string[] };
 }
@@ -39,8 +62,13 @@ export const CONFIG_KEYS = [
   "tempObjectExpirationDays",
   "instanceTypes",
   "schedulerInstanceType",
+  "logRetentionDays",
   "workerAmiId",
   "adminCidr",
+  "apiCertificateArn",
+  "apiDomainName",
+  "apiHostedZoneId",
+  "apiPlainHttp",
   "vpcId",
   "subnetIds",
 ] as const;
@@ -52,7 +80,17 @@ export const DEFAULT_SETTINGS: StackSettings = Object.freeze({
   tempObjectExpirationDays: 7,
   instanceTypes: Object.freeze(["c7i.large", "c6i.large", "m7i.large"]),
   schedulerInstanceType: "t3.small",
+  logRetentionDays: 30,
 });
+
+/**
+ * The retention periods CloudWatch Logs accepts (PutRetentionPolicy). The provider's 0, "never
+ * expire", is left out on purpose: shipped logs are for debugging, not an archive.
+ */
+export const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288,
+  3653,
+] as const;
 
 /** Short enough that every generated name (bucket, role, queue) stays within AWS limits. */
 const NAME_PREFIX = /^[a-z][a-z0-9-]{0,23}$/;
@@ -61,6 +99,12 @@ const AMI_ID = /^ami-[0-9a-f]{8,17}$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const IPV4_CIDR = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}\/(3[0-2]|[12]?\d)$/;
+/** An ACM certificate: `arn:<partition>:acm:<region>:<account>:certificate/<uuid>`. */
+const CERTIFICATE_ARN =
+  /^arn:aws[a-z-]*:acm:[a-z]{2}(-[a-z]+)+-\d:\d{12}:certificate\/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/;
+/** A fully qualified lowercase host name without the trailing dot, e.g. api.example.com. */
+const DOMAIN_NAME = /^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const HOSTED_ZONE_ID = /^Z[0-9A-Z]{1,31}$/;
 
 function integer(
   config: pulumi.Config,
@@ -93,6 +137,15 @@ export function readSettings(config: pulumi.Config = new pulumi.Config()): Stack
     );
   }
 
+  const logRetentionDays =
+    config.getNumber("logRetentionDays") ?? DEFAULT_SETTINGS.logRetentionDays;
+  if (!(LOG_RETENTION_DAYS as readonly number[]).includes(logRetentionDays)) {
+    throw new pulumi.RunError(
+      `${config.name}:logRetentionDays must be one of CloudWatch's retention periods ` +
+        `(${LOG_RETENTION_DAYS.join(", ")}), got ${logRetentionDays}`,
+    );
+  }
+
   return Object.freeze({
     namePrefix,
     visibilityTimeoutSeconds: integer(
@@ -115,22 +168,25 @@ export function readSettings(config: pulumi.Config = new pulumi.Config()): Stack
     schedulerInstanceType:
       config.get("schedulerInstanceType", { pattern: INSTANCE_TYPE }) ??
       DEFAULT_SETTINGS.schedulerInstanceType,
+    logRetentionDays,
   });
 }
 
 /**
  * Reads the settings that have no safe default. The API's source CIDR is required on purpose:
- * a default of 0.0.0.0/0 would put an unauthenticated API on the internet.
+ * a default of 0.0.0.0/0 would put an unauthenticated API on the internet. So is its
+ * certificate: plain HTTP takes an explicit `apiPlainHttp: true`, meant for dev stacks.
  */
 export function readDeploymentSettings(
   config: pulumi.Config = new pulumi.Config(),
 ): DeploymentSettings {
   const workerAmiId = config.require("workerAmiId", { pattern: AMI_ID });
   const adminCidr = config.require("adminCidr", { pattern: IPV4_CIDR });
+  const api = readApiSettings(config);
   const vpcId = config.get("vpcId", { pattern: VPC_ID });
   const subnetIds = config.getObject<unknown>("subnetIds");
   if (vpcId === undefined && subnetIds === undefined) {
-    return Object.freeze({ workerAmiId, adminCidr });
+    return Object.freeze({ workerAmiId, adminCidr, api });
   }
   if (
     vpcId === undefined ||
@@ -146,10 +202,46 @@ export function readDeploymentSettings(
   return Object.freeze({
     workerAmiId,
     adminCidr,
+    api,
     existingNetwork: Object.freeze({
       vpcId,
       subnetIds: Object.freeze([...(subnetIds as string[])]),
     }),
+  });
+}
+
+function readApiSettings(config: pulumi.Config): ApiSettings {
+  const certificateArn = config.get("apiCertificateArn", { pattern: CERTIFICATE_ARN });
+  const plainHttp = config.getBoolean("apiPlainHttp") ?? false;
+  const domainName = config.get("apiDomainName", { pattern: DOMAIN_NAME });
+  const hostedZoneId = config.get("apiHostedZoneId", { pattern: HOSTED_ZONE_ID });
+
+  if (certificateArn === undefined && !plainHttp) {
+    throw new pulumi.RunError(
+      `${config.name}:apiCertificateArn is required: the ARN of an ACM certificate, in the ` +
+        `stack's region, for the API's HTTPS listener (docs/deploy.md shows how to request one). ` +
+        `A dev stack may set ${config.name}:apiPlainHttp true instead.`,
+    );
+  }
+  if (certificateArn !== undefined && plainHttp) {
+    throw new pulumi.RunError(
+      `${config.name}:apiCertificateArn and ${config.name}:apiPlainHttp exclude each other: ` +
+        `remove one`,
+    );
+  }
+  if (hostedZoneId !== undefined && domainName === undefined) {
+    throw new pulumi.RunError(
+      `${config.name}:apiHostedZoneId needs ${config.name}:apiDomainName, the record to create`,
+    );
+  }
+  return Object.freeze({
+    listener: Object.freeze(
+      certificateArn === undefined
+        ? { protocol: "HTTP" as const }
+        : { protocol: "HTTPS" as const, certificateArn },
+    ),
+    ...(domainName === undefined ? {} : { domainName }),
+    ...(hostedZoneId === undefined ? {} : { hostedZoneId }),
   });
 }
 

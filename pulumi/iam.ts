@@ -1,19 +1,23 @@
 /**
  * The identities instances run as. Workers: a role that EC2 assumes, its instance profile, and
- * one inline policy that reaches the three queues and the `operations/` objects of one bucket,
- * with the actions a worker needs and nothing else. The scheduler: the same plus launching and
- * terminating its own fleet's workers (see SchedulerIdentityComponent).
+ * one inline policy that reaches the three queues and the `operations/` and `scratch/` objects
+ * of one bucket, with the actions a worker needs and nothing else, and writes log streams in
+ * the stack's log group (the image's optional log shipping). The scheduler: the same plus
+ * launching and terminating its own fleet's workers and reading the spot-events queue (see
+ * SchedulerIdentityComponent).
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { FLEET_TAGS } from "../src/shared/capacity.ts";
-import { OPERATIONS_PREFIX } from "../src/shared/keys.ts";
+import { OPERATIONS_PREFIX, SCRATCH_PREFIX } from "../src/shared/keys.ts";
 
 export interface WorkerIdentityArgs {
   /** ARN of the bucket that holds the operations. */
   readonly bucketArn: pulumi.Input<string>;
   /** ARNs of the work, straggler and dead-letter queues. */
   readonly queueArns: pulumi.Input<string>[];
+  /** ARN of the stack's log group, as @pulumi/aws v7 reports it (no `:*` suffix). */
+  readonly logGroupArn: pulumi.Input<string>;
   /** Tags for every taggable child. */
   readonly tags: Record<string, string>;
 }
@@ -27,7 +31,10 @@ export const WORKER_QUEUE_ACTIONS = [
   "sqs:GetQueueAttributes",
 ] as const;
 
-/** Shard slices and checkpoints in, chunks, checkpoints and commit markers out. */
+/**
+ * Shard slices and checkpoints in (`scratch/`), chunks and checkpoints (`scratch/`), commit
+ * markers and attempts (`operations/`) out.
+ */
 export const WORKER_OBJECT_ACTIONS = [
   "s3:GetObject",
   "s3:PutObject",
@@ -36,7 +43,8 @@ export const WORKER_OBJECT_ACTIONS = [
 
 /**
  * The statements both roles need for operation data: their queue actions on the three queues,
- * ListBucket on the bucket and their object actions under the operations prefix only.
+ * ListBucket on the bucket and their object actions under the two prefixes an operation writes
+ * (its records under `operations/`, its temporary objects under `scratch/`) only.
  */
 function dataAccess(
   args: { bucketArn: pulumi.Input<string>; queueArns: pulumi.Input<pulumi.Input<string>[]> },
@@ -49,7 +57,7 @@ function dataAccess(
       // ListBucket is what makes a GET of a missing key answer 404 rather than 403, so
       // "no checkpoint yet" reads as NoSuchKey. No s3:prefix condition: that check is made for
       // a GET, whose request has no prefix to match.
-      Sid: "ListOperations",
+      Sid: "ListBucket",
       Effect: "Allow",
       Action: "s3:ListBucket",
       Resource: args.bucketArn,
@@ -58,9 +66,31 @@ function dataAccess(
       Sid: "OperationObjects",
       Effect: "Allow",
       Action: [...objectActions],
-      Resource: pulumi.interpolate`${args.bucketArn}/${OPERATIONS_PREFIX}*`,
+      Resource: [OPERATIONS_PREFIX, SCRATCH_PREFIX].map(
+        (prefix) => pulumi.interpolate`${args.bucketArn}/${prefix}*`,
+      ),
     },
   ];
+}
+
+/** What Fluent Bit's cloudwatch_logs output needs with `auto_create_group false`. */
+export const LOG_SHIPPING_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"] as const;
+
+/**
+ * Create and write log streams in the stack's log group only. The Service Authorization
+ * Reference authorizes CreateLogStream on the log-group resource
+ * (`arn:…:log-group:<name>`) and PutLogEvents on the log-stream resource
+ * (`arn:…:log-group:<name>:log-stream:<stream>`). @pulumi/aws v7's LogGroup.arn has the API's
+ * `:*` suffix removed, so the group ARN covers the first and `<arn>:*` the streams (and the
+ * `:*` form of the group ARN). Group names cannot contain ":", so neither matches another group.
+ */
+function shipLogs(logGroupArn: pulumi.Input<string>) {
+  return {
+    Sid: "ShipLogs",
+    Effect: "Allow",
+    Action: [...LOG_SHIPPING_ACTIONS],
+    Resource: [logGroupArn, pulumi.interpolate`${logGroupArn}:*`],
+  };
 }
 
 /** A role that only EC2 instances can assume, and the instance profile that carries it. */
@@ -115,7 +145,10 @@ export class WorkerIdentityComponent extends pulumi.ComponentResource {
         role: role.id,
         policy: pulumi.jsonStringify({
           Version: "2012-10-17",
-          Statement: [...dataAccess(args, WORKER_QUEUE_ACTIONS, WORKER_OBJECT_ACTIONS)],
+          Statement: [
+            ...dataAccess(args, WORKER_QUEUE_ACTIONS, WORKER_OBJECT_ACTIONS),
+            shipLogs(args.logGroupArn),
+          ],
         }),
       },
       parent,
@@ -139,6 +172,8 @@ export interface SchedulerIdentityArgs {
   readonly fleetName: pulumi.Input<string>;
   /** ARNs of the work, straggler and dead-letter queues. */
   readonly queueArns: pulumi.Input<string>[];
+  /** The queue EventBridge fills with spot interruption warnings and rebalance recommendations. */
+  readonly spotEventsQueueArn: pulumi.Input<string>;
   /** The only role the scheduler may hand to instances. */
   readonly workerRoleArn: pulumi.Input<string>;
   /** The worker launch template, its image, subnets and security group. */
@@ -148,6 +183,8 @@ export interface SchedulerIdentityArgs {
   readonly workerSecurityGroupArn: pulumi.Input<string>;
   readonly region: pulumi.Input<string>;
   readonly accountId: pulumi.Input<string>;
+  /** ARN of the stack's log group, as @pulumi/aws v7 reports it (no `:*` suffix). */
+  readonly logGroupArn: pulumi.Input<string>;
   /** Tags for every taggable child. */
   readonly tags: Record<string, string>;
 }
@@ -171,6 +208,14 @@ export const SCHEDULER_QUEUE_ACTIONS = [
   "sqs:GetQueueAttributes",
 ] as const;
 
+/** Consume the spot-events queue: it only reads and deletes, EventBridge sends. */
+export const SPOT_EVENTS_QUEUE_ACTIONS = [
+  "sqs:ReceiveMessage",
+  "sqs:DeleteMessage",
+  "sqs:ChangeMessageVisibility",
+  "sqs:GetQueueAttributes",
+] as const;
+
 /** Inputs and manifests in, slices out, chunks merged, operations deleted. */
 export const SCHEDULER_OBJECT_ACTIONS = [
   "s3:GetObject",
@@ -182,7 +227,8 @@ export const SCHEDULER_OBJECT_ACTIONS = [
 /**
  * The scheduler's identity: it may launch instances only from the worker launch template and
  * only when the request tags them with its fleet, terminate only instances carrying that tag,
- * pass only the worker role, and use the bucket and queues.
+ * pass only the worker role, use the bucket and shard queues, consume the spot-events queue, and
+ * write log streams in the stack's log group.
  */
 export class SchedulerIdentityComponent extends pulumi.ComponentResource {
   public readonly roleArn: pulumi.Output<string>;
@@ -278,7 +324,14 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
               Action: [...UNSCOPED_DESCRIBE_ACTIONS],
               Resource: "*",
             },
+            {
+              Sid: "ConsumeSpotEvents",
+              Effect: "Allow",
+              Action: [...SPOT_EVENTS_QUEUE_ACTIONS],
+              Resource: args.spotEventsQueueArn,
+            },
             ...dataAccess(args, SCHEDULER_QUEUE_ACTIONS, SCHEDULER_OBJECT_ACTIONS),
+            shipLogs(args.logGroupArn),
           ],
         }),
       },

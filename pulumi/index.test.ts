@@ -10,26 +10,33 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { FLEET_TAGS } from "../src/shared/capacity.ts";
 import { loadConfig } from "../src/shared/config.ts";
 import { CONFIG_KEYS, DEFAULT_SETTINGS, readDeploymentSettings, readSettings } from "./config.ts";
+import {
+  ACCOUNT,
+  ALB_ZONE_ID,
+  type Inputs,
+  REGION,
+  type Recorded,
+  recordingMocks,
+  resolve,
+} from "./testing.ts";
 
 type Program = typeof import("./index.ts");
-// biome-ignore lint/suspicious/noExplicitAny: resource inputs are untyped property bags.
-type Inputs = Record<string, any>;
 
-interface Recorded {
-  readonly type: string;
-  readonly name: string;
-  readonly inputs: Inputs;
-  readonly custom: boolean;
-}
-
-const ACCOUNT = "123456789012";
-const REGION = "us-east-1";
 const MAX_RECEIVE_COUNT = 5;
 const EXPIRATION_DAYS = 3;
 const VISIBILITY_TIMEOUT = 90;
+const LOG_RETENTION_DAYS = 14;
 const AMI = "ami-0123456789abcdef0";
 const ADMIN_CIDR = "203.0.113.7/32";
-const SCHEDULER_IP = "198.51.100.20";
+const CERTIFICATE_ARN = `arn:aws:acm:${REGION}:${ACCOUNT}:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789`;
+const DOMAIN = "shardfleet.example.com";
+const HOSTED_ZONE = "Z0123456789ABCDEFGHIJ";
+/** The settings readDeploymentSettings cannot do without. */
+const REQUIRED = {
+  "shardfleet:workerAmiId": AMI,
+  "shardfleet:adminCidr": ADMIN_CIDR,
+  "shardfleet:apiCertificateArn": CERTIFICATE_ARN,
+};
 
 /** Resources that AWS cannot tag; every other resource must carry the stack's tags. */
 const UNTAGGABLE = new Set([
@@ -40,87 +47,13 @@ const UNTAGGABLE = new Set([
   "aws:s3/bucketPolicy:BucketPolicy",
   "aws:iam/rolePolicy:RolePolicy",
   "aws:ec2/routeTableAssociation:RouteTableAssociation",
+  "aws:sqs/queuePolicy:QueuePolicy",
+  "aws:cloudwatch/eventTarget:EventTarget",
+  "aws:lb/targetGroupAttachment:TargetGroupAttachment",
+  "aws:route53/record:Record",
 ]);
 
 const recorded: Recorded[] = [];
-
-/** What the provider would add to the inputs: ids, names, ARNs and URLs. */
-function mockResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
-  const inputs: Inputs = args.inputs;
-  const name: string = inputs.name ?? `${args.name}-physical`;
-  switch (args.type) {
-    case "aws:s3/bucket:Bucket": {
-      const bucket: string = inputs.bucket ?? `${args.name}-physical`;
-      return { id: bucket, state: { ...inputs, bucket, arn: `arn:aws:s3:::${bucket}` } };
-    }
-    case "aws:sqs/queue:Queue":
-      return {
-        id: `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${name}`,
-        state: {
-          ...inputs,
-          name,
-          arn: `arn:aws:sqs:${REGION}:${ACCOUNT}:${name}`,
-          url: `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${name}`,
-        },
-      };
-    case "aws:iam/role:Role":
-      return { id: name, state: { ...inputs, name, arn: `arn:aws:iam::${ACCOUNT}:role/${name}` } };
-    case "aws:iam/instanceProfile:InstanceProfile":
-      return {
-        id: name,
-        state: { ...inputs, name, arn: `arn:aws:iam::${ACCOUNT}:instance-profile/${name}` },
-      };
-    case "aws:ec2/securityGroup:SecurityGroup":
-      return {
-        id: `sg-${args.name}`,
-        state: {
-          ...inputs,
-          arn: `arn:aws:ec2:${REGION}:${ACCOUNT}:security-group/sg-${args.name}`,
-        },
-      };
-    case "aws:ec2/launchTemplate:LaunchTemplate":
-      return {
-        id: "lt-0123456789abcdef0",
-        state: {
-          ...inputs,
-          arn: `arn:aws:ec2:${REGION}:${ACCOUNT}:launch-template/lt-0123456789abcdef0`,
-        },
-      };
-    case "aws:ec2/instance:Instance":
-      return { id: "i-0123456789abcdef0", state: { ...inputs, publicIp: SCHEDULER_IP } };
-    default:
-      return { id: `${args.name}-id`, state: inputs };
-  }
-}
-
-const mocks: pulumi.runtime.Mocks = {
-  newResource(args) {
-    recorded.push({
-      type: args.type,
-      name: args.name,
-      inputs: args.inputs,
-      custom: args.custom ?? true,
-    });
-    return mockResource(args);
-  },
-  // The region, the account and the AZs; policies themselves are built with jsonStringify.
-  call(args) {
-    switch (args.token) {
-      case "aws:index/getRegion:getRegion":
-        return { name: REGION, region: REGION, id: REGION };
-      case "aws:index/getCallerIdentity:getCallerIdentity":
-        return { accountId: ACCOUNT, arn: `arn:aws:iam::${ACCOUNT}:user/test`, userId: "test" };
-      case "aws:index/getAvailabilityZones:getAvailabilityZones":
-        return { names: [`${REGION}a`, `${REGION}b`, `${REGION}c`], zoneIds: [] };
-      default:
-        throw new Error(`unexpected invoke ${args.token}`);
-    }
-  },
-};
-
-function resolve<T>(output: pulumi.Output<T>): Promise<T> {
-  return new Promise((done) => output.apply(done));
-}
 
 function only(type: string, nameEndsWith?: string): Recorded {
   const found = recorded.filter(
@@ -140,6 +73,9 @@ interface Statement {
 
 const list = (v: string | string[]): string[] => (Array.isArray(v) ? v : [v]);
 
+/** The log group's ARN as @pulumi/aws v7 reports it (testing.ts), without `:*`. */
+const logGroupArn = () => `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${out.logGroupName}`;
+
 let program: Program;
 let out: {
   bucketName: string;
@@ -150,6 +86,9 @@ let out: {
   workerInstanceProfileName: string;
   workerRoleArn: string;
   apiEndpoint: string;
+  apiLoadBalancerDnsName: string;
+  spotEventsQueueUrl: string;
+  logGroupName: string;
   launchTemplateId: string;
   subnetIds: string[];
   vpcId: string;
@@ -158,15 +97,17 @@ let out: {
 let urns: string[];
 
 beforeAll(async () => {
-  await pulumi.runtime.setMocks(mocks, "shardfleet", "test", false);
+  await pulumi.runtime.setMocks(recordingMocks(recorded), "shardfleet", "test", false);
   pulumi.runtime.setAllConfig({
+    ...REQUIRED,
+    "shardfleet:apiDomainName": DOMAIN,
+    "shardfleet:apiHostedZoneId": HOSTED_ZONE,
     "shardfleet:namePrefix": "sf-test",
     "shardfleet:maxReceiveCount": String(MAX_RECEIVE_COUNT),
     "shardfleet:tempObjectExpirationDays": String(EXPIRATION_DAYS),
     "shardfleet:visibilityTimeoutSeconds": String(VISIBILITY_TIMEOUT),
+    "shardfleet:logRetentionDays": String(LOG_RETENTION_DAYS),
     "shardfleet:instanceTypes": JSON.stringify(["c7a.large", "m7a.large"]),
-    "shardfleet:workerAmiId": AMI,
-    "shardfleet:adminCidr": ADMIN_CIDR,
   });
   const monitor = pulumi.runtime.getMonitor() as unknown as {
     getRegisteredResources(): Map<string, unknown>;
@@ -182,6 +123,9 @@ beforeAll(async () => {
     workerInstanceProfileName: await resolve(program.workerInstanceProfileName),
     workerRoleArn: await resolve(program.workerRoleArn),
     apiEndpoint: await resolve(program.apiEndpoint),
+    apiLoadBalancerDnsName: await resolve(program.apiLoadBalancerDnsName),
+    spotEventsQueueUrl: await resolve(program.spotEventsQueueUrl),
+    logGroupName: await resolve(program.logGroupName),
     launchTemplateId: await resolve(program.launchTemplateId),
     subnetIds: await resolve(program.subnetIds),
     vpcId: await resolve(program.vpcId),
@@ -204,7 +148,9 @@ describe("stack outputs", () => {
   });
 
   it("exports the API endpoint, the launch template, the VPC and its subnets", () => {
-    expect(out.apiEndpoint).toBe(`http://${SCHEDULER_IP}:8080`);
+    expect(out.apiEndpoint).toBe(`https://${DOMAIN}`);
+    expect(out.apiLoadBalancerDnsName).toMatch(/^sf-test-scheduler-alb.*\.elb\.amazonaws\.com$/);
+    expect(out.spotEventsQueueUrl).toMatch(/^https:\/\/sqs\..+\/sf-test-spot-events/);
     expect(out.launchTemplateId).toBe("lt-0123456789abcdef0");
     expect(out.subnetIds).toEqual(["sf-test-public-0-id", "sf-test-public-1-id"]);
     expect(out.vpcId).toBe("sf-test-vpc-id");
@@ -269,15 +215,20 @@ describe("bucket", () => {
     ]);
   });
 
-  it("expires operations/ after the configured days and aborts stale multipart uploads", () => {
+  it("expires scratch/ after the configured days, keeps operations/, aborts stale uploads", () => {
     const lifecycle = only("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration");
     expect(lifecycle.inputs.bucket).toBe(out.bucketName);
     const rules: Inputs[] = lifecycle.inputs.rules;
     expect(rules.every((r) => r.status === "Enabled")).toBe(true);
 
-    const expire = rules.find((r) => r.expiration !== undefined);
-    expect(expire?.filter).toEqual({ prefix: "operations/" });
-    expect(expire?.expiration).toEqual({ days: EXPIRATION_DAYS });
+    const expiring = rules.filter((r) => r.expiration !== undefined);
+    expect(expiring).toHaveLength(1);
+    expect(expiring[0]?.filter).toEqual({ prefix: "scratch/" });
+    expect(expiring[0]?.expiration).toEqual({ days: EXPIRATION_DAYS });
+    // Outputs and cost reports stay: no expiring rule covers operations/ (nor the whole bucket).
+    for (const rule of expiring) {
+      expect("operations/".startsWith(rule.filter?.prefix ?? "")).toBe(false);
+    }
 
     const abort = rules.find((r) => r.abortIncompleteMultipartUpload !== undefined);
     expect(abort?.abortIncompleteMultipartUpload).toEqual({ daysAfterInitiation: 1 });
@@ -341,12 +292,18 @@ describe("worker identity", () => {
         {
           effect: "Allow",
           actions: ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
-          resources: [`${bucketArn()}/operations/*`],
+          resources: [`${bucketArn()}/operations/*`, `${bucketArn()}/scratch/*`],
+          condition: undefined,
+        },
+        {
+          effect: "Allow",
+          actions: ["logs:CreateLogStream", "logs:PutLogEvents"],
+          resources: [logGroupArn(), `${logGroupArn()}:*`],
           condition: undefined,
         },
       ].map((g) => expect.objectContaining(g)),
     );
-    expect(grants).toHaveLength(3);
+    expect(grants).toHaveLength(4);
 
     for (const grant of grants) {
       for (const action of grant.actions) expect(action).not.toMatch(/\*/);
@@ -388,8 +345,7 @@ describe("network", () => {
 
   it("uses a configured VPC and subnets instead, and refuses half of that pair", () => {
     pulumi.runtime.setAllConfig({
-      "shardfleet:workerAmiId": AMI,
-      "shardfleet:adminCidr": ADMIN_CIDR,
+      ...REQUIRED,
       "shardfleet:vpcId": "vpc-0123456789abcdef0",
       "shardfleet:subnetIds": JSON.stringify([
         "subnet-0123456789abcdef0",
@@ -400,11 +356,7 @@ describe("network", () => {
       vpcId: "vpc-0123456789abcdef0",
       subnetIds: ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
     });
-    pulumi.runtime.setAllConfig({
-      "shardfleet:workerAmiId": AMI,
-      "shardfleet:adminCidr": ADMIN_CIDR,
-      "shardfleet:vpcId": "vpc-0123456789abcdef0",
-    });
+    pulumi.runtime.setAllConfig({ ...REQUIRED, "shardfleet:vpcId": "vpc-0123456789abcdef0" });
     expect(() => readDeploymentSettings()).toThrow("shardfleet:subnetIds");
   });
 });
@@ -438,6 +390,7 @@ describe("worker launch template", () => {
     const env = /<<'SHARDFLEET_ENV'\n([\s\S]*?)\nSHARDFLEET_ENV/.exec(script)?.[1]?.split("\n");
     expect(env).toEqual([
       "AWS_REGION=us-east-1",
+      `CLOUDWATCH_LOG_GROUP=${out.logGroupName}`,
       `NODE_ENV=production`,
       `SHARDFLEET_BUCKET=${out.bucketName}`,
       `SHARDFLEET_DLQ_URL=${out.dlqUrl}`,
@@ -511,10 +464,32 @@ describe("scheduler identity", () => {
     ]);
   });
 
-  it("uses the bucket's operations/ objects and the three queues", () => {
-    expect(bySid("OperationObjects").Resource).toBe(`arn:aws:s3:::${out.bucketName}/operations/*`);
-    expect(bySid("ListOperations").Resource).toBe(`arn:aws:s3:::${out.bucketName}`);
+  it("uses the bucket's operations/ and scratch/ objects and the three queues", () => {
+    expect(bySid("OperationObjects").Resource).toEqual([
+      `arn:aws:s3:::${out.bucketName}/operations/*`,
+      `arn:aws:s3:::${out.bucketName}/scratch/*`,
+    ]);
+    expect(bySid("ListBucket").Resource).toBe(`arn:aws:s3:::${out.bucketName}`);
     expect(list(bySid("ShardQueues").Resource)).toHaveLength(3);
+  });
+
+  it("consumes the spot-events queue, and may not send to it", () => {
+    const queueArn = `arn:aws:sqs:${REGION}:${ACCOUNT}:${only("aws:sqs/queue:Queue", "-spot-events").name}-physical`;
+    expect(bySid("ConsumeSpotEvents")).toEqual({
+      Sid: "ConsumeSpotEvents",
+      Effect: "Allow",
+      Action: [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+      ],
+      Resource: queueArn,
+    });
+    const onQueue = statements().filter((s) => list(s.Resource).includes(queueArn));
+    expect(onQueue).toHaveLength(1);
+    // The shard-queue statements name the three shard queues only.
+    expect(list(bySid("ShardQueues").Resource)).not.toContain(queueArn);
   });
 
   it("is the scheduler instance's profile", () => {
@@ -525,6 +500,48 @@ describe("scheduler identity", () => {
     expect(only("aws:ec2/instance:Instance").inputs.iamInstanceProfile).toBe(
       `${profile.name}-physical`,
     );
+  });
+});
+
+describe("log shipping", () => {
+  const shipLogs = (policy: string): Statement[] =>
+    (
+      JSON.parse(only("aws:iam/rolePolicy:RolePolicy", policy).inputs.policy)
+        .Statement as Statement[]
+    ).filter((s) => list(s.Action).some((a) => a.startsWith("logs:")));
+
+  it("has a log group with the configured retention and the stack's name prefix", () => {
+    const group = only("aws:cloudwatch/logGroup:LogGroup");
+    expect(group.inputs.retentionInDays).toBe(LOG_RETENTION_DAYS);
+    expect(out.logGroupName).toBe(`${group.name}-physical`);
+    expect(out.logGroupName).toMatch(/^sf-test-logs/);
+  });
+
+  it.each(["worker-policy", "scheduler-policy"])(
+    "lets the %s role create and write streams in that group only",
+    (policy) => {
+      expect(shipLogs(policy)).toEqual([
+        {
+          Sid: "ShipLogs",
+          Effect: "Allow",
+          Action: ["logs:CreateLogStream", "logs:PutLogEvents"],
+          Resource: [logGroupArn(), `${logGroupArn()}:*`],
+        },
+      ]);
+    },
+  );
+
+  it("names the group in both settings files as CLOUDWATCH_LOG_GROUP, with the region", () => {
+    const worker = bootEnv(
+      Buffer.from(only("aws:ec2/launchTemplate:LaunchTemplate").inputs.userData, "base64").toString(
+        "utf8",
+      ),
+    );
+    const scheduler = bootEnv(only("aws:ec2/instance:Instance").inputs.userData);
+    for (const env of [worker, scheduler]) {
+      expect(env.CLOUDWATCH_LOG_GROUP).toBe(out.logGroupName);
+      expect(env.AWS_REGION).toBe(REGION);
+    }
   });
 });
 
@@ -566,16 +583,20 @@ describe("scheduler instance", () => {
     expect(instance.vpcSecurityGroupIds).toEqual(["sg-sf-test-scheduler-sg"]);
   });
 
-  it("admits only the API port, only from the admin CIDR", () => {
+  it("admits only the API port, only from the load balancer's security group", () => {
     const sg = only("aws:ec2/securityGroup:SecurityGroup", "scheduler-sg").inputs;
     expect(sg.ingress).toEqual([
       expect.objectContaining({
         protocol: "tcp",
         fromPort: 8080,
         toPort: 8080,
-        cidrBlocks: [ADMIN_CIDR],
+        securityGroups: ["sg-sf-test-scheduler-alb-sg"],
       }),
     ]);
+    for (const rule of sg.ingress as Inputs[]) {
+      expect(rule.cidrBlocks ?? []).toEqual([]);
+      expect(rule.ipv6CidrBlocks ?? []).toEqual([]);
+    }
   });
 
   it("runs the scheduler with EC2 capacity from the worker template, not a worker", () => {
@@ -589,11 +610,158 @@ describe("scheduler instance", () => {
       `SHARDFLEET_BUCKET=${out.bucketName}`,
       "SHARDFLEET_API_HOST=0.0.0.0",
       "SHARDFLEET_API_PORT=8080",
+      `SHARDFLEET_SPOT_EVENTS_QUEUE_URL=${out.spotEventsQueueUrl}`,
     ]) {
       expect(script.split("\n")).toContain(line);
     }
     expect(script).toContain("systemctl disable --now shardfleet-worker.service");
     expect(script).toContain("systemctl restart shardfleet-scheduler.service");
+  });
+});
+
+describe("API load balancer", () => {
+  const alb = () => only("aws:lb/loadBalancer:LoadBalancer").inputs;
+  const listener = (port: number) => {
+    const found = recorded.filter(
+      (r) => r.type === "aws:lb/listener:Listener" && r.inputs.port === port,
+    );
+    expect(found, `listener on ${port}`).toHaveLength(1);
+    return found[0]!.inputs;
+  };
+  const targetGroupArn = () =>
+    `arn:aws:elasticloadbalancing:${REGION}:${ACCOUNT}:targetgroup/${only("aws:lb/targetGroup:TargetGroup").name}-physical/0123456789abcdef`;
+
+  it("is an internet-facing ALB in every subnet of the stack (two AZs)", () => {
+    expect(alb().loadBalancerType).toBe("application");
+    expect(alb().internal).toBe(false);
+    expect(alb().subnets).toEqual(out.subnetIds);
+    expect(alb().subnets.length).toBeGreaterThanOrEqual(2);
+    expect(alb().securityGroups).toEqual(["sg-sf-test-scheduler-alb-sg"]);
+    expect(alb().dropInvalidHeaderFields).toBe(true);
+    // Long enough for the quiet wait after a large upload (see IDLE_TIMEOUT_SECONDS).
+    expect(alb().idleTimeout).toBeGreaterThanOrEqual(600);
+  });
+
+  it("serves HTTPS on 443 with the configured certificate and a TLS 1.2+ policy", () => {
+    expect(listener(443)).toMatchObject({
+      protocol: "HTTPS",
+      certificateArn: CERTIFICATE_ARN,
+      sslPolicy: "ELBSecurityPolicy-TLS13-1-2-2021-06",
+      defaultActions: [{ type: "forward", targetGroupArn: targetGroupArn() }],
+    });
+    expect(listener(443).loadBalancerArn).toMatch(/:loadbalancer\/app\/sf-test-scheduler-alb/);
+  });
+
+  it("only redirects plain HTTP on 80 to HTTPS", () => {
+    expect(listener(80)).toMatchObject({
+      protocol: "HTTP",
+      defaultActions: [
+        { type: "redirect", redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" } },
+      ],
+    });
+    expect(recorded.filter((r) => r.type === "aws:lb/listener:Listener")).toHaveLength(2);
+  });
+
+  it("forwards to the scheduler instance on 8080 and checks its /healthz", () => {
+    const group = only("aws:lb/targetGroup:TargetGroup");
+    // At most 24 characters, so Pulumi's 7-character suffix keeps the name within 32.
+    expect(group.name.length).toBeLessThanOrEqual(24);
+    expect(group.inputs).toMatchObject({
+      vpcId: out.vpcId,
+      targetType: "instance",
+      protocol: "HTTP",
+      port: 8080,
+      healthCheck: { path: "/healthz", matcher: "200", port: "traffic-port" },
+    });
+    expect(only("aws:lb/targetGroupAttachment:TargetGroupAttachment").inputs).toEqual({
+      targetGroupArn: targetGroupArn(),
+      targetId: "i-0123456789abcdef0",
+      port: 8080,
+    });
+  });
+
+  it("admits 443 and 80 from the admin CIDR only", () => {
+    const sg = only("aws:ec2/securityGroup:SecurityGroup", "alb-sg").inputs;
+    expect(sg.vpcId).toBe(out.vpcId);
+    expect(
+      (sg.ingress as Inputs[]).map((r) => ({
+        port: r.fromPort,
+        to: r.toPort,
+        cidrs: r.cidrBlocks,
+        others: [r.securityGroups, r.ipv6CidrBlocks, r.prefixListIds, r.self].filter(Boolean),
+      })),
+    ).toEqual([
+      { port: 443, to: 443, cidrs: [ADMIN_CIDR], others: [] },
+      { port: 80, to: 80, cidrs: [ADMIN_CIDR], others: [] },
+    ]);
+    expect(sg.egress).toEqual([
+      expect.objectContaining({ protocol: "tcp", fromPort: 8080, toPort: 8080 }),
+    ]);
+  });
+
+  it("aliases the configured domain to the load balancer in the configured zone", () => {
+    const record = only("aws:route53/record:Record").inputs;
+    expect(record).toEqual({
+      zoneId: HOSTED_ZONE,
+      name: DOMAIN,
+      type: "A",
+      aliases: [
+        {
+          name: out.apiLoadBalancerDnsName,
+          zoneId: ALB_ZONE_ID,
+          evaluateTargetHealth: true,
+        },
+      ],
+    });
+  });
+});
+
+describe("spot events", () => {
+  const queue = () => only("aws:sqs/queue:Queue", "-spot-events");
+  const queueArn = () => `arn:aws:sqs:${REGION}:${ACCOUNT}:${queue().name}-physical`;
+  const ruleArn = () =>
+    `arn:aws:events:${REGION}:${ACCOUNT}:rule/${only("aws:cloudwatch/eventRule:EventRule").name}-physical`;
+
+  it("match spot interruption warnings and rebalance recommendations from EC2", () => {
+    const rule = only("aws:cloudwatch/eventRule:EventRule").inputs;
+    expect(JSON.parse(rule.eventPattern)).toEqual({
+      source: ["aws.ec2"],
+      "detail-type": [
+        "EC2 Spot Instance Interruption Warning",
+        "EC2 Instance Rebalance Recommendation",
+      ],
+    });
+    expect(rule.eventBusName).toBeUndefined();
+  });
+
+  it("go to the spot-events queue, the rule's only target", () => {
+    const target = only("aws:cloudwatch/eventTarget:EventTarget").inputs;
+    expect(target.arn).toBe(queueArn());
+    expect(target.rule).toBe(`${only("aws:cloudwatch/eventRule:EventRule").name}-physical`);
+  });
+
+  it("land in a queue encrypted with SQS-managed keys that keeps them a day", () => {
+    const q = queue().inputs;
+    expect(q.sqsManagedSseEnabled).toBe(true);
+    expect(q.kmsMasterKeyId).toBeUndefined();
+    expect(q.messageRetentionSeconds).toBe(24 * 3600);
+    expect(q.visibilityTimeoutSeconds).toBeLessThanOrEqual(60);
+    expect(q.redrivePolicy).toBeUndefined();
+  });
+
+  it("may be sent only by EventBridge, and only for this rule", () => {
+    const policy = only("aws:sqs/queuePolicy:QueuePolicy").inputs;
+    expect(policy.queueUrl).toBe(out.spotEventsQueueUrl);
+    expect(JSON.parse(policy.policy).Statement).toEqual([
+      {
+        Sid: "EventBridgeRuleOnly",
+        Effect: "Allow",
+        Principal: { Service: "events.amazonaws.com" },
+        Action: "sqs:SendMessage",
+        Resource: queueArn(),
+        Condition: { ArnEquals: { "aws:SourceArn": ruleArn() } },
+      },
+    ]);
   });
 });
 
@@ -631,6 +799,7 @@ describe("boot settings", () => {
     expect(scheduler.fleet.ec2.launchTemplate).toBe(out.launchTemplateId);
     expect(scheduler.fleet.ec2.instanceTypes).toEqual(["c7a.large", "m7a.large"]);
     expect(scheduler.fleet.ec2.subnets.map((s) => s.subnetId)).toEqual(out.subnetIds);
+    expect(scheduler.queues.spotEvents).toBe(out.spotEventsQueueUrl);
   });
 });
 
@@ -656,10 +825,13 @@ describe("every resource", () => {
         .map((r) => r.type)
         .sort(),
     ).toEqual([
+      "aws:cloudwatch/eventRule:EventRule",
+      "aws:cloudwatch/logGroup:LogGroup",
       "aws:ec2/instance:Instance",
       "aws:ec2/internetGateway:InternetGateway",
       "aws:ec2/launchTemplate:LaunchTemplate",
       "aws:ec2/routeTable:RouteTable",
+      "aws:ec2/securityGroup:SecurityGroup",
       "aws:ec2/securityGroup:SecurityGroup",
       "aws:ec2/securityGroup:SecurityGroup",
       "aws:ec2/subnet:Subnet",
@@ -669,7 +841,12 @@ describe("every resource", () => {
       "aws:iam/instanceProfile:InstanceProfile",
       "aws:iam/role:Role",
       "aws:iam/role:Role",
+      "aws:lb/listener:Listener",
+      "aws:lb/listener:Listener",
+      "aws:lb/loadBalancer:LoadBalancer",
+      "aws:lb/targetGroup:TargetGroup",
       "aws:s3/bucket:Bucket",
+      "aws:sqs/queue:Queue",
       "aws:sqs/queue:Queue",
       "aws:sqs/queue:Queue",
       "aws:sqs/queue:Queue",
@@ -723,6 +900,7 @@ describe("settings", () => {
   it("default to the values Pulumi.yaml declares", () => {
     pulumi.runtime.setAllConfig({});
     expect(readSettings()).toEqual(DEFAULT_SETTINGS);
+    expect(readSettings().logRetentionDays).toBe(30);
     expect(pulumiYamlDefaults()).toEqual(DEFAULT_SETTINGS);
   });
 
@@ -733,6 +911,10 @@ describe("settings", () => {
     ["shardfleet:tempObjectExpirationDays", "0"],
     ["shardfleet:namePrefix", "Shard_Fleet"],
     ["shardfleet:instanceTypes", "[]"],
+    ["shardfleet:logRetentionDays", "0"],
+    ["shardfleet:logRetentionDays", "31"],
+    ["shardfleet:logRetentionDays", "3654"],
+    ["shardfleet:logRetentionDays", "thirty"],
   ])("reject %s = %s, naming the key", (key, value) => {
     pulumi.runtime.setAllConfig({ [key]: value });
     expect(() => readSettings()).toThrow(key);
@@ -743,10 +925,16 @@ describe("settings", () => {
     ["shardfleet:adminCidr", "10.0.0.0"],
     ["shardfleet:adminCidr", "10.0.0.300/32"],
     ["shardfleet:subnetIds", '["subnet-0123456789abcdef0"]'],
+    ["shardfleet:apiCertificateArn", "arn:aws:iam::123456789012:server-certificate/api"],
+    ["shardfleet:apiCertificateArn", "0a1b2c3d-4e5f-6789-abcd-ef0123456789"],
+    ["shardfleet:apiDomainName", "https://shardfleet.example.com"],
+    ["shardfleet:apiDomainName", "shardfleet.example.com."],
+    ["shardfleet:apiDomainName", "localhost"],
+    ["shardfleet:apiHostedZoneId", "example.com"],
+    ["shardfleet:apiPlainHttp", "yes"],
   ])("reject %s = %s, naming the key", (key, value) => {
     pulumi.runtime.setAllConfig({
-      "shardfleet:workerAmiId": AMI,
-      "shardfleet:adminCidr": ADMIN_CIDR,
+      ...REQUIRED,
       "shardfleet:vpcId": "vpc-0123456789abcdef0",
       "shardfleet:subnetIds": JSON.stringify([
         "subnet-0123456789abcdef0",
@@ -757,13 +945,47 @@ describe("settings", () => {
     expect(() => readDeploymentSettings()).toThrow(key);
   });
 
-  it.each(["shardfleet:workerAmiId", "shardfleet:adminCidr"])("require %s", (key) => {
-    const config: Record<string, string> = {
-      "shardfleet:workerAmiId": AMI,
-      "shardfleet:adminCidr": ADMIN_CIDR,
-    };
+  it.each(Object.keys(REQUIRED))("require %s", (key) => {
+    const config: Record<string, string> = { ...REQUIRED };
     delete config[key];
     pulumi.runtime.setAllConfig(config);
     expect(() => readDeploymentSettings()).toThrow(key);
+  });
+
+  it("refuse a stack without a certificate unless it asks for plain HTTP", () => {
+    pulumi.runtime.setAllConfig({
+      "shardfleet:workerAmiId": AMI,
+      "shardfleet:adminCidr": ADMIN_CIDR,
+    });
+    expect(() => readDeploymentSettings()).toThrow(
+      /shardfleet:apiCertificateArn is required.*shardfleet:apiPlainHttp/,
+    );
+    pulumi.runtime.setAllConfig({
+      "shardfleet:workerAmiId": AMI,
+      "shardfleet:adminCidr": ADMIN_CIDR,
+      "shardfleet:apiPlainHttp": "true",
+    });
+    expect(readDeploymentSettings().api).toEqual({ listener: { protocol: "HTTP" } });
+  });
+
+  it("refuse a certificate together with plain HTTP, and a zone without a domain", () => {
+    pulumi.runtime.setAllConfig({ ...REQUIRED, "shardfleet:apiPlainHttp": "true" });
+    expect(() => readDeploymentSettings()).toThrow("shardfleet:apiPlainHttp");
+    pulumi.runtime.setAllConfig({ ...REQUIRED, "shardfleet:apiHostedZoneId": HOSTED_ZONE });
+    expect(() => readDeploymentSettings()).toThrow("shardfleet:apiHostedZoneId");
+  });
+
+  it("read the API's certificate, domain and zone", () => {
+    pulumi.runtime.setAllConfig({
+      ...REQUIRED,
+      "shardfleet:apiDomainName": DOMAIN,
+      "shardfleet:apiHostedZoneId": HOSTED_ZONE,
+      "shardfleet:apiPlainHttp": "false",
+    });
+    expect(readDeploymentSettings().api).toEqual({
+      listener: { protocol: "HTTPS", certificateArn: CERTIFICATE_ARN },
+      domainName: DOMAIN,
+      hostedZoneId: HOSTED_ZONE,
+    });
   });
 });

@@ -1,12 +1,15 @@
 /**
- * The shardfleet stack: network, storage, queues, the worker and scheduler identities, the
- * worker launch template and the scheduler instance. Every export is a stack output; the
- * scheduler and the worker image read them as `SHARDFLEET_*` settings.
+ * The shardfleet stack: network, storage, queues, the spot-events queue, the log group, the
+ * worker and scheduler identities, the worker launch template and the scheduler instance behind
+ * its load balancer. Every export is a stack output; the scheduler and the worker image read
+ * most of them as `SHARDFLEET_*` settings.
  */
 import * as aws from "@pulumi/aws";
 import { ComputeComponent } from "./compute.ts";
 import { readDeploymentSettings, readSettings, stackTags } from "./config.ts";
+import { SpotEventsComponent } from "./events.ts";
 import { SchedulerIdentityComponent, WorkerIdentityComponent } from "./iam.ts";
+import { LogsComponent } from "./logs.ts";
 import { NetworkComponent } from "./network.ts";
 import { QueuesComponent } from "./queues.ts";
 import { SchedulerComponent } from "./scheduler.ts";
@@ -34,9 +37,17 @@ const queues = new QueuesComponent(settings.namePrefix, {
   tags,
 });
 
+const spotEvents = new SpotEventsComponent(settings.namePrefix, { tags });
+
+const logs = new LogsComponent(settings.namePrefix, {
+  retentionInDays: settings.logRetentionDays,
+  tags,
+});
+
 const worker = new WorkerIdentityComponent(`${settings.namePrefix}-worker`, {
   bucketArn: storage.bucketArn,
   queueArns: [queues.workQueueArn, queues.stragglerQueueArn, queues.dlqArn],
+  logGroupArn: logs.logGroupArn,
   tags,
 });
 
@@ -51,6 +62,7 @@ const compute = new ComputeComponent(settings.namePrefix, {
     stragglerQueueUrl: queues.stragglerQueueUrl,
     dlqUrl: queues.dlqUrl,
     visibilityTimeoutSeconds: settings.visibilityTimeoutSeconds,
+    logGroupName: logs.logGroupName,
   },
   tags,
 });
@@ -60,6 +72,7 @@ const schedulerIdentity = new SchedulerIdentityComponent(`${settings.namePrefix}
   // src/scheduler/main.ts names the fleet after the bucket.
   fleetName: storage.bucketName,
   queueArns: [queues.workQueueArn, queues.stragglerQueueArn, queues.dlqArn],
+  spotEventsQueueArn: spotEvents.queueArn,
   workerRoleArn: worker.roleArn,
   launchTemplateArn: compute.launchTemplateArn,
   amiId: deployment.workerAmiId,
@@ -67,6 +80,7 @@ const schedulerIdentity = new SchedulerIdentityComponent(`${settings.namePrefix}
   workerSecurityGroupArn: network.workerSecurityGroupArn,
   region,
   accountId,
+  logGroupArn: logs.logGroupArn,
   tags,
 });
 
@@ -77,21 +91,29 @@ const scheduler = new SchedulerComponent(`${settings.namePrefix}-scheduler`, {
   vpcId: network.vpcId,
   subnetIds: network.subnetIds,
   adminCidr: deployment.adminCidr,
+  api: deployment.api,
   settings: {
     region,
     bucket: storage.bucketName,
     workQueueUrl: queues.workQueueUrl,
     stragglerQueueUrl: queues.stragglerQueueUrl,
     dlqUrl: queues.dlqUrl,
+    spotEventsQueueUrl: spotEvents.queueUrl,
     launchTemplateId: compute.launchTemplateId,
     instanceTypes: settings.instanceTypes,
     visibilityTimeoutSeconds: settings.visibilityTimeoutSeconds,
+    logGroupName: logs.logGroupName,
   },
   tags,
 });
 
-/** `shardfleet … --api`: plain HTTP, reachable from `shardfleet:adminCidr` only. */
+/**
+ * `SHARDFLEET_API_URL`: `https://` the API domain (else the load balancer's name, which the
+ * certificate does not cover), `http://` with apiPlainHttp; from `shardfleet:adminCidr` only.
+ */
 export const apiEndpoint = scheduler.apiEndpoint;
+/** The load balancer's DNS name, for a CNAME from the name the certificate covers. */
+export const apiLoadBalancerDnsName = scheduler.apiLoadBalancerDnsName;
 export const schedulerInstanceId = scheduler.instanceId;
 /** `SHARDFLEET_EC2_LAUNCH_TEMPLATE` */
 export const launchTemplateId = compute.launchTemplateId;
@@ -107,10 +129,17 @@ export const workQueueUrl = queues.workQueueUrl;
 export const stragglerQueueUrl = queues.stragglerQueueUrl;
 /** `SHARDFLEET_DLQ_URL` */
 export const dlqUrl = queues.dlqUrl;
+/** `SHARDFLEET_SPOT_EVENTS_QUEUE_URL` (scheduler only) */
+export const spotEventsQueueUrl = spotEvents.queueUrl;
 export const dlqArn = queues.dlqArn;
 /** The instance profile that worker launch templates name. */
 export const workerInstanceProfileName = worker.instanceProfileName;
 /** The scheduler needs `iam:PassRole` on this role to launch workers. */
 export const workerRoleArn = worker.roleArn;
+/**
+ * Where an image built with log shipping sends the workers' and the scheduler's log lines, one
+ * stream per instance id: `aws logs tail <logGroupName> --follow`.
+ */
+export const logGroupName = logs.logGroupName;
 /** The fleet manager's instance types, most preferred first. */
 export const instanceTypes = settings.instanceTypes;

@@ -1,66 +1,135 @@
 /**
  * Where the scheduler API runs: one on-demand instance from the worker image, with the
- * scheduler role, running shardfleet-scheduler.service with `SHARDFLEET_CAPACITY=ec2`.
+ * scheduler role, running shardfleet-scheduler.service with `SHARDFLEET_CAPACITY=ec2`, behind an
+ * internet-facing Application Load Balancer in the stack's subnets (two AZs or more).
  *
- * Plain HTTP on API_PORT, reachable only from the configured admin CIDR. There is no TLS and
- * no authentication in front of it yet (docs/deploy.md says so); reach it from the admin
- * network or through an SSM port-forward. An on-demand instance because the scheduler holds
- * the fleet's state in memory between ticks and must not be reclaimed like a spot worker.
+ * The load balancer terminates TLS (HTTPS on 443 with the configured ACM certificate; port 80
+ * only redirects) and admits the admin CIDR only; the instance admits API_PORT only from the
+ * load balancer's security group. A dev stack may instead set `apiPlainHttp`: the load
+ * balancer then forwards plain HTTP on 80. The API has no authentication of its own, so the
+ * CIDR stays the gate either way. An on-demand instance because the scheduler holds the
+ * fleet's state in memory between ticks and must not be reclaimed like a spot worker; an ALB
+ * rather than a proxy on the instance so that the certificate stays in ACM (renewed there, never
+ * on disk) and a replaced instance keeps the same endpoint.
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { envFileUserData } from "./compute.ts";
+import { envFileUserData, LOG_GROUP_VARIABLE } from "./compute.ts";
+import type { ApiSettings } from "./config.ts";
 
 /** `SHARDFLEET_API_PORT` on the instance, and the only inbound port of its security group. */
 export const API_PORT = 8080;
 /** The file the image's shardfleet-scheduler.service reads (ami/ansible shardfleet_scheduler). */
 export const SCHEDULER_ENV_FILE = "/etc/shardfleet/scheduler.env";
+/** TLS 1.3 and 1.2 with forward-secret AEAD ciphers only. */
+export const TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
+/** The route the load balancer checks (src/scheduler/api/health-routes.ts). */
+export const HEALTH_CHECK_PATH = "/healthz";
+/**
+ * After the last byte of an upload the client waits, with nothing sent either way, while the
+ * scheduler completes the S3 upload and reads the workbook's header row (the whole workbook
+ * when Excel wrote it). For a workbook near the default upload limit (512 MB,
+ * `SHARDFLEET_MAX_UPLOAD_MB`) that can outlast the ALB's default of 60 s, which would cut the
+ * connection before the 202 arrives.
+ */
+export const IDLE_TIMEOUT_SECONDS = 900;
 
 export interface SchedulerArgs {
   readonly amiId: string;
   readonly instanceType: string;
   readonly instanceProfileName: pulumi.Input<string>;
   readonly vpcId: pulumi.Input<string>;
-  /** The scheduler runs in the first; the fleet manager may launch workers in all. */
+  /**
+   * Public subnets in two AZs or more: the load balancer spans them all, the scheduler runs in
+   * the first, and the fleet manager may launch workers in all.
+   */
   readonly subnetIds: pulumi.Input<string[]>;
-  /** The only source allowed to reach API_PORT. */
+  /** The only source allowed to reach the load balancer. */
   readonly adminCidr: string;
+  /** The listener (HTTPS or dev-only HTTP) and the optional DNS name. */
+  readonly api: ApiSettings;
   readonly settings: {
     readonly region: pulumi.Input<string>;
     readonly bucket: pulumi.Input<string>;
     readonly workQueueUrl: pulumi.Input<string>;
     readonly stragglerQueueUrl: pulumi.Input<string>;
     readonly dlqUrl: pulumi.Input<string>;
+    readonly spotEventsQueueUrl: pulumi.Input<string>;
     readonly launchTemplateId: pulumi.Input<string>;
     readonly instanceTypes: readonly string[];
     readonly visibilityTimeoutSeconds: number;
+    /** Where the image's optional log shipping sends the scheduler's log lines. */
+    readonly logGroupName: pulumi.Input<string>;
   };
   /** Tags for every taggable child. */
   readonly tags: Record<string, string>;
 }
 
+/**
+ * Load balancer and target group names are at most 32 characters, and Pulumi appends "-" and
+ * 7 random ones to the logical name, so that may be 24 at most.
+ */
+function elbName(name: string, suffix: string): string {
+  return `${name.slice(0, 24 - suffix.length)}${suffix}`;
+}
+
 export class SchedulerComponent extends pulumi.ComponentResource {
-  /** `http://<public ip>:8080`, for `shardfleet … --api`. */
+  /** `https://<apiDomainName or load balancer name>` (`http://` with apiPlainHttp). */
   public readonly apiEndpoint: pulumi.Output<string>;
+  /** The load balancer's own DNS name, for a CNAME (or alias) record managed elsewhere. */
+  public readonly apiLoadBalancerDnsName: pulumi.Output<string>;
   public readonly instanceId: pulumi.Output<string>;
 
   constructor(name: string, args: SchedulerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardfleet:scheduler:Scheduler", name, {}, opts);
     const parent = { parent: this };
     const s = args.settings;
+    const listener = args.api.listener;
+    const https = listener.protocol === "HTTPS";
+    // HTTPS: 443 serves, 80 only redirects. Plain HTTP (dev): 80 serves.
+    const listenPorts = https ? [443, 80] : [80];
+
+    const albGroup = new aws.ec2.SecurityGroup(
+      `${name}-alb-sg`,
+      {
+        vpcId: args.vpcId,
+        // Fixed: a changed description would replace the group.
+        description: "shardfleet API load balancer: listener ports from the admin CIDR only",
+        ingress: listenPorts.map((port) => ({
+          description:
+            port === 443
+              ? "shardfleet API (HTTPS)"
+              : https
+                ? "redirect to HTTPS"
+                : "shardfleet API (plain HTTP, dev)",
+          protocol: "tcp",
+          fromPort: port,
+          toPort: port,
+          cidrBlocks: [args.adminCidr],
+        })),
+        // The load balancer opens connections only to its registered target (and health
+        // checks), both on the API port. Naming the instance's group here instead would make
+        // the two groups refer to each other.
+        egress: [
+          { protocol: "tcp", fromPort: API_PORT, toPort: API_PORT, cidrBlocks: ["0.0.0.0/0"] },
+        ],
+        tags: args.tags,
+      },
+      parent,
+    );
 
     const group = new aws.ec2.SecurityGroup(
       `${name}-sg`,
       {
         vpcId: args.vpcId,
-        description: `shardfleet scheduler: API port ${API_PORT} from the admin CIDR only`,
+        description: `shardfleet scheduler: API port ${API_PORT} from its load balancer only`,
         ingress: [
           {
-            description: "shardfleet API (HTTP)",
+            description: "shardfleet API from the load balancer",
             protocol: "tcp",
             fromPort: API_PORT,
             toPort: API_PORT,
-            cidrBlocks: [args.adminCidr],
+            securityGroups: [albGroup.id],
           },
         ],
         egress: [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"] }],
@@ -70,34 +139,29 @@ export class SchedulerComponent extends pulumi.ComponentResource {
     );
 
     const subnetIds = pulumi.output(args.subnetIds);
+    // An object of inputs rather than pulumi.all's tuple, which types eight elements at most.
     const userData = pulumi
-      .all([
-        s.region,
-        s.bucket,
-        s.workQueueUrl,
-        s.stragglerQueueUrl,
-        s.dlqUrl,
-        s.launchTemplateId,
-        subnetIds,
-      ])
-      .apply(([region, bucket, work, straggler, dlq, template, subnets]) =>
+      .output({
+        NODE_ENV: "production",
+        AWS_REGION: s.region,
+        SHARDFLEET_BUCKET: s.bucket,
+        SHARDFLEET_WORK_QUEUE_URL: s.workQueueUrl,
+        SHARDFLEET_STRAGGLER_QUEUE_URL: s.stragglerQueueUrl,
+        SHARDFLEET_DLQ_URL: s.dlqUrl,
+        SHARDFLEET_SPOT_EVENTS_QUEUE_URL: s.spotEventsQueueUrl,
+        SHARDFLEET_VISIBILITY_TIMEOUT_S: String(s.visibilityTimeoutSeconds),
+        SHARDFLEET_API_HOST: "0.0.0.0",
+        SHARDFLEET_API_PORT: String(API_PORT),
+        SHARDFLEET_CAPACITY: "ec2",
+        SHARDFLEET_EC2_LAUNCH_TEMPLATE: s.launchTemplateId,
+        SHARDFLEET_EC2_SUBNETS: subnetIds.apply((ids) => ids.join(",")),
+        SHARDFLEET_EC2_INSTANCE_TYPES: s.instanceTypes.join(","),
+        [LOG_GROUP_VARIABLE]: s.logGroupName,
+      })
+      .apply((env) =>
         envFileUserData(
           SCHEDULER_ENV_FILE,
-          {
-            NODE_ENV: "production",
-            AWS_REGION: region,
-            SHARDFLEET_BUCKET: bucket,
-            SHARDFLEET_WORK_QUEUE_URL: work,
-            SHARDFLEET_STRAGGLER_QUEUE_URL: straggler,
-            SHARDFLEET_DLQ_URL: dlq,
-            SHARDFLEET_VISIBILITY_TIMEOUT_S: String(s.visibilityTimeoutSeconds),
-            SHARDFLEET_API_HOST: "0.0.0.0",
-            SHARDFLEET_API_PORT: String(API_PORT),
-            SHARDFLEET_CAPACITY: "ec2",
-            SHARDFLEET_EC2_LAUNCH_TEMPLATE: template,
-            SHARDFLEET_EC2_SUBNETS: subnets.join(","),
-            SHARDFLEET_EC2_INSTANCE_TYPES: s.instanceTypes.join(","),
-          },
+          env,
           // The image enables the worker at boot; this instance is the scheduler instead.
           [
             "systemctl disable --now shardfleet-worker.service",
@@ -119,6 +183,7 @@ export class SchedulerComponent extends pulumi.ComponentResource {
           return first;
         }),
         vpcSecurityGroupIds: [group.id],
+        // For outbound calls only (there is no NAT gateway); the group admits no address.
         associatePublicIpAddress: true,
         metadataOptions: {
           httpEndpoint: "enabled",
@@ -135,8 +200,109 @@ export class SchedulerComponent extends pulumi.ComponentResource {
       parent,
     );
 
+    const targetGroup = new aws.lb.TargetGroup(
+      elbName(name, "-api"),
+      {
+        vpcId: args.vpcId,
+        targetType: "instance",
+        protocol: "HTTP",
+        port: API_PORT,
+        healthCheck: {
+          protocol: "HTTP",
+          path: HEALTH_CHECK_PATH,
+          port: "traffic-port",
+          matcher: "200",
+          interval: 15,
+          healthyThreshold: 2,
+          unhealthyThreshold: 3,
+        },
+        tags: args.tags,
+      },
+      parent,
+    );
+
+    new aws.lb.TargetGroupAttachment(
+      `${name}-api-target`,
+      { targetGroupArn: targetGroup.arn, targetId: instance.id, port: API_PORT },
+      parent,
+    );
+
+    const alb = new aws.lb.LoadBalancer(
+      elbName(name, "-alb"),
+      {
+        loadBalancerType: "application",
+        internal: false,
+        securityGroups: [albGroup.id],
+        subnets: subnetIds,
+        idleTimeout: IDLE_TIMEOUT_SECONDS,
+        dropInvalidHeaderFields: true,
+        tags: args.tags,
+      },
+      parent,
+    );
+
+    const forward = [{ type: "forward", targetGroupArn: targetGroup.arn }];
+    if (listener.protocol === "HTTPS") {
+      new aws.lb.Listener(
+        `${name}-https`,
+        {
+          loadBalancerArn: alb.arn,
+          port: 443,
+          protocol: "HTTPS",
+          sslPolicy: TLS_POLICY,
+          certificateArn: listener.certificateArn,
+          defaultActions: forward,
+          tags: args.tags,
+        },
+        parent,
+      );
+    }
+    new aws.lb.Listener(
+      `${name}-http`,
+      {
+        loadBalancerArn: alb.arn,
+        port: 80,
+        protocol: "HTTP",
+        defaultActions: https
+          ? [
+              {
+                type: "redirect",
+                redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" },
+              },
+            ]
+          : forward,
+        tags: args.tags,
+      },
+      parent,
+    );
+
+    const { domainName, hostedZoneId } = args.api;
+    if (domainName !== undefined && hostedZoneId !== undefined) {
+      new aws.route53.Record(
+        `${name}-api-dns`,
+        {
+          zoneId: hostedZoneId,
+          name: domainName,
+          type: "A",
+          aliases: [{ name: alb.dnsName, zoneId: alb.zoneId, evaluateTargetHealth: true }],
+        },
+        parent,
+      );
+    }
+
+    // The certificate covers apiDomainName, never the load balancer's own name: without a
+    // domain, an HTTPS client must connect through a CNAME of its own (docs/deploy.md).
+    const scheme = https ? "https" : "http";
+    this.apiEndpoint =
+      domainName === undefined
+        ? pulumi.interpolate`${scheme}://${alb.dnsName}`
+        : pulumi.output(`${scheme}://${domainName}`);
+    this.apiLoadBalancerDnsName = alb.dnsName;
     this.instanceId = instance.id;
-    this.apiEndpoint = pulumi.interpolate`http://${instance.publicIp}:${API_PORT}`;
-    this.registerOutputs({ apiEndpoint: this.apiEndpoint, instanceId: this.instanceId });
+    this.registerOutputs({
+      apiEndpoint: this.apiEndpoint,
+      apiLoadBalancerDnsName: this.apiLoadBalancerDnsName,
+      instanceId: this.instanceId,
+    });
   }
 }

@@ -1,13 +1,18 @@
 /**
- * The bucket: the source of truth for every operation (inputs, shard slices, checkpoints,
- * result chunks, commit markers, output workbook, cost report), all under `operations/`.
+ * The bucket: the source of truth for every operation. Its records (manifest, fleet record,
+ * commit markers, attempts, output workbook, cost report) live under `operations/` and stay;
+ * its temporary objects (uploaded workbook, shard slices, checkpoints, result chunks) live
+ * under `scratch/` and expire.
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { OPERATIONS_PREFIX } from "../src/shared/keys.ts";
+import { SCRATCH_PREFIX } from "../src/shared/keys.ts";
 
 export interface StorageArgs {
-  /** Days after which objects under `operations/` expire. */
+  /**
+   * Days after which objects under `scratch/` expire. S3 counts from each object's creation,
+   * so this must exceed the longest operation or a running one loses its input and chunks.
+   */
   readonly tempObjectExpirationDays: number;
   /** Tags for every taggable child. */
   readonly tags: Record<string, string>;
@@ -59,9 +64,11 @@ export class StorageComponent extends pulumi.ComponentResource {
         bucket: bucket.id,
         rules: [
           {
-            id: "expire-operations",
+            // Only the temporary objects: results and cost reports under operations/ stay until
+            // deleted by hand.
+            id: "expire-scratch",
             status: "Enabled",
-            filter: { prefix: OPERATIONS_PREFIX },
+            filter: { prefix: SCRATCH_PREFIX },
             expiration: { days: args.tempObjectExpirationDays },
           },
           {

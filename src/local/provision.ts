@@ -1,6 +1,8 @@
 /**
  * Creates what the system needs on a fresh SQS/S3 endpoint, through the SDK like any client:
- * the bucket, the work and straggler queues, and the DLQ they both redrive to.
+ * the bucket, the work and straggler queues, the DLQ they both redrive to, and the spot events
+ * queue (where, on AWS, an EventBridge rule delivers EC2 spot interruption warnings and rebalance
+ * recommendations; the local stack sends the same events there itself).
  */
 import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
@@ -21,7 +23,7 @@ export interface ResourceOptions {
 
 export interface ProvisionedResources {
   bucket: string;
-  queues: { work: string; straggler: string; dlq: string };
+  queues: { work: string; straggler: string; dlq: string; spotEvents: string };
 }
 
 export async function provisionResources(
@@ -56,8 +58,20 @@ export async function provisionResources(
     );
     return out.QueueUrl!;
   };
+  // Consumed by the scheduler only; a message it cannot use is deleted, so no redrive.
+  const spotEvents = await deps.sqs.send(
+    new CreateQueueCommand({
+      QueueName: `${prefix}-spot-events`,
+      Attributes: { VisibilityTimeout: "30" },
+    }),
+  );
   return {
     bucket,
-    queues: { work: await queue("work"), straggler: await queue("straggler"), dlq: dlq.QueueUrl! },
+    queues: {
+      work: await queue("work"),
+      straggler: await queue("straggler"),
+      dlq: dlq.QueueUrl!,
+      spotEvents: spotEvents.QueueUrl!,
+    },
   };
 }

@@ -10,12 +10,16 @@
  *   batches, capacity errors (an optional no-spot-capacity window), on-demand fallback,
  *   stragglers, scale-in. Lost instances are not replaced by the stack: the fleet manager
  *   re-plans.
+ *
+ * A spot notice is published twice, as on AWS: on the instance's metadata endpoint (its worker
+ * drains) and as an EventBridge-shaped event on the spot events queue (the scheduler's fleet
+ * manager replaces the instance early). A kill without notice sends nothing.
  */
 import { createWriteStream, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { request } from "undici";
-import { createAwsClients } from "../shared/aws.ts";
+import { createAwsClients, createSqsClient } from "../shared/aws.ts";
 import { systemClock } from "../shared/clock.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
 import { startLocalAwsServer } from "./aws-server.ts";
@@ -23,6 +27,7 @@ import { type LocalImds, startLocalImds } from "./imds.ts";
 import { type LocalEc2, startLocalEc2 } from "./local-ec2.ts";
 import { type ComponentProcess, spawnComponent } from "./processes.ts";
 import { type ProvisionedResources, provisionResources } from "./provision.ts";
+import { ec2SpotEvent, type SpotEventInput, sendSpotEvent } from "./spot-events.ts";
 import { type ReclaimDecision, SpotMarket, type SpotMarketPolicy } from "./spot-market.ts";
 
 /** A spot notice comes two minutes before the instance is taken. */
@@ -43,10 +48,16 @@ export interface LocalInstance {
   /** running → (noticed →) gone; `stopped` when the stack stopped it. */
   readonly state: "running" | "noticed" | "gone" | "stopped";
   /**
-   * Reclaims it as AWS would: with a notice (published on its metadata endpoint, then SIGKILL
-   * after the scaled two minutes unless it has exited by then) or without (SIGKILL now).
+   * Reclaims it as AWS would: with a notice (published on its metadata endpoint and as an
+   * EventBridge event on the spot events queue, then SIGKILL after the scaled two minutes unless
+   * it has exited by then) or without (SIGKILL now, no event).
    */
   reclaim(withNotice: boolean): void;
+  /**
+   * Recommends rebalancing it as AWS would: on its metadata endpoint and as an EventBridge event.
+   * Advisory: nothing is taken.
+   */
+  recommendRebalance(): void;
   /** Stops it on purpose (SIGTERM: the worker drains; SIGKILL after a grace period). Never replaced. */
   terminate(): Promise<void>;
 }
@@ -182,6 +193,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   if (options.logDir) mkdirSync(options.logDir, { recursive: true });
   const server = await startLocalAwsServer({ port: options.awsPort ?? 0 });
   const instances: LocalInstance[] = [];
+  let eventsSqs: ReturnType<typeof createSqsClient> | undefined;
   let scheduler: ComponentProcess | undefined;
   let localEc2: LocalEc2 | undefined;
   try {
@@ -196,6 +208,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds },
     );
     clients.destroy();
+    // Sends the EventBridge-shaped spot events (closed with the stack).
+    eventsSqs = createSqsClient({
+      endpoint: server.endpoint,
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+    });
 
     const clientEnv = {
       AWS_ENDPOINT_URL: server.endpoint,
@@ -227,8 +245,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     let apiUrl: string | undefined;
     let apiPort = 0;
     const workers = options.workers ?? 0;
-    // Settings only the scheduler reads: in fleet mode it runs the fleet manager against local EC2.
-    const schedulerEnv: Record<string, string> = {};
+    // Settings only the scheduler reads: the spot events queue (its fleet manager consumes it),
+    // and in fleet mode (below) the fleet manager against local EC2.
+    const schedulerEnv: Record<string, string> = {
+      SHARDFLEET_SPOT_EVENTS_QUEUE_URL: resources.queues.spotEvents,
+    };
     const startScheduler = async () => {
       scheduler = spawnComponent("scheduler", {
         name: "scheduler",
@@ -247,6 +268,20 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const replace = options.replaceLostInstances ?? !fleetMode;
     let closing = false;
     let nextInstance = 1;
+    // What EventBridge would deliver on AWS, sent to the spot events queue (fire and forget).
+    const publishSpotEvent = (input: Omit<SpotEventInput, "region">) => {
+      const sqs = eventsSqs;
+      if (!sqs || closing) return;
+      const event = ec2SpotEvent({ ...input, region: LOCAL_REGION });
+      sendSpotEvent(sqs, resources.queues.spotEvents, event).then(
+        () => logger.info({ instanceId: input.instanceId, kind: input.kind }, "spot event sent"),
+        (err: unknown) =>
+          logger.warn(
+            { err, instanceId: input.instanceId, kind: input.kind },
+            "spot event not sent",
+          ),
+      );
+    };
     const addInstance = async (
       market: Market = options.market ?? "spot",
       spec: InstanceSpec = {},
@@ -291,11 +326,17 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
             state = "noticed";
             const lead = SPOT_NOTICE_MS * timeFactor;
             imds.noticeInterruption(new Date(Date.now() + lead));
+            publishSpotEvent({ kind: "interruption-warning", instanceId: name });
             setTimeout(() => void proc.kill(), lead).unref();
           } else {
             state = "gone";
             void proc.kill();
           }
+        },
+        recommendRebalance() {
+          if (state !== "running") return;
+          imds.recommendRebalance();
+          publishSpotEvent({ kind: "rebalance-recommendation", instanceId: name });
         },
         async terminate() {
           if (state === "gone" || state === "stopped") return;
@@ -400,6 +441,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           await Promise.all(instances.map((i) => i.process.stop()));
           await Promise.all(instances.map((i) => i.imds.close()));
           await scheduler?.stop();
+          eventsSqs?.destroy();
           await server.close();
         })();
         return closed;
@@ -409,6 +451,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await localEc2?.close();
     await Promise.all(instances.map((i) => i.process.kill()));
     await scheduler?.kill();
+    eventsSqs?.destroy();
     await server.close();
     throw err;
   }

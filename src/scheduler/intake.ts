@@ -5,7 +5,7 @@
  * the parts iterator, so this is testable without HTTP and the service imports no fastify.
  *
  * It persists only the uploaded input object. The caller (OperationService.create) owns the
- * rest of the submission and deletes the operation's prefix on any rejection.
+ * rest of the submission and deletes the operation's prefixes on any rejection.
  */
 import path from "node:path";
 import { Readable } from "node:stream";

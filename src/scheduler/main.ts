@@ -24,6 +24,7 @@ import { FleetManager } from "./fleet/fleet-manager.ts";
 import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity.ts";
 import type { PriceTable } from "./fleet/policy.ts";
 import { EC2_PRICES } from "./fleet/prices.ts";
+import { SpotEventConsumer } from "./fleet/spot-events.ts";
 import { OperationService } from "./operations.ts";
 import { Scheduler } from "./scheduler.ts";
 
@@ -100,7 +101,8 @@ export function capacityFromConfig(
 
 /**
  * Starts the API and the loop in this process (and the fleet manager when capacity is not
- * `none`). The caller owns `clients` (and destroys them after `close`). Throws ConfigError when
+ * `none`, with the EventBridge spot events consumer when SHARDFLEET_SPOT_EVENTS_QUEUE_URL is
+ * set). The caller owns `clients` (and destroys them after `close`). Throws ConfigError when
  * the work queue or a fleet setting is missing.
  */
 export async function startScheduler(deps: {
@@ -141,6 +143,19 @@ export async function startScheduler(deps: {
         intervalMs: Math.round(config.fleet.intervalSeconds * 1000),
       },
     );
+  const spotEventsUrl = config.queues.spotEvents;
+  const spotEvents =
+    fleet && spotEventsUrl
+      ? new SpotEventConsumer(
+          { queue, target: fleet, logger, clock: systemClock },
+          { queueUrl: spotEventsUrl },
+        )
+      : undefined;
+  if (!fleet && spotEventsUrl) {
+    logger.info(
+      "SHARDFLEET_SPOT_EVENTS_QUEUE_URL is set but no fleet manager runs (SHARDFLEET_CAPACITY=none): spot events are not consumed",
+    );
+  }
   const operations = new OperationService({ store, logger, clock: systemClock });
   const cost = await costServiceFromConfig(config, {
     store,
@@ -156,6 +171,7 @@ export async function startScheduler(deps: {
   const url = await app.listen({ host: config.api.host, port: config.api.port });
   scheduler.start();
   fleet?.start();
+  spotEvents?.start();
   let closed: Promise<void> | undefined;
   return {
     url,
@@ -163,6 +179,7 @@ export async function startScheduler(deps: {
       closed ??= (async () => {
         await app.close();
         await scheduler.stop();
+        await spotEvents?.stop();
         // Instances keep running: the next start adopts them from the fleet records.
         await fleet?.stop();
         await provided?.close();

@@ -225,7 +225,7 @@ describe("mergeOperation (local S3)", () => {
     const shard: ShardRange = { id: "s000000", start: 0, end: 1 };
     await putSlice(op, shard, [["a"]]);
     await commit(op, shard, [{ start: 0, end: 1, rows: [{ i: 0 }] }]);
-    await aws.store.deletePrefix(`${keys.shardPrefix(op, shard.id)}chunks/`);
+    await aws.store.deletePrefix(keys.chunksPrefix(op, shard.id));
     const manifest = testManifest(op, { headers: ["h"], shards: [shard] });
     await expect(
       mergeOperation({ store: aws.store, logger: silentLogger() }, { manifest }),

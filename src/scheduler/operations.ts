@@ -102,7 +102,7 @@ export interface ShardProgress {
 }
 
 /**
- * Reads the state of an operation's shards from the objects under its shards prefix:
+ * Reads the state of an operation's shards from the records under its durable shards prefix:
  * done = a `done.json` without `failed`; failed = a `done.json` with `failed`; running = an
  * attempt whose cause is "running" and no `done.json`; pending = the rest. The four add up
  * to the manifest's shard count.
@@ -305,8 +305,9 @@ export class OperationService {
 
   /**
    * Submits an operation from its multipart parts. The workbook is streamed to S3, then read
-   * back to check its header row. On any rejection everything under the operation's prefix is
-   * deleted before the error is thrown, so a refused submission leaves nothing behind.
+   * back to check its header row. On any rejection everything under the operation's prefixes
+   * (durable and scratch) is deleted before the error is thrown, so a refused submission leaves
+   * nothing behind.
    */
   async create(
     parts: AsyncIterable<SubmissionPart>,
@@ -347,9 +348,11 @@ export class OperationService {
       );
       return manifest;
     } catch (err) {
-      await this.#store.deletePrefix(keys.operationPrefix(id)).catch((cleanupErr: unknown) => {
-        log.error({ err: cleanupErr }, "could not delete a refused submission's objects");
-      });
+      for (const prefix of keys.operationPrefixes(id)) {
+        await this.#store.deletePrefix(prefix).catch((cleanupErr: unknown) => {
+          log.error({ err: cleanupErr, prefix }, "could not delete a refused submission's objects");
+        });
+      }
       if (err instanceof ShardfleetError)
         log.info({ code: err.code }, `submission refused: ${err.message}`);
       throw err;

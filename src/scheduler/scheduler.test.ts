@@ -234,7 +234,7 @@ describe("Scheduler", () => {
     const s = await scope();
     const id = await s.submit(CSV);
     // The input vanishes before the split (e.g. expired): the split cannot succeed.
-    await s.store.deletePrefix(`${keys.operationPrefix(id)}input/`);
+    await s.store.deletePrefix(keys.input(id, "csv"));
     s.scheduler.start();
     const failed = await s.until(id, "failed");
     expect(failed.error.code).toBe("NOT_FOUND");

@@ -48,6 +48,20 @@ describe("loadConfig", () => {
     expect(() => requireQueue(loadConfig({}), "dlq")).toThrow(/SHARDFLEET_DLQ_URL/);
   });
 
+  it("reads the spot events queue (optional, a URL)", () => {
+    expect(loadConfig({}).queues.spotEvents).toBeUndefined();
+    const url = "http://127.0.0.1:4566/000000000000/shardfleet-spot-events";
+    const config = loadConfig({ SHARDFLEET_SPOT_EVENTS_QUEUE_URL: url });
+    expect(config.queues.spotEvents).toBe(url);
+    expect(requireQueue(config, "spotEvents")).toBe(url);
+    expect(() => loadConfig({ SHARDFLEET_SPOT_EVENTS_QUEUE_URL: "not a url" })).toThrow(
+      /SHARDFLEET_SPOT_EVENTS_QUEUE_URL/,
+    );
+    expect(() => requireQueue(loadConfig({}), "spotEvents")).toThrow(
+      /SHARDFLEET_SPOT_EVENTS_QUEUE_URL/,
+    );
+  });
+
   it("ignores variables of other programs", () => {
     expect(() => loadConfig({ PATH: "/bin", AWS_REGION: "eu-west-1" })).not.toThrow();
   });

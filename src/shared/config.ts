@@ -24,6 +24,8 @@ const settings = {
   SHARDFLEET_WORK_QUEUE_URL: z.url().optional(),
   SHARDFLEET_STRAGGLER_QUEUE_URL: z.url().optional(),
   SHARDFLEET_DLQ_URL: z.url().optional(),
+  // EventBridge spot interruption warnings / rebalance recommendations (scheduler only).
+  SHARDFLEET_SPOT_EVENTS_QUEUE_URL: z.url().optional(),
   SHARDFLEET_LOG_LEVEL: z
     .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
     .default("info"),
@@ -70,6 +72,11 @@ export interface Config {
     readonly work?: string;
     readonly straggler?: string;
     readonly dlq?: string;
+    /**
+     * Where an EventBridge rule delivers EC2 spot interruption warnings and rebalance
+     * recommendations; the scheduler's fleet manager consumes it.
+     */
+    readonly spotEvents?: string;
   };
   readonly log: { readonly level: string; readonly pretty: boolean };
   readonly api: { readonly host: string; readonly port: number; readonly maxUploadBytes: number };
@@ -160,6 +167,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       work: e.SHARDFLEET_WORK_QUEUE_URL,
       straggler: e.SHARDFLEET_STRAGGLER_QUEUE_URL,
       dlq: e.SHARDFLEET_DLQ_URL,
+      spotEvents: e.SHARDFLEET_SPOT_EVENTS_QUEUE_URL,
     },
     log: { level: e.SHARDFLEET_LOG_LEVEL, pretty: e.SHARDFLEET_LOG_PRETTY },
     api: {
@@ -208,6 +216,7 @@ export function requireQueue(config: Config, which: keyof Config["queues"]): str
       work: "SHARDFLEET_WORK_QUEUE_URL",
       straggler: "SHARDFLEET_STRAGGLER_QUEUE_URL",
       dlq: "SHARDFLEET_DLQ_URL",
+      spotEvents: "SHARDFLEET_SPOT_EVENTS_QUEUE_URL",
     }[which];
     throw new ConfigError(`missing setting ${name}`, { details: { setting: name } });
   }

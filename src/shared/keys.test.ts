@@ -1,30 +1,53 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { keys, parseShardKey, shardIdFor } from "./keys.ts";
+import { keys, OPERATIONS_PREFIX, parseShardKey, SCRATCH_PREFIX, shardIdFor } from "./keys.ts";
+
+const op = "op-1";
+const shard = shardIdFor(3);
+const durable = [
+  keys.manifest(op),
+  keys.fleet(op),
+  keys.done(op, shard),
+  keys.attempt(op, shard, "a1"),
+  keys.result(op),
+  keys.cost(op),
+];
+const temporary = [
+  keys.input(op, "xlsx"),
+  keys.input(op, "csv"),
+  keys.shardInput(op, shard),
+  keys.checkpoint(op, shard),
+  keys.chunk(op, shard, 0, 100),
+];
 
 describe("key layout", () => {
-  it("puts everything an operation owns under its prefix", () => {
-    const op = "op-1";
-    const shard = shardIdFor(3);
-    for (const key of [
-      keys.manifest(op),
-      keys.input(op, "xlsx"),
-      keys.shardInput(op, shard),
-      keys.checkpoint(op, shard),
-      keys.chunk(op, shard, 0, 100),
-      keys.done(op, shard),
-      keys.attempt(op, shard, "a1"),
-      keys.result(op),
-      keys.cost(op),
-      keys.fleet(op),
-    ]) {
-      expect(key.startsWith(keys.operationPrefix(op))).toBe(true);
+  it("keeps durable records under operations/{op}/", () => {
+    for (const key of durable) expect(key.startsWith(`operations/${op}/`)).toBe(true);
+  });
+
+  it("keeps temporary objects under scratch/{op}/ and none under operations/", () => {
+    // What makes a lifecycle rule on scratch/ safe: it can only expire temporaries.
+    for (const key of temporary) {
+      expect(key.startsWith(`scratch/${op}/`)).toBe(true);
+      expect(key.startsWith(OPERATIONS_PREFIX)).toBe(false);
+    }
+    for (const key of durable) expect(key.startsWith(SCRATCH_PREFIX)).toBe(false);
+  });
+
+  it("names both prefixes as what an operation owns", () => {
+    const prefixes = keys.operationPrefixes(op);
+    expect(prefixes).toEqual([`operations/${op}/`, `scratch/${op}/`]);
+    for (const key of [...durable, ...temporary]) {
+      expect(prefixes.filter((p) => key.startsWith(p))).toHaveLength(1);
     }
   });
 
   it("refuses ids that could escape their prefix", () => {
     expect(() => keys.manifest("../x")).toThrow(/invalid operation id/);
+    expect(() => keys.input("../x", "csv")).toThrow(/invalid operation id/);
     expect(() => keys.done("op", "a/b")).toThrow(/invalid shard id/);
+    expect(() => keys.checkpoint("op", "a/b")).toThrow(/invalid shard id/);
+    expect(() => keys.attempt("op", "s", "..")).toThrow(/invalid attempt id/);
   });
 
   it("orders shard ids and chunk keys as numbers", () => {
@@ -37,12 +60,30 @@ describe("key layout", () => {
     );
   });
 
-  it("parses shard keys back", () => {
-    expect(parseShardKey(keys.done("op-9", shardIdFor(12)))).toEqual({
+  it("parses shard keys of either prefix back", () => {
+    const shardId = shardIdFor(12);
+    expect(parseShardKey(keys.done("op-9", shardId))).toEqual({
+      scratch: false,
       operationId: "op-9",
-      shardId: "s000012",
+      shardId,
       rest: "done.json",
     });
+    expect(parseShardKey(keys.attempt("op-9", shardId, "a1"))).toMatchObject({
+      scratch: false,
+      rest: "attempts/a1.json",
+    });
+    expect(parseShardKey(keys.shardInput("op-9", shardId))).toEqual({
+      scratch: true,
+      operationId: "op-9",
+      shardId,
+      rest: "input.ndjson",
+    });
+    expect(parseShardKey(keys.chunk("op-9", shardId, 0, 5))).toMatchObject({
+      scratch: true,
+      rest: "chunks/0000000000-0000000005.ndjson",
+    });
     expect(parseShardKey("operations/op/manifest.json")).toBeUndefined();
+    expect(parseShardKey(keys.input("op", "csv"))).toBeUndefined();
+    expect(parseShardKey("elsewhere/op/shards/s000000/done.json")).toBeUndefined();
   });
 });

@@ -1,6 +1,14 @@
 /**
- * The S3 key layout: the only place object keys are built. Everything an operation owns lives
- * under `operations/{op}/`, so one lifecycle rule expires it and one prefix lists it.
+ * The S3 key layout: the only place object keys are built. An operation owns two prefixes:
+ *
+ * - `operations/{op}/`, durable records kept after the run: the manifest, the fleet record,
+ *   each shard's commit marker (`done.json`) and attempt records, the result and the cost report.
+ * - `scratch/{op}/`, temporary objects only the run needs: the uploaded workbook, the shard
+ *   slices, checkpoints and result chunks.
+ *
+ * A bucket lifecycle rule on `scratch/` alone can thus expire the bulky intermediates without
+ * touching anything the status, cost report or download read afterwards. Deleting an operation
+ * means deleting both prefixes (`operationPrefixes`).
  */
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
@@ -28,27 +36,27 @@ export const OPERATIONS_PREFIX = "operations/";
  */
 export const SCRATCH_PREFIX = "scratch/";
 
+/** The operation's durable prefix. */
 export function operationPrefix(op: string): string {
   return `${OPERATIONS_PREFIX}${checkId("operation", op)}/`;
 }
 
+/** The operation's temporary prefix. */
+export function scratchPrefix(op: string): string {
+  return `${SCRATCH_PREFIX}${checkId("operation", op)}/`;
+}
+
 export const keys = {
   operationPrefix,
+  scratchPrefix,
+  /** Every prefix the operation owns: what deleting it must clear. */
+  operationPrefixes: (op: string): readonly string[] => [operationPrefix(op), scratchPrefix(op)],
+
+  // Durable, under operations/{op}/.
   manifest: (op: string) => `${operationPrefix(op)}manifest.json`,
-  /** The uploaded workbook; the file name is kept only as metadata, never in the key. */
-  input: (op: string, format: "xlsx" | "csv") => `${operationPrefix(op)}input/workbook.${format}`,
+  /** Per-shard records: commit markers and attempts. */
   shardsPrefix: (op: string) => `${operationPrefix(op)}shards/`,
-  shardPrefix: (op: string, shard: string) =>
-    `${operationPrefix(op)}shards/${checkId("shard", shard)}/`,
-  shardInput: (op: string, shard: string) => `${keys.shardPrefix(op, shard)}input.ndjson`,
-  checkpoint: (op: string, shard: string) => `${keys.shardPrefix(op, shard)}checkpoint.json`,
-  /**
-   * Result chunks are named by the row range they hold, so two workers racing on one shard
-   * write identical keys for identical ranges and a commit never points at a chunk that a
-   * loser overwrote with a different range.
-   */
-  chunk: (op: string, shard: string, start: number, end: number) =>
-    `${keys.shardPrefix(op, shard)}chunks/${pad(start)}-${pad(end)}.ndjson`,
+  shardPrefix: (op: string, shard: string) => `${keys.shardsPrefix(op)}${checkId("shard", shard)}/`,
   /** The commit marker: written once, with If-None-Match: *, by the first finisher. */
   done: (op: string, shard: string) => `${keys.shardPrefix(op, shard)}done.json`,
   attemptsPrefix: (op: string, shard: string) => `${keys.shardPrefix(op, shard)}attempts/`,
@@ -62,13 +70,40 @@ export const keys = {
    * writer) rewrites this one small document when something changed.
    */
   fleet: (op: string) => `${operationPrefix(op)}fleet/record.json`,
+
+  // Temporary, under scratch/{op}/.
+  /** The uploaded workbook; the file name is kept only as metadata, never in the key. */
+  input: (op: string, format: "xlsx" | "csv") => `${scratchPrefix(op)}input/workbook.${format}`,
+  /** Per-shard temporaries: slices, checkpoints, result chunks. */
+  scratchShardsPrefix: (op: string) => `${scratchPrefix(op)}shards/`,
+  scratchShardPrefix: (op: string, shard: string) =>
+    `${keys.scratchShardsPrefix(op)}${checkId("shard", shard)}/`,
+  shardInput: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}input.ndjson`,
+  checkpoint: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}checkpoint.json`,
+  chunksPrefix: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}chunks/`,
+  /**
+   * Result chunks are named by the row range they hold, so two workers racing on one shard
+   * write identical keys for identical ranges and a commit never points at a chunk that a
+   * loser overwrote with a different range.
+   */
+  chunk: (op: string, shard: string, start: number, end: number) =>
+    `${keys.chunksPrefix(op, shard)}${pad(start)}-${pad(end)}.ndjson`,
 } as const;
 
-/** Parses `operations/{op}/shards/{shard}/{rest}` back into its parts, or undefined. */
-export function parseShardKey(
-  key: string,
-): { operationId: string; shardId: string; rest: string } | undefined {
-  const m = /^operations\/([^/]+)\/shards\/([^/]+)\/(.+)$/.exec(key);
+/** A parsed per-shard key; `scratch` says which of the operation's prefixes it is under. */
+export interface ShardKey {
+  scratch: boolean;
+  operationId: string;
+  shardId: string;
+  rest: string;
+}
+
+/**
+ * Parses `operations/{op}/shards/{shard}/{rest}` or `scratch/{op}/shards/{shard}/{rest}` back
+ * into its parts, or undefined.
+ */
+export function parseShardKey(key: string): ShardKey | undefined {
+  const m = /^(operations|scratch)\/([^/]+)\/shards\/([^/]+)\/(.+)$/.exec(key);
   if (!m) return undefined;
-  return { operationId: m[1]!, shardId: m[2]!, rest: m[3]! };
+  return { scratch: m[1] === "scratch", operationId: m[2]!, shardId: m[3]!, rest: m[4]! };
 }

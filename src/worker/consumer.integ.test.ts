@@ -131,9 +131,8 @@ describe("Consumer with the shard processor", () => {
     await waitFor("both deliveries to be deleted", async () =>
       (await messagesOn(aws, queues.work)) === 0 ? true : undefined,
     );
-    const shardKeys = await aws.store.list(keys.shardPrefix(op, "s000000"));
-    expect(shardKeys.filter((k) => k.endsWith("/done.json"))).toHaveLength(1);
-    expect(shardKeys.filter((k) => k.includes("/chunks/"))).toHaveLength(1);
+    expect(await aws.store.list(keys.done(op, "s000000"))).toHaveLength(1);
+    expect(await aws.store.list(keys.chunksPrefix(op, "s000000"))).toHaveLength(1);
   });
 
   it("moves an invalid message to the DLQ and keeps going", async () => {

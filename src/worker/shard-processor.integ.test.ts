@@ -81,6 +81,10 @@ describe("parseShardMessage", () => {
       JSON.stringify({ v: 1, operationId: "../op", shardId: "s1", start: 0, end: 1 }),
       /invalid operation id/,
     ],
+    [
+      JSON.stringify({ v: 1, operationId: "op1", shardId: "../s1", start: 0, end: 1 }),
+      /invalid shard id/,
+    ],
   ])("throws InvalidMessageError for %s", (body, message) => {
     expect(() => parseShardMessage(body)).toThrow(InvalidMessageError);
     expect(() => parseShardMessage(body)).toThrow(message);

@@ -37,6 +37,7 @@ export async function runLocal(opts: {
     `  work queue       ${stack.resources.queues.work}`,
     `  straggler queue  ${stack.resources.queues.straggler}`,
     `  dead letters     ${stack.resources.queues.dlq}`,
+    `  spot events      ${stack.resources.queues.spotEvents} (EventBridge-shaped notices)`,
     `  API              ${stack.apiUrl}`,
     stack.localEc2
       ? `  instances        launched by the fleet manager through local EC2 at ${stack.localEc2.url}, at most ${opts.maxInstances ?? 20}${opts.spotOutageS ? `; no spot capacity ${opts.spotOutageS.fromMs / 1000}–${opts.spotOutageS.toMs / 1000} s after start` : ""} (logs in ${opts.logDir}/)`

@@ -1,13 +1,13 @@
 /**
  * The HTTP API against a real local S3/SQS server (integration tier). Every refused
- * submission must name its problem and leave nothing behind: no object under `operations/`,
- * no message on the work queue.
+ * submission must name its problem and leave nothing behind: no object under `operations/` or
+ * `scratch/`, no message on the work queue.
  */
 import { request as httpRequest } from "node:http";
 import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../shared/clock.ts";
-import { keys, OPERATIONS_PREFIX } from "../../shared/keys.ts";
+import { keys, OPERATIONS_PREFIX, SCRATCH_PREFIX } from "../../shared/keys.ts";
 import { ObjectStore } from "../../shared/object-store.ts";
 import { OperationService } from "../operations.ts";
 import { buildApp } from "./app.ts";
@@ -55,8 +55,18 @@ const csv = (text: string, filename = "people.csv"): FormPart => ({
 });
 const GOOD_CSV = "name,city\nada,london\nalan,wilmslow\n";
 
+/** Every object of every operation, durable or scratch. */
+async function allOperationObjects(): Promise<string[]> {
+  return [...(await env.store.list(OPERATIONS_PREFIX)), ...(await env.store.list(SCRATCH_PREFIX))];
+}
+
+async function deleteAllOperations(): Promise<void> {
+  await env.store.deletePrefix(OPERATIONS_PREFIX);
+  await env.store.deletePrefix(SCRATCH_PREFIX);
+}
+
 async function expectNothingPersisted() {
-  expect(await env.store.list(OPERATIONS_PREFIX)).toEqual([]);
+  expect(await allOperationObjects()).toEqual([]);
   const messages = await env.queue.receive(env.resources.queues.work, {
     max: 10,
     waitSeconds: 0,
@@ -81,7 +91,7 @@ async function expectRefused(
 describe("POST /operations refuses bad input and persists nothing", () => {
   afterEach(async () => {
     // A failed assertion above must not leak objects into the next case.
-    await env.store.deletePrefix(OPERATIONS_PREFIX);
+    await deleteAllOperations();
   });
 
   it("415 for a file that is not a workbook (by name and type)", async () => {
@@ -274,7 +284,7 @@ describe("POST /operations refuses bad input and persists nothing", () => {
 
 describe("POST /operations accepts a good submission", () => {
   afterEach(async () => {
-    await env.store.deletePrefix(OPERATIONS_PREFIX);
+    await deleteAllOperations();
   });
 
   it("202 with id and status, whichever part comes first; the manifest records the input", async () => {
@@ -343,7 +353,7 @@ describe("POST /operations accepts a good submission", () => {
 
 describe("GET /operations", () => {
   afterEach(async () => {
-    await env.store.deletePrefix(OPERATIONS_PREFIX);
+    await deleteAllOperations();
   });
 
   it("lists newest first and honours ?limit", async () => {
@@ -439,7 +449,7 @@ describe("over real HTTP", () => {
       const { id } = (await res.json()) as { id: string };
       expect(await env.store.exists(keys.manifest(id))).toBe(true);
     } finally {
-      await env.store.deletePrefix(OPERATIONS_PREFIX);
+      await deleteAllOperations();
       await live.close();
     }
   });
@@ -497,7 +507,7 @@ describe("over real HTTP", () => {
         lines.find((l) => String(l.msg).startsWith("submission refused")),
       );
       expect(refused.msg).toMatch(/upload of "a\.csv" was cut short/);
-      expect(await env.store.list(OPERATIONS_PREFIX)).toEqual([]);
+      expect(await allOperationObjects()).toEqual([]);
     } finally {
       await live.close();
     }

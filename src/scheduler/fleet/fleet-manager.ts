@@ -13,6 +13,10 @@
  *   4. records — every instance and fleet event of an operation in its fleet record in S3
  *      (`keys.fleet(op)`), which the API shows.
  *
+ * Between passes, `applySpotSignal` takes EC2 spot signals from EventBridge (./spot-events.ts
+ * consumes the queue): it marks the instance, records a fleet event, and the next plan sees the
+ * mark (an instance warned of an interruption is replaced at once; see policy.ts).
+ *
  * S3 and the provider are the truth; what the manager keeps in memory (instances it launched,
  * the policy's memory) is rebuilt on start from the fleet records of unfinished operations, so a
  * restarted scheduler adopts its running instances, and an instance of this fleet that no
@@ -55,6 +59,7 @@ import {
   type OperationStatus,
   TERMINAL_STATUSES,
 } from "../../shared/schemas/operation.ts";
+import type { SpotSignal } from "../../shared/schemas/spot-events.ts";
 import type { ShardQueue } from "../../shared/shard-queue.ts";
 import { listOperationIds, loadManifest, saveManifest } from "../operations.ts";
 import { type InstanceActivity, ShardActivityReader } from "./observe.ts";
@@ -77,6 +82,7 @@ import {
   resolveFleetPolicy,
   type TerminateDecision,
   toLaunchRequest,
+  withSpotSignal,
 } from "./policy.ts";
 
 export interface FleetManagerDeps {
@@ -116,6 +122,22 @@ export interface FleetManagerOptions {
 
 export type FleetManagerState = "idle" | "running" | "draining" | "stopped";
 
+/**
+ * What became of a spot signal handed to `applySpotSignal`:
+ * - `applied`: news for an instance of this fleet — marked and recorded;
+ * - `duplicate`: the instance already carries that mark (a redelivery, or a second signal);
+ * - `ended`: the instance is known to be gone already — nothing to do;
+ * - `unknown-instance`: not an instance of this fleet (the rule sees the whole region);
+ * - `not-ready`: the manager has not adopted its recorded instances yet (first pass pending):
+ *   it cannot tell yet, try again shortly.
+ */
+export type SpotSignalOutcome =
+  | "applied"
+  | "duplicate"
+  | "ended"
+  | "unknown-instance"
+  | "not-ready";
+
 /** Statuses of operations that still need (or will soon need) capacity. */
 const ACTIVE: ReadonlySet<OperationStatus> = new Set([
   "queued",
@@ -143,6 +165,9 @@ interface Tracked {
   /** Set when this manager asked for the termination (so its end is not a loss). */
   terminated?: string;
   endReason?: string;
+  /** Spot signals from EventBridge (ms): see FleetInstance. */
+  interruptionWarnedAt?: number;
+  rebalanceRecommendedAt?: number;
 }
 
 interface PendingRecord {
@@ -186,6 +211,8 @@ export class FleetManager {
   /** Operations watched on the previous pass (to forget caches of those that left). */
   #watched = new Set<string>();
   #adopted = false;
+  /** The fleet record writes in flight: one at a time, so none overwrites another's events. */
+  #flushing: Promise<void> = Promise.resolve();
   #warnedNoStragglerQueue = false;
 
   #state: FleetManagerState = "idle";
@@ -313,6 +340,51 @@ export class FleetManager {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Spot signals (EventBridge)
+
+  /**
+   * Applies a spot signal: marks the instance (the next plan replaces an instance warned of an
+   * interruption at once, and scales in one with a rebalance recommendation first), records a
+   * fleet event and writes the fleet record before resolving, so the caller may then delete the
+   * message. Idempotent: the same signal again is a `duplicate` and changes nothing.
+   */
+  async applySpotSignal(signal: SpotSignal, abort?: AbortSignal): Promise<SpotSignalOutcome> {
+    if (!this.#adopted) return "not-ready";
+    const t = this.#instances.get(signal.instanceId);
+    if (!t) return this.#gone.has(signal.instanceId) ? "ended" : "unknown-instance";
+    if (!isLive(t.state)) return "ended";
+    const marked = withSpotSignal(t, signal);
+    if (marked === t) return "duplicate";
+    t.interruptionWarnedAt = marked.interruptionWarnedAt;
+    t.rebalanceRecommendedAt = marked.rebalanceRecommendedAt;
+    this.#touchInstance(t);
+    const emitted = new Date(signal.at).toISOString();
+    const details = { instanceId: t.id, eventId: signal.eventId, market: t.market };
+    if (signal.kind === "interruption-warning") {
+      // Hibernation starts at once; stop and terminate come about two minutes after the warning.
+      const what =
+        signal.action === "hibernate"
+          ? "hibernate it now"
+          : `${signal.action ?? "interrupt"} it in about two minutes`;
+      this.#event(
+        t.operationId,
+        "spot-interruption-warning",
+        `spot interruption warning for ${t.id} (EventBridge): EC2 will ${what} (emitted ${emitted}); it no longer counts as capacity, so its replacement is planned now`,
+        details,
+      );
+    } else {
+      this.#event(
+        t.operationId,
+        "rebalance-recommendation",
+        `rebalance recommendation for ${t.id} (EventBridge): elevated risk of interruption (emitted ${emitted}); it keeps working, is scaled in first when not needed, and is not replaced`,
+        details,
+      );
+    }
+    await this.#flush(abort);
+    return "applied";
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Observing
 
   /** Manifests of unfinished operations, oldest first, and every operation id that exists. */
@@ -362,6 +434,12 @@ export class FleetManager {
           since: Date.parse(i.since),
           // Its end was already asked for (or seen): when it shows terminated, that is no loss.
           ...(i.endReason ? { terminated: "recorded", endReason: i.endReason } : {}),
+          ...(i.interruptionWarnedAt
+            ? { interruptionWarnedAt: Date.parse(i.interruptionWarnedAt) }
+            : {}),
+          ...(i.rebalanceRecommendedAt
+            ? { rebalanceRecommendedAt: Date.parse(i.rebalanceRecommendedAt) }
+            : {}),
         });
       }
     });
@@ -465,6 +543,12 @@ export class FleetManager {
         launchedAt: t.launchedAt,
         runningShards: activity.get(t.id)?.running ?? 0,
         lastBusyAt: t.lastBusyAt ?? t.launchedAt + this.#bootGraceMs,
+        ...(t.interruptionWarnedAt !== undefined
+          ? { interruptionWarnedAt: t.interruptionWarnedAt }
+          : {}),
+        ...(t.rebalanceRecommendedAt !== undefined
+          ? { rebalanceRecommendedAt: t.rebalanceRecommendedAt }
+          : {}),
       }));
   }
 
@@ -867,12 +951,24 @@ export class FleetManager {
     return record;
   }
 
-  /** Writes every operation's pending events and instance changes into its fleet record. */
-  async #flush(signal?: AbortSignal): Promise<void> {
+  /**
+   * Writes every operation's pending events and instance changes into its fleet record. Passes
+   * and spot signals both flush: writes go one after another, and what is recorded while a write
+   * is in flight stays pending for the next.
+   */
+  #flush(signal?: AbortSignal): Promise<void> {
+    const run = this.#flushing.then(() => this.#flushNow(signal));
+    this.#flushing = run.catch(() => {});
+    return run;
+  }
+
+  async #flushNow(signal?: AbortSignal): Promise<void> {
     const ops = [...this.#pending.keys()];
     await mapLimit(ops, 8, async (operationId) => {
       const pending = this.#pending.get(operationId);
       if (!pending) return;
+      // Taken: events recorded from now on go to a fresh pending record.
+      this.#pending.delete(operationId);
       try {
         const base = (await this.#loadRecord(operationId, signal)) ?? emptyRecord(operationId);
         const instances = new Map(base.instances.map((i) => [i.id, i]));
@@ -891,11 +987,15 @@ export class FleetManager {
           updatedAt: new Date(this.#clock.now()).toISOString(),
         };
         await this.#store.putJson(keys.fleet(operationId), fleetRecordSchema, record, signal);
-        this.#pending.delete(operationId);
         if (this.#watched.has(operationId)) this.#records.set(operationId, record);
         else this.#records.delete(operationId);
-        for (const id of pending.instances) this.#ended.delete(id);
+        const again = this.#pending.get(operationId)?.instances;
+        for (const id of pending.instances) if (!again?.has(id)) this.#ended.delete(id);
       } catch (err) {
+        // Put back in front of whatever was recorded meanwhile.
+        const now = this.#pendingFor(operationId);
+        now.events.unshift(...pending.events);
+        for (const id of pending.instances) now.instances.add(id);
         if (signal?.aborted) throw err;
         // Kept pending: the next pass writes it.
         this.#log.warn(
@@ -929,6 +1029,12 @@ function toRecord(t: Tracked): FleetInstanceRecord {
     launchedAt: new Date(t.launchedAt).toISOString(),
     since: new Date(t.since).toISOString(),
     ...(t.endReason ? { endReason: t.endReason } : {}),
+    ...(t.interruptionWarnedAt !== undefined
+      ? { interruptionWarnedAt: new Date(t.interruptionWarnedAt).toISOString() }
+      : {}),
+    ...(t.rebalanceRecommendedAt !== undefined
+      ? { rebalanceRecommendedAt: new Date(t.rebalanceRecommendedAt).toISOString() }
+      : {}),
   };
 }
 

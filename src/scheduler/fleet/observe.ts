@@ -71,8 +71,14 @@ export class ShardActivityReader {
     isGone: (instanceId: string) => boolean,
     signal?: AbortSignal,
   ): Promise<ShardObservation> {
+    const splitting = manifest.shards === undefined;
+    // Slices live under scratch; they are only needed to count shards before the split ends.
+    const [records, slices] = await Promise.all([
+      this.#store.list(keys.shardsPrefix(manifest.id), signal),
+      splitting ? this.#store.list(keys.scratchShardsPrefix(manifest.id), signal) : [],
+    ]);
     const byShard = new Map<string, ShardKeys>();
-    for (const key of await this.#store.list(keys.shardsPrefix(manifest.id), signal)) {
+    for (const key of [...records, ...slices]) {
       const parsed = parseShardKey(key);
       if (!parsed) continue;
       let entry = byShard.get(parsed.shardId);
@@ -80,11 +86,11 @@ export class ShardActivityReader {
         entry = { input: false, attempts: [] };
         byShard.set(parsed.shardId, entry);
       }
-      if (parsed.rest === "input.ndjson") entry.input = true;
-      else if (parsed.rest === "done.json") entry.done = key;
+      if (parsed.scratch) {
+        if (parsed.rest === "input.ndjson") entry.input = true;
+      } else if (parsed.rest === "done.json") entry.done = key;
       else if (parsed.rest.startsWith("attempts/")) entry.attempts.push(key);
     }
-    const splitting = manifest.shards === undefined;
     const expected = splitting
       ? [...byShard].filter(([, e]) => e.input).map(([id]) => id)
       : manifest.shards!.map((s) => s.id);

@@ -23,6 +23,7 @@ import {
   type PoolFailure,
   type PriceTable,
   planFleet,
+  planRebalanceScaleIn,
   planScaleIn,
   recordLaunchError,
   recordLaunchOutcome,
@@ -31,6 +32,7 @@ import {
   splitIntoBatches,
   spotBatches,
   toLaunchRequest,
+  withSpotSignal,
 } from "./policy.ts";
 
 const NOW = 1_700_000_000_000;
@@ -156,6 +158,9 @@ const instancesArb: fc.Arbitrary<FleetInstance[]> = fc.uniqueArray(
       launchedAt: fc.integer({ min: NOW - 60 * MIN, max: NOW }),
       runningShards: fc.oneof(fc.constant(0), fc.nat(3)),
       lastBusyAt: fc.integer({ min: NOW - 60 * MIN, max: NOW }),
+      // Spot signals from EventBridge (optional keys: present or not).
+      interruptionWarnedAt: fc.integer({ min: NOW - 5 * MIN, max: NOW }),
+      rebalanceRecommendedAt: fc.integer({ min: NOW - 30 * MIN, max: NOW }),
     },
     {
       requiredKeys: [
@@ -791,6 +796,150 @@ describe("scale-in", () => {
         expect([...terminated].every((id) => known.has(id))).toBe(true);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("spot signals (EventBridge)", () => {
+  const pools = poolsOf(1, 2);
+  const warned = (i: FleetInstance, at = NOW - 5_000) =>
+    withSpotSignal(i, { kind: "interruption-warning", at });
+  const recommended = (i: FleetInstance, at = NOW - 5_000) =>
+    withSpotSignal(i, { kind: "rebalance-recommendation", at });
+  const fiveBusy = () => Array.from({ length: 5 }, (_, n) => inst(`i-${n}`));
+
+  it("a warned instance is no capacity: its replacement is requested at once while shards remain", () => {
+    // 10 shards at 2 per instance → 5 instances, all live; one is warned.
+    const instances = fiveBusy();
+    instances[2] = warned(instances[2]!);
+    const { decisions } = planFleet(state({ operations: [op("op-1", 10)], instances }), NOW, {
+      pools,
+      maxInstances: 6,
+    });
+    expect(launches(decisions).map((d) => [d.market, d.role, d.count])).toEqual([
+      ["spot", "worker", 1],
+    ]);
+    expect(launches(decisions)[0]!.reason).toContain(
+      "backlog 10 shards → 5 instance(s), 4 live (+1 warned of an interruption)",
+    );
+    // It still counts against the caps (it is live and billed until it goes): at the cap, none.
+    const capped = planFleet(state({ operations: [op("op-1", 10)], instances }), NOW, {
+      pools,
+      maxInstances: 5,
+    });
+    expect(launches(capped.decisions)).toEqual([]);
+    // Running shards are backlog too: a warned instance working the last two shards is replaced.
+    const last = planFleet(
+      state({
+        operations: [
+          op("op-1", 0, {
+            running: [
+              { shardId: "s1", startedAt: NOW - MIN, interruptions: 0 },
+              { shardId: "s2", startedAt: NOW - MIN, interruptions: 0 },
+            ],
+          }),
+        ],
+        instances: [warned(inst("i-1", { runningShards: 2 }))],
+      }),
+      NOW,
+      { pools, maxInstances: 3 },
+    );
+    expect(launches(last.decisions).map((d) => d.count)).toEqual([1]);
+  });
+
+  it("no replacement when the backlog is empty", () => {
+    const instances = [warned(inst("i-1", { runningShards: 0, lastBusyAt: NOW - 1000 }))];
+    const { decisions } = planFleet(state({ operations: [op("op-1", 0)], instances }), NOW, {
+      pools,
+    });
+    expect(launches(decisions)).toEqual([]);
+  });
+
+  it("a rebalance recommendation alone launches nothing", () => {
+    const instances = fiveBusy().map((i) => recommended(i));
+    const { decisions } = planFleet(state({ operations: [op("op-1", 10)], instances }), NOW, {
+      pools,
+    });
+    expect(decisions).toEqual([]);
+  });
+
+  it("scale-in takes idle rebalance-recommended workers first, never below what the backlog needs", () => {
+    const instances = [
+      inst("busy", { runningShards: 1 }),
+      recommended(inst("rec-late", { runningShards: 0, lastBusyAt: NOW - 1000 }), NOW - 1000),
+      recommended(inst("rec-early", { runningShards: 0, lastBusyAt: NOW - 1000 }), NOW - 9000),
+      recommended(inst("rec-busy", { runningShards: 2 })),
+      inst("idle-short", { runningShards: 0, lastBusyAt: NOW - 1000 }),
+    ];
+    // Backlog 4 → 2 instances; 5 serve: a surplus of 3, but only the two idle recommended go.
+    const few = planFleet(state({ operations: [op("op-1", 4)], instances }), NOW, { pools });
+    expect(ofType(few.decisions, "terminate")).toEqual([
+      expect.objectContaining({ cause: "rebalance", ids: ["rec-early", "rec-late"] }),
+    ]);
+    expect(launches(few.decisions)).toEqual([]);
+    // Backlog 8 → 4 instances: a surplus of 1, the earliest recommendation goes.
+    const more = planRebalanceScaleIn(instances, [op("op-1", 8)], {
+      shardsPerInstance: 2,
+      maxInstances: 20,
+    });
+    expect(more.map((d) => d.ids)).toEqual([["rec-early"]]);
+    // Backlog 10 → 5: no surplus, nothing (the idle timeout still applies as before).
+    expect(
+      planRebalanceScaleIn(instances, [op("op-1", 10)], { shardsPerInstance: 2, maxInstances: 20 }),
+    ).toEqual([]);
+  });
+
+  it("property: warned instances never count as capacity (with no cap binding, plans as if they were not there)", () => {
+    fc.assert(
+      fc.property(scenarioArb, (s) => {
+        const open = {
+          ...s,
+          maxInstances: 10_000,
+          maxHourlyUsd: undefined,
+          maxStragglerInstances: 10_000,
+        };
+        const without = {
+          ...open,
+          instances: open.instances.filter((i) => i.interruptionWarnedAt === undefined),
+        };
+        const shape = (d: LaunchDecision) => [d.operationId, d.role, d.market, d.count, d.pools];
+        expect(launches(plan(open).result.decisions).map(shape)).toEqual(
+          launches(plan(without).result.decisions).map(shape),
+        );
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("property: applying a signal again changes nothing (same object, same plan)", () => {
+    const signalArb = fc.record({
+      index: fc.nat(11),
+      kind: fc.constantFrom("interruption-warning" as const, "rebalance-recommendation" as const),
+      at: fc.integer({ min: NOW - 10 * MIN, max: NOW }),
+    });
+    fc.assert(
+      fc.property(scenarioArb, fc.array(signalArb, { maxLength: 8 }), (s, signals) => {
+        const apply = (instances: FleetInstance[], list: typeof signals) =>
+          list.reduce((acc, sig) => {
+            const i = acc[sig.index % Math.max(1, acc.length)];
+            if (!i) return acc;
+            return acc.map((x) => (x === i ? withSpotSignal(x, sig) : x));
+          }, instances);
+        const once = apply(s.instances, signals);
+        const twice = apply(once, signals);
+        expect(twice).toEqual(once);
+        // Once marked, any later signal of the same kind returns the very same object.
+        for (const i of once) {
+          for (const kind of ["interruption-warning", "rebalance-recommendation"] as const) {
+            const m = withSpotSignal(i, { kind, at: NOW });
+            expect(withSpotSignal(m, { kind, at: NOW - 1 })).toBe(m);
+          }
+        }
+        expect(plan({ ...s, instances: twice }).result).toEqual(
+          plan({ ...s, instances: once }).result,
+        );
+      }),
+      { numRuns: 200 },
     );
   });
 });

@@ -10,6 +10,9 @@
  *      becomes `toLaunchRequest(...)`, whose result goes back through `recordLaunchOutcome`
  *      (or `recordLaunchError` when the call threw). When a launch reports errors, re-plan
  *      before carrying out the remaining launches: they were planned assuming it would succeed.
+ *
+ * Spot signals from EventBridge (interruption warnings, rebalance recommendations) reach the
+ * policy as observed state: marks on `FleetInstance` (`withSpotSignal` sets them, idempotently).
  */
 import { z } from "zod";
 import {
@@ -123,6 +126,45 @@ export interface FleetInstance {
   runningShards: number;
   /** When it last finished a shard; absent when it never did (idle since `launchedAt`). */
   lastBusyAt?: number;
+  /**
+   * When EC2 warned that it interrupts this spot instance (about two minutes ahead). It keeps
+   * working (its worker drains itself on the same notice from IMDS) and still counts against the
+   * caps — it is live and billed — but no longer as capacity for sizing: its replacement is
+   * planned at once instead of after it is gone.
+   */
+  interruptionWarnedAt?: number;
+  /**
+   * When EC2 recommended rebalancing it (elevated risk of interruption). Advisory: it still
+   * counts as capacity; when the backlog no longer needs all instances, it is scaled in first.
+   */
+  rebalanceRecommendedAt?: number;
+}
+
+/** The spot signal marks of an instance. */
+export type SpotMarks = Pick<FleetInstance, "interruptionWarnedAt" | "rebalanceRecommendedAt">;
+
+/** A spot signal as the policy needs it (src/shared/schemas/spot-events.ts has the event). */
+export interface SpotSignalMark {
+  kind: "interruption-warning" | "rebalance-recommendation";
+  /** When EC2 emitted it (ms). */
+  at: number;
+}
+
+/**
+ * Folds a spot signal into an instance's marks. The first signal of each kind wins, so a
+ * duplicate (SQS delivers at least once; IMDS and EventBridge may both tell) changes nothing:
+ * the same object comes back, which is how the caller tells a duplicate from news.
+ */
+export function withSpotSignal<T extends SpotMarks>(instance: T, signal: SpotSignalMark): T {
+  const field =
+    signal.kind === "interruption-warning" ? "interruptionWarnedAt" : "rebalanceRecommendedAt";
+  if (instance[field] !== undefined) return instance;
+  return { ...instance, [field]: signal.at };
+}
+
+/** Whether the instance counts as capacity for sizing (not warned of an interruption). */
+export function servesCapacity(instance: Pick<FleetInstance, "interruptionWarnedAt">): boolean {
+  return instance.interruptionWarnedAt === undefined;
 }
 
 /** A shard some worker is working on. */
@@ -207,7 +249,7 @@ export interface LaunchDecision {
   reason: string;
 }
 
-export type TerminateCause = "idle" | "operation-ended" | "orphan" | "stopped";
+export type TerminateCause = "idle" | "operation-ended" | "orphan" | "stopped" | "rebalance";
 
 export interface TerminateDecision {
   type: "terminate";
@@ -560,7 +602,7 @@ export function planScaleIn(
   now: number,
   options: Pick<ResolvedFleetPolicy, "idleTimeoutMs">,
 ): TerminateDecision[] {
-  const by: Record<Exclude<TerminateCause, "orphan">, string[]> = {
+  const by: Record<Exclude<TerminateCause, "orphan" | "rebalance">, string[]> = {
     "operation-ended": [],
     idle: [],
     stopped: [],
@@ -580,6 +622,49 @@ export function planScaleIn(
   return (Object.keys(by) as (keyof typeof by)[])
     .filter((cause) => by[cause].length > 0)
     .map((cause) => ({ type: "terminate", ids: by[cause], cause, reason: reasons[cause] }));
+}
+
+/**
+ * Scale-in prefers instances with a rebalance recommendation: once an operation has more
+ * capacity than its backlog calls for, its idle recommended workers go at once rather than after
+ * the idle timeout — nothing needs them and they are the likeliest to be interrupted. Never a busy
+ * one, and never below what the backlog calls for, so this never causes a launch. Instances
+ * warned of an interruption are not capacity and are left to their reclaim.
+ */
+export function planRebalanceScaleIn(
+  instances: readonly FleetInstance[],
+  operations: readonly OperationState[],
+  options: Pick<ResolvedFleetPolicy, "shardsPerInstance" | "maxInstances">,
+): TerminateDecision[] {
+  const ids: string[] = [];
+  for (const op of operations) {
+    const serving = instances.filter(
+      (i) => i.operationId === op.id && i.role === "worker" && isLive(i.state) && servesCapacity(i),
+    );
+    const desired = desiredInstances(
+      backlogOf(op),
+      options.shardsPerInstance,
+      options.maxInstances,
+    );
+    const surplus = serving.length - desired;
+    if (surplus <= 0) continue;
+    const candidates = serving
+      .filter((i) => i.runningShards === 0 && i.rebalanceRecommendedAt !== undefined)
+      .sort(
+        (a, b) => a.rebalanceRecommendedAt! - b.rebalanceRecommendedAt! || (a.id < b.id ? -1 : 1),
+      );
+    ids.push(...candidates.slice(0, surplus).map((i) => i.id));
+  }
+  if (ids.length === 0) return [];
+  return [
+    {
+      type: "terminate",
+      ids,
+      cause: "rebalance",
+      reason:
+        "idle, not needed by the backlog, and at elevated risk of interruption (rebalance recommendation)",
+    },
+  ];
 }
 
 /**
@@ -623,6 +708,14 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
 
   // Scale-in first: what it frees counts as room for the launches below.
   decisions.push(...planScaleIn(state.instances, active, now, o));
+  const scaledIn = new Set(decisions.flatMap((d) => (d.type === "terminate" ? d.ids : [])));
+  decisions.push(
+    ...planRebalanceScaleIn(
+      state.instances.filter((i) => !scaledIn.has(i.id)),
+      state.operations.filter((op) => !memory.operations[op.id]?.failed),
+      o,
+    ),
+  );
   if (state.discovered) {
     const known = new Set(state.instances.map((i) => i.id));
     const orphans = findOrphans(state.discovered, known, now, o.orphanGraceMs);
@@ -744,7 +837,12 @@ function planLaunches(
   o: ResolvedFleetPolicy,
 ): { launches: LaunchDecision[]; blocked?: string } {
   const launches: LaunchDecision[] = [];
-  const mine = live.filter((i) => i.operationId === op.id);
+  // Capacity for sizing: an instance warned of an interruption is leaving; its replacement is
+  // planned now (it still counts against the caps in `ledger`: it is live and billed). A
+  // rebalance recommendation alone launches nothing: it is advisory, often not followed by an
+  // interruption at all, and replacing on it would double the fleet for nothing.
+  const mine = live.filter((i) => i.operationId === op.id && servesCapacity(i));
+  const warned = live.filter((i) => i.operationId === op.id && !servesCapacity(i)).length;
 
   // One on-demand instance per straggler still running, within the straggler cap.
   const stragglers = op.running.filter((s) => copies.has(stragglerKey(op.id, s.shardId))).length;
@@ -784,7 +882,9 @@ function planLaunches(
   }
   const need = desired - mine.filter((i) => i.role === "worker").length;
   if (need <= 0) return { launches };
-  const sizing = `backlog ${backlogOf(op)} shards → ${desired} instance(s), ${desired - need} live`;
+  const sizing =
+    `backlog ${backlogOf(op)} shards → ${desired} instance(s), ${desired - need} live` +
+    (warned > 0 ? ` (+${warned} warned of an interruption)` : "");
   const choice = chooseMarket(o.pools, memory.poolFailures, now, o.coolingMs);
   if (!choice) {
     const cooling = (market: Market) =>

@@ -32,6 +32,10 @@ export const fleetEventKinds = [
   "capacity-restored",
   /** The fleet manager failed the operation (capacity deadline, config or permission error). */
   "operation-failed",
+  /** EC2 warned (EventBridge) that it interrupts an instance in two minutes: it is replaced now. */
+  "spot-interruption-warning",
+  /** EC2 recommended rebalancing an instance (EventBridge): scaled in first, not replaced. */
+  "rebalance-recommendation",
 ] as const;
 export type FleetEventKind = (typeof fleetEventKinds)[number];
 
@@ -56,6 +60,10 @@ export const fleetInstanceRecordSchema = z.object({
   since: timestamp,
   /** Why it ended, once it has. */
   endReason: z.string().optional(),
+  /** When EC2 warned (EventBridge) that it interrupts it; from then on it is no capacity. */
+  interruptionWarnedAt: timestamp.optional(),
+  /** When EC2 recommended rebalancing it (EventBridge). */
+  rebalanceRecommendedAt: timestamp.optional(),
 });
 export type FleetInstanceRecord = z.infer<typeof fleetInstanceRecordSchema>;
 
