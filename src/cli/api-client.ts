@@ -37,6 +37,8 @@ export interface OperationView {
     since: string;
     launchedAt?: string;
     endReason?: string;
+    interruptionWarnedAt?: string;
+    rebalanceRecommendedAt?: string;
   }[];
   /** Fleet events, oldest first. */
   events?: { at: string; kind: string; message: string }[];

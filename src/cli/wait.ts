@@ -81,8 +81,16 @@ export function summarize(view: OperationView): string {
     lines.push(`  instances: ${instances.length} (${live} live)`);
     lines.push(
       ...table([
-        ["ID", "MARKET", "ROLE", "TYPE", "STATE", "SINCE"],
-        ...instances.map((i) => [i.id, i.market, i.role ?? "", i.type, i.state, clock(i.since)]),
+        ["ID", "MARKET", "ROLE", "TYPE", "STATE", "SINCE", "SPOT SIGNAL"],
+        ...instances.map((i) => [
+          i.id,
+          i.market,
+          i.role ?? "",
+          i.type,
+          i.state,
+          clock(i.since),
+          spotSignal(i),
+        ]),
       ]).map((l) => `    ${l}`),
     );
   }
@@ -104,6 +112,13 @@ const SHOWN_EVENTS = 12;
 /** HH:MM:SS (UTC) of an ISO timestamp: events of one operation rarely span days. */
 function clock(iso: string): string {
   return iso.length >= 19 ? iso.slice(11, 19) : iso;
+}
+
+/** What EventBridge said of the instance, if anything: a warning outranks a recommendation. */
+function spotSignal(i: { interruptionWarnedAt?: string; rebalanceRecommendedAt?: string }): string {
+  if (i.interruptionWarnedAt) return `interruption warned ${clock(i.interruptionWarnedAt)}`;
+  if (i.rebalanceRecommendedAt) return `rebalance recommended ${clock(i.rebalanceRecommendedAt)}`;
+  return "";
 }
 
 /** Left-aligned columns, two spaces apart. */

@@ -221,6 +221,10 @@ export interface OperationInstanceView {
   since: string;
   launchedAt: string;
   endReason?: string;
+  /** When EC2 warned of its spot interruption (EventBridge), if it did. */
+  interruptionWarnedAt?: string;
+  /** When EC2 recommended rebalancing it (EventBridge), if it did. */
+  rebalanceRecommendedAt?: string;
 }
 
 export function viewOf(manifest: Manifest, progress: ShardProgress): OperationView {
@@ -407,6 +411,8 @@ export class OperationService {
         since: i.since,
         launchedAt: i.launchedAt,
         ...(i.endReason ? { endReason: i.endReason } : {}),
+        ...(i.interruptionWarnedAt ? { interruptionWarnedAt: i.interruptionWarnedAt } : {}),
+        ...(i.rebalanceRecommendedAt ? { rebalanceRecommendedAt: i.rebalanceRecommendedAt } : {}),
       })),
       events: record?.events ?? [],
     };

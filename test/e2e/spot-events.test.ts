@@ -189,6 +189,10 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
     expect(Date.parse(replacement.launchedAt)).toBeGreaterThanOrEqual(
       Date.parse(warned.interruptionWarnedAt!),
     );
+    // The API view carries the same mark (what `shardfleet status` shows as SPOT SIGNAL).
+    expect(final.instances?.find((i) => i.id === victim.name)?.interruptionWarnedAt).toBe(
+      warned.interruptionWarnedAt,
+    );
     expect(warned.endReason).toMatch(/ended without being asked/);
     expect(replacement.endReason).toMatch(/^terminated \(operation-ended\)/);
 

@@ -96,7 +96,7 @@ export const operationViewSchema = {
     instances: {
       type: "array",
       description:
-        "instances launched for the operation (GET /operations/:id only); since: when it entered its state",
+        "instances launched for the operation (GET /operations/:id only); since: when it entered its state; interruptionWarnedAt / rebalanceRecommendedAt: when EventBridge said so",
       items: {
         type: "object",
         required: ["id", "market", "type", "role", "state", "since", "launchedAt"],
@@ -109,6 +109,8 @@ export const operationViewSchema = {
           since: { type: "string" },
           launchedAt: { type: "string" },
           endReason: { type: "string" },
+          interruptionWarnedAt: { type: "string" },
+          rebalanceRecommendedAt: { type: "string" },
         },
       },
     },
