@@ -9,14 +9,6 @@ import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-s
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { provisionResources } from "../../local/provision.ts";
 import { ec2SpotEvent, sendSpotEvent } from "../../local/spot-events.ts";
-import type {
-  CapacityProvider,
-  InstanceFilter,
-  InstanceInfo,
-  LaunchRequest,
-  LaunchResult,
-} from "../../shared/capacity.ts";
-import type { Clock } from "../../shared/clock.ts";
 import { keys, shardIdFor } from "../../shared/keys.ts";
 import { type Logger, silentLogger } from "../../shared/logger.ts";
 import { ObjectStore } from "../../shared/object-store.ts";
@@ -27,6 +19,7 @@ import { capturingLogger, eventually, startTestEnv, type TestEnv } from "../api/
 import { OperationService, saveManifest } from "../operations.ts";
 import { FleetManager } from "./fleet-manager.ts";
 import { SpotEventConsumer } from "./spot-events.ts";
+import { FakeCapacity, fakeClock, POOLS, PRICES } from "./testing.ts";
 
 let env: TestEnv;
 beforeAll(async () => {
@@ -35,70 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.close();
 });
-
-function fakeClock(): Clock & { advance(ms: number): void } {
-  let t = Date.parse("2025-06-01T12:00:00.000Z");
-  return {
-    now: () => t,
-    sleep: async () => {},
-    advance(ms) {
-      t += ms;
-    },
-  };
-}
-
-/** EC2 in memory: every launch succeeds in its first pool; instances run until reclaimed. */
-class FakeCapacity implements CapacityProvider {
-  readonly instances = new Map<string, InstanceInfo>();
-  readonly launches: LaunchRequest[] = [];
-  #n = 0;
-
-  constructor(readonly clock: Clock) {}
-
-  async launch(request: LaunchRequest): Promise<LaunchResult> {
-    this.launches.push(request);
-    const pool = request.pools[0]!;
-    const launched = Array.from({ length: request.count }, () => {
-      const instanceId = `i-${++this.#n}`;
-      const launchedAt = this.clock.now();
-      this.instances.set(instanceId, {
-        instanceId,
-        market: request.market,
-        instanceType: pool.instanceType,
-        ...(pool.availabilityZone ? { availabilityZone: pool.availabilityZone } : {}),
-        state: "running",
-        launchedAt,
-        tags: { ...request.tags },
-      });
-      return { instanceId, market: request.market, instanceType: pool.instanceType, launchedAt };
-    });
-    return { launched, errors: [] };
-  }
-
-  async terminate(ids: readonly string[]): Promise<void> {
-    for (const id of ids) {
-      const i = this.instances.get(id);
-      if (i) i.state = "terminated";
-    }
-  }
-
-  async describe(filter: InstanceFilter): Promise<InstanceInfo[]> {
-    return [...this.instances.values()]
-      .filter((i) => Object.entries(filter.tags).every(([k, v]) => i.tags[k] === v))
-      .map((i) => ({ ...i, tags: { ...i.tags } }));
-  }
-
-  /** The reclaim the warning announced: the instance is gone. */
-  reclaim(id: string): void {
-    this.instances.get(id)!.state = "terminated";
-  }
-}
-
-const POOLS = [
-  { instanceType: "c7g.large", availabilityZone: "az-1" },
-  { instanceType: "c7g.large", availabilityZone: "az-2" },
-];
-const PRICES = { spot: { "c7g.large": 0.03 }, "on-demand": { "c7g.large": 0.1 } };
 
 let scopes = 0;
 /** A fresh bucket and queues, an operation of `shards` shards, a fleet manager and a consumer. */

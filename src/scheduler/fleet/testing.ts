@@ -1,0 +1,104 @@
+/**
+ * Test support for fleet tests: a fake clock and an in-memory stand-in for EC2 (a fake capacity
+ * provider: EC2's fleet API has no local peer). Not used by production code.
+ */
+import type {
+  CapacityProvider,
+  InstanceFilter,
+  InstanceInfo,
+  LaunchRequest,
+  LaunchResult,
+  Market,
+} from "../../shared/capacity.ts";
+import type { Clock } from "../../shared/clock.ts";
+
+/** A clock that moves only when told to; sleeps return at once. */
+export function fakeClock(): Clock & { advance(ms: number): void } {
+  let t = Date.parse("2025-06-01T12:00:00.000Z");
+  return {
+    now: () => t,
+    sleep: async () => {},
+    advance(ms) {
+      t += ms;
+    },
+  };
+}
+
+/** Two pools of one type in two AZs, and their prices. */
+export const POOLS = [
+  { instanceType: "c7g.large", availabilityZone: "az-1" },
+  { instanceType: "c7g.large", availabilityZone: "az-2" },
+];
+export const PRICES = { spot: { "c7g.large": 0.03 }, "on-demand": { "c7g.large": 0.1 } };
+
+/**
+ * EC2 in memory: instances launch in the request's first pool unless the market has no
+ * capacity (`available`), and run until terminated or reclaimed.
+ */
+export class FakeCapacity implements CapacityProvider {
+  readonly instances = new Map<string, InstanceInfo>();
+  readonly launches: LaunchRequest[] = [];
+  readonly terminations: string[][] = [];
+  readonly available: Record<Market, boolean> = { spot: true, "on-demand": true };
+  /** Thrown by the next launch calls, in order. */
+  readonly throwNext: unknown[] = [];
+  #n = 0;
+
+  constructor(readonly clock: Clock) {}
+
+  async launch(request: LaunchRequest): Promise<LaunchResult> {
+    this.launches.push(request);
+    if (this.throwNext.length > 0) throw this.throwNext.shift();
+    if (!this.available[request.market]) {
+      return {
+        launched: [],
+        errors: request.pools.map((pool) => ({
+          pool,
+          market: request.market,
+          code: "InsufficientInstanceCapacity",
+          message: "There is no capacity",
+          kind: "capacity" as const,
+        })),
+      };
+    }
+    const pool = request.pools[0]!;
+    const launched = Array.from({ length: request.count }, () => {
+      const instanceId = `i-${++this.#n}`;
+      const launchedAt = this.clock.now();
+      this.instances.set(instanceId, {
+        instanceId,
+        market: request.market,
+        instanceType: pool.instanceType,
+        ...(pool.availabilityZone ? { availabilityZone: pool.availabilityZone } : {}),
+        state: "running",
+        launchedAt,
+        tags: { ...request.tags },
+      });
+      return { instanceId, market: request.market, instanceType: pool.instanceType, launchedAt };
+    });
+    return { launched, errors: [] };
+  }
+
+  async terminate(ids: readonly string[]): Promise<void> {
+    this.terminations.push([...ids]);
+    for (const id of ids) {
+      const i = this.instances.get(id);
+      if (i) i.state = "terminated";
+    }
+  }
+
+  async describe(filter: InstanceFilter): Promise<InstanceInfo[]> {
+    return [...this.instances.values()]
+      .filter((i) => Object.entries(filter.tags).every(([k, v]) => i.tags[k] === v))
+      .map((i) => ({ ...i, tags: { ...i.tags } }));
+  }
+
+  /** A spot reclaim: the instance is simply gone. */
+  reclaim(id: string): void {
+    this.instances.get(id)!.state = "terminated";
+  }
+
+  live(): InstanceInfo[] {
+    return [...this.instances.values()].filter((i) => i.state === "running");
+  }
+}
