@@ -24,6 +24,7 @@ import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import { attemptSchema, shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { ShardQueue } from "../../src/shared/shard-queue.ts";
+import { until } from "../fixtures/until.ts";
 import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 160;
@@ -47,17 +48,6 @@ export default async function slow(row, options) {
 }
 `;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(250);
-  }
-}
 
 describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
   let dir: string;

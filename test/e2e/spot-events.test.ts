@@ -29,6 +29,7 @@ import { FLEET_TAGS } from "../../src/shared/capacity.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../src/shared/schemas/fleet.ts";
+import { until } from "../fixtures/until.ts";
 import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 32;
@@ -45,17 +46,6 @@ export default async function slow(row, options) {
 }
 `;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 describe("EventBridge spot interruption warning on the local stack (fleet mode)", () => {
   let dir: string;
