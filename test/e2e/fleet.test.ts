@@ -48,7 +48,6 @@ export default async function slow(row, options) {
 }
 `;
 
-
 describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
   let dir: string;
   let stack: LocalStack;

@@ -46,7 +46,6 @@ export default async function slow(row, options) {
 }
 `;
 
-
 describe("EventBridge spot interruption warning on the local stack (fleet mode)", () => {
   let dir: string;
   let stack: LocalStack;
