@@ -1,7 +1,8 @@
 /**
  * bench/pipeline: a 100,000-row workbook with a no-op transform through the local stack
  * (2 instances) versus one process that reads and writes the same workbook with exceljs
- * streaming. Prints both wall times, the ratio and peak memory. Figures, not assertions.
+ * streaming. Prints both wall times, the ratio, each process's CPU time and peak memory.
+ * Figures, not assertions.
  *
  * Usage: npm run bench -- [--rows N] [--workers N] [--shard-size N]
  */
@@ -26,6 +27,21 @@ const { values } = parseArgs({
 const rows = Number(values.rows);
 const workers = Number(values.workers);
 const shardSize = Number(values["shard-size"]);
+
+/** CPU time (user + system, all threads) of a live process in ms, from /proc (Linux). */
+async function cpuMs(pid: number | undefined): Promise<number | undefined> {
+  if (!pid) return undefined;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf-8");
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+/** USER_HZ: 100 on every Linux the bench runs on. */
+const CLOCK_TICKS = 100;
 
 /** Peak resident memory of a live process, from /proc (Linux). */
 async function peakRssMb(pid: number | undefined): Promise<number | undefined> {
@@ -66,8 +82,17 @@ try {
   let pipelineMs: number;
   let peaks: Array<[string, number | undefined]>;
   let phases: Array<[string, number]>;
+  let cpu: Array<[string, number | undefined]>;
   try {
     const client = new ApiClient(stack.apiUrl);
+    // CPU spent between submit and download, per process (every thread): under contention from
+    // other work on the machine this moves far less than wall time.
+    const components = [
+      ["scheduler", stack.scheduler?.child.pid] as const,
+      ...stack.instances.map((i) => [i.name, i.process.child.pid] as const),
+    ];
+    const cpuBefore = await Promise.all(components.map(([, pid]) => cpuMs(pid)));
+    const selfBefore = process.cpuUsage();
     const started = performance.now();
     const { id } = await client.submit(input, {
       task: { name: "transform", options: { module: "noop" } },
@@ -79,6 +104,13 @@ try {
     const finished = performance.now();
     await client.download(id, createWriteStream(path.join(dir, "result.xlsx")));
     pipelineMs = performance.now() - started;
+    const self = process.cpuUsage(selfBefore);
+    const cpuAfter = await Promise.all(components.map(([, pid]) => cpuMs(pid)));
+    cpu = components.map(([name], k) => {
+      const [before, after] = [cpuBefore[k], cpuAfter[k]];
+      return [name, before === undefined || after === undefined ? undefined : after - before];
+    });
+    cpu.push(["bench + S3/SQS server", (self.user + self.system) / 1000]);
     const at = (iso: string | undefined) => (iso ? Date.parse(iso) : Number.NaN);
     phases = [
       ["upload + header check (until 202)", accepted - started],
@@ -107,6 +139,10 @@ try {
     `  single process (exceljs stream read → write)  ${fmt(baseline.ms / 1000, 2)} s   peak RSS ${fmt(baseline.peakRssMb)} MB`,
     `  local stack (submit → result downloaded)     ${fmt(pipelineMs / 1000, 2)} s`,
     ...phases.map(([name, ms]) => `      ${name.padEnd(38)} ${fmt(ms / 1000, 2)} s`),
+    ...cpu.map(
+      ([name, ms]) => `      CPU ${name.padEnd(27)} ${fmt(ms === undefined ? ms : ms / 1000, 2)} s`,
+    ),
+    `      CPU total ${"".padEnd(21)} ${fmt(cpu.reduce((sum, [, ms]) => sum + (ms ?? 0), 0) / 1000, 2)} s`,
     ...peaks.map(([name, mb]) => `      peak RSS ${name.padEnd(22)} ${fmt(mb)} MB`),
     `  ratio stack / single process                 ${ratio.toFixed(2)}  (target ≤ 1.5)`,
     "",

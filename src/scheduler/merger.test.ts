@@ -190,6 +190,13 @@ describe("mergeOperation (local S3)", () => {
     expect(sheet.getCell("D5").numFmt).toBe("yyyy-mm-dd hh:mm:ss");
     expect(sheet.getCell("B9").numFmt).toBe("yyyy-mm-dd");
     expect(sheet.getRow(1).font?.bold).toBe(true);
+    // Cells share a few style objects (see addRow): a date's format and the header's bold
+    // font must not leak into other cells.
+    for (const ref of ["A2", "B2", "C5", "E4", "D9"]) {
+      expect(sheet.getCell(ref).numFmt, ref).toBeUndefined();
+      expect(sheet.getCell(ref).font?.bold, ref).toBeFalsy();
+    }
+    expect(sheet.getCell("B9").font?.bold).toBeFalsy();
     // Readable without resizing: dates fit (Excel shows ### when they do not), errors get room.
     expect(sheet.getColumn(4).width).toBeGreaterThanOrEqual(14);
     expect(sheet.getColumn(5).width).toBe(50);

@@ -269,6 +269,12 @@ export interface OperationServiceDeps {
   store: ObjectStore;
   logger: Logger;
   clock: Clock;
+  /**
+   * Called once an operation's manifest is saved as queued, so the scheduler in the same process
+   * can start its split at once (`Scheduler.wake`) instead of at its next pass. Must not throw.
+   * @default undefined (the scheduler finds it at its next pass)
+   */
+  onQueued?: (operationId: string) => void;
 }
 
 export interface OperationServiceOptions {
@@ -295,6 +301,7 @@ export class OperationService {
   readonly #store: ObjectStore;
   readonly #logger: Logger;
   readonly #clock: Clock;
+  readonly #onQueued: ((operationId: string) => void) | undefined;
   readonly #progress: ShardProgressReader;
   readonly #terminalViews = new Map<string, OperationView>();
   readonly #cacheSize: number;
@@ -303,6 +310,7 @@ export class OperationService {
     this.#store = deps.store;
     this.#logger = deps.logger;
     this.#clock = deps.clock;
+    this.#onQueued = deps.onQueued;
     this.#cacheSize = options.cacheSize ?? 1000;
     this.#progress = new ShardProgressReader({ store: deps.store });
   }
@@ -350,6 +358,7 @@ export class OperationService {
         },
         "operation queued",
       );
+      this.#onQueued?.(id);
       return manifest;
     } catch (err) {
       for (const prefix of keys.operationPrefixes(id)) {

@@ -32,18 +32,23 @@ afterEach(async () => {
 
 let scopes = 0;
 /** A fresh bucket and queues per test, so counts and listings see only that test's work. */
-async function scope(options: { dlq?: boolean } = {}) {
+async function scope(options: { dlq?: boolean; intervalMs?: number; wakeOnQueued?: boolean } = {}) {
   const name = `sched-${++scopes}`;
   const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
   const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
   const logger = silentLogger();
-  const operations = new OperationService({ store, logger, clock: systemClock });
+  const operations = new OperationService({
+    store,
+    logger,
+    clock: systemClock,
+    ...(options.wakeOnQueued ? { onQueued: () => scheduler.wake() } : {}),
+  });
   const app: FastifyInstance = buildApp({ operations, logger, maxUploadBytes: 1 << 20 });
   const scheduler = new Scheduler(
     { store, queue: env.queue, logger, clock: systemClock },
     {
       workQueueUrl: resources.queues.work,
-      intervalMs: 20,
+      intervalMs: options.intervalMs ?? 20,
       ...(options.dlq ? { dlqUrl: resources.queues.dlq } : {}),
     },
   );
@@ -362,6 +367,24 @@ describe("Scheduler", () => {
     expect(view.error).toEqual({ code: "CAPACITY_DEADLINE", message: "no capacity" });
     await new Promise((r) => setTimeout(r, 200));
     expect((await s.view(id)).status).toBe("failed");
+  });
+
+  it("starts a submission's split at once when woken, not at the next pass", async () => {
+    // Ten minutes between passes: only the wake from the submission can start the split.
+    const s = await scope({ intervalMs: 600_000, wakeOnQueued: true });
+    s.scheduler.start();
+    // Let the first pass (nothing to do yet) finish, so the scheduler is in its long pause.
+    await new Promise((r) => setTimeout(r, 200));
+    const id = await s.submit(CSV, { shardSize: 2 });
+    const v = await s.until(id, "running");
+    expect(v.shards.total).toBe(3);
+    // A second submission while paused again is woken the same way.
+    const second = await s.submit(CSV, { shardSize: 5 });
+    expect((await s.until(second, "running")).shards.total).toBe(1);
+    // A stop still ends the long pause at once.
+    const stopping = performance.now();
+    await s.scheduler.stop();
+    expect(performance.now() - stopping).toBeLessThan(10_000);
   });
 
   it("stops cleanly and refuses to start twice", async () => {

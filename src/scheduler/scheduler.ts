@@ -86,6 +86,8 @@ export class Scheduler {
   readonly #jobs = new Map<string, Promise<void>>();
   #state: SchedulerState = "idle";
   #abort = new AbortController();
+  /** Aborted by `wake` to cut the pause between passes short; replaced once used. */
+  #wake = new AbortController();
   #loop: Promise<void> | undefined;
 
   constructor(deps: SchedulerDeps, options: SchedulerOptions) {
@@ -129,11 +131,32 @@ export class Scheduler {
     this.#logger.info("scheduler stopped");
   }
 
+  /**
+   * Runs the next pass now instead of after the pause: something worth acting on has just
+   * happened in this process (an operation was queued). Called during a pass, the next pass
+   * follows it at once. Without it, a submission waits up to `intervalMs` for the next pass.
+   */
+  wake(): void {
+    this.#wake.abort();
+  }
+
+  /** The pause between passes, ended early by `wake` (a stop still ends the loop). */
+  async #pause(ms: number, signal: AbortSignal): Promise<void> {
+    const wake = this.#wake.signal;
+    try {
+      await this.#clock.sleep(ms, AbortSignal.any([signal, wake]));
+    } catch (err) {
+      if (signal.aborted || !wake.aborted) throw err;
+    } finally {
+      if (wake.aborted) this.#wake = new AbortController();
+    }
+  }
+
   #run(): Promise<void> {
     return runEvery((signal) => this.tick(signal), {
       intervalMs: this.#options.intervalMs,
       signal: this.#abort.signal,
-      sleep: (ms, signal) => this.#clock.sleep(ms, signal),
+      sleep: (ms, signal) => this.#pause(ms, signal),
       onError: (err) => this.#logger.error({ err }, "scheduler pass failed; retrying next pass"),
     });
   }
