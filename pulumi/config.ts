@@ -5,6 +5,7 @@
  * message that names the key.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { parseApiTokens } from "../src/shared/config.ts";
 
 export interface StackSettings {
   /** Begins every resource name. @default "shardfleet" */
@@ -71,6 +72,7 @@ export const CONFIG_KEYS = [
   "apiPlainHttp",
   "vpcId",
   "subnetIds",
+  "apiToken",
 ] as const;
 
 export const DEFAULT_SETTINGS: StackSettings = Object.freeze({
@@ -242,6 +244,44 @@ function readApiSettings(config: pulumi.Config): ApiSettings {
     ),
     ...(domainName === undefined ? {} : { domainName }),
     ...(hostedZoneId === undefined ? {} : { hostedZoneId }),
+  });
+}
+
+/**
+ * The tokens in an `apiToken` value, checked as the scheduler checks them at start (one a line,
+ * at least 32 characters, sendable in a header), so a bad one stops `pulumi up` instead. The
+ * message names the key and line, never the value.
+ */
+export function apiTokenLines(value: string, key: string): string[] {
+  try {
+    return parseApiTokens(value, key);
+  } catch (err) {
+    throw new pulumi.RunError((err as Error).message);
+  }
+}
+
+/**
+ * The API's bearer token(s), a secret (`pulumi config set --secret`); one a line, two during a
+ * rotation. Absent: the API is unauthenticated, and the run warns about it.
+ */
+export function readApiToken(
+  config: pulumi.Config = new pulumi.Config(),
+): pulumi.Output<string> | undefined {
+  const key = `${config.name}:apiToken`;
+  const token = config.getSecret("apiToken");
+  if (token === undefined) {
+    void pulumi.log.warn(
+      `${key} is not set: the scheduler API has no authentication, and anyone inside ` +
+        `${config.name}:adminCidr can submit, read and download. Set one with ` +
+        `pulumi config set --secret ${key} "$(openssl rand -hex 32)"`,
+    );
+    return undefined;
+  }
+  // Checked inside apply so that the value stays a secret (pulumi's own range and pattern
+  // checks would print it).
+  return token.apply((value) => {
+    apiTokenLines(value, key);
+    return value;
   });
 }
 

@@ -3,8 +3,8 @@
  * one inline policy that reaches the three queues and the `operations/` and `scratch/` objects
  * of one bucket, with the actions a worker needs and nothing else, and writes log streams in
  * the stack's log group (the image's optional log shipping). The scheduler: the same plus
- * launching and terminating its own fleet's workers and reading the spot-events queue (see
- * SchedulerIdentityComponent).
+ * launching and terminating its own fleet's workers, reading the spot-events queue and, with
+ * an API token, reading that one parameter (see SchedulerIdentityComponent).
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -185,6 +185,8 @@ export interface SchedulerIdentityArgs {
   readonly accountId: pulumi.Input<string>;
   /** ARN of the stack's log group, as @pulumi/aws v7 reports it (no `:*` suffix). */
   readonly logGroupArn: pulumi.Input<string>;
+  /** The SSM parameter holding the API's tokens; absent: the API has no token to read. */
+  readonly apiTokenParameterArn?: pulumi.Input<string>;
   /** Tags for every taggable child. */
   readonly tags: Record<string, string>;
 }
@@ -225,10 +227,26 @@ export const SCHEDULER_OBJECT_ACTIONS = [
 ] as const;
 
 /**
+ * Read (and decrypt) the API token parameter, once at start. No kms:Decrypt: the parameter is
+ * under the AWS-managed aws/ssm key, whose key policy already lets every principal of the
+ * account decrypt through SSM ("Restricting decryption of SecureString parameter values",
+ * Systems Manager user guide); a customer managed key would need it here.
+ */
+function readApiToken(parameterArn: pulumi.Input<string>) {
+  return {
+    Sid: "ReadApiToken",
+    Effect: "Allow",
+    Action: "ssm:GetParameter",
+    Resource: parameterArn,
+  };
+}
+
+/**
  * The scheduler's identity: it may launch instances only from the worker launch template and
  * only when the request tags them with its fleet, terminate only instances carrying that tag,
- * pass only the worker role, use the bucket and shard queues, consume the spot-events queue, and
- * write log streams in the stack's log group.
+ * pass only the worker role, use the bucket and shard queues, consume the spot-events queue,
+ * read the API token parameter (when there is one), and write log streams in the stack's log
+ * group.
  */
 export class SchedulerIdentityComponent extends pulumi.ComponentResource {
   public readonly roleArn: pulumi.Output<string>;
@@ -332,6 +350,9 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
             },
             ...dataAccess(args, SCHEDULER_QUEUE_ACTIONS, SCHEDULER_OBJECT_ACTIONS),
             shipLogs(args.logGroupArn),
+            ...(args.apiTokenParameterArn === undefined
+              ? []
+              : [readApiToken(args.apiTokenParameterArn)]),
           ],
         }),
       },

@@ -6,10 +6,17 @@
  */
 import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { FLEET_TAGS } from "../src/shared/capacity.ts";
 import { loadConfig } from "../src/shared/config.ts";
-import { CONFIG_KEYS, DEFAULT_SETTINGS, readDeploymentSettings, readSettings } from "./config.ts";
+import {
+  apiTokenLines,
+  CONFIG_KEYS,
+  DEFAULT_SETTINGS,
+  readApiToken,
+  readDeploymentSettings,
+  readSettings,
+} from "./config.ts";
 import {
   ACCOUNT,
   ALB_ZONE_ID,
@@ -31,6 +38,8 @@ const ADMIN_CIDR = "203.0.113.7/32";
 const CERTIFICATE_ARN = `arn:aws:acm:${REGION}:${ACCOUNT}:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789`;
 const DOMAIN = "shardfleet.example.com";
 const HOSTED_ZONE = "Z0123456789ABCDEFGHIJ";
+/** As `openssl rand -hex 32` makes one: the value that must reach SSM and nothing else. */
+const API_TOKEN = "5ec7e7a9c0ffee00d15ea5edba5eba11deadbeefcafef00dfeedfacebadc0de1";
 /** The settings readDeploymentSettings cannot do without. */
 const REQUIRED = {
   "shardfleet:workerAmiId": AMI,
@@ -92,23 +101,28 @@ let out: {
   launchTemplateId: string;
   subnetIds: string[];
   vpcId: string;
+  apiTokenParameterName: string | undefined;
 };
 /** Every registered resource's URN, which encodes its parent chain. */
 let urns: string[];
 
 beforeAll(async () => {
   await pulumi.runtime.setMocks(recordingMocks(recorded), "shardfleet", "test", false);
-  pulumi.runtime.setAllConfig({
-    ...REQUIRED,
-    "shardfleet:apiDomainName": DOMAIN,
-    "shardfleet:apiHostedZoneId": HOSTED_ZONE,
-    "shardfleet:namePrefix": "sf-test",
-    "shardfleet:maxReceiveCount": String(MAX_RECEIVE_COUNT),
-    "shardfleet:tempObjectExpirationDays": String(EXPIRATION_DAYS),
-    "shardfleet:visibilityTimeoutSeconds": String(VISIBILITY_TIMEOUT),
-    "shardfleet:logRetentionDays": String(LOG_RETENTION_DAYS),
-    "shardfleet:instanceTypes": JSON.stringify(["c7a.large", "m7a.large"]),
-  });
+  pulumi.runtime.setAllConfig(
+    {
+      ...REQUIRED,
+      "shardfleet:apiDomainName": DOMAIN,
+      "shardfleet:apiHostedZoneId": HOSTED_ZONE,
+      "shardfleet:namePrefix": "sf-test",
+      "shardfleet:maxReceiveCount": String(MAX_RECEIVE_COUNT),
+      "shardfleet:tempObjectExpirationDays": String(EXPIRATION_DAYS),
+      "shardfleet:visibilityTimeoutSeconds": String(VISIBILITY_TIMEOUT),
+      "shardfleet:logRetentionDays": String(LOG_RETENTION_DAYS),
+      "shardfleet:instanceTypes": JSON.stringify(["c7a.large", "m7a.large"]),
+      "shardfleet:apiToken": API_TOKEN,
+    },
+    ["shardfleet:apiToken"],
+  );
   const monitor = pulumi.runtime.getMonitor() as unknown as {
     getRegisteredResources(): Map<string, unknown>;
   };
@@ -129,6 +143,9 @@ beforeAll(async () => {
     launchTemplateId: await resolve(program.launchTemplateId),
     subnetIds: await resolve(program.subnetIds),
     vpcId: await resolve(program.vpcId),
+    apiTokenParameterName: program.apiTokenParameterName
+      ? await resolve(program.apiTokenParameterName)
+      : undefined,
   };
   // Some resources (the policies) feed no output: wait until every registration is done.
   await pulumi.runtime.disconnect();
@@ -545,6 +562,58 @@ describe("log shipping", () => {
   });
 });
 
+describe("API token", () => {
+  const parameter = () => only("aws:ssm/parameter:Parameter");
+  const parameterArn = () =>
+    `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/${out.apiTokenParameterName}`;
+  const schedulerStatements = (): Statement[] =>
+    JSON.parse(only("aws:iam/rolePolicy:RolePolicy", "scheduler-policy").inputs.policy).Statement;
+
+  it("is an SSM SecureString under the AWS-managed aws/ssm key, its name a stack output", () => {
+    expect(parameter().inputs.type).toBe("SecureString");
+    // What the provider gets: the token, marked secret (so state and previews mask it).
+    expect(parameter().inputs.value).toEqual({
+      [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig,
+      value: API_TOKEN,
+    });
+    expect(parameter().inputs.keyId).toBeUndefined();
+    expect(out.apiTokenParameterName).toBe(`${parameter().name}-physical`);
+    expect(out.apiTokenParameterName).toMatch(/^sf-test-api-token/);
+  });
+
+  it("may be read by the scheduler role alone, and only that parameter", () => {
+    const reads = schedulerStatements().filter((s) =>
+      list(s.Action).some((a) => a.startsWith("ssm:") || a.startsWith("kms:")),
+    );
+    // No kms:Decrypt: the aws/ssm key's policy lets the account's principals decrypt via SSM.
+    expect(reads).toEqual([
+      {
+        Sid: "ReadApiToken",
+        Effect: "Allow",
+        Action: "ssm:GetParameter",
+        Resource: parameterArn(),
+      },
+    ]);
+    const worker = JSON.parse(only("aws:iam/rolePolicy:RolePolicy", "worker-policy").inputs.policy)
+      .Statement as Statement[];
+    expect(worker.flatMap((s) => list(s.Action)).filter((a) => /^(ssm|kms):/.test(a))).toEqual([]);
+  });
+
+  it("reaches the scheduler by name only: no user data holds the token", () => {
+    const script: string = only("aws:ec2/instance:Instance").inputs.userData;
+    expect(bootEnv(script).SHARDFLEET_API_TOKEN_SSM_PARAMETER).toBe(out.apiTokenParameterName);
+    const worker = Buffer.from(
+      only("aws:ec2/launchTemplate:LaunchTemplate").inputs.userData,
+      "base64",
+    ).toString("utf8");
+    for (const userData of [script, worker]) {
+      expect(userData).not.toContain(API_TOKEN);
+      expect(userData).not.toContain(API_TOKEN.slice(0, 16));
+    }
+    expect(bootEnv(worker).SHARDFLEET_API_TOKEN_SSM_PARAMETER).toBeUndefined();
+  });
+});
+
 describe("every policy", () => {
   it("allows no wildcard action, and '*' resources only for the documented describe calls", () => {
     const policies = recorded.filter((r) => r.type === "aws:iam/rolePolicy:RolePolicy");
@@ -800,6 +869,7 @@ describe("boot settings", () => {
     expect(scheduler.fleet.ec2.instanceTypes).toEqual(["c7a.large", "m7a.large"]);
     expect(scheduler.fleet.ec2.subnets.map((s) => s.subnetId)).toEqual(out.subnetIds);
     expect(scheduler.queues.spotEvents).toBe(out.spotEventsQueueUrl);
+    expect(scheduler.api.auth).toEqual({ source: "ssm", parameter: out.apiTokenParameterName });
   });
 });
 
@@ -850,6 +920,7 @@ describe("every resource", () => {
       "aws:sqs/queue:Queue",
       "aws:sqs/queue:Queue",
       "aws:sqs/queue:Queue",
+      "aws:ssm/parameter:Parameter",
     ]);
   });
 
@@ -973,6 +1044,40 @@ describe("settings", () => {
     expect(() => readDeploymentSettings()).toThrow("shardfleet:apiPlainHttp");
     pulumi.runtime.setAllConfig({ ...REQUIRED, "shardfleet:apiHostedZoneId": HOSTED_ZONE });
     expect(() => readDeploymentSettings()).toThrow("shardfleet:apiHostedZoneId");
+  });
+
+  it("warn that the API is unauthenticated without apiToken, and keep a set one secret", async () => {
+    const warn = vi.spyOn(pulumi.log, "warn").mockResolvedValue();
+    try {
+      pulumi.runtime.setAllConfig({ ...REQUIRED });
+      expect(readApiToken()).toBeUndefined();
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(warn.mock.calls[0]?.[0]).toMatch(
+        /^shardfleet:apiToken is not set: the scheduler API has no authentication/,
+      );
+      pulumi.runtime.setAllConfig({ ...REQUIRED, "shardfleet:apiToken": API_TOKEN }, [
+        "shardfleet:apiToken",
+      ]);
+      const token = readApiToken();
+      expect(token && (await pulumi.isSecret(token))).toBe(true);
+      expect(warn).toHaveBeenCalledTimes(1);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("check apiToken as the scheduler does, naming the key and line, never the value", () => {
+    expect(
+      apiTokenLines(`${API_TOKEN}\n# the old one\n${"b".repeat(32)}\n`, "shardfleet:apiToken"),
+    ).toEqual([API_TOKEN, "b".repeat(32)]);
+    const short = "0123456789abcdef";
+    expect(() => apiTokenLines(`${API_TOKEN}\n${short}`, "shardfleet:apiToken")).toThrow(
+      /^shardfleet:apiToken: the token on line 2 has 16 characters/,
+    );
+    expect(() => apiTokenLines(short, "shardfleet:apiToken")).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining(short) }),
+    );
+    expect(() => apiTokenLines("", "shardfleet:apiToken")).toThrow(pulumi.RunError);
   });
 
   it("read the API's certificate, domain and zone", () => {

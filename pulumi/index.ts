@@ -5,8 +5,9 @@
  * most of them as `SHARDFLEET_*` settings.
  */
 import * as aws from "@pulumi/aws";
+import { ApiTokenComponent } from "./api-token.ts";
 import { ComputeComponent } from "./compute.ts";
-import { readDeploymentSettings, readSettings, stackTags } from "./config.ts";
+import { readApiToken, readDeploymentSettings, readSettings, stackTags } from "./config.ts";
 import { SpotEventsComponent } from "./events.ts";
 import { SchedulerIdentityComponent, WorkerIdentityComponent } from "./iam.ts";
 import { LogsComponent } from "./logs.ts";
@@ -17,6 +18,7 @@ import { StorageComponent } from "./storage.ts";
 
 const settings = readSettings();
 const deployment = readDeploymentSettings();
+const apiTokenValue = readApiToken();
 const tags = stackTags();
 const region = aws.getRegionOutput().region;
 const accountId = aws.getCallerIdentityOutput().accountId;
@@ -38,6 +40,10 @@ const queues = new QueuesComponent(settings.namePrefix, {
 });
 
 const spotEvents = new SpotEventsComponent(settings.namePrefix, { tags });
+
+const apiToken =
+  apiTokenValue &&
+  new ApiTokenComponent(`${settings.namePrefix}-api-token`, { token: apiTokenValue, tags });
 
 const logs = new LogsComponent(settings.namePrefix, {
   retentionInDays: settings.logRetentionDays,
@@ -81,6 +87,7 @@ const schedulerIdentity = new SchedulerIdentityComponent(`${settings.namePrefix}
   region,
   accountId,
   logGroupArn: logs.logGroupArn,
+  ...(apiToken ? { apiTokenParameterArn: apiToken.parameterArn } : {}),
   tags,
 });
 
@@ -103,6 +110,7 @@ const scheduler = new SchedulerComponent(`${settings.namePrefix}-scheduler`, {
     instanceTypes: settings.instanceTypes,
     visibilityTimeoutSeconds: settings.visibilityTimeoutSeconds,
     logGroupName: logs.logGroupName,
+    ...(apiToken ? { apiTokenParameterName: apiToken.parameterName } : {}),
   },
   tags,
 });
@@ -141,5 +149,10 @@ export const workerRoleArn = worker.roleArn;
  * stream per instance id: `aws logs tail <logGroupName> --follow`.
  */
 export const logGroupName = logs.logGroupName;
+/**
+ * The SSM parameter holding the API's bearer tokens (its name, not the value), with
+ * `shardfleet:apiToken`; clients read the token with `pulumi config get shardfleet:apiToken`.
+ */
+export const apiTokenParameterName = apiToken?.parameterName;
 /** The fleet manager's instance types, most preferred first. */
 export const instanceTypes = settings.instanceTypes;

@@ -1,12 +1,14 @@
 /**
  * The scheduler component's API front door in the modes the whole-stack test (index.test.ts,
  * HTTPS with a domain and a Route 53 zone) does not run: plain HTTP for dev stacks, HTTPS
- * without a domain, a domain without a zone, and the longest name prefix. Each variant is one
- * component built under Pulumi's mocks; the checks read what it asked AWS for.
+ * without a domain, a domain without a zone, and the longest name prefix; and a stack without
+ * an API token (index.test.ts sets one). Each variant is one component built under Pulumi's
+ * mocks; the checks read what it asked AWS for.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { ApiSettings } from "./config.ts";
+import { SchedulerIdentityComponent } from "./iam.ts";
 import { SchedulerComponent } from "./scheduler.ts";
 import { ACCOUNT, type Inputs, REGION, type Recorded, recordingMocks, resolve } from "./testing.ts";
 
@@ -57,6 +59,22 @@ beforeAll(async () => {
       apiLoadBalancerDnsName: await resolve(scheduler.apiLoadBalancerDnsName),
     });
   }
+  // Its identity, built as index.ts builds it when shardfleet:apiToken is unset.
+  new SchedulerIdentityComponent("tokenless-scheduler", {
+    bucketArn: "arn:aws:s3:::bucket",
+    fleetName: "bucket",
+    queueArns: [`arn:aws:sqs:${REGION}:${ACCOUNT}:work`],
+    spotEventsQueueArn: `arn:aws:sqs:${REGION}:${ACCOUNT}:spot-events`,
+    workerRoleArn: `arn:aws:iam::${ACCOUNT}:role/worker`,
+    launchTemplateArn: `arn:aws:ec2:${REGION}:${ACCOUNT}:launch-template/lt-0123456789abcdef0`,
+    amiId: "ami-0123456789abcdef0",
+    subnetIds: ["subnet-0123456789abcdef0"],
+    workerSecurityGroupArn: `arn:aws:ec2:${REGION}:${ACCOUNT}:security-group/sg-0123`,
+    region: REGION,
+    accountId: ACCOUNT,
+    logGroupArn: `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:shardfleet-logs`,
+    tags: { project: "shardfleet", stack: "test" },
+  });
   await pulumi.runtime.disconnect();
 });
 
@@ -121,5 +139,23 @@ describe("names", () => {
     );
     expect(elb).toHaveLength(2 * Object.keys(VARIANTS).length);
     for (const r of elb) expect(`${r.name}-abcdefg`.length, r.name).toBeLessThanOrEqual(32);
+  });
+});
+
+describe("without an API token", () => {
+  it("names no token parameter in the scheduler's settings, and grants no SSM read", () => {
+    for (const variant of Object.keys(VARIANTS) as Variant[]) {
+      const [instance] = of(variant, "aws:ec2/instance:Instance");
+      expect(instance?.userData).toContain("SHARDFLEET_CAPACITY=ec2");
+      expect(instance?.userData).not.toContain("SHARDFLEET_API_TOKEN");
+    }
+    const policy = recorded.find(
+      (r) => r.type === "aws:iam/rolePolicy:RolePolicy" && r.name === "tokenless-scheduler-policy",
+    );
+    const actions = (
+      JSON.parse(policy?.inputs.policy).Statement as { Action: string | string[] }[]
+    ).flatMap((s) => s.Action);
+    expect(actions.length).toBeGreaterThan(0);
+    expect(actions.filter((a) => /^(ssm|kms):/.test(a))).toEqual([]);
   });
 });

@@ -6,11 +6,12 @@
  * The load balancer terminates TLS (HTTPS on 443 with the configured ACM certificate; port 80
  * only redirects) and admits the admin CIDR only; the instance admits API_PORT only from the
  * load balancer's security group. A dev stack may instead set `apiPlainHttp`: the load
- * balancer then forwards plain HTTP on 80. The API has no authentication of its own, so the
- * CIDR stays the gate either way. An on-demand instance because the scheduler holds the
- * fleet's state in memory between ticks and must not be reclaimed like a spot worker; an ALB
- * rather than a proxy on the instance so that the certificate stays in ACM (renewed there, never
- * on disk) and a replaced instance keeps the same endpoint.
+ * balancer then forwards plain HTTP on 80. With an API token the scheduler also wants a bearer
+ * token (it reads the SSM parameter named in its settings at start); without one the CIDR is
+ * the only gate. An on-demand instance because the scheduler holds the fleet's state in memory
+ * between ticks and must not be reclaimed like a spot worker; an ALB rather than a proxy on the
+ * instance so that the certificate stays in ACM (renewed there, never on disk) and a replaced
+ * instance keeps the same endpoint.
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -60,6 +61,8 @@ export interface SchedulerArgs {
     readonly visibilityTimeoutSeconds: number;
     /** Where the image's optional log shipping sends the scheduler's log lines. */
     readonly logGroupName: pulumi.Input<string>;
+    /** The SSM parameter with the API's tokens (its name only); absent: no authentication. */
+    readonly apiTokenParameterName?: pulumi.Input<string>;
   };
   /** Tags for every taggable child. */
   readonly tags: Record<string, string>;
@@ -157,6 +160,9 @@ export class SchedulerComponent extends pulumi.ComponentResource {
         SHARDFLEET_EC2_SUBNETS: subnetIds.apply((ids) => ids.join(",")),
         SHARDFLEET_EC2_INSTANCE_TYPES: s.instanceTypes.join(","),
         [LOG_GROUP_VARIABLE]: s.logGroupName,
+        ...(s.apiTokenParameterName === undefined
+          ? {}
+          : { SHARDFLEET_API_TOKEN_SSM_PARAMETER: s.apiTokenParameterName }),
       })
       .apply((env) =>
         envFileUserData(

@@ -87,6 +87,12 @@ function mockResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.Moc
         id: name,
         state: { ...inputs, name, arn: `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${name}` },
       };
+    case "aws:ssm/parameter:Parameter":
+      // A name without a leading "/" follows "parameter/" in the ARN.
+      return {
+        id: name,
+        state: { ...inputs, name, arn: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/${name}` },
+      };
     case "aws:cloudwatch/eventRule:EventRule":
       return {
         id: name,

@@ -44,16 +44,23 @@ export interface OperationView {
   events?: { at: string; kind: string; message: string }[];
 }
 
+export interface ApiClientOptions {
+  /** Sent as `Authorization: Bearer <token>`. @default none (an API without tokens) */
+  token?: string;
+}
+
 export class ApiClient {
   readonly baseUrl: string;
+  readonly #headers: Record<string, string>;
 
-  constructor(baseUrl: string = DEFAULT_API_URL) {
+  constructor(baseUrl: string = DEFAULT_API_URL, options: ApiClientOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, "");
+    this.#headers = options.token ? { authorization: `Bearer ${options.token}` } : {};
   }
 
   async #call(method: "GET" | "POST", urlPath: string, body?: FormData) {
     try {
-      return await request(`${this.baseUrl}${urlPath}`, { method, body });
+      return await request(`${this.baseUrl}${urlPath}`, { method, body, headers: this.#headers });
     } catch (err) {
       const code = (err as { code?: string }).code ?? (err as Error).message;
       throw new CliError(
@@ -72,7 +79,8 @@ export class ApiClient {
     } catch {
       throw new CliError(`the API answered ${res.statusCode} with a body that is not JSON`);
     }
-    if (res.statusCode >= 400) throw apiError(res.statusCode, parsed);
+    if (res.statusCode >= 400)
+      throw apiError(res.statusCode, parsed, "authorization" in this.#headers);
     return parsed as T;
   }
 
@@ -113,16 +121,24 @@ export class ApiClient {
       } catch {
         // keep the raw text
       }
-      throw apiError(res.statusCode, parsed);
+      throw apiError(res.statusCode, parsed, "authorization" in this.#headers);
     }
     await pipeline(res.body, out);
   }
 }
 
-function apiError(status: number, body: unknown): CliError {
+function apiError(status: number, body: unknown, tokenSent: boolean): CliError {
   const message =
     (body as { error?: { message?: string } } | undefined)?.error?.message ??
     (body as { message?: string } | undefined)?.message ??
     "no message";
+  if (status === 401) {
+    return new CliError(
+      tokenSent
+        ? `the API refused the token (401: ${message}): check SHARDFLEET_API_TOKEN or --token`
+        : "the API requires a token (401): set SHARDFLEET_API_TOKEN or --token",
+      EXIT.unauthorized,
+    );
+  }
   return new CliError(`the API refused the request (${status}): ${message}`);
 }

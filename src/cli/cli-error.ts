@@ -15,5 +15,7 @@ export const EXIT = {
   succeededWithFailures: 2,
   usage: 64,
   unavailable: 69,
+  /** EX_NOPERM: the API refused the bearer token (401). */
+  unauthorized: 77,
   config: 78,
 } as const;

@@ -39,6 +39,25 @@ const apiOption = [
   process.env.SHARDFLEET_API_URL || DEFAULT_API_URL,
 ] as const;
 
+const tokenOption = [
+  "--token <token>",
+  "API bearer token, for an API that requires one (default: env SHARDFLEET_API_TOKEN, which keeps it out of ps and shell history)",
+] as const;
+
+/** The API client for a command's --api and --token (else env SHARDFLEET_API_TOKEN). */
+function apiClient(opts: { api: string; token?: string }): ApiClient {
+  const token = opts.token ?? (process.env.SHARDFLEET_API_TOKEN || undefined);
+  if (token === undefined) return new ApiClient(opts.api);
+  // A header value cannot hold a line break; two lines would be a rotation file pasted whole.
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw new CliError(
+      "the API token (--token or SHARDFLEET_API_TOKEN) must be one token: no spaces or line breaks",
+      EXIT.usage,
+    );
+  }
+  return new ApiClient(opts.api, { token });
+}
+
 async function readSpec(file: string): Promise<unknown> {
   let text: string;
   try {
@@ -61,7 +80,7 @@ export function buildProgram(): Command {
     .description("Per-row batch work on cheap cloud capacity: submit a workbook, get one back.")
     .addHelpText(
       "after",
-      "\nExit codes: 0 ok/succeeded, 1 failed, 2 succeeded with failures, 64 usage, 69 API unreachable, 78 bad config.",
+      "\nAPI commands read SHARDFLEET_API_URL and SHARDFLEET_API_TOKEN (the bearer token, when the API requires one).\nExit codes: 0 ok/succeeded, 1 failed, 2 succeeded with failures, 64 usage, 69 API unreachable, 77 API token refused, 78 bad config.",
     )
     .showHelpAfterError("(run with --help for usage)")
     // Before any subcommand is added, so they inherit it: errors reach main() as exceptions.
@@ -127,14 +146,15 @@ export function buildProgram(): Command {
     .option("--shard-size <n>", "rows per shard (overrides the spec)", positiveInt("--shard-size"))
     .option("--wait", "follow the operation with a progress bar until it ends")
     .option(...apiOption)
+    .option(...tokenOption)
     .action(
       async (
         file: string,
-        opts: { spec: string; shardSize?: number; wait?: boolean; api: string },
+        opts: { spec: string; shardSize?: number; wait?: boolean; api: string; token?: string },
       ) => {
         const spec = (await readSpec(opts.spec)) as Record<string, unknown>;
         if (opts.shardSize !== undefined) spec.shardSize = opts.shardSize;
-        const client = new ApiClient(opts.api);
+        const client = apiClient(opts);
         const { id } = await client.submit(file, spec);
         process.stdout.write(`${id}\n`);
         if (opts.wait) {
@@ -151,24 +171,27 @@ export function buildProgram(): Command {
     .argument("[id]", "operation id")
     .option("--json", "print the raw JSON")
     .option(...apiOption)
-    .action(async (id: string | undefined, opts: { json?: boolean; api: string }) => {
-      const client = new ApiClient(opts.api);
-      if (!id) {
-        const { operations } = await client.list();
-        if (opts.json) process.stdout.write(`${JSON.stringify(operations, null, 2)}\n`);
-        else if (operations.length === 0) process.stdout.write("no operations yet\n");
-        else
-          for (const op of operations)
-            process.stdout.write(
-              `${op.id}  ${op.status.padEnd(24)} ${op.rows.total ?? "?"} rows  ${op.name ?? ""}\n`,
-            );
-        return;
-      }
-      const view = await client.get(id);
-      process.stdout.write(
-        opts.json ? `${JSON.stringify(view, null, 2)}\n` : `${summarize(view)}\n`,
-      );
-    });
+    .option(...tokenOption)
+    .action(
+      async (id: string | undefined, opts: { json?: boolean; api: string; token?: string }) => {
+        const client = apiClient(opts);
+        if (!id) {
+          const { operations } = await client.list();
+          if (opts.json) process.stdout.write(`${JSON.stringify(operations, null, 2)}\n`);
+          else if (operations.length === 0) process.stdout.write("no operations yet\n");
+          else
+            for (const op of operations)
+              process.stdout.write(
+                `${op.id}  ${op.status.padEnd(24)} ${op.rows.total ?? "?"} rows  ${op.name ?? ""}\n`,
+              );
+          return;
+        }
+        const view = await client.get(id);
+        process.stdout.write(
+          opts.json ? `${JSON.stringify(view, null, 2)}\n` : `${summarize(view)}\n`,
+        );
+      },
+    );
 
   program
     .command("download")
@@ -176,9 +199,10 @@ export function buildProgram(): Command {
     .argument("<id>", "operation id")
     .option("-o, --output <file>", "where to write it (default: <id>-result.xlsx)")
     .option(...apiOption)
-    .action(async (id: string, opts: { output?: string; api: string }) => {
+    .option(...tokenOption)
+    .action(async (id: string, opts: { output?: string; api: string; token?: string }) => {
       const out = opts.output ?? `${id}-result.xlsx`;
-      await new ApiClient(opts.api).download(id, createWriteStream(out));
+      await apiClient(opts).download(id, createWriteStream(out));
       process.stdout.write(`${out}\n`);
     });
 
@@ -188,8 +212,9 @@ export function buildProgram(): Command {
     .argument("<id>", "operation id")
     .option("--json", "print the raw JSON")
     .option(...apiOption)
-    .action(async (id: string, opts: { json?: boolean; api: string }) => {
-      const raw = await new ApiClient(opts.api).cost(id);
+    .option(...tokenOption)
+    .action(async (id: string, opts: { json?: boolean; api: string; token?: string }) => {
+      const raw = await apiClient(opts).cost(id);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(raw, null, 2)}\n`);
         return;

@@ -18,6 +18,7 @@ import { createLogger, type Logger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
 import { buildApp } from "./api/app.ts";
+import { loadApiTokens } from "./api/tokens.ts";
 import { costServiceFromConfig } from "./cost/from-config.ts";
 import { Ec2Capacity } from "./fleet/ec2-capacity.ts";
 import { FleetManager } from "./fleet/fleet-manager.ts";
@@ -112,6 +113,7 @@ export async function startScheduler(deps: {
 }): Promise<RunningScheduler> {
   const { config, clients, logger } = deps;
   const workQueueUrl = requireQueue(config, "work");
+  const apiTokens = await loadApiTokens(config.api.auth, { logger });
   const store = new ObjectStore({ s3: clients.s3 }, { bucket: config.bucket });
   const queue = new ShardQueue({ sqs: clients.sqs });
   const provided = capacityFromConfig(config, {
@@ -156,14 +158,26 @@ export async function startScheduler(deps: {
       "SHARDFLEET_SPOT_EVENTS_QUEUE_URL is set but no fleet manager runs (SHARDFLEET_CAPACITY=none): spot events are not consumed",
     );
   }
-  const operations = new OperationService({ store, logger, clock: systemClock });
+  const operations = new OperationService({
+    store,
+    logger,
+    clock: systemClock,
+    // A submission starts its split now rather than at the scheduler's next pass.
+    onQueued: () => scheduler.wake(),
+  });
   const cost = await costServiceFromConfig(config, {
     store,
     logger,
     clock: systemClock,
     ...(clients.ec2 ? { ec2: clients.ec2 } : {}),
   });
-  const app = buildApp({ operations, logger, maxUploadBytes: config.api.maxUploadBytes, cost });
+  const app = buildApp({
+    operations,
+    logger,
+    maxUploadBytes: config.api.maxUploadBytes,
+    cost,
+    apiTokens,
+  });
   const scheduler = new Scheduler(
     { store, queue, logger, clock: systemClock, cost },
     { workQueueUrl, dlqUrl: config.queues.dlq },

@@ -1,5 +1,5 @@
 /**
- * The AWS client factory: the only place SQS, S3 and EC2 clients are built.
+ * The AWS client factory: the only place SQS, S3, EC2 and SSM clients are built.
  *
  * Endpoints follow the SDK's standard variables, `AWS_ENDPOINT_URL_<SERVICE>` first, then
  * `AWS_ENDPOINT_URL`, so the same code talks to AWS or to the local server. S3 goes path-style
@@ -8,8 +8,9 @@
 import { EC2Client } from "@aws-sdk/client-ec2";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
+import type { SSMClient } from "@aws-sdk/client-ssm";
 
-export type AwsService = "SQS" | "S3" | "EC2";
+export type AwsService = "SQS" | "S3" | "EC2" | "SSM";
 
 export interface AwsClientOptions {
   /** AWS region. @default process env AWS_REGION, then "us-east-1" */
@@ -59,6 +60,15 @@ export function createS3Client(options: AwsClientOptions = {}): S3Client {
 
 export function createEc2Client(options: AwsClientOptions = {}): EC2Client {
   return new EC2Client(commonConfig("EC2", options));
+}
+
+/**
+ * Parameter Store, where a scheduler may read its API tokens once at start. Not part of
+ * createAwsClients, and loaded on demand: nothing else uses SSM, and workers start without it.
+ */
+export async function createSsmClient(options: AwsClientOptions = {}): Promise<SSMClient> {
+  const { SSMClient } = await import("@aws-sdk/client-ssm");
+  return new SSMClient(commonConfig("SSM", options));
 }
 
 export function createAwsClients(options: AwsClientOptions = {}): AwsClients {

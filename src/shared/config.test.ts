@@ -1,5 +1,8 @@
-import { describe, expect, it } from "vitest";
-import { loadConfig, requireQueue } from "./config.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadConfig, parseApiTokens, requireQueue } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 
 describe("loadConfig", () => {
@@ -64,5 +67,96 @@ describe("loadConfig", () => {
 
   it("ignores variables of other programs", () => {
     expect(() => loadConfig({ PATH: "/bin", AWS_REGION: "eu-west-1" })).not.toThrow();
+  });
+});
+
+describe("API tokens", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "shardfleet-config-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const A = "a".repeat(64);
+  const B = "0123456789abcdef0123456789abcdef+/_-.~==";
+  const SHORT = "s".repeat(31);
+
+  function tokensFile(text: string): string {
+    const file = path.join(dir, `tokens-${Math.random().toString(36).slice(2)}`);
+    writeFileSync(file, text);
+    return file;
+  }
+
+  function refusal(env: Record<string, string>): ConfigError {
+    try {
+      loadConfig(env);
+    } catch (err) {
+      if (err instanceof ConfigError) return err;
+      throw err;
+    }
+    throw new Error("loadConfig accepted it");
+  }
+
+  it("none by default: the API is unauthenticated", () => {
+    expect(loadConfig({}).api.auth).toEqual({ source: "none" });
+  });
+
+  it("reads one token a line from the file, skipping blank lines and # comments (CRLF too)", () => {
+    const file = tokensFile(`# current\r\n${A}\r\n\n  # next, during a rotation\n  ${B}  \n\n`);
+    expect(loadConfig({ SHARDFLEET_API_TOKENS_FILE: file }).api.auth).toEqual({
+      source: "file",
+      tokens: [A, B],
+    });
+  });
+
+  it("refuses a token under 32 characters, naming the setting and line, not the token", () => {
+    const err = refusal({ SHARDFLEET_API_TOKENS_FILE: tokensFile(`${A}\n${SHORT}\n`) });
+    expect(err.message).toMatch(
+      /^SHARDFLEET_API_TOKENS_FILE: the token on line 2 has 31 characters/,
+    );
+    expect(err.message).not.toContain(SHORT);
+    expect(err.message).not.toContain("\n");
+    expect(err.details.setting).toBe("SHARDFLEET_API_TOKENS_FILE");
+    // 32 is enough.
+    expect(parseApiTokens("x".repeat(32), "S")).toEqual(["x".repeat(32)]);
+  });
+
+  it("refuses a line that is no bearer token, and a file without any token", () => {
+    expect(() =>
+      loadConfig({ SHARDFLEET_API_TOKENS_FILE: tokensFile(`${A} # trailing comment\n`) }),
+    ).toThrow(/SHARDFLEET_API_TOKENS_FILE: the token on line 1 is not a bearer token/);
+    expect(() =>
+      loadConfig({ SHARDFLEET_API_TOKENS_FILE: tokensFile("# nothing yet\n\n") }),
+    ).toThrow(/SHARDFLEET_API_TOKENS_FILE: no token found/);
+  });
+
+  it("names the setting when the file cannot be read", () => {
+    const err = refusal({ SHARDFLEET_API_TOKENS_FILE: path.join(dir, "missing") });
+    expect(err.message).toMatch(/cannot read SHARDFLEET_API_TOKENS_FILE=".*missing": ENOENT/);
+    expect(err.details.setting).toBe("SHARDFLEET_API_TOKENS_FILE");
+  });
+
+  it("takes an SSM parameter name (read by the scheduler at start), or an ARN", () => {
+    expect(
+      loadConfig({ SHARDFLEET_API_TOKEN_SSM_PARAMETER: "/shardfleet/prod/api-token" }).api.auth,
+    ).toEqual({ source: "ssm", parameter: "/shardfleet/prod/api-token" });
+    const arn = "arn:aws:ssm:us-east-1:123456789012:parameter/shardfleet-api-token";
+    expect(loadConfig({ SHARDFLEET_API_TOKEN_SSM_PARAMETER: arn }).api.auth).toEqual({
+      source: "ssm",
+      parameter: arn,
+    });
+    expect(() => loadConfig({ SHARDFLEET_API_TOKEN_SSM_PARAMETER: "my token" })).toThrow(
+      /invalid setting SHARDFLEET_API_TOKEN_SSM_PARAMETER="my token"/,
+    );
+  });
+
+  it("refuses both sources at once", () => {
+    const err = refusal({
+      SHARDFLEET_API_TOKENS_FILE: tokensFile(A),
+      SHARDFLEET_API_TOKEN_SSM_PARAMETER: "/shardfleet/api-token",
+    });
+    expect(err.message).toMatch(
+      /SHARDFLEET_API_TOKENS_FILE and SHARDFLEET_API_TOKEN_SSM_PARAMETER exclude each other/,
+    );
+  });
+
+  it("leaves SHARDFLEET_API_TOKEN to the CLI (a client setting, not the scheduler's)", () => {
+    expect(loadConfig({ SHARDFLEET_API_TOKEN: A }).api.auth).toEqual({ source: "none" });
   });
 });

@@ -5,6 +5,7 @@
  * an error (a typo must not silently fall back to a default), and so is an invalid value; the
  * error names the variable. AWS endpoints and region use the standard AWS variables.
  */
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,6 +34,12 @@ const settings = {
   SHARDFLEET_API_HOST: z.string().default("127.0.0.1"),
   SHARDFLEET_API_PORT: int(0, 65535).default(8080),
   SHARDFLEET_MAX_UPLOAD_MB: int(1, 10_240).default(512),
+  // The API's bearer tokens (scheduler), from one of these two; neither: no authentication.
+  SHARDFLEET_API_TOKENS_FILE: z.string().min(1).optional(),
+  SHARDFLEET_API_TOKEN_SSM_PARAMETER: z
+    .string()
+    .regex(/^[A-Za-z0-9_.\-/:]{1,2048}$/, "must be an SSM parameter name (or ARN)")
+    .optional(),
   // The fleet manager (scheduler). Policy defaults mirror resolveFleetPolicy's.
   SHARDFLEET_CAPACITY: z.enum(["none", "local", "ec2"]).default("none"),
   SHARDFLEET_LOCAL_EC2_URL: z.url().optional(),
@@ -60,6 +67,7 @@ const settings = {
 /** Variables that belong to tools around the product (tests, benchmarks), not to its config. */
 const NOT_CONFIG = new Set([
   "SHARDFLEET_API_URL",
+  "SHARDFLEET_API_TOKEN",
   "SHARDFLEET_CONTRACT_TARGET",
   "SHARDFLEET_CONTRACT_BUCKET",
 ]);
@@ -79,7 +87,12 @@ export interface Config {
     readonly spotEvents?: string;
   };
   readonly log: { readonly level: string; readonly pretty: boolean };
-  readonly api: { readonly host: string; readonly port: number; readonly maxUploadBytes: number };
+  readonly api: {
+    readonly host: string;
+    readonly port: number;
+    readonly maxUploadBytes: number;
+    readonly auth: ApiAuth;
+  };
   /** The fleet manager: who provides instances and the policy's caps. */
   readonly fleet: {
     /** `none`: instances are someone else's (static local stack); `local`; `ec2`. */
@@ -116,6 +129,74 @@ export interface Config {
     /** On a notice or SIGTERM: how long in-flight rows may run before the final checkpoint. */
     readonly drainGraceSeconds: number;
   };
+}
+
+/**
+ * Where the API's bearer tokens come from. `none`: the API is unauthenticated. A tokens file is
+ * read here, at load; an SSM parameter is read by the scheduler at start (it needs a client).
+ */
+export type ApiAuth =
+  | { readonly source: "none" }
+  | { readonly source: "file"; readonly tokens: readonly string[] }
+  | { readonly source: "ssm"; readonly parameter: string };
+
+/** Shorter tokens are refused: `openssl rand -hex 32` gives 64 characters. */
+export const MIN_API_TOKEN_LENGTH = 32;
+/** RFC 6750's b64token: what may follow `Bearer ` in an Authorization header. */
+const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/**
+ * The tokens in a tokens file or parameter: one a line; blank lines and `#` comments are
+ * skipped. Throws a ConfigError naming `setting` (and the line, never the token) for a token
+ * that is short or not sendable in a header, or when there is none at all.
+ */
+export function parseApiTokens(text: string, setting: string): string[] {
+  const tokens: string[] = [];
+  for (const [index, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const where = `${setting}: the token on line ${index + 1}`;
+    if (!BEARER_TOKEN.test(line)) {
+      throw new ConfigError(
+        `${where} is not a bearer token (letters, digits and -._~+/ only, = at the end)`,
+        { details: { setting } },
+      );
+    }
+    if (line.length < MIN_API_TOKEN_LENGTH) {
+      throw new ConfigError(
+        `${where} has ${line.length} characters; at least ${MIN_API_TOKEN_LENGTH} are needed (openssl rand -hex 32)`,
+        { details: { setting } },
+      );
+    }
+    tokens.push(line);
+  }
+  if (tokens.length === 0) {
+    throw new ConfigError(`${setting}: no token found (one a line, # starts a comment)`, {
+      details: { setting },
+    });
+  }
+  return tokens;
+}
+
+function apiAuth(file: string | undefined, parameter: string | undefined): ApiAuth {
+  if (file !== undefined && parameter !== undefined) {
+    throw new ConfigError(
+      "SHARDFLEET_API_TOKENS_FILE and SHARDFLEET_API_TOKEN_SSM_PARAMETER exclude each other: set one",
+      { details: { setting: "SHARDFLEET_API_TOKEN_SSM_PARAMETER" } },
+    );
+  }
+  if (parameter !== undefined) return { source: "ssm", parameter };
+  if (file === undefined) return { source: "none" };
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(
+      `cannot read SHARDFLEET_API_TOKENS_FILE=${JSON.stringify(file)}: ${(err as Error).message}`,
+      { details: { setting: "SHARDFLEET_API_TOKENS_FILE" }, cause: err },
+    );
+  }
+  return { source: "file", tokens: parseApiTokens(text, "SHARDFLEET_API_TOKENS_FILE") };
 }
 
 function deepFreeze<T>(value: T): T {
@@ -174,6 +255,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       host: e.SHARDFLEET_API_HOST,
       port: e.SHARDFLEET_API_PORT,
       maxUploadBytes: e.SHARDFLEET_MAX_UPLOAD_MB * 1024 * 1024,
+      auth: apiAuth(e.SHARDFLEET_API_TOKENS_FILE, e.SHARDFLEET_API_TOKEN_SSM_PARAMETER),
     },
     fleet: {
       capacity: e.SHARDFLEET_CAPACITY,

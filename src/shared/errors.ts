@@ -6,6 +6,7 @@
 export type ErrorCode =
   | "CONFIG_INVALID"
   | "BAD_REQUEST"
+  | "UNAUTHORIZED"
   | "SPEC_INVALID"
   | "UNKNOWN_TASK"
   | "UNSUPPORTED_MEDIA_TYPE"
@@ -53,6 +54,16 @@ export class ConfigError extends ShardfleetError {
  */
 export class BadInputError extends ShardfleetError {}
 
+/**
+ * The request carries no bearer token, or one the API does not know. Fix: send
+ * `Authorization: Bearer <token>` with a token the scheduler was given.
+ */
+export class UnauthorizedError extends ShardfleetError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("UNAUTHORIZED", message, options);
+  }
+}
+
 /** The thing asked for does not exist (operation id, object key). */
 export class NotFoundError extends ShardfleetError {
   constructor(message: string, options?: ErrorOptions) {
@@ -99,6 +110,7 @@ export class ShardLostError extends ShardfleetError {
 const HTTP_STATUS: Record<ErrorCode, number> = {
   CONFIG_INVALID: 500,
   BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
   SPEC_INVALID: 400,
   UNKNOWN_TASK: 400,
   UNSUPPORTED_MEDIA_TYPE: 415,

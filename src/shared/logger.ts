@@ -22,6 +22,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     level: options.level ?? "info",
     base: options.base ?? {},
     timestamp: pino.stdTimeFunctions.isoTime,
+    // Bearer tokens never reach a log, whoever logs a request's headers.
+    redact: {
+      paths: ["req.headers.authorization", "headers.authorization"],
+      censor: "[redacted]",
+    },
   };
   if (options.pretty) {
     return pino({

@@ -7,7 +7,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestEnv, type TestEnv, testApp } from "../../src/scheduler/api/testing.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const bin = path.join(root, "bin", "shardfleet.js");
@@ -88,6 +90,36 @@ describe("shardfleet CLI", () => {
     expect(r.stderr).toMatch(/--workers must be a whole number/);
   });
 
+  it("stops the scheduler on a short API token with one line naming the setting (exit 78)", async () => {
+    const file = path.join(dir, "api-tokens");
+    await writeFile(file, "# the current token\ntoo-short-to-guess-safely\n");
+    const r = await run(["--import", tsx, path.join(root, "src", "scheduler", "main.ts")], {
+      SHARDFLEET_API_TOKENS_FILE: file,
+    });
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/SHARDFLEET_API_TOKENS_FILE: the token on line 2 has 25 characters/);
+    expect(r.stderr).not.toContain("too-short");
+    expectOneLine(r);
+  });
+
+  it("stops the scheduler with one line when its token parameter cannot be read (exit 78)", async () => {
+    const r = await run(["--import", tsx, path.join(root, "src", "scheduler", "main.ts")], {
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+      AWS_REGION: "us-east-1",
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+      // Nothing listens there: SSM has no local peer.
+      AWS_ENDPOINT_URL: "http://127.0.0.1:9",
+      SHARDFLEET_WORK_QUEUE_URL: "http://127.0.0.1:9/000000000000/work",
+      SHARDFLEET_API_TOKEN_SSM_PARAMETER: "/shardfleet/api-tokens",
+    });
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(
+      /cannot start: cannot read SHARDFLEET_API_TOKEN_SSM_PARAMETER=\/shardfleet\/api-tokens from SSM Parameter Store \(.*ECONNREFUSED/,
+    );
+    expectOneLine(r);
+  });
+
   for (const component of ["scheduler", "worker"]) {
     it(`stops the ${component} on bad configuration with one line naming the setting (exit 78)`, async () => {
       const r = await run(["--import", tsx, path.join(root, "src", component, "main.ts")], {
@@ -98,4 +130,57 @@ describe("shardfleet CLI", () => {
       expectOneLine(r);
     });
   }
+});
+
+describe("shardfleet CLI against an API that requires a token", () => {
+  const TOKEN = "c0ffee".repeat(8);
+  let env: TestEnv;
+  let api: FastifyInstance;
+  let url: string;
+  beforeAll(async () => {
+    env = await startTestEnv("cli-token-test");
+    api = testApp(env, { apiTokens: [TOKEN] }).app;
+    url = await api.listen({ host: "127.0.0.1", port: 0 });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await env?.close();
+  });
+
+  it("sends SHARDFLEET_API_TOKEN, or --token, as the bearer token", async () => {
+    const fromEnv = await run([bin, "status", "--api", url], { SHARDFLEET_API_TOKEN: TOKEN });
+    expect(fromEnv).toMatchObject({ code: 0, stdout: "no operations yet\n" });
+    const fromOption = await run([bin, "status", "--api", url, "--token", TOKEN], {
+      SHARDFLEET_API_TOKEN: "not-this-one",
+    });
+    expect(fromOption).toMatchObject({ code: 0, stdout: "no operations yet\n" });
+  });
+
+  it("turns a 401 into one line and exit 77, with or without a token", async () => {
+    const without = await run([bin, "status", "--api", url]);
+    expect(without.code).toBe(77);
+    expect(without.stderr).toBe(
+      "shardfleet: the API requires a token (401): set SHARDFLEET_API_TOKEN or --token\n",
+    );
+    const wrong = await run([bin, "cost", "op-1", "--api", url, "--token", "f".repeat(48)]);
+    expect(wrong.code).toBe(77);
+    expect(wrong.stderr).toMatch(/the API refused the token \(401: invalid bearer token\)/);
+    expectOneLine(wrong);
+  });
+
+  it("refuses a token of two lines before calling the API (exit 64)", async () => {
+    const r = await run([bin, "status", "--api", url], {
+      SHARDFLEET_API_TOKEN: `${TOKEN}\n${TOKEN}`,
+    });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/must be one token: no spaces or line breaks/);
+    expectOneLine(r);
+  });
+
+  it("says where the token comes from in --help, without printing it", async () => {
+    const r = await run([bin, "submit", "--help"], { SHARDFLEET_API_TOKEN: TOKEN });
+    expect(r.stdout).toMatch(/--token <token>/);
+    expect(r.stdout).toMatch(/SHARDFLEET_API_TOKEN/);
+    expect(r.stdout).not.toContain(TOKEN);
+  });
 });

@@ -513,3 +513,105 @@ describe("over real HTTP", () => {
     }
   });
 });
+
+describe("bearer tokens", () => {
+  const TOKEN = "7f".repeat(32);
+  const NEXT = "Zm9yIHRoZSByb3RhdGlvbiwgYSBzZWNvbmQgdG9rZW4=";
+  const captured = capturingLogger("debug");
+  let secured: FastifyInstance;
+  beforeAll(() => {
+    secured = testApp(env, { logger: captured.logger, apiTokens: [TOKEN, NEXT] }).app;
+  });
+  afterAll(async () => {
+    await secured?.close();
+  });
+  afterEach(async () => {
+    await deleteAllOperations();
+  });
+
+  const get = (url: string, authorization?: string) =>
+    secured.inject({ method: "GET", url, headers: authorization ? { authorization } : {} });
+
+  async function expectUnauthorized(res: Awaited<ReturnType<typeof get>>, message: RegExp) {
+    expect(res.statusCode).toBe(401);
+    expect(res.headers["www-authenticate"]).toBe("Bearer");
+    const body = res.json() as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("UNAUTHORIZED");
+    expect(body.error.message).toMatch(message);
+  }
+
+  it("401 without a bearer token, on every route but /healthz", async () => {
+    for (const url of ["/operations", "/operations/op-nope", "/operations/op-nope/result", "/x"]) {
+      await expectUnauthorized(await get(url), /^missing bearer token/);
+    }
+    await expectUnauthorized(await get("/operations", `Basic ${TOKEN}`), /^missing bearer token/);
+    await expectUnauthorized(await get("/operations", "Bearer"), /^missing bearer token/);
+  });
+
+  it("401 for a wrong token, whatever its length", async () => {
+    for (const wrong of [
+      "7e".repeat(32), // same length
+      TOKEN.slice(0, -1), // a prefix
+      `${TOKEN}0`, // one more character
+      "x",
+      "y".repeat(4096),
+    ]) {
+      await expectUnauthorized(
+        await get("/operations", `Bearer ${wrong}`),
+        /^invalid bearer token$/,
+      );
+    }
+  });
+
+  it("200 with either configured token (a rotation), and the scheme in any case", async () => {
+    for (const authorization of [`Bearer ${TOKEN}`, `Bearer ${NEXT}`, `bearer ${TOKEN}`]) {
+      const res = await get("/operations", authorization);
+      expect(res.statusCode, authorization).toBe(200);
+    }
+  });
+
+  it("leaves /healthz open for the load balancer", async () => {
+    const res = await get("/healthz");
+    expect({ status: res.statusCode, body: res.json() }).toEqual({
+      status: 200,
+      body: { ok: true },
+    });
+  });
+
+  it("persists nothing for a refused submission, and takes one with a token", async () => {
+    const { payload, headers } = await multipart([spec(), csv(GOOD_CSV)]);
+    for (const authorization of [undefined, `Bearer ${"00".repeat(32)}`]) {
+      const res = await secured.inject({
+        method: "POST",
+        url: "/operations",
+        payload,
+        headers: { ...headers, ...(authorization ? { authorization } : {}) },
+      });
+      expect(res.statusCode).toBe(401);
+      await expectNothingPersisted();
+    }
+    const ok = await secured.inject({
+      method: "POST",
+      url: "/operations",
+      payload,
+      headers: { ...headers, authorization: `Bearer ${NEXT}` },
+    });
+    expect(ok.statusCode).toBe(202);
+  });
+
+  it("never logs the authorization header or a token", async () => {
+    await get("/operations", `Bearer ${TOKEN}`);
+    await get("/operations", "Bearer wrong-token-wrong-token-wrong-token");
+    // Even a line that logs a request's headers on purpose has it redacted.
+    captured.logger.info({ req: { headers: { authorization: `Bearer ${TOKEN}` } } }, "headers");
+    const text = JSON.stringify(captured.lines);
+    expect(captured.lines.some((l) => l.msg === "incoming request")).toBe(true);
+    expect(captured.lines.some((l) => l.msg === "invalid bearer token")).toBe(true);
+    for (const secret of [TOKEN, NEXT, "wrong-token-wrong-token"]) {
+      expect(text).not.toContain(secret);
+    }
+    expect(captured.lines.find((l) => l.msg === "headers")).toMatchObject({
+      req: { headers: { authorization: "[redacted]" } },
+    });
+  });
+});

@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import type { Logger } from "../../shared/logger.ts";
 import type { CostService } from "../cost/cost-service.ts";
 import type { OperationService } from "../operations.ts";
+import { bearerAuth } from "./auth.ts";
 import { handleError, handleNotFound } from "./errors.ts";
 import { healthRoutes } from "./health-routes.ts";
 import { operationRoutes } from "./operations-routes.ts";
@@ -17,6 +18,11 @@ export interface AppDeps {
   maxUploadBytes: number;
   /** Cost reports (`GET /operations/:id/cost`). @default undefined (the route answers 404) */
   cost?: CostService;
+  /**
+   * Bearer tokens, any of which a request must carry (all routes but `/healthz`).
+   * @default [] (no authentication)
+   */
+  apiTokens?: readonly string[];
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -27,6 +33,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);
+  // Before multipart parsing: a refused upload is never parsed or stored (Node discards it).
+  if (deps.apiTokens?.length) app.addHook("onRequest", bearerAuth(deps.apiTokens));
   void app.register(multipart, {
     limits: { fileSize: deps.maxUploadBytes },
     // The intake sees busboy's `truncated` and answers 413 with its own message.

@@ -94,6 +94,8 @@ export function handleError(err: unknown, request: FastifyRequest, reply: Fastif
   const { status, body } = errorResponse(err);
   if (status >= 500) request.log.error({ err }, "request failed");
   else request.log.info({ code: body.error.code, status }, body.error.message);
+  // RFC 6750: a 401 names the scheme the client should use.
+  if (status === 401) reply.header("www-authenticate", "Bearer");
   return reply.code(status).send(body);
 }
 

@@ -1,9 +1,12 @@
 import type { FastifyPluginAsync } from "fastify";
 
+/** The load balancer's health check path; open even when the API wants a token. */
+export const HEALTH_PATH = "/healthz";
+
 /** Liveness: the process answers HTTP. Deliberately touches no dependency. */
 export const healthRoutes: FastifyPluginAsync = async (app) => {
   app.get(
-    "/healthz",
+    HEALTH_PATH,
     {
       schema: {
         response: {

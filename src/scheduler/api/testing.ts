@@ -49,7 +49,12 @@ export async function startTestEnv(name: string): Promise<TestEnv> {
 
 export function testApp(
   env: TestEnv,
-  options: { maxUploadBytes?: number; clock?: Clock; logger?: Logger } = {},
+  options: {
+    maxUploadBytes?: number;
+    clock?: Clock;
+    logger?: Logger;
+    apiTokens?: readonly string[];
+  } = {},
 ): { app: FastifyInstance; operations: OperationService } {
   const logger = options.logger ?? silentLogger();
   const operations = new OperationService({
@@ -57,7 +62,12 @@ export function testApp(
     logger,
     clock: options.clock ?? systemClock,
   });
-  const app = buildApp({ operations, logger, maxUploadBytes: options.maxUploadBytes ?? 1 << 20 });
+  const app = buildApp({
+    operations,
+    logger,
+    maxUploadBytes: options.maxUploadBytes ?? 1 << 20,
+    ...(options.apiTokens ? { apiTokens: options.apiTokens } : {}),
+  });
   return { app, operations };
 }
 
