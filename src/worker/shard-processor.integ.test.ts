@@ -2,13 +2,13 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InvalidMessageError, NotFoundError } from "../shared/errors.ts";
+import { NotFoundError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { resultRowSchema } from "../shared/schemas/cells.ts";
 import { attemptSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { ShardAttemptFailedError } from "./attempts.ts";
-import { parseShardMessage, resultColumns, ShardProcessor } from "./shard-processor.ts";
+import { ShardProcessor } from "./shard-processor.ts";
 import type { TaskRunner } from "./tasks/task.ts";
 import { type LocalAws, startLocalAws, writeManifest, writeSlice } from "./test-support.ts";
 
@@ -62,49 +62,6 @@ async function readChunk(key: string) {
     .filter(Boolean)
     .map((l) => resultRowSchema.parse(JSON.parse(l)));
 }
-
-describe("parseShardMessage", () => {
-  it("accepts a valid message", () => {
-    const m = { v: 1, operationId: "op1", shardId: "s000000", start: 0, end: 5 };
-    expect(parseShardMessage(JSON.stringify(m))).toEqual(m);
-  });
-
-  it.each([
-    ["not json", /not JSON/],
-    [JSON.stringify({ v: 1, operationId: "op1", shardId: "s1", start: 0 }), /end/],
-    [
-      JSON.stringify({ v: 2, operationId: "op1", shardId: "s1", start: 0, end: 1 }),
-      /^shard message v:/,
-    ],
-    [JSON.stringify({ v: 1, operationId: "op1", shardId: "s1", start: 5, end: 1 }), /before start/],
-    [
-      JSON.stringify({ v: 1, operationId: "../op", shardId: "s1", start: 0, end: 1 }),
-      /invalid operation id/,
-    ],
-    [
-      JSON.stringify({ v: 1, operationId: "op1", shardId: "../s1", start: 0, end: 1 }),
-      /invalid shard id/,
-    ],
-  ])("throws InvalidMessageError for %s", (body, message) => {
-    expect(() => parseShardMessage(body)).toThrow(InvalidMessageError);
-    expect(() => parseShardMessage(body)).toThrow(message);
-  });
-});
-
-describe("resultColumns", () => {
-  it("puts declared columns first, then others in first-seen order", () => {
-    expect(
-      resultColumns(
-        ["a"],
-        [
-          { i: 0, r: { c: 1, a: 2 } },
-          { i: 1, e: "x" },
-          { i: 2, r: { b: 1, c: 2 } },
-        ],
-      ),
-    ).toEqual(["a", "c", "b"]);
-  });
-});
 
 describe("ShardProcessor", () => {
   it("runs a shard: one chunk, done.json and a completed attempt record", async () => {

@@ -12,7 +12,8 @@ import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { Consumer, type ConsumerQueue } from "./consumer.ts";
 import { type InterruptionNotice, InterruptionWatcher } from "./interruption-watcher.ts";
-import { type RunnerFactory, ShardProcessor } from "./shard-processor.ts";
+import type { RunnerFactory } from "./operation-cache.ts";
+import { ShardProcessor } from "./shard-processor.ts";
 
 export interface WorkerDeps {
   store: ObjectStore;

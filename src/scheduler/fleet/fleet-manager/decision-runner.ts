@@ -1,0 +1,198 @@
+/**
+ * Carrying a plan out: the policy's decisions in order — terminate (through the capacity port),
+ * copy stragglers to the straggler queue, launch (./launcher.ts), and set, clear or fail
+ * operation statuses (./operation-status.ts) — each recorded as fleet events. One decision's
+ * failure does not stop the others (the next plan decides again). Once a launch reports errors,
+ * the remaining launches are skipped and `carryOut` asks for a re-plan: they were planned
+ * assuming it would succeed.
+ */
+import { type CapacityProvider, FLEET_TAGS, type InstanceInfo } from "../../../shared/capacity.ts";
+import type { Clock } from "../../../shared/clock.ts";
+import type { Logger } from "../../../shared/logger.ts";
+import type { Manifest } from "../../../shared/schemas/operation.ts";
+import type { ShardQueue } from "../../../shared/shard-queue.ts";
+import { type FleetDecision, isLive, type TerminateDecision } from "../policy.ts";
+import type { FleetRecords } from "./fleet-records.ts";
+import type { InstanceRoster } from "./instance-roster.ts";
+import type { Launcher } from "./launcher.ts";
+import type { OperationStatuses } from "./operation-status.ts";
+
+export interface DecisionRunnerDeps {
+  capacity: CapacityProvider;
+  queue: ShardQueue;
+  clock: Clock;
+  logger: Logger;
+  roster: InstanceRoster;
+  records: FleetRecords;
+  launcher: Launcher;
+  statuses: OperationStatuses;
+}
+
+export interface DecisionRunnerOptions {
+  /** Where straggler copies go; undefined: stragglers are reported but not copied. */
+  stragglerQueueUrl: string | undefined;
+}
+
+/** What the pass observed that carrying decisions out needs. */
+export interface PassView {
+  /** Manifests of the operations planned for, by id (updated as statuses are written). */
+  manifests: Map<string, Manifest>;
+  /** Every operation id that exists (an orphan is noted on its operation when it still does). */
+  existing: ReadonlySet<string>;
+  /** The provider's view at the start of the pass (orphans are unknown otherwise). */
+  discovered: readonly InstanceInfo[];
+}
+
+export class DecisionRunner {
+  readonly #capacity: CapacityProvider;
+  readonly #queue: ShardQueue;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #roster: InstanceRoster;
+  readonly #records: FleetRecords;
+  readonly #launcher: Launcher;
+  readonly #statuses: OperationStatuses;
+  readonly #stragglerQueueUrl: string | undefined;
+  #warnedNoStragglerQueue = false;
+
+  constructor(deps: DecisionRunnerDeps, options: DecisionRunnerOptions) {
+    this.#capacity = deps.capacity;
+    this.#queue = deps.queue;
+    this.#clock = deps.clock;
+    this.#log = deps.logger;
+    this.#roster = deps.roster;
+    this.#records = deps.records;
+    this.#launcher = deps.launcher;
+    this.#statuses = deps.statuses;
+    this.#stragglerQueueUrl = options.stragglerQueueUrl;
+  }
+
+  /** Carries a plan out; true when a launch reported errors and the rest needs a re-plan. */
+  async carryOut(
+    decisions: readonly FleetDecision[],
+    view: PassView,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const { manifests, existing } = view;
+    let replan = false;
+    for (const d of decisions) {
+      try {
+        switch (d.type) {
+          case "terminate":
+            await this.#terminate(d, existing, view.discovered, signal);
+            break;
+          case "copyToStraggler":
+            await this.#copyToStraggler(d.operationId, d.shardId, d.reason, manifests, signal);
+            break;
+          case "launch":
+            // Planned assuming earlier launches succeed: once one reported errors, re-plan.
+            if (!replan) replan = await this.#launcher.launch(d, signal);
+            break;
+          case "setWaiting":
+            await this.#statuses.setWaiting(d.operationId, d.since, d.reason, manifests, signal);
+            break;
+          case "clearWaiting":
+            await this.#statuses.clearWaiting(d.operationId, manifests, signal);
+            break;
+          case "failOperation":
+            await this.#statuses.failOperation(d.operationId, d.code, d.message, manifests, signal);
+            break;
+        }
+      } catch (err) {
+        if (signal.aborted) throw err;
+        // One decision's failure must not stop the others; the next plan decides again.
+        this.#log.error(
+          { err, decision: d.type, operationId: "operationId" in d ? d.operationId : undefined },
+          `could not carry out ${d.type}; the next pass decides again`,
+        );
+      }
+    }
+    return replan;
+  }
+
+  async #terminate(
+    d: TerminateDecision,
+    existing: ReadonlySet<string>,
+    discovered: readonly InstanceInfo[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    await this.#capacity.terminate(d.ids, signal);
+    const now = this.#clock.now();
+    const byOperation = new Map<string, string[]>();
+    for (const id of d.ids) {
+      const t = this.#roster.get(id);
+      if (t) {
+        t.terminated = d.cause;
+        t.endReason = `terminated (${d.cause}): ${d.reason}`;
+        if (isLive(t.state)) this.#roster.setState(t, "shutting-down", now);
+        byOperation.set(t.operationId, [...(byOperation.get(t.operationId) ?? []), id]);
+      }
+    }
+    this.#log.info({ ids: d.ids, cause: d.cause }, `terminated ${d.ids.length} instance(s)`);
+    for (const [op, ids] of byOperation) {
+      this.#records.event(
+        op,
+        "instance-terminated",
+        `terminated ${ids.join(", ")} (${d.cause}): ${d.reason}`,
+        {
+          ids,
+          cause: d.cause,
+        },
+      );
+    }
+    if (d.cause === "orphan") {
+      // Orphans are unknown by definition; note them on their operation when it still exists.
+      for (const i of discovered) {
+        const op = i.tags[FLEET_TAGS.operation];
+        if (d.ids.includes(i.instanceId) && op && existing.has(op)) {
+          this.#records.event(
+            op,
+            "instance-terminated",
+            `terminated ${i.instanceId} (orphan): ${d.reason}`,
+            {
+              ids: [i.instanceId],
+              cause: d.cause,
+            },
+          );
+        }
+      }
+    }
+  }
+
+  async #copyToStraggler(
+    operationId: string,
+    shardId: string,
+    reason: string,
+    manifests: Map<string, Manifest>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const range = manifests.get(operationId)?.shards?.find((s) => s.id === shardId);
+    if (!range) throw new Error(`shard ${shardId} is not in operation ${operationId}'s manifest`);
+    if (!this.#stragglerQueueUrl) {
+      if (!this.#warnedNoStragglerQueue) {
+        this.#warnedNoStragglerQueue = true;
+        this.#log.warn(
+          "no straggler queue configured (SHARDFLEET_STRAGGLER_QUEUE_URL): stragglers are not copied",
+        );
+      }
+      this.#records.event(
+        operationId,
+        "straggler-copied",
+        `shard ${shardId} is a straggler (${reason}) but no straggler queue is configured: not copied`,
+        { shardId },
+      );
+      return;
+    }
+    await this.#queue.sendShards(
+      this.#stragglerQueueUrl,
+      [{ v: 1, operationId, shardId, start: range.start, end: range.end }],
+      signal,
+    );
+    this.#records.event(
+      operationId,
+      "straggler-copied",
+      `shard ${shardId} copied to the straggler queue: ${reason}`,
+      { shardId },
+    );
+  }
+}

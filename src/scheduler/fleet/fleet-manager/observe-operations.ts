@@ -1,0 +1,87 @@
+/**
+ * What the loop observes about operations, before it plans: the manifests of unfinished
+ * operations (oldest first) and every operation id that exists; the per-operation shard
+ * observations (../observe.ts) combined into the policy's operation states plus each instance's
+ * activity across operations; and, after a restart, a wait recorded in a manifest carried over
+ * into the policy's (empty) memory so its capacity deadline still counts from when it began.
+ */
+import { mapLimit } from "../../../shared/async.ts";
+import type { Logger } from "../../../shared/logger.ts";
+import type { ObjectStore } from "../../../shared/object-store.ts";
+import {
+  type Manifest,
+  type OperationStatus,
+  TERMINAL_STATUSES,
+} from "../../../shared/schemas/operation.ts";
+import { listOperationIds, loadManifest } from "../../operations.ts";
+import type { InstanceActivity, ShardObservation } from "../observe.ts";
+import type { FleetMemory, OperationState } from "../policy.ts";
+
+/** Statuses of operations that still need (or will soon need) capacity. */
+const ACTIVE: ReadonlySet<OperationStatus> = new Set([
+  "queued",
+  "splitting",
+  "running",
+  "waiting-for-capacity",
+]);
+
+/**
+ * Manifests of unfinished operations, oldest first, and every operation id that exists. An
+ * operation found finished joins `terminal` and is never read again.
+ */
+export async function observeOperations(
+  deps: { store: ObjectStore; logger: Logger; terminal: Set<string> },
+  signal: AbortSignal,
+): Promise<{ manifests: Manifest[]; existing: Set<string> }> {
+  const ids = await listOperationIds(deps.store, signal);
+  const existing = new Set(ids);
+  const open = ids.filter((id) => !deps.terminal.has(id)).reverse();
+  const loaded = await mapLimit(open, 8, async (id) => {
+    try {
+      return await loadManifest(deps.store, id, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      deps.logger.warn({ err, operationId: id }, "manifest unreadable; not sized this pass");
+      return undefined;
+    }
+  });
+  const manifests: Manifest[] = [];
+  for (const m of loaded) {
+    if (!m) continue;
+    if (TERMINAL_STATUSES.has(m.status)) deps.terminal.add(m.id);
+    else if (ACTIVE.has(m.status)) manifests.push(m);
+  }
+  return { manifests, existing };
+}
+
+/** The operations as the policy sees them, and each instance's activity summed over them. */
+export function combineObservations(observed: readonly ShardObservation[]): {
+  operations: OperationState[];
+  activity: Map<string, InstanceActivity>;
+} {
+  const operations: OperationState[] = [];
+  const activity = new Map<string, InstanceActivity>();
+  for (const o of observed) {
+    operations.push(o.state);
+    for (const [id, act] of o.activity) {
+      const sum = activity.get(id) ?? { running: 0 };
+      sum.running += act.running;
+      if (act.lastEndedAt !== undefined)
+        sum.lastEndedAt = Math.max(sum.lastEndedAt ?? 0, act.lastEndedAt);
+      activity.set(id, sum);
+    }
+  }
+  return { operations, activity };
+}
+
+/** After a restart the policy's memory is empty: carry a recorded wait (and its deadline) over. */
+export function seedWaiting(memory: FleetMemory, m: Manifest): FleetMemory {
+  if (m.status !== "waiting-for-capacity" || !m.waiting || memory.operations[m.id]) return memory;
+  return {
+    ...memory,
+    operations: {
+      ...memory.operations,
+      [m.id]: { unfulfilledSince: Date.parse(m.waiting.since), waiting: m.waiting.reason },
+    },
+  };
+}

@@ -1,0 +1,16 @@
+/**
+ * How the policy writes amounts and times into the reasons it gives (decision reasons, waiting
+ * and failure messages). A leaf shared by the sections.
+ */
+
+export function usd(value: number): string {
+  return `$${Number(value.toFixed(4))}`;
+}
+
+export function seconds(msValue: number): string {
+  return `${Math.round(msValue / 1000)} s`;
+}
+
+export function iso(msValue: number): string {
+  return new Date(msValue).toISOString();
+}

@@ -1,0 +1,185 @@
+/**
+ * Launch planning for one operation within one round: on-demand capacity for its stragglers
+ * (within the straggler cap), then worker capacity for its backlog — market by ./market-choice.ts,
+ * spot in batches (./batches.ts), every request within the caps (./sizing.ts). The round's
+ * `Ledger` carries what earlier operations took, so caps hold across the whole plan; `blocked`
+ * says why a needed launch was not planned (the orchestrator turns it into `waiting`).
+ */
+import type { InstanceRole, Market, Pool } from "../../../shared/capacity.ts";
+import { spotBatches } from "./batches.ts";
+import { usd } from "./format.ts";
+import { availablePools, chooseMarket, describeCooling } from "./market-choice.ts";
+import type { ResolvedFleetPolicy } from "./options.ts";
+import { backlogOf, desiredInstances, hourlyPrice, launchRoom } from "./sizing.ts";
+import { servesCapacity } from "./spot-signals.ts";
+import { stragglerKey } from "./stragglers.ts";
+import type {
+  FleetInstance,
+  FleetMemory,
+  LaunchDecision,
+  OperationState,
+  PriceTable,
+} from "./types.ts";
+
+/** What the round has taken so far against the caps: live plus planned instances and their spend. */
+export interface Ledger {
+  count: number;
+  spend: number;
+  stragglerInstances: number;
+}
+
+/** Straggler and worker launches for one operation; `blocked` says why a needed one was not planned. */
+export function planLaunches(
+  op: OperationState,
+  live: readonly FleetInstance[],
+  ledger: Ledger,
+  memory: FleetMemory,
+  copies: ReadonlySet<string>,
+  prices: PriceTable,
+  now: number,
+  o: ResolvedFleetPolicy,
+): { launches: LaunchDecision[]; blocked?: string } {
+  const launches: LaunchDecision[] = [];
+  // Capacity for sizing: an instance warned of an interruption is leaving; its replacement is
+  // planned now (it still counts against the caps in `ledger`: it is live and billed). A
+  // rebalance recommendation alone launches nothing: it is advisory, often not followed by an
+  // interruption at all, and replacing on it would double the fleet for nothing.
+  const mine = live.filter((i) => i.operationId === op.id && servesCapacity(i));
+  const warned = live.filter((i) => i.operationId === op.id && !servesCapacity(i)).length;
+
+  // One on-demand instance per straggler still running, within the straggler cap.
+  const stragglers = op.running.filter((s) => copies.has(stragglerKey(op.id, s.shardId))).length;
+  const stragglerWant = Math.min(
+    stragglers - mine.filter((i) => i.role === "straggler").length,
+    o.maxStragglerInstances - ledger.stragglerInstances,
+  );
+  if (stragglerWant > 0) {
+    const pools = priced(
+      availablePools(o.pools, "on-demand", memory.poolFailures, now, o.coolingMs),
+      "on-demand",
+      prices,
+      o,
+    );
+    const count =
+      pools.length === 0 ? 0 : Math.min(stragglerWant, room(ledger, pools, "on-demand", prices, o));
+    if (count > 0) {
+      launches.push(
+        launch(
+          op.id,
+          "straggler",
+          "on-demand",
+          count,
+          pools,
+          `${count} on-demand for ${stragglers} straggler(s)`,
+        ),
+      );
+      ledger.count += count;
+      ledger.spend += count * worstPrice(pools, "on-demand", prices);
+      ledger.stragglerInstances += count;
+    }
+  }
+
+  const desired = desiredInstances(backlogOf(op), o.shardsPerInstance, o.maxInstances);
+  if (desired === 0 && backlogOf(op) > 0) {
+    return { launches, blocked: `max instances (${o.maxInstances}) reached` };
+  }
+  const need = desired - mine.filter((i) => i.role === "worker").length;
+  if (need <= 0) return { launches };
+  const sizing =
+    `backlog ${backlogOf(op)} shards → ${desired} instance(s), ${desired - need} live` +
+    (warned > 0 ? ` (+${warned} warned of an interruption)` : "");
+  const choice = chooseMarket(o.pools, memory.poolFailures, now, o.coolingMs);
+  if (!choice) {
+    const cooling = (market: Market) =>
+      describeCooling(o.pools, market, memory.poolFailures, now, o.coolingMs);
+    return {
+      launches,
+      blocked: `no spot capacity (${cooling("spot")}); no on-demand capacity (${cooling("on-demand")})`,
+    };
+  }
+  const pools = priced(choice.pools, choice.market, prices, o);
+  if (pools.length === 0) {
+    return {
+      launches,
+      blocked: `no ${choice.market} price known for ${choice.pools.map((p) => p.instanceType).join(", ")} (needed for the hourly budget cap)`,
+    };
+  }
+  const cap = room(ledger, pools, choice.market, prices, o);
+  const counts =
+    choice.market === "spot" ? spotBatches(need, cap) : cap > 0 ? [Math.min(need, cap)] : [];
+  if (counts.length === 0) {
+    return { launches, blocked: capReason(ledger, pools, choice.market, prices, o) };
+  }
+  const fallback =
+    choice.market === "on-demand"
+      ? `every spot pool is cooling (${describeCooling(o.pools, "spot", memory.poolFailures, now, o.coolingMs)}); `
+      : "";
+  counts.forEach((count, n) => {
+    const batch = counts.length > 1 ? ` batch ${n + 1}/${counts.length}` : "";
+    launches.push(
+      launch(
+        op.id,
+        "worker",
+        choice.market,
+        count,
+        pools,
+        `${fallback}${choice.market}${batch}: ${sizing}`,
+      ),
+    );
+    ledger.count += count;
+    ledger.spend += count * worstPrice(pools, choice.market, prices);
+  });
+  return { launches };
+}
+
+function launch(
+  operationId: string,
+  role: InstanceRole,
+  market: Market,
+  count: number,
+  pools: Pool[],
+  reason: string,
+): LaunchDecision {
+  return { type: "launch", operationId, role, market, count, pools, reason };
+}
+
+/** Pools usable under the budget cap: with a cap, a pool needs a known price. */
+function priced(pools: Pool[], market: Market, prices: PriceTable, o: ResolvedFleetPolicy): Pool[] {
+  if (o.maxHourlyUsd === undefined) return pools;
+  return pools.filter((p) => hourlyPrice(prices, market, p.instanceType) !== undefined);
+}
+
+/** A request may land in any of its pools, so it is budgeted at the most expensive one. */
+function worstPrice(pools: readonly Pool[], market: Market, prices: PriceTable): number {
+  return Math.max(0, ...pools.map((p) => hourlyPrice(prices, market, p.instanceType) ?? 0));
+}
+
+function room(
+  ledger: Ledger,
+  pools: readonly Pool[],
+  market: Market,
+  prices: PriceTable,
+  o: ResolvedFleetPolicy,
+): number {
+  return launchRoom({
+    liveInstances: ledger.count,
+    spendUsd: ledger.spend,
+    unitPriceUsd: worstPrice(pools, market, prices),
+    maxInstances: o.maxInstances,
+    ...(o.maxHourlyUsd === undefined ? {} : { maxHourlyUsd: o.maxHourlyUsd }),
+  });
+}
+
+function capReason(
+  ledger: Ledger,
+  pools: readonly Pool[],
+  market: Market,
+  prices: PriceTable,
+  o: ResolvedFleetPolicy,
+): string {
+  if (ledger.count >= o.maxInstances) return `max instances (${o.maxInstances}) reached`;
+  return (
+    `hourly budget ${usd(o.maxHourlyUsd ?? 0)}/h reached (${usd(ledger.spend)}/h in use; ` +
+    `a ${market} instance costs up to ${usd(worstPrice(pools, market, prices))}/h)`
+  );
+}

@@ -1,0 +1,82 @@
+/**
+ * The fleet policy's options: what operators set (pools, caps, timeouts), their defaults, and
+ * the one check that turns them into a `ResolvedFleetPolicy`. A leaf: every section of the
+ * policy takes the resolved options, so they live apart from all of them.
+ */
+import { z } from "zod";
+import type { Pool } from "../../../shared/capacity.ts";
+import { ConfigError } from "../../../shared/errors.ts";
+
+export interface FleetPolicyOptions {
+  /** Where capacity comes from (instance types × subnets), in preference order; both markets. */
+  pools: Pool[];
+  /** Shards one instance works at once (the worker's SHARDFLEET_SHARDS_IN_FLIGHT). @default 2 */
+  shardsPerInstance?: number;
+  /** Live plus requested instances never exceed this. @default 20 */
+  maxInstances?: number;
+  /**
+   * The summed hourly price (USD) of live plus requested instances never exceeds this. A
+   * request is priced at its most expensive pool. @default no cap
+   */
+  maxHourlyUsd?: number;
+  /** A pool that reported a capacity error is skipped for this long, per market. @default 300_000 */
+  coolingMs?: number;
+  /**
+   * An operation that has work while the fleet has no live instance at all fails after this long
+   * (counted from the first plan that saw it so); before that it is `waiting-for-capacity`.
+   * @default 300_000
+   */
+  capacityDeadlineMs?: number;
+  /** A shard running longer than this × the median completed shard time is a straggler. @default 2 */
+  stragglerFactor?: number;
+  /** ...but only once it has run at least this long. @default 60_000 */
+  stragglerMinMs?: number;
+  /** A shard interrupted (reclaimed) this many times is a straggler. @default 2 */
+  stragglerInterruptions?: number;
+  /** On-demand instances launched for stragglers, across all operations. @default 5 */
+  maxStragglerInstances?: number;
+  /** An instance without a shard for this long is terminated. @default 180_000 */
+  idleTimeoutMs?: number;
+  /**
+   * A tagged instance the scheduler does not know is an orphan once it is this old (a younger one
+   * may come from a launch whose result is still being recorded). @default 60_000
+   */
+  orphanGraceMs?: number;
+}
+
+/** Options with every default filled in (`maxHourlyUsd` stays absent when there is no cap). */
+export type ResolvedFleetPolicy = Readonly<
+  Required<Omit<FleetPolicyOptions, "maxHourlyUsd">> & { maxHourlyUsd?: number }
+>;
+
+const ms = z.number().int().min(0);
+const poolSchema = z.strictObject({
+  instanceType: z.string().min(1),
+  subnetId: z.string().min(1).optional(),
+  availabilityZone: z.string().min(1).optional(),
+});
+const optionsSchema = z.strictObject({
+  pools: z.array(poolSchema),
+  shardsPerInstance: z.number().int().min(1).default(2),
+  maxInstances: z.number().int().min(0).default(20),
+  maxHourlyUsd: z.number().min(0).optional(),
+  coolingMs: ms.default(300_000),
+  capacityDeadlineMs: ms.default(300_000),
+  stragglerFactor: z.number().min(1).default(2),
+  stragglerMinMs: ms.default(60_000),
+  stragglerInterruptions: z.number().int().min(1).default(2),
+  maxStragglerInstances: z.number().int().min(0).default(5),
+  idleTimeoutMs: ms.default(180_000),
+  orphanGraceMs: ms.default(60_000),
+});
+
+/** Fills in defaults and checks the options. Throws ConfigError naming the bad option. */
+export function resolveFleetPolicy(options: FleetPolicyOptions): ResolvedFleetPolicy {
+  const parsed = optionsSchema.safeParse(options);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = issue.path.map(String).join(".") || "(options)";
+    throw new ConfigError(`fleet option ${name}: ${issue.message}`, { details: { option: name } });
+  }
+  return Object.freeze(parsed.data);
+}

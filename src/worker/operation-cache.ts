@@ -1,0 +1,121 @@
+/**
+ * The operations a worker has loaded: manifest plus task runner (an undici pool, worker
+ * threads), loaded once per operation and shared by all its shards. Entries in use are never
+ * dropped; beyond `maxCached`, the least recently used idle ones are closed. A failed load is
+ * not cached, so the next delivery tries again.
+ */
+import type { Clock } from "../shared/clock.ts";
+import { NotFoundError } from "../shared/errors.ts";
+import { keys } from "../shared/keys.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
+import { type Manifest, manifestSchema } from "../shared/schemas/operation.ts";
+import type { TaskRunner } from "./tasks/task.ts";
+
+/** Builds the runner for an operation; injectable so tests can count or fake runners. */
+export type RunnerFactory = (manifest: Manifest, logger: Logger) => Promise<TaskRunner>;
+
+/** One cached operation; `users` counts the shards holding it (acquire/release). */
+export interface OperationEntry {
+  ready: Promise<{ manifest: Manifest; runner: TaskRunner }>;
+  users: number;
+  lastUsed: number;
+}
+
+export interface OperationCacheDeps {
+  store: ObjectStore;
+  logger: Logger;
+  clock: Clock;
+  createRunner: RunnerFactory;
+}
+
+export interface OperationCacheOptions {
+  /** Idle operations whose manifest and runner stay cached. */
+  maxCached: number;
+}
+
+export class OperationCache {
+  readonly #store: ObjectStore;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #createRunner: RunnerFactory;
+  readonly #maxCached: number;
+  readonly #operations = new Map<string, OperationEntry>();
+
+  constructor(deps: OperationCacheDeps, options: OperationCacheOptions) {
+    this.#store = deps.store;
+    this.#logger = deps.logger;
+    this.#clock = deps.clock;
+    this.#createRunner = deps.createRunner;
+    this.#maxCached = options.maxCached;
+  }
+
+  /** The operation's entry (loading it if needed), held until `release`. */
+  acquire(operationId: string): OperationEntry {
+    let entry = this.#operations.get(operationId);
+    if (!entry) {
+      const created: OperationEntry = {
+        ready: this.#load(operationId),
+        users: 0,
+        lastUsed: this.#clock.now(),
+      };
+      // A failed load is not cached: the next delivery tries again.
+      created.ready.catch(() => {
+        if (this.#operations.get(operationId) === created) this.#operations.delete(operationId);
+      });
+      this.#operations.set(operationId, created);
+      entry = created;
+    }
+    entry.users++;
+    return entry;
+  }
+
+  /** Gives back an entry from `acquire`; idle entries beyond the cache size are closed. */
+  release(entry: OperationEntry): void {
+    entry.users--;
+    entry.lastUsed = this.#clock.now();
+    this.#evictIdle();
+  }
+
+  /** Closes every cached runner. */
+  async close(): Promise<void> {
+    const entries = [...this.#operations.values()];
+    this.#operations.clear();
+    await Promise.all(entries.map((e) => this.#closeEntry(e)));
+  }
+
+  async #load(operationId: string): Promise<{ manifest: Manifest; runner: TaskRunner }> {
+    const logger = this.#logger.child({ operationId });
+    const manifest = await this.#store.getJson(
+      keys.manifest(operationId),
+      manifestSchema,
+      AbortSignal.timeout(30_000),
+    );
+    if (!manifest) throw new NotFoundError(`operation ${operationId} has no manifest`);
+    const runner = await this.#createRunner(manifest, logger);
+    logger.info({ task: manifest.spec.task.name, columns: runner.columns }, "operation loaded");
+    return { manifest, runner };
+  }
+
+  /** Drops the least recently used idle operations beyond the cache size. */
+  #evictIdle(): void {
+    if (this.#operations.size <= this.#maxCached) return;
+    const idle = [...this.#operations.entries()]
+      .filter(([, e]) => e.users === 0)
+      .sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
+    for (const [id, entry] of idle) {
+      if (this.#operations.size <= this.#maxCached) break;
+      this.#operations.delete(id);
+      void this.#closeEntry(entry);
+    }
+  }
+
+  async #closeEntry(entry: OperationEntry): Promise<void> {
+    try {
+      const { runner } = await entry.ready;
+      await runner.close();
+    } catch {
+      // A load that failed has nothing to close.
+    }
+  }
+}

@@ -1,0 +1,345 @@
+/**
+ * One attempt at one shard, its writing side: records finished rows, decides when to
+ * checkpoint (rows or time), serialises the writes, writes the final chunk, flushes the last
+ * piece of an attempt that stops early. ./shard-processor.ts drives it: runs the rows, commits.
+ *
+ * Checkpoints (scheme and soundness: ./checkpoint.ts): every `checkpoint.everyRows` finished
+ * rows or `checkpoint.everySeconds`, whichever comes first, the contiguous prefix of finished
+ * rows is written as a chunk (`keys.chunk`, named by its row range), then the checkpoint object
+ * (cursor, chunk list, columns, error rows). Writes run beside the rows, never pausing them, one
+ * at a time; each is timed (`checkpointMs` on the debug line "checkpoint written", totals on
+ * "shard committed"). Each checkpoint (and each everySeconds without new rows) also checks
+ * whether the shard is committed already: if so, the run calls `onCommittedElsewhere` (the
+ * processor stops the rows) and writes nothing more. Every 10 s the attempt record is rewritten
+ * with the rows done: its sign of life.
+ */
+import type { Clock } from "../shared/clock.ts";
+import { keys } from "../shared/keys.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
+import type { ResultRow } from "../shared/schemas/cells.ts";
+import {
+  type Attempt,
+  attemptSchema,
+  type Checkpoint,
+  checkpointSchema,
+  type ShardMessage,
+} from "../shared/schemas/shard.ts";
+import {
+  checkpointFloorMs,
+  type Piece,
+  PrefixTracker,
+  progressAfter,
+  type ShardProgress,
+  smoothWriteMs,
+} from "./checkpoint.ts";
+import { putResultChunk } from "./result-chunks.ts";
+
+/** A running attempt refreshes its record at least this often (its sign of life). */
+const ATTEMPT_REFRESH_MS = 10_000;
+/** Deadline of one checkpoint write (chunk + checkpoint + attempt). */
+export const WRITE_TIMEOUT_MS = 30_000;
+
+export interface ShardRunDeps {
+  store: ObjectStore;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface ShardRunOptions {
+  message: ShardMessage;
+  attempt: Attempt;
+  progress: ShardProgress;
+  /** Input row indices of the rows this attempt runs. */
+  indices: readonly number[];
+  everyRows: number;
+  everyMs: number;
+  /** Largest share of the time checkpoint writes may take (see ShardProcessorOptions). */
+  budget: number;
+  /** Aborts when the shard is lost: no write may happen after that. */
+  lostSignal: AbortSignal;
+  /** Called when a checkpoint finds the shard committed by someone else. */
+  onCommittedElsewhere: () => void;
+}
+
+/**
+ * One attempt's checkpointing: records finished rows, decides when to checkpoint (rows or
+ * time), serialises the writes, flushes the final piece.
+ */
+export class ShardRun {
+  readonly #store: ObjectStore;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #o: ShardRunOptions;
+  readonly #tracker: PrefixTracker;
+  readonly #stopTicks = new AbortController();
+  #progress: ShardProgress;
+  #writing: Promise<void> | undefined;
+  #again = false;
+  #ticking: Promise<void> | undefined;
+  #lastCheckpointAt: number;
+  /** Last time-based look: a checkpoint, or at least the commit check. */
+  #lastLookAt: number;
+  #lastAttemptWriteAt: number;
+  /** Smoothed checkpoint write time (ms), once there was one. */
+  #writeMs: number | undefined;
+  #deferred = false;
+  committedElsewhere = false;
+  readonly stats = { checkpoints: 0, checkpointMs: 0, maxCheckpointMs: 0 };
+
+  constructor(deps: ShardRunDeps, options: ShardRunOptions) {
+    this.#store = deps.store;
+    this.#clock = deps.clock;
+    this.#logger = deps.logger;
+    this.#o = options;
+    this.#progress = options.progress;
+    this.#tracker = new PrefixTracker(options.indices, options.message.end);
+    this.#lastCheckpointAt = this.#clock.now();
+    this.#lastLookAt = this.#clock.now();
+    this.#lastAttemptWriteAt = this.#clock.now();
+  }
+
+  get progress(): ShardProgress {
+    return this.#progress;
+  }
+
+  /** Starts the time trigger. */
+  start(): void {
+    this.#ticking = this.#tick();
+  }
+
+  /** Rows just finished (in any order). */
+  record(rows: readonly ResultRow[]): void {
+    this.#tracker.record(rows);
+    if (this.#tracker.pending < this.#o.everyRows || this.#stopTicks.signal.aborted) return;
+    const wait = this.#lastCheckpointAt + this.#floorMs() - this.#clock.now();
+    if (wait <= 0) {
+      this.#request();
+    } else if (!this.#deferred) {
+      // Too soon after the last checkpoint for the write budget: come back when it is not.
+      this.#deferred = true;
+      this.#clock.sleep(wait, this.#stopTicks.signal).then(
+        () => {
+          this.#deferred = false;
+          this.#request();
+        },
+        () => {},
+      );
+    }
+  }
+
+  /**
+   * The shortest time between row-count checkpoints: the smoothed write time over the budget
+   * (at 1 %, a 20 ms write allows one checkpoint every 2 s), never more than everySeconds.
+   * Cheap rows then checkpoint less often than every everyRows, so checkpoint requests stay a
+   * small, bounded share of the work; what a hard kill loses stays bounded in time.
+   */
+  #floorMs(): number {
+    return checkpointFloorMs(this.#writeMs, this.#o.budget, this.#o.everyMs);
+  }
+
+  /**
+   * Stops the time and row triggers and waits for the write under way. (Rows that still
+   * finish are recorded, for `flush`, but start no write: a late write could land after the
+   * attempt's final record and undo it.)
+   */
+  async stop(): Promise<void> {
+    this.#stopTicks.abort();
+    await this.#ticking;
+    while (this.#writing) await this.#writing;
+  }
+
+  /**
+   * After every row finished: writes the last piece (up to the shard end) as a chunk, or an
+   * empty chunk for an empty shard, so the chunk list tiles the whole shard.
+   */
+  async finish(signal: AbortSignal): Promise<ShardProgress> {
+    await this.stop();
+    const { operationId, shardId, start, end } = this.#o.message;
+    const piece = this.#tracker.peek(this.#progress.cursor);
+    if (piece) {
+      const key = keys.chunk(operationId, shardId, piece.start, piece.end);
+      await putResultChunk(this.#store, key, piece.rows, signal);
+      this.#tracker.advance(piece);
+      this.#progress = progressAfter(this.#progress, piece, key);
+    } else if (this.#progress.chunks.length === 0) {
+      const key = keys.chunk(operationId, shardId, start, end);
+      await putResultChunk(this.#store, key, [], signal);
+      this.#progress = { ...this.#progress, cursor: end, chunks: [{ key, start, end }] };
+    }
+    return this.#progress;
+  }
+
+  /**
+   * The final checkpoint of an attempt that stops early: the finished prefix, within
+   * `timeoutMs`. Best effort (a failure only means those rows run again).
+   */
+  async flush(timeoutMs: number): Promise<void> {
+    await this.stop();
+    if (this.#o.lostSignal.aborted || this.committedElsewhere) return;
+    const piece = this.#tracker.peek(this.#progress.cursor);
+    if (!piece || piece.rows.length === 0) return;
+    try {
+      await this.#checkpoint(
+        piece,
+        AbortSignal.any([this.#o.lostSignal, AbortSignal.timeout(timeoutMs)]),
+        false,
+      );
+      this.#logger.info({ cursor: this.#progress.cursor }, "final checkpoint written");
+    } catch (err) {
+      this.#logger.warn({ err }, "cannot write the final checkpoint; its rows will run again");
+    }
+  }
+
+  /**
+   * The time trigger. Every everySeconds: a checkpoint if rows finished, else at least the
+   * commit check (a loser stuck on slow rows still stops soon); every ATTEMPT_REFRESH_MS the
+   * attempt's sign of life.
+   */
+  async #tick(): Promise<void> {
+    for (;;) {
+      const due = Math.min(
+        this.#lastLookAt + this.#o.everyMs,
+        this.#lastAttemptWriteAt + ATTEMPT_REFRESH_MS,
+      );
+      try {
+        await this.#clock.sleep(Math.max(10, due - this.#clock.now()), this.#stopTicks.signal);
+      } catch {
+        return;
+      }
+      if (this.#clock.now() >= due) this.#request();
+    }
+  }
+
+  /** Asks for a write; one runs at a time, a request during it runs once it is done. */
+  #request(): void {
+    if (this.#stopTicks.signal.aborted || this.#o.lostSignal.aborted || this.committedElsewhere) {
+      return;
+    }
+    if (this.#writing) {
+      this.#again = true;
+      return;
+    }
+    this.#writing = this.#writeLoop().finally(() => {
+      this.#writing = undefined;
+    });
+  }
+
+  async #writeLoop(): Promise<void> {
+    do {
+      this.#again = false;
+      const signal = AbortSignal.any([this.#o.lostSignal, AbortSignal.timeout(WRITE_TIMEOUT_MS)]);
+      try {
+        await this.#checkpointOrRefresh(signal);
+      } catch (err) {
+        if (this.#o.lostSignal.aborted) return;
+        // Not fatal: the rows stay in memory and go into the next checkpoint or the commit.
+        this.#logger.warn({ err }, "checkpoint failed; retrying at the next one");
+      }
+    } while (
+      this.#again &&
+      !this.#stopTicks.signal.aborted &&
+      !this.#o.lostSignal.aborted &&
+      !this.committedElsewhere
+    );
+  }
+
+  async #checkpointOrRefresh(signal: AbortSignal): Promise<void> {
+    this.#lastLookAt = this.#clock.now();
+    const piece = this.#tracker.peek(this.#progress.cursor);
+    const now = this.#clock.now();
+    const sinceLast = now - this.#lastCheckpointAt;
+    if (
+      piece &&
+      piece.rows.length > 0 &&
+      ((piece.rows.length >= this.#o.everyRows && sinceLast >= this.#floorMs()) ||
+        sinceLast >= this.#o.everyMs)
+    ) {
+      await this.#checkpoint(piece, signal, true);
+    } else if (!(await this.#committedElsewhere(signal)) && this.#attemptRefreshDue()) {
+      await this.#writeAttempt(signal);
+    }
+  }
+
+  /** True (and the attempt stopped) when another worker committed the shard. */
+  async #committedElsewhere(signal: AbortSignal): Promise<boolean> {
+    const { operationId, shardId } = this.#o.message;
+    if (!(await this.#store.exists(keys.done(operationId, shardId), signal))) return false;
+    this.committedElsewhere = true;
+    this.#logger.info("shard committed by another worker; stopping this attempt");
+    this.#o.onCommittedElsewhere();
+    return true;
+  }
+
+  #attemptRefreshDue(): boolean {
+    return this.#clock.now() - this.#lastAttemptWriteAt >= ATTEMPT_REFRESH_MS;
+  }
+
+  /**
+   * Writes `piece` as a chunk, then the checkpoint (and, when due, the attempt's sign of
+   * life). With `checkCommitted`, the commit check runs beside the chunk write (a chunk written
+   * for a committed shard is harmless: same range, same key) and a committed shard stops here.
+   */
+  async #checkpoint(piece: Piece, signal: AbortSignal, checkCommitted: boolean): Promise<void> {
+    const started = performance.now();
+    const { operationId, shardId } = this.#o.message;
+    const key = keys.chunk(operationId, shardId, piece.start, piece.end);
+    const [committed] = await Promise.all([
+      checkCommitted ? this.#committedElsewhere(signal) : false,
+      putResultChunk(this.#store, key, piece.rows, signal),
+    ]);
+    if (committed) return;
+    const next = progressAfter(this.#progress, piece, key);
+    const checkpoint: Checkpoint = {
+      v: 1,
+      operationId,
+      shardId,
+      attemptId: this.#o.attempt.attemptId,
+      cursor: next.cursor,
+      chunks: next.chunks,
+      columns: next.columns,
+      errorRows: next.errorRows,
+      updatedAt: new Date(this.#clock.now()).toISOString(),
+    };
+    await Promise.all([
+      this.#store.putJson(
+        keys.checkpoint(operationId, shardId),
+        checkpointSchema,
+        checkpoint,
+        signal,
+      ),
+      this.#attemptRefreshDue() ? this.#writeAttempt(signal) : undefined,
+    ]);
+    this.#tracker.advance(piece);
+    this.#progress = next;
+    const ms = performance.now() - started;
+    const now = this.#clock.now();
+    this.stats.checkpoints++;
+    this.stats.checkpointMs += ms;
+    this.#writeMs = smoothWriteMs(this.#writeMs, ms);
+    this.stats.maxCheckpointMs = Math.max(this.stats.maxCheckpointMs, ms);
+    this.#logger.debug(
+      {
+        cursor: next.cursor,
+        rows: piece.rows.length,
+        checkpointMs: Math.round(ms * 10) / 10,
+        sinceLastMs: now - this.#lastCheckpointAt,
+      },
+      "checkpoint written",
+    );
+    this.#lastCheckpointAt = now;
+  }
+
+  async #writeAttempt(signal: AbortSignal): Promise<void> {
+    const { operationId, shardId } = this.#o.message;
+    const attempt = this.#o.attempt;
+    attempt.updatedAt = new Date(this.#clock.now()).toISOString();
+    await this.#store.putJson(
+      keys.attempt(operationId, shardId, attempt.attemptId),
+      attemptSchema,
+      attempt,
+      signal,
+    );
+    this.#lastAttemptWriteAt = this.#clock.now();
+  }
+}
