@@ -669,6 +669,7 @@ describe("EC2 adapter (mocked EC2 API): configuration and error codes", () => {
       ["VcpuLimitExceeded", "capacity"],
       ["UnauthorizedOperation", "permission"],
       ["OptInRequired", "permission"],
+      ["AuthFailure.ServiceLinkedRoleCreationNotPermitted", "permission"],
       ["InvalidLaunchTemplateId.NotFound", "config"],
       ["InvalidLaunchTemplateName.NotFoundException", "config"],
       ["InvalidParameterValue", "config"],

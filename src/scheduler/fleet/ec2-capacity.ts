@@ -169,7 +169,9 @@ function bareCode(code: string): string {
 export function classifyEc2ErrorCode(code: string): CapacityErrorKind {
   const c = bareCode(code);
   if (CAPACITY_CODES.has(c)) return "capacity";
-  if (PERMISSION_CODES.has(c)) return "permission";
+  // "AuthFailure.ServiceLinkedRoleCreationNotPermitted": the account lacks the spot
+  // service-linked role and the caller may not create it (docs/deploy.md creates it once).
+  if (PERMISSION_CODES.has(c) || c.startsWith("AuthFailure.")) return "permission";
   if (CONFIG_CODES.has(c) || c.startsWith("Invalid") || c.startsWith("Missing")) return "config";
   return "other";
 }
