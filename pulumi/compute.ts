@@ -13,6 +13,8 @@ export interface ComputeArgs {
   readonly instanceProfileName: pulumi.Input<string>;
   /** The workers' security group (no inbound). */
   readonly securityGroupId: pulumi.Input<string>;
+  /** The image's root device name, which the template maps to an encrypted volume. */
+  readonly rootDeviceName: string;
   /** Non-secret settings written to the worker's environment file at boot. */
   readonly settings: WorkerBootSettings;
   /** Tags for the template and for the instances and volumes it launches. */
@@ -127,6 +129,15 @@ export class ComputeComponent extends pulumi.ComponentResource {
           httpPutResponseHopLimit: 1,
         },
         monitoring: { enabled: false },
+        // The root volume, encrypted (with the account's default EBS key) whatever the image's
+        // snapshot is; the size stays the image's. A name that is not the image's root device
+        // would add a second volume instead, so it comes from config (workerRootDeviceName).
+        blockDeviceMappings: [
+          {
+            deviceName: args.rootDeviceName,
+            ebs: { encrypted: "true", volumeType: "gp3", deleteOnTermination: "true" },
+          },
+        ],
         userData,
         // The fleet manager launches the `$Default` version, so each update must become it.
         updateDefaultVersion: true,

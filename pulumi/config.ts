@@ -10,7 +10,7 @@ import { parseApiTokens } from "../src/shared/config.ts";
 export interface StackSettings {
   /** Begins every resource name. @default "shardfleet" */
   readonly namePrefix: string;
-  /** SQS visibility timeout of all three queues, 0-43200 s. @default 60 */
+  /** SQS visibility timeout of all three queues, 5-43200 s. @default 60 */
   readonly visibilityTimeoutSeconds: number;
   /** Receives before a shard message moves to the dead-letter queue, 1-1000. @default 10 */
   readonly maxReceiveCount: number;
@@ -25,6 +25,12 @@ export interface StackSettings {
   readonly schedulerInstanceType: string;
   /** Days the log group keeps shipped log events; one of LOG_RETENTION_DAYS. @default 30 */
   readonly logRetentionDays: number;
+  /**
+   * The image's root device name, which the worker launch template maps to an encrypted gp3
+   * volume. It must be the AMI's own (`RootDeviceName`), or workers get an extra empty volume
+   * and an unencrypted root. @default "/dev/xvda"
+   */
+  readonly workerRootDeviceName: string;
 }
 
 /**
@@ -55,7 +61,10 @@ export interface DeploymentSettings {
   readonly existingNetwork?: { readonly vpcId: string; readonly subnetIds: readonly string[] };
 }
 
-/** Every `shardfleet:*` key the program reads; Pulumi.yaml must describe exactly these. */
+/**
+ * Every `shardfleet:*` key the program reads; Pulumi.yaml must describe exactly these, in its
+ * `config:` block or, for SECRET_CONFIG_KEYS, in a comment there.
+ */
 export const CONFIG_KEYS = [
   "namePrefix",
   "visibilityTimeoutSeconds",
@@ -64,6 +73,7 @@ export const CONFIG_KEYS = [
   "instanceTypes",
   "schedulerInstanceType",
   "logRetentionDays",
+  "workerRootDeviceName",
   "workerAmiId",
   "adminCidr",
   "apiCertificateArn",
@@ -75,6 +85,27 @@ export const CONFIG_KEYS = [
   "apiToken",
 ] as const;
 
+/**
+ * The keys Pulumi.yaml declares without a default. The CLI treats every declared key without
+ * one as required ("Stack '…' is missing configuration value …" before the program runs), so
+ * only these may lack a default; every optional key declares one, `""`, `[]` or `false` for
+ * "unset", which the readers below take as absent.
+ */
+export const REQUIRED_CONFIG_KEYS = ["workerAmiId", "adminCidr"] as const;
+
+/**
+ * Optional secrets, which Pulumi.yaml describes in a comment instead of declaring: declared
+ * without a default they would be required, and with one every run fails ("… must be encrypted
+ * as it's secret"), since a default is plaintext.
+ */
+export const SECRET_CONFIG_KEYS = ["apiToken"] as const;
+
+/**
+ * The visibility timeouts the services accept (`SHARDFLEET_VISIBILITY_TIMEOUT_S`,
+ * src/shared/config.ts); a stack value outside would make them exit at start.
+ */
+export const VISIBILITY_TIMEOUT_RANGE = { min: 5, max: 43_200 } as const;
+
 export const DEFAULT_SETTINGS: StackSettings = Object.freeze({
   namePrefix: "shardfleet",
   visibilityTimeoutSeconds: 60,
@@ -83,6 +114,7 @@ export const DEFAULT_SETTINGS: StackSettings = Object.freeze({
   instanceTypes: Object.freeze(["c7i.large", "c6i.large", "m7i.large"]),
   schedulerInstanceType: "t3.small",
   logRetentionDays: 30,
+  workerRootDeviceName: "/dev/xvda",
 });
 
 /**
@@ -107,6 +139,16 @@ const CERTIFICATE_ARN =
 /** A fully qualified lowercase host name without the trailing dot, e.g. api.example.com. */
 const DOMAIN_NAME = /^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 const HOSTED_ZONE_ID = /^Z[0-9A-Z]{1,31}$/;
+/** A block device name as an AMI reports it, e.g. /dev/xvda or /dev/sda1. */
+const DEVICE_NAME = /^\/dev\/[a-z][a-z0-9]*$/;
+
+/**
+ * An optional string key: absent or `""` (its Pulumi.yaml default) is unset; anything else
+ * must match `pattern`.
+ */
+function optionalString(config: pulumi.Config, key: string, pattern: RegExp): string | undefined {
+  return config.get(key) ? config.get(key, { pattern }) : undefined;
+}
 
 function integer(
   config: pulumi.Config,
@@ -154,7 +196,7 @@ export function readSettings(config: pulumi.Config = new pulumi.Config()): Stack
       config,
       "visibilityTimeoutSeconds",
       DEFAULT_SETTINGS.visibilityTimeoutSeconds,
-      { min: 0, max: 43_200 },
+      VISIBILITY_TIMEOUT_RANGE,
     ),
     maxReceiveCount: integer(config, "maxReceiveCount", DEFAULT_SETTINGS.maxReceiveCount, {
       min: 1,
@@ -171,6 +213,9 @@ export function readSettings(config: pulumi.Config = new pulumi.Config()): Stack
       config.get("schedulerInstanceType", { pattern: INSTANCE_TYPE }) ??
       DEFAULT_SETTINGS.schedulerInstanceType,
     logRetentionDays,
+    workerRootDeviceName:
+      config.get("workerRootDeviceName", { pattern: DEVICE_NAME }) ??
+      DEFAULT_SETTINGS.workerRootDeviceName,
   });
 }
 
@@ -185,8 +230,10 @@ export function readDeploymentSettings(
   const workerAmiId = config.require("workerAmiId", { pattern: AMI_ID });
   const adminCidr = config.require("adminCidr", { pattern: IPV4_CIDR });
   const api = readApiSettings(config);
-  const vpcId = config.get("vpcId", { pattern: VPC_ID });
-  const subnetIds = config.getObject<unknown>("subnetIds");
+  const vpcId = optionalString(config, "vpcId", VPC_ID);
+  const listed = config.getObject<unknown>("subnetIds");
+  // [] is the key's Pulumi.yaml default: no subnets given.
+  const subnetIds = Array.isArray(listed) && listed.length === 0 ? undefined : listed;
   if (vpcId === undefined && subnetIds === undefined) {
     return Object.freeze({ workerAmiId, adminCidr, api });
   }
@@ -213,10 +260,10 @@ export function readDeploymentSettings(
 }
 
 function readApiSettings(config: pulumi.Config): ApiSettings {
-  const certificateArn = config.get("apiCertificateArn", { pattern: CERTIFICATE_ARN });
+  const certificateArn = optionalString(config, "apiCertificateArn", CERTIFICATE_ARN);
   const plainHttp = config.getBoolean("apiPlainHttp") ?? false;
-  const domainName = config.get("apiDomainName", { pattern: DOMAIN_NAME });
-  const hostedZoneId = config.get("apiHostedZoneId", { pattern: HOSTED_ZONE_ID });
+  const domainName = optionalString(config, "apiDomainName", DOMAIN_NAME);
+  const hostedZoneId = optionalString(config, "apiHostedZoneId", HOSTED_ZONE_ID);
 
   if (certificateArn === undefined && !plainHttp) {
     throw new pulumi.RunError(

@@ -183,6 +183,8 @@ export interface SchedulerIdentityArgs {
   readonly workerSecurityGroupArn: pulumi.Input<string>;
   readonly region: pulumi.Input<string>;
   readonly accountId: pulumi.Input<string>;
+  /** The region's partition (`aws`, `aws-cn`, `aws-us-gov`), the second field of every ARN. */
+  readonly partition: pulumi.Input<string>;
   /** ARN of the stack's log group, as @pulumi/aws v7 reports it (no `:*` suffix). */
   readonly logGroupArn: pulumi.Input<string>;
   /** The SSM parameter holding the API's tokens; absent: the API has no token to read. */
@@ -197,7 +199,6 @@ export interface SchedulerIdentityArgs {
  */
 export const UNSCOPED_DESCRIBE_ACTIONS = [
   "ec2:DescribeInstances",
-  "ec2:DescribeInstanceTypes",
   "ec2:DescribeSpotPriceHistory",
 ] as const;
 
@@ -264,13 +265,16 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
     );
 
     const ec2Arn = (resource: string) =>
-      pulumi.interpolate`arn:aws:ec2:${args.region}:${args.accountId}:${resource}`;
+      pulumi.interpolate`arn:${args.partition}:ec2:${args.region}:${args.accountId}:${resource}`;
+    // Images and snapshots are named without an account.
+    const ec2RegionArn = (resource: pulumi.Input<string>) =>
+      pulumi.interpolate`arn:${args.partition}:ec2:${args.region}::${resource}`;
     const fleetTag = `aws:RequestTag/${FLEET_TAGS.fleet}`;
     const launch = ["ec2:CreateFleet", "ec2:RunInstances"];
     const subnetArns = pulumi
-      .all([args.region, args.accountId, args.subnetIds])
-      .apply(([region, account, ids]) =>
-        ids.map((id) => `arn:aws:ec2:${region}:${account}:subnet/${id}`),
+      .all([args.partition, args.region, args.accountId, args.subnetIds])
+      .apply(([partition, region, account, ids]) =>
+        ids.map((id) => `arn:${partition}:ec2:${region}:${account}:subnet/${id}`),
       );
 
     new aws.iam.RolePolicy(
@@ -290,7 +294,10 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
             },
             {
               // What a launch uses or creates without tags of its own: only the worker's
-              // template, image, subnets and security group, and new volumes and interfaces.
+              // template, image (and the snapshot its root volume is made from), subnets and
+              // security group, and new volumes, interfaces and, for spot capacity, the spot
+              // instance requests an instant fleet opens (without these a spot launch is
+              // refused; aws/karpenter-provider-aws#5402).
               Sid: "LaunchFromWorkerTemplate",
               Effect: "Allow",
               Action: launch,
@@ -298,17 +305,21 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
                 .all([
                   args.launchTemplateArn,
                   args.workerSecurityGroupArn,
-                  pulumi.interpolate`arn:aws:ec2:${args.region}::image/${args.amiId}`,
+                  ec2RegionArn(pulumi.interpolate`image/${args.amiId}`),
+                  ec2RegionArn("snapshot/*"),
                   ec2Arn("volume/*"),
                   ec2Arn("network-interface/*"),
+                  ec2Arn("spot-instances-request/*"),
                   subnetArns,
                 ])
-                .apply(([template, sg, image, volumes, interfaces, subnets]) => [
+                .apply(([template, sg, image, snapshots, volumes, interfaces, spot, subnets]) => [
                   template,
                   sg,
                   image,
+                  snapshots,
                   volumes,
                   interfaces,
+                  spot,
                   ...subnets,
                 ]),
             },

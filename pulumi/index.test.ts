@@ -13,9 +13,12 @@ import {
   apiTokenLines,
   CONFIG_KEYS,
   DEFAULT_SETTINGS,
+  REQUIRED_CONFIG_KEYS,
   readApiToken,
   readDeploymentSettings,
   readSettings,
+  SECRET_CONFIG_KEYS,
+  VISIBILITY_TIMEOUT_RANGE,
 } from "./config.ts";
 import {
   ACCOUNT,
@@ -401,6 +404,17 @@ describe("worker launch template", () => {
     ]);
   });
 
+  it("encrypts the root volume, gp3, deleted with the worker", () => {
+    expect(template().blockDeviceMappings).toEqual([
+      {
+        deviceName: DEFAULT_SETTINGS.workerRootDeviceName,
+        ebs: { encrypted: "true", volumeType: "gp3", deleteOnTermination: "true" },
+      },
+    ]);
+    expect(template().blockDeviceMappings[0].ebs.kmsKeyId).toBeUndefined();
+    expect(template().blockDeviceMappings[0].ebs.snapshotId).toBeUndefined();
+  });
+
   it("writes only the non-secret settings to the worker's env file at boot", () => {
     const script = Buffer.from(template().userData, "base64").toString("utf8");
     expect(script).toMatch(/^#!\/bin\/bash\n/);
@@ -449,8 +463,12 @@ describe("scheduler identity", () => {
         ec2("launch-template/lt-0123456789abcdef0"),
         ec2("security-group/sg-sf-test-worker-sg"),
         `arn:aws:ec2:${REGION}::image/${AMI}`,
+        // The image's root snapshot, which every launch reads.
+        `arn:aws:ec2:${REGION}::snapshot/*`,
         ec2("volume/*"),
         ec2("network-interface/*"),
+        // What an instant fleet opens for spot capacity.
+        ec2("spot-instances-request/*"),
         ...out.subnetIds.map((id) => ec2(`subnet/${id}`)),
       ].sort(),
     );
@@ -629,11 +647,9 @@ describe("every policy", () => {
         }
       }
     }
-    expect(unscoped.sort()).toEqual([
-      "ec2:DescribeInstanceTypes",
-      "ec2:DescribeInstances",
-      "ec2:DescribeSpotPriceHistory",
-    ]);
+    // What src/ sends: DescribeInstancesCommand (ec2-capacity.ts) and
+    // DescribeSpotPriceHistoryCommand (price-source.ts), nothing else.
+    expect(unscoped.sort()).toEqual(["ec2:DescribeInstances", "ec2:DescribeSpotPriceHistory"]);
   });
 });
 
@@ -936,48 +952,177 @@ describe("every resource", () => {
   });
 });
 
-/** The `default:` of each `shardfleet:*` key in Pulumi.yaml, read without a YAML library. */
-function pulumiYamlDefaults(): Record<string, unknown> {
-  const text = readFileSync(new URL("../Pulumi.yaml", import.meta.url), "utf8");
-  const defaults: Record<string, unknown> = {};
-  for (const block of text.split(/^ {2}shardfleet:/m).slice(1)) {
-    const key = block.slice(0, block.indexOf(":"));
-    const body = block.split(/^ {2}\S/m)[0]!;
-    const scalar = /^ {4}default: (.+)$/m.exec(body);
-    const items = /^ {4}default:\n((?: {6}- .+\n)+)/m.exec(body);
-    if (scalar) defaults[key] = /^\d+$/.test(scalar[1]!) ? Number(scalar[1]) : scalar[1];
-    else if (items) defaults[key] = [...items[1]!.matchAll(/- (.+)/g)].map((m) => m[1]);
-  }
-  return defaults;
+/** A `shardfleet:*` key Pulumi.yaml declares in its `config:` block. */
+interface DeclaredKey {
+  readonly type: string;
+  readonly secret: boolean;
+  readonly description: boolean;
+  /** Absent: no `default:` line. */
+  readonly default?: unknown;
 }
 
-/** The `shardfleet:*` keys Pulumi.yaml describes (each with a description). */
-function pulumiYamlKeys(): string[] {
-  const text = readFileSync(new URL("../Pulumi.yaml", import.meta.url), "utf8");
-  const keys: string[] = [];
-  for (const block of text.split(/^ {2}shardfleet:/m).slice(1)) {
-    const body = block.split(/^ {2}\S/m)[0]!;
-    expect(body, block.slice(0, 40)).toMatch(/^ {4}description: /m);
-    keys.push(block.slice(0, block.indexOf(":")));
+const pulumiYamlText = () => readFileSync(new URL("../Pulumi.yaml", import.meta.url), "utf8");
+
+/** A YAML scalar as this file writes them: "", [], booleans, integers and plain strings. */
+function yamlScalar(text: string): unknown {
+  if (text === '""') return "";
+  if (text === "[]") return [];
+  if (text === "true" || text === "false") return text === "true";
+  if (/^-?\d+$/.test(text)) return Number(text);
+  return text;
+}
+
+/**
+ * Pulumi.yaml's `shardfleet:*` keys, read without a YAML library: those its `config:` block
+ * declares, and those only a comment there describes (`# shardfleet:<key> (<type>, secret)`).
+ */
+function pulumiYaml(): { declared: Map<string, DeclaredKey>; commented: string[] } {
+  const text = pulumiYamlText();
+  const config = text.slice(text.search(/^config:$/m));
+  const declared = new Map<string, DeclaredKey>();
+  for (const block of config.split(/^ {2}shardfleet:/m).slice(1)) {
+    const key = block.slice(0, block.indexOf(":"));
+    // The block ends at the next line indented two spaces or less (key, comment or top level).
+    const body = block.slice(block.indexOf("\n") + 1).split(/^ {0,2}\S/m)[0]!;
+    const scalar = /^ {4}default: (.+)$/m.exec(body);
+    const items = /^ {4}default:\n((?: {6}- .+\n)+)/m.exec(body);
+    declared.set(key, {
+      type: /^ {4}type: (\S+)$/m.exec(body)?.[1] ?? "",
+      secret: /^ {4}secret: true$/m.test(body),
+      description: /^ {4}description: /m.test(body),
+      ...(scalar
+        ? { default: yamlScalar(scalar[1]!) }
+        : items
+          ? { default: [...items[1]!.matchAll(/- (.+)/g)].map((m) => yamlScalar(m[1]!)) }
+          : {}),
+    });
   }
-  return keys;
+  const commented = [...config.matchAll(/^ {2}# shardfleet:(\w+) \((\w+), secret\)/gm)].map(
+    (m) => m[1]!,
+  );
+  return { declared, commented };
+}
+
+/**
+ * The config a stack that sets only `set` runs with under the CLI: every declared default the
+ * stack does not override (ValidateStackConfigAndApplyProjectConfig), as the language host
+ * passes values, strings with arrays and objects as JSON.
+ */
+function withProjectDefaults(set: Record<string, string>): Record<string, string> {
+  const config: Record<string, string> = {};
+  for (const [key, { default: value }] of pulumiYaml().declared) {
+    if (value === undefined) continue;
+    config[`shardfleet:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
+  }
+  return { ...config, ...set };
 }
 
 describe("settings", () => {
   it("are all described in Pulumi.yaml, and Pulumi.yaml describes no other", () => {
-    expect(pulumiYamlKeys().sort()).toEqual([...CONFIG_KEYS].sort());
+    const { declared, commented } = pulumiYaml();
+    for (const [key, { description }] of declared) expect(description, key).toBe(true);
+    expect([...declared.keys(), ...commented].sort()).toEqual([...CONFIG_KEYS].sort());
+    // The secrets are the ones described in a comment, and only those.
+    expect(commented.sort()).toEqual([...SECRET_CONFIG_KEYS].sort());
+    for (const key of commented) {
+      expect(
+        pulumiYamlText().match(
+          new RegExp(`^ {2}# shardfleet:${key} .*\\n((?: {2}# .*\\n)+)`, "m"),
+        )?.[1],
+        key,
+      ).toMatch(/Optional/);
+    }
+  });
+
+  it("have a default in Pulumi.yaml unless required (the CLI requires any without)", () => {
+    const { declared } = pulumiYaml();
+    const withoutDefault = [...declared].filter(([, k]) => !("default" in k)).map(([key]) => key);
+    expect(withoutDefault.sort()).toEqual([...REQUIRED_CONFIG_KEYS].sort());
+    // A secret key can be neither: without a default it is required, with one every run fails
+    // ("must be encrypted as it's secret"), defaults being plaintext.
+    expect([...declared].filter(([, k]) => k.secret)).toEqual([]);
+    // Each default is of the declared type (the CLI checks that as well).
+    for (const [key, k] of declared) {
+      if (!("default" in k)) continue;
+      const expected = { string: "string", integer: "number", boolean: "boolean", array: "object" };
+      expect(typeof k.default, key).toBe(expected[k.type as keyof typeof expected]);
+    }
   });
 
   it("default to the values Pulumi.yaml declares", () => {
     pulumi.runtime.setAllConfig({});
     expect(readSettings()).toEqual(DEFAULT_SETTINGS);
     expect(readSettings().logRetentionDays).toBe(30);
-    expect(pulumiYamlDefaults()).toEqual(DEFAULT_SETTINGS);
+    const defaults = Object.fromEntries(
+      [...pulumiYaml().declared]
+        .filter(([key]) => key in DEFAULT_SETTINGS)
+        .map(([key, k]) => [key, k.default]),
+    );
+    expect(defaults).toEqual(DEFAULT_SETTINGS);
+  });
+
+  it("take Pulumi.yaml's empty defaults of the optional keys as unset", () => {
+    pulumi.runtime.setAllConfig(withProjectDefaults({ ...REQUIRED }));
+    expect(readSettings()).toEqual(DEFAULT_SETTINGS);
+    expect(readDeploymentSettings()).toEqual({
+      workerAmiId: AMI,
+      adminCidr: ADMIN_CIDR,
+      api: { listener: { protocol: "HTTPS", certificateArn: CERTIFICATE_ARN } },
+    });
+
+    const { "shardfleet:apiCertificateArn": _, ...withoutCertificate } = REQUIRED;
+    pulumi.runtime.setAllConfig(withProjectDefaults(withoutCertificate));
+    expect(() => readDeploymentSettings()).toThrow(/shardfleet:apiCertificateArn is required/);
+    pulumi.runtime.setAllConfig(
+      withProjectDefaults({ ...withoutCertificate, "shardfleet:apiPlainHttp": "true" }),
+    );
+    expect(readDeploymentSettings().api).toEqual({ listener: { protocol: "HTTP" } });
+
+    pulumi.runtime.setAllConfig(
+      withProjectDefaults({
+        ...REQUIRED,
+        "shardfleet:vpcId": "vpc-0123456789abcdef0",
+        "shardfleet:subnetIds": JSON.stringify([
+          "subnet-0123456789abcdef0",
+          "subnet-0123456789abcdef1",
+        ]),
+      }),
+    );
+    expect(readDeploymentSettings().existingNetwork?.subnetIds).toHaveLength(2);
+    // Half of the pair still fails, default or not.
+    pulumi.runtime.setAllConfig(
+      withProjectDefaults({ ...REQUIRED, "shardfleet:vpcId": "vpc-0123456789abcdef0" }),
+    );
+    expect(() => readDeploymentSettings()).toThrow("shardfleet:subnetIds");
+  });
+
+  it("accept the visibility timeouts the services accept, and only those", () => {
+    const { min, max } = VISIBILITY_TIMEOUT_RANGE;
+    for (const [value, ok] of [
+      [min - 1, false],
+      [min, true],
+      [max, true],
+      [max + 1, false],
+    ] as const) {
+      pulumi.runtime.setAllConfig({ "shardfleet:visibilityTimeoutSeconds": String(value) });
+      const env = {
+        ...bootEnv(only("aws:ec2/instance:Instance").inputs.userData),
+        SHARDFLEET_VISIBILITY_TIMEOUT_S: String(value),
+      };
+      if (ok) {
+        expect(readSettings().visibilityTimeoutSeconds).toBe(value);
+        expect(loadConfig(env).worker.visibilityTimeoutSeconds).toBe(value);
+      } else {
+        expect(() => readSettings()).toThrow("shardfleet:visibilityTimeoutSeconds");
+        expect(() => loadConfig(env)).toThrow("SHARDFLEET_VISIBILITY_TIMEOUT_S");
+      }
+    }
   });
 
   it.each([
     ["shardfleet:maxReceiveCount", "0"],
     ["shardfleet:maxReceiveCount", "2.5"],
+    ["shardfleet:visibilityTimeoutSeconds", "4"],
     ["shardfleet:visibilityTimeoutSeconds", "43201"],
     ["shardfleet:tempObjectExpirationDays", "0"],
     ["shardfleet:namePrefix", "Shard_Fleet"],
@@ -986,6 +1131,8 @@ describe("settings", () => {
     ["shardfleet:logRetentionDays", "31"],
     ["shardfleet:logRetentionDays", "3654"],
     ["shardfleet:logRetentionDays", "thirty"],
+    ["shardfleet:workerRootDeviceName", "xvda"],
+    ["shardfleet:workerRootDeviceName", "/dev/"],
   ])("reject %s = %s, naming the key", (key, value) => {
     pulumi.runtime.setAllConfig({ [key]: value });
     expect(() => readSettings()).toThrow(key);
@@ -1003,6 +1150,7 @@ describe("settings", () => {
     ["shardfleet:apiDomainName", "localhost"],
     ["shardfleet:apiHostedZoneId", "example.com"],
     ["shardfleet:apiPlainHttp", "yes"],
+    ["shardfleet:vpcId", "vpc"],
   ])("reject %s = %s, naming the key", (key, value) => {
     pulumi.runtime.setAllConfig({
       ...REQUIRED,

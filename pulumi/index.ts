@@ -22,6 +22,7 @@ const apiTokenValue = readApiToken();
 const tags = stackTags();
 const region = aws.getRegionOutput().region;
 const accountId = aws.getCallerIdentityOutput().accountId;
+const partition = aws.getPartitionOutput().partition;
 
 const network = new NetworkComponent(settings.namePrefix, {
   ...(deployment.existingNetwork ? { existing: deployment.existingNetwork } : {}),
@@ -61,6 +62,7 @@ const compute = new ComputeComponent(settings.namePrefix, {
   amiId: deployment.workerAmiId,
   instanceProfileName: worker.instanceProfileName,
   securityGroupId: network.workerSecurityGroupId,
+  rootDeviceName: settings.workerRootDeviceName,
   settings: {
     region,
     bucket: storage.bucketName,
@@ -86,6 +88,7 @@ const schedulerIdentity = new SchedulerIdentityComponent(`${settings.namePrefix}
   workerSecurityGroupArn: network.workerSecurityGroupArn,
   region,
   accountId,
+  partition,
   logGroupArn: logs.logGroupArn,
   ...(apiToken ? { apiTokenParameterArn: apiToken.parameterArn } : {}),
   tags,

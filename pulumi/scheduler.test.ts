@@ -1,15 +1,20 @@
 /**
  * The scheduler component's API front door in the modes the whole-stack test (index.test.ts,
  * HTTPS with a domain and a Route 53 zone) does not run: plain HTTP for dev stacks, HTTPS
- * without a domain, a domain without a zone, and the longest name prefix; and a stack without
- * an API token (index.test.ts sets one). Each variant is one component built under Pulumi's
- * mocks; the checks read what it asked AWS for.
+ * without a domain, a domain without a zone, and the longest name prefix; a stack without
+ * an API token (index.test.ts sets one), in another partition; and the resource options the
+ * mocks do not record, read through a transformation. Each variant is one component built
+ * under Pulumi's mocks; the checks read what it asked AWS for.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
+import { buildApp } from "../src/scheduler/api/app.ts";
+import { KEEP_ALIVE_TIMEOUT_MS } from "../src/scheduler/api/keep-alive.ts";
+import type { OperationService } from "../src/scheduler/operations.ts";
+import { silentLogger } from "../src/shared/logger.ts";
 import type { ApiSettings } from "./config.ts";
 import { SchedulerIdentityComponent } from "./iam.ts";
-import { SchedulerComponent } from "./scheduler.ts";
+import { IDLE_TIMEOUT_SECONDS, SchedulerComponent } from "./scheduler.ts";
 import { ACCOUNT, type Inputs, REGION, type Recorded, recordingMocks, resolve } from "./testing.ts";
 
 const ADMIN_CIDR = "203.0.113.7/32";
@@ -28,51 +33,71 @@ type Variant = keyof typeof VARIANTS;
 
 const recorded: Recorded[] = [];
 const endpoints = new Map<Variant, { apiEndpoint: string; apiLoadBalancerDnsName: string }>();
+/** The options each child resource was registered with, by type and name. */
+const options = new Map<string, pulumi.CustomResourceOptions>();
+/** The partition and region of the tokenless identity: not the mocks' own. */
+const OTHER_PARTITION = "aws-cn";
+const OTHER_REGION = "cn-north-1";
 
 beforeAll(async () => {
   await pulumi.runtime.setMocks(recordingMocks(recorded), "shardfleet", "test", false);
   for (const [variant, api] of Object.entries(VARIANTS) as [Variant, ApiSettings][]) {
-    const scheduler = new SchedulerComponent(variant, {
-      amiId: "ami-0123456789abcdef0",
-      instanceType: "t3.small",
-      instanceProfileName: "scheduler-profile",
-      vpcId: "vpc-0123456789abcdef0",
-      subnetIds: ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
-      adminCidr: ADMIN_CIDR,
-      api,
-      settings: {
-        region: REGION,
-        bucket: "bucket",
-        workQueueUrl: "https://sqs.example/work",
-        stragglerQueueUrl: "https://sqs.example/straggler",
-        dlqUrl: "https://sqs.example/dlq",
-        spotEventsQueueUrl: "https://sqs.example/spot-events",
-        launchTemplateId: "lt-0123456789abcdef0",
-        instanceTypes: ["c7i.large"],
-        visibilityTimeoutSeconds: 60,
-        logGroupName: "shardfleet-logs",
+    const scheduler = new SchedulerComponent(
+      variant,
+      {
+        amiId: "ami-0123456789abcdef0",
+        instanceType: "t3.small",
+        instanceProfileName: "scheduler-profile",
+        vpcId: "vpc-0123456789abcdef0",
+        subnetIds: ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        adminCidr: ADMIN_CIDR,
+        api,
+        settings: {
+          region: REGION,
+          bucket: "bucket",
+          workQueueUrl: "https://sqs.example/work",
+          stragglerQueueUrl: "https://sqs.example/straggler",
+          dlqUrl: "https://sqs.example/dlq",
+          spotEventsQueueUrl: "https://sqs.example/spot-events",
+          launchTemplateId: "lt-0123456789abcdef0",
+          instanceTypes: ["c7i.large"],
+          visibilityTimeoutSeconds: 60,
+          logGroupName: "shardfleet-logs",
+        },
+        tags: { project: "shardfleet", stack: "test" },
       },
-      tags: { project: "shardfleet", stack: "test" },
-    });
+      {
+        // Transformations run in the SDK, so they see the options the mocks are never given.
+        transformations: [
+          ({ type, name, opts }) => {
+            options.set(`${type}::${name}`, opts as pulumi.CustomResourceOptions);
+            return undefined;
+          },
+        ],
+      },
+    );
     endpoints.set(variant, {
       apiEndpoint: await resolve(scheduler.apiEndpoint),
       apiLoadBalancerDnsName: await resolve(scheduler.apiLoadBalancerDnsName),
     });
   }
-  // Its identity, built as index.ts builds it when shardfleet:apiToken is unset.
+  // Its identity, built as index.ts builds it when shardfleet:apiToken is unset, in China.
+  const arn = (service: string, resource: string) =>
+    `arn:${OTHER_PARTITION}:${service}:${OTHER_REGION}:${ACCOUNT}:${resource}`;
   new SchedulerIdentityComponent("tokenless-scheduler", {
-    bucketArn: "arn:aws:s3:::bucket",
+    bucketArn: `arn:${OTHER_PARTITION}:s3:::bucket`,
     fleetName: "bucket",
-    queueArns: [`arn:aws:sqs:${REGION}:${ACCOUNT}:work`],
-    spotEventsQueueArn: `arn:aws:sqs:${REGION}:${ACCOUNT}:spot-events`,
-    workerRoleArn: `arn:aws:iam::${ACCOUNT}:role/worker`,
-    launchTemplateArn: `arn:aws:ec2:${REGION}:${ACCOUNT}:launch-template/lt-0123456789abcdef0`,
+    queueArns: [arn("sqs", "work")],
+    spotEventsQueueArn: arn("sqs", "spot-events"),
+    workerRoleArn: `arn:${OTHER_PARTITION}:iam::${ACCOUNT}:role/worker`,
+    launchTemplateArn: arn("ec2", "launch-template/lt-0123456789abcdef0"),
     amiId: "ami-0123456789abcdef0",
     subnetIds: ["subnet-0123456789abcdef0"],
-    workerSecurityGroupArn: `arn:aws:ec2:${REGION}:${ACCOUNT}:security-group/sg-0123`,
-    region: REGION,
+    workerSecurityGroupArn: arn("ec2", "security-group/sg-0123"),
+    region: OTHER_REGION,
     accountId: ACCOUNT,
-    logGroupArn: `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:shardfleet-logs`,
+    partition: OTHER_PARTITION,
+    logGroupArn: arn("logs", "log-group:shardfleet-logs"),
     tags: { project: "shardfleet", stack: "test" },
   });
   await pulumi.runtime.disconnect();
@@ -139,6 +164,63 @@ describe("names", () => {
     );
     expect(elb).toHaveLength(2 * Object.keys(VARIANTS).length);
     for (const r of elb) expect(`${r.name}-abcdefg`.length, r.name).toBeLessThanOrEqual(32);
+  });
+});
+
+describe("replacing the scheduler instance", () => {
+  it("deletes the old instance first, so two schedulers never share the fleet", () => {
+    for (const variant of Object.keys(VARIANTS) as Variant[]) {
+      const opts = options.get(`aws:ec2/instance:Instance::${variant}-instance`);
+      expect(opts, variant).toBeDefined();
+      expect(opts?.deleteBeforeReplace, variant).toBe(true);
+    }
+    // Nothing else needs it; the load balancer and its listeners keep the endpoint.
+    const others = [...options].filter(([, o]) => o.deleteBeforeReplace);
+    expect(others.map(([key]) => key.split("::")[0])).toEqual(
+      Object.keys(VARIANTS).map(() => "aws:ec2/instance:Instance"),
+    );
+  });
+});
+
+describe("idle connections", () => {
+  it("are closed by the load balancer before the scheduler's server would close them", async () => {
+    expect(IDLE_TIMEOUT_SECONDS * 1000).toBeLessThan(KEEP_ALIVE_TIMEOUT_MS);
+    for (const variant of Object.keys(VARIANTS) as Variant[]) {
+      expect(of(variant, "aws:lb/loadBalancer:LoadBalancer")[0]?.idleTimeout).toBe(
+        IDLE_TIMEOUT_SECONDS,
+      );
+    }
+    // The constant reaches the Node server fastify creates (no route is called).
+    const app = buildApp({
+      operations: {} as OperationService,
+      logger: silentLogger(),
+      maxUploadBytes: 1024,
+    });
+    try {
+      await app.ready();
+      expect(app.server.keepAliveTimeout).toBe(KEEP_ALIVE_TIMEOUT_MS);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe("in another partition", () => {
+  it("builds every EC2 ARN of the scheduler policy with the stack's partition", () => {
+    const policy = recorded.find(
+      (r) => r.type === "aws:iam/rolePolicy:RolePolicy" && r.name === "tokenless-scheduler-policy",
+    );
+    const statements = JSON.parse(policy?.inputs.policy).Statement as {
+      Resource: string | string[];
+    }[];
+    const resources = statements.flatMap((s) => s.Resource).filter((r) => r !== "*");
+    expect(resources.filter((r) => r.includes(":ec2:")).length).toBeGreaterThanOrEqual(8);
+    for (const resource of resources) {
+      expect(resource).toMatch(new RegExp(`^arn:${OTHER_PARTITION}:`));
+    }
+    expect(resources).toContain(
+      `arn:${OTHER_PARTITION}:ec2:${OTHER_REGION}::image/ami-0123456789abcdef0`,
+    );
   });
 });
 

@@ -15,6 +15,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { KEEP_ALIVE_TIMEOUT_MS } from "../src/scheduler/api/keep-alive.ts";
 import { envFileUserData, LOG_GROUP_VARIABLE } from "./compute.ts";
 import type { ApiSettings } from "./config.ts";
 
@@ -32,8 +33,19 @@ export const HEALTH_CHECK_PATH = "/healthz";
  * when Excel wrote it). For a workbook near the default upload limit (512 MB,
  * `SHARDFLEET_MAX_UPLOAD_MB`) that can outlast the ALB's default of 60 s, which would cut the
  * connection before the 202 arrives.
+ *
+ * It must stay below the scheduler's keep-alive timeout (KEEP_ALIVE_TIMEOUT_MS), so that the
+ * load balancer, not the target, closes idle connections: a target that closes first races
+ * the load balancer's next request on that connection, which then gets a 502 (ALB user guide,
+ * "Connection idle timeout").
  */
 export const IDLE_TIMEOUT_SECONDS = 900;
+if (IDLE_TIMEOUT_SECONDS * 1000 >= KEEP_ALIVE_TIMEOUT_MS) {
+  throw new Error(
+    `the load balancer's idle timeout (${IDLE_TIMEOUT_SECONDS} s) must stay below the ` +
+      `scheduler's keep-alive timeout (${KEEP_ALIVE_TIMEOUT_MS} ms, src/scheduler/api/keep-alive.ts)`,
+  );
+}
 
 export interface SchedulerArgs {
   readonly amiId: string;
@@ -203,7 +215,14 @@ export class SchedulerComponent extends pulumi.ComponentResource {
         tags: { ...args.tags, Name: `${name}` },
         volumeTags: args.tags,
       },
-      parent,
+      {
+        ...parent,
+        // A replacement (a changed setting or image) must delete the old scheduler first.
+        // Pulumi's default creates the new one first; both would then run for minutes with
+        // the same fleet tag, each free to terminate the other's workers as orphans. The API
+        // answers 503 until the new instance passes its health checks.
+        deleteBeforeReplace: true,
+      },
     );
 
     const targetGroup = new aws.lb.TargetGroup(

@@ -17,6 +17,7 @@ export interface Recorded {
 
 export const ACCOUNT = "123456789012";
 export const REGION = "us-east-1";
+export const PARTITION = "aws";
 /** The ALB's canonical hosted zone in us-east-1, which an alias record names. */
 export const ALB_ZONE_ID = "Z35SXDOTRQ7X7K";
 
@@ -115,13 +116,21 @@ export function recordingMocks(recorded: Recorded[]): pulumi.runtime.Mocks {
       });
       return mockResource(args);
     },
-    // The region, the account and the AZs; policies themselves are built with jsonStringify.
+    // The region, the account, the partition and the AZs; policies themselves are built with
+    // jsonStringify.
     call(args) {
       switch (args.token) {
         case "aws:index/getRegion:getRegion":
           return { name: REGION, region: REGION, id: REGION };
         case "aws:index/getCallerIdentity:getCallerIdentity":
           return { accountId: ACCOUNT, arn: `arn:aws:iam::${ACCOUNT}:user/test`, userId: "test" };
+        case "aws:index/getPartition:getPartition":
+          return {
+            partition: PARTITION,
+            dnsSuffix: "amazonaws.com",
+            reverseDnsPrefix: "com.amazonaws",
+            id: PARTITION,
+          };
         case "aws:index/getAvailabilityZones:getAvailabilityZones":
           return { names: [`${REGION}a`, `${REGION}b`, `${REGION}c`], zoneIds: [] };
         default:
