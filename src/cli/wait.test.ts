@@ -49,4 +49,11 @@ describe("summarize", () => {
     expect(row("i-risky")).toMatch(/rebalance recommended 10:00:50$/);
     expect(row("i-calm")).toMatch(/10:01:03$/);
   });
+
+  it("leaves the SPOT SIGNAL column out when no instance has one", () => {
+    const calm = { ...view, instances: view.instances!.filter((i) => i.id === "i-calm") };
+    const text = summarize(calm);
+    expect(text).toMatch(/ID\s+MARKET\s+ROLE\s+TYPE\s+STATE\s+SINCE\n/);
+    expect(text).not.toMatch(/SPOT SIGNAL/);
+  });
 });

@@ -79,17 +79,20 @@ export function summarize(view: OperationView): string {
   if (instances.length > 0) {
     const live = instances.filter((i) => i.state === "pending" || i.state === "running").length;
     lines.push(`  instances: ${instances.length} (${live} live)`);
+    // The SPOT SIGNAL column only when EventBridge said something of one of them.
+    const signals = instances.map(spotSignal);
+    const withSignals = signals.some((s) => s !== "");
     lines.push(
       ...table([
-        ["ID", "MARKET", "ROLE", "TYPE", "STATE", "SINCE", "SPOT SIGNAL"],
-        ...instances.map((i) => [
+        ["ID", "MARKET", "ROLE", "TYPE", "STATE", "SINCE", ...(withSignals ? ["SPOT SIGNAL"] : [])],
+        ...instances.map((i, k) => [
           i.id,
           i.market,
           i.role ?? "",
           i.type,
           i.state,
           clock(i.since),
-          spotSignal(i),
+          ...(withSignals ? [signals[k]!] : []),
         ]),
       ]).map((l) => `    ${l}`),
     );
