@@ -102,7 +102,7 @@ try {
     const view = await waitForOperation(client, id, { progress: false, intervalMs: 100 });
     if (view.status !== "succeeded") throw new Error(`operation ended ${view.status}`);
     const finished = performance.now();
-    await client.download(id, createWriteStream(path.join(dir, "result.xlsx")));
+    await client.download(id, () => createWriteStream(path.join(dir, "result.xlsx")));
     pipelineMs = performance.now() - started;
     const self = process.cpuUsage(selfBefore);
     const cpuAfter = await Promise.all(components.map(([, pid]) => cpuMs(pid)));

@@ -111,7 +111,8 @@ export class ApiClient {
   }
 
   /** Streams the result workbook into `out`. */
-  async download(id: string, out: Writable): Promise<void> {
+  /** Streams the result to the sink `open` makes, called only once the API answered with it. */
+  async download(id: string, open: () => Writable): Promise<void> {
     const res = await this.#call("GET", `/operations/${encodeURIComponent(id)}/result`);
     if (res.statusCode >= 400) {
       const text = await res.body.text();
@@ -123,7 +124,7 @@ export class ApiClient {
       }
       throw apiError(res.statusCode, parsed, "authorization" in this.#headers);
     }
-    await pipeline(res.body, out);
+    await pipeline(res.body, open());
   }
 }
 

@@ -202,7 +202,7 @@ export function buildProgram(): Command {
     .option(...tokenOption)
     .action(async (id: string, opts: { output?: string; api: string; token?: string }) => {
       const out = opts.output ?? `${id}-result.xlsx`;
-      await apiClient(opts).download(id, createWriteStream(out));
+      await apiClient(opts).download(id, () => createWriteStream(out));
       process.stdout.write(`${out}\n`);
     });
 

@@ -77,7 +77,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     const view = await waitForOperation(client, id, { progress: options.progress ?? true });
     const outputFile = path.join(outDir, `${id}-result.xlsx`);
     if (view.status === "succeeded" || view.status === "succeeded-with-failures") {
-      await client.download(id, createWriteStream(outputFile));
+      await client.download(id, () => createWriteStream(outputFile));
     }
     log(`5/5 ${summarize(view)}`);
     log(

@@ -327,6 +327,7 @@ export class OperationService {
   ): Promise<Manifest> {
     const id = newOperationId(this.#clock.now());
     const log = this.#logger.child({ operationId: id });
+    let manifest: Manifest;
     try {
       const { spec, input } = await receiveSubmission({ store: this.#store }, parts, {
         operationId: id,
@@ -335,7 +336,7 @@ export class OperationService {
       });
       const headers = await this.#inspect(input.key, input.format, spec.sheet, options.signal);
       const now = iso(this.#clock);
-      const manifest = await saveManifest(
+      manifest = await saveManifest(
         { store: this.#store, clock: this.#clock },
         {
           v: 1,
@@ -358,8 +359,6 @@ export class OperationService {
         },
         "operation queued",
       );
-      this.#onQueued?.(id);
-      return manifest;
     } catch (err) {
       for (const prefix of keys.operationPrefixes(id)) {
         await this.#store.deletePrefix(prefix).catch((cleanupErr: unknown) => {
@@ -370,6 +369,9 @@ export class OperationService {
         log.info({ code: err.code }, `submission refused: ${err.message}`);
       throw err;
     }
+    // Outside the try: the operation is accepted now, whatever the callback does.
+    this.#onQueued?.(id);
+    return manifest;
   }
 
   async #inspect(

@@ -3,6 +3,7 @@
  * one line on stderr with its documented exit code — never a stack trace.
  */
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -166,6 +167,15 @@ describe("shardfleet CLI against an API that requires a token", () => {
     expect(wrong.code).toBe(77);
     expect(wrong.stderr).toMatch(/the API refused the token \(401: invalid bearer token\)/);
     expectOneLine(wrong);
+  });
+
+  it("writes no file when a download is refused", async () => {
+    const out = path.join(await mkdtemp(path.join(tmpdir(), "shardfleet-cli-dl-")), "r.xlsx");
+    const r = await run([bin, "download", "op-1", "--api", url, "-o", out]);
+    expect(r.code).toBe(77);
+    expectOneLine(r);
+    expect(existsSync(out)).toBe(false);
+    await rm(path.dirname(out), { recursive: true, force: true });
   });
 
   it("refuses a token of two lines before calling the API (exit 64)", async () => {

@@ -8,7 +8,7 @@ export async function downloadRows(client: ApiClient, id: string): Promise<unkno
   const body = new PassThrough();
   const chunks: Buffer[] = [];
   body.on("data", (c: Buffer) => chunks.push(c));
-  await client.download(id, body);
+  await client.download(id, () => body);
   const workbook = new ExcelJS.Workbook();
   await workbook.xlsx.load(Buffer.concat(chunks) as unknown as ArrayBuffer);
   const rows: unknown[][] = [];

@@ -166,8 +166,8 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
     );
     expect(lost).toBeGreaterThan(replacementLaunch);
 
-    // The fleet record: the warned instance carries the warning time (the event's, in whole
-    // seconds); the replacement is the only other instance and was launched at or after it.
+    // The fleet record: the warned instance carries the warning time; the replacement is the
+    // only other instance. (The event-order checks above are what prove it came early.)
     const record = await readFleetRecord(stack, id);
     expect(record.instances).toHaveLength(2);
     const warned = record.instances.find((i) => i.id === victim.name)!;
@@ -175,9 +175,6 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
     expect(warned.interruptionWarnedAt).toBeDefined();
     expect(replacement.interruptionWarnedAt).toBeUndefined();
     expect(replacement).toMatchObject({ market: "spot", role: "worker", state: "terminated" });
-    expect(Date.parse(replacement.launchedAt)).toBeGreaterThanOrEqual(
-      Date.parse(warned.interruptionWarnedAt!),
-    );
     // The API view carries the same mark (what `shardfleet status` shows as SPOT SIGNAL).
     expect(final.instances?.find((i) => i.id === victim.name)?.interruptionWarnedAt).toBe(
       warned.interruptionWarnedAt,

@@ -73,10 +73,12 @@ export class ShardActivityReader {
   ): Promise<ShardObservation> {
     const splitting = manifest.shards === undefined;
     // Slices live under scratch; they are only needed to count shards before the split ends.
-    const [records, slices] = await Promise.all([
-      this.#store.list(keys.shardsPrefix(manifest.id), signal),
-      splitting ? this.#store.list(keys.scratchShardsPrefix(manifest.id), signal) : [],
-    ]);
+    // Listed before the records: a shard is sliced before it runs, so every shard with an
+    // attempt in the records listing is in the slices listing too.
+    const slices = splitting
+      ? await this.#store.list(keys.scratchShardsPrefix(manifest.id), signal)
+      : [];
+    const records = await this.#store.list(keys.shardsPrefix(manifest.id), signal);
     const byShard = new Map<string, ShardKeys>();
     for (const key of [...records, ...slices]) {
       const parsed = parseShardKey(key);

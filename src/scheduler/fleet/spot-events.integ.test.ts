@@ -7,6 +7,7 @@
  */
 import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { z } from "zod";
 import { provisionResources } from "../../local/provision.ts";
 import { ec2SpotEvent, sendSpotEvent } from "../../local/spot-events.ts";
 import { keys, shardIdFor } from "../../shared/keys.ts";
@@ -29,12 +30,29 @@ afterAll(async () => {
   await env?.close();
 });
 
+/** The real store, except that fleet-record writes fail while `failFleetWrites` is set. */
+class FlakyFleetStore extends ObjectStore {
+  failFleetWrites = false;
+
+  override async putJson<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    value: z.input<S>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (this.failFleetWrites && key.endsWith("/fleet/record.json")) {
+      throw new Error("S3 answered 503 (injected)");
+    }
+    return super.putJson(key, schema, value, signal);
+  }
+}
+
 let scopes = 0;
 /** A fresh bucket and queues, an operation of `shards` shards, a fleet manager and a consumer. */
 async function scope(options: { shards?: number; maxInstances?: number; logger?: Logger } = {}) {
   const name = `spot-${++scopes}`;
   const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
-  const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
+  const store = new FlakyFleetStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
   const clock = fakeClock();
   const capacity = new FakeCapacity(clock);
   const logger = options.logger ?? silentLogger();
@@ -209,6 +227,26 @@ describe("EventBridge spot events (real local SQS/S3, fake capacity provider)", 
     expect(s.capacity.launches.map((r) => r.count)).toEqual([5, 1]);
     expect(await s.spotEventsOf()).toHaveLength(1);
     expect(await s.left()).toBe(0);
+  });
+
+  it("keeps the message while the fleet record cannot be written, and records it on redelivery", async () => {
+    const s = await scope();
+    await s.fm.tick();
+    s.store.failFleetWrites = true;
+    await s.send(s.event("interruption-warning", "i-2"));
+    expect(await s.consumer.pollOnce()).toEqual(["failed"]);
+    expect(await s.left()).toBe(1);
+    expect(await s.spotEventsOf()).toHaveLength(0);
+
+    // The mark is already in memory, so the redelivery is a duplicate — deleted only once the
+    // record holding the mark and its event was written.
+    s.store.failFleetWrites = false;
+    expect(await s.consumer.pollOnce()).toEqual(["duplicate"]);
+    expect(await s.left()).toBe(0);
+    expect(await s.spotEventsOf()).toHaveLength(1);
+    expect((await s.record()).instances.find((i) => i.id === "i-2")?.interruptionWarnedAt).toBe(
+      new Date(s.clock.now()).toISOString().replace(/\.\d{3}Z$/, ".000Z"),
+    );
   });
 
   it("deletes an invalid message with a log line naming the reason", async () => {

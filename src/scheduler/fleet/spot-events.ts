@@ -11,9 +11,9 @@
  * - invalid (not JSON, not an EC2 spot event): logged with the reason and deleted — it can
  *   never become valid;
  * - an instance of another stack (the rule sees the whole account and region): deleted, debug log;
- * - the manager not ready yet (its first pass has not adopted recorded instances): made visible
- *   again after `retryDelaySeconds`;
- * - applying failed: left alone, it comes back after the visibility timeout.
+ * - the manager not ready yet (its first pass has not adopted recorded instances), or applying
+ *   failed (e.g. the fleet record could not be written): made visible again after
+ *   `retryDelaySeconds`.
  *
  * Lifecycle: idle → running (start) → draining (stop: the receive in flight is aborted; a message
  * it had taken comes back after the visibility timeout) → stopped.
@@ -168,17 +168,13 @@ export class SpotEventConsumer {
     } catch (err) {
       if (signal.aborted) throw err;
       log.error({ err }, "could not apply a spot event; its message comes back");
+      await this.#returnSoon(message, log, signal);
       return "failed";
     }
     switch (outcome) {
       case "not-ready":
         log.debug("fleet manager not ready; the spot event comes back shortly");
-        await this.#queue
-          .changeVisibility(this.#queueUrl, message.receiptHandle, this.#retryDelaySeconds, signal)
-          .catch((err: unknown) => {
-            if (signal.aborted) throw err;
-            log.warn({ err }, "could not return a spot event early; it comes back on its timeout");
-          });
+        await this.#returnSoon(message, log, signal);
         return outcome;
       case "unknown-instance":
         log.debug("spot event for an instance of no operation of this fleet: dropped");
@@ -192,6 +188,16 @@ export class SpotEventConsumer {
     }
     await this.#delete(message, signal);
     return outcome;
+  }
+
+  /** Makes the message visible again after the retry delay rather than its full timeout. */
+  async #returnSoon(message: ReceivedMessage, log: Logger, signal: AbortSignal): Promise<void> {
+    await this.#queue
+      .changeVisibility(this.#queueUrl, message.receiptHandle, this.#retryDelaySeconds, signal)
+      .catch((err: unknown) => {
+        if (signal.aborted) throw err;
+        log.warn({ err }, "could not return a spot event early; it comes back on its timeout");
+      });
   }
 
   async #delete(message: ReceivedMessage, signal: AbortSignal): Promise<void> {

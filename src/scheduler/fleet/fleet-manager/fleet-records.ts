@@ -103,6 +103,11 @@ export class FleetRecords {
     return run;
   }
 
+  /** Whether the operation has events or instance changes not yet written (e.g. a write failed). */
+  isPending(operationId: string): boolean {
+    return this.#pending.has(operationId);
+  }
+
   #pendingFor(operationId: string): PendingRecord {
     let p = this.#pending.get(operationId);
     if (!p) {

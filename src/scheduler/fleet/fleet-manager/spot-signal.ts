@@ -5,6 +5,7 @@
  * consumer may delete the message. The next plan sees the mark: an instance warned of an
  * interruption is replaced at once; one with a rebalance recommendation is scaled in first.
  */
+import { RetryableError } from "../../../shared/errors.ts";
 import type { SpotSignal } from "../../../shared/schemas/spot-events.ts";
 import { isLive, withSpotSignal } from "../policy.ts";
 import type { FleetRecords } from "./fleet-records.ts";
@@ -41,7 +42,12 @@ export async function applySpotSignal(
   if (!t) return roster.hasEnded(signal.instanceId) ? "ended" : "unknown-instance";
   if (!isLive(t.state)) return "ended";
   const marked = withSpotSignal(t, signal);
-  if (marked === t) return "duplicate";
+  if (marked === t) {
+    // A redelivery after a failed write finds the mark in memory but not yet in S3: write it
+    // before the message may go.
+    await written(records, t.operationId, abort);
+    return "duplicate";
+  }
   t.interruptionWarnedAt = marked.interruptionWarnedAt;
   t.rebalanceRecommendedAt = marked.rebalanceRecommendedAt;
   records.touch(t);
@@ -67,6 +73,21 @@ export async function applySpotSignal(
       details,
     );
   }
-  await records.flush(abort);
+  await written(records, t.operationId, abort);
   return "applied";
+}
+
+/**
+ * Flushes the fleet record and fails unless the operation's record was written: the consumer
+ * deletes the message only when this resolves, so a failed write brings the event back.
+ */
+async function written(
+  records: FleetRecords,
+  operationId: string,
+  abort?: AbortSignal,
+): Promise<void> {
+  await records.flush(abort);
+  if (records.isPending(operationId)) {
+    throw new RetryableError(`the fleet record of ${operationId} was not written yet`);
+  }
 }
