@@ -24,7 +24,7 @@ import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import { attemptSchema, shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { ShardQueue } from "../../src/shared/shard-queue.ts";
-import { until } from "../fixtures/until.ts";
+import { waitFor } from "../../src/worker/test-support.ts";
 import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 160;
@@ -173,14 +173,22 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
 
     // Scale-in: with the operation over, every instance goes (idle timeout 8 s).
     const fleet = { [FLEET_TAGS.operation]: id };
-    await until("every instance terminated", 20_000, async () => {
-      const live = stack.localEc2!.describe(fleet).filter((i) => i.state !== "terminated");
-      return live.length === 0 ? true : undefined;
-    });
-    const final: OperationView = await until("the record to show it", 10_000, async () => {
-      const v = await client.get(id);
-      return v.instances?.every((i) => i.state === "terminated") ? v : undefined;
-    });
+    await waitFor(
+      "every instance terminated",
+      async () => {
+        const live = stack.localEc2!.describe(fleet).filter((i) => i.state !== "terminated");
+        return live.length === 0 ? true : undefined;
+      },
+      20_000,
+    );
+    const final: OperationView = await waitFor(
+      "the record to show it",
+      async () => {
+        const v = await client.get(id);
+        return v.instances?.every((i) => i.state === "terminated") ? v : undefined;
+      },
+      10_000,
+    );
     expect(final.events?.some((e) => e.kind === "instance-terminated")).toBe(true);
     expect(stack.liveInstances()).toEqual([]);
     // The operator's view prints the table and the events.

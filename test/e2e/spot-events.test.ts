@@ -29,7 +29,7 @@ import { FLEET_TAGS } from "../../src/shared/capacity.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../src/shared/schemas/fleet.ts";
-import { until } from "../fixtures/until.ts";
+import { waitFor } from "../../src/worker/test-support.ts";
 import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 32;
@@ -95,10 +95,14 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
 
     // The fleet manager launches one spot instance for the two shards; once it runs one,
     // it is reclaimed with a notice.
-    await until("a shard running", 30_000, async () => {
-      const view = await client.get(id);
-      return view.shards.running > 0 ? true : undefined;
-    });
+    await waitFor(
+      "a shard running",
+      async () => {
+        const view = await client.get(id);
+        return view.shards.running > 0 ? true : undefined;
+      },
+      30_000,
+    );
     expect(stack.instances).toHaveLength(1);
     const victim = stack.instances[0]!;
     expect(victim.market).toBe("spot");
@@ -122,16 +126,24 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
 
     // (d) Every instance ends: the operation is over, so the fleet scales in at once.
     const fleetTags = { [FLEET_TAGS.operation]: id };
-    await until("every instance terminated", 30_000, async () => {
-      const live = stack.localEc2!.describe(fleetTags).filter((i) => i.state !== "terminated");
-      return live.length === 0 ? true : undefined;
-    });
-    const final: OperationView = await until("the record to show it", 15_000, async () => {
-      const v = await client.get(id);
-      return v.instances?.length && v.instances.every((i) => i.state === "terminated")
-        ? v
-        : undefined;
-    });
+    await waitFor(
+      "every instance terminated",
+      async () => {
+        const live = stack.localEc2!.describe(fleetTags).filter((i) => i.state !== "terminated");
+        return live.length === 0 ? true : undefined;
+      },
+      30_000,
+    );
+    const final: OperationView = await waitFor(
+      "the record to show it",
+      async () => {
+        const v = await client.get(id);
+        return v.instances?.length && v.instances.every((i) => i.state === "terminated")
+          ? v
+          : undefined;
+      },
+      15_000,
+    );
     expect(stack.liveInstances()).toEqual([]);
     expect(victim.state).toBe("gone"); // it exited (drained), not stopped by the fleet manager
 
