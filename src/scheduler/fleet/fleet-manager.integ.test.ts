@@ -19,7 +19,7 @@ import { startTestEnv, type TestEnv } from "../api/testing.ts";
 import { loadManifest, OperationService, saveManifest } from "../operations.ts";
 import { FleetManager, type FleetManagerOptions } from "./fleet-manager.ts";
 import type { FleetPolicyOptions } from "./policy.ts";
-import { FakeCapacity, fakeClock, POOLS, PRICES } from "./testing.ts";
+import { FakeCapacity, fakeClock, POOLS, PRICES, splitManifest } from "./testing.ts";
 
 let env: TestEnv;
 beforeAll(async () => {
@@ -55,32 +55,7 @@ async function scope(
 
   /** An operation split into `shards` shards of 10 rows, as the scheduler leaves it. */
   const operation = async (id: string, shards: number, status: Manifest["status"] = "running") => {
-    const now = iso();
-    return saveManifest(
-      { store, clock },
-      {
-        v: 1,
-        id,
-        status,
-        spec: {
-          version: 1,
-          task: { name: "transform", options: { module: "noop" } },
-          shardSize: 10,
-          toleratedFailurePercent: 0,
-        },
-        input: { key: keys.input(id, "csv"), filename: "in.csv", format: "csv", bytes: 1 },
-        headers: ["n"],
-        rows: shards * 10,
-        shards: Array.from({ length: shards }, (_, k) => ({
-          id: shardIdFor(k),
-          start: k * 10,
-          end: (k + 1) * 10,
-        })),
-        createdAt: now,
-        updatedAt: now,
-        startedAt: now,
-      },
-    );
+    return saveManifest({ store, clock }, splitManifest(id, shards, iso(), status));
   };
   const setStatus = async (id: string, status: Manifest["status"]) => {
     const m = (await loadManifest(store, id))!;

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { z } from "zod";
 import { provisionResources } from "../../local/provision.ts";
 import { ec2SpotEvent, sendSpotEvent } from "../../local/spot-events.ts";
-import { keys, shardIdFor } from "../../shared/keys.ts";
+import { keys } from "../../shared/keys.ts";
 import { type Logger, silentLogger } from "../../shared/logger.ts";
 import { ObjectStore } from "../../shared/object-store.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.ts";
@@ -20,7 +20,7 @@ import { capturingLogger, eventually, startTestEnv, type TestEnv } from "../api/
 import { OperationService, saveManifest } from "../operations.ts";
 import { FleetManager } from "./fleet-manager.ts";
 import { SpotEventConsumer } from "./spot-events.ts";
-import { FakeCapacity, fakeClock, POOLS, PRICES } from "./testing.ts";
+import { FakeCapacity, fakeClock, POOLS, PRICES, splitManifest } from "./testing.ts";
 
 let env: TestEnv;
 beforeAll(async () => {
@@ -77,31 +77,7 @@ async function scope(options: { shards?: number; maxInstances?: number; logger?:
   const op = "op-spot";
   const shards = options.shards ?? 10;
   const now = new Date(clock.now()).toISOString();
-  await saveManifest(
-    { store, clock },
-    {
-      v: 1,
-      id: op,
-      status: "running",
-      spec: {
-        version: 1,
-        task: { name: "transform", options: { module: "noop" } },
-        shardSize: 10,
-        toleratedFailurePercent: 0,
-      },
-      input: { key: keys.input(op, "csv"), filename: "in.csv", format: "csv", bytes: 1 },
-      headers: ["n"],
-      rows: shards * 10,
-      shards: Array.from({ length: shards }, (_, k) => ({
-        id: shardIdFor(k),
-        start: k * 10,
-        end: (k + 1) * 10,
-      })),
-      createdAt: now,
-      updatedAt: now,
-      startedAt: now,
-    },
-  );
+  await saveManifest({ store, clock }, splitManifest(op, shards, now));
 
   const event = (kind: "interruption-warning" | "rebalance-recommendation", instanceId: string) =>
     ec2SpotEvent({ kind, instanceId, region: "us-east-1", time: new Date(clock.now()) });

@@ -11,6 +11,8 @@ import type {
   Market,
 } from "../../shared/capacity.ts";
 import type { Clock } from "../../shared/clock.ts";
+import { keys, shardIdFor } from "../../shared/keys.ts";
+import type { Manifest } from "../../shared/schemas/operation.ts";
 
 /** A clock that moves only when told to; sleeps return at once. */
 export function fakeClock(): Clock & { advance(ms: number): void } {
@@ -21,6 +23,37 @@ export function fakeClock(): Clock & { advance(ms: number): void } {
     advance(ms) {
       t += ms;
     },
+  };
+}
+
+/** An operation split into `shards` shards of 10 rows, as the scheduler leaves it. */
+export function splitManifest(
+  id: string,
+  shards: number,
+  now: string,
+  status: Manifest["status"] = "running",
+): Manifest {
+  return {
+    v: 1,
+    id,
+    status,
+    spec: {
+      version: 1,
+      task: { name: "transform", options: { module: "noop" } },
+      shardSize: 10,
+      toleratedFailurePercent: 0,
+    },
+    input: { key: keys.input(id, "csv"), filename: "in.csv", format: "csv", bytes: 1 },
+    headers: ["n"],
+    rows: shards * 10,
+    shards: Array.from({ length: shards }, (_, k) => ({
+      id: shardIdFor(k),
+      start: k * 10,
+      end: (k + 1) * 10,
+    })),
+    createdAt: now,
+    updatedAt: now,
+    startedAt: now,
   };
 }
 
