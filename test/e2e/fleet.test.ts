@@ -15,16 +15,15 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
+import { ApiClient } from "../../src/cli/api-client.ts";
 import { summarize, waitForOperation } from "../../src/cli/wait.ts";
 import { LOCAL_CREDENTIALS, type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { createAwsClients } from "../../src/shared/aws.ts";
-import { FLEET_TAGS } from "../../src/shared/capacity.ts";
 import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import { attemptSchema, shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { ShardQueue } from "../../src/shared/shard-queue.ts";
-import { waitFor } from "../../src/worker/test-support.ts";
+import { fleetEnded } from "./fleet-ended.ts";
 import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 160;
@@ -172,23 +171,7 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
     }
 
     // Scale-in: with the operation over, every instance goes (idle timeout 8 s).
-    const fleet = { [FLEET_TAGS.operation]: id };
-    await waitFor(
-      "every instance terminated",
-      async () => {
-        const live = stack.localEc2!.describe(fleet).filter((i) => i.state !== "terminated");
-        return live.length === 0 ? true : undefined;
-      },
-      20_000,
-    );
-    const final: OperationView = await waitFor(
-      "the record to show it",
-      async () => {
-        const v = await client.get(id);
-        return v.instances?.every((i) => i.state === "terminated") ? v : undefined;
-      },
-      10_000,
-    );
+    const final = await fleetEnded(stack, client, id, 20_000);
     expect(final.events?.some((e) => e.kind === "instance-terminated")).toBe(true);
     expect(stack.liveInstances()).toEqual([]);
     // The operator's view prints the table and the events.

@@ -16,7 +16,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
+import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import {
   LOCAL_CREDENTIALS,
@@ -30,6 +30,7 @@ import { keys } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../src/shared/schemas/fleet.ts";
 import { waitFor } from "../../src/worker/test-support.ts";
+import { fleetEnded } from "./fleet-ended.ts";
 import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 32;
@@ -125,25 +126,7 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
     );
 
     // (d) Every instance ends: the operation is over, so the fleet scales in at once.
-    const fleetTags = { [FLEET_TAGS.operation]: id };
-    await waitFor(
-      "every instance terminated",
-      async () => {
-        const live = stack.localEc2!.describe(fleetTags).filter((i) => i.state !== "terminated");
-        return live.length === 0 ? true : undefined;
-      },
-      30_000,
-    );
-    const final: OperationView = await waitFor(
-      "the record to show it",
-      async () => {
-        const v = await client.get(id);
-        return v.instances?.length && v.instances.every((i) => i.state === "terminated")
-          ? v
-          : undefined;
-      },
-      15_000,
-    );
+    const final = await fleetEnded(stack, client, id, 30_000);
     expect(stack.liveInstances()).toEqual([]);
     expect(victim.state).toBe("gone"); // it exited (drained), not stopped by the fleet manager
 
@@ -197,7 +180,7 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
     // And from the stack's side (one clock, this process): local EC2 started the replacement
     // before the warned worker's process exited. The window is the drain grace (~4 s); the
     // replacement typically comes well under a second after the notice, also under CPU load.
-    const launched = stack.localEc2!.describe(fleetTags);
+    const launched = stack.localEc2!.describe({ [FLEET_TAGS.operation]: id });
     const replacementInfo = launched.find((i) => i.instanceId === replacement.id)!;
     expect(victimGoneAt).toBeDefined();
     expect(replacementInfo.launchedAt).toBeLessThan(victimGoneAt!);
