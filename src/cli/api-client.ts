@@ -110,7 +110,6 @@ export class ApiClient {
     return this.#json("GET", `/operations?limit=${limit}`);
   }
 
-  /** Streams the result workbook into `out`. */
   /** Streams the result to the sink `open` makes, called only once the API answered with it. */
   async download(id: string, open: () => Writable): Promise<void> {
     const res = await this.#call("GET", `/operations/${encodeURIComponent(id)}/result`);

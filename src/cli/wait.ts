@@ -5,6 +5,7 @@
 import cliProgress from "cli-progress";
 import { TERMINAL_STATUSES } from "../shared/schemas/operation.ts";
 import type { ApiClient, OperationView } from "./api-client.ts";
+import { EXIT } from "./cli-error.ts";
 
 export interface WaitOptions {
   /** Poll interval. @default 500 */
@@ -137,7 +138,7 @@ function table(rows: string[][]): string[] {
 
 /** The CLI exit code for an operation status: 0 succeeded, 2 with failures, 1 otherwise. */
 export function exitCodeFor(status: string): number {
-  if (status === "succeeded") return 0;
-  if (status === "succeeded-with-failures") return 2;
-  return 1;
+  if (status === "succeeded") return EXIT.ok;
+  if (status === "succeeded-with-failures") return EXIT.succeededWithFailures;
+  return EXIT.failed;
 }

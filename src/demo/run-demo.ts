@@ -76,14 +76,15 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     log(`4/5 submitted operation ${id}`);
     const view = await waitForOperation(client, id, { progress: options.progress ?? true });
     const outputFile = path.join(outDir, `${id}-result.xlsx`);
-    if (view.status === "succeeded" || view.status === "succeeded-with-failures") {
+    const hasResult = view.status === "succeeded" || view.status === "succeeded-with-failures";
+    if (hasResult) {
       await client.download(id, () => createWriteStream(outputFile));
     }
     log(`5/5 ${summarize(view)}`);
     log(
       `  registry: ${registry.stats.requests} requests, ${registry.stats.failures} answered 503 (retried), ${registry.stats.notFound} customers without a record`,
     );
-    if (view.status === "succeeded" || view.status === "succeeded-with-failures") {
+    if (hasResult) {
       log(`  output:   ${outputFile}`);
     }
     // The demo ends with what the operation cost; a missing report is one line, not a failure.

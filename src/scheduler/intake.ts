@@ -13,8 +13,7 @@ import { BadInputError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { type OperationSpec, parseOperationSpec } from "../shared/schemas/operation.ts";
-
-export type WorkbookFormat = "xlsx" | "csv";
+import { type WorkbookFormat, XLSX_CONTENT_TYPE } from "./workbook/read-rows.ts";
 
 /** A text field of the multipart body (the shape @fastify/multipart yields). */
 export interface FieldPart {
@@ -44,7 +43,6 @@ export const FILE_FIELD = "file";
 /** The spec field's size cap; a spec is a few hundred bytes. */
 export const MAX_SPEC_BYTES = 1024 * 1024;
 
-const XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 const CSV_MIMES = new Set(["text/csv", "application/csv", "text/x-csv", "application/x-csv"]);
 /** xlsx is a zip archive; every zip starts with a local file header. */
 const ZIP_MAGIC = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
@@ -173,10 +171,10 @@ export function detectFormat(filename: string, mimetype: string, head: Buffer): 
   if (ext === "xlsx") declared = "xlsx";
   else if (ext === "csv") declared = "csv";
   else if (ext === "" || ext === "bin") {
-    if (mime === XLSX_MIME) declared = "xlsx";
+    if (mime === XLSX_CONTENT_TYPE) declared = "xlsx";
     else if (CSV_MIMES.has(mime)) declared = "csv";
     else if (isZip) declared = "xlsx";
-  } else if (mime === XLSX_MIME && isZip) declared = "xlsx";
+  } else if (mime === XLSX_CONTENT_TYPE && isZip) declared = "xlsx";
 
   if (!declared) {
     const hint = ext === "xls" ? " (legacy .xls is not supported: save it as .xlsx)" : "";
@@ -298,7 +296,7 @@ async function uploadInput(
   const key = keys.input(options.operationId, format);
   try {
     await deps.store.upload(key, Readable.from(body()), {
-      contentType: format === "xlsx" ? XLSX_MIME : "text/csv",
+      contentType: format === "xlsx" ? XLSX_CONTENT_TYPE : "text/csv",
       signal: options.signal,
     });
   } catch (err) {

@@ -34,9 +34,8 @@ import {
 } from "../shared/schemas/cells.ts";
 import type { Manifest } from "../shared/schemas/operation.ts";
 import { type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { XLSX_CONTENT_TYPE } from "./workbook/read-rows.ts";
 
-export const XLSX_CONTENT_TYPE =
-  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 export const RESULT_SHEET = "results";
 export const ERROR_COLUMN = "error";
 export const NO_RESULT_ERROR = "no result for row";
@@ -151,17 +150,17 @@ const DATE_STYLES: Record<DateFormat, Partial<ExcelJS.Style>> = {
   "yyyy-mm-dd hh:mm:ss": Object.freeze({ numFmt: "yyyy-mm-dd hh:mm:ss" }),
 };
 
-/**
- * Merges the committed shards of `manifest` into `keys.result(op)`. Throws NotReadyError when
- * the operation was not split or a shard has no done.json (merge only when all are committed),
- * NotFoundError when a slice or a chunk listed in a done.json is missing.
- */
 /** A readable width from the header alone (rows stream by, so they cannot be measured first). */
 export function columnWidth(name: string): number {
   if (name === ERROR_COLUMN) return 50;
   return Math.min(40, Math.max(14, name.length + 2));
 }
 
+/**
+ * Merges the committed shards of `manifest` into `keys.result(op)`. Throws NotReadyError when
+ * the operation was not split or a shard has no done.json (merge only when all are committed),
+ * NotFoundError when a slice or a chunk listed in a done.json is missing.
+ */
 export async function mergeOperation(
   deps: MergerDeps,
   options: MergeOptions,

@@ -24,6 +24,7 @@ import {
 import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { receiveSubmission, type SubmissionPart } from "./intake.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
+import type { WorkbookFormat } from "./workbook/read-rows.ts";
 
 /** What an operation id may look like (the same rule the key layout enforces). */
 export const OPERATION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
@@ -287,9 +288,6 @@ export interface ResultDownload {
   filename: string;
 }
 
-export const RESULT_CONTENT_TYPE =
-  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
-
 /** Statuses whose result may be downloaded (when the merge produced one). */
 const RESULT_STATUSES: ReadonlySet<OperationStatus> = new Set([
   "succeeded",
@@ -376,7 +374,7 @@ export class OperationService {
 
   async #inspect(
     key: string,
-    format: "xlsx" | "csv",
+    format: WorkbookFormat,
     sheet: string | undefined,
     signal?: AbortSignal,
   ): Promise<string[]> {

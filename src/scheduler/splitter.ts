@@ -9,8 +9,8 @@
  * fitted is skipped too, as it carries no work.
  *
  * Crash safety: slices are rewritten identically by a re-run (same input, same boundaries), and
- * messages go out only after every slice exists, so a worker never receives a shard whose slice
- * is missing.
+ * a shard's message goes out only after its slice exists, so a worker never receives a shard
+ * whose slice is missing.
  */
 import { Readable } from "node:stream";
 import { type Clock, systemClock } from "../shared/clock.ts";

@@ -10,7 +10,8 @@ import type { CostService } from "../cost/cost-service.ts";
 import { costCsv } from "../cost/format.ts";
 import { costXlsx } from "../cost/xlsx.ts";
 import { MAX_SPEC_BYTES, type SubmissionPart } from "../intake.ts";
-import { type OperationService, RESULT_CONTENT_TYPE } from "../operations.ts";
+import type { OperationService } from "../operations.ts";
+import { XLSX_CONTENT_TYPE } from "../workbook/read-rows.ts";
 import { errorBodySchema } from "./errors.ts";
 import {
   acceptedSchema,
@@ -139,7 +140,7 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
     async (request, reply) => {
       const { stream, filename } = await operations.openResult(request.params.id);
       return reply
-        .header("content-type", RESULT_CONTENT_TYPE)
+        .header("content-type", XLSX_CONTENT_TYPE)
         .header("content-disposition", `attachment; filename="${filename}"`)
         .send(stream);
     },
@@ -162,7 +163,7 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
       if (format === "csv") {
         return reply.header("content-type", "text/csv; charset=utf-8").send(costCsv(report));
       }
-      return reply.header("content-type", RESULT_CONTENT_TYPE).send(await costXlsx(report));
+      return reply.header("content-type", XLSX_CONTENT_TYPE).send(await costXlsx(report));
     },
   );
 };

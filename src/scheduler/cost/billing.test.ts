@@ -131,42 +131,37 @@ describe("attribution", () => {
 });
 
 describe("wasted work", () => {
-  it("counts rows after the last checkpoint of a reclaimed attempt", () => {
-    // 100 rows: the first attempt did 70 but only 50 were checkpointed; the second did 50.
-    const w = shardWaste({
-      committedRows: 100,
-      winnerAttemptId: "b",
+  /** A shard whose attempts "a" and "b" ran in that order; `[rowsDone, cause, usd]` each. */
+  const wasteOf = (
+    committedRows: number,
+    winnerAttemptId: "a" | "b",
+    a: [number, string, number],
+    b: [number, string, number],
+  ) =>
+    shardWaste({
+      committedRows,
+      winnerAttemptId,
       attempts: [
-        { attemptId: "a", rowsDone: 70, cause: "interrupted", usd: 0.7 },
-        { attemptId: "b", rowsDone: 50, cause: "completed", usd: 0.5 },
+        { attemptId: "a", rowsDone: a[0], cause: a[1], usd: a[2] },
+        { attemptId: "b", rowsDone: b[0], cause: b[1], usd: b[2] },
       ],
     });
+
+  it("counts rows after the last checkpoint of a reclaimed attempt", () => {
+    // 100 rows: the first attempt did 70 but only 50 were checkpointed; the second did 50.
+    const w = wasteOf(100, "b", [70, "interrupted", 0.7], [50, "completed", 0.5]);
     expect(w.rowsRedone).toBe(20);
     expect(w.losingCopies).toBe(0);
     expect(w.usd).toBeCloseTo((1.2 * 20) / 120, 12);
   });
 
   it("counts a losing straggler copy whole", () => {
-    const w = shardWaste({
-      committedRows: 10,
-      winnerAttemptId: "a",
-      attempts: [
-        { attemptId: "a", rowsDone: 10, cause: "completed", usd: 1 },
-        { attemptId: "b", rowsDone: 10, cause: "completed", usd: 1 },
-      ],
-    });
+    const w = wasteOf(10, "a", [10, "completed", 1], [10, "completed", 1]);
     expect(w).toEqual({ rowsRedone: 10, losingCopies: 1, usd: 1 });
   });
 
   it("finds no waste in a clean resume from a checkpoint", () => {
-    const w = shardWaste({
-      committedRows: 10,
-      winnerAttemptId: "b",
-      attempts: [
-        { attemptId: "a", rowsDone: 4, cause: "interrupted", usd: 0.4 },
-        { attemptId: "b", rowsDone: 6, cause: "completed", usd: 0.6 },
-      ],
-    });
+    const w = wasteOf(10, "b", [4, "interrupted", 0.4], [6, "completed", 0.6]);
     expect(w.rowsRedone).toBe(0);
     expect(w.usd).toBe(0);
   });

@@ -24,7 +24,7 @@ import {
   type ShardDone,
   shardDoneSchema,
 } from "../../shared/schemas/shard.ts";
-import { listOperationIds, loadManifest } from "../operations.ts";
+import { listOperationIds, loadManifest, OPERATION_ID_PATTERN } from "../operations.ts";
 import { PRICE_TABLE_DATE } from "./on-demand-prices.ts";
 import type { PriceSource } from "./price-source.ts";
 import { attemptInterval, buildCostReport, type LedgerInstance } from "./report.ts";
@@ -131,14 +131,10 @@ export class CostService {
   }
 
   async #manifest(id: string, signal?: AbortSignal): Promise<Manifest> {
-    let manifest: Manifest | undefined;
-    try {
-      manifest = await loadManifest(this.#store, id, signal);
-    } catch (err) {
-      // An id that cannot be a key is simply not an operation.
-      if (err instanceof Error && /invalid operation id/.test(err.message)) manifest = undefined;
-      else throw err;
-    }
+    // An id that cannot be a key is simply not an operation.
+    const manifest = OPERATION_ID_PATTERN.test(id)
+      ? await loadManifest(this.#store, id, signal)
+      : undefined;
     if (!manifest) throw new NotFoundError(`operation ${id} not found`, { details: { id } });
     return manifest;
   }

@@ -41,21 +41,22 @@ async function expectWorkbookInvalid(promise: Promise<unknown>, message: string 
 
 describe("readRows (xlsx)", () => {
   it("keeps each cell's meaning: numbers, dates, formulas, rich text, links, errors, booleans", async () => {
+    const headers = [
+      "text",
+      "number",
+      "date",
+      "formula",
+      "rich",
+      "link",
+      "error",
+      "bool",
+      "datef",
+      "nafx",
+      "boolfx",
+    ];
     const data = await xlsxBuffer((wb) => {
       const ws = wb.addWorksheet("Data");
-      ws.addRow([
-        "text",
-        "number",
-        "date",
-        "formula",
-        "rich",
-        "link",
-        "error",
-        "bool",
-        "datef",
-        "nafx",
-        "boolfx",
-      ]);
+      ws.addRow(headers);
       ws.addRow(["a", 1.5, utc(2024, 1, 2, 13, 30)]);
       ws.getCell("C2").numFmt = "yyyy-mm-dd hh:mm";
       ws.getCell("D2").value = { formula: "B2*2", result: 3 };
@@ -70,19 +71,7 @@ describe("readRows (xlsx)", () => {
     });
     const rows = await xlsxRows(data);
     expect(rows).toEqual([
-      [
-        "text",
-        "number",
-        "date",
-        "formula",
-        "rich",
-        "link",
-        "error",
-        "bool",
-        "datef",
-        "nafx",
-        "boolfx",
-      ],
+      headers,
       [
         "a",
         1.5,

@@ -19,6 +19,10 @@ import { readXlsxRows } from "./xlsx-rows.ts";
 
 export type WorkbookFormat = "xlsx" | "csv";
 
+/** The media type of an xlsx workbook (uploads, the result, the cost report download). */
+export const XLSX_CONTENT_TYPE =
+  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
 export interface ReadRowsOptions {
   format: WorkbookFormat;
   /** Sheet to read (xlsx only). @default the first visible sheet in workbook order */
