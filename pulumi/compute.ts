@@ -21,6 +21,7 @@ export interface ComputeArgs {
   readonly tags: Record<string, string>;
 }
 
+/** The settings both boot scripts write: the worker's, and the scheduler's common part. */
 export interface WorkerBootSettings {
   readonly region: pulumi.Input<string>;
   readonly bucket: pulumi.Input<string>;
@@ -39,8 +40,22 @@ export interface WorkerBootSettings {
  */
 export const LOG_GROUP_VARIABLE = "CLOUDWATCH_LOG_GROUP";
 
+/** The environment both services get from these settings (the scheduler adds its own). */
+export function serviceEnv(s: WorkerBootSettings): Record<string, pulumi.Input<string>> {
+  return {
+    NODE_ENV: "production",
+    AWS_REGION: s.region,
+    SHARDFLEET_BUCKET: s.bucket,
+    SHARDFLEET_WORK_QUEUE_URL: s.workQueueUrl,
+    SHARDFLEET_STRAGGLER_QUEUE_URL: s.stragglerQueueUrl,
+    SHARDFLEET_DLQ_URL: s.dlqUrl,
+    SHARDFLEET_VISIBILITY_TIMEOUT_S: String(s.visibilityTimeoutSeconds),
+    [LOG_GROUP_VARIABLE]: s.logGroupName,
+  };
+}
+
 /** The file the image's shardfleet-worker.service reads (ami/ansible shardfleet_worker defaults). */
-export const WORKER_ENV_FILE = "/etc/shardfleet/worker.env";
+const WORKER_ENV_FILE = "/etc/shardfleet/worker.env";
 /** The system group of the image's service user; it alone may read the settings. */
 const SERVICE_GROUP = "shardfleet";
 
@@ -88,29 +103,16 @@ export class ComputeComponent extends pulumi.ComponentResource {
   constructor(name: string, args: ComputeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardfleet:compute:Compute", name, {}, opts);
     const parent = { parent: this };
-    const s = args.settings;
-
-    const userData = pulumi
-      .all([s.region, s.bucket, s.workQueueUrl, s.stragglerQueueUrl, s.dlqUrl, s.logGroupName])
-      .apply(([region, bucket, work, straggler, dlq, logGroup]) =>
-        Buffer.from(
-          envFileUserData(
-            WORKER_ENV_FILE,
-            {
-              NODE_ENV: "production",
-              AWS_REGION: region,
-              SHARDFLEET_BUCKET: bucket,
-              SHARDFLEET_WORK_QUEUE_URL: work,
-              SHARDFLEET_STRAGGLER_QUEUE_URL: straggler,
-              SHARDFLEET_DLQ_URL: dlq,
-              SHARDFLEET_VISIBILITY_TIMEOUT_S: String(s.visibilityTimeoutSeconds),
-              [LOG_GROUP_VARIABLE]: logGroup,
-            },
-            // The unit may have started (and failed) before the file existed.
-            ["systemctl restart shardfleet-worker.service"],
-          ),
-        ).toString("base64"),
-      );
+    const userData = pulumi.output(serviceEnv(args.settings)).apply((env) =>
+      Buffer.from(
+        envFileUserData(
+          WORKER_ENV_FILE,
+          env,
+          // The unit may have started (and failed) before the file existed.
+          ["systemctl restart shardfleet-worker.service"],
+        ),
+      ).toString("base64"),
+    );
 
     const instanceTags = { ...args.tags, Name: `${name}-worker` };
     const template = new aws.ec2.LaunchTemplate(

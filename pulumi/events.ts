@@ -14,7 +14,7 @@ export interface SpotEventsArgs {
 }
 
 /** The EventBridge detail types the rule matches, all with source `aws.ec2`. */
-export const SPOT_EVENT_DETAIL_TYPES = [
+const SPOT_EVENT_DETAIL_TYPES = [
   "EC2 Spot Instance Interruption Warning",
   "EC2 Instance Rebalance Recommendation",
 ] as const;

@@ -22,8 +22,12 @@ export interface WorkerIdentityArgs {
   readonly tags: Record<string, string>;
 }
 
-/** Receive, heartbeat, delete, re-publish (stragglers) and read the queue depth. */
-export const WORKER_QUEUE_ACTIONS = [
+/**
+ * What both roles do on the three shard queues: the worker receives, heartbeats, deletes,
+ * re-publishes stragglers and reads the depth; the scheduler publishes shards, reads the DLQ
+ * and reads the depth.
+ */
+const SHARD_QUEUE_ACTIONS = [
   "sqs:ReceiveMessage",
   "sqs:DeleteMessage",
   "sqs:ChangeMessageVisibility",
@@ -35,24 +39,24 @@ export const WORKER_QUEUE_ACTIONS = [
  * Shard slices and checkpoints in (`scratch/`), chunks and checkpoints (`scratch/`), commit
  * markers and attempts (`operations/`) out.
  */
-export const WORKER_OBJECT_ACTIONS = [
-  "s3:GetObject",
-  "s3:PutObject",
-  "s3:AbortMultipartUpload",
-] as const;
+const WORKER_OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"] as const;
 
 /**
- * The statements both roles need for operation data: their queue actions on the three queues,
+ * The statements both roles need for operation data: SHARD_QUEUE_ACTIONS on the three queues,
  * ListBucket on the bucket and their object actions under the two prefixes an operation writes
  * (its records under `operations/`, its temporary objects under `scratch/`) only.
  */
 function dataAccess(
   args: { bucketArn: pulumi.Input<string>; queueArns: pulumi.Input<pulumi.Input<string>[]> },
-  queueActions: readonly string[],
   objectActions: readonly string[],
 ) {
   return [
-    { Sid: "ShardQueues", Effect: "Allow", Action: [...queueActions], Resource: args.queueArns },
+    {
+      Sid: "ShardQueues",
+      Effect: "Allow",
+      Action: [...SHARD_QUEUE_ACTIONS],
+      Resource: args.queueArns,
+    },
     {
       // ListBucket is what makes a GET of a missing key answer 404 rather than 403, so
       // "no checkpoint yet" reads as NoSuchKey. No s3:prefix condition: that check is made for
@@ -74,7 +78,7 @@ function dataAccess(
 }
 
 /** What Fluent Bit's cloudwatch_logs output needs with `auto_create_group false`. */
-export const LOG_SHIPPING_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"] as const;
+const LOG_SHIPPING_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"] as const;
 
 /**
  * Create and write log streams in the stack's log group only. The Service Authorization
@@ -93,10 +97,14 @@ function shipLogs(logGroupArn: pulumi.Input<string>) {
   };
 }
 
-/** A role that only EC2 instances can assume, and the instance profile that carries it. */
+/**
+ * A role that only EC2 instances can assume, its one inline policy of `statements`, and the
+ * instance profile that carries it.
+ */
 function ec2InstanceRole(
   name: string,
   description: string,
+  statements: pulumi.Input<unknown>[],
   tags: Record<string, string>,
   parent: pulumi.Resource,
 ) {
@@ -123,41 +131,35 @@ function ec2InstanceRole(
     { role: role.name, tags },
     { parent },
   );
+  new aws.iam.RolePolicy(
+    `${name}-policy`,
+    {
+      role: role.id,
+      policy: pulumi.jsonStringify({ Version: "2012-10-17", Statement: statements }),
+    },
+    { parent },
+  );
   return { role, profile };
 }
 
 export class WorkerIdentityComponent extends pulumi.ComponentResource {
   public readonly roleArn: pulumi.Output<string>;
-  public readonly roleName: pulumi.Output<string>;
   /** What a launch template names as the instances' IAM instance profile. */
   public readonly instanceProfileName: pulumi.Output<string>;
-  public readonly instanceProfileArn: pulumi.Output<string>;
 
   constructor(name: string, args: WorkerIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardfleet:iam:WorkerIdentity", name, {}, opts);
-    const parent = { parent: this };
 
-    const { role, profile } = ec2InstanceRole(name, "shardfleet worker instances", args.tags, this);
-
-    new aws.iam.RolePolicy(
-      `${name}-policy`,
-      {
-        role: role.id,
-        policy: pulumi.jsonStringify({
-          Version: "2012-10-17",
-          Statement: [
-            ...dataAccess(args, WORKER_QUEUE_ACTIONS, WORKER_OBJECT_ACTIONS),
-            shipLogs(args.logGroupArn),
-          ],
-        }),
-      },
-      parent,
+    const { role, profile } = ec2InstanceRole(
+      name,
+      "shardfleet worker instances",
+      [...dataAccess(args, WORKER_OBJECT_ACTIONS), shipLogs(args.logGroupArn)],
+      args.tags,
+      this,
     );
 
     this.roleArn = role.arn;
-    this.roleName = role.name;
     this.instanceProfileName = profile.name;
-    this.instanceProfileArn = profile.arn;
     this.registerOutputs({
       roleArn: this.roleArn,
       instanceProfileName: this.instanceProfileName,
@@ -197,22 +199,13 @@ export interface SchedulerIdentityArgs {
  * EC2 offers no resource-level permission or condition for these: they are the only actions
  * granted on `Resource: "*"` anywhere in the stack. All are read-only.
  */
-export const UNSCOPED_DESCRIBE_ACTIONS = [
+const UNSCOPED_DESCRIBE_ACTIONS = [
   "ec2:DescribeInstances",
   "ec2:DescribeSpotPriceHistory",
 ] as const;
 
-/** Publish shards, read the DLQ, read queue depth. */
-export const SCHEDULER_QUEUE_ACTIONS = [
-  "sqs:SendMessage",
-  "sqs:ReceiveMessage",
-  "sqs:DeleteMessage",
-  "sqs:ChangeMessageVisibility",
-  "sqs:GetQueueAttributes",
-] as const;
-
 /** Consume the spot-events queue: it only reads and deletes, EventBridge sends. */
-export const SPOT_EVENTS_QUEUE_ACTIONS = [
+const SPOT_EVENTS_QUEUE_ACTIONS = [
   "sqs:ReceiveMessage",
   "sqs:DeleteMessage",
   "sqs:ChangeMessageVisibility",
@@ -220,7 +213,7 @@ export const SPOT_EVENTS_QUEUE_ACTIONS = [
 ] as const;
 
 /** Inputs and manifests in, slices out, chunks merged, operations deleted. */
-export const SCHEDULER_OBJECT_ACTIONS = [
+const SCHEDULER_OBJECT_ACTIONS = [
   "s3:GetObject",
   "s3:PutObject",
   "s3:DeleteObject",
@@ -255,15 +248,6 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
 
   constructor(name: string, args: SchedulerIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardfleet:iam:SchedulerIdentity", name, {}, opts);
-    const parent = { parent: this };
-
-    const { role, profile } = ec2InstanceRole(
-      name,
-      "shardfleet scheduler instance",
-      args.tags,
-      this,
-    );
-
     const ec2Arn = (resource: string) =>
       pulumi.interpolate`arn:${args.partition}:ec2:${args.region}:${args.accountId}:${resource}`;
     // Images and snapshots are named without an account.
@@ -277,97 +261,93 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
         ids.map((id) => `arn:${partition}:ec2:${region}:${account}:subnet/${id}`),
       );
 
-    new aws.iam.RolePolicy(
-      `${name}-policy`,
-      {
-        role: role.id,
-        policy: pulumi.jsonStringify({
-          Version: "2012-10-17",
-          Statement: [
-            {
-              // The fleet and its instances exist only if the request tags them with this fleet.
-              Sid: "LaunchTaggedFleetsAndInstances",
-              Effect: "Allow",
-              Action: launch,
-              Resource: [ec2Arn("fleet/*"), ec2Arn("instance/*")],
-              Condition: { StringEquals: { [fleetTag]: args.fleetName } },
-            },
-            {
-              // What a launch uses or creates without tags of its own: only the worker's
-              // template, image (and the snapshot its root volume is made from), subnets and
-              // security group, and new volumes, interfaces and, for spot capacity, the spot
-              // instance requests an instant fleet opens (without these a spot launch is
-              // refused; aws/karpenter-provider-aws#5402).
-              Sid: "LaunchFromWorkerTemplate",
-              Effect: "Allow",
-              Action: launch,
-              Resource: pulumi
-                .all([
-                  args.launchTemplateArn,
-                  args.workerSecurityGroupArn,
-                  ec2RegionArn(pulumi.interpolate`image/${args.amiId}`),
-                  ec2RegionArn("snapshot/*"),
-                  ec2Arn("volume/*"),
-                  ec2Arn("network-interface/*"),
-                  ec2Arn("spot-instances-request/*"),
-                  subnetArns,
-                ])
-                .apply(([template, sg, image, snapshots, volumes, interfaces, spot, subnets]) => [
-                  template,
-                  sg,
-                  image,
-                  snapshots,
-                  volumes,
-                  interfaces,
-                  spot,
-                  ...subnets,
-                ]),
-            },
-            {
-              Sid: "TagOnlyAtLaunch",
-              Effect: "Allow",
-              Action: "ec2:CreateTags",
-              Resource: [ec2Arn("fleet/*"), ec2Arn("instance/*"), ec2Arn("volume/*")],
-              Condition: { StringEquals: { "ec2:CreateAction": launch.map((a) => a.slice(4)) } },
-            },
-            {
-              Sid: "TerminateOwnFleet",
-              Effect: "Allow",
-              Action: "ec2:TerminateInstances",
-              Resource: ec2Arn("instance/*"),
-              Condition: {
-                StringEquals: { [`ec2:ResourceTag/${FLEET_TAGS.fleet}`]: args.fleetName },
-              },
-            },
-            {
-              Sid: "PassWorkerRoleToEc2",
-              Effect: "Allow",
-              Action: "iam:PassRole",
-              Resource: args.workerRoleArn,
-              Condition: { StringEquals: { "iam:PassedToService": "ec2.amazonaws.com" } },
-            },
-            {
-              // The documented exception: these describe calls accept only "*".
-              Sid: "DescribeUnscoped",
-              Effect: "Allow",
-              Action: [...UNSCOPED_DESCRIBE_ACTIONS],
-              Resource: "*",
-            },
-            {
-              Sid: "ConsumeSpotEvents",
-              Effect: "Allow",
-              Action: [...SPOT_EVENTS_QUEUE_ACTIONS],
-              Resource: args.spotEventsQueueArn,
-            },
-            ...dataAccess(args, SCHEDULER_QUEUE_ACTIONS, SCHEDULER_OBJECT_ACTIONS),
-            shipLogs(args.logGroupArn),
-            ...(args.apiTokenParameterArn === undefined
-              ? []
-              : [readApiToken(args.apiTokenParameterArn)]),
-          ],
-        }),
-      },
-      parent,
+    const { role, profile } = ec2InstanceRole(
+      name,
+      "shardfleet scheduler instance",
+      [
+        {
+          // The fleet and its instances exist only if the request tags them with this fleet.
+          Sid: "LaunchTaggedFleetsAndInstances",
+          Effect: "Allow",
+          Action: launch,
+          Resource: [ec2Arn("fleet/*"), ec2Arn("instance/*")],
+          Condition: { StringEquals: { [fleetTag]: args.fleetName } },
+        },
+        {
+          // What a launch uses or creates without tags of its own: only the worker's
+          // template, image (and the snapshot its root volume is made from), subnets and
+          // security group, and new volumes, interfaces and, for spot capacity, the spot
+          // instance requests an instant fleet opens (without these a spot launch is
+          // refused; aws/karpenter-provider-aws#5402).
+          Sid: "LaunchFromWorkerTemplate",
+          Effect: "Allow",
+          Action: launch,
+          Resource: pulumi
+            .all([
+              args.launchTemplateArn,
+              args.workerSecurityGroupArn,
+              ec2RegionArn(pulumi.interpolate`image/${args.amiId}`),
+              ec2RegionArn("snapshot/*"),
+              ec2Arn("volume/*"),
+              ec2Arn("network-interface/*"),
+              ec2Arn("spot-instances-request/*"),
+              subnetArns,
+            ])
+            .apply(([template, sg, image, snapshots, volumes, interfaces, spot, subnets]) => [
+              template,
+              sg,
+              image,
+              snapshots,
+              volumes,
+              interfaces,
+              spot,
+              ...subnets,
+            ]),
+        },
+        {
+          Sid: "TagOnlyAtLaunch",
+          Effect: "Allow",
+          Action: "ec2:CreateTags",
+          Resource: [ec2Arn("fleet/*"), ec2Arn("instance/*"), ec2Arn("volume/*")],
+          Condition: { StringEquals: { "ec2:CreateAction": launch.map((a) => a.slice(4)) } },
+        },
+        {
+          Sid: "TerminateOwnFleet",
+          Effect: "Allow",
+          Action: "ec2:TerminateInstances",
+          Resource: ec2Arn("instance/*"),
+          Condition: {
+            StringEquals: { [`ec2:ResourceTag/${FLEET_TAGS.fleet}`]: args.fleetName },
+          },
+        },
+        {
+          Sid: "PassWorkerRoleToEc2",
+          Effect: "Allow",
+          Action: "iam:PassRole",
+          Resource: args.workerRoleArn,
+          Condition: { StringEquals: { "iam:PassedToService": "ec2.amazonaws.com" } },
+        },
+        {
+          // The documented exception: these describe calls accept only "*".
+          Sid: "DescribeUnscoped",
+          Effect: "Allow",
+          Action: [...UNSCOPED_DESCRIBE_ACTIONS],
+          Resource: "*",
+        },
+        {
+          Sid: "ConsumeSpotEvents",
+          Effect: "Allow",
+          Action: [...SPOT_EVENTS_QUEUE_ACTIONS],
+          Resource: args.spotEventsQueueArn,
+        },
+        ...dataAccess(args, SCHEDULER_OBJECT_ACTIONS),
+        shipLogs(args.logGroupArn),
+        ...(args.apiTokenParameterArn === undefined
+          ? []
+          : [readApiToken(args.apiTokenParameterArn)]),
+      ],
+      args.tags,
+      this,
     );
 
     this.roleArn = role.arn;

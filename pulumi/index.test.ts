@@ -49,6 +49,13 @@ const REQUIRED = {
   "shardfleet:adminCidr": ADMIN_CIDR,
   "shardfleet:apiCertificateArn": CERTIFICATE_ARN,
 };
+const VPC = "vpc-0123456789abcdef0";
+const SUBNETS = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"];
+/** An existing VPC and two of its subnets, as a stack sets them. */
+const EXISTING_NETWORK = {
+  "shardfleet:vpcId": VPC,
+  "shardfleet:subnetIds": JSON.stringify(SUBNETS),
+};
 
 /** Resources that AWS cannot tag; every other resource must carry the stack's tags. */
 const UNTAGGABLE = new Set([
@@ -364,19 +371,9 @@ describe("network", () => {
   });
 
   it("uses a configured VPC and subnets instead, and refuses half of that pair", () => {
-    pulumi.runtime.setAllConfig({
-      ...REQUIRED,
-      "shardfleet:vpcId": "vpc-0123456789abcdef0",
-      "shardfleet:subnetIds": JSON.stringify([
-        "subnet-0123456789abcdef0",
-        "subnet-0123456789abcdef1",
-      ]),
-    });
-    expect(readDeploymentSettings().existingNetwork).toEqual({
-      vpcId: "vpc-0123456789abcdef0",
-      subnetIds: ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
-    });
-    pulumi.runtime.setAllConfig({ ...REQUIRED, "shardfleet:vpcId": "vpc-0123456789abcdef0" });
+    pulumi.runtime.setAllConfig({ ...REQUIRED, ...EXISTING_NETWORK });
+    expect(readDeploymentSettings().existingNetwork).toEqual({ vpcId: VPC, subnetIds: SUBNETS });
+    pulumi.runtime.setAllConfig({ ...REQUIRED, "shardfleet:vpcId": VPC });
     expect(() => readDeploymentSettings()).toThrow("shardfleet:subnetIds");
   });
 });
@@ -1078,21 +1075,10 @@ describe("settings", () => {
     );
     expect(readDeploymentSettings().api).toEqual({ listener: { protocol: "HTTP" } });
 
-    pulumi.runtime.setAllConfig(
-      withProjectDefaults({
-        ...REQUIRED,
-        "shardfleet:vpcId": "vpc-0123456789abcdef0",
-        "shardfleet:subnetIds": JSON.stringify([
-          "subnet-0123456789abcdef0",
-          "subnet-0123456789abcdef1",
-        ]),
-      }),
-    );
+    pulumi.runtime.setAllConfig(withProjectDefaults({ ...REQUIRED, ...EXISTING_NETWORK }));
     expect(readDeploymentSettings().existingNetwork?.subnetIds).toHaveLength(2);
     // Half of the pair still fails, default or not.
-    pulumi.runtime.setAllConfig(
-      withProjectDefaults({ ...REQUIRED, "shardfleet:vpcId": "vpc-0123456789abcdef0" }),
-    );
+    pulumi.runtime.setAllConfig(withProjectDefaults({ ...REQUIRED, "shardfleet:vpcId": VPC }));
     expect(() => readDeploymentSettings()).toThrow("shardfleet:subnetIds");
   });
 
@@ -1152,15 +1138,7 @@ describe("settings", () => {
     ["shardfleet:apiPlainHttp", "yes"],
     ["shardfleet:vpcId", "vpc"],
   ])("reject %s = %s, naming the key", (key, value) => {
-    pulumi.runtime.setAllConfig({
-      ...REQUIRED,
-      "shardfleet:vpcId": "vpc-0123456789abcdef0",
-      "shardfleet:subnetIds": JSON.stringify([
-        "subnet-0123456789abcdef0",
-        "subnet-0123456789abcdef1",
-      ]),
-      [key]: value,
-    });
+    pulumi.runtime.setAllConfig({ ...REQUIRED, ...EXISTING_NETWORK, [key]: value });
     expect(() => readDeploymentSettings()).toThrow(key);
   });
 

@@ -58,20 +58,23 @@ const worker = new WorkerIdentityComponent(`${settings.namePrefix}-worker`, {
   tags,
 });
 
+/** What the worker's and the scheduler's boot scripts both write. */
+const bootSettings = {
+  region,
+  bucket: storage.bucketName,
+  workQueueUrl: queues.workQueueUrl,
+  stragglerQueueUrl: queues.stragglerQueueUrl,
+  dlqUrl: queues.dlqUrl,
+  visibilityTimeoutSeconds: settings.visibilityTimeoutSeconds,
+  logGroupName: logs.logGroupName,
+};
+
 const compute = new ComputeComponent(settings.namePrefix, {
   amiId: deployment.workerAmiId,
   instanceProfileName: worker.instanceProfileName,
   securityGroupId: network.workerSecurityGroupId,
   rootDeviceName: settings.workerRootDeviceName,
-  settings: {
-    region,
-    bucket: storage.bucketName,
-    workQueueUrl: queues.workQueueUrl,
-    stragglerQueueUrl: queues.stragglerQueueUrl,
-    dlqUrl: queues.dlqUrl,
-    visibilityTimeoutSeconds: settings.visibilityTimeoutSeconds,
-    logGroupName: logs.logGroupName,
-  },
+  settings: bootSettings,
   tags,
 });
 
@@ -103,16 +106,10 @@ const scheduler = new SchedulerComponent(`${settings.namePrefix}-scheduler`, {
   adminCidr: deployment.adminCidr,
   api: deployment.api,
   settings: {
-    region,
-    bucket: storage.bucketName,
-    workQueueUrl: queues.workQueueUrl,
-    stragglerQueueUrl: queues.stragglerQueueUrl,
-    dlqUrl: queues.dlqUrl,
+    ...bootSettings,
     spotEventsQueueUrl: spotEvents.queueUrl,
     launchTemplateId: compute.launchTemplateId,
     instanceTypes: settings.instanceTypes,
-    visibilityTimeoutSeconds: settings.visibilityTimeoutSeconds,
-    logGroupName: logs.logGroupName,
     ...(apiToken ? { apiTokenParameterName: apiToken.parameterName } : {}),
   },
   tags,

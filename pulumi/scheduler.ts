@@ -15,18 +15,17 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { HEALTH_PATH } from "../src/scheduler/api/health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "../src/scheduler/api/keep-alive.ts";
-import { envFileUserData, LOG_GROUP_VARIABLE } from "./compute.ts";
+import { envFileUserData, serviceEnv, type WorkerBootSettings } from "./compute.ts";
 import type { ApiSettings } from "./config.ts";
 
 /** `SHARDFLEET_API_PORT` on the instance, and the only inbound port of its security group. */
-export const API_PORT = 8080;
+const API_PORT = 8080;
 /** The file the image's shardfleet-scheduler.service reads (ami/ansible shardfleet_scheduler). */
-export const SCHEDULER_ENV_FILE = "/etc/shardfleet/scheduler.env";
+const SCHEDULER_ENV_FILE = "/etc/shardfleet/scheduler.env";
 /** TLS 1.3 and 1.2 with forward-secret AEAD ciphers only. */
-export const TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
-/** The route the load balancer checks (src/scheduler/api/health-routes.ts). */
-export const HEALTH_CHECK_PATH = "/healthz";
+const TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 /**
  * After the last byte of an upload the client waits, with nothing sent either way, while the
  * scheduler completes the S3 upload and reads the workbook's header row (the whole workbook
@@ -61,18 +60,11 @@ export interface SchedulerArgs {
   readonly adminCidr: string;
   /** The listener (HTTPS or dev-only HTTP) and the optional DNS name. */
   readonly api: ApiSettings;
-  readonly settings: {
-    readonly region: pulumi.Input<string>;
-    readonly bucket: pulumi.Input<string>;
-    readonly workQueueUrl: pulumi.Input<string>;
-    readonly stragglerQueueUrl: pulumi.Input<string>;
-    readonly dlqUrl: pulumi.Input<string>;
+  /** The workers' settings (serviceEnv) and the scheduler's own. */
+  readonly settings: WorkerBootSettings & {
     readonly spotEventsQueueUrl: pulumi.Input<string>;
     readonly launchTemplateId: pulumi.Input<string>;
     readonly instanceTypes: readonly string[];
-    readonly visibilityTimeoutSeconds: number;
-    /** Where the image's optional log shipping sends the scheduler's log lines. */
-    readonly logGroupName: pulumi.Input<string>;
     /** The SSM parameter with the API's tokens (its name only); absent: no authentication. */
     readonly apiTokenParameterName?: pulumi.Input<string>;
   };
@@ -157,21 +149,14 @@ export class SchedulerComponent extends pulumi.ComponentResource {
     // An object of inputs rather than pulumi.all's tuple, which types eight elements at most.
     const userData = pulumi
       .output({
-        NODE_ENV: "production",
-        AWS_REGION: s.region,
-        SHARDFLEET_BUCKET: s.bucket,
-        SHARDFLEET_WORK_QUEUE_URL: s.workQueueUrl,
-        SHARDFLEET_STRAGGLER_QUEUE_URL: s.stragglerQueueUrl,
-        SHARDFLEET_DLQ_URL: s.dlqUrl,
+        ...serviceEnv(s),
         SHARDFLEET_SPOT_EVENTS_QUEUE_URL: s.spotEventsQueueUrl,
-        SHARDFLEET_VISIBILITY_TIMEOUT_S: String(s.visibilityTimeoutSeconds),
         SHARDFLEET_API_HOST: "0.0.0.0",
         SHARDFLEET_API_PORT: String(API_PORT),
         SHARDFLEET_CAPACITY: "ec2",
         SHARDFLEET_EC2_LAUNCH_TEMPLATE: s.launchTemplateId,
         SHARDFLEET_EC2_SUBNETS: subnetIds.apply((ids) => ids.join(",")),
         SHARDFLEET_EC2_INSTANCE_TYPES: s.instanceTypes.join(","),
-        [LOG_GROUP_VARIABLE]: s.logGroupName,
         ...(s.apiTokenParameterName === undefined
           ? {}
           : { SHARDFLEET_API_TOKEN_SSM_PARAMETER: s.apiTokenParameterName }),
@@ -234,7 +219,7 @@ export class SchedulerComponent extends pulumi.ComponentResource {
         port: API_PORT,
         healthCheck: {
           protocol: "HTTP",
-          path: HEALTH_CHECK_PATH,
+          path: HEALTH_PATH,
           port: "traffic-port",
           matcher: "200",
           interval: 15,

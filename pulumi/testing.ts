@@ -17,7 +17,7 @@ export interface Recorded {
 
 export const ACCOUNT = "123456789012";
 export const REGION = "us-east-1";
-export const PARTITION = "aws";
+const PARTITION = "aws";
 /** The ALB's canonical hosted zone in us-east-1, which an alias record names. */
 export const ALB_ZONE_ID = "Z35SXDOTRQ7X7K";
 
