@@ -24,17 +24,21 @@ import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/pro
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { startLocalAwsServer } from "../src/local/aws-server.ts";
 import { startLocalImds } from "../src/local/imds.ts";
-import { type ComponentProcess, spawnComponent } from "../src/local/processes.ts";
-import { provisionResources } from "../src/local/provision.ts";
-import { createAwsClients } from "../src/shared/aws.ts";
+import { spawnComponent } from "../src/local/processes.ts";
 import { keys } from "../src/shared/keys.ts";
-import { ObjectStore } from "../src/shared/object-store.ts";
 import { resultRowSchema } from "../src/shared/schemas/cells.ts";
 import { checkpointSchema, shardDoneSchema } from "../src/shared/schemas/shard.ts";
-import { ShardQueue } from "../src/shared/shard-queue.ts";
-import { writeManifest, writeSlice } from "../src/worker/test-support.ts";
+import {
+  freshQueues,
+  localAwsEnv,
+  logLines,
+  startLocalAws,
+  waitFor,
+  waitForMessage,
+  writeManifest,
+  writeSlice,
+} from "../src/worker/test-support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -58,16 +62,6 @@ const median = (xs: number[]) => {
 };
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 const dir = await mkdtemp(path.join(tmpdir(), "shardfleet-reclaim-"));
 const pluginDir = path.join(dir, "plugins");
 await mkdir(pluginDir);
@@ -85,19 +79,8 @@ export default function (row, options) {
 `,
 );
 
-const server = await startLocalAwsServer({ port: 0 });
-const clients = createAwsClients({
-  endpoint: server.endpoint,
-  region: "us-east-1",
-  credentials: { accessKeyId: "test", secretAccessKey: "test" },
-});
-const resources = await provisionResources(
-  clients,
-  { bucket: "reclaim-bench", prefix: "reclaim" },
-  { visibilityTimeoutSeconds: VISIBILITY_S },
-);
-const store = new ObjectStore({ s3: clients.s3 }, { bucket: resources.bucket });
-const queue = new ShardQueue({ sqs: clients.sqs });
+const aws = await startLocalAws("reclaim", VISIBILITY_S);
+const { store, queue } = aws;
 
 interface Trial {
   everyRows: number;
@@ -112,14 +95,10 @@ interface Trial {
 
 function workerEnv(name: string, queues: { work: string; dlq: string }, imds?: string) {
   return {
-    AWS_ENDPOINT_URL: server.endpoint,
-    AWS_REGION: "us-east-1",
-    AWS_ACCESS_KEY_ID: "test",
-    AWS_SECRET_ACCESS_KEY: "test",
+    ...localAwsEnv(aws),
     ...(imds
       ? { AWS_EC2_METADATA_SERVICE_ENDPOINT: imds, SHARDFLEET_INTERRUPTION_POLL_S: "1" }
       : { AWS_EC2_METADATA_DISABLED: "true" }),
-    SHARDFLEET_BUCKET: resources.bucket,
     SHARDFLEET_WORK_QUEUE_URL: queues.work,
     SHARDFLEET_DLQ_URL: queues.dlq,
     SHARDFLEET_INSTANCE_ID: name,
@@ -131,14 +110,6 @@ function workerEnv(name: string, queues: { work: string; dlq: string }, imds?: s
   };
 }
 
-async function logLines(worker: ComponentProcess): Promise<Array<Record<string, unknown>>> {
-  const text = await readFile(worker.logFile!, "utf8").catch(() => "");
-  return text
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
 let trialNo = 0;
 
 /** A fresh queue pair and a one-shard operation of ROWS rows on it. */
@@ -147,11 +118,7 @@ async function setup(everyRows: number) {
   const op = `bench-${n}`;
   const counter = path.join(dir, `counter-${n}.txt`);
   await appendFile(counter, "");
-  const { queues } = await provisionResources(
-    clients,
-    { bucket: resources.bucket, prefix: `t${n}` },
-    { visibilityTimeoutSeconds: VISIBILITY_S },
-  );
+  const queues = await freshQueues(aws, VISIBILITY_S);
   await writeManifest(
     store,
     op,
@@ -202,7 +169,7 @@ async function wholeRun(everyRows: number): Promise<number> {
     logDir: path.join(dir, "logs"),
   });
   try {
-    await until(
+    await waitFor(
       "the commit",
       () => store.getJson(keys.done(op, "s000000"), shardDoneSchema),
       120_000,
@@ -228,24 +195,24 @@ async function trial(everyRows: number, mode: "notice" | "kill"): Promise<Trial>
   });
   const out: Trial = { everyRows, mode, recomputed: 0, checkpointMs: [], sinceLastMs: [] };
   try {
-    await until("A's first checkpoint", () =>
-      store.getJson(keys.checkpoint(op, "s000000"), checkpointSchema),
+    await waitFor(
+      "A's first checkpoint",
+      () => store.getJson(keys.checkpoint(op, "s000000"), checkpointSchema),
+      30_000,
     );
     // Somewhere inside a checkpoint interval.
     await sleep(200 + Math.random() * 600);
     if (mode === "notice") {
       const published = Date.now();
       imds.noticeInterruption(new Date(published + 120_000));
-      const [m] = await until("the message to be receivable again", async () => {
-        const got = await queue.receive(queues.work, {
-          max: 1,
-          waitSeconds: 1,
-          visibilityTimeout: 30,
-        });
-        return got.length > 0 ? got : undefined;
-      });
+      const m = await waitForMessage(
+        "the message to be receivable again",
+        queue,
+        queues.work,
+        30_000,
+      );
       out.requeueMs = Date.now() - published;
-      await queue.changeVisibility(queues.work, m!.receiptHandle, 0);
+      await queue.changeVisibility(queues.work, m.receiptHandle, 0);
       await a.exited;
       const seen = (await logLines(a)).find((l) => l.msg === "interruption notice; draining");
       if (seen) out.seenMs = Date.parse(String(seen.time)) - published;
@@ -259,7 +226,7 @@ async function trial(everyRows: number, mode: "notice" | "kill"): Promise<Trial>
 
   const b = spawnComponent("worker", { name: `b-${n}`, env: workerEnv(`b-${n}`, queues), logDir });
   try {
-    await until(
+    await waitFor(
       "B's commit",
       () => store.getJson(keys.done(op, "s000000"), shardDoneSchema),
       60_000,
@@ -363,7 +330,6 @@ try {
     process.stdout.write(`| ${label} | ${(ms / 1000).toFixed(2)} | ${vs} |\n`);
   }
 } finally {
-  clients.destroy();
-  await server.close();
+  await aws.close();
   if (!process.env.KEEP) await rm(dir, { recursive: true, force: true });
 }

@@ -8,7 +8,15 @@ import { ShardLostError } from "../shared/errors.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { ShardAttemptFailedError } from "./attempts.ts";
 import { Consumer, type ConsumerOptions, type ShardHandler } from "./consumer.ts";
-import { freshQueues, type LocalAws, startLocalAws, waitFor } from "./test-support.ts";
+import {
+  freshQueues,
+  type LocalAws,
+  receiveOne,
+  startLocalAws,
+  untilAbortHandler,
+  waitFor,
+  waitForMessage,
+} from "./test-support.ts";
 
 let aws: LocalAws;
 let queues: { work: string; dlq: string };
@@ -52,42 +60,18 @@ function start(handler: ShardHandler, options: Partial<ConsumerOptions> = {}) {
 
 describe("Consumer faults", () => {
   it("stops a shard whose heartbeat finds the receipt handle stale, and leaves the message to its new owner", async () => {
-    let reason: unknown;
-    const handler: ShardHandler = {
-      process: (_body, { signal }) =>
-        new Promise((_resolve, reject) => {
-          signal.addEventListener("abort", () => {
-            reason = signal.reason;
-            reject(signal.reason);
-          });
-        }),
-    };
+    const handler = untilAbortHandler();
     await aws.queue.sendRaw(queues.work, body);
     // Visibility 2 s but a beat only every 3 s: the message reappears before the first beat.
     const consumer = start(handler, { visibilityTimeoutSeconds: 2, heartbeatIntervalMs: 3000 });
     await waitFor("the shard to start", async () => (consumer.inFlight === 1 ? true : undefined));
-    const [taken] = await waitFor(
-      "the redelivery",
-      async () => {
-        const got = await aws.queue.receive(queues.work, {
-          max: 1,
-          waitSeconds: 1,
-          visibilityTimeout: 30,
-        });
-        return got.length > 0 ? got : undefined;
-      },
-      6000,
-    );
-    expect(taken?.receiveCount).toBe(2);
+    const taken = await waitForMessage("the redelivery", aws.queue, queues.work, 6000);
+    expect(taken.receiveCount).toBe(2);
     await waitFor("the shard to stop", async () => (consumer.inFlight === 0 ? true : undefined));
-    expect(reason).toBeInstanceOf(ShardLostError);
+    expect(handler.reason).toBeInstanceOf(ShardLostError);
     // Still the new owner's: its receipt handle works, and nobody made it visible.
-    await aws.queue.changeVisibility(queues.work, taken!.receiptHandle, 30);
-    const visible = await aws.queue.receive(queues.work, {
-      max: 1,
-      waitSeconds: 1,
-      visibilityTimeout: 30,
-    });
+    await aws.queue.changeVisibility(queues.work, taken.receiptHandle, 30);
+    const visible = await receiveOne(aws.queue, queues.work);
     expect(visible).toHaveLength(0);
   });
 

@@ -11,7 +11,9 @@ import {
   freshQueues,
   type LocalAws,
   messagesOn,
+  receiveOne,
   startLocalAws,
+  untilAbortHandler,
   waitFor,
   writeManifest,
   writeSlice,
@@ -233,28 +235,15 @@ describe("Consumer lifecycle", () => {
   });
 
   it("on stop, aborts a shard that outlives the grace period and releases its message", async () => {
-    let reason: unknown;
-    const handler: ShardHandler = {
-      process: (_body, { signal }) =>
-        new Promise((_resolve, reject) => {
-          signal.addEventListener("abort", () => {
-            reason = signal.reason;
-            reject(signal.reason);
-          });
-        }),
-    };
+    const handler = untilAbortHandler();
     await aws.queue.sendRaw(queues.work, shardBody);
     const { consumer } = startConsumer(handler);
     await waitFor("the shard to start", async () => (consumer.inFlight === 1 ? true : undefined));
     await consumer.stop({ graceMs: 100 });
     expect(consumer.state).toBe("stopped");
-    expect(String(reason)).toMatch(/stopping/);
+    expect(String(handler.reason)).toMatch(/stopping/);
     // Released with visibility 0: receivable at once, although the queue's timeout is 30 s.
-    const again = await aws.queue.receive(queues.work, {
-      max: 1,
-      waitSeconds: 1,
-      visibilityTimeout: 30,
-    });
+    const again = await receiveOne(aws.queue, queues.work);
     expect(again.map((m) => m.body)).toEqual([shardBody]);
   });
 

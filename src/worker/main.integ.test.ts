@@ -9,6 +9,9 @@ import { attemptSchema, checkpointSchema, shardDoneSchema } from "../shared/sche
 import {
   freshQueues,
   type LocalAws,
+  localAwsEnv,
+  logLines,
+  receiveOne,
   startLocalAws,
   textRows,
   waitFor,
@@ -63,11 +66,7 @@ describe("worker main", () => {
       name: "live",
       logDir,
       env: {
-        AWS_ENDPOINT_URL: aws.server.endpoint,
-        AWS_REGION: "us-east-1",
-        AWS_ACCESS_KEY_ID: "test",
-        AWS_SECRET_ACCESS_KEY: "test",
-        SHARDFLEET_BUCKET: aws.resources.bucket,
+        ...localAwsEnv(aws),
         SHARDFLEET_WORK_QUEUE_URL: queues.work,
         SHARDFLEET_DLQ_URL: queues.dlq,
         SHARDFLEET_INSTANCE_ID: "local-main-1",
@@ -87,10 +86,7 @@ describe("worker main", () => {
     } finally {
       await worker.kill();
     }
-    const lines = (await readFile(worker.logFile!, "utf8"))
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = await logLines(worker);
     expect(lines.find((l) => l.msg === "shard committed")).toMatchObject({
       component: "worker",
       instanceId: "local-main-1",
@@ -126,12 +122,8 @@ describe("worker main", () => {
       name: "notice",
       logDir,
       env: {
-        AWS_ENDPOINT_URL: aws.server.endpoint,
-        AWS_REGION: "us-east-1",
-        AWS_ACCESS_KEY_ID: "test",
-        AWS_SECRET_ACCESS_KEY: "test",
+        ...localAwsEnv(aws),
         AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
-        SHARDFLEET_BUCKET: aws.resources.bucket,
         SHARDFLEET_WORK_QUEUE_URL: queues.work,
         SHARDFLEET_INSTANCE_ID: "local-notice-1",
         SHARDFLEET_MARKET: "spot",
@@ -154,21 +146,14 @@ describe("worker main", () => {
       await worker.kill();
       await imds.close();
     }
-    const again = await aws.queue.receive(queues.work, {
-      max: 1,
-      waitSeconds: 1,
-      visibilityTimeout: 30,
-    });
+    const again = await receiveOne(aws.queue, queues.work);
     expect(again).toHaveLength(1);
     expect(await aws.store.exists(keys.done(op, "s000000"))).toBe(false);
     const [attemptKey] = await aws.store.list(keys.attemptsPrefix(op, "s000000"));
     expect(await aws.store.getJson(attemptKey!, attemptSchema)).toMatchObject({
       cause: "interrupted",
     });
-    const lines = (await readFile(worker.logFile!, "utf8"))
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = await logLines(worker);
     expect(lines.find((l) => l.msg === "interruption notice; draining")).toBeDefined();
     const requeued = lines.find((l) => l.msg === "shard interrupted; its message is visible again");
     expect(requeued?.requeueMs).toEqual(expect.any(Number));

@@ -10,9 +10,10 @@ import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { type Manifest, manifestSchema, specOf } from "../shared/schemas/operation.ts";
-import { type Attempt, type ShardMessage, shardDoneSchema } from "../shared/schemas/shard.ts";
+import type { Attempt, ShardMessage } from "../shared/schemas/shard.ts";
 import type { AttemptRecords } from "./attempt-records.ts";
 import { errorAttempts, retryDelaySeconds, ShardAttemptFailedError } from "./attempts.ts";
+import { commitDone } from "./result-chunks.ts";
 
 export interface PoisonLimitDeps {
   store: ObjectStore;
@@ -28,8 +29,6 @@ export interface ErrorAttempt {
   /** What failed the attempt, and its one-line description (the attempt record's error). */
   err: unknown;
   error: string;
-  /** This worker's instance id (named in done.json). */
-  instanceId: string;
 }
 
 /**
@@ -43,9 +42,9 @@ export async function retryOrCommitFailed(
   logger: Logger,
 ): Promise<boolean> {
   const { store, clock, attemptRecords } = deps;
-  const { message, attempt, err, error, instanceId } = failure;
+  const { message, attempt, err, error } = failure;
   let { manifest } = failure;
-  const { operationId, shardId, start, end } = message;
+  const { operationId, start, end } = message;
   let count = 1;
   let limit = 3;
   try {
@@ -72,22 +71,11 @@ export async function retryOrCommitFailed(
     });
   }
   const failed = `shard failed after ${count} error attempts: ${error}`;
-  const won = await store.putJsonIfAbsent(
-    keys.done(operationId, shardId),
-    shardDoneSchema,
-    {
-      v: 1,
-      operationId,
-      shardId,
-      attemptId: attempt.attemptId,
-      instanceId,
-      rows: end - start,
-      errorRows: end - start,
-      columns: [],
-      chunks: [],
-      failed,
-      committedAt: new Date(clock.now()).toISOString(),
-    },
+  const rows = end - start;
+  const won = await commitDone(
+    { store, clock },
+    attempt,
+    { rows, errorRows: rows, columns: [], chunks: [], failed },
     AbortSignal.timeout(10_000),
   );
   logger.error(

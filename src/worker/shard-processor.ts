@@ -31,17 +31,13 @@ import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { type Manifest, specOf } from "../shared/schemas/operation.ts";
-import {
-  type Attempt,
-  attemptSchema,
-  type ShardMessage,
-  shardDoneSchema,
-} from "../shared/schemas/shard.ts";
+import { type Attempt, attemptSchema, type ShardMessage } from "../shared/schemas/shard.ts";
 import { AttemptRecords, liveAttempts } from "./attempt-records.ts";
 import { COMMITTED_ELSEWHERE, causeOfStop } from "./attempts.ts";
 import { resumeFrom } from "./checkpoint.ts";
 import { OperationCache, type OperationEntry, type RunnerFactory } from "./operation-cache.ts";
 import { retryOrCommitFailed } from "./poison-limit.ts";
+import { commitDone } from "./result-chunks.ts";
 import { loadCheckpoint, readSlice } from "./shard-input.ts";
 import { parseShardMessage } from "./shard-message.ts";
 import { ShardRun, WRITE_TIMEOUT_MS } from "./shard-run.ts";
@@ -321,20 +317,14 @@ export class ShardProcessor {
         AbortSignal.any([lost.signal, AbortSignal.timeout(WRITE_TIMEOUT_MS)]),
       );
       lost.signal.throwIfAborted();
-      const won = await this.#store.putJsonIfAbsent(
-        keys.done(operationId, shardId),
-        shardDoneSchema,
+      const won = await commitDone(
+        { store: this.#store, clock: this.#clock },
+        attempt,
         {
-          v: 1,
-          operationId,
-          shardId,
-          attemptId: attempt.attemptId,
-          instanceId: this.#options.instanceId,
           rows: slice.total,
           errorRows: final.errorRows,
           columns: final.columns,
           chunks: final.chunks,
-          committedAt: new Date(this.#clock.now()).toISOString(),
         },
         lost.signal,
       );
@@ -399,7 +389,7 @@ export class ShardProcessor {
       await this.#attemptRecords.end(attemptKey, attempt, "error", error, logger);
       const won = await retryOrCommitFailed(
         { store: this.#store, clock: this.#clock, attemptRecords: this.#attemptRecords },
-        { message, manifest, attempt, err, error, instanceId: this.#options.instanceId },
+        { message, manifest, attempt, err, error },
         logger,
       );
       return this.#outcome(message, won ? "failed" : "lost", {

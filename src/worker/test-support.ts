@@ -2,8 +2,10 @@
  * Test helpers for worker integration tests: a local SQS/S3 server with fresh resources, and
  * operations written by hand (manifest + shard slices) the way the splitter writes them.
  */
+import { readFile } from "node:fs/promises";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { type LocalAwsServer, startLocalAwsServer } from "../local/aws-server.ts";
+import type { ComponentProcess } from "../local/processes.ts";
 import { type ProvisionedResources, provisionResources } from "../local/provision.ts";
 import { type AwsClients, createAwsClients } from "../shared/aws.ts";
 import { keys } from "../shared/keys.ts";
@@ -11,7 +13,8 @@ import { ObjectStore } from "../shared/object-store.ts";
 import { type Cell, encodeCell, type ResultRow } from "../shared/schemas/cells.ts";
 import { type Manifest, manifestSchema } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
-import { ShardQueue } from "../shared/shard-queue.ts";
+import { type ReceivedMessage, ShardQueue } from "../shared/shard-queue.ts";
+import type { ShardHandler } from "./consumer.ts";
 import { childSignal, type TaskRow, type TaskRunner } from "./tasks/task.ts";
 
 export interface LocalAws {
@@ -58,16 +61,39 @@ let queueSets = 0;
  * aborted long poll stays open on the server for the rest of its wait, and would swallow the
  * next test's messages for a visibility timeout (as it would on SQS).
  */
-export async function freshQueues(aws: LocalAws): Promise<ProvisionedResources["queues"]> {
+export async function freshQueues(
+  aws: LocalAws,
+  visibilityTimeoutSeconds = 30,
+): Promise<ProvisionedResources["queues"]> {
   const name = `q${++queueSets}-${process.pid}`;
   const out = await provisionResources(
     aws.clients,
     { bucket: `${name}-unused`, prefix: name },
-    {
-      visibilityTimeoutSeconds: 30,
-    },
+    { visibilityTimeoutSeconds },
   );
   return out.queues;
+}
+
+/** The environment a worker process needs to reach `aws` (queues and the rest are the caller's). */
+export function localAwsEnv(aws: LocalAws): Record<string, string> {
+  return {
+    AWS_ENDPOINT_URL: aws.server.endpoint,
+    AWS_REGION: "us-east-1",
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    SHARDFLEET_BUCKET: aws.resources.bucket,
+  };
+}
+
+/** The JSON lines a component process has logged so far (none if it has no log yet). */
+export async function logLines(
+  component: ComponentProcess,
+): Promise<Array<Record<string, unknown>>> {
+  const text = await readFile(component.logFile!, "utf8").catch(() => "");
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 /** Writes a manifest for `task` over `headers` (`spec` adds e.g. checkpoint settings). */
@@ -122,6 +148,43 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** At most one message receivable on `queueUrl` within a 1 s poll, taken for 30 s. */
+export function receiveOne(queue: ShardQueue, queueUrl: string): Promise<ReceivedMessage[]> {
+  return queue.receive(queueUrl, { max: 1, waitSeconds: 1, visibilityTimeout: 30 });
+}
+
+/** Waits until a message is receivable on `queueUrl` and takes it for 30 s. */
+export async function waitForMessage(
+  what: string,
+  queue: ShardQueue,
+  queueUrl: string,
+  timeoutMs?: number,
+): Promise<ReceivedMessage> {
+  const [message] = await waitFor(
+    what,
+    async () => {
+      const got = await receiveOne(queue, queueUrl);
+      return got.length > 0 ? got : undefined;
+    },
+    timeoutMs,
+  );
+  return message!;
+}
+
+/** A shard handler that runs until its signal aborts, then rejects with the reason it keeps. */
+export function untilAbortHandler(): ShardHandler & { reason?: unknown } {
+  const handler: ShardHandler & { reason?: unknown } = {
+    process: (_body, { signal }) =>
+      new Promise((_resolve, reject) => {
+        signal.addEventListener("abort", () => {
+          handler.reason = signal.reason;
+          reject(signal.reason);
+        });
+      }),
+  };
+  return handler;
 }
 
 /** Visible plus in-flight messages on a queue. */

@@ -15,6 +15,7 @@ import {
   startLocalAws,
   textRows,
   waitFor,
+  waitForMessage,
   writeManifest,
   writeSlice,
 } from "./test-support.ts";
@@ -79,16 +80,10 @@ describe("Worker", () => {
     });
     imds.noticeInterruption(new Date(Date.now() + 120_000));
 
-    const [again] = await waitFor(
+    const again = await waitForMessage(
       "the message to be visible again",
-      async () => {
-        const got = await aws.queue.receive(queues.work, {
-          max: 1,
-          waitSeconds: 1,
-          visibilityTimeout: 30,
-        });
-        return got.length > 0 ? got : undefined;
-      },
+      aws.queue,
+      queues.work,
       15_000,
     );
     const requeueMs = Date.now() - worker.notice!.seenAt;
@@ -108,7 +103,7 @@ describe("Worker", () => {
     expect(chunkListProblem(checkpoint!.chunks, 0, checkpoint!.cursor)).toBeUndefined();
 
     // The next worker resumes from the checkpoint: no row runs twice.
-    await aws.queue.changeVisibility(queues.work, again!.receiptHandle, 0);
+    await aws.queue.changeVisibility(queues.work, again.receiptHandle, 0);
     const second = scriptedRunner(() => 0);
     const next = new Worker(
       {
