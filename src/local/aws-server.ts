@@ -25,6 +25,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { buildApp } from "fauxqs";
 import { ConfigError } from "../shared/errors.ts";
+import { escapeXml, unescapeXml } from "../shared/xml.ts";
 
 export interface LocalAwsServerOptions {
   /** TCP port; 0 picks a free one. @default 0 */
@@ -53,6 +54,9 @@ export interface LocalAwsServer {
    */
   close(): Promise<void>;
 }
+
+/** Dummy credentials: the server checks no signatures, but the SDK insists on signing. */
+export const LOCAL_CREDENTIALS = { accessKeyId: "test", secretAccessKey: "test" } as const;
 
 const DEFAULT_REGION = "us-east-1";
 /** S3 never returns more than this many keys a page, whatever MaxKeys asks for. */
@@ -233,6 +237,14 @@ function addConditionalWrites(app: FastifyInstance): void {
     if (!write.conditional) return;
 
     const resource = `/${write.bucket}/${write.key}`;
+    const preconditionFailed = () =>
+      sendS3Error(
+        reply,
+        412,
+        "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+        resource,
+      );
     const ifNoneMatch = request.headers["if-none-match"];
     const ifMatch = request.headers["if-match"];
     if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== "*") {
@@ -251,13 +263,7 @@ function addConditionalWrites(app: FastifyInstance): void {
     }
     const exists = head.statusCode === 200;
     if (ifNoneMatch !== undefined && exists) {
-      return sendS3Error(
-        reply,
-        412,
-        "PreconditionFailed",
-        "At least one of the pre-conditions you specified did not hold",
-        resource,
-      );
+      return preconditionFailed();
     }
     if (ifMatch !== undefined) {
       if (!exists) {
@@ -271,13 +277,7 @@ function addConditionalWrites(app: FastifyInstance): void {
       }
       const etag = String(head.headers.etag ?? "");
       if (ifMatch.trim() !== "*" && !sameEtag(ifMatch, etag)) {
-        return sendS3Error(
-          reply,
-          412,
-          "PreconditionFailed",
-          "At least one of the pre-conditions you specified did not hold",
-          resource,
-        );
+        return preconditionFailed();
       }
     }
   });
@@ -291,24 +291,6 @@ function addConditionalWrites(app: FastifyInstance): void {
 
 // ---------------------------------------------------------------------------------------------
 // ListObjectsV2 in binary order
-
-function escapeXml(s: string): string {
-  return s
-    .replaceAll("&", "&amp;")
-    .replaceAll("<", "&lt;")
-    .replaceAll(">", "&gt;")
-    .replaceAll('"', "&quot;")
-    .replaceAll("'", "&apos;");
-}
-
-function unescapeXml(s: string): string {
-  return s
-    .replaceAll("&lt;", "<")
-    .replaceAll("&gt;", ">")
-    .replaceAll("&quot;", '"')
-    .replaceAll("&apos;", "'")
-    .replaceAll("&amp;", "&");
-}
 
 /** S3's listing order: UTF-8 bytes, not UTF-16 units and never locale rules. */
 function compareUtf8(a: string, b: string): number {

@@ -5,10 +5,12 @@
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Market } from "../shared/capacity.ts";
+import type { SpotAction } from "../shared/schemas/spot-events.ts";
 
 export interface InstanceIdentity {
   instanceId: string;
-  market: "spot" | "on-demand";
+  market: Market;
   instanceType?: string;
   availabilityZone?: string;
 }
@@ -17,7 +19,7 @@ export interface LocalImds {
   /** The value for AWS_EC2_METADATA_SERVICE_ENDPOINT, e.g. http://127.0.0.1:PORT/ */
   readonly endpoint: string;
   /** Publishes a spot interruption notice: the instance will be stopped at `at`. */
-  noticeInterruption(at: Date, action?: "terminate" | "stop" | "hibernate"): void;
+  noticeInterruption(at: Date, action?: SpotAction): void;
   /** Publishes a rebalance recommendation (capacity at elevated risk). */
   recommendRebalance(at?: Date): void;
   /** Answers the next `count` requests with `status` (error paths; tests only). */

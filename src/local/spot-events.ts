@@ -8,7 +8,9 @@ import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import {
   REBALANCE_RECOMMENDATION,
   SPOT_INTERRUPTION_WARNING,
+  type SpotAction,
   type SpotEvent,
+  type SpotSignal,
   spotEventSchema,
 } from "../shared/schemas/spot-events.ts";
 
@@ -16,7 +18,7 @@ import {
 export const LOCAL_ACCOUNT = "000000000000";
 
 export interface SpotEventInput {
-  kind: "interruption-warning" | "rebalance-recommendation";
+  kind: SpotSignal["kind"];
   instanceId: string;
   region: string;
   /** @default LOCAL_ACCOUNT */
@@ -24,7 +26,7 @@ export interface SpotEventInput {
   /** When EC2 emits it. @default now */
   time?: Date;
   /** What happens to the instance (warnings only). @default "terminate" */
-  action?: "hibernate" | "stop" | "terminate";
+  action?: SpotAction;
 }
 
 /** The event EC2 emits, as EventBridge delivers it (seconds-precision time, an instance ARN). */

@@ -6,12 +6,13 @@
  * The decision is a pure function of the live instances, the elapsed time and a random source;
  * the driver only applies it.
  */
+import type { Market } from "../shared/capacity.ts";
 import type { Clock } from "../shared/clock.ts";
 import type { Logger } from "../shared/logger.ts";
 
 export interface MarketInstance {
   readonly name: string;
-  readonly market: "spot" | "on-demand";
+  readonly market: Market;
   /** True while the process runs and no reclaim has been decided for it. */
   readonly reclaimable: boolean;
 }

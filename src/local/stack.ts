@@ -19,10 +19,11 @@ import { createWriteStream, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { request } from "undici";
-import { createAwsClients, createSqsClient } from "../shared/aws.ts";
+import { createAwsClients } from "../shared/aws.ts";
+import type { Market } from "../shared/capacity.ts";
 import { systemClock } from "../shared/clock.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
-import { startLocalAwsServer } from "./aws-server.ts";
+import { LOCAL_CREDENTIALS, startLocalAwsServer } from "./aws-server.ts";
 import { type LocalImds, startLocalImds } from "./imds.ts";
 import { type LocalEc2, startLocalEc2 } from "./local-ec2.ts";
 import { type ComponentProcess, spawnComponent } from "./processes.ts";
@@ -32,8 +33,6 @@ import { type ReclaimDecision, SpotMarket, type SpotMarketPolicy } from "./spot-
 
 /** A spot notice comes two minutes before the instance is taken. */
 export const SPOT_NOTICE_MS = 120_000;
-
-export type Market = "spot" | "on-demand";
 
 /** One local "instance": a worker process with its own metadata endpoint. */
 export interface LocalInstance {
@@ -73,8 +72,7 @@ export interface InstanceSpec {
   availabilityZone?: string;
 }
 
-/** Dummy credentials: the local server does not check signatures, but the SDK insists on some. */
-export const LOCAL_CREDENTIALS = { accessKeyId: "test", secretAccessKey: "test" } as const;
+export { LOCAL_CREDENTIALS };
 export const LOCAL_REGION = "us-east-1";
 
 export interface LocalStackOptions {
@@ -192,28 +190,21 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
   if (options.logDir) mkdirSync(options.logDir, { recursive: true });
   const server = await startLocalAwsServer({ port: options.awsPort ?? 0 });
+  // Provisioning, then the EventBridge-shaped spot events; destroyed with the stack.
+  const clients = createAwsClients({
+    endpoint: server.endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
   const instances: LocalInstance[] = [];
-  let eventsSqs: ReturnType<typeof createSqsClient> | undefined;
   let scheduler: ComponentProcess | undefined;
   let localEc2: LocalEc2 | undefined;
   try {
-    const clients = createAwsClients({
-      endpoint: server.endpoint,
-      region: LOCAL_REGION,
-      credentials: LOCAL_CREDENTIALS,
-    });
     const resources = await provisionResources(
       clients,
       { bucket: options.bucket },
       { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds },
     );
-    clients.destroy();
-    // Sends the EventBridge-shaped spot events (closed with the stack).
-    eventsSqs = createSqsClient({
-      endpoint: server.endpoint,
-      region: LOCAL_REGION,
-      credentials: LOCAL_CREDENTIALS,
-    });
 
     const clientEnv = {
       AWS_ENDPOINT_URL: server.endpoint,
@@ -270,10 +261,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     let nextInstance = 1;
     // What EventBridge would deliver on AWS, sent to the spot events queue (fire and forget).
     const publishSpotEvent = (input: Omit<SpotEventInput, "region">) => {
-      const sqs = eventsSqs;
-      if (!sqs || closing) return;
+      if (closing) return;
       const event = ec2SpotEvent({ ...input, region: LOCAL_REGION });
-      sendSpotEvent(sqs, resources.queues.spotEvents, event).then(
+      sendSpotEvent(clients.sqs, resources.queues.spotEvents, event).then(
         () => logger.info({ instanceId: input.instanceId, kind: input.kind }, "spot event sent"),
         (err: unknown) =>
           logger.warn(
@@ -441,7 +431,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           await Promise.all(instances.map((i) => i.process.stop()));
           await Promise.all(instances.map((i) => i.imds.close()));
           await scheduler?.stop();
-          eventsSqs?.destroy();
+          clients.destroy();
           await server.close();
         })();
         return closed;
@@ -451,7 +441,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await localEc2?.close();
     await Promise.all(instances.map((i) => i.process.kill()));
     await scheduler?.kill();
-    eventsSqs?.destroy();
+    clients.destroy();
     await server.close();
     throw err;
   }

@@ -11,8 +11,9 @@ export const markets = ["spot", "on-demand"] as const;
 /** How an instance is bought: spot (cheap, reclaimable) or on-demand. */
 export type Market = (typeof markets)[number];
 
+export const instanceRoles = ["worker", "straggler"] as const;
 /** What an instance is for: regular work, or finishing stragglers (on-demand, polls the straggler queue first). */
-export type InstanceRole = "worker" | "straggler";
+export type InstanceRole = (typeof instanceRoles)[number];
 
 /** One place capacity comes from: an instance type, optionally pinned to a subnet / AZ. */
 export interface Pool {
@@ -73,7 +74,8 @@ export interface LaunchedInstance {
  * - `permission`: the scheduler may not do this (IAM, opt-in): fix the role;
  * - `other`: anything else the provider reported.
  */
-export type CapacityErrorKind = "capacity" | "config" | "permission" | "other";
+export const capacityErrorKinds = ["capacity", "config", "permission", "other"] as const;
+export type CapacityErrorKind = (typeof capacityErrorKinds)[number];
 
 export interface CapacityError {
   /** The pool that failed, one of the request's; absent when the error concerns the whole request. */
@@ -98,7 +100,14 @@ export interface LaunchResult {
 }
 
 /** EC2's instance states; "stopping" is reported as "stopped". */
-export type InstanceState = "pending" | "running" | "shutting-down" | "terminated" | "stopped";
+export const instanceStates = [
+  "pending",
+  "running",
+  "shutting-down",
+  "terminated",
+  "stopped",
+] as const;
+export type InstanceState = (typeof instanceStates)[number];
 
 /** An instance as the provider sees it now. */
 export interface InstanceInfo {

@@ -18,7 +18,7 @@ import {
   DeleteQueueCommand,
   GetQueueAttributesCommand,
 } from "@aws-sdk/client-sqs";
-import { startLocalAwsServer } from "../../src/local/aws-server.ts";
+import { LOCAL_CREDENTIALS, startLocalAwsServer } from "../../src/local/aws-server.ts";
 import { createAwsClients } from "../../src/shared/aws.ts";
 
 export type ContractTarget = "local" | "aws";
@@ -40,9 +40,6 @@ export interface ContractContext {
   /** Deletes the run's queues and objects, closes clients and the local server. */
   close(): Promise<void>;
 }
-
-/** Dummy credentials: the local server checks no signatures, but the SDK insists on signing. */
-const LOCAL_CREDENTIALS = { accessKeyId: "local", secretAccessKey: "local" };
 
 export async function openContractContext(
   env: NodeJS.ProcessEnv = process.env,

@@ -3,10 +3,11 @@
  * finishes and served by `GET /operations/:id/cost`. Amounts are USD.
  */
 import { z } from "zod";
+import { markets } from "../capacity.ts";
 
 const timestamp = z.iso.datetime();
 const usd = z.number().finite();
-const market = z.enum(["spot", "on-demand"]);
+const market = z.enum(markets);
 
 export const costInstanceSchema = z.object({
   id: z.string(),

@@ -4,6 +4,7 @@
  * terminations). The fleet manager is its only writer; the API shows it.
  */
 import { z } from "zod";
+import { instanceRoles, instanceStates, markets } from "../capacity.ts";
 
 const timestamp = z.iso.datetime();
 
@@ -49,12 +50,12 @@ export type FleetEvent = z.infer<typeof fleetEventSchema>;
 
 export const fleetInstanceRecordSchema = z.object({
   id: z.string(),
-  market: z.enum(["spot", "on-demand"]),
+  market: z.enum(markets),
   /** Instance type, e.g. "c7g.large". */
   type: z.string(),
-  role: z.enum(["worker", "straggler"]),
+  role: z.enum(instanceRoles),
   availabilityZone: z.string().optional(),
-  state: z.enum(["pending", "running", "shutting-down", "terminated", "stopped"]),
+  state: z.enum(instanceStates),
   launchedAt: timestamp,
   /** When it entered `state`. */
   since: timestamp,

@@ -9,7 +9,7 @@
  *   errors          4xx/5xx { error: { code, message } }
  */
 import { z } from "zod";
-import { markets } from "../capacity.ts";
+import { capacityErrorKinds, instanceStates, markets } from "../capacity.ts";
 
 const market = z.enum(markets);
 const tags = z.record(z.string(), z.string());
@@ -45,7 +45,7 @@ export const launchResultSchema = z.object({
       market: market.optional(),
       code: z.string(),
       message: z.string(),
-      kind: z.enum(["capacity", "config", "permission", "other"]),
+      kind: z.enum(capacityErrorKinds),
     }),
   ),
   requestId: z.string().optional(),
@@ -62,7 +62,7 @@ export const describeResultSchema = z.object({
       market,
       instanceType: z.string(),
       availabilityZone: z.string().optional(),
-      state: z.enum(["pending", "running", "shutting-down", "terminated", "stopped"]),
+      state: z.enum(instanceStates),
       launchedAt: z.number(),
       tags,
     }),

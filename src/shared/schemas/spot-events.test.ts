@@ -3,46 +3,50 @@ import { parseSpotEvent, toSpotSignal } from "./spot-events.ts";
 
 // The examples of the EC2 User Guide ("Spot Instance interruption notices", "EC2 instance
 // rebalance recommendations"), with a real time in place of "yyyy-mm-ddThh:mm:ssZ".
-const WARNING = {
+const ENVELOPE = {
   version: "0",
   id: "12345678-1234-1234-1234-123456789012",
-  "detail-type": "EC2 Spot Instance Interruption Warning",
   source: "aws.ec2",
   account: "123456789012",
   time: "2026-11-23T10:00:00Z",
   region: "us-east-2",
   resources: ["arn:aws:ec2:us-east-2:123456789012:instance/i-1234567890abcdef0"],
+};
+const WARNING = {
+  ...ENVELOPE,
+  "detail-type": "EC2 Spot Instance Interruption Warning",
   detail: { "instance-id": "i-1234567890abcdef0", "instance-action": "terminate" },
 };
 const REBALANCE = {
-  version: "0",
-  id: "12345678-1234-1234-1234-123456789012",
+  ...ENVELOPE,
   "detail-type": "EC2 Instance Rebalance Recommendation",
-  source: "aws.ec2",
-  account: "123456789012",
-  time: "2026-11-23T10:00:00Z",
-  region: "us-east-2",
-  resources: ["arn:aws:ec2:us-east-2:123456789012:instance/i-1234567890abcdef0"],
   detail: { "instance-id": "i-1234567890abcdef0" },
 };
 
 describe("EventBridge spot events", () => {
-  it("parses AWS's examples into signals", () => {
-    const warning = parseSpotEvent(JSON.stringify(WARNING));
-    expect(warning.ok && toSpotSignal(warning.event)).toEqual({
-      kind: "interruption-warning",
-      instanceId: "i-1234567890abcdef0",
-      at: Date.parse("2026-11-23T10:00:00Z"),
-      eventId: WARNING.id,
-      action: "terminate",
-    });
-    const rebalance = parseSpotEvent(JSON.stringify(REBALANCE));
-    expect(rebalance.ok && toSpotSignal(rebalance.event)).toEqual({
-      kind: "rebalance-recommendation",
-      instanceId: "i-1234567890abcdef0",
-      at: Date.parse("2026-11-23T10:00:00Z"),
-      eventId: REBALANCE.id,
-    });
+  it.each([
+    {
+      event: WARNING,
+      signal: {
+        kind: "interruption-warning",
+        instanceId: "i-1234567890abcdef0",
+        at: Date.parse("2026-11-23T10:00:00Z"),
+        eventId: WARNING.id,
+        action: "terminate",
+      },
+    },
+    {
+      event: REBALANCE,
+      signal: {
+        kind: "rebalance-recommendation",
+        instanceId: "i-1234567890abcdef0",
+        at: Date.parse("2026-11-23T10:00:00Z"),
+        eventId: REBALANCE.id,
+      },
+    },
+  ])("parses AWS's $signal.kind example into a signal", ({ event, signal }) => {
+    const parsed = parseSpotEvent(JSON.stringify(event));
+    expect(parsed.ok && toSpotSignal(parsed.event)).toEqual(signal);
   });
 
   it("accepts the AZ form of the instance ARN and fields AWS may add", () => {

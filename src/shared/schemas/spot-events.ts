@@ -57,6 +57,8 @@ export const spotEventSchema = z.discriminatedUnion("detail-type", [
 export type SpotInterruptionWarningEvent = z.infer<typeof spotInterruptionWarningSchema>;
 export type RebalanceRecommendationEvent = z.infer<typeof rebalanceRecommendationSchema>;
 export type SpotEvent = z.infer<typeof spotEventSchema>;
+/** What EC2 does to an instance it interrupts. */
+export type SpotAction = SpotInterruptionWarningEvent["detail"]["instance-action"];
 
 /** What the fleet manager needs of an event, without the envelope. */
 export interface SpotSignal {
@@ -67,7 +69,7 @@ export interface SpotSignal {
   /** The EventBridge event id (logs). */
   eventId: string;
   /** What EC2 will do to the instance (warnings only). */
-  action?: "hibernate" | "stop" | "terminate";
+  action?: SpotAction;
 }
 
 export function toSpotSignal(event: SpotEvent): SpotSignal {
