@@ -119,11 +119,9 @@ try {
       ["download", performance.now() - finished],
     ];
     peaks = [
-      ["scheduler", await peakRssMb(stack.scheduler?.child.pid)],
       ...(await Promise.all(
-        stack.instances.map(
-          async (i) =>
-            [i.name, await peakRssMb(i.process.child.pid)] as [string, number | undefined],
+        components.map(
+          async ([name, pid]) => [name, await peakRssMb(pid)] as [string, number | undefined],
         ),
       )),
       ["bench + S3/SQS server", process.resourceUsage().maxRSS / 1024],

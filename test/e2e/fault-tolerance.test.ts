@@ -4,7 +4,7 @@
  * itself with every row exactly once and right. And a poison shard: failed after its error
  * attempts, the rest of the operation succeeds.
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
@@ -14,31 +14,22 @@ import { waitForOperation } from "../../src/cli/wait.ts";
 import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
-import { LOCAL_CREDENTIALS, type LocalStack, startLocalStack } from "../../src/local/stack.ts";
-import { createAwsClients } from "../../src/shared/aws.ts";
-import { keys, shardIdFor } from "../../src/shared/keys.ts";
-import { ObjectStore } from "../../src/shared/object-store.ts";
-import { type Attempt, attemptSchema } from "../../src/shared/schemas/shard.ts";
+import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { shardIdFor } from "../../src/shared/keys.ts";
+import type { Attempt } from "../../src/shared/schemas/shard.ts";
+import { writePlugin } from "./plugins.ts";
 import { downloadRows } from "./result-rows.ts";
+import { shardAttempts, stackClients, withStackStore } from "./stack-store.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function attemptsOf(stack: LocalStack, op: string, shards: number): Promise<Attempt[]> {
-  const clients = createAwsClients({
-    endpoint: stack.endpoint,
-    region: stack.region,
-    credentials: LOCAL_CREDENTIALS,
+/** Every attempt record of the operation's first `shards` shards. */
+function attemptsOf(stack: LocalStack, op: string, shards: number): Promise<Attempt[]> {
+  return withStackStore(stack, async (store) => {
+    const out: Attempt[] = [];
+    for (let s = 0; s < shards; s++) out.push(...(await shardAttempts(store, op, shardIdFor(s))));
+    return out;
   });
-  const store = new ObjectStore(clients, { bucket: stack.resources.bucket });
-  const out: Attempt[] = [];
-  for (let s = 0; s < shards; s++) {
-    for (const key of await store.list(keys.attemptsPrefix(op, shardIdFor(s)))) {
-      const attempt = await store.getJson(key, attemptSchema);
-      if (attempt) out.push(attempt);
-    }
-  }
-  clients.destroy();
-  return out;
 }
 
 describe("fault tolerance (local stack)", () => {
@@ -82,11 +73,7 @@ describe("fault tolerance (local stack)", () => {
     };
     const { id } = await client.submit(input, spec);
 
-    const clients = createAwsClients({
-      endpoint: stack.endpoint,
-      region: stack.region,
-      credentials: LOCAL_CREDENTIALS,
-    });
+    const clients = stackClients(stack);
     const chaos = (async () => {
       await sleep(2_500);
       stack!.liveInstances()[0]?.reclaim(true); // notice
@@ -145,11 +132,10 @@ describe("fault tolerance (local stack)", () => {
   }, 240_000);
 
   it("fails a poison shard after its error attempts and finishes the rest", async () => {
-    const pluginDir = path.join(dir, "plugins");
-    await mkdir(pluginDir, { recursive: true });
     // Crashes the worker thread on one customer: the whole shard's attempt fails, every time.
-    await writeFile(
-      path.join(pluginDir, "fragile.mjs"),
+    const pluginDir = await writePlugin(
+      dir,
+      "fragile.mjs",
       `export default function (row) {
   if (row.customer_id === "C100123") process.exit(3);
   return { upper: String(row.name).toUpperCase() };

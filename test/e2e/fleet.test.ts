@@ -11,20 +11,20 @@
  * On-demand workers poll the straggler queue first, so the copy is taken and, since only the
  * FIRST run of the slow row is slow (a marker file), the copy finishes first and wins the commit.
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { summarize, waitForOperation } from "../../src/cli/wait.ts";
-import { LOCAL_CREDENTIALS, type LocalStack, startLocalStack } from "../../src/local/stack.ts";
-import { createAwsClients } from "../../src/shared/aws.ts";
+import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { keys, shardIdFor } from "../../src/shared/keys.ts";
-import { ObjectStore } from "../../src/shared/object-store.ts";
-import { attemptSchema, shardDoneSchema } from "../../src/shared/schemas/shard.ts";
+import { shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { ShardQueue } from "../../src/shared/shard-queue.ts";
 import { fleetEnded } from "./fleet-ended.ts";
+import { writeNumbersCsv, writePlugin } from "./plugins.ts";
 import { downloadRows } from "./result-rows.ts";
+import { shardAttempts, withStackStore } from "./stack-store.ts";
 
 const ROWS = 160;
 const SHARD = 20;
@@ -53,9 +53,7 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "shardfleet-fleet-"));
-    const pluginDir = path.join(dir, "plugins");
-    await mkdir(pluginDir);
-    await writeFile(path.join(pluginDir, "slow.mjs"), PLUGIN);
+    const pluginDir = await writePlugin(dir, "slow.mjs", PLUGIN);
     stack = await startLocalStack({
       capacity: "fleet",
       maxInstances: 6,
@@ -80,7 +78,7 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
   it("falls back to on-demand, copies the straggler, keeps every row once, and scales in", async () => {
     expect(stack.instances).toHaveLength(0); // nothing runs until the fleet manager asks
     const input = path.join(dir, "numbers.csv");
-    await writeFile(input, `n\n${Array.from({ length: ROWS }, (_, n) => n).join("\n")}\n`);
+    await writeNumbersCsv(input, ROWS);
     const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: {
@@ -143,12 +141,7 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
     expect(copied).toContain(shardIdFor(5));
     expect(new Set(copied).size).toBe(copied.length);
     expect(instances.filter((i) => i.role === "straggler").length).toBeGreaterThanOrEqual(1);
-    const clients = createAwsClients({
-      endpoint: stack.endpoint,
-      region: stack.region,
-      credentials: LOCAL_CREDENTIALS,
-    });
-    try {
+    await withStackStore(stack, async (store, clients) => {
       // The copy was taken from the straggler queue and won the commit: the slow shard's commit
       // belongs to a later attempt than the first (slow) one.
       const copies = await new ShardQueue({ sqs: clients.sqs }).receive(
@@ -156,19 +149,13 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
         { max: 10, waitSeconds: 0, visibilityTimeout: 60 },
       );
       expect(copies).toEqual([]);
-      const store = new ObjectStore(clients, { bucket: stack.resources.bucket });
       const slowShard = shardIdFor(Math.floor(SLOW_ROW / SHARD));
-      const attempts = [];
-      for (const key of await store.list(keys.attemptsPrefix(id, slowShard))) {
-        attempts.push((await store.getJson(key, attemptSchema))!);
-      }
+      const attempts = await shardAttempts(store, id, slowShard);
       attempts.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
       expect(attempts.length).toBeGreaterThanOrEqual(2);
       const commit = await store.getJson(keys.done(id, slowShard), shardDoneSchema);
       expect(commit?.attemptId).not.toBe(attempts[0]!.attemptId);
-    } finally {
-      clients.destroy();
-    }
+    });
 
     // Scale-in: with the operation over, every instance goes (idle timeout 8 s).
     const final = await fleetEnded(stack, client, id, 20_000);

@@ -12,26 +12,21 @@
  * itself is not observed before the worker exits) — and is shorter than the scaled notice lead,
  * so the worker exits by itself (final checkpoints, messages released) rather than being killed.
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import {
-  LOCAL_CREDENTIALS,
-  type LocalStack,
-  SPOT_NOTICE_MS,
-  startLocalStack,
-} from "../../src/local/stack.ts";
-import { createAwsClients } from "../../src/shared/aws.ts";
+import { type LocalStack, SPOT_NOTICE_MS, startLocalStack } from "../../src/local/stack.ts";
 import { FLEET_TAGS } from "../../src/shared/capacity.ts";
 import { keys } from "../../src/shared/keys.ts";
-import { ObjectStore } from "../../src/shared/object-store.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../src/shared/schemas/fleet.ts";
 import { waitFor } from "../../src/worker/test-support.ts";
 import { fleetEnded } from "./fleet-ended.ts";
+import { writeNumbersCsv, writePlugin } from "./plugins.ts";
 import { downloadRows } from "./result-rows.ts";
+import { withStackStore } from "./stack-store.ts";
 
 const ROWS = 32;
 const SHARD = 16; // 2 shards: with 2 shards in flight per worker, ONE instance serves them all
@@ -53,9 +48,7 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "shardfleet-spot-events-"));
-    const pluginDir = path.join(dir, "plugins");
-    await mkdir(pluginDir);
-    await writeFile(path.join(pluginDir, "slow.mjs"), PLUGIN);
+    const pluginDir = await writePlugin(dir, "slow.mjs", PLUGIN);
     stack = await startLocalStack({
       capacity: "fleet",
       // The warned instance still counts against the cap (it is live and billed): room for it
@@ -83,7 +76,7 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
   it("records the warning, replaces the warned instance before it is gone, keeps every row once", async () => {
     expect(SPOT_NOTICE_MS * TIME_FACTOR).toBeGreaterThan(DRAIN_GRACE_S * 1000);
     const input = path.join(dir, "numbers.csv");
-    await writeFile(input, `n\n${Array.from({ length: ROWS }, (_, n) => n).join("\n")}\n`);
+    await writeNumbersCsv(input, ROWS);
     const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: {
@@ -187,18 +180,10 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
   }, 90_000);
 });
 
-async function readFleetRecord(stack: LocalStack, id: string): Promise<FleetRecord> {
-  const clients = createAwsClients({
-    endpoint: stack.endpoint,
-    region: stack.region,
-    credentials: LOCAL_CREDENTIALS,
-  });
-  try {
-    const store = new ObjectStore(clients, { bucket: stack.resources.bucket });
+function readFleetRecord(stack: LocalStack, id: string): Promise<FleetRecord> {
+  return withStackStore(stack, async (store) => {
     const record = await store.getJson(keys.fleet(id), fleetRecordSchema);
     if (!record) throw new Error(`no fleet record for ${id}`);
     return record;
-  } finally {
-    clients.destroy();
-  }
+  });
 }

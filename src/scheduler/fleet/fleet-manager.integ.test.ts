@@ -96,8 +96,14 @@ async function scope(
     (await store.getJson(keys.fleet(op), fleetRecordSchema))!;
   const kinds = async (op: string) => (await record(op)).events.map((e) => e.kind);
   const manifest = async (op: string) => (await loadManifest(store, op))!;
+  /** What the straggler queue holds now (received, not deleted). */
+  const stragglerCopies = () =>
+    env.queue.receive(resources.queues.straggler, {
+      max: 10,
+      waitSeconds: 0,
+      visibilityTimeout: 30,
+    });
   return {
-    resources,
     store,
     clock,
     capacity,
@@ -109,6 +115,7 @@ async function scope(
     record,
     kinds,
     manifest,
+    stragglerCopies,
   };
 }
 
@@ -236,11 +243,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
 
     s.clock.advance(20_000);
     await fm.tick();
-    const copies = await env.queue.receive(s.resources.queues.straggler, {
-      max: 10,
-      waitSeconds: 0,
-      visibilityTimeout: 30,
-    });
+    const copies = await s.stragglerCopies();
     expect(copies.map((c) => JSON.parse(c.body))).toEqual([
       { v: 1, operationId: "op-c", shardId: shardIdFor(3), start: 30, end: 40 },
     ]);
@@ -258,11 +261,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     // Once copied, never again.
     s.clock.advance(5_000);
     await fm.tick();
-    const again = await env.queue.receive(s.resources.queues.straggler, {
-      max: 10,
-      waitSeconds: 0,
-      visibilityTimeout: 30,
-    });
+    const again = await s.stragglerCopies();
     expect(again).toEqual([]);
     expect(s.capacity.launches).toHaveLength(2);
   });

@@ -56,32 +56,19 @@ export {
   type ResolvedFleetPolicy,
   resolveFleetPolicy,
 } from "./policy/options.ts";
+export { withSpotSignal } from "./policy/spot-signals.ts";
 export {
-  type SpotMarks,
-  type SpotSignalMark,
-  servesCapacity,
-  withSpotSignal,
-} from "./policy/spot-signals.ts";
-export {
-  type ClearWaitingDecision,
-  type CopyToStragglerDecision,
   emptyFleetMemory,
-  type FailOperationDecision,
   type FleetDecision,
-  type FleetFailureCode,
   type FleetInstance,
   type FleetMemory,
-  type FleetPlan,
   type FleetState,
   isLive,
   type LaunchDecision,
-  type OperationMemory,
   type OperationState,
   type PoolFailure,
   type PriceTable,
   type RunningShard,
-  type SetWaitingDecision,
-  type TerminateCause,
   type TerminateDecision,
 } from "./policy/types.ts";
 

@@ -22,7 +22,7 @@ import type { Clock } from "../../shared/clock.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { parseSpotEvent, toSpotSignal } from "../../shared/schemas/spot-events.ts";
 import type { ReceivedMessage, ShardQueue } from "../../shared/shard-queue.ts";
-import type { FleetManager } from "./fleet-manager.ts";
+import type { FleetManager, SpotSignalOutcome } from "./fleet-manager.ts";
 
 /** What the consumer hands signals to: the fleet manager. */
 export type SpotSignalTarget = Pick<FleetManager, "applySpotSignal">;
@@ -48,15 +48,8 @@ export interface SpotEventConsumerOptions {
   errorBackoffMs?: number;
 }
 
-/** What became of one message. */
-export type SpotMessageOutcome =
-  | "applied"
-  | "duplicate"
-  | "ended"
-  | "unknown-instance"
-  | "invalid"
-  | "not-ready"
-  | "failed";
+/** What became of one message: the fleet manager's answer, or why it never got one. */
+export type SpotMessageOutcome = SpotSignalOutcome | "invalid" | "failed";
 
 export type SpotEventConsumerState = "idle" | "running" | "draining" | "stopped";
 

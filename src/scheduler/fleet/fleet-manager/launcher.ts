@@ -123,15 +123,16 @@ export class Launcher {
       return true;
     }
     const now = this.#clock.now();
-    for (const f of fleetInstancesFrom(d, result.launched)) {
-      const launched = result.launched.find((i) => i.instanceId === f.id);
+    // fleetInstancesFrom maps `result.launched` one to one, in order.
+    for (const [k, f] of fleetInstancesFrom(d, result.launched).entries()) {
+      const availabilityZone = result.launched[k]?.availabilityZone;
       const t: TrackedInstance = {
         id: f.id,
         operationId: f.operationId,
         role: f.role,
         market: f.market,
         instanceType: f.instanceType,
-        ...(launched?.availabilityZone ? { availabilityZone: launched.availabilityZone } : {}),
+        ...(availabilityZone ? { availabilityZone } : {}),
         state: f.state,
         launchedAt: f.launchedAt,
         since: now,

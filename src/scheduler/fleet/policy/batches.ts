@@ -4,9 +4,9 @@
  */
 
 /** Smallest spot batch. */
-export const BATCH_MIN = 5;
+const BATCH_MIN = 5;
 /** Largest spot batch. */
-export const BATCH_MAX = 6;
+const BATCH_MAX = 6;
 
 /** Whether `n` is a sum of fives and sixes (5, 6, 10–12, 15–18 and every n ≥ 20). */
 export function isBatchTotal(n: number): boolean {

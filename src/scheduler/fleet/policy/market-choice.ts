@@ -9,7 +9,7 @@ import { iso } from "./format.ts";
 import type { PoolFailure } from "./types.ts";
 
 /** The latest failure of each pool still cooling for `market` at `now`, by pool key. */
-export function coolingPools(
+function coolingPools(
   failures: readonly PoolFailure[],
   market: Market,
   now: number,

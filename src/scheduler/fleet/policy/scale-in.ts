@@ -17,7 +17,7 @@ import {
 } from "./types.ts";
 
 /** When the instance last had nothing to do. */
-export function idleSince(instance: Pick<FleetInstance, "launchedAt" | "lastBusyAt">): number {
+function idleSince(instance: Pick<FleetInstance, "launchedAt" | "lastBusyAt">): number {
   return Math.max(instance.launchedAt, instance.lastBusyAt ?? instance.launchedAt);
 }
 

@@ -53,7 +53,7 @@ export function desiredInstances(
 }
 
 /** Tolerance of budget comparisons: float sums of prices are not exact. */
-export const BUDGET_EPSILON = 1e-9;
+const BUDGET_EPSILON = 1e-9;
 
 /**
  * How many more instances fit under both caps: `live + n ≤ maxInstances` and

@@ -17,7 +17,7 @@ export function median(values: readonly number[]): number | undefined {
  * How long a shard may run before it is a straggler: max(factor × median completed time, minMs).
  * Undefined while no shard has completed: "longer than its peers" has no meaning yet.
  */
-export function stragglerThresholdMs(
+function stragglerThresholdMs(
   completedShardMs: readonly number[],
   factor: number,
   minMs: number,
