@@ -307,6 +307,38 @@ describe("Scheduler", () => {
     expect(dlq).toEqual([]);
   });
 
+  it("commits a shard dead-lettered while its operation waits for capacity, so it still ends", async () => {
+    const s = await scope({ dlq: true });
+    const id = await s.submit(CSV, { shardSize: 3, toleratedFailurePercent: 100 });
+    s.scheduler.start();
+    await s.until(id, "running");
+    const manifest = (await loadManifest(s.store, id))!;
+    await saveManifest(
+      { store: s.store, clock: systemClock },
+      {
+        ...manifest,
+        status: "waiting-for-capacity",
+        waiting: { since: new Date().toISOString(), reason: "no spot capacity" },
+      },
+    );
+    const [first, second] = manifest.shards!;
+    await commitShard(s.store, manifest, first!.id);
+    await env.queue.sendRaw(
+      s.resources.queues.dlq,
+      JSON.stringify({
+        v: 1,
+        operationId: id,
+        shardId: second!.id,
+        start: second!.start,
+        end: second!.end,
+      }),
+    );
+    const done = await s.until(id, "succeeded-with-failures");
+    expect(done.shards).toMatchObject({ total: 2, done: 1, failed: 1, pending: 0 });
+    const marker = await s.store.getJson(keys.done(id, second!.id), shardDoneSchema);
+    expect(marker?.failed).toMatch(/dead-letter queue/);
+  });
+
   it("merges an operation waiting for capacity once its shards are committed anyway", async () => {
     const s = await scope();
     const id = await s.submit(CSV, { shardSize: 2 });

@@ -387,7 +387,10 @@ export class Scheduler {
         }
         const shard = parsed.data;
         const manifest = await loadManifest(this.#store, shard.operationId, signal);
-        if (manifest && manifest.status === "running") {
+        const log = this.#logger.child({ operationId: shard.operationId, shardId: shard.shardId });
+        // Every live state, not only `running`: a shard dead-lettered while its operation waits
+        // for capacity, splits or merges must still be committed, or the operation never ends.
+        if (manifest && !TERMINAL_STATUSES.has(manifest.status)) {
           const committed = await this.#store.putJsonIfAbsent(
             keys.done(shard.operationId, shard.shardId),
             shardDoneSchema,
@@ -406,11 +409,16 @@ export class Scheduler {
             },
             signal,
           );
-          this.#logger.warn(
-            { operationId: shard.operationId, shardId: shard.shardId, committed },
+          log.warn(
+            { committed, status: manifest.status },
             committed
               ? "shard dead-lettered; committed as failed"
               : "shard dead-lettered after it was committed",
+          );
+        } else {
+          log.warn(
+            { status: manifest?.status ?? "unknown operation" },
+            "dead-lettered shard of an ended or unknown operation deleted",
           );
         }
         await this.#queue.delete(dlqUrl, message.receiptHandle, signal);
