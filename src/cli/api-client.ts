@@ -66,6 +66,7 @@ export class ApiClient {
       throw new CliError(
         `cannot reach the shardfleet API at ${this.baseUrl} (${code}); is it running? (shardfleet local)`,
         EXIT.unavailable,
+        { transient: true },
       );
     }
   }
@@ -77,7 +78,12 @@ export class ApiClient {
     try {
       parsed = JSON.parse(text);
     } catch {
-      throw new CliError(`the API answered ${res.statusCode} with a body that is not JSON`);
+      throw new CliError(
+        `the API answered ${res.statusCode} with a body that is not JSON`,
+        EXIT.failed,
+        // A proxy's error page in front of a restarting scheduler.
+        { transient: res.statusCode >= 500 },
+      );
     }
     if (res.statusCode >= 400)
       throw apiError(res.statusCode, parsed, "authorization" in this.#headers);
@@ -140,5 +146,8 @@ function apiError(status: number, body: unknown, tokenSent: boolean): CliError {
       EXIT.unauthorized,
     );
   }
-  return new CliError(`the API refused the request (${status}): ${message}`);
+  return new CliError(`the API refused the request (${status}): ${message}`, EXIT.failed, {
+    // A restarting or overloaded scheduler, not a verdict on the request.
+    transient: status >= 500 || status === 429,
+  });
 }

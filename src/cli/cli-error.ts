@@ -1,10 +1,13 @@
 /** An error the CLI reports as one line on stderr with a chosen exit code, never a stack trace. */
 export class CliError extends Error {
   readonly exitCode: number;
-  constructor(message: string, exitCode = 1) {
+  /** The same call may succeed later (API unreachable, timed out, 5xx, 429): a waiter retries. */
+  readonly transient: boolean;
+  constructor(message: string, exitCode = 1, options: { transient?: boolean } = {}) {
     super(message);
     this.name = "CliError";
     this.exitCode = exitCode;
+    this.transient = options.transient ?? false;
   }
 }
 

@@ -144,7 +144,10 @@ export function buildProgram(): Command {
     .argument("<file>", "input workbook (.xlsx or .csv)")
     .requiredOption("--spec <file>", "operation spec (JSON): task, options, shard size")
     .option("--shard-size <n>", "rows per shard (overrides the spec)", positiveInt("--shard-size"))
-    .option("--wait", "follow the operation with a progress bar until it ends")
+    .option(
+      "--wait",
+      "follow the operation with a progress bar until it ends; rides out API outages (unreachable, 5xx) for up to 5 minutes",
+    )
     .option(...apiOption)
     .option(...tokenOption)
     .action(

@@ -5,14 +5,26 @@
 import cliProgress from "cli-progress";
 import { TERMINAL_STATUSES } from "../shared/schemas/operation.ts";
 import type { ApiClient, OperationView } from "./api-client.ts";
-import { EXIT } from "./cli-error.ts";
+import { CliError, EXIT } from "./cli-error.ts";
 
 export interface WaitOptions {
   /** Poll interval. @default 500 */
   intervalMs?: number;
   /** Show progress on stderr. @default true */
   progress?: boolean;
+  /**
+   * How long to keep reconnecting while the API is unreachable, times out or answers 5xx/429
+   * (a scheduler restart), before giving up with the last error. @default 300_000 (5 min)
+   */
+  reconnectForMs?: number;
+  /** Where "reconnecting…" lines go. @default process.stderr */
+  notices?: { write(line: string): unknown };
 }
+
+/** Backoff between reconnection attempts: 0.5 s doubling to 10 s. */
+const RECONNECT_FIRST_MS = 500;
+const RECONNECT_MAX_MS = 10_000;
+export const DEFAULT_RECONNECT_MS = 300_000;
 
 export async function waitForOperation(
   client: ApiClient,
@@ -35,12 +47,13 @@ export async function waitForOperation(
           cliProgress.Presets.shades_classic,
         );
   const started = Date.now();
-  let view = await client.get(id);
+  const get = () => getThroughOutages(client, id, options);
+  let view = await get();
   bar?.start(view.rows.total ?? 0, 0, { status: view.status, rate: "0", etaText: "…" });
   try {
     while (!TERMINAL_STATUSES.has(view.status as never)) {
-      await new Promise((r) => setTimeout(r, interval));
-      view = await client.get(id);
+      await sleep(interval);
+      view = await get();
       const done = view.rows.done;
       const seconds = (Date.now() - started) / 1000;
       if (view.rows.total) bar?.setTotal(view.rows.total);
@@ -53,6 +66,39 @@ export async function waitForOperation(
   }
   return view;
 }
+
+/**
+ * `GET /operations/:id`, retried with backoff through transient failures for up to
+ * `reconnectForMs`, saying so once per outage; the operation's own outcome is never retried.
+ */
+async function getThroughOutages(
+  client: ApiClient,
+  id: string,
+  options: WaitOptions,
+): Promise<OperationView> {
+  const limit = options.reconnectForMs ?? DEFAULT_RECONNECT_MS;
+  const notices = options.notices ?? process.stderr;
+  let since: number | undefined;
+  let delay = RECONNECT_FIRST_MS;
+  for (;;) {
+    try {
+      const view = await client.get(id);
+      if (since !== undefined) notices.write("reconnected\n");
+      return view;
+    } catch (err) {
+      if (!(err instanceof CliError) || !err.transient) throw err;
+      since ??= Date.now();
+      if (Date.now() - since >= limit) throw err;
+      if (delay === RECONNECT_FIRST_MS) {
+        notices.write(`reconnecting… (${err.message}; retrying for up to ${limit / 1000} s)\n`);
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Our own ETA: cli-progress's is meaningless while the total is still unknown (splitting). */
 function etaOf(view: OperationView, rate: number): string {
