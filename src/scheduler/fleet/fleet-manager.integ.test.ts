@@ -317,6 +317,24 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     );
   });
 
+  it("adopts the instances of an operation that was merging when the scheduler died, ends them and records it", async () => {
+    const s = await scope();
+    await s.operation("op-m", 2);
+    await s.manager().tick();
+    expect(s.capacity.live()).toHaveLength(5);
+    // The scheduler dies while the operation merges; a new one starts.
+    await s.setStatus("op-m", "merging");
+    s.clock.advance(120_000);
+    const restarted = s.manager();
+    await restarted.tick();
+    await restarted.tick();
+    expect(s.capacity.live()).toEqual([]);
+    const rec = await s.record("op-m");
+    expect(rec.instances.map((i) => i.state)).toEqual(Array(5).fill("terminated"));
+    expect(rec.instances[0]!.endReason).toMatch(/\(operation-ended\)/);
+    expect(rec.events.some((e) => e.kind === "instance-terminated")).toBe(true);
+  });
+
   it("terminates instances idle past the idle timeout, never busy ones", async () => {
     const s = await scope({ idleTimeoutMs: 30_000, maxInstances: 2 });
     await s.operation("op-i", 4);

@@ -245,11 +245,15 @@ export class FleetManager {
 
   /** One pass: observe, plan, carry out, record (public so tests can drive passes). */
   async tick(signal: AbortSignal = this.#abort.signal): Promise<void> {
-    const { manifests, existing } = await observeOperations(
+    const { manifests, read, existing } = await observeOperations(
       { store: this.#store, logger: this.#log, terminal: this.#terminal },
       signal,
     );
-    if (!this.#roster.adopted) await this.#roster.adopt(manifests, signal);
+    // Adopt from every operation, not only those needing capacity: a scheduler killed during a
+    // merge (or just after an operation ended) left live instances in that operation's record.
+    // Adopted, they are scaled in as `operation-ended` and their record says so; unadopted, they
+    // would be swept as orphans while the record claimed them running.
+    if (!this.#roster.adopted) await this.#roster.adopt(read, signal);
     for (const m of manifests) this.#memory = seedWaiting(this.#memory, m);
 
     const discovered = await this.#capacity.describe(

@@ -26,13 +26,15 @@ const ACTIVE: ReadonlySet<OperationStatus> = new Set([
 ]);
 
 /**
- * Manifests of unfinished operations, oldest first, and every operation id that exists. An
- * operation found finished joins `terminal` and is never read again.
+ * Manifests of operations that need capacity, oldest first; every manifest read this pass
+ * (`read`: on the first pass, every operation's, whatever its state — what a restarted manager
+ * adopts from); and every operation id that exists. An operation found finished joins `terminal`
+ * and is never read again.
  */
 export async function observeOperations(
   deps: { store: ObjectStore; logger: Logger; terminal: Set<string> },
   signal: AbortSignal,
-): Promise<{ manifests: Manifest[]; existing: Set<string> }> {
+): Promise<{ manifests: Manifest[]; read: Manifest[]; existing: Set<string> }> {
   const ids = await listOperationIds(deps.store, signal);
   const existing = new Set(ids);
   const open = ids.filter((id) => !deps.terminal.has(id)).reverse();
@@ -46,12 +48,14 @@ export async function observeOperations(
     }
   });
   const manifests: Manifest[] = [];
+  const read: Manifest[] = [];
   for (const m of loaded) {
     if (!m) continue;
+    read.push(m);
     if (TERMINAL_STATUSES.has(m.status)) deps.terminal.add(m.id);
     else if (ACTIVE.has(m.status)) manifests.push(m);
   }
-  return { manifests, existing };
+  return { manifests, read, existing };
 }
 
 /** The operations as the policy sees them, and each instance's activity summed over them. */
