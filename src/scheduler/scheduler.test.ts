@@ -32,7 +32,9 @@ afterEach(async () => {
 
 let scopes = 0;
 /** A fresh bucket and queues per test, so counts and listings see only that test's work. */
-async function scope(options: { dlq?: boolean; intervalMs?: number; wakeOnQueued?: boolean } = {}) {
+async function scope(
+  options: { dlq?: boolean; intervalMs?: number; wakeOnQueued?: boolean; jobRetries?: number } = {},
+) {
   const name = `sched-${++scopes}`;
   const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
   const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
@@ -49,6 +51,7 @@ async function scope(options: { dlq?: boolean; intervalMs?: number; wakeOnQueued
     {
       workQueueUrl: resources.queues.work,
       intervalMs: options.intervalMs ?? 20,
+      ...(options.jobRetries !== undefined ? { jobRetries: options.jobRetries } : {}),
       ...(options.dlq ? { dlqUrl: resources.queues.dlq } : {}),
     },
   );
@@ -245,6 +248,52 @@ describe("Scheduler", () => {
     expect(failed.error.code).toBe("NOT_FOUND");
     expect(failed.error.message).toMatch(/input workbook .* not found/);
     expect(failed.finishedAt).toEqual(expect.any(String));
+  });
+
+  it("starts a merge again after transient errors instead of failing the operation", async () => {
+    const s = await scope();
+    const id = await s.submit(CSV, { shardSize: 5 });
+    s.scheduler.start();
+    await s.until(id, "running");
+    const manifest = (await loadManifest(s.store, id))!;
+    // The first two chunk reads of the merge meet a dropped connection (past the store's own
+    // resumes) and an S3 503.
+    const faults = [
+      Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }),
+      Object.assign(new Error("Please reduce your request rate."), {
+        name: "SlowDown",
+        $metadata: { httpStatusCode: 503 },
+      }),
+    ];
+    const original = s.store.getStream.bind(s.store);
+    s.store.getStream = async (key: string, signal?: AbortSignal) => {
+      const fault = key.includes("/chunks/") ? faults.shift() : undefined;
+      if (fault) throw fault;
+      return original(key, signal);
+    };
+    await commitShard(s.store, manifest, manifest.shards![0]!.id);
+    const done = await s.until(id, "succeeded");
+    expect(faults).toEqual([]);
+    expect(done.result.rows).toBe(5);
+  });
+
+  it("fails the operation once a transient error outlasts the retries, naming it", async () => {
+    const s = await scope({ jobRetries: 1 });
+    const id = await s.submit(CSV, { shardSize: 5 });
+    s.scheduler.start();
+    await s.until(id, "running");
+    const manifest = (await loadManifest(s.store, id))!;
+    let reads = 0;
+    const original = s.store.getStream.bind(s.store);
+    s.store.getStream = async (key: string, signal?: AbortSignal) => {
+      if (!key.includes("/chunks/")) return original(key, signal);
+      reads++;
+      throw Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" });
+    };
+    await commitShard(s.store, manifest, manifest.shards![0]!.id);
+    const failed = await s.until(id, "failed");
+    expect(failed.error.message).toMatch(/ECONNRESET/);
+    expect(reads).toBe(2);
   });
 
   it("resumes after a restart: an interrupted split is redone, an interrupted merge finished", async () => {

@@ -26,6 +26,7 @@ import {
 } from "../shared/schemas/operation.ts";
 import { shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
 import type { ShardQueue } from "../shared/shard-queue.ts";
+import { isTransientError } from "../shared/transient.ts";
 import { mergeOperation } from "./merger.ts";
 import { listOperationIds, loadManifest, ShardProgressReader, saveManifest } from "./operations.ts";
 import { splitOperation } from "./splitter.ts";
@@ -54,7 +55,17 @@ export interface SchedulerOptions {
   intervalMs?: number;
   /** Splits and merges running at once. @default 2 */
   maxConcurrentJobs?: number;
+  /**
+   * Times in a row a split or merge may fail on a transient error (throttling, 5xx, a dropped
+   * connection) and be started again, 1 s doubling to 30 s apart, before its operation fails.
+   * @default 6
+   */
+  jobRetries?: number;
 }
+
+/** Backoff between retries of a split or merge that failed on a transient error. */
+const JOB_RETRY_FIRST_MS = 1_000;
+const JOB_RETRY_MAX_MS = 30_000;
 
 export type SchedulerState = "idle" | "running" | "draining" | "stopped";
 
@@ -84,6 +95,8 @@ export class Scheduler {
   /** Manifests that failed to parse, reported once each. */
   readonly #unreadable = new Set<string>();
   readonly #jobs = new Map<string, Promise<void>>();
+  /** Split/merge transient failures in a row per operation, and when it may be tried again. */
+  readonly #jobFailures = new Map<string, { count: number; retryAt: number }>();
   #state: SchedulerState = "idle";
   #abort = new AbortController();
   /** Aborted by `wake` to cut the pause between passes short; replaced once used. */
@@ -101,6 +114,7 @@ export class Scheduler {
       dlqUrl: options.dlqUrl,
       intervalMs: options.intervalMs ?? 500,
       maxConcurrentJobs: options.maxConcurrentJobs ?? 2,
+      jobRetries: options.jobRetries ?? 6,
     };
     this.#progress = new ShardProgressReader({ store: deps.store });
   }
@@ -234,16 +248,32 @@ export class Scheduler {
 
   #startJob(kind: JobKind, manifest: Manifest): void {
     if (this.#jobs.has(manifest.id) || this.#jobs.size >= this.#options.maxConcurrentJobs) return;
+    const failures = this.#jobFailures.get(manifest.id);
+    if (failures && failures.retryAt > this.#clock.now()) return;
     const signal = this.#abort.signal;
     const log = this.#logger.child({ operationId: manifest.id });
     const job = (
       kind === "split" ? this.#split(manifest, log, signal) : this.#merge(manifest, log, signal)
     )
+      .then(() => {
+        this.#jobFailures.delete(manifest.id);
+      })
       .catch(async (err: unknown) => {
         if (signal.aborted) {
           log.info({ job: kind }, `${kind} interrupted by shutdown; resumed on next start`);
           return;
         }
+        const count = (failures?.count ?? 0) + 1;
+        if (isTransientError(err) && count <= this.#options.jobRetries) {
+          const delay = Math.min(JOB_RETRY_FIRST_MS * 2 ** (count - 1), JOB_RETRY_MAX_MS);
+          this.#jobFailures.set(manifest.id, { count, retryAt: this.#clock.now() + delay });
+          log.warn(
+            { err, job: kind, retry: count, of: this.#options.jobRetries, inMs: delay },
+            `${kind} failed on a transient error; starting it again`,
+          );
+          return;
+        }
+        this.#jobFailures.delete(manifest.id);
         log.error({ err, job: kind }, `${kind} failed; operation failed`);
         await this.#fail(manifest, err, log);
       })

@@ -14,6 +14,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { z } from "zod";
+import { type OpenedBody, resumableBody } from "./resumable-read.ts";
 
 export interface ObjectStoreDeps {
   s3: S3Client;
@@ -65,30 +66,45 @@ export class ObjectStore {
     this.#partSize = options.partSize ?? 8 * 1024 * 1024;
   }
 
-  /** The object's body as a stream, or undefined when it does not exist. */
+  /**
+   * The object's body as a stream, or undefined when it does not exist. A connection dropped
+   * mid-body is resumed from the next byte (./resumable-read.ts), so readers never see it.
+   */
   async getStream(key: string, signal?: AbortSignal): Promise<Readable | undefined> {
+    let first: OpenedBody;
     try {
-      const out = await this.#s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
-        abortSignal: signal,
-      });
-      return out.Body as Readable;
+      first = await this.#open(key, 0, signal);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
     }
+    return resumableBody(first, (offset, s) => this.#open(key, offset, s), { signal });
   }
 
   /** The object's body as text, or undefined when it does not exist. */
   async getText(key: string, signal?: AbortSignal): Promise<string | undefined> {
-    try {
-      const out = await this.#s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
-        abortSignal: signal,
-      });
-      return await out.Body!.transformToString("utf-8");
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+    const stream = await this.getStream(key, signal);
+    if (!stream) return undefined;
+    const parts: Buffer[] = [];
+    for await (const chunk of stream) parts.push(chunk as Buffer);
+    return Buffer.concat(parts).toString("utf-8");
+  }
+
+  /** GET from byte `offset` on (a ranged GET when past 0). */
+  async #open(key: string, offset: number, signal?: AbortSignal): Promise<OpenedBody> {
+    const out = await this.#s3.send(
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
+      }),
+      { abortSignal: signal },
+    );
+    return {
+      body: out.Body as Readable,
+      ...(out.ETag ? { etag: out.ETag } : {}),
+      ...(out.ContentLength !== undefined ? { length: out.ContentLength } : {}),
+    };
   }
 
   /** Parses a JSON object with `schema`; undefined when it does not exist. */
