@@ -4,8 +4,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openLocalAws, type LocalAws } from "../../test/fixtures/local-aws.ts";
 import { type FaultProxy, startFaultProxy } from "../../test/fixtures/fault-proxy.ts";
+import { type LocalAws, openLocalAws } from "../../test/fixtures/local-aws.ts";
 import { LOCAL_CREDENTIALS } from "../local/aws-server.ts";
 import { createAwsClients } from "./aws.ts";
 import { ObjectStore } from "./object-store.ts";

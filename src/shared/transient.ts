@@ -53,7 +53,7 @@ export function isTransientError(err: unknown, depth = 0): boolean {
   const e = (err ?? {}) as ErrorLike;
   const status = e.$metadata?.httpStatusCode ?? 0;
   if (
-    Boolean(e.$retryable) ||
+    e.$retryable !== undefined ||
     e.$fault === "server" ||
     status >= 500 ||
     status === 429 ||
