@@ -208,6 +208,10 @@ export class Scheduler {
       return await loadManifest(this.#store, id, signal);
     } catch (err) {
       if (signal.aborted) throw err;
+      if (isTransientError(err)) {
+        this.#logger.warn({ err, operationId: id }, "manifest read failed for now; next pass");
+        return undefined;
+      }
       if (!this.#unreadable.has(id)) {
         this.#unreadable.add(id);
         this.#logger.error({ err, operationId: id }, "manifest unreadable; operation skipped");
