@@ -438,7 +438,10 @@ export class Scheduler {
               errorRows: shard.end - shard.start,
               columns: [],
               chunks: [],
-              failed: `shard failed ${message.receiveCount} times and was moved to the dead-letter queue`,
+              // Not the receive count: SQS carries it over into the DLQ, where our own receives
+              // add to it (a drain retried twice said "failed 12 times" after 10 deliveries).
+              failed:
+                "shard was delivered too many times without finishing (maxReceiveCount) and was moved to the dead-letter queue",
               committedAt: this.#now(),
             },
             signal,
