@@ -65,6 +65,18 @@ describe("loadConfig", () => {
     );
   });
 
+  it("reads the egress allow list (public-only when unset), naming the setting when bad", () => {
+    expect(loadConfig({}).egress.allow).toEqual([]);
+    const config = loadConfig({ SHARDFLEET_EGRESS_ALLOW: "127.0.0.1:8080, registry.local" });
+    expect(config.egress.allow).toEqual([
+      { kind: "address", address: "127.0.0.1", port: 8080 },
+      { kind: "host", host: "registry.local" },
+    ]);
+    expect(() => loadConfig({ SHARDFLEET_EGRESS_ALLOW: "127.0.0.1:99999" })).toThrow(
+      /invalid setting SHARDFLEET_EGRESS_ALLOW: "127.0.0.1:99999": port must be 1-65535/,
+    );
+  });
+
   it("ignores variables of other programs", () => {
     expect(() => loadConfig({ PATH: "/bin", AWS_REGION: "eu-west-1" })).not.toThrow();
   });
