@@ -23,7 +23,7 @@ import {
 } from "../shared/schemas/operation.ts";
 import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { receiveSubmission, type SubmissionPart } from "./intake.ts";
-import { checkSpec, type SpecCheckOptions } from "./spec-checks.ts";
+import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
 import type { WorkbookFormat } from "./workbook/read-rows.ts";
 
@@ -336,9 +336,10 @@ export class OperationService {
         operationId: id,
         maxUploadBytes: options.maxUploadBytes,
         signal: options.signal,
+        checkSpec: (spec) => checkSpecAlone(spec, this.#specChecks),
       });
       const headers = await this.#inspect(input.key, input.format, spec.sheet, options.signal);
-      await checkSpec(spec, headers, this.#specChecks);
+      checkSpecColumns(spec, headers);
       const now = iso(this.#clock);
       manifest = await saveManifest(
         { store: this.#store, clock: this.#clock },

@@ -27,29 +27,30 @@ function refuse(path: string, message: string, code: "SPEC_INVALID" | "EGRESS_RE
   return new BadInputError(code, `spec ${path}: ${message}`, { details: { path } });
 }
 
-/** Throws BadInputError (SPEC_INVALID or EGRESS_REFUSED, both 400) naming the JSON path. */
-export async function checkSpec(
+/**
+ * Everything but the header row: run the moment the spec arrives, so a bad spec sent before its
+ * file is refused before a byte of the file is stored. Throws BadInputError (SPEC_INVALID or
+ * EGRESS_REFUSED, both 400) naming the JSON path.
+ */
+export async function checkSpecAlone(
   spec: OperationSpec,
-  headers: readonly string[],
   options: SpecCheckOptions = {},
 ): Promise<void> {
   switch (spec.task.name) {
     case "http-enrich":
-      return checkHttpEnrich(spec.task.options, headers, options.egress ?? PUBLIC_ONLY);
+      return checkHttpEnrich(spec.task.options, options.egress ?? PUBLIC_ONLY);
     case "transform":
       return checkTransform(spec.task.options, options.pluginDir);
   }
 }
 
-function checkHttpEnrich(
-  options: HttpEnrichOptions,
-  headers: readonly string[],
-  egress: EgressPolicy,
-): void {
-  const url = compileTemplate(options.url);
+/** The `{column}` placeholders against the input's header row (SPEC_INVALID naming the path). */
+export function checkSpecColumns(spec: OperationSpec, headers: readonly string[]): void {
+  if (spec.task.name !== "http-enrich") return;
+  const { options } = spec.task;
   const known = new Set(headers);
   const templates = [
-    ["task.options.url", url],
+    ["task.options.url", compileTemplate(options.url)],
     ["task.options.body", options.body === undefined ? undefined : compileTemplate(options.body)],
   ] as const;
   for (const [path, template] of templates) {
@@ -62,6 +63,20 @@ function checkHttpEnrich(
       );
     }
   }
+}
+
+/** Both checks: the spec alone, then its columns against `headers`. */
+export async function checkSpec(
+  spec: OperationSpec,
+  headers: readonly string[],
+  options: SpecCheckOptions = {},
+): Promise<void> {
+  await checkSpecAlone(spec, options);
+  checkSpecColumns(spec, headers);
+}
+
+function checkHttpEnrich(options: HttpEnrichOptions, egress: EgressPolicy): void {
+  const url = compileTemplate(options.url);
   const shape = urlTemplateShape(url);
   if (!shape.ok) {
     throw refuse(

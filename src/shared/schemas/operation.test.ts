@@ -63,6 +63,15 @@ describe("parseOperationSpec", () => {
     ).not.toThrow();
   });
 
+  it("refuses header names and values undici would refuse on every row", () => {
+    const bad = (headers: Record<string, string>) =>
+      errorOf({ task: { ...httpTask, options: { ...httpTask.options, headers } } }).message;
+    expect(bad({ "x key": "v" })).toMatch(/^spec task\.options\.headers\.x key: .*header name/);
+    expect(bad({ "x-key": "a\r\nHost: evil" })).toMatch(
+      /^spec task\.options\.headers\.x-key: a header value on one line/,
+    );
+  });
+
   it("caps http-enrich concurrency at MAX_HTTP_CONCURRENCY", () => {
     const over = { ...httpTask, options: { ...httpTask.options, concurrency: 201 } };
     expect(errorOf({ task: over }).message).toMatch(/^spec task\.options\.concurrency: .*200/);

@@ -77,7 +77,9 @@ function pathOf(prefix: string, path: ReadonlyArray<PropertyKey>): string {
 function specError(prefix: string, issue: z.core.$ZodIssue): BadInputError {
   const unknownKey = issue.code === "unrecognized_keys" ? issue.keys[0] : undefined;
   const path = pathOf(prefix, unknownKey === undefined ? issue.path : [...issue.path, unknownKey]);
-  const message = unknownKey === undefined ? issue.message : "unknown field";
+  // A record key's own rule says more than zod's "Invalid key in record".
+  const keyRule = issue.code === "invalid_key" ? issue.issues[0]?.message : undefined;
+  const message = unknownKey === undefined ? (keyRule ?? issue.message) : "unknown field";
   return new BadInputError("SPEC_INVALID", `spec ${path}: ${message}`, { details: { path } });
 }
 

@@ -16,7 +16,13 @@ export const httpEnrichOptionsSchema = z.strictObject({
   /** URL with `{column}` placeholders, filled with URL-encoded cell values. */
   url: z.string().min(1),
   method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE"]).default("GET"),
-  headers: z.record(z.string(), z.string()).default({}),
+  /** Sent as given; names are HTTP tokens and values single lines (checked at intake, not per row). */
+  headers: z
+    .record(
+      z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "a header name (an HTTP token)"),
+      z.string().regex(/^[^\r\n\0]*$/, "a header value on one line"),
+    )
+    .default({}),
   /** Optional body with `{column}` placeholders; values are JSON-escaped when a `content-type` header says json. */
   body: z.string().optional(),
   /** Result column → dotted path into the JSON response (e.g. `"taxDue": "tax.due"`). */
