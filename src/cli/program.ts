@@ -105,6 +105,10 @@ export function buildProgram(): Command {
       2,
     )
     .option("--log-dir <dir>", "where component logs go", path.join(".shardfleet", "logs"))
+    .addHelpText(
+      "after",
+      "\nThe scheduler and workers get this shell's SHARDFLEET_* settings (limits, tokens,\nSHARDFLEET_EGRESS_ALLOW, ...), checked before anything starts (exit 78 naming a bad one),\nexcept those the stack sets itself: bucket, queue URLs, API host and port, instance id and\nmarket, capacity. Nothing but public addresses is reachable by tasks unless\nSHARDFLEET_EGRESS_ALLOW names it.",
+    )
     .option(
       "--fleet",
       "no fixed workers: the scheduler's fleet manager launches and terminates instances (spot first, on-demand fallback)",

@@ -66,7 +66,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const maxInstances = options.workers ?? 3;
   // Fleet mode, as in AWS: the scheduler's fleet manager launches (spot) instances for the
   // operation through local EC2 and terminates them after, so the cost report has a fleet to price.
-  const stack = await startLocalStack({ capacity: "fleet", maxInstances, logDir });
+  // The registry is the one non-public source the operation may call (egress policy).
+  const stack = await startLocalStack({
+    capacity: "fleet",
+    maxInstances,
+    logDir,
+    egressAllow: [new URL(registry.url).host],
+  });
   try {
     log(
       `3/5 local stack up: SQS/S3 on ${stack.endpoint}, API on ${stack.apiUrl}; the fleet manager launches up to ${maxInstances} instances (logs in ${path.relative(process.cwd(), logDir)}/)`,

@@ -102,6 +102,14 @@ export interface LocalStackOptions {
   visibilityTimeoutSeconds?: number;
   /** Extra SHARDFLEET_* settings for every component (e.g. a shorter poll wait in tests). */
   settings?: Record<string, string>;
+  /**
+   * The non-public task sources components may call: `SHARDFLEET_EGRESS_ALLOW` entries
+   * (`host:port`, `address:port`, `cidr`), joined with any in `settings`. Name exactly the
+   * sources you start: the stack's own servers (SQS/S3, API, metadata endpoints) are on
+   * loopback too and must stay out of a task's reach.
+   * @default none (public addresses only)
+   */
+  egressAllow?: readonly string[];
   /** Bucket name. @default "shardfleet-local" */
   bucket?: string;
   /** Market of the initial instances. @default "spot" */
@@ -189,6 +197,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     );
   }
   if (options.logDir) mkdirSync(options.logDir, { recursive: true });
+  const { SHARDFLEET_EGRESS_ALLOW: settingsAllow, ...settings } = options.settings ?? {};
+  const egressAllow = [...(options.egressAllow ?? []), ...(settingsAllow ? [settingsAllow] : [])]
+    .join(",")
+    .trim();
   const server = await startLocalAwsServer({ port: options.awsPort ?? 0 });
   // Provisioning, then the EventBridge-shaped spot events; destroyed with the stack.
   const clients = createAwsClients({
@@ -223,7 +235,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       // A busy worker lets its pending long poll finish before it exits (an aborted poll would
       // swallow a message), so a short wait keeps local stops quick.
       SHARDFLEET_POLL_WAIT_S: "2",
-      ...options.settings,
+      ...settings,
+      ...(egressAllow ? { SHARDFLEET_EGRESS_ALLOW: egressAllow } : {}),
     };
 
     const logger =
@@ -294,7 +307,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
           // The 5 s IMDS poll scales with the notice lead, or a scaled notice would pass unseen.
           SHARDFLEET_INTERRUPTION_POLL_S: String(Math.max(0.05, 5 * timeFactor)),
-          ...options.settings,
+          ...settings,
         },
         logDir: options.logDir,
       });

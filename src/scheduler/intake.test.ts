@@ -1,6 +1,10 @@
+import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
+import { PUBLIC_ONLY } from "../shared/egress.ts";
 import type { BadInputError } from "../shared/errors.ts";
-import { detectFormat, parseSpecText } from "./intake.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
+import { detectFormat, parseSpecText, receiveSubmission, type SubmissionPart } from "./intake.ts";
+import { checkSpecAlone } from "./spec-checks.ts";
 
 const XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 const zip = Buffer.from("PK\x03\x04rest-of-zip");
@@ -62,5 +66,52 @@ describe("parseSpecText", () => {
     expect(
       refusal(() => parseSpecText({ task: { name: "transform" }, shardSize: 0 })).message,
     ).toMatch(/shardSize/);
+  });
+});
+
+describe("receiveSubmission with spec checks", () => {
+  it("refuses a spec sent first before a byte of the file is read or stored", async () => {
+    let fileRead = false;
+    let uploads = 0;
+    const file = new Readable({
+      read() {
+        fileRead = true;
+        this.push(null);
+      },
+    });
+    async function* parts(): AsyncGenerator<SubmissionPart> {
+      const spec = {
+        task: {
+          name: "http-enrich",
+          options: { url: "http://169.254.169.254/latest/api/token", results: { v: "v" } },
+        },
+      };
+      yield {
+        type: "field",
+        fieldname: "spec",
+        value: JSON.stringify(spec),
+        valueTruncated: false,
+      };
+      yield { type: "file", fieldname: "file", filename: "a.csv", mimetype: "text/csv", file };
+    }
+    const store = {
+      upload: async () => {
+        uploads++;
+      },
+    } as unknown as ObjectStore;
+    const err = await receiveSubmission({ store }, parts(), {
+      operationId: "op-1",
+      maxUploadBytes: 1 << 20,
+      checkSpec: (spec) => checkSpecAlone(spec, { egress: PUBLIC_ONLY }),
+    }).then(
+      () => undefined,
+      (e: unknown) => e as BadInputError,
+    );
+    expect(err?.code).toBe("EGRESS_REFUSED");
+    expect(err?.message).toBe(
+      "spec task.options.url: egress refused: 169.254.169.254:80 is a cloud metadata address",
+    );
+    expect(fileRead).toBe(false);
+    expect(uploads).toBe(0);
   });
 });

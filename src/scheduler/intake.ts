@@ -65,6 +65,8 @@ export interface IntakeOptions {
   operationId: string;
   /** Upload cap in bytes; a bigger file is refused with 413 (PAYLOAD_TOO_LARGE). */
   maxUploadBytes: number;
+  /** Further checks of a parsed spec, run as soon as it arrives (throw BadInputError to refuse). */
+  checkSpec?: (spec: OperationSpec) => Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -86,6 +88,7 @@ export async function receiveSubmission(
       spec = parseSpecText(
         part.type === "field" ? fieldText(part) : await readSmallFile(part, MAX_SPEC_BYTES),
       );
+      await options.checkSpec?.(spec);
     } else if (part.fieldname === FILE_FIELD) {
       if (part.type !== "file") {
         throw badRequest(

@@ -158,13 +158,16 @@ export async function startScheduler(deps: {
       "SHARDFLEET_SPOT_EVENTS_QUEUE_URL is set but no fleet manager runs (SHARDFLEET_CAPACITY=none): spot events are not consumed",
     );
   }
-  const operations = new OperationService({
-    store,
-    logger,
-    clock: systemClock,
-    // A submission starts its split now rather than at the scheduler's next pass.
-    onQueued: () => scheduler.wake(),
-  });
+  const operations = new OperationService(
+    {
+      store,
+      logger,
+      clock: systemClock,
+      // A submission starts its split now rather than at the scheduler's next pass.
+      onQueued: () => scheduler.wake(),
+    },
+    { specChecks: { egress: config.egress, pluginDir: config.worker.pluginDir } },
+  );
   const cost = await costServiceFromConfig(config, {
     store,
     logger,

@@ -23,6 +23,7 @@ import {
 } from "../shared/schemas/operation.ts";
 import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { receiveSubmission, type SubmissionPart } from "./intake.ts";
+import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
 import type { WorkbookFormat } from "./workbook/read-rows.ts";
 
@@ -281,6 +282,8 @@ export interface OperationServiceDeps {
 export interface OperationServiceOptions {
   /** Views of terminal operations kept in memory. @default 1000 */
   cacheSize?: number;
+  /** What a spec is checked against at intake (egress policy, plugin list). @default {} */
+  specChecks?: SpecCheckOptions;
 }
 
 export interface ResultDownload {
@@ -303,6 +306,7 @@ export class OperationService {
   readonly #progress: ShardProgressReader;
   readonly #terminalViews = new Map<string, OperationView>();
   readonly #cacheSize: number;
+  readonly #specChecks: SpecCheckOptions;
 
   constructor(deps: OperationServiceDeps, options: OperationServiceOptions = {}) {
     this.#store = deps.store;
@@ -310,6 +314,7 @@ export class OperationService {
     this.#clock = deps.clock;
     this.#onQueued = deps.onQueued;
     this.#cacheSize = options.cacheSize ?? 1000;
+    this.#specChecks = options.specChecks ?? {};
     this.#progress = new ShardProgressReader({ store: deps.store });
   }
 
@@ -331,8 +336,10 @@ export class OperationService {
         operationId: id,
         maxUploadBytes: options.maxUploadBytes,
         signal: options.signal,
+        checkSpec: (spec) => checkSpecAlone(spec, this.#specChecks),
       });
       const headers = await this.#inspect(input.key, input.format, spec.sheet, options.signal);
+      checkSpecColumns(spec, headers);
       const now = iso(this.#clock);
       manifest = await saveManifest(
         { store: this.#store, clock: this.#clock },

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig, parseApiTokens, requireQueue } from "./config.ts";
+import { checkEgress } from "./egress.ts";
 import { ConfigError } from "./errors.ts";
 
 describe("loadConfig", () => {
@@ -62,6 +63,23 @@ describe("loadConfig", () => {
     );
     expect(() => requireQueue(loadConfig({}), "spotEvents")).toThrow(
       /SHARDFLEET_SPOT_EVENTS_QUEUE_URL/,
+    );
+  });
+
+  it("reads the egress allow list (public-only when unset), naming the setting when bad", () => {
+    expect(loadConfig({}).egress.allow).toEqual([]);
+    const config = loadConfig({ SHARDFLEET_EGRESS_ALLOW: "127.0.0.1:8080, registry.local" });
+    expect(config.egress.allow).toEqual([
+      { kind: "address", address: "127.0.0.1", port: 8080 },
+      { kind: "host", host: "registry.local" },
+    ]);
+    // The frozen policy still decides (ranges included).
+    const ranges = loadConfig({ SHARDFLEET_EGRESS_ALLOW: "10.0.0.0/8,[fd00::/8]:443" }).egress;
+    expect(checkEgress(ranges, { address: "10.1.2.3", port: 80 }).ok).toBe(true);
+    expect(checkEgress(ranges, { address: "fd00::5", port: 443 }).ok).toBe(true);
+    expect(checkEgress(ranges, { address: "fd00::5", port: 80 }).ok).toBe(false);
+    expect(() => loadConfig({ SHARDFLEET_EGRESS_ALLOW: "127.0.0.1:99999" })).toThrow(
+      /invalid setting SHARDFLEET_EGRESS_ALLOW: "127.0.0.1:99999": port must be 1-65535/,
     );
   });
 

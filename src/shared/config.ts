@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { type EgressPolicy, parseEgressAllow } from "./egress.ts";
 import { ConfigError } from "./errors.ts";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -62,6 +63,8 @@ const settings = {
   SHARDFLEET_INTERRUPTION_POLL_S: z.coerce.number().min(0.05).max(300).default(5),
   SHARDFLEET_DRAIN_ON_REBALANCE: bool.default(false),
   SHARDFLEET_DRAIN_GRACE_S: z.coerce.number().min(0).max(100).default(2),
+  // Non-public addresses tasks may call (worker at connect time, scheduler at intake).
+  SHARDFLEET_EGRESS_ALLOW: z.string().optional(),
 } as const;
 
 /** Variables that belong to tools around the product (tests, benchmarks), not to its config. */
@@ -129,6 +132,8 @@ export interface Config {
     /** On a notice or SIGTERM: how long in-flight rows may run before the final checkpoint. */
     readonly drainGraceSeconds: number;
   };
+  /** Where a task's outbound calls may go besides public addresses (SHARDFLEET_EGRESS_ALLOW). */
+  readonly egress: EgressPolicy;
 }
 
 /**
@@ -197,6 +202,16 @@ function apiAuth(file: string | undefined, parameter: string | undefined): ApiAu
     );
   }
   return { source: "file", tokens: parseApiTokens(text, "SHARDFLEET_API_TOKENS_FILE") };
+}
+
+function egressPolicy(text: string | undefined): EgressPolicy {
+  try {
+    return parseEgressAllow(text);
+  } catch (err) {
+    throw new ConfigError(`invalid setting SHARDFLEET_EGRESS_ALLOW: ${(err as Error).message}`, {
+      details: { setting: "SHARDFLEET_EGRESS_ALLOW" },
+    });
+  }
 }
 
 function deepFreeze<T>(value: T): T {
@@ -287,6 +302,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       drainOnRebalance: e.SHARDFLEET_DRAIN_ON_REBALANCE,
       drainGraceSeconds: e.SHARDFLEET_DRAIN_GRACE_S,
     },
+    egress: egressPolicy(e.SHARDFLEET_EGRESS_ALLOW),
   });
 }
 

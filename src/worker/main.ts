@@ -67,6 +67,7 @@ async function main(): Promise<number> {
       instanceId,
       market,
       pluginDir: config.worker.pluginDir,
+      egress: config.egress,
       queues: { work: workQueue, straggler: config.queues.straggler, dlq: config.queues.dlq },
       shardsInFlight: config.worker.shardsInFlight,
       visibilityTimeoutSeconds: config.worker.visibilityTimeoutSeconds,

@@ -26,6 +26,7 @@
 import { randomUUID } from "node:crypto";
 import { untilAborted } from "../shared/async.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
+import type { EgressPolicy } from "../shared/egress.ts";
 import { describeError, ShardfleetError, ShardLostError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -58,6 +59,8 @@ export interface ShardProcessorOptions {
   market: "spot" | "on-demand";
   /** Where `transform` plugins live. */
   pluginDir: string;
+  /** Where tasks may connect (SHARDFLEET_EGRESS_ALLOW). @default PUBLIC_ONLY */
+  egress?: EgressPolicy;
   /** Idle operations whose manifest and runner stay cached (pools, threads). @default 4 */
   maxCachedOperations?: number;
   /**
@@ -130,7 +133,12 @@ export class ShardProcessor {
       ((manifest, logger) =>
         createTaskRunner(
           specOf(manifest).task,
-          { logger, pluginDir: options.pluginDir, clock: this.#clock },
+          {
+            logger,
+            pluginDir: options.pluginDir,
+            clock: this.#clock,
+            ...(options.egress ? { egress: options.egress } : {}),
+          },
           { headers: manifest.headers },
         ));
     this.#operations = new OperationCache(

@@ -8,6 +8,7 @@
  * flight, then a final checkpoint per shard and its message visible again at once.
  */
 import type { Clock } from "../shared/clock.ts";
+import type { EgressPolicy } from "../shared/egress.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { Consumer, type ConsumerQueue } from "./consumer.ts";
@@ -29,6 +30,8 @@ export interface WorkerOptions {
   instanceId: string;
   market: "spot" | "on-demand";
   pluginDir: string;
+  /** Where tasks may connect (SHARDFLEET_EGRESS_ALLOW). @default PUBLIC_ONLY */
+  egress?: EgressPolicy;
   queues: { work: string; straggler?: string | undefined; dlq?: string | undefined };
   /** @default 2 */
   shardsInFlight?: number;
@@ -77,6 +80,7 @@ export class Worker {
         instanceId: options.instanceId,
         market: options.market,
         pluginDir: options.pluginDir,
+        ...(options.egress ? { egress: options.egress } : {}),
         ...(options.visibilityTimeoutSeconds === undefined
           ? {}
           : { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds }),

@@ -31,6 +31,7 @@ describe("cost report of a local run with a reclaim and a fallback", () => {
       maxInstances: 3,
       logDir: path.join(dir, "logs"),
       settings: { SHARDFLEET_POLL_WAIT_S: "1" },
+      egressAllow: [new URL(registry.url).host],
     });
   }, 60_000);
 

@@ -59,6 +59,7 @@ describe("fault tolerance (local stack)", () => {
       visibilityTimeoutSeconds: 6,
       timeFactor: 0.05, // a two-minute notice lasts 6 s
       settings: { SHARDFLEET_POLL_WAIT_S: "1" },
+      egressAllow: [new URL(registry.url).host],
     });
     const input = path.join(dir, "customers.xlsx");
     await writeCustomersWorkbook(input, ROWS);

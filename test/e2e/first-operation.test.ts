@@ -29,6 +29,7 @@ describe("first operation end to end (local stack, 3 instances)", () => {
       workers: 3,
       logDir: path.join(dir, "logs"),
       settings: { SHARDFLEET_POLL_WAIT_S: "1" },
+      egressAllow: [new URL(registry.url).host],
     });
   }, 60_000);
 

@@ -3,11 +3,14 @@
  * answers SQS and S3 calls from the AWS SDK, and stops cleanly on SIGINT.
  */
 import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { ListBucketsCommand } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, ListQueuesCommand } from "@aws-sdk/client-sqs";
 import { request } from "undici";
 import { describe, expect, it } from "vitest";
+import { ApiClient } from "../../src/cli/api-client.ts";
 import { createAwsClients } from "../../src/shared/aws.ts";
 
 const bin = path.resolve(import.meta.dirname, "../../bin/shardfleet.js");
@@ -91,4 +94,87 @@ describe("shardfleet local", () => {
       child.kill("SIGKILL");
     }
   }, 60_000);
+});
+
+/** Starts `shardfleet local --workers 0` with `env`; resolves once it is up (or rejects). */
+async function startLocal(env: Record<string, string>) {
+  const child = spawn(
+    process.execPath,
+    [bin, "local", "--workers", "0", "--aws-port", "0", "--api-port", "0", "--log-dir", logDir],
+    { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const out = { stdout: "", stderr: "" };
+  child.stdout.on("data", (d: Buffer) => {
+    out.stdout += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    out.stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
+  const up = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not up in 30 s: ${out.stdout}`)), 30_000);
+    child.stdout.on("data", () => {
+      if (out.stdout.includes("Press Ctrl+C")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited ${code}: ${out.stderr}`));
+    });
+  });
+  return { child, out, exited, up };
+}
+
+const logDir = path.join(import.meta.dirname, "../../.shardfleet/test-logs");
+
+describe("shardfleet local: the shell's SHARDFLEET_* settings", () => {
+  it("passes them to the scheduler (its egress policy answers by them), not the stack's own", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "shardfleet-local-"));
+    const local = await startLocal({
+      SHARDFLEET_EGRESS_ALLOW: "127.0.0.1:9",
+      SHARDFLEET_BUCKET: "someone-elses-bucket",
+    });
+    try {
+      await local.up;
+      expect(local.out.stdout).toContain(
+        "settings         SHARDFLEET_EGRESS_ALLOW from this shell; ignored (the stack sets them): SHARDFLEET_BUCKET",
+      );
+      const apiUrl = /export SHARDFLEET_API_URL=(\S+)/.exec(local.out.stdout)?.[1];
+      const client = new ApiClient(apiUrl);
+      const csv = path.join(dir, "in.csv");
+      await writeFile(csv, "n\n1\n");
+      const spec = (port: number) => ({
+        task: {
+          name: "http-enrich",
+          options: { url: `http://127.0.0.1:${port}/{n}`, results: { v: "v" } },
+        },
+      });
+      // The address the shell allowed is accepted; its neighbour is refused at intake.
+      await expect(client.submit(csv, spec(9))).resolves.toMatchObject({ status: "queued" });
+      await expect(client.submit(csv, spec(10))).rejects.toThrow(
+        /egress refused: 127\.0\.0\.1:10 is a loopback address/,
+      );
+      local.child.kill("SIGINT");
+      expect(await local.exited).toBe(0);
+    } finally {
+      local.child.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("refuses a bad setting before starting anything: exit 78, one line naming it", async () => {
+    const local = await startLocal({ SHARDFLEET_EGRESS_ALLOW: "127.0.0.1:http" });
+    try {
+      await expect(local.up).rejects.toThrow(/exited 78/);
+      expect(local.out.stderr.trim().split("\n")).toHaveLength(1);
+      expect(local.out.stderr).toMatch(/SHARDFLEET_EGRESS_ALLOW.*port must be 1-65535/);
+      expect(local.out.stdout).toBe("");
+    } finally {
+      local.child.kill("SIGKILL");
+    }
+  }, 30_000);
 });

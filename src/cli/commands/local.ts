@@ -1,7 +1,58 @@
 /** `shardfleet local`: the whole system on this machine until Ctrl+C. */
 import path from "node:path";
 import { startLocalStack } from "../../local/stack.ts";
+import { loadConfig } from "../../shared/config.ts";
+import { ShardfleetError } from "../../shared/errors.ts";
 import { CliError, EXIT } from "../cli-error.ts";
+
+/**
+ * Settings the stack decides itself (its bucket and queues, the API's address, each instance's
+ * identity, where capacity comes from): a shell's value would point a component elsewhere.
+ */
+export const STACK_OWNED_SETTINGS: ReadonlySet<string> = new Set([
+  "SHARDFLEET_BUCKET",
+  "SHARDFLEET_WORK_QUEUE_URL",
+  "SHARDFLEET_STRAGGLER_QUEUE_URL",
+  "SHARDFLEET_DLQ_URL",
+  "SHARDFLEET_SPOT_EVENTS_QUEUE_URL",
+  "SHARDFLEET_API_HOST",
+  "SHARDFLEET_API_PORT",
+  "SHARDFLEET_INSTANCE_ID",
+  "SHARDFLEET_MARKET",
+  "SHARDFLEET_CAPACITY",
+  "SHARDFLEET_LOCAL_EC2_URL",
+]);
+
+/** The CLI's own variables (where to send requests), not component settings. */
+const CLIENT_SETTINGS: ReadonlySet<string> = new Set([
+  "SHARDFLEET_API_URL",
+  "SHARDFLEET_API_TOKEN",
+]);
+
+/**
+ * The shell's SHARDFLEET_* settings for the stack's components, checked as the components will
+ * check them (a bad one is a CliError with exit 78 naming it, before anything starts).
+ */
+export function shellSettings(env: NodeJS.ProcessEnv): {
+  passed: Record<string, string>;
+  ignored: string[];
+} {
+  const passed: Record<string, string> = {};
+  const ignored: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith("SHARDFLEET_") || value === undefined || CLIENT_SETTINGS.has(name))
+      continue;
+    if (STACK_OWNED_SETTINGS.has(name)) ignored.push(name);
+    else passed[name] = value;
+  }
+  try {
+    loadConfig(passed);
+  } catch (err) {
+    if (err instanceof ShardfleetError) throw new CliError(err.message, EXIT.config);
+    throw err;
+  }
+  return { passed, ignored: ignored.sort() };
+}
 
 export async function runLocal(opts: {
   awsPort: number;
@@ -14,11 +65,13 @@ export async function runLocal(opts: {
   spotOutageS?: { fromMs: number; toMs: number };
 }): Promise<void> {
   const started = performance.now();
+  const shell = shellSettings(process.env);
   const stack = await startLocalStack({
     awsPort: opts.awsPort,
     apiPort: opts.apiPort,
     scheduler: true,
     logDir: path.resolve(opts.logDir),
+    settings: shell.passed,
     ...(opts.fleet
       ? {
           capacity: "fleet" as const,
@@ -39,6 +92,7 @@ export async function runLocal(opts: {
     `  dead letters     ${stack.resources.queues.dlq}`,
     `  spot events      ${stack.resources.queues.spotEvents} (EventBridge-shaped notices)`,
     `  API              ${stack.apiUrl}`,
+    `  settings         ${Object.keys(shell.passed).sort().join(", ") || "none"} from this shell${shell.ignored.length > 0 ? `; ignored (the stack sets them): ${shell.ignored.join(", ")}` : ""}`,
     stack.localEc2
       ? `  instances        launched by the fleet manager through local EC2 at ${stack.localEc2.url}, at most ${opts.maxInstances ?? 20}${opts.spotOutageS ? `; no spot capacity ${opts.spotOutageS.fromMs / 1000}–${opts.spotOutageS.toMs / 1000} s after start` : ""} (logs in ${opts.logDir}/)`
       : `  instances        ${stack.instances.length} (logs in ${opts.logDir}/)`,

@@ -46,6 +46,37 @@ describe("parseOperationSpec", () => {
     expect(errorOf({ task: httpTask, shardsize: 10 }).message).toMatch(/shardsize/);
   });
 
+  it("refuses unknown task option keys, naming their path", () => {
+    const typo = { ...httpTask, options: { ...httpTask.options, timout: 5 } };
+    const err = errorOf({ task: typo });
+    expect(err.code).toBe("SPEC_INVALID");
+    expect(err.message).toBe("spec task.options.timout: unknown field");
+    const nested = errorOf({
+      task: { name: "transform", options: { module: "noop", bacthSize: 9 } },
+    });
+    expect(nested.message).toBe("spec task.options.bacthSize: unknown field");
+    // A plugin's own options stay the plugin's business.
+    expect(() =>
+      parseOperationSpec({
+        task: { name: "transform", options: { module: "noop", options: { any: 1 } } },
+      }),
+    ).not.toThrow();
+  });
+
+  it("refuses header names and values undici would refuse on every row", () => {
+    const bad = (headers: Record<string, string>) =>
+      errorOf({ task: { ...httpTask, options: { ...httpTask.options, headers } } }).message;
+    expect(bad({ "x key": "v" })).toMatch(/^spec task\.options\.headers\.x key: .*header name/);
+    expect(bad({ "x-key": "a\r\nHost: evil" })).toMatch(
+      /^spec task\.options\.headers\.x-key: a header value on one line/,
+    );
+  });
+
+  it("caps http-enrich concurrency at MAX_HTTP_CONCURRENCY", () => {
+    const over = { ...httpTask, options: { ...httpTask.options, concurrency: 201 } };
+    expect(errorOf({ task: over }).message).toMatch(/^spec task\.options\.concurrency: .*200/);
+  });
+
   it("refuses plugin names that are paths", () => {
     const err = errorOf({ task: { name: "transform", options: { module: "../../etc/passwd" } } });
     expect(err.message).toMatch(/task\.options\.module/);

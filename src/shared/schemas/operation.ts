@@ -73,18 +73,23 @@ function pathOf(prefix: string, path: ReadonlyArray<PropertyKey>): string {
   return [prefix, ...path.map(String)].filter(Boolean).join(".") || "(root)";
 }
 
+/** The refusal for a schema issue, naming its JSON path (an unknown key's own path). */
+function specError(prefix: string, issue: z.core.$ZodIssue): BadInputError {
+  const unknownKey = issue.code === "unrecognized_keys" ? issue.keys[0] : undefined;
+  const path = pathOf(prefix, unknownKey === undefined ? issue.path : [...issue.path, unknownKey]);
+  // A record key's own rule says more than zod's "Invalid key in record".
+  const keyRule = issue.code === "invalid_key" ? issue.issues[0]?.message : undefined;
+  const message = unknownKey === undefined ? (keyRule ?? issue.message) : "unknown field";
+  return new BadInputError("SPEC_INVALID", `spec ${path}: ${message}`, { details: { path } });
+}
+
 /**
  * Parses a submitted spec. Throws BadInputError with code SPEC_INVALID naming the JSON path, or
  * UNKNOWN_TASK naming the task.
  */
 export function parseOperationSpec(raw: unknown): OperationSpec {
   const base = operationSpecInputSchema.safeParse(raw);
-  if (!base.success) {
-    const issue = base.error.issues[0]!;
-    throw new BadInputError("SPEC_INVALID", `spec ${pathOf("", issue.path)}: ${issue.message}`, {
-      details: { path: pathOf("", issue.path) },
-    });
-  }
+  if (!base.success) throw specError("", base.error.issues[0]!);
   const { task, ...rest } = base.data;
   if (!isTaskName(task.name)) {
     throw new BadInputError(
@@ -94,13 +99,7 @@ export function parseOperationSpec(raw: unknown): OperationSpec {
     );
   }
   const options = taskOptionSchemas[task.name].safeParse(task.options);
-  if (!options.success) {
-    const issue = options.error.issues[0]!;
-    const path = pathOf("task.options", issue.path);
-    throw new BadInputError("SPEC_INVALID", `spec ${path}: ${issue.message}`, {
-      details: { path },
-    });
-  }
+  if (!options.success) throw specError("task.options", options.error.issues[0]!);
   return { ...rest, task: { name: task.name, options: options.data } as TaskSpec };
 }
 

@@ -5,17 +5,30 @@
  */
 import { z } from "zod";
 
-export const httpEnrichOptionsSchema = z.object({
+/**
+ * Most requests one worker keeps in flight for one operation: enough for a slow source, not
+ * enough to make a fleet of workers a flood tool against it.
+ */
+export const MAX_HTTP_CONCURRENCY = 200;
+
+// Strict objects: an unknown key (`"timout": 5`) is refused, never ignored.
+export const httpEnrichOptionsSchema = z.strictObject({
   /** URL with `{column}` placeholders, filled with URL-encoded cell values. */
   url: z.string().min(1),
   method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE"]).default("GET"),
-  headers: z.record(z.string(), z.string()).default({}),
+  /** Sent as given; names are HTTP tokens and values single lines (checked at intake, not per row). */
+  headers: z
+    .record(
+      z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "a header name (an HTTP token)"),
+      z.string().regex(/^[^\r\n\0]*$/, "a header value on one line"),
+    )
+    .default({}),
   /** Optional body with `{column}` placeholders; values are JSON-escaped when a `content-type` header says json. */
   body: z.string().optional(),
   /** Result column → dotted path into the JSON response (e.g. `"taxDue": "tax.due"`). */
   results: z.record(z.string().min(1), z.string().min(1)),
   /** Requests in flight per worker. @default 150 */
-  concurrency: z.number().int().min(1).max(1000).default(150),
+  concurrency: z.number().int().min(1).max(MAX_HTTP_CONCURRENCY).default(150),
   /** Per-request timeout. @default 10000 */
   timeoutMs: z.number().int().min(100).max(300_000).default(10_000),
   /** Retries after the first attempt on network errors, 429 and 5xx. @default 4 */
@@ -27,7 +40,7 @@ export const httpEnrichOptionsSchema = z.object({
 });
 export type HttpEnrichOptions = z.infer<typeof httpEnrichOptionsSchema>;
 
-export const transformOptionsSchema = z.object({
+export const transformOptionsSchema = z.strictObject({
   /** Plugin module name in the workers' plugin directory (no paths: code is never uploaded). */
   module: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, "a plugin name: letters, digits, - and _"),
   /** Passed to the plugin as its second argument. */

@@ -2,11 +2,19 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Clock } from "../../shared/clock.ts";
+import { type EgressPolicy, parseEgressAllow } from "../../shared/egress.ts";
 import { BadInputError } from "../../shared/errors.ts";
 import { silentLogger } from "../../shared/logger.ts";
 import type { Cell } from "../../shared/schemas/cells.ts";
 import { httpEnrichOptionsSchema } from "../../shared/schemas/tasks.ts";
-import { HttpEnrichRunner, parseRetryAfter, readPath } from "./http-enrich.ts";
+import type { HostLookup } from "./egress-connector.ts";
+import {
+  HttpEnrichRunner,
+  MAX_CELL_CHARS,
+  MAX_RESPONSE_BYTES,
+  parseRetryAfter,
+  readPath,
+} from "./http-enrich.ts";
 import type { TaskRow } from "./task.ts";
 
 type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void | Promise<void>;
@@ -85,13 +93,22 @@ function fakeClock(now = Date.parse("2030-01-01T00:00:00Z")) {
 
 function runner(
   options: Record<string, unknown>,
-  extra: { headers?: string[]; clock?: Clock; random?: () => number } = {},
+  extra: {
+    headers?: string[];
+    clock?: Clock;
+    random?: () => number;
+    egress?: EgressPolicy;
+    lookup?: HostLookup;
+  } = {},
 ) {
   const r = new HttpEnrichRunner(
     {
       logger: silentLogger(),
       clock: extra.clock ?? fakeClock().clock,
       random: extra.random ?? (() => 0.5),
+      // The test server listens on loopback, which the default policy refuses.
+      egress: extra.egress ?? parseEgressAllow("127.0.0.0/8"),
+      ...(extra.lookup ? { lookup: extra.lookup } : {}),
     },
     httpEnrichOptionsSchema.parse(options),
     extra.headers ? { headers: extra.headers } : {},
@@ -343,6 +360,117 @@ describe("http-enrich concurrency and abort", () => {
     const running = r.runRows(rows({}, {}), { signal: controller.signal, logger: silentLogger() });
     setTimeout(() => controller.abort(new Error("shard stopped")), 50);
     await expect(running).rejects.toThrow("shard stopped");
+  });
+});
+
+describe("http-enrich egress policy", () => {
+  const port = () => Number(new URL(base).port);
+
+  it("refuses a loopback address the policy does not allow: row error, no retry, no request", async () => {
+    handler = (_req, _body, res) => json(res, 200, { v: 1 });
+    const { clock, sleeps } = fakeClock();
+    const r = runner(
+      { url: `${base}/x`, results: { v: "v" } },
+      { clock, egress: parseEgressAllow("") },
+    );
+    const out = await r.runRows(rows({}, {}), ctx());
+    expect(out.map((row) => row.e)).toEqual([
+      `egress refused: 127.0.0.1:${port()} is a loopback address`,
+      `egress refused: 127.0.0.1:${port()} is a loopback address`,
+    ]);
+    expect(requests).toHaveLength(0);
+    expect(sleeps).toHaveLength(0);
+  });
+
+  it("allows exactly the host:port named, not another port of the same address", async () => {
+    handler = (_req, _body, res) => json(res, 200, { v: 1 });
+    const allowed = runner(
+      { url: `${base}/x`, results: { v: "v" } },
+      { egress: parseEgressAllow(`127.0.0.1:${port()}`) },
+    );
+    expect(await allowed.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: 1 } }]);
+    const other = runner(
+      { url: `${base}/x`, results: { v: "v" } },
+      { egress: parseEgressAllow(`127.0.0.1:${port() === 1 ? 2 : port() - 1}`) },
+    );
+    const [row] = await other.runRows(rows({}), ctx());
+    expect(row?.e).toBe(`egress refused: 127.0.0.1:${port()} is a loopback address`);
+    expect(requests).toHaveLength(1);
+  });
+
+  it("checks the address a name resolves to at connect time (a rebinding name gets nowhere)", async () => {
+    handler = (_req, _body, res) => json(res, 200, { v: 1 });
+    const lookups: string[] = [];
+    // The name is resolved once, by the connector, and the answer checked is the address the
+    // socket opens to: there is no second resolution a rebinding DNS server could answer.
+    const lookup: HostLookup = async (hostname) => {
+      lookups.push(hostname);
+      return [{ address: "127.0.0.1" }, { address: "::1" }];
+    };
+    const r = runner(
+      { url: `http://rebind.test:${port()}/x`, results: { v: "v" } },
+      { egress: parseEgressAllow(""), lookup },
+    );
+    const [row] = await r.runRows(rows({}), ctx());
+    expect(row?.e).toBe(
+      `egress refused: 127.0.0.1:${port()} is a loopback address (resolved from rebind.test)`,
+    );
+    expect(lookups).toEqual(["rebind.test"]);
+    expect(requests).toHaveLength(0);
+  });
+
+  it("connects to the allowed address of a name that has several", async () => {
+    handler = (_req, _body, res) => json(res, 200, { v: 2 });
+    const lookup: HostLookup = async () => [{ address: "10.0.0.1" }, { address: "127.0.0.1" }];
+    const r = runner(
+      { url: `http://registry.test:${port()}/x`, results: { v: "v" } },
+      { egress: parseEgressAllow("127.0.0.1"), lookup },
+    );
+    expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: 2 } }]);
+    expect(requests[0]?.headers.host).toBe(`registry.test:${port()}`);
+  });
+
+  it("refuses odd IPv4 forms from row values after the URL parser normalised them", async () => {
+    handler = (_req, _body, res) => json(res, 200, { v: 1 });
+    const r = runner(
+      { url: `http://{host}:${port()}/x`, results: { v: "v" } },
+      { headers: ["host"], egress: parseEgressAllow("") },
+    );
+    const out = await r.runRows(
+      rows({ host: "2130706433" }, { host: "0x7f.1" }, { host: "017700000001" }),
+      ctx(),
+    );
+    for (const row of out) {
+      expect(row.e).toBe(`egress refused: 127.0.0.1:${port()} is a loopback address`);
+    }
+    expect(requests).toHaveLength(0);
+  });
+});
+
+describe("http-enrich response bounds", () => {
+  it("fails a row whose body is over the size limit, without retrying", async () => {
+    handler = (_req, _body, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(`{"v": "${"x".repeat(MAX_RESPONSE_BYTES)}"}`);
+    };
+    const { clock, sleeps } = fakeClock();
+    const r = runner({ url: `${base}/big`, results: { v: "v" } }, { clock });
+    const [row] = await r.runRows(rows({}), ctx());
+    expect(row?.e).toBe(`HTTP 200: response body over ${MAX_RESPONSE_BYTES} bytes`);
+    expect(sleeps).toHaveLength(0);
+  });
+
+  it("fails a row whose value does not fit in a cell rather than cutting it", async () => {
+    handler = (_req, _body, res) =>
+      json(res, 200, { v: "y".repeat(MAX_CELL_CHARS + 1), w: "z".repeat(MAX_CELL_CHARS) });
+    const r = runner({ url: `${base}/long`, results: { w: "w", v: "v" } });
+    const [row] = await r.runRows(rows({}), ctx());
+    expect(row?.e).toBe(
+      `result v: ${MAX_CELL_CHARS + 1} characters, over the ${MAX_CELL_CHARS} a cell holds`,
+    );
+    const fits = runner({ url: `${base}/long`, results: { w: "w" } });
+    const [ok] = await fits.runRows(rows({}), ctx());
+    expect(String(ok?.r?.w).length).toBe(MAX_CELL_CHARS);
   });
 });
 

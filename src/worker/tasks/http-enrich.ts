@@ -11,10 +11,18 @@
  */
 import { Pool } from "undici";
 import { type Clock, systemClock } from "../../shared/clock.ts";
+import { type EgressPolicy, EgressRefusedError, PUBLIC_ONLY } from "../../shared/egress.ts";
 import { BadInputError, describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
-import type { Cell, EncodedCell, ResultRow } from "../../shared/schemas/cells.ts";
+import type { EncodedCell, ResultRow } from "../../shared/schemas/cells.ts";
 import type { HttpEnrichOptions } from "../../shared/schemas/tasks.ts";
+import {
+  compileTemplate,
+  render,
+  type Template,
+  urlTemplateShape,
+} from "../../shared/url-template.ts";
+import { guardedConnector, type HostLookup } from "./egress-connector.ts";
 import { Limiter } from "./limiter.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
 
@@ -24,7 +32,16 @@ export interface HttpEnrichDeps {
   clock?: Clock;
   /** Uniform in [0, 1), for the jitter. @default Math.random */
   random?: () => number;
+  /** Where calls may connect (checked on the resolved address). @default PUBLIC_ONLY */
+  egress?: EgressPolicy;
+  /** Host name resolution for the egress check. @default the system resolver */
+  lookup?: HostLookup;
 }
+
+/** Most bytes a response body may have; a bigger one is the row's error, unread. */
+export const MAX_RESPONSE_BYTES = 1024 * 1024;
+/** Most characters a result cell may hold: Excel's own cell limit. A longer value is the row's error. */
+export const MAX_CELL_CHARS = 32_767;
 
 export interface HttpEnrichRunnerOptions {
   /** The input headers: every `{column}` in the templates must be one. Unchecked when absent. */
@@ -33,47 +50,6 @@ export interface HttpEnrichRunnerOptions {
   maxRetryAfterMs?: number;
   /** Cap of one backoff step before jitter. @default 30000 */
   maxBackoffMs?: number;
-}
-
-/** A template split into literal text and column references. */
-interface Template {
-  parts: Array<{ text: string } | { column: string }>;
-  columns: string[];
-}
-
-const PLACEHOLDER = /\{([^{}]+)\}/g;
-
-function compileTemplate(source: string): Template {
-  const parts: Template["parts"] = [];
-  const columns: string[] = [];
-  let last = 0;
-  for (const m of source.matchAll(PLACEHOLDER)) {
-    if (m.index > last) parts.push({ text: source.slice(last, m.index) });
-    const column = m[1]!;
-    parts.push({ column });
-    if (!columns.includes(column)) columns.push(column);
-    last = m.index + m[0].length;
-  }
-  if (last < source.length) parts.push({ text: source.slice(last) });
-  return { parts, columns };
-}
-
-function cellText(value: Cell | undefined): string {
-  if (value === null || value === undefined) return "";
-  if (value instanceof Date) return value.toISOString();
-  return String(value);
-}
-
-function render(
-  template: Template,
-  values: Record<string, Cell>,
-  encode: (s: string) => string,
-): string {
-  let out = "";
-  for (const part of template.parts) {
-    out += "text" in part ? part.text : encode(cellText(values[part.column]));
-  }
-  return out;
 }
 
 const jsonEscape = (s: string) => JSON.stringify(s).slice(1, -1);
@@ -113,6 +89,27 @@ export function parseRetryAfter(
   return Math.max(0, at - now);
 }
 
+/**
+ * The body as text, or undefined when it has more than `max` bytes (the rest is not read: the
+ * connection is dropped).
+ */
+async function readBounded(
+  body: AsyncIterable<Buffer> & { destroy(): unknown },
+  max: number,
+): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > max) {
+      body.destroy();
+      return undefined;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
 /** Why an attempt failed, and whether another attempt may help. */
 type AttemptOutcome =
   | { ok: true; row: ResultRow }
@@ -130,6 +127,8 @@ export class HttpEnrichRunner implements TaskRunner {
   readonly #bodyEscape: (s: string) => string;
   readonly #limiter: Limiter;
   readonly #pools = new Map<string, Pool>();
+  readonly #egress: EgressPolicy;
+  readonly #lookup: HostLookup | undefined;
   #closed = false;
 
   /** Throws BadInputError (SPEC_INVALID) naming an unknown column or a URL that cannot work. */
@@ -141,6 +140,8 @@ export class HttpEnrichRunner implements TaskRunner {
     this.#options = options;
     this.#clock = deps.clock ?? systemClock;
     this.#random = deps.random ?? Math.random;
+    this.#egress = deps.egress ?? PUBLIC_ONLY;
+    this.#lookup = deps.lookup;
     this.#maxRetryAfterMs = runnerOptions.maxRetryAfterMs ?? 60_000;
     this.#maxBackoffMs = runnerOptions.maxBackoffMs ?? 30_000;
     this.columns = Object.keys(options.results);
@@ -168,17 +169,15 @@ export class HttpEnrichRunner implements TaskRunner {
         }
       }
     }
-    // Fill every placeholder with a harmless value to find templates that can never be a URL.
-    let probe: URL;
-    try {
-      probe = new URL(render(this.#url, {}, () => "x"));
-    } catch {
+    // The scheme and URL syntax are fixed by the template; a host or port only by a row.
+    const shape = urlTemplateShape(this.#url);
+    if (!shape.ok) {
       throw new BadInputError("SPEC_INVALID", `http-enrich url: not a URL: ${options.url}`);
     }
-    if (probe.protocol !== "http:" && probe.protocol !== "https:") {
+    if (shape.protocol !== "http:" && shape.protocol !== "https:") {
       throw new BadInputError(
         "SPEC_INVALID",
-        `http-enrich url: only http and https are supported, got ${probe.protocol}`,
+        `http-enrich url: only http and https are supported, got ${shape.protocol}`,
       );
     }
   }
@@ -217,6 +216,9 @@ export class HttpEnrichRunner implements TaskRunner {
         connections: this.#options.concurrency,
         headersTimeout: this.#options.timeoutMs,
         bodyTimeout: this.#options.timeoutMs,
+        connect: guardedConnector(this.#egress, this.#lookup ? { lookup: this.#lookup } : {}, {
+          timeoutMs: this.#options.timeoutMs,
+        }),
       });
       this.#pools.set(origin, pool);
     }
@@ -273,13 +275,23 @@ export class HttpEnrichRunner implements TaskRunner {
       });
     } catch (err) {
       shardSignal.throwIfAborted();
+      // The policy will refuse the same address again: say why, at once.
+      if (err instanceof EgressRefusedError)
+        return { ok: false, retry: false, problem: err.message };
       return { ok: false, retry: true, problem: this.#networkProblem(err, timeout) };
     }
 
     const { statusCode } = res;
     try {
       if (statusCode >= 200 && statusCode < 300) {
-        const text = await res.body.text();
+        const text = await readBounded(res.body, MAX_RESPONSE_BYTES);
+        if (text === undefined) {
+          return {
+            ok: false,
+            retry: false,
+            problem: `HTTP ${statusCode}: response body over ${MAX_RESPONSE_BYTES} bytes`,
+          };
+        }
         let json: unknown = {};
         if (text.trim() !== "") {
           try {
@@ -294,7 +306,16 @@ export class HttpEnrichRunner implements TaskRunner {
         }
         const r: Record<string, EncodedCell> = {};
         for (const [column, path] of Object.entries(this.#options.results)) {
-          r[column] = toCell(readPath(json, path));
+          const cell = toCell(readPath(json, path));
+          // Never cut a value short in silence: a cell that cannot hold it fails the row.
+          if (typeof cell === "string" && cell.length > MAX_CELL_CHARS) {
+            return {
+              ok: false,
+              retry: false,
+              problem: `result ${column}: ${cell.length} characters, over the ${MAX_CELL_CHARS} a cell holds`,
+            };
+          }
+          r[column] = cell;
         }
         return { ok: true, row: { i: index, r } };
       }
@@ -313,7 +334,7 @@ export class HttpEnrichRunner implements TaskRunner {
         };
       }
       // Any other status (4xx, or a redirect undici does not follow) will not improve on retry.
-      const snippet = (await res.body.text()).slice(0, 200);
+      const snippet = ((await readBounded(res.body, 4096)) ?? "").slice(0, 200);
       return {
         ok: false,
         retry: false,

@@ -3,6 +3,7 @@
  * adding its option schema in `src/shared/schemas/tasks.ts` and a case here.
  */
 import type { Clock } from "../../shared/clock.ts";
+import type { EgressPolicy } from "../../shared/egress.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { TaskSpec } from "../../shared/schemas/tasks.ts";
 import { createHttpEnrichRunner } from "./http-enrich.ts";
@@ -17,6 +18,8 @@ export interface TaskRunnerDeps {
   clock?: Clock;
   /** Uniform in [0, 1) for backoff jitter. @default Math.random */
   random?: () => number;
+  /** Where `http-enrich` may connect (SHARDFLEET_EGRESS_ALLOW). @default PUBLIC_ONLY */
+  egress?: EgressPolicy;
 }
 
 export interface TaskRunnerOptions {
@@ -43,6 +46,7 @@ export async function createTaskRunner(
           logger,
           ...(deps.clock ? { clock: deps.clock } : {}),
           ...(deps.random ? { random: deps.random } : {}),
+          ...(deps.egress ? { egress: deps.egress } : {}),
         },
         spec.options,
         options.headers ? { headers: options.headers } : {},

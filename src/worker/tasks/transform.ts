@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
 import { describeError, ShardfleetError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { PLUGIN_EXTENSIONS } from "../../shared/plugins.ts";
 import {
   type EncodedCell,
   encodeCell,
@@ -30,7 +31,6 @@ import { Limiter } from "./limiter.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
 
 const THREAD_FILE = fileURLToPath(new URL("./transform-thread.mjs", import.meta.url));
-const PLUGIN_EXTENSIONS = [".mjs", ".js"] as const;
 
 export interface TransformDeps {
   logger: Logger;
