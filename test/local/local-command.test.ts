@@ -10,14 +10,19 @@ import { request } from "undici";
 import { describe, expect, it } from "vitest";
 import { createAwsClients } from "../../src/shared/aws.ts";
 
-const bin = path.resolve(import.meta.dirname, "../../bin/shardfleet.js");
+// The CLI from its sources (bin/shardfleet.js runs the build; .ci/run tests the packed package).
+const cli = [
+  "--import",
+  import.meta.resolve("tsx"),
+  path.resolve(import.meta.dirname, "../../src/cli/main.ts"),
+];
 
 describe("shardfleet local", () => {
   it("serves SQS, S3 and the API, then stops on SIGINT", async () => {
     const child = spawn(
       process.execPath,
       [
-        bin,
+        ...cli,
         "local",
         "--workers",
         "0",

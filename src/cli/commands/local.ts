@@ -1,6 +1,7 @@
 /** `shardfleet local`: the whole system on this machine until Ctrl+C. */
 import path from "node:path";
 import { startLocalStack } from "../../local/stack.ts";
+import { VERSION } from "../../shared/version.ts";
 import { CliError, EXIT } from "../cli-error.ts";
 
 export async function runLocal(opts: {
@@ -31,7 +32,7 @@ export async function runLocal(opts: {
   });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   const out = [
-    `shardfleet local stack is up (${seconds} s)`,
+    `shardfleet ${VERSION} local stack is up (${seconds} s)`,
     `  SQS/S3 endpoint  ${stack.endpoint}`,
     `  bucket           ${stack.resources.bucket}`,
     `  work queue       ${stack.resources.queues.work}`,
