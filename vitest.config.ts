@@ -8,7 +8,7 @@ export default defineConfig({
     // Two cores: end-to-end suites start child processes, so keep file parallelism modest.
     maxWorkers: 2,
     pool: "forks",
-    // The pinned AWS SDK runs on Node 20; its notice about later releases is in the README.
+    // On Node 20 the AWS SDK notes at start that its later releases need Node 22 (README).
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
   },
 });

@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { ShardfleetError } from "../shared/errors.ts";
+import { VERSION } from "../shared/version.ts";
 import { ApiClient, DEFAULT_API_URL } from "./api-client.ts";
 import { CliError, EXIT } from "./cli-error.ts";
 import { exitCodeFor, summarize, waitForOperation } from "./wait.ts";
@@ -78,6 +79,7 @@ async function readSpec(file: string): Promise<unknown> {
 export function buildProgram(): Command {
   const program = new Command("shardfleet")
     .description("Per-row batch work on cheap cloud capacity: submit a workbook, get one back.")
+    .version(VERSION, "-V, --version", "print the shardfleet version")
     .addHelpText(
       "after",
       "\nAPI commands read SHARDFLEET_API_URL and SHARDFLEET_API_TOKEN (the bearer token, when the API requires one).\nExit codes: 0 ok/succeeded, 1 failed, 2 succeeded with failures, 64 usage, 69 API unreachable, 77 API token refused, 78 bad config.",

@@ -7,15 +7,26 @@ import { createWriteStream, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-const srcDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const tsxLoader = import.meta.resolve("tsx");
-
 export type Component = "scheduler" | "worker";
 
-const ENTRY: Record<Component, string> = {
-  scheduler: path.join(srcDir, "scheduler", "main.ts"),
-  worker: path.join(srcDir, "worker", "main.ts"),
-};
+/**
+ * How to start a component: the way this module itself runs. Compiled (dist/, the installed
+ * package, `shardfleet local`): plain `node` on the compiled entry point. From the TypeScript
+ * sources (vitest, `node --import tsx`, a checkout without a build): the sources through tsx,
+ * a development dependency, so tests never run a stale build.
+ */
+export function componentCommand(
+  component: Component,
+  moduleUrl: string = import.meta.url,
+): { args: string[]; compiled: boolean } {
+  const compiled = !moduleUrl.endsWith(".ts");
+  const root = path.resolve(path.dirname(fileURLToPath(moduleUrl)), "..");
+  const entry = path.join(root, component, compiled ? "main.js" : "main.ts");
+  return {
+    args: compiled ? [entry] : ["--import", import.meta.resolve("tsx"), entry],
+    compiled,
+  };
+}
 
 export interface ComponentProcess {
   readonly name: string;
@@ -34,7 +45,7 @@ function baseEnv(): NodeJS.ProcessEnv {
   const keep = ["PATH", "HOME", "TMPDIR", "TZ", "LANG", "NODE_OPTIONS"];
   return {
     ...Object.fromEntries(keep.filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
-    // See bin/shardfleet.js: the pinned SDK runs on Node 20; its notice about later releases is in the README.
+    // See bin/shardfleet.js: the SDK's notice that its later releases need Node 22 (README).
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
   };
 }
@@ -49,7 +60,7 @@ export function spawnComponent(
   const imds = options.env.AWS_EC2_METADATA_SERVICE_ENDPOINT
     ? {}
     : { AWS_EC2_METADATA_DISABLED: "true" };
-  const child = spawn(process.execPath, ["--import", tsxLoader, ENTRY[component]], {
+  const child = spawn(process.execPath, componentCommand(component).args, {
     env: { ...baseEnv(), ...imds, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });

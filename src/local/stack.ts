@@ -23,6 +23,7 @@ import { createAwsClients } from "../shared/aws.ts";
 import type { Market } from "../shared/capacity.ts";
 import { systemClock } from "../shared/clock.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
+import { VERSION } from "../shared/version.ts";
 import { LOCAL_CREDENTIALS, startLocalAwsServer } from "./aws-server.ts";
 import { type LocalImds, startLocalImds } from "./imds.ts";
 import { type LocalEc2, startLocalEc2 } from "./local-ec2.ts";
@@ -246,6 +247,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
             destination: createWriteStream(path.join(options.logDir, "stack.log"), { flags: "a" }),
           })
         : createLogger({ level: "silent" }));
+    logger.info({ version: VERSION, node: process.version }, "local stack starting");
     let apiUrl: string | undefined;
     let apiPort = 0;
     const workers = options.workers ?? 0;

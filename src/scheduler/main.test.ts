@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../shared/clock.ts";
 import { loadConfig } from "../shared/config.ts";
 import { silentLogger } from "../shared/logger.ts";
+import { VERSION } from "../shared/version.ts";
 import { startTestEnv, type TestEnv } from "./api/testing.ts";
 import { capacityFromConfig, startScheduler } from "./main.ts";
 
@@ -102,6 +103,11 @@ describe("scheduler main", () => {
     expect(code).toBe(0);
     expect(stdout).toMatch(/"component":"scheduler"/);
     expect(stdout).toMatch(/scheduler stopped/);
+    expect(JSON.parse(stdout.split("\n")[0]!)).toMatchObject({
+      msg: "scheduler starting",
+      version: VERSION,
+      node: process.version,
+    });
   }, 20_000);
 
   it("startScheduler runs the API and loop in-process until closed", async () => {

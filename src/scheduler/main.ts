@@ -2,7 +2,8 @@
  * The scheduler process: HTTP API + the operation loop (+ the fleet manager when
  * SHARDFLEET_CAPACITY is `local` or `ec2`), wired from the environment.
  *
- *   node --import tsx src/scheduler/main.ts
+ *   node dist/scheduler/main.js               (compiled)
+ *   node --import tsx src/scheduler/main.ts   (from the sources)
  *
  * Exit codes: 0 after SIGTERM/SIGINT, 78 (EX_CONFIG) for a bad setting, 1 for anything else
  * that stops it from starting.
@@ -17,6 +18,7 @@ import { ConfigError, describeError } from "../shared/errors.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
+import { VERSION } from "../shared/version.ts";
 import { buildApp } from "./api/app.ts";
 import { loadApiTokens } from "./api/tokens.ts";
 import { costServiceFromConfig } from "./cost/from-config.ts";
@@ -223,6 +225,8 @@ async function main(): Promise<void> {
     pretty: config.log.pretty,
     base: { component: "scheduler" },
   });
+  // The first line says which release runs, so a log alone tells which code wrote it.
+  logger.info({ version: VERSION, node: process.version }, "scheduler starting");
   const clients = createAwsClients();
   let running: RunningScheduler;
   try {

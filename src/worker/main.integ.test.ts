@@ -6,6 +6,7 @@ import { startLocalImds } from "../local/imds.ts";
 import { spawnComponent } from "../local/processes.ts";
 import { keys } from "../shared/keys.ts";
 import { attemptSchema, checkpointSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { VERSION } from "../shared/version.ts";
 import {
   freshQueues,
   type LocalAws,
@@ -95,6 +96,12 @@ describe("worker main", () => {
       shardId: "s000000",
     });
     expect(lines.at(-1)).toMatchObject({ msg: "worker stopped", state: "stopped" });
+    expect(lines[0]).toMatchObject({
+      msg: "worker starting",
+      version: VERSION,
+      node: process.version,
+      instanceId: "local-main-1",
+    });
   });
 
   it("on a spot interruption notice: final checkpoint, message visible again, attempt interrupted, exit 0", async () => {

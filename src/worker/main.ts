@@ -1,5 +1,6 @@
 /**
- * The worker process, one per instance: `node --import tsx src/worker/main.ts`.
+ * The worker process, one per instance: `node dist/worker/main.js` (compiled; from the sources,
+ * `node --import tsx src/worker/main.ts`).
  *
  * Settings come from SHARDFLEET_* variables (src/shared/config.ts), AWS endpoints and
  * credentials from the standard AWS variables, the instance metadata service from
@@ -17,6 +18,7 @@ import { ConfigError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
+import { VERSION } from "../shared/version.ts";
 import { readInstanceIdentity } from "./instance-identity.ts";
 import { DEFAULT_IMDS_ENDPOINT } from "./interruption-watcher.ts";
 import { Worker } from "./worker.ts";
@@ -55,6 +57,8 @@ async function main(): Promise<number> {
     pretty: config.log.pretty,
     base: { component: "worker", instanceId, market },
   });
+  // The first line says which release runs, so a log alone tells which code wrote it.
+  logger.info({ version: VERSION, node: process.version }, "worker starting");
   const clients = createAwsClients();
   const drainGraceMs = config.worker.drainGraceSeconds * 1000;
   const worker = new Worker(

@@ -4,7 +4,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -13,8 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestEnv, type TestEnv, testApp } from "../../src/scheduler/api/testing.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
-const bin = path.join(root, "bin", "shardfleet.js");
 const tsx = import.meta.resolve("tsx");
+// The CLI from its sources (bin/shardfleet.js runs the build; .ci/run tests the packed package).
+const cli = ["--import", tsx, path.join(root, "src", "cli", "main.ts")];
 
 interface Run {
   code: number;
@@ -51,8 +52,16 @@ describe("shardfleet CLI", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it("prints the package's version with --version", async () => {
+    const { version } = JSON.parse(await readFile(path.join(root, "package.json"), "utf-8")) as {
+      version: string;
+    };
+    const r = await run([...cli, "--version"]);
+    expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 0, stdout: `${version}\n` });
+  });
+
   it("lists its commands in --help", async () => {
-    const r = await run([bin, "--help"]);
+    const r = await run([...cli, "--help"]);
     expect(r.code).toBe(0);
     for (const cmd of ["local", "submit", "status", "download", "demo"]) {
       expect(r.stdout).toContain(cmd);
@@ -63,7 +72,7 @@ describe("shardfleet CLI", () => {
   it("explains a missing input file in one line (exit 64)", async () => {
     const spec = path.join(dir, "spec.json");
     await writeFile(spec, "{}");
-    const r = await run([bin, "submit", path.join(dir, "nope.xlsx"), "--spec", spec]);
+    const r = await run([...cli, "submit", path.join(dir, "nope.xlsx"), "--spec", spec]);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/cannot read .*nope\.xlsx/);
     expectOneLine(r);
@@ -72,21 +81,21 @@ describe("shardfleet CLI", () => {
   it("explains a spec file that is not JSON in one line (exit 64)", async () => {
     const spec = path.join(dir, "bad.json");
     await writeFile(spec, "{task:");
-    const r = await run([bin, "submit", spec, "--spec", spec]);
+    const r = await run([...cli, "submit", spec, "--spec", spec]);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/not valid JSON/);
     expectOneLine(r);
   });
 
   it("says the API is unreachable in one line (exit 69)", async () => {
-    const r = await run([bin, "status", "op-1", "--api", "http://127.0.0.1:9"]);
+    const r = await run([...cli, "status", "op-1", "--api", "http://127.0.0.1:9"]);
     expect(r.code).toBe(69);
     expect(r.stderr).toMatch(/cannot reach the shardfleet API at http:\/\/127\.0\.0\.1:9/);
     expectOneLine(r);
   });
 
   it("rejects a bad option value (exit 64)", async () => {
-    const r = await run([bin, "local", "--workers", "many"]);
+    const r = await run([...cli, "local", "--workers", "many"]);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/--workers must be a whole number/);
   });
@@ -149,21 +158,21 @@ describe("shardfleet CLI against an API that requires a token", () => {
   });
 
   it("sends SHARDFLEET_API_TOKEN, or --token, as the bearer token", async () => {
-    const fromEnv = await run([bin, "status", "--api", url], { SHARDFLEET_API_TOKEN: TOKEN });
+    const fromEnv = await run([...cli, "status", "--api", url], { SHARDFLEET_API_TOKEN: TOKEN });
     expect(fromEnv).toMatchObject({ code: 0, stdout: "no operations yet\n" });
-    const fromOption = await run([bin, "status", "--api", url, "--token", TOKEN], {
+    const fromOption = await run([...cli, "status", "--api", url, "--token", TOKEN], {
       SHARDFLEET_API_TOKEN: "not-this-one",
     });
     expect(fromOption).toMatchObject({ code: 0, stdout: "no operations yet\n" });
   });
 
   it("turns a 401 into one line and exit 77, with or without a token", async () => {
-    const without = await run([bin, "status", "--api", url]);
+    const without = await run([...cli, "status", "--api", url]);
     expect(without.code).toBe(77);
     expect(without.stderr).toBe(
       "shardfleet: the API requires a token (401): set SHARDFLEET_API_TOKEN or --token\n",
     );
-    const wrong = await run([bin, "cost", "op-1", "--api", url, "--token", "f".repeat(48)]);
+    const wrong = await run([...cli, "cost", "op-1", "--api", url, "--token", "f".repeat(48)]);
     expect(wrong.code).toBe(77);
     expect(wrong.stderr).toMatch(/the API refused the token \(401: invalid bearer token\)/);
     expectOneLine(wrong);
@@ -171,7 +180,7 @@ describe("shardfleet CLI against an API that requires a token", () => {
 
   it("writes no file when a download is refused", async () => {
     const out = path.join(await mkdtemp(path.join(tmpdir(), "shardfleet-cli-dl-")), "r.xlsx");
-    const r = await run([bin, "download", "op-1", "--api", url, "-o", out]);
+    const r = await run([...cli, "download", "op-1", "--api", url, "-o", out]);
     expect(r.code).toBe(77);
     expectOneLine(r);
     expect(existsSync(out)).toBe(false);
@@ -179,7 +188,7 @@ describe("shardfleet CLI against an API that requires a token", () => {
   });
 
   it("refuses a token of two lines before calling the API (exit 64)", async () => {
-    const r = await run([bin, "status", "--api", url], {
+    const r = await run([...cli, "status", "--api", url], {
       SHARDFLEET_API_TOKEN: `${TOKEN}\n${TOKEN}`,
     });
     expect(r.code).toBe(64);
@@ -188,7 +197,7 @@ describe("shardfleet CLI against an API that requires a token", () => {
   });
 
   it("says where the token comes from in --help, without printing it", async () => {
-    const r = await run([bin, "submit", "--help"], { SHARDFLEET_API_TOKEN: TOKEN });
+    const r = await run([...cli, "submit", "--help"], { SHARDFLEET_API_TOKEN: TOKEN });
     expect(r.stdout).toMatch(/--token <token>/);
     expect(r.stdout).toMatch(/SHARDFLEET_API_TOKEN/);
     expect(r.stdout).not.toContain(TOKEN);

@@ -13,14 +13,19 @@ import { describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { createAwsClients } from "../../src/shared/aws.ts";
 
-const bin = path.resolve(import.meta.dirname, "../../bin/shardfleet.js");
+// The CLI from its sources (bin/shardfleet.js runs the build; .ci/run tests the packed package).
+const cli = [
+  "--import",
+  import.meta.resolve("tsx"),
+  path.resolve(import.meta.dirname, "../../src/cli/main.ts"),
+];
 
 describe("shardfleet local", () => {
   it("serves SQS, S3 and the API, then stops on SIGINT", async () => {
     const child = spawn(
       process.execPath,
       [
-        bin,
+        ...cli,
         "local",
         "--workers",
         "0",
@@ -100,7 +105,7 @@ describe("shardfleet local", () => {
 async function startLocal(env: Record<string, string>) {
   const child = spawn(
     process.execPath,
-    [bin, "local", "--workers", "0", "--aws-port", "0", "--api-port", "0", "--log-dir", logDir],
+    [...cli, "local", "--workers", "0", "--aws-port", "0", "--api-port", "0", "--log-dir", logDir],
     { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const out = { stdout: "", stderr: "" };

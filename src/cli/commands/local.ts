@@ -3,6 +3,7 @@ import path from "node:path";
 import { startLocalStack } from "../../local/stack.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { ShardfleetError } from "../../shared/errors.ts";
+import { VERSION } from "../../shared/version.ts";
 import { CliError, EXIT } from "../cli-error.ts";
 
 /**
@@ -84,7 +85,7 @@ export async function runLocal(opts: {
   });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   const out = [
-    `shardfleet local stack is up (${seconds} s)`,
+    `shardfleet ${VERSION} local stack is up (${seconds} s)`,
     `  SQS/S3 endpoint  ${stack.endpoint}`,
     `  bucket           ${stack.resources.bucket}`,
     `  work queue       ${stack.resources.queues.work}`,

@@ -11,6 +11,7 @@ import { handleError, handleNotFound } from "./errors.ts";
 import { healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
 import { operationRoutes } from "./operations-routes.ts";
+import { versionRoutes } from "./version-routes.ts";
 
 export interface AppDeps {
   operations: OperationService;
@@ -43,6 +44,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     throwFileSizeLimit: false,
   });
   void app.register(healthRoutes);
+  void app.register(versionRoutes);
   void app.register(operationRoutes, {
     operations: deps.operations,
     maxUploadBytes: deps.maxUploadBytes,
