@@ -78,6 +78,41 @@ export class ObjectStore {
     }
   }
 
+  /**
+   * Bytes [start, end) of the object (a ranged GET), for readers that seek, such as a zip's
+   * central directory. Undefined when the object does not exist.
+   */
+  async getRange(
+    key: string,
+    start: number,
+    end: number,
+    signal?: AbortSignal,
+  ): Promise<Readable | undefined> {
+    try {
+      const out = await this.#s3.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${start}-${end - 1}` }),
+        { abortSignal: signal },
+      );
+      return out.Body as Readable;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** The object's size in bytes (HEAD), or undefined when it does not exist. */
+  async size(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    try {
+      const out = await this.#s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), {
+        abortSignal: signal,
+      });
+      return out.ContentLength;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
   /** The object's body as text, or undefined when it does not exist. */
   async getText(key: string, signal?: AbortSignal): Promise<string | undefined> {
     try {

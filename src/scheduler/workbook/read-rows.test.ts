@@ -20,11 +20,12 @@ function xlsxRows(data: Buffer, sheet?: string) {
   return collect(readRows(streamOf(data), { format: "xlsx", sheet }));
 }
 
+/** CSV as the reader gives it with `csvValues: "text"` (typing has tests of its own). */
 function csvRows(text: string | Buffer) {
-  return collect(readRows(streamOf(text), { format: "csv" }));
+  return collect(readRows(streamOf(text), { format: "csv", csvValues: "text" }));
 }
 
-/** Temporary files exceljs spooled for this process and has not deleted. */
+/** Temporary files this process spooled (a stream's compressed bytes) and has not deleted. */
 function ourTempFiles(): string[] {
   return readdirSync(tmpdir()).filter((f) => f.startsWith(`tmp-${process.pid}-`));
 }
@@ -159,9 +160,8 @@ describe("readRows (xlsx)", () => {
       whileReading = ourTempFiles().length;
       break;
     }
-    expect(whileReading).toBeGreaterThan(before); // exceljs did spool: the check below means something
+    expect(whileReading).toBeGreaterThan(before); // the stream was spooled: the check below means something
     expect(await xlsxRows(data)).toHaveLength(3);
-    // exceljs's cleanup unlinks asynchronously.
     await vi.waitFor(() => expect(ourTempFiles()).toHaveLength(before), { timeout: 2000 });
   });
 
@@ -293,7 +293,7 @@ describe("readRows (csv)", () => {
   it("drops a BOM split across chunks and skips blank lines", async () => {
     const bytes = Buffer.from("\uFEFFa,b\n\n,\n1,2\n");
     const input = Readable.from([bytes.subarray(0, 1), bytes.subarray(1, 2), bytes.subarray(2)]);
-    expect(await collect(readRows(input, { format: "csv" }))).toEqual([
+    expect(await collect(readRows(input, { format: "csv", csvValues: "text" }))).toEqual([
       ["a", "b"],
       ["1", "2"],
     ]);
@@ -304,6 +304,14 @@ describe("readRows (csv)", () => {
       ["a", "b", "c"],
       ["1"],
       ["1", "2", "3", "4"],
+    ]);
+  });
+
+  it("types cells like xlsx by default: numbers that round-trip are numbers, the rest stays text", async () => {
+    const text = "id,n,x,big,neg,exp,z\n007,42,1.50,12345678901234567890,-3.25,1e3,-0\n";
+    expect(await collect(readRows(streamOf(text), { format: "csv" }))).toEqual([
+      ["id", "n", "x", "big", "neg", "exp", "z"],
+      ["007", 42, "1.50", "12345678901234567890", -3.25, "1e3", "-0"],
     ]);
   });
 

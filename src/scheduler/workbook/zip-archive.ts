@@ -1,0 +1,124 @@
+/**
+ * A zip read by random access (yauzl): the end record and central directory first, then only
+ * the entries asked for, in any order. Limits are checked before anything is inflated: the
+ * entry count from the end record, each part's declared size and compression ratio from the
+ * central directory; a part that inflates past its declared size is stopped (yauzl counts).
+ */
+import type { Readable } from "node:stream";
+import yauzl from "yauzl";
+import { BadInputError, ShardfleetError } from "../../shared/errors.ts";
+import type { ByteSource } from "./byte-source.ts";
+import {
+  checkDeclaredPart,
+  checkEntryCount,
+  inflatedPastDeclared,
+  type WorkbookLimits,
+} from "./limits.ts";
+
+export const NOT_XLSX = "file is not a readable xlsx workbook";
+
+export function notXlsx(cause?: unknown): BadInputError {
+  return new BadInputError("WORKBOOK_INVALID", NOT_XLSX, { cause });
+}
+
+/**
+ * Keeps our own errors, S3 faults (they carry `$metadata`) and aborts as they are; anything
+ * else the zip or XML layers throw is the file's fault.
+ */
+export function asWorkbookError(err: unknown, signal?: AbortSignal): unknown {
+  if (signal?.aborted) return signal.reason;
+  if (err instanceof ShardfleetError) return err;
+  if ((err as { $metadata?: unknown } | null)?.$metadata) return err;
+  if (err instanceof Error && /too many bytes in the stream/.test(err.message)) {
+    return inflatedPastDeclared("a part", Number(/expected (\d+)/.exec(err.message)?.[1] ?? 0));
+  }
+  return notXlsx(err);
+}
+
+/** yauzl's reader interface over a ByteSource. */
+class SourceReader extends yauzl.RandomAccessReader {
+  constructor(private readonly source: ByteSource) {
+    super();
+  }
+  override _readStreamForRange(start: number, end: number): Readable {
+    return this.source.read(start, end);
+  }
+}
+
+export class ZipArchive {
+  readonly #zip: yauzl.ZipFile;
+  /** Entries by lower-cased name: producers disagree on case (`sharedStrings` vs `SharedStrings`). */
+  readonly #entries: Map<string, yauzl.Entry>;
+  readonly #limits: WorkbookLimits;
+
+  private constructor(
+    zip: yauzl.ZipFile,
+    entries: Map<string, yauzl.Entry>,
+    limits: WorkbookLimits,
+  ) {
+    this.#zip = zip;
+    this.#entries = entries;
+    this.#limits = limits;
+  }
+
+  /**
+   * Reads the end record and the central directory. Throws PAYLOAD_TOO_LARGE for too many
+   * entries, WORKBOOK_INVALID for something that is not a zip (truncated, corrupt tail).
+   */
+  static async open(
+    source: ByteSource,
+    limits: WorkbookLimits,
+    signal?: AbortSignal,
+  ): Promise<ZipArchive> {
+    if (source.size === 0) throw notXlsx();
+    let zip: yauzl.ZipFile | undefined;
+    try {
+      zip = await yauzl.fromRandomAccessReaderPromise(new SourceReader(source), source.size, {
+        lazyEntries: true,
+        autoClose: false,
+        validateEntrySizes: true,
+      });
+      checkEntryCount(zip.entryCount, limits);
+      const entries = new Map<string, yauzl.Entry>();
+      for await (const entry of zip.eachEntry()) {
+        signal?.throwIfAborted();
+        entries.set(entry.fileName.replace(/^\//, "").toLowerCase(), entry);
+      }
+      return new ZipArchive(zip, entries, limits);
+    } catch (err) {
+      zip?.close();
+      throw asWorkbookError(err, signal);
+    }
+  }
+
+  has(name: string): boolean {
+    return this.#entries.has(name.toLowerCase());
+  }
+
+  /**
+   * The inflated bytes of `name`, after its declared size and ratio passed the limit for
+   * `kind`; undefined when there is no such entry.
+   */
+  async open(name: string, kind: "sheet" | "part"): Promise<Readable | undefined> {
+    const entry = this.#entries.get(name.toLowerCase());
+    if (!entry) return undefined;
+    checkDeclaredPart(
+      {
+        name: entry.fileName,
+        compressedSize: entry.compressedSize,
+        uncompressedSize: entry.uncompressedSize,
+      },
+      kind,
+      this.#limits,
+    );
+    try {
+      return await this.#zip.openReadStreamPromise(entry);
+    } catch (err) {
+      throw asWorkbookError(err);
+    }
+  }
+
+  close(): void {
+    this.#zip.close();
+  }
+}
