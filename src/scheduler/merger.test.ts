@@ -33,6 +33,18 @@ describe("mergeRow and unionColumns", () => {
       cells: ["a", 1, null],
       error: "poison",
     });
+    const noted: InputRow = {
+      ...input,
+      n: "row 6 has a value beyond the header's last column (B): C6, not processed",
+    };
+    expect(mergeRow(noted, { i: 4, r: { a: 1 } }, ["a"], 2)).toEqual({
+      cells: ["a", 1, 1],
+      error: noted.n,
+    });
+    expect(mergeRow(noted, { i: 4, e: "HTTP 500" }, ["a"], 2)).toEqual({
+      cells: ["a", 1, null],
+      error: `${noted.n}; HTTP 500`,
+    });
     expect(
       unionColumns([{ columns: ["x", "y"] }, { columns: ["z", "x"] }, { columns: [] }]),
     ).toEqual(["x", "y", "z"]);
