@@ -158,13 +158,16 @@ export async function startScheduler(deps: {
       "SHARDFLEET_SPOT_EVENTS_QUEUE_URL is set but no fleet manager runs (SHARDFLEET_CAPACITY=none): spot events are not consumed",
     );
   }
-  const operations = new OperationService({
-    store,
-    logger,
-    clock: systemClock,
-    // A submission starts its split now rather than at the scheduler's next pass.
-    onQueued: () => scheduler.wake(),
-  });
+  const operations = new OperationService(
+    {
+      store,
+      logger,
+      clock: systemClock,
+      // A submission starts its split now rather than at the scheduler's next pass.
+      onQueued: () => scheduler.wake(),
+    },
+    { workbookLimits: config.workbook },
+  );
   const cost = await costServiceFromConfig(config, {
     store,
     logger,
@@ -180,7 +183,7 @@ export async function startScheduler(deps: {
   });
   const scheduler = new Scheduler(
     { store, queue, logger, clock: systemClock, cost },
-    { workQueueUrl, dlqUrl: config.queues.dlq },
+    { workQueueUrl, dlqUrl: config.queues.dlq, workbookLimits: config.workbook },
   );
   const url = await app.listen({ host: config.api.host, port: config.api.port });
   scheduler.start();

@@ -18,13 +18,19 @@ import { type FleetEvent, fleetRecordSchema } from "../shared/schemas/fleet.ts";
 import {
   type Manifest,
   manifestSchema,
+  type OperationSpec,
   type OperationStatus,
   TERMINAL_STATUSES,
 } from "../shared/schemas/operation.ts";
 import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
-import { receiveSubmission, type SubmissionPart } from "./intake.ts";
+import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
+import { objectByteSource } from "./workbook/byte-source.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
-import type { WorkbookFormat } from "./workbook/read-rows.ts";
+import {
+  DEFAULT_WORKBOOK_LIMITS,
+  knownResultColumns,
+  type WorkbookLimits,
+} from "./workbook/limits.ts";
 
 /** What an operation id may look like (the same rule the key layout enforces). */
 export const OPERATION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
@@ -281,6 +287,8 @@ export interface OperationServiceDeps {
 export interface OperationServiceOptions {
   /** Views of terminal operations kept in memory. @default 1000 */
   cacheSize?: number;
+  /** What a submitted workbook may cost (checked at intake). @default DEFAULT_WORKBOOK_LIMITS */
+  workbookLimits?: WorkbookLimits;
 }
 
 export interface ResultDownload {
@@ -303,6 +311,7 @@ export class OperationService {
   readonly #progress: ShardProgressReader;
   readonly #terminalViews = new Map<string, OperationView>();
   readonly #cacheSize: number;
+  readonly #workbookLimits: WorkbookLimits;
 
   constructor(deps: OperationServiceDeps, options: OperationServiceOptions = {}) {
     this.#store = deps.store;
@@ -310,6 +319,7 @@ export class OperationService {
     this.#clock = deps.clock;
     this.#onQueued = deps.onQueued;
     this.#cacheSize = options.cacheSize ?? 1000;
+    this.#workbookLimits = options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS;
     this.#progress = new ShardProgressReader({ store: deps.store });
   }
 
@@ -332,7 +342,7 @@ export class OperationService {
         maxUploadBytes: options.maxUploadBytes,
         signal: options.signal,
       });
-      const headers = await this.#inspect(input.key, input.format, spec.sheet, options.signal);
+      const headers = await this.#inspect(input, spec, options.signal);
       const now = iso(this.#clock);
       manifest = await saveManifest(
         { store: this.#store, clock: this.#clock },
@@ -372,16 +382,27 @@ export class OperationService {
     return manifest;
   }
 
+  /** Checks the uploaded workbook (limits, header row, first data row) by ranged GETs. */
   async #inspect(
-    key: string,
-    format: WorkbookFormat,
-    sheet: string | undefined,
+    input: UploadedInput,
+    spec: OperationSpec,
     signal?: AbortSignal,
   ): Promise<string[]> {
-    const stream = await this.#store.getStream(key, signal);
-    if (!stream) throw new Error(`uploaded input ${key} vanished before it was read back`);
+    const source = await objectByteSource(this.#store, input.key, signal).catch((err: unknown) => {
+      if (err instanceof NotFoundError) {
+        throw new Error(`uploaded input ${input.key} vanished before it was read back`);
+      }
+      throw err;
+    });
     try {
-      const { headers } = await inspectWorkbook(stream, { format, sheet, signal });
+      const { headers } = await inspectWorkbook(source, {
+        format: input.format,
+        sheet: spec.sheet,
+        csvValues: spec.csvValues,
+        limits: this.#workbookLimits,
+        resultColumns: knownResultColumns(spec.task),
+        signal,
+      });
       return headers;
     } catch (err) {
       // A reader that trips on a malformed file is the file's fault; S3 faults stay 500s.
@@ -394,7 +415,7 @@ export class OperationService {
         },
       );
     } finally {
-      stream.destroy();
+      await source.close();
     }
   }
 

@@ -29,6 +29,7 @@ import type { ShardQueue } from "../shared/shard-queue.ts";
 import { mergeOperation } from "./merger.ts";
 import { listOperationIds, loadManifest, ShardProgressReader, saveManifest } from "./operations.ts";
 import { splitOperation } from "./splitter.ts";
+import { DEFAULT_WORKBOOK_LIMITS, type WorkbookLimits } from "./workbook/limits.ts";
 
 export interface SchedulerDeps {
   store: ObjectStore;
@@ -54,6 +55,8 @@ export interface SchedulerOptions {
   intervalMs?: number;
   /** Splits and merges running at once. @default 2 */
   maxConcurrentJobs?: number;
+  /** What an input workbook may cost the splitter. @default DEFAULT_WORKBOOK_LIMITS */
+  workbookLimits?: WorkbookLimits;
 }
 
 export type SchedulerState = "idle" | "running" | "draining" | "stopped";
@@ -101,6 +104,7 @@ export class Scheduler {
       dlqUrl: options.dlqUrl,
       intervalMs: options.intervalMs ?? 500,
       maxConcurrentJobs: options.maxConcurrentJobs ?? 2,
+      workbookLimits: options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS,
     };
     this.#progress = new ShardProgressReader({ store: deps.store });
   }
@@ -269,7 +273,12 @@ export class Scheduler {
     log.info("splitting");
     const { rows, shards } = await splitOperation(
       { store: this.#store, queue: this.#queue, logger: log },
-      { manifest: current, workQueueUrl: this.#options.workQueueUrl, signal },
+      {
+        manifest: current,
+        workQueueUrl: this.#options.workQueueUrl,
+        signal,
+        limits: this.#options.workbookLimits,
+      },
     );
     // The fleet manager may have changed the status meanwhile (waiting for capacity, or failed
     // for lack of it): keep its word instead of writing over it from our copy.

@@ -5,6 +5,7 @@
  * Output limits are Excel's own: the output workbook must open where the input came from.
  */
 import { BadInputError } from "../../shared/errors.ts";
+import type { TaskSpec } from "../../shared/schemas/tasks.ts";
 import { columnLetter } from "./row-shape.ts";
 
 /** Excel's last column is XFD: 16,384 columns. */
@@ -141,4 +142,12 @@ export function checkOutputWidth(inputColumns: number, resultColumns: number): v
       },
     );
   }
+}
+
+/**
+ * Result columns a task is known to add before it runs: http-enrich names them in `results`; a
+ * transform plugin's columns appear only in its results, so they count as none here.
+ */
+export function knownResultColumns(task: TaskSpec): number {
+  return task.name === "http-enrich" ? Object.keys(task.options.results).length : 0;
 }
