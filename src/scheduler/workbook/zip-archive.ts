@@ -4,7 +4,7 @@
  * entry count from the end record, each part's declared size and compression ratio from the
  * central directory; a part that inflates past its declared size is stopped (yauzl counts).
  */
-import type { Readable } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import yauzl from "yauzl";
 import { BadInputError, ShardfleetError } from "../../shared/errors.ts";
 import type { ByteSource } from "./byte-source.ts";
@@ -25,12 +25,13 @@ export function notXlsx(cause?: unknown): BadInputError {
  * Keeps our own errors, S3 faults (they carry `$metadata`) and aborts as they are; anything
  * else the zip or XML layers throw is the file's fault.
  */
-export function asWorkbookError(err: unknown, signal?: AbortSignal): unknown {
+export function asWorkbookError(err: unknown, signal?: AbortSignal, part = "a part"): unknown {
   if (signal?.aborted) return signal.reason;
   if (err instanceof ShardfleetError) return err;
   if ((err as { $metadata?: unknown } | null)?.$metadata) return err;
+  // yauzl counts inflated bytes against the declared size and stops at the first one over.
   if (err instanceof Error && /too many bytes in the stream/.test(err.message)) {
-    return inflatedPastDeclared("a part", Number(/expected (\d+)/.exec(err.message)?.[1] ?? 0));
+    return inflatedPastDeclared(part, Number(/expected (\d+)/.exec(err.message)?.[1] ?? 0));
   }
   return notXlsx(err);
 }
@@ -111,11 +112,17 @@ export class ZipArchive {
       kind,
       this.#limits,
     );
+    let inflated: Readable;
     try {
-      return await this.#zip.openReadStreamPromise(entry);
+      inflated = await this.#zip.openReadStreamPromise(entry);
     } catch (err) {
-      throw asWorkbookError(err);
+      throw asWorkbookError(err, undefined, entry.fileName);
     }
+    // Errors come out named after the entry (and as our refusals), whoever reads the stream.
+    const out = new PassThrough();
+    inflated.on("error", (err) => out.destroy(asWorkbookError(err, undefined, entry.fileName) as Error));
+    out.on("close", () => inflated.destroy());
+    return inflated.pipe(out);
   }
 
   close(): void {
