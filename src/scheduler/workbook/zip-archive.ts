@@ -120,7 +120,9 @@ export class ZipArchive {
     }
     // Errors come out named after the entry (and as our refusals), whoever reads the stream.
     const out = new PassThrough();
-    inflated.on("error", (err) => out.destroy(asWorkbookError(err, undefined, entry.fileName) as Error));
+    inflated.on("error", (err) =>
+      out.destroy(asWorkbookError(err, undefined, entry.fileName) as Error),
+    );
     out.on("close", () => inflated.destroy());
     return inflated.pipe(out);
   }
