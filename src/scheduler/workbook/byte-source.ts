@@ -90,10 +90,19 @@ export async function spooledByteSource(
   input: Readable,
   signal?: AbortSignal,
 ): Promise<ByteSource> {
-  const dir = await mkdtemp(path.join(tmpdir(), spoolPrefix()));
+  // The input may fail while the directory is being made, before pipeline listens to it.
+  let early: unknown;
+  const onEarlyError = (err: unknown) => {
+    early ??= err;
+  };
+  input.on("error", onEarlyError);
+  const dir = await mkdtemp(path.join(tmpdir(), spoolPrefix())).finally(() =>
+    input.off("error", onEarlyError),
+  );
   const remove = () => rm(dir, { recursive: true, force: true });
   const file = path.join(dir, "workbook.zip");
   try {
+    if (early !== undefined) throw early;
     await pipeline(input, createWriteStream(file), { signal });
     return await fileByteSource(file, remove);
   } catch (err) {

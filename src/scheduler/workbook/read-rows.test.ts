@@ -11,7 +11,7 @@ import {
   xlsxBuffer,
 } from "../../../test/fixtures/workbooks.ts";
 import { BadInputError } from "../../shared/errors.ts";
-import { readRows } from "./read-rows.ts";
+import { readRows, readWorkbookRows } from "./read-rows.ts";
 
 const utc = (y: number, m: number, d: number, h = 0, min = 0) =>
   new Date(Date.UTC(y, m - 1, d, h, min));
@@ -163,6 +163,54 @@ describe("readRows (xlsx)", () => {
     expect(whileReading).toBeGreaterThan(before); // the stream was spooled: the check below means something
     expect(await xlsxRows(data)).toHaveLength(3);
     await vi.waitFor(() => expect(ourTempFiles()).toHaveLength(before), { timeout: 2000 });
+  });
+
+  it("removes the spooled copy of a stream on every path: corrupt tail, failing stream, abort", async () => {
+    const good = await simpleXlsx([["h"], ...Array.from({ length: 2000 }, (_, k) => [k])]);
+    const before = ourTempFiles().length;
+    const corruptTail = Buffer.from(good);
+    corruptTail.fill(0x41, corruptTail.length - 60);
+    await expectWorkbookInvalid(xlsxRows(corruptTail), "file is not a readable xlsx workbook");
+    expect(ourTempFiles()).toHaveLength(before);
+
+    const failing = new PassThrough();
+    failing.write(good.subarray(0, 4000));
+    setImmediate(() => failing.destroy(new Error("connection reset")));
+    await expect(collect(readRows(failing, { format: "xlsx" }))).rejects.toThrow(
+      "connection reset",
+    );
+    expect(ourTempFiles()).toHaveLength(before);
+
+    const controller = new AbortController();
+    const rows = readRows(streamOf(good), { format: "xlsx", signal: controller.signal });
+    await rows.next();
+    expect(ourTempFiles().length).toBeGreaterThan(before); // spooled while reading
+    controller.abort(new Error("stop now"));
+    await expect(rows.next()).rejects.toThrow("stop now");
+    expect(ourTempFiles()).toHaveLength(before);
+  });
+
+  it("gives a row's notes and number: a formula with no cached value is null and named", async () => {
+    const data = handmadeXlsx({
+      sheets: [
+        {
+          name: "F",
+          rows:
+            '<row r="1"><c r="A1" t="inlineStr"><is><t>a</t></is></c></row>' +
+            '<row r="4"><c r="A4"><f t="shared" si="0"/></c></row>',
+        },
+      ],
+    });
+    expect(await collect(readWorkbookRows(streamOf(data), { format: "xlsx" }))).toEqual([
+      { n: 1, cells: ["a"], notes: [] },
+      {
+        n: 4,
+        cells: [null],
+        notes: [
+          "cell A4 holds a formula with no calculated value: open and save the workbook in Excel or LibreOffice so its values are calculated",
+        ],
+      },
+    ]);
   });
 
   it("reads inline strings (all runs, no phonetic text), t=d dates, prefixed elements and refs without r", async () => {
