@@ -4,7 +4,7 @@
  * entry count from the end record, each part's declared size and compression ratio from the
  * central directory; a part that inflates past its declared size is stopped (yauzl counts).
  */
-import { PassThrough, type Readable } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
 import yauzl from "yauzl";
 import { BadInputError, ShardfleetError } from "../../shared/errors.ts";
 import type { ByteSource } from "./byte-source.ts";
@@ -36,12 +36,33 @@ export function asWorkbookError(err: unknown, signal?: AbortSignal, part = "a pa
   return notXlsx(err);
 }
 
-/** yauzl's reader interface over a ByteSource. */
+/** Central directories up to this size are fetched whole (10,000 entries take about 1 MB). */
+const PREFETCH_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * yauzl's reader interface over a ByteSource. yauzl reads the central directory one small
+ * record at a time; over S3 each read would be a GET, so the directory is fetched once
+ * (`prefetch`) and served from memory.
+ */
 class SourceReader extends yauzl.RandomAccessReader {
+  #window: { start: number; bytes: Buffer } | undefined;
+
   constructor(private readonly source: ByteSource) {
     super();
   }
+
+  async prefetch(start: number, end: number): Promise<void> {
+    if (end - start > PREFETCH_MAX_BYTES || start < 0 || end <= start) return;
+    const chunks: Buffer[] = [];
+    for await (const chunk of this.source.read(start, end)) chunks.push(chunk as Buffer);
+    this.#window = { start, bytes: Buffer.concat(chunks) };
+  }
+
   override _readStreamForRange(start: number, end: number): Readable {
+    const w = this.#window;
+    if (w && start >= w.start && end <= w.start + w.bytes.length) {
+      return Readable.from([w.bytes.subarray(start - w.start, end - w.start)]);
+    }
     return this.source.read(start, end);
   }
 }
@@ -74,12 +95,18 @@ export class ZipArchive {
     if (source.size === 0) throw notXlsx();
     let zip: yauzl.ZipFile | undefined;
     try {
-      zip = await yauzl.fromRandomAccessReaderPromise(new SourceReader(source), source.size, {
+      const reader = new SourceReader(source);
+      zip = await yauzl.fromRandomAccessReaderPromise(reader, source.size, {
         lazyEntries: true,
         autoClose: false,
         validateEntrySizes: true,
       });
       checkEntryCount(zip.entryCount, limits);
+      // The directory starts at the cursor and runs to the end record.
+      await reader.prefetch(
+        (zip as unknown as { readEntryCursor: number }).readEntryCursor,
+        source.size,
+      );
       const entries = new Map<string, yauzl.Entry>();
       for await (const entry of zip.eachEntry()) {
         signal?.throwIfAborted();
