@@ -12,7 +12,7 @@ import { BadInputError } from "../../shared/errors.ts";
 import type { Cell } from "../../shared/schemas/cells.ts";
 import { checkOutputWidth, EXCEL_MAX_CELL_CHARS } from "./limits.ts";
 import { type ReadRowsOptions, readWorkbookRows, type WorkbookInput } from "./read-rows.ts";
-import { rowProblems } from "./row-checks.ts";
+import { rowProblemList } from "./row-checks.ts";
 import { cellText, columnLetter } from "./row-shape.ts";
 
 export interface InspectOptions extends ReadRowsOptions {
@@ -88,13 +88,8 @@ export async function inspectWorkbook(
     checkOutputWidth(headers.length, options.resultColumns ?? 0);
     const data = await rows.next();
     if (data.done) throw invalid("workbook has a header row but no data rows");
-    const problems = rowProblems(data.value, headers.length);
-    if (problems.length > 0) {
-      throw invalid(`${problems[0]!.replace(/, not processed$|: cut to .*$/, "")}`, {
-        row: data.value.n,
-        problems,
-      });
-    }
+    const [problem] = rowProblemList(data.value, headers.length);
+    if (problem) throw invalid(problem.problem, { row: data.value.n });
     return { headers };
   } finally {
     await rows.return(undefined);

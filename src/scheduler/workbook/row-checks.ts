@@ -16,26 +16,40 @@ export interface RowShape {
 
 const CHARS = EXCEL_MAX_CELL_CHARS.toLocaleString("en-US");
 
+export interface RowProblem {
+  /** What is wrong, naming the row or cell. */
+  problem: string;
+  /** What the splitter does about it when it keeps the row (appended to `problem`). */
+  kept: string;
+}
+
 /** The row's problems given a header of `width` columns; [] when it is fine. */
-export function rowProblems(row: RowShape, width: number): string[] {
-  const out = [...row.notes];
+export function rowProblemList(row: RowShape, width: number): RowProblem[] {
+  const out: RowProblem[] = row.notes.map((note) => ({ problem: note, kept: "" }));
   const extra: number[] = [];
   for (let k = width; k < row.cells.length; k++) if (!isEmptyCell(row.cells[k])) extra.push(k);
   if (extra.length > 0) {
     const refs = extra.slice(0, 3).map((k) => `${columnLetter(k)}${row.n}`);
-    out.push(
-      `row ${row.n} has ${extra.length === 1 ? "a value" : `${extra.length} values`} beyond the header's last column (${columnLetter(width - 1)}): ${refs.join(", ")}${extra.length > 3 ? ", …" : ""}, not processed`,
-    );
+    out.push({
+      problem: `row ${row.n} has ${extra.length === 1 ? "a value" : `${extra.length} values`} beyond the header's last column (${columnLetter(width - 1)}): ${refs.join(", ")}${extra.length > 3 ? ", …" : ""}`,
+      kept: ", not processed",
+    });
   }
   for (let k = 0; k < Math.min(width, row.cells.length); k++) {
     const cell = row.cells[k];
     if (typeof cell === "string" && cell.length > EXCEL_MAX_CELL_CHARS) {
-      out.push(
-        `cell ${columnLetter(k)}${row.n} has more than ${CHARS} characters, Excel's limit for a cell: cut to ${CHARS}`,
-      );
+      out.push({
+        problem: `cell ${columnLetter(k)}${row.n} has more than ${CHARS} characters, Excel's limit for a cell`,
+        kept: `: cut to ${CHARS}`,
+      });
     }
   }
   return out;
+}
+
+/** The problems of a row the splitter keeps, as sentences saying what was done. */
+export function rowProblems(row: RowShape, width: number): string[] {
+  return rowProblemList(row, width).map((p) => p.problem + p.kept);
 }
 
 /** The cells cut to Excel's cell limit (the problem is reported by `rowProblems`). */
