@@ -359,6 +359,35 @@ describe("the workbook corpus: refused at intake, nothing left behind", () => {
     );
   });
 
+  it("XML entities (an entity bomb, an external entity) are never expanded: 422", async () => {
+    const entities =
+      '<!DOCTYPE w [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY x SYSTEM "file:///etc/passwd">]>';
+    const entries = handmadeEntries({
+      sheets: [{ name: "Data", rows: HEADER + row(2, `${inline("&b;&x;", "A2")}`) }],
+    }).map((e) =>
+      e.name === "xl/worksheets/sheet1.xml"
+        ? { ...e, data: e.data.replace("?><worksheet", `?>${entities}<worksheet`) }
+        : e,
+    );
+    expect(entries.some((e) => e.data.includes("<!ENTITY x SYSTEM"))).toBe(true);
+    await expectRefused(
+      await post(xlsxFile(zipOf(entries))),
+      422,
+      "WORKBOOK_INVALID",
+      /file is not a readable xlsx workbook/,
+    );
+  });
+
+  it("a sheet citing a shared string that does not exist is 422", async () => {
+    const rows = HEADER + row(2, '<c r="A2" t="s"><v>7</v></c>');
+    await expectRefused(
+      await post(xlsxFile(xlsx({ rows }))),
+      422,
+      "WORKBOOK_INVALID",
+      /file is not a readable xlsx workbook/,
+    );
+  });
+
   it("an empty workbook, and one with a header but no data, are 422", async () => {
     await expectRefused(
       await post(xlsxFile(xlsx({ rows: "" }))),
