@@ -120,6 +120,8 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
 
   let headers: string[] | undefined;
   let next = 0;
+  /** Rows kept with a note (cells beyond the header, cut text, uncalculated formulas). */
+  let noted = 0;
   let lines: string[] = [];
   let pending: ShardMessage[] = [];
   const writeSlice = async () => {
@@ -166,6 +168,7 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
       const fitted = cutLongCells(fitRow(row.cells, headers.length));
       if (isEmptyRow(fitted) && problems.length === 0) continue;
       checkRowCount(next + 1, limits);
+      if (problems.length > 0) noted++;
       const line: InputRow = {
         i: next++,
         c: fitted.map(encodeCell),
@@ -187,7 +190,7 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
 
   const shards = planShards(next, shardSize);
   log.info(
-    { rows: next, shards: shards.length, shardSize, ms: clock.now() - started },
+    { rows: next, notedRows: noted, shards: shards.length, shardSize, ms: clock.now() - started },
     "operation split",
   );
   return { rows: next, shards, headers };
