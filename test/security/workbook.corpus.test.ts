@@ -282,6 +282,16 @@ describe("the workbook corpus: refused at intake, nothing left behind", () => {
     );
   });
 
+  it("a row of more than 16,384 cells (written without references) is 422", async () => {
+    const header = row(1, Array.from({ length: 16_385 }, (_, k) => inline(`c${k}`)).join(""));
+    await expectRefused(
+      await post(xlsxFile(xlsx({ rows: header + row(2, "<c><v>1</v></c>") }))),
+      422,
+      "WORKBOOK_INVALID",
+      /is beyond Excel's last column \(XFD\)/,
+    );
+  });
+
   it("too many columns once the spec's result columns are added is 422", async () => {
     const header = row(1, Array.from({ length: 16_381 }, (_, k) => inline(`c${k}`)).join(""));
     const spec = {

@@ -56,14 +56,13 @@ interface PendingCell {
 }
 
 function columnOf(ref: string | undefined, next: number): number {
-  if (!ref) return next;
-  const letters = /^\$?([A-Za-z]+)/.exec(ref)?.[1];
-  if (!letters) return next;
-  const col = columnIndex(letters.toUpperCase());
+  const letters = ref ? /^\$?([A-Za-z]+)/.exec(ref)?.[1] : undefined;
+  const col = letters ? columnIndex(letters.toUpperCase()) : next;
+  // Also for cells without a reference: a row cannot grow past XFD by leaving them out.
   if (col >= MAX_COLUMNS) {
     throw new BadInputError(
       "WORKBOOK_INVALID",
-      `cell reference ${ref} is beyond Excel's last column (XFD)`,
+      `cell reference ${ref ?? `after XFD (cell ${col + 1} of its row)`} is beyond Excel's last column (XFD)`,
     );
   }
   return col;
