@@ -19,6 +19,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -208,6 +209,29 @@ async function main() {
     console.log(
       `header check: ${((performance.now() - started) / 1000).toFixed(2)} s, ${outcome}; peak temp disk ${mb(peak)}`,
     );
+
+    if (!args.includes("--inspect-module")) {
+      // The whole submission through the API over the local S3 server: upload, then refusal.
+      const { multipart, startTestEnv, testApp, transformSpec } = await import(
+        "../src/scheduler/api/testing.ts"
+      );
+      const env = await startTestEnv("bench-workbook");
+      const { app } = testApp(env, { maxUploadBytes: 64 * 1024 * 1024 });
+      try {
+        const { payload, headers } = await multipart([
+          { name: "spec", value: JSON.stringify(transformSpec()) },
+          { name: "file", filename: "bomb.xlsx", data: readFileSync(bombFile) },
+        ]);
+        const t = performance.now();
+        const res = await app.inject({ method: "POST", url: "/operations", payload, headers });
+        console.log(
+          `POST /operations with the bomb: ${res.statusCode} in ${((performance.now() - t) / 1000).toFixed(2)} s (upload to S3 included)`,
+        );
+      } finally {
+        await app.close();
+        await env.close();
+      }
+    }
 
     const rows = 100_000;
     const wb = new ExcelJS.Workbook();
