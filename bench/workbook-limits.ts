@@ -6,7 +6,8 @@
  * 1. Builds a bomb like the one of issue 13 — an xlsx whose sheet (stored before the shared
  *    strings, as Excel writes it) inflates from about 12 MB to `--bomb-gib` GiB (4 by default)
  *    — and times the header check on it (`inspectWorkbook`), reporting the outcome and how many
- *    bytes the check left in the temporary directory while it ran.
+ *    bytes the check left in the temporary directory while it ran; then (this tree's reader
+ *    only) the whole `POST /operations` of the bomb against the local S3 server.
  * 2. Times reading every row of a 100,000-row, 4-column workbook (exceljs-written) to compare
  *    readers.
  *
