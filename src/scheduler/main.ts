@@ -168,7 +168,10 @@ export async function startScheduler(deps: {
       // A submission starts its split now rather than at the scheduler's next pass.
       onQueued: () => scheduler.wake(),
     },
-    { specChecks: { egress: config.egress, pluginDir: config.worker.pluginDir } },
+    {
+      specChecks: { egress: config.egress, pluginDir: config.worker.pluginDir },
+      workbookLimits: config.workbook,
+    },
   );
   const cost = await costServiceFromConfig(config, {
     store,
@@ -185,7 +188,7 @@ export async function startScheduler(deps: {
   });
   const scheduler = new Scheduler(
     { store, queue, logger, clock: systemClock, cost },
-    { workQueueUrl, dlqUrl: config.queues.dlq },
+    { workQueueUrl, dlqUrl: config.queues.dlq, workbookLimits: config.workbook },
   );
   const url = await app.listen({ host: config.api.host, port: config.api.port });
   scheduler.start();

@@ -33,6 +33,18 @@ describe("mergeRow and unionColumns", () => {
       cells: ["a", 1, null],
       error: "poison",
     });
+    const noted: InputRow = {
+      ...input,
+      n: "row 6 has a value beyond the header's last column (B): C6, not processed",
+    };
+    expect(mergeRow(noted, { i: 4, r: { a: 1 } }, ["a"], 2)).toEqual({
+      cells: ["a", 1, 1],
+      error: noted.n,
+    });
+    expect(mergeRow(noted, { i: 4, e: "HTTP 500" }, ["a"], 2)).toEqual({
+      cells: ["a", 1, null],
+      error: `${noted.n}; HTTP 500`,
+    });
     expect(
       unionColumns([{ columns: ["x", "y"] }, { columns: ["z", "x"] }, { columns: [] }]),
     ).toEqual(["x", "y", "z"]);
@@ -276,6 +288,40 @@ describe("mergeOperation (local S3)", () => {
         { manifest, signal: controller.signal },
       ),
     ).rejects.toThrow("scheduler stopping");
+  });
+
+  it("puts a row's input note (cells beyond the header) in its error cell, beside its results", async () => {
+    const op = "op-merge-noted";
+    const manifest = testManifest(op, { format: "csv", headers: ["id", "name"] });
+    await aws.store.upload(
+      manifest.input.key,
+      Readable.from([Buffer.from("id,name\n1,a\n2,b,extra\n")]),
+    );
+    const split = await splitOperation(
+      { store: aws.store, queue: aws.queue, logger: silentLogger() },
+      { manifest, workQueueUrl: aws.resources.queues.work },
+    );
+    const [shard] = split.shards;
+    await commit(op, shard!, [
+      {
+        start: 0,
+        end: 2,
+        rows: [
+          { i: 0, r: { ok: true } },
+          { i: 1, r: { ok: true } },
+        ],
+      },
+    ]);
+    const result = await mergeOperation(
+      { store: aws.store, logger: silentLogger() },
+      { manifest: { ...manifest, shards: split.shards, rows: split.rows } },
+    );
+    expect(result).toMatchObject({ rows: 2, errorRows: 1 });
+    expect(values(await readResult(result.key))).toEqual([
+      ["id", "name", "ok", "error"],
+      [1, "a", true, null],
+      [2, "b", true, "row 3 has a value beyond the header's last column (B): C3, not processed"],
+    ]);
   });
 
   it("merges what the splitter wrote, streaming a multi-part upload of a workbook bigger than one part", async () => {

@@ -75,7 +75,8 @@ export function unionColumns(dones: readonly Pick<ShardDone, "columns">[]): stri
 
 /**
  * One output row: the input cells, the result columns (null where the result has none), and
- * the error text or null. `failed` (a shard given up on) overrides any result.
+ * the error text or null. `failed` (a shard given up on) overrides any result; the input row's
+ * note, if any, is put before the error.
  */
 export function mergeRow(
   input: InputRow,
@@ -94,7 +95,10 @@ export function mergeRow(
     const encoded = values?.[column];
     cells.push(encoded === undefined ? null : decodeCell(encoded));
   }
-  const error = failed ?? (result ? (result.e ?? null) : NO_RESULT_ERROR);
+  const outcome = failed ?? (result ? (result.e ?? null) : NO_RESULT_ERROR);
+  // The input's own note (see inputRowSchema) comes first: it explains any result that follows.
+  const error =
+    input.n === undefined ? outcome : outcome === null ? input.n : `${input.n}; ${outcome}`;
   return { cells, error };
 }
 

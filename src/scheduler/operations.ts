@@ -18,14 +18,20 @@ import { type FleetEvent, fleetRecordSchema } from "../shared/schemas/fleet.ts";
 import {
   type Manifest,
   manifestSchema,
+  type OperationSpec,
   type OperationStatus,
   TERMINAL_STATUSES,
 } from "../shared/schemas/operation.ts";
 import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
-import { receiveSubmission, type SubmissionPart } from "./intake.ts";
+import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
+import { objectByteSource } from "./workbook/byte-source.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
-import type { WorkbookFormat } from "./workbook/read-rows.ts";
+import {
+  DEFAULT_WORKBOOK_LIMITS,
+  knownResultColumns,
+  type WorkbookLimits,
+} from "./workbook/limits.ts";
 
 /** What an operation id may look like (the same rule the key layout enforces). */
 export const OPERATION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
@@ -284,6 +290,8 @@ export interface OperationServiceOptions {
   cacheSize?: number;
   /** What a spec is checked against at intake (egress policy, plugin list). @default {} */
   specChecks?: SpecCheckOptions;
+  /** What a submitted workbook may cost (checked at intake). @default DEFAULT_WORKBOOK_LIMITS */
+  workbookLimits?: WorkbookLimits;
 }
 
 export interface ResultDownload {
@@ -307,6 +315,7 @@ export class OperationService {
   readonly #terminalViews = new Map<string, OperationView>();
   readonly #cacheSize: number;
   readonly #specChecks: SpecCheckOptions;
+  readonly #workbookLimits: WorkbookLimits;
 
   constructor(deps: OperationServiceDeps, options: OperationServiceOptions = {}) {
     this.#store = deps.store;
@@ -315,6 +324,7 @@ export class OperationService {
     this.#onQueued = deps.onQueued;
     this.#cacheSize = options.cacheSize ?? 1000;
     this.#specChecks = options.specChecks ?? {};
+    this.#workbookLimits = options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS;
     this.#progress = new ShardProgressReader({ store: deps.store });
   }
 
@@ -338,7 +348,7 @@ export class OperationService {
         signal: options.signal,
         checkSpec: (spec) => checkSpecAlone(spec, this.#specChecks),
       });
-      const headers = await this.#inspect(input.key, input.format, spec.sheet, options.signal);
+      const headers = await this.#inspect(input, spec, options.signal);
       checkSpecColumns(spec, headers);
       const now = iso(this.#clock);
       manifest = await saveManifest(
@@ -379,16 +389,27 @@ export class OperationService {
     return manifest;
   }
 
+  /** Checks the uploaded workbook (limits, header row, first data row) by ranged GETs. */
   async #inspect(
-    key: string,
-    format: WorkbookFormat,
-    sheet: string | undefined,
+    input: UploadedInput,
+    spec: OperationSpec,
     signal?: AbortSignal,
   ): Promise<string[]> {
-    const stream = await this.#store.getStream(key, signal);
-    if (!stream) throw new Error(`uploaded input ${key} vanished before it was read back`);
+    const source = await objectByteSource(this.#store, input.key, signal).catch((err: unknown) => {
+      if (err instanceof NotFoundError) {
+        throw new Error(`uploaded input ${input.key} vanished before it was read back`);
+      }
+      throw err;
+    });
     try {
-      const { headers } = await inspectWorkbook(stream, { format, sheet, signal });
+      const { headers } = await inspectWorkbook(source, {
+        format: input.format,
+        sheet: spec.sheet,
+        csvValues: spec.csvValues,
+        limits: this.#workbookLimits,
+        resultColumns: knownResultColumns(spec.task),
+        signal,
+      });
       return headers;
     } catch (err) {
       // A reader that trips on a malformed file is the file's fault; S3 faults stay 500s.
@@ -401,7 +422,7 @@ export class OperationService {
         },
       );
     } finally {
-      stream.destroy();
+      await source.close();
     }
   }
 

@@ -30,6 +30,7 @@ import { isTransientError } from "../shared/transient.ts";
 import { mergeOperation } from "./merger.ts";
 import { listOperationIds, loadManifest, ShardProgressReader, saveManifest } from "./operations.ts";
 import { splitOperation } from "./splitter.ts";
+import { DEFAULT_WORKBOOK_LIMITS, type WorkbookLimits } from "./workbook/limits.ts";
 
 export interface SchedulerDeps {
   store: ObjectStore;
@@ -61,6 +62,8 @@ export interface SchedulerOptions {
    * @default 6
    */
   jobRetries?: number;
+  /** What an input workbook may cost the splitter. @default DEFAULT_WORKBOOK_LIMITS */
+  workbookLimits?: WorkbookLimits;
 }
 
 /** Backoff between retries of a split or merge that failed on a transient error. */
@@ -115,6 +118,7 @@ export class Scheduler {
       intervalMs: options.intervalMs ?? 500,
       maxConcurrentJobs: options.maxConcurrentJobs ?? 2,
       jobRetries: options.jobRetries ?? 6,
+      workbookLimits: options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS,
     };
     this.#progress = new ShardProgressReader({ store: deps.store });
   }
@@ -303,7 +307,12 @@ export class Scheduler {
     log.info("splitting");
     const { rows, shards } = await splitOperation(
       { store: this.#store, queue: this.#queue, logger: log },
-      { manifest: current, workQueueUrl: this.#options.workQueueUrl, signal },
+      {
+        manifest: current,
+        workQueueUrl: this.#options.workQueueUrl,
+        signal,
+        limits: this.#options.workbookLimits,
+      },
     );
     // The fleet manager may have changed the status meanwhile (waiting for capacity, or failed
     // for lack of it): keep its word instead of writing over it from our copy.

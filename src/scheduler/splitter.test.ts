@@ -2,7 +2,7 @@ import { Readable } from "node:stream";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, openLocalAws, testManifest } from "../../test/fixtures/local-aws.ts";
-import { xlsxBuffer } from "../../test/fixtures/workbooks.ts";
+import { handmadeXlsx, xlsxBuffer } from "../../test/fixtures/workbooks.ts";
 import { BadInputError } from "../shared/errors.ts";
 import { keys, shardIdFor } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -10,6 +10,7 @@ import { decodeCell, type InputRow, inputRowSchema } from "../shared/schemas/cel
 import type { Manifest } from "../shared/schemas/operation.ts";
 import { type ShardMessage, shardMessageSchema } from "../shared/schemas/shard.ts";
 import { planShards, splitOperation } from "./splitter.ts";
+import { DEFAULT_WORKBOOK_LIMITS } from "./workbook/limits.ts";
 
 describe("planShards", () => {
   it("cuts 1,234 rows of 500 into [0,500) [500,1000) [1000,1234)", () => {
@@ -134,20 +135,88 @@ describe("splitOperation (local S3 + SQS)", () => {
     );
   });
 
-  it("drops empty rows and cells beyond the header, pads short rows (csv)", async () => {
+  it("drops empty rows, pads short rows, and notes (never drops) cells beyond the header (csv)", async () => {
+    // Until issue 13 this test asserted that "extra" and the "only-extra" row vanished silently.
     const manifest = testManifest("op-split-csv", { format: "csv", shardSize: 2 });
     await putInput(manifest, "a,b,c\n1,2,3,extra\n\n,,\n,,,only-extra\nx\n4,,6\n");
     const result = await splitOperation(
       { store: aws.store, queue: aws.queue, logger: silentLogger() },
       { manifest, workQueueUrl: aws.resources.queues.straggler },
     );
-    expect(result).toMatchObject({ rows: 3, headers: ["a", "b", "c"] });
+    expect(result).toMatchObject({ rows: 4, headers: ["a", "b", "c"] });
+    const beyond = (row: number) =>
+      `row ${row} has a value beyond the header's last column (C): D${row}, not processed`;
     expect(await readSlice(manifest.id, "s000000")).toEqual([
-      { i: 0, c: ["1", "2", "3"] },
-      { i: 1, c: ["x", null, null] },
+      { i: 0, c: [1, 2, 3], n: beyond(2) },
+      { i: 1, c: [null, null, null], n: beyond(5) },
     ]);
-    expect(await readSlice(manifest.id, "s000001")).toEqual([{ i: 2, c: ["4", null, "6"] }]);
+    expect(await readSlice(manifest.id, "s000001")).toEqual([
+      { i: 2, c: ["x", null, null] },
+      { i: 3, c: [4, null, 6] },
+    ]);
     expect(await drainQueue(aws.resources.queues.straggler, 2)).toHaveLength(2);
+  });
+
+  it("keeps CSV fields as text when the spec says csvValues: text", async () => {
+    const manifest = testManifest("op-split-csv-text", { format: "csv" });
+    manifest.spec.csvValues = "text";
+    await putInput(manifest, "a,b\n007,42\n");
+    await splitOperation(
+      { store: aws.store, queue: aws.queue, logger: silentLogger() },
+      { manifest, workQueueUrl: aws.resources.queues.straggler },
+    );
+    expect(await readSlice(manifest.id, "s000000")).toEqual([{ i: 0, c: ["007", "42"] }]);
+    expect(await drainQueue(aws.resources.queues.straggler, 1)).toHaveLength(1);
+  });
+
+  it("notes a formula with no cached value and cuts text over Excel's cell limit (xlsx)", async () => {
+    const long = "x".repeat(40_000);
+    const data = handmadeXlsx({
+      sheets: [
+        {
+          name: "S",
+          rows:
+            '<row r="1"><c r="A1" t="inlineStr"><is><t>a</t></is></c><c r="B1" t="inlineStr"><is><t>b</t></is></c></row>' +
+            '<row r="2"><c r="A2"><v>1</v></c><c r="B2"><v>2</v></c></row>' +
+            '<row r="3"><c r="A3"><v>3</v></c><c r="B3"><f>A3*2</f></c></row>' +
+            `<row r="4"><c r="A4" t="inlineStr"><is><t>${long}</t></is></c></row>`,
+        },
+      ],
+    });
+    const manifest = testManifest("op-split-notes", { headers: ["a", "b"] });
+    await putInput(manifest, data);
+    const result = await splitOperation(
+      { store: aws.store, queue: aws.queue, logger: silentLogger() },
+      { manifest, workQueueUrl: aws.resources.queues.straggler },
+    );
+    expect(result.rows).toBe(3);
+    const rows = await readSlice(manifest.id, "s000000");
+    expect(rows[0]).toEqual({ i: 0, c: [1, 2] });
+    expect(rows[1]).toEqual({
+      i: 1,
+      c: [3, null],
+      n: "cell B3 holds a formula with no calculated value (=A3*2): open and save the workbook in Excel or LibreOffice so its values are calculated",
+    });
+    expect(rows[2]?.c).toEqual(["x".repeat(32_767), null]);
+    expect(rows[2]?.n).toBe(
+      "cell A4 has more than 32,767 characters, Excel's limit for a cell: cut to 32,767",
+    );
+    expect(await drainQueue(aws.resources.queues.straggler, 1)).toHaveLength(1);
+  });
+
+  it("fails a split with more data rows than the limit, naming the setting", async () => {
+    const manifest = testManifest("op-split-rows", { format: "csv" });
+    await putInput(manifest, "a\n1\n2\n3\n");
+    await expect(
+      splitOperation(
+        { store: aws.store, queue: aws.queue, logger: silentLogger() },
+        {
+          manifest,
+          workQueueUrl: aws.resources.queues.dlq,
+          limits: { ...DEFAULT_WORKBOOK_LIMITS, maxRows: 2 },
+        },
+      ),
+    ).rejects.toThrow("workbook has more than 2 data rows, the limit (SHARDFLEET_MAX_ROWS)");
   });
 
   it("refuses a workbook with no data rows and queues nothing", async () => {

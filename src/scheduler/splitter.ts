@@ -4,9 +4,14 @@
  *
  * Row identity: every data row gets `i`, its 0-based index among the data rows the reader
  * yields (fully empty rows are skipped, see read-rows.ts). Results carry `i`, so the merger can
- * de-duplicate and order them. Each row is fitted to the header: cells beyond the last header
- * are dropped (they have no column name), missing ones are null; a row that is empty once
- * fitted is skipped too, as it carries no work.
+ * de-duplicate and order them. Each row is fitted to the header: missing cells are null; cells
+ * beyond the last header have no column to go to, so they are left out of the task's input and
+ * the row carries a note saying so (`n`, its error in the output) — never dropped silently. The
+ * same holds for text cut to Excel's cell limit and for a formula with no cached value.
+ *
+ * The workbook is read from S3 by random access (ranged GETs through its central directory),
+ * with the same zip limits as at submission; more data rows than `limits.maxRows` fail the
+ * split.
  *
  * Crash safety: slices are rewritten identically by a re-run (same input, same boundaries), and
  * a shard's message goes out only after its slice exists, so a worker never receives a shard
@@ -14,7 +19,7 @@
  */
 import { Readable } from "node:stream";
 import { type Clock, systemClock } from "../shared/clock.ts";
-import { BadInputError, NotFoundError } from "../shared/errors.ts";
+import { BadInputError } from "../shared/errors.ts";
 import { keys, shardIdFor } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
@@ -22,8 +27,11 @@ import { encodeCell, type InputRow } from "../shared/schemas/cells.ts";
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
 import { type ShardQueue, SQS_BATCH_MAX } from "../shared/shard-queue.ts";
+import { objectByteSource } from "./workbook/byte-source.ts";
 import { parseHeaderRow } from "./workbook/inspect.ts";
-import { readRows } from "./workbook/read-rows.ts";
+import { checkRowCount, DEFAULT_WORKBOOK_LIMITS, type WorkbookLimits } from "./workbook/limits.ts";
+import { readWorkbookRows } from "./workbook/read-rows.ts";
+import { cutLongCells, rowProblems } from "./workbook/row-checks.ts";
 import { fitRow, isEmptyRow } from "./workbook/row-shape.ts";
 
 export const NDJSON_CONTENT_TYPE = "application/x-ndjson";
@@ -60,6 +68,8 @@ export interface SplitOptions {
   manifest: Manifest;
   workQueueUrl: string;
   signal?: AbortSignal;
+  /** Zip, size and row limits. @default DEFAULT_WORKBOOK_LIMITS */
+  limits?: WorkbookLimits;
 }
 
 export interface SplitResult {
@@ -98,20 +108,20 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
       : deps.logger.child({ operationId: op });
   const started = clock.now();
 
-  const input = await deps.store.getStream(manifest.input.key, signal);
-  if (!input) {
-    throw new NotFoundError(`input workbook ${manifest.input.key} not found`, {
-      details: { key: manifest.input.key },
-    });
-  }
-  const rows = readRows(input, {
+  const limits = options.limits ?? DEFAULT_WORKBOOK_LIMITS;
+  const input = await objectByteSource(deps.store, manifest.input.key, signal);
+  const rows = readWorkbookRows(input, {
     format: manifest.input.format,
     sheet: manifest.spec.sheet,
+    csvValues: manifest.spec.csvValues,
+    limits,
     signal,
   });
 
   let headers: string[] | undefined;
   let next = 0;
+  /** Rows kept with a note (cells beyond the header, cut text, uncalculated formulas). */
+  let noted = 0;
   let lines: string[] = [];
   let pending: ShardMessage[] = [];
   const writeSlice = async () => {
@@ -142,9 +152,9 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
   };
 
   try {
-    for await (const cells of rows) {
+    for await (const row of rows) {
       if (headers === undefined) {
-        headers = parseHeaderRow(cells);
+        headers = parseHeaderRow(row.cells);
         if (manifest.headers.length > 0 && !sameHeaders(manifest.headers, headers)) {
           // The merger labels columns with manifest.headers; a different row would mislabel them.
           throw new BadInputError(
@@ -154,10 +164,17 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
         }
         continue;
       }
-      const fitted = fitRow(cells, headers.length);
-      if (isEmptyRow(fitted)) continue;
-      const row: InputRow = { i: next++, c: fitted.map(encodeCell) };
-      lines.push(`${JSON.stringify(row)}\n`);
+      const problems = rowProblems(row, headers.length);
+      const fitted = cutLongCells(fitRow(row.cells, headers.length));
+      if (isEmptyRow(fitted) && problems.length === 0) continue;
+      checkRowCount(next + 1, limits);
+      if (problems.length > 0) noted++;
+      const line: InputRow = {
+        i: next++,
+        c: fitted.map(encodeCell),
+        ...(problems.length > 0 ? { n: problems.join("; ") } : {}),
+      };
+      lines.push(`${JSON.stringify(line)}\n`);
       if (lines.length === shardSize) await writeSlice();
     }
     if (lines.length > 0) await writeSlice();
@@ -173,7 +190,7 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
 
   const shards = planShards(next, shardSize);
   log.info(
-    { rows: next, shards: shards.length, shardSize, ms: clock.now() - started },
+    { rows: next, notedRows: noted, shards: shards.length, shardSize, ms: clock.now() - started },
     "operation split",
   );
   return { rows: next, shards, headers };

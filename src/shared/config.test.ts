@@ -31,6 +31,31 @@ describe("loadConfig", () => {
     expect(requireQueue(config, "work")).toContain("/work");
   });
 
+  it("reads the workbook limits (MiB to bytes) with Excel's row limit as the default and cap", () => {
+    expect(loadConfig({}).workbook).toEqual({
+      maxSheetBytes: 1024 * 1024 * 1024,
+      maxPartBytes: 256 * 1024 * 1024,
+      maxCompressionRatio: 200,
+      maxEntries: 10_000,
+      maxRows: 1_048_575,
+    });
+    const config = loadConfig({
+      SHARDFLEET_MAX_INFLATED_MB: "64",
+      SHARDFLEET_MAX_SHARED_STRINGS_MB: "8",
+      SHARDFLEET_MAX_COMPRESSION_RATIO: "50",
+      SHARDFLEET_MAX_ZIP_ENTRIES: "100",
+      SHARDFLEET_MAX_ROWS: "1000",
+    });
+    expect(config.workbook).toEqual({
+      maxSheetBytes: 64 * 1024 * 1024,
+      maxPartBytes: 8 * 1024 * 1024,
+      maxCompressionRatio: 50,
+      maxEntries: 100,
+      maxRows: 1000,
+    });
+    expect(() => loadConfig({ SHARDFLEET_MAX_ROWS: "2000000" })).toThrow(/SHARDFLEET_MAX_ROWS/);
+  });
+
   it("rejects an unknown SHARDFLEET_ setting by name", () => {
     expect(() => loadConfig({ SHARDFLEET_BUCKT: "x" })).toThrow(/unknown setting SHARDFLEET_BUCKT/);
   });

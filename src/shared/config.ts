@@ -35,6 +35,13 @@ const settings = {
   SHARDFLEET_API_HOST: z.string().default("127.0.0.1"),
   SHARDFLEET_API_PORT: int(0, 65535).default(8080),
   SHARDFLEET_MAX_UPLOAD_MB: int(1, 10_240).default(512),
+  // Workbook limits (scheduler: intake and splitter), checked before anything is inflated.
+  SHARDFLEET_MAX_INFLATED_MB: int(1, 65_536).default(1024),
+  SHARDFLEET_MAX_SHARED_STRINGS_MB: int(1, 16_384).default(256),
+  SHARDFLEET_MAX_COMPRESSION_RATIO: z.coerce.number().min(2).max(100_000).default(200),
+  SHARDFLEET_MAX_ZIP_ENTRIES: int(1, 1_000_000).default(10_000),
+  // Excel's last row less the header: the output workbook must hold every row.
+  SHARDFLEET_MAX_ROWS: int(1, 1_048_575).default(1_048_575),
   // The API's bearer tokens (scheduler), from one of these two; neither: no authentication.
   SHARDFLEET_API_TOKENS_FILE: z.string().min(1).optional(),
   SHARDFLEET_API_TOKEN_SSM_PARAMETER: z
@@ -95,6 +102,18 @@ export interface Config {
     readonly port: number;
     readonly maxUploadBytes: number;
     readonly auth: ApiAuth;
+  };
+  /** What an input workbook may cost before any work is queued (intake and splitter). */
+  readonly workbook: {
+    /** Largest inflated sheet (streamed, never held or spooled). */
+    readonly maxSheetBytes: number;
+    /** Largest inflated other part read: shared strings (held in memory), styles, workbook. */
+    readonly maxPartBytes: number;
+    /** Largest inflated/compressed ratio of a part over 1 MiB. */
+    readonly maxCompressionRatio: number;
+    readonly maxEntries: number;
+    /** Most data rows. */
+    readonly maxRows: number;
   };
   /** The fleet manager: who provides instances and the policy's caps. */
   readonly fleet: {
@@ -271,6 +290,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       port: e.SHARDFLEET_API_PORT,
       maxUploadBytes: e.SHARDFLEET_MAX_UPLOAD_MB * 1024 * 1024,
       auth: apiAuth(e.SHARDFLEET_API_TOKENS_FILE, e.SHARDFLEET_API_TOKEN_SSM_PARAMETER),
+    },
+    workbook: {
+      maxSheetBytes: e.SHARDFLEET_MAX_INFLATED_MB * 1024 * 1024,
+      maxPartBytes: e.SHARDFLEET_MAX_SHARED_STRINGS_MB * 1024 * 1024,
+      maxCompressionRatio: e.SHARDFLEET_MAX_COMPRESSION_RATIO,
+      maxEntries: e.SHARDFLEET_MAX_ZIP_ENTRIES,
+      maxRows: e.SHARDFLEET_MAX_ROWS,
     },
     fleet: {
       capacity: e.SHARDFLEET_CAPACITY,

@@ -73,12 +73,47 @@ export class ObjectStore {
   async getStream(key: string, signal?: AbortSignal): Promise<Readable | undefined> {
     let first: OpenedBody;
     try {
-      first = await this.#open(key, 0, signal);
+      first = await this.#open(key, 0, undefined, signal);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
     }
-    return resumableBody(first, (offset, s) => this.#open(key, offset, s), { signal });
+    return resumableBody(first, (offset, s) => this.#open(key, offset, undefined, s), { signal });
+  }
+
+  /**
+   * Bytes [start, end) of the object (a ranged GET), for readers that seek, such as a zip's
+   * central directory. Undefined when the object does not exist.
+   */
+  async getRange(
+    key: string,
+    start: number,
+    end: number,
+    signal?: AbortSignal,
+  ): Promise<Readable | undefined> {
+    let first: OpenedBody;
+    try {
+      first = await this.#open(key, start, end, signal);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    return resumableBody(first, (offset, s) => this.#open(key, start + offset, end, s), {
+      signal,
+    });
+  }
+
+  /** The object's size in bytes (HEAD), or undefined when it does not exist. */
+  async size(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    try {
+      const out = await this.#s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), {
+        abortSignal: signal,
+      });
+      return out.ContentLength;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
   /** The object's body as text, or undefined when it does not exist. */
@@ -90,14 +125,17 @@ export class ObjectStore {
     return Buffer.concat(parts).toString("utf-8");
   }
 
-  /** GET from byte `offset` on (a ranged GET when past 0). */
-  async #open(key: string, offset: number, signal?: AbortSignal): Promise<OpenedBody> {
+  /** GET of bytes [start, end) (to the end when `end` is undefined; the whole object from 0). */
+  async #open(
+    key: string,
+    start: number,
+    end: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<OpenedBody> {
+    const range =
+      end !== undefined ? `bytes=${start}-${end - 1}` : start > 0 ? `bytes=${start}-` : undefined;
     const out = await this.#s3.send(
-      new GetObjectCommand({
-        Bucket: this.bucket,
-        Key: key,
-        ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
-      }),
+      new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: range } : {}) }),
       { abortSignal: signal },
     );
     return {

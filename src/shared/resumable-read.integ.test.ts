@@ -3,6 +3,7 @@
  * S3 server): the reader gets every byte once, from ranged re-requests.
  */
 import { randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "../../test/fixtures/fault-proxy.ts";
 import { type LocalAws, openLocalAws } from "../../test/fixtures/local-aws.ts";
@@ -51,12 +52,27 @@ describe("reads through dropped connections", () => {
 
   it("getStream hides the seam from a streaming reader", async () => {
     const body = randomBytes(600 * KB);
-    await aws.store.upload("cut/stream", (await import("node:stream")).Readable.from([body]));
+    await aws.store.upload("cut/stream", Readable.from([body]));
     proxy.cutBodies((r) => r.url.includes("cut/stream"), 200 * KB, 1);
     const stream = (await store.getStream("cut/stream"))!;
     const parts: Buffer[] = [];
     for await (const chunk of stream) parts.push(chunk as Buffer);
     expect(Buffer.concat(parts).equals(body)).toBe(true);
+  });
+
+  it("getRange resumes inside its range and stops at its end", async () => {
+    const body = randomBytes(300 * KB);
+    await aws.store.upload("cut/range", Readable.from([body]));
+    proxy.cutBodies((r) => r.url.includes("cut/range"), 20 * KB, 1);
+    const stream = (await store.getRange("cut/range", 100 * KB, 200 * KB))!;
+    const parts: Buffer[] = [];
+    for await (const chunk of stream) parts.push(chunk as Buffer);
+    expect(Buffer.concat(parts).equals(body.subarray(100 * KB, 200 * KB))).toBe(true);
+    const seen = gets("cut/range");
+    expect(seen.map((r) => r.range)).toEqual([
+      `bytes=${100 * KB}-${200 * KB - 1}`,
+      `bytes=${120 * KB}-${200 * KB - 1}`,
+    ]);
   });
 
   it("refuses to stitch two versions of an object together", async () => {

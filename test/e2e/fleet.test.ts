@@ -94,6 +94,8 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
         },
       },
       shardSize: SHARD,
+      // The row checks below compare the input column as text, as CSV cells were before typing.
+      csvValues: "text",
     });
 
     const done = await waitForOperation(client, id, { progress: false, intervalMs: 250 });

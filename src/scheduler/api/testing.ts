@@ -13,6 +13,7 @@ import { createLogger, type Logger, silentLogger } from "../../shared/logger.ts"
 import { ObjectStore } from "../../shared/object-store.ts";
 import { ShardQueue } from "../../shared/shard-queue.ts";
 import { OperationService } from "../operations.ts";
+import type { WorkbookLimits } from "../workbook/limits.ts";
 import { buildApp } from "./app.ts";
 
 export interface TestEnv {
@@ -54,14 +55,18 @@ export function testApp(
     clock?: Clock;
     logger?: Logger;
     apiTokens?: readonly string[];
+    workbookLimits?: WorkbookLimits;
   } = {},
 ): { app: FastifyInstance; operations: OperationService } {
   const logger = options.logger ?? silentLogger();
-  const operations = new OperationService({
-    store: env.store,
-    logger,
-    clock: options.clock ?? systemClock,
-  });
+  const operations = new OperationService(
+    {
+      store: env.store,
+      logger,
+      clock: options.clock ?? systemClock,
+    },
+    options.workbookLimits ? { workbookLimits: options.workbookLimits } : {},
+  );
   const app = buildApp({
     operations,
     logger,

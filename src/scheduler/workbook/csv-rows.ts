@@ -3,15 +3,13 @@
  * quoted fields may hold commas and line breaks, LF or CRLF line ends) with @fast-csv/parse,
  * which exceljs already depends on. A UTF-8 byte-order mark is dropped.
  *
- * CSV has no types, so every value stays the string it was: "42" is not turned into 42, nor
- * "2024-01-02" into a date, because guessing would silently change data such as zip codes or
- * ids with leading zeros. An empty field is null, like an empty xlsx cell.
+ * Every field is yielded as the string it was (an empty one as null, like an empty xlsx cell);
+ * read-rows.ts types them like xlsx cells (csv-values.ts) unless the spec asks for text.
  */
 import { type Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parse } from "@fast-csv/parse";
 import { BadInputError } from "../../shared/errors.ts";
-import type { Cell } from "../../shared/schemas/cells.ts";
 
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
@@ -51,7 +49,7 @@ export interface CsvRowsOptions {
 export async function* readCsvRows(
   input: Readable,
   options: CsvRowsOptions = {},
-): AsyncGenerator<Cell[]> {
+): AsyncGenerator<Array<string | null>> {
   const parser = parse<string[], string[]>({ headers: false, ignoreEmpty: false });
   // pipeline forwards errors and destroys every stage on failure or early exit.
   const piping = pipeline(input, new StripBom(), parser, { signal: options.signal });

@@ -1,18 +1,23 @@
 /**
- * Checks an uploaded workbook before any work is queued: it must have a usable header row and
- * at least one data row. Reads only that far, then closes the stream.
+ * Checks an uploaded workbook before any work is queued: the zip limits (xlsx, from the central
+ * directory), a usable header row in row 1 whose columns fit the output, and at least one data
+ * row without problems. Reads only that far, then closes the input.
+ *
+ * The header row is row 1 of the sheet (the first CSV record), never "the first non-empty row":
+ * with blank rows above it, a sheet that lacks its header would have its first data row taken
+ * as the header and that row would vanish from the output. Refusing costs the user one edit.
  */
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { BadInputError } from "../../shared/errors.ts";
 import type { Cell } from "../../shared/schemas/cells.ts";
-import { readRows, type WorkbookFormat } from "./read-rows.ts";
+import { checkOutputWidth, EXCEL_MAX_CELL_CHARS } from "./limits.ts";
+import { type ReadRowsOptions, readWorkbookRows, type WorkbookInput } from "./read-rows.ts";
+import { rowProblemList } from "./row-checks.ts";
 import { cellText, columnLetter } from "./row-shape.ts";
 
-export interface InspectOptions {
-  format: WorkbookFormat;
-  /** Sheet to read (xlsx only). @default the first visible sheet */
-  sheet?: string | undefined;
-  signal?: AbortSignal | undefined;
+export interface InspectOptions extends ReadRowsOptions {
+  /** Result columns the task will add (known from the spec), for the output width. @default 0 */
+  resultColumns?: number | undefined;
 }
 
 export interface WorkbookSummary {
@@ -31,6 +36,13 @@ function invalid(message: string, details?: Record<string, unknown>): BadInputEr
  */
 export function parseHeaderRow(cells: readonly Cell[]): string[] {
   const names = cells.map(cellText);
+  const long = names.findIndex((name) => name.length > EXCEL_MAX_CELL_CHARS);
+  if (long !== -1) {
+    throw invalid(
+      `header in column ${columnLetter(long)} has more than ${EXCEL_MAX_CELL_CHARS.toLocaleString("en-US")} characters, Excel's limit for a cell`,
+      { column: columnLetter(long) },
+    );
+  }
   while (names.length > 0 && names[names.length - 1] === "") names.pop();
   if (names.length === 0) throw invalid("workbook is empty");
   const firstColumn = new Map<string, number>();
@@ -57,19 +69,30 @@ export function parseHeaderRow(cells: readonly Cell[]): string[] {
  * unknown sheet. Always destroys `input`, also when it returns early.
  */
 export async function inspectWorkbook(
-  input: Readable,
+  input: WorkbookInput,
   options: InspectOptions,
 ): Promise<WorkbookSummary> {
-  const rows = readRows(input, options);
+  const rows = readWorkbookRows(input, options);
   try {
     const header = await rows.next();
     if (header.done) throw invalid("workbook is empty");
-    const headers = parseHeaderRow(header.value);
+    const { n, cells, notes } = header.value;
+    if (n !== 1) {
+      throw invalid(
+        `the header row must be row 1, but ${n === 2 ? "row 1 is" : `rows 1-${n - 1} are`} empty: delete the blank rows above the header (or add the header row if it is missing)`,
+        { row: n },
+      );
+    }
+    if (notes.length > 0) throw invalid(`header row: ${notes[0]}`);
+    const headers = parseHeaderRow(cells);
+    checkOutputWidth(headers.length, options.resultColumns ?? 0);
     const data = await rows.next();
     if (data.done) throw invalid("workbook has a header row but no data rows");
+    const [problem] = rowProblemList(data.value, headers.length);
+    if (problem) throw invalid(problem.problem, { row: data.value.n });
     return { headers };
   } finally {
     await rows.return(undefined);
-    input.destroy();
+    if (input instanceof Readable) input.destroy();
   }
 }

@@ -11,7 +11,7 @@ import {
   xlsxBuffer,
 } from "../../../test/fixtures/workbooks.ts";
 import { BadInputError } from "../../shared/errors.ts";
-import { readRows } from "./read-rows.ts";
+import { readRows, readWorkbookRows } from "./read-rows.ts";
 
 const utc = (y: number, m: number, d: number, h = 0, min = 0) =>
   new Date(Date.UTC(y, m - 1, d, h, min));
@@ -20,11 +20,12 @@ function xlsxRows(data: Buffer, sheet?: string) {
   return collect(readRows(streamOf(data), { format: "xlsx", sheet }));
 }
 
+/** CSV as the reader gives it with `csvValues: "text"` (typing has tests of its own). */
 function csvRows(text: string | Buffer) {
-  return collect(readRows(streamOf(text), { format: "csv" }));
+  return collect(readRows(streamOf(text), { format: "csv", csvValues: "text" }));
 }
 
-/** Temporary files exceljs spooled for this process and has not deleted. */
+/** Temporary files this process spooled (a stream's compressed bytes) and has not deleted. */
 function ourTempFiles(): string[] {
   return readdirSync(tmpdir()).filter((f) => f.startsWith(`tmp-${process.pid}-`));
 }
@@ -159,10 +160,57 @@ describe("readRows (xlsx)", () => {
       whileReading = ourTempFiles().length;
       break;
     }
-    expect(whileReading).toBeGreaterThan(before); // exceljs did spool: the check below means something
+    expect(whileReading).toBeGreaterThan(before); // the stream was spooled: the check below means something
     expect(await xlsxRows(data)).toHaveLength(3);
-    // exceljs's cleanup unlinks asynchronously.
     await vi.waitFor(() => expect(ourTempFiles()).toHaveLength(before), { timeout: 2000 });
+  });
+
+  it("removes the spooled copy of a stream on every path: corrupt tail, failing stream, abort", async () => {
+    const good = await simpleXlsx([["h"], ...Array.from({ length: 2000 }, (_, k) => [k])]);
+    const before = ourTempFiles().length;
+    const corruptTail = Buffer.from(good);
+    corruptTail.fill(0x41, corruptTail.length - 60);
+    await expectWorkbookInvalid(xlsxRows(corruptTail), "file is not a readable xlsx workbook");
+    expect(ourTempFiles()).toHaveLength(before);
+
+    const failing = new PassThrough();
+    failing.write(good.subarray(0, 4000));
+    setImmediate(() => failing.destroy(new Error("connection reset")));
+    await expect(collect(readRows(failing, { format: "xlsx" }))).rejects.toThrow(
+      "connection reset",
+    );
+    expect(ourTempFiles()).toHaveLength(before);
+
+    const controller = new AbortController();
+    const rows = readRows(streamOf(good), { format: "xlsx", signal: controller.signal });
+    await rows.next();
+    expect(ourTempFiles().length).toBeGreaterThan(before); // spooled while reading
+    controller.abort(new Error("stop now"));
+    await expect(rows.next()).rejects.toThrow("stop now");
+    expect(ourTempFiles()).toHaveLength(before);
+  });
+
+  it("gives a row's notes and number: a formula with no cached value is null and named", async () => {
+    const data = handmadeXlsx({
+      sheets: [
+        {
+          name: "F",
+          rows:
+            '<row r="1"><c r="A1" t="inlineStr"><is><t>a</t></is></c></row>' +
+            '<row r="4"><c r="A4"><f t="shared" si="0"/></c></row>',
+        },
+      ],
+    });
+    expect(await collect(readWorkbookRows(streamOf(data), { format: "xlsx" }))).toEqual([
+      { n: 1, cells: ["a"], notes: [] },
+      {
+        n: 4,
+        cells: [null],
+        notes: [
+          "cell A4 holds a formula with no calculated value: open and save the workbook in Excel or LibreOffice so its values are calculated",
+        ],
+      },
+    ]);
   });
 
   it("reads inline strings (all runs, no phonetic text), t=d dates, prefixed elements and refs without r", async () => {
@@ -215,9 +263,9 @@ describe("readRows (xlsx)", () => {
     expect((await xlsxRows(data1904))[0]?.[0]).toEqual(utc(2028, 1, 3));
   });
 
-  it("reads a sheet parsed straight from the zip, and keeps every part after a spooled sheet", async () => {
-    // The spooled case arrives in one chunk: unzipper then ends before exceljs has read the
-    // shared strings and workbook parts (see endOnlyWhenRead in xlsx-rows.ts).
+  it("reads the shared strings before the sheet whatever the entry order (sheet first or last)", async () => {
+    // Excel and exceljs write the sheet before the shared strings; the reader goes through the
+    // central directory, so both orders read the same without spooling the sheet.
     const sheets = [
       { name: "S", rows: '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1"><v>7</v></c></row>' },
     ];
@@ -293,7 +341,7 @@ describe("readRows (csv)", () => {
   it("drops a BOM split across chunks and skips blank lines", async () => {
     const bytes = Buffer.from("\uFEFFa,b\n\n,\n1,2\n");
     const input = Readable.from([bytes.subarray(0, 1), bytes.subarray(1, 2), bytes.subarray(2)]);
-    expect(await collect(readRows(input, { format: "csv" }))).toEqual([
+    expect(await collect(readRows(input, { format: "csv", csvValues: "text" }))).toEqual([
       ["a", "b"],
       ["1", "2"],
     ]);
@@ -304,6 +352,14 @@ describe("readRows (csv)", () => {
       ["a", "b", "c"],
       ["1"],
       ["1", "2", "3", "4"],
+    ]);
+  });
+
+  it("types cells like xlsx by default: numbers that round-trip are numbers, the rest stays text", async () => {
+    const text = "id,n,x,big,neg,exp,z\n007,42,1.50,12345678901234567890,-3.25,1e3,-0\n";
+    expect(await collect(readRows(streamOf(text), { format: "csv" }))).toEqual([
+      ["id", "n", "x", "big", "neg", "exp", "z"],
+      ["007", 42, "1.50", "12345678901234567890", -3.25, "1e3", "-0"],
     ]);
   });
 

@@ -3,19 +3,25 @@
  *
  * Cells keep their meaning (xlsx): numbers stay numbers; date-formatted cells, including
  * formula results, become Dates (UTC, as exceljs writes them); formulas give their cached
- * result; rich text becomes its plain text; a hyperlink gives its shown text; errors such as
- * `#N/A` give that string; booleans stay booleans. Empty cells (and empty strings) are null and
- * rows are padded so that cell k is column k. CSV values are strings (see csv-rows.ts).
+ * result (one without a cached value gives null and a note naming the cell); rich text becomes
+ * its plain text; a hyperlink gives its shown text; errors such as `#N/A` give that string;
+ * booleans stay booleans. Empty cells (and empty strings) are null and rows are padded so that
+ * cell k is column k. CSV cells are typed like xlsx ones (see csv-values.ts) unless the caller
+ * asks for text.
  *
- * Rows with no non-empty cell are skipped: they carry no work, and skipping them here means the
- * header is the first non-empty row and inspect, the splitter and the merger agree on which
- * rows exist. Trailing empty cells are not trimmed; callers fit rows to the header width.
+ * Rows with no non-empty cell (and no note) are skipped: they carry no work. Each row keeps its
+ * 1-based number in the sheet (the CSV record number), so callers can tell a header in row 1
+ * from one after blank rows and name the row of a problem. Trailing empty cells are not
+ * trimmed; callers fit rows to the header width.
  */
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import type { Cell } from "../../shared/schemas/cells.ts";
+import { type ByteSource, spooledByteSource } from "./byte-source.ts";
 import { readCsvRows } from "./csv-rows.ts";
+import { type CsvValues, typeCsvCell } from "./csv-values.ts";
+import type { WorkbookLimits } from "./limits.ts";
 import { isEmptyRow } from "./row-shape.ts";
-import { readXlsxRows } from "./xlsx-rows.ts";
+import { readXlsxSheet } from "./xlsx-rows.ts";
 
 export type WorkbookFormat = "xlsx" | "csv";
 
@@ -23,26 +29,79 @@ export type WorkbookFormat = "xlsx" | "csv";
 export const XLSX_CONTENT_TYPE =
   "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
+/**
+ * Where a workbook's bytes come from: random access (an S3 object, a file), or a stream, whose
+ * compressed bytes are copied to a temporary file first for xlsx (removed when reading ends).
+ */
+export type WorkbookInput = ByteSource | Readable;
+
 export interface ReadRowsOptions {
   format: WorkbookFormat;
   /** Sheet to read (xlsx only). @default the first visible sheet in workbook order */
   sheet?: string | undefined;
   /** Aborts reading: the generator throws the signal's reason and destroys the input. */
   signal?: AbortSignal | undefined;
+  /** Zip and size limits (xlsx). @default DEFAULT_WORKBOOK_LIMITS */
+  limits?: WorkbookLimits | undefined;
+  /** CSV cells typed like xlsx ones, or all kept as text. @default "typed" */
+  csvValues?: CsvValues | undefined;
+}
+
+/** One non-empty row: its 1-based number in the sheet, its cells, what the reader noticed. */
+export interface WorkbookRow {
+  n: number;
+  cells: Cell[];
+  /** Problems with the row's values found while reading (a formula with no cached value). */
+  notes: string[];
+}
+
+async function* rawRows(
+  input: WorkbookInput,
+  options: ReadRowsOptions,
+): AsyncGenerator<WorkbookRow> {
+  if (options.format === "csv") {
+    const stream = input instanceof Readable ? input : input.read(0, input.size);
+    try {
+      let n = 0;
+      const typed = options.csvValues !== "text";
+      for await (const fields of readCsvRows(stream, { signal: options.signal })) {
+        n++;
+        yield { n, cells: typed ? fields.map(typeCsvCell) : fields, notes: [] };
+      }
+    } finally {
+      stream.destroy();
+      if (!(input instanceof Readable)) await input.close();
+    }
+    return;
+  }
+  const source =
+    input instanceof Readable
+      ? await spooledByteSource(input, options.signal).catch((err: unknown) => {
+          throw options.signal?.aborted ? options.signal.reason : err;
+        })
+      : input;
+  yield* readXlsxSheet(source, options);
 }
 
 /**
- * Yields each non-empty row's cells in column order; the first row yielded is the header row.
- * Throws BadInputError WORKBOOK_INVALID (422) naming the problem for an unreadable file or an
- * unknown sheet. Owns `input`: it is destroyed when the generator finishes, fails or is closed
- * early (`return()`, `break`), so a caller may stop after a few rows of a large file.
+ * Yields each non-empty row; the first row yielded is the header row. Throws BadInputError
+ * WORKBOOK_INVALID (422) naming the problem for an unreadable file or an unknown sheet, and
+ * PAYLOAD_TOO_LARGE (413) for a zip limit. Owns `input`: it is destroyed (closed) when the
+ * generator finishes, fails or is closed early (`return()`, `break`).
  */
-export async function* readRows(input: Readable, options: ReadRowsOptions): AsyncGenerator<Cell[]> {
-  const rows =
-    options.format === "csv"
-      ? readCsvRows(input, { signal: options.signal })
-      : readXlsxRows(input, { sheet: options.sheet, signal: options.signal });
-  for await (const row of rows) {
-    if (!isEmptyRow(row)) yield row;
+export async function* readWorkbookRows(
+  input: WorkbookInput,
+  options: ReadRowsOptions,
+): AsyncGenerator<WorkbookRow> {
+  for await (const row of rawRows(input, options)) {
+    if (!isEmptyRow(row.cells) || row.notes.length > 0) yield row;
   }
+}
+
+/** The cells of each non-empty row (see `readWorkbookRows`). */
+export async function* readRows(
+  input: WorkbookInput,
+  options: ReadRowsOptions,
+): AsyncGenerator<Cell[]> {
+  for await (const row of readWorkbookRows(input, options)) yield row.cells;
 }

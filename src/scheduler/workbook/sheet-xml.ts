@@ -1,26 +1,19 @@
 /**
- * Turns one worksheet's XML (`xl/worksheets/sheetN.xml`, as SAX events) into rows of cells.
+ * Turns one worksheet's XML (`xl/worksheets/sheetN.xml`, as SAX events) into numbered rows of
+ * cells.
  *
- * Why not exceljs's own WorksheetReader rows: it reads a formula's cached result with
+ * Why our own reader: exceljs's WorksheetReader reads a formula's cached result with
  * `parseFloat` unless the type is `str`, so `=VLOOKUP(…)` showing `#N/A` becomes NaN and
  * `=A1>0` becomes 1; it never applies a date format to a formula's result (`=TODAY()`); and it
- * keeps only the last run of a rich inline string. The zip, shared strings, styles and workbook
- * parts still come from exceljs's streaming WorkbookReader.
+ * keeps only the last run of a rich inline string.
  */
 import { BadInputError } from "../../shared/errors.ts";
 import type { Cell } from "../../shared/schemas/cells.ts";
-import { columnIndex } from "./row-shape.ts";
+import { EXCEL_MAX_CELL_CHARS } from "./limits.ts";
+import { columnIndex, columnLetter } from "./row-shape.ts";
+import { localName, type SaxEvent } from "./sax.ts";
 
-/** A tag as the SAX parser (saxes, via exceljs's parse-sax) reports it. */
-export interface SaxTag {
-  name: string;
-  attributes: Record<string, string>;
-}
-
-export type SaxEvent =
-  | { eventType: "opentag"; value: SaxTag }
-  | { eventType: "closetag"; value: SaxTag }
-  | { eventType: "text"; value: string };
+export type { SaxEvent, SaxTag } from "./sax.ts";
 
 /** What a sheet's cells refer to elsewhere in the workbook. */
 export interface SheetContext {
@@ -30,21 +23,26 @@ export interface SheetContext {
   isDateStyle(styleId: number): boolean;
   /** The workbook counts days from 1904 (old Mac Excel) instead of 1900. */
   date1904: boolean;
+  /** Told the sheet's `<dimension ref>` (e.g. `A1:D500`) when it has one, before any row. */
+  onDimension?: (ref: string) => void;
+}
+
+/** One `<row>`: its 1-based number in the sheet, its cells, and what the reader noticed. */
+export interface SheetRow {
+  n: number;
+  cells: Cell[];
+  /** Problems that make the row's values incomplete (a formula with no cached value). */
+  notes: string[];
 }
 
 /** Excel's last column (XFD); a reference beyond it is a corrupt file, not a wide one. */
 const MAX_COLUMNS = 16_384;
+/** Text kept per cell: one more than Excel's limit, enough to know a cell is over it. */
+const MAX_KEPT_CHARS = EXCEL_MAX_CELL_CHARS + 1;
 
 /** Excel serial day number → Date (UTC), the same arithmetic exceljs uses when it writes. */
 export function excelSerialToDate(serial: number, date1904: boolean): Date {
   return new Date(Math.round((serial - 25569 + (date1904 ? 1462 : 0)) * 86_400_000));
-}
-
-/** Whether an Excel number format shows a date or time (exceljs's rule: y m d h s b outside quotes and brackets). */
-export function isDateFormat(format: string | undefined): boolean {
-  if (!format) return false;
-  const bare = format.replace(/\[[^\]]*]/g, "").replace(/"[^"]*"/g, "");
-  return /[ymdhMsb]/.test(bare);
 }
 
 interface PendingCell {
@@ -53,23 +51,18 @@ interface PendingCell {
   style: number | undefined;
   value: string | undefined;
   inline: string | undefined;
-}
-
-function localName(name: string): string {
-  // Some producers (the .NET OpenXML SDK) prefix every element: <x:c>, <x:v>.
-  const colon = name.indexOf(":");
-  return colon === -1 ? name : name.slice(colon + 1);
+  /** The formula's text when the cell has one (`<f>`, possibly empty for a shared formula). */
+  formula: string | undefined;
 }
 
 function columnOf(ref: string | undefined, next: number): number {
-  if (!ref) return next;
-  const letters = /^\$?([A-Za-z]+)/.exec(ref)?.[1];
-  if (!letters) return next;
-  const col = columnIndex(letters.toUpperCase());
+  const letters = ref ? /^\$?([A-Za-z]+)/.exec(ref)?.[1] : undefined;
+  const col = letters ? columnIndex(letters.toUpperCase()) : next;
+  // Also for cells without a reference: a row cannot grow past XFD by leaving them out.
   if (col >= MAX_COLUMNS) {
     throw new BadInputError(
       "WORKBOOK_INVALID",
-      `cell reference ${ref} is beyond Excel's last column (XFD)`,
+      `cell reference ${ref ?? `after XFD (cell ${col + 1} of its row)`} is beyond Excel's last column (XFD)`,
     );
   }
   return col;
@@ -112,16 +105,19 @@ function cellValue(cell: PendingCell, ctx: SheetContext): Cell {
 }
 
 /**
- * Yields every `<row>` of the sheet as its cells in column order: cell k is column k, gaps are
- * null, and the array ends at the row's last cell. Rows with no cells are yielded as [] (the
- * caller decides what an empty row means). Stops at `</sheetData>`: nothing after it is data.
+ * Yields every `<row>` of the sheet: its number, its cells in column order (cell k is column k,
+ * gaps are null, the array ends at the row's last cell) and notes. Rows with no cells are
+ * yielded with [] (the caller decides what an empty row means). A formula with no cached value
+ * gives null and a note naming the cell. Text is kept up to one character past Excel's cell
+ * limit. Stops at `</sheetData>`: nothing after it is data.
  */
 export async function* sheetRows(
   events: AsyncIterable<readonly SaxEvent[]>,
   ctx: SheetContext,
-): AsyncGenerator<Cell[]> {
+): AsyncGenerator<SheetRow> {
   let inData = false;
-  let row: Cell[] | undefined;
+  let row: SheetRow | undefined;
+  let lastRow = 0;
   let nextCol = 0;
   let cell: PendingCell | undefined;
   let inInline = false;
@@ -132,18 +128,24 @@ export async function* sheetRows(
   for await (const batch of events) {
     for (const event of batch) {
       if (event.eventType === "text") {
-        if (capturing) text += event.value;
+        if (capturing && text.length < MAX_KEPT_CHARS) text += event.value;
         continue;
       }
       const name = localName(event.value.name);
       if (event.eventType === "opentag") {
         switch (name) {
+          case "dimension":
+            if (!inData && event.value.attributes.ref)
+              ctx.onDimension?.(event.value.attributes.ref);
+            break;
           case "sheetData":
             inData = true;
             break;
           case "row":
             if (inData) {
-              row = [];
+              const r = Number.parseInt(event.value.attributes.r ?? "", 10);
+              lastRow = Number.isInteger(r) && r > lastRow ? r : lastRow + 1;
+              row = { n: lastRow, cells: [], notes: [] };
               nextCol = 0;
             }
             break;
@@ -157,7 +159,15 @@ export async function* sheetRows(
                 style: Number.isNaN(style) ? undefined : style,
                 value: undefined,
                 inline: undefined,
+                formula: undefined,
               };
+            }
+            break;
+          case "f":
+            if (cell) {
+              cell.formula = "";
+              capturing = true;
+              text = "";
             }
             break;
           case "v":
@@ -184,12 +194,18 @@ export async function* sheetRows(
         }
       } else {
         switch (name) {
+          case "f":
+            if (cell && capturing) cell.formula = text;
+            capturing = false;
+            break;
           case "v":
             if (cell && capturing) cell.value = text;
             capturing = false;
             break;
           case "t":
-            if (cell && inInline && capturing) cell.inline = (cell.inline ?? "") + text;
+            if (cell && inInline && capturing) {
+              cell.inline = ((cell.inline ?? "") + text).slice(0, MAX_KEPT_CHARS);
+            }
             capturing = false;
             break;
           case "rPh":
@@ -200,7 +216,17 @@ export async function* sheetRows(
             break;
           case "c":
             if (row && cell) {
-              row[cell.col] = cellValue(cell, ctx);
+              row.cells[cell.col] = cellValue(cell, ctx);
+              if (
+                cell.formula !== undefined &&
+                cell.value === undefined &&
+                cell.inline === undefined
+              ) {
+                const shown = cell.formula ? ` (=${cell.formula.slice(0, 80)})` : "";
+                row.notes.push(
+                  `cell ${columnLetter(cell.col)}${row.n} holds a formula with no calculated value${shown}: open and save the workbook in Excel or LibreOffice so its values are calculated`,
+                );
+              }
               nextCol = cell.col + 1;
             }
             cell = undefined;
@@ -208,9 +234,9 @@ export async function* sheetRows(
           case "row":
             if (row) {
               // Array.from turns the holes left by sparse cells into explicit nulls.
-              const dense = Array.from(row, (c) => c ?? null);
+              const done = { ...row, cells: Array.from(row.cells, (c) => c ?? null) };
               row = undefined;
-              yield dense;
+              yield done;
             }
             break;
           case "sheetData":

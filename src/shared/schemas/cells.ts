@@ -30,10 +30,16 @@ export function decodeCell(value: EncodedCell): Cell {
   return value;
 }
 
-/** One input row in a shard slice: its input row index and its cells in header order. */
+/**
+ * One input row in a shard slice: its input row index, its cells in header order, and `n`, a
+ * note when the input's shape kept some of its values from the task (cells beyond the header,
+ * text cut to Excel's cell limit, a formula with no cached value). The note becomes the row's
+ * error in the output, so nothing is lost without a word.
+ */
 export const inputRowSchema = z.object({
   i: z.number().int().nonnegative(),
   c: z.array(encodedCellSchema),
+  n: z.string().optional(),
 });
 export type InputRow = z.infer<typeof inputRowSchema>;
 

@@ -38,6 +38,11 @@ export const operationSpecInputSchema = z.strictObject({
   }),
   /** Sheet to read (xlsx); the first sheet when absent. */
   sheet: z.string().min(1).optional(),
+  /**
+   * CSV input: `typed` turns fields that are plain numbers (and round-trip) into numbers, as an
+   * xlsx cell would be; `text` keeps every field as text. @default "typed" (when absent)
+   */
+  csvValues: z.enum(["typed", "text"]).optional(),
   /** Rows per shard. @default 500 */
   shardSize: z.number().int().min(1).max(100_000).default(500),
   /**
@@ -63,6 +68,7 @@ export interface OperationSpec {
   name?: string | undefined;
   task: TaskSpec;
   sheet?: string | undefined;
+  csvValues?: "typed" | "text" | undefined;
   shardSize: number;
   toleratedFailurePercent: number;
   checkpoint: { everyRows: number; everySeconds: number };
@@ -124,6 +130,7 @@ export const manifestSchema = z.object({
     name: z.string().optional(),
     task: taskSpecSchema,
     sheet: z.string().optional(),
+    csvValues: z.enum(["typed", "text"]).optional(),
     shardSize: z.number().int().positive(),
     toleratedFailurePercent: z.number(),
     // Optional so manifests written before these settings existed still parse.

@@ -1,0 +1,160 @@
+/**
+ * A zip read by random access (yauzl): the end record and central directory first, then only
+ * the entries asked for, in any order. Limits are checked before anything is inflated: the
+ * entry count from the end record, each part's declared size and compression ratio from the
+ * central directory; a part that inflates past its declared size is stopped (yauzl counts).
+ */
+import { PassThrough, Readable } from "node:stream";
+import yauzl from "yauzl";
+import { BadInputError, ShardfleetError } from "../../shared/errors.ts";
+import type { ByteSource } from "./byte-source.ts";
+import {
+  checkDeclaredPart,
+  checkEntryCount,
+  inflatedPastDeclared,
+  type WorkbookLimits,
+} from "./limits.ts";
+
+export const NOT_XLSX = "file is not a readable xlsx workbook";
+
+export function notXlsx(cause?: unknown): BadInputError {
+  return new BadInputError("WORKBOOK_INVALID", NOT_XLSX, { cause });
+}
+
+/**
+ * Keeps our own errors, S3 faults (they carry `$metadata`) and aborts as they are; anything
+ * else the zip or XML layers throw is the file's fault.
+ */
+export function asWorkbookError(err: unknown, signal?: AbortSignal, part = "a part"): unknown {
+  if (signal?.aborted) return signal.reason;
+  if (err instanceof ShardfleetError) return err;
+  if ((err as { $metadata?: unknown } | null)?.$metadata) return err;
+  // yauzl counts inflated bytes against the declared size and stops at the first one over.
+  if (err instanceof Error && /too many bytes in the stream/.test(err.message)) {
+    return inflatedPastDeclared(part, Number(/expected (\d+)/.exec(err.message)?.[1] ?? 0));
+  }
+  return notXlsx(err);
+}
+
+/** Central directories up to this size are fetched whole (10,000 entries take about 1 MB). */
+const PREFETCH_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * yauzl's reader interface over a ByteSource. yauzl reads the central directory one small
+ * record at a time; over S3 each read would be a GET, so the directory is fetched once
+ * (`prefetch`) and served from memory.
+ */
+class SourceReader extends yauzl.RandomAccessReader {
+  #window: { start: number; bytes: Buffer } | undefined;
+
+  constructor(private readonly source: ByteSource) {
+    super();
+  }
+
+  async prefetch(start: number, end: number): Promise<void> {
+    if (end - start > PREFETCH_MAX_BYTES || start < 0 || end <= start) return;
+    const chunks: Buffer[] = [];
+    for await (const chunk of this.source.read(start, end)) chunks.push(chunk as Buffer);
+    this.#window = { start, bytes: Buffer.concat(chunks) };
+  }
+
+  override _readStreamForRange(start: number, end: number): Readable {
+    const w = this.#window;
+    if (w && start >= w.start && end <= w.start + w.bytes.length) {
+      return Readable.from([w.bytes.subarray(start - w.start, end - w.start)]);
+    }
+    return this.source.read(start, end);
+  }
+}
+
+export class ZipArchive {
+  readonly #zip: yauzl.ZipFile;
+  /** Entries by lower-cased name: producers disagree on case (`sharedStrings` vs `SharedStrings`). */
+  readonly #entries: Map<string, yauzl.Entry>;
+  readonly #limits: WorkbookLimits;
+
+  private constructor(
+    zip: yauzl.ZipFile,
+    entries: Map<string, yauzl.Entry>,
+    limits: WorkbookLimits,
+  ) {
+    this.#zip = zip;
+    this.#entries = entries;
+    this.#limits = limits;
+  }
+
+  /**
+   * Reads the end record and the central directory. Throws PAYLOAD_TOO_LARGE for too many
+   * entries, WORKBOOK_INVALID for something that is not a zip (truncated, corrupt tail).
+   */
+  static async open(
+    source: ByteSource,
+    limits: WorkbookLimits,
+    signal?: AbortSignal,
+  ): Promise<ZipArchive> {
+    if (source.size === 0) throw notXlsx();
+    let zip: yauzl.ZipFile | undefined;
+    try {
+      const reader = new SourceReader(source);
+      zip = await yauzl.fromRandomAccessReaderPromise(reader, source.size, {
+        lazyEntries: true,
+        autoClose: false,
+        validateEntrySizes: true,
+      });
+      checkEntryCount(zip.entryCount, limits);
+      // The directory starts at the cursor and runs to the end record.
+      await reader.prefetch(
+        (zip as unknown as { readEntryCursor: number }).readEntryCursor,
+        source.size,
+      );
+      const entries = new Map<string, yauzl.Entry>();
+      for await (const entry of zip.eachEntry()) {
+        signal?.throwIfAborted();
+        entries.set(entry.fileName.replace(/^\//, "").toLowerCase(), entry);
+      }
+      return new ZipArchive(zip, entries, limits);
+    } catch (err) {
+      zip?.close();
+      throw asWorkbookError(err, signal);
+    }
+  }
+
+  has(name: string): boolean {
+    return this.#entries.has(name.toLowerCase());
+  }
+
+  /**
+   * The inflated bytes of `name`, after its declared size and ratio passed the limit for
+   * `kind`; undefined when there is no such entry.
+   */
+  async open(name: string, kind: "sheet" | "part"): Promise<Readable | undefined> {
+    const entry = this.#entries.get(name.toLowerCase());
+    if (!entry) return undefined;
+    checkDeclaredPart(
+      {
+        name: entry.fileName,
+        compressedSize: entry.compressedSize,
+        uncompressedSize: entry.uncompressedSize,
+      },
+      kind,
+      this.#limits,
+    );
+    let inflated: Readable;
+    try {
+      inflated = await this.#zip.openReadStreamPromise(entry);
+    } catch (err) {
+      throw asWorkbookError(err, undefined, entry.fileName);
+    }
+    // Errors come out named after the entry (and as our refusals), whoever reads the stream.
+    const out = new PassThrough();
+    inflated.on("error", (err) =>
+      out.destroy(asWorkbookError(err, undefined, entry.fileName) as Error),
+    );
+    out.on("close", () => inflated.destroy());
+    return inflated.pipe(out);
+  }
+
+  close(): void {
+    this.#zip.close();
+  }
+}
