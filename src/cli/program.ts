@@ -9,6 +9,7 @@ import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { ShardfleetError } from "../shared/errors.ts";
 import { ApiClient, DEFAULT_API_URL } from "./api-client.ts";
 import { CliError, EXIT } from "./cli-error.ts";
+import { addSimulateCommand } from "./commands/simulate.ts";
 import { exitCodeFor, summarize, waitForOperation } from "./wait.ts";
 
 function positiveInt(name: string) {
@@ -237,6 +238,8 @@ export function buildProgram(): Command {
       const result = await runDemo({ rows: opts.rows, workers: opts.workers, outDir: opts.out });
       process.exitCode = result.status === "failed" || result.status === "cancelled" ? 1 : 0;
     });
+
+  addSimulateCommand(program);
 
   return program;
 }

@@ -117,7 +117,7 @@ class Simulation {
   readonly poolIndex = new Map<string, number>();
   readonly hazardPerMs: number;
   /** Ms between checkpoints of a shard slot for a row time: min(everyRows rows, everySeconds). */
-  readonly rng: { boot: Random; interrupt: Random; price: Random; sample: Random };
+  readonly rng: { boot: Random; interrupt: Random; price: Random; sample: Random; host: Random };
   readonly poolRng: Random[];
 
   // Prices: per type, the on-demand price, the spot history, and the table the policy reads.
@@ -171,6 +171,8 @@ class Simulation {
   readonly instAlive: number[] = [];
   readonly instDraining: number[] = [];
   readonly instFree: number[] = [];
+  /** Row-time multiplier of the host (1, or slowHostFactor for a noisy one). */
+  readonly instSpeed: number[] = [];
   readonly instPos: number[] = [];
   readonly instAttempts: number[][] = [];
   readonly instBusy: ((BusyInterval & { shard: number })[] | undefined)[] = [];
@@ -222,6 +224,7 @@ class Simulation {
       interrupt: stream(p.seed, 2),
       price: stream(p.seed, 4),
       sample: stream(p.seed, 6),
+      host: stream(p.seed, 7),
     };
     this.poolRng = this.pools.map((_, i) => stream(p.seed, 100 + i));
 
@@ -544,6 +547,7 @@ class Simulation {
     this.instAlive[i] = 1;
     this.instDraining[i] = 0;
     this.instFree[i] = 0;
+    this.instSpeed[i] = this.rng.host.next() < this.p.slowHostFraction ? this.p.slowHostFactor : 1;
     this.instPos[i] = this.fleet.length;
     this.instAttempts[i] = [];
     this.instBusy[i] = [];
@@ -722,7 +726,7 @@ class Simulation {
 
   start(s: number, i: number, now: number, fromStrag: boolean): void {
     const a = this.attShard.length;
-    const rowMs = this.p.rowMs * this.factor[s]!;
+    const rowMs = this.p.rowMs * this.factor[s]! * this.instSpeed[i]!;
     const startRow = this.v.checkpoints ? this.cursor[s]! : 0;
     this.attShard.push(s);
     this.attInst.push(i);

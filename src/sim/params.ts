@@ -28,6 +28,9 @@ export const simParamsSchema = z.strictObject({
   /** Fraction of shards that are slow (a slow row source): they take `slowFactor` × longer. */
   slowFraction: z.number().min(0).max(1).default(0.002),
   slowFactor: z.number().min(1).max(1000).default(5),
+  /** Fraction of instances that are slow (a noisy host): every row on them takes `slowHostFactor` × longer. */
+  slowHostFraction: z.number().min(0).max(1).default(0.01),
+  slowHostFactor: z.number().min(1).max(1000).default(3),
   /** The operation's checkpoint rule (spec.checkpoint): every N rows or T seconds, first wins. */
   checkpointEveryRows: z.number().int().min(1).default(100),
   checkpointEverySeconds: z.number().positive().default(15),
