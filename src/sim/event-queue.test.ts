@@ -7,7 +7,7 @@ describe("EventQueue", () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 3000 }), (times) => {
         const q = new EventQueue();
-        times.forEach((t, i) => q.push(t, i % 7, i, 3 * i));
+        for (const [i, t] of times.entries()) q.push(t, i % 7, i, 3 * i);
         const popped: { t: number; i: number }[] = [];
         while (q.pop()) {
           expect(q.kind).toBe(q.a % 7);
