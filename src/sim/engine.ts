@@ -19,6 +19,7 @@
 
 import { attributeInstance, type BusyInterval, shardWaste } from "../scheduler/cost/attribution.ts";
 import { billInstance, type PricePoint } from "../scheduler/cost/billing.ts";
+import { ON_DEMAND_USD_PER_HOUR } from "../scheduler/cost/on-demand-prices.ts";
 import {
   emptyFleetMemory,
   type FleetInstance,
@@ -34,7 +35,6 @@ import {
   recordLaunchOutcome,
   withSpotSignal,
 } from "../scheduler/fleet/policy.ts";
-import { EC2_ON_DEMAND_USD } from "../scheduler/fleet/prices.ts";
 import type { LaunchedInstance, LaunchResult, Pool } from "../shared/capacity.ts";
 import { EventQueue } from "./event-queue.ts";
 import { interruptionRate, type SimParams } from "./params.ts";
@@ -84,6 +84,8 @@ export interface SimResult {
   createFleetCalls: number;
   /** From the start until the fleet first reached its size (all-on-demand: one call). */
   rampS: number;
+  /** When the first launch call returned with instances. */
+  firstLaunchS: number;
   peakInstances: number;
   peakSpotVcpus: number;
   peakInFlightMessages: number;
@@ -232,8 +234,8 @@ class Simulation {
     const od: Record<string, number> = {};
     for (const t of types) {
       const base = big
-        ? (EC2_ON_DEMAND_USD[p.instanceTypes[0]!] ?? 0.1) * p.bigInstanceFactor
-        : (EC2_ON_DEMAND_USD[t] ?? 0.1);
+        ? (ON_DEMAND_USD_PER_HOUR[p.instanceTypes[0]!] ?? 0.1) * p.bigInstanceFactor
+        : (ON_DEMAND_USD_PER_HOUR[t] ?? 0.1);
       this.odPrice.set(t, base);
       od[t] = base;
       spot[t] = base * p.spotRatio;
@@ -294,6 +296,7 @@ class Simulation {
       instancesLaunched: 0,
       createFleetCalls: 0,
       rampS: 0,
+      firstLaunchS: Number.NaN,
       peakInstances: 0,
       peakSpotVcpus: 0,
       peakInFlightMessages: 0,
@@ -484,6 +487,8 @@ class Simulation {
     this.r.createFleetCalls++;
     const result = this.fulfil(d, now);
     this.memory = recordLaunchOutcome(this.memory, d, result, now);
+    if (result.launched.length > 0 && Number.isNaN(this.r.firstLaunchS))
+      this.r.firstLaunchS = now / 1000;
     for (const fi of fleetInstancesFrom(d, result.launched)) this.addInstance(fi, now);
     if (d.market === "on-demand" && d.role === "worker" && this.v.spot) {
       this.r.fallbackInstances += result.launched.length;

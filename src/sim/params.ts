@@ -44,7 +44,7 @@ export const simParamsSchema = z.strictObject({
    * The band's monthly rate is multiplied by this: runs last hours, a monthly rate would show
    * almost no reclaim. Stated in every output.
    */
-  rateScale: z.number().min(0).max(10_000).default(100),
+  rateScale: z.number().min(0).max(10_000_000).default(100),
   /** Fraction of interruptions that come with the two-minute notice; the rest kill outright. */
   noticeFraction: z.number().min(0).max(1).default(0.8),
   noticeMs: z.number().min(0).default(120_000),
