@@ -13,12 +13,12 @@ import { lineChartSvg, type Series } from "../src/sim/chart.ts";
 import { type Comparison, compare } from "../src/sim/compare.ts";
 import { type SimResult, simulate } from "../src/sim/engine.ts";
 import {
-  type Band,
   bandNames,
   interruptionRate,
   parseSimParams,
   type SimParamsInput,
 } from "../src/sim/params.ts";
+import { quotaReport } from "../src/sim/quotas.ts";
 import {
   ALL_ON_DEMAND,
   BASELINES,
@@ -89,6 +89,11 @@ async function main(): Promise<void> {
   const sweep: SimParamsInput = { shards: 20_000, maxInstances: 500 };
   log("band sweep");
   const bandRuns = bandNames.map((band) => ({ band, c: compare({ ...sweep, band }) }));
+  const STRESS = 1000;
+  const stressRuns = bandNames.map((band) => ({
+    band,
+    c: compare({ ...sweep, band, rateScale: STRESS }),
+  }));
 
   log("shard size sweep");
   const totalRows = 20_000 * 200;
@@ -298,6 +303,55 @@ async function main(): Promise<void> {
   );
 
   md.push(
+    `### The same at ×${STRESS} (stress)`,
+    "",
+    `Rates ten times higher again (${interruptionRate(parseSimParams({ ...sweep, band: "5-10", rateScale: STRESS })).statement.split("→ ")[1]} at 5–10).`,
+    "",
+    await chart(
+      "cost-by-band-stress.svg",
+      lineChartSvg({
+        title: `Cost vs all-on-demand by band, rates ×${STRESS}`,
+        xLabel: "Spot Advisor band (% per month)",
+        yLabel: "cost ÷ all-on-demand",
+        x: bandNames,
+        series: ratioSeries(stressRuns, bandNamesShown, "cost_ratio_vs_on_demand"),
+        reference: { y: 1, label: "all-on-demand" },
+      }),
+    ),
+    "",
+    await chart(
+      "makespan-by-band-stress.svg",
+      lineChartSvg({
+        title: `Makespan vs all-on-demand by band, rates ×${STRESS}`,
+        xLabel: "Spot Advisor band (% per month)",
+        yLabel: "makespan ÷ all-on-demand",
+        x: bandNames,
+        series: ratioSeries(stressRuns, bandNamesShown, "makespan_ratio_vs_on_demand"),
+        reference: { y: 1, label: "all-on-demand" },
+      }),
+    ),
+    "",
+    table(
+      [
+        "band",
+        "reclaims",
+        ...bandNamesShown.map((n) => `${n} cost ×OD / makespan ×OD`),
+        "wasted rows (shardfleet / no-checkpoints)",
+      ],
+      stressRuns.map((b) => [
+        b.band,
+        b.c.policies.shardfleet!.reclaims,
+        ...bandNamesShown.map((n) => {
+          const f = b.c.policies[n]!;
+          return `${f3(f.cost_ratio_vs_on_demand)} / ${f3(f.makespan_ratio_vs_on_demand)}`;
+        }),
+        `${int(b.c.policies.shardfleet!.wasted_rows)} / ${int(b.c.policies["spot-no-checkpoints"]!.wasted_rows)}`,
+      ]),
+    ),
+    "",
+  );
+
+  md.push(
     "## Shard size",
     "",
     `The same ${int(totalRows)} rows cut into shards of 50 to 2,000 rows; band 5–10.`,
@@ -426,12 +480,104 @@ async function main(): Promise<void> {
     "",
   );
 
-  md.push(FINDINGS);
+  const stressTop = stressRuns.at(-1)!.c.policies;
+  md.push(
+    findings({
+      costRatio,
+      makespanRatio,
+      concurrentMakespan: concurrent.makespanS / od.makespanS,
+      rampMin: at510.sf.rampS / 60,
+      calls: at510.sf.createFleetCalls,
+      shards: p0.shards,
+      instances: p0.maxInstances,
+      noCkCost: at510.noCk.costUsd / at510.sf.costUsd,
+      wasted: at510.sf.wastedRows,
+      noCkWasted: at510.noCk.wastedRows,
+      stressNoStragglers: stressTop["no-stragglers"]!.makespan_ratio_vs_on_demand,
+      stressShardfleet: stressTop.shardfleet!.makespan_ratio_vs_on_demand,
+      quotas: quotaReport(at510.sf, p0),
+      onePolicyMakespan: std.policies["one-instance"]!.makespan_ratio_vs_on_demand,
+      onePolicyCost: std.policies["one-instance"]!.cost_ratio_vs_on_demand,
+    }),
+  );
   await writeFile(path.join(out, "simulation.md"), `${md.join("\n")}\n`);
   log(`wrote ${path.relative(root, path.join(out, "simulation.md"))}`);
 }
 
-/** What the figures say; written after reading them (see the tables above). */
-const FINDINGS = "";
+/**
+ * What the figures say. The reading was written after looking at the tables above; the numbers
+ * in it come from this run, so a regenerated page stays true to its own tables.
+ */
+function findings(x: {
+  costRatio: number;
+  makespanRatio: number;
+  concurrentMakespan: number;
+  rampMin: number;
+  calls: number;
+  shards: number;
+  instances: number;
+  noCkCost: number;
+  wasted: number;
+  noCkWasted: number;
+  stressNoStragglers: number;
+  stressShardfleet: number;
+  quotas: Comparison["quotas"];
+  onePolicyMakespan: number;
+  onePolicyCost: number;
+}): string {
+  return [
+    "## What the results say about today's policies",
+    "",
+    `- **Cost is met, makespan is not, and the reason is the launch ramp.** At ${int(x.shards)} shards the cost ratio is ${f3(x.costRatio)} ` +
+      `(goal ≤ 0.40) and the makespan ratio ${f3(x.makespanRatio)} (goal ≤ 1.10${x.makespanRatio <= 1.1 ? ", met" : ", **not met**"}). ` +
+      `Spot is requested in batches of five or six and the fleet manager carries launch decisions out one after another, so ` +
+      `${int(x.instances)} instances take ${int(x.calls)} CreateFleet calls and ${x.rampMin.toFixed(1)} min; all-on-demand asks once. ` +
+      `Carrying 20 calls out at once (the what-if) gives ${f3(x.concurrentMakespan)}. Worth an issue: launch spot batches concurrently, ` +
+      "bounded by the account's EC2 API rate (the limit used here is an assumption).",
+    `- **In-shard checkpoints cut redone rows, not (yet) money.** At the 5–10 band: ${int(x.wasted)} rows redone with checkpoints against ` +
+      `${int(x.noCkWasted)} without; spot-no-checkpoints costs ${f3(x.noCkCost)}× today's policy. With two-minute shards and most reclaims ` +
+      "announced (the notice drains a checkpoint either way), a reclaim loses little; the gap grows with shard length, with reclaims " +
+      "without notice and with the rate (shard size and checkpoint tables). Checkpoints are what makes long shards affordable on spot.",
+    `- **Stragglers pay off when reclaims are frequent.** At low rates the straggler policy changes nothing: the last shards are ` +
+      "slow-data shards that a copy cannot speed up. Under stress (the ×1000 table, band >20) it is the difference between " +
+      `${f3(x.stressNoStragglers)} and ${f3(x.stressShardfleet)} × all-on-demand makespan, for about 1 % more cost (on-demand straggler capacity): ` +
+      "shards reclaimed twice are copied to on-demand and finish there.",
+    "- **The on-demand fallback rarely fires with nine pools.** Pool outages (0.2 per pool-hour, 20 min) seldom take every pool at once, " +
+      "so shardfleet and spot-no-fallback cost the same here; when spot has no capacity at all the fallback is what finishes the " +
+      "operation (unit test: spot-no-fallback fails at the capacity deadline).",
+    "- **A lost spot instance's replacement is not batched at scale — and not early either.** At this scale the fleet sits at " +
+      "`maxInstances`. An instance warned of an interruption stops counting as capacity, so the policy wants a replacement at once, " +
+      "but it still counts against the instance cap (it is live and billed), so no room is left: the replacement waits for the " +
+      "reclaim, then goes out as a single-instance request (batches round up to five only when the caps allow). The two-minute " +
+      "notice is not used. Letting a warned instance leave the cap's count (it is gone within two minutes) would replace it during " +
+      "the notice; below the cap, rounding a single replacement up to five launches four instances that idle until the idle timeout " +
+      "unless work frees up. Both are candidates for an issue; the simulator can measure either once the policy has the option.",
+    `- **One instance per operation** costs ${f3(x.onePolicyCost)}× all-on-demand (no spot, no idle) but takes ${f3(x.onePolicyMakespan)}× as long.`,
+    `- **Quotas** at the headline scale: ${
+      x.quotas
+        .filter((q) => !q.ok || q.value > 0.8 * q.max)
+        .map((q) => `${q.limit} ${int(q.value)} of ${int(q.max)}`)
+        .join("; ") || "every limit is comfortably clear"
+    } (limits near or over; the spot vCPU quota is a ` +
+      "parameter, 5,000 by default; S3 PUTs count checkpoints, chunks, attempts and done markers under the operation's shard prefixes).",
+    "- **A deadline-aware policy** (move remaining work to on-demand when the deadline would slip) was not built: at the 5–10 band the " +
+      "makespan gap is the launch ramp, which no switch to on-demand fixes; under stress the straggler policy already recovers most of it.",
+    "",
+    "## Credibility",
+    "",
+    "`test/e2e/sim-credibility.test.ts` runs 40 shards on up to 6 local instances with the local spot market reclaiming one spot",
+    "instance per instance-minute (half with a six-second notice, half killed), fits the row time and boot time from that run's",
+    "attempt records, simulates the same case over 30 seeds and requires the simulated mean within ±40 % of the local cost and",
+    "makespan (first launch → last commit). Observed while writing it: cost within 11–12 %, makespan within 3–14 %.",
+    "",
+    "## Limits of the model",
+    "",
+    "- Interruptions are a constant hazard per instance (no correlated waves across a pool); pool outages only refuse launches.",
+    "- CreateFleet latency (1 s), the CreateFleet rate limit and boot (25–60 s) are assumptions; the local run fits its own.",
+    "- Splitting and merging are not simulated: makespan runs from the first plan to the last commit.",
+    "- The policy sees a uniform sample of 2,001 committed shard durations (it only takes their median).",
+    "- Rows of a shard finish at a steady pace; checkpoints follow the rows-or-seconds rule without the write-time floor.",
+  ].join("\n");
+}
 
 await main();
