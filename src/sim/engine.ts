@@ -693,6 +693,8 @@ class Simulation {
 
   /** Hands queued shards to free slots: the straggler queue to on-demand workers first. */
   dispatch(now: number): void {
+    // A failed operation is over: the simulation hands none of its shards out any more.
+    if (this.failed !== undefined) return;
     while (this.stragHead < this.stragQ.length && this.freeOd.length > 0) {
       const s = this.stragQ[this.stragHead]!;
       if (this.committed[s] === 1) {
