@@ -118,7 +118,7 @@ class Simulation {
   readonly pools: Pool[];
   readonly poolIndex = new Map<string, number>();
   readonly hazardPerMs: number;
-  /** Ms between checkpoints of a shard slot for a row time: min(everyRows rows, everySeconds). */
+  /** One random stream per kind of draw, so draws of one kind never shift those of another. */
   readonly rng: { boot: Random; interrupt: Random; price: Random; sample: Random; host: Random };
   readonly poolRng: Random[];
 
@@ -187,7 +187,8 @@ class Simulation {
   // Policy loop.
   memory: FleetMemory = emptyFleetMemory();
   readonly opState: OperationState;
-  readonly pendingLaunches: LaunchDecision[] = [];
+  /** Launch decisions being carried out, by the index their K_LAUNCH event carries. */
+  readonly pendingLaunches: (LaunchDecision | undefined)[] = [];
   passGen = 0;
   plansThisPass = 0;
   passLaunchEnd = 0;
@@ -481,7 +482,7 @@ class Simulation {
   launchReturns(index: number, gen: number, now: number): void {
     this.launchesInFlight--;
     const d = this.pendingLaunches[index]!;
-    this.pendingLaunches[index] = undefined as unknown as LaunchDecision;
+    this.pendingLaunches[index] = undefined;
     // Skipped: an earlier launch of the same pass reported errors and the pass re-planned.
     if (gen !== this.passGen) return;
     this.r.createFleetCalls++;
