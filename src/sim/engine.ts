@@ -18,7 +18,7 @@
  */
 
 import { attributeInstance, type BusyInterval, shardWaste } from "../scheduler/cost/attribution.ts";
-import { billInstance, type PricePoint } from "../scheduler/cost/billing.ts";
+import { billInstance } from "../scheduler/cost/billing.ts";
 import { ON_DEMAND_USD_PER_HOUR } from "../scheduler/cost/on-demand-prices.ts";
 import {
   emptyFleetMemory,
@@ -29,14 +29,14 @@ import {
   type LaunchDecision,
   type OperationState,
   type PoolFailure,
-  type PriceTable,
   planFleet,
   type RunningShard,
   recordLaunchOutcome,
   withSpotSignal,
 } from "../scheduler/fleet/policy.ts";
-import type { LaunchedInstance, LaunchResult, Pool } from "../shared/capacity.ts";
+import type { Pool } from "../shared/capacity.ts";
 import { EventQueue } from "./event-queue.ts";
+import { SimPools, SimPrices } from "./market.ts";
 import { interruptionRate, type SimParams } from "./params.ts";
 import { type Random, stream } from "./random.ts";
 import type { Variant } from "./variants.ts";
@@ -116,22 +116,13 @@ class Simulation {
   readonly policy: FleetPolicyOptions;
   readonly spi: number;
   readonly pools: Pool[];
-  readonly poolIndex = new Map<string, number>();
   readonly hazardPerMs: number;
   /** One random stream per kind of draw, so draws of one kind never shift those of another. */
   readonly rng: { boot: Random; interrupt: Random; price: Random; sample: Random; host: Random };
   readonly poolRng: Random[];
 
-  // Prices: per type, the on-demand price, the spot history, and the table the policy reads.
-  readonly odPrice = new Map<string, number>();
-  readonly spotHistory = new Map<string, PricePoint[]>();
-  readonly odHistory = new Map<string, PricePoint[]>();
-  readonly spotLevel = new Map<string, number>();
-  prices: PriceTable;
-
-  // Pools.
-  readonly outage: Uint8Array;
-  readonly spotUsed: Int32Array;
+  readonly prices: SimPrices;
+  readonly market: SimPools;
 
   // Shards.
   readonly n: number;
@@ -212,9 +203,6 @@ class Simulation {
       : types.flatMap((t) =>
           p.availabilityZones.map((az) => ({ instanceType: t, availabilityZone: az })),
         );
-    for (const [i, pool] of this.pools.entries()) {
-      this.poolIndex.set(`${pool.instanceType}/${pool.availabilityZone}`, i);
-    }
     this.policy = {
       pools: this.pools,
       shardsPerInstance: this.spi,
@@ -231,23 +219,17 @@ class Simulation {
     };
     this.poolRng = this.pools.map((_, i) => stream(p.seed, 100 + i));
 
-    const spot: Record<string, number> = {};
-    const od: Record<string, number> = {};
+    const onDemand = new Map<string, number>();
     for (const t of types) {
-      const base = big
-        ? (ON_DEMAND_USD_PER_HOUR[p.instanceTypes[0]!] ?? 0.1) * p.bigInstanceFactor
-        : (ON_DEMAND_USD_PER_HOUR[t] ?? 0.1);
-      this.odPrice.set(t, base);
-      od[t] = base;
-      spot[t] = base * p.spotRatio;
-      this.spotLevel.set(t, p.spotRatio);
-      this.spotHistory.set(t, [{ from: 0, usdPerHour: base * p.spotRatio }]);
-      this.odHistory.set(t, [{ from: 0, usdPerHour: base }]);
+      onDemand.set(
+        t,
+        big
+          ? (ON_DEMAND_USD_PER_HOUR[p.instanceTypes[0]!] ?? 0.1) * p.bigInstanceFactor
+          : (ON_DEMAND_USD_PER_HOUR[t] ?? 0.1),
+      );
     }
-    this.prices = { spot, "on-demand": od };
-
-    this.outage = new Uint8Array(this.pools.length);
-    this.spotUsed = new Int32Array(this.pools.length);
+    this.prices = new SimPrices(onDemand, p.spotRatio);
+    this.market = new SimPools(this.pools, p.poolSpotCapacity);
 
     const n = p.shards;
     this.n = n;
@@ -353,11 +335,11 @@ class Simulation {
           if (this.committed[q.a] === 0) this.enqueue(q.a);
           break;
         case K_OUTAGE_START:
-          this.outage[q.a] = 1;
+          this.market.setOutage(q.a, true);
           q.push(now + this.poolRng[q.a]!.exponential(this.p.outageMeanMs), K_OUTAGE_END, q.a);
           break;
         case K_OUTAGE_END:
-          this.outage[q.a] = 0;
+          this.market.setOutage(q.a, false);
           q.push(
             now + this.poolRng[q.a]!.exponential(HOUR / this.p.outagesPerPoolHour),
             K_OUTAGE_START,
@@ -365,7 +347,8 @@ class Simulation {
           );
           break;
         case K_PRICE:
-          this.priceStep(now);
+          this.prices.step(now, this.p.spotVolatility, this.rng.price);
+          q.push(now + HOUR, K_PRICE);
           break;
       }
       this.dispatch(now);
@@ -415,7 +398,7 @@ class Simulation {
       {
         operations: over ? [] : [this.opState],
         instances: this.fleet,
-        prices: this.prices,
+        prices: this.prices.table,
         memory: this.closeMarkets(this.memory, now),
       },
       now,
@@ -486,7 +469,14 @@ class Simulation {
     // Skipped: an earlier launch of the same pass reported errors and the pass re-planned.
     if (gen !== this.passGen) return;
     this.r.createFleetCalls++;
-    const result = this.fulfil(d, now);
+    const result = this.market.fulfil(
+      d,
+      now,
+      () => this.nextId++,
+      (id, pool) => {
+        this.instPool[id] = pool;
+      },
+    );
     this.memory = recordLaunchOutcome(this.memory, d, result, now);
     if (result.launched.length > 0 && Number.isNaN(this.r.firstLaunchS))
       this.r.firstLaunchS = now / 1000;
@@ -506,49 +496,11 @@ class Simulation {
     } else if (now >= this.passLaunchEnd) this.plansThisPass = 0;
   }
 
-  /** CreateFleet `instant`: fills the request from its pools in order; full or out pools fail. */
-  fulfil(d: LaunchDecision, now: number): LaunchResult {
-    const launched: LaunchedInstance[] = [];
-    const errors: LaunchResult["errors"] = [];
-    let want = d.count;
-    for (const pool of d.pools) {
-      if (want === 0) break;
-      const pi = this.poolIndex.get(`${pool.instanceType}/${pool.availabilityZone}`)!;
-      let take = want;
-      if (d.market === "spot") {
-        const room = this.p.poolSpotCapacity - this.spotUsed[pi]!;
-        if (this.outage[pi] === 1 || room <= 0) {
-          errors.push({
-            pool,
-            market: "spot",
-            code: "InsufficientInstanceCapacity",
-            message: "no spot capacity in this pool now (simulated)",
-            kind: "capacity",
-          });
-          continue;
-        }
-        take = Math.min(want, room);
-      }
-      for (let k = 0; k < take; k++) {
-        this.instPool[this.nextId] = pi;
-        launched.push({
-          instanceId: `i-${this.nextId++}`,
-          market: d.market,
-          instanceType: pool.instanceType,
-          ...(pool.availabilityZone ? { availabilityZone: pool.availabilityZone } : {}),
-          launchedAt: now,
-        });
-      }
-      want -= take;
-    }
-    return { launched, errors };
-  }
-
   // ---- instances ----------------------------------------------------------------------------
 
   addInstance(fi: FleetInstance, now: number): void {
     const i = Number(fi.id.slice(2));
-    const pool = this.instPool[i]!;
+    const _pool = this.instPool[i]!;
     this.inst[i] = fi;
     this.instAlive[i] = 1;
     this.instDraining[i] = 0;
@@ -560,7 +512,6 @@ class Simulation {
     this.fleet.push(fi);
     this.r.instancesLaunched++;
     if (fi.market === "spot") {
-      this.spotUsed[pool]!++;
       this.liveSpotVcpus += vcpusOf(fi.instanceType);
       this.r.peakSpotVcpus = Math.max(this.r.peakSpotVcpus, this.liveSpotVcpus);
       if (this.hazardPerMs > 0) {
@@ -650,14 +601,10 @@ class Simulation {
       this.instPos[Number(last.id.slice(2))] = pos;
     }
     if (fi.market === "spot") {
-      this.spotUsed[this.instPool[i]!]!--;
+      this.market.releaseSpot(this.instPool[i]!);
       this.liveSpotVcpus -= vcpusOf(fi.instanceType);
     }
-    const history =
-      fi.market === "spot"
-        ? this.spotHistory.get(fi.instanceType)!
-        : this.odHistory.get(fi.instanceType)!;
-    const bill = billInstance(fi.launchedAt, now, history);
+    const bill = billInstance(fi.launchedAt, now, this.prices.history(fi.market, fi.instanceType));
     const busy = this.instBusy[i]!;
     const split = attributeInstance(
       { start: fi.launchedAt, billedEnd: bill.billedEnd, usd: bill.usd },
@@ -858,23 +805,7 @@ class Simulation {
     }
   }
 
-  // ---- prices and quotas --------------------------------------------------------------------
-
-  /** Hourly spot price moves: a log-normal step, never above on-demand. */
-  priceStep(now: number): void {
-    const spot: Record<string, number> = {};
-    for (const [t, od] of this.odPrice) {
-      const level = Math.min(
-        1,
-        this.spotLevel.get(t)! * Math.exp(this.p.spotVolatility * this.rng.price.normal()),
-      );
-      this.spotLevel.set(t, level);
-      spot[t] = od * level;
-      this.spotHistory.get(t)!.push({ from: now, usdPerHour: od * level });
-    }
-    this.prices = { spot, "on-demand": this.prices["on-demand"] };
-    this.q.push(now + HOUR, K_PRICE);
-  }
+  // ---- quotas --------------------------------------------------------------------
 
   /**
    * S3 PUTs per second under the operation's shard prefixes, estimated per pass: each running
