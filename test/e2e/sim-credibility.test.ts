@@ -3,7 +3,7 @@
  * fleet mode with its spot market reclaiming instances (half with a notice, half killed), then
  * the simulator runs the same case — the same policy options, pools, prices, notice lead,
  * visibility timeout and reclaim rate, with the row time and the boot time FITTED from the
- * local run's attempt records — and both must agree on cost and makespan within MARGIN.
+ * local run's attempt records — and both must agree on cost and makespan within the margins.
  *
  * The local run is one draw of a random process (which instances are reclaimed, and when), so
  * the simulator's figure is its mean over SEEDS seeds. Makespan on both sides is measured from
@@ -37,8 +37,13 @@ const VISIBILITY_S = 10;
 const INTERVAL_S = 1;
 const IDLE_S = 20;
 const SEEDS = 30;
-/** Stated margin: simulated mean within ±40 % of the local run, for cost and for makespan. */
-const MARGIN = 0.4;
+/**
+ * Stated margins: the simulated mean within ±25 % of the local makespan and ±50 % of the local
+ * cost. Cost is coarser: every instance bills at least 60 s, so in a run of about a minute one
+ * reclaim more or less (a replacement instance) moves the bill by a sixth or more.
+ */
+const MAKESPAN_MARGIN = 0.25;
+const COST_MARGIN = 0.5;
 
 const PLUGIN = `
 export const columns = ["double"];
@@ -176,9 +181,9 @@ describe("simulator vs the local stack's spot market (small case)", () => {
       `credibility: local cost $${local.costUsd.toFixed(5)}, makespan ${local.makespanS.toFixed(1)} s, ${reclaims} reclaim(s); ` +
         `simulated (mean of ${SEEDS} seeds) cost $${sim.costUsd.toFixed(5)}, makespan ${sim.makespanS.toFixed(1)} s, ${sim.reclaims.toFixed(1)} reclaim(s); ` +
         `fitted row ${mean(perRow).toFixed(0)} ms (sigma ${sigma.toFixed(2)}), boot ${Math.min(...boots)}–${Math.max(...boots)} ms; ` +
-        `errors: cost ${(costError * 100).toFixed(1)} %, makespan ${(makespanError * 100).toFixed(1)} % (margin ${MARGIN * 100} %)`,
+        `errors: cost ${(costError * 100).toFixed(1)} % (margin ${COST_MARGIN * 100} %), makespan ${(makespanError * 100).toFixed(1)} % (margin ${MAKESPAN_MARGIN * 100} %)`,
     );
-    expect(costError).toBeLessThanOrEqual(MARGIN);
-    expect(makespanError).toBeLessThanOrEqual(MARGIN);
+    expect(costError).toBeLessThanOrEqual(COST_MARGIN);
+    expect(makespanError).toBeLessThanOrEqual(MAKESPAN_MARGIN);
   }, 240_000);
 });
