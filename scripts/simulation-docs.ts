@@ -577,7 +577,7 @@ function findings(x: {
     "instance per instance-minute (half with a six-second notice, half killed), fits the row time and boot time from that run's",
     "attempt records, simulates the same case over 30 seeds and requires the simulated mean within ±25 % of the local makespan",
     "(first launch → last commit) and ±50 % of the local cost (each instance bills at least 60 s, so in a one-minute run one",
-    "reclaim more or less moves the bill by a sixth or more). Observed in four runs while writing it: makespan within 3–14 %,",
+    "reclaim more or less moves the bill by a sixth or more). Observed in three runs while writing it: makespan within 3–14 %,",
     "cost within 11–32 %.",
     "",
     "## Limits of the model",
