@@ -10,6 +10,7 @@ import { ShardfleetError } from "../shared/errors.ts";
 import { VERSION } from "../shared/version.ts";
 import { ApiClient, DEFAULT_API_URL } from "./api-client.ts";
 import { CliError, EXIT } from "./cli-error.ts";
+import { addSimulateCommand } from "./commands/simulate.ts";
 import { exitCodeFor, summarize, waitForOperation } from "./wait.ts";
 
 function positiveInt(name: string) {
@@ -246,6 +247,8 @@ export function buildProgram(): Command {
       const result = await runDemo({ rows: opts.rows, workers: opts.workers, outDir: opts.out });
       process.exitCode = result.status === "failed" || result.status === "cancelled" ? 1 : 0;
     });
+
+  addSimulateCommand(program);
 
   return program;
 }

@@ -1,0 +1,189 @@
+/**
+ * Credibility of the fleet simulator (src/sim/): a small operation runs on the local stack in
+ * fleet mode with its spot market reclaiming instances (half with a notice, half killed), then
+ * the simulator runs the same case — the same policy options, pools, prices, notice lead,
+ * visibility timeout and reclaim rate, with the row time and the boot time FITTED from the
+ * local run's attempt records — and both must agree on cost and makespan within the margins.
+ *
+ * The local run is one draw of a random process (which instances are reclaimed, and when), so
+ * the simulator's figure is its mean over SEEDS seeds. Makespan on both sides is measured from
+ * the first instance launch to the last shard commit (splitting and merging are not simulated).
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient } from "../../src/cli/api-client.ts";
+import { waitForOperation } from "../../src/cli/wait.ts";
+import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { LOCAL_POOLS, LOCAL_PRICES } from "../../src/scheduler/fleet/local-capacity.ts";
+import { keys, shardIdFor } from "../../src/shared/keys.ts";
+import { type CostReport, costReportSchema } from "../../src/shared/schemas/cost.ts";
+import { type Attempt, shardDoneSchema } from "../../src/shared/schemas/shard.ts";
+import { simulate } from "../../src/sim/engine.ts";
+import { BANDS, parseSimParams } from "../../src/sim/params.ts";
+import { SHARDFLEET } from "../../src/sim/variants.ts";
+import { writeNumbersCsv, writePlugin } from "./plugins.ts";
+import { shardAttempts, withStackStore } from "./stack-store.ts";
+
+const SHARDS = 40;
+const SHARD = 60;
+const ROW_MS = 120;
+const MAX_INSTANCES = 6;
+/** Reclaims per spot instance per minute: several in a run of about a minute on six instances. */
+const RECLAIM_RATE = 1;
+const TIME_FACTOR = 0.05; // the two-minute notice lasts 6 s
+const VISIBILITY_S = 10;
+const INTERVAL_S = 1;
+const IDLE_S = 20;
+const SEEDS = 30;
+/**
+ * Stated margins: the simulated mean within ±35 % of the local makespan and ±50 % of the local
+ * cost. Cost is coarser: every instance bills at least 60 s, so in a run of about a minute one
+ * reclaim more or less (a replacement instance) moves the bill by a sixth or more.
+ */
+const MAKESPAN_MARGIN = 0.35;
+const COST_MARGIN = 0.5;
+
+const PLUGIN = `
+export const columns = ["double"];
+export default async function steady(row, options) {
+  await new Promise((r) => setTimeout(r, options.rowMs));
+  return { double: Number(row.n) * 2 };
+}
+`;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+describe("simulator vs the local stack's spot market (small case)", () => {
+  let dir: string;
+  let stack: LocalStack;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-simcred-"));
+    const pluginDir = await writePlugin(dir, "steady.mjs", PLUGIN);
+    stack = await startLocalStack({
+      capacity: "fleet",
+      maxInstances: MAX_INSTANCES,
+      timeFactor: TIME_FACTOR,
+      visibilityTimeoutSeconds: VISIBILITY_S,
+      spotMarket: { reclaimsPerInstanceMinute: RECLAIM_RATE, noticeShare: 0.5 },
+      logDir: path.join(dir, "logs"),
+      settings: {
+        SHARDFLEET_POLL_WAIT_S: "1",
+        SHARDFLEET_PLUGIN_DIR: pluginDir,
+        SHARDFLEET_FLEET_INTERVAL_S: String(INTERVAL_S),
+        SHARDFLEET_IDLE_TIMEOUT_S: String(IDLE_S),
+      },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.close();
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it("agrees on cost and makespan within the stated margin", async () => {
+    const input = path.join(dir, "numbers.csv");
+    await writeNumbersCsv(input, SHARDS * SHARD);
+    const client = new ApiClient(stack.apiUrl);
+    const { id } = await client.submit(input, {
+      task: { name: "transform", options: { module: "steady", options: { rowMs: ROW_MS } } },
+      shardSize: SHARD,
+    });
+    const done = await waitForOperation(client, id, { progress: false, intervalMs: 250 });
+    expect(done.status).toBe("succeeded");
+
+    // The final report: every instance terminated (the fleet scales in once the operation ends).
+    let report: CostReport | undefined;
+    for (let waited = 0; ; waited += 500) {
+      report = costReportSchema.parse(await client.cost(id));
+      if (!report.provisional) break;
+      if (waited > 60_000) throw new Error("the cost report stayed provisional");
+      await sleep(500);
+    }
+    const { attempts, lastCommit } = await withStackStore(stack, async (store) => {
+      const all: Attempt[] = [];
+      let last = 0;
+      for (let i = 0; i < SHARDS; i++) {
+        all.push(...(await shardAttempts(store, id, shardIdFor(i))));
+        const marker = await store.getJson(keys.done(id, shardIdFor(i)), shardDoneSchema);
+        last = Math.max(last, Date.parse(marker!.committedAt));
+      }
+      return { attempts: all, lastCommit: last };
+    });
+
+    // The local run's figures.
+    const launched = report.instances.map((i) => Date.parse(i.launchedAt));
+    const firstLaunch = Math.min(...launched);
+    const local = { costUsd: report.totalUsd, makespanS: (lastCommit - firstLaunch) / 1000 };
+
+    // Fitted from it: per-row time (log-normal) of completed attempts, and boot (launch → first attempt).
+    const perRow = attempts
+      .filter((a) => a.cause === "completed" && a.endedAt && a.rowsDone > 0)
+      .map((a) => (Date.parse(a.endedAt!) - Date.parse(a.startedAt)) / a.rowsDone);
+    expect(perRow.length).toBeGreaterThan(SHARDS / 2);
+    const logs = perRow.map(Math.log);
+    const mu = mean(logs);
+    const sigma = Math.sqrt(mean(logs.map((x) => (x - mu) ** 2)));
+    const boots = report.instances.flatMap((i) => {
+      const starts = attempts
+        .filter((a) => a.instanceId === i.id)
+        .map((a) => Date.parse(a.startedAt));
+      return starts.length === 0 ? [] : [Math.min(...starts) - Date.parse(i.launchedAt)];
+    });
+    const reclaims = stack.spotMarket?.decisions.length ?? 0;
+
+    // The same case in the simulator, the reclaim rate as a hazard per hour.
+    const band = ">20" as const;
+    const monthly = (BANDS[band].lo + BANDS[band].hi) / 2 / 100;
+    const base = -Math.log(1 - monthly) / 730;
+    const sims = Array.from({ length: SEEDS }, (_, seed) => {
+      const params = parseSimParams({
+        shards: SHARDS,
+        rowsPerShard: SHARD,
+        rowMs: mean(perRow),
+        shardTimeSigma: sigma,
+        slowFraction: 0,
+        slowHostFraction: 0,
+        attemptOverheadMs: 0,
+        maxInstances: MAX_INSTANCES,
+        shardsPerInstance: 2,
+        band,
+        rateScale: (RECLAIM_RATE * 60) / base,
+        noticeFraction: 0.5,
+        noticeMs: 120_000 * TIME_FACTOR,
+        spotRatio: LOCAL_PRICES.spot["local.small"]! / LOCAL_PRICES["on-demand"]["local.small"]!,
+        spotVolatility: 0,
+        instanceTypes: [LOCAL_POOLS[0]!.instanceType],
+        availabilityZones: LOCAL_POOLS.map((p) => p.availabilityZone!),
+        outagesPerPoolHour: 0,
+        createFleetLatencyMs: 300,
+        bootMinMs: Math.min(...boots),
+        bootMaxMs: Math.max(...boots),
+        visibilityTimeoutMs: VISIBILITY_S * 1000,
+        planIntervalMs: INTERVAL_S * 1000,
+        seed: seed + 1,
+      });
+      const r = simulate(params, { ...SHARDFLEET, policy: { idleTimeoutMs: IDLE_S * 1000 } });
+      expect(r.finished).toBe(true);
+      return { costUsd: r.costUsd, makespanS: r.makespanS - r.firstLaunchS, reclaims: r.reclaims };
+    });
+    const sim = {
+      costUsd: mean(sims.map((s) => s.costUsd)),
+      makespanS: mean(sims.map((s) => s.makespanS)),
+      reclaims: mean(sims.map((s) => s.reclaims)),
+    };
+    const costError = Math.abs(sim.costUsd - local.costUsd) / local.costUsd;
+    const makespanError = Math.abs(sim.makespanS - local.makespanS) / local.makespanS;
+    console.log(
+      `credibility: local cost $${local.costUsd.toFixed(5)}, makespan ${local.makespanS.toFixed(1)} s, ${reclaims} reclaim(s); ` +
+        `simulated (mean of ${SEEDS} seeds) cost $${sim.costUsd.toFixed(5)}, makespan ${sim.makespanS.toFixed(1)} s, ${sim.reclaims.toFixed(1)} reclaim(s); ` +
+        `fitted row ${mean(perRow).toFixed(0)} ms (sigma ${sigma.toFixed(2)}), boot ${Math.min(...boots)}–${Math.max(...boots)} ms; ` +
+        `errors: cost ${(costError * 100).toFixed(1)} % (margin ${COST_MARGIN * 100} %), makespan ${(makespanError * 100).toFixed(1)} % (margin ${MAKESPAN_MARGIN * 100} %)`,
+    );
+    expect(costError).toBeLessThanOrEqual(COST_MARGIN);
+    expect(makespanError).toBeLessThanOrEqual(MAKESPAN_MARGIN);
+  }, 240_000);
+});
