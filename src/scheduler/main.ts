@@ -18,6 +18,8 @@ import { createLogger, type Logger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
 import { buildApp } from "./api/app.ts";
+import { checkExposure } from "./api/exposure.ts";
+import { TenantDirectory } from "./api/tenants.ts";
 import { loadApiTokens } from "./api/tokens.ts";
 import { costServiceFromConfig } from "./cost/from-config.ts";
 import { Ec2Capacity } from "./fleet/ec2-capacity.ts";
@@ -113,7 +115,25 @@ export async function startScheduler(deps: {
 }): Promise<RunningScheduler> {
   const { config, clients, logger } = deps;
   const workQueueUrl = requireQueue(config, "work");
-  const apiTokens = await loadApiTokens(config.api.auth, { logger });
+  const tenants = new TenantDirectory(
+    await loadApiTokens(config.api.auth, { logger }),
+    config.api.tenantDefaults,
+  );
+  // Before anything else starts: an open API beyond loopback is refused unless asked for.
+  checkExposure(
+    {
+      host: config.api.host,
+      anonymous: tenants.anonymous,
+      allowAnonymous: config.api.allowAnonymous,
+    },
+    logger,
+  );
+  if (tenants.legacyTokens > 0) {
+    logger.warn(
+      { tokens: tenants.legacyTokens, tenant: "default" },
+      "old token format: plain tokens belong to tenant default; store tenant=NAME sha256=HASH lines instead (shardfleet token create)",
+    );
+  }
   const store = new ObjectStore({ s3: clients.s3 }, { bucket: config.bucket });
   const queue = new ShardQueue({ sqs: clients.sqs });
   const provided = capacityFromConfig(config, {
@@ -176,7 +196,8 @@ export async function startScheduler(deps: {
     logger,
     maxUploadBytes: config.api.maxUploadBytes,
     cost,
-    apiTokens,
+    tenants,
+    limits: config.api.limits,
   });
   const scheduler = new Scheduler(
     { store, queue, logger, clock: systemClock, cost },

@@ -1,16 +1,32 @@
 /**
  * The scheduler's HTTP API as a fastify app, built without listening (tests `inject()`).
  */
+import helmet from "@fastify/helmet";
 import multipart from "@fastify/multipart";
+import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyInstance } from "fastify";
+import type { ApiLimits } from "../../shared/config.ts";
+import { ShardfleetError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import type { CostService } from "../cost/cost-service.ts";
 import type { OperationService } from "../operations.ts";
 import { bearerAuth } from "./auth.ts";
 import { handleError, handleNotFound } from "./errors.ts";
-import { healthRoutes } from "./health-routes.ts";
+import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
 import { operationRoutes } from "./operations-routes.ts";
+import { TenantDirectory } from "./tenants.ts";
+import { whoamiRoutes } from "./whoami-routes.ts";
+
+/** The API's limits when a caller names none (the SHARDFLEET_API_* defaults). */
+export const DEFAULT_API_LIMITS: ApiLimits = Object.freeze({
+  headersTimeoutMs: 20_000,
+  socketIdleTimeoutMs: 60_000,
+  minUploadBytesPerSecond: 1024,
+  uploadRateWindowMs: 10_000,
+  rateLimitPerMinute: 600,
+});
 
 export interface AppDeps {
   operations: OperationService;
@@ -20,32 +36,72 @@ export interface AppDeps {
   /** Cost reports (`GET /operations/:id/cost`). @default undefined (the route answers 404) */
   cost?: CostService;
   /**
-   * Bearer tokens, any of which a request must carry (all routes but `/healthz`).
-   * @default [] (no authentication)
+   * Who may call: tokens by hash with their tenant, role and caps.
+   * @default a directory of `apiTokens`
    */
-  apiTokens?: readonly string[];
+  tenants?: TenantDirectory;
+  /**
+   * Bearer tokens, any of which a request must carry (all routes but `/healthz`), when no
+   * `tenants` is given. @default [] (no authentication)
+   */
+  apiTokens?: readonly ApiToken[];
+  /** Timeouts, upload rate and request rate. @default DEFAULT_API_LIMITS */
+  limits?: Partial<ApiLimits>;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
+  const limits = { ...DEFAULT_API_LIMITS, ...deps.limits };
+  const tenants = deps.tenants ?? new TenantDirectory(deps.apiTokens ?? []);
   const app = Fastify({
     loggerInstance: deps.logger,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    // A socket silent this long within a request is closed (between requests, keepAliveTimeout).
+    connectionTimeout: limits.socketIdleTimeoutMs,
+    // No cap on a whole request: large uploads must stream; a trickle is cut by the upload rate.
+    requestTimeout: 0,
     // Ids are generated server-side; a client-chosen request id is not trusted.
     genReqId: () => crypto.randomUUID(),
   });
+  // Node's own slowloris guard: the headers must have arrived within this.
+  app.server.headersTimeout = limits.headersTimeoutMs;
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);
   // Before multipart parsing: a refused upload is never parsed or stored (Node discards it).
-  if (deps.apiTokens?.length) app.addHook("onRequest", bearerAuth(deps.apiTokens));
+  app.decorateRequest("principal", undefined as never);
+  app.addHook("onRequest", bearerAuth(tenants));
+  // Security headers for the web console to come (same origin, no CDN): helmet's defaults,
+  // whose CSP allows only 'self'.
+  void app.register(helmet);
+  if (limits.rateLimitPerMinute > 0) {
+    // Route hooks run after the auth hook above: requests count per token (its hash), and
+    // without tokens per client address.
+    void app.register(rateLimit, {
+      max: limits.rateLimitPerMinute,
+      timeWindow: 60_000,
+      keyGenerator: (request) => request.principal?.key ?? request.ip,
+      allowList: (request) => request.routeOptions.url === HEALTH_PATH,
+      errorResponseBuilder: (_request, context) =>
+        new ShardfleetError(
+          "RATE_LIMITED",
+          `rate limit of ${context.max} requests a minute exceeded: retry after ${context.after}`,
+        ),
+    });
+  }
   void app.register(multipart, {
     limits: { fileSize: deps.maxUploadBytes },
     // The intake sees busboy's `truncated` and answers 413 with its own message.
     throwFileSizeLimit: false,
   });
   void app.register(healthRoutes);
+  void app.register(whoamiRoutes, { capsOf: (tenant) => tenants.capsOf(tenant) });
   void app.register(operationRoutes, {
     operations: deps.operations,
     maxUploadBytes: deps.maxUploadBytes,
+    capsOf: (tenant) => tenants.capsOf(tenant),
+    uploadRate: {
+      minBytesPerSecond: limits.minUploadBytesPerSecond,
+      windowMs: limits.uploadRateWindowMs,
+    },
     ...(deps.cost ? { cost: deps.cost } : {}),
   });
   // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.

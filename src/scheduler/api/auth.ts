@@ -1,33 +1,30 @@
 /**
  * Bearer-token authentication: with tokens configured, every request but the load balancer's
  * health check must carry `Authorization: Bearer <token>` with one of them (several allow a
- * rotation). Refusals are 401 UNAUTHORIZED through the API's error handler.
+ * rotation). Refusals are 401 UNAUTHORIZED through the API's error handler. An accepted token
+ * sets `request.principal` (its tenant and role); without tokens every request is ANONYMOUS.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { onRequestAsyncHookHandler } from "fastify";
 import { UnauthorizedError } from "../../shared/errors.ts";
 import { HEALTH_PATH } from "./health-routes.ts";
+import { ANONYMOUS, type Principal, type TenantDirectory } from "./tenants.ts";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Who is calling (set by the auth hook before anything else runs). */
+    principal: Principal;
+  }
+}
 
 const BEARER = /^Bearer +(\S+) *$/i;
 
-const sha256 = (value: string): Buffer => createHash("sha256").update(value).digest();
-
-/**
- * Equal-length digests let timingSafeEqual compare a token of any length, and every known
- * token is compared (no early exit), so timing tells neither which token nor how much matched.
- */
-function matchesAny(presented: string, digests: readonly Buffer[]): boolean {
-  const digest = sha256(presented);
-  let match = false;
-  for (const known of digests) match = timingSafeEqual(digest, known) || match;
-  return match;
-}
-
-/** An onRequest hook that refuses requests without one of `tokens` (at least one). */
-export function bearerAuth(tokens: readonly string[]): onRequestAsyncHookHandler {
-  if (tokens.length === 0) throw new Error("bearerAuth needs at least one token");
-  const digests = tokens.map(sha256);
+/** An onRequest hook that refuses requests without one of the directory's tokens. */
+export function bearerAuth(directory: TenantDirectory): onRequestAsyncHookHandler {
   return async (request) => {
+    if (directory.anonymous) {
+      request.principal = ANONYMOUS;
+      return;
+    }
     // The load balancer's health check carries no token (HEAD is GET's automatic twin).
     if (request.routeOptions.url === HEALTH_PATH) return;
     const header = request.headers.authorization;
@@ -35,6 +32,8 @@ export function bearerAuth(tokens: readonly string[]): onRequestAsyncHookHandler
     if (presented === undefined) {
       throw new UnauthorizedError("missing bearer token: send Authorization: Bearer <token>");
     }
-    if (!matchesAny(presented, digests)) throw new UnauthorizedError("invalid bearer token");
+    const principal = directory.authenticate(presented);
+    if (!principal) throw new UnauthorizedError("invalid bearer token");
+    request.principal = principal;
   };
 }
