@@ -243,7 +243,7 @@ describe("tokens", () => {
   });
 
   it.each([
-    ["tenant=Acme sha256=" + "a".repeat(64), /line 1: tenant: must be 1-63 lower-case/],
+    [`tenant=Acme sha256=${"a".repeat(64)}`, /line 1: tenant: must be 1-63 lower-case/],
     ["tenant=acme sha256=abc", /line 1: sha256: must be the token's SHA-256/],
     [`tenant=acme sha256=${"a".repeat(64)} role=root`, /line 1: role:/],
     [`tenant=acme sha256=${"a".repeat(64)} max-ops=3`, /line 1: unknown key max-ops/],

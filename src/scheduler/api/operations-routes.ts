@@ -19,7 +19,6 @@ import { MAX_SPEC_BYTES, type SubmissionPart } from "../intake.ts";
 import type { OperationService } from "../operations.ts";
 import { XLSX_CONTENT_TYPE } from "../workbook/read-rows.ts";
 import { errorBodySchema } from "./errors.ts";
-import { type UploadRateOptions, watchUploadRate } from "./upload-rate.ts";
 import {
   acceptedSchema,
   costQuerySchema,
@@ -28,6 +27,7 @@ import {
   operationParamsSchema,
   operationViewSchema,
 } from "./schemas.ts";
+import { type UploadRateOptions, watchUploadRate } from "./upload-rate.ts";
 
 export interface OperationRoutesOptions {
   operations: OperationService;
