@@ -10,6 +10,7 @@ import { type ProvisionedResources, provisionResources } from "../../local/provi
 import { type AwsClients, createAwsClients } from "../../shared/aws.ts";
 import { type Clock, systemClock } from "../../shared/clock.ts";
 import { createLogger, type Logger, silentLogger } from "../../shared/logger.ts";
+import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import { ObjectStore } from "../../shared/object-store.ts";
 import { ShardQueue } from "../../shared/shard-queue.ts";
 import { OperationService } from "../operations.ts";
@@ -53,7 +54,7 @@ export function testApp(
     maxUploadBytes?: number;
     clock?: Clock;
     logger?: Logger;
-    apiTokens?: readonly string[];
+    apiTokens?: readonly ApiToken[];
   } = {},
 ): { app: FastifyInstance; operations: OperationService } {
   const logger = options.logger ?? silentLogger();
