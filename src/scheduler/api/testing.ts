@@ -10,8 +10,8 @@ import { type ProvisionedResources, provisionResources } from "../../local/provi
 import { type AwsClients, createAwsClients } from "../../shared/aws.ts";
 import { type Clock, systemClock } from "../../shared/clock.ts";
 import { createLogger, type Logger, silentLogger } from "../../shared/logger.ts";
-import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import { ObjectStore } from "../../shared/object-store.ts";
+import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import { ShardQueue } from "../../shared/shard-queue.ts";
 import { OperationService } from "../operations.ts";
 import { buildApp } from "./app.ts";
