@@ -15,6 +15,7 @@ import { systemClock } from "../shared/clock.ts";
 import { type Config, loadConfig, requireQueue } from "../shared/config.ts";
 import { ConfigError, describeError } from "../shared/errors.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
+import type { TenantCaps } from "../shared/schemas/tokens.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
 import { buildApp } from "./api/app.ts";
@@ -25,7 +26,7 @@ import { costServiceFromConfig } from "./cost/from-config.ts";
 import { Ec2Capacity } from "./fleet/ec2-capacity.ts";
 import { FleetManager } from "./fleet/fleet-manager.ts";
 import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity.ts";
-import type { PriceTable } from "./fleet/policy.ts";
+import type { FleetPolicyOptions, PriceTable } from "./fleet/policy.ts";
 import { EC2_PRICES } from "./fleet/prices.ts";
 import { SpotEventConsumer } from "./fleet/spot-events.ts";
 import { OperationService } from "./operations.ts";
@@ -102,6 +103,20 @@ export function capacityFromConfig(
   }
 }
 
+/** The tenants' instance and spend caps for the fleet policy (from the tokens and defaults). */
+function tenantFleetCaps(
+  tenants: TenantDirectory,
+): Pick<FleetPolicyOptions, "tenantCaps" | "defaultTenantCaps"> {
+  const fleetCaps = (caps: TenantCaps) => ({
+    ...(caps.maxInstances === undefined ? {} : { maxInstances: caps.maxInstances }),
+    ...(caps.maxHourlyUsd === undefined ? {} : { maxHourlyUsd: caps.maxHourlyUsd }),
+  });
+  return {
+    tenantCaps: Object.fromEntries(tenants.tenants.map((t) => [t, fleetCaps(tenants.capsOf(t))])),
+    defaultTenantCaps: fleetCaps(tenants.defaultCaps),
+  };
+}
+
 /**
  * Starts the API and the loop in this process (and the fleet manager when capacity is not
  * `none`, with the EventBridge spot events consumer when SHARDFLEET_SPOT_EVENTS_QUEUE_URL is
@@ -158,6 +173,7 @@ export async function startScheduler(deps: {
           idleTimeoutMs: Math.round(config.fleet.idleTimeoutSeconds * 1000),
           capacityDeadlineMs: Math.round(config.fleet.capacityDeadlineSeconds * 1000),
           stragglerMinMs: Math.round(config.fleet.stragglerMinSeconds * 1000),
+          ...tenantFleetCaps(tenants),
         },
         prices: provided.prices,
         bootGraceMs: provided.bootGraceMs,

@@ -80,6 +80,11 @@ export class TenantDirectory {
     return match;
   }
 
+  /** Caps of a tenant no token line gives caps to (the SHARDFLEET_TENANT_* settings). */
+  get defaultCaps(): TenantCaps {
+    return { ...this.#defaults };
+  }
+
   /** The tenant's caps: what its token lines name, else the defaults. */
   capsOf(tenant: string): TenantCaps {
     return { ...this.#defaults, ...this.#caps.get(tenant) };
