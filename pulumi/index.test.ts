@@ -662,6 +662,8 @@ describe("API token", () => {
   it("reaches the scheduler by name only: no user data holds the token", () => {
     const script: string = only("aws:ec2/instance:Instance").inputs.userData;
     expect(bootEnv(script).SHARDFLEET_API_TOKEN_SSM_PARAMETER).toBe(out.apiTokenParameterName);
+    // With a token the API is never opened to anonymous callers.
+    expect(bootEnv(script).SHARDFLEET_API_ALLOW_ANONYMOUS).toBeUndefined();
     const worker = Buffer.from(
       only("aws:ec2/launchTemplate:LaunchTemplate").inputs.userData,
       "base64",

@@ -157,8 +157,10 @@ export class SchedulerComponent extends pulumi.ComponentResource {
         SHARDFLEET_EC2_LAUNCH_TEMPLATE: s.launchTemplateId,
         SHARDFLEET_EC2_SUBNETS: subnetIds.apply((ids) => ids.join(",")),
         SHARDFLEET_EC2_INSTANCE_TYPES: s.instanceTypes.join(","),
+        // Without apiToken the run has warned: the API is open to adminCidr, which the
+        // scheduler (listening beyond loopback) refuses unless told so, and then warns of.
         ...(s.apiTokenParameterName === undefined
-          ? {}
+          ? { SHARDFLEET_API_ALLOW_ANONYMOUS: "true" }
           : { SHARDFLEET_API_TOKEN_SSM_PARAMETER: s.apiTokenParameterName }),
       })
       .apply((env) =>
