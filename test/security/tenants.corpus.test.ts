@@ -298,6 +298,33 @@ describe("caps and limits", () => {
     }
   });
 
+  it("without tokens: callers on this machine are not limited, other addresses are", async () => {
+    const operations = new OperationService({
+      store: env.store,
+      logger: silentLogger(),
+      clock: systemClock,
+    });
+    const open = buildApp({
+      operations,
+      logger: silentLogger(),
+      maxUploadBytes: 1 << 20,
+      limits: { rateLimitPerMinute: 2 },
+    });
+    try {
+      const get = (remoteAddress: string) =>
+        open.inject({ method: "GET", url: "/whoami", remoteAddress });
+      for (let i = 0; i < 5; i++) expect((await get("127.0.0.1")).statusCode).toBe(200);
+      expect((await get("::ffff:127.0.0.1")).statusCode).toBe(200);
+      expect((await get("203.0.113.7")).statusCode).toBe(200);
+      expect((await get("203.0.113.7")).statusCode).toBe(200);
+      const over = await get("203.0.113.7");
+      expect(over.statusCode).toBe(429);
+      expect(errorOf(over).code).toBe("RATE_LIMITED");
+    } finally {
+      await open.close();
+    }
+  });
+
   it("sends security headers fit for a same-origin web console", async () => {
     const res = await app.inject({ method: "GET", url: "/whoami", headers: bearer(ACME) });
     expect(res.headers["content-security-policy"]).toMatch(/default-src 'self'/);

@@ -13,10 +13,11 @@ import type { CostService } from "../cost/cost-service.ts";
 import type { OperationService } from "../operations.ts";
 import { bearerAuth } from "./auth.ts";
 import { handleError, handleNotFound } from "./errors.ts";
+import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
 import { operationRoutes } from "./operations-routes.ts";
-import { TenantDirectory } from "./tenants.ts";
+import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
 import { whoamiRoutes } from "./whoami-routes.ts";
 
 /** The API's limits when a caller names none (the SHARDFLEET_API_* defaults). */
@@ -79,7 +80,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       max: limits.rateLimitPerMinute,
       timeWindow: 60_000,
       keyGenerator: (request) => request.principal?.key ?? request.ip,
-      allowList: (request) => request.routeOptions.url === HEALTH_PATH,
+      // Not limited: the health check, and anonymous callers on this machine (the local stack,
+      // the demo and the tests poll freely; an exposed anonymous API still limits the rest).
+      allowList: (request) =>
+        request.routeOptions.url === HEALTH_PATH ||
+        (request.principal === ANONYMOUS && isLoopbackHost(request.ip)),
       errorResponseBuilder: (_request, context) =>
         new ShardfleetError(
           "RATE_LIMITED",

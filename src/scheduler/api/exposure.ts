@@ -7,12 +7,13 @@ import { isIP } from "node:net";
 import { ConfigError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 
-/** Whether `host` (as given to listen) binds loopback only. */
+/** Whether `host` (as given to listen, or a client address) is loopback only. */
 export function isLoopbackHost(host: string): boolean {
   const h = host
     .trim()
     .toLowerCase()
-    .replace(/^\[|\]$/g, "");
+    .replace(/^\[|\]$/g, "")
+    .replace(/^::ffff:/, "");
   if (h === "localhost" || h === "::1") return true;
   return isIP(h) === 4 && h.startsWith("127.");
 }
