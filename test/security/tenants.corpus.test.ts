@@ -6,6 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
+import { connect } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/scheduler/api/app.ts";
@@ -424,6 +425,63 @@ describe("a trickling upload", () => {
         headers: { ...headers, ...bearer(ACME) },
       });
       expect(res.status).toBe(202);
+    } finally {
+      await live.close();
+    }
+  });
+});
+
+describe("slow or silent connections", () => {
+  /** Opens a raw socket, sends `first`, then one byte of `rest` every 200 ms; resolves on close. */
+  function trickle(url: URL, first: string, rest: string) {
+    return new Promise<{ answer: string; ms: number }>((resolve, reject) => {
+      const started = Date.now();
+      const socket = connect(Number(url.port), url.hostname);
+      let answer = "";
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (sent < rest.length && !socket.destroyed) socket.write(rest[sent++]!);
+      }, 200);
+      socket.on("data", (d) => {
+        answer += d;
+      });
+      socket.on("error", () => {}); // a reset after the answer is the point
+      socket.on("close", () => {
+        clearInterval(timer);
+        resolve({ answer, ms: Date.now() - started });
+      });
+      socket.on("connect", () => socket.write(first));
+      setTimeout(() => reject(new Error("the server kept the connection open")), 20_000).unref();
+    });
+  }
+
+  it("headers trickled past the headers timeout get 408 and a closed connection", async () => {
+    const live = appWith({ headersTimeoutMs: 1_000 });
+    try {
+      const url = new URL(await live.listen({ host: "127.0.0.1", port: 0 }));
+      const { answer } = await trickle(
+        url,
+        "GET /whoami HTTP/1.1\r\nHost: x\r\n",
+        "X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+      );
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    } finally {
+      await live.close();
+    }
+  });
+
+  it("a socket silent inside a request is closed after the idle timeout", async () => {
+    const live = appWith({ socketIdleTimeoutMs: 500, minUploadBytesPerSecond: 0 });
+    try {
+      const url = new URL(await live.listen({ host: "127.0.0.1", port: 0 }));
+      // Headers complete, a body promised, then nothing at all.
+      const { payload, headers } = await multipart([SPEC, CSV]);
+      const head =
+        `POST /operations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ACME}\r\n` +
+        `Content-Type: ${headers["content-type"]}\r\nContent-Length: ${payload.length}\r\n\r\n`;
+      const { ms } = await trickle(url, head, "");
+      expect(ms).toBeGreaterThanOrEqual(400);
+      expect(await allOperationObjects()).toEqual([]);
     } finally {
       await live.close();
     }

@@ -62,9 +62,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     requestTimeout: 0,
     // Ids are generated server-side; a client-chosen request id is not trusted.
     genReqId: () => crypto.randomUUID(),
+    http: {
+      // Node's own slowloris guard: the headers must have arrived within this (else 408)...
+      headersTimeout: limits.headersTimeoutMs,
+      // ...checked this often (Node's default, 30 s, would let a trickle live up to 30 s more).
+      connectionsCheckingInterval: Math.min(5_000, Math.max(100, limits.headersTimeoutMs / 4)),
+    },
   });
-  // Node's own slowloris guard: the headers must have arrived within this.
-  app.server.headersTimeout = limits.headersTimeoutMs;
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);
   // Before multipart parsing: a refused upload is never parsed or stored (Node discards it).
