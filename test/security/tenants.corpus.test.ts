@@ -5,8 +5,11 @@
  * Runs the API against the real local S3/SQS server; nothing is mocked.
  */
 import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/scheduler/api/app.ts";
@@ -236,6 +239,38 @@ describe("tokens", () => {
     });
     expect(view.json()).toMatchObject({ tenant: "default" });
     await deleteAll();
+  });
+
+  it("a scheduler started with an old-format file warns that its tokens are tenant default", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "tenants-corpus-"));
+    const file = path.join(dir, "tokens");
+    await writeFile(
+      file,
+      `${LEGACY}\n${tokenLine({ tenant: "acme", role: "member", token: ACME })}\n`,
+    );
+    const { logger, lines } = capturingLogger();
+    const config = loadConfig({
+      SHARDFLEET_API_PORT: "0",
+      SHARDFLEET_API_TOKENS_FILE: file,
+      SHARDFLEET_WORK_QUEUE_URL: env.resources.queues.work,
+      SHARDFLEET_BUCKET: env.resources.bucket,
+    });
+    const running = await startScheduler({ config, clients: env.clients, logger });
+    try {
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          level: 40,
+          tokens: 1,
+          msg: expect.stringMatching(/^old token format: plain tokens belong to tenant default/),
+        }),
+      );
+      expect(JSON.stringify(lines)).not.toContain(LEGACY);
+      const me = await fetch(`${running.url}/whoami`, { headers: bearer(LEGACY) });
+      expect(await me.json()).toMatchObject({ tenant: "default", role: "member" });
+    } finally {
+      await running.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("the tokens file never holds a token: lines hold its SHA-256", () => {
