@@ -55,6 +55,7 @@ const settings = {
   SHARDFLEET_API_MIN_UPLOAD_BYTES_PER_S: int(0, 1 << 30).default(1024),
   SHARDFLEET_API_UPLOAD_RATE_WINDOW_S: z.coerce.number().min(0.1).max(600).default(10),
   SHARDFLEET_API_RATE_LIMIT_PER_MIN: int(0, 1_000_000).default(600),
+  SHARDFLEET_API_FAILED_AUTH_PER_MIN: int(0, 1_000_000).default(30),
   // Per-tenant caps, for tenants whose token lines name none.
   SHARDFLEET_TENANT_MAX_OPERATIONS: int(0, 100_000).default(10),
   SHARDFLEET_TENANT_MAX_INSTANCES: int(0, 10_000).optional(),
@@ -166,6 +167,8 @@ export interface ApiLimits {
   readonly uploadRateWindowMs: number;
   /** Requests a token (or, without tokens, an address) may make per minute. 0: no limit. */
   readonly rateLimitPerMinute: number;
+  /** Refused (401) requests an address may make per minute, then 429. 0: no limit. */
+  readonly failedAuthPerMinute: number;
 }
 
 /**
@@ -316,6 +319,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         minUploadBytesPerSecond: e.SHARDFLEET_API_MIN_UPLOAD_BYTES_PER_S,
         uploadRateWindowMs: Math.round(e.SHARDFLEET_API_UPLOAD_RATE_WINDOW_S * 1000),
         rateLimitPerMinute: e.SHARDFLEET_API_RATE_LIMIT_PER_MIN,
+        failedAuthPerMinute: e.SHARDFLEET_API_FAILED_AUTH_PER_MIN,
       },
       tenantDefaults: {
         maxOperations: e.SHARDFLEET_TENANT_MAX_OPERATIONS,

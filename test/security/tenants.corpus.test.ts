@@ -334,6 +334,27 @@ describe("caps and limits", () => {
     }
   });
 
+  it("429 after too many refused tokens from one address; a good token still passes", async () => {
+    const guarded = appWith({ failedAuthPerMinute: 3 });
+    try {
+      const get = (headers: Record<string, string>, remoteAddress = "198.51.100.9") =>
+        guarded.inject({ method: "GET", url: "/operations", headers, remoteAddress });
+      for (let i = 0; i < 3; i++) expect((await get(bearer(token()))).statusCode).toBe(401);
+      const over = await get({});
+      expect(over.statusCode).toBe(429);
+      expect(over.headers["retry-after"]).toBeDefined();
+      expect(errorOf(over)).toEqual({
+        code: "RATE_LIMITED",
+        message: expect.stringMatching(/^too many refused tokens from this address \(limit 3/),
+      });
+      expect((await get(bearer(ACME))).statusCode).toBe(200);
+      // Another address is counted on its own.
+      expect((await get(bearer(token()), "198.51.100.10")).statusCode).toBe(401);
+    } finally {
+      await guarded.close();
+    }
+  });
+
   it("without tokens: callers on this machine are not limited, other addresses are", async () => {
     const operations = new OperationService({
       store: env.store,

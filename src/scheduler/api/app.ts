@@ -27,6 +27,7 @@ export const DEFAULT_API_LIMITS: ApiLimits = Object.freeze({
   minUploadBytesPerSecond: 1024,
   uploadRateWindowMs: 10_000,
   rateLimitPerMinute: 600,
+  failedAuthPerMinute: 30,
 });
 
 export interface AppDeps {
@@ -73,15 +74,30 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.setNotFoundHandler(handleNotFound);
   // Before multipart parsing: a refused upload is never parsed or stored (Node discards it).
   app.decorateRequest("principal", undefined as never);
-  app.addHook("onRequest", bearerAuth(tenants));
+  // Token guessing: refusals count per client address; past the limit they are 429s.
+  let failedAuth: ReturnType<FastifyInstance["createRateLimit"]> | undefined;
+  app.addHook(
+    "onRequest",
+    bearerAuth(tenants, async (request, reply) => {
+      const counted = await failedAuth?.(request);
+      if (counted && !counted.isAllowed && counted.isExceeded) {
+        reply.header("retry-after", counted.ttlInSeconds);
+        throw new ShardfleetError(
+          "RATE_LIMITED",
+          `too many refused tokens from this address (limit ${counted.max} a minute): retry after ${counted.ttlInSeconds} s`,
+        );
+      }
+    }),
+  );
   // Security headers for the web console to come (same origin, no CDN): helmet's defaults,
   // whose CSP allows only 'self'.
   void app.register(helmet);
-  if (limits.rateLimitPerMinute > 0) {
+  if (limits.rateLimitPerMinute > 0 || limits.failedAuthPerMinute > 0) {
     // Route hooks run after the auth hook above: requests count per token (its hash), and
     // without tokens per client address.
     void app.register(rateLimit, {
-      max: limits.rateLimitPerMinute,
+      global: limits.rateLimitPerMinute > 0,
+      max: Math.max(1, limits.rateLimitPerMinute),
       timeWindow: 60_000,
       keyGenerator: (request) => request.principal?.key ?? request.ip,
       // Not limited: the health check, and anonymous callers on this machine (the local stack,
@@ -95,6 +111,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
           `rate limit of ${context.max} requests a minute exceeded: retry after ${context.after}`,
         ),
     });
+    if (limits.failedAuthPerMinute > 0) {
+      app.after(() => {
+        failedAuth = app.createRateLimit({
+          max: limits.failedAuthPerMinute,
+          timeWindow: 60_000,
+          keyGenerator: (request) => `refused:${request.ip}`,
+          allowList: () => false,
+        });
+      });
+    }
   }
   void app.register(multipart, {
     limits: { fileSize: deps.maxUploadBytes },
