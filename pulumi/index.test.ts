@@ -739,6 +739,7 @@ describe("scheduler instance", () => {
       `SHARDFLEET_BUCKET=${out.bucketName}`,
       "SHARDFLEET_API_HOST=0.0.0.0",
       "SHARDFLEET_API_PORT=8080",
+      "SHARDFLEET_API_TRUSTED_PROXIES=1",
       `SHARDFLEET_SPOT_EVENTS_QUEUE_URL=${out.spotEventsQueueUrl}`,
     ]) {
       expect(script.split("\n")).toContain(line);

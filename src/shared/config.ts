@@ -56,6 +56,7 @@ const settings = {
   SHARDFLEET_API_UPLOAD_RATE_WINDOW_S: z.coerce.number().min(0.1).max(600).default(10),
   SHARDFLEET_API_RATE_LIMIT_PER_MIN: int(0, 1_000_000).default(600),
   SHARDFLEET_API_FAILED_AUTH_PER_MIN: int(0, 1_000_000).default(30),
+  SHARDFLEET_API_TRUSTED_PROXIES: int(0, 10).default(0),
   // Per-tenant caps, for tenants whose token lines name none.
   SHARDFLEET_TENANT_MAX_OPERATIONS: int(0, 100_000).default(10),
   SHARDFLEET_TENANT_MAX_INSTANCES: int(0, 10_000).optional(),
@@ -169,6 +170,11 @@ export interface ApiLimits {
   readonly rateLimitPerMinute: number;
   /** Refused (401) requests an address may make per minute, then 429. 0: no limit. */
   readonly failedAuthPerMinute: number;
+  /**
+   * Proxies in front of the API (the load balancer: 1) whose X-Forwarded-For names the client
+   * address that per-address limits count by. 0: the socket's peer is the client.
+   */
+  readonly trustedProxies: number;
 }
 
 /**
@@ -320,6 +326,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         uploadRateWindowMs: Math.round(e.SHARDFLEET_API_UPLOAD_RATE_WINDOW_S * 1000),
         rateLimitPerMinute: e.SHARDFLEET_API_RATE_LIMIT_PER_MIN,
         failedAuthPerMinute: e.SHARDFLEET_API_FAILED_AUTH_PER_MIN,
+        trustedProxies: e.SHARDFLEET_API_TRUSTED_PROXIES,
       },
       tenantDefaults: {
         maxOperations: e.SHARDFLEET_TENANT_MAX_OPERATIONS,

@@ -355,6 +355,25 @@ describe("caps and limits", () => {
     }
   });
 
+  it("behind a trusted proxy, refused tokens count per forwarded client address", async () => {
+    const guarded = appWith({ failedAuthPerMinute: 2, trustedProxies: 1 });
+    try {
+      // Every request comes from the load balancer's address; X-Forwarded-For names the client.
+      const get = (client: string) =>
+        guarded.inject({
+          method: "GET",
+          url: "/operations",
+          remoteAddress: "10.0.1.20",
+          headers: { ...bearer(token()), "x-forwarded-for": client },
+        });
+      for (let i = 0; i < 2; i++) expect((await get("203.0.113.1")).statusCode).toBe(401);
+      expect((await get("203.0.113.1")).statusCode).toBe(429);
+      expect((await get("203.0.113.2")).statusCode).toBe(401);
+    } finally {
+      await guarded.close();
+    }
+  });
+
   it("without tokens: callers on this machine are not limited, other addresses are", async () => {
     const operations = new OperationService({
       store: env.store,

@@ -28,6 +28,7 @@ export const DEFAULT_API_LIMITS: ApiLimits = Object.freeze({
   uploadRateWindowMs: 10_000,
   rateLimitPerMinute: 600,
   failedAuthPerMinute: 30,
+  trustedProxies: 0,
 });
 
 export interface AppDeps {
@@ -61,6 +62,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     connectionTimeout: limits.socketIdleTimeoutMs,
     // No cap on a whole request: large uploads must stream; a trickle is cut by the upload rate.
     requestTimeout: 0,
+    // request.ip is the client behind this many proxies (X-Forwarded-For), for address limits.
+    ...(limits.trustedProxies > 0
+      ? { trustProxy: (_address: string, hop: number) => hop < limits.trustedProxies }
+      : {}),
     // Ids are generated server-side; a client-chosen request id is not trusted.
     genReqId: () => crypto.randomUUID(),
     http: {
