@@ -315,13 +315,13 @@ export class OperationService {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #onQueued: ((operationId: string) => void) | undefined;
-  readonly #progress: ShardProgressReader;
-  readonly #terminalViews = new Map<string, OperationView>();
-  readonly #cacheSize: number;
   /** Submissions in flight, by tenant (for the operations cap). */
   readonly #reserved = new Map<string, number>();
   /** Operation ids seen finished: the operations cap never reads them again. */
   readonly #terminalTenants = new Set<string>();
+  readonly #progress: ShardProgressReader;
+  readonly #terminalViews = new Map<string, OperationView>();
+  readonly #cacheSize: number;
 
   constructor(deps: OperationServiceDeps, options: OperationServiceOptions = {}) {
     this.#store = deps.store;
