@@ -6,6 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { parseApiTokens } from "../src/shared/config.ts";
+import type { ApiToken } from "../src/shared/schemas/tokens.ts";
 
 export interface StackSettings {
   /** Begins every resource name. @default "shardfleet" */
@@ -299,7 +300,7 @@ function readApiSettings(config: pulumi.Config): ApiSettings {
  * at least 32 characters, sendable in a header), so a bad one stops `pulumi up` instead. The
  * message names the key and line, never the value.
  */
-export function apiTokenLines(value: string, key: string): string[] {
+export function apiTokenLines(value: string, key: string): ApiToken[] {
   try {
     return parseApiTokens(value, key);
   } catch (err) {

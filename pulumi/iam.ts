@@ -1,7 +1,8 @@
 /**
  * The identities instances run as. Workers: a role that EC2 assumes, its instance profile, and
- * one inline policy that reaches the three queues and the `operations/` and `scratch/` objects
- * of one bucket, with the actions a worker needs and nothing else, and writes log streams in
+ * one inline policy that reaches the three queues, reads the `operations/` and `scratch/`
+ * objects of one bucket and writes only scratch objects, attempt records and commit markers
+ * (never a manifest, fleet record, output or cost report), and writes log streams in
  * the stack's log group (the image's optional log shipping). The scheduler: the same plus
  * launching and terminating its own fleet's workers, reading the spot-events queue and, with
  * an API token, reading that one parameter (see SchedulerIdentityComponent).
@@ -9,7 +10,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { FLEET_TAGS } from "../src/shared/capacity.ts";
-import { OPERATIONS_PREFIX, SCRATCH_PREFIX } from "../src/shared/keys.ts";
+import { OPERATIONS_PREFIX, SCRATCH_PREFIX, WORKER_WRITABLE_PATTERNS } from "../src/shared/keys.ts";
 
 export interface WorkerIdentityArgs {
   /** ARN of the bucket that holds the operations. */
@@ -36,20 +37,44 @@ const SHARD_QUEUE_ACTIONS = [
 ] as const;
 
 /**
- * Shard slices and checkpoints in (`scratch/`), chunks and checkpoints (`scratch/`), commit
- * markers and attempts (`operations/`) out.
+ * A worker reads manifests, commit markers and attempts (`operations/`) and its shard slices,
+ * checkpoints and chunks (`scratch/`); it writes only what WORKER_WRITABLE_PATTERNS names:
+ * scratch objects, attempt records and commit markers — never a manifest, fleet record, output
+ * or cost report.
  */
-const WORKER_OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"] as const;
+function workerObjects(bucketArn: pulumi.Input<string>) {
+  const under = (pattern: string) => pulumi.interpolate`${bucketArn}/${pattern}`;
+  return [
+    {
+      Sid: "ReadOperationObjects",
+      Effect: "Allow",
+      Action: "s3:GetObject",
+      Resource: [OPERATIONS_PREFIX, SCRATCH_PREFIX].map((prefix) => under(`${prefix}*`)),
+    },
+    {
+      // Chunks may go up in parts: an interrupted upload is aborted (scratch/ only).
+      Sid: "WriteScratch",
+      Effect: "Allow",
+      Action: ["s3:PutObject", "s3:AbortMultipartUpload"],
+      Resource: under(WORKER_WRITABLE_PATTERNS.scratch),
+    },
+    {
+      Sid: "WriteShardRecords",
+      Effect: "Allow",
+      Action: "s3:PutObject",
+      Resource: [WORKER_WRITABLE_PATTERNS.attempts, WORKER_WRITABLE_PATTERNS.done].map(under),
+    },
+  ];
+}
 
 /**
- * The statements both roles need for operation data: SHARD_QUEUE_ACTIONS on the three queues,
- * ListBucket on the bucket and their object actions under the two prefixes an operation writes
- * (its records under `operations/`, its temporary objects under `scratch/`) only.
+ * The statements both roles need for operation data: SHARD_QUEUE_ACTIONS on the three queues
+ * and ListBucket on the bucket.
  */
-function dataAccess(
-  args: { bucketArn: pulumi.Input<string>; queueArns: pulumi.Input<pulumi.Input<string>[]> },
-  objectActions: readonly string[],
-) {
+function queueAndBucketAccess(args: {
+  bucketArn: pulumi.Input<string>;
+  queueArns: pulumi.Input<pulumi.Input<string>[]>;
+}) {
   return [
     {
       Sid: "ShardQueues",
@@ -66,15 +91,22 @@ function dataAccess(
       Action: "s3:ListBucket",
       Resource: args.bucketArn,
     },
-    {
-      Sid: "OperationObjects",
-      Effect: "Allow",
-      Action: [...objectActions],
-      Resource: [OPERATIONS_PREFIX, SCRATCH_PREFIX].map(
-        (prefix) => pulumi.interpolate`${args.bucketArn}/${prefix}*`,
-      ),
-    },
   ];
+}
+
+/**
+ * `objectActions` under the two prefixes an operation writes (its records under `operations/`,
+ * its temporary objects under `scratch/`) only: the scheduler's access.
+ */
+function operationObjects(bucketArn: pulumi.Input<string>, objectActions: readonly string[]) {
+  return {
+    Sid: "OperationObjects",
+    Effect: "Allow",
+    Action: [...objectActions],
+    Resource: [OPERATIONS_PREFIX, SCRATCH_PREFIX].map(
+      (prefix) => pulumi.interpolate`${bucketArn}/${prefix}*`,
+    ),
+  };
 }
 
 /** What Fluent Bit's cloudwatch_logs output needs with `auto_create_group false`. */
@@ -153,7 +185,7 @@ export class WorkerIdentityComponent extends pulumi.ComponentResource {
     const { role, profile } = ec2InstanceRole(
       name,
       "shardfleet worker instances",
-      [...dataAccess(args, WORKER_OBJECT_ACTIONS), shipLogs(args.logGroupArn)],
+      [...queueAndBucketAccess(args), ...workerObjects(args.bucketArn), shipLogs(args.logGroupArn)],
       args.tags,
       this,
     );
@@ -340,7 +372,8 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
           Action: [...SPOT_EVENTS_QUEUE_ACTIONS],
           Resource: args.spotEventsQueueArn,
         },
-        ...dataAccess(args, SCHEDULER_OBJECT_ACTIONS),
+        ...queueAndBucketAccess(args),
+        operationObjects(args.bucketArn, SCHEDULER_OBJECT_ACTIONS),
         shipLogs(args.logGroupArn),
         ...(args.apiTokenParameterArn === undefined
           ? []

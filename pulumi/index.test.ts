@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { FLEET_TAGS } from "../src/shared/capacity.ts";
 import { loadConfig } from "../src/shared/config.ts";
+import { keys, matchesIamPattern, shardIdFor } from "../src/shared/keys.ts";
 import {
   apiTokenLines,
   CONFIG_KEYS,
@@ -317,9 +318,27 @@ describe("worker identity", () => {
           condition: undefined,
         },
         {
+          // Reads what it runs from: manifests, markers, attempts, slices, checkpoints, chunks.
           effect: "Allow",
-          actions: ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+          actions: ["s3:GetObject"],
           resources: [`${bucketArn()}/operations/*`, `${bucketArn()}/scratch/*`],
+          condition: undefined,
+        },
+        {
+          // Writes scratch objects, attempt records and commit markers only (issue 13): never
+          // a manifest, fleet record, output or cost report.
+          effect: "Allow",
+          actions: ["s3:AbortMultipartUpload", "s3:PutObject"],
+          resources: [`${bucketArn()}/scratch/*`],
+          condition: undefined,
+        },
+        {
+          effect: "Allow",
+          actions: ["s3:PutObject"],
+          resources: [
+            `${bucketArn()}/operations/*/shards/*/attempts/*`,
+            `${bucketArn()}/operations/*/shards/*/done.json`,
+          ],
           condition: undefined,
         },
         {
@@ -330,12 +349,38 @@ describe("worker identity", () => {
         },
       ].map((g) => expect.objectContaining(g)),
     );
-    expect(grants).toHaveLength(4);
+    expect(grants).toHaveLength(6);
 
     for (const grant of grants) {
       for (const action of grant.actions) expect(action).not.toMatch(/\*/);
       for (const resource of grant.resources) expect(resource).not.toBe("*");
     }
+  });
+
+  it("cannot write a manifest, fleet record, output or cost report, nor delete anything", () => {
+    const statements: Statement[] = JSON.parse(
+      only("aws:iam/rolePolicy:RolePolicy", "worker-policy").inputs.policy,
+    ).Statement;
+    const writable = statements
+      .filter((s) => list(s.Action).some((a) => a === "s3:PutObject"))
+      .flatMap((s) => list(s.Resource))
+      .map((arn) => arn.slice(`${bucketArn()}/`.length));
+    const op = "op-00abc-123";
+    const shard = shardIdFor(7);
+    const canWrite = (key: string) => writable.some((p) => matchesIamPattern(p, key));
+    for (const key of [keys.manifest(op), keys.fleet(op), keys.result(op), keys.cost(op)]) {
+      expect(canWrite(key), key).toBe(false);
+    }
+    for (const key of [
+      keys.done(op, shard),
+      keys.attempt(op, shard, "a-1"),
+      keys.checkpoint(op, shard),
+      keys.chunk(op, shard, 0, 500),
+    ]) {
+      expect(canWrite(key), key).toBe(true);
+    }
+    const actions = statements.flatMap((s) => list(s.Action));
+    expect(actions.filter((a) => /^s3:Delete/.test(a))).toEqual([]);
   });
 });
 
@@ -617,6 +662,8 @@ describe("API token", () => {
   it("reaches the scheduler by name only: no user data holds the token", () => {
     const script: string = only("aws:ec2/instance:Instance").inputs.userData;
     expect(bootEnv(script).SHARDFLEET_API_TOKEN_SSM_PARAMETER).toBe(out.apiTokenParameterName);
+    // With a token the API is never opened to anonymous callers.
+    expect(bootEnv(script).SHARDFLEET_API_ALLOW_ANONYMOUS).toBeUndefined();
     const worker = Buffer.from(
       only("aws:ec2/launchTemplate:LaunchTemplate").inputs.userData,
       "base64",
@@ -692,6 +739,7 @@ describe("scheduler instance", () => {
       `SHARDFLEET_BUCKET=${out.bucketName}`,
       "SHARDFLEET_API_HOST=0.0.0.0",
       "SHARDFLEET_API_PORT=8080",
+      "SHARDFLEET_API_TRUSTED_PROXIES=1",
       `SHARDFLEET_SPOT_EVENTS_QUEUE_URL=${out.spotEventsQueueUrl}`,
     ]) {
       expect(script.split("\n")).toContain(line);

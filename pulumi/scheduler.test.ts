@@ -230,6 +230,8 @@ describe("without an API token", () => {
       const [instance] = of(variant, "aws:ec2/instance:Instance");
       expect(instance?.userData).toContain("SHARDFLEET_CAPACITY=ec2");
       expect(instance?.userData).not.toContain("SHARDFLEET_API_TOKEN");
+      // Listening beyond loopback without tokens needs saying so (the scheduler then warns).
+      expect(instance?.userData?.split("\n")).toContain("SHARDFLEET_API_ALLOW_ANONYMOUS=true");
     }
     const policy = recorded.find(
       (r) => r.type === "aws:iam/rolePolicy:RolePolicy" && r.name === "tokenless-scheduler-policy",

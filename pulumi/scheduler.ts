@@ -153,12 +153,16 @@ export class SchedulerComponent extends pulumi.ComponentResource {
         SHARDFLEET_SPOT_EVENTS_QUEUE_URL: s.spotEventsQueueUrl,
         SHARDFLEET_API_HOST: "0.0.0.0",
         SHARDFLEET_API_PORT: String(API_PORT),
+        // Behind the load balancer: its X-Forwarded-For names the client (per-address limits).
+        SHARDFLEET_API_TRUSTED_PROXIES: "1",
         SHARDFLEET_CAPACITY: "ec2",
         SHARDFLEET_EC2_LAUNCH_TEMPLATE: s.launchTemplateId,
         SHARDFLEET_EC2_SUBNETS: subnetIds.apply((ids) => ids.join(",")),
         SHARDFLEET_EC2_INSTANCE_TYPES: s.instanceTypes.join(","),
+        // Without apiToken the run has warned: the API is open to adminCidr, which the
+        // scheduler (listening beyond loopback) refuses unless told so, and then warns of.
         ...(s.apiTokenParameterName === undefined
-          ? {}
+          ? { SHARDFLEET_API_ALLOW_ANONYMOUS: "true" }
           : { SHARDFLEET_API_TOKEN_SSM_PARAMETER: s.apiTokenParameterName }),
       })
       .apply((env) =>

@@ -15,6 +15,8 @@ export const DEFAULT_API_URL = "http://127.0.0.1:8080";
 /** What `GET /operations/:id` returns (the fields the CLI reads). */
 export interface OperationView {
   id: string;
+  /** Whose operation it is (APIs with tenants). */
+  tenant?: string;
   name?: string;
   status: string;
   task?: string;
@@ -42,6 +44,13 @@ export interface OperationView {
   }[];
   /** Fleet events, oldest first. */
   events?: { at: string; kind: string; message: string }[];
+}
+
+/** What `GET /whoami` returns. */
+export interface Whoami {
+  tenant: string;
+  role: string;
+  caps: { maxOperations?: number; maxInstances?: number; maxHourlyUsd?: number };
 }
 
 export interface ApiClientOptions {
@@ -110,6 +119,11 @@ export class ApiClient {
   /** The operation's cost report (409 until it has finished). */
   cost(id: string): Promise<unknown> {
     return this.#json("GET", `/operations/${encodeURIComponent(id)}/cost`);
+  }
+
+  /** Who the token belongs to: `GET /whoami`. */
+  whoami(): Promise<Whoami> {
+    return this.#json("GET", "/whoami");
   }
 
   list(limit = 20): Promise<{ operations: OperationView[] }> {

@@ -192,7 +192,7 @@ export function buildProgram(): Command {
           else
             for (const op of operations)
               process.stdout.write(
-                `${op.id}  ${op.status.padEnd(24)} ${op.rows.total ?? "?"} rows  ${op.name ?? ""}\n`,
+                `${op.id}  ${op.tenant ? `${op.tenant.padEnd(12)} ` : ""}${op.status.padEnd(24)} ${op.rows.total ?? "?"} rows  ${op.name ?? ""}\n`,
               );
           return;
         }
@@ -233,6 +233,68 @@ export function buildProgram(): Command {
       const { formatCostTable } = await import("../scheduler/cost/format.ts");
       process.stdout.write(formatCostTable(costReportSchema.parse(raw)));
     });
+
+  program
+    .command("whoami")
+    .description("show the tenant and role the API token belongs to, and the tenant's caps")
+    .option("--json", "print the raw JSON")
+    .option(...apiOption)
+    .option(...tokenOption)
+    .action(async (opts: { json?: boolean; api: string; token?: string }) => {
+      const me = await apiClient(opts).whoami();
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(me, null, 2)}\n`);
+        return;
+      }
+      const caps = [
+        `operations ${me.caps.maxOperations ?? "no cap"}`,
+        `instances ${me.caps.maxInstances ?? "fleet cap"}`,
+        `hourly ${me.caps.maxHourlyUsd === undefined ? "fleet cap" : `$${me.caps.maxHourlyUsd}`}`,
+      ];
+      process.stdout.write(`tenant ${me.tenant} (${me.role}); caps: ${caps.join(", ")}\n`);
+    });
+
+  const token = program.command("token").description("API tokens of tenants");
+  token
+    .command("create")
+    .description(
+      "mint a token: prints it once (give it to the tenant) and the line to store in SHARDFLEET_API_TOKENS_FILE or the SSM parameter, which holds only its SHA-256",
+    )
+    .requiredOption("--tenant <name>", "the tenant the token belongs to")
+    .option("--role <role>", "member (its tenant's operations) or admin (every tenant's)", "member")
+    .option(
+      "--max-operations <n>",
+      "cap on the tenant's unfinished operations",
+      positiveInt("--max-operations"),
+    )
+    .option(
+      "--max-instances <n>",
+      "cap on the tenant's live instances",
+      positiveInt("--max-instances"),
+    )
+    .option("--max-hourly-usd <usd>", "cap on the tenant's hourly instance spend", (v: string) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) {
+        throw new InvalidArgumentError("--max-hourly-usd must be a number ≥ 0");
+      }
+      return n;
+    })
+    .action(
+      async (opts: {
+        tenant: string;
+        role: string;
+        maxOperations?: number;
+        maxInstances?: number;
+        maxHourlyUsd?: number;
+      }) => {
+        const { mintToken } = await import("./commands/token.ts");
+        const { token: minted, line } = mintToken(opts);
+        process.stdout.write(
+          `token (shown once; give it to the tenant as SHARDFLEET_API_TOKEN):\n${minted}\n` +
+            `line to store (SHARDFLEET_API_TOKENS_FILE or the SSM parameter):\n${line}\n`,
+        );
+      },
+    );
 
   program
     .command("demo")

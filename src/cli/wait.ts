@@ -111,6 +111,7 @@ function etaOf(view: OperationView, rate: number): string {
 export function summarize(view: OperationView): string {
   const lines = [
     `operation ${view.id}: ${view.status}`,
+    ...(view.tenant ? [`  tenant: ${view.tenant}`] : []),
     `  rows:   ${view.rows.total ?? "?"} total, ${view.rows.done} done, ${view.rows.failed} with errors`,
     `  shards: ${view.shards.total ?? "?"} total, ${view.shards.pending} pending, ${view.shards.running} running, ${view.shards.done} done, ${view.shards.failed} failed`,
   ];

@@ -17,15 +17,18 @@ import { type Config, loadConfig, requireQueue } from "../shared/config.ts";
 import { ConfigError, describeError } from "../shared/errors.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
+import type { TenantCaps } from "../shared/schemas/tokens.ts";
 import { ShardQueue } from "../shared/shard-queue.ts";
 import { VERSION } from "../shared/version.ts";
 import { buildApp } from "./api/app.ts";
+import { checkExposure } from "./api/exposure.ts";
+import { TenantDirectory } from "./api/tenants.ts";
 import { loadApiTokens } from "./api/tokens.ts";
 import { costServiceFromConfig } from "./cost/from-config.ts";
 import { Ec2Capacity } from "./fleet/ec2-capacity.ts";
 import { FleetManager } from "./fleet/fleet-manager.ts";
 import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity.ts";
-import type { PriceTable } from "./fleet/policy.ts";
+import type { FleetPolicyOptions, PriceTable } from "./fleet/policy.ts";
 import { EC2_PRICES } from "./fleet/prices.ts";
 import { SpotEventConsumer } from "./fleet/spot-events.ts";
 import { OperationService } from "./operations.ts";
@@ -102,6 +105,20 @@ export function capacityFromConfig(
   }
 }
 
+/** The tenants' instance and spend caps for the fleet policy (from the tokens and defaults). */
+function tenantFleetCaps(
+  tenants: TenantDirectory,
+): Pick<FleetPolicyOptions, "tenantCaps" | "defaultTenantCaps"> {
+  const fleetCaps = (caps: TenantCaps) => ({
+    ...(caps.maxInstances === undefined ? {} : { maxInstances: caps.maxInstances }),
+    ...(caps.maxHourlyUsd === undefined ? {} : { maxHourlyUsd: caps.maxHourlyUsd }),
+  });
+  return {
+    tenantCaps: Object.fromEntries(tenants.tenants.map((t) => [t, fleetCaps(tenants.capsOf(t))])),
+    defaultTenantCaps: fleetCaps(tenants.defaultCaps),
+  };
+}
+
 /**
  * Starts the API and the loop in this process (and the fleet manager when capacity is not
  * `none`, with the EventBridge spot events consumer when SHARDFLEET_SPOT_EVENTS_QUEUE_URL is
@@ -115,7 +132,25 @@ export async function startScheduler(deps: {
 }): Promise<RunningScheduler> {
   const { config, clients, logger } = deps;
   const workQueueUrl = requireQueue(config, "work");
-  const apiTokens = await loadApiTokens(config.api.auth, { logger });
+  const tenants = new TenantDirectory(
+    await loadApiTokens(config.api.auth, { logger }),
+    config.api.tenantDefaults,
+  );
+  // Before anything else starts: an open API beyond loopback is refused unless asked for.
+  checkExposure(
+    {
+      host: config.api.host,
+      anonymous: tenants.anonymous,
+      allowAnonymous: config.api.allowAnonymous,
+    },
+    logger,
+  );
+  if (tenants.legacyTokens > 0) {
+    logger.warn(
+      { tokens: tenants.legacyTokens, tenant: "default" },
+      "old token format: plain tokens belong to tenant default; store tenant=NAME sha256=HASH lines instead (shardfleet token create)",
+    );
+  }
   const store = new ObjectStore({ s3: clients.s3 }, { bucket: config.bucket });
   const queue = new ShardQueue({ sqs: clients.sqs });
   const provided = capacityFromConfig(config, {
@@ -140,6 +175,7 @@ export async function startScheduler(deps: {
           idleTimeoutMs: Math.round(config.fleet.idleTimeoutSeconds * 1000),
           capacityDeadlineMs: Math.round(config.fleet.capacityDeadlineSeconds * 1000),
           stragglerMinMs: Math.round(config.fleet.stragglerMinSeconds * 1000),
+          ...tenantFleetCaps(tenants),
         },
         prices: provided.prices,
         bootGraceMs: provided.bootGraceMs,
@@ -184,7 +220,8 @@ export async function startScheduler(deps: {
     logger,
     maxUploadBytes: config.api.maxUploadBytes,
     cost,
-    apiTokens,
+    tenants,
+    limits: config.api.limits,
   });
   const scheduler = new Scheduler(
     { store, queue, logger, clock: systemClock, cost },

@@ -10,7 +10,13 @@ import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
 import { mapLimit } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
-import { BadInputError, NotFoundError, NotReadyError, ShardfleetError } from "../shared/errors.ts";
+import {
+  BadInputError,
+  LimitExceededError,
+  NotFoundError,
+  NotReadyError,
+  ShardfleetError,
+} from "../shared/errors.ts";
 import { keys, OPERATIONS_PREFIX, parseShardKey } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
@@ -21,8 +27,10 @@ import {
   type OperationSpec,
   type OperationStatus,
   TERMINAL_STATUSES,
+  tenantOf,
 } from "../shared/schemas/operation.ts";
 import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { canSee, DEFAULT_TENANT, type Viewer } from "../shared/schemas/tokens.ts";
 import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
@@ -200,6 +208,8 @@ export class ShardProgressReader {
 /** What the API shows about an operation. */
 export interface OperationView {
   id: string;
+  /** Whose operation it is. */
+  tenant: string;
   name: string | null;
   status: OperationStatus;
   task: string;
@@ -249,6 +259,7 @@ export function viewOf(manifest: Manifest, progress: ShardProgress): OperationVi
   }
   return {
     id: manifest.id,
+    tenant: tenantOf(manifest),
     name: manifest.spec.name ?? null,
     status: manifest.status,
     task: manifest.spec.task.name,
@@ -271,6 +282,10 @@ export function viewOf(manifest: Manifest, progress: ShardProgress): OperationVi
         }
       : {}),
   };
+}
+
+function notFound(id: string): NotFoundError {
+  return new NotFoundError(`operation ${id} not found`, { details: { id } });
 }
 
 export interface OperationServiceDeps {
@@ -311,6 +326,10 @@ export class OperationService {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #onQueued: ((operationId: string) => void) | undefined;
+  /** Submissions in flight, by tenant (for the operations cap). */
+  readonly #reserved = new Map<string, number>();
+  /** Operation ids seen finished: the operations cap never reads them again. */
+  readonly #terminalTenants = new Set<string>();
   readonly #progress: ShardProgressReader;
   readonly #terminalViews = new Map<string, OperationView>();
   readonly #cacheSize: number;
@@ -336,10 +355,71 @@ export class OperationService {
    */
   async create(
     parts: AsyncIterable<SubmissionPart>,
-    options: { maxUploadBytes: number; signal?: AbortSignal },
+    options: {
+      maxUploadBytes: number;
+      signal?: AbortSignal;
+      /** Whose operation it is. @default "default" */
+      tenant?: string;
+      /**
+       * The tenant's cap on unfinished operations: over it, refused (429) before the body is
+       * read. @default no cap
+       */
+      maxOperations?: number;
+    },
   ): Promise<Manifest> {
+    const tenant = options.tenant ?? DEFAULT_TENANT;
     const id = newOperationId(this.#clock.now());
-    const log = this.#logger.child({ operationId: id });
+    const log = this.#logger.child({ operationId: id, tenant });
+    // Counted before anything is read or stored; released once the manifest says it (or not).
+    const reserved = (this.#reserved.get(tenant) ?? 0) + 1;
+    this.#reserved.set(tenant, reserved);
+    try {
+      if (options.maxOperations !== undefined) {
+        await this.#checkOperationCap(tenant, options.maxOperations, options.signal);
+      }
+      return await this.#create(id, tenant, parts, options, log);
+    } finally {
+      const left = (this.#reserved.get(tenant) ?? 1) - 1;
+      if (left > 0) this.#reserved.set(tenant, left);
+      else this.#reserved.delete(tenant);
+    }
+  }
+
+  /**
+   * Refuses (429) when the tenant's unfinished operations, plus the submissions in flight
+   * (this one included), would exceed `cap`. In-flight ones are counted in memory so that two
+   * submissions at once cannot both take the last place; one scheduler serves a bucket.
+   */
+  async #checkOperationCap(tenant: string, cap: number, signal?: AbortSignal): Promise<void> {
+    const ids = await listOperationIds(this.#store, signal);
+    let active = 0;
+    await mapLimit(
+      ids.filter((id) => !this.#terminalTenants.has(id)),
+      16,
+      async (id) => {
+        const manifest = await loadManifest(this.#store, id, signal);
+        if (!manifest) return;
+        if (TERMINAL_STATUSES.has(manifest.status)) {
+          this.#terminalTenants.add(id);
+        } else if (tenantOf(manifest) === tenant) active++;
+      },
+    );
+    const inFlight = this.#reserved.get(tenant) ?? 1;
+    if (active + inFlight > cap) {
+      throw new LimitExceededError(
+        `tenant ${tenant} has ${active} unfinished operation(s)${inFlight > 1 ? ` and ${inFlight - 1} more being submitted` : ""}: its cap max-operations is ${cap}; submit again once one has finished`,
+        { details: { tenant, cap, active } },
+      );
+    }
+  }
+
+  async #create(
+    id: string,
+    tenant: string,
+    parts: AsyncIterable<SubmissionPart>,
+    options: { maxUploadBytes: number; signal?: AbortSignal | undefined },
+    log: Logger,
+  ): Promise<Manifest> {
     let manifest: Manifest;
     try {
       const { spec, input } = await receiveSubmission({ store: this.#store }, parts, {
@@ -356,6 +436,7 @@ export class OperationService {
         {
           v: 1,
           id,
+          tenant,
           status: "queued",
           spec,
           input,
@@ -431,12 +512,11 @@ export class OperationService {
    * The fleet record is read every time: instances of a finished operation are still being
    * scaled in after it ended.
    */
-  async get(id: string, signal?: AbortSignal): Promise<OperationView> {
+  async get(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<OperationView> {
     checkOperationId(id);
-    const [view, record] = await Promise.all([
-      this.#get(id, signal),
-      this.#store.getJson(keys.fleet(id), fleetRecordSchema, signal),
-    ]);
+    // The view first: another tenant's id is not found, and its fleet record is never read.
+    const view = await this.#get(id, signal, viewer);
+    const record = await this.#store.getJson(keys.fleet(id), fleetRecordSchema, signal);
     return {
       ...view,
       instances: (record?.instances ?? []).map((i) => ({
@@ -455,24 +535,55 @@ export class OperationService {
     };
   }
 
-  async #get(id: string, signal?: AbortSignal): Promise<OperationView> {
+  async #get(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<OperationView> {
     checkOperationId(id);
     const cached = this.#terminalViews.get(id);
-    if (cached) return cached;
-    const manifest = await loadManifest(this.#store, id, signal);
-    if (!manifest) throw new NotFoundError(`operation ${id} not found`, { details: { id } });
+    if (cached) {
+      if (!canSee(viewer, cached.tenant)) throw notFound(id);
+      return cached;
+    }
+    const manifest = await this.#visibleManifest(id, signal, viewer);
     return this.#view(manifest, signal);
   }
 
-  /** Operations newest first. */
-  async list(options: { limit: number; signal?: AbortSignal }): Promise<OperationView[]> {
+  /**
+   * The manifest, if the viewer may see it: another tenant's operation answers exactly as an
+   * unknown id does, so ids tell nothing across tenants.
+   */
+  async #visibleManifest(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<Manifest> {
+    const manifest = await loadManifest(this.#store, id, signal);
+    if (!manifest || !canSee(viewer, tenantOf(manifest))) throw notFound(id);
+    return manifest;
+  }
+
+  /**
+   * Throws NotFoundError, as for an unknown id, unless the viewer may see the operation (for
+   * routes served by other services, such as the cost report).
+   */
+  async authorize(id: string, viewer: Viewer | undefined, signal?: AbortSignal): Promise<void> {
+    // As the cost report has always answered: an id that cannot be a key is not an operation.
+    if (!OPERATION_ID_PATTERN.test(id)) throw notFound(id);
+    const cached = this.#terminalViews.get(id);
+    if (cached) {
+      if (!canSee(viewer, cached.tenant)) throw notFound(id);
+      return;
+    }
+    await this.#visibleManifest(id, signal, viewer);
+  }
+
+  /** Operations newest first (only the viewer's tenant's, unless an admin). */
+  async list(options: {
+    limit: number;
+    signal?: AbortSignal;
+    viewer?: Viewer;
+  }): Promise<OperationView[]> {
     const ids = await listOperationIds(this.#store, options.signal);
     const out: OperationView[] = [];
     // Ids without a manifest are submissions in flight (or being refused): skip them.
     for (let i = 0; i < ids.length && out.length < options.limit; i += 8) {
       const batch = ids.slice(i, i + 8);
       const views = await mapLimit(batch, 8, (id) =>
-        this.#get(id, options.signal).catch((err: unknown) => {
+        this.#get(id, options.signal, options.viewer).catch((err: unknown) => {
           if (err instanceof NotFoundError) return undefined;
           throw err;
         }),
@@ -500,10 +611,9 @@ export class OperationService {
    * The result workbook as a stream. NotFoundError for an unknown id; NotReadyError (409),
    * naming the status, until the operation has a merged result.
    */
-  async openResult(id: string, signal?: AbortSignal): Promise<ResultDownload> {
+  async openResult(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<ResultDownload> {
     checkOperationId(id);
-    const manifest = await loadManifest(this.#store, id, signal);
-    if (!manifest) throw new NotFoundError(`operation ${id} not found`, { details: { id } });
+    const manifest = await this.#visibleManifest(id, signal, viewer);
     if (!manifest.result || !RESULT_STATUSES.has(manifest.status)) {
       const why = manifest.error ? ` (${manifest.error.message})` : "";
       throw new NotReadyError(

@@ -12,6 +12,13 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { type EgressPolicy, parseEgressAllow } from "./egress.ts";
 import { ConfigError } from "./errors.ts";
+import {
+  type ApiToken,
+  mergeCaps,
+  parseTokenLine,
+  type TenantCaps,
+  TokenLineError,
+} from "./schemas/tokens.ts";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -48,6 +55,20 @@ const settings = {
     .string()
     .regex(/^[A-Za-z0-9_.\-/:]{1,2048}$/, "must be an SSM parameter name (or ARN)")
     .optional(),
+  // Without tokens the API refuses to listen beyond loopback unless this says so.
+  SHARDFLEET_API_ALLOW_ANONYMOUS: bool.default(false),
+  // HTTP hardening (scheduler API).
+  SHARDFLEET_API_HEADERS_TIMEOUT_S: z.coerce.number().min(1).max(600).default(20),
+  SHARDFLEET_API_SOCKET_IDLE_TIMEOUT_S: z.coerce.number().min(1).max(3600).default(60),
+  SHARDFLEET_API_MIN_UPLOAD_BYTES_PER_S: int(0, 1 << 30).default(1024),
+  SHARDFLEET_API_UPLOAD_RATE_WINDOW_S: z.coerce.number().min(0.1).max(600).default(10),
+  SHARDFLEET_API_RATE_LIMIT_PER_MIN: int(0, 1_000_000).default(600),
+  SHARDFLEET_API_FAILED_AUTH_PER_MIN: int(0, 1_000_000).default(30),
+  SHARDFLEET_API_TRUSTED_PROXIES: int(0, 10).default(0),
+  // Per-tenant caps, for tenants whose token lines name none.
+  SHARDFLEET_TENANT_MAX_OPERATIONS: int(0, 100_000).default(10),
+  SHARDFLEET_TENANT_MAX_INSTANCES: int(0, 10_000).optional(),
+  SHARDFLEET_TENANT_MAX_HOURLY_USD: z.coerce.number().min(0).optional(),
   // The fleet manager (scheduler). Policy defaults mirror resolveFleetPolicy's.
   SHARDFLEET_CAPACITY: z.enum(["none", "local", "ec2"]).default("none"),
   SHARDFLEET_LOCAL_EC2_URL: z.url().optional(),
@@ -102,6 +123,11 @@ export interface Config {
     readonly port: number;
     readonly maxUploadBytes: number;
     readonly auth: ApiAuth;
+    /** Serve without tokens beyond loopback (warned loudly). */
+    readonly allowAnonymous: boolean;
+    readonly limits: ApiLimits;
+    /** Caps of a tenant whose token lines name none. */
+    readonly tenantDefaults: TenantCaps;
   };
   /** What an input workbook may cost before any work is queued (intake and splitter). */
   readonly workbook: {
@@ -155,13 +181,33 @@ export interface Config {
   readonly egress: EgressPolicy;
 }
 
+/** The API's connection and request limits (HTTP hardening). */
+export interface ApiLimits {
+  /** Time a client has to send the request headers. */
+  readonly headersTimeoutMs: number;
+  /** A socket silent this long within a request is closed. */
+  readonly socketIdleTimeoutMs: number;
+  /** An upload slower than this, averaged over `uploadRateWindowMs`, is cut off (408). 0: off. */
+  readonly minUploadBytesPerSecond: number;
+  readonly uploadRateWindowMs: number;
+  /** Requests a token (or, without tokens, an address) may make per minute. 0: no limit. */
+  readonly rateLimitPerMinute: number;
+  /** Refused (401) requests an address may make per minute, then 429. 0: no limit. */
+  readonly failedAuthPerMinute: number;
+  /**
+   * Proxies in front of the API (the load balancer: 1) whose X-Forwarded-For names the client
+   * address that per-address limits count by. 0: the socket's peer is the client.
+   */
+  readonly trustedProxies: number;
+}
+
 /**
  * Where the API's bearer tokens come from. `none`: the API is unauthenticated. A tokens file is
  * read here, at load; an SSM parameter is read by the scheduler at start (it needs a client).
  */
 export type ApiAuth =
   | { readonly source: "none" }
-  | { readonly source: "file"; readonly tokens: readonly string[] }
+  | { readonly source: "file"; readonly tokens: readonly ApiToken[] }
   | { readonly source: "ssm"; readonly parameter: string };
 
 /** Shorter tokens are refused: `openssl rand -hex 32` gives 64 characters. */
@@ -170,15 +216,31 @@ export const MIN_API_TOKEN_LENGTH = 32;
 const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 /**
- * The tokens in a tokens file or parameter: one a line; blank lines and `#` comments are
- * skipped. Throws a ConfigError naming `setting` (and the line, never the token) for a token
- * that is short or not sendable in a header, or when there is none at all.
+ * The tokens in a tokens file or parameter, one a line; blank lines and `#` comments are
+ * skipped. A `tenant=` line is a tenant token (its hash, role and caps: see
+ * ./schemas/tokens.ts); any other line is an old-format plain token (tenant `default`). Throws a
+ * ConfigError naming `setting` (and the line, never the token) for a line that is invalid, a
+ * plain token that is short or not sendable in a header, or when there is none at all.
  */
-export function parseApiTokens(text: string, setting: string): string[] {
-  const tokens: string[] = [];
+export function parseApiTokens(text: string, setting: string): ApiToken[] {
+  const tokens: ApiToken[] = [];
+  const caps = new Map<string, TenantCaps>();
   for (const [index, raw] of text.split(/\r?\n/).entries()) {
     const line = raw.trim();
     if (line === "" || line.startsWith("#")) continue;
+    if (line.startsWith("tenant=")) {
+      try {
+        const entry = parseTokenLine(line, index + 1);
+        caps.set(entry.tenant, mergeCaps(caps.get(entry.tenant) ?? {}, entry.caps));
+        tokens.push(entry);
+      } catch (err) {
+        if (!(err instanceof TokenLineError)) throw err;
+        throw new ConfigError(`${setting}: line ${index + 1}: ${err.message}`, {
+          details: { setting, line: index + 1 },
+        });
+      }
+      continue;
+    }
     const where = `${setting}: the token on line ${index + 1}`;
     if (!BEARER_TOKEN.test(line)) {
       throw new ConfigError(
@@ -290,6 +352,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       port: e.SHARDFLEET_API_PORT,
       maxUploadBytes: e.SHARDFLEET_MAX_UPLOAD_MB * 1024 * 1024,
       auth: apiAuth(e.SHARDFLEET_API_TOKENS_FILE, e.SHARDFLEET_API_TOKEN_SSM_PARAMETER),
+      allowAnonymous: e.SHARDFLEET_API_ALLOW_ANONYMOUS,
+      limits: {
+        headersTimeoutMs: Math.round(e.SHARDFLEET_API_HEADERS_TIMEOUT_S * 1000),
+        socketIdleTimeoutMs: Math.round(e.SHARDFLEET_API_SOCKET_IDLE_TIMEOUT_S * 1000),
+        minUploadBytesPerSecond: e.SHARDFLEET_API_MIN_UPLOAD_BYTES_PER_S,
+        uploadRateWindowMs: Math.round(e.SHARDFLEET_API_UPLOAD_RATE_WINDOW_S * 1000),
+        rateLimitPerMinute: e.SHARDFLEET_API_RATE_LIMIT_PER_MIN,
+        failedAuthPerMinute: e.SHARDFLEET_API_FAILED_AUTH_PER_MIN,
+        trustedProxies: e.SHARDFLEET_API_TRUSTED_PROXIES,
+      },
+      tenantDefaults: {
+        maxOperations: e.SHARDFLEET_TENANT_MAX_OPERATIONS,
+        ...(e.SHARDFLEET_TENANT_MAX_INSTANCES !== undefined
+          ? { maxInstances: e.SHARDFLEET_TENANT_MAX_INSTANCES }
+          : {}),
+        ...(e.SHARDFLEET_TENANT_MAX_HOURLY_USD !== undefined
+          ? { maxHourlyUsd: e.SHARDFLEET_TENANT_MAX_HOURLY_USD }
+          : {}),
+      },
     },
     workbook: {
       maxSheetBytes: e.SHARDFLEET_MAX_INFLATED_MB * 1024 * 1024,

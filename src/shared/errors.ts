@@ -15,6 +15,9 @@ export type ErrorCode =
   | "PAYLOAD_TOO_LARGE"
   | "NOT_FOUND"
   | "NOT_READY"
+  | "LIMIT_EXCEEDED"
+  | "RATE_LIMITED"
+  | "UPLOAD_TOO_SLOW"
   | "MESSAGE_INVALID"
   | "SHARD_LOST"
   | "RETRYABLE"
@@ -80,6 +83,26 @@ export class NotReadyError extends ShardfleetError {
 }
 
 /**
+ * A tenant's cap (e.g. its concurrent operations) would be exceeded. Nothing was stored.
+ * Fix: wait for an operation to finish, or ask an admin to raise the cap the message names.
+ */
+export class LimitExceededError extends ShardfleetError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("LIMIT_EXCEEDED", message, options);
+  }
+}
+
+/**
+ * An upload arrived slower than the API's minimum transfer rate and was cut off; nothing was
+ * stored. Fix: upload from a faster link, or ask for SHARDFLEET_API_MIN_UPLOAD_BYTES_PER_S lower.
+ */
+export class UploadTooSlowError extends ShardfleetError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("UPLOAD_TOO_SLOW", message, options);
+  }
+}
+
+/**
  * A transient fault (throttling, a dropped connection, a 5xx from a dependency).
  * Fix: none needed; the caller retries with backoff.
  */
@@ -120,6 +143,9 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   PAYLOAD_TOO_LARGE: 413,
   NOT_FOUND: 404,
   NOT_READY: 409,
+  LIMIT_EXCEEDED: 429,
+  RATE_LIMITED: 429,
+  UPLOAD_TOO_SLOW: 408,
   MESSAGE_INVALID: 400,
   SHARD_LOST: 409,
   RETRYABLE: 503,

@@ -1,6 +1,14 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { keys, OPERATIONS_PREFIX, parseShardKey, SCRATCH_PREFIX, shardIdFor } from "./keys.ts";
+import {
+  keys,
+  matchesIamPattern,
+  OPERATIONS_PREFIX,
+  parseShardKey,
+  SCRATCH_PREFIX,
+  shardIdFor,
+  WORKER_WRITABLE_PATTERNS,
+} from "./keys.ts";
 
 const op = "op-1";
 const shard = shardIdFor(3);
@@ -85,5 +93,37 @@ describe("key layout", () => {
     expect(parseShardKey("operations/op/manifest.json")).toBeUndefined();
     expect(parseShardKey(keys.input("op", "csv"))).toBeUndefined();
     expect(parseShardKey("elsewhere/op/shards/s000000/done.json")).toBeUndefined();
+  });
+});
+
+describe("what a worker may write (IAM patterns)", () => {
+  const writable = (key: string) =>
+    Object.values(WORKER_WRITABLE_PATTERNS).some((p) => matchesIamPattern(p, key));
+
+  it("covers every key a worker writes: scratch objects, attempts, commit markers", () => {
+    for (const key of [
+      keys.checkpoint(op, shard),
+      keys.chunk(op, shard, 0, 100),
+      keys.shardInput(op, shard),
+      keys.attempt(op, shard, "a1"),
+      keys.done(op, shard),
+    ]) {
+      expect(writable(key), key).toBe(true);
+    }
+  });
+
+  it("covers no record another owner writes, for any ids", () => {
+    fc.assert(
+      fc.property(
+        fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_-]{0,20}$/),
+        fc.integer({ min: 0, max: 999_999 }),
+        (id, n) => {
+          for (const key of [keys.manifest(id), keys.fleet(id), keys.result(id), keys.cost(id)]) {
+            expect(writable(key), key).toBe(false);
+          }
+          expect(writable(keys.done(id, shardIdFor(n)))).toBe(true);
+        },
+      ),
+    );
   });
 });

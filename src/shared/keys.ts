@@ -107,3 +107,25 @@ export function parseShardKey(key: string): ShardKey | undefined {
   if (!m) return undefined;
   return { scratch: m[1] === "scratch", operationId: m[2]!, shardId: m[3]!, rest: m[4]! };
 }
+
+/**
+ * What a worker may write, as IAM resource patterns relative to the bucket (`*` matches any run
+ * of characters, `/` included): scratch objects (slices, checkpoints, result chunks), attempt
+ * records and commit markers. Nothing else under `operations/` — not a manifest, fleet record,
+ * output or cost report. One role serves every operation's workers, so IAM cannot narrow this
+ * to the worker's own operation; the shard message names it.
+ */
+export const WORKER_WRITABLE_PATTERNS = {
+  scratch: `${SCRATCH_PREFIX}*`,
+  attempts: `${OPERATIONS_PREFIX}*/shards/*/attempts/*`,
+  done: `${OPERATIONS_PREFIX}*/shards/*/done.json`,
+} as const;
+
+/** Whether `key` matches an IAM resource `pattern` (`*` any run, `?` one character). */
+export function matchesIamPattern(pattern: string, key: string): boolean {
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
+  return new RegExp(`^${re}$`).test(key);
+}

@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestEnv, type TestEnv, testApp } from "../../src/scheduler/api/testing.ts";
+import { parseApiTokens } from "../../src/shared/config.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const tsx = import.meta.resolve("tsx");
@@ -201,5 +202,56 @@ describe("shardfleet CLI against an API that requires a token", () => {
     expect(r.stdout).toMatch(/--token <token>/);
     expect(r.stdout).toMatch(/SHARDFLEET_API_TOKEN/);
     expect(r.stdout).not.toContain(TOKEN);
+  });
+});
+
+describe("shardfleet token create, whoami and status with tenants", () => {
+  let env: TestEnv;
+  let api: FastifyInstance | undefined;
+  beforeAll(async () => {
+    env = await startTestEnv("cli-tenants-test");
+  });
+  afterAll(async () => {
+    await api?.close();
+    await env?.close();
+  });
+
+  it("mints a token printed once with the line that stores its hash; whoami names the tenant", async () => {
+    const minted = await run([
+      ...cli,
+      "token",
+      "create",
+      "--tenant",
+      "acme",
+      "--max-operations",
+      "2",
+    ]);
+    expect(minted.code).toBe(0);
+    const [, token, , line] = minted.stdout.trim().split("\n");
+    expect(token).toMatch(/^[0-9a-f]{64}$/);
+    expect(line).toMatch(/^tenant=acme sha256=[0-9a-f]{64} max-operations=2$/);
+    expect(line).not.toContain(token!);
+    api = testApp(env, { apiTokens: parseApiTokens(line!, "line") }).app;
+    const url = await api.listen({ host: "127.0.0.1", port: 0 });
+    const me = await run([...cli, "whoami", "--api", url], { SHARDFLEET_API_TOKEN: token });
+    expect(me).toMatchObject({
+      code: 0,
+      stdout: "tenant acme (member); caps: operations 2, instances fleet cap, hourly fleet cap\n",
+    });
+    const other = await run([...cli, "whoami", "--api", url], {
+      SHARDFLEET_API_TOKEN: "ab".repeat(32),
+    });
+    expect(other.code).toBe(77);
+  });
+
+  it("refuses a bad tenant name or role with exit 64 and one line", async () => {
+    for (const args of [
+      ["--tenant", "Acme Corp"],
+      ["--tenant", "acme", "--role", "root"],
+    ]) {
+      const r = await run([...cli, "token", "create", ...args]);
+      expect(r.code).toBe(64);
+      expectOneLine(r);
+    }
   });
 });

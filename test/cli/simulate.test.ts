@@ -5,11 +5,12 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 
 const root = path.resolve(import.meta.dirname, "../..");
-const bin = path.join(root, "bin", "shardfleet.js");
+// The CLI from its sources (bin/shardfleet.js runs the build; .ci/run tests the packed package).
+const cli = ["--import", import.meta.resolve("tsx"), path.join(root, "src", "cli", "main.ts")];
 
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...cli, ...args], {
       cwd: root,
       env: { PATH: process.env.PATH },
       timeout: 60_000,

@@ -1,17 +1,36 @@
 /**
  * The scheduler's HTTP API as a fastify app, built without listening (tests `inject()`).
  */
+import helmet from "@fastify/helmet";
 import multipart from "@fastify/multipart";
+import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyInstance } from "fastify";
+import type { ApiLimits } from "../../shared/config.ts";
+import { ShardfleetError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import type { CostService } from "../cost/cost-service.ts";
 import type { OperationService } from "../operations.ts";
 import { bearerAuth } from "./auth.ts";
 import { handleError, handleNotFound } from "./errors.ts";
-import { healthRoutes } from "./health-routes.ts";
+import { isLoopbackHost } from "./exposure.ts";
+import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
 import { operationRoutes } from "./operations-routes.ts";
 import { versionRoutes } from "./version-routes.ts";
+import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
+import { whoamiRoutes } from "./whoami-routes.ts";
+
+/** The API's limits when a caller names none (the SHARDFLEET_API_* defaults). */
+export const DEFAULT_API_LIMITS: ApiLimits = Object.freeze({
+  headersTimeoutMs: 20_000,
+  socketIdleTimeoutMs: 60_000,
+  minUploadBytesPerSecond: 1024,
+  uploadRateWindowMs: 10_000,
+  rateLimitPerMinute: 600,
+  failedAuthPerMinute: 30,
+  trustedProxies: 0,
+});
 
 export interface AppDeps {
   operations: OperationService;
@@ -21,23 +40,94 @@ export interface AppDeps {
   /** Cost reports (`GET /operations/:id/cost`). @default undefined (the route answers 404) */
   cost?: CostService;
   /**
-   * Bearer tokens, any of which a request must carry (all routes but `/healthz`).
-   * @default [] (no authentication)
+   * Who may call: tokens by hash with their tenant, role and caps.
+   * @default a directory of `apiTokens`
    */
-  apiTokens?: readonly string[];
+  tenants?: TenantDirectory;
+  /**
+   * Bearer tokens, any of which a request must carry (all routes but `/healthz`), when no
+   * `tenants` is given. @default [] (no authentication)
+   */
+  apiTokens?: readonly ApiToken[];
+  /** Timeouts, upload rate and request rate. @default DEFAULT_API_LIMITS */
+  limits?: Partial<ApiLimits>;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
+  const limits = { ...DEFAULT_API_LIMITS, ...deps.limits };
+  const tenants = deps.tenants ?? new TenantDirectory(deps.apiTokens ?? []);
   const app = Fastify({
     loggerInstance: deps.logger,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    // A socket silent this long within a request is closed (between requests, keepAliveTimeout).
+    connectionTimeout: limits.socketIdleTimeoutMs,
+    // No cap on a whole request: large uploads must stream; a trickle is cut by the upload rate.
+    requestTimeout: 0,
+    // request.ip is the client behind this many proxies (X-Forwarded-For), for address limits.
+    ...(limits.trustedProxies > 0
+      ? { trustProxy: (_address: string, hop: number) => hop < limits.trustedProxies }
+      : {}),
     // Ids are generated server-side; a client-chosen request id is not trusted.
     genReqId: () => crypto.randomUUID(),
+    http: {
+      // Node's own slowloris guard: the headers must have arrived within this (else 408)...
+      headersTimeout: limits.headersTimeoutMs,
+      // ...checked this often (Node's default, 30 s, would let a trickle live up to 30 s more).
+      connectionsCheckingInterval: Math.min(5_000, Math.max(100, limits.headersTimeoutMs / 4)),
+    },
   });
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);
   // Before multipart parsing: a refused upload is never parsed or stored (Node discards it).
-  if (deps.apiTokens?.length) app.addHook("onRequest", bearerAuth(deps.apiTokens));
+  app.decorateRequest("principal", undefined as never);
+  // Token guessing: refusals count per client address; past the limit they are 429s.
+  let failedAuth: ReturnType<FastifyInstance["createRateLimit"]> | undefined;
+  app.addHook(
+    "onRequest",
+    bearerAuth(tenants, async (request, reply) => {
+      const counted = await failedAuth?.(request);
+      if (counted && !counted.isAllowed && counted.isExceeded) {
+        reply.header("retry-after", counted.ttlInSeconds);
+        throw new ShardfleetError(
+          "RATE_LIMITED",
+          `too many refused tokens from this address (limit ${counted.max} a minute): retry after ${counted.ttlInSeconds} s`,
+        );
+      }
+    }),
+  );
+  // Security headers for the web console to come (same origin, no CDN): helmet's defaults,
+  // whose CSP allows only 'self'.
+  void app.register(helmet);
+  if (limits.rateLimitPerMinute > 0 || limits.failedAuthPerMinute > 0) {
+    // Route hooks run after the auth hook above: requests count per token (its hash), and
+    // without tokens per client address.
+    void app.register(rateLimit, {
+      global: limits.rateLimitPerMinute > 0,
+      max: Math.max(1, limits.rateLimitPerMinute),
+      timeWindow: 60_000,
+      keyGenerator: (request) => request.principal?.key ?? request.ip,
+      // Not limited: the health check, and anonymous callers on this machine (the local stack,
+      // the demo and the tests poll freely; an exposed anonymous API still limits the rest).
+      allowList: (request) =>
+        request.routeOptions.url === HEALTH_PATH ||
+        (request.principal === ANONYMOUS && isLoopbackHost(request.ip)),
+      errorResponseBuilder: (_request, context) =>
+        new ShardfleetError(
+          "RATE_LIMITED",
+          `rate limit of ${context.max} requests a minute exceeded: retry after ${context.after}`,
+        ),
+    });
+    if (limits.failedAuthPerMinute > 0) {
+      app.after(() => {
+        failedAuth = app.createRateLimit({
+          max: limits.failedAuthPerMinute,
+          timeWindow: 60_000,
+          keyGenerator: (request) => `refused:${request.ip}`,
+          allowList: () => false,
+        });
+      });
+    }
+  }
   void app.register(multipart, {
     limits: { fileSize: deps.maxUploadBytes },
     // The intake sees busboy's `truncated` and answers 413 with its own message.
@@ -45,9 +135,15 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   void app.register(healthRoutes);
   void app.register(versionRoutes);
+  void app.register(whoamiRoutes, { capsOf: (tenant) => tenants.capsOf(tenant) });
   void app.register(operationRoutes, {
     operations: deps.operations,
     maxUploadBytes: deps.maxUploadBytes,
+    capsOf: (tenant) => tenants.capsOf(tenant),
+    uploadRate: {
+      minBytesPerSecond: limits.minUploadBytesPerSecond,
+      windowMs: limits.uploadRateWindowMs,
+    },
     ...(deps.cost ? { cost: deps.cost } : {}),
   });
   // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.

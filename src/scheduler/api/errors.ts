@@ -49,12 +49,16 @@ function codeForStatus(status: number): ErrorCode {
   switch (status) {
     case 404:
       return "NOT_FOUND";
+    case 408:
+      return "UPLOAD_TOO_SLOW";
     case 409:
       return "NOT_READY";
     case 413:
       return "PAYLOAD_TOO_LARGE";
     case 415:
       return "UNSUPPORTED_MEDIA_TYPE";
+    case 429:
+      return "RATE_LIMITED";
     default:
       return "BAD_REQUEST";
   }

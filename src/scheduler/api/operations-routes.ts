@@ -4,7 +4,13 @@
 
 import type { Multipart } from "@fastify/multipart";
 import type { FastifyPluginAsync } from "fastify";
-import { BadInputError, NotFoundError, ShardfleetError } from "../../shared/errors.ts";
+import {
+  BadInputError,
+  NotFoundError,
+  ShardfleetError,
+  type UploadTooSlowError,
+} from "../../shared/errors.ts";
+import type { TenantCaps } from "../../shared/schemas/tokens.ts";
 import { costChartSvg } from "../cost/chart.ts";
 import type { CostService } from "../cost/cost-service.ts";
 import { costCsv } from "../cost/format.ts";
@@ -21,6 +27,7 @@ import {
   operationParamsSchema,
   operationViewSchema,
 } from "./schemas.ts";
+import { type UploadRateOptions, watchUploadRate } from "./upload-rate.ts";
 
 export interface OperationRoutesOptions {
   operations: OperationService;
@@ -28,6 +35,10 @@ export interface OperationRoutesOptions {
   maxUploadBytes: number;
   /** Cost reports. @default undefined (`/operations/:id/cost` answers 404) */
   cost?: CostService;
+  /** A tenant's caps (the operations cap is checked at submission). @default no caps */
+  capsOf?: (tenant: string) => TenantCaps;
+  /** The minimum upload rate. @default none */
+  uploadRate?: UploadRateOptions;
 }
 
 /** Caps the parts a submission may have: spec, file, and a little slack for a clear 400. */
@@ -88,13 +99,27 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
         if (!reply.raw.writableFinished) abort.abort(new Error("client closed the connection"));
       };
       reply.raw.once("close", onClose);
+      // A trickling upload fails the multipart parser (its 'error' listener on the request
+      // ends the parts with this error) and the upload; the answer is 408, nothing is kept.
+      let tooSlow: UploadTooSlowError | undefined;
+      const stopWatching = opts.uploadRate
+        ? watchUploadRate(request.raw, opts.uploadRate, (err) => {
+            tooSlow = err;
+            abort.abort(err);
+            request.raw.emit("error", err);
+          })
+        : () => {};
       try {
+        const { tenant } = request.principal;
+        const maxOperations = opts.capsOf?.(tenant).maxOperations;
         const parts = request.parts({
           limits: { fileSize: maxUploadBytes, fieldSize: MAX_SPEC_BYTES, parts: MAX_PARTS },
         });
         const manifest = await operations.create(submissionParts(parts), {
           maxUploadBytes,
           signal: abort.signal,
+          tenant,
+          ...(maxOperations === undefined ? {} : { maxOperations }),
         });
         reply.code(202).header("location", `/operations/${manifest.id}`);
         return { id: manifest.id, status: manifest.status };
@@ -108,8 +133,9 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
           request.raw.unpipe();
           request.raw.resume();
         }
-        throw err;
+        throw tooSlow ?? err;
       } finally {
+        stopWatching();
         reply.raw.off("close", onClose);
       }
     },
@@ -123,7 +149,12 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
         response: { 200: operationListSchema, 400: errorBodySchema },
       },
     },
-    async (request) => ({ operations: await operations.list({ limit: request.query.limit }) }),
+    async (request) => ({
+      operations: await operations.list({
+        limit: request.query.limit,
+        viewer: request.principal,
+      }),
+    }),
   );
 
   app.get<{ Params: { id: string } }>(
@@ -131,14 +162,18 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
     {
       schema: { params: operationParamsSchema, response: { 200: operationViewSchema, ...errors } },
     },
-    async (request) => operations.get(request.params.id),
+    async (request) => operations.get(request.params.id, undefined, request.principal),
   );
 
   app.get<{ Params: { id: string } }>(
     "/operations/:id/result",
     { schema: { params: operationParamsSchema, response: errors } },
     async (request, reply) => {
-      const { stream, filename } = await operations.openResult(request.params.id);
+      const { stream, filename } = await operations.openResult(
+        request.params.id,
+        undefined,
+        request.principal,
+      );
       return reply
         .header("content-type", XLSX_CONTENT_TYPE)
         .header("content-disposition", `attachment; filename="${filename}"`)
@@ -151,6 +186,8 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
     { schema: { params: operationParamsSchema, querystring: costQuerySchema, response: errors } },
     async (request, reply) => {
       if (!opts.cost) throw new NotFoundError("cost reports are not enabled on this scheduler");
+      // Another tenant's operation answers 404 exactly as an unknown one.
+      await operations.authorize(request.params.id, request.principal);
       // The report's own zod schema is the contract: it is validated when written and read.
       const report = await opts.cost.get(request.params.id);
       const { format } = request.query;

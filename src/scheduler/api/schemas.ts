@@ -33,6 +33,7 @@ export const operationViewSchema = {
   type: "object",
   required: [
     "id",
+    "tenant",
     "name",
     "status",
     "task",
@@ -44,6 +45,7 @@ export const operationViewSchema = {
   ],
   properties: {
     id: { type: "string" },
+    tenant: { type: "string", description: "whose operation it is" },
     name: nullableString,
     status: { type: "string", enum: [...operationStatuses] },
     task: { type: "string" },

@@ -11,6 +11,7 @@ import { type AwsClients, createAwsClients } from "../../shared/aws.ts";
 import { type Clock, systemClock } from "../../shared/clock.ts";
 import { createLogger, type Logger, silentLogger } from "../../shared/logger.ts";
 import { ObjectStore } from "../../shared/object-store.ts";
+import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import { ShardQueue } from "../../shared/shard-queue.ts";
 import { OperationService } from "../operations.ts";
 import type { WorkbookLimits } from "../workbook/limits.ts";
@@ -54,7 +55,7 @@ export function testApp(
     maxUploadBytes?: number;
     clock?: Clock;
     logger?: Logger;
-    apiTokens?: readonly string[];
+    apiTokens?: readonly ApiToken[];
     workbookLimits?: WorkbookLimits;
   } = {},
 ): { app: FastifyInstance; operations: OperationService } {

@@ -7,6 +7,7 @@ import { Readable } from "node:stream";
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../shared/errors.ts";
+import { sha256Hex } from "../../shared/schemas/tokens.ts";
 import { capturingLogger } from "./testing.ts";
 import { loadApiTokens } from "./tokens.ts";
 
@@ -108,6 +109,21 @@ describe("loadApiTokens from an SSM SecureString (mocked SSM: no local peer)", (
     expect(err.message).toBe(
       `cannot read SHARDFLEET_API_TOKEN_SSM_PARAMETER=${NAME} from SSM Parameter Store (AccessDeniedException: ${denied})`,
     );
+  });
+
+  it("reads tenant lines (hash, role, caps) from the parameter as from the file", async () => {
+    const line = `tenant=acme sha256=${sha256Hex(A)} role=admin max-instances=4`;
+    const { ssm } = stubSsm(200, parameter(`${line}\n${B}\n`));
+    const { logger } = capturingLogger();
+    try {
+      const tokens = await loadApiTokens({ source: "ssm", parameter: NAME }, { logger, ssm });
+      expect(tokens).toEqual([
+        { tenant: "acme", role: "admin", sha256: sha256Hex(A), line: 1, caps: { maxInstances: 4 } },
+        B,
+      ]);
+    } finally {
+      ssm.destroy();
+    }
   });
 
   it("refuses a parameter that is not a SecureString", async () => {

@@ -8,6 +8,7 @@ import { createSsmClient } from "../../shared/aws.ts";
 import { type ApiAuth, parseApiTokens } from "../../shared/config.ts";
 import { ConfigError, describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { ApiToken } from "../../shared/schemas/tokens.ts";
 
 const SETTING = "SHARDFLEET_API_TOKEN_SSM_PARAMETER";
 /** A start must not hang on an unreachable endpoint (the SDK retries within this). */
@@ -26,11 +27,11 @@ export interface ApiTokenDeps {
 }
 
 /**
- * The tokens the API accepts; empty when none is configured (the API is then unauthenticated,
+ * The tokens the API accepts (tenant entries, or old-format plain tokens); empty when none is configured (the API is then unauthenticated,
  * which is logged). Throws a ConfigError naming the setting when the parameter is missing,
  * unreadable, not a SecureString, or holds a token that parseApiTokens refuses.
  */
-export async function loadApiTokens(auth: ApiAuth, deps: ApiTokenDeps): Promise<string[]> {
+export async function loadApiTokens(auth: ApiAuth, deps: ApiTokenDeps): Promise<ApiToken[]> {
   switch (auth.source) {
     case "none":
       deps.logger.info(
@@ -54,7 +55,7 @@ export async function loadApiTokens(auth: ApiAuth, deps: ApiTokenDeps): Promise<
   }
 }
 
-async function readParameter(name: string, given: ParameterStore | undefined): Promise<string[]> {
+async function readParameter(name: string, given: ParameterStore | undefined): Promise<ApiToken[]> {
   const { GetParameterCommand } = await import("@aws-sdk/client-ssm");
   const own = given ? undefined : await createSsmClient();
   const ssm = given ?? own!;

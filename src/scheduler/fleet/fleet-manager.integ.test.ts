@@ -412,4 +412,24 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
       "operation-failed",
     ]);
   });
+
+  it("holds a tenant's instance cap across its operations (tenants read from the manifests)", async () => {
+    const s = await scope({ tenantCaps: { acme: { maxInstances: 3 } } });
+    for (const [id, tenant] of [
+      ["op-t1", "acme"],
+      ["op-t2", "acme"],
+      ["op-t3", "globex"],
+    ] as const) {
+      const m = splitManifest(id, 10, new Date(s.clock.now()).toISOString());
+      await saveManifest({ store: s.store, clock: s.clock }, { ...m, tenant });
+    }
+    await s.manager().tick();
+    const launched = (ops: string[]) =>
+      s.capacity.launches
+        .filter((r) => ops.includes(r.tags[FLEET_TAGS.operation] ?? ""))
+        .reduce((n, r) => n + r.count, 0);
+    // 10 shards / 2 per instance = 5 each: acme's two operations share 3, globex gets its 5.
+    expect(launched(["op-t1", "op-t2"])).toBe(3);
+    expect(launched(["op-t3"])).toBe(5);
+  });
 });

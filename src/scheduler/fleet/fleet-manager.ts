@@ -40,7 +40,7 @@ import { type CapacityProvider, FLEET_TAGS, poolLabel } from "../../shared/capac
 import type { Clock } from "../../shared/clock.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
-import type { Manifest } from "../../shared/schemas/operation.ts";
+import { type Manifest, tenantOf } from "../../shared/schemas/operation.ts";
 import type { SpotSignal } from "../../shared/schemas/spot-events.ts";
 import type { ShardQueue } from "../../shared/shard-queue.ts";
 import { DecisionRunner } from "./fleet-manager/decision-runner.ts";
@@ -262,11 +262,18 @@ export class FleetManager {
     );
     this.#roster.reconcile(discovered, this.#policy.orphanGraceMs);
 
-    const { operations, activity } = combineObservations(
+    const combined = combineObservations(
       await mapLimit(manifests, 4, (m) =>
         this.#shards.read(m, (id) => this.#roster.isGone(id), signal),
       ),
     );
+    const { activity } = combined;
+    // Each operation's tenant, for the tenant caps (FleetPolicyOptions.tenantCaps).
+    const tenants = new Map(manifests.map((m) => [m.id, tenantOf(m)]));
+    const operations = combined.operations.map((op) => {
+      const tenant = tenants.get(op.id);
+      return tenant === undefined ? op : { ...op, tenant };
+    });
     this.#roster.noteActivity(activity);
     this.#forgetUnwatched(manifests);
 

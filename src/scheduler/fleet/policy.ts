@@ -25,11 +25,12 @@
  */
 import { poolLabel } from "../../shared/capacity.ts";
 import { iso, seconds } from "./policy/format.ts";
-import { type Ledger, planLaunches } from "./policy/launch-planning.ts";
+import { type Ledger, planLaunches, type TenantLedger } from "./policy/launch-planning.ts";
 import {
   type FleetPolicyOptions,
   type ResolvedFleetPolicy,
   resolveFleetPolicy,
+  tenantCapsOf,
 } from "./policy/options.ts";
 import { findOrphans, planRebalanceScaleIn, planScaleIn } from "./policy/scale-in.ts";
 import { backlogOf, fleetSpendUsd } from "./policy/sizing.ts";
@@ -55,6 +56,7 @@ export {
   type FleetPolicyOptions,
   type ResolvedFleetPolicy,
   resolveFleetPolicy,
+  type TenantFleetCaps,
 } from "./policy/options.ts";
 export { withSpotSignal } from "./policy/spot-signals.ts";
 export {
@@ -112,6 +114,8 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
     spend: fleetSpendUsd(live, state.prices),
     stragglerInstances: live.filter((i) => i.role === "straggler").length,
   };
+
+  const tenants = tenantLedgers(state.operations, live, state.prices, o);
 
   const copies = new Set(memory.stragglerCopies);
   for (const op of state.operations) {
@@ -175,6 +179,7 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
       state.prices,
       now,
       o,
+      op.tenant === undefined ? undefined : tenants.get(op.tenant),
     );
     decisions.push(...launches);
     m.blocked = blocked;
@@ -200,6 +205,36 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
       stragglerCopies: [...copies],
     },
   };
+}
+
+/**
+ * Each tenant's live instances and spend (instances count for the tenant of the operation they
+ * were launched for), for tenants with a cap. An instance of an operation no longer observed
+ * counts for nobody: it is being scaled in.
+ */
+function tenantLedgers(
+  operations: readonly OperationState[],
+  live: readonly { operationId: string; market: "spot" | "on-demand"; instanceType: string }[],
+  prices: FleetState["prices"],
+  o: ResolvedFleetPolicy,
+): Map<string, TenantLedger> {
+  const ledgers = new Map<string, TenantLedger>();
+  const tenantOfOp = new Map<string, string>();
+  for (const op of operations) {
+    if (op.tenant === undefined) continue;
+    tenantOfOp.set(op.id, op.tenant);
+    const caps = tenantCapsOf(o, op.tenant);
+    if (caps.maxInstances === undefined && caps.maxHourlyUsd === undefined) continue;
+    if (!ledgers.has(op.tenant))
+      ledgers.set(op.tenant, { tenant: op.tenant, count: 0, spend: 0, caps });
+  }
+  for (const i of live) {
+    const ledger = ledgers.get(tenantOfOp.get(i.operationId) ?? "");
+    if (!ledger) continue;
+    ledger.count += 1;
+    ledger.spend += fleetSpendUsd([i], prices);
+  }
+  return ledgers;
 }
 
 function recentFailures(

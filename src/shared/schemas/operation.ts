@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { BadInputError } from "../errors.ts";
 import { isTaskName, type TaskSpec, taskOptionSchemas } from "./tasks.ts";
+import { DEFAULT_TENANT } from "./tokens.ts";
 
 export const operationStatuses = [
   "queued",
@@ -124,6 +125,8 @@ const timestamp = z.iso.datetime();
 export const manifestSchema = z.object({
   v: z.literal(1),
   id: z.string(),
+  /** Whose operation it is: only this tenant (and admins) see it. Old manifests: `default`. */
+  tenant: z.string().min(1).default(DEFAULT_TENANT),
   status: z.enum(operationStatuses),
   spec: z.object({
     version: z.literal(1),
@@ -164,7 +167,13 @@ export const manifestSchema = z.object({
     })
     .optional(),
 });
-export type Manifest = z.infer<typeof manifestSchema>;
+/** The input type: a manifest written before tenants existed has none (see `tenantOf`). */
+export type Manifest = z.input<typeof manifestSchema>;
+
+/** The operation's tenant (`default` for a manifest from before tenants). */
+export function tenantOf(manifest: Pick<Manifest, "tenant">): string {
+  return manifest.tenant ?? DEFAULT_TENANT;
+}
 
 /** The spec as stored in a manifest, re-validated into its typed form. */
 export function specOf(manifest: Manifest): OperationSpec {

@@ -9,7 +9,7 @@ import type { InstanceRole, Market, Pool } from "../../../shared/capacity.ts";
 import { spotBatches } from "./batches.ts";
 import { usd } from "./format.ts";
 import { availablePools, chooseMarket, describeCooling } from "./market-choice.ts";
-import type { ResolvedFleetPolicy } from "./options.ts";
+import type { ResolvedFleetPolicy, TenantFleetCaps } from "./options.ts";
 import { backlogOf, desiredInstances, hourlyPrice, launchRoom } from "./sizing.ts";
 import { servesCapacity } from "./spot-signals.ts";
 import { stragglerKey } from "./stragglers.ts";
@@ -28,6 +28,14 @@ export interface Ledger {
   stragglerInstances: number;
 }
 
+/** What the round has taken so far for one tenant, and its caps. */
+export interface TenantLedger {
+  tenant: string;
+  count: number;
+  spend: number;
+  caps: TenantFleetCaps;
+}
+
 /** Straggler and worker launches for one operation; `blocked` says why a needed one was not planned. */
 export function planLaunches(
   op: OperationState,
@@ -38,6 +46,8 @@ export function planLaunches(
   prices: PriceTable,
   now: number,
   o: ResolvedFleetPolicy,
+  /** The operation's tenant's share, when it has caps. @default none */
+  tenant?: TenantLedger,
 ): { launches: LaunchDecision[]; blocked?: string } {
   const launches: LaunchDecision[] = [];
   // Capacity for sizing: an instance warned of an interruption is leaving; its replacement is
@@ -61,7 +71,9 @@ export function planLaunches(
       o,
     );
     const count =
-      pools.length === 0 ? 0 : Math.min(stragglerWant, room(ledger, pools, "on-demand", prices, o));
+      pools.length === 0
+        ? 0
+        : Math.min(stragglerWant, room(ledger, pools, "on-demand", prices, o, tenant));
     if (count > 0) {
       launches.push(
         launch(
@@ -73,8 +85,7 @@ export function planLaunches(
           `${count} on-demand for ${stragglers} straggler(s)`,
         ),
       );
-      ledger.count += count;
-      ledger.spend += count * worstPrice(pools, "on-demand", prices);
+      take(ledger, tenant, count, count * worstPrice(pools, "on-demand", prices));
       ledger.stragglerInstances += count;
     }
   }
@@ -104,11 +115,11 @@ export function planLaunches(
       blocked: `no ${choice.market} price known for ${choice.pools.map((p) => p.instanceType).join(", ")} (needed for the hourly budget cap)`,
     };
   }
-  const cap = room(ledger, pools, choice.market, prices, o);
+  const cap = room(ledger, pools, choice.market, prices, o, tenant);
   const counts =
     choice.market === "spot" ? spotBatches(need, cap) : cap > 0 ? [Math.min(need, cap)] : [];
   if (counts.length === 0) {
-    return { launches, blocked: capReason(ledger, pools, choice.market, prices, o) };
+    return { launches, blocked: capReason(ledger, pools, choice.market, prices, o, tenant) };
   }
   const fallback =
     choice.market === "on-demand"
@@ -126,8 +137,7 @@ export function planLaunches(
         `${fallback}${choice.market}${batch}: ${sizing}`,
       ),
     );
-    ledger.count += count;
-    ledger.spend += count * worstPrice(pools, choice.market, prices);
+    take(ledger, tenant, count, count * worstPrice(pools, choice.market, prices));
   });
   return { launches };
 }
@@ -154,20 +164,40 @@ function worstPrice(pools: readonly Pool[], market: Market, prices: PriceTable):
   return Math.max(0, ...pools.map((p) => hourlyPrice(prices, market, p.instanceType) ?? 0));
 }
 
+function take(ledger: Ledger, tenant: TenantLedger | undefined, count: number, spend: number) {
+  ledger.count += count;
+  ledger.spend += spend;
+  if (tenant) {
+    tenant.count += count;
+    tenant.spend += spend;
+  }
+}
+
 function room(
   ledger: Ledger,
   pools: readonly Pool[],
   market: Market,
   prices: PriceTable,
   o: ResolvedFleetPolicy,
+  tenant?: TenantLedger,
 ): number {
-  return launchRoom({
+  const unitPriceUsd = worstPrice(pools, market, prices);
+  const fleet = launchRoom({
     liveInstances: ledger.count,
     spendUsd: ledger.spend,
-    unitPriceUsd: worstPrice(pools, market, prices),
+    unitPriceUsd,
     maxInstances: o.maxInstances,
     ...(o.maxHourlyUsd === undefined ? {} : { maxHourlyUsd: o.maxHourlyUsd }),
   });
+  if (!tenant) return fleet;
+  const own = launchRoom({
+    liveInstances: tenant.count,
+    spendUsd: tenant.spend,
+    unitPriceUsd,
+    maxInstances: tenant.caps.maxInstances ?? Number.POSITIVE_INFINITY,
+    ...(tenant.caps.maxHourlyUsd === undefined ? {} : { maxHourlyUsd: tenant.caps.maxHourlyUsd }),
+  });
+  return Math.min(fleet, own);
 }
 
 function capReason(
@@ -176,8 +206,27 @@ function capReason(
   market: Market,
   prices: PriceTable,
   o: ResolvedFleetPolicy,
+  tenant?: TenantLedger,
 ): string {
   if (ledger.count >= o.maxInstances) return `max instances (${o.maxInstances}) reached`;
+  if (
+    tenant &&
+    tenant.caps.maxInstances !== undefined &&
+    tenant.count >= tenant.caps.maxInstances
+  ) {
+    return `tenant ${tenant.tenant}'s max instances (${tenant.caps.maxInstances}) reached`;
+  }
+  const unit = worstPrice(pools, market, prices);
+  if (
+    tenant &&
+    tenant.caps.maxHourlyUsd !== undefined &&
+    (o.maxHourlyUsd === undefined || ledger.spend + unit <= o.maxHourlyUsd)
+  ) {
+    return (
+      `tenant ${tenant.tenant}'s hourly budget ${usd(tenant.caps.maxHourlyUsd)}/h reached (${usd(tenant.spend)}/h in use; ` +
+      `a ${market} instance costs up to ${usd(unit)}/h)`
+    );
+  }
   return (
     `hourly budget ${usd(o.maxHourlyUsd ?? 0)}/h reached (${usd(ledger.spend)}/h in use; ` +
     `a ${market} instance costs up to ${usd(worstPrice(pools, market, prices))}/h)`

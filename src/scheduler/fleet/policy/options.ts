@@ -42,6 +42,21 @@ export interface FleetPolicyOptions {
    * may come from a launch whose result is still being recorded). @default 60_000
    */
   orphanGraceMs?: number;
+  /**
+   * Caps per tenant, over the instances launched for the tenant's operations (within the
+   * fleet's caps above). @default {} (no tenant has caps of its own)
+   */
+  tenantCaps?: Readonly<Record<string, TenantFleetCaps>>;
+  /** Caps of a tenant not in `tenantCaps`. @default {} (no caps) */
+  defaultTenantCaps?: TenantFleetCaps;
+}
+
+/** One tenant's share of the fleet. */
+export interface TenantFleetCaps {
+  /** Live plus requested instances of its operations never exceed this. @default no cap */
+  maxInstances?: number;
+  /** Their summed hourly price (USD) never exceeds this. @default no cap */
+  maxHourlyUsd?: number;
 }
 
 /** Options with every default filled in (`maxHourlyUsd` stays absent when there is no cap). */
@@ -49,7 +64,16 @@ export type ResolvedFleetPolicy = Readonly<
   Required<Omit<FleetPolicyOptions, "maxHourlyUsd">> & { maxHourlyUsd?: number }
 >;
 
+/** A tenant's caps under the resolved options (its own, else the default). */
+export function tenantCapsOf(o: ResolvedFleetPolicy, tenant: string): TenantFleetCaps {
+  return Object.hasOwn(o.tenantCaps, tenant) ? o.tenantCaps[tenant]! : o.defaultTenantCaps;
+}
+
 const ms = z.number().int().min(0);
+const tenantCapsSchema = z.strictObject({
+  maxInstances: z.number().int().min(0).optional(),
+  maxHourlyUsd: z.number().min(0).optional(),
+});
 const poolSchema = z.strictObject({
   instanceType: z.string().min(1),
   subnetId: z.string().min(1).optional(),
@@ -68,6 +92,8 @@ const optionsSchema = z.strictObject({
   maxStragglerInstances: z.number().int().min(0).default(5),
   idleTimeoutMs: ms.default(180_000),
   orphanGraceMs: ms.default(60_000),
+  tenantCaps: z.record(z.string(), tenantCapsSchema).default({}),
+  defaultTenantCaps: tenantCapsSchema.default({}),
 });
 
 /** Fills in defaults and checks the options. Throws ConfigError naming the bad option. */

@@ -53,6 +53,11 @@ export interface RunningShard {
 /** One operation that is not finished (splitting or running), as the scheduler counts it. */
 export interface OperationState {
   id: string;
+  /**
+   * Whose operation it is; the tenant's caps (FleetPolicyOptions.tenantCaps) hold across its
+   * operations. @default no tenant: only the fleet's caps apply
+   */
+  tenant?: string;
   /** Shards queued that no worker has started. Counted by the scheduler, never from SQS's approximate counters. */
   pendingShards: number;
   running: readonly RunningShard[];
