@@ -17,8 +17,8 @@ import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
 import { operationRoutes } from "./operations-routes.ts";
-import { versionRoutes } from "./version-routes.ts";
 import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
+import { versionRoutes } from "./version-routes.ts";
 import { whoamiRoutes } from "./whoami-routes.ts";
 
 /** The API's limits when a caller names none (the SHARDFLEET_API_* defaults). */
