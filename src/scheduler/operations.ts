@@ -31,6 +31,7 @@ import {
 } from "../shared/schemas/operation.ts";
 import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { canSee, DEFAULT_TENANT, type Viewer } from "../shared/schemas/tokens.ts";
+import { isTransientError } from "../shared/transient.ts";
 import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
@@ -494,7 +495,13 @@ export class OperationService {
       return headers;
     } catch (err) {
       // A reader that trips on a malformed file is the file's fault; S3 faults stay 500s.
-      if (err instanceof ShardfleetError || (err as { $metadata?: unknown }).$metadata) throw err;
+      if (
+        err instanceof ShardfleetError ||
+        (err as { $metadata?: unknown }).$metadata ||
+        isTransientError(err)
+      ) {
+        throw err;
+      }
       throw new BadInputError(
         "WORKBOOK_INVALID",
         `cannot read the workbook: ${(err as Error).message}`,

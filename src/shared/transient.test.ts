@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BadInputError } from "./errors.ts";
+import { BadInputError, RetryableError } from "./errors.ts";
 import { ObjectChangedError } from "./resumable-read.ts";
 import { isTransientError } from "./transient.ts";
 
@@ -16,6 +16,7 @@ describe("isTransientError", () => {
     ["a body cut short", new Error("aborted")],
     ["a cut wrapped as a cause", new Error("merge failed", { cause: new Error("aborted") })],
     ["an object changed mid-read", new ObjectChangedError('"a"', '"b"')],
+    ["our own retryable error (SQS refused a batch)", new RetryableError("SQS refused 3 messages")],
   ])("calls %s transient", (_, err) => {
     expect(isTransientError(err)).toBe(true);
   });

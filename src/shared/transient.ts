@@ -3,6 +3,7 @@
  * refused connection, a timeout, an object that changed under a read. The scheduler retries a
  * split or merge that failed this way instead of failing the operation.
  */
+import { RetryableError } from "./errors.ts";
 import { ObjectChangedError } from "./resumable-read.ts";
 
 interface ErrorLike {
@@ -49,7 +50,7 @@ const NETWORK_CODES = new Set([
 ]);
 
 export function isTransientError(err: unknown, depth = 0): boolean {
-  if (err instanceof ObjectChangedError) return true;
+  if (err instanceof ObjectChangedError || err instanceof RetryableError) return true;
   const e = (err ?? {}) as ErrorLike;
   const status = e.$metadata?.httpStatusCode ?? 0;
   if (

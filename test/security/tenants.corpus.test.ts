@@ -396,6 +396,8 @@ describe("caps and limits", () => {
       const over = await get("203.0.113.7");
       expect(over.statusCode).toBe(429);
       expect(errorOf(over).code).toBe("RATE_LIMITED");
+      // Anonymous callers count per address: one cannot use up another's allowance.
+      expect((await get("203.0.113.8")).statusCode).toBe(200);
     } finally {
       await open.close();
     }

@@ -105,7 +105,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       global: limits.rateLimitPerMinute > 0,
       max: Math.max(1, limits.rateLimitPerMinute),
       timeWindow: 60_000,
-      keyGenerator: (request) => request.principal?.key ?? request.ip,
+      keyGenerator: (request) =>
+        !request.principal || request.principal === ANONYMOUS ? request.ip : request.principal.key,
       // Not limited: the health check, and anonymous callers on this machine (the local stack,
       // the demo and the tests poll freely; an exposed anonymous API still limits the rest).
       allowList: (request) =>

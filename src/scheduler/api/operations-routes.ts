@@ -106,7 +106,10 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
         ? watchUploadRate(request.raw, opts.uploadRate, (err) => {
             tooSlow = err;
             abort.abort(err);
-            request.raw.emit("error", err);
+            // The multipart parser listens only once it has started; before that (the caps
+            // check still running) the abort alone ends the submission, and an 'error' with no
+            // listener would throw out of the timer.
+            if (request.raw.listenerCount("error") > 0) request.raw.emit("error", err);
           })
         : () => {};
       try {

@@ -42,7 +42,13 @@ export async function objectByteSource(
       store.getRange(key, start, end, signal).then(
         (body) => {
           if (!body) {
-            out.destroy(new NotFoundError(`input workbook ${key} vanished while being read`));
+            // Not the caller's 404: the object was there a moment ago (a 500, retried).
+            out.destroy(new Error(`input workbook ${key} vanished while being read`));
+            return;
+          }
+          // The reader gave up before the GET answered (yauzl closes after the header rows).
+          if (out.destroyed) {
+            body.destroy();
             return;
           }
           body.on("error", (err) => out.destroy(err));
