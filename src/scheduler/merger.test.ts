@@ -12,7 +12,7 @@ import { ObjectStore } from "../shared/object-store.ts";
 import { type Cell, encodeCell, type InputRow, type ResultRow } from "../shared/schemas/cells.ts";
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
 import { type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
-import { mergeOperation, mergeRow, unionColumns } from "./merger.ts";
+import { fitToExcel, MAX_CELL_TEXT, mergeOperation, mergeRow, unionColumns } from "./merger.ts";
 import { splitOperation } from "./splitter.ts";
 
 const when = new Date(Date.UTC(2024, 1, 3, 4, 5, 6));
@@ -374,5 +374,29 @@ describe("mergeOperation (local S3)", () => {
     });
     expect(firstColumn).toEqual(Array.from({ length: rows }, (_, k) => k));
     expect(doubles).toEqual(firstColumn.map((k) => k * 2));
+  });
+});
+
+describe("fitToExcel", () => {
+  it("cuts text over Excel's cell limit and says so in the row's error", () => {
+    const long = "x".repeat(MAX_CELL_TEXT + 10);
+    const fitted = fitToExcel({ cells: ["a", long, 3], error: null }, ["id", "summary", "n"]);
+    expect(fitted.cells).toEqual(["a", "x".repeat(MAX_CELL_TEXT), 3]);
+    expect(fitted.error).toBe(
+      `summary cut from ${MAX_CELL_TEXT + 10} to ${MAX_CELL_TEXT} characters (Excel's cell limit)`,
+    );
+    expect(fitted.cut).toBe(true);
+  });
+
+  it("keeps an existing error first and leaves a fitting row untouched", () => {
+    const long = "y".repeat(MAX_CELL_TEXT + 1);
+    expect(fitToExcel({ cells: [long], error: "HTTP 503" }, ["r"]).error).toMatch(
+      /^HTTP 503; r cut from/,
+    );
+    expect(fitToExcel({ cells: ["ok", 1], error: null }, ["a", "b"])).toEqual({
+      cells: ["ok", 1],
+      error: null,
+      cut: false,
+    });
   });
 });

@@ -102,6 +102,27 @@ export function mergeRow(
   return { cells, error };
 }
 
+/**
+ * Cuts text over Excel's cell limit (a transform plugin's result can be any length) and says so
+ * in the row's error, so no cell is shortened without a word; the error itself is cut last.
+ */
+export function fitToExcel(
+  row: { cells: Cell[]; error: string | null },
+  names: readonly string[],
+): { cells: Cell[]; error: string | null; cut: boolean } {
+  const notes: string[] = [];
+  const cells = row.cells.map((v, k) => {
+    if (typeof v !== "string" || v.length <= MAX_CELL_TEXT) return v;
+    notes.push(
+      `${names[k] ?? `column ${k + 1}`} cut from ${v.length} to ${MAX_CELL_TEXT} characters (Excel's cell limit)`,
+    );
+    return v.slice(0, MAX_CELL_TEXT);
+  });
+  let error = notes.length > 0 ? [row.error, ...notes].filter(Boolean).join("; ") : row.error;
+  if (error !== null && error.length > MAX_CELL_TEXT) error = error.slice(0, MAX_CELL_TEXT);
+  return { cells, error, cut: notes.length > 0 || error !== row.error };
+}
+
 /** The lines of an NDJSON object, each parsed with `schema`. */
 async function* ndjson<S extends z.ZodType>(
   store: ObjectStore,
@@ -237,15 +258,7 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
   let truncated = 0;
 
   const addRow = async (values: Cell[]) => {
-    const row = sheet.addRow(
-      values.map((v) => {
-        if (typeof v === "string" && v.length > MAX_CELL_TEXT) {
-          truncated++;
-          return v.slice(0, MAX_CELL_TEXT);
-        }
-        return v;
-      }),
-    );
+    const row = sheet.addRow(values);
     // Every cell gets one of a few shared style objects: exceljs looks a style up by object
     // identity first and otherwise renders it to XML to find its id, once per cell, which was
     // the largest single cost of the merge. The shared objects must never be mutated.
@@ -282,7 +295,11 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
       let shardRows = 0;
       const inputKey = keys.shardInput(op, shard.id);
       for await (const input of ndjson(deps.store, inputKey, inputRowSchema, stop.signal)) {
-        const merged = mergeRow(input, results.get(input.i), columns, width, done.failed);
+        const merged = fitToExcel(
+          mergeRow(input, results.get(input.i), columns, width, done.failed),
+          names,
+        );
+        if (merged.cut) truncated++;
         await addRow([...merged.cells, merged.error]);
         shardRows++;
         if (merged.error !== null) errorRows++;

@@ -252,6 +252,7 @@ export class Scheduler {
   #finished(id: string): void {
     this.#terminal.add(id);
     this.#progress.forget(id);
+    this.#jobFailures.delete(id);
   }
 
   #startJob(kind: JobKind, manifest: Manifest): void {
