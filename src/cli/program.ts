@@ -11,16 +11,8 @@ import { VERSION } from "../shared/version.ts";
 import { ApiClient, DEFAULT_API_URL } from "./api-client.ts";
 import { CliError, EXIT } from "./cli-error.ts";
 import { addSimulateCommand } from "./commands/simulate.ts";
+import { numberOption, wholeNumberOption } from "./options.ts";
 import { exitCodeFor, summarize, waitForOperation } from "./wait.ts";
-
-function positiveInt(name: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0)
-      throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
-    return n;
-  };
-}
 
 /** "A-B" seconds → a window in ms. */
 function spotOutage(value: string): { fromMs: number; toMs: number } {
@@ -97,14 +89,14 @@ export function buildProgram(): Command {
     .option(
       "--aws-port <port>",
       "SQS/S3 server port (0 = any free port)",
-      positiveInt("--aws-port"),
+      wholeNumberOption("--aws-port", 0),
       4566,
     )
-    .option("--api-port <port>", "scheduler API port", positiveInt("--api-port"), 8080)
+    .option("--api-port <port>", "scheduler API port", wholeNumberOption("--api-port", 0), 8080)
     .option(
       "--workers <n>",
       "worker instances to start (0 = servers only)",
-      positiveInt("--workers"),
+      wholeNumberOption("--workers", 0),
       2,
     )
     .option("--log-dir <dir>", "where component logs go", path.join(".shardfleet", "logs"))
@@ -119,7 +111,7 @@ export function buildProgram(): Command {
     .option(
       "--max-instances <n>",
       "with --fleet: the most instances at once",
-      positiveInt("--max-instances"),
+      wholeNumberOption("--max-instances", 0),
       20,
     )
     .option(
@@ -150,7 +142,11 @@ export function buildProgram(): Command {
     .description("submit an operation: a workbook (xlsx or csv) and a JSON spec")
     .argument("<file>", "input workbook (.xlsx or .csv)")
     .requiredOption("--spec <file>", "operation spec (JSON): task, options, shard size")
-    .option("--shard-size <n>", "rows per shard (overrides the spec)", positiveInt("--shard-size"))
+    .option(
+      "--shard-size <n>",
+      "rows per shard (overrides the spec)",
+      wholeNumberOption("--shard-size", 0),
+    )
     .option(
       "--wait",
       "follow the operation with a progress bar until it ends; rides out API outages (unreachable, 5xx) for up to 5 minutes",
@@ -265,20 +261,18 @@ export function buildProgram(): Command {
     .option(
       "--max-operations <n>",
       "cap on the tenant's unfinished operations",
-      positiveInt("--max-operations"),
+      wholeNumberOption("--max-operations", 0),
     )
     .option(
       "--max-instances <n>",
       "cap on the tenant's live instances",
-      positiveInt("--max-instances"),
+      wholeNumberOption("--max-instances", 0),
     )
-    .option("--max-hourly-usd <usd>", "cap on the tenant's hourly instance spend", (v: string) => {
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < 0) {
-        throw new InvalidArgumentError("--max-hourly-usd must be a number ≥ 0");
-      }
-      return n;
-    })
+    .option(
+      "--max-hourly-usd <usd>",
+      "cap on the tenant's hourly instance spend",
+      numberOption("--max-hourly-usd", (n) => n >= 0, "a number ≥ 0"),
+    )
     .action(
       async (opts: {
         tenant: string;
@@ -301,8 +295,13 @@ export function buildProgram(): Command {
     .description(
       "run a real operation end to end on the local stack (customers × a local tax registry)",
     )
-    .option("--rows <n>", "customers in the generated workbook", positiveInt("--rows"), 20_000)
-    .option("--workers <n>", "local instances", positiveInt("--workers"), 3)
+    .option(
+      "--rows <n>",
+      "customers in the generated workbook",
+      wholeNumberOption("--rows", 0),
+      20_000,
+    )
+    .option("--workers <n>", "local instances", wholeNumberOption("--workers", 0), 3)
     .option("--out <dir>", "output folder", "out")
     .action(async (opts: { rows: number; workers: number; out: string }) => {
       const { runDemo } = await import("../demo/run-demo.ts");

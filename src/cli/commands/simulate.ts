@@ -3,21 +3,11 @@
  * policy against the baselines in one seeded world, as a table or one JSON object. Registered
  * by program.ts; the simulator itself is imported only when the command runs.
  */
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { CliError, EXIT } from "../cli-error.ts";
+import { numberOption, wholeNumberOption } from "../options.ts";
 
-function number(flag: string, check: (n: number) => boolean, what: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n) || !check(n)) {
-      throw new InvalidArgumentError(`${flag} must be ${what}`);
-    }
-    return n;
-  };
-}
-
-const whole = (flag: string) =>
-  number(flag, (n) => Number.isInteger(n) && n >= 1, "a whole number ≥ 1");
+const whole = (flag: string) => wholeNumberOption(flag, 1);
 
 interface SimulateOptions {
   shards: number;
@@ -45,7 +35,7 @@ export function addSimulateCommand(program: Command): void {
     .option(
       "--row-ms <ms>",
       "mean time of one row on one shard slot",
-      number("--row-ms", (n) => n > 0, "a number > 0"),
+      numberOption("--row-ms", (n) => n > 0, "a number > 0"),
       600,
     )
     .option("--max-instances <n>", "most instances at once", whole("--max-instances"), 500)
@@ -63,19 +53,19 @@ export function addSimulateCommand(program: Command): void {
     .option(
       "--spot-ratio <r>",
       "spot price as a fraction of on-demand",
-      number("--spot-ratio", (n) => n > 0 && n <= 1, "in (0, 1]"),
+      numberOption("--spot-ratio", (n) => n > 0 && n <= 1, "in (0, 1]"),
       0.3,
     )
     .option(
       "--rate-scale <k>",
       "multiplies the band's monthly interruption rate (short runs; stated in the output)",
-      number("--rate-scale", (n) => n >= 0, "≥ 0"),
+      numberOption("--rate-scale", (n) => n >= 0, "≥ 0"),
       100,
     )
     .option(
       "--notice-fraction <f>",
       "fraction of interruptions with the two-minute notice",
-      number("--notice-fraction", (n) => n >= 0 && n <= 1, "in [0, 1]"),
+      numberOption("--notice-fraction", (n) => n >= 0 && n <= 1, "in [0, 1]"),
       0.8,
     )
     .option(
@@ -87,7 +77,7 @@ export function addSimulateCommand(program: Command): void {
     .option(
       "--seed <n>",
       "random seed: the same seed, the same run",
-      number(
+      numberOption(
         "--seed",
         (n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32,
         "a whole number in [0, 2^32)",
