@@ -30,6 +30,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { constants, crc32, deflateRawSync } from "node:zlib";
 import ExcelJS from "exceljs";
+import { zipOfCompressed } from "../test/fixtures/workbooks.ts";
 
 const args = process.argv.slice(2);
 const arg = (name: string) => {
@@ -60,41 +61,7 @@ const piece = (data: Buffer) =>
 
 /** A zip with the given entries (name, deflated bytes, inflated size, crc), in order. */
 function zip(entries: Array<{ name: string; data: Buffer; size: number; crc: number }>): Buffer {
-  const out: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const name = Buffer.from(e.name);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(8, 8);
-    local.writeUInt32LE(e.crc, 14);
-    local.writeUInt32LE(e.data.length, 18);
-    local.writeUInt32LE(Math.min(e.size, 0xfffffffe), 22);
-    local.writeUInt16LE(name.length, 26);
-    const cd = Buffer.alloc(46);
-    cd.writeUInt32LE(0x02014b50, 0);
-    cd.writeUInt16LE(20, 4);
-    cd.writeUInt16LE(20, 6);
-    cd.writeUInt16LE(8, 10);
-    cd.writeUInt32LE(e.crc, 16);
-    cd.writeUInt32LE(e.data.length, 20);
-    cd.writeUInt32LE(Math.min(e.size, 0xfffffffe), 24);
-    cd.writeUInt16LE(name.length, 28);
-    cd.writeUInt32LE(offset, 42);
-    out.push(local, name, e.data);
-    central.push(cd, name);
-    offset += 30 + name.length + e.data.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...out, cd, end]);
+  return zipOfCompressed(entries.map(({ data, ...e }) => ({ ...e, compressed: data })));
 }
 
 function small(name: string, text: string) {
