@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ShardLostError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
+import { ObjectStore } from "../shared/object-store.ts";
 import { type ResultRow, resultRowSchema } from "../shared/schemas/cells.ts";
 import {
   type Attempt,
@@ -347,6 +348,35 @@ describe("attempts and poison", () => {
     expect(err).toBeInstanceOf(ShardAttemptFailedError);
     expect(err).toMatchObject({ errorAttempts: 1, retryDelaySeconds: 2 });
     expect(await aws.store.exists(keys.done(op, "s000000"))).toBe(false);
+  });
+
+  it("does not count a storage fault as poison: the attempt ends interrupted and the retry commits", async () => {
+    const op = "op-flaky-slice";
+    await writeManifest(aws.store, op, ["name"], TASK, { maxErrorAttempts: 1 });
+    const message = JSON.stringify(await writeSlice(aws.store, op, "s000000", 0, textRows(5)));
+    // The slice read fails once the way S3 does when every retry met a reset connection.
+    const flaky = new ObjectStore({ s3: aws.clients.s3 }, { bucket: aws.store.bucket });
+    let faults = 1;
+    const getStream = flaky.getStream.bind(flaky);
+    flaky.getStream = async (key: string, signal?: AbortSignal) => {
+      if (key === keys.shardInput(op, "s000000") && faults-- > 0) {
+        throw Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" });
+      }
+      return getStream(key, signal);
+    };
+    const p = new ShardProcessor(
+      { store: flaky, logger: silentLogger(), createRunner: async () => scriptedRunner(() => 0) },
+      { instanceId: "i-flaky", market: "spot", pluginDir },
+    );
+    processors.push(p);
+    const err = await p.process(message, { signal: live() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShardAttemptFailedError);
+    expect(err).toMatchObject({ errorAttempts: 0, retryDelaySeconds: 2 });
+    const outcome = await p.process(message, { signal: live() });
+    expect(outcome).toMatchObject({ status: "committed", rows: 5, errorRows: 0 });
+    const attempts = await attemptsOf(op, "s000000");
+    expect(attempts.map((a) => a.cause).sort()).toEqual(["completed", "interrupted"]);
+    expect(attempts.find((a) => a.cause === "interrupted")?.error).toBe("read ECONNRESET");
   });
 
   it("records a crashed transform thread as an error attempt of the shard", async () => {

@@ -33,8 +33,9 @@ import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { type Manifest, specOf } from "../shared/schemas/operation.ts";
 import { type Attempt, attemptSchema, type ShardMessage } from "../shared/schemas/shard.ts";
+import { isTransientError } from "../shared/transient.ts";
 import { AttemptRecords, liveAttempts } from "./attempt-records.ts";
-import { COMMITTED_ELSEWHERE, causeOfStop } from "./attempts.ts";
+import { COMMITTED_ELSEWHERE, causeOfStop, ShardAttemptFailedError } from "./attempts.ts";
 import { resumeFrom } from "./checkpoint.ts";
 import { OperationCache, type OperationEntry, type RunnerFactory } from "./operation-cache.ts";
 import { retryOrCommitFailed } from "./poison-limit.ts";
@@ -44,6 +45,9 @@ import { parseShardMessage } from "./shard-message.ts";
 import { ShardRun, WRITE_TIMEOUT_MS } from "./shard-run.ts";
 import { createTaskRunner } from "./tasks/registry.ts";
 import { oneLine } from "./tasks/task.ts";
+
+/** Seconds a shard stopped by a transient storage or network fault waits before its retry. */
+const TRANSIENT_RETRY_DELAY_S = 2;
 
 export interface ShardProcessorDeps {
   store: ObjectStore;
@@ -394,6 +398,17 @@ export class ShardProcessor {
         throw ctx.signal.reason;
       }
       const error = oneLine(describeError(err));
+      if (isTransientError(err)) {
+        // Storage or network trouble (the SDK's retries and our resumed reads gave up), not the
+        // shard's fault: it ends like an interruption and never counts towards the poison limit.
+        logger.warn({ err }, "shard stopped by a transient fault; released for a retry");
+        await this.#attemptRecords.end(attemptKey, attempt, "interrupted", error, logger);
+        throw new ShardAttemptFailedError(error, {
+          cause: err,
+          retryDelaySeconds: TRANSIENT_RETRY_DELAY_S,
+          errorAttempts: 0,
+        });
+      }
       await this.#attemptRecords.end(attemptKey, attempt, "error", error, logger);
       const won = await retryOrCommitFailed(
         { store: this.#store, clock: this.#clock, attemptRecords: this.#attemptRecords },
