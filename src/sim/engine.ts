@@ -187,8 +187,6 @@ class Simulation {
   launchHead = 0;
   /** A launch of the current plan reported errors: start no more, re-plan once all returned. */
   launchErrored = false;
-  /** When the current pass (its first plan) started. */
-  passStart = 0;
   passGen = 0;
   plansThisPass = 0;
   launchesInFlight = 0;
@@ -416,7 +414,6 @@ class Simulation {
     this.memory = plan.memory;
     this.notePuts(now);
     ++this.passGen;
-    if (this.plansThisPass === 0) this.passStart = now;
     this.launchQueue = [];
     this.launchHead = 0;
     this.launchErrored = false;
@@ -466,20 +463,17 @@ class Simulation {
 
   /**
    * Every launch of the plan has returned. After errors the live loop re-plans at once (up to
-   * MAX_PLANS_PER_PASS plans a pass); otherwise the next pass starts an interval after this one
-   * started, or now when carrying it out took longer.
+   * MAX_PLANS_PER_PASS plans a pass); otherwise the pass is over and, as `runEvery`, the next
+   * one starts an interval after it ended.
    */
   planCarriedOut(now: number): void {
     const gen = this.passGen;
     if (this.launchErrored && this.plansThisPass + 1 < MAX_PLANS_PER_PASS) {
       this.plansThisPass++;
       this.q.push(now, K_PLAN, gen);
-    } else if (this.launchErrored) {
-      this.plansThisPass = 0;
-      this.q.push(now + this.p.planIntervalMs, K_PLAN, gen);
     } else {
       this.plansThisPass = 0;
-      this.q.push(Math.max(this.passStart + this.p.planIntervalMs, now), K_PLAN, gen);
+      this.q.push(now + this.p.planIntervalMs, K_PLAN, gen);
     }
   }
 
