@@ -136,7 +136,7 @@ class OverlapCapacity extends FakeCapacity {
   inFlight = 0;
   maxInFlight = 0;
 
-  override async launch(request: LaunchRequest): Promise<LaunchResult> {
+  override async launch(request: LaunchRequest, signal?: AbortSignal): Promise<LaunchResult> {
     const n = this.started.push(request) - 1;
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
@@ -154,6 +154,8 @@ class OverlapCapacity extends FakeCapacity {
         };
       }
       for (let k = 0; k < 3; k++) await new Promise((r) => setImmediate(r));
+      // As the SDK: a call whose signal was aborted meanwhile rejects.
+      signal?.throwIfAborted();
       return await super.launch(request);
     } finally {
       this.inFlight--;
@@ -515,5 +517,23 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     expect(kinds.filter((k) => k === "capacity-error")).toHaveLength(started[1]!.pools.length);
     expect(kinds).toContain("fallback-on-demand");
     expect(kinds.indexOf("fallback-on-demand")).toBeGreaterThan(kinds.indexOf("capacity-error"));
+  });
+  it("when the pass is aborted with launches in flight, starts no more, waits for them, then rejects (fake capacity provider)", async () => {
+    const s = await scope({ maxInstances: 30 }, { launchConcurrency: 3 }, (clock) => {
+      return new OverlapCapacity(clock);
+    });
+    await s.operation("op-n", 60);
+    const abort = new AbortController();
+    const pass = s.manager().tick(abort.signal);
+    // Abort once the first calls are in flight (the fake answers after a few event-loop turns).
+    const stopped = (async () => {
+      while (s.capacity.started.length === 0) await new Promise((r) => setImmediate(r));
+      abort.abort(new Error("stopping"));
+    })();
+    await expect(pass).rejects.toThrow("stopping");
+    await stopped;
+    expect(s.capacity.started).toHaveLength(3);
+    expect(s.capacity.inFlight).toBe(0);
+    expect(s.capacity.live()).toHaveLength(0);
   });
 });

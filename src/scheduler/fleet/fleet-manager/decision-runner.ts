@@ -98,16 +98,17 @@ export class DecisionRunner {
   ): Promise<boolean> {
     const { manifests, existing } = view;
     let replan = false;
-    let aborted: unknown;
+    /** The error of a launch cut short by the pass's abort (rethrown once the rest returned). */
+    let aborted: { err: unknown } | undefined;
     const inFlight = new Set<Promise<void>>();
     const drain = async () => {
       while (inFlight.size > 0) await Promise.race(inFlight);
-      if (aborted !== undefined) throw aborted;
+      if (aborted) throw aborted.err;
     };
     for (const d of decisions) {
       if (d.type === "launch") {
         while (inFlight.size >= this.#launchConcurrency) await Promise.race(inFlight);
-        if (aborted !== undefined) break;
+        if (aborted) break;
         // Planned assuming earlier launches succeed: once one reported errors, re-plan.
         if (replan) continue;
         const call: Promise<void> = this.#launch(d, signal).then(
@@ -117,7 +118,7 @@ export class DecisionRunner {
           },
           (err: unknown) => {
             inFlight.delete(call);
-            aborted = err;
+            aborted = { err };
           },
         );
         inFlight.add(call);
