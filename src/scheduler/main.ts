@@ -181,6 +181,7 @@ export async function startScheduler(deps: {
         bootGraceMs: provided.bootGraceMs,
         ...(config.queues.straggler ? { stragglerQueueUrl: config.queues.straggler } : {}),
         intervalMs: Math.round(config.fleet.intervalSeconds * 1000),
+        launchConcurrency: config.fleet.launchConcurrency,
       },
     );
   const spotEventsUrl = config.queues.spotEvents;

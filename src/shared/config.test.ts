@@ -73,6 +73,16 @@ describe("loadConfig", () => {
     expect((err as ConfigError).details.setting).toBe("SHARDFLEET_API_PORT");
   });
 
+  it("reads the launch concurrency of the fleet manager (default 5, 1–50), naming the setting when bad", () => {
+    expect(loadConfig({}).fleet.launchConcurrency).toBe(5);
+    expect(loadConfig({ SHARDFLEET_LAUNCH_CONCURRENCY: "12" }).fleet.launchConcurrency).toBe(12);
+    for (const bad of ["0", "51", "two"]) {
+      expect(() => loadConfig({ SHARDFLEET_LAUNCH_CONCURRENCY: bad })).toThrow(
+        /SHARDFLEET_LAUNCH_CONCURRENCY/,
+      );
+    }
+  });
+
   it("names the missing queue setting", () => {
     expect(() => requireQueue(loadConfig({}), "dlq")).toThrow(/SHARDFLEET_DLQ_URL/);
   });

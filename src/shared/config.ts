@@ -78,6 +78,7 @@ const settings = {
   SHARDFLEET_CAPACITY_DEADLINE_S: z.coerce.number().min(0).max(86_400).default(300),
   SHARDFLEET_STRAGGLER_MIN_S: z.coerce.number().min(0).max(86_400).default(60),
   SHARDFLEET_FLEET_INTERVAL_S: z.coerce.number().min(0.05).max(300).default(5),
+  SHARDFLEET_LAUNCH_CONCURRENCY: int(1, 50).default(5),
   SHARDFLEET_EC2_LAUNCH_TEMPLATE: z.string().min(1).optional(),
   SHARDFLEET_EC2_SUBNETS: z.string().optional(),
   SHARDFLEET_EC2_INSTANCE_TYPES: z.string().default("c7g.large,c6g.large,m7g.large"),
@@ -155,6 +156,8 @@ export interface Config {
     readonly stragglerMinSeconds: number;
     /** Pause between fleet manager passes. */
     readonly intervalSeconds: number;
+    /** CreateFleet calls of one plan carried out at once (mirrors DEFAULT_LAUNCH_CONCURRENCY). */
+    readonly launchConcurrency: number;
     readonly ec2: {
       /** Launch template id (`lt-…`) or name. */
       readonly launchTemplate?: string;
@@ -389,6 +392,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       capacityDeadlineSeconds: e.SHARDFLEET_CAPACITY_DEADLINE_S,
       stragglerMinSeconds: e.SHARDFLEET_STRAGGLER_MIN_S,
       intervalSeconds: e.SHARDFLEET_FLEET_INTERVAL_S,
+      launchConcurrency: e.SHARDFLEET_LAUNCH_CONCURRENCY,
       ec2: {
         launchTemplate: e.SHARDFLEET_EC2_LAUNCH_TEMPLATE,
         subnets: commaList(e.SHARDFLEET_EC2_SUBNETS).map((s) => {

@@ -4,6 +4,7 @@
  * world says it must.
  */
 import { describe, expect, it } from "vitest";
+import { DEFAULT_LAUNCH_CONCURRENCY } from "../scheduler/fleet/fleet-manager/decision-runner.ts";
 import { simulate } from "./engine.ts";
 import { parseSimParams, type SimParamsInput } from "./params.ts";
 import { ALL_ON_DEMAND, BASELINES, SHARDFLEET, type Variant } from "./variants.ts";
@@ -18,6 +19,32 @@ const small: SimParamsInput = {
 const baseline = (name: string): Variant => BASELINES.find((v) => v.name === name)!;
 
 describe("simulate", () => {
+  it("carries launches out as the live fleet manager does: up to its launchConcurrency option at once", () => {
+    expect(parseSimParams(small).launchConcurrency).toBe(DEFAULT_LAUNCH_CONCURRENCY);
+    const at = (k: number) =>
+      simulate(parseSimParams({ ...small, maxInstances: 60, launchConcurrency: k }), SHARDFLEET);
+    const one = at(1);
+    const three = at(3);
+    expect(one.peakLaunchesInFlight).toBe(1);
+    expect(three.peakLaunchesInFlight).toBe(3);
+    expect(three.finished && one.finished).toBe(true);
+    // The same calls, three at a time: the fleet reaches its size sooner.
+    expect(three.rampS).toBeLessThan(one.rampS);
+  });
+
+  it("records launches in flight when one reports a capacity error, then re-plans (no spot capacity)", () => {
+    const r = simulate(
+      parseSimParams({ ...small, poolSpotCapacity: 0, launchConcurrency: 4 }),
+      SHARDFLEET,
+    );
+    expect(r.finished).toBe(true);
+    expect(r.peakLaunchesInFlight).toBeLessThanOrEqual(4);
+    // Every worker came from the on-demand fallback, and never more than the cap at once.
+    expect(r.fallbackInstances).toBe(r.instancesLaunched);
+    expect(r.peakInstances).toBeLessThanOrEqual(30);
+    expect(r.spotUsd).toBe(0);
+  });
+
   it("commits every shard and bills every instance", () => {
     const r = simulate(parseSimParams(small), SHARDFLEET);
     expect(r.finished).toBe(true);

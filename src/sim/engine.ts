@@ -82,6 +82,8 @@ export interface SimResult {
   stragglerCopies: number;
   instancesLaunched: number;
   createFleetCalls: number;
+  /** Most CreateFleet calls in flight at once (at most the launchConcurrency parameter). */
+  peakLaunchesInFlight: number;
   /** From the start until the fleet first reached its size (all-on-demand: one call). */
   rampS: number;
   /** When the first launch call returned with instances. */
@@ -180,9 +182,13 @@ class Simulation {
   readonly opState: OperationState;
   /** Launch decisions being carried out, by the index their K_LAUNCH event carries. */
   readonly pendingLaunches: (LaunchDecision | undefined)[] = [];
+  /** The current plan's launches not started yet (started from `launchHead` on). */
+  launchQueue: LaunchDecision[] = [];
+  launchHead = 0;
+  /** A launch of the current plan reported errors: start no more, re-plan once all returned. */
+  launchErrored = false;
   passGen = 0;
   plansThisPass = 0;
-  passLaunchEnd = 0;
   launchesInFlight = 0;
   failed: string | undefined;
 
@@ -278,6 +284,7 @@ class Simulation {
       stragglerCopies: 0,
       instancesLaunched: 0,
       createFleetCalls: 0,
+      peakLaunchesInFlight: 0,
       rampS: 0,
       firstLaunchS: Number.NaN,
       peakInstances: 0,
@@ -314,7 +321,7 @@ class Simulation {
           if (q.a === this.passGen) this.plan(now);
           break;
         case K_LAUNCH:
-          this.launchReturns(q.a, q.b, now);
+          this.launchReturns(q.a, now);
           break;
         case K_READY:
           this.ready(q.a, now);
@@ -406,9 +413,10 @@ class Simulation {
     );
     this.memory = plan.memory;
     this.notePuts(now);
-    const gen = ++this.passGen;
-    let launches = 0;
-    const conc = this.v.launchConcurrency ?? 1;
+    ++this.passGen;
+    this.launchQueue = [];
+    this.launchHead = 0;
+    this.launchErrored = false;
     for (const d of plan.decisions) {
       switch (d.type) {
         case "terminate":
@@ -420,14 +428,9 @@ class Simulation {
           if (this.committed[s] === 0) this.stragQ.push(s);
           break;
         }
-        case "launch": {
-          const at = now + Math.ceil((launches + 1) / conc) * this.p.createFleetLatencyMs;
-          this.pendingLaunches.push(d);
-          this.launchesInFlight++;
-          this.q.push(at, K_LAUNCH, this.pendingLaunches.length - 1, gen);
-          launches++;
+        case "launch":
+          this.launchQueue.push(d);
           break;
-        }
         case "failOperation":
           this.failed = `${d.code}: ${d.message}`;
           break;
@@ -435,9 +438,43 @@ class Simulation {
           break;
       }
     }
-    this.passLaunchEnd = now + Math.ceil(launches / conc) * this.p.createFleetLatencyMs;
-    // The next pass starts an interval after this one, or when its launches are carried out.
-    this.q.push(Math.max(now + this.p.planIntervalMs, this.passLaunchEnd), K_PLAN, gen);
+    this.startLaunches(now);
+    if (this.launchesInFlight === 0) this.planCarriedOut(now);
+  }
+
+  /**
+   * As the live fleet manager (DecisionRunner): up to `launchConcurrency` (the live option,
+   * SHARDFLEET_LAUNCH_CONCURRENCY) calls of a plan in flight, the next starting as one returns,
+   * none once a launch of the plan reported errors.
+   */
+  startLaunches(now: number): void {
+    while (
+      !this.launchErrored &&
+      this.launchesInFlight < this.p.launchConcurrency &&
+      this.launchHead < this.launchQueue.length
+    ) {
+      const d = this.launchQueue[this.launchHead++]!;
+      this.pendingLaunches.push(d);
+      this.launchesInFlight++;
+      this.r.peakLaunchesInFlight = Math.max(this.r.peakLaunchesInFlight, this.launchesInFlight);
+      this.q.push(now + this.p.createFleetLatencyMs, K_LAUNCH, this.pendingLaunches.length - 1);
+    }
+  }
+
+  /**
+   * Every launch of the plan has returned. After errors the live loop re-plans at once (up to
+   * MAX_PLANS_PER_PASS plans a pass); otherwise the pass is over and, as `runEvery`, the next
+   * one starts an interval after it ended.
+   */
+  planCarriedOut(now: number): void {
+    const gen = this.passGen;
+    if (this.launchErrored && this.plansThisPass + 1 < MAX_PLANS_PER_PASS) {
+      this.plansThisPass++;
+      this.q.push(now, K_PLAN, gen);
+    } else {
+      this.plansThisPass = 0;
+      this.q.push(now + this.p.planIntervalMs, K_PLAN, gen);
+    }
   }
 
   /** A baseline's closed market: every pool of it reports a capacity error at every plan. */
@@ -462,12 +499,11 @@ class Simulation {
     return { ...memory, poolFailures: failures };
   }
 
-  launchReturns(index: number, gen: number, now: number): void {
+  launchReturns(index: number, now: number): void {
     this.launchesInFlight--;
     const d = this.pendingLaunches[index]!;
     this.pendingLaunches[index] = undefined;
-    // Skipped: an earlier launch of the same pass reported errors and the pass re-planned.
-    if (gen !== this.passGen) return;
+    // Every call that started is recorded, even one in flight when another reported errors.
     this.r.createFleetCalls++;
     const result = this.market.fulfil(
       d,
@@ -484,16 +520,10 @@ class Simulation {
     if (d.market === "on-demand" && d.role === "worker" && this.v.spot) {
       this.r.fallbackInstances += result.launched.length;
     }
-    if (result.errors.length > 0) {
-      // As the live loop: the rest of the pass was planned assuming this launch would succeed.
-      this.plansThisPass++;
-      const gen2 = ++this.passGen;
-      if (this.plansThisPass < MAX_PLANS_PER_PASS) this.q.push(now, K_PLAN, gen2);
-      else {
-        this.plansThisPass = 0;
-        this.q.push(now + this.p.planIntervalMs, K_PLAN, gen2);
-      }
-    } else if (now >= this.passLaunchEnd) this.plansThisPass = 0;
+    // As the live loop: the rest of the plan was planned assuming this launch would succeed.
+    if (result.errors.length > 0) this.launchErrored = true;
+    this.startLaunches(now);
+    if (this.launchesInFlight === 0) this.planCarriedOut(now);
   }
 
   // ---- instances ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@
  * is modelled here; what the fleet does comes from the live policy.
  */
 import { z } from "zod";
+import { DEFAULT_LAUNCH_CONCURRENCY } from "../scheduler/fleet/fleet-manager/decision-runner.ts";
 
 /** Spot Instance Advisor's published bands of monthly interruption frequency, in percent. */
 export const BANDS = {
@@ -60,8 +61,13 @@ export const simParamsSchema = z.strictObject({
   /** Spot capacity outages per pool per hour, and their mean length (ms). */
   outagesPerPoolHour: z.number().min(0).default(0.2),
   outageMeanMs: z.number().min(0).default(1_200_000),
-  /** How long a CreateFleet call takes; the fleet manager carries launches out one by one. */
+  /** How long a CreateFleet call takes. */
   createFleetLatencyMs: z.number().min(0).default(1000),
+  /**
+   * CreateFleet calls of one plan in flight at once: the live fleet manager's option
+   * (SHARDFLEET_LAUNCH_CONCURRENCY), with its default.
+   */
+  launchConcurrency: z.number().int().min(1).max(50).default(DEFAULT_LAUNCH_CONCURRENCY),
   /** From a launch's return to the worker polling: boot, uniform in [min, max] ms. */
   bootMinMs: z.number().min(0).default(25_000),
   bootMaxMs: z.number().min(0).default(60_000),

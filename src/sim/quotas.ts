@@ -23,13 +23,13 @@ export interface QuotaCheck {
   note: string;
 }
 
-export function quotaReport(r: SimResult, p: SimParams, launchConcurrency = 1): QuotaCheck[] {
+export function quotaReport(r: SimResult, p: SimParams): QuotaCheck[] {
   // Any operation id: only the layout of the prefix matters.
   const op = "OPERATION";
   const perInstance = vcpusOf(p.instanceTypes[0] ?? "x.large");
   const createRate =
     p.createFleetLatencyMs > 0
-      ? (1000 * launchConcurrency) / p.createFleetLatencyMs
+      ? (1000 * p.launchConcurrency) / p.createFleetLatencyMs
       : Number.POSITIVE_INFINITY;
   return [
     {
@@ -58,7 +58,7 @@ export function quotaReport(r: SimResult, p: SimParams, launchConcurrency = 1): 
       value: Number(createRate.toFixed(2)),
       max: p.createFleetPerSecond,
       ok: createRate <= p.createFleetPerSecond,
-      note: `${r.createFleetCalls.toLocaleString("en-US")} calls carried out one after another (${p.createFleetLatencyMs} ms each); the limit is an assumption, check the account's EC2 API throttling`,
+      note: `${r.createFleetCalls.toLocaleString("en-US")} calls, up to ${p.launchConcurrency} at once (SHARDFLEET_LAUNCH_CONCURRENCY; ${p.createFleetLatencyMs} ms each); the limit is an assumption, check the account's EC2 API throttling`,
     },
     {
       limit: "EC2 spot vCPUs (account quota)",

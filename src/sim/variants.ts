@@ -15,8 +15,6 @@ export interface Variant {
   checkpoints: boolean;
   /** One big on-demand instance per operation (bigInstanceFactor workers in one machine). */
   oneInstance?: boolean;
-  /** CreateFleet calls carried out at once (the live fleet manager: 1). */
-  launchConcurrency?: number;
   /** Fleet policy options over the defaults (pools, sizes and caps come from the world). */
   policy?: Partial<Omit<FleetPolicyOptions, "pools">>;
 }
@@ -75,14 +73,6 @@ export const BASELINES: readonly Variant[] = [
     policy: { maxStragglerInstances: 0, ...NO_STRAGGLERS },
   },
 ];
-
-/** What-if variants the docs use (not baselines). */
-export const CONCURRENT_LAUNCHES: Variant = {
-  ...SHARDFLEET,
-  name: "shardfleet-concurrent-launches",
-  description: "today's policy with CreateFleet calls carried out 20 at a time",
-  launchConcurrency: 20,
-};
 
 /** Every variant of a standard run, today's policy first. */
 export function standardVariants(): Variant[] {

@@ -6,7 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { provisionResources } from "../../local/provision.ts";
-import { CapacityConfigError, FLEET_TAGS } from "../../shared/capacity.ts";
+import {
+  CapacityConfigError,
+  FLEET_TAGS,
+  type LaunchRequest,
+  type LaunchResult,
+} from "../../shared/capacity.ts";
 import { RetryableError } from "../../shared/errors.ts";
 import { keys, shardIdFor } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
@@ -31,15 +36,16 @@ afterAll(async () => {
 
 let scopes = 0;
 /** A fresh bucket and queues, a fake provider and a manager (more managers share the provider). */
-async function scope(
+async function scope<C extends FakeCapacity = FakeCapacity>(
   policy: Partial<FleetPolicyOptions> = {},
   extra: Partial<FleetManagerOptions> = {},
+  provider: (clock: ReturnType<typeof fakeClock>) => C = (clock) => new FakeCapacity(clock) as C,
 ) {
   const name = `fleet-${++scopes}`;
   const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
   const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
   const clock = fakeClock();
-  const capacity = new FakeCapacity(clock);
+  const capacity = provider(clock);
   const options: FleetManagerOptions = {
     fleet: name,
     policy: { pools: POOLS, maxInstances: 10, ...policy },
@@ -117,6 +123,44 @@ async function scope(
     manifest,
     stragglerCopies,
   };
+}
+
+/**
+ * The fake provider, recording how many launch calls overlap: each call returns after a few
+ * turns of the event loop, so calls started together are in flight together. Calls listed in
+ * `failCalls` (by start order) return at once with a capacity error in every pool they name.
+ */
+class OverlapCapacity extends FakeCapacity {
+  readonly started: LaunchRequest[] = [];
+  readonly failCalls = new Set<number>();
+  inFlight = 0;
+  maxInFlight = 0;
+
+  override async launch(request: LaunchRequest, signal?: AbortSignal): Promise<LaunchResult> {
+    const n = this.started.push(request) - 1;
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      if (this.failCalls.has(n)) {
+        return {
+          launched: [],
+          errors: request.pools.map((pool) => ({
+            pool,
+            market: request.market,
+            code: "InsufficientInstanceCapacity",
+            message: "There is no capacity",
+            kind: "capacity" as const,
+          })),
+        };
+      }
+      for (let k = 0; k < 3; k++) await new Promise((r) => setImmediate(r));
+      // As the SDK: a call whose signal was aborted meanwhile rejects.
+      signal?.throwIfAborted();
+      return await super.launch(request);
+    } finally {
+      this.inFlight--;
+    }
+  }
 }
 
 describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
@@ -431,5 +475,65 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     // 10 shards / 2 per instance = 5 each: acme's two operations share 3, globex gets its 5.
     expect(launched(["op-t1", "op-t2"])).toBe(3);
     expect(launched(["op-t3"])).toBe(5);
+  });
+  it("carries a plan's launches out concurrently, up to the configured bound and never beyond (fake capacity provider)", async () => {
+    for (const bound of [1, 3]) {
+      const s = await scope({ maxInstances: 30 }, { launchConcurrency: bound }, (clock) => {
+        return new OverlapCapacity(clock);
+      });
+      await s.operation("op-l", 60);
+      await s.manager().tick();
+      // 60 shards / 2 per instance = 30, in spot batches of five or six: several calls.
+      expect(s.capacity.started.length).toBeGreaterThan(bound);
+      expect(s.capacity.maxInFlight).toBe(bound);
+      expect(s.capacity.started.every((r) => r.market === "spot")).toBe(true);
+      expect(s.capacity.live()).toHaveLength(30);
+      expect((await s.record("op-l")).instances).toHaveLength(30);
+    }
+  });
+
+  it("once a concurrent launch reports a capacity error, starts no more, records those in flight and re-plans the rest (fake capacity provider)", async () => {
+    const s = await scope({ maxInstances: 30 }, { launchConcurrency: 3 }, (clock) => {
+      return new OverlapCapacity(clock);
+    });
+    s.capacity.failCalls.add(1);
+    await s.operation("op-m", 60);
+    await s.manager().tick();
+    const started = s.capacity.started;
+    // Calls 0 and 2 were in flight when call 1 failed: they ran to their end. Nothing else of
+    // that plan started; the re-plan saw both spot pools cooling and fell back to on-demand.
+    expect(started.slice(0, 3).map((r) => r.market)).toEqual(["spot", "spot", "spot"]);
+    expect(started.length).toBeGreaterThan(3);
+    expect(started.slice(3).every((r) => r.market === "on-demand")).toBe(true);
+    expect(s.capacity.maxInFlight).toBeLessThanOrEqual(3);
+    const spotLaunched = started[0]!.count + started[2]!.count;
+    const live = s.capacity.live();
+    expect(live.filter((i) => i.market === "spot")).toHaveLength(spotLaunched);
+    // Nothing doubled: the re-plan counted the in-flight launches' instances.
+    expect(live).toHaveLength(30);
+    const rec = await s.record("op-m");
+    expect(rec.instances).toHaveLength(30);
+    const kinds = rec.events.map((e) => e.kind);
+    expect(kinds.filter((k) => k === "capacity-error")).toHaveLength(started[1]!.pools.length);
+    expect(kinds).toContain("fallback-on-demand");
+    expect(kinds.indexOf("fallback-on-demand")).toBeGreaterThan(kinds.indexOf("capacity-error"));
+  });
+  it("when the pass is aborted with launches in flight, starts no more, waits for them, then rejects (fake capacity provider)", async () => {
+    const s = await scope({ maxInstances: 30 }, { launchConcurrency: 3 }, (clock) => {
+      return new OverlapCapacity(clock);
+    });
+    await s.operation("op-n", 60);
+    const abort = new AbortController();
+    const pass = s.manager().tick(abort.signal);
+    // Abort once the first calls are in flight (the fake answers after a few event-loop turns).
+    const stopped = (async () => {
+      while (s.capacity.started.length === 0) await new Promise((r) => setImmediate(r));
+      abort.abort(new Error("stopping"));
+    })();
+    await expect(pass).rejects.toThrow("stopping");
+    await stopped;
+    expect(s.capacity.started).toHaveLength(3);
+    expect(s.capacity.inFlight).toBe(0);
+    expect(s.capacity.live()).toHaveLength(0);
   });
 });

@@ -43,7 +43,7 @@ import type { ObjectStore } from "../../shared/object-store.ts";
 import { type Manifest, tenantOf } from "../../shared/schemas/operation.ts";
 import type { SpotSignal } from "../../shared/schemas/spot-events.ts";
 import type { ShardQueue } from "../../shared/shard-queue.ts";
-import { DecisionRunner } from "./fleet-manager/decision-runner.ts";
+import { DEFAULT_LAUNCH_CONCURRENCY, DecisionRunner } from "./fleet-manager/decision-runner.ts";
 import { FleetRecords } from "./fleet-manager/fleet-records.ts";
 import { InstanceRoster } from "./fleet-manager/instance-roster.ts";
 import { Launcher } from "./fleet-manager/launcher.ts";
@@ -101,6 +101,11 @@ export interface FleetManagerOptions {
   launchRetries?: number;
   /** First retry delay, doubled each retry. @default 1000 */
   launchRetryDelayMs?: number;
+  /**
+   * Launch calls of one plan carried out at once (./fleet-manager/decision-runner.ts).
+   * @default DEFAULT_LAUNCH_CONCURRENCY (5)
+   */
+  launchConcurrency?: number;
 }
 
 export type FleetManagerState = "idle" | "running" | "draining" | "stopped";
@@ -192,7 +197,10 @@ export class FleetManager {
         launcher: this.#launcher,
         statuses: this.#statuses,
       },
-      { stragglerQueueUrl: options.stragglerQueueUrl },
+      {
+        stragglerQueueUrl: options.stragglerQueueUrl,
+        launchConcurrency: options.launchConcurrency ?? DEFAULT_LAUNCH_CONCURRENCY,
+      },
     );
   }
 

@@ -2,16 +2,28 @@
  * Carrying a plan out: the policy's decisions in order — terminate (through the capacity port),
  * copy stragglers to the straggler queue, launch (./launcher.ts), and set, clear or fail
  * operation statuses (./operation-status.ts) — each recorded as fleet events. One decision's
- * failure does not stop the others (the next plan decides again). Once a launch reports errors,
- * the remaining launches are skipped and `carryOut` asks for a re-plan: they were planned
- * assuming it would succeed.
+ * failure does not stop the others (the next plan decides again).
+ *
+ * Launches run concurrently, at most `launchConcurrency` CreateFleet calls at once (spot comes in
+ * batches of five or six, so one call at a time makes a large fleet ramp slowly); every other
+ * decision waits for the launches before it, so the plan's order otherwise holds. Once a launch
+ * reports errors, no further launch of the plan starts and `carryOut` asks for a re-plan: they
+ * were planned assuming it would succeed. Launches already in flight then run to their end and
+ * are recorded like any other (their instances tracked, their errors cooling pools): a call
+ * cannot be taken back, and dropping its result would leave its instances untracked. The re-plan
+ * starts only after they have returned, so it sees every instance they started.
  */
 import { type CapacityProvider, FLEET_TAGS, type InstanceInfo } from "../../../shared/capacity.ts";
 import type { Clock } from "../../../shared/clock.ts";
 import type { Logger } from "../../../shared/logger.ts";
 import type { Manifest } from "../../../shared/schemas/operation.ts";
 import type { ShardQueue } from "../../../shared/shard-queue.ts";
-import { type FleetDecision, isLive, type TerminateDecision } from "../policy.ts";
+import {
+  type FleetDecision,
+  isLive,
+  type LaunchDecision,
+  type TerminateDecision,
+} from "../policy.ts";
 import type { FleetRecords } from "./fleet-records.ts";
 import type { InstanceRoster } from "./instance-roster.ts";
 import type { Launcher } from "./launcher.ts";
@@ -31,7 +43,16 @@ export interface DecisionRunnerDeps {
 export interface DecisionRunnerOptions {
   /** Where straggler copies go; undefined: stragglers are reported but not copied. */
   stragglerQueueUrl: string | undefined;
+  /** Launch calls of one plan carried out at once (at least 1). */
+  launchConcurrency: number;
 }
+
+/**
+ * Launch calls at once unless configured (SHARDFLEET_LAUNCH_CONCURRENCY). A CreateFleet call
+ * takes about a second, so 5 at once stays near EC2's sustained CreateFleet request rate; a
+ * throttled call (RequestLimitExceeded) is retried with the same client token.
+ */
+export const DEFAULT_LAUNCH_CONCURRENCY = 5;
 
 /** What the pass observed that carrying decisions out needs. */
 export interface PassView {
@@ -53,6 +74,7 @@ export class DecisionRunner {
   readonly #launcher: Launcher;
   readonly #statuses: OperationStatuses;
   readonly #stragglerQueueUrl: string | undefined;
+  readonly #launchConcurrency: number;
   #warnedNoStragglerQueue = false;
 
   constructor(deps: DecisionRunnerDeps, options: DecisionRunnerOptions) {
@@ -65,6 +87,7 @@ export class DecisionRunner {
     this.#launcher = deps.launcher;
     this.#statuses = deps.statuses;
     this.#stragglerQueueUrl = options.stragglerQueueUrl;
+    this.#launchConcurrency = Math.max(1, Math.floor(options.launchConcurrency));
   }
 
   /** Carries a plan out; true when a launch reported errors and the rest needs a re-plan. */
@@ -75,7 +98,34 @@ export class DecisionRunner {
   ): Promise<boolean> {
     const { manifests, existing } = view;
     let replan = false;
+    /** The error of a launch cut short by the pass's abort (rethrown once the rest returned). */
+    let aborted: { err: unknown } | undefined;
+    const inFlight = new Set<Promise<void>>();
+    const drain = async () => {
+      while (inFlight.size > 0) await Promise.race(inFlight);
+      if (aborted) throw aborted.err;
+    };
     for (const d of decisions) {
+      if (d.type === "launch") {
+        while (inFlight.size >= this.#launchConcurrency) await Promise.race(inFlight);
+        if (aborted) break;
+        // Planned assuming earlier launches succeed: once one reported errors, re-plan.
+        if (replan) continue;
+        const call: Promise<void> = this.#launch(d, signal).then(
+          (errors) => {
+            inFlight.delete(call);
+            if (errors) replan = true;
+          },
+          (err: unknown) => {
+            inFlight.delete(call);
+            aborted = { err };
+          },
+        );
+        inFlight.add(call);
+        continue;
+      }
+      // Every other decision keeps its place after the launches planned before it.
+      await drain();
       try {
         switch (d.type) {
           case "terminate":
@@ -83,10 +133,6 @@ export class DecisionRunner {
             break;
           case "copyToStraggler":
             await this.#copyToStraggler(d.operationId, d.shardId, d.reason, manifests, signal);
-            break;
-          case "launch":
-            // Planned assuming earlier launches succeed: once one reported errors, re-plan.
-            if (!replan) replan = await this.#launcher.launch(d, signal);
             break;
           case "setWaiting":
             await this.#statuses.setWaiting(d.operationId, d.since, d.reason, manifests, signal);
@@ -100,14 +146,30 @@ export class DecisionRunner {
         }
       } catch (err) {
         if (signal.aborted) throw err;
-        // One decision's failure must not stop the others; the next plan decides again.
-        this.#log.error(
-          { err, decision: d.type, operationId: "operationId" in d ? d.operationId : undefined },
-          `could not carry out ${d.type}; the next pass decides again`,
-        );
+        this.#logFailure(d, err);
       }
     }
+    await drain();
     return replan;
+  }
+
+  /** One launch; true when it reported errors. Throws only when the pass is aborted. */
+  async #launch(d: LaunchDecision, signal: AbortSignal): Promise<boolean> {
+    try {
+      return await this.#launcher.launch(d, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.#logFailure(d, err);
+      return false;
+    }
+  }
+
+  #logFailure(d: FleetDecision, err: unknown): void {
+    // One decision's failure must not stop the others; the next plan decides again.
+    this.#log.error(
+      { err, decision: d.type, operationId: "operationId" in d ? d.operationId : undefined },
+      `could not carry out ${d.type}; the next pass decides again`,
+    );
   }
 
   async #terminate(
