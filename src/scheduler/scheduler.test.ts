@@ -10,7 +10,7 @@ import { systemClock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
-import type { Manifest } from "../shared/schemas/operation.ts";
+import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
 import { buildApp } from "./api/app.ts";
 import { eventually, multipart, startTestEnv, type TestEnv, transformSpec } from "./api/testing.ts";
@@ -78,6 +78,14 @@ async function scope(
 const CSV =
   "name,city\nada,london\nalan,wilmslow\ngrace,arlington\nedsger,nuenen\nbarbara,boston\n";
 const NAMES = ["ada", "alan", "grace", "edsger", "barbara"];
+
+/** What SQS's redrive leaves in the DLQ once a shard's message reached maxReceiveCount. */
+function deadLetter(dlqUrl: string, operationId: string, shard: ShardRange) {
+  return env.queue.sendRaw(
+    dlqUrl,
+    JSON.stringify({ v: 1, operationId, shardId: shard.id, start: shard.start, end: shard.end }),
+  );
+}
 
 /** Commits a shard the way a worker does: result chunk(s), then done.json. */
 async function commitShard(
@@ -331,16 +339,7 @@ describe("Scheduler", () => {
     const [first, second] = manifest.shards!;
     await commitShard(s.store, manifest, first!.id);
     // SQS gave up on the second shard after maxReceiveCount deliveries.
-    await env.queue.sendRaw(
-      s.resources.queues.dlq,
-      JSON.stringify({
-        v: 1,
-        operationId: id,
-        shardId: second!.id,
-        start: second!.start,
-        end: second!.end,
-      }),
-    );
+    await deadLetter(s.resources.queues.dlq, id, second!);
     const done = await s.until(id, "succeeded-with-failures");
     expect(done).toMatchObject({
       rows: { total: 5, failed: 2 },
@@ -372,16 +371,7 @@ describe("Scheduler", () => {
     );
     const [first, second] = manifest.shards!;
     await commitShard(s.store, manifest, first!.id);
-    await env.queue.sendRaw(
-      s.resources.queues.dlq,
-      JSON.stringify({
-        v: 1,
-        operationId: id,
-        shardId: second!.id,
-        start: second!.start,
-        end: second!.end,
-      }),
-    );
+    await deadLetter(s.resources.queues.dlq, id, second!);
     const done = await s.until(id, "succeeded-with-failures");
     expect(done.shards).toMatchObject({ total: 2, done: 1, failed: 1, pending: 0 });
     const marker = await s.store.getJson(keys.done(id, second!.id), shardDoneSchema);
