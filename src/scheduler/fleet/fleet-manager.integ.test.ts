@@ -24,7 +24,7 @@ import { startTestEnv, type TestEnv } from "../api/testing.ts";
 import { loadManifest, OperationService, saveManifest } from "../operations.ts";
 import { FleetManager, type FleetManagerOptions } from "./fleet-manager.ts";
 import type { FleetPolicyOptions } from "./policy.ts";
-import { FakeCapacity, fakeClock, POOLS, PRICES, splitManifest } from "./testing.ts";
+import { FakeCapacity, fakeClock, noCapacity, POOLS, PRICES, splitManifest } from "./testing.ts";
 
 let env: TestEnv;
 beforeAll(async () => {
@@ -141,18 +141,7 @@ class OverlapCapacity extends FakeCapacity {
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
-      if (this.failCalls.has(n)) {
-        return {
-          launched: [],
-          errors: request.pools.map((pool) => ({
-            pool,
-            market: request.market,
-            code: "InsufficientInstanceCapacity",
-            message: "There is no capacity",
-            kind: "capacity" as const,
-          })),
-        };
-      }
+      if (this.failCalls.has(n)) return noCapacity(request);
       for (let k = 0; k < 3; k++) await new Promise((r) => setImmediate(r));
       // As the SDK: a call whose signal was aborted meanwhile rejects.
       signal?.throwIfAborted();

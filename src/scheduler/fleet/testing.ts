@@ -83,16 +83,7 @@ export class FakeCapacity implements CapacityProvider {
     this.launches.push(request);
     if (this.throwNext.length > 0) throw this.throwNext.shift();
     if (!this.available[request.market]) {
-      return {
-        launched: [],
-        errors: request.pools.map((pool) => ({
-          pool,
-          market: request.market,
-          code: "InsufficientInstanceCapacity",
-          message: "There is no capacity",
-          kind: "capacity" as const,
-        })),
-      };
+      return noCapacity(request);
     }
     const pool = request.pools[0]!;
     const launched = Array.from({ length: request.count }, () => {
@@ -134,4 +125,18 @@ export class FakeCapacity implements CapacityProvider {
   live(): InstanceInfo[] {
     return [...this.instances.values()].filter((i) => i.state === "running");
   }
+}
+
+/** What EC2 answers a launch when none of its pools has capacity. */
+export function noCapacity(request: LaunchRequest): LaunchResult {
+  return {
+    launched: [],
+    errors: request.pools.map((pool) => ({
+      pool,
+      market: request.market,
+      code: "InsufficientInstanceCapacity",
+      message: "There is no capacity",
+      kind: "capacity" as const,
+    })),
+  };
 }
