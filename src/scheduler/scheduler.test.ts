@@ -79,6 +79,18 @@ const CSV =
   "name,city\nada,london\nalan,wilmslow\ngrace,arlington\nedsger,nuenen\nbarbara,boston\n";
 const NAMES = ["ada", "alan", "grace", "edsger", "barbara"];
 
+/** The status the fleet manager writes while no instance can be had. */
+function waitForCapacity(store: ObjectStore, manifest: Manifest) {
+  return saveManifest(
+    { store, clock: systemClock },
+    {
+      ...manifest,
+      status: "waiting-for-capacity",
+      waiting: { since: new Date().toISOString(), reason: "no spot capacity" },
+    },
+  );
+}
+
 /** What SQS's redrive leaves in the DLQ once a shard's message reached maxReceiveCount. */
 function deadLetter(dlqUrl: string, operationId: string, shard: ShardRange) {
   return env.queue.sendRaw(
@@ -361,14 +373,7 @@ describe("Scheduler", () => {
     s.scheduler.start();
     await s.until(id, "running");
     const manifest = (await loadManifest(s.store, id))!;
-    await saveManifest(
-      { store: s.store, clock: systemClock },
-      {
-        ...manifest,
-        status: "waiting-for-capacity",
-        waiting: { since: new Date().toISOString(), reason: "no spot capacity" },
-      },
-    );
+    await waitForCapacity(s.store, manifest);
     const [first, second] = manifest.shards!;
     await commitShard(s.store, manifest, first!.id);
     await deadLetter(s.resources.queues.dlq, id, second!);
@@ -385,14 +390,7 @@ describe("Scheduler", () => {
     await s.until(id, "running");
     // The fleet manager's status while no instance runs; workers may still finish the shards.
     const manifest = (await loadManifest(s.store, id))!;
-    await saveManifest(
-      { store: s.store, clock: systemClock },
-      {
-        ...manifest,
-        status: "waiting-for-capacity",
-        waiting: { since: new Date().toISOString(), reason: "no spot capacity" },
-      },
-    );
+    await waitForCapacity(s.store, manifest);
     expect((await s.view(id)).waiting).toEqual({
       since: expect.any(String),
       reason: "no spot capacity",
