@@ -1,9 +1,12 @@
 /**
  * Credibility of the fleet simulator (src/sim/): a small operation runs on the local stack in
  * fleet mode with its spot market reclaiming instances (half with a notice, half killed), then
- * the simulator runs the same case — the same policy options, pools, prices, notice lead,
- * visibility timeout and reclaim rate, with the row time and the boot time FITTED from the
- * local run's attempt records — and both must agree on cost and makespan within the margins.
+ * the simulator runs the same case — the same policy options, pools, prices, notice lead and
+ * visibility timeout, with the row time, the boot time and the reclaim rate FITTED from the
+ * local run (attempt records; reclaims per spot instance-hour: one run's count of a Poisson
+ * process ranges from 0 to twice its mean, and comparing a run without reclaims against the mean
+ * of runs with them failed on a loaded machine) — and both must agree on cost and makespan
+ * within the margins.
  *
  * The local run is one draw of a random process (which instances are reclaimed, and when), so
  * the simulator's figure is its mean over SEEDS seeds. Makespan on both sides is measured from
@@ -134,11 +137,20 @@ describe("simulator vs the local stack's spot market (small case)", () => {
       return starts.length === 0 ? [] : [Math.min(...starts) - Date.parse(i.launchedAt)];
     });
     const reclaims = stack.spotMarket?.decisions.length ?? 0;
+    const spotHours =
+      report.instances
+        .filter((i) => i.market === "spot")
+        .reduce(
+          (sum, i) =>
+            sum + ((i.endedAt ? Date.parse(i.endedAt) : lastCommit) - Date.parse(i.launchedAt)),
+          0,
+        ) / 3_600_000;
 
-    // The same case in the simulator, the reclaim rate as a hazard per hour.
+    // The same case in the simulator, the fitted reclaim rate as a hazard per hour.
     const band = ">20" as const;
     const monthly = (BANDS[band].lo + BANDS[band].hi) / 2 / 100;
     const base = -Math.log(1 - monthly) / 730;
+    const hazardPerHour = spotHours > 0 ? reclaims / spotHours : 0;
     const sims = Array.from({ length: SEEDS }, (_, seed) => {
       const params = parseSimParams({
         shards: SHARDS,
@@ -151,7 +163,7 @@ describe("simulator vs the local stack's spot market (small case)", () => {
         maxInstances: MAX_INSTANCES,
         shardsPerInstance: 2,
         band,
-        rateScale: (RECLAIM_RATE * 60) / base,
+        rateScale: hazardPerHour / base,
         noticeFraction: 0.5,
         noticeMs: 120_000 * TIME_FACTOR,
         spotRatio: LOCAL_PRICES.spot["local.small"]! / LOCAL_PRICES["on-demand"]["local.small"]!,
