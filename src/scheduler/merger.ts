@@ -19,7 +19,7 @@ import { createInterface } from "node:readline";
 import { PassThrough } from "node:stream";
 import ExcelJS from "exceljs";
 import type { z } from "zod";
-import { mapLimit, untilAborted } from "../shared/async.ts";
+import { mapLimit, sharedAbortController, untilAborted } from "../shared/async.ts";
 import { NotFoundError, NotReadyError, ShardfleetError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -232,7 +232,7 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
   const key = keys.result(op);
 
   // The upload reads `body` while the writer fills it. Either side failing stops the other.
-  const stop = new AbortController();
+  const stop = sharedAbortController();
   const onAbort = () => stop.abort(signal?.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
   if (signal?.aborted) onAbort();

@@ -13,7 +13,7 @@
  *
  * Lifecycle: idle → running (start) → draining (stop: abort jobs, wait for them) → stopped.
  */
-import { mapLimit, runEvery } from "../shared/async.ts";
+import { mapLimit, runEvery, sharedAbortController } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
 import { describeError, ShardfleetError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
@@ -101,7 +101,7 @@ export class Scheduler {
   /** Split/merge transient failures in a row per operation, and when it may be tried again. */
   readonly #jobFailures = new Map<string, { count: number; retryAt: number }>();
   #state: SchedulerState = "idle";
-  #abort = new AbortController();
+  #abort = sharedAbortController();
   /** Aborted by `wake` to cut the pause between passes short; replaced once used. */
   #wake = new AbortController();
   #loop: Promise<void> | undefined;

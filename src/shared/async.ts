@@ -1,4 +1,5 @@
 /** Small promise helpers that several components need. */
+import { setMaxListeners } from "node:events";
 
 /** Runs `fn` over `items` with at most `limit` in flight, keeping order. */
 export async function mapLimit<T, R>(
@@ -73,4 +74,15 @@ export async function runEvery(
       break;
     }
   }
+}
+
+/**
+ * An AbortController for a component or job whose signal many AWS SDK calls share: each call
+ * in flight adds an abort listener, and past 10 Node warns of a leak that is none
+ * (MaxListenersExceededWarning on the scheduler's stderr).
+ */
+export function sharedAbortController(maxListeners = 200): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(maxListeners, controller.signal);
+  return controller;
 }

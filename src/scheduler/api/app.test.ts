@@ -436,6 +436,25 @@ describe("unexpected failures", () => {
   });
 });
 
+describe("request logging", () => {
+  it("logs each request at debug, never at info (clients poll twice a second)", async () => {
+    for (const [level, expected] of [
+      ["info", 0],
+      ["debug", 1],
+    ] as const) {
+      const { logger, lines } = capturingLogger(level);
+      const app = testApp(env, { logger }).app;
+      try {
+        expect((await app.inject("/healthz")).statusCode).toBe(200);
+        expect(lines.filter((l) => l.msg === "incoming request")).toHaveLength(expected);
+        expect(lines.filter((l) => l.msg === "request completed")).toHaveLength(expected);
+      } finally {
+        await app.close();
+      }
+    }
+  });
+});
+
 describe("over real HTTP", () => {
   it("accepts a submission (the upload outlives the request body being read)", async () => {
     const live = testApp(env).app;

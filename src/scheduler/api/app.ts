@@ -69,6 +69,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       : {}),
     // Ids are generated server-side; a client-chosen request id is not trusted.
     genReqId: () => crypto.randomUUID(),
+    // No line per request at info (the CLI and console poll twice a second): see the hook below.
+    disableRequestLogging: true,
     http: {
       // Node's own slowloris guard: the headers must have arrived within this (else 408)...
       headersTimeout: limits.headersTimeoutMs,
@@ -78,6 +80,19 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);
+  // Fastify's two lines per request, at debug instead of info (no headers: tokens stay out).
+  app.addHook("onRequest", async (request) => {
+    request.log.debug(
+      { req: { method: request.method, url: request.url, remoteAddress: request.ip } },
+      "incoming request",
+    );
+  });
+  app.addHook("onResponse", async (request, reply) => {
+    request.log.debug(
+      { res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime },
+      "request completed",
+    );
+  });
   // Before multipart parsing: a refused upload is never parsed or stored (Node discards it).
   app.decorateRequest("principal", undefined as never);
   // Token guessing: refusals count per client address; past the limit they are 429s.

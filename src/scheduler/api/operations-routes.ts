@@ -4,6 +4,7 @@
 
 import type { Multipart } from "@fastify/multipart";
 import type { FastifyPluginAsync } from "fastify";
+import { sharedAbortController } from "../../shared/async.ts";
 import {
   BadInputError,
   NotFoundError,
@@ -91,7 +92,7 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
     "/operations",
     { schema: { response: { 202: acceptedSchema } } },
     async (request, reply) => {
-      const abort = new AbortController();
+      const abort = sharedAbortController();
       // A client that goes away mid-upload should not leave an upload running. The response's
       // 'close' before it finished means the connection is gone (the request's 'close' is no
       // signal: it also fires once the body has simply been read).

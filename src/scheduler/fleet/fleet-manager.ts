@@ -35,7 +35,7 @@
  * Lifecycle: idle → running (start) → draining (stop: abort the pass, flush records) → stopped.
  */
 
-import { mapLimit, runEvery } from "../../shared/async.ts";
+import { mapLimit, runEvery, sharedAbortController } from "../../shared/async.ts";
 import { type CapacityProvider, FLEET_TAGS, poolLabel } from "../../shared/capacity.ts";
 import type { Clock } from "../../shared/clock.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -138,7 +138,7 @@ export class FleetManager {
   #watched = new Set<string>();
 
   #state: FleetManagerState = "idle";
-  #abort = new AbortController();
+  #abort = sharedAbortController();
   #loop: Promise<void> | undefined;
 
   constructor(deps: FleetManagerDeps, options: FleetManagerOptions) {
