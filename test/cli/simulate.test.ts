@@ -24,17 +24,12 @@ async function run(args: string[]): Promise<{ code: number; stdout: string; stde
 
 const small = ["--shards", "300", "--rows-per-shard", "50", "--max-instances", "20", "--seed", "3"];
 
+/** One JSON run, twice in a test: the same seed must give the same figures. */
+const jsonRun = ["simulate", ...small, "--band", "10-15", "--spot-ratio", "0.35", "--json"];
+
 describe("shardfleet simulate", () => {
   it("prints one JSON object with the figures per policy", async () => {
-    const r = await run([
-      "simulate",
-      ...small,
-      "--band",
-      "10-15",
-      "--spot-ratio",
-      "0.35",
-      "--json",
-    ]);
+    const r = await run(jsonRun);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.params).toMatchObject({
@@ -73,15 +68,7 @@ describe("shardfleet simulate", () => {
     );
 
     // Same seed, same figures.
-    const again = await run([
-      "simulate",
-      ...small,
-      "--band",
-      "10-15",
-      "--spot-ratio",
-      "0.35",
-      "--json",
-    ]);
+    const again = await run(jsonRun);
     expect(JSON.parse(again.stdout).policies.shardfleet.cost_usd).toBe(
       out.policies.shardfleet.cost_usd,
     );
