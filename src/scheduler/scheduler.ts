@@ -13,12 +13,13 @@
  *
  * Lifecycle: idle → running (start) → draining (stop: abort jobs, wait for them) → stopped.
  */
-import { mapLimit, runEvery, sharedAbortController } from "../shared/async.ts";
+import { mapLimit } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
 import { describeError, ShardfleetError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
+import { PeriodicService, type ServiceState } from "../shared/periodic-service.ts";
 import {
   type Manifest,
   type OperationStatus,
@@ -70,7 +71,7 @@ export interface SchedulerOptions {
 const JOB_RETRY_FIRST_MS = 1_000;
 const JOB_RETRY_MAX_MS = 30_000;
 
-export type SchedulerState = "idle" | "running" | "draining" | "stopped";
+export type SchedulerState = ServiceState;
 
 type JobKind = "split" | "merge";
 
@@ -100,11 +101,7 @@ export class Scheduler {
   readonly #jobs = new Map<string, Promise<void>>();
   /** Split/merge transient failures in a row per operation, and when it may be tried again. */
   readonly #jobFailures = new Map<string, { count: number; retryAt: number }>();
-  #state: SchedulerState = "idle";
-  #abort = sharedAbortController();
-  /** Aborted by `wake` to cut the pause between passes short; replaced once used. */
-  #wake = new AbortController();
-  #loop: Promise<void> | undefined;
+  readonly #service: PeriodicService;
 
   constructor(deps: SchedulerDeps, options: SchedulerOptions) {
     this.#store = deps.store;
@@ -121,32 +118,35 @@ export class Scheduler {
       workbookLimits: options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS,
     };
     this.#progress = new ShardProgressReader({ store: deps.store });
+    this.#service = new PeriodicService(
+      { clock: deps.clock, logger: deps.logger },
+      {
+        name: "scheduler",
+        intervalMs: this.#options.intervalMs,
+        // Aborted by the stop, jobs unwind; their operations resume on the next start.
+        drain: async () => {
+          await Promise.allSettled(this.#jobs.values());
+        },
+      },
+      (signal) => this.tick(signal),
+    );
   }
 
   get state(): SchedulerState {
-    return this.#state;
+    return this.#service.state;
   }
 
   /** Starts the loop. Its first pass rebuilds the view of every operation from S3. */
   start(): void {
-    if (this.#state !== "idle") throw new Error(`scheduler cannot start: it is ${this.#state}`);
-    this.#state = "running";
-    this.#loop = this.#run();
-    this.#logger.info({ intervalMs: this.#options.intervalMs }, "scheduler started");
+    this.#service.start({ intervalMs: this.#options.intervalMs });
   }
 
   /**
    * Stops the loop and aborts running splits and merges; resolves once they have unwound.
    * Their operations keep their status in S3 and are resumed by the next start.
    */
-  async stop(): Promise<void> {
-    if (this.#state !== "running") return;
-    this.#state = "draining";
-    this.#abort.abort(new Error("scheduler stopping"));
-    await this.#loop;
-    await Promise.allSettled(this.#jobs.values());
-    this.#state = "stopped";
-    this.#logger.info("scheduler stopped");
+  stop(): Promise<void> {
+    return this.#service.stop();
   }
 
   /**
@@ -155,32 +155,11 @@ export class Scheduler {
    * follows it at once. Without it, a submission waits up to `intervalMs` for the next pass.
    */
   wake(): void {
-    this.#wake.abort();
-  }
-
-  /** The pause between passes, ended early by `wake` (a stop still ends the loop). */
-  async #pause(ms: number, signal: AbortSignal): Promise<void> {
-    const wake = this.#wake.signal;
-    try {
-      await this.#clock.sleep(ms, AbortSignal.any([signal, wake]));
-    } catch (err) {
-      if (signal.aborted || !wake.aborted) throw err;
-    } finally {
-      if (wake.aborted) this.#wake = new AbortController();
-    }
-  }
-
-  #run(): Promise<void> {
-    return runEvery((signal) => this.tick(signal), {
-      intervalMs: this.#options.intervalMs,
-      signal: this.#abort.signal,
-      sleep: (ms, signal) => this.#pause(ms, signal),
-      onError: (err) => this.#logger.error({ err }, "scheduler pass failed; retrying next pass"),
-    });
+    this.#service.wake();
   }
 
   /** One pass over every operation not yet terminal (public so tests can drive passes). */
-  async tick(signal: AbortSignal = this.#abort.signal): Promise<void> {
+  async tick(signal: AbortSignal = this.#service.signal): Promise<void> {
     if (this.#options.dlqUrl) {
       // A DLQ problem must not stop operations from advancing.
       await this.#drainDlq(this.#options.dlqUrl, signal).catch((err: unknown) => {
@@ -259,7 +238,7 @@ export class Scheduler {
     if (this.#jobs.has(manifest.id) || this.#jobs.size >= this.#options.maxConcurrentJobs) return;
     const failures = this.#jobFailures.get(manifest.id);
     if (failures && failures.retryAt > this.#clock.now()) return;
-    const signal = this.#abort.signal;
+    const signal = this.#service.signal;
     const log = this.#logger.child({ operationId: manifest.id });
     const job = (
       kind === "split" ? this.#split(manifest, log, signal) : this.#merge(manifest, log, signal)

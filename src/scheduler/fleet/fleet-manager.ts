@@ -35,11 +35,12 @@
  * Lifecycle: idle → running (start) → draining (stop: abort the pass, flush records) → stopped.
  */
 
-import { mapLimit, runEvery, sharedAbortController } from "../../shared/async.ts";
+import { mapLimit } from "../../shared/async.ts";
 import { type CapacityProvider, FLEET_TAGS, poolLabel } from "../../shared/capacity.ts";
 import type { Clock } from "../../shared/clock.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
+import { PeriodicService, type ServiceState } from "../../shared/periodic-service.ts";
 import { type Manifest, tenantOf } from "../../shared/schemas/operation.ts";
 import type { SpotSignal } from "../../shared/schemas/spot-events.ts";
 import type { ShardQueue } from "../../shared/shard-queue.ts";
@@ -108,7 +109,7 @@ export interface FleetManagerOptions {
   launchConcurrency?: number;
 }
 
-export type FleetManagerState = "idle" | "running" | "draining" | "stopped";
+export type FleetManagerState = ServiceState;
 
 /** Re-plans allowed in one pass after launches that reported errors (each cools pools, so this converges fast). */
 const MAX_PLANS_PER_PASS = 4;
@@ -137,9 +138,7 @@ export class FleetManager {
   /** Operations watched on the previous pass (to forget caches of those that left). */
   #watched = new Set<string>();
 
-  #state: FleetManagerState = "idle";
-  #abort = sharedAbortController();
-  #loop: Promise<void> | undefined;
+  readonly #service: PeriodicService;
 
   constructor(deps: FleetManagerDeps, options: FleetManagerOptions) {
     this.#capacity = deps.capacity;
@@ -202,10 +201,15 @@ export class FleetManager {
         launchConcurrency: options.launchConcurrency ?? DEFAULT_LAUNCH_CONCURRENCY,
       },
     );
+    this.#service = new PeriodicService(
+      { clock: deps.clock, logger: this.#log },
+      { name: "fleet manager", intervalMs: this.#intervalMs, drain: () => this.#records.flush() },
+      (signal) => this.tick(signal),
+    );
   }
 
   get state(): FleetManagerState {
-    return this.#state;
+    return this.#service.state;
   }
 
   /** The policy memory after the last plan (tests, diagnostics). */
@@ -215,44 +219,21 @@ export class FleetManager {
 
   /** Starts the loop; its first pass adopts recorded instances and sweeps orphans. */
   start(): void {
-    if (this.#state !== "idle") throw new Error(`fleet manager cannot start: it is ${this.#state}`);
-    this.#state = "running";
-    this.#loop = this.#run();
-    this.#log.info(
-      {
-        intervalMs: this.#intervalMs,
-        pools: this.#policy.pools.map(poolLabel),
-        maxInstances: this.#policy.maxInstances,
-        maxHourlyUsd: this.#policy.maxHourlyUsd,
-      },
-      "fleet manager started",
-    );
+    this.#service.start({
+      intervalMs: this.#intervalMs,
+      pools: this.#policy.pools.map(poolLabel),
+      maxInstances: this.#policy.maxInstances,
+      maxHourlyUsd: this.#policy.maxHourlyUsd,
+    });
   }
 
   /** Stops the loop and writes pending records. Instances keep running (the next start adopts them). */
-  async stop(): Promise<void> {
-    if (this.#state !== "running") return;
-    this.#state = "draining";
-    this.#abort.abort(new Error("fleet manager stopping"));
-    await this.#loop;
-    await this.#records.flush().catch((err: unknown) => {
-      this.#log.error({ err }, "could not write fleet records on stop");
-    });
-    this.#state = "stopped";
-    this.#log.info("fleet manager stopped");
-  }
-
-  #run(): Promise<void> {
-    return runEvery((signal) => this.tick(signal), {
-      intervalMs: this.#intervalMs,
-      signal: this.#abort.signal,
-      sleep: (ms, signal) => this.#clock.sleep(ms, signal),
-      onError: (err) => this.#log.error({ err }, "fleet pass failed; retrying next pass"),
-    });
+  stop(): Promise<void> {
+    return this.#service.stop();
   }
 
   /** One pass: observe, plan, carry out, record (public so tests can drive passes). */
-  async tick(signal: AbortSignal = this.#abort.signal): Promise<void> {
+  async tick(signal: AbortSignal = this.#service.signal): Promise<void> {
     const { manifests, read, existing } = await observeOperations(
       { store: this.#store, logger: this.#log, terminal: this.#terminal },
       signal,
