@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
 import { mapLimit } from "../shared/async.ts";
+import { isAwsServiceError } from "../shared/aws-errors.ts";
 import type { Clock } from "../shared/clock.ts";
 import {
   BadInputError,
@@ -495,11 +496,7 @@ export class OperationService {
       return headers;
     } catch (err) {
       // A reader that trips on a malformed file is the file's fault; S3 faults stay 500s.
-      if (
-        err instanceof ShardfleetError ||
-        (err as { $metadata?: unknown }).$metadata ||
-        isTransientError(err)
-      ) {
+      if (err instanceof ShardfleetError || isAwsServiceError(err) || isTransientError(err)) {
         throw err;
       }
       throw new BadInputError(

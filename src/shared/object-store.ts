@@ -14,6 +14,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { z } from "zod";
+import { classifyAwsError } from "./aws-errors.ts";
 import { type OpenedBody, resumableBody } from "./resumable-read.ts";
 
 export interface ObjectStoreDeps {
@@ -26,18 +27,8 @@ export interface ObjectStoreOptions {
   partSize?: number;
 }
 
-interface HttpErrorLike {
-  name?: string;
-  $metadata?: { httpStatusCode?: number };
-}
-
-function statusOf(err: unknown): number | undefined {
-  return (err as HttpErrorLike | undefined)?.$metadata?.httpStatusCode;
-}
-
 export function isNotFound(err: unknown): boolean {
-  const name = (err as HttpErrorLike | undefined)?.name;
-  return statusOf(err) === 404 || name === "NoSuchKey" || name === "NotFound";
+  return classifyAwsError(err) === "not-found";
 }
 
 /**
@@ -45,14 +36,11 @@ export function isNotFound(err: unknown): boolean {
  * instead of 412; retrying it yields the definitive answer.
  */
 export function isConditionalConflict(err: unknown): boolean {
-  return (
-    statusOf(err) === 409 ||
-    (err as HttpErrorLike | undefined)?.name === "ConditionalRequestConflict"
-  );
+  return classifyAwsError(err) === "conflict";
 }
 
 export function isPreconditionFailed(err: unknown): boolean {
-  return statusOf(err) === 412 || (err as HttpErrorLike | undefined)?.name === "PreconditionFailed";
+  return classifyAwsError(err) === "precondition-failed";
 }
 
 export class ObjectStore {

@@ -37,6 +37,7 @@
  *
  * One AbortController for the process (aborts every shard), one for receiving, one per shard.
  */
+import { type AwsErrorKind, classifyAwsError } from "../shared/aws-errors.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { InvalidMessageError, ShardfleetError, ShardLostError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -104,14 +105,7 @@ export interface ConsumerOptions {
 }
 
 /** SQS errors that no amount of retrying fixes: the worker is misconfigured. */
-const FATAL_QUEUE_ERRORS = new Set([
-  "QueueDoesNotExist",
-  "AWS.SimpleQueueService.NonExistentQueue",
-  "AccessDenied",
-  "AccessDeniedException",
-  "InvalidClientTokenId",
-  "UnrecognizedClientException",
-]);
+const FATAL_QUEUE_ERRORS = new Set<AwsErrorKind>(["not-found", "access-denied"]);
 
 /** Deadline for the calls that settle a message (delete, release, DLQ) after its shard ended. */
 const SETTLE_TIMEOUT_MS = 10_000;
@@ -253,8 +247,7 @@ export class Consumer {
         this.#stragglerTurn = queueUrl !== this.#options.queues.straggler || messages.length > 0;
       } catch (err) {
         if (signal.aborted || this.#state !== "running") return;
-        const name = (err as { name?: unknown }).name;
-        if (typeof name === "string" && FATAL_QUEUE_ERRORS.has(name)) {
+        if (FATAL_QUEUE_ERRORS.has(classifyAwsError(err))) {
           this.#logger.fatal({ err, queue: queueUrl }, "cannot receive from the work queue");
           this.#fatal = err;
           return;
