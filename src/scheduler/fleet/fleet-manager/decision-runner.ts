@@ -47,12 +47,8 @@ export interface DecisionRunnerOptions {
   launchConcurrency: number;
 }
 
-/**
- * Launch calls at once unless configured (SHARDFLEET_LAUNCH_CONCURRENCY). A CreateFleet call
- * takes about a second, so 5 at once stays near EC2's sustained CreateFleet request rate; a
- * throttled call (RequestLimitExceeded) is retried with the same client token.
- */
-export const DEFAULT_LAUNCH_CONCURRENCY = 5;
+// Defined with its setting, SHARDFLEET_LAUNCH_CONCURRENCY.
+export { DEFAULT_LAUNCH_CONCURRENCY } from "../../../shared/config.ts";
 
 /** What the pass observed that carrying decisions out needs. */
 export interface PassView {
