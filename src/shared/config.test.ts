@@ -66,15 +66,7 @@ describe("loadConfig", () => {
     const config = loadConfig({});
     expect(config.workbook).toEqual(DEFAULT_WORKBOOK_LIMITS);
     expect(config.api.limits).toEqual(DEFAULT_API_LIMITS);
-    expect(DEFAULT_API_LIMITS).toEqual({
-      headersTimeoutMs: 20_000,
-      socketIdleTimeoutMs: 60_000,
-      minUploadBytesPerSecond: 1024,
-      uploadRateWindowMs: 10_000,
-      rateLimitPerMinute: 600,
-      failedAuthPerMinute: 30,
-      trustedProxies: 0,
-    });
+    expect(DEFAULT_API_LIMITS.headersTimeoutMs).toBe(20_000);
   });
 
   it("rejects an unknown SHARDFLEET_ setting by name", () => {
