@@ -6,7 +6,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ShardLostError } from "../shared/errors.ts";
 import { silentLogger } from "../shared/logger.ts";
-import { ShardAttemptFailedError } from "./attempts.ts";
 import { Consumer, type ConsumerOptions, type ShardHandler } from "./consumer.ts";
 import {
   freshQueues,
@@ -81,12 +80,15 @@ describe("Consumer faults", () => {
       process: async () => {
         calls.push(Date.now());
         if (calls.length === 1) {
-          throw new ShardAttemptFailedError("plugin exploded", {
-            cause: new Error("plugin exploded"),
-            retryDelaySeconds: 2,
+          return {
+            kind: "release",
+            why: "failed",
+            afterSeconds: 2,
+            reason: "plugin exploded",
             errorAttempts: 1,
-          });
+          };
         }
+        return { kind: "delete" };
       },
     };
     await aws.queue.sendRaw(queues.work, body);
