@@ -381,7 +381,10 @@ export class Consumer {
               : this.#clock.now() - this.#stopRequestedAt;
           logger.info({ requeueMs }, "shard interrupted; its message is visible again");
         } else {
-          const level = outcome.err instanceof ShardfleetError ? "warn" : "error";
+          // A counted error attempt or a known error: warn; the unexpected: error.
+          const known =
+            outcome.errorAttempts !== undefined || outcome.err instanceof ShardfleetError;
+          const level = known ? "warn" : "error";
           logger[level](
             {
               err: outcome.err ?? outcome.reason,
