@@ -16,16 +16,16 @@
 import { mapLimit } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
 import { describeError, ShardfleetError } from "../shared/errors.ts";
-import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { PeriodicService, type ServiceState } from "../shared/periodic-service.ts";
+import { commitDeadLettered } from "../shared/records/done-marker.ts";
 import {
   type Manifest,
   type OperationStatus,
   TERMINAL_STATUSES,
 } from "../shared/schemas/operation.ts";
-import { shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
+import { shardMessageSchema } from "../shared/schemas/shard.ts";
 import type { ShardQueue } from "../shared/shard-queue.ts";
 import { isTransientError } from "../shared/transient.ts";
 import { mergeOperation } from "./merger.ts";
@@ -414,25 +414,10 @@ export class Scheduler {
         // Every live state, not only `running`: a shard dead-lettered while its operation waits
         // for capacity, splits or merges must still be committed, or the operation never ends.
         if (manifest && !TERMINAL_STATUSES.has(manifest.status)) {
-          const committed = await this.#store.putJsonIfAbsent(
-            keys.done(shard.operationId, shard.shardId),
-            shardDoneSchema,
-            {
-              v: 1,
-              operationId: shard.operationId,
-              shardId: shard.shardId,
-              attemptId: `dlq-${message.messageId}`,
-              instanceId: "scheduler",
-              rows: shard.end - shard.start,
-              errorRows: shard.end - shard.start,
-              columns: [],
-              chunks: [],
-              // Not the receive count: SQS carries it over into the DLQ, where our own receives
-              // add to it (a drain retried twice said "failed 12 times" after 10 deliveries).
-              failed:
-                "shard was delivered too many times without finishing (maxReceiveCount) and was moved to the dead-letter queue",
-              committedAt: this.#now(),
-            },
+          const committed = await commitDeadLettered(
+            { store: this.#store, clock: this.#clock },
+            shard,
+            message.messageId,
             signal,
           );
           log.warn(
