@@ -5,6 +5,7 @@
  * driven by hand with a fake clock.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seedManifest } from "../../../test/fixtures/seed-manifest.ts";
 import { provisionResources } from "../../local/provision.ts";
 import {
   CapacityConfigError,
@@ -21,7 +22,7 @@ import type { Manifest } from "../../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
 import { buildApp } from "../api/app.ts";
 import { startTestEnv, type TestEnv } from "../api/testing.ts";
-import { loadManifest, OperationService, saveManifest } from "../operations.ts";
+import { loadManifest, OperationService, shownStatus } from "../operations.ts";
 import { FleetManager, type FleetManagerOptions } from "./fleet-manager.ts";
 import type { FleetPolicyOptions } from "./policy.ts";
 import { FakeCapacity, fakeClock, noCapacity, POOLS, PRICES, splitManifest } from "./testing.ts";
@@ -61,11 +62,11 @@ async function scope<C extends FakeCapacity = FakeCapacity>(
 
   /** An operation split into `shards` shards of 10 rows, as the scheduler leaves it. */
   const operation = async (id: string, shards: number, status: Manifest["status"] = "running") => {
-    return saveManifest({ store, clock }, splitManifest(id, shards, iso(), status));
+    return seedManifest({ store, clock }, splitManifest(id, shards, iso(), status));
   };
   const setStatus = async (id: string, status: Manifest["status"]) => {
     const m = (await loadManifest(store, id))!;
-    await saveManifest({ store, clock }, { ...m, status });
+    await seedManifest({ store, clock }, { ...m, status });
   };
   /** An attempt record as a worker writes it. */
   const attempt = async (
@@ -101,7 +102,12 @@ async function scope<C extends FakeCapacity = FakeCapacity>(
   const record = async (op: string): Promise<FleetRecord> =>
     (await store.getJson(keys.fleet(op), fleetRecordSchema))!;
   const kinds = async (op: string) => (await record(op)).events.map((e) => e.kind);
-  const manifest = async (op: string) => (await loadManifest(store, op))!;
+  /** The manifest with the status the view shows (a wait comes from the fleet record). */
+  const manifest = async (op: string) => {
+    const m = (await loadManifest(store, op))!;
+    const fleet = await store.getJson(keys.fleet(op), fleetRecordSchema);
+    return { ...m, ...shownStatus(m, fleet?.waiting) };
+  };
   /** What the straggler queue holds now (received, not deleted). */
   const stragglerCopies = () =>
     env.queue.receive(resources.queues.straggler, {
@@ -454,7 +460,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
       ["op-t3", "globex"],
     ] as const) {
       const m = splitManifest(id, 10, new Date(s.clock.now()).toISOString());
-      await saveManifest({ store: s.store, clock: s.clock }, { ...m, tenant });
+      await seedManifest({ store: s.store, clock: s.clock }, { ...m, tenant });
     }
     await s.manager().tick();
     const launched = (ops: string[]) =>
