@@ -17,6 +17,7 @@ import {
   type LifecycleStatus,
   lifecycleStatuses,
   manifestSchema,
+  TERMINAL_STATUSES,
 } from "../shared/schemas/operation.ts";
 import {
   allows,
@@ -282,9 +283,7 @@ function serialOrderExists(
   return go(initial, 0, 0);
 }
 
-const LIVE = lifecycleStatuses.filter(
-  (s) => !["succeeded", "succeeded-with-failures", "failed", "cancelled"].includes(s),
-);
+const LIVE = lifecycleStatuses.filter((s) => !TERMINAL_STATUSES.has(s));
 
 function racingProperty(writer: Writer) {
   return fc.asyncProperty(

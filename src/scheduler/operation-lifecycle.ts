@@ -22,8 +22,10 @@ import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import {
   type LifecycleStatus,
+  lifecycleStatuses,
   type Manifest,
   manifestSchema,
+  TERMINAL_STATUSES,
 } from "../shared/schemas/operation.ts";
 
 /** A lifecycle event: the states it may be applied in, and the state it leads to. */
@@ -33,14 +35,7 @@ export interface LifecycleTransition {
 }
 
 /** Every state an operation may be failed from (all but the terminal ones). */
-const LIVE: readonly LifecycleStatus[] = [
-  "queued",
-  "splitting",
-  "running",
-  "merging",
-  "paused",
-  "cancelling",
-];
+const LIVE: readonly LifecycleStatus[] = lifecycleStatuses.filter((s) => !TERMINAL_STATUSES.has(s));
 
 /** The transition table: the only moves `OperationLifecycle.apply` makes. */
 export const LIFECYCLE_EVENTS = {

@@ -33,18 +33,9 @@ export type LifecycleStatus = (typeof lifecycleStatuses)[number];
  * fleet manager observes, not a lifecycle state: it is never written into a manifest.
  */
 export const operationStatuses = [
-  "queued",
-  "splitting",
-  "running",
+  ...lifecycleStatuses,
   /** Shards to run and no capacity found yet (see the view's `waiting`); not terminal. */
   "waiting-for-capacity",
-  "merging",
-  "paused",
-  "cancelling",
-  "succeeded",
-  "succeeded-with-failures",
-  "failed",
-  "cancelled",
 ] as const;
 export type OperationStatus = (typeof operationStatuses)[number];
 
@@ -196,7 +187,7 @@ export const manifestBodySchema = z.object({
 export type Manifest = z.input<typeof manifestBodySchema>;
 
 /** The status older releases wrote into manifests while the fleet manager found no capacity. */
-const LEGACY_WAITING = "waiting-for-capacity";
+const LEGACY_WAITING: OperationStatus = "waiting-for-capacity";
 
 /**
  * A manifest written by an older release may say `waiting-for-capacity`, which is no longer a
