@@ -111,7 +111,27 @@ describe("OperationLifecycle.apply", () => {
     const created = await lifecycle().create(base);
     expect(created.status).toBe("queued");
     expect(await statusOf(id)).toBe("queued");
-    await expect(lifecycle().create(base)).rejects.toThrow(/already exists/);
+    await expect(lifecycle().create({ ...base, headers: ["other"] })).rejects.toThrow(
+      /already exists/,
+    );
+    expect((await aws.store.getJson(keys.manifest(id), manifestSchema))?.headers).toEqual(
+      base.headers,
+    );
+  });
+
+  it("counts its own create as done when its answer was lost and the retry met its own object", async () => {
+    const id = nextId();
+    const { status: _s, updatedAt: _u, ...base } = testManifest(id);
+    const lossy: ManifestStore = {
+      getJsonVersioned: (...args) => aws.store.getJsonVersioned(...args),
+      putJsonIfMatch: (...args) => aws.store.putJsonIfMatch(...args),
+      putJsonIfAbsent: async (...args) => {
+        await aws.store.putJsonIfAbsent(...args);
+        return false;
+      },
+    };
+    expect((await lifecycle(lossy).create(base)).status).toBe("queued");
+    expect(await statusOf(id)).toBe("queued");
   });
 
   it("counts its own write as applied when its answer was lost and the retry met its own ETag", async () => {

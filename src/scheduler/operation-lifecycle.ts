@@ -124,7 +124,10 @@ export class OperationLifecycle {
    * Writes a new operation's manifest, in `queued`, only if none exists (`If-None-Match: *`).
    * Returns what was written; throws if the id is taken (ids are random: a bug, not a race).
    */
-  async create(manifest: Omit<Manifest, "status" | "updatedAt">, signal?: AbortSignal) {
+  async create(
+    manifest: Omit<Manifest, "status" | "updatedAt">,
+    signal?: AbortSignal,
+  ): Promise<Manifest> {
     const next = manifestSchema.parse({
       ...manifest,
       status: INITIAL_STATUS,
@@ -136,7 +139,17 @@ export class OperationLifecycle {
       next,
       signal,
     );
-    if (!created) throw new Error(`operation ${next.id} already exists`);
+    if (!created) {
+      // A retried PUT whose first answer was lost meets its own object: that is ours.
+      const found = await this.#store.getJsonVersioned(
+        keys.manifest(next.id),
+        manifestSchema,
+        signal,
+      );
+      if (JSON.stringify(found?.value) !== JSON.stringify(next)) {
+        throw new Error(`operation ${next.id} already exists`);
+      }
+    }
     return next;
   }
 
