@@ -257,32 +257,6 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     expect(s.capacity.launches.map((r) => r.market)).toEqual(["spot", "on-demand"]);
   });
 
-  it("records a wait in its fleet record, never the manifest; a restarted manager counts the deadline from it", async () => {
-    const s = await scope({ capacityDeadlineMs: 60_000 });
-    await s.operation("op-w", 4);
-    s.capacity.available.spot = false;
-    s.capacity.available["on-demand"] = false;
-    const began = s.clock.now();
-    await s.manager().tick();
-    // The lifecycle state is untouched: waiting is the fleet manager's condition, in its record.
-    expect((await loadManifest(s.store, "op-w"))?.status).toBe("running");
-    expect((await s.record("op-w")).waiting).toEqual({
-      since: new Date(began).toISOString(),
-      reason: expect.stringMatching(/no spot capacity/),
-    });
-    expect((await s.manifest("op-w")).status).toBe("waiting-for-capacity");
-
-    // A new manager (a restarted scheduler) starts with an empty memory: the recorded wait
-    // carries the deadline over, so its first pass past it fails the operation.
-    s.clock.advance(61_000);
-    await s.manager().tick();
-    const failed = await loadManifest(s.store, "op-w");
-    expect(failed?.status).toBe("failed");
-    expect(failed?.error?.code).toBe("CAPACITY_DEADLINE");
-    expect(failed?.error?.message).toContain(`waiting since ${new Date(began).toISOString()}`);
-    expect((await s.record("op-w")).waiting).toBeUndefined();
-  });
-
   it("copies a straggler to the straggler queue and launches on-demand capacity for it", async () => {
     const s = await scope();
     await s.operation("op-c", 4);
@@ -556,5 +530,59 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     expect(s.capacity.started).toHaveLength(3);
     expect(s.capacity.inFlight).toBe(0);
     expect(s.capacity.live()).toHaveLength(0);
+  });
+
+  it("records a wait in its fleet record, never the manifest; a restarted manager counts the deadline from it", async () => {
+    const s = await scope({ capacityDeadlineMs: 60_000 });
+    await s.operation("op-w", 4);
+    s.capacity.available.spot = false;
+    s.capacity.available["on-demand"] = false;
+    const began = s.clock.now();
+    await s.manager().tick();
+    // The lifecycle state is untouched: waiting is the fleet manager's condition, in its record.
+    expect((await loadManifest(s.store, "op-w"))?.status).toBe("running");
+    expect((await s.record("op-w")).waiting).toEqual({
+      since: new Date(began).toISOString(),
+      reason: expect.stringMatching(/no spot capacity/),
+    });
+    expect((await s.manifest("op-w")).status).toBe("waiting-for-capacity");
+
+    // A new manager (a restarted scheduler) starts with an empty memory: the recorded wait
+    // carries the deadline over, so its first pass past it fails the operation.
+    s.clock.advance(61_000);
+    await s.manager().tick();
+    const failed = await loadManifest(s.store, "op-w");
+    expect(failed?.status).toBe("failed");
+    expect(failed?.error?.code).toBe("CAPACITY_DEADLINE");
+    expect(failed?.error?.message).toContain(`waiting since ${new Date(began).toISOString()}`);
+    expect((await s.record("op-w")).waiting).toBeUndefined();
+  });
+
+  it("asks the state machine again when failing an operation could not be recorded (S3 fault injected)", async () => {
+    const s = await scope({ capacityDeadlineMs: 60_000 });
+    await s.operation("op-r", 4);
+    s.capacity.available.spot = false;
+    s.capacity.available["on-demand"] = false;
+    const fm = s.manager();
+    await fm.tick();
+    // The policy decides the fail once; the first conditional write of it meets a 503.
+    const original = s.store.putJsonIfMatch.bind(s.store);
+    let faults = 0;
+    s.store.putJsonIfMatch = (async (...args: Parameters<typeof original>) => {
+      if (faults++ === 0) {
+        throw Object.assign(new Error("Service Unavailable"), {
+          name: "ServiceUnavailable",
+          $metadata: { httpStatusCode: 503 },
+        });
+      }
+      return original(...args);
+    }) as typeof s.store.putJsonIfMatch;
+    s.clock.advance(61_000);
+    await fm.tick();
+    expect(faults).toBe(2);
+    const m = await loadManifest(s.store, "op-r");
+    expect(m?.status).toBe("failed");
+    expect(m?.error?.code).toBe("CAPACITY_DEADLINE");
+    expect((await s.kinds("op-r")).filter((k) => k === "operation-failed")).toHaveLength(1);
   });
 });

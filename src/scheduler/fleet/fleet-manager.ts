@@ -312,6 +312,7 @@ export class FleetManager {
       );
       if (!replan) break;
     }
+    await this.#statuses.retryFailures(byId, signal);
     await this.#records.flush(signal);
   }
 

@@ -4,6 +4,8 @@
  * `waiting-for-capacity`; and, when the policy gives up on capacity, a request to the operation
  * state machine (../../operation-lifecycle.ts) to fail it. The manager never writes a manifest:
  * a fail the state machine refuses (the operation is merging or has ended) changes nothing.
+ * The policy decides a fail once: one that could not be recorded (an S3 error, or the manifest
+ * kept changing) is asked for again every pass (`retryFailures`) until it is.
  */
 import type { Clock } from "../../../shared/clock.ts";
 import type { Logger } from "../../../shared/logger.ts";
@@ -26,6 +28,8 @@ export class OperationStatuses {
   readonly #records: FleetRecords;
   readonly #lifecycle: OperationLifecycle;
   readonly #terminal: Set<string>;
+  /** Fails decided but not recorded yet, by operation. */
+  readonly #unrecorded = new Map<string, { code: string; message: string }>();
 
   constructor(deps: OperationStatusesDeps) {
     this.#clock = deps.clock;
@@ -52,8 +56,8 @@ export class OperationStatuses {
   }
 
   /**
-   * Asks the state machine to fail the operation for lack of capacity. Throws a retryable error
-   * when the manifest kept changing (the next pass's plan asks again only if still starved).
+   * Asks the state machine to fail the operation for lack of capacity. Throws when that could
+   * not be recorded (S3 error, or the manifest kept changing); `retryFailures` asks again.
    */
   async failOperation(
     operationId: string,
@@ -62,12 +66,14 @@ export class OperationStatuses {
     manifests: Map<string, Manifest>,
     signal: AbortSignal,
   ): Promise<void> {
+    this.#unrecorded.set(operationId, { code, message });
     const result = await this.#lifecycle.apply(
       operationId,
       "failForCapacity",
       { error: { code, message }, finishedAt: new Date(this.#clock.now()).toISOString() },
       signal,
     );
+    if (result.outcome !== "contended") this.#unrecorded.delete(operationId);
     switch (result.outcome) {
       case "applied":
         manifests.set(operationId, result.manifest);
@@ -88,6 +94,18 @@ export class OperationStatuses {
         throw new Error(
           `could not fail operation ${operationId}: its manifest kept changing (${result.attempts} tries)`,
         );
+    }
+  }
+
+  /** Asks again for every fail not recorded yet (one pass's S3 trouble must not lose it). */
+  async retryFailures(manifests: Map<string, Manifest>, signal: AbortSignal): Promise<void> {
+    for (const [operationId, { code, message }] of [...this.#unrecorded]) {
+      await this.failOperation(operationId, code, message, manifests, signal).catch(
+        (err: unknown) => {
+          if (signal.aborted) throw err;
+          this.#log.warn({ err, operationId }, "could not fail the operation yet; next pass");
+        },
+      );
     }
   }
 }
