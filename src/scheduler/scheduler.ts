@@ -3,6 +3,10 @@
  *
  *   queued → splitting → running → merging → succeeded | succeeded-with-failures | failed
  *
+ * Every status change is an event of the operation state machine (./operation-lifecycle.ts),
+ * applied as a conditional write: an operation another writer moved on meanwhile (the fleet
+ * manager failed it, say) is left as that writer put it.
+ *
  * Every pass lists the operations in S3 and acts on those not yet terminal, so a restarted
  * scheduler simply carries on: an interrupted split is run again (shard ids and ranges are a
  * pure function of the input and shard size, so it rewrites the same keys and re-sends the same
@@ -15,21 +19,22 @@
  */
 import { mapLimit } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
-import { describeError, ShardfleetError } from "../shared/errors.ts";
+import { describeError, RetryableError, ShardfleetError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { PeriodicService, type ServiceState } from "../shared/periodic-service.ts";
 import { commitDeadLettered } from "../shared/records/done-marker.ts";
-import {
-  type Manifest,
-  type OperationStatus,
-  TERMINAL_STATUSES,
-} from "../shared/schemas/operation.ts";
+import { type Manifest, TERMINAL_STATUSES } from "../shared/schemas/operation.ts";
 import { shardMessageSchema } from "../shared/schemas/shard.ts";
 import type { ShardQueue } from "../shared/shard-queue.ts";
 import { isTransientError } from "../shared/transient.ts";
 import { mergeOperation } from "./merger.ts";
-import { listOperationIds, loadManifest, ShardProgressReader, saveManifest } from "./operations.ts";
+import {
+  type LifecycleEvent,
+  type ManifestPatch,
+  OperationLifecycle,
+} from "./operation-lifecycle.ts";
+import { listOperationIds, loadManifest, ShardProgressReader } from "./operations.ts";
 import { splitOperation } from "./splitter.ts";
 import { DEFAULT_WORKBOOK_LIMITS, type WorkbookLimits } from "./workbook/limits.ts";
 
@@ -75,16 +80,25 @@ export type SchedulerState = ServiceState;
 
 type JobKind = "split" | "merge";
 
+export type FinalStatus = "succeeded" | "succeeded-with-failures" | "failed";
+
 /** The outcome of a finished merge, from its error rate and the spec's tolerance. */
 export function finalStatus(
   rows: number,
   errorRows: number,
   toleratedFailurePercent: number,
-): OperationStatus {
+): FinalStatus {
   if (errorRows === 0) return "succeeded";
   const percent = rows === 0 ? 100 : (errorRows / rows) * 100;
   return percent <= toleratedFailurePercent ? "succeeded-with-failures" : "failed";
 }
+
+/** The lifecycle event that ends a merge with each outcome. */
+const FINAL_EVENTS = {
+  succeeded: "succeed",
+  "succeeded-with-failures": "succeedWithFailures",
+  failed: "fail",
+} as const satisfies Record<FinalStatus, LifecycleEvent>;
 
 export class Scheduler {
   readonly #store: ObjectStore;
@@ -94,6 +108,7 @@ export class Scheduler {
   readonly #cost: SchedulerDeps["cost"];
   readonly #options: Required<Omit<SchedulerOptions, "dlqUrl">> & { dlqUrl?: string };
   readonly #progress: ShardProgressReader;
+  readonly #lifecycle: OperationLifecycle;
   /** Operations known to be terminal: never read again by this process. */
   readonly #terminal = new Set<string>();
   /** Manifests that failed to parse, reported once each. */
@@ -130,6 +145,7 @@ export class Scheduler {
       },
       (signal) => this.tick(signal),
     );
+    this.#lifecycle = new OperationLifecycle(deps);
   }
 
   get state(): SchedulerState {
@@ -209,13 +225,7 @@ export class Scheduler {
       case "splitting":
         this.#startJob("split", manifest);
         return;
-      case "waiting-for-capacity":
       case "running": {
-        // Waiting for capacity (the fleet manager's status) while still splitting: no shards yet.
-        if (!manifest.shards && manifest.status === "waiting-for-capacity") {
-          this.#startJob("split", manifest);
-          return;
-        }
         const { done } = await this.#progress.read(manifest, { attempts: false, signal });
         if (done.size === (manifest.shards ?? []).length) this.#startJob("merge", manifest);
         return;
@@ -269,8 +279,35 @@ export class Scheduler {
     this.#jobs.set(manifest.id, job);
   }
 
-  #save(manifest: Manifest, signal?: AbortSignal): Promise<Manifest> {
-    return saveManifest({ store: this.#store, clock: this.#clock }, manifest, signal);
+  /**
+   * Applies a lifecycle event: the manifest as written, or undefined (logged) when the operation
+   * is in a state the event may not leave (another writer moved it on) or is gone. Throws a
+   * retryable error when other writers won every round, so the job is started again.
+   */
+  async #apply(
+    id: string,
+    event: LifecycleEvent,
+    patch: ManifestPatch,
+    log: Logger,
+    signal?: AbortSignal,
+  ): Promise<Manifest | undefined> {
+    const result = await this.#lifecycle.apply(id, event, patch, signal);
+    switch (result.outcome) {
+      case "applied":
+        return result.manifest;
+      case "not-allowed":
+        log.info(
+          { event, status: result.from },
+          `not applying ${event}: the operation is ${result.from}`,
+        );
+        if (TERMINAL_STATUSES.has(result.from)) this.#finished(id);
+        return undefined;
+      case "gone":
+        log.warn({ event }, `not applying ${event}: the operation's manifest is gone`);
+        return undefined;
+      case "contended":
+        throw new RetryableError(`${event}: the manifest kept changing (${result.attempts} tries)`);
+    }
   }
 
   #now(): string {
@@ -280,7 +317,9 @@ export class Scheduler {
   async #split(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
     let current = manifest;
     if (current.status !== "splitting") {
-      current = await this.#save({ ...current, status: "splitting" }, signal);
+      const started = await this.#apply(current.id, "split", {}, log, signal);
+      if (!started) return;
+      current = started;
     } else {
       log.info("resuming an interrupted split from the start");
     }
@@ -294,25 +333,23 @@ export class Scheduler {
         limits: this.#options.workbookLimits,
       },
     );
-    // The fleet manager may have changed the status meanwhile (waiting for capacity, or failed
-    // for lack of it): keep its word instead of writing over it from our copy.
-    const latest = await loadManifest(this.#store, current.id, signal);
-    if (latest && TERMINAL_STATUSES.has(latest.status)) {
-      log.info({ status: latest.status }, "split done, but the operation has ended meanwhile");
-      return;
-    }
-    const waiting =
-      latest?.status === "waiting-for-capacity" && latest.waiting
-        ? { status: latest.status, waiting: latest.waiting }
-        : { status: "running" as const };
-    await this.#save({ ...current, ...waiting, rows, shards, startedAt: this.#now() }, signal);
-    log.info({ rows, shards: shards.length, status: waiting.status }, "split done");
+    // The fleet manager may have failed it meanwhile (no capacity): then this is not-allowed.
+    const ran = await this.#apply(
+      current.id,
+      "splitDone",
+      { rows, shards, startedAt: this.#now() },
+      log,
+      signal,
+    );
+    if (ran) log.info({ rows, shards: shards.length, status: ran.status }, "split done");
   }
 
   async #merge(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
     let current = manifest;
     if (current.status !== "merging") {
-      current = await this.#save({ ...current, status: "merging" }, signal);
+      const started = await this.#apply(current.id, "merge", {}, log, signal);
+      if (!started) return;
+      current = started;
     }
     log.info("every shard committed; merging");
     const result = await mergeOperation(
@@ -327,10 +364,10 @@ export class Scheduler {
             message: `${result.errorRows} of ${result.rows} rows failed, over the tolerated ${current.spec.toleratedFailurePercent}%`,
           }
         : undefined;
-    await this.#save(
+    const ended = await this.#apply(
+      current.id,
+      FINAL_EVENTS[status],
       {
-        ...current,
-        status,
         result: {
           key: result.key,
           rows: result.rows,
@@ -340,8 +377,10 @@ export class Scheduler {
         ...(error ? { error } : {}),
         finishedAt: this.#now(),
       },
+      log,
       signal,
     );
+    if (!ended) return;
     this.#finished(current.id);
     log.info({ status, rows: result.rows, errorRows: result.errorRows }, `operation ${status}`);
     await this.#writeCost(current.id, log);
@@ -357,19 +396,22 @@ export class Scheduler {
     }
   }
 
-  /** Marks the operation failed with the error's code and message. Re-reads the manifest first. */
+  /** Marks the operation failed with the error's code and message (unless it has ended). */
   async #fail(manifest: Manifest, err: unknown, log: Logger): Promise<void> {
     try {
-      const latest = (await loadManifest(this.#store, manifest.id)) ?? manifest;
-      await this.#save({
-        ...latest,
-        status: "failed",
-        error: {
-          code: err instanceof ShardfleetError ? err.code : "INTERNAL",
-          message: describeError(err),
+      const failed = await this.#apply(
+        manifest.id,
+        "fail",
+        {
+          error: {
+            code: err instanceof ShardfleetError ? err.code : "INTERNAL",
+            message: describeError(err),
+          },
+          finishedAt: this.#now(),
         },
-        finishedAt: this.#now(),
-      });
+        log,
+      );
+      if (!failed) return;
       this.#finished(manifest.id);
       await this.#writeCost(manifest.id, log);
     } catch (saveErr) {

@@ -43,6 +43,13 @@ export function isPreconditionFailed(err: unknown): boolean {
   return classifyAwsError(err) === "precondition-failed";
 }
 
+/** The outcome of `putJsonIfMatch`. */
+export type ConditionalPut =
+  | { outcome: "written"; etag: string }
+  /** `conflict`: S3 answered 409 (a write overlapped), not 412: nothing may have changed. */
+  | { outcome: "changed"; conflict?: true }
+  | { outcome: "gone" };
+
 export class ObjectStore {
   readonly bucket: string;
   readonly #s3: S3Client;
@@ -192,6 +199,65 @@ export class ObjectStore {
         if (!isConditionalConflict(err) || attempt >= 5) throw err;
         await new Promise((r) => setTimeout(r, 50 * attempt));
       }
+    }
+  }
+
+  /**
+   * A small JSON object parsed with `schema`, with the ETag it was read at (for a later
+   * `putJsonIfMatch`); undefined when it does not exist.
+   */
+  async getJsonVersioned<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    signal?: AbortSignal,
+  ): Promise<{ value: z.infer<S>; etag: string } | undefined> {
+    let out: OpenedBody;
+    try {
+      out = await this.#open(key, 0, undefined, signal);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    if (!out.etag)
+      throw new Error(`S3 sent no ETag for ${key}: it cannot be written conditionally`);
+    const parts: Buffer[] = [];
+    for await (const chunk of out.body) parts.push(chunk as Buffer);
+    return {
+      value: schema.parse(JSON.parse(Buffer.concat(parts).toString("utf-8"))),
+      etag: out.etag,
+    };
+  }
+
+  /**
+   * Validates then writes a JSON object only if it is still the version read (`If-Match` on
+   * `etag`): `written` with the new ETag; `changed` when another write came first (412), or
+   * overlapped this one (409: read again to learn which won); `gone` when it no longer exists.
+   */
+  async putJsonIfMatch<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    value: z.input<S>,
+    etag: string,
+    signal?: AbortSignal,
+  ): Promise<ConditionalPut> {
+    const body = JSON.stringify(schema.parse(value));
+    try {
+      const out = await this.#s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: "application/json",
+          IfMatch: etag,
+        }),
+        { abortSignal: signal },
+      );
+      return { outcome: "written", etag: out.ETag ?? "" };
+    } catch (err) {
+      if (isPreconditionFailed(err)) return { outcome: "changed" };
+      if (isConditionalConflict(err)) return { outcome: "changed", conflict: true };
+      if (isNotFound(err)) return { outcome: "gone" };
+      throw err;
     }
   }
 

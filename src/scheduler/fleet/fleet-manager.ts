@@ -8,8 +8,9 @@
  *   2. plans — `planFleet(state, now, policy)`;
  *   3. carries the decisions out in order — terminate, copy stragglers to the straggler queue,
  *      launch (a fresh client token per request, the same one on its retries; a launch that
- *      reports errors makes the remaining launches wait for a re-plan), publish
- *      `waiting-for-capacity` or fail the operation;
+ *      reports errors makes the remaining launches wait for a re-plan), record that an
+ *      operation waits for capacity (its fleet record; the view shows `waiting-for-capacity`) or
+ *      ask the operation state machine to fail it;
  *   4. records — every instance and fleet event of an operation in its fleet record in S3
  *      (`keys.fleet(op)`), which the API shows.
  *
@@ -44,6 +45,7 @@ import { PeriodicService, type ServiceState } from "../../shared/periodic-servic
 import { type Manifest, tenantOf } from "../../shared/schemas/operation.ts";
 import type { SpotSignal } from "../../shared/schemas/spot-events.ts";
 import type { ShardQueue } from "../../shared/shard-queue.ts";
+import { OperationLifecycle } from "../operation-lifecycle.ts";
 import { DEFAULT_LAUNCH_CONCURRENCY, DecisionRunner } from "./fleet-manager/decision-runner.ts";
 import { FleetRecords } from "./fleet-manager/fleet-records.ts";
 import { InstanceRoster } from "./fleet-manager/instance-roster.ts";
@@ -163,8 +165,8 @@ export class FleetManager {
     this.#roster = new InstanceRoster({ ...common, records: this.#records });
     this.#statuses = new OperationStatuses({
       ...common,
-      store: deps.store,
       records: this.#records,
+      lifecycle: new OperationLifecycle({ ...common, store: deps.store }),
       terminal: this.#terminal,
     });
     this.#launcher = new Launcher(
@@ -243,7 +245,11 @@ export class FleetManager {
     // Adopted, they are scaled in as `operation-ended` and their record says so; unadopted, they
     // would be swept as orphans while the record claimed them running.
     if (!this.#roster.adopted) await this.#roster.adopt(read, signal);
-    for (const m of manifests) this.#memory = seedWaiting(this.#memory, m);
+    for (const m of manifests) {
+      if (this.#memory.operations[m.id]) continue;
+      const recorded = await this.#records.load(m.id, signal);
+      this.#memory = seedWaiting(this.#memory, m.id, recorded?.waiting);
+    }
 
     const discovered = await this.#capacity.describe(
       { tags: { [FLEET_TAGS.fleet]: this.#fleet } },
@@ -287,7 +293,7 @@ export class FleetManager {
       );
       if (!replan) break;
     }
-    await this.#statuses.reconcile(byId, this.#memory, signal);
+    await this.#statuses.retryFailures(byId, signal);
     await this.#records.flush(signal);
   }
 
