@@ -379,7 +379,7 @@ async function startSchedulerProcess(
     env: { ...env, SHARDFLEET_API_HOST: "127.0.0.1", SHARDFLEET_API_PORT: String(apiPort) },
     logDir,
   });
-  await waitForHealth(`http://127.0.0.1:${apiPort}`, scheduler, 30_000);
+  await waitForHealth(`http://127.0.0.1:${apiPort}`, scheduler, 90_000); // a deadline, not a figure: a loaded CI machine starts slowly
   return scheduler;
 }
 
