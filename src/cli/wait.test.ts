@@ -4,11 +4,15 @@ import { summarize } from "./wait.ts";
 
 const view: OperationView = {
   id: "op-1",
+  tenant: "default",
+  name: null,
   status: "running",
   task: "transform",
   rows: { total: 10, done: 4, failed: 0 },
   shards: { total: 2, done: 1, failed: 0, running: 1, pending: 0 },
   createdAt: "2026-11-23T10:00:00.000Z",
+  startedAt: "2026-11-23T10:00:01.000Z",
+  finishedAt: null,
   instances: [
     {
       id: "i-warned",
@@ -17,6 +21,7 @@ const view: OperationView = {
       role: "worker",
       state: "running",
       since: "2026-11-23T10:00:05.000Z",
+      launchedAt: "2026-11-23T10:00:05.000Z",
       interruptionWarnedAt: "2026-11-23T10:01:02.000Z",
       rebalanceRecommendedAt: "2026-11-23T10:00:40.000Z",
     },
@@ -27,6 +32,7 @@ const view: OperationView = {
       role: "worker",
       state: "running",
       since: "2026-11-23T10:00:05.000Z",
+      launchedAt: "2026-11-23T10:00:05.000Z",
       rebalanceRecommendedAt: "2026-11-23T10:00:50.000Z",
     },
     {
@@ -36,6 +42,7 @@ const view: OperationView = {
       role: "worker",
       state: "running",
       since: "2026-11-23T10:01:03.000Z",
+      launchedAt: "2026-11-23T10:01:03.000Z",
     },
   ],
 };

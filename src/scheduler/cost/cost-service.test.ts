@@ -192,7 +192,7 @@ describe("cost report", () => {
     expect(b.totalUsd + (ib?.workUsd ?? 0)).toBeCloseTo(0.001, 9);
   });
 
-  it("serves GET /operations/:id/cost: 404 unknown, 409 before the end, the report after", async () => {
+  it("serves GET /operations/:id/cost: 404 unknown, 400 not an id, 409 before the end, the report after", async () => {
     const store = env.store;
     const logger = silentLogger();
     const operations = new OperationService({ store, logger, clock: systemClock });
@@ -200,8 +200,10 @@ describe("cost report", () => {
     try {
       const unknown = await app.inject("/operations/nosuchop/cost");
       expect(unknown.statusCode).toBe(404);
+      // As GET /operations/:id answers: 400 naming what cannot be an id.
       const bad = await app.inject("/operations/..%2Fx/cost");
-      expect(bad.statusCode).toBe(404);
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().error.message).toMatch(/"\.\.\/x" is not a valid operation id/);
 
       await manifest("costop-run", "running", 0);
       const early = await app.inject("/operations/costop-run/cost");
