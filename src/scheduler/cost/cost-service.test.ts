@@ -4,6 +4,8 @@
  */
 import ExcelJS from "exceljs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { transformSpec } from "../../../test/support/api.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
@@ -12,14 +14,13 @@ import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.
 import { type Manifest, parseOperationSpec } from "../../shared/schemas/operation.ts";
 import { type Attempt, attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
 import { buildApp } from "../api/app.ts";
-import { startTestEnv, type TestEnv, transformSpec } from "../api/testing.ts";
 import { OperationService, saveManifest } from "../operations.ts";
 import { CostService } from "./cost-service.ts";
 import { TablePriceSource } from "./price-source.ts";
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("cost-test");
+  env = await startLocalAws("cost-test");
   await seedLedger();
 });
 afterAll(async () => {
@@ -258,7 +259,7 @@ describe("cost report", () => {
 
 describe("cost table and chart", () => {
   it("prints the report's lines for the terminal and charts it by market", async () => {
-    const { formatCostTable } = await import("./format.ts");
+    const { formatCostTable } = await import("../../shared/cost-format.ts");
     const report = await service().compute("costop-a");
     const text = formatCostTable(report);
     expect(text).toMatch(/^Cost of operation costop-a\n/);

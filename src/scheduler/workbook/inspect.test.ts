@@ -1,7 +1,7 @@
 import { PassThrough } from "node:stream";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { simpleXlsx, streamOf, xlsxBuffer } from "../../../test/fixtures/workbooks.ts";
+import { simpleXlsx, streamOf, xlsxBuffer } from "../../../test/support/workbooks.ts";
 import { BadInputError } from "../../shared/errors.ts";
 import { inspectWorkbook, parseHeaderRow } from "./inspect.ts";
 import { columnIndex, columnLetter } from "./row-shape.ts";

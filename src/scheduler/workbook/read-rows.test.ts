@@ -9,7 +9,7 @@ import {
   storedZip,
   streamOf,
   xlsxBuffer,
-} from "../../../test/fixtures/workbooks.ts";
+} from "../../../test/support/workbooks.ts";
 import { BadInputError } from "../../shared/errors.ts";
 import { readRows, readWorkbookRows } from "./read-rows.ts";
 
