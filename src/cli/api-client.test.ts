@@ -5,21 +5,11 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { ApiClient, type OperationView } from "./api-client.ts";
+import { operationView } from "../../test/support/views.ts";
+import { ApiClient } from "./api-client.ts";
 import { CliError, EXIT } from "./cli-error.ts";
 
-const view: OperationView = {
-  id: "op-1",
-  tenant: "default",
-  name: null,
-  status: "running",
-  task: "transform",
-  rows: { total: 4, done: 1, failed: 0 },
-  shards: { total: 1, pending: 0, running: 1, done: 0, failed: 0 },
-  createdAt: "2026-12-03T10:00:00.000Z",
-  startedAt: "2026-12-03T10:00:01.000Z",
-  finishedAt: null,
-};
+const view = operationView();
 
 let server: Server | undefined;
 afterEach(async () => {

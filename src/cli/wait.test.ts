@@ -1,18 +1,13 @@
 import { describe, expect, it } from "vitest";
+import { operationView } from "../../test/support/views.ts";
 import type { OperationView } from "./api-client.ts";
 import { summarize } from "./wait.ts";
 
-const view: OperationView = {
-  id: "op-1",
-  tenant: "default",
-  name: null,
-  status: "running",
-  task: "transform",
+const view: OperationView = operationView({
   rows: { total: 10, done: 4, failed: 0 },
   shards: { total: 2, done: 1, failed: 0, running: 1, pending: 0 },
   createdAt: "2026-11-23T10:00:00.000Z",
   startedAt: "2026-11-23T10:00:01.000Z",
-  finishedAt: null,
   instances: [
     {
       id: "i-warned",
@@ -45,7 +40,7 @@ const view: OperationView = {
       launchedAt: "2026-11-23T10:01:03.000Z",
     },
   ],
-};
+});
 
 describe("summarize", () => {
   it("shows what EventBridge said of each instance, a warning before a recommendation", () => {
