@@ -210,7 +210,8 @@ async function main() {
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     let n = 0;
-    for await (const _row of readRows(createReadStream(file), { format: "xlsx" })) n++;
+    const input = bytes ? await bytes(file) : createReadStream(file);
+    for await (const _row of readRows(input as NodeJS.ReadableStream, { format: "xlsx" })) n++;
     const cpu = process.cpuUsage(cpu0);
     const wall = (performance.now() - t0) / 1000;
     console.log(
