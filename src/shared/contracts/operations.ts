@@ -3,8 +3,7 @@
  * routes' JSON schemas and the CLI client's parsing all come.
  */
 import { z } from "zod";
-import { instanceRoles, instanceStates, markets } from "../capacity.ts";
-import { fleetEventKinds } from "../schemas/fleet.ts";
+import { fleetEventSchema, fleetInstanceRecordSchema } from "../schemas/fleet.ts";
 import { operationStatuses } from "../schemas/operation.ts";
 
 const count = z.number().int().nonnegative();
@@ -15,28 +14,14 @@ export const shardCountsSchema = z
   .describe("disjoint counts that add up to total");
 export type ShardCounts = z.infer<typeof shardCountsSchema>;
 
-/** An instance launched for the operation; `since` is when it entered `state`. */
-export const operationInstanceViewSchema = z.object({
-  id: z.string(),
-  market: z.enum(markets),
-  type: z.string(),
-  role: z.enum(instanceRoles),
-  state: z.enum(instanceStates),
-  since: z.string(),
-  launchedAt: z.string(),
-  endReason: z.string().optional(),
-  /** When EC2 warned of its spot interruption (EventBridge), if it did. */
-  interruptionWarnedAt: z.string().optional(),
-  /** When EC2 recommended rebalancing it (EventBridge), if it did. */
-  rebalanceRecommendedAt: z.string().optional(),
+/**
+ * An instance launched for the operation, as its fleet record holds it (`since`: when it entered
+ * `state`) without the AZ.
+ */
+export const operationInstanceViewSchema = fleetInstanceRecordSchema.omit({
+  availabilityZone: true,
 });
 export type OperationInstanceView = z.infer<typeof operationInstanceViewSchema>;
-
-export const fleetEventViewSchema = z.object({
-  at: z.string(),
-  kind: z.enum(fleetEventKinds),
-  message: z.string(),
-});
 
 /** `GET /operations/:id` (and each item of `GET /operations`). */
 export const operationViewSchema = z.object({
@@ -67,7 +52,7 @@ export const operationViewSchema = z.object({
     )
     .optional(),
   events: z
-    .array(fleetEventViewSchema)
+    .array(fleetEventSchema)
     .describe(
       "fleet events, oldest first (GET /operations/:id only): launches, capacity errors, fallbacks, straggler copies, terminations",
     )
