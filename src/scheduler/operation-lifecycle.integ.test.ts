@@ -8,8 +8,9 @@
  */
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalAws, openLocalAws, testManifest } from "../../test/fixtures/local-aws.ts";
-import { seedManifest } from "../../test/fixtures/seed-manifest.ts";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { testManifest } from "../../test/support/manifests.ts";
+import { seedManifest } from "../../test/support/seed-manifest.ts";
 import { systemClock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -31,7 +32,7 @@ import {
 
 let aws: LocalAws;
 beforeAll(async () => {
-  aws = await openLocalAws("lifecycle");
+  aws = await startLocalAws("lifecycle");
 });
 afterAll(async () => {
   await aws?.close();

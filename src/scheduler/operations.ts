@@ -11,6 +11,7 @@ import type { Readable } from "node:stream";
 import { mapLimit } from "../shared/async.ts";
 import { isAwsServiceError } from "../shared/aws-errors.ts";
 import type { Clock } from "../shared/clock.ts";
+import type { OperationView, ShardCounts } from "../shared/contracts/operations.ts";
 import {
   BadInputError,
   LimitExceededError,
@@ -96,14 +97,6 @@ export async function listOperationIds(
     .filter((id) => OPERATION_ID_PATTERN.test(id))
     .sort()
     .reverse();
-}
-
-export interface ShardCounts {
-  total: number;
-  pending: number;
-  running: number;
-  done: number;
-  failed: number;
 }
 
 export interface ShardProgress {
@@ -198,46 +191,6 @@ export class ShardProgressReader {
       if (key.startsWith(prefix)) this.#finishedAttempts.delete(key);
     }
   }
-}
-
-/** What the API shows about an operation. */
-export interface OperationView {
-  id: string;
-  /** Whose operation it is. */
-  tenant: string;
-  name: string | null;
-  status: OperationStatus;
-  task: string;
-  /** total is known once split; done counts committed rows (failed ones too); failed, rows in error. */
-  rows: { total: number | null; done: number; failed: number };
-  shards: ShardCounts;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  error?: { code: string; message: string };
-  result?: { rows: number; errorRows: number; columns: string[] };
-  /** While `waiting-for-capacity`: since when and why. */
-  waiting?: { since: string; reason: string };
-  /** The instances launched for it (single-operation view only; empty without a fleet manager). */
-  instances?: OperationInstanceView[];
-  /** Its fleet events, oldest first (single-operation view only). */
-  events?: FleetEvent[];
-}
-
-/** An instance as the operation view shows it: `since` is when it entered `state`. */
-export interface OperationInstanceView {
-  id: string;
-  market: "spot" | "on-demand";
-  type: string;
-  role: "worker" | "straggler";
-  state: string;
-  since: string;
-  launchedAt: string;
-  endReason?: string;
-  /** When EC2 warned of its spot interruption (EventBridge), if it did. */
-  interruptionWarnedAt?: string;
-  /** When EC2 recommended rebalancing it (EventBridge), if it did. */
-  rebalanceRecommendedAt?: string;
 }
 
 /** The lifecycle states in which the fleet manager's waiting-for-capacity condition is shown. */
@@ -591,8 +544,8 @@ export class OperationService {
    * routes served by other services, such as the cost report).
    */
   async authorize(id: string, viewer: Viewer | undefined, signal?: AbortSignal): Promise<void> {
-    // As the cost report has always answered: an id that cannot be a key is not an operation.
-    if (!OPERATION_ID_PATTERN.test(id)) throw notFound(id);
+    // As every route under /operations/:id answers: 400 naming what cannot be an id.
+    checkOperationId(id);
     const cached = this.#terminalViews.get(id);
     if (cached) {
       if (!canSee(viewer, cached.tenant)) throw notFound(id);

@@ -5,7 +5,10 @@
 import ExcelJS from "exceljs";
 import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { seedManifest } from "../../test/fixtures/seed-manifest.ts";
+import { multipart, transformSpec } from "../../test/support/api.ts";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { seedManifest } from "../../test/support/seed-manifest.ts";
+import { waitFor } from "../../test/support/wait.ts";
 import { provisionResources } from "../local/provision.ts";
 import { systemClock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
@@ -14,14 +17,13 @@ import { ObjectStore } from "../shared/object-store.ts";
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
 import { buildApp } from "./api/app.ts";
-import { eventually, multipart, startTestEnv, type TestEnv, transformSpec } from "./api/testing.ts";
 import { FleetRecords } from "./fleet/fleet-manager/fleet-records.ts";
 import { loadManifest, OperationService } from "./operations.ts";
 import { finalStatus, Scheduler } from "./scheduler.ts";
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("sched-test");
+  env = await startLocalAws("sched-test");
 });
 afterAll(async () => {
   await env?.close();
@@ -70,7 +72,7 @@ async function scope(
   };
   const view = async (id: string) => (await app.inject(`/operations/${id}`)).json();
   const until = (id: string, status: string) =>
-    eventually(async () => {
+    waitFor(`${id} ${status}`, async () => {
       const v = await view(id);
       return v.status === status ? v : undefined;
     });

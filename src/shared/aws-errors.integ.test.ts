@@ -4,7 +4,7 @@
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalAws, openLocalAws } from "../../test/fixtures/local-aws.ts";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { LOCAL_CREDENTIALS } from "../local/aws-server.ts";
 import { createAwsClients } from "./aws.ts";
 import { classifyAwsError } from "./aws-errors.ts";
@@ -12,7 +12,7 @@ import { classifyAwsError } from "./aws-errors.ts";
 let aws: LocalAws;
 let clients: ReturnType<typeof createAwsClients>;
 beforeAll(async () => {
-  aws = await openLocalAws("aws-errors");
+  aws = await startLocalAws("aws-errors");
   clients = createAwsClients({
     endpoint: aws.server.endpoint,
     region: aws.server.region,

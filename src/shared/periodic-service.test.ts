@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { FakeClock } from "../worker/fake-clock.ts";
+import { FakeClock } from "../../test/support/fake-clock.ts";
 import { createLogger } from "./logger.ts";
 import {
   type Pass,

@@ -3,13 +3,13 @@
  * its cause; its live attempts are its own (two owners in one process are two processes).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FakeClock } from "../../test/support/fake-clock.ts";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { type Attempt, attemptSchema, type ShardMessage } from "../shared/schemas/shard.ts";
 import { AttemptRecords } from "./attempt-records.ts";
-import { FakeClock } from "./fake-clock.ts";
-import { type LocalAws, startLocalAws } from "./test-support.ts";
 
 let aws: LocalAws;
 

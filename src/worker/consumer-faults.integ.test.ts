@@ -6,19 +6,19 @@
  */
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ShardLostError } from "../shared/errors.ts";
-import { silentLogger } from "../shared/logger.ts";
-import { Consumer, type ConsumerOptions, type ShardHandler } from "./consumer.ts";
-import type { MessageOutcome } from "./shard-outcome.ts";
 import {
   freshQueues,
   type LocalAws,
   receiveOne,
   startLocalAws,
-  untilAbortHandler,
-  waitFor,
   waitForMessage,
-} from "./test-support.ts";
+} from "../../test/support/local-aws.ts";
+import { waitFor } from "../../test/support/wait.ts";
+import { untilAbortHandler } from "../../test/support/worker.ts";
+import { ShardLostError } from "../shared/errors.ts";
+import { silentLogger } from "../shared/logger.ts";
+import { Consumer, type ConsumerOptions, type ShardHandler } from "./consumer.ts";
+import type { MessageOutcome } from "./shard-outcome.ts";
 
 let aws: LocalAws;
 let queues: { work: string; dlq: string };

@@ -1,23 +1,22 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { keys } from "../shared/keys.ts";
-import { silentLogger } from "../shared/logger.ts";
-import { resultRowSchema } from "../shared/schemas/cells.ts";
-import { shardDoneSchema } from "../shared/schemas/shard.ts";
-import { Consumer, type ShardHandler } from "./consumer.ts";
-import { ShardProcessor } from "./shard-processor.ts";
 import {
   freshQueues,
   type LocalAws,
   messagesOn,
   receiveOne,
   startLocalAws,
-  untilAbortHandler,
-  waitFor,
-  writeManifest,
-  writeSlice,
-} from "./test-support.ts";
+} from "../../test/support/local-aws.ts";
+import { writeManifest } from "../../test/support/manifests.ts";
+import { waitFor } from "../../test/support/wait.ts";
+import { untilAbortHandler, writeSlice } from "../../test/support/worker.ts";
+import { keys } from "../shared/keys.ts";
+import { silentLogger } from "../shared/logger.ts";
+import { resultRowSchema } from "../shared/schemas/cells.ts";
+import { shardDoneSchema } from "../shared/schemas/shard.ts";
+import { Consumer, type ShardHandler } from "./consumer.ts";
+import { ShardProcessor } from "./shard-processor.ts";
 
 const pluginDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../plugins");
 

@@ -7,6 +7,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { writeManifest } from "../../test/support/manifests.ts";
+import { waitFor } from "../../test/support/wait.ts";
+import { scriptedRunner, textRows, writeSlice } from "../../test/support/worker.ts";
 import { ShardLostError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -24,15 +28,6 @@ import { chunkListProblem } from "./checkpoint.ts";
 import type { MessageOutcome, ShardResult } from "./shard-outcome.ts";
 import { ShardProcessor } from "./shard-processor.ts";
 import type { TaskRunner } from "./tasks/task.ts";
-import {
-  type LocalAws,
-  scriptedRunner,
-  startLocalAws,
-  textRows,
-  waitFor,
-  writeManifest,
-  writeSlice,
-} from "./test-support.ts";
 
 let aws: LocalAws;
 let pluginDir: string;

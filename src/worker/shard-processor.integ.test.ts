@@ -2,6 +2,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { writeManifest } from "../../test/support/manifests.ts";
+import { writeSlice } from "../../test/support/worker.ts";
 import { NotFoundError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -10,7 +13,6 @@ import { attemptSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
 import type { MessageOutcome, ShardResult } from "./shard-outcome.ts";
 import { ShardProcessor } from "./shard-processor.ts";
 import type { TaskRunner } from "./tasks/task.ts";
-import { type LocalAws, startLocalAws, writeManifest, writeSlice } from "./test-support.ts";
 
 let aws: LocalAws;
 let pluginDir: string;

@@ -5,7 +5,11 @@
  * driven by hand with a fake clock.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seedManifest } from "../../../test/fixtures/seed-manifest.ts";
+import { FakeClock } from "../../../test/support/fake-clock.ts";
+import { FakeCapacity, noCapacity, POOLS, PRICES } from "../../../test/support/fleet.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { splitManifest } from "../../../test/support/manifests.ts";
+import { seedManifest } from "../../../test/support/seed-manifest.ts";
 import { provisionResources } from "../../local/provision.ts";
 import {
   CapacityConfigError,
@@ -21,15 +25,13 @@ import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.
 import type { Manifest } from "../../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
 import { buildApp } from "../api/app.ts";
-import { startTestEnv, type TestEnv } from "../api/testing.ts";
 import { loadManifest, OperationService, shownStatus } from "../operations.ts";
 import { FleetManager, type FleetManagerOptions } from "./fleet-manager.ts";
 import type { FleetPolicyOptions } from "./policy.ts";
-import { FakeCapacity, fakeClock, noCapacity, POOLS, PRICES, splitManifest } from "./testing.ts";
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("fleet-mgr");
+  env = await startLocalAws("fleet-mgr");
 });
 afterAll(async () => {
   await env?.close();
@@ -40,12 +42,12 @@ let scopes = 0;
 async function scope<C extends FakeCapacity = FakeCapacity>(
   policy: Partial<FleetPolicyOptions> = {},
   extra: Partial<FleetManagerOptions> = {},
-  provider: (clock: ReturnType<typeof fakeClock>) => C = (clock) => new FakeCapacity(clock) as C,
+  provider: (clock: FakeClock) => C = (clock) => new FakeCapacity(clock) as C,
 ) {
   const name = `fleet-${++scopes}`;
   const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
   const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
-  const clock = fakeClock();
+  const clock = new FakeClock({ sleeps: "instant", start: Date.parse("2025-06-01T12:00:00.000Z") });
   const capacity = provider(clock);
   const options: FleetManagerOptions = {
     fleet: name,
@@ -239,11 +241,11 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
 
     // The scheduler's split writes `running` from its own copy: the next pass restores the wait.
     await s.setStatus("op-b", "running");
-    s.clock.advance(10_000);
+    await s.clock.advance(10_000);
     await fm.tick();
     expect((await s.manifest("op-b")).status).toBe("waiting-for-capacity");
 
-    s.clock.advance(51_000);
+    await s.clock.advance(51_000);
     await fm.tick();
     m = await s.manifest("op-b");
     expect(m.status).toBe("failed");
@@ -276,11 +278,11 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
       await s.commit("op-c", k, t0 + 10_000);
     }
     await s.attempt("op-c", 3, { id: "a3", instanceId: "i-2", startedAt: t0 });
-    s.clock.advance(50_000);
+    await s.clock.advance(50_000);
     await fm.tick();
     expect(s.capacity.launches).toHaveLength(1); // 50 s: not yet a straggler
 
-    s.clock.advance(20_000);
+    await s.clock.advance(20_000);
     await fm.tick();
     const copies = await s.stragglerCopies();
     expect(copies.map((c) => JSON.parse(c.body))).toEqual([
@@ -298,7 +300,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     );
 
     // Once copied, never again.
-    s.clock.advance(5_000);
+    await s.clock.advance(5_000);
     await fm.tick();
     const again = await s.stragglerCopies();
     expect(again).toEqual([]);
@@ -338,7 +340,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     ]);
 
     // A restarted scheduler: a new manager adopts op-d's instances instead of sweeping them.
-    s.clock.advance(120_000);
+    await s.clock.advance(120_000);
     const restarted = s.manager();
     await restarted.tick();
     expect(s.capacity.terminations).toHaveLength(1);
@@ -363,7 +365,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     expect(s.capacity.live()).toHaveLength(5);
     // The scheduler dies while the operation merges; a new one starts.
     await s.setStatus("op-m", "merging");
-    s.clock.advance(120_000);
+    await s.clock.advance(120_000);
     const restarted = s.manager();
     await restarted.tick();
     await restarted.tick();
@@ -382,7 +384,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     const t0 = s.clock.now();
     expect(s.capacity.live()).toHaveLength(2);
     await s.attempt("op-i", 0, { id: "a0", instanceId: "i-1", startedAt: t0 });
-    s.clock.advance(31_000);
+    await s.clock.advance(31_000);
     await fm.tick();
     expect(s.capacity.terminations).toEqual([["i-2"]]);
   });
@@ -392,10 +394,10 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     await s.operation("op-j", 2);
     const fm = s.manager();
     await fm.tick();
-    s.clock.advance(89_000);
+    await s.clock.advance(89_000);
     await fm.tick();
     expect(s.capacity.terminations).toEqual([]);
-    s.clock.advance(2_000);
+    await s.clock.advance(2_000);
     await fm.tick();
     expect(s.capacity.terminations).toEqual([["i-1"]]);
   });
@@ -549,7 +551,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
 
     // A new manager (a restarted scheduler) starts with an empty memory: the recorded wait
     // carries the deadline over, so its first pass past it fails the operation.
-    s.clock.advance(61_000);
+    await s.clock.advance(61_000);
     await s.manager().tick();
     const failed = await loadManifest(s.store, "op-w");
     expect(failed?.status).toBe("failed");
@@ -577,7 +579,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
       }
       return original(...args);
     }) as typeof s.store.putJsonIfMatch;
-    s.clock.advance(61_000);
+    await s.clock.advance(61_000);
     await fm.tick();
     expect(faults).toBe(2);
     const m = await loadManifest(s.store, "op-r");

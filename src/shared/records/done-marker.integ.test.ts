@@ -3,7 +3,7 @@
  * dead-letter path write through it, and whichever comes first wins.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalAws, openLocalAws } from "../../../test/fixtures/local-aws.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
 import type { Clock } from "../clock.ts";
 import { keys } from "../keys.ts";
 import { shardDoneSchema } from "../schemas/shard.ts";
@@ -17,7 +17,7 @@ const clock: Clock = {
 const live = () => new AbortController().signal;
 
 beforeAll(async () => {
-  aws = await openLocalAws("done-marker");
+  aws = await startLocalAws("done-marker");
 });
 afterAll(async () => {
   await aws?.close();
