@@ -147,6 +147,12 @@ export interface LocalStack {
   readonly localEc2: LocalEc2 | undefined;
   /** SIGKILLs the scheduler (it keeps no state S3 does not hold). */
   killScheduler(): Promise<void>;
+  /**
+   * Starts one more scheduler process on the same bucket and queues, on its own API port, and
+   * waits until it answers: a standby while another holds the scheduler lease. Stopped with
+   * the stack.
+   */
+  addScheduler(): Promise<{ readonly process: ComponentProcess; readonly url: string }>;
   /** Starts the scheduler again on the same port and waits until it answers. */
   restartScheduler(): Promise<void>;
   /** The simulated spot market, when enabled. */
@@ -211,6 +217,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   });
   const instances: LocalInstance[] = [];
   let scheduler: ComponentProcess | undefined;
+  /** Schedulers started by addScheduler. */
+  const extraSchedulers: ComponentProcess[] = [];
   let localEc2: LocalEc2 | undefined;
   try {
     const resources = await provisionResources(
@@ -255,18 +263,22 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // and in fleet mode (below) the fleet manager against local EC2.
     const schedulerEnv: Record<string, string> = {
       SHARDFLEET_SPOT_EVENTS_QUEUE_URL: resources.queues.spotEvents,
+      // One machine: a restarted scheduler need not wait out AWS's 30 s for its predecessor.
+      SHARDFLEET_LEASE_S: settings.SHARDFLEET_LEASE_S ?? "10",
     };
-    const startScheduler = async () => {
-      scheduler = spawnComponent("scheduler", {
-        name: "scheduler",
+    const spawnScheduler = (name: string, port: number) =>
+      spawnComponent("scheduler", {
+        name,
         env: {
           ...componentEnv,
           ...schedulerEnv,
           SHARDFLEET_API_HOST: "127.0.0.1",
-          SHARDFLEET_API_PORT: String(apiPort),
+          SHARDFLEET_API_PORT: String(port),
         },
         logDir: options.logDir,
       });
+    const startScheduler = async () => {
+      scheduler = spawnScheduler("scheduler", apiPort);
       await waitForHealth(apiUrl!, scheduler, 30_000);
     };
 
@@ -429,6 +441,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       async killScheduler() {
         await scheduler?.kill();
       },
+      async addScheduler() {
+        if (closing) throw new Error("the stack is closing");
+        const port = await freePort();
+        const url = `http://127.0.0.1:${port}`;
+        const proc = spawnScheduler(`scheduler-${extraSchedulers.length + 2}`, port);
+        extraSchedulers.push(proc);
+        await waitForHealth(url, proc, 30_000);
+        return { process: proc, url };
+      },
       async restartScheduler() {
         if (!apiUrl) throw new Error("this stack runs no scheduler");
         await scheduler?.kill();
@@ -440,12 +461,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           spotMarket?.stop();
           if (localEc2) {
             // The fleet manager first, so it does not launch replacements for what stops next.
-            await scheduler?.stop();
+            await Promise.all([scheduler?.stop(), ...extraSchedulers.map((s) => s.stop())]);
             await localEc2.close();
           }
           await Promise.all(instances.map((i) => i.process.stop()));
           await Promise.all(instances.map((i) => i.imds.close()));
-          await scheduler?.stop();
+          await Promise.all([scheduler?.stop(), ...extraSchedulers.map((s) => s.stop())]);
           clients.destroy();
           await server.close();
         })();
@@ -456,6 +477,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await localEc2?.close();
     await Promise.all(instances.map((i) => i.process.kill()));
     await scheduler?.kill();
+    await Promise.all(extraSchedulers.map((s) => s.kill()));
     clients.destroy();
     await server.close();
     throw err;

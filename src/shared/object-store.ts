@@ -207,6 +207,72 @@ export class ObjectStore {
     }
   }
 
+  /**
+   * A JSON object parsed with `schema`, with the ETag it was read at (for a later
+   * `putJsonIf({ ifMatch })`); undefined when it does not exist.
+   */
+  async getJsonTagged<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    signal?: AbortSignal,
+  ): Promise<{ value: z.infer<S>; etag: string } | undefined> {
+    let opened: OpenedBody;
+    try {
+      opened = await this.#open(key, 0, undefined, signal);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    if (!opened.etag) throw new Error(`S3 returned ${key} without an ETag`);
+    const parts: Buffer[] = [];
+    for await (const chunk of opened.body) parts.push(chunk as Buffer);
+    return {
+      value: schema.parse(JSON.parse(Buffer.concat(parts).toString("utf-8"))),
+      etag: opened.etag,
+    };
+  }
+
+  /**
+   * Validates then writes a small JSON object only if the condition holds: `ifNoneMatch: "*"`
+   * (the key does not exist yet) or `ifMatch` (the key still has the ETag that was read).
+   * Returns the new ETag, or undefined when the condition failed (412: re-read, decide again).
+   */
+  async putJsonIf<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    value: z.input<S>,
+    condition: { ifNoneMatch: "*" } | { ifMatch: string },
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
+    const body = JSON.stringify(schema.parse(value));
+    const header =
+      "ifMatch" in condition
+        ? { IfMatch: condition.ifMatch }
+        : { IfNoneMatch: condition.ifNoneMatch };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const out = await this.#s3.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: body,
+            ContentType: "application/json",
+            ...header,
+          }),
+          { abortSignal: signal },
+        );
+        if (!out.ETag) throw new Error(`S3 stored ${key} without returning an ETag`);
+        return out.ETag;
+      } catch (err) {
+        if (isPreconditionFailed(err)) return undefined;
+        // An ifMatch on a key that is gone fails like a changed one: re-read and decide again.
+        if ("ifMatch" in condition && isNotFound(err)) return undefined;
+        if (!isConditionalConflict(err) || attempt >= 5) throw err;
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
+    }
+  }
+
   /** Streams a body of any size to S3 with multipart upload. Returns the bytes written. */
   async upload(
     key: string,
