@@ -230,7 +230,10 @@ describe("one active scheduler per bucket (local stack)", () => {
         holder: t.holder,
         afterPreviousExpiryMs: Date.parse(t.acquiredAt) - Date.parse(tenures[i]!.expiresAt),
       }));
-      console.info(JSON.stringify({ leaseS: LEASE_S, takeovers }));
+      const at = (holder: string, msg: RegExp) =>
+        Date.parse(lines.find((l) => l.tenure === holder && msg.test(l.msg))?.time ?? "");
+      const splitMs = at(h2!, /^split done$/) - at(h2!, /^resuming an interrupted split/);
+      console.info(JSON.stringify({ leaseS: LEASE_S, takeovers, splitMs }));
     } finally {
       clients.destroy();
     }

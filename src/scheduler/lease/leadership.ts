@@ -212,7 +212,16 @@ export class Leadership {
       },
     };
     this.#state = "active";
-    const running = work(tenure);
+    let running: ReturnType<ActiveWork>;
+    try {
+      running = work(tenure);
+    } catch (err) {
+      // Nothing runs: hand the lease on rather than hold it idle.
+      end("the work could not start");
+      outer.removeEventListener("abort", onStop);
+      await this.#release(held.lease, held.etag);
+      throw err;
+    }
     this.#firstLook?.();
     // Work stops the moment the tenure ends, not after the renewal loop notices.
     let stopped: Promise<void> | undefined;
@@ -299,7 +308,20 @@ export class Leadership {
   /** Best effort: a standby takes over at once instead of after the lease duration. */
   async #release(lease: SchedulerLease, etag: string): Promise<void> {
     try {
-      const written = await this.#record.write(releasedLease(lease, this.#clock.now()), etag);
+      let written = await this.#record.write(releasedLease(lease, this.#clock.now()), etag);
+      if (written === undefined) {
+        // A renewal cut short by the stop may have landed after all: still ours, release that.
+        const current = await this.#record.read();
+        if (
+          current?.lease.holder === this.#holder &&
+          current.lease.acquiredAt === lease.acquiredAt
+        ) {
+          written = await this.#record.write(
+            releasedLease(current.lease, this.#clock.now()),
+            current.etag,
+          );
+        }
+      }
       this.#logger.info(
         { released: written !== undefined },
         written !== undefined
