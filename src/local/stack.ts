@@ -447,7 +447,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         const url = `http://127.0.0.1:${port}`;
         const proc = spawnScheduler(`scheduler-${extraSchedulers.length + 2}`, port);
         extraSchedulers.push(proc);
-        await waitForHealth(url, proc, 30_000);
+        // Started while the stack works (several processes compiling at once): more time.
+        await waitForHealth(url, proc, 60_000);
         return { process: proc, url };
       },
       async restartScheduler() {
