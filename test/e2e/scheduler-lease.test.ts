@@ -20,8 +20,7 @@ import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { SchedulerLeaseRecord, tenuresOf } from "../../src/scheduler/lease/scheduler-lease.ts";
 import { loadManifest } from "../../src/scheduler/operations.ts";
 import { keys } from "../../src/shared/keys.ts";
-import type { ObjectStore } from "../../src/shared/object-store.ts";
-import { ObjectStore as Store } from "../../src/shared/object-store.ts";
+import { ObjectStore } from "../../src/shared/object-store.ts";
 import type { LeaseTenure, SchedulerLease } from "../../src/shared/schemas/lease.ts";
 import { downloadRows } from "./result-rows.ts";
 import { stackClients } from "./stack-store.ts";
@@ -115,7 +114,7 @@ describe("one active scheduler per bucket (local stack)", () => {
       egressAllow: [new URL(registry.url).host],
     });
     const clients = stackClients(stack);
-    const store: ObjectStore = new Store(clients, { bucket: stack.resources.bucket });
+    const store = new ObjectStore(clients, { bucket: stack.resources.bucket });
     const leaseRecord = new SchedulerLeaseRecord({ store });
     const lease = async (): Promise<SchedulerLease | undefined> =>
       (await leaseRecord.read())?.lease;

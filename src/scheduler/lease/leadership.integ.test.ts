@@ -178,6 +178,33 @@ describe("scheduler leadership (local S3)", () => {
     await a.stop();
   });
 
+  it("hands the lease on at once when its work cannot start, instead of holding it idle", async () => {
+    const { record } = await freshRecord();
+    const a = new Leadership(
+      { record, clock: systemClock, logger: silentLogger() },
+      { holder: "a", durationMs: 120_000, renewEveryMs: 1_000 },
+    );
+    const b = new Leadership(
+      { record, clock: systemClock, logger: silentLogger() },
+      { holder: "b", durationMs: 120_000, renewEveryMs: 1_000 },
+    );
+    const bWork = recordingWork();
+    expect(await b.start(bWork.work)).toBe("active");
+    let attempts = 0;
+    // Once b has stopped, a acquires the released lease, fails to start, and releases it.
+    await b.stop();
+    const started = a.start(() => {
+      attempts++;
+      throw new Error("cannot start the loops");
+    });
+    expect(await started).toBe("standby");
+    expect(attempts).toBeGreaterThanOrEqual(1);
+    await a.stop();
+    const after = (await record.read())!.lease;
+    expect(after.holder).toBe("a");
+    expect(after.released).toBe(true);
+  }, 20_000);
+
   it("stop releases the lease: a standby takes over at once, not after the duration", async () => {
     const { record } = await freshRecord();
     const long = 120_000;

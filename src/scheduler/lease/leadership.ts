@@ -219,6 +219,7 @@ export class Leadership {
       // Nothing runs: hand the lease on rather than hold it idle.
       end("the work could not start");
       outer.removeEventListener("abort", onStop);
+      this.#state = "standby";
       await this.#release(held.lease, held.etag);
       throw err;
     }
