@@ -10,7 +10,12 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { FLEET_TAGS } from "../src/shared/capacity.ts";
-import { OPERATIONS_PREFIX, SCRATCH_PREFIX, WORKER_WRITABLE_PATTERNS } from "../src/shared/keys.ts";
+import {
+  keys,
+  OPERATIONS_PREFIX,
+  SCRATCH_PREFIX,
+  WORKER_WRITABLE_PATTERNS,
+} from "../src/shared/keys.ts";
 
 export interface WorkerIdentityArgs {
   /** ARN of the bucket that holds the operations. */
@@ -106,6 +111,19 @@ function operationObjects(bucketArn: pulumi.Input<string>, objectActions: readon
     Resource: [OPERATIONS_PREFIX, SCRATCH_PREFIX].map(
       (prefix) => pulumi.interpolate`${bucketArn}/${prefix}*`,
     ),
+  };
+}
+
+/**
+ * The scheduler lease record only (src/scheduler/lease/): read it, and write it conditionally
+ * (S3 checks If-Match / If-None-Match under s3:PutObject itself).
+ */
+function schedulerLease(bucketArn: pulumi.Input<string>) {
+  return {
+    Sid: "SchedulerLease",
+    Effect: "Allow",
+    Action: ["s3:GetObject", "s3:PutObject"],
+    Resource: pulumi.interpolate`${bucketArn}/${keys.schedulerLease()}`,
   };
 }
 
@@ -374,6 +392,7 @@ export class SchedulerIdentityComponent extends pulumi.ComponentResource {
         },
         ...queueAndBucketAccess(args),
         operationObjects(args.bucketArn, SCHEDULER_OBJECT_ACTIONS),
+        schedulerLease(args.bucketArn),
         shipLogs(args.logGroupArn),
         ...(args.apiTokenParameterArn === undefined
           ? []

@@ -75,6 +75,13 @@ const UNTAGGABLE = new Set([
 
 const recorded: Recorded[] = [];
 
+/** The scheduler's launch template (its Auto Scaling group launches from it). */
+const schedulerTemplate = () =>
+  only("aws:ec2/launchTemplate:LaunchTemplate", "scheduler-launch-template").inputs;
+/** The scheduler's boot script, decoded from its launch template. */
+const schedulerUserData = (): string =>
+  Buffer.from(schedulerTemplate().userData, "base64").toString("utf8");
+
 function only(type: string, nameEndsWith?: string): Recorded {
   const found = recorded.filter(
     (r) => r.type === type && (nameEndsWith === undefined || r.name.endsWith(nameEndsWith)),
@@ -424,7 +431,7 @@ describe("network", () => {
 });
 
 describe("worker launch template", () => {
-  const template = () => only("aws:ec2/launchTemplate:LaunchTemplate").inputs;
+  const template = () => only("aws:ec2/launchTemplate:LaunchTemplate", "-worker").inputs;
 
   it("requires IMDSv2 with a hop limit of 1 and terminates on shutdown", () => {
     expect(template().metadataOptions).toEqual({
@@ -550,6 +557,15 @@ describe("scheduler identity", () => {
     expect(list(bySid("ShardQueues").Resource)).toHaveLength(3);
   });
 
+  it("reads and writes the scheduler lease record, and no other object outside operations", () => {
+    expect(bySid("SchedulerLease")).toEqual({
+      Sid: "SchedulerLease",
+      Effect: "Allow",
+      Action: ["s3:GetObject", "s3:PutObject"],
+      Resource: `arn:aws:s3:::${out.bucketName}/scheduler/lease.json`,
+    });
+  });
+
   it("consumes the spot-events queue, and may not send to it", () => {
     const queueArn = `arn:aws:sqs:${REGION}:${ACCOUNT}:${only("aws:sqs/queue:Queue", "-spot-events").name}-physical`;
     expect(bySid("ConsumeSpotEvents")).toEqual({
@@ -574,9 +590,7 @@ describe("scheduler identity", () => {
     expect(profile.inputs.role).toBe(
       `${only("aws:iam/role:Role", "scheduler-role").name}-physical`,
     );
-    expect(only("aws:ec2/instance:Instance").inputs.iamInstanceProfile).toBe(
-      `${profile.name}-physical`,
-    );
+    expect(schedulerTemplate().iamInstanceProfile).toEqual({ name: `${profile.name}-physical` });
   });
 });
 
@@ -610,11 +624,12 @@ describe("log shipping", () => {
 
   it("names the group in both settings files as CLOUDWATCH_LOG_GROUP, with the region", () => {
     const worker = bootEnv(
-      Buffer.from(only("aws:ec2/launchTemplate:LaunchTemplate").inputs.userData, "base64").toString(
-        "utf8",
-      ),
+      Buffer.from(
+        only("aws:ec2/launchTemplate:LaunchTemplate", "-worker").inputs.userData,
+        "base64",
+      ).toString("utf8"),
     );
-    const scheduler = bootEnv(only("aws:ec2/instance:Instance").inputs.userData);
+    const scheduler = bootEnv(schedulerUserData());
     for (const env of [worker, scheduler]) {
       expect(env.CLOUDWATCH_LOG_GROUP).toBe(out.logGroupName);
       expect(env.AWS_REGION).toBe(REGION);
@@ -660,12 +675,12 @@ describe("API token", () => {
   });
 
   it("reaches the scheduler by name only: no user data holds the token", () => {
-    const script: string = only("aws:ec2/instance:Instance").inputs.userData;
+    const script: string = schedulerUserData();
     expect(bootEnv(script).SHARDFLEET_API_TOKEN_SSM_PARAMETER).toBe(out.apiTokenParameterName);
     // With a token the API is never opened to anonymous callers.
     expect(bootEnv(script).SHARDFLEET_API_ALLOW_ANONYMOUS).toBeUndefined();
     const worker = Buffer.from(
-      only("aws:ec2/launchTemplate:LaunchTemplate").inputs.userData,
+      only("aws:ec2/launchTemplate:LaunchTemplate", "-worker").inputs.userData,
       "base64",
     ).toString("utf8");
     for (const userData of [script, worker]) {
@@ -698,18 +713,39 @@ describe("every policy", () => {
 });
 
 describe("scheduler instance", () => {
-  it("is an IMDSv2-only instance of the image in the first subnet", () => {
-    const instance = only("aws:ec2/instance:Instance").inputs;
-    expect(instance.ami).toBe(AMI);
+  it("is an IMDSv2-only instance of the image, in an Auto Scaling group of one over the subnets", () => {
+    const instance = schedulerTemplate();
+    expect(instance.imageId).toBe(AMI);
     expect(instance.instanceType).toBe("t3.small");
-    expect(instance.subnetId).toBe(out.subnetIds[0]);
     expect(instance.metadataOptions).toEqual({
       httpEndpoint: "enabled",
       httpTokens: "required",
       httpPutResponseHopLimit: 1,
     });
-    expect(instance.rootBlockDevice.encrypted).toBe(true);
-    expect(instance.vpcSecurityGroupIds).toEqual(["sg-sf-test-scheduler-sg"]);
+    expect(instance.blockDeviceMappings).toEqual([
+      {
+        deviceName: DEFAULT_SETTINGS.workerRootDeviceName,
+        ebs: { encrypted: "true", volumeType: "gp3", deleteOnTermination: "true" },
+      },
+    ]);
+    expect(instance.networkInterfaces).toEqual([
+      expect.objectContaining({
+        associatePublicIpAddress: "true",
+        securityGroups: ["sg-sf-test-scheduler-sg"],
+      }),
+    ]);
+    // One instance, replaced without a human when EC2 or the load balancer finds it unhealthy;
+    // any subnet of the stack, so one AZ's trouble does not keep it down.
+    const group = only("aws:autoscaling/group:Group", "scheduler-group").inputs;
+    expect(group).toMatchObject({
+      minSize: 1,
+      maxSize: 1,
+      desiredCapacity: 1,
+      vpcZoneIdentifiers: out.subnetIds,
+      healthCheckType: "ELB",
+      healthCheckGracePeriod: 300,
+      launchTemplate: { id: "lt-0123456789abcdef0" },
+    });
   });
 
   it("admits only the API port, only from the load balancer's security group", () => {
@@ -729,7 +765,7 @@ describe("scheduler instance", () => {
   });
 
   it("runs the scheduler with EC2 capacity from the worker template, not a worker", () => {
-    const script: string = only("aws:ec2/instance:Instance").inputs.userData;
+    const script: string = schedulerUserData();
     expect(script).toContain("cat > /etc/shardfleet/scheduler.env.new <<'SHARDFLEET_ENV'");
     for (const line of [
       "SHARDFLEET_CAPACITY=ec2",
@@ -803,11 +839,10 @@ describe("API load balancer", () => {
       port: 8080,
       healthCheck: { path: "/healthz", matcher: "200", port: "traffic-port" },
     });
-    expect(only("aws:lb/targetGroupAttachment:TargetGroupAttachment").inputs).toEqual({
-      targetGroupArn: targetGroupArn(),
-      targetId: "i-0123456789abcdef0",
-      port: 8080,
-    });
+    // The Auto Scaling group registers its instance (on the group's port, 8080).
+    expect(only("aws:autoscaling/group:Group", "scheduler-group").inputs.targetGroupArns).toEqual([
+      targetGroupArn(),
+    ]);
   });
 
   it("admits 443 and 80 from the admin CIDR only", () => {
@@ -910,7 +945,7 @@ describe("boot settings", () => {
     const worker = loadConfig(
       bootEnv(
         Buffer.from(
-          only("aws:ec2/launchTemplate:LaunchTemplate").inputs.userData,
+          only("aws:ec2/launchTemplate:LaunchTemplate", "-worker").inputs.userData,
           "base64",
         ).toString("utf8"),
       ),
@@ -923,7 +958,7 @@ describe("boot settings", () => {
     });
     expect(worker.worker.visibilityTimeoutSeconds).toBe(VISIBILITY_TIMEOUT);
 
-    const scheduler = loadConfig(bootEnv(only("aws:ec2/instance:Instance").inputs.userData));
+    const scheduler = loadConfig(bootEnv(schedulerUserData()));
     expect(scheduler.api).toMatchObject({ host: "0.0.0.0", port: 8080 });
     expect(scheduler.fleet.capacity).toBe("ec2");
     expect(scheduler.fleet.ec2.launchTemplate).toBe(out.launchTemplateId);
@@ -940,10 +975,15 @@ describe("every resource", () => {
     expect(custom.length).toBeGreaterThan(0);
     for (const r of custom) {
       if (UNTAGGABLE.has(r.type)) continue;
+      // An Auto Scaling group lists its tags as {key, value, propagateAtLaunch}.
+      const tags = Array.isArray(r.inputs.tags)
+        ? Object.fromEntries(
+            (r.inputs.tags as { key: string; value: string }[]).map((t) => [t.key, t.value]),
+          )
+        : r.inputs.tags;
       // Instances also get a Name, which the EC2 console shows.
-      const name =
-        r.inputs.tags?.Name === undefined ? {} : { Name: expect.stringMatching(/^sf-test-/) };
-      expect(r.inputs.tags, `${r.type} ${r.name}`).toEqual({
+      const name = tags?.Name === undefined ? {} : { Name: expect.stringMatching(/^sf-test-/) };
+      expect(tags, `${r.type} ${r.name}`).toEqual({
         project: "shardfleet",
         stack: "test",
         ...name,
@@ -956,10 +996,11 @@ describe("every resource", () => {
         .map((r) => r.type)
         .sort(),
     ).toEqual([
+      "aws:autoscaling/group:Group",
       "aws:cloudwatch/eventRule:EventRule",
       "aws:cloudwatch/logGroup:LogGroup",
-      "aws:ec2/instance:Instance",
       "aws:ec2/internetGateway:InternetGateway",
+      "aws:ec2/launchTemplate:LaunchTemplate",
       "aws:ec2/launchTemplate:LaunchTemplate",
       "aws:ec2/routeTable:RouteTable",
       "aws:ec2/securityGroup:SecurityGroup",
@@ -1140,7 +1181,7 @@ describe("settings", () => {
     ] as const) {
       pulumi.runtime.setAllConfig({ "shardfleet:visibilityTimeoutSeconds": String(value) });
       const env = {
-        ...bootEnv(only("aws:ec2/instance:Instance").inputs.userData),
+        ...bootEnv(schedulerUserData()),
         SHARDFLEET_VISIBILITY_TIMEOUT_S: String(value),
       };
       if (ok) {

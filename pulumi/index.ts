@@ -101,6 +101,7 @@ const scheduler = new SchedulerComponent(`${settings.namePrefix}-scheduler`, {
   amiId: deployment.workerAmiId,
   instanceType: settings.schedulerInstanceType,
   instanceProfileName: schedulerIdentity.instanceProfileName,
+  rootDeviceName: settings.workerRootDeviceName,
   vpcId: network.vpcId,
   subnetIds: network.subnetIds,
   adminCidr: deployment.adminCidr,
@@ -122,7 +123,8 @@ const scheduler = new SchedulerComponent(`${settings.namePrefix}-scheduler`, {
 export const apiEndpoint = scheduler.apiEndpoint;
 /** The load balancer's DNS name, for a CNAME from the name the certificate covers. */
 export const apiLoadBalancerDnsName = scheduler.apiLoadBalancerDnsName;
-export const schedulerInstanceId = scheduler.instanceId;
+/** The scheduler's Auto Scaling group of one: `aws autoscaling start-instance-refresh` restarts it. */
+export const schedulerAutoScalingGroupName = scheduler.autoScalingGroupName;
 /** `SHARDFLEET_EC2_LAUNCH_TEMPLATE` */
 export const launchTemplateId = compute.launchTemplateId;
 /** `SHARDFLEET_EC2_SUBNETS` */

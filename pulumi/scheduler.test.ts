@@ -168,17 +168,29 @@ describe("names", () => {
 });
 
 describe("replacing the scheduler instance", () => {
-  it("deletes the old instance first, so two schedulers never share the fleet", () => {
+  it("is an Auto Scaling group of one that terminates the old instance first", () => {
     for (const variant of Object.keys(VARIANTS) as Variant[]) {
-      const opts = options.get(`aws:ec2/instance:Instance::${variant}-instance`);
-      expect(opts, variant).toBeDefined();
-      expect(opts?.deleteBeforeReplace, variant).toBe(true);
+      const [group] = of(variant, "aws:autoscaling/group:Group");
+      expect(group, variant).toMatchObject({
+        minSize: 1,
+        maxSize: 1,
+        desiredCapacity: 1,
+        healthCheckType: "ELB",
+        // A refresh never runs two: the old instance goes, then the new one comes.
+        instanceRefresh: {
+          strategy: "Rolling",
+          preferences: { minHealthyPercentage: 0, maxHealthyPercentage: 100 },
+        },
+      });
+      // The group, not a fixed instance: a dead scheduler instance is replaced by it.
+      expect(of(variant, "aws:ec2/instance:Instance"), variant).toEqual([]);
+      expect(options.get(`aws:autoscaling/group:Group::${variant}-group`), variant).toBeDefined();
     }
-    // Nothing else needs it; the load balancer and its listeners keep the endpoint.
-    const others = [...options].filter(([, o]) => o.deleteBeforeReplace);
-    expect(others.map(([key]) => key.split("::")[0])).toEqual(
-      Object.keys(VARIANTS).map(() => "aws:ec2/instance:Instance"),
-    );
+    // No resource is deleted before its replacement: the group replaces the instance, the load
+    // balancer and its listeners keep the endpoint, and the scheduler lease (not the order of
+    // replacement) keeps two schedulers from acting on one fleet.
+    const deletedFirst = [...options].filter(([, o]) => o.deleteBeforeReplace);
+    expect(deletedFirst).toEqual([]);
   });
 });
 
@@ -227,11 +239,12 @@ describe("in another partition", () => {
 describe("without an API token", () => {
   it("names no token parameter in the scheduler's settings, and grants no SSM read", () => {
     for (const variant of Object.keys(VARIANTS) as Variant[]) {
-      const [instance] = of(variant, "aws:ec2/instance:Instance");
-      expect(instance?.userData).toContain("SHARDFLEET_CAPACITY=ec2");
-      expect(instance?.userData).not.toContain("SHARDFLEET_API_TOKEN");
+      const [template] = of(variant, "aws:ec2/launchTemplate:LaunchTemplate");
+      const userData = Buffer.from(template?.userData ?? "", "base64").toString("utf8");
+      expect(userData).toContain("SHARDFLEET_CAPACITY=ec2");
+      expect(userData).not.toContain("SHARDFLEET_API_TOKEN");
       // Listening beyond loopback without tokens needs saying so (the scheduler then warns).
-      expect(instance?.userData?.split("\n")).toContain("SHARDFLEET_API_ALLOW_ANONYMOUS=true");
+      expect(userData.split("\n")).toContain("SHARDFLEET_API_ALLOW_ANONYMOUS=true");
     }
     const policy = recorded.find(
       (r) => r.type === "aws:iam/rolePolicy:RolePolicy" && r.name === "tokenless-scheduler-policy",

@@ -1,5 +1,6 @@
 /**
- * Where the scheduler API runs: one on-demand instance from the worker image, with the
+ * Where the scheduler API runs: one on-demand instance from the worker image, in an Auto
+ * Scaling group of one (./scheduler-group.ts: a dead or unhealthy instance is replaced), with the
  * scheduler role, running shardfleet-scheduler.service with `SHARDFLEET_CAPACITY=ec2`, behind an
  * internet-facing Application Load Balancer in the stack's subnets (two AZs or more).
  *
@@ -19,10 +20,12 @@ import { HEALTH_PATH } from "../src/scheduler/api/health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "../src/scheduler/api/keep-alive.ts";
 import { envFileUserData, serviceEnv, type WorkerBootSettings } from "./compute.ts";
 import type { ApiSettings } from "./config.ts";
+import { schedulerGroup } from "./scheduler-group.ts";
 
 /** `SHARDFLEET_API_PORT` on the instance, and the only inbound port of its security group. */
 const API_PORT = 8080;
 /** The file the image's shardfleet-scheduler.service reads (ami/ansible shardfleet_scheduler). */
+const DEFAULT_ROOT_DEVICE_NAME = "/dev/xvda";
 const SCHEDULER_ENV_FILE = "/etc/shardfleet/scheduler.env";
 /** TLS 1.3 and 1.2 with forward-secret AEAD ciphers only. */
 const TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
@@ -52,8 +55,8 @@ export interface SchedulerArgs {
   readonly instanceProfileName: pulumi.Input<string>;
   readonly vpcId: pulumi.Input<string>;
   /**
-   * Public subnets in two AZs or more: the load balancer spans them all, the scheduler runs in
-   * the first, and the fleet manager may launch workers in all.
+   * Public subnets in two AZs or more: the load balancer spans them all, the scheduler may run in
+   * any of them, and the fleet manager may launch workers in all.
    */
   readonly subnetIds: pulumi.Input<string[]>;
   /** The only source allowed to reach the load balancer. */
@@ -68,6 +71,8 @@ export interface SchedulerArgs {
     /** The SSM parameter with the API's tokens (its name only); absent: no authentication. */
     readonly apiTokenParameterName?: pulumi.Input<string>;
   };
+  /** The image's root device name (its volume is encrypted). @default "/dev/xvda" */
+  readonly rootDeviceName?: string;
   /** Tags for every taggable child. */
   readonly tags: Record<string, string>;
 }
@@ -85,7 +90,8 @@ export class SchedulerComponent extends pulumi.ComponentResource {
   public readonly apiEndpoint: pulumi.Output<string>;
   /** The load balancer's own DNS name, for a CNAME (or alias) record managed elsewhere. */
   public readonly apiLoadBalancerDnsName: pulumi.Output<string>;
-  public readonly instanceId: pulumi.Output<string>;
+  /** The scheduler's Auto Scaling group of one (its instance is replaced when unhealthy). */
+  public readonly autoScalingGroupName: pulumi.Output<string>;
 
   constructor(name: string, args: SchedulerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardfleet:scheduler:Scheduler", name, {}, opts);
@@ -94,56 +100,31 @@ export class SchedulerComponent extends pulumi.ComponentResource {
     const subnetIds = pulumi.output(args.subnetIds);
     const userData = schedulerUserData(args.settings, subnetIds);
 
-    const instance = new aws.ec2.Instance(
-      `${name}-instance`,
-      {
-        ami: args.amiId,
-        instanceType: args.instanceType,
-        iamInstanceProfile: args.instanceProfileName,
-        subnetId: subnetIds.apply((ids) => {
-          const first = ids[0];
-          if (first === undefined) throw new pulumi.RunError("the stack has no subnet");
-          return first;
-        }),
-        vpcSecurityGroupIds: [group.id],
-        // For outbound calls only (there is no NAT gateway); the group admits no address.
-        associatePublicIpAddress: true,
-        metadataOptions: {
-          httpEndpoint: "enabled",
-          httpTokens: "required",
-          httpPutResponseHopLimit: 1,
-        },
-        rootBlockDevice: { encrypted: true, volumeType: "gp3" },
-        userData,
-        // New settings must reach the env file, which user data writes only at first boot.
-        userDataReplaceOnChange: true,
-        tags: { ...args.tags, Name: `${name}` },
-        volumeTags: args.tags,
-      },
-      {
-        ...parent,
-        // A replacement (a changed setting or image) must delete the old scheduler first.
-        // Pulumi's default creates the new one first; both would then run for minutes with
-        // the same fleet tag, each free to terminate the other's workers as orphans. The API
-        // answers 503 until the new instance passes its health checks.
-        deleteBeforeReplace: true,
-      },
-    );
-
     const { alb, targetGroup } = apiLoadBalancer(name, args, albGroup, subnetIds, parent);
-    new aws.lb.TargetGroupAttachment(
-      `${name}-api-target`,
-      { targetGroupArn: targetGroup.arn, targetId: instance.id, port: API_PORT },
-      parent,
+    // The instance: an Auto Scaling group of one, registered with the target group.
+    const { group: autoScalingGroup } = schedulerGroup(
+      name,
+      {
+        amiId: args.amiId,
+        instanceType: args.instanceType,
+        instanceProfileName: args.instanceProfileName,
+        securityGroupId: group.id,
+        subnetIds,
+        rootDeviceName: args.rootDeviceName ?? DEFAULT_ROOT_DEVICE_NAME,
+        userData,
+        targetGroupArn: targetGroup.arn,
+        tags: args.tags,
+      },
+      this,
     );
 
     this.apiEndpoint = apiEndpoint(name, args.api, alb, parent);
     this.apiLoadBalancerDnsName = alb.dnsName;
-    this.instanceId = instance.id;
+    this.autoScalingGroupName = autoScalingGroup.name;
     this.registerOutputs({
       apiEndpoint: this.apiEndpoint,
       apiLoadBalancerDnsName: this.apiLoadBalancerDnsName,
-      instanceId: this.instanceId,
+      autoScalingGroupName: this.autoScalingGroupName,
     });
   }
 }

@@ -147,6 +147,12 @@ export interface LocalStack {
   readonly localEc2: LocalEc2 | undefined;
   /** SIGKILLs the scheduler (it keeps no state S3 does not hold). */
   killScheduler(): Promise<void>;
+  /**
+   * Starts one more scheduler process on the same bucket and queues, on its own API port, and
+   * waits until it answers: a standby while another holds the scheduler lease. Stopped with
+   * the stack.
+   */
+  addScheduler(): Promise<{ readonly process: ComponentProcess; readonly url: string }>;
   /** Starts the scheduler again on the same port and waits until it answers. */
   restartScheduler(): Promise<void>;
   /** The simulated spot market, when enabled. */
@@ -194,6 +200,8 @@ async function waitForHealth(url: string, component: ComponentProcess, timeoutMs
 interface StackState {
   readonly instances: LocalInstance[];
   scheduler: ComponentProcess | undefined;
+  /** Schedulers started by addScheduler. */
+  readonly extraSchedulers: ComponentProcess[];
   localEc2: LocalEc2 | undefined;
   /** Set by `close`: nothing is replaced or published any more. */
   closing: boolean;
@@ -217,6 +225,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const state: StackState = {
     instances: [],
     scheduler: undefined,
+    extraSchedulers: [],
     localEc2: undefined,
     closing: false,
   };
@@ -238,6 +247,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // and in fleet mode (below) the fleet manager against local EC2.
     const schedulerEnv: Record<string, string> = {
       SHARDFLEET_SPOT_EVENTS_QUEUE_URL: resources.queues.spotEvents,
+      // One machine: a restarted scheduler need not wait out AWS's 30 s for its predecessor.
+      SHARDFLEET_LEASE_S: settings.SHARDFLEET_LEASE_S ?? "10",
     };
     const publishSpotEvent = spotEventPublisher(clients, resources, logger, state);
     const addInstance = instanceStarter(
@@ -301,6 +312,18 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       async killScheduler() {
         await state.scheduler?.kill();
       },
+      async addScheduler() {
+        if (state.closing) throw new Error("the stack is closing");
+        const port = await freePort();
+        const started = await startSchedulerProcess(
+          { ...componentEnv, ...schedulerEnv },
+          port,
+          options.logDir,
+          `scheduler-${state.extraSchedulers.length + 2}`,
+          (proc) => state.extraSchedulers.push(proc),
+        );
+        return { process: started, url: `http://127.0.0.1:${port}` };
+      },
       async restartScheduler() {
         if (!apiUrl) throw new Error("this stack runs no scheduler");
         await state.scheduler?.kill();
@@ -312,6 +335,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await state.localEc2?.close();
     await Promise.all(state.instances.map((i) => i.process.kill()));
     await state.scheduler?.kill();
+    await Promise.all(state.extraSchedulers.map((s) => s.kill()));
     clients.destroy();
     await server.close();
     throw err;
@@ -373,12 +397,16 @@ async function startSchedulerProcess(
   env: Record<string, string>,
   apiPort: number,
   logDir: string | undefined,
+  name = "scheduler",
+  /** Told of the process as soon as it is spawned (so the stack stops it even if it never answers). */
+  spawned?: (process: ComponentProcess) => void,
 ): Promise<ComponentProcess> {
   const scheduler = spawnComponent("scheduler", {
-    name: "scheduler",
+    name,
     env: { ...env, SHARDFLEET_API_HOST: "127.0.0.1", SHARDFLEET_API_PORT: String(apiPort) },
     logDir,
   });
+  spawned?.(scheduler);
   await waitForHealth(`http://127.0.0.1:${apiPort}`, scheduler, 90_000); // a deadline, not a figure: a loaded CI machine starts slowly
   return scheduler;
 }
@@ -564,6 +592,10 @@ function startSpotMarket(
   return spotMarket;
 }
 
+function stopSchedulers(state: StackState): Promise<unknown> {
+  return Promise.all([state.scheduler?.stop(), ...state.extraSchedulers.map((s) => s.stop())]);
+}
+
 /** `close`: stops every component in an order that launches nothing new, then the server. */
 function stackCloser(
   state: StackState,
@@ -577,12 +609,12 @@ function stackCloser(
       spotMarket?.stop();
       if (state.localEc2) {
         // The fleet manager first, so it does not launch replacements for what stops next.
-        await state.scheduler?.stop();
+        await stopSchedulers(state);
         await state.localEc2.close();
       }
       await Promise.all(state.instances.map((i) => i.process.stop()));
       await Promise.all(state.instances.map((i) => i.imds.close()));
-      await state.scheduler?.stop();
+      await stopSchedulers(state);
       await closeServer();
     })();
     return closed;

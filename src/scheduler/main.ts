@@ -1,6 +1,8 @@
 /**
  * The scheduler process: HTTP API + the operation loop (+ the fleet manager when
- * SHARDFLEET_CAPACITY is `local` or `ec2`), wired from the environment.
+ * SHARDFLEET_CAPACITY is `local` or `ec2`), wired from the environment. The API serves at once;
+ * the loops run only while this process holds the bucket's scheduler lease (./lease/): a second
+ * scheduler on the same bucket stands by and takes over when the first one's lease lapses.
  *
  *   node dist/scheduler/main.js               (compiled)
  *   node --import tsx src/scheduler/main.ts   (from the sources)
@@ -31,13 +33,20 @@ import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity
 import type { FleetPolicyOptions, PriceTable } from "./fleet/policy.ts";
 import { EC2_PRICES } from "./fleet/prices.ts";
 import { SpotEventConsumer } from "./fleet/spot-events.ts";
+import { Leadership, type Tenure } from "./lease/leadership.ts";
+import { newHolderId, SchedulerLeaseRecord } from "./lease/scheduler-lease.ts";
 import { OperationService } from "./operations.ts";
 import { Scheduler } from "./scheduler.ts";
 
 export interface RunningScheduler {
   /** Base URL of the API, e.g. `http://127.0.0.1:8080`. */
   readonly url: string;
-  /** Stops taking requests, then stops the loop (running splits/merges resume on next start). */
+  /** This process's scheduler lease holder id (`host/pid/random`). */
+  readonly holder: string;
+  /**
+   * Stops taking requests, then stops the loops (running splits/merges resume on next start)
+   * and releases the lease, so a standby takes over at once.
+   */
   close(): Promise<void>;
 }
 
@@ -153,57 +162,13 @@ export async function startScheduler(deps: {
   }
   const store = new ObjectStore({ s3: clients.s3 }, { bucket: config.bucket });
   const queue = new ShardQueue({ sqs: clients.sqs });
-  const provided = capacityFromConfig(config, {
-    ec2: clients.ec2,
-    logger,
-    clock: systemClock,
-  });
-  const fleet =
-    provided &&
-    new FleetManager(
-      { capacity: provided.capacity, queue, store, logger, clock: systemClock },
-      {
-        // One fleet per bucket: the orphan sweep never touches another deployment's instances.
-        fleet: config.bucket,
-        policy: {
-          pools: provided.pools,
-          shardsPerInstance: config.worker.shardsInFlight,
-          maxInstances: config.fleet.maxInstances,
-          ...(config.fleet.maxHourlyUsd !== undefined
-            ? { maxHourlyUsd: config.fleet.maxHourlyUsd }
-            : {}),
-          idleTimeoutMs: Math.round(config.fleet.idleTimeoutSeconds * 1000),
-          capacityDeadlineMs: Math.round(config.fleet.capacityDeadlineSeconds * 1000),
-          stragglerMinMs: Math.round(config.fleet.stragglerMinSeconds * 1000),
-          ...tenantFleetCaps(tenants),
-        },
-        prices: provided.prices,
-        bootGraceMs: provided.bootGraceMs,
-        ...(config.queues.straggler ? { stragglerQueueUrl: config.queues.straggler } : {}),
-        intervalMs: Math.round(config.fleet.intervalSeconds * 1000),
-        launchConcurrency: config.fleet.launchConcurrency,
-      },
-    );
-  const spotEventsUrl = config.queues.spotEvents;
-  const spotEvents =
-    fleet && spotEventsUrl
-      ? new SpotEventConsumer(
-          { queue, target: fleet, logger, clock: systemClock },
-          { queueUrl: spotEventsUrl },
-        )
-      : undefined;
-  if (!fleet && spotEventsUrl) {
-    logger.info(
-      "SHARDFLEET_SPOT_EVENTS_QUEUE_URL is set but no fleet manager runs (SHARDFLEET_CAPACITY=none): spot events are not consumed",
-    );
-  }
   const operations = new OperationService(
     {
       store,
       logger,
       clock: systemClock,
-      // A submission starts its split now rather than at the scheduler's next pass.
-      onQueued: () => scheduler.wake(),
+      // A submission starts its split now rather than at the active scheduler's next pass.
+      onQueued: () => active?.wake(),
     },
     {
       specChecks: { egress: config.egress, pluginDir: config.worker.pluginDir },
@@ -224,24 +189,102 @@ export async function startScheduler(deps: {
     tenants,
     limits: config.api.limits,
   });
-  const scheduler = new Scheduler(
-    { store, queue, logger, clock: systemClock, cost },
-    { workQueueUrl, dlqUrl: config.queues.dlq, workbookLimits: config.workbook },
+  // Checked here, so a bad fleet setting stops the process at start (exit 78), not a tenure.
+  const provided = capacityFromConfig(config, {
+    ec2: clients.ec2,
+    logger,
+    clock: systemClock,
+  });
+  const spotEventsUrl = config.queues.spotEvents;
+  if (!provided && spotEventsUrl) {
+    logger.info(
+      "SHARDFLEET_SPOT_EVENTS_QUEUE_URL is set but no fleet manager runs (SHARDFLEET_CAPACITY=none): spot events are not consumed",
+    );
+  }
+  // Only the lease holder acts; a standby serves the API (reads, and submissions, which create
+  // new operations whose every later change is the active scheduler's) and waits.
+  const holder = newHolderId();
+  const leadership = new Leadership(
+    { record: new SchedulerLeaseRecord({ store }), clock: systemClock, logger },
+    { holder, durationMs: Math.round(config.lease.seconds * 1000) },
   );
+  let active: Scheduler | undefined;
+  /** What the active scheduler runs, for one tenure; stopped the moment the tenure ends. */
+  const startLoops = (tenure: Tenure) => {
+    const log = logger.child({ tenure: tenure.holder });
+    const fleet =
+      provided &&
+      new FleetManager(
+        {
+          capacity: provided.capacity,
+          queue,
+          store,
+          logger: log,
+          clock: systemClock,
+          fence: tenure,
+        },
+        {
+          // One fleet per bucket: the orphan sweep never touches another deployment's instances.
+          fleet: config.bucket,
+          policy: {
+            pools: provided.pools,
+            shardsPerInstance: config.worker.shardsInFlight,
+            maxInstances: config.fleet.maxInstances,
+            ...(config.fleet.maxHourlyUsd !== undefined
+              ? { maxHourlyUsd: config.fleet.maxHourlyUsd }
+              : {}),
+            idleTimeoutMs: Math.round(config.fleet.idleTimeoutSeconds * 1000),
+            capacityDeadlineMs: Math.round(config.fleet.capacityDeadlineSeconds * 1000),
+            stragglerMinMs: Math.round(config.fleet.stragglerMinSeconds * 1000),
+            ...tenantFleetCaps(tenants),
+          },
+          prices: provided.prices,
+          bootGraceMs: provided.bootGraceMs,
+          ...(config.queues.straggler ? { stragglerQueueUrl: config.queues.straggler } : {}),
+          intervalMs: Math.round(config.fleet.intervalSeconds * 1000),
+          launchConcurrency: config.fleet.launchConcurrency,
+        },
+      );
+    const spotEvents =
+      fleet && spotEventsUrl
+        ? new SpotEventConsumer(
+            { queue, target: fleet, logger: log, clock: systemClock },
+            { queueUrl: spotEventsUrl },
+          )
+        : undefined;
+    const scheduler = new Scheduler(
+      { store, queue, logger: log, clock: systemClock, cost, fence: tenure },
+      { workQueueUrl, dlqUrl: config.queues.dlq, workbookLimits: config.workbook },
+    );
+    scheduler.start();
+    fleet?.start();
+    spotEvents?.start();
+    active = scheduler;
+    let stopped: Promise<void> | undefined;
+    const stop = () => {
+      active = undefined;
+      // Each stop aborts its loop's signal before its first await: no pass starts after this.
+      // Instances keep running: the next holder adopts them from the fleet records.
+      stopped ??= Promise.all([scheduler.stop(), spotEvents?.stop(), fleet?.stop()]).then(
+        () => undefined,
+      );
+      return stopped;
+    };
+    tenure.signal.addEventListener("abort", () => void stop(), { once: true });
+    return { stop };
+  };
   const url = await app.listen({ host: config.api.host, port: config.api.port });
-  scheduler.start();
-  fleet?.start();
-  spotEvents?.start();
+  // The first look at the lease: its outcome is logged (active, or standing by).
+  await leadership.start(startLoops);
   let closed: Promise<void> | undefined;
   return {
     url,
+    holder,
     close() {
       closed ??= (async () => {
         await app.close();
-        await scheduler.stop();
-        await spotEvents?.stop();
-        // Instances keep running: the next start adopts them from the fleet records.
-        await fleet?.stop();
+        // Stops the loops of a tenure, then releases the lease.
+        await leadership.stop();
         await provided?.close();
       })();
       return closed;

@@ -48,6 +48,11 @@ export interface SchedulerDeps {
    * ended elsewhere (the fleet manager) get theirs on first read. @default undefined (none)
    */
   cost?: { compute(operationId: string, signal?: AbortSignal): Promise<unknown> };
+  /**
+   * The scheduler lease's tenure (./lease/leadership.ts): `check` throws once this process may
+   * no longer act, so no pass starts after the lease is lost. @default undefined (no lease)
+   */
+  fence?: { check(): void };
 }
 
 export interface SchedulerOptions {
@@ -106,6 +111,7 @@ export class Scheduler {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #cost: SchedulerDeps["cost"];
+  readonly #fence: SchedulerDeps["fence"];
   readonly #options: Required<Omit<SchedulerOptions, "dlqUrl">> & { dlqUrl?: string };
   readonly #progress: ShardProgressReader;
   readonly #lifecycle: OperationLifecycle;
@@ -124,6 +130,7 @@ export class Scheduler {
     this.#logger = deps.logger;
     this.#clock = deps.clock;
     this.#cost = deps.cost;
+    this.#fence = deps.fence;
     this.#options = {
       workQueueUrl: options.workQueueUrl,
       dlqUrl: options.dlqUrl,
@@ -176,6 +183,7 @@ export class Scheduler {
 
   /** One pass over every operation not yet terminal (public so tests can drive passes). */
   async tick(signal: AbortSignal = this.#service.signal): Promise<void> {
+    this.#fence?.check();
     if (this.#options.dlqUrl) {
       // A DLQ problem must not stop operations from advancing.
       await this.#drainDlq(this.#options.dlqUrl, signal).catch((err: unknown) => {

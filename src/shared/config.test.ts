@@ -96,6 +96,14 @@ describe("loadConfig", () => {
     }
   });
 
+  it("reads the scheduler lease duration (default 30 s, 1–3600), naming the setting when bad", () => {
+    expect(loadConfig({}).lease.seconds).toBe(30);
+    expect(loadConfig({ SHARDFLEET_LEASE_S: "7.5" }).lease.seconds).toBe(7.5);
+    for (const bad of ["0", "3601", "soon"]) {
+      expect(() => loadConfig({ SHARDFLEET_LEASE_S: bad })).toThrow(/SHARDFLEET_LEASE_S/);
+    }
+  });
+
   it("names the missing queue setting", () => {
     expect(() => requireQueue(loadConfig({}), "dlq")).toThrow(/SHARDFLEET_DLQ_URL/);
   });

@@ -148,6 +148,8 @@ const settings = {
   SHARDFLEET_STRAGGLER_MIN_S: z.coerce.number().min(0).max(86_400).default(60),
   SHARDFLEET_FLEET_INTERVAL_S: z.coerce.number().min(0.05).max(300).default(5),
   SHARDFLEET_LAUNCH_CONCURRENCY: int(1, 50).default(DEFAULT_LAUNCH_CONCURRENCY),
+  // The scheduler lease: one active scheduler per bucket; renewed every third of it.
+  SHARDFLEET_LEASE_S: z.coerce.number().min(1).max(3600).default(30),
   SHARDFLEET_EC2_LAUNCH_TEMPLATE: z.string().min(1).optional(),
   SHARDFLEET_EC2_SUBNETS: z.string().optional(),
   SHARDFLEET_EC2_INSTANCE_TYPES: z.string().default("c7g.large,c6g.large,m7g.large"),
@@ -241,6 +243,11 @@ export interface Config {
   };
   /** Where a task's outbound calls may go besides public addresses (SHARDFLEET_EGRESS_ALLOW). */
   readonly egress: EgressPolicy;
+  /** The scheduler lease (one active scheduler per bucket). */
+  readonly lease: {
+    /** How long the lease lasts without a renewal; a standby takes over after it. */
+    readonly seconds: number;
+  };
 }
 
 /** The API's connection and request limits (HTTP hardening). */
@@ -473,6 +480,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       drainGraceSeconds: e.SHARDFLEET_DRAIN_GRACE_S,
     },
     egress: egressPolicy(e.SHARDFLEET_EGRESS_ALLOW),
+    lease: { seconds: e.SHARDFLEET_LEASE_S },
   });
 }
 

@@ -20,6 +20,7 @@ export type ErrorCode =
   | "UPLOAD_TOO_SLOW"
   | "MESSAGE_INVALID"
   | "SHARD_LOST"
+  | "LEASE_LOST"
   | "RETRYABLE"
   | "TASK_FAILED"
   | "INTERNAL";
@@ -131,6 +132,16 @@ export class ShardLostError extends ShardfleetError {
   }
 }
 
+/**
+ * This scheduler no longer holds the bucket's scheduler lease (a renewal found another holder,
+ * or could not be written before it lapsed). Its loops stop at once; it stands by.
+ */
+export class LeaseLostError extends ShardfleetError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("LEASE_LOST", message, options);
+  }
+}
+
 const HTTP_STATUS: Record<ErrorCode, number> = {
   CONFIG_INVALID: 500,
   BAD_REQUEST: 400,
@@ -148,6 +159,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   UPLOAD_TOO_SLOW: 408,
   MESSAGE_INVALID: 400,
   SHARD_LOST: 409,
+  LEASE_LOST: 503,
   RETRYABLE: 503,
   TASK_FAILED: 500,
   INTERNAL: 500,

@@ -46,11 +46,20 @@ export function scratchPrefix(op: string): string {
   return `${SCRATCH_PREFIX}${checkId("operation", op)}/`;
 }
 
+/**
+ * Records of the bucket's scheduler itself, outside any operation (never listed as one, never
+ * expired by the scratch lifecycle rule).
+ */
+export const SCHEDULER_PREFIX = "scheduler/";
+
 export const keys = {
   operationPrefix,
   scratchPrefix,
   /** Every prefix the operation owns: what deleting it must clear. */
   operationPrefixes: (op: string): readonly string[] => [operationPrefix(op), scratchPrefix(op)],
+
+  /** The scheduler lease: which scheduler process is the active one for this bucket. */
+  schedulerLease: () => `${SCHEDULER_PREFIX}lease.json`,
 
   // Durable, under operations/{op}/.
   manifest: (op: string) => `${operationPrefix(op)}manifest.json`,

@@ -77,6 +77,11 @@ export interface FleetManagerDeps {
   store: ObjectStore;
   logger: Logger;
   clock: Clock;
+  /**
+   * The scheduler lease's tenure: `check` throws once this process may no longer act, so no
+   * pass starts after the lease is lost. @default undefined (no lease)
+   */
+  fence?: { check(): void };
 }
 
 export interface FleetManagerOptions {
@@ -121,6 +126,7 @@ export class FleetManager {
   readonly #store: ObjectStore;
   readonly #log: Logger;
   readonly #clock: Clock;
+  readonly #fence: FleetManagerDeps["fence"];
   readonly #fleet: string;
   readonly #policyOptions: FleetPolicyOptions;
   readonly #policy: ResolvedFleetPolicy;
@@ -147,6 +153,7 @@ export class FleetManager {
     this.#store = deps.store;
     this.#log = deps.logger.child({ module: "fleet-manager", fleet: options.fleet });
     this.#clock = deps.clock;
+    this.#fence = deps.fence;
     this.#fleet = options.fleet;
     this.#policyOptions = options.policy;
     this.#policy = resolveFleetPolicy(options.policy);
@@ -236,6 +243,7 @@ export class FleetManager {
 
   /** One pass: observe, plan, carry out, record (public so tests can drive passes). */
   async tick(signal: AbortSignal = this.#service.signal): Promise<void> {
+    this.#fence?.check();
     const { manifests, read, existing } = await observeOperations(
       { store: this.#store, logger: this.#log, terminal: this.#terminal },
       signal,
