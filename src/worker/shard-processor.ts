@@ -143,7 +143,7 @@ export class ShardProcessor {
             clock: this.#clock,
             ...(options.egress ? { egress: options.egress } : {}),
           },
-          { headers: manifest.headers },
+          { headers: manifest.headers, operationId: manifest.id },
         ));
     this.#operations = new OperationCache(
       { store: this.#store, logger: this.#logger, clock: this.#clock, createRunner },

@@ -99,6 +99,7 @@ function runner(
     random?: () => number;
     egress?: EgressPolicy;
     lookup?: HostLookup;
+    operationId?: string;
   } = {},
 ) {
   const r = new HttpEnrichRunner(
@@ -111,7 +112,10 @@ function runner(
       ...(extra.lookup ? { lookup: extra.lookup } : {}),
     },
     httpEnrichOptionsSchema.parse(options),
-    extra.headers ? { headers: extra.headers } : {},
+    {
+      ...(extra.headers ? { headers: extra.headers } : {}),
+      ...(extra.operationId ? { operationId: extra.operationId } : {}),
+    },
   );
   runners.push(r);
   return r;
@@ -324,6 +328,53 @@ describe("http-enrich retries", () => {
     const r = runner({ url: `${base}/slow`, results: { v: "v" }, timeoutMs: 200 });
     expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: 2 } }]);
     expect(calls).toBe(2);
+  });
+});
+
+describe("http-enrich idempotency keys", () => {
+  it("sends the same Idempotency-Key on a POST and its retry after a 503", async () => {
+    let calls = 0;
+    handler = (_req, _body, res) => {
+      calls++;
+      if (calls === 1) json(res, 503, {});
+      else json(res, 200, { v: "ok" });
+    };
+    const r = runner(
+      { url: `${base}/p`, method: "POST", body: "{}", results: { v: "v" } },
+      { operationId: "op-1" },
+    );
+    expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: "ok" } }]);
+    expect(requests.map((q) => q.headers["idempotency-key"])).toEqual(["op-1:10", "op-1:10"]);
+  });
+
+  it("gives each row its own key, under the header the options name", async () => {
+    handler = (_req, _body, res) => json(res, 200, {});
+    const r = runner(
+      {
+        url: `${base}/p`,
+        method: "PUT",
+        results: { v: "v" },
+        idempotencyKey: { header: "X-Request-Key" },
+      },
+      { operationId: "op-2" },
+    );
+    await r.runRows(rows({}, {}), ctx());
+    expect(requests.map((q) => q.headers["x-request-key"]).sort()).toEqual(["op-2:10", "op-2:11"]);
+    expect(requests.every((q) => q.headers["idempotency-key"] === undefined)).toBe(true);
+  });
+
+  it("sends no key on GET, nor when the options turn it off", async () => {
+    handler = (_req, _body, res) => json(res, 200, {});
+    await runner({ url: `${base}/g`, results: { v: "v" } }, { operationId: "op" }).runRows(
+      rows({}),
+      ctx(),
+    );
+    await runner(
+      { url: `${base}/p`, method: "POST", results: { v: "v" }, idempotencyKey: false },
+      { operationId: "op" },
+    ).runRows(rows({}), ctx());
+    expect(requests).toHaveLength(2);
+    expect(requests.every((q) => q.headers["idempotency-key"] === undefined)).toBe(true);
   });
 });
 

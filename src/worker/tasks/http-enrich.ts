@@ -50,6 +50,11 @@ export interface HttpEnrichRunnerOptions {
   maxRetryAfterMs?: number;
   /** Cap of one backoff step before jitter. @default 30000 */
   maxBackoffMs?: number;
+  /**
+   * The operation's id: idempotency keys are `<operationId>:<rowIndex>`. Without it no key is
+   * sent (a bare row index would collide across operations at the source).
+   */
+  operationId?: string;
 }
 
 const jsonEscape = (s: string) => JSON.stringify(s).slice(1, -1);
@@ -129,6 +134,8 @@ export class HttpEnrichRunner implements TaskRunner {
   readonly #pools = new Map<string, Pool>();
   readonly #egress: EgressPolicy;
   readonly #lookup: HostLookup | undefined;
+  readonly #idempotencyHeader: string | undefined;
+  readonly #operationId: string | undefined;
   #closed = false;
 
   /** Throws BadInputError (SPEC_INVALID) naming an unknown column or a URL that cannot work. */
@@ -152,6 +159,12 @@ export class HttpEnrichRunner implements TaskRunner {
     )?.[1];
     this.#bodyEscape = contentType?.toLowerCase().includes("json") ? jsonEscape : asIs;
     this.#limiter = new Limiter(options.concurrency);
+    this.#operationId = runnerOptions.operationId;
+    // GET is idempotent by definition; a key there only adds noise to the source's logs.
+    this.#idempotencyHeader =
+      options.idempotencyKey !== false && options.method !== "GET"
+        ? options.idempotencyKey.header
+        : undefined;
 
     if (runnerOptions.headers) {
       const known = new Set(runnerOptions.headers);
@@ -269,7 +282,7 @@ export class HttpEnrichRunner implements TaskRunner {
       res = await this.#pool(url.origin).request({
         path: `${url.pathname}${url.search}`,
         method: this.#options.method,
-        headers: this.#options.headers,
+        headers: this.#headersFor(index),
         body: body ?? null,
         signal: AbortSignal.any([shardSignal, timeout]),
       });
@@ -346,6 +359,14 @@ export class HttpEnrichRunner implements TaskRunner {
       shardSignal.throwIfAborted();
       return { ok: false, retry: true, problem: this.#networkProblem(err, timeout) };
     }
+  }
+
+  /** The configured headers, plus the row's idempotency key (the same on every retry). */
+  #headersFor(index: number): Record<string, string> {
+    if (this.#idempotencyHeader === undefined || this.#operationId === undefined) {
+      return this.#options.headers;
+    }
+    return { ...this.#options.headers, [this.#idempotencyHeader]: `${this.#operationId}:${index}` };
   }
 
   #networkProblem(err: unknown, timeout: AbortSignal): string {

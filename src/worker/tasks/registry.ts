@@ -25,6 +25,8 @@ export interface TaskRunnerDeps {
 export interface TaskRunnerOptions {
   /** The operation's input headers; templates naming other columns fail at creation. */
   headers?: readonly string[];
+  /** The operation's id (`http-enrich` idempotency keys). */
+  operationId?: string;
   /** Worker threads for `transform`. @default os.availableParallelism() */
   threads?: number;
 }
@@ -49,7 +51,10 @@ export async function createTaskRunner(
           ...(deps.egress ? { egress: deps.egress } : {}),
         },
         spec.options,
-        options.headers ? { headers: options.headers } : {},
+        {
+          ...(options.headers ? { headers: options.headers } : {}),
+          ...(options.operationId === undefined ? {} : { operationId: options.operationId }),
+        },
       );
     case "transform":
       return createTransformRunner({ logger }, spec.options, {
