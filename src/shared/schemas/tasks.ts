@@ -53,8 +53,16 @@ const httpEnrichFields = z.strictObject({
   body: z.string().optional(),
   /** Result column → dotted path into the JSON response (e.g. `"taxDue": "tax.due"`). */
   results: z.record(z.string().min(1), z.string().min(1)),
-  /** Requests in flight per worker. @default 150 */
+  /**
+   * Most requests in flight per worker. With adaptive concurrency, the ceiling of what the
+   * worker finds the source accepts. @default 150
+   */
   concurrency: z.number().int().min(1).max(MAX_HTTP_CONCURRENCY).default(150),
+  /**
+   * Find the source's limit per origin (AIMD: slow start from 8, a cut on 429s or many
+   * 503s/timeouts, +1 a round otherwise); false keeps `concurrency` in flight. @default true
+   */
+  adaptiveConcurrency: z.boolean().default(true),
   /** Per-request timeout. @default 10000 */
   timeoutMs: z.number().int().min(100).max(300_000).default(10_000),
   /** Retries after the first attempt on network errors, 429 and 5xx. @default 4 */

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { Clock } from "../../shared/clock.ts";
+import { type Clock, systemClock } from "../../shared/clock.ts";
 import { type EgressPolicy, parseEgressAllow } from "../../shared/egress.ts";
 import { BadInputError } from "../../shared/errors.ts";
 import { silentLogger } from "../../shared/logger.ts";
@@ -402,6 +402,57 @@ describe("http-enrich concurrency and abort", () => {
     // Each row reported once, as it finished.
     expect(reported.sort((x, y) => x - y)).toEqual(many(0).map((x) => x.index));
     expect(maxInFlight).toBe(4);
+  });
+
+  it("without a budget, finds a source's in-flight limit by itself: 0 row errors, converged at or below it", async () => {
+    const capacity = 6;
+    let throttled = 0;
+    let answered = 0;
+    handler = (_req, _body, res) => {
+      // inFlight counts this request too.
+      if (inFlight > capacity) {
+        throttled++;
+        json(res, 429, {});
+        return;
+      }
+      setTimeout(() => {
+        answered++;
+        json(res, 200, { v: 1 });
+      }, 10);
+    };
+    // Real time: latency is one of the policy's inputs, and backoff must let the source drain.
+    const r = runner(
+      { url: `${base}/a/{n}`, results: { v: "v" }, concurrency: 64, backoffMs: 20 },
+      { clock: systemClock, random: Math.random },
+    );
+    const many = Array.from({ length: 600 }, (_, k) => ({ index: k, values: { n: k } }));
+    const out = await r.runRows(many, ctx());
+    expect(out.filter((x) => x.e !== undefined)).toEqual([]);
+    expect(answered).toBe(600);
+    const [origin] = r.stats();
+    // The sawtooth touches capacity + 1 at most, for one round, then backs off.
+    expect(origin?.concurrency).toBeLessThanOrEqual(capacity + 1);
+    expect(origin?.throttled).toBe(throttled);
+    // Slow start overshoots once; after that the source is rarely pushed over.
+    expect(throttled / (answered + throttled)).toBeLessThan(0.1);
+  });
+
+  it("keeps `concurrency` in flight when adaptive concurrency is off", async () => {
+    handler = (_req, _body, res) => {
+      setTimeout(() => json(res, 200, { v: 1 }), 15);
+    };
+    const r = runner({
+      url: `${base}/f/{n}`,
+      results: { v: "v" },
+      concurrency: 30,
+      adaptiveConcurrency: false,
+    });
+    await r.runRows(
+      Array.from({ length: 60 }, (_, k) => ({ index: k, values: { n: k } })),
+      ctx(),
+    );
+    expect(maxInFlight).toBe(30);
+    expect(r.stats()[0]?.concurrency).toBe(30);
   });
 
   it("rejects with the signal's reason when the shard is aborted", async () => {

@@ -22,6 +22,7 @@ import {
   type Template,
   urlTemplateShape,
 } from "../../shared/url-template.ts";
+import { type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
 import { guardedConnector, type HostLookup } from "./egress-connector.ts";
 import { Limiter } from "./limiter.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
@@ -115,10 +116,28 @@ async function readBounded(
   return Buffer.concat(chunks).toString("utf8");
 }
 
+/** One origin's adaptive concurrency: the semaphore and the policy state that sizes it. */
+interface OriginGate {
+  limiter: Limiter;
+  aimd: AimdState;
+}
+
+/** What the runner sees of one origin, for progress and status. */
+export interface OriginStats {
+  origin: string;
+  /** Requests allowed in flight now (adaptive), and in flight. */
+  concurrency: number;
+  inFlight: number;
+  /** Requests sent, answered 429, failed with 5xx/timeout/network error. */
+  requests: number;
+  throttled: number;
+  failed: number;
+}
+
 /** Why an attempt failed, and whether another attempt may help. */
 type AttemptOutcome =
   | { ok: true; row: ResultRow }
-  | { ok: false; retry: boolean; problem: string; retryAfterMs?: number };
+  | { ok: false; retry: boolean; problem: string; retryAfterMs?: number; throttled?: boolean };
 
 export class HttpEnrichRunner implements TaskRunner {
   readonly columns: string[];
@@ -132,6 +151,7 @@ export class HttpEnrichRunner implements TaskRunner {
   readonly #bodyEscape: (s: string) => string;
   readonly #limiter: Limiter;
   readonly #pools = new Map<string, Pool>();
+  readonly #gates = new Map<string, OriginGate>();
   readonly #egress: EgressPolicy;
   readonly #lookup: HostLookup | undefined;
   readonly #idempotencyHeader: string | undefined;
@@ -248,7 +268,7 @@ export class HttpEnrichRunner implements TaskRunner {
     const body = this.#body && render(this.#body, row.values, this.#bodyEscape);
     const attempts = this.#options.retries + 1;
     for (let attempt = 0; ; attempt++) {
-      const outcome = await this.#attempt(row.index, url, body, ctx.signal);
+      const outcome = await this.#attempt(row.index, url, body, ctx.signal, ctx.logger);
       if (outcome.ok) return outcome.row;
       if (!outcome.retry) return { i: row.index, e: outcome.problem };
       if (attempt + 1 >= attempts) {
@@ -270,7 +290,61 @@ export class HttpEnrichRunner implements TaskRunner {
     return Math.floor(this.#random() * ceiling);
   }
 
+  /** Per-origin adaptive concurrency and stats, for progress and status. */
+  stats(): OriginStats[] {
+    return [...this.#gates.entries()].map(([origin, gate]) => ({
+      origin,
+      concurrency: gate.limiter.limit,
+      inFlight: gate.limiter.active,
+      requests: gate.aimd.totals.requests,
+      throttled: gate.aimd.totals.throttled,
+      failed: gate.aimd.totals.failed,
+    }));
+  }
+
+  #gate(origin: string): OriginGate {
+    let gate = this.#gates.get(origin);
+    if (!gate) {
+      const aimd = this.#options.adaptiveConcurrency
+        ? initialAimd({ max: this.#options.concurrency })
+        : initialAimd({ max: this.#options.concurrency, initial: this.#options.concurrency });
+      gate = { limiter: new Limiter(aimd.limit), aimd };
+      this.#gates.set(origin, gate);
+    }
+    return gate;
+  }
+
+  /** One request, inside its origin's adaptive limit; the answer feeds the limit. */
   async #attempt(
+    index: number,
+    url: URL,
+    body: string | undefined,
+    shardSignal: AbortSignal,
+    logger: Logger,
+  ): Promise<AttemptOutcome> {
+    const gate = this.#gate(url.origin);
+    return gate.limiter.run(async () => {
+      const epoch = gate.aimd.epoch;
+      const inFlight = gate.limiter.active;
+      const started = this.#clock.now();
+      const outcome = await this.#send(index, url, body, shardSignal);
+      gate.aimd = observe(
+        gate.aimd,
+        { signal: signalOf(outcome), latencyMs: this.#clock.now() - started, inFlight, epoch },
+        { max: this.#options.concurrency },
+      );
+      if (this.#options.adaptiveConcurrency && gate.aimd.limit !== gate.limiter.limit) {
+        logger.debug(
+          { origin: url.origin, from: gate.limiter.limit, to: gate.aimd.limit },
+          "http-enrich concurrency changed",
+        );
+        gate.limiter.setLimit(gate.aimd.limit);
+      }
+      return outcome;
+    }, shardSignal);
+  }
+
+  async #send(
     index: number,
     url: URL,
     body: string | undefined,
@@ -343,6 +417,7 @@ export class HttpEnrichRunner implements TaskRunner {
           ok: false,
           retry: true,
           problem: `HTTP ${statusCode}`,
+          throttled: statusCode === 429,
           ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
         };
       }
@@ -382,6 +457,12 @@ export class HttpEnrichRunner implements TaskRunner {
   #emptyResult(): Record<string, EncodedCell> {
     return Object.fromEntries(this.columns.map((c) => [c, null]));
   }
+}
+
+/** How an attempt ended, for the adaptive limit: a 429, an overload sign, or an answer. */
+function signalOf(outcome: AttemptOutcome): AimdSignal {
+  if (outcome.ok || !outcome.retry) return "ok";
+  return outcome.throttled ? "throttled" : "failed";
 }
 
 /** Creates the runner; throws BadInputError when the templates name unknown columns. */
