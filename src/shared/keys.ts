@@ -82,6 +82,15 @@ export const keys = {
   checkpoint: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}checkpoint.json`,
   chunksPrefix: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}chunks/`,
   /**
+   * The workers sharing the operation's request budget: one small record per worker, renewed
+   * every few seconds and deleted when it stops; each worker counts the fresh ones to take its
+   * share (`src/worker/budget/`). Under scratch/: workers may write there, and it is temporary.
+   */
+  budgetPeersPrefix: (op: string) => `${scratchPrefix(op)}budget-peers/`,
+  /** Instance ids come from EC2 or config (a host name may hold dots): kept to key-safe characters. */
+  budgetPeer: (op: string, instanceId: string) =>
+    `${keys.budgetPeersPrefix(op)}${checkId("instance", `i${instanceId.replace(/[^A-Za-z0-9_-]/g, "_")}`.slice(0, 128))}.json`,
+  /**
    * Result chunks are named by the row range they hold, so two workers racing on one shard
    * write identical keys for identical ranges and a commit never points at a chunk that a
    * loser overwrote with a different range.

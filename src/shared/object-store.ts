@@ -5,6 +5,7 @@
  */
 import type { Readable } from "node:stream";
 import {
+  DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -254,6 +255,33 @@ export class ObjectStore {
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
     return out;
+  }
+
+  /** Every key under `prefix` with its last-modified time (ms since the epoch), across pages. */
+  async listModified(
+    prefix: string,
+    signal?: AbortSignal,
+  ): Promise<Array<{ key: string; modifiedAt: number }>> {
+    const out: Array<{ key: string; modifiedAt: number }> = [];
+    let token: string | undefined;
+    do {
+      const page = await this.#s3.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+        { abortSignal: signal },
+      );
+      for (const o of page.Contents ?? []) {
+        if (o.Key && o.LastModified) out.push({ key: o.Key, modifiedAt: o.LastModified.getTime() });
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
+  /** Deletes one object (no error when it is already gone). */
+  async delete(key: string, signal?: AbortSignal): Promise<void> {
+    await this.#s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), {
+      abortSignal: signal,
+    });
   }
 
   /** The "folders" directly under `prefix` (ListObjectsV2 with a delimiter). */

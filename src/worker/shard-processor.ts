@@ -142,6 +142,7 @@ export class ShardProcessor {
             pluginDir: options.pluginDir,
             clock: this.#clock,
             ...(options.egress ? { egress: options.egress } : {}),
+            budgetPeers: { store: this.#store, instanceId: options.instanceId },
           },
           { headers: manifest.headers, operationId: manifest.id },
         ));

@@ -439,7 +439,7 @@ describe("http-enrich concurrency and abort", () => {
 
   it("keeps `concurrency` in flight when adaptive concurrency is off", async () => {
     handler = (_req, _body, res) => {
-      setTimeout(() => json(res, 200, { v: 1 }), 15);
+      setTimeout(() => json(res, 200, { v: 1 }), 200);
     };
     const r = runner({
       url: `${base}/f/{n}`,

@@ -15,13 +15,15 @@ import { type EgressPolicy, EgressRefusedError, PUBLIC_ONLY } from "../../shared
 import { BadInputError, describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { EncodedCell, ResultRow } from "../../shared/schemas/cells.ts";
-import type { HttpEnrichOptions } from "../../shared/schemas/tasks.ts";
+import { burstOf, type HttpEnrichOptions } from "../../shared/schemas/tasks.ts";
 import {
   compileTemplate,
   render,
   type Template,
   urlTemplateShape,
 } from "../../shared/url-template.ts";
+import type { FleetShare } from "../budget/budget-peers.ts";
+import { TokenBucket } from "../budget/token-bucket.ts";
 import { type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
 import { guardedConnector, type HostLookup } from "./egress-connector.ts";
 import { Limiter } from "./limiter.ts";
@@ -37,7 +39,15 @@ export interface HttpEnrichDeps {
   egress?: EgressPolicy;
   /** Host name resolution for the egress check. @default the system resolver */
   lookup?: HostLookup;
+  /**
+   * The operation's workers that share `rateLimit` (`BudgetPeers`, counted through S3).
+   * @default this worker alone takes the whole budget
+   */
+  share?: FleetShare;
 }
+
+/** A share of one worker alone. */
+const ALONE: FleetShare = { divisor: () => 1, hold: () => () => {}, close: async () => {} };
 
 /** Most bytes a response body may have; a bigger one is the row's error, unread. */
 export const MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -120,6 +130,8 @@ async function readBounded(
 interface OriginGate {
   limiter: Limiter;
   aimd: AimdState;
+  /** This worker's share of the origin's request budget, when the options set one. */
+  bucket: TokenBucket | undefined;
 }
 
 /** What the runner sees of one origin, for progress and status. */
@@ -132,6 +144,8 @@ export interface OriginStats {
   requests: number;
   throttled: number;
   failed: number;
+  /** With a rateLimit: this worker's share now (requests a second; 0 while joining) and the workers sharing it. */
+  budget?: { requestsPerSecond: number; workers: number };
 }
 
 /** Why an attempt failed, and whether another attempt may help. */
@@ -156,6 +170,7 @@ export class HttpEnrichRunner implements TaskRunner {
   readonly #lookup: HostLookup | undefined;
   readonly #idempotencyHeader: string | undefined;
   readonly #operationId: string | undefined;
+  readonly #share: FleetShare;
   #closed = false;
 
   /** Throws BadInputError (SPEC_INVALID) naming an unknown column or a URL that cannot work. */
@@ -180,6 +195,7 @@ export class HttpEnrichRunner implements TaskRunner {
     this.#bodyEscape = contentType?.toLowerCase().includes("json") ? jsonEscape : asIs;
     this.#limiter = new Limiter(options.concurrency);
     this.#operationId = runnerOptions.operationId;
+    this.#share = deps.share ?? ALONE;
     // GET is idempotent by definition; a key there only adds noise to the source's logs.
     this.#idempotencyHeader =
       options.idempotencyKey !== false && options.method !== "GET"
@@ -219,6 +235,8 @@ export class HttpEnrichRunner implements TaskRunner {
     if (this.#closed) throw new Error("http-enrich runner is closed");
     const { signal, dispose } = childSignal(ctx.signal);
     const rowCtx = { ...ctx, signal };
+    // Counted among the budget's workers while rows are in flight.
+    const release = this.#options.rateLimit ? this.#share.hold() : undefined;
     try {
       return await Promise.all(
         rows.map((row) =>
@@ -231,12 +249,14 @@ export class HttpEnrichRunner implements TaskRunner {
         ),
       );
     } finally {
+      release?.();
       dispose();
     }
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#share.close();
     const pools = [...this.#pools.values()];
     this.#pools.clear();
     await Promise.all(pools.map((p) => p.close()));
@@ -299,7 +319,23 @@ export class HttpEnrichRunner implements TaskRunner {
       requests: gate.aimd.totals.requests,
       throttled: gate.aimd.totals.throttled,
       failed: gate.aimd.totals.failed,
+      ...(this.#options.rateLimit
+        ? {
+            budget: {
+              requestsPerSecond: this.#shareOf().perSecond,
+              workers: this.#share.divisor(),
+            },
+          }
+        : {}),
     }));
+  }
+
+  /** This worker's share of one origin's budget now: the budget ÷ the workers sharing it. */
+  #shareOf(): { perSecond: number; burst: number } {
+    const limit = this.#options.rateLimit;
+    const workers = this.#share.divisor();
+    if (!limit || workers === 0) return { perSecond: 0, burst: 1 };
+    return { perSecond: limit.requestsPerSecond / workers, burst: burstOf(limit) / workers };
   }
 
   #gate(origin: string): OriginGate {
@@ -308,7 +344,13 @@ export class HttpEnrichRunner implements TaskRunner {
       const aimd = this.#options.adaptiveConcurrency
         ? initialAimd({ max: this.#options.concurrency })
         : initialAimd({ max: this.#options.concurrency, initial: this.#options.concurrency });
-      gate = { limiter: new Limiter(aimd.limit), aimd };
+      gate = {
+        limiter: new Limiter(aimd.limit),
+        aimd,
+        bucket: this.#options.rateLimit
+          ? new TokenBucket(this.#clock, { rate: () => this.#shareOf() })
+          : undefined,
+      };
       this.#gates.set(origin, gate);
     }
     return gate;
@@ -324,6 +366,7 @@ export class HttpEnrichRunner implements TaskRunner {
   ): Promise<AttemptOutcome> {
     const gate = this.#gate(url.origin);
     return gate.limiter.run(async () => {
+      await gate.bucket?.take(shardSignal);
       const epoch = gate.aimd.epoch;
       const inFlight = gate.limiter.active;
       const started = this.#clock.now();

@@ -1,0 +1,243 @@
+/**
+ * The workers sharing an operation's request budget, counted through S3 (no new server): each
+ * worker with rows of the operation in flight keeps one small record under
+ * `keys.budgetPeersPrefix(op)`, renews it every `refreshMs` and lists the prefix; the records
+ * renewed within `ttlMs` are the live workers, and each takes `1 / count` of the budget.
+ *
+ * Never over the budget, even while the fleet changes:
+ * - **Joining.** A worker writes its record, then sends nothing for `joinMs` (two refreshes):
+ *   by then every other worker has listed the prefix since the write and lowered its share.
+ * - **Leaving.** A worker stops sending before it deletes its record; the others raise their
+ *   share at their next refresh. A worker that dies without deleting is counted until its
+ *   record is `ttlMs` old: the others stay under the budget meanwhile.
+ * - **Cut off.** A worker that could not renew its record for `ttlMs - refreshMs` stops sending
+ *   (share 0) until it can: the others may be about to drop it from their count.
+ *
+ * The record is the worker's own (one writer). The count is read against S3's LastModified,
+ * so clocks must agree to well under `ttlMs` (NTP on EC2; one machine locally).
+ */
+import { z } from "zod";
+import type { Clock } from "../../shared/clock.ts";
+import { describeError } from "../../shared/errors.ts";
+import { keys } from "../../shared/keys.ts";
+import type { Logger } from "../../shared/logger.ts";
+
+/** What the peers need of the object store. */
+export interface PeerStore {
+  putJson<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    value: z.input<S>,
+    signal?: AbortSignal,
+  ): Promise<void>;
+  listModified(
+    prefix: string,
+    signal?: AbortSignal,
+  ): Promise<Array<{ key: string; modifiedAt: number }>>;
+  delete(key: string, signal?: AbortSignal): Promise<void>;
+}
+
+/** A worker's record: who it is and, for the status, what it sees. */
+export const budgetPeerSchema = z.object({
+  v: z.literal(1),
+  instanceId: z.string(),
+  renewedAt: z.iso.datetime(),
+  /** Live workers this worker counted at its last refresh. */
+  peers: z.number().int().nonnegative(),
+});
+export type BudgetPeer = z.infer<typeof budgetPeerSchema>;
+
+/** What the http-enrich runner asks of the fleet. */
+export interface FleetShare {
+  /**
+   * The number of live workers sharing the budget, this one included, or 0 while this worker
+   * may not send (joining, or cut off). The share is the budget ÷ this.
+   */
+  divisor(): number;
+  /** Counts this worker in while its rows are in flight; call the returned function when done. */
+  hold(): () => void;
+  /** Stops renewing and deletes the record. */
+  close(): Promise<void>;
+}
+
+export interface BudgetPeersDeps {
+  store: PeerStore;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface BudgetPeersOptions {
+  operationId: string;
+  instanceId: string;
+  /** @default 2000 */
+  refreshMs?: number;
+  /** A record older than this is a gone worker. @default 5 × refreshMs */
+  ttlMs?: number;
+  /** Silence after joining. @default 2 × refreshMs + 500 */
+  joinMs?: number;
+  /** A worker with no rows in flight for this long leaves (its share goes to the others). @default 5000 */
+  lingerMs?: number;
+}
+
+/** This worker's time as a counted member, from join to leave. */
+interface Membership {
+  stop: AbortController;
+  loop: Promise<void>;
+  joinedAt: number;
+  /** When the last renewal that succeeded started. */
+  renewedAt: number;
+  /** Live workers at the last refresh, this one included; 0 before the first. */
+  count: number;
+}
+
+export class BudgetPeers implements FleetShare {
+  readonly #store: PeerStore;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #operationId: string;
+  readonly #instanceId: string;
+  readonly #key: string;
+  readonly #refreshMs: number;
+  readonly #ttlMs: number;
+  readonly #joinMs: number;
+  readonly #lingerMs: number;
+  #holders = 0;
+  /** Present while this worker is counted in: stops its loop and linger. */
+  #membership: Membership | undefined;
+  #linger: AbortController | undefined;
+  #closed = false;
+
+  constructor(deps: BudgetPeersDeps, options: BudgetPeersOptions) {
+    this.#store = deps.store;
+    this.#clock = deps.clock;
+    this.#logger = deps.logger;
+    this.#operationId = options.operationId;
+    this.#instanceId = options.instanceId;
+    this.#key = keys.budgetPeer(options.operationId, options.instanceId);
+    this.#refreshMs = options.refreshMs ?? 2000;
+    this.#ttlMs = options.ttlMs ?? 5 * this.#refreshMs;
+    this.#joinMs = options.joinMs ?? 2 * this.#refreshMs + 500;
+    this.#lingerMs = options.lingerMs ?? 5000;
+  }
+
+  divisor(): number {
+    const m = this.#membership;
+    if (!m || m.count === 0) return 0;
+    const now = this.#clock.now();
+    if (now < m.joinedAt + this.#joinMs) return 0;
+    if (now > m.renewedAt + this.#ttlMs - this.#refreshMs) return 0;
+    return m.count;
+  }
+
+  hold(): () => void {
+    if (this.#closed) throw new Error("budget peers closed");
+    this.#holders++;
+    this.#linger?.abort();
+    this.#linger = undefined;
+    if (!this.#membership) this.#join();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#holders--;
+      if (this.#holders === 0 && !this.#closed) this.#startLinger();
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#linger?.abort();
+    await this.#leave();
+  }
+
+  #join(): void {
+    const stop = new AbortController();
+    const membership: Membership = {
+      stop,
+      loop: Promise.resolve(),
+      joinedAt: this.#clock.now(),
+      renewedAt: Number.NEGATIVE_INFINITY,
+      count: 0,
+    };
+    this.#membership = membership;
+    membership.loop = this.#refreshLoop(membership);
+  }
+
+  async #refreshLoop(m: Membership): Promise<void> {
+    const { signal } = m.stop;
+    while (!signal.aborted) {
+      try {
+        const now = this.#clock.now();
+        await this.#store.putJson(
+          this.#key,
+          budgetPeerSchema,
+          {
+            v: 1,
+            instanceId: this.#instanceId,
+            renewedAt: new Date(now).toISOString(),
+            peers: m.count,
+          },
+          signal,
+        );
+        m.renewedAt = now;
+        const listedAt = this.#clock.now();
+        const records = await this.#store.listModified(
+          keys.budgetPeersPrefix(this.#operationId),
+          signal,
+        );
+        // Itself counted whether or not the listing shows its record yet.
+        const live =
+          1 +
+          records.filter((r) => r.key !== this.#key && r.modifiedAt >= listedAt - this.#ttlMs)
+            .length;
+        if (live !== m.count) {
+          this.#logger.info(
+            { operationId: this.#operationId, peers: live, was: m.count },
+            "request budget: live workers changed",
+          );
+        }
+        m.count = live;
+      } catch (err) {
+        if (signal.aborted) break;
+        this.#logger.warn(
+          { operationId: this.#operationId, err: describeError(err) },
+          "request budget: could not refresh the worker count; keeping the last one",
+        );
+      }
+      await this.#clock.sleep(this.#refreshMs, signal).catch(() => {});
+    }
+  }
+
+  #startLinger(): void {
+    const linger = new AbortController();
+    this.#linger = linger;
+    this.#clock.sleep(this.#lingerMs, linger.signal).then(
+      () => {
+        if (this.#holders === 0 && this.#linger === linger) {
+          this.#linger = undefined;
+          void this.#leave();
+        }
+      },
+      () => {},
+    );
+  }
+
+  async #leave(): Promise<void> {
+    const m = this.#membership;
+    if (!m) return;
+    this.#membership = undefined;
+    m.stop.abort();
+    await m.loop;
+    // Joined again meanwhile: the record is the new membership's now.
+    if (this.#membership) return;
+    try {
+      await this.#store.delete(this.#key, AbortSignal.timeout(10_000));
+    } catch (err) {
+      // It expires after ttlMs anyway; the others only stay under the budget meanwhile.
+      this.#logger.warn(
+        { operationId: this.#operationId, err: describeError(err) },
+        "request budget: could not delete this worker's record",
+      );
+    }
+  }
+}
