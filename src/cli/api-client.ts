@@ -44,6 +44,18 @@ export interface OperationView {
   }[];
   /** Fleet events, oldest first. */
   events?: { at: string; kind: string; message: string }[];
+  /** http-enrich while running: what its source sees, per origin. */
+  source?: {
+    origin: string;
+    workers: number;
+    requestsPerSecond: number;
+    budget: number | null;
+    concurrency: number;
+    inFlight: number;
+    requests: number;
+    throttled: number;
+    failed: number;
+  }[];
 }
 
 /** What `GET /whoami` returns. */

@@ -33,6 +33,7 @@ import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schema
 import { canSee, DEFAULT_TENANT, type Viewer } from "../shared/schemas/tokens.ts";
 import { isTransientError } from "../shared/transient.ts";
 import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
+import { readSourceView, type SourceView } from "./source-view.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
@@ -228,6 +229,8 @@ export interface OperationView {
   instances?: OperationInstanceView[];
   /** Its fleet events, oldest first (single-operation view only). */
   events?: FleetEvent[];
+  /** http-enrich while workers run it: what its source sees, per origin (single-operation view only). */
+  source?: SourceView[];
 }
 
 /** An instance as the operation view shows it: `since` is when it entered `state`. */
@@ -524,6 +527,10 @@ export class OperationService {
     // The view first: another tenant's id is not found, and its fleet record is never read.
     const view = await this.#get(id, signal, viewer);
     const record = await this.#store.getJson(keys.fleet(id), fleetRecordSchema, signal);
+    const source =
+      view.task === "http-enrich" && !TERMINAL_STATUSES.has(view.status)
+        ? await readSourceView(this.#store, id, this.#clock.now(), signal)
+        : [];
     return {
       ...view,
       instances: (record?.instances ?? []).map((i) => ({
@@ -539,6 +546,7 @@ export class OperationService {
         ...(i.rebalanceRecommendedAt ? { rebalanceRecommendedAt: i.rebalanceRecommendedAt } : {}),
       })),
       events: record?.events ?? [],
+      ...(source.length > 0 ? { source } : {}),
     };
   }
 

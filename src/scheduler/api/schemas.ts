@@ -130,6 +130,36 @@ export const operationViewSchema = {
         },
       },
     },
+    source: {
+      type: "array",
+      description:
+        "http-enrich, while workers run it (GET /operations/:id only): per origin, the live workers, requests/s now against the budget (null without a rateLimit), the adaptive concurrency summed, and their requests, 429s and other failures",
+      items: {
+        type: "object",
+        required: [
+          "origin",
+          "workers",
+          "requestsPerSecond",
+          "budget",
+          "concurrency",
+          "inFlight",
+          "requests",
+          "throttled",
+          "failed",
+        ],
+        properties: {
+          origin: { type: "string" },
+          workers: { type: "integer" },
+          requestsPerSecond: { type: "number" },
+          budget: { type: ["number", "null"] },
+          concurrency: { type: "integer" },
+          inFlight: { type: "integer" },
+          requests: { type: "integer" },
+          throttled: { type: "integer" },
+          failed: { type: "integer" },
+        },
+      },
+    },
   },
 } as const;
 

@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
+import { budgetPeerSchema } from "../../shared/schemas/budget.ts";
 import { type LocalAws, startLocalAws } from "../test-support.ts";
-import { BudgetPeers, budgetPeerSchema } from "./budget-peers.ts";
+import { BudgetPeers } from "./budget-peers.ts";
 
 let aws: LocalAws;
 const peers: BudgetPeers[] = [];

@@ -16,11 +16,17 @@
  * The record is the worker's own (one writer). The count is read against S3's LastModified,
  * so clocks must agree to well under `ttlMs` (NTP on EC2; one machine locally).
  */
-import { z } from "zod";
+import type { z } from "zod";
 import type { Clock } from "../../shared/clock.ts";
 import { describeError } from "../../shared/errors.ts";
 import { keys } from "../../shared/keys.ts";
 import type { Logger } from "../../shared/logger.ts";
+import {
+  BUDGET_PEER_REFRESH_MS,
+  BUDGET_PEER_TTL_MS,
+  budgetPeerSchema,
+  type OriginStats,
+} from "../../shared/schemas/budget.ts";
 
 /** What the peers need of the object store. */
 export interface PeerStore {
@@ -37,15 +43,8 @@ export interface PeerStore {
   delete(key: string, signal?: AbortSignal): Promise<void>;
 }
 
-/** A worker's record: who it is and, for the status, what it sees. */
-export const budgetPeerSchema = z.object({
-  v: z.literal(1),
-  instanceId: z.string(),
-  renewedAt: z.iso.datetime(),
-  /** Live workers this worker counted at its last refresh. */
-  peers: z.number().int().nonnegative(),
-});
-export type BudgetPeer = z.infer<typeof budgetPeerSchema>;
+/** One origin's counters as the runner keeps them; the record adds the rate. */
+export type OriginCounters = Omit<OriginStats, "requestsPerSecond">;
 
 /** What the http-enrich runner asks of the fleet. */
 export interface FleetShare {
@@ -56,6 +55,8 @@ export interface FleetShare {
   divisor(): number;
   /** Counts this worker in while its rows are in flight; call the returned function when done. */
   hold(): () => void;
+  /** What the worker's record says about the source (the status sums it). */
+  setReporter(report: () => OriginCounters[]): void;
   /** Stops renewing and deletes the record. */
   close(): Promise<void>;
 }
@@ -71,7 +72,7 @@ export interface BudgetPeersOptions {
   instanceId: string;
   /** @default 2000 */
   refreshMs?: number;
-  /** A record older than this is a gone worker. @default 5 × refreshMs */
+  /** A record older than this is a gone worker. @default 10000 */
   ttlMs?: number;
   /** Silence after joining. @default 2 × refreshMs + 500 */
   joinMs?: number;
@@ -106,6 +107,9 @@ export class BudgetPeers implements FleetShare {
   #membership: Membership | undefined;
   #linger: AbortController | undefined;
   #closed = false;
+  #report: () => OriginCounters[] = () => [];
+  /** Requests per origin at the previous record, for its rate. */
+  #previous: { at: number; requests: Map<string, number> } | undefined;
 
   constructor(deps: BudgetPeersDeps, options: BudgetPeersOptions) {
     this.#store = deps.store;
@@ -114,8 +118,8 @@ export class BudgetPeers implements FleetShare {
     this.#operationId = options.operationId;
     this.#instanceId = options.instanceId;
     this.#key = keys.budgetPeer(options.operationId, options.instanceId);
-    this.#refreshMs = options.refreshMs ?? 2000;
-    this.#ttlMs = options.ttlMs ?? 5 * this.#refreshMs;
+    this.#refreshMs = options.refreshMs ?? BUDGET_PEER_REFRESH_MS;
+    this.#ttlMs = options.ttlMs ?? BUDGET_PEER_TTL_MS;
     this.#joinMs = options.joinMs ?? 2 * this.#refreshMs + 500;
     this.#lingerMs = options.lingerMs ?? 5000;
   }
@@ -127,6 +131,10 @@ export class BudgetPeers implements FleetShare {
     if (now < m.joinedAt + this.#joinMs) return 0;
     if (now > m.renewedAt + this.#ttlMs - this.#refreshMs) return 0;
     return m.count;
+  }
+
+  setReporter(report: () => OriginCounters[]): void {
+    this.#report = report;
   }
 
   hold(): () => void {
@@ -176,6 +184,7 @@ export class BudgetPeers implements FleetShare {
             instanceId: this.#instanceId,
             renewedAt: new Date(now).toISOString(),
             peers: m.count,
+            origins: this.#origins(now),
           },
           signal,
         );
@@ -206,6 +215,20 @@ export class BudgetPeers implements FleetShare {
       }
       await this.#clock.sleep(this.#refreshMs, signal).catch(() => {});
     }
+  }
+
+  /** The reporter's counters with each origin's request rate since the previous record. */
+  #origins(now: number): OriginStats[] {
+    const counters = this.#report();
+    const previous = this.#previous;
+    this.#previous = { at: now, requests: new Map(counters.map((c) => [c.origin, c.requests])) };
+    return counters.map((c) => {
+      const before = previous?.requests.get(c.origin);
+      const seconds = previous ? (now - previous.at) / 1000 : 0;
+      const requestsPerSecond =
+        before === undefined || seconds <= 0 ? 0 : Math.max(0, c.requests - before) / seconds;
+      return { ...c, requestsPerSecond: Math.round(requestsPerSecond * 100) / 100 };
+    });
   }
 
   #startLinger(): void {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseEgressAllow } from "../../shared/egress.ts";
 import { keys, shardIdFor } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
+import { budgetPeerSchema } from "../../shared/schemas/budget.ts";
 import { shardDoneSchema } from "../../shared/schemas/shard.ts";
 import {
   freshQueues,
@@ -119,6 +120,19 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
     await new Promise((r) => setTimeout(r, 1500));
     start(3);
     start(4);
+    // The four count each other, each taking a quarter of the budget (what the status sums).
+    await waitFor(
+      "four workers each holding a quarter of the budget",
+      async () => {
+        const listed = await aws.store.list(keys.budgetPeersPrefix(op));
+        const records = await Promise.all(
+          listed.map((key) => aws.store.getJson(key, budgetPeerSchema)),
+        );
+        const shares = records.map((r) => r?.origins[0]?.budgetShare);
+        return records.length === 4 && shares.every((x) => x === N / 4) ? true : undefined;
+      },
+      30_000,
+    );
 
     const done = [];
     for (let s = 0; s < SHARDS; s++) {

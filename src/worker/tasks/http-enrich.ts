@@ -22,7 +22,7 @@ import {
   type Template,
   urlTemplateShape,
 } from "../../shared/url-template.ts";
-import type { FleetShare } from "../budget/budget-peers.ts";
+import type { FleetShare, OriginCounters } from "../budget/budget-peers.ts";
 import { TokenBucket } from "../budget/token-bucket.ts";
 import { type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
 import { guardedConnector, type HostLookup } from "./egress-connector.ts";
@@ -47,7 +47,12 @@ export interface HttpEnrichDeps {
 }
 
 /** A share of one worker alone. */
-const ALONE: FleetShare = { divisor: () => 1, hold: () => () => {}, close: async () => {} };
+const ALONE: FleetShare = {
+  divisor: () => 1,
+  hold: () => () => {},
+  setReporter: () => {},
+  close: async () => {},
+};
 
 /** Most bytes a response body may have; a bigger one is the row's error, unread. */
 export const MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -134,20 +139,6 @@ interface OriginGate {
   bucket: TokenBucket | undefined;
 }
 
-/** What the runner sees of one origin, for progress and status. */
-export interface OriginStats {
-  origin: string;
-  /** Requests allowed in flight now (adaptive), and in flight. */
-  concurrency: number;
-  inFlight: number;
-  /** Requests sent, answered 429, failed with 5xx/timeout/network error. */
-  requests: number;
-  throttled: number;
-  failed: number;
-  /** With a rateLimit: this worker's share now (requests a second; 0 while joining) and the workers sharing it. */
-  budget?: { requestsPerSecond: number; workers: number };
-}
-
 /** Why an attempt failed, and whether another attempt may help. */
 type AttemptOutcome =
   | { ok: true; row: ResultRow }
@@ -196,6 +187,7 @@ export class HttpEnrichRunner implements TaskRunner {
     this.#limiter = new Limiter(options.concurrency);
     this.#operationId = runnerOptions.operationId;
     this.#share = deps.share ?? ALONE;
+    this.#share.setReporter(() => this.stats());
     // GET is idempotent by definition; a key there only adds noise to the source's logs.
     this.#idempotencyHeader =
       options.idempotencyKey !== false && options.method !== "GET"
@@ -235,8 +227,8 @@ export class HttpEnrichRunner implements TaskRunner {
     if (this.#closed) throw new Error("http-enrich runner is closed");
     const { signal, dispose } = childSignal(ctx.signal);
     const rowCtx = { ...ctx, signal };
-    // Counted among the budget's workers while rows are in flight.
-    const release = this.#options.rateLimit ? this.#share.hold() : undefined;
+    // Counted among the operation's workers (the budget's divisor, the status) while rows run.
+    const release = this.#share.hold();
     try {
       return await Promise.all(
         rows.map((row) =>
@@ -249,7 +241,7 @@ export class HttpEnrichRunner implements TaskRunner {
         ),
       );
     } finally {
-      release?.();
+      release();
       dispose();
     }
   }
@@ -311,7 +303,7 @@ export class HttpEnrichRunner implements TaskRunner {
   }
 
   /** Per-origin adaptive concurrency and stats, for progress and status. */
-  stats(): OriginStats[] {
+  stats(): OriginCounters[] {
     return [...this.#gates.entries()].map(([origin, gate]) => ({
       origin,
       concurrency: gate.limiter.limit,
@@ -321,10 +313,8 @@ export class HttpEnrichRunner implements TaskRunner {
       failed: gate.aimd.totals.failed,
       ...(this.#options.rateLimit
         ? {
-            budget: {
-              requestsPerSecond: this.#shareOf().perSecond,
-              workers: this.#share.divisor(),
-            },
+            budgetShare: this.#shareOf().perSecond,
+            budget: this.#options.rateLimit.requestsPerSecond,
           }
         : {}),
     }));

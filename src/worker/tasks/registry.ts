@@ -50,8 +50,10 @@ export async function createTaskRunner(
   switch (spec.name) {
     case "http-enrich": {
       const peers = deps.budgetPeers;
+      // Every http-enrich operation's workers keep a record: it divides a rateLimit, and it is
+      // where the status reads what the source sees.
       const share =
-        spec.options.rateLimit && peers && options.operationId !== undefined
+        peers && options.operationId !== undefined
           ? new BudgetPeers(
               { store: peers.store, clock: deps.clock ?? systemClock, logger },
               { operationId: options.operationId, instanceId: peers.instanceId },
