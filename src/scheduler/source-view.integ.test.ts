@@ -68,18 +68,22 @@ describe("the source view of an operation", () => {
       ["local-002", 2],
     ] as const) {
       await aws.store.putJson(
-        keys.budgetPeer("op-src", id),
+        keys.budgetPeer("op-src", id, "m1"),
         budgetPeerSchema,
         peer(id, [origin("https://b.example", n)]),
       );
     }
     await aws.store.putJson(
-      keys.budgetPeer("op-other", "local-003"),
+      keys.budgetPeer("op-other", "local-003", "m1"),
       budgetPeerSchema,
       peer("local-003", [origin("https://b.example", 5)]),
     );
     const [view] = await readSourceView(aws.store, "op-src", Date.now());
     expect(view).toMatchObject({ workers: 2, requestsPerSecond: 7.5, throttled: 3 });
+    // A worker that left marks its record; the status no longer counts it.
+    await aws.store.putText(keys.budgetPeerLeft("op-src", "local-002", "m1"), "");
+    const [after] = await readSourceView(aws.store, "op-src", Date.now());
+    expect(after).toMatchObject({ workers: 1, requestsPerSecond: 2.5, throttled: 1 });
     expect(await readSourceView(aws.store, "op-src", Date.now() + 60_000)).toEqual([]);
   });
 });

@@ -5,7 +5,12 @@
 import { mapLimit } from "../shared/async.ts";
 import { keys } from "../shared/keys.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
-import { BUDGET_PEER_TTL_MS, type BudgetPeer, budgetPeerSchema } from "../shared/schemas/budget.ts";
+import {
+  BUDGET_PEER_TTL_MS,
+  type BudgetPeer,
+  budgetPeerSchema,
+  liveMembers,
+} from "../shared/schemas/budget.ts";
 
 /** One origin as the status shows it. */
 export interface SourceView {
@@ -64,10 +69,10 @@ export async function readSourceView(
   signal?: AbortSignal,
 ): Promise<SourceView[]> {
   const listed = await store.listModified(keys.budgetPeersPrefix(operationId), signal);
-  const fresh = listed.filter((r) => r.modifiedAt >= now - BUDGET_PEER_TTL_MS);
-  const records = await mapLimit(fresh, 8, async (r) => {
+  const fresh = liveMembers(listed, now - BUDGET_PEER_TTL_MS);
+  const records = await mapLimit(fresh, 8, async (key) => {
     try {
-      return await store.getJson(r.key, budgetPeerSchema, signal);
+      return await store.getJson(key, budgetPeerSchema, signal);
     } catch {
       // A record from another version, or deleted meanwhile: the status does without it.
       return undefined;

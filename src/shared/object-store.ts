@@ -5,7 +5,6 @@
  */
 import type { Readable } from "node:stream";
 import {
-  DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -275,13 +274,6 @@ export class ObjectStore {
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
     return out;
-  }
-
-  /** Deletes one object (no error when it is already gone). */
-  async delete(key: string, signal?: AbortSignal): Promise<void> {
-    await this.#s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), {
-      abortSignal: signal,
-    });
   }
 
   /** The "folders" directly under `prefix` (ListObjectsV2 with a delimiter). */

@@ -5,6 +5,7 @@
  * say about the source for the operation's status.
  */
 import { z } from "zod";
+import { parseBudgetPeerKey } from "../keys.ts";
 
 /** A worker renews its record this often. */
 export const BUDGET_PEER_REFRESH_MS = 2000;
@@ -39,3 +40,31 @@ export const budgetPeerSchema = z.object({
   origins: z.array(originStatsSchema).default([]),
 });
 export type BudgetPeer = z.infer<typeof budgetPeerSchema>;
+
+/**
+ * The record keys of live members in a listing of the peers prefix: renewed since `freshSince`
+ * and not marked left. `except` (a member's own record) is left out.
+ */
+export function liveMembers(
+  listed: ReadonlyArray<{ key: string; modifiedAt: number }>,
+  freshSince: number,
+  except?: string,
+): string[] {
+  const left = new Set<string>();
+  for (const r of listed) {
+    const parsed = parseBudgetPeerKey(r.key);
+    if (parsed?.left) left.add(parsed.member);
+  }
+  return listed
+    .filter((r) => {
+      const parsed = parseBudgetPeerKey(r.key);
+      return (
+        parsed !== undefined &&
+        !parsed.left &&
+        !left.has(parsed.member) &&
+        r.key !== except &&
+        r.modifiedAt >= freshSince
+      );
+    })
+    .map((r) => r.key);
+}

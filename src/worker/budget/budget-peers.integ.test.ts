@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
-import { budgetPeerSchema } from "../../shared/schemas/budget.ts";
+import { budgetPeerSchema, liveMembers } from "../../shared/schemas/budget.ts";
 import { type LocalAws, startLocalAws } from "../test-support.ts";
 import { BudgetPeers } from "./budget-peers.ts";
 
@@ -51,11 +51,13 @@ describe("BudgetPeers (real local S3)", () => {
     expect(b.divisor()).toBe(2);
     expect(a.divisor()).toBe(2);
 
-    // b's rows end: after its linger it deletes its record and a takes the whole budget again.
+    // b's rows end: after its linger it marks its record left and a takes the whole budget again.
     releaseB();
     await until(() => a.divisor() === 1);
-    expect(await aws.store.list(keys.budgetPeersPrefix("op-join"))).toEqual([
-      keys.budgetPeer("op-join", "local-001"),
+    const listed = await aws.store.list(keys.budgetPeersPrefix("op-join"));
+    expect(listed.filter((k) => k.endsWith(".json"))).toHaveLength(2);
+    expect(listed.filter((k) => k.endsWith(".left"))).toEqual([
+      expect.stringMatching(/budget-peers\/ilocal-002-[0-9a-f]{8}\.left$/),
     ]);
     releaseA();
   });
@@ -63,7 +65,7 @@ describe("BudgetPeers (real local S3)", () => {
   it("counts a worker that died without a word until its record is ttl old", async () => {
     const a = peer("op-dead", "local-003");
     // A worker that wrote its record once, then was killed.
-    await aws.store.putJson(keys.budgetPeer("op-dead", "i-dead"), budgetPeerSchema, {
+    await aws.store.putJson(keys.budgetPeer("op-dead", "i-dead", "m1"), budgetPeerSchema, {
       v: 1,
       instanceId: "i-dead",
       renewedAt: new Date().toISOString(),
@@ -75,7 +77,7 @@ describe("BudgetPeers (real local S3)", () => {
     await until(() => a.divisor() === 1);
   });
 
-  it("keeps records per operation, and deletes its own on close", async () => {
+  it("keeps records per operation, and marks its own left on close", async () => {
     const a = peer("op-x", "local-004");
     const b = peer("op-y", "local-004");
     a.hold();
@@ -83,8 +85,11 @@ describe("BudgetPeers (real local S3)", () => {
     await until(() => a.divisor() === 1 && b.divisor() === 1);
     await a.close();
     expect(a.divisor()).toBe(0);
-    expect(await aws.store.list(keys.budgetPeersPrefix("op-x"))).toEqual([]);
-    expect(await aws.store.list(keys.budgetPeersPrefix("op-y"))).toHaveLength(1);
+    const x = await aws.store.listModified(keys.budgetPeersPrefix("op-x"));
+    expect(x).toHaveLength(2);
+    expect(liveMembers(x, 0)).toEqual([]);
+    const y = await aws.store.listModified(keys.budgetPeersPrefix("op-y"));
+    expect(liveMembers(y, 0)).toHaveLength(1);
     expect(() => a.hold()).toThrow(/closed/);
   });
 });

@@ -7,15 +7,16 @@
  * Never over the budget, even while the fleet changes:
  * - **Joining.** A worker writes its record, then sends nothing for `joinMs` (two refreshes):
  *   by then every other worker has listed the prefix since the write and lowered its share.
- * - **Leaving.** A worker stops sending before it deletes its record; the others raise their
- *   share at their next refresh. A worker that dies without deleting is counted until its
- *   record is `ttlMs` old: the others stay under the budget meanwhile.
+ * - **Leaving.** A worker stops sending before it marks its record left (workers may not
+ *   delete); the others raise their share at their next refresh. A worker that dies without a
+ *   word is counted until its record is `ttlMs` old: the others stay under the budget meanwhile.
  * - **Cut off.** A worker that could not renew its record for `ttlMs - refreshMs` stops sending
  *   (share 0) until it can: the others may be about to drop it from their count.
  *
  * The record is the worker's own (one writer). The count is read against S3's LastModified,
  * so clocks must agree to well under `ttlMs` (NTP on EC2; one machine locally).
  */
+import { randomUUID } from "node:crypto";
 import type { z } from "zod";
 import type { Clock } from "../../shared/clock.ts";
 import { describeError } from "../../shared/errors.ts";
@@ -25,6 +26,7 @@ import {
   BUDGET_PEER_REFRESH_MS,
   BUDGET_PEER_TTL_MS,
   budgetPeerSchema,
+  liveMembers,
   type OriginStats,
 } from "../../shared/schemas/budget.ts";
 
@@ -40,7 +42,7 @@ export interface PeerStore {
     prefix: string,
     signal?: AbortSignal,
   ): Promise<Array<{ key: string; modifiedAt: number }>>;
-  delete(key: string, signal?: AbortSignal): Promise<void>;
+  putText(key: string, body: string, contentType?: string, signal?: AbortSignal): Promise<void>;
 }
 
 /** One origin's counters as the runner keeps them; the record adds the rate. */
@@ -57,7 +59,7 @@ export interface FleetShare {
   hold(): () => void;
   /** What the worker's record says about the source (the status sums it). */
   setReporter(report: () => OriginCounters[]): void;
-  /** Stops renewing and deletes the record. */
+  /** Stops renewing and marks the record left. */
   close(): Promise<void>;
 }
 
@@ -82,6 +84,9 @@ export interface BudgetPeersOptions {
 
 /** This worker's time as a counted member, from join to leave. */
 interface Membership {
+  /** Its own record and left marker. */
+  key: string;
+  leftKey: string;
   stop: AbortController;
   loop: Promise<void>;
   joinedAt: number;
@@ -97,7 +102,6 @@ export class BudgetPeers implements FleetShare {
   readonly #logger: Logger;
   readonly #operationId: string;
   readonly #instanceId: string;
-  readonly #key: string;
   readonly #refreshMs: number;
   readonly #ttlMs: number;
   readonly #joinMs: number;
@@ -117,7 +121,6 @@ export class BudgetPeers implements FleetShare {
     this.#logger = deps.logger;
     this.#operationId = options.operationId;
     this.#instanceId = options.instanceId;
-    this.#key = keys.budgetPeer(options.operationId, options.instanceId);
     this.#refreshMs = options.refreshMs ?? BUDGET_PEER_REFRESH_MS;
     this.#ttlMs = options.ttlMs ?? BUDGET_PEER_TTL_MS;
     this.#joinMs = options.joinMs ?? 2 * this.#refreshMs + 500;
@@ -160,7 +163,10 @@ export class BudgetPeers implements FleetShare {
 
   #join(): void {
     const stop = new AbortController();
+    const member = randomUUID().slice(0, 8);
     const membership: Membership = {
+      key: keys.budgetPeer(this.#operationId, this.#instanceId, member),
+      leftKey: keys.budgetPeerLeft(this.#operationId, this.#instanceId, member),
       stop,
       loop: Promise.resolve(),
       joinedAt: this.#clock.now(),
@@ -177,7 +183,7 @@ export class BudgetPeers implements FleetShare {
       try {
         const now = this.#clock.now();
         await this.#store.putJson(
-          this.#key,
+          m.key,
           budgetPeerSchema,
           {
             v: 1,
@@ -195,10 +201,7 @@ export class BudgetPeers implements FleetShare {
           signal,
         );
         // Itself counted whether or not the listing shows its record yet.
-        const live =
-          1 +
-          records.filter((r) => r.key !== this.#key && r.modifiedAt >= listedAt - this.#ttlMs)
-            .length;
+        const live = 1 + liveMembers(records, listedAt - this.#ttlMs, m.key).length;
         if (live !== m.count) {
           this.#logger.info(
             { operationId: this.#operationId, peers: live, was: m.count },
@@ -251,15 +254,13 @@ export class BudgetPeers implements FleetShare {
     this.#membership = undefined;
     m.stop.abort();
     await m.loop;
-    // Joined again meanwhile: the record is the new membership's now.
-    if (this.#membership) return;
     try {
-      await this.#store.delete(this.#key, AbortSignal.timeout(10_000));
+      await this.#store.putText(m.leftKey, "", "text/plain", AbortSignal.timeout(10_000));
     } catch (err) {
-      // It expires after ttlMs anyway; the others only stay under the budget meanwhile.
+      // The record goes stale after ttlMs anyway; the others only stay under the budget meanwhile.
       this.#logger.warn(
         { operationId: this.#operationId, err: describeError(err) },
-        "request budget: could not delete this worker's record",
+        "request budget: could not mark this worker as gone",
       );
     }
   }
