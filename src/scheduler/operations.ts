@@ -229,7 +229,7 @@ export interface OperationView {
   instances?: OperationInstanceView[];
   /** Its fleet events, oldest first (single-operation view only). */
   events?: FleetEvent[];
-  /** http-enrich while workers run it: what its source sees, per origin (single-operation view only). */
+  /** http-enrich with a rateLimit while workers run it: what its source sees, per origin (single-operation view only). */
   source?: SourceView[];
 }
 

@@ -133,7 +133,7 @@ export const operationViewSchema = {
     source: {
       type: "array",
       description:
-        "http-enrich, while workers run it (GET /operations/:id only): per origin, the live workers, requests/s now against the budget (null without a rateLimit), the adaptive concurrency summed, and their requests, 429s and other failures",
+        "http-enrich with a rateLimit, while workers run it (GET /operations/:id only): per origin, the live workers, requests/s now against the budget (null without a rateLimit), the adaptive concurrency summed, and their requests, 429s and other failures",
       items: {
         type: "object",
         required: [

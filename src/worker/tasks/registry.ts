@@ -50,10 +50,10 @@ export async function createTaskRunner(
   switch (spec.name) {
     case "http-enrich": {
       const peers = deps.budgetPeers;
-      // Every http-enrich operation's workers keep a record: it divides a rateLimit, and it is
-      // where the status reads what the source sees.
+      // Only with a rateLimit: a record costs a PUT and a LIST every 2 s per worker (about
+      // $0.02 an hour at S3 request prices), a price worth paying for a budget, not for show.
       const share =
-        peers && options.operationId !== undefined
+        spec.options.rateLimit && peers && options.operationId !== undefined
           ? new BudgetPeers(
               { store: peers.store, clock: deps.clock ?? systemClock, logger },
               { operationId: options.operationId, instanceId: peers.instanceId },
