@@ -184,7 +184,7 @@ describe("Consumer lifecycle", () => {
       process: async () => {
         calls++;
         if (calls === 1) throw new Error("S3 hiccup");
-        return undefined;
+        return { kind: "delete" };
       },
     };
     await aws.queue.sendRaw(queues.work, shardBody);
@@ -208,6 +208,7 @@ describe("Consumer lifecycle", () => {
         await new Promise((r) => setTimeout(r, 50));
         active--;
         finished++;
+        return { kind: "delete" };
       },
     };
     for (let k = 0; k < 6; k++) await aws.queue.sendRaw(queues.work, shardBody);
@@ -222,6 +223,7 @@ describe("Consumer lifecycle", () => {
       process: async () => {
         await new Promise((r) => setTimeout(r, 300));
         finished = true;
+        return { kind: "delete" };
       },
     };
     await aws.queue.sendRaw(queues.work, shardBody);
@@ -249,7 +251,10 @@ describe("Consumer lifecycle", () => {
 
   it("fails when its queue does not exist", async () => {
     const missing = queues.work.replace(/[^/]+$/, "no-such-queue");
-    const { consumer, running } = startConsumer({ process: async () => {} }, { queue: missing });
+    const { consumer, running } = startConsumer(
+      { process: async () => ({ kind: "delete" }) },
+      { queue: missing },
+    );
     await expect(running).rejects.toThrow();
     expect(consumer.state).toBe("failed");
   });
@@ -262,7 +267,7 @@ describe("straggler queue", () => {
     const handler: ShardHandler = {
       async process(body) {
         seen.push({ body });
-        return { status: "committed" } as never;
+        return { kind: "delete" };
       },
     };
     const consumer = new Consumer(

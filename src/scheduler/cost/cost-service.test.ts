@@ -4,6 +4,7 @@
  */
 import ExcelJS from "exceljs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seedManifest } from "../../../test/fixtures/seed-manifest.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
@@ -13,7 +14,7 @@ import { type Manifest, parseOperationSpec } from "../../shared/schemas/operatio
 import { type Attempt, attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
 import { buildApp } from "../api/app.ts";
 import { startTestEnv, type TestEnv, transformSpec } from "../api/testing.ts";
-import { OperationService, saveManifest } from "../operations.ts";
+import { OperationService } from "../operations.ts";
 import { CostService } from "./cost-service.ts";
 import { TablePriceSource } from "./price-source.ts";
 
@@ -47,7 +48,7 @@ async function manifest(id: string, status: Manifest["status"], from: number, to
     updatedAt: at(from),
     ...(to === undefined ? {} : { finishedAt: at(to) }),
   } as Manifest;
-  await saveManifest({ store: env.store, clock: systemClock }, m);
+  await seedManifest({ store: env.store, clock: systemClock }, m);
 }
 
 async function fleet(op: string, instances: FleetRecord["instances"]) {

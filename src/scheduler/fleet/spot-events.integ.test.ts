@@ -8,6 +8,7 @@
 import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { z } from "zod";
+import { seedManifest } from "../../../test/fixtures/seed-manifest.ts";
 import { provisionResources } from "../../local/provision.ts";
 import { ec2SpotEvent, sendSpotEvent } from "../../local/spot-events.ts";
 import { keys } from "../../shared/keys.ts";
@@ -17,7 +18,7 @@ import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.
 import type { SpotEvent } from "../../shared/schemas/spot-events.ts";
 import { buildApp } from "../api/app.ts";
 import { capturingLogger, eventually, startTestEnv, type TestEnv } from "../api/testing.ts";
-import { OperationService, saveManifest } from "../operations.ts";
+import { OperationService } from "../operations.ts";
 import { FleetManager } from "./fleet-manager.ts";
 import { SpotEventConsumer } from "./spot-events.ts";
 import { FakeCapacity, fakeClock, POOLS, PRICES, splitManifest } from "./testing.ts";
@@ -77,7 +78,7 @@ async function scope(options: { shards?: number; maxInstances?: number; logger?:
   const op = "op-spot";
   const shards = options.shards ?? 10;
   const now = new Date(clock.now()).toISOString();
-  await saveManifest({ store, clock }, splitManifest(op, shards, now));
+  await seedManifest({ store, clock }, splitManifest(op, shards, now));
 
   const event = (kind: "interruption-warning" | "rebalance-recommendation", instanceId: string) =>
     ec2SpotEvent({ kind, instanceId, region: "us-east-1", time: new Date(clock.now()) });
