@@ -58,4 +58,27 @@ describe("summarize", () => {
     expect(text).toMatch(/ID\s+MARKET\s+ROLE\s+TYPE\s+STATE\s+SINCE\n/);
     expect(text).not.toMatch(/SPOT SIGNAL/);
   });
+
+  it("shows what the source sees, per origin, against the budget when there is one", () => {
+    const origin = {
+      workers: 4,
+      concurrency: 36,
+      inFlight: 20,
+      requests: 1200,
+      throttled: 3,
+      failed: 1,
+    };
+    const text = summarize({
+      ...view,
+      task: "http-enrich",
+      source: [
+        { ...origin, origin: "https://a.example", requestsPerSecond: 49.5, budget: 50 },
+        { ...origin, origin: "https://b.example", requestsPerSecond: 80, budget: null },
+      ],
+    });
+    expect(text).toContain(
+      "source https://a.example: 49.5 req/s (budget 50/s), 4 workers, concurrency 36 (20 in flight), 3 × 429, 1 failed of 1200",
+    );
+    expect(text).toContain("source https://b.example: 80 req/s (no budget)");
+  });
 });

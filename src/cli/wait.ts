@@ -145,6 +145,12 @@ export function summarize(view: OperationView): string {
       ]).map((l) => `    ${l}`),
     );
   }
+  for (const o of view.source ?? []) {
+    const budget = o.budget === null ? "no budget" : `budget ${o.budget}/s`;
+    lines.push(
+      `  source ${o.origin}: ${o.requestsPerSecond} req/s (${budget}), ${o.workers} workers, concurrency ${o.concurrency} (${o.inFlight} in flight), ${o.throttled} × 429, ${o.failed} failed of ${o.requests}`,
+    );
+  }
   const events = view.events ?? [];
   if (events.length > 0) {
     const shown = events.slice(-SHOWN_EVENTS);

@@ -42,6 +42,7 @@ import { canSee, DEFAULT_TENANT, type Viewer } from "../shared/schemas/tokens.ts
 import { isTransientError } from "../shared/transient.ts";
 import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
 import { OperationLifecycle } from "./operation-lifecycle.ts";
+import { readSourceView, type SourceView } from "./source-view.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
@@ -486,6 +487,10 @@ export class OperationService {
     const fleet = this.#fleetReader(id, signal);
     const view = await this.#get(id, signal, viewer, fleet);
     const record = await fleet();
+    const source =
+      view.task === "http-enrich" && !TERMINAL_STATUSES.has(view.status)
+        ? await readSourceView(this.#store, id, this.#clock.now(), signal)
+        : [];
     return {
       ...view,
       instances: (record?.instances ?? []).map((i) => ({
@@ -501,6 +506,7 @@ export class OperationService {
         ...(i.rebalanceRecommendedAt ? { rebalanceRecommendedAt: i.rebalanceRecommendedAt } : {}),
       })),
       events: record?.events ?? [],
+      ...(source.length > 0 ? { source } : {}),
     };
   }
 

@@ -4,6 +4,7 @@ import {
   keys,
   matchesIamPattern,
   OPERATIONS_PREFIX,
+  parseBudgetPeerKey,
   parseShardKey,
   SCRATCH_PREFIX,
   shardIdFor,
@@ -107,9 +108,24 @@ describe("what a worker may write (IAM patterns)", () => {
       keys.shardInput(op, shard),
       keys.attempt(op, shard, "a1"),
       keys.done(op, shard),
+      keys.budgetPeer(op, "i-0abc", "m1"),
+      keys.budgetPeerLeft(op, "ip-10-0-0-1.ec2.internal", "m1"),
     ]) {
       expect(writable(key), key).toBe(true);
     }
+  });
+
+  it("names budget-peer records by instance and membership, and parses them back", () => {
+    const record = keys.budgetPeer(op, "ip-10-0-0-1.ec2.internal", "ab12cd34");
+    expect(record).toBe(`scratch/${op}/budget-peers/iip-10-0-0-1_ec2_internal-ab12cd34.json`);
+    expect(parseBudgetPeerKey(record)).toEqual({
+      member: "iip-10-0-0-1_ec2_internal-ab12cd34",
+      left: false,
+    });
+    expect(
+      parseBudgetPeerKey(keys.budgetPeerLeft(op, "ip-10-0-0-1.ec2.internal", "ab12cd34")),
+    ).toEqual({ member: "iip-10-0-0-1_ec2_internal-ab12cd34", left: true });
+    expect(parseBudgetPeerKey(keys.checkpoint(op, shard))).toBeUndefined();
   });
 
   it("covers no record another owner writes, for any ids", () => {

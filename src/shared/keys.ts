@@ -91,6 +91,18 @@ export const keys = {
   checkpoint: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}checkpoint.json`,
   chunksPrefix: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}chunks/`,
   /**
+   * The workers of an `http-enrich` operation (they divide its request budget): one small record
+   * per worker and membership (a worker that leaves and comes back is a new member), renewed
+   * every few seconds; a member that leaves writes a `.left` marker beside it (workers may not
+   * delete). Each worker counts the fresh records without a marker to take its share
+   * (`src/worker/budget/`). Under scratch/: workers may write there, and it is temporary.
+   */
+  budgetPeersPrefix: (op: string) => `${scratchPrefix(op)}budget-peers/`,
+  budgetPeer: (op: string, instanceId: string, member: string) =>
+    `${keys.budgetPeersPrefix(op)}${budgetMember(instanceId, member)}.json`,
+  budgetPeerLeft: (op: string, instanceId: string, member: string) =>
+    `${keys.budgetPeersPrefix(op)}${budgetMember(instanceId, member)}.left`,
+  /**
    * Result chunks are named by the row range they hold, so two workers racing on one shard
    * write identical keys for identical ranges and a commit never points at a chunk that a
    * loser overwrote with a different range.
@@ -98,6 +110,22 @@ export const keys = {
   chunk: (op: string, shard: string, start: number, end: number) =>
     `${keys.chunksPrefix(op, shard)}${pad(start)}-${pad(end)}.ndjson`,
 } as const;
+
+/** Instance ids come from EC2 or config (a host name may hold dots): kept to key-safe characters. */
+function budgetMember(instanceId: string, member: string): string {
+  const safe = instanceId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 100);
+  return checkId("budget member", `i${safe}-${checkId("member", member)}`);
+}
+
+/**
+ * A key under `budgetPeersPrefix` back into its member (instance and membership, as one name)
+ * and whether it is the record or the left marker; undefined for anything else.
+ */
+export function parseBudgetPeerKey(key: string): { member: string; left: boolean } | undefined {
+  const m = /\/budget-peers\/([^/]+)\.(json|left)$/.exec(key);
+  if (!m) return undefined;
+  return { member: m[1]!, left: m[2] === "left" };
+}
 
 /** A parsed per-shard key; `scratch` says which of the operation's prefixes it is under. */
 export interface ShardKey {

@@ -310,6 +310,26 @@ export class ObjectStore {
     return out;
   }
 
+  /** Every key under `prefix` with its last-modified time (ms since the epoch), across pages. */
+  async listModified(
+    prefix: string,
+    signal?: AbortSignal,
+  ): Promise<Array<{ key: string; modifiedAt: number }>> {
+    const out: Array<{ key: string; modifiedAt: number }> = [];
+    let token: string | undefined;
+    do {
+      const page = await this.#s3.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+        { abortSignal: signal },
+      );
+      for (const o of page.Contents ?? []) {
+        if (o.Key && o.LastModified) out.push({ key: o.Key, modifiedAt: o.LastModified.getTime() });
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
   /** The "folders" directly under `prefix` (ListObjectsV2 with a delimiter). */
   async listPrefixes(prefix: string, signal?: AbortSignal): Promise<string[]> {
     const out: string[] = [];

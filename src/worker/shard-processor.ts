@@ -154,8 +154,9 @@ export class ShardProcessor {
             pluginDir: options.pluginDir,
             clock: this.#clock,
             ...(options.egress ? { egress: options.egress } : {}),
+            budgetPeers: { store: this.#store, instanceId: options.instanceId },
           },
-          { headers: manifest.headers },
+          { headers: manifest.headers, operationId: manifest.id },
         ));
     this.#operations = new OperationCache(
       { store: this.#store, logger: this.#logger, clock: this.#clock, createRunner },

@@ -23,6 +23,20 @@ export const operationInstanceViewSchema = fleetInstanceRecordSchema.omit({
 });
 export type OperationInstanceView = z.infer<typeof operationInstanceViewSchema>;
 
+/** One origin of an http-enrich operation with a rateLimit, as its live workers report it. */
+export const sourceViewSchema = z.object({
+  origin: z.string(),
+  workers: count.describe("workers sending to it now"),
+  requestsPerSecond: z.number().nonnegative().describe("requests a second the fleet sends now"),
+  budget: z.number().nonnegative().nullable().describe("its budget (null without a rateLimit)"),
+  concurrency: count.describe("requests the workers allow in flight now, summed"),
+  inFlight: count,
+  requests: count.describe("requests since each live worker loaded the operation"),
+  throttled: count.describe("429 answers among them"),
+  failed: count.describe("other failures among them"),
+});
+export type SourceView = z.infer<typeof sourceViewSchema>;
+
 /** `GET /operations/:id` (and each item of `GET /operations`). */
 export const operationViewSchema = z.object({
   id: z.string(),
@@ -55,6 +69,12 @@ export const operationViewSchema = z.object({
     .array(fleetEventSchema)
     .describe(
       "fleet events, oldest first (GET /operations/:id only): launches, capacity errors, fallbacks, straggler copies, terminations",
+    )
+    .optional(),
+  source: z
+    .array(sourceViewSchema)
+    .describe(
+      "http-enrich with a rateLimit while workers run it: what its source sees, per origin (GET /operations/:id only)",
     )
     .optional(),
 });

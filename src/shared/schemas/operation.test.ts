@@ -77,6 +77,32 @@ describe("parseOperationSpec", () => {
     expect(errorOf({ task: over }).message).toMatch(/^spec task\.options\.concurrency: .*200/);
   });
 
+  it("refuses unknown idempotency and rate-limit fields, and a fixed value for the key's header", () => {
+    const withOptions = (extra: Record<string, unknown>) =>
+      errorOf({ task: { ...httpTask, options: { ...httpTask.options, ...extra } } }).message;
+    expect(withOptions({ idempotencyKey: { hedaer: "X-Key" } })).toMatch(
+      /^spec task\.options\.idempotencyKey/,
+    );
+    expect(withOptions({ rateLimit: { requestsPerSecond: 5, brust: 2 } })).toMatch(
+      /^spec task\.options\.rateLimit\.brust: unknown field/,
+    );
+    expect(withOptions({ rateLimit: { requestsPerSecond: 0 } })).toMatch(
+      /^spec task\.options\.rateLimit\.requestsPerSecond/,
+    );
+    expect(
+      withOptions({ method: "POST", headers: { "idempotency-key": "same-for-every-row" } }),
+    ).toMatch(/^spec task\.options\.headers\.idempotency-key: .*idempotency key/);
+    // On GET no key is sent, so the header is the user's to set.
+    expect(() =>
+      parseOperationSpec({
+        task: {
+          ...httpTask,
+          options: { ...httpTask.options, headers: { "Idempotency-Key": "k" } },
+        },
+      }),
+    ).not.toThrow();
+  });
+
   it("refuses plugin names that are paths", () => {
     const err = errorOf({ task: { name: "transform", options: { module: "../../etc/passwd" } } });
     expect(err.message).toMatch(/task\.options\.module/);

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../../../test/support/fake-clock.ts";
-import type { Clock } from "../../shared/clock.ts";
+import { type Clock, systemClock } from "../../shared/clock.ts";
 import { type EgressPolicy, parseEgressAllow } from "../../shared/egress.ts";
 import { BadInputError } from "../../shared/errors.ts";
 import { silentLogger } from "../../shared/logger.ts";
@@ -87,6 +87,7 @@ function runner(
     random?: () => number;
     egress?: EgressPolicy;
     lookup?: HostLookup;
+    operationId?: string;
   } = {},
 ) {
   const r = new HttpEnrichRunner(
@@ -99,7 +100,10 @@ function runner(
       ...(extra.lookup ? { lookup: extra.lookup } : {}),
     },
     httpEnrichOptionsSchema.parse(options),
-    extra.headers ? { headers: extra.headers } : {},
+    {
+      ...(extra.headers ? { headers: extra.headers } : {}),
+      ...(extra.operationId ? { operationId: extra.operationId } : {}),
+    },
   );
   runners.push(r);
   return r;
@@ -315,6 +319,53 @@ describe("http-enrich retries", () => {
   });
 });
 
+describe("http-enrich idempotency keys", () => {
+  it("sends the same Idempotency-Key on a POST and its retry after a 503", async () => {
+    let calls = 0;
+    handler = (_req, _body, res) => {
+      calls++;
+      if (calls === 1) json(res, 503, {});
+      else json(res, 200, { v: "ok" });
+    };
+    const r = runner(
+      { url: `${base}/p`, method: "POST", body: "{}", results: { v: "v" } },
+      { operationId: "op-1" },
+    );
+    expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: "ok" } }]);
+    expect(requests.map((q) => q.headers["idempotency-key"])).toEqual(["op-1:10", "op-1:10"]);
+  });
+
+  it("gives each row its own key, under the header the options name", async () => {
+    handler = (_req, _body, res) => json(res, 200, {});
+    const r = runner(
+      {
+        url: `${base}/p`,
+        method: "PUT",
+        results: { v: "v" },
+        idempotencyKey: { header: "X-Request-Key" },
+      },
+      { operationId: "op-2" },
+    );
+    await r.runRows(rows({}, {}), ctx());
+    expect(requests.map((q) => q.headers["x-request-key"]).sort()).toEqual(["op-2:10", "op-2:11"]);
+    expect(requests.every((q) => q.headers["idempotency-key"] === undefined)).toBe(true);
+  });
+
+  it("sends no key on GET, nor when the options turn it off", async () => {
+    handler = (_req, _body, res) => json(res, 200, {});
+    await runner({ url: `${base}/g`, results: { v: "v" } }, { operationId: "op" }).runRows(
+      rows({}),
+      ctx(),
+    );
+    await runner(
+      { url: `${base}/p`, method: "POST", results: { v: "v" }, idempotencyKey: false },
+      { operationId: "op" },
+    ).runRows(rows({}), ctx());
+    expect(requests).toHaveLength(2);
+    expect(requests.every((q) => q.headers["idempotency-key"] === undefined)).toBe(true);
+  });
+});
+
 describe("http-enrich concurrency and abort", () => {
   it("keeps at most `concurrency` requests in flight, across concurrent batches", async () => {
     handler = (_req, _body, res) => {
@@ -339,6 +390,57 @@ describe("http-enrich concurrency and abort", () => {
     // Each row reported once, as it finished.
     expect(reported.sort((x, y) => x - y)).toEqual(many(0).map((x) => x.index));
     expect(maxInFlight).toBe(4);
+  });
+
+  it("without a budget, finds a source's in-flight limit by itself: 0 row errors, converged at or below it", async () => {
+    const capacity = 6;
+    let throttled = 0;
+    let answered = 0;
+    handler = (_req, _body, res) => {
+      // inFlight counts this request too.
+      if (inFlight > capacity) {
+        throttled++;
+        json(res, 429, {});
+        return;
+      }
+      setTimeout(() => {
+        answered++;
+        json(res, 200, { v: 1 });
+      }, 10);
+    };
+    // Real time: latency is one of the policy's inputs, and backoff must let the source drain.
+    const r = runner(
+      { url: `${base}/a/{n}`, results: { v: "v" }, concurrency: 64, backoffMs: 20 },
+      { clock: systemClock, random: Math.random },
+    );
+    const many = Array.from({ length: 600 }, (_, k) => ({ index: k, values: { n: k } }));
+    const out = await r.runRows(many, ctx());
+    expect(out.filter((x) => x.e !== undefined)).toEqual([]);
+    expect(answered).toBe(600);
+    const [origin] = r.stats();
+    // The sawtooth touches capacity + 1 at most, for one round, then backs off.
+    expect(origin?.concurrency).toBeLessThanOrEqual(capacity + 1);
+    expect(origin?.throttled).toBe(throttled);
+    // Slow start overshoots once; after that the source is rarely pushed over.
+    expect(throttled / (answered + throttled)).toBeLessThan(0.1);
+  });
+
+  it("keeps `concurrency` in flight when adaptive concurrency is off", async () => {
+    handler = (_req, _body, res) => {
+      setTimeout(() => json(res, 200, { v: 1 }), 200);
+    };
+    const r = runner({
+      url: `${base}/f/{n}`,
+      results: { v: "v" },
+      concurrency: 30,
+      adaptiveConcurrency: false,
+    });
+    await r.runRows(
+      Array.from({ length: 60 }, (_, k) => ({ index: k, values: { n: k } })),
+      ctx(),
+    );
+    expect(maxInFlight).toBe(30);
+    expect(r.stats()[0]?.concurrency).toBe(30);
   });
 
   it("rejects with the signal's reason when the shard is aborted", async () => {

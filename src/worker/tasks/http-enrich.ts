@@ -15,13 +15,16 @@ import { type EgressPolicy, EgressRefusedError, PUBLIC_ONLY } from "../../shared
 import { BadInputError, describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { EncodedCell, ResultRow } from "../../shared/schemas/cells.ts";
-import type { HttpEnrichOptions } from "../../shared/schemas/tasks.ts";
+import { burstOf, type HttpEnrichOptions } from "../../shared/schemas/tasks.ts";
 import {
   compileTemplate,
   render,
   type Template,
   urlTemplateShape,
 } from "../../shared/url-template.ts";
+import type { FleetShare, OriginCounters } from "../budget/budget-peers.ts";
+import { TokenBucket } from "../budget/token-bucket.ts";
+import { type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
 import { guardedConnector, type HostLookup } from "./egress-connector.ts";
 import { Limiter } from "./limiter.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
@@ -36,7 +39,20 @@ export interface HttpEnrichDeps {
   egress?: EgressPolicy;
   /** Host name resolution for the egress check. @default the system resolver */
   lookup?: HostLookup;
+  /**
+   * The operation's workers that share `rateLimit` (`BudgetPeers`, counted through S3).
+   * @default this worker alone takes the whole budget
+   */
+  share?: FleetShare;
 }
+
+/** A share of one worker alone. */
+const ALONE: FleetShare = {
+  divisor: () => 1,
+  hold: () => () => {},
+  setReporter: () => {},
+  close: async () => {},
+};
 
 /** Most bytes a response body may have; a bigger one is the row's error, unread. */
 export const MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -50,6 +66,11 @@ export interface HttpEnrichRunnerOptions {
   maxRetryAfterMs?: number;
   /** Cap of one backoff step before jitter. @default 30000 */
   maxBackoffMs?: number;
+  /**
+   * The operation's id: idempotency keys are `<operationId>:<rowIndex>`. Without it no key is
+   * sent (a bare row index would collide across operations at the source).
+   */
+  operationId?: string;
 }
 
 const jsonEscape = (s: string) => JSON.stringify(s).slice(1, -1);
@@ -110,10 +131,18 @@ async function readBounded(
   return Buffer.concat(chunks).toString("utf8");
 }
 
+/** One origin's adaptive concurrency: the semaphore and the policy state that sizes it. */
+interface OriginGate {
+  limiter: Limiter;
+  aimd: AimdState;
+  /** This worker's share of the origin's request budget, when the options set one. */
+  bucket: TokenBucket | undefined;
+}
+
 /** Why an attempt failed, and whether another attempt may help. */
 type AttemptOutcome =
   | { ok: true; row: ResultRow }
-  | { ok: false; retry: boolean; problem: string; retryAfterMs?: number };
+  | { ok: false; retry: boolean; problem: string; retryAfterMs?: number; throttled?: boolean };
 
 export class HttpEnrichRunner implements TaskRunner {
   readonly columns: string[];
@@ -127,8 +156,12 @@ export class HttpEnrichRunner implements TaskRunner {
   readonly #bodyEscape: (s: string) => string;
   readonly #limiter: Limiter;
   readonly #pools = new Map<string, Pool>();
+  readonly #gates = new Map<string, OriginGate>();
   readonly #egress: EgressPolicy;
   readonly #lookup: HostLookup | undefined;
+  readonly #idempotencyHeader: string | undefined;
+  readonly #operationId: string | undefined;
+  readonly #share: FleetShare;
   #closed = false;
 
   /** Throws BadInputError (SPEC_INVALID) naming an unknown column or a URL that cannot work. */
@@ -152,6 +185,14 @@ export class HttpEnrichRunner implements TaskRunner {
     )?.[1];
     this.#bodyEscape = contentType?.toLowerCase().includes("json") ? jsonEscape : asIs;
     this.#limiter = new Limiter(options.concurrency);
+    this.#operationId = runnerOptions.operationId;
+    this.#share = deps.share ?? ALONE;
+    this.#share.setReporter(() => this.stats());
+    // GET is idempotent by definition; a key there only adds noise to the source's logs.
+    this.#idempotencyHeader =
+      options.idempotencyKey !== false && options.method !== "GET"
+        ? options.idempotencyKey.header
+        : undefined;
 
     if (runnerOptions.headers) {
       const known = new Set(runnerOptions.headers);
@@ -186,6 +227,8 @@ export class HttpEnrichRunner implements TaskRunner {
     if (this.#closed) throw new Error("http-enrich runner is closed");
     const { signal, dispose } = childSignal(ctx.signal);
     const rowCtx = { ...ctx, signal };
+    // Counted among the operation's workers (the budget's divisor, the status) while rows run.
+    const release = this.#share.hold();
     try {
       return await Promise.all(
         rows.map((row) =>
@@ -198,12 +241,14 @@ export class HttpEnrichRunner implements TaskRunner {
         ),
       );
     } finally {
+      release();
       dispose();
     }
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#share.close();
     const pools = [...this.#pools.values()];
     this.#pools.clear();
     await Promise.all(pools.map((p) => p.close()));
@@ -235,7 +280,7 @@ export class HttpEnrichRunner implements TaskRunner {
     const body = this.#body && render(this.#body, row.values, this.#bodyEscape);
     const attempts = this.#options.retries + 1;
     for (let attempt = 0; ; attempt++) {
-      const outcome = await this.#attempt(row.index, url, body, ctx.signal);
+      const outcome = await this.#attempt(row.index, url, body, ctx.signal, ctx.logger);
       if (outcome.ok) return outcome.row;
       if (!outcome.retry) return { i: row.index, e: outcome.problem };
       if (attempt + 1 >= attempts) {
@@ -257,7 +302,82 @@ export class HttpEnrichRunner implements TaskRunner {
     return Math.floor(this.#random() * ceiling);
   }
 
+  /** Per-origin adaptive concurrency and stats, for progress and status. */
+  stats(): OriginCounters[] {
+    return [...this.#gates.entries()].map(([origin, gate]) => ({
+      origin,
+      concurrency: gate.limiter.limit,
+      inFlight: gate.limiter.active,
+      requests: gate.aimd.totals.requests,
+      throttled: gate.aimd.totals.throttled,
+      failed: gate.aimd.totals.failed,
+      ...(this.#options.rateLimit
+        ? {
+            budgetShare: this.#shareOf().perSecond,
+            budget: this.#options.rateLimit.requestsPerSecond,
+          }
+        : {}),
+    }));
+  }
+
+  /** This worker's share of one origin's budget now: the budget ÷ the workers sharing it. */
+  #shareOf(): { perSecond: number; burst: number } {
+    const limit = this.#options.rateLimit;
+    const workers = this.#share.divisor();
+    if (!limit || workers === 0) return { perSecond: 0, burst: 1 };
+    return { perSecond: limit.requestsPerSecond / workers, burst: burstOf(limit) / workers };
+  }
+
+  #gate(origin: string): OriginGate {
+    let gate = this.#gates.get(origin);
+    if (!gate) {
+      const aimd = this.#options.adaptiveConcurrency
+        ? initialAimd({ max: this.#options.concurrency })
+        : initialAimd({ max: this.#options.concurrency, initial: this.#options.concurrency });
+      gate = {
+        limiter: new Limiter(aimd.limit),
+        aimd,
+        bucket: this.#options.rateLimit
+          ? new TokenBucket(this.#clock, { rate: () => this.#shareOf() })
+          : undefined,
+      };
+      this.#gates.set(origin, gate);
+    }
+    return gate;
+  }
+
+  /** One request, inside its origin's adaptive limit; the answer feeds the limit. */
   async #attempt(
+    index: number,
+    url: URL,
+    body: string | undefined,
+    shardSignal: AbortSignal,
+    logger: Logger,
+  ): Promise<AttemptOutcome> {
+    const gate = this.#gate(url.origin);
+    return gate.limiter.run(async () => {
+      await gate.bucket?.take(shardSignal);
+      const epoch = gate.aimd.epoch;
+      const inFlight = gate.limiter.active;
+      const started = this.#clock.now();
+      const outcome = await this.#send(index, url, body, shardSignal);
+      gate.aimd = observe(
+        gate.aimd,
+        { signal: signalOf(outcome), latencyMs: this.#clock.now() - started, inFlight, epoch },
+        { max: this.#options.concurrency },
+      );
+      if (this.#options.adaptiveConcurrency && gate.aimd.limit !== gate.limiter.limit) {
+        logger.debug(
+          { origin: url.origin, from: gate.limiter.limit, to: gate.aimd.limit },
+          "http-enrich concurrency changed",
+        );
+        gate.limiter.setLimit(gate.aimd.limit);
+      }
+      return outcome;
+    }, shardSignal);
+  }
+
+  async #send(
     index: number,
     url: URL,
     body: string | undefined,
@@ -269,7 +389,7 @@ export class HttpEnrichRunner implements TaskRunner {
       res = await this.#pool(url.origin).request({
         path: `${url.pathname}${url.search}`,
         method: this.#options.method,
-        headers: this.#options.headers,
+        headers: this.#headersFor(index),
         body: body ?? null,
         signal: AbortSignal.any([shardSignal, timeout]),
       });
@@ -330,6 +450,7 @@ export class HttpEnrichRunner implements TaskRunner {
           ok: false,
           retry: true,
           problem: `HTTP ${statusCode}`,
+          throttled: statusCode === 429,
           ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
         };
       }
@@ -348,6 +469,14 @@ export class HttpEnrichRunner implements TaskRunner {
     }
   }
 
+  /** The configured headers, plus the row's idempotency key (the same on every retry). */
+  #headersFor(index: number): Record<string, string> {
+    if (this.#idempotencyHeader === undefined || this.#operationId === undefined) {
+      return this.#options.headers;
+    }
+    return { ...this.#options.headers, [this.#idempotencyHeader]: `${this.#operationId}:${index}` };
+  }
+
   #networkProblem(err: unknown, timeout: AbortSignal): string {
     if (timeout.aborted) return `timeout after ${this.#options.timeoutMs} ms`;
     const code = (err as { code?: unknown }).code;
@@ -361,6 +490,12 @@ export class HttpEnrichRunner implements TaskRunner {
   #emptyResult(): Record<string, EncodedCell> {
     return Object.fromEntries(this.columns.map((c) => [c, null]));
   }
+}
+
+/** How an attempt ended, for the adaptive limit: a 429, an overload sign, or an answer. */
+function signalOf(outcome: AttemptOutcome): AimdSignal {
+  if (outcome.ok || !outcome.retry) return "ok";
+  return outcome.throttled ? "throttled" : "failed";
 }
 
 /** Creates the runner; throws BadInputError when the templates name unknown columns. */

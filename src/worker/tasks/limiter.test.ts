@@ -55,3 +55,41 @@ describe("Limiter", () => {
     expect(limiter.active).toBe(0);
   });
 });
+
+/** Lets every queued promise callback run. */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("Limiter with a changing limit", () => {
+  it("admits waiters when the limit rises, and no one until under a lowered limit", async () => {
+    const limiter = new Limiter(2);
+    const gates = Array.from({ length: 5 }, () => deferred());
+    const started: number[] = [];
+    const runs = gates.map((g, k) =>
+      limiter.run(async () => {
+        started.push(k);
+        await g.promise;
+      }),
+    );
+    await Promise.resolve();
+    expect(started).toEqual([0, 1]);
+    limiter.setLimit(3);
+    await settle();
+    expect(started).toEqual([0, 1, 2]);
+    limiter.setLimit(1);
+    gates[0]!.resolve();
+    await runs[0];
+    await settle();
+    // Two holders left, limit 1: nobody new.
+    expect(started).toEqual([0, 1, 2]);
+    gates[1]!.resolve();
+    gates[2]!.resolve();
+    await Promise.all([runs[1], runs[2]]);
+    await settle();
+    expect(started).toEqual([0, 1, 2, 3]);
+    expect(limiter.active).toBe(1);
+    gates[3]!.resolve();
+    gates[4]!.resolve();
+    await Promise.all(runs);
+    expect(() => limiter.setLimit(0)).toThrow(RangeError);
+  });
+});

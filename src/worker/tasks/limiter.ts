@@ -1,17 +1,30 @@
 /**
  * A counting semaphore: at most `limit` holders at once, waiters served in arrival order.
  * Small on purpose (no dependency): tasks share one per runner, so the limit is per worker
- * however many shards run at once.
+ * however many shards run at once. The limit may change while it runs (adaptive concurrency):
+ * a lower one lets holders finish and admits no one until the count is under it.
  */
 export class Limiter {
-  readonly limit: number;
+  #limit: number;
   #active = 0;
   readonly #waiters: Array<() => void> = [];
 
   constructor(limit: number) {
     if (!Number.isInteger(limit) || limit < 1)
       throw new RangeError(`limit must be ≥ 1, got ${limit}`);
-    this.limit = limit;
+    this.#limit = limit;
+  }
+
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /** Changes the limit; a higher one admits waiters at once. */
+  setLimit(limit: number): void {
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError(`limit must be ≥ 1, got ${limit}`);
+    this.#limit = limit;
+    while (this.#active < this.#limit && this.#waiters.length > 0) this.#waiters.shift()?.();
   }
 
   /** Holders right now. */
@@ -31,7 +44,7 @@ export class Limiter {
 
   #acquire(signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
-    if (this.#active < this.limit) {
+    if (this.#active < this.#limit && this.#waiters.length === 0) {
       this.#active++;
       return Promise.resolve();
     }
@@ -53,6 +66,6 @@ export class Limiter {
 
   #release(): void {
     this.#active--;
-    this.#waiters.shift()?.();
+    if (this.#active < this.#limit) this.#waiters.shift()?.();
   }
 }

@@ -2,10 +2,11 @@
  * The task registry: turns a validated TaskSpec into a running TaskRunner. Adding a task means
  * adding its option schema in `src/shared/schemas/tasks.ts` and a case here.
  */
-import type { Clock } from "../../shared/clock.ts";
+import { type Clock, systemClock } from "../../shared/clock.ts";
 import type { EgressPolicy } from "../../shared/egress.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { TaskSpec } from "../../shared/schemas/tasks.ts";
+import { BudgetPeers, type PeerStore } from "../budget/budget-peers.ts";
 import { createHttpEnrichRunner } from "./http-enrich.ts";
 import type { TaskRunner } from "./task.ts";
 import { createTransformRunner } from "./transform.ts";
@@ -20,11 +21,18 @@ export interface TaskRunnerDeps {
   random?: () => number;
   /** Where `http-enrich` may connect (SHARDFLEET_EGRESS_ALLOW). @default PUBLIC_ONLY */
   egress?: EgressPolicy;
+  /**
+   * Where this worker counts the operation's workers sharing an `http-enrich` rateLimit
+   * (with `options.operationId`). @default none: a rateLimit is this worker's alone
+   */
+  budgetPeers?: { store: PeerStore; instanceId: string };
 }
 
 export interface TaskRunnerOptions {
   /** The operation's input headers; templates naming other columns fail at creation. */
   headers?: readonly string[];
+  /** The operation's id (`http-enrich` idempotency keys). */
+  operationId?: string;
   /** Worker threads for `transform`. @default os.availableParallelism() */
   threads?: number;
 }
@@ -40,17 +48,32 @@ export async function createTaskRunner(
 ): Promise<TaskRunner> {
   const logger = deps.logger.child({ task: spec.name });
   switch (spec.name) {
-    case "http-enrich":
+    case "http-enrich": {
+      const peers = deps.budgetPeers;
+      // Only with a rateLimit: a record costs a PUT and a LIST every 2 s per worker (about
+      // $0.02 an hour at S3 request prices), a price worth paying for a budget, not for show.
+      const share =
+        spec.options.rateLimit && peers && options.operationId !== undefined
+          ? new BudgetPeers(
+              { store: peers.store, clock: deps.clock ?? systemClock, logger },
+              { operationId: options.operationId, instanceId: peers.instanceId },
+            )
+          : undefined;
       return createHttpEnrichRunner(
         {
           logger,
+          ...(share ? { share } : {}),
           ...(deps.clock ? { clock: deps.clock } : {}),
           ...(deps.random ? { random: deps.random } : {}),
           ...(deps.egress ? { egress: deps.egress } : {}),
         },
         spec.options,
-        options.headers ? { headers: options.headers } : {},
+        {
+          ...(options.headers ? { headers: options.headers } : {}),
+          ...(options.operationId === undefined ? {} : { operationId: options.operationId }),
+        },
       );
+    }
     case "transform":
       return createTransformRunner({ logger }, spec.options, {
         pluginDir: deps.pluginDir,

@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { keys } from "../shared/keys.ts";
+import { type BudgetPeer, budgetPeerSchema } from "../shared/schemas/budget.ts";
+import { readSourceView, summarizeSource } from "./source-view.ts";
+
+let aws: LocalAws;
+beforeAll(async () => {
+  aws = await startLocalAws("source-view");
+});
+afterAll(async () => {
+  await aws?.close();
+});
+
+const origin = (o: string, n: number, extra: Partial<BudgetPeer["origins"][number]> = {}) => ({
+  origin: o,
+  concurrency: 10 * n,
+  inFlight: n,
+  requestsPerSecond: 2.5 * n,
+  requests: 100 * n,
+  throttled: n,
+  failed: 0,
+  ...extra,
+});
+
+function peer(instanceId: string, origins: BudgetPeer["origins"]): BudgetPeer {
+  return { v: 1, instanceId, renewedAt: new Date().toISOString(), peers: 2, origins };
+}
+
+describe("the source view of an operation", () => {
+  it("sums the workers' records per origin, with the budget when there is one", () => {
+    const view = summarizeSource([
+      peer("a", [origin("https://b.example", 1, { budget: 20, budgetShare: 10 })]),
+      peer("b", [
+        origin("https://b.example", 2, { budget: 20, budgetShare: 10 }),
+        origin("https://a.example", 1),
+      ]),
+    ]);
+    expect(view).toEqual([
+      {
+        origin: "https://a.example",
+        workers: 1,
+        requestsPerSecond: 2.5,
+        budget: null,
+        concurrency: 10,
+        inFlight: 1,
+        requests: 100,
+        throttled: 1,
+        failed: 0,
+      },
+      {
+        origin: "https://b.example",
+        workers: 2,
+        requestsPerSecond: 7.5,
+        budget: 20,
+        concurrency: 30,
+        inFlight: 3,
+        requests: 300,
+        throttled: 3,
+        failed: 0,
+      },
+    ]);
+  });
+
+  it("reads the fresh records of the operation from S3, and none once they are stale", async () => {
+    for (const [id, n] of [
+      ["local-001", 1],
+      ["local-002", 2],
+    ] as const) {
+      await aws.store.putJson(
+        keys.budgetPeer("op-src", id, "m1"),
+        budgetPeerSchema,
+        peer(id, [origin("https://b.example", n)]),
+      );
+    }
+    await aws.store.putJson(
+      keys.budgetPeer("op-other", "local-003", "m1"),
+      budgetPeerSchema,
+      peer("local-003", [origin("https://b.example", 5)]),
+    );
+    const [view] = await readSourceView(aws.store, "op-src", Date.now());
+    expect(view).toMatchObject({ workers: 2, requestsPerSecond: 7.5, throttled: 3 });
+    // A worker that left marks its record; the status no longer counts it.
+    await aws.store.putText(keys.budgetPeerLeft("op-src", "local-002", "m1"), "");
+    const [after] = await readSourceView(aws.store, "op-src", Date.now());
+    expect(after).toMatchObject({ workers: 1, requestsPerSecond: 2.5, throttled: 1 });
+    expect(await readSourceView(aws.store, "op-src", Date.now() + 60_000)).toEqual([]);
+  });
+});

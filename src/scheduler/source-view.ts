@@ -1,0 +1,68 @@
+/**
+ * What an `http-enrich` operation's source sees, for its status: the sum of what the operation's
+ * live workers say in their budget-peer records (`keys.budgetPeer`, written by the workers).
+ */
+import { mapLimit } from "../shared/async.ts";
+import type { SourceView } from "../shared/contracts/operations.ts";
+import { keys } from "../shared/keys.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
+import {
+  BUDGET_PEER_TTL_MS,
+  type BudgetPeer,
+  budgetPeerSchema,
+  liveMembers,
+} from "../shared/schemas/budget.ts";
+
+/** Sums the workers' records per origin (pure). */
+export type { SourceView };
+
+export function summarizeSource(records: readonly BudgetPeer[]): SourceView[] {
+  const byOrigin = new Map<string, SourceView>();
+  for (const record of records) {
+    for (const o of record.origins) {
+      const view = byOrigin.get(o.origin) ?? {
+        origin: o.origin,
+        workers: 0,
+        requestsPerSecond: 0,
+        budget: null,
+        concurrency: 0,
+        inFlight: 0,
+        requests: 0,
+        throttled: 0,
+        failed: 0,
+      };
+      view.workers++;
+      view.requestsPerSecond += o.requestsPerSecond;
+      view.budget = o.budget ?? view.budget;
+      view.concurrency += o.concurrency;
+      view.inFlight += o.inFlight;
+      view.requests += o.requests;
+      view.throttled += o.throttled;
+      view.failed += o.failed;
+      byOrigin.set(o.origin, view);
+    }
+  }
+  return [...byOrigin.values()]
+    .map((v) => ({ ...v, requestsPerSecond: Math.round(v.requestsPerSecond * 10) / 10 }))
+    .sort((a, b) => a.origin.localeCompare(b.origin));
+}
+
+/** Reads the operation's fresh budget-peer records and sums them. */
+export async function readSourceView(
+  store: ObjectStore,
+  operationId: string,
+  now: number,
+  signal?: AbortSignal,
+): Promise<SourceView[]> {
+  const listed = await store.listModified(keys.budgetPeersPrefix(operationId), signal);
+  const fresh = liveMembers(listed, now - BUDGET_PEER_TTL_MS);
+  const records = await mapLimit(fresh, 8, async (key) => {
+    try {
+      return await store.getJson(key, budgetPeerSchema, signal);
+    } catch {
+      // A record from another version, or deleted meanwhile: the status does without it.
+      return undefined;
+    }
+  });
+  return summarizeSource(records.filter((r): r is BudgetPeer => r !== undefined));
+}

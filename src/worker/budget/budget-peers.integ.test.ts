@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { systemClock } from "../../shared/clock.ts";
+import { keys } from "../../shared/keys.ts";
+import { silentLogger } from "../../shared/logger.ts";
+import { budgetPeerSchema, liveMembers } from "../../shared/schemas/budget.ts";
+import { BudgetPeers } from "./budget-peers.ts";
+
+let aws: LocalAws;
+const peers: BudgetPeers[] = [];
+
+beforeAll(async () => {
+  aws = await startLocalAws("peers-test");
+});
+
+afterAll(async () => {
+  await Promise.all(peers.map((p) => p.close()));
+  await aws?.close();
+});
+
+// Short periods so the test runs in seconds; real time, since S3's LastModified is real time.
+// ttl well over refresh + 1 s: S3 listings may give LastModified to the second.
+const timing = { refreshMs: 150, ttlMs: 2000, joinMs: 450, lingerMs: 100 };
+
+function peer(operationId: string, instanceId: string): BudgetPeers {
+  const p = new BudgetPeers(
+    { store: aws.store, clock: systemClock, logger: silentLogger() },
+    { operationId, instanceId, ...timing },
+  );
+  peers.push(p);
+  return p;
+}
+
+/** Polls `read` every 20 ms until it returns true (the test's own timeout bounds it). */
+async function until(read: () => boolean): Promise<void> {
+  while (!read()) await new Promise((r) => setTimeout(r, 20));
+}
+
+describe("BudgetPeers (real local S3)", () => {
+  it("a joining worker sends nothing until every other worker counts it", async () => {
+    const a = peer("op-join", "local-001");
+    const b = peer("op-join", "local-002");
+    expect(a.divisor()).toBe(0);
+    const releaseA = a.hold();
+    expect(a.divisor()).toBe(0); // joining
+    await until(() => a.divisor() === 1);
+
+    const releaseB = b.hold();
+    // At the first moment b may send, a already divides by two.
+    await until(() => b.divisor() !== 0);
+    expect(b.divisor()).toBe(2);
+    expect(a.divisor()).toBe(2);
+
+    // b's rows end: after its linger it marks its record left and a takes the whole budget again.
+    releaseB();
+    await until(() => a.divisor() === 1);
+    const listed = await aws.store.list(keys.budgetPeersPrefix("op-join"));
+    expect(listed.filter((k) => k.endsWith(".json"))).toHaveLength(2);
+    expect(listed.filter((k) => k.endsWith(".left"))).toEqual([
+      expect.stringMatching(/budget-peers\/ilocal-002-[0-9a-f]{8}\.left$/),
+    ]);
+    releaseA();
+  });
+
+  it("counts a worker that died without a word until its record is ttl old", async () => {
+    const a = peer("op-dead", "local-003");
+    // A worker that wrote its record once, then was killed.
+    await aws.store.putJson(keys.budgetPeer("op-dead", "i-dead", "m1"), budgetPeerSchema, {
+      v: 1,
+      instanceId: "i-dead",
+      renewedAt: new Date().toISOString(),
+      peers: 1,
+    });
+    a.hold();
+    await until(() => a.divisor() !== 0);
+    expect(a.divisor()).toBe(2);
+    await until(() => a.divisor() === 1);
+  });
+
+  it("keeps records per operation, and marks its own left on close", async () => {
+    const a = peer("op-x", "local-004");
+    const b = peer("op-y", "local-004");
+    a.hold();
+    b.hold();
+    await until(() => a.divisor() === 1 && b.divisor() === 1);
+    await a.close();
+    expect(a.divisor()).toBe(0);
+    const x = await aws.store.listModified(keys.budgetPeersPrefix("op-x"));
+    expect(x).toHaveLength(2);
+    expect(liveMembers(x, 0)).toEqual([]);
+    const y = await aws.store.listModified(keys.budgetPeersPrefix("op-y"));
+    expect(liveMembers(y, 0)).toHaveLength(1);
+    expect(() => a.hold()).toThrow(/closed/);
+  });
+});

@@ -1,0 +1,155 @@
+/**
+ * The done-when of the request budget (issue 18): four whole workers (consumer + processor +
+ * http-enrich, in process) on the real local SQS/S3 share an operation's budget of N requests
+ * a second against a source that answers 429 above N a second. Two workers start first and two
+ * join later, so the budget is re-divided while the source is busy.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freshQueues, type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { writeManifest } from "../../../test/support/manifests.ts";
+import { waitFor } from "../../../test/support/wait.ts";
+import { textRows, writeSlice } from "../../../test/support/worker.ts";
+import { parseEgressAllow } from "../../shared/egress.ts";
+import { keys, shardIdFor } from "../../shared/keys.ts";
+import { silentLogger } from "../../shared/logger.ts";
+import { budgetPeerSchema } from "../../shared/schemas/budget.ts";
+import { shardDoneSchema } from "../../shared/schemas/shard.ts";
+import { Worker } from "../worker.ts";
+
+/** The source's limit and the operation's budget. */
+const N = 40;
+const SHARDS = 8;
+const ROWS_PER_SHARD = 60;
+
+let aws: LocalAws;
+let source: Server;
+let base: string;
+/** Arrival time of every request the source saw, and how many it refused. */
+const arrivals: number[] = [];
+const accepted: number[] = [];
+let refused = 0;
+
+beforeAll(async () => {
+  aws = await startLocalAws("budget-fleet");
+  source = createServer((req, res) => {
+    const now = Date.now();
+    arrivals.push(now);
+    while (accepted.length > 0 && accepted[0]! <= now - 1000) accepted.shift();
+    if (accepted.length >= N) {
+      refused++;
+      res.writeHead(429, { "retry-after": "1" });
+      res.end();
+      return;
+    }
+    accepted.push(now);
+    setTimeout(() => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ v: req.url }));
+    }, 5);
+  });
+  await new Promise<void>((resolve) => source.listen(0, "127.0.0.1", resolve));
+  base = `http://127.0.0.1:${(source.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  source?.closeAllConnections();
+  await new Promise((resolve) => source?.close(resolve));
+  await aws?.close();
+});
+
+/** Most requests in any window of `ms` starting at an arrival. */
+function busiestWindow(times: number[], ms: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let most = 0;
+  let end = 0;
+  for (let start = 0; start < sorted.length; start++) {
+    while (end < sorted.length && sorted[end]! < sorted[start]! + ms) end++;
+    most = Math.max(most, end - start);
+  }
+  return most;
+}
+
+describe("request budget across a fleet (real local SQS/S3, four workers)", () => {
+  it("4 workers with budget N: 0 row errors, and the source never sees over 1.1 N a second in any 5 s window", async () => {
+    const queues = await freshQueues(aws);
+    const op = "op-budget";
+    await writeManifest(aws.store, op, ["name"], {
+      name: "http-enrich",
+      options: {
+        url: `${base}/r/{name}`,
+        results: { v: "v" },
+        rateLimit: { requestsPerSecond: N },
+      },
+    });
+    const messages = [];
+    for (let s = 0; s < SHARDS; s++) {
+      const rows = textRows(ROWS_PER_SHARD).map(([cell]) => [`${cell} of ${s}`]);
+      messages.push(await writeSlice(aws.store, op, shardIdFor(s), s * ROWS_PER_SHARD, rows));
+    }
+    await aws.queue.sendShards(queues.work, messages);
+
+    const workers: Worker[] = [];
+    const runs: Array<Promise<void>> = [];
+    const start = (k: number) => {
+      const worker = new Worker(
+        { store: aws.store, queue: aws.queue, logger: silentLogger() },
+        {
+          instanceId: `local-00${k}`,
+          market: "spot",
+          pluginDir: ".",
+          egress: parseEgressAllow("127.0.0.0/8"),
+          queues,
+          pollWaitSeconds: 1,
+          visibilityTimeoutSeconds: 30,
+        },
+      );
+      workers.push(worker);
+      runs.push(worker.run());
+    };
+    start(1);
+    start(2);
+    // Two more join while the first two are sending: the budget is divided anew.
+    await waitFor("the first requests", async () => (arrivals.length > 0 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 1500));
+    start(3);
+    start(4);
+    // The four count each other, each taking a quarter of the budget (what the status sums).
+    await waitFor(
+      "four workers each holding a quarter of the budget",
+      async () => {
+        const listed = await aws.store.list(keys.budgetPeersPrefix(op));
+        const records = await Promise.all(
+          listed.map((key) => aws.store.getJson(key, budgetPeerSchema)),
+        );
+        const shares = records.map((r) => r?.origins[0]?.budgetShare);
+        return records.length === 4 && shares.every((x) => x === N / 4) ? true : undefined;
+      },
+      30_000,
+    );
+
+    const done = [];
+    for (let s = 0; s < SHARDS; s++) {
+      done.push(
+        await waitFor(
+          `shard ${s} committed`,
+          () => aws.store.getJson(keys.done(op, shardIdFor(s)), shardDoneSchema),
+          90_000,
+        ),
+      );
+    }
+    await Promise.all(workers.map((w) => w.stop()));
+    await Promise.all(runs);
+
+    expect(done.map((d) => d.errorRows)).toEqual(Array(SHARDS).fill(0));
+    expect(new Set(done.map((d) => d.instanceId)).size).toBe(4);
+    const busiest = busiestWindow(arrivals, 5000);
+    console.info(
+      `budget ${N}/s: ${arrivals.length} requests, ${refused} answered 429, busiest 5 s window ${busiest} (limit ${1.1 * 5 * N})`,
+    );
+    expect(busiest).toBeLessThanOrEqual(1.1 * 5 * N);
+    // And the budget is used, not merely respected: the fleet ran near it.
+    expect(busiest).toBeGreaterThanOrEqual(0.6 * 5 * N);
+  }, 120_000);
+});

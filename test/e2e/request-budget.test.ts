@@ -1,0 +1,103 @@
+/**
+ * The request budget end to end on the local stack: four worker instances (child processes)
+ * run an http-enrich operation whose spec sets `rateLimit` against a source that answers 429
+ * above N requests a second. Every row succeeds, the source's busiest 5-second window stays
+ * within 1.1 × 5N, and the status shows the source against the budget while it runs.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
+import { waitForOperation } from "../../src/cli/wait.ts";
+import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+
+const N = 30;
+const ROWS = 360;
+
+describe("request budget (local stack, four instances)", () => {
+  let dir: string;
+  let source: Server;
+  let host: string;
+  let stack: LocalStack | undefined;
+  const arrivals: number[] = [];
+  const accepted: number[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-budget-"));
+    source = createServer((req, res) => {
+      const now = Date.now();
+      arrivals.push(now);
+      while (accepted.length > 0 && accepted[0]! <= now - 1000) accepted.shift();
+      if (accepted.length >= N) {
+        res.writeHead(429, { "retry-after": "1" });
+        res.end();
+        return;
+      }
+      accepted.push(now);
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ id: req.url?.split("/").pop() }));
+    });
+    await new Promise<void>((resolve) => source.listen(0, "127.0.0.1", resolve));
+    host = `127.0.0.1:${(source.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await stack?.close();
+    source?.closeAllConnections();
+    await new Promise((resolve) => source?.close(resolve));
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it("finishes with 0 row errors and keeps the source within 1.1 N a second over any 5 s", async () => {
+    stack = await startLocalStack({
+      workers: 4,
+      logDir: path.join(dir, "logs"),
+      settings: { SHARDFLEET_POLL_WAIT_S: "1" },
+      egressAllow: [host],
+    });
+    const input = path.join(dir, "ids.csv");
+    await writeFile(input, `id\n${Array.from({ length: ROWS }, (_, k) => `c${k}`).join("\n")}\n`);
+    const client = new ApiClient(stack.apiUrl);
+    const { id } = await client.submit(input, {
+      task: {
+        name: "http-enrich",
+        options: {
+          url: `http://${host}/lookup/{id}`,
+          results: { echoed: "id" },
+          rateLimit: { requestsPerSecond: N },
+        },
+      },
+      shardSize: 30,
+    });
+
+    // While it runs, the status shows the source against the budget.
+    let seen: NonNullable<OperationView["source"]>[number] | undefined;
+    const watching = (async () => {
+      for (;;) {
+        const view = await client.get(id);
+        seen ??= view.source?.find((s) => s.workers === 4);
+        if (view.finishedAt || seen) return;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
+    const view = await waitForOperation(client, id, { progress: false, intervalMs: 500 });
+    await watching;
+
+    expect(view.status).toBe("succeeded");
+    expect(view.rows).toEqual({ total: ROWS, done: ROWS, failed: 0 });
+    expect(seen).toMatchObject({ origin: `http://${host}`, budget: N, workers: 4 });
+
+    const sorted = [...arrivals].sort((a, b) => a - b);
+    let busiest = 0;
+    for (let start = 0, end = 0; start < sorted.length; start++) {
+      while (end < sorted.length && sorted[end]! < sorted[start]! + 5000) end++;
+      busiest = Math.max(busiest, end - start);
+    }
+    console.info(
+      `budget ${N}/s on the local stack: ${arrivals.length} requests, busiest 5 s ${busiest}`,
+    );
+    expect(busiest).toBeLessThanOrEqual(1.1 * 5 * N);
+  }, 240_000);
+});
