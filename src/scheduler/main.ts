@@ -31,6 +31,8 @@ import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity
 import type { FleetPolicyOptions, PriceTable } from "./fleet/policy.ts";
 import { EC2_PRICES } from "./fleet/prices.ts";
 import { SpotEventConsumer } from "./fleet/spot-events.ts";
+import { notifierFromConfig, notifyChannels } from "./notify/from-config.ts";
+import { NotificationRecords } from "./notify/records.ts";
 import { OperationService } from "./operations.ts";
 import { Scheduler } from "./scheduler.ts";
 
@@ -206,7 +208,11 @@ export async function startScheduler(deps: {
       onQueued: () => scheduler.wake(),
     },
     {
-      specChecks: { egress: config.egress, pluginDir: config.worker.pluginDir },
+      specChecks: {
+        egress: config.egress,
+        pluginDir: config.worker.pluginDir,
+        notify: notifyChannels(config),
+      },
       workbookLimits: config.workbook,
     },
   );
@@ -223,13 +229,16 @@ export async function startScheduler(deps: {
     cost,
     tenants,
     limits: config.api.limits,
+    notifications: new NotificationRecords({ store, clock: systemClock }),
   });
   const scheduler = new Scheduler(
     { store, queue, logger, clock: systemClock, cost },
     { workQueueUrl, dlqUrl: config.queues.dlq, workbookLimits: config.workbook },
   );
+  const notifier = notifierFromConfig(config, { store, logger, clock: systemClock });
   const url = await app.listen({ host: config.api.host, port: config.api.port });
   scheduler.start();
+  notifier.start();
   fleet?.start();
   spotEvents?.start();
   let closed: Promise<void> | undefined;
@@ -239,6 +248,7 @@ export async function startScheduler(deps: {
       closed ??= (async () => {
         await app.close();
         await scheduler.stop();
+        await notifier.stop();
         await spotEvents?.stop();
         // Instances keep running: the next start adopts them from the fleet records.
         await fleet?.stop();
