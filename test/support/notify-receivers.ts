@@ -44,7 +44,14 @@ function waiter<T>(items: T[], signal: { on(cb: () => void): void }) {
 
 function listeners() {
   const cbs: Array<() => void> = [];
-  return { on: (cb: () => void) => cbs.push(cb), fire: () => cbs.forEach((cb) => cb()) };
+  return {
+    on(cb: () => void) {
+      cbs.push(cb);
+    },
+    fire() {
+      for (const cb of cbs) cb();
+    },
+  };
 }
 
 export async function startWebhookReceiver(): Promise<WebhookReceiver> {
