@@ -28,9 +28,11 @@ import { costServiceFromConfig } from "./cost/from-config.ts";
 import { Ec2Capacity } from "./fleet/ec2-capacity.ts";
 import { FleetManager } from "./fleet/fleet-manager.ts";
 import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity.ts";
+import { hourlyPrice } from "./fleet/policy/sizing.ts";
 import type { FleetPolicyOptions, PriceTable } from "./fleet/policy.ts";
 import { EC2_PRICES } from "./fleet/prices.ts";
 import { SpotEventConsumer } from "./fleet/spot-events.ts";
+import { SchedulerMetrics } from "./metrics/metrics.ts";
 import { notifierFromConfig, notifyChannels } from "./notify/from-config.ts";
 import { NotificationRecords } from "./notify/records.ts";
 import { OperationService } from "./operations.ts";
@@ -230,6 +232,22 @@ export async function startScheduler(deps: {
     tenants,
     limits: config.api.limits,
     notifications: new NotificationRecords({ store, clock: systemClock }),
+    metrics: new SchedulerMetrics(
+      {
+        store,
+        logger,
+        clock: systemClock,
+        sqs: clients.sqs,
+        ...(provided
+          ? { hourlyPrice: (market, type) => hourlyPrice(provided.prices, market, type) }
+          : {}),
+      },
+      {
+        queues: Object.fromEntries(
+          Object.entries(config.queues).filter((e): e is [string, string] => e[1] !== undefined),
+        ),
+      },
+    ),
   });
   const scheduler = new Scheduler(
     { store, queue, logger, clock: systemClock, cost },

@@ -1,6 +1,7 @@
 /**
  * Watching an operation, end to end on the local stack: a webhook receiver and an SMTP server
- * in the test get the expected messages for a succeeded and a failed operation.
+ * in the test get the expected messages for a succeeded and a failed operation, and `/metrics`
+ * scraped afterwards counts what the operations themselves say.
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -90,7 +91,7 @@ export default function (row) {
     return { id, view, client };
   }
 
-  it("sends accepted, started and the outcome, signed and by email, for a succeeded and a failed operation", async () => {
+  it("sends accepted, started and the outcome, signed and by email, for a succeeded and a failed operation; /metrics counts match them", async () => {
     const ok = await run("good", "none");
     expect(ok.view.status).toBe("succeeded");
     const bad = await run("bad", "odd");
@@ -148,5 +149,43 @@ export default function (row) {
       ["started", ["webhook:true", "email:true"]],
       ["failed", ["webhook:true", "email:true"]],
     ]);
+
+    // Prometheus scrape: the counters match the operations' own counts.
+    const scrape = await fetch(`${stack.apiUrl}/metrics`);
+    expect(scrape.status).toBe(200);
+    expect(scrape.headers.get("content-type")).toMatch(/^text\/plain/);
+    const text = await scrape.text();
+    const value = (series: string) => {
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
+    for (const op of [ok, bad]) {
+      const rows = op.view.rows;
+      const labels = (outcome: string) =>
+        `shardfleet_operation_rows{operation="${op.id}",tenant="default",outcome="${outcome}"}`;
+      expect(value(labels("done"))).toBe(rows.done);
+      expect(value(labels("failed"))).toBe(rows.failed);
+      expect(value(labels("total"))).toBe(rows.total);
+    }
+    expect(value('shardfleet_rows_total{outcome="done"}')).toBe(
+      ok.view.rows.done + bad.view.rows.done,
+    );
+    expect(value('shardfleet_rows_total{outcome="failed"}')).toBe(ROWS / 2);
+    expect(value('shardfleet_operations{tenant="default",status="succeeded"}')).toBe(1);
+    expect(value('shardfleet_operations{tenant="default",status="failed"}')).toBe(1);
+    // Nothing unfinished is left: no shard of a running operation.
+    expect(value('shardfleet_shards{state="pending"}')).toBe(0);
+    expect(value('shardfleet_shards{state="running"}')).toBe(0);
+    // The local stack's workers are static (not launched by a fleet manager): no reclaims.
+    expect(value('shardfleet_reclaims_total{notice="true"}')).toBe(0);
+    expect(value('shardfleet_reclaims_total{notice="false"}')).toBe(0);
+    expect(value('shardfleet_queue_messages{queue="dlq",state="visible"}')).toBe(0);
+    expect(text).toMatch(/^shardfleet_cost_usd_total\{tenant="default"\} [0-9.e-]+$/m);
+    // Each API request was timed by its route pattern, never by its URL.
+    const posted = value(
+      'shardfleet_api_request_duration_seconds_count{method="POST",route="/operations",status="202"}',
+    );
+    expect(posted).toBe(2);
+    expect(text).not.toContain(`route="/operations/${ok.id}"`);
   }, 240_000);
 });

@@ -10,6 +10,7 @@ import { ShardfleetError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import type { CostService } from "../cost/cost-service.ts";
+import type { SchedulerMetrics } from "../metrics/metrics.ts";
 import type { NotificationRecords } from "../notify/records.ts";
 import type { OperationService } from "../operations.ts";
 import { bearerAuth } from "./auth.ts";
@@ -17,6 +18,7 @@ import { handleError, handleNotFound } from "./errors.ts";
 import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
+import { metricsRoutes } from "./metrics-routes.ts";
 import { notificationRoutes } from "./notifications-routes.ts";
 import { operationRoutes } from "./operations-routes.ts";
 import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
@@ -55,6 +57,8 @@ export interface AppDeps {
   limits?: Partial<ApiLimits>;
   /** Notification records (`GET /operations/:id/notifications`). @default undefined (404) */
   notifications?: NotificationRecords;
+  /** Prometheus metrics (`GET /metrics`, admin only). @default undefined (404) */
+  metrics?: SchedulerMetrics;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -153,6 +157,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // The intake sees busboy's `truncated` and answers 413 with its own message.
     throwFileSizeLimit: false,
   });
+  // Before the other routes: its request-duration hook must see them.
+  if (deps.metrics) void app.register(metricsRoutes, { metrics: deps.metrics });
   void app.register(healthRoutes);
   void app.register(versionRoutes);
   void app.register(whoamiRoutes, { capsOf: (tenant) => tenants.capsOf(tenant) });
