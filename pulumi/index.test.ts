@@ -71,6 +71,8 @@ const UNTAGGABLE = new Set([
   "aws:cloudwatch/eventTarget:EventTarget",
   "aws:lb/targetGroupAttachment:TargetGroupAttachment",
   "aws:route53/record:Record",
+  "aws:sns/topicSubscription:TopicSubscription",
+  "aws:cloudwatch/logMetricFilter:LogMetricFilter",
 ]);
 
 const recorded: Recorded[] = [];
@@ -958,6 +960,8 @@ describe("every resource", () => {
     ).toEqual([
       "aws:cloudwatch/eventRule:EventRule",
       "aws:cloudwatch/logGroup:LogGroup",
+      "aws:cloudwatch/metricAlarm:MetricAlarm",
+      "aws:cloudwatch/metricAlarm:MetricAlarm",
       "aws:ec2/instance:Instance",
       "aws:ec2/internetGateway:InternetGateway",
       "aws:ec2/launchTemplate:LaunchTemplate",
@@ -977,6 +981,7 @@ describe("every resource", () => {
       "aws:lb/loadBalancer:LoadBalancer",
       "aws:lb/targetGroup:TargetGroup",
       "aws:s3/bucket:Bucket",
+      "aws:sns/topic:Topic",
       "aws:sqs/queue:Queue",
       "aws:sqs/queue:Queue",
       "aws:sqs/queue:Queue",

@@ -86,6 +86,9 @@ export class SchedulerComponent extends pulumi.ComponentResource {
   /** The load balancer's own DNS name, for a CNAME (or alias) record managed elsewhere. */
   public readonly apiLoadBalancerDnsName: pulumi.Output<string>;
   public readonly instanceId: pulumi.Output<string>;
+  /** CloudWatch dimensions of the API's load balancer and target group (alarms). */
+  public readonly loadBalancerArnSuffix: pulumi.Output<string>;
+  public readonly targetGroupArnSuffix: pulumi.Output<string>;
 
   constructor(name: string, args: SchedulerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardfleet:scheduler:Scheduler", name, {}, opts);
@@ -313,6 +316,8 @@ export class SchedulerComponent extends pulumi.ComponentResource {
         : pulumi.output(`${scheme}://${domainName}`);
     this.apiLoadBalancerDnsName = alb.dnsName;
     this.instanceId = instance.id;
+    this.loadBalancerArnSuffix = alb.arnSuffix;
+    this.targetGroupArnSuffix = targetGroup.arnSuffix;
     this.registerOutputs({
       apiEndpoint: this.apiEndpoint,
       apiLoadBalancerDnsName: this.apiLoadBalancerDnsName,

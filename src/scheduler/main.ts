@@ -33,6 +33,7 @@ import type { FleetPolicyOptions, PriceTable } from "./fleet/policy.ts";
 import { EC2_PRICES } from "./fleet/prices.ts";
 import { SpotEventConsumer } from "./fleet/spot-events.ts";
 import { SchedulerMetrics } from "./metrics/metrics.ts";
+import { SpendLog } from "./metrics/spend-log.ts";
 import { notifierFromConfig, notifyChannels } from "./notify/from-config.ts";
 import { NotificationRecords } from "./notify/records.ts";
 import { OperationService } from "./operations.ts";
@@ -224,6 +225,24 @@ export async function startScheduler(deps: {
     clock: systemClock,
     ...(clients.ec2 ? { ec2: clients.ec2 } : {}),
   });
+  const metrics = new SchedulerMetrics(
+    {
+      store,
+      logger,
+      clock: systemClock,
+      sqs: clients.sqs,
+      ...(provided
+        ? { hourlyPrice: (market, type) => hourlyPrice(provided.prices, market, type) }
+        : {}),
+    },
+    {
+      queues: Object.fromEntries(
+        Object.entries(config.queues).filter((e): e is [string, string] => e[1] !== undefined),
+      ),
+    },
+  );
+  // With a fleet manager: a spend line a minute for the AWS stack's spend alarm.
+  const spendLog = provided && new SpendLog({ spend: metrics, logger, clock: systemClock });
   const app = buildApp({
     operations,
     logger,
@@ -232,22 +251,7 @@ export async function startScheduler(deps: {
     tenants,
     limits: config.api.limits,
     notifications: new NotificationRecords({ store, clock: systemClock }),
-    metrics: new SchedulerMetrics(
-      {
-        store,
-        logger,
-        clock: systemClock,
-        sqs: clients.sqs,
-        ...(provided
-          ? { hourlyPrice: (market, type) => hourlyPrice(provided.prices, market, type) }
-          : {}),
-      },
-      {
-        queues: Object.fromEntries(
-          Object.entries(config.queues).filter((e): e is [string, string] => e[1] !== undefined),
-        ),
-      },
-    ),
+    metrics,
   });
   const scheduler = new Scheduler(
     { store, queue, logger, clock: systemClock, cost },
@@ -257,6 +261,7 @@ export async function startScheduler(deps: {
   const url = await app.listen({ host: config.api.host, port: config.api.port });
   scheduler.start();
   notifier.start();
+  spendLog?.start();
   fleet?.start();
   spotEvents?.start();
   let closed: Promise<void> | undefined;
@@ -267,6 +272,7 @@ export async function startScheduler(deps: {
         await app.close();
         await scheduler.stop();
         await notifier.stop();
+        await spendLog?.stop();
         await spotEvents?.stop();
         // Instances keep running: the next start adopts them from the fleet records.
         await fleet?.stop();

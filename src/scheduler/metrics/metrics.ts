@@ -179,6 +179,14 @@ export class SchedulerMetrics {
         for (const c of sample()?.costUsd ?? []) setCounter(this, { tenant: c.tenant }, c.usd);
       },
     });
+    new Gauge({
+      name: "shardfleet_fleet_hourly_usd",
+      help: "What the live instances cost an hour (USD)",
+      registers,
+      collect() {
+        this.set(sample()?.hourlyUsd ?? 0);
+      },
+    });
     const queues = () => this.#queues;
     new Gauge({
       name: "shardfleet_queue_messages",
@@ -209,6 +217,12 @@ export class SchedulerMetrics {
       await this.#refreshing;
     }
     return this.registry.metrics();
+  }
+
+  /** The live instances' hourly spend, refreshed as for a scrape. */
+  async hourlyUsd(signal?: AbortSignal): Promise<number> {
+    await this.render(signal);
+    return this.#sample?.hourlyUsd ?? 0;
   }
 
   get contentType(): string {

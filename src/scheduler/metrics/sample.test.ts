@@ -70,6 +70,8 @@ describe("metrics sample", () => {
     // Unreported: an hour of spot and of on-demand so far; reported: the report's total.
     expect(s.costUsd).toHaveLength(1);
     expect(s.costUsd[0]!.usd).toBeCloseTo(0.03 + 0.1 + 1.5, 10);
+    // i-1 counted once although two records name it.
+    expect(s.hourlyUsd).toBeCloseTo(0.13, 10);
     // op-2 ended two hours ago: past recentMs, no per-operation series.
     expect(s.perOperation.map((p) => p.id)).toEqual(["op-1"]);
   });

@@ -53,6 +53,8 @@ export interface MetricsSample {
   instances: Array<{ market: Market; role: InstanceRole; count: number }>;
   /** Per tenant: final cost reports, plus live instance time so far at its hourly price. */
   costUsd: Array<{ tenant: string; usd: number }>;
+  /** What the live instances cost an hour (0 without prices). */
+  hourlyUsd: number;
   /** Per-operation series, for unfinished operations and those ended within `recentMs`. */
   perOperation: Array<{
     id: string;
@@ -82,6 +84,7 @@ export function sampleOf(
   let stragglerCopies = 0;
   const instances = new Map<string, { market: Market; role: InstanceRole; count: number }>();
   const seenInstances = new Set<string>();
+  let hourlyUsd = 0;
   const cost = new Map<string, number>();
   const perOperation: MetricsSample["perOperation"] = [];
   for (const o of observations) {
@@ -107,6 +110,7 @@ export function sampleOf(
       // An instance may serve more than one operation's record: count it once.
       if (LIVE.has(i.state) && !seenInstances.has(i.id)) {
         seenInstances.add(i.id);
+        hourlyUsd += options.hourlyPrice?.(i.market, i.type) ?? 0;
         const k = `${i.market}\u0000${i.role}`;
         const e = instances.get(k) ?? { market: i.market, role: i.role, count: 0 };
         e.count++;
@@ -139,6 +143,7 @@ export function sampleOf(
     stragglerCopies,
     instances: [...instances.values()],
     costUsd: [...cost].map(([tenant, usd]) => ({ tenant, usd })),
+    hourlyUsd,
     perOperation,
   };
 }
