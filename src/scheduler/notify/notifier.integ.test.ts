@@ -219,8 +219,15 @@ describe("notifier (local S3, webhook receiver, SMTP server)", () => {
       (b) => b.operation.id === old.id || b.operation.id === fresh.id,
     );
     expect(got.map((b) => `${b.operation.id} ${b.event}`)).toEqual([`${fresh.id} accepted`]);
+    // Ended long ago: settled without a write.
+    expect(await aws.store.list(keys.notificationsPrefix(old.id))).toEqual([]);
+    // Still running, but started long ago: that event is recorded as skipped, not sent late.
+    const late = await operation("running", undefined, { startedAt: longAgo });
+    const lateHooks = hook.requests.length;
+    await notifier({ defaults: { webhook: `${hook.url}/ops`, on: ["started"] } }).tick();
+    expect(bodies(lateHooks).filter((b) => b.operation.id === late.id)).toEqual([]);
     const skipped = await aws.store.getJson(
-      keys.notification(old.id, "succeeded"),
+      keys.notification(late.id, "started"),
       notificationRecordSchema,
     );
     expect(skipped).toMatchObject({ state: "skipped", deliveries: [] });

@@ -138,8 +138,17 @@ export class Notifier {
       this.#settled.add(id);
       return;
     }
-    const recorded = await this.#records.recorded(id, signal);
     const now = this.#deps.clock.now();
+    if (
+      terminal &&
+      now - Date.parse(manifest.finishedAt ?? manifest.updatedAt) > this.#options.maxAgeMs
+    ) {
+      // Ended long before this process could tell anyone (notifications configured since, or
+      // its records written by an earlier process): nothing to send, nothing worth writing.
+      this.#settled.add(id);
+      return;
+    }
+    const recorded = await this.#records.recorded(id, signal);
     const due = dueEvents(manifest, subscriptions, recorded, now, this.#options.maxAgeMs);
     let cost: CostReport | undefined;
     for (const event of due) {
