@@ -111,7 +111,7 @@ try {
       return [name, before === undefined || after === undefined ? undefined : after - before];
     });
     cpu.push(["bench + S3/SQS server", (self.user + self.system) / 1000]);
-    const at = (iso: string | undefined) => (iso ? Date.parse(iso) : Number.NaN);
+    const at = (iso: string | null | undefined) => (iso ? Date.parse(iso) : Number.NaN);
     phases = [
       ["upload + header check (until 202)", accepted - started],
       ["queued + split (202 → running)", at(view.startedAt) - at(view.createdAt)],

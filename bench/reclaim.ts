@@ -32,13 +32,12 @@ import { checkpointSchema, shardDoneSchema } from "../src/shared/schemas/shard.t
 import {
   freshQueues,
   localAwsEnv,
-  logLines,
   startLocalAws,
-  waitFor,
   waitForMessage,
-  writeManifest,
-  writeSlice,
-} from "../src/worker/test-support.ts";
+} from "../test/support/local-aws.ts";
+import { writeManifest } from "../test/support/manifests.ts";
+import { waitFor } from "../test/support/wait.ts";
+import { logLines, writeSlice } from "../test/support/worker.ts";
 
 const { values } = parseArgs({
   options: {
@@ -79,7 +78,7 @@ export default function (row, options) {
 `,
 );
 
-const aws = await startLocalAws("reclaim", VISIBILITY_S);
+const aws = await startLocalAws("reclaim", { visibilityTimeoutSeconds: VISIBILITY_S });
 const { store, queue } = aws;
 
 interface Trial {

@@ -17,7 +17,7 @@ import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { freshQueues, localAwsEnv, startLocalAws } from "../src/worker/test-support.ts";
+import { freshQueues, localAwsEnv, startLocalAws } from "../test/support/local-aws.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "7" } } });
 const RUNS = Number(values.runs);

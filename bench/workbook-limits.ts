@@ -30,7 +30,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { constants, crc32, deflateRawSync } from "node:zlib";
 import ExcelJS from "exceljs";
-import { zipOfCompressed } from "../test/fixtures/workbooks.ts";
+import { zipOfCompressed } from "../test/support/workbooks.ts";
 
 const args = process.argv.slice(2);
 const arg = (name: string) => {
@@ -180,10 +180,9 @@ async function main() {
 
     if (!args.includes("--inspect-module")) {
       // The whole submission through the API over the local S3 server: upload, then refusal.
-      const { multipart, startTestEnv, testApp, transformSpec } = await import(
-        "../src/scheduler/api/testing.ts"
-      );
-      const env = await startTestEnv("bench-workbook");
+      const { multipart, testApp, transformSpec } = await import("../test/support/api.ts");
+      const { startLocalAws } = await import("../test/support/local-aws.ts");
+      const env = await startLocalAws("bench-workbook");
       const { app } = testApp(env, { maxUploadBytes: 64 * 1024 * 1024 });
       try {
         const { payload, headers } = await multipart([
@@ -211,7 +210,8 @@ async function main() {
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     let n = 0;
-    for await (const _row of readRows(createReadStream(file), { format: "xlsx" })) n++;
+    const input = bytes ? await bytes(file) : createReadStream(file);
+    for await (const _row of readRows(input as NodeJS.ReadableStream, { format: "xlsx" })) n++;
     const cpu = process.cpuUsage(cpu0);
     const wall = (performance.now() - t0) / 1000;
     console.log(

@@ -93,93 +93,9 @@ export class SchedulerComponent extends pulumi.ComponentResource {
   constructor(name: string, args: SchedulerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardfleet:scheduler:Scheduler", name, {}, opts);
     const parent = { parent: this };
-    const s = args.settings;
-    const listener = args.api.listener;
-    const https = listener.protocol === "HTTPS";
-    // HTTPS: 443 serves, 80 only redirects. Plain HTTP (dev): 80 serves.
-    const listenPorts = https ? [443, 80] : [80];
-
-    const albGroup = new aws.ec2.SecurityGroup(
-      `${name}-alb-sg`,
-      {
-        vpcId: args.vpcId,
-        // Fixed: a changed description would replace the group.
-        description: "shardfleet API load balancer: listener ports from the admin CIDR only",
-        ingress: listenPorts.map((port) => ({
-          description:
-            port === 443
-              ? "shardfleet API (HTTPS)"
-              : https
-                ? "redirect to HTTPS"
-                : "shardfleet API (plain HTTP, dev)",
-          protocol: "tcp",
-          fromPort: port,
-          toPort: port,
-          cidrBlocks: [args.adminCidr],
-        })),
-        // The load balancer opens connections only to its registered target (and health
-        // checks), both on the API port. Naming the instance's group here instead would make
-        // the two groups refer to each other.
-        egress: [
-          { protocol: "tcp", fromPort: API_PORT, toPort: API_PORT, cidrBlocks: ["0.0.0.0/0"] },
-        ],
-        tags: args.tags,
-      },
-      parent,
-    );
-
-    const group = new aws.ec2.SecurityGroup(
-      `${name}-sg`,
-      {
-        vpcId: args.vpcId,
-        description: `shardfleet scheduler: API port ${API_PORT} from its load balancer only`,
-        ingress: [
-          {
-            description: "shardfleet API from the load balancer",
-            protocol: "tcp",
-            fromPort: API_PORT,
-            toPort: API_PORT,
-            securityGroups: [albGroup.id],
-          },
-        ],
-        egress: [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"] }],
-        tags: args.tags,
-      },
-      parent,
-    );
-
+    const { albGroup, group } = securityGroups(name, args, parent);
     const subnetIds = pulumi.output(args.subnetIds);
-    // An object of inputs rather than pulumi.all's tuple, which types eight elements at most.
-    const userData = pulumi
-      .output({
-        ...serviceEnv(s),
-        SHARDFLEET_SPOT_EVENTS_QUEUE_URL: s.spotEventsQueueUrl,
-        SHARDFLEET_API_HOST: "0.0.0.0",
-        SHARDFLEET_API_PORT: String(API_PORT),
-        // Behind the load balancer: its X-Forwarded-For names the client (per-address limits).
-        SHARDFLEET_API_TRUSTED_PROXIES: "1",
-        SHARDFLEET_CAPACITY: "ec2",
-        SHARDFLEET_EC2_LAUNCH_TEMPLATE: s.launchTemplateId,
-        SHARDFLEET_EC2_SUBNETS: subnetIds.apply((ids) => ids.join(",")),
-        SHARDFLEET_EC2_INSTANCE_TYPES: s.instanceTypes.join(","),
-        // Without apiToken the run has warned: the API is open to adminCidr, which the
-        // scheduler (listening beyond loopback) refuses unless told so, and then warns of.
-        ...(s.apiTokenParameterName === undefined
-          ? { SHARDFLEET_API_ALLOW_ANONYMOUS: "true" }
-          : { SHARDFLEET_API_TOKEN_SSM_PARAMETER: s.apiTokenParameterName }),
-      })
-      .apply((env) =>
-        envFileUserData(
-          SCHEDULER_ENV_FILE,
-          env,
-          // The image enables the worker at boot; this instance is the scheduler instead.
-          [
-            "systemctl disable --now shardfleet-worker.service",
-            "systemctl enable shardfleet-scheduler.service",
-            "systemctl restart shardfleet-scheduler.service",
-          ],
-        ),
-      );
+    const userData = schedulerUserData(args.settings, subnetIds);
 
     const instance = new aws.ec2.Instance(
       `${name}-instance`,
@@ -217,103 +133,14 @@ export class SchedulerComponent extends pulumi.ComponentResource {
       },
     );
 
-    const targetGroup = new aws.lb.TargetGroup(
-      elbName(name, "-api"),
-      {
-        vpcId: args.vpcId,
-        targetType: "instance",
-        protocol: "HTTP",
-        port: API_PORT,
-        healthCheck: {
-          protocol: "HTTP",
-          path: HEALTH_PATH,
-          port: "traffic-port",
-          matcher: "200",
-          interval: 15,
-          healthyThreshold: 2,
-          unhealthyThreshold: 3,
-        },
-        tags: args.tags,
-      },
-      parent,
-    );
-
+    const { alb, targetGroup } = apiLoadBalancer(name, args, albGroup, subnetIds, parent);
     new aws.lb.TargetGroupAttachment(
       `${name}-api-target`,
       { targetGroupArn: targetGroup.arn, targetId: instance.id, port: API_PORT },
       parent,
     );
 
-    const alb = new aws.lb.LoadBalancer(
-      elbName(name, "-alb"),
-      {
-        loadBalancerType: "application",
-        internal: false,
-        securityGroups: [albGroup.id],
-        subnets: subnetIds,
-        idleTimeout: IDLE_TIMEOUT_SECONDS,
-        dropInvalidHeaderFields: true,
-        tags: args.tags,
-      },
-      parent,
-    );
-
-    const forward = [{ type: "forward", targetGroupArn: targetGroup.arn }];
-    if (listener.protocol === "HTTPS") {
-      new aws.lb.Listener(
-        `${name}-https`,
-        {
-          loadBalancerArn: alb.arn,
-          port: 443,
-          protocol: "HTTPS",
-          sslPolicy: TLS_POLICY,
-          certificateArn: listener.certificateArn,
-          defaultActions: forward,
-          tags: args.tags,
-        },
-        parent,
-      );
-    }
-    new aws.lb.Listener(
-      `${name}-http`,
-      {
-        loadBalancerArn: alb.arn,
-        port: 80,
-        protocol: "HTTP",
-        defaultActions: https
-          ? [
-              {
-                type: "redirect",
-                redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" },
-              },
-            ]
-          : forward,
-        tags: args.tags,
-      },
-      parent,
-    );
-
-    const { domainName, hostedZoneId } = args.api;
-    if (domainName !== undefined && hostedZoneId !== undefined) {
-      new aws.route53.Record(
-        `${name}-api-dns`,
-        {
-          zoneId: hostedZoneId,
-          name: domainName,
-          type: "A",
-          aliases: [{ name: alb.dnsName, zoneId: alb.zoneId, evaluateTargetHealth: true }],
-        },
-        parent,
-      );
-    }
-
-    // The certificate covers apiDomainName, never the load balancer's own name: without a
-    // domain, an HTTPS client must connect through a CNAME of its own (docs/deploy.md).
-    const scheme = https ? "https" : "http";
-    this.apiEndpoint =
-      domainName === undefined
-        ? pulumi.interpolate`${scheme}://${alb.dnsName}`
-        : pulumi.output(`${scheme}://${domainName}`);
+    this.apiEndpoint = apiEndpoint(name, args.api, alb, parent);
     this.apiLoadBalancerDnsName = alb.dnsName;
     this.instanceId = instance.id;
     this.loadBalancerArnSuffix = alb.arnSuffix;
@@ -324,4 +151,217 @@ export class SchedulerComponent extends pulumi.ComponentResource {
       instanceId: this.instanceId,
     });
   }
+}
+
+type Parent = { parent: pulumi.Resource };
+
+/**
+ * The load balancer's group (listener ports from the admin CIDR only) and the instance's (the
+ * API port from the load balancer's group only).
+ */
+function securityGroups(
+  name: string,
+  args: SchedulerArgs,
+  parent: Parent,
+): { albGroup: aws.ec2.SecurityGroup; group: aws.ec2.SecurityGroup } {
+  const https = args.api.listener.protocol === "HTTPS";
+  // HTTPS: 443 serves, 80 only redirects. Plain HTTP (dev): 80 serves.
+  const listenPorts = https ? [443, 80] : [80];
+  const albGroup = new aws.ec2.SecurityGroup(
+    `${name}-alb-sg`,
+    {
+      vpcId: args.vpcId,
+      // Fixed: a changed description would replace the group.
+      description: "shardfleet API load balancer: listener ports from the admin CIDR only",
+      ingress: listenPorts.map((port) => ({
+        description:
+          port === 443
+            ? "shardfleet API (HTTPS)"
+            : https
+              ? "redirect to HTTPS"
+              : "shardfleet API (plain HTTP, dev)",
+        protocol: "tcp",
+        fromPort: port,
+        toPort: port,
+        cidrBlocks: [args.adminCidr],
+      })),
+      // The load balancer opens connections only to its registered target (and health
+      // checks), both on the API port. Naming the instance's group here instead would make
+      // the two groups refer to each other.
+      egress: [
+        { protocol: "tcp", fromPort: API_PORT, toPort: API_PORT, cidrBlocks: ["0.0.0.0/0"] },
+      ],
+      tags: args.tags,
+    },
+    parent,
+  );
+
+  const group = new aws.ec2.SecurityGroup(
+    `${name}-sg`,
+    {
+      vpcId: args.vpcId,
+      description: `shardfleet scheduler: API port ${API_PORT} from its load balancer only`,
+      ingress: [
+        {
+          description: "shardfleet API from the load balancer",
+          protocol: "tcp",
+          fromPort: API_PORT,
+          toPort: API_PORT,
+          securityGroups: [albGroup.id],
+        },
+      ],
+      egress: [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"] }],
+      tags: args.tags,
+    },
+    parent,
+  );
+  return { albGroup, group };
+}
+
+/** User data that writes the scheduler's env file and runs the scheduler instead of a worker. */
+function schedulerUserData(
+  s: SchedulerArgs["settings"],
+  subnetIds: pulumi.Output<string[]>,
+): pulumi.Output<string> {
+  // An object of inputs rather than pulumi.all's tuple, which types eight elements at most.
+  return pulumi
+    .output({
+      ...serviceEnv(s),
+      SHARDFLEET_SPOT_EVENTS_QUEUE_URL: s.spotEventsQueueUrl,
+      SHARDFLEET_API_HOST: "0.0.0.0",
+      SHARDFLEET_API_PORT: String(API_PORT),
+      // Behind the load balancer: its X-Forwarded-For names the client (per-address limits).
+      SHARDFLEET_API_TRUSTED_PROXIES: "1",
+      SHARDFLEET_CAPACITY: "ec2",
+      SHARDFLEET_EC2_LAUNCH_TEMPLATE: s.launchTemplateId,
+      SHARDFLEET_EC2_SUBNETS: subnetIds.apply((ids) => ids.join(",")),
+      SHARDFLEET_EC2_INSTANCE_TYPES: s.instanceTypes.join(","),
+      // Without apiToken the run has warned: the API is open to adminCidr, which the
+      // scheduler (listening beyond loopback) refuses unless told so, and then warns of.
+      ...(s.apiTokenParameterName === undefined
+        ? { SHARDFLEET_API_ALLOW_ANONYMOUS: "true" }
+        : { SHARDFLEET_API_TOKEN_SSM_PARAMETER: s.apiTokenParameterName }),
+    })
+    .apply((env) =>
+      envFileUserData(
+        SCHEDULER_ENV_FILE,
+        env,
+        // The image enables the worker at boot; this instance is the scheduler instead.
+        [
+          "systemctl disable --now shardfleet-worker.service",
+          "systemctl enable shardfleet-scheduler.service",
+          "systemctl restart shardfleet-scheduler.service",
+        ],
+      ),
+    );
+}
+
+/** The target group (health-checked on the API port), the load balancer and its listeners. */
+function apiLoadBalancer(
+  name: string,
+  args: SchedulerArgs,
+  albGroup: aws.ec2.SecurityGroup,
+  subnetIds: pulumi.Output<string[]>,
+  parent: Parent,
+): { alb: aws.lb.LoadBalancer; targetGroup: aws.lb.TargetGroup } {
+  const listener = args.api.listener;
+  const https = listener.protocol === "HTTPS";
+  const targetGroup = new aws.lb.TargetGroup(
+    elbName(name, "-api"),
+    {
+      vpcId: args.vpcId,
+      targetType: "instance",
+      protocol: "HTTP",
+      port: API_PORT,
+      healthCheck: {
+        protocol: "HTTP",
+        path: HEALTH_PATH,
+        port: "traffic-port",
+        matcher: "200",
+        interval: 15,
+        healthyThreshold: 2,
+        unhealthyThreshold: 3,
+      },
+      tags: args.tags,
+    },
+    parent,
+  );
+
+  const alb = new aws.lb.LoadBalancer(
+    elbName(name, "-alb"),
+    {
+      loadBalancerType: "application",
+      internal: false,
+      securityGroups: [albGroup.id],
+      subnets: subnetIds,
+      idleTimeout: IDLE_TIMEOUT_SECONDS,
+      dropInvalidHeaderFields: true,
+      tags: args.tags,
+    },
+    parent,
+  );
+
+  const forward = [{ type: "forward", targetGroupArn: targetGroup.arn }];
+  if (listener.protocol === "HTTPS") {
+    new aws.lb.Listener(
+      `${name}-https`,
+      {
+        loadBalancerArn: alb.arn,
+        port: 443,
+        protocol: "HTTPS",
+        sslPolicy: TLS_POLICY,
+        certificateArn: listener.certificateArn,
+        defaultActions: forward,
+        tags: args.tags,
+      },
+      parent,
+    );
+  }
+  new aws.lb.Listener(
+    `${name}-http`,
+    {
+      loadBalancerArn: alb.arn,
+      port: 80,
+      protocol: "HTTP",
+      defaultActions: https
+        ? [
+            {
+              type: "redirect",
+              redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" },
+            },
+          ]
+        : forward,
+      tags: args.tags,
+    },
+    parent,
+  );
+  return { alb, targetGroup };
+}
+
+/** The API's URL, and the DNS alias for it when the stack names a domain and zone. */
+function apiEndpoint(
+  name: string,
+  api: ApiSettings,
+  alb: aws.lb.LoadBalancer,
+  parent: Parent,
+): pulumi.Output<string> {
+  const { domainName, hostedZoneId } = api;
+  if (domainName !== undefined && hostedZoneId !== undefined) {
+    new aws.route53.Record(
+      `${name}-api-dns`,
+      {
+        zoneId: hostedZoneId,
+        name: domainName,
+        type: "A",
+        aliases: [{ name: alb.dnsName, zoneId: alb.zoneId, evaluateTargetHealth: true }],
+      },
+      parent,
+    );
+  }
+  // The certificate covers apiDomainName, never the load balancer's own name: without a
+  // domain, an HTTPS client must connect through a CNAME of its own (docs/deploy.md).
+  const scheme = api.listener.protocol === "HTTPS" ? "https" : "http";
+  return domainName === undefined
+    ? pulumi.interpolate`${scheme}://${alb.dnsName}`
+    : pulumi.output(`${scheme}://${domainName}`);
 }

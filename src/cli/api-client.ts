@@ -8,50 +8,22 @@ import path from "node:path";
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { FormData, request } from "undici";
+import type { z } from "zod";
+import { type Whoami, whoamiSchema } from "../shared/contracts/api.ts";
+import {
+  type Accepted,
+  acceptedSchema,
+  type OperationList,
+  type OperationView,
+  operationListSchema,
+  operationViewSchema,
+} from "../shared/contracts/operations.ts";
+import { type CostReport, costReportSchema } from "../shared/schemas/cost.ts";
 import { CliError, EXIT } from "./cli-error.ts";
 
+export type { OperationView, Whoami };
+
 export const DEFAULT_API_URL = "http://127.0.0.1:8080";
-
-/** What `GET /operations/:id` returns (the fields the CLI reads). */
-export interface OperationView {
-  id: string;
-  /** Whose operation it is (APIs with tenants). */
-  tenant?: string;
-  name?: string;
-  status: string;
-  task?: string;
-  rows: { total: number | null; done: number; failed: number };
-  shards: { total: number | null; pending: number; running: number; done: number; failed: number };
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  error?: { code: string; message: string };
-  result?: { rows: number; errorRows: number; columns: string[] };
-  /** While waiting-for-capacity. */
-  waiting?: { since: string; reason: string };
-  /** Instances launched for it (fleet mode; `since`: when it entered its state). */
-  instances?: {
-    id: string;
-    market: string;
-    type: string;
-    role?: string;
-    state: string;
-    since: string;
-    launchedAt?: string;
-    endReason?: string;
-    interruptionWarnedAt?: string;
-    rebalanceRecommendedAt?: string;
-  }[];
-  /** Fleet events, oldest first. */
-  events?: { at: string; kind: string; message: string }[];
-}
-
-/** What `GET /whoami` returns. */
-export interface Whoami {
-  tenant: string;
-  role: string;
-  caps: { maxOperations?: number; maxInstances?: number; maxHourlyUsd?: number };
-}
 
 export interface ApiClientOptions {
   /** Sent as `Authorization: Bearer <token>`. @default none (an API without tokens) */
@@ -80,7 +52,12 @@ export class ApiClient {
     }
   }
 
-  async #json<T>(method: "GET" | "POST", urlPath: string, body?: FormData): Promise<T> {
+  async #json<S extends z.ZodType>(
+    schema: S,
+    method: "GET" | "POST",
+    urlPath: string,
+    body?: FormData,
+  ): Promise<z.output<S>> {
     const res = await this.#call(method, urlPath, body);
     const text = await res.body.text();
     let parsed: unknown;
@@ -96,11 +73,21 @@ export class ApiClient {
     }
     if (res.statusCode >= 400)
       throw apiError(res.statusCode, parsed, "authorization" in this.#headers);
-    return parsed as T;
+    // The API's own contract: a body that does not match it is a version mismatch, said once.
+    const checked = schema.safeParse(parsed);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      const where = issue?.path.length ? issue.path.join(".") : "(root)";
+      throw new CliError(
+        `the API answered ${method} ${urlPath} with a body this CLI does not understand (${where}: ${issue?.message ?? "invalid"}); are the CLI and scheduler the same version?`,
+        EXIT.failed,
+      );
+    }
+    return checked.data;
   }
 
   /** Streams the file to `POST /operations`. */
-  async submit(file: string, spec: unknown): Promise<{ id: string; status: string }> {
+  async submit(file: string, spec: unknown): Promise<Accepted> {
     try {
       await stat(file);
     } catch {
@@ -109,25 +96,25 @@ export class ApiClient {
     const form = new FormData();
     form.append("spec", JSON.stringify(spec));
     form.append("file", await openAsBlob(file), path.basename(file));
-    return this.#json("POST", "/operations", form);
+    return this.#json(acceptedSchema, "POST", "/operations", form);
   }
 
   get(id: string): Promise<OperationView> {
-    return this.#json("GET", `/operations/${encodeURIComponent(id)}`);
+    return this.#json(operationViewSchema, "GET", `/operations/${encodeURIComponent(id)}`);
   }
 
   /** The operation's cost report (409 until it has finished). */
-  cost(id: string): Promise<unknown> {
-    return this.#json("GET", `/operations/${encodeURIComponent(id)}/cost`);
+  cost(id: string): Promise<CostReport> {
+    return this.#json(costReportSchema, "GET", `/operations/${encodeURIComponent(id)}/cost`);
   }
 
   /** Who the token belongs to: `GET /whoami`. */
   whoami(): Promise<Whoami> {
-    return this.#json("GET", "/whoami");
+    return this.#json(whoamiSchema, "GET", "/whoami");
   }
 
-  list(limit = 20): Promise<{ operations: OperationView[] }> {
-    return this.#json("GET", `/operations?limit=${limit}`);
+  list(limit = 20): Promise<OperationList> {
+    return this.#json(operationListSchema, "GET", `/operations?limit=${limit}`);
   }
 
   /** Streams the result to the sink `open` makes, called only once the API answered with it. */

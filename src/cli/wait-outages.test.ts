@@ -6,17 +6,13 @@ import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { operationView } from "../../test/support/views.ts";
 import { ApiClient, type OperationView } from "./api-client.ts";
 import { EXIT } from "./cli-error.ts";
 import { waitForOperation } from "./wait.ts";
 
-const view = (status: string): OperationView => ({
-  id: "op-1",
-  status,
-  rows: { total: 4, done: status === "succeeded" ? 4 : 1, failed: 0 },
-  shards: { total: 1, pending: 0, running: 1, done: 0, failed: 0 },
-  createdAt: "2026-12-03T10:00:00.000Z",
-});
+const view = (status: OperationView["status"]): OperationView =>
+  operationView({ status, rows: { total: 4, done: status === "succeeded" ? 4 : 1, failed: 0 } });
 
 type Answer = { status: number; body: unknown };
 

@@ -1,14 +1,13 @@
 import { describe, expect, it } from "vitest";
+import { operationView } from "../../test/support/views.ts";
 import type { OperationView } from "./api-client.ts";
 import { summarize } from "./wait.ts";
 
-const view: OperationView = {
-  id: "op-1",
-  status: "running",
-  task: "transform",
+const view: OperationView = operationView({
   rows: { total: 10, done: 4, failed: 0 },
   shards: { total: 2, done: 1, failed: 0, running: 1, pending: 0 },
   createdAt: "2026-11-23T10:00:00.000Z",
+  startedAt: "2026-11-23T10:00:01.000Z",
   instances: [
     {
       id: "i-warned",
@@ -17,6 +16,7 @@ const view: OperationView = {
       role: "worker",
       state: "running",
       since: "2026-11-23T10:00:05.000Z",
+      launchedAt: "2026-11-23T10:00:05.000Z",
       interruptionWarnedAt: "2026-11-23T10:01:02.000Z",
       rebalanceRecommendedAt: "2026-11-23T10:00:40.000Z",
     },
@@ -27,6 +27,7 @@ const view: OperationView = {
       role: "worker",
       state: "running",
       since: "2026-11-23T10:00:05.000Z",
+      launchedAt: "2026-11-23T10:00:05.000Z",
       rebalanceRecommendedAt: "2026-11-23T10:00:50.000Z",
     },
     {
@@ -36,9 +37,10 @@ const view: OperationView = {
       role: "worker",
       state: "running",
       since: "2026-11-23T10:01:03.000Z",
+      launchedAt: "2026-11-23T10:01:03.000Z",
     },
   ],
-};
+});
 
 describe("summarize", () => {
   it("shows what EventBridge said of each instance, a warning before a recommendation", () => {

@@ -9,8 +9,7 @@ import path from "node:path";
 import { ApiClient } from "../cli/api-client.ts";
 import { summarize, waitForOperation } from "../cli/wait.ts";
 import { startLocalStack } from "../local/stack.ts";
-import { formatCostTable } from "../scheduler/cost/format.ts";
-import { costReportSchema } from "../shared/schemas/cost.ts";
+import { formatCostTable } from "../shared/cost-format.ts";
 import { writeCustomersWorkbook } from "./customers.ts";
 import { startTaxRegistry } from "./tax-registry.ts";
 
@@ -95,7 +94,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     }
     // The demo ends with what the operation cost; a missing report is one line, not a failure.
     try {
-      process.stdout.write(formatCostTable(costReportSchema.parse(await client.cost(id))));
+      process.stdout.write(formatCostTable(await client.cost(id)));
     } catch (err) {
       log(`  cost:     report unavailable (${(err as Error).message})`);
     }

@@ -5,6 +5,7 @@
  * machinery behind `startInstance` is exercised by the fleet end-to-end test.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { FakeClock } from "../../test/support/fake-clock.ts";
 import { LocalCapacity } from "../scheduler/fleet/local-capacity.ts";
 import {
   CapacityConfigError,
@@ -12,7 +13,6 @@ import {
   type LaunchRequest,
   newClientToken,
 } from "../shared/capacity.ts";
-import type { Clock } from "../shared/clock.ts";
 import { RetryableError } from "../shared/errors.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { type LocalEc2, type LocalEc2Instance, startLocalEc2 } from "./local-ec2.ts";
@@ -25,17 +25,6 @@ class StandIn implements LocalEc2Instance {
     await new Promise((r) => setTimeout(r, 50));
     this.state = "stopped";
   }
-}
-
-function fakeClock(start = 1_000_000): Clock & { advance(ms: number): void } {
-  let t = start;
-  return {
-    now: () => t,
-    sleep: async () => {},
-    advance(ms) {
-      t += ms;
-    },
-  };
 }
 
 const POOLS = [
@@ -60,7 +49,7 @@ afterEach(async () => {
 });
 
 async function setup(options: Parameters<typeof startLocalEc2>[1] = {}) {
-  const clock = fakeClock();
+  const clock = new FakeClock({ sleeps: "instant", start: 1_000_000 });
   const started: StandIn[] = [];
   let n = 0;
   const ec2: LocalEc2 = await startLocalEc2(
@@ -149,7 +138,7 @@ describe("local EC2 through LocalCapacity", () => {
     const onDemand = await capacity.launch(request({ market: "on-demand", count: 2 }));
     expect(onDemand.launched).toHaveLength(2);
 
-    clock.advance(60_000);
+    await clock.advance(60_000);
     expect(ec2.spotAvailable()).toBe(true);
     expect((await capacity.launch(request({ count: 1 }))).launched).toHaveLength(1);
 

@@ -17,7 +17,7 @@
  *   while too): an instance the simulated spot market reclaimed shows up as `terminated`.
  */
 import { createHash } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { z } from "zod";
 import {
   type CapacityError,
@@ -115,121 +115,85 @@ export async function startLocalEc2(
   deps: LocalEc2Deps,
   options: LocalEc2Options = {},
 ): Promise<LocalEc2> {
-  const startedAt = deps.clock.now();
+  const fleet = new LocalFleet(deps, options);
   const log = deps.logger.child({ module: "local-ec2" });
-  const maxInstances = options.maxInstances ?? 50;
-  const records = new Map<string, Record_>();
-  const tokens = new Map<string, { fingerprint: string; result: Promise<LaunchResult> }>();
-  let spotOverride: boolean | undefined;
-  let closing = false;
-  let serial: Promise<unknown> = Promise.resolve();
-  let requests = 0;
+  const server = createServer((req, res) => {
+    handle(fleet, req, res).catch((err: unknown) => {
+      log.error({ err }, "local EC2 request failed");
+      if (!res.headersSent)
+        send(res, 500, { error: { code: "InternalError", message: String(err) } });
+    });
+  });
+  const port = await listen(server, options.port ?? 0);
+  const url = `http://127.0.0.1:${port}`;
+  log.info(
+    { url, spotOutage: options.spotOutage, maxInstances: fleet.maxInstances },
+    "local EC2 listening",
+  );
 
-  const spotAvailable = () => {
-    if (spotOverride !== undefined) return spotOverride;
-    const outage = options.spotOutage;
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    launch: (request) => fleet.launch(request),
+    terminate: (ids) => fleet.terminate(ids),
+    describe: (tags) => fleet.describe(tags),
+    setSpotCapacity: (available) => fleet.setSpotCapacity(available),
+    spotAvailable: () => fleet.spotAvailable(),
+    close() {
+      fleet.closing = true;
+      closed ??= new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      });
+      return closed;
+    },
+  };
+}
+
+/** The instances local EC2 owns and what EC2 would answer about them. */
+class LocalFleet {
+  readonly maxInstances: number;
+  /** Set on close: launches are refused. */
+  closing = false;
+  readonly #deps: LocalEc2Deps;
+  readonly #log: Logger;
+  readonly #spotOutage: LocalEc2Options["spotOutage"];
+  readonly #startedAt: number;
+  readonly #records = new Map<string, Record_>();
+  readonly #tokens = new Map<string, { fingerprint: string; result: Promise<LaunchResult> }>();
+  #spotOverride: boolean | undefined;
+  #serial: Promise<unknown> = Promise.resolve();
+  #requests = 0;
+
+  constructor(deps: LocalEc2Deps, options: LocalEc2Options) {
+    this.#deps = deps;
+    this.#log = deps.logger.child({ module: "local-ec2" });
+    this.#spotOutage = options.spotOutage;
+    this.#startedAt = deps.clock.now();
+    this.maxInstances = options.maxInstances ?? 50;
+  }
+
+  spotAvailable(): boolean {
+    if (this.#spotOverride !== undefined) return this.#spotOverride;
+    const outage = this.#spotOutage;
     if (!outage) return true;
-    const t = deps.clock.now() - startedAt;
+    const t = this.#deps.clock.now() - this.#startedAt;
     return !(t >= outage.fromMs && t < outage.toMs);
-  };
+  }
 
-  const stateOf = (r: Record_): InstanceState => {
-    if (r.instance.state === "gone" || r.instance.state === "stopped") return "terminated";
-    return r.terminating ? "shutting-down" : "running";
-  };
-  const liveCount = () => [...records.values()].filter((r) => stateOf(r) !== "terminated").length;
+  setSpotCapacity(available: boolean | undefined): void {
+    this.#spotOverride = available;
+    this.#log.info({ available }, "spot capacity set");
+  }
 
-  const doLaunch = async (req: LaunchRequest): Promise<LaunchResult> => {
-    const launched: LaunchedInstance[] = [];
-    const errors: CapacityError[] = [];
-    let remaining = req.count;
-    for (const pool of req.pools) {
-      if (remaining === 0) break;
-      if (req.market === "spot" && !spotAvailable()) {
-        errors.push({
-          pool,
-          market: "spot",
-          code: "InsufficientInstanceCapacity",
-          message: `There is no Spot capacity available that matches your request (${poolLabel(pool)}; simulated outage).`,
-          kind: "capacity",
-        });
-        continue;
-      }
-      const room = maxInstances - liveCount();
-      if (room <= 0) {
-        errors.push({
-          market: req.market,
-          code: "InstanceLimitExceeded",
-          message: `You have requested more instances than your current instance limit of ${maxInstances} allows.`,
-          kind: "capacity",
-        });
-        break;
-      }
-      const n = Math.min(remaining, room);
-      const availabilityZone = pool.availabilityZone ?? "local-1a";
-      for (let k = 0; k < n; k++) {
-        let instance: LocalEc2Instance;
-        try {
-          instance = await deps.startInstance({
-            market: req.market,
-            instanceType: pool.instanceType,
-            availabilityZone,
-          });
-        } catch (err) {
-          errors.push({
-            pool,
-            market: req.market,
-            code: "InternalError",
-            message: `could not start a local instance: ${(err as Error).message}`,
-            kind: "other",
-          });
-          break;
-        }
-        const record: Record_ = {
-          id: instance.name,
-          market: req.market,
-          instanceType: pool.instanceType,
-          availabilityZone,
-          ...(pool.subnetId ? { subnetId: pool.subnetId } : {}),
-          launchedAt: deps.clock.now(),
-          tags: { ...req.tags },
-          instance,
-          terminating: false,
-        };
-        records.set(record.id, record);
-        launched.push({
-          instanceId: record.id,
-          market: record.market,
-          instanceType: record.instanceType,
-          availabilityZone,
-          ...(record.subnetId ? { subnetId: record.subnetId } : {}),
-          launchedAt: record.launchedAt,
-        });
-        remaining--;
-      }
-    }
-    const requestId = `fleet-local-${String(++requests).padStart(4, "0")}`;
-    log.info(
-      {
-        requestId,
-        clientToken: req.clientToken,
-        market: req.market,
-        requested: req.count,
-        launched: launched.map((i) => i.instanceId),
-        errors: errors.map((e) => `${e.code}${e.pool ? ` ${poolLabel(e.pool)}` : ""}`),
-      },
-      "launch",
-    );
-    return { launched, errors, requestId };
-  };
-
-  const launch = (req: LaunchRequest): Promise<LaunchResult> => {
-    if (closing)
+  /** Idempotent per client token, one launch at a time (so the instance limit holds). */
+  launch(req: LaunchRequest): Promise<LaunchResult> {
+    if (this.closing)
       return Promise.reject(new RequestError("Unavailable", "local EC2 is stopping", 503));
     const fingerprint = createHash("sha256")
       .update(JSON.stringify([req.market, req.count, req.pools, req.tags]))
       .digest("hex");
-    const seen = tokens.get(req.clientToken);
+    const seen = this.#tokens.get(req.clientToken);
     if (seen) {
       if (seen.fingerprint !== fingerprint) {
         return Promise.reject(
@@ -241,31 +205,30 @@ export async function startLocalEc2(
       }
       return seen.result;
     }
-    // One launch at a time, so the instance limit holds across concurrent requests.
-    const result = serial.then(() => doLaunch(req));
-    serial = result.catch(() => undefined);
-    tokens.set(req.clientToken, { fingerprint, result });
+    const result = this.#serial.then(() => this.#launchNow(req));
+    this.#serial = result.catch(() => undefined);
+    this.#tokens.set(req.clientToken, { fingerprint, result });
     return result;
-  };
+  }
 
-  const terminate = (ids: readonly string[]): string[] => {
+  terminate(ids: readonly string[]): string[] {
     const known: string[] = [];
     for (const id of ids) {
-      const r = records.get(id);
+      const r = this.#records.get(id);
       if (!r) continue;
       known.push(id);
       if (r.terminating || stateOf(r) === "terminated") continue;
       r.terminating = true;
-      log.info({ instanceId: id }, "terminating");
+      this.#log.info({ instanceId: id }, "terminating");
       r.instance.terminate().catch((err: unknown) => {
-        log.error({ err, instanceId: id }, "could not stop an instance");
+        this.#log.error({ err, instanceId: id }, "could not stop an instance");
       });
     }
     return known;
-  };
+  }
 
-  const describe = (tags: Record<string, string>): InstanceInfo[] =>
-    [...records.values()]
+  describe(tags: Record<string, string>): InstanceInfo[] {
+    return [...this.#records.values()]
       .filter((r) => Object.entries(tags).every(([k, v]) => r.tags[k] === v))
       .map((r) => ({
         instanceId: r.id,
@@ -276,77 +239,161 @@ export async function startLocalEc2(
         launchedAt: r.launchedAt,
         tags: { ...r.tags },
       }));
-
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      log.error({ err }, "local EC2 request failed");
-      if (!res.headersSent)
-        send(res, 500, { error: { code: "InternalError", message: String(err) } });
-    });
-  });
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://local-ec2");
-    if (req.method === "GET" && url.pathname === "/healthz") return send(res, 200, { ok: true });
-    if (req.method !== "POST") {
-      return send(res, 405, {
-        error: { code: "MethodNotAllowed", message: `${req.method} ${url.pathname}` },
-      });
-    }
-    try {
-      switch (url.pathname) {
-        case "/launch":
-          return send(res, 200, await launch(parseBody(await readBody(req), launchRequestSchema)));
-        case "/terminate":
-          return send(res, 200, {
-            terminating: terminate(parseBody(await readBody(req), terminateRequestSchema).ids),
-          });
-        case "/describe":
-          return send(res, 200, {
-            instances: describe(parseBody(await readBody(req), describeRequestSchema).tags),
-          });
-        default:
-          return send(res, 404, {
-            error: { code: "NotFound", message: `no route ${url.pathname}` },
-          });
-      }
-    } catch (err) {
-      if (err instanceof RequestError) {
-        return send(res, err.status, { error: { code: err.code, message: err.message } });
-      }
-      throw err;
-    }
   }
 
+  #liveCount(): number {
+    return [...this.#records.values()].filter((r) => stateOf(r) !== "terminated").length;
+  }
+
+  /** Fills the request's pools in order, one error per pool that cannot give capacity. */
+  async #launchNow(req: LaunchRequest): Promise<LaunchResult> {
+    const launched: LaunchedInstance[] = [];
+    const errors: CapacityError[] = [];
+    for (const pool of req.pools) {
+      const remaining = req.count - launched.length;
+      if (remaining === 0) break;
+      if (req.market === "spot" && !this.spotAvailable()) {
+        errors.push({
+          pool,
+          market: "spot",
+          code: "InsufficientInstanceCapacity",
+          message: `There is no Spot capacity available that matches your request (${poolLabel(pool)}; simulated outage).`,
+          kind: "capacity",
+        });
+        continue;
+      }
+      const room = this.maxInstances - this.#liveCount();
+      if (room <= 0) {
+        errors.push({
+          market: req.market,
+          code: "InstanceLimitExceeded",
+          message: `You have requested more instances than your current instance limit of ${this.maxInstances} allows.`,
+          kind: "capacity",
+        });
+        break;
+      }
+      const filled = await this.#startInPool(req, pool, Math.min(remaining, room));
+      launched.push(...filled.launched);
+      // An instance that would not start ends its pool; the next pool is tried.
+      if (filled.error) errors.push(filled.error);
+    }
+    const requestId = `fleet-local-${String(++this.#requests).padStart(4, "0")}`;
+    this.#log.info(
+      {
+        requestId,
+        clientToken: req.clientToken,
+        market: req.market,
+        requested: req.count,
+        launched: launched.map((i) => i.instanceId),
+        errors: errors.map((e) => `${e.code}${e.pool ? ` ${poolLabel(e.pool)}` : ""}`),
+      },
+      "launch",
+    );
+    return { launched, errors, requestId };
+  }
+
+  /** Starts up to `n` instances in one pool; stops at the first that cannot start. */
+  async #startInPool(
+    req: LaunchRequest,
+    pool: LaunchRequest["pools"][number],
+    n: number,
+  ): Promise<{ launched: LaunchedInstance[]; error?: CapacityError }> {
+    const launched: LaunchedInstance[] = [];
+    const availabilityZone = pool.availabilityZone ?? "local-1a";
+    for (let k = 0; k < n; k++) {
+      let instance: LocalEc2Instance;
+      try {
+        instance = await this.#deps.startInstance({
+          market: req.market,
+          instanceType: pool.instanceType,
+          availabilityZone,
+        });
+      } catch (err) {
+        const error: CapacityError = {
+          pool,
+          market: req.market,
+          code: "InternalError",
+          message: `could not start a local instance: ${(err as Error).message}`,
+          kind: "other",
+        };
+        return { launched, error };
+      }
+      const record: Record_ = {
+        id: instance.name,
+        market: req.market,
+        instanceType: pool.instanceType,
+        availabilityZone,
+        ...(pool.subnetId ? { subnetId: pool.subnetId } : {}),
+        launchedAt: this.#deps.clock.now(),
+        tags: { ...req.tags },
+        instance,
+        terminating: false,
+      };
+      this.#records.set(record.id, record);
+      launched.push({
+        instanceId: record.id,
+        market: record.market,
+        instanceType: record.instanceType,
+        availabilityZone,
+        ...(record.subnetId ? { subnetId: record.subnetId } : {}),
+        launchedAt: record.launchedAt,
+      });
+    }
+    return { launched };
+  }
+}
+
+function stateOf(r: Record_): InstanceState {
+  if (r.instance.state === "gone" || r.instance.state === "stopped") return "terminated";
+  return r.terminating ? "shutting-down" : "running";
+}
+
+/** Routes one request: GET /healthz, POST /launch, /terminate, /describe. */
+async function handle(fleet: LocalFleet, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://local-ec2");
+  if (req.method === "GET" && url.pathname === "/healthz") return send(res, 200, { ok: true });
+  if (req.method !== "POST") {
+    return send(res, 405, {
+      error: { code: "MethodNotAllowed", message: `${req.method} ${url.pathname}` },
+    });
+  }
+  try {
+    switch (url.pathname) {
+      case "/launch":
+        return send(
+          res,
+          200,
+          await fleet.launch(parseBody(await readBody(req), launchRequestSchema)),
+        );
+      case "/terminate":
+        return send(res, 200, {
+          terminating: fleet.terminate(parseBody(await readBody(req), terminateRequestSchema).ids),
+        });
+      case "/describe":
+        return send(res, 200, {
+          instances: fleet.describe(parseBody(await readBody(req), describeRequestSchema).tags),
+        });
+      default:
+        return send(res, 404, {
+          error: { code: "NotFound", message: `no route ${url.pathname}` },
+        });
+    }
+  } catch (err) {
+    if (err instanceof RequestError) {
+      return send(res, err.status, { error: { code: err.code, message: err.message } });
+    }
+    throw err;
+  }
+}
+
+/** Listens on 127.0.0.1:`port` (0: a free one); resolves with the port. */
+async function listen(server: Server, port: number): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port ?? 0, "127.0.0.1", () => resolve());
+    server.listen(port, "127.0.0.1", () => resolve());
   });
   const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  const url = `http://127.0.0.1:${port}`;
-  log.info({ url, spotOutage: options.spotOutage, maxInstances }, "local EC2 listening");
-
-  let closed: Promise<void> | undefined;
-  return {
-    url,
-    launch,
-    terminate,
-    describe,
-    setSpotCapacity(available) {
-      spotOverride = available;
-      log.info({ available }, "spot capacity set");
-    },
-    spotAvailable,
-    close() {
-      closing = true;
-      closed ??= new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      });
-      return closed;
-    },
-  };
+  return typeof address === "object" && address ? address.port : 0;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -190,6 +190,15 @@ async function waitForHealth(url: string, component: ComponentProcess, timeoutMs
   throw new Error(`the scheduler did not answer ${url}/healthz within ${timeoutMs} ms`);
 }
 
+/** What the stack's parts share while it runs. */
+interface StackState {
+  readonly instances: LocalInstance[];
+  scheduler: ComponentProcess | undefined;
+  localEc2: LocalEc2 | undefined;
+  /** Set by `close`: nothing is replaced or published any more. */
+  closing: boolean;
+}
+
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const fleetMode = options.capacity === "fleet";
   if (fleetMode && (options.workers ?? 0) > 0) {
@@ -198,10 +207,6 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     );
   }
   if (options.logDir) mkdirSync(options.logDir, { recursive: true });
-  const { SHARDFLEET_EGRESS_ALLOW: settingsAllow, ...settings } = options.settings ?? {};
-  const egressAllow = [...(options.egressAllow ?? []), ...(settingsAllow ? [settingsAllow] : [])]
-    .join(",")
-    .trim();
   const server = await startLocalAwsServer({ port: options.awsPort ?? 0 });
   // Provisioning, then the EventBridge-shaped spot events; destroyed with the stack.
   const clients = createAwsClients({
@@ -209,208 +214,74 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     region: LOCAL_REGION,
     credentials: LOCAL_CREDENTIALS,
   });
-  const instances: LocalInstance[] = [];
-  let scheduler: ComponentProcess | undefined;
-  let localEc2: LocalEc2 | undefined;
+  const state: StackState = {
+    instances: [],
+    scheduler: undefined,
+    localEc2: undefined,
+    closing: false,
+  };
   try {
     const resources = await provisionResources(
       clients,
       { bucket: options.bucket },
       { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds },
     );
-
-    const clientEnv = {
-      AWS_ENDPOINT_URL: server.endpoint,
-      AWS_REGION: LOCAL_REGION,
-      AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
-    };
-    const componentEnv: Record<string, string> = {
-      ...clientEnv,
-      SHARDFLEET_BUCKET: resources.bucket,
-      SHARDFLEET_WORK_QUEUE_URL: resources.queues.work,
-      SHARDFLEET_STRAGGLER_QUEUE_URL: resources.queues.straggler,
-      SHARDFLEET_DLQ_URL: resources.queues.dlq,
-      SHARDFLEET_LOG_LEVEL: options.logLevel ?? "info",
-      SHARDFLEET_VISIBILITY_TIMEOUT_S: String(options.visibilityTimeoutSeconds ?? 60),
-      // A busy worker lets its pending long poll finish before it exits (an aborted poll would
-      // swallow a message), so a short wait keeps local stops quick.
-      SHARDFLEET_POLL_WAIT_S: "2",
-      ...settings,
-      ...(egressAllow ? { SHARDFLEET_EGRESS_ALLOW: egressAllow } : {}),
-    };
-
-    const logger =
-      options.logger ??
-      (options.logDir
-        ? createLogger({
-            destination: createWriteStream(path.join(options.logDir, "stack.log"), { flags: "a" }),
-          })
-        : createLogger({ level: "silent" }));
+    const { clientEnv, componentEnv, settings } = environmentOf(
+      server.endpoint,
+      resources,
+      options,
+    );
+    const logger = stackLogger(options);
     logger.info({ version: VERSION, node: process.version }, "local stack starting");
-    let apiUrl: string | undefined;
-    let apiPort = 0;
     const workers = options.workers ?? 0;
     // Settings only the scheduler reads: the spot events queue (its fleet manager consumes it),
     // and in fleet mode (below) the fleet manager against local EC2.
     const schedulerEnv: Record<string, string> = {
       SHARDFLEET_SPOT_EVENTS_QUEUE_URL: resources.queues.spotEvents,
     };
-    const startScheduler = async () => {
-      scheduler = spawnComponent("scheduler", {
-        name: "scheduler",
-        env: {
-          ...componentEnv,
-          ...schedulerEnv,
-          SHARDFLEET_API_HOST: "127.0.0.1",
-          SHARDFLEET_API_PORT: String(apiPort),
-        },
+    const publishSpotEvent = spotEventPublisher(clients, resources, logger, state);
+    const addInstance = instanceStarter(
+      { state, logger, publishSpotEvent },
+      {
+        componentEnv,
+        settings,
         logDir: options.logDir,
-      });
-      await waitForHealth(apiUrl!, scheduler, 30_000);
-    };
-
-    const timeFactor = options.timeFactor ?? 1;
-    const replace = options.replaceLostInstances ?? !fleetMode;
-    let closing = false;
-    let nextInstance = 1;
-    // What EventBridge would deliver on AWS, sent to the spot events queue (fire and forget).
-    const publishSpotEvent = (input: Omit<SpotEventInput, "region">) => {
-      if (closing) return;
-      const event = ec2SpotEvent({ ...input, region: LOCAL_REGION });
-      sendSpotEvent(clients.sqs, resources.queues.spotEvents, event).then(
-        () => logger.info({ instanceId: input.instanceId, kind: input.kind }, "spot event sent"),
-        (err: unknown) =>
-          logger.warn(
-            { err, instanceId: input.instanceId, kind: input.kind },
-            "spot event not sent",
-          ),
-      );
-    };
-    const addInstance = async (
-      market: Market = options.market ?? "spot",
-      spec: InstanceSpec = {},
-    ): Promise<LocalInstance> => {
-      const name = `local-${String(nextInstance++).padStart(3, "0")}`;
-      const instanceType = spec.instanceType ?? "local.small";
-      const availabilityZone = spec.availabilityZone ?? "local-1a";
-      const imds = await startLocalImds({
-        instanceId: name,
-        market,
-        instanceType,
-        availabilityZone,
-      });
-      const proc = spawnComponent("worker", {
-        name,
-        env: {
-          ...componentEnv,
-          SHARDFLEET_INSTANCE_ID: name,
-          SHARDFLEET_MARKET: market,
-          AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
-          // The 5 s IMDS poll scales with the notice lead, or a scaled notice would pass unseen.
-          SHARDFLEET_INTERRUPTION_POLL_S: String(Math.max(0.05, 5 * timeFactor)),
-          ...settings,
-        },
-        logDir: options.logDir,
-      });
-      let state: LocalInstance["state"] = "running";
-      let terminating = false;
-      const instance: LocalInstance = {
-        name,
-        market,
-        instanceType,
-        availabilityZone,
-        process: proc,
-        imds,
-        get state() {
-          return state;
-        },
-        reclaim(withNotice) {
-          if (state !== "running") return;
-          if (withNotice) {
-            state = "noticed";
-            const lead = SPOT_NOTICE_MS * timeFactor;
-            imds.noticeInterruption(new Date(Date.now() + lead));
-            publishSpotEvent({ kind: "interruption-warning", instanceId: name });
-            setTimeout(() => void proc.kill(), lead).unref();
-          } else {
-            state = "gone";
-            void proc.kill();
-          }
-        },
-        recommendRebalance() {
-          if (state !== "running") return;
-          imds.recommendRebalance();
-          publishSpotEvent({ kind: "rebalance-recommendation", instanceId: name });
-        },
-        async terminate() {
-          if (state === "gone" || state === "stopped") return;
-          terminating = true;
-          await proc.stop();
-        },
-      };
-      instances.push(instance);
-      void proc.exited.then(async (code) => {
-        await imds.close();
-        if (closing || terminating) {
-          state = "stopped";
-          if (terminating) logger.info({ instanceId: name, code, market }, "instance terminated");
-          return;
-        }
-        logger.info({ instanceId: name, code, market }, "instance gone");
-        state = "gone";
-        if (replace) await addInstance(market);
-      });
-      logger.info({ instanceId: name, market }, "instance started");
-      return instance;
-    };
+        defaultMarket: options.market ?? "spot",
+        timeFactor: options.timeFactor ?? 1,
+        replace: options.replaceLostInstances ?? !fleetMode,
+      },
+    );
     if (fleetMode) {
-      localEc2 = await startLocalEc2(
-        {
-          startInstance: ({ market, instanceType, availabilityZone }) =>
-            addInstance(market, { instanceType, availabilityZone }),
-          logger,
-          clock: systemClock,
-        },
-        {
-          ...(options.spotOutage ? { spotOutage: options.spotOutage } : {}),
-          maxInstances: Math.max(50, options.maxInstances ?? 20),
-        },
-      );
+      state.localEc2 = await startFleetCapacity(addInstance, logger, options);
       Object.assign(schedulerEnv, {
         SHARDFLEET_CAPACITY: "local",
-        SHARDFLEET_LOCAL_EC2_URL: localEc2.url,
+        SHARDFLEET_LOCAL_EC2_URL: state.localEc2.url,
         SHARDFLEET_MAX_INSTANCES: String(options.maxInstances ?? 20),
       });
     }
+    let apiUrl: string | undefined;
+    let apiPort = 0;
+    const startScheduler = async () => {
+      state.scheduler = await startSchedulerProcess(
+        { ...componentEnv, ...schedulerEnv },
+        apiPort,
+        options.logDir,
+      );
+    };
     if (options.scheduler ?? (workers > 0 || fleetMode)) {
       apiPort = options.apiPort || (await freePort());
       apiUrl = `http://127.0.0.1:${apiPort}`;
       await startScheduler();
     }
     for (let i = 0; i < workers; i++) await addInstance();
+    const spotMarket = options.spotMarket
+      ? startSpotMarket(options.spotMarket, state.instances, logger)
+      : undefined;
 
-    let spotMarket: SpotMarket | undefined;
-    if (options.spotMarket) {
-      spotMarket = new SpotMarket(
-        {
-          clock: systemClock,
-          logger,
-          instances: () =>
-            instances.map((i) => ({
-              name: i.name,
-              market: i.market,
-              reclaimable: i.state === "running",
-            })),
-          reclaim: (d: ReclaimDecision) =>
-            instances.find((i) => i.name === d.name)?.reclaim(d.kind === "notice"),
-        },
-        options.spotMarket,
-      );
-      spotMarket.start();
-    }
-
-    let closed: Promise<void> | undefined;
+    const close = stackCloser(state, spotMarket, () => {
+      clients.destroy();
+      return server.close();
+    });
     return {
       endpoint: server.endpoint,
       region: LOCAL_REGION,
@@ -419,45 +290,301 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       componentEnv,
       apiUrl,
       get scheduler() {
-        return scheduler;
+        return state.scheduler;
       },
-      instances,
+      instances: state.instances,
       spotMarket,
-      localEc2,
-      liveInstances: () => instances.filter((i) => i.state === "running" || i.state === "noticed"),
+      localEc2: state.localEc2,
+      liveInstances: () =>
+        state.instances.filter((i) => i.state === "running" || i.state === "noticed"),
       addInstance,
       async killScheduler() {
-        await scheduler?.kill();
+        await state.scheduler?.kill();
       },
       async restartScheduler() {
         if (!apiUrl) throw new Error("this stack runs no scheduler");
-        await scheduler?.kill();
+        await state.scheduler?.kill();
         await startScheduler();
       },
-      close() {
-        closed ??= (async () => {
-          closing = true;
-          spotMarket?.stop();
-          if (localEc2) {
-            // The fleet manager first, so it does not launch replacements for what stops next.
-            await scheduler?.stop();
-            await localEc2.close();
-          }
-          await Promise.all(instances.map((i) => i.process.stop()));
-          await Promise.all(instances.map((i) => i.imds.close()));
-          await scheduler?.stop();
-          clients.destroy();
-          await server.close();
-        })();
-        return closed;
-      },
+      close,
     };
   } catch (err) {
-    await localEc2?.close();
-    await Promise.all(instances.map((i) => i.process.kill()));
-    await scheduler?.kill();
+    await state.localEc2?.close();
+    await Promise.all(state.instances.map((i) => i.process.kill()));
+    await state.scheduler?.kill();
     clients.destroy();
     await server.close();
     throw err;
   }
+}
+
+/**
+ * The AWS client variables for the local server, and every component's settings: the stack's
+ * resources, its defaults, `settings` and the egress allow-list joined from both places.
+ */
+function environmentOf(
+  endpoint: string,
+  resources: ProvisionedResources,
+  options: LocalStackOptions,
+): {
+  clientEnv: Record<string, string>;
+  componentEnv: Record<string, string>;
+  settings: Record<string, string>;
+} {
+  const { SHARDFLEET_EGRESS_ALLOW: settingsAllow, ...settings } = options.settings ?? {};
+  const egressAllow = [...(options.egressAllow ?? []), ...(settingsAllow ? [settingsAllow] : [])]
+    .join(",")
+    .trim();
+  const clientEnv = {
+    AWS_ENDPOINT_URL: endpoint,
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+  };
+  const componentEnv: Record<string, string> = {
+    ...clientEnv,
+    SHARDFLEET_BUCKET: resources.bucket,
+    SHARDFLEET_WORK_QUEUE_URL: resources.queues.work,
+    SHARDFLEET_STRAGGLER_QUEUE_URL: resources.queues.straggler,
+    SHARDFLEET_DLQ_URL: resources.queues.dlq,
+    SHARDFLEET_LOG_LEVEL: options.logLevel ?? "info",
+    SHARDFLEET_VISIBILITY_TIMEOUT_S: String(options.visibilityTimeoutSeconds ?? 60),
+    // A busy worker lets its pending long poll finish before it exits (an aborted poll would
+    // swallow a message), so a short wait keeps local stops quick.
+    SHARDFLEET_POLL_WAIT_S: "2",
+    ...settings,
+    ...(egressAllow ? { SHARDFLEET_EGRESS_ALLOW: egressAllow } : {}),
+  };
+  return { clientEnv, componentEnv, settings };
+}
+
+/** The stack's own log: the caller's logger, else `stack.log` in logDir, else silent. */
+function stackLogger(options: LocalStackOptions): Logger {
+  if (options.logger) return options.logger;
+  return options.logDir
+    ? createLogger({
+        destination: createWriteStream(path.join(options.logDir, "stack.log"), { flags: "a" }),
+      })
+    : createLogger({ level: "silent" });
+}
+
+/** Starts the scheduler process on `apiPort` and resolves once it answers its health check. */
+async function startSchedulerProcess(
+  env: Record<string, string>,
+  apiPort: number,
+  logDir: string | undefined,
+): Promise<ComponentProcess> {
+  const scheduler = spawnComponent("scheduler", {
+    name: "scheduler",
+    env: { ...env, SHARDFLEET_API_HOST: "127.0.0.1", SHARDFLEET_API_PORT: String(apiPort) },
+    logDir,
+  });
+  await waitForHealth(`http://127.0.0.1:${apiPort}`, scheduler, 90_000); // a deadline, not a figure: a loaded CI machine starts slowly
+  return scheduler;
+}
+
+type PublishSpotEvent = (input: Omit<SpotEventInput, "region">) => void;
+
+/** What EventBridge would deliver on AWS, sent to the spot events queue (fire and forget). */
+function spotEventPublisher(
+  clients: ReturnType<typeof createAwsClients>,
+  resources: ProvisionedResources,
+  logger: Logger,
+  state: StackState,
+): PublishSpotEvent {
+  return (input) => {
+    if (state.closing) return;
+    const event = ec2SpotEvent({ ...input, region: LOCAL_REGION });
+    sendSpotEvent(clients.sqs, resources.queues.spotEvents, event).then(
+      () => logger.info({ instanceId: input.instanceId, kind: input.kind }, "spot event sent"),
+      (err: unknown) =>
+        logger.warn({ err, instanceId: input.instanceId, kind: input.kind }, "spot event not sent"),
+    );
+  };
+}
+
+interface InstanceStarterOptions {
+  componentEnv: Record<string, string>;
+  settings: Record<string, string>;
+  logDir: string | undefined;
+  defaultMarket: Market;
+  timeFactor: number;
+  /** Start a replacement when an instance is lost. */
+  replace: boolean;
+}
+
+type AddInstance = (market?: Market, spec?: InstanceSpec) => Promise<LocalInstance>;
+
+/** `addInstance`: a metadata endpoint and a worker process, replaced when lost if asked to. */
+function instanceStarter(
+  deps: { state: StackState; logger: Logger; publishSpotEvent: PublishSpotEvent },
+  options: InstanceStarterOptions,
+): AddInstance {
+  const { state, logger } = deps;
+  let nextInstance = 1;
+  const addInstance: AddInstance = async (market = options.defaultMarket, spec = {}) => {
+    const name = `local-${String(nextInstance++).padStart(3, "0")}`;
+    const instanceType = spec.instanceType ?? "local.small";
+    const availabilityZone = spec.availabilityZone ?? "local-1a";
+    const imds = await startLocalImds({ instanceId: name, market, instanceType, availabilityZone });
+    const proc = spawnComponent("worker", {
+      name,
+      env: {
+        ...options.componentEnv,
+        SHARDFLEET_INSTANCE_ID: name,
+        SHARDFLEET_MARKET: market,
+        AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
+        // The 5 s IMDS poll scales with the notice lead, or a scaled notice would pass unseen.
+        SHARDFLEET_INTERRUPTION_POLL_S: String(Math.max(0.05, 5 * options.timeFactor)),
+        ...options.settings,
+      },
+      logDir: options.logDir,
+    });
+    const instance = localInstance(
+      { name, market, instanceType, availabilityZone, process: proc, imds },
+      { publishSpotEvent: deps.publishSpotEvent, timeFactor: options.timeFactor },
+    );
+    state.instances.push(instance.public);
+    void proc.exited.then(async (code) => {
+      await imds.close();
+      if (state.closing || instance.terminating) {
+        instance.setState("stopped");
+        if (instance.terminating) {
+          logger.info({ instanceId: name, code, market }, "instance terminated");
+        }
+        return;
+      }
+      logger.info({ instanceId: name, code, market }, "instance gone");
+      instance.setState("gone");
+      if (options.replace) await addInstance(market);
+    });
+    logger.info({ instanceId: name, market }, "instance started");
+    return instance.public;
+  };
+  return addInstance;
+}
+
+/** A started instance as the stack shows it, with the state only the stack changes. */
+function localInstance(
+  parts: Pick<
+    LocalInstance,
+    "name" | "market" | "instanceType" | "availabilityZone" | "process" | "imds"
+  >,
+  deps: { publishSpotEvent: PublishSpotEvent; timeFactor: number },
+): {
+  public: LocalInstance;
+  readonly terminating: boolean;
+  setState(state: LocalInstance["state"]): void;
+} {
+  const { name, process: proc, imds } = parts;
+  let state: LocalInstance["state"] = "running";
+  let terminating = false;
+  const instance: LocalInstance = {
+    ...parts,
+    get state() {
+      return state;
+    },
+    reclaim(withNotice) {
+      if (state !== "running") return;
+      if (withNotice) {
+        state = "noticed";
+        const lead = SPOT_NOTICE_MS * deps.timeFactor;
+        imds.noticeInterruption(new Date(Date.now() + lead));
+        deps.publishSpotEvent({ kind: "interruption-warning", instanceId: name });
+        setTimeout(() => void proc.kill(), lead).unref();
+      } else {
+        state = "gone";
+        void proc.kill();
+      }
+    },
+    recommendRebalance() {
+      if (state !== "running") return;
+      imds.recommendRebalance();
+      deps.publishSpotEvent({ kind: "rebalance-recommendation", instanceId: name });
+    },
+    async terminate() {
+      if (state === "gone" || state === "stopped") return;
+      terminating = true;
+      await proc.stop();
+    },
+  };
+  return {
+    public: instance,
+    get terminating() {
+      return terminating;
+    },
+    setState(next) {
+      state = next;
+    },
+  };
+}
+
+/** Fleet mode: local EC2, whose launches start instances of this stack. */
+function startFleetCapacity(
+  addInstance: AddInstance,
+  logger: Logger,
+  options: LocalStackOptions,
+): Promise<LocalEc2> {
+  return startLocalEc2(
+    {
+      startInstance: ({ market, instanceType, availabilityZone }) =>
+        addInstance(market, { instanceType, availabilityZone }),
+      logger,
+      clock: systemClock,
+    },
+    {
+      ...(options.spotOutage ? { spotOutage: options.spotOutage } : {}),
+      maxInstances: Math.max(50, options.maxInstances ?? 20),
+    },
+  );
+}
+
+/** The simulated spot market, reclaiming the stack's running instances. */
+function startSpotMarket(
+  policy: SpotMarketPolicy,
+  instances: readonly LocalInstance[],
+  logger: Logger,
+): SpotMarket {
+  const spotMarket = new SpotMarket(
+    {
+      clock: systemClock,
+      logger,
+      instances: () =>
+        instances.map((i) => ({
+          name: i.name,
+          market: i.market,
+          reclaimable: i.state === "running",
+        })),
+      reclaim: (d: ReclaimDecision) =>
+        instances.find((i) => i.name === d.name)?.reclaim(d.kind === "notice"),
+    },
+    policy,
+  );
+  spotMarket.start();
+  return spotMarket;
+}
+
+/** `close`: stops every component in an order that launches nothing new, then the server. */
+function stackCloser(
+  state: StackState,
+  spotMarket: SpotMarket | undefined,
+  closeServer: () => Promise<void>,
+): () => Promise<void> {
+  let closed: Promise<void> | undefined;
+  return () => {
+    closed ??= (async () => {
+      state.closing = true;
+      spotMarket?.stop();
+      if (state.localEc2) {
+        // The fleet manager first, so it does not launch replacements for what stops next.
+        await state.scheduler?.stop();
+        await state.localEc2.close();
+      }
+      await Promise.all(state.instances.map((i) => i.process.stop()));
+      await Promise.all(state.instances.map((i) => i.imds.close()));
+      await state.scheduler?.stop();
+      await closeServer();
+    })();
+    return closed;
+  };
 }

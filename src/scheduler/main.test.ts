@@ -6,19 +6,19 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { systemClock } from "../shared/clock.ts";
 import { loadConfig } from "../shared/config.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { VERSION } from "../shared/version.ts";
-import { startTestEnv, type TestEnv } from "./api/testing.ts";
 import { capacityFromConfig, startScheduler } from "./main.ts";
 
 const entry = path.join(path.dirname(fileURLToPath(import.meta.url)), "main.ts");
 const tsx = import.meta.resolve("tsx");
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("main-test");
+  env = await startLocalAws("main-test");
 });
 afterAll(async () => {
   await env?.close();

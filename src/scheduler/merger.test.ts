@@ -3,8 +3,9 @@ import { Readable } from "node:stream";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import ExcelJS from "exceljs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalAws, openLocalAws, testManifest } from "../../test/fixtures/local-aws.ts";
-import { xlsxBuffer } from "../../test/fixtures/workbooks.ts";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { testManifest } from "../../test/support/manifests.ts";
+import { xlsxBuffer } from "../../test/support/workbooks.ts";
 import { NotReadyError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -55,7 +56,7 @@ describe("mergeOperation (local S3)", () => {
   let aws: LocalAws;
 
   beforeAll(async () => {
-    aws = await openLocalAws("merger-test");
+    aws = await startLocalAws("merger-test");
   });
   afterAll(async () => {
     await aws?.close();
@@ -267,7 +268,7 @@ describe("mergeOperation (local S3)", () => {
         throw new Error("S3 went away");
       }
     }
-    const store = new FailingUpload({ s3: aws.s3 }, { bucket: aws.resources.bucket });
+    const store = new FailingUpload({ s3: aws.clients.s3 }, { bucket: aws.resources.bucket });
     const manifest = testManifest(op, { headers: ["n", "blob"], shards: [shard] });
     await expect(mergeOperation({ store, logger: silentLogger() }, { manifest })).rejects.toThrow(
       "S3 went away",
@@ -350,7 +351,7 @@ describe("mergeOperation (local S3)", () => {
       ]);
     }
     const smallParts = new ObjectStore(
-      { s3: aws.s3 },
+      { s3: aws.clients.s3 },
       { bucket: aws.resources.bucket, partSize: 5 * 1024 * 1024 },
     );
     const result = await mergeOperation(
@@ -358,7 +359,7 @@ describe("mergeOperation (local S3)", () => {
       { manifest: { ...manifest, shards: split.shards, rows: split.rows } },
     );
     expect(result).toMatchObject({ rows, errorRows: 0, columns: ["double"] });
-    const head = await aws.s3.send(
+    const head = await aws.clients.s3.send(
       new HeadObjectCommand({ Bucket: aws.resources.bucket, Key: result.key }),
     );
     expect(head.ContentLength).toBeGreaterThan(5 * 1024 * 1024); // so it went up in several parts

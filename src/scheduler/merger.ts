@@ -209,8 +209,53 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
   const shards = manifest.shards;
   if (!shards) throw new NotReadyError(`operation ${op} has not been split yet`);
 
-  const dones = await mapLimit(shards, options.concurrency ?? 16, async (shard) => {
-    const done = await deps.store.getJson(keys.done(op, shard.id), shardDoneSchema, signal);
+  const dones = await loadDones(deps.store, op, shards, options.concurrency ?? 16, signal);
+  const columns = unionColumns(dones);
+  const names = [...manifest.headers, ...columns, ERROR_COLUMN];
+  const key = keys.result(op);
+  const output = openOutput(deps.store, key, signal);
+  const totals = { rows: 0, errorRows: 0, truncated: 0 };
+  try {
+    const sheet = openResultSheet(output.body, names, output.stop.signal);
+    for (const [k, shard] of shards.entries()) {
+      const written = await writeShard(
+        { store: deps.store, sheet, log },
+        { op, shard, done: dones[k]!, columns, names, width: manifest.headers.length },
+        output.stop.signal,
+      );
+      totals.rows += written.rows;
+      totals.errorRows += written.errorRows;
+      totals.truncated += written.truncated;
+    }
+    await sheet.commit();
+    await output.upload;
+  } catch (err) {
+    throw output.fail(err);
+  } finally {
+    output.release();
+  }
+
+  const { rows, errorRows, truncated } = totals;
+  if (truncated > 0) log.warn({ cells: truncated, limit: MAX_CELL_TEXT }, "long cell text cut");
+  log.info(
+    { key, rows, errorRows, columns: columns.length, shards: shards.length },
+    "operation merged",
+  );
+  return { key, rows, errorRows, columns };
+}
+
+type ShardRange = NonNullable<Manifest["shards"]>[number];
+
+/** Every shard's done.json; throws NotReadyError for a shard that has not committed. */
+function loadDones(
+  store: ObjectStore,
+  op: string,
+  shards: readonly ShardRange[],
+  concurrency: number,
+  signal?: AbortSignal,
+): Promise<ShardDone[]> {
+  return mapLimit(shards, concurrency, async (shard) => {
+    const done = await store.getJson(keys.done(op, shard.id), shardDoneSchema, signal);
     if (!done) {
       throw new NotReadyError(
         `shard ${shard.id} of operation ${op} has not committed (no done.json)`,
@@ -227,24 +272,49 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
     }
     return done;
   });
-  const columns = unionColumns(dones);
-  const width = manifest.headers.length;
-  const key = keys.result(op);
+}
 
-  // The upload reads `body` while the writer fills it. Either side failing stops the other.
+/**
+ * The output object's upload, reading `body` while the writer fills it. Either side failing
+ * stops the other through `stop`, which the caller's signal aborts too.
+ */
+function openOutput(store: ObjectStore, key: string, signal?: AbortSignal) {
   const stop = sharedAbortController();
   const onAbort = () => stop.abort(signal?.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
   if (signal?.aborted) onAbort();
   const body = new PassThrough();
-  const upload = deps.store.upload(key, body, {
-    contentType: XLSX_CONTENT_TYPE,
-    signal: stop.signal,
-  });
+  const upload = store.upload(key, body, { contentType: XLSX_CONTENT_TYPE, signal: stop.signal });
   // An upload failure aborts `stop`, which ends every wait on the writer: it would otherwise
   // wait forever for a reader that has gone.
   upload.catch((err: unknown) => stop.abort(err));
+  return {
+    body,
+    upload,
+    stop,
+    /** Stops both sides; returns the error to report. */
+    fail(err: unknown): unknown {
+      // After an upload failure the writer's error is only "aborted": report the upload's.
+      const cause = stop.signal.aborted ? stop.signal.reason : err;
+      stop.abort(cause);
+      body.destroy();
+      return cause;
+    },
+    release() {
+      signal?.removeEventListener("abort", onAbort);
+    },
+  };
+}
 
+interface ResultSheet {
+  /** Adds a row, waiting while the upload lags behind. */
+  addRow(values: Cell[]): Promise<void>;
+  /** Ends the sheet and the workbook. */
+  commit(): Promise<void>;
+}
+
+/** The streaming workbook with its one sheet and header row, written into `body`. */
+function openResultSheet(body: PassThrough, names: string[], stop: AbortSignal): ResultSheet {
   const writer = new ExcelJS.stream.xlsx.WorkbookWriter({
     stream: body,
     useStyles: true,
@@ -253,82 +323,84 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
   const sheet = writer.addWorksheet(RESULT_SHEET, {
     views: [{ state: "frozen", ySplit: 1 }],
   });
-  let rows = 0;
-  let errorRows = 0;
-  let truncated = 0;
-
-  const addRow = async (values: Cell[]) => {
-    const row = sheet.addRow(values);
-    // Every cell gets one of a few shared style objects: exceljs looks a style up by object
-    // identity first and otherwise renders it to XML to find its id, once per cell, which was
-    // the largest single cost of the merge. The shared objects must never be mutated.
-    row.eachCell({ includeEmpty: true }, (cell, column) => {
-      const v = values[column - 1];
-      cell.style = v instanceof Date ? DATE_STYLES[dateFormat(v)] : PLAIN_STYLE;
-    });
-    row.commit();
-    // Backpressure: exceljs never waits for its output, so wait here while the upload lags.
-    if (body.writableNeedDrain) await once(body, "drain", { signal: stop.signal });
+  // Widths must be set before the first row: the streaming writer emits them ahead of the rows.
+  // Without them every column is Excel's narrow default and dates show as ###.
+  sheet.columns = names.map((name) => ({ width: columnWidth(name) }));
+  const header = sheet.addRow(names);
+  header.font = { bold: true };
+  header.commit();
+  return {
+    async addRow(values) {
+      const row = sheet.addRow(values);
+      // Every cell gets one of a few shared style objects: exceljs looks a style up by object
+      // identity first and otherwise renders it to XML to find its id, once per cell, which was
+      // the largest single cost of the merge. The shared objects must never be mutated.
+      row.eachCell({ includeEmpty: true }, (cell, column) => {
+        const v = values[column - 1];
+        cell.style = v instanceof Date ? DATE_STYLES[dateFormat(v)] : PLAIN_STYLE;
+      });
+      row.commit();
+      // Backpressure: exceljs never waits for its output, so wait here while the upload lags.
+      if (body.writableNeedDrain) await once(body, "drain", { signal: stop });
+    },
+    async commit() {
+      sheet.commit();
+      await untilAborted(writer.commit(), stop);
+    },
   };
+}
 
-  try {
-    const names = [...manifest.headers, ...columns, ERROR_COLUMN];
-    // Widths must be set before the first row: the streaming writer emits them ahead of the rows.
-    // Without them every column is Excel's narrow default and dates show as ###.
-    sheet.columns = names.map((name) => ({ width: columnWidth(name) }));
-    const header = sheet.addRow(names);
-    header.font = { bold: true };
-    header.commit();
-
-    for (const [k, shard] of shards.entries()) {
-      const done = dones[k]!;
-      const results = new Map<number, ResultRow>();
-      let duplicates = 0;
-      if (done.failed === undefined) {
-        for (const chunk of done.chunks) {
-          for await (const result of ndjson(deps.store, chunk.key, resultRowSchema, stop.signal)) {
-            if (results.has(result.i)) duplicates++;
-            else results.set(result.i, result);
-          }
-        }
-      }
-      let shardRows = 0;
-      const inputKey = keys.shardInput(op, shard.id);
-      for await (const input of ndjson(deps.store, inputKey, inputRowSchema, stop.signal)) {
-        const merged = fitToExcel(
-          mergeRow(input, results.get(input.i), columns, width, done.failed),
-          names,
-        );
-        if (merged.cut) truncated++;
-        await addRow([...merged.cells, merged.error]);
-        shardRows++;
-        if (merged.error !== null) errorRows++;
-      }
-      rows += shardRows;
-      if (duplicates > 0 || shardRows !== shard.end - shard.start) {
-        log.warn(
-          { shardId: shard.id, duplicates, rows: shardRows, expected: shard.end - shard.start },
-          duplicates > 0 ? "duplicate results dropped" : "slice row count differs from its range",
-        );
-      }
+/** One shard's results by row index (the first read wins), and how many repeats were dropped. */
+async function readResults(
+  store: ObjectStore,
+  done: ShardDone,
+  signal: AbortSignal,
+): Promise<{ results: Map<number, ResultRow>; duplicates: number }> {
+  const results = new Map<number, ResultRow>();
+  let duplicates = 0;
+  if (done.failed !== undefined) return { results, duplicates };
+  for (const chunk of done.chunks) {
+    for await (const result of ndjson(store, chunk.key, resultRowSchema, signal)) {
+      if (results.has(result.i)) duplicates++;
+      else results.set(result.i, result);
     }
-    sheet.commit();
-    await untilAborted(writer.commit(), stop.signal);
-    await upload;
-  } catch (err) {
-    // After an upload failure the writer's error is only "aborted": report the upload's.
-    const cause = stop.signal.aborted ? stop.signal.reason : err;
-    stop.abort(cause);
-    body.destroy();
-    throw cause;
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
   }
+  return { results, duplicates };
+}
 
-  if (truncated > 0) log.warn({ cells: truncated, limit: MAX_CELL_TEXT }, "long cell text cut");
-  log.info(
-    { key, rows, errorRows, columns: columns.length, shards: shards.length },
-    "operation merged",
-  );
-  return { key, rows, errorRows, columns };
+/** Writes one shard's input rows joined to its results; returns what it wrote. */
+async function writeShard(
+  deps: { store: ObjectStore; sheet: ResultSheet; log: Logger },
+  shardOf: {
+    op: string;
+    shard: ShardRange;
+    done: ShardDone;
+    columns: readonly string[];
+    names: readonly string[];
+    width: number;
+  },
+  signal: AbortSignal,
+): Promise<{ rows: number; errorRows: number; truncated: number }> {
+  const { op, shard, done, columns, names, width } = shardOf;
+  const { results, duplicates } = await readResults(deps.store, done, signal);
+  const written = { rows: 0, errorRows: 0, truncated: 0 };
+  const inputKey = keys.shardInput(op, shard.id);
+  for await (const input of ndjson(deps.store, inputKey, inputRowSchema, signal)) {
+    const merged = fitToExcel(
+      mergeRow(input, results.get(input.i), columns, width, done.failed),
+      names,
+    );
+    if (merged.cut) written.truncated++;
+    await deps.sheet.addRow([...merged.cells, merged.error]);
+    written.rows++;
+    if (merged.error !== null) written.errorRows++;
+  }
+  const expected = shard.end - shard.start;
+  if (duplicates > 0 || written.rows !== expected) {
+    deps.log.warn(
+      { shardId: shard.id, duplicates, rows: written.rows, expected },
+      duplicates > 0 ? "duplicate results dropped" : "slice row count differs from its range",
+    );
+  }
+  return written;
 }

@@ -9,7 +9,9 @@
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
 import { mapLimit } from "../shared/async.ts";
+import { isAwsServiceError } from "../shared/aws-errors.ts";
 import type { Clock } from "../shared/clock.ts";
+import type { OperationView, ShardCounts } from "../shared/contracts/operations.ts";
 import {
   BadInputError,
   LimitExceededError,
@@ -20,8 +22,14 @@ import {
 import { keys, OPERATIONS_PREFIX, parseShardKey } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
-import { type FleetEvent, fleetRecordSchema } from "../shared/schemas/fleet.ts";
 import {
+  type CapacityWait,
+  type FleetEvent,
+  type FleetRecord,
+  fleetRecordSchema,
+} from "../shared/schemas/fleet.ts";
+import {
+  type LifecycleStatus,
   type Manifest,
   manifestSchema,
   type OperationSpec,
@@ -33,6 +41,7 @@ import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schema
 import { canSee, DEFAULT_TENANT, type Viewer } from "../shared/schemas/tokens.ts";
 import { isTransientError } from "../shared/transient.ts";
 import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
+import { OperationLifecycle } from "./operation-lifecycle.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
@@ -68,20 +77,6 @@ function iso(clock: Clock): string {
   return new Date(clock.now()).toISOString();
 }
 
-/**
- * The one way a manifest is written: validated against the schema, `updatedAt` stamped.
- * Returns what was written.
- */
-export async function saveManifest(
-  deps: { store: ObjectStore; clock: Clock },
-  manifest: Manifest,
-  signal?: AbortSignal,
-): Promise<Manifest> {
-  const next = manifestSchema.parse({ ...manifest, updatedAt: iso(deps.clock) });
-  await deps.store.putJson(keys.manifest(next.id), manifestSchema, next, signal);
-  return next;
-}
-
 /** Reads a manifest; undefined when the operation does not exist (or is still being submitted). */
 export async function loadManifest(
   store: ObjectStore,
@@ -102,14 +97,6 @@ export async function listOperationIds(
     .filter((id) => OPERATION_ID_PATTERN.test(id))
     .sort()
     .reverse();
-}
-
-export interface ShardCounts {
-  total: number;
-  pending: number;
-  running: number;
-  done: number;
-  failed: number;
 }
 
 export interface ShardProgress {
@@ -206,47 +193,36 @@ export class ShardProgressReader {
   }
 }
 
-/** What the API shows about an operation. */
-export interface OperationView {
-  id: string;
-  /** Whose operation it is. */
-  tenant: string;
-  name: string | null;
-  status: OperationStatus;
-  task: string;
-  /** total is known once split; done counts committed rows (failed ones too); failed, rows in error. */
-  rows: { total: number | null; done: number; failed: number };
-  shards: ShardCounts;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  error?: { code: string; message: string };
-  result?: { rows: number; errorRows: number; columns: string[] };
-  /** While `waiting-for-capacity`: since when and why. */
-  waiting?: { since: string; reason: string };
-  /** The instances launched for it (single-operation view only; empty without a fleet manager). */
-  instances?: OperationInstanceView[];
-  /** Its fleet events, oldest first (single-operation view only). */
-  events?: FleetEvent[];
+/** The lifecycle states in which the fleet manager's waiting-for-capacity condition is shown. */
+const WAIT_SHOWN: ReadonlySet<LifecycleStatus> = new Set(["splitting", "running"]);
+
+/**
+ * The status an operation shows: its lifecycle state, or `waiting-for-capacity` (with since and
+ * why) while the fleet manager's record says it waits and it is still splitting or running.
+ */
+export function shownStatus(
+  manifest: Pick<Manifest, "status">,
+  wait: CapacityWait | undefined,
+): { status: OperationStatus; waiting?: CapacityWait } {
+  return wait && WAIT_SHOWN.has(manifest.status)
+    ? { status: "waiting-for-capacity", waiting: wait }
+    : { status: manifest.status };
 }
 
-/** An instance as the operation view shows it: `since` is when it entered `state`. */
-export interface OperationInstanceView {
-  id: string;
-  market: "spot" | "on-demand";
-  type: string;
-  role: "worker" | "straggler";
-  state: string;
-  since: string;
-  launchedAt: string;
-  endReason?: string;
-  /** When EC2 warned of its spot interruption (EventBridge), if it did. */
-  interruptionWarnedAt?: string;
-  /** When EC2 recommended rebalancing it (EventBridge), if it did. */
-  rebalanceRecommendedAt?: string;
+/** Whether the view of an operation in this state may show the fleet manager's wait. */
+export function mayShowWait(status: LifecycleStatus): boolean {
+  return WAIT_SHOWN.has(status);
 }
 
-export function viewOf(manifest: Manifest, progress: ShardProgress): OperationView {
+/**
+ * @param wait the fleet manager's waiting-for-capacity condition (its fleet record), if any.
+ */
+export function viewOf(
+  manifest: Manifest,
+  progress: ShardProgress,
+  wait?: CapacityWait,
+): OperationView {
+  const shown = shownStatus(manifest, wait);
   let rowsDone = 0;
   let rowsFailed = 0;
   for (const marker of progress.done.values()) {
@@ -262,7 +238,7 @@ export function viewOf(manifest: Manifest, progress: ShardProgress): OperationVi
     id: manifest.id,
     tenant: tenantOf(manifest),
     name: manifest.spec.name ?? null,
-    status: manifest.status,
+    status: shown.status,
     task: manifest.spec.task.name,
     rows: { total: manifest.rows ?? null, done: rowsDone, failed: rowsFailed },
     shards: progress.counts,
@@ -270,9 +246,7 @@ export function viewOf(manifest: Manifest, progress: ShardProgress): OperationVi
     startedAt: manifest.startedAt ?? null,
     finishedAt: manifest.finishedAt ?? null,
     ...(manifest.error ? { error: manifest.error } : {}),
-    ...(manifest.status === "waiting-for-capacity" && manifest.waiting
-      ? { waiting: manifest.waiting }
-      : {}),
+    ...(shown.waiting ? { waiting: shown.waiting } : {}),
     ...(manifest.result
       ? {
           result: {
@@ -332,6 +306,7 @@ export class OperationService {
   /** Operation ids seen finished: the operations cap never reads them again. */
   readonly #terminalTenants = new Set<string>();
   readonly #progress: ShardProgressReader;
+  readonly #lifecycle: OperationLifecycle;
   readonly #terminalViews = new Map<string, OperationView>();
   readonly #cacheSize: number;
   readonly #specChecks: SpecCheckOptions;
@@ -346,6 +321,7 @@ export class OperationService {
     this.#specChecks = options.specChecks ?? {};
     this.#workbookLimits = options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS;
     this.#progress = new ShardProgressReader({ store: deps.store });
+    this.#lifecycle = new OperationLifecycle(deps);
   }
 
   /**
@@ -432,19 +408,8 @@ export class OperationService {
       const headers = await this.#inspect(input, spec, options.signal);
       checkSpecColumns(spec, headers);
       const now = iso(this.#clock);
-      manifest = await saveManifest(
-        { store: this.#store, clock: this.#clock },
-        {
-          v: 1,
-          id,
-          tenant,
-          status: "queued",
-          spec,
-          input,
-          headers,
-          createdAt: now,
-          updatedAt: now,
-        },
+      manifest = await this.#lifecycle.create(
+        { v: 1, id, tenant, spec, input, headers, createdAt: now },
         options.signal,
       );
       log.info(
@@ -495,11 +460,7 @@ export class OperationService {
       return headers;
     } catch (err) {
       // A reader that trips on a malformed file is the file's fault; S3 faults stay 500s.
-      if (
-        err instanceof ShardfleetError ||
-        (err as { $metadata?: unknown }).$metadata ||
-        isTransientError(err)
-      ) {
+      if (err instanceof ShardfleetError || isAwsServiceError(err) || isTransientError(err)) {
         throw err;
       }
       throw new BadInputError(
@@ -522,8 +483,9 @@ export class OperationService {
   async get(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<OperationView> {
     checkOperationId(id);
     // The view first: another tenant's id is not found, and its fleet record is never read.
-    const view = await this.#get(id, signal, viewer);
-    const record = await this.#store.getJson(keys.fleet(id), fleetRecordSchema, signal);
+    const fleet = this.#fleetReader(id, signal);
+    const view = await this.#get(id, signal, viewer, fleet);
+    const record = await fleet();
     return {
       ...view,
       instances: (record?.instances ?? []).map((i) => ({
@@ -542,7 +504,21 @@ export class OperationService {
     };
   }
 
-  async #get(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<OperationView> {
+  /** Reads the operation's fleet record at most once, when first asked for. */
+  #fleetReader(id: string, signal?: AbortSignal): () => Promise<FleetRecord | undefined> {
+    let read: Promise<FleetRecord | undefined> | undefined;
+    return () => {
+      read ??= this.#store.getJson(keys.fleet(id), fleetRecordSchema, signal);
+      return read;
+    };
+  }
+
+  async #get(
+    id: string,
+    signal?: AbortSignal,
+    viewer?: Viewer,
+    fleet = this.#fleetReader(id, signal),
+  ): Promise<OperationView> {
     checkOperationId(id);
     const cached = this.#terminalViews.get(id);
     if (cached) {
@@ -550,7 +526,7 @@ export class OperationService {
       return cached;
     }
     const manifest = await this.#visibleManifest(id, signal, viewer);
-    return this.#view(manifest, signal);
+    return this.#view(manifest, fleet, signal);
   }
 
   /**
@@ -568,8 +544,8 @@ export class OperationService {
    * routes served by other services, such as the cost report).
    */
   async authorize(id: string, viewer: Viewer | undefined, signal?: AbortSignal): Promise<void> {
-    // As the cost report has always answered: an id that cannot be a key is not an operation.
-    if (!OPERATION_ID_PATTERN.test(id)) throw notFound(id);
+    // As every route under /operations/:id answers: 400 naming what cannot be an id.
+    checkOperationId(id);
     const cached = this.#terminalViews.get(id);
     if (cached) {
       if (!canSee(viewer, cached.tenant)) throw notFound(id);
@@ -600,9 +576,15 @@ export class OperationService {
     return out;
   }
 
-  async #view(manifest: Manifest, signal?: AbortSignal): Promise<OperationView> {
+  async #view(
+    manifest: Manifest,
+    fleet: () => Promise<FleetRecord | undefined>,
+    signal?: AbortSignal,
+  ): Promise<OperationView> {
     const progress = await this.#progress.read(manifest, { signal });
-    const view = viewOf(manifest, progress);
+    // Only a splitting or running operation shows the fleet manager's wait: no read otherwise.
+    const wait = mayShowWait(manifest.status) ? (await fleet())?.waiting : undefined;
+    const view = viewOf(manifest, progress, wait);
     if (TERMINAL_STATUSES.has(manifest.status)) {
       this.#terminalViews.set(manifest.id, view);
       this.#progress.forget(manifest.id);

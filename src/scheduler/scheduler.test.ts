@@ -5,6 +5,10 @@
 import ExcelJS from "exceljs";
 import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { multipart, transformSpec } from "../../test/support/api.ts";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { seedManifest } from "../../test/support/seed-manifest.ts";
+import { waitFor } from "../../test/support/wait.ts";
 import { provisionResources } from "../local/provision.ts";
 import { systemClock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
@@ -13,13 +17,13 @@ import { ObjectStore } from "../shared/object-store.ts";
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
 import { buildApp } from "./api/app.ts";
-import { eventually, multipart, startTestEnv, type TestEnv, transformSpec } from "./api/testing.ts";
-import { loadManifest, OperationService, saveManifest } from "./operations.ts";
+import { FleetRecords } from "./fleet/fleet-manager/fleet-records.ts";
+import { loadManifest, OperationService } from "./operations.ts";
 import { finalStatus, Scheduler } from "./scheduler.ts";
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("sched-test");
+  env = await startLocalAws("sched-test");
 });
 afterAll(async () => {
   await env?.close();
@@ -68,7 +72,7 @@ async function scope(
   };
   const view = async (id: string) => (await app.inject(`/operations/${id}`)).json();
   const until = (id: string, status: string) =>
-    eventually(async () => {
+    waitFor(`${id} ${status}`, async () => {
       const v = await view(id);
       return v.status === status ? v : undefined;
     });
@@ -79,16 +83,18 @@ const CSV =
   "name,city\nada,london\nalan,wilmslow\ngrace,arlington\nedsger,nuenen\nbarbara,boston\n";
 const NAMES = ["ada", "alan", "grace", "edsger", "barbara"];
 
-/** The status the fleet manager writes while no instance can be had. */
-function waitForCapacity(store: ObjectStore, manifest: Manifest) {
-  return saveManifest(
-    { store, clock: systemClock },
-    {
-      ...manifest,
-      status: "waiting-for-capacity",
-      waiting: { since: new Date().toISOString(), reason: "no spot capacity" },
-    },
-  );
+/** What the fleet manager records while no instance can be had (its fleet record's wait). */
+async function waitForCapacity(store: ObjectStore, manifest: Manifest) {
+  const records = new FleetRecords({
+    store,
+    clock: systemClock,
+    logger: silentLogger(),
+    instance: () => undefined,
+    written: () => {},
+    isWatched: () => false,
+  });
+  records.wait(manifest.id, { since: Date.now(), reason: "no spot capacity" });
+  await records.flush();
 }
 
 /** What SQS's redrive leaves in the DLQ once a shard's message reached maxReceiveCount. */
@@ -322,7 +328,7 @@ describe("Scheduler", () => {
     const merging = await s.submit(CSV, { shardSize: 5 });
     // As a crashed scheduler would have left them.
     const m1 = (await loadManifest(s.store, splitting))!;
-    await saveManifest({ store: s.store, clock: systemClock }, { ...m1, status: "splitting" });
+    await seedManifest({ store: s.store, clock: systemClock }, { ...m1, status: "splitting" });
     const m2 = (await loadManifest(s.store, merging))!;
     const m2Split = {
       ...m2,
@@ -334,7 +340,7 @@ describe("Scheduler", () => {
       keys.shardInput(merging, "s000000"),
       NAMES.map((n, i) => JSON.stringify({ i, c: [n, "x"] })).join("\n"),
     );
-    await saveManifest({ store: s.store, clock: systemClock }, m2Split);
+    await seedManifest({ store: s.store, clock: systemClock }, m2Split);
     await commitShard(s.store, m2Split, "s000000");
 
     s.scheduler.start();
@@ -405,14 +411,15 @@ describe("Scheduler", () => {
     const id = await s.submit(CSV, { shardSize: 2 });
     // Failed for lack of capacity while queued/splitting: the split must not resurrect it.
     const manifest = (await loadManifest(s.store, id))!;
-    await saveManifest(
+    await seedManifest(
       { store: s.store, clock: systemClock },
       { ...manifest, status: "splitting" },
     );
-    const original = s.store.getJson.bind(s.store);
+    const original = s.store.getJsonVersioned.bind(s.store);
     let failedOnce = false;
-    // Flip the status to failed right before the split reads the manifest back.
-    s.store.getJson = (async (key: string, schema: never, signal?: AbortSignal) => {
+    // Flip the status to failed right before the split reads the manifest back (the state
+    // machine's read, with its ETag, for the splitDone transition).
+    s.store.getJsonVersioned = (async (key: string, schema: never, signal?: AbortSignal) => {
       if (
         !failedOnce &&
         key === keys.manifest(id) &&
@@ -420,7 +427,7 @@ describe("Scheduler", () => {
       ) {
         failedOnce = true;
         const current = (await loadManifest(s.store, id))!;
-        await saveManifest(
+        await seedManifest(
           { store: s.store, clock: systemClock },
           {
             ...current,
@@ -430,7 +437,7 @@ describe("Scheduler", () => {
         );
       }
       return original(key, schema, signal);
-    }) as typeof s.store.getJson;
+    }) as typeof s.store.getJsonVersioned;
     s.scheduler.start();
     const view = await s.until(id, "failed");
     expect(view.error).toEqual({ code: "CAPACITY_DEADLINE", message: "no capacity" });

@@ -3,6 +3,10 @@
  *
  *   queued → splitting → running → merging → succeeded | succeeded-with-failures | failed
  *
+ * Every status change is an event of the operation state machine (./operation-lifecycle.ts),
+ * applied as a conditional write: an operation another writer moved on meanwhile (the fleet
+ * manager failed it, say) is left as that writer put it.
+ *
  * Every pass lists the operations in S3 and acts on those not yet terminal, so a restarted
  * scheduler simply carries on: an interrupted split is run again (shard ids and ranges are a
  * pure function of the input and shard size, so it rewrites the same keys and re-sends the same
@@ -13,22 +17,24 @@
  *
  * Lifecycle: idle → running (start) → draining (stop: abort jobs, wait for them) → stopped.
  */
-import { mapLimit, runEvery, sharedAbortController } from "../shared/async.ts";
+import { mapLimit } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
-import { describeError, ShardfleetError } from "../shared/errors.ts";
-import { keys } from "../shared/keys.ts";
+import { describeError, RetryableError, ShardfleetError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
-import {
-  type Manifest,
-  type OperationStatus,
-  TERMINAL_STATUSES,
-} from "../shared/schemas/operation.ts";
-import { shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
+import { PeriodicService, type ServiceState } from "../shared/periodic-service.ts";
+import { commitDeadLettered } from "../shared/records/done-marker.ts";
+import { type Manifest, TERMINAL_STATUSES } from "../shared/schemas/operation.ts";
+import { shardMessageSchema } from "../shared/schemas/shard.ts";
 import type { ShardQueue } from "../shared/shard-queue.ts";
 import { isTransientError } from "../shared/transient.ts";
 import { mergeOperation } from "./merger.ts";
-import { listOperationIds, loadManifest, ShardProgressReader, saveManifest } from "./operations.ts";
+import {
+  type LifecycleEvent,
+  type ManifestPatch,
+  OperationLifecycle,
+} from "./operation-lifecycle.ts";
+import { listOperationIds, loadManifest, ShardProgressReader } from "./operations.ts";
 import { splitOperation } from "./splitter.ts";
 import { DEFAULT_WORKBOOK_LIMITS, type WorkbookLimits } from "./workbook/limits.ts";
 
@@ -70,20 +76,29 @@ export interface SchedulerOptions {
 const JOB_RETRY_FIRST_MS = 1_000;
 const JOB_RETRY_MAX_MS = 30_000;
 
-export type SchedulerState = "idle" | "running" | "draining" | "stopped";
+export type SchedulerState = ServiceState;
 
 type JobKind = "split" | "merge";
+
+export type FinalStatus = "succeeded" | "succeeded-with-failures" | "failed";
 
 /** The outcome of a finished merge, from its error rate and the spec's tolerance. */
 export function finalStatus(
   rows: number,
   errorRows: number,
   toleratedFailurePercent: number,
-): OperationStatus {
+): FinalStatus {
   if (errorRows === 0) return "succeeded";
   const percent = rows === 0 ? 100 : (errorRows / rows) * 100;
   return percent <= toleratedFailurePercent ? "succeeded-with-failures" : "failed";
 }
+
+/** The lifecycle event that ends a merge with each outcome. */
+const FINAL_EVENTS = {
+  succeeded: "succeed",
+  "succeeded-with-failures": "succeedWithFailures",
+  failed: "fail",
+} as const satisfies Record<FinalStatus, LifecycleEvent>;
 
 export class Scheduler {
   readonly #store: ObjectStore;
@@ -93,6 +108,7 @@ export class Scheduler {
   readonly #cost: SchedulerDeps["cost"];
   readonly #options: Required<Omit<SchedulerOptions, "dlqUrl">> & { dlqUrl?: string };
   readonly #progress: ShardProgressReader;
+  readonly #lifecycle: OperationLifecycle;
   /** Operations known to be terminal: never read again by this process. */
   readonly #terminal = new Set<string>();
   /** Manifests that failed to parse, reported once each. */
@@ -100,11 +116,7 @@ export class Scheduler {
   readonly #jobs = new Map<string, Promise<void>>();
   /** Split/merge transient failures in a row per operation, and when it may be tried again. */
   readonly #jobFailures = new Map<string, { count: number; retryAt: number }>();
-  #state: SchedulerState = "idle";
-  #abort = sharedAbortController();
-  /** Aborted by `wake` to cut the pause between passes short; replaced once used. */
-  #wake = new AbortController();
-  #loop: Promise<void> | undefined;
+  readonly #service: PeriodicService;
 
   constructor(deps: SchedulerDeps, options: SchedulerOptions) {
     this.#store = deps.store;
@@ -121,32 +133,36 @@ export class Scheduler {
       workbookLimits: options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS,
     };
     this.#progress = new ShardProgressReader({ store: deps.store });
+    this.#service = new PeriodicService(
+      { clock: deps.clock, logger: deps.logger },
+      {
+        name: "scheduler",
+        intervalMs: this.#options.intervalMs,
+        // Aborted by the stop, jobs unwind; their operations resume on the next start.
+        drain: async () => {
+          await Promise.allSettled(this.#jobs.values());
+        },
+      },
+      (signal) => this.tick(signal),
+    );
+    this.#lifecycle = new OperationLifecycle(deps);
   }
 
   get state(): SchedulerState {
-    return this.#state;
+    return this.#service.state;
   }
 
   /** Starts the loop. Its first pass rebuilds the view of every operation from S3. */
   start(): void {
-    if (this.#state !== "idle") throw new Error(`scheduler cannot start: it is ${this.#state}`);
-    this.#state = "running";
-    this.#loop = this.#run();
-    this.#logger.info({ intervalMs: this.#options.intervalMs }, "scheduler started");
+    this.#service.start({ intervalMs: this.#options.intervalMs });
   }
 
   /**
    * Stops the loop and aborts running splits and merges; resolves once they have unwound.
    * Their operations keep their status in S3 and are resumed by the next start.
    */
-  async stop(): Promise<void> {
-    if (this.#state !== "running") return;
-    this.#state = "draining";
-    this.#abort.abort(new Error("scheduler stopping"));
-    await this.#loop;
-    await Promise.allSettled(this.#jobs.values());
-    this.#state = "stopped";
-    this.#logger.info("scheduler stopped");
+  stop(): Promise<void> {
+    return this.#service.stop();
   }
 
   /**
@@ -155,32 +171,11 @@ export class Scheduler {
    * follows it at once. Without it, a submission waits up to `intervalMs` for the next pass.
    */
   wake(): void {
-    this.#wake.abort();
-  }
-
-  /** The pause between passes, ended early by `wake` (a stop still ends the loop). */
-  async #pause(ms: number, signal: AbortSignal): Promise<void> {
-    const wake = this.#wake.signal;
-    try {
-      await this.#clock.sleep(ms, AbortSignal.any([signal, wake]));
-    } catch (err) {
-      if (signal.aborted || !wake.aborted) throw err;
-    } finally {
-      if (wake.aborted) this.#wake = new AbortController();
-    }
-  }
-
-  #run(): Promise<void> {
-    return runEvery((signal) => this.tick(signal), {
-      intervalMs: this.#options.intervalMs,
-      signal: this.#abort.signal,
-      sleep: (ms, signal) => this.#pause(ms, signal),
-      onError: (err) => this.#logger.error({ err }, "scheduler pass failed; retrying next pass"),
-    });
+    this.#service.wake();
   }
 
   /** One pass over every operation not yet terminal (public so tests can drive passes). */
-  async tick(signal: AbortSignal = this.#abort.signal): Promise<void> {
+  async tick(signal: AbortSignal = this.#service.signal): Promise<void> {
     if (this.#options.dlqUrl) {
       // A DLQ problem must not stop operations from advancing.
       await this.#drainDlq(this.#options.dlqUrl, signal).catch((err: unknown) => {
@@ -230,13 +225,7 @@ export class Scheduler {
       case "splitting":
         this.#startJob("split", manifest);
         return;
-      case "waiting-for-capacity":
       case "running": {
-        // Waiting for capacity (the fleet manager's status) while still splitting: no shards yet.
-        if (!manifest.shards && manifest.status === "waiting-for-capacity") {
-          this.#startJob("split", manifest);
-          return;
-        }
         const { done } = await this.#progress.read(manifest, { attempts: false, signal });
         if (done.size === (manifest.shards ?? []).length) this.#startJob("merge", manifest);
         return;
@@ -259,7 +248,7 @@ export class Scheduler {
     if (this.#jobs.has(manifest.id) || this.#jobs.size >= this.#options.maxConcurrentJobs) return;
     const failures = this.#jobFailures.get(manifest.id);
     if (failures && failures.retryAt > this.#clock.now()) return;
-    const signal = this.#abort.signal;
+    const signal = this.#service.signal;
     const log = this.#logger.child({ operationId: manifest.id });
     const job = (
       kind === "split" ? this.#split(manifest, log, signal) : this.#merge(manifest, log, signal)
@@ -290,8 +279,35 @@ export class Scheduler {
     this.#jobs.set(manifest.id, job);
   }
 
-  #save(manifest: Manifest, signal?: AbortSignal): Promise<Manifest> {
-    return saveManifest({ store: this.#store, clock: this.#clock }, manifest, signal);
+  /**
+   * Applies a lifecycle event: the manifest as written, or undefined (logged) when the operation
+   * is in a state the event may not leave (another writer moved it on) or is gone. Throws a
+   * retryable error when other writers won every round, so the job is started again.
+   */
+  async #apply(
+    id: string,
+    event: LifecycleEvent,
+    patch: ManifestPatch,
+    log: Logger,
+    signal?: AbortSignal,
+  ): Promise<Manifest | undefined> {
+    const result = await this.#lifecycle.apply(id, event, patch, signal);
+    switch (result.outcome) {
+      case "applied":
+        return result.manifest;
+      case "not-allowed":
+        log.info(
+          { event, status: result.from },
+          `not applying ${event}: the operation is ${result.from}`,
+        );
+        if (TERMINAL_STATUSES.has(result.from)) this.#finished(id);
+        return undefined;
+      case "gone":
+        log.warn({ event }, `not applying ${event}: the operation's manifest is gone`);
+        return undefined;
+      case "contended":
+        throw new RetryableError(`${event}: the manifest kept changing (${result.attempts} tries)`);
+    }
   }
 
   #now(): string {
@@ -301,7 +317,9 @@ export class Scheduler {
   async #split(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
     let current = manifest;
     if (current.status !== "splitting") {
-      current = await this.#save({ ...current, status: "splitting" }, signal);
+      const started = await this.#apply(current.id, "split", {}, log, signal);
+      if (!started) return;
+      current = started;
     } else {
       log.info("resuming an interrupted split from the start");
     }
@@ -315,25 +333,23 @@ export class Scheduler {
         limits: this.#options.workbookLimits,
       },
     );
-    // The fleet manager may have changed the status meanwhile (waiting for capacity, or failed
-    // for lack of it): keep its word instead of writing over it from our copy.
-    const latest = await loadManifest(this.#store, current.id, signal);
-    if (latest && TERMINAL_STATUSES.has(latest.status)) {
-      log.info({ status: latest.status }, "split done, but the operation has ended meanwhile");
-      return;
-    }
-    const waiting =
-      latest?.status === "waiting-for-capacity" && latest.waiting
-        ? { status: latest.status, waiting: latest.waiting }
-        : { status: "running" as const };
-    await this.#save({ ...current, ...waiting, rows, shards, startedAt: this.#now() }, signal);
-    log.info({ rows, shards: shards.length, status: waiting.status }, "split done");
+    // The fleet manager may have failed it meanwhile (no capacity): then this is not-allowed.
+    const ran = await this.#apply(
+      current.id,
+      "splitDone",
+      { rows, shards, startedAt: this.#now() },
+      log,
+      signal,
+    );
+    if (ran) log.info({ rows, shards: shards.length, status: ran.status }, "split done");
   }
 
   async #merge(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
     let current = manifest;
     if (current.status !== "merging") {
-      current = await this.#save({ ...current, status: "merging" }, signal);
+      const started = await this.#apply(current.id, "merge", {}, log, signal);
+      if (!started) return;
+      current = started;
     }
     log.info("every shard committed; merging");
     const result = await mergeOperation(
@@ -348,10 +364,10 @@ export class Scheduler {
             message: `${result.errorRows} of ${result.rows} rows failed, over the tolerated ${current.spec.toleratedFailurePercent}%`,
           }
         : undefined;
-    await this.#save(
+    const ended = await this.#apply(
+      current.id,
+      FINAL_EVENTS[status],
       {
-        ...current,
-        status,
         result: {
           key: result.key,
           rows: result.rows,
@@ -361,8 +377,10 @@ export class Scheduler {
         ...(error ? { error } : {}),
         finishedAt: this.#now(),
       },
+      log,
       signal,
     );
+    if (!ended) return;
     this.#finished(current.id);
     log.info({ status, rows: result.rows, errorRows: result.errorRows }, `operation ${status}`);
     await this.#writeCost(current.id, log);
@@ -378,19 +396,22 @@ export class Scheduler {
     }
   }
 
-  /** Marks the operation failed with the error's code and message. Re-reads the manifest first. */
+  /** Marks the operation failed with the error's code and message (unless it has ended). */
   async #fail(manifest: Manifest, err: unknown, log: Logger): Promise<void> {
     try {
-      const latest = (await loadManifest(this.#store, manifest.id)) ?? manifest;
-      await this.#save({
-        ...latest,
-        status: "failed",
-        error: {
-          code: err instanceof ShardfleetError ? err.code : "INTERNAL",
-          message: describeError(err),
+      const failed = await this.#apply(
+        manifest.id,
+        "fail",
+        {
+          error: {
+            code: err instanceof ShardfleetError ? err.code : "INTERNAL",
+            message: describeError(err),
+          },
+          finishedAt: this.#now(),
         },
-        finishedAt: this.#now(),
-      });
+        log,
+      );
+      if (!failed) return;
       this.#finished(manifest.id);
       await this.#writeCost(manifest.id, log);
     } catch (saveErr) {
@@ -435,25 +456,10 @@ export class Scheduler {
         // Every live state, not only `running`: a shard dead-lettered while its operation waits
         // for capacity, splits or merges must still be committed, or the operation never ends.
         if (manifest && !TERMINAL_STATUSES.has(manifest.status)) {
-          const committed = await this.#store.putJsonIfAbsent(
-            keys.done(shard.operationId, shard.shardId),
-            shardDoneSchema,
-            {
-              v: 1,
-              operationId: shard.operationId,
-              shardId: shard.shardId,
-              attemptId: `dlq-${message.messageId}`,
-              instanceId: "scheduler",
-              rows: shard.end - shard.start,
-              errorRows: shard.end - shard.start,
-              columns: [],
-              chunks: [],
-              // Not the receive count: SQS carries it over into the DLQ, where our own receives
-              // add to it (a drain retried twice said "failed 12 times" after 10 deliveries).
-              failed:
-                "shard was delivered too many times without finishing (maxReceiveCount) and was moved to the dead-letter queue",
-              committedAt: this.#now(),
-            },
+          const committed = await commitDeadLettered(
+            { store: this.#store, clock: this.#clock },
+            shard,
+            message.messageId,
             signal,
           );
           log.warn(

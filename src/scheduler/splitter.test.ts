@@ -1,8 +1,9 @@
 import { Readable } from "node:stream";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalAws, openLocalAws, testManifest } from "../../test/fixtures/local-aws.ts";
-import { handmadeXlsx, xlsxBuffer } from "../../test/fixtures/workbooks.ts";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { testManifest } from "../../test/support/manifests.ts";
+import { handmadeXlsx, xlsxBuffer } from "../../test/support/workbooks.ts";
 import { BadInputError } from "../shared/errors.ts";
 import { keys, shardIdFor } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -51,7 +52,7 @@ describe("splitOperation (local S3 + SQS)", () => {
   let aws: LocalAws;
 
   beforeAll(async () => {
-    aws = await openLocalAws("splitter-test");
+    aws = await startLocalAws("splitter-test");
   });
   afterAll(async () => {
     await aws?.close();

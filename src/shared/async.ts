@@ -48,35 +48,6 @@ export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promi
 }
 
 /**
- * Runs `pass` every `intervalMs` until `signal` aborts. A failing pass is reported to `onError`
- * and the loop goes on: a transient fault must not stop a long-running component.
- */
-export async function runEvery(
-  pass: (signal: AbortSignal) => Promise<void>,
-  options: {
-    intervalMs: number;
-    signal: AbortSignal;
-    sleep: (ms: number, signal: AbortSignal) => Promise<void>;
-    onError: (err: unknown) => void;
-  },
-): Promise<void> {
-  const { signal } = options;
-  while (!signal.aborted) {
-    try {
-      await pass(signal);
-    } catch (err) {
-      if (signal.aborted) break;
-      options.onError(err);
-    }
-    try {
-      await options.sleep(options.intervalMs, signal);
-    } catch {
-      break;
-    }
-  }
-}
-
-/**
  * An AbortController for a component or job whose signal many AWS SDK calls share: each call
  * in flight adds an abort listener, and past 10 Node warns of a leak that is none
  * (MaxListenersExceededWarning on the scheduler's stderr).

@@ -2,7 +2,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadConfig, parseApiTokens, requireQueue } from "./config.ts";
+import {
+  DEFAULT_API_LIMITS,
+  DEFAULT_WORKBOOK_LIMITS,
+  loadConfig,
+  parseApiTokens,
+  requireQueue,
+} from "./config.ts";
 import { checkEgress } from "./egress.ts";
 import { ConfigError } from "./errors.ts";
 
@@ -54,6 +60,13 @@ describe("loadConfig", () => {
       maxRows: 1000,
     });
     expect(() => loadConfig({ SHARDFLEET_MAX_ROWS: "2000000" })).toThrow(/SHARDFLEET_MAX_ROWS/);
+  });
+
+  it("defaults to the one definition of each limit that callers use too", () => {
+    const config = loadConfig({});
+    expect(config.workbook).toEqual(DEFAULT_WORKBOOK_LIMITS);
+    expect(config.api.limits).toEqual(DEFAULT_API_LIMITS);
+    expect(DEFAULT_API_LIMITS.headersTimeoutMs).toBe(20_000);
   });
 
   it("rejects an unknown SHARDFLEET_ setting by name", () => {

@@ -28,6 +28,59 @@ const bool = z
   .transform((v) => v === "true" || v === "1" || v === "yes");
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+const MIB = 1024 * 1024;
+
+/** What an input workbook may cost before any work is queued (intake and splitter). */
+export interface WorkbookLimits {
+  /** Largest inflated sheet (streamed, never held or spooled). @default 1 GiB */
+  maxSheetBytes: number;
+  /**
+   * Largest inflated other part read: shared strings (held in memory), styles, workbook.
+   * @default 256 MiB
+   */
+  maxPartBytes: number;
+  /** Largest inflated/compressed ratio of a part over 1 MiB. @default 200 */
+  maxCompressionRatio: number;
+  /** Most entries in the zip. @default 10,000 */
+  maxEntries: number;
+  /** Most data rows (the output's header takes one more row). @default 1,048,575 */
+  maxRows: number;
+}
+
+/**
+ * The workbook limits when nothing is set: the SHARDFLEET_MAX_* defaults below and the default
+ * of every caller that takes limits (one definition, so the two cannot drift).
+ */
+export const DEFAULT_WORKBOOK_LIMITS: Readonly<WorkbookLimits> = Object.freeze({
+  maxSheetBytes: 1024 * MIB,
+  maxPartBytes: 256 * MIB,
+  maxCompressionRatio: 200,
+  maxEntries: 10_000,
+  // Excel's last row less the header: the output workbook must hold every row.
+  maxRows: 1_048_575,
+});
+
+/** The API's limits when nothing is set: the SHARDFLEET_API_* defaults below and buildApp's. */
+export const DEFAULT_API_LIMITS: ApiLimits = Object.freeze({
+  headersTimeoutMs: 20_000,
+  socketIdleTimeoutMs: 60_000,
+  minUploadBytesPerSecond: 1024,
+  uploadRateWindowMs: 10_000,
+  rateLimitPerMinute: 600,
+  failedAuthPerMinute: 30,
+  trustedProxies: 0,
+});
+
+/**
+ * The fleet manager's launch calls at once unless configured (SHARDFLEET_LAUNCH_CONCURRENCY). A
+ * CreateFleet call takes about a second, so 5 at once stays near EC2's sustained CreateFleet
+ * request rate; a throttled call (RequestLimitExceeded) is retried with the same client token.
+ */
+export const DEFAULT_LAUNCH_CONCURRENCY = 5;
+
+const W = DEFAULT_WORKBOOK_LIMITS;
+const A = DEFAULT_API_LIMITS;
+
 /** Each known variable, its schema and default. The keys are the full variable names. */
 const settings = {
   SHARDFLEET_BUCKET: z.string().min(3).default("shardfleet-local"),
@@ -44,12 +97,16 @@ const settings = {
   SHARDFLEET_API_PORT: int(0, 65535).default(8080),
   SHARDFLEET_MAX_UPLOAD_MB: int(1, 10_240).default(512),
   // Workbook limits (scheduler: intake and splitter), checked before anything is inflated.
-  SHARDFLEET_MAX_INFLATED_MB: int(1, 65_536).default(1024),
-  SHARDFLEET_MAX_SHARED_STRINGS_MB: int(1, 16_384).default(256),
-  SHARDFLEET_MAX_COMPRESSION_RATIO: z.coerce.number().min(2).max(100_000).default(200),
-  SHARDFLEET_MAX_ZIP_ENTRIES: int(1, 1_000_000).default(10_000),
-  // Excel's last row less the header: the output workbook must hold every row.
-  SHARDFLEET_MAX_ROWS: int(1, 1_048_575).default(1_048_575),
+  SHARDFLEET_MAX_INFLATED_MB: int(1, 65_536).default(W.maxSheetBytes / MIB),
+  SHARDFLEET_MAX_SHARED_STRINGS_MB: int(1, 16_384).default(W.maxPartBytes / MIB),
+  SHARDFLEET_MAX_COMPRESSION_RATIO: z.coerce
+    .number()
+    .min(2)
+    .max(100_000)
+    .default(W.maxCompressionRatio),
+  SHARDFLEET_MAX_ZIP_ENTRIES: int(1, 1_000_000).default(W.maxEntries),
+  // The default is also the most: Excel's last row less the header.
+  SHARDFLEET_MAX_ROWS: int(1, W.maxRows).default(W.maxRows),
   // The API's bearer tokens (scheduler), from one of these two; neither: no authentication.
   SHARDFLEET_API_TOKENS_FILE: z.string().min(1).optional(),
   SHARDFLEET_API_TOKEN_SSM_PARAMETER: z
@@ -59,13 +116,25 @@ const settings = {
   // Without tokens the API refuses to listen beyond loopback unless this says so.
   SHARDFLEET_API_ALLOW_ANONYMOUS: bool.default(false),
   // HTTP hardening (scheduler API).
-  SHARDFLEET_API_HEADERS_TIMEOUT_S: z.coerce.number().min(1).max(600).default(20),
-  SHARDFLEET_API_SOCKET_IDLE_TIMEOUT_S: z.coerce.number().min(1).max(3600).default(60),
-  SHARDFLEET_API_MIN_UPLOAD_BYTES_PER_S: int(0, 1 << 30).default(1024),
-  SHARDFLEET_API_UPLOAD_RATE_WINDOW_S: z.coerce.number().min(0.1).max(600).default(10),
-  SHARDFLEET_API_RATE_LIMIT_PER_MIN: int(0, 1_000_000).default(600),
-  SHARDFLEET_API_FAILED_AUTH_PER_MIN: int(0, 1_000_000).default(30),
-  SHARDFLEET_API_TRUSTED_PROXIES: int(0, 10).default(0),
+  SHARDFLEET_API_HEADERS_TIMEOUT_S: z.coerce
+    .number()
+    .min(1)
+    .max(600)
+    .default(A.headersTimeoutMs / 1000),
+  SHARDFLEET_API_SOCKET_IDLE_TIMEOUT_S: z.coerce
+    .number()
+    .min(1)
+    .max(3600)
+    .default(A.socketIdleTimeoutMs / 1000),
+  SHARDFLEET_API_MIN_UPLOAD_BYTES_PER_S: int(0, 1 << 30).default(A.minUploadBytesPerSecond),
+  SHARDFLEET_API_UPLOAD_RATE_WINDOW_S: z.coerce
+    .number()
+    .min(0.1)
+    .max(600)
+    .default(A.uploadRateWindowMs / 1000),
+  SHARDFLEET_API_RATE_LIMIT_PER_MIN: int(0, 1_000_000).default(A.rateLimitPerMinute),
+  SHARDFLEET_API_FAILED_AUTH_PER_MIN: int(0, 1_000_000).default(A.failedAuthPerMinute),
+  SHARDFLEET_API_TRUSTED_PROXIES: int(0, 10).default(A.trustedProxies),
   // Per-tenant caps, for tenants whose token lines name none.
   SHARDFLEET_TENANT_MAX_OPERATIONS: int(0, 100_000).default(10),
   SHARDFLEET_TENANT_MAX_INSTANCES: int(0, 10_000).optional(),
@@ -79,7 +148,7 @@ const settings = {
   SHARDFLEET_CAPACITY_DEADLINE_S: z.coerce.number().min(0).max(86_400).default(300),
   SHARDFLEET_STRAGGLER_MIN_S: z.coerce.number().min(0).max(86_400).default(60),
   SHARDFLEET_FLEET_INTERVAL_S: z.coerce.number().min(0.05).max(300).default(5),
-  SHARDFLEET_LAUNCH_CONCURRENCY: int(1, 50).default(5),
+  SHARDFLEET_LAUNCH_CONCURRENCY: int(1, 50).default(DEFAULT_LAUNCH_CONCURRENCY),
   SHARDFLEET_EC2_LAUNCH_TEMPLATE: z.string().min(1).optional(),
   SHARDFLEET_EC2_SUBNETS: z.string().optional(),
   SHARDFLEET_EC2_INSTANCE_TYPES: z.string().default("c7g.large,c6g.large,m7g.large"),
@@ -142,17 +211,7 @@ export interface Config {
     readonly tenantDefaults: TenantCaps;
   };
   /** What an input workbook may cost before any work is queued (intake and splitter). */
-  readonly workbook: {
-    /** Largest inflated sheet (streamed, never held or spooled). */
-    readonly maxSheetBytes: number;
-    /** Largest inflated other part read: shared strings (held in memory), styles, workbook. */
-    readonly maxPartBytes: number;
-    /** Largest inflated/compressed ratio of a part over 1 MiB. */
-    readonly maxCompressionRatio: number;
-    readonly maxEntries: number;
-    /** Most data rows. */
-    readonly maxRows: number;
-  };
+  readonly workbook: Readonly<WorkbookLimits>;
   /** The fleet manager: who provides instances and the policy's caps. */
   readonly fleet: {
     /** `none`: instances are someone else's (static local stack); `local`; `ec2`. */
@@ -167,7 +226,7 @@ export interface Config {
     readonly stragglerMinSeconds: number;
     /** Pause between fleet manager passes. */
     readonly intervalSeconds: number;
-    /** CreateFleet calls of one plan carried out at once (mirrors DEFAULT_LAUNCH_CONCURRENCY). */
+    /** CreateFleet calls of one plan carried out at once (default DEFAULT_LAUNCH_CONCURRENCY). */
     readonly launchConcurrency: number;
     readonly ec2: {
       /** Launch template id (`lt-…`) or name. */
@@ -474,8 +533,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       },
     },
     workbook: {
-      maxSheetBytes: e.SHARDFLEET_MAX_INFLATED_MB * 1024 * 1024,
-      maxPartBytes: e.SHARDFLEET_MAX_SHARED_STRINGS_MB * 1024 * 1024,
+      maxSheetBytes: e.SHARDFLEET_MAX_INFLATED_MB * MIB,
+      maxPartBytes: e.SHARDFLEET_MAX_SHARED_STRINGS_MB * MIB,
       maxCompressionRatio: e.SHARDFLEET_MAX_COMPRESSION_RATIO,
       maxEntries: e.SHARDFLEET_MAX_ZIP_ENTRIES,
       maxRows: e.SHARDFLEET_MAX_ROWS,

@@ -14,6 +14,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { z } from "zod";
+import { classifyAwsError } from "./aws-errors.ts";
 import { type OpenedBody, resumableBody } from "./resumable-read.ts";
 
 export interface ObjectStoreDeps {
@@ -26,18 +27,8 @@ export interface ObjectStoreOptions {
   partSize?: number;
 }
 
-interface HttpErrorLike {
-  name?: string;
-  $metadata?: { httpStatusCode?: number };
-}
-
-function statusOf(err: unknown): number | undefined {
-  return (err as HttpErrorLike | undefined)?.$metadata?.httpStatusCode;
-}
-
 export function isNotFound(err: unknown): boolean {
-  const name = (err as HttpErrorLike | undefined)?.name;
-  return statusOf(err) === 404 || name === "NoSuchKey" || name === "NotFound";
+  return classifyAwsError(err) === "not-found";
 }
 
 /**
@@ -45,15 +36,19 @@ export function isNotFound(err: unknown): boolean {
  * instead of 412; retrying it yields the definitive answer.
  */
 export function isConditionalConflict(err: unknown): boolean {
-  return (
-    statusOf(err) === 409 ||
-    (err as HttpErrorLike | undefined)?.name === "ConditionalRequestConflict"
-  );
+  return classifyAwsError(err) === "conflict";
 }
 
 export function isPreconditionFailed(err: unknown): boolean {
-  return statusOf(err) === 412 || (err as HttpErrorLike | undefined)?.name === "PreconditionFailed";
+  return classifyAwsError(err) === "precondition-failed";
 }
+
+/** The outcome of `putJsonIfMatch`. */
+export type ConditionalPut =
+  | { outcome: "written"; etag: string }
+  /** `conflict`: S3 answered 409 (a write overlapped), not 412: nothing may have changed. */
+  | { outcome: "changed"; conflict?: true }
+  | { outcome: "gone" };
 
 export class ObjectStore {
   readonly bucket: string;
@@ -204,6 +199,65 @@ export class ObjectStore {
         if (!isConditionalConflict(err) || attempt >= 5) throw err;
         await new Promise((r) => setTimeout(r, 50 * attempt));
       }
+    }
+  }
+
+  /**
+   * A small JSON object parsed with `schema`, with the ETag it was read at (for a later
+   * `putJsonIfMatch`); undefined when it does not exist.
+   */
+  async getJsonVersioned<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    signal?: AbortSignal,
+  ): Promise<{ value: z.infer<S>; etag: string } | undefined> {
+    let out: OpenedBody;
+    try {
+      out = await this.#open(key, 0, undefined, signal);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    if (!out.etag)
+      throw new Error(`S3 sent no ETag for ${key}: it cannot be written conditionally`);
+    const parts: Buffer[] = [];
+    for await (const chunk of out.body) parts.push(chunk as Buffer);
+    return {
+      value: schema.parse(JSON.parse(Buffer.concat(parts).toString("utf-8"))),
+      etag: out.etag,
+    };
+  }
+
+  /**
+   * Validates then writes a JSON object only if it is still the version read (`If-Match` on
+   * `etag`): `written` with the new ETag; `changed` when another write came first (412), or
+   * overlapped this one (409: read again to learn which won); `gone` when it no longer exists.
+   */
+  async putJsonIfMatch<S extends z.ZodType>(
+    key: string,
+    schema: S,
+    value: z.input<S>,
+    etag: string,
+    signal?: AbortSignal,
+  ): Promise<ConditionalPut> {
+    const body = JSON.stringify(schema.parse(value));
+    try {
+      const out = await this.#s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: "application/json",
+          IfMatch: etag,
+        }),
+        { abortSignal: signal },
+      );
+      return { outcome: "written", etag: out.ETag ?? "" };
+    } catch (err) {
+      if (isPreconditionFailed(err)) return { outcome: "changed" };
+      if (isConditionalConflict(err)) return { outcome: "changed", conflict: true };
+      if (isNotFound(err)) return { outcome: "gone" };
+      throw err;
     }
   }
 

@@ -5,8 +5,8 @@
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FaultProxy, startFaultProxy } from "../../test/fixtures/fault-proxy.ts";
-import { type LocalAws, openLocalAws } from "../../test/fixtures/local-aws.ts";
+import { type FaultProxy, startFaultProxy } from "../../test/support/fault-proxy.ts";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { LOCAL_CREDENTIALS } from "../local/aws-server.ts";
 import { createAwsClients } from "./aws.ts";
 import { ObjectStore } from "./object-store.ts";
@@ -16,7 +16,7 @@ let proxy: FaultProxy;
 let store: ObjectStore;
 let destroy: () => void;
 beforeAll(async () => {
-  aws = await openLocalAws("resumable");
+  aws = await startLocalAws("resumable");
   proxy = await startFaultProxy(aws.server.endpoint);
   const clients = createAwsClients({
     endpoint: proxy.endpoint,

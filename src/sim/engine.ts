@@ -463,7 +463,7 @@ class Simulation {
 
   /**
    * Every launch of the plan has returned. After errors the live loop re-plans at once (up to
-   * MAX_PLANS_PER_PASS plans a pass); otherwise the pass is over and, as `runEvery`, the next
+   * MAX_PLANS_PER_PASS plans a pass); otherwise the pass is over and, as in `PeriodicService`, the next
    * one starts an interval after it ended.
    */
   planCarriedOut(now: number): void {

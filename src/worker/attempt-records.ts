@@ -1,12 +1,14 @@
 /**
- * Attempt records, the I/O side (the pure side is ./attempts.ts): listing a shard's records,
- * relabelling earlier `running` attempts whose worker is known to be gone as `lost` (the dead
- * cannot say so themselves), and writing an attempt's end. All best effort: the records are
- * for people, the scheduler and the poison count, never worth failing a shard over.
- *
- * `liveAttempts` is process-wide on purpose: every ShardProcessor in the process registers its
- * running attempts there, so a sibling never relabels them.
+ * The attempt record's one owner (the pure side is ./attempts.ts): the only code that builds
+ * and writes an attempt's body. One AttemptRecords per worker process, passed in: it starts an
+ * attempt (relabelling earlier `running` attempts whose worker is known to be gone as `lost`,
+ * since the dead cannot say so themselves), hands out an AttemptRecord that refreshes the
+ * attempt's sign of life and ends it with its cause, and lists a shard's records for the
+ * poison count. The attempts running in this process are its own state: they are never
+ * relabelled. Writes other than the start are best effort: the records are for people, the
+ * scheduler and the poison count, never worth failing a shard over.
  */
+import { randomUUID } from "node:crypto";
 import type { Clock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -14,8 +16,8 @@ import type { ObjectStore } from "../shared/object-store.ts";
 import { type Attempt, attemptSchema, type ShardMessage } from "../shared/schemas/shard.ts";
 import { whyLost } from "./attempts.ts";
 
-/** Attempts running in this process: never relabelled `lost` by a sibling. */
-export const liveAttempts = new Set<string>();
+/** Deadline of an attempt's end record: the shard's signal may be why it ends. */
+const END_TIMEOUT_MS = 10_000;
 
 export interface AttemptRecordsDeps {
   store: ObjectStore;
@@ -23,8 +25,9 @@ export interface AttemptRecordsDeps {
 }
 
 export interface AttemptRecordsOptions {
-  /** This worker's instance id (named in relabelled records). */
+  /** This worker's instance id (named in its records and in relabelled ones). */
   instanceId: string;
+  market: "spot" | "on-demand";
   /** A `running` attempt of another instance silent for longer than this is gone. */
   staleAfterMs: number;
 }
@@ -36,15 +39,64 @@ export interface AttemptDelivery {
   receiveCount?: number | undefined;
 }
 
+/** How an attempt ended (attemptSchema's causes but `running`). */
+export type AttemptEnd = Exclude<Attempt["cause"], "running">;
+
 export class AttemptRecords {
   readonly #store: ObjectStore;
   readonly #clock: Clock;
   readonly #options: AttemptRecordsOptions;
+  /** Attempts running in this process: never relabelled `lost`. */
+  readonly #live = new Set<string>();
 
   constructor(deps: AttemptRecordsDeps, options: AttemptRecordsOptions) {
     this.#store = deps.store;
     this.#clock = deps.clock;
     this.#options = options;
+  }
+
+  /** Attempts of this process that have started and not ended. */
+  get live(): ReadonlySet<string> {
+    return this.#live;
+  }
+
+  /**
+   * Starts an attempt at `message`: relabels the shard's dead attempts, writes this one's
+   * `running` record. Rejects when that write fails or the signal aborts (nothing started).
+   */
+  async start(
+    message: ShardMessage,
+    delivery: AttemptDelivery,
+    logger: Logger,
+  ): Promise<AttemptRecord> {
+    const now = new Date(this.#clock.now()).toISOString();
+    const body: Attempt = {
+      v: 1,
+      attemptId: randomUUID(),
+      operationId: message.operationId,
+      shardId: message.shardId,
+      instanceId: this.#options.instanceId,
+      market: this.#options.market,
+      startedAt: now,
+      updatedAt: now,
+      ...(delivery.messageId === undefined ? {} : { messageId: delivery.messageId }),
+      rowsDone: 0,
+      cause: "running",
+    };
+    this.#live.add(body.attemptId);
+    try {
+      await this.#relabelLost(message, delivery, logger);
+      await this.#put(body, delivery.signal);
+    } catch (err) {
+      this.#live.delete(body.attemptId);
+      throw err;
+    }
+    return new AttemptRecord(body, {
+      put: (b, signal) => this.#put(b, signal),
+      now: () => this.#clock.now(),
+      ended: (id) => this.#live.delete(id),
+      logger,
+    });
   }
 
   /** Every attempt record of the shard (unreadable ones skipped). */
@@ -61,8 +113,17 @@ export class AttemptRecords {
     return attempts.filter((a): a is Attempt => a !== undefined);
   }
 
+  #put(body: Attempt, signal: AbortSignal): Promise<void> {
+    return this.#store.putJson(
+      keys.attempt(body.operationId, body.shardId, body.attemptId),
+      attemptSchema,
+      body,
+      signal,
+    );
+  }
+
   /** Relabels `running` attempts whose worker is known to be gone as `lost` (best effort). */
-  async relabelLost(message: ShardMessage, ctx: AttemptDelivery, logger: Logger): Promise<void> {
+  async #relabelLost(message: ShardMessage, ctx: AttemptDelivery, logger: Logger): Promise<void> {
     try {
       const attempts = await this.list(message, ctx.signal);
       const now = this.#clock.now();
@@ -70,15 +131,13 @@ export class AttemptRecords {
         const why = whyLost(attempt, {
           now,
           instanceId: this.#options.instanceId,
-          live: liveAttempts,
+          live: this.#live,
           messageId: ctx.messageId,
           receiveCount: ctx.receiveCount,
           staleAfterMs: this.#options.staleAfterMs,
         });
         if (why === undefined) continue;
-        await this.#store.putJson(
-          keys.attempt(message.operationId, message.shardId, attempt.attemptId),
-          attemptSchema,
+        await this.#put(
           {
             ...attempt,
             cause: "lost",
@@ -97,28 +156,85 @@ export class AttemptRecords {
       logger.warn({ err }, "cannot check the shard's earlier attempts");
     }
   }
+}
 
-  /** Best effort: the attempt record is for people and the scheduler, never worth a retry. */
-  async end(
-    key: string,
-    attempt: Attempt,
-    cause: Attempt["cause"],
-    error: string | undefined,
-    logger: Logger,
-  ): Promise<void> {
-    const now = new Date(this.#clock.now()).toISOString();
-    const ended: Attempt = {
-      ...attempt,
+interface AttemptRecordPort {
+  put(body: Attempt, signal: AbortSignal): Promise<void>;
+  now(): number;
+  ended(attemptId: string): void;
+  logger: Logger;
+}
+
+/** One running attempt's record: its progress, its sign of life, its end. */
+export class AttemptRecord {
+  readonly #port: AttemptRecordPort;
+  #body: Attempt;
+  /** The refresh under way: the end waits for it, so a late refresh never undoes the end. */
+  #refreshing: Promise<void> | undefined;
+
+  constructor(body: Attempt, port: AttemptRecordPort) {
+    this.#body = body;
+    this.#port = port;
+  }
+
+  get attemptId(): string {
+    return this.#body.attemptId;
+  }
+
+  /** Who commits for this attempt (the done marker names it). */
+  get committer(): Pick<Attempt, "operationId" | "shardId" | "attemptId" | "instanceId"> {
+    const { operationId, shardId, attemptId, instanceId } = this.#body;
+    return { operationId, shardId, attemptId, instanceId };
+  }
+
+  get rowsDone(): number {
+    return this.#body.rowsDone;
+  }
+
+  get ended(): boolean {
+    return this.#body.cause !== "running";
+  }
+
+  /** Rows finished (added), written with the next refresh or the end. */
+  addRows(n: number): void {
+    this.#body = { ...this.#body, rowsDone: this.#body.rowsDone + n };
+  }
+
+  /** All rows this attempt ran finished: exactly `n`. */
+  setRows(n: number): void {
+    this.#body = { ...this.#body, rowsDone: n };
+  }
+
+  /** Rewrites the running record (rows done, `updatedAt`): the attempt's sign of life. */
+  async refresh(signal: AbortSignal): Promise<void> {
+    if (this.ended) return;
+    this.#body = { ...this.#body, updatedAt: new Date(this.#port.now()).toISOString() };
+    const write = this.#port.put(this.#body, signal);
+    this.#refreshing = write.catch(() => {});
+    await write;
+  }
+
+  /** Ends the attempt with its cause (best effort, once; later calls do nothing). */
+  async end(cause: AttemptEnd, error?: string): Promise<void> {
+    if (this.ended) return;
+    await this.#refreshing;
+    if (this.ended) return;
+    const now = new Date(this.#port.now()).toISOString();
+    this.#body = {
+      ...this.#body,
       cause,
       endedAt: now,
       updatedAt: now,
       ...(error === undefined ? {} : { error }),
     };
+    this.#port.ended(this.#body.attemptId);
     try {
-      // Its own short deadline: the shard's signal may be the reason we are here.
-      await this.#store.putJson(key, attemptSchema, ended, AbortSignal.timeout(10_000));
+      await this.#port.put(this.#body, AbortSignal.timeout(END_TIMEOUT_MS));
     } catch (err) {
-      logger.warn({ err, attemptId: attempt.attemptId }, "cannot write the attempt record");
+      this.#port.logger.warn(
+        { err, attemptId: this.#body.attemptId },
+        "cannot write the attempt record",
+      );
     }
   }
 }

@@ -4,10 +4,9 @@ import type { Attempt } from "../shared/schemas/shard.ts";
 import {
   causeOfStop,
   errorAttempts,
-  retryDelayOf,
   retryDelaySeconds,
-  ShardAttemptFailedError,
   type StaleAttemptContext,
+  staleAfterMs,
   whyLost,
 } from "./attempts.ts";
 
@@ -107,15 +106,12 @@ describe("poison counting", () => {
     expect([1, 2, 3, 8, 9, 50].map((n) => retryDelaySeconds(n))).toEqual([2, 4, 8, 256, 300, 300]);
     expect(retryDelaySeconds(0)).toBe(2);
   });
+});
 
-  it("carries the delay to the consumer", () => {
-    const err = new ShardAttemptFailedError("boom", {
-      cause: new Error("boom"),
-      retryDelaySeconds: 4,
-      errorAttempts: 2,
-    });
-    expect(retryDelayOf(err)).toBe(4);
-    expect(err.code).toBe("TASK_FAILED");
-    expect(retryDelayOf(new Error("other"))).toBe(0);
+describe("staleAfterMs", () => {
+  it("is twice the visibility timeout, never under two minutes", () => {
+    expect(staleAfterMs(60)).toBe(120_000);
+    expect(staleAfterMs(30)).toBe(120_000);
+    expect(staleAfterMs(300)).toBe(600_000);
   });
 });

@@ -14,7 +14,7 @@
  *                worker thread that crashed, any unexpected exception. Only these count towards
  *                the operation's `maxErrorAttempts`: a shard reclaimed ten times is not poison.
  */
-import { ShardfleetError, ShardLostError } from "../shared/errors.ts";
+import { ShardLostError } from "../shared/errors.ts";
 import type { Attempt } from "../shared/schemas/shard.ts";
 
 /** The error of a `lost` attempt that stopped because another worker committed the shard. */
@@ -78,30 +78,9 @@ export function retryDelaySeconds(errorCount: number, capSeconds = 300): number 
 }
 
 /**
- * An attempt failed below the poison limit: the message should become visible again after
- * `retryDelaySeconds`, so another attempt runs (here or elsewhere).
+ * How long a `running` attempt of another instance may show no sign of life before it is
+ * known gone: twice the queue's visibility timeout, and at least two minutes.
  */
-export class ShardAttemptFailedError extends ShardfleetError {
-  readonly retryDelaySeconds: number;
-  readonly errorAttempts: number;
-
-  constructor(
-    message: string,
-    options: { cause: unknown; retryDelaySeconds: number; errorAttempts: number },
-  ) {
-    super(options.cause instanceof ShardfleetError ? options.cause.code : "TASK_FAILED", message, {
-      cause: options.cause,
-      details: {
-        errorAttempts: options.errorAttempts,
-        retryDelaySeconds: options.retryDelaySeconds,
-      },
-    });
-    this.retryDelaySeconds = options.retryDelaySeconds;
-    this.errorAttempts = options.errorAttempts;
-  }
-}
-
-/** The visibility delay an error asks for (0: retry at once). */
-export function retryDelayOf(err: unknown): number {
-  return err instanceof ShardAttemptFailedError ? err.retryDelaySeconds : 0;
+export function staleAfterMs(visibilityTimeoutSeconds: number): number {
+  return Math.max(120_000, 2 * 1000 * visibilityTimeoutSeconds);
 }

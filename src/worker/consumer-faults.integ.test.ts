@@ -1,22 +1,24 @@
 /**
- * The consumer's side of fault tolerance against the real local SQS: a heartbeat that finds its
- * receipt handle stale stops the shard and leaves the message to its new owner; an error attempt
- * below the poison limit comes back after its backoff, not at once.
+ * The consumer's side of fault tolerance against the real local SQS: each outcome a handler
+ * resolves leads to exactly its SQS action (delete, release after n s, dead-letter, nothing); a
+ * heartbeat that finds its receipt handle stale stops the shard and leaves the message to its
+ * new owner; an error attempt below the poison limit comes back after its backoff, not at once.
  */
+import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ShardLostError } from "../shared/errors.ts";
-import { silentLogger } from "../shared/logger.ts";
-import { ShardAttemptFailedError } from "./attempts.ts";
-import { Consumer, type ConsumerOptions, type ShardHandler } from "./consumer.ts";
 import {
   freshQueues,
   type LocalAws,
   receiveOne,
   startLocalAws,
-  untilAbortHandler,
-  waitFor,
   waitForMessage,
-} from "./test-support.ts";
+} from "../../test/support/local-aws.ts";
+import { waitFor } from "../../test/support/wait.ts";
+import { untilAbortHandler } from "../../test/support/worker.ts";
+import { ShardLostError } from "../shared/errors.ts";
+import { silentLogger } from "../shared/logger.ts";
+import { Consumer, type ConsumerOptions, type ShardHandler } from "./consumer.ts";
+import type { MessageOutcome } from "./shard-outcome.ts";
 
 let aws: LocalAws;
 let queues: { work: string; dlq: string };
@@ -81,12 +83,15 @@ describe("Consumer faults", () => {
       process: async () => {
         calls.push(Date.now());
         if (calls.length === 1) {
-          throw new ShardAttemptFailedError("plugin exploded", {
-            cause: new Error("plugin exploded"),
-            retryDelaySeconds: 2,
+          return {
+            kind: "release",
+            why: "failed",
+            afterSeconds: 2,
+            reason: "plugin exploded",
             errorAttempts: 1,
-          });
+          };
         }
+        return { kind: "delete" };
       },
     };
     await aws.queue.sendRaw(queues.work, body);
@@ -94,5 +99,87 @@ describe("Consumer faults", () => {
     await waitFor("the retry", async () => (calls.length === 2 ? true : undefined), 8000);
     // Released with a 2 s delay (the queue's own timeout here is 30 s).
     expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(1500);
+  });
+});
+
+/** Visible and in-flight messages on a queue, apart. */
+async function counts(queueUrl: string): Promise<{ visible: number; inFlight: number }> {
+  const out = await aws.clients.sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: queueUrl,
+      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    }),
+  );
+  return {
+    visible: Number(out.Attributes?.ApproximateNumberOfMessages ?? 0),
+    inFlight: Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0),
+  };
+}
+
+/**
+ * A consumer whose handler answers the k-th delivery with `outcomes[k]` (the last one after
+ * that). The queue's visibility is 30 s, so a second delivery within a test proves a release.
+ * `settled(n)` resolves once the handler ran n times and its shard has settled.
+ */
+function scripted(outcomes: MessageOutcome[]) {
+  let calls = 0;
+  const consumer = start({
+    process: async () => {
+      calls++;
+      return outcomes[Math.min(calls, outcomes.length) - 1]!;
+    },
+  });
+  const settled = (n: number) =>
+    waitFor(`delivery ${n} settled`, async () =>
+      calls >= n && consumer.inFlight === 0 ? true : undefined,
+    );
+  return { settled, calls: () => calls };
+}
+
+describe("Consumer outcome switch", () => {
+  it("delete → DeleteMessage: the message is gone, delivered once", async () => {
+    await aws.queue.sendRaw(queues.work, body);
+    const run = scripted([{ kind: "delete" }]);
+    await run.settled(1);
+    expect(await counts(queues.work)).toEqual({ visible: 0, inFlight: 0 });
+    expect(run.calls()).toBe(1);
+  });
+
+  it("release 0 → ChangeMessageVisibility 0: delivered again at once", async () => {
+    await aws.queue.sendRaw(queues.work, body);
+    const run = scripted([
+      { kind: "release", afterSeconds: 0, why: "interrupted", reason: "worker stopping" },
+      { kind: "delete" },
+    ]);
+    await run.settled(2);
+    expect(await counts(queues.work)).toEqual({ visible: 0, inFlight: 0 });
+  });
+
+  it("release n → ChangeMessageVisibility n: in flight, neither visible nor deleted", async () => {
+    await aws.queue.sendRaw(queues.work, body);
+    const run = scripted([{ kind: "release", afterSeconds: 600, why: "failed", reason: "boom" }]);
+    await run.settled(1);
+    expect(await counts(queues.work)).toEqual({ visible: 0, inFlight: 1 });
+  });
+
+  it("dead-letter → the body on the DLQ, the message deleted from the work queue", async () => {
+    await aws.queue.sendRaw(queues.work, body);
+    const run = scripted([{ kind: "dead-letter", reason: "shard message is not JSON" }]);
+    await run.settled(1);
+    expect(await counts(queues.work)).toEqual({ visible: 0, inFlight: 0 });
+    const dead = await aws.queue.receive(queues.dlq, {
+      max: 10,
+      waitSeconds: 1,
+      visibilityTimeout: 30,
+    });
+    expect(dead.map((m) => m.body)).toEqual([body]);
+  });
+
+  it("abandon → no call: the message stays in flight for its new owner", async () => {
+    await aws.queue.sendRaw(queues.work, body);
+    const run = scripted([{ kind: "abandon", reason: "receipt handle invalid" }]);
+    await run.settled(1);
+    // Neither deleted nor made visible: still invisible under the 30 s receive.
+    expect(await counts(queues.work)).toEqual({ visible: 0, inFlight: 1 });
   });
 });

@@ -1,23 +1,22 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { keys } from "../shared/keys.ts";
-import { silentLogger } from "../shared/logger.ts";
-import { resultRowSchema } from "../shared/schemas/cells.ts";
-import { shardDoneSchema } from "../shared/schemas/shard.ts";
-import { Consumer, type ShardHandler } from "./consumer.ts";
-import { ShardProcessor } from "./shard-processor.ts";
 import {
   freshQueues,
   type LocalAws,
   messagesOn,
   receiveOne,
   startLocalAws,
-  untilAbortHandler,
-  waitFor,
-  writeManifest,
-  writeSlice,
-} from "./test-support.ts";
+} from "../../test/support/local-aws.ts";
+import { writeManifest } from "../../test/support/manifests.ts";
+import { waitFor } from "../../test/support/wait.ts";
+import { untilAbortHandler, writeSlice } from "../../test/support/worker.ts";
+import { keys } from "../shared/keys.ts";
+import { silentLogger } from "../shared/logger.ts";
+import { resultRowSchema } from "../shared/schemas/cells.ts";
+import { shardDoneSchema } from "../shared/schemas/shard.ts";
+import { Consumer, type ShardHandler } from "./consumer.ts";
+import { ShardProcessor } from "./shard-processor.ts";
 
 const pluginDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../plugins");
 
@@ -184,7 +183,7 @@ describe("Consumer lifecycle", () => {
       process: async () => {
         calls++;
         if (calls === 1) throw new Error("S3 hiccup");
-        return undefined;
+        return { kind: "delete" };
       },
     };
     await aws.queue.sendRaw(queues.work, shardBody);
@@ -208,6 +207,7 @@ describe("Consumer lifecycle", () => {
         await new Promise((r) => setTimeout(r, 50));
         active--;
         finished++;
+        return { kind: "delete" };
       },
     };
     for (let k = 0; k < 6; k++) await aws.queue.sendRaw(queues.work, shardBody);
@@ -222,6 +222,7 @@ describe("Consumer lifecycle", () => {
       process: async () => {
         await new Promise((r) => setTimeout(r, 300));
         finished = true;
+        return { kind: "delete" };
       },
     };
     await aws.queue.sendRaw(queues.work, shardBody);
@@ -249,7 +250,10 @@ describe("Consumer lifecycle", () => {
 
   it("fails when its queue does not exist", async () => {
     const missing = queues.work.replace(/[^/]+$/, "no-such-queue");
-    const { consumer, running } = startConsumer({ process: async () => {} }, { queue: missing });
+    const { consumer, running } = startConsumer(
+      { process: async () => ({ kind: "delete" }) },
+      { queue: missing },
+    );
     await expect(running).rejects.toThrow();
     expect(consumer.state).toBe("failed");
   });
@@ -262,7 +266,7 @@ describe("straggler queue", () => {
     const handler: ShardHandler = {
       async process(body) {
         seen.push({ body });
-        return { status: "committed" } as never;
+        return { kind: "delete" };
       },
     };
     const consumer = new Consumer(

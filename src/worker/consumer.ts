@@ -13,18 +13,17 @@
  *   stopped   drained after `stop()`; `run()` has resolved
  *   failed    drained after a fatal error (the queue is gone, access denied); `run()` rejects
  *
- * Message outcomes:
- *   resolved (committed by anyone, or committed failed at the poison limit) → DeleteMessage
- *   InvalidMessageError   → the raw body to the DLQ (SendMessage), then DeleteMessage
- *   ShardAttemptFailedError (an error attempt below the poison limit)
- *                         → ChangeMessageVisibility to its backoff delay (2^n s)
- *   any other error       → ChangeMessageVisibility 0: retried at once elsewhere; after the
- *                           queue's maxReceiveCount SQS moves it to the DLQ itself (the
- *                           safety net for crash loops)
- *   aborted (stopping)    → ChangeMessageVisibility 0 (after the shard's final checkpoint);
- *                           `requeueMs` (since stop() was called) is logged
- *   lost (a heartbeat found the receipt handle invalid) → nothing: the message is someone
- *                           else's now
+ * Message outcomes: the handler resolves one (./shard-outcome.ts) and `#settle` switches on it:
+ *   delete       (committed by anyone, or committed failed at the poison limit) → DeleteMessage
+ *   release n    → ChangeMessageVisibility n: an interrupted shard (after its final
+ *                  checkpoint) at once, with `requeueMs` (since stop() was called) logged; an
+ *                  error attempt below the poison limit after its backoff (2^n s)
+ *   dead-letter  → the raw body to the DLQ (SendMessage), then DeleteMessage
+ *   abandon      (a heartbeat found the receipt handle invalid) → nothing: the message is
+ *                  someone else's now
+ *   the handler threw (the unexpected) → `outcomeOfError`: released at once (after the
+ *                  queue's maxReceiveCount SQS moves it to the DLQ itself, the safety net for
+ *                  crash loops), or abandoned when the heartbeat already lost it
  *   received while draining → ChangeMessageVisibility 0, never started
  *
  * Why a draining worker does not abort its pending long poll when it has shards in flight: a
@@ -37,12 +36,13 @@
  *
  * One AbortController for the process (aborts every shard), one for receiving, one per shard.
  */
+import { type AwsErrorKind, classifyAwsError } from "../shared/aws-errors.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
-import { InvalidMessageError, ShardfleetError, ShardLostError } from "../shared/errors.ts";
+import { ShardfleetError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ReceivedMessage } from "../shared/shard-queue.ts";
-import { retryDelayOf } from "./attempts.ts";
 import { Heartbeat, type VisibilityPort } from "./heartbeat.ts";
+import { type MessageOutcome, outcomeOfError } from "./shard-outcome.ts";
 
 export type ConsumerState = "starting" | "running" | "draining" | "stopped" | "failed";
 
@@ -59,14 +59,13 @@ export interface ConsumerQueue extends VisibilityPort {
 /** What runs one message (ShardProcessor implements it). */
 export interface ShardHandler {
   /**
-   * Resolves when the shard is done (committed by anyone, or given up on). Throws
-   * InvalidMessageError for a body that can never succeed, ShardAttemptFailedError to be
-   * retried after its delay; rejects with the signal's reason when aborted.
+   * Resolves what should happen to the message once the shard has ended (./shard-outcome.ts).
+   * Rejects only for the unexpected. When `signal` aborts, ends soon (a final checkpoint).
    */
   process(
     body: string,
     ctx: { signal: AbortSignal; messageId: string; receiveCount: number },
-  ): Promise<unknown>;
+  ): Promise<MessageOutcome>;
 }
 
 export interface ConsumerDeps {
@@ -104,14 +103,7 @@ export interface ConsumerOptions {
 }
 
 /** SQS errors that no amount of retrying fixes: the worker is misconfigured. */
-const FATAL_QUEUE_ERRORS = new Set([
-  "QueueDoesNotExist",
-  "AWS.SimpleQueueService.NonExistentQueue",
-  "AccessDenied",
-  "AccessDeniedException",
-  "InvalidClientTokenId",
-  "UnrecognizedClientException",
-]);
+const FATAL_QUEUE_ERRORS = new Set<AwsErrorKind>(["not-found", "access-denied"]);
 
 /** Deadline for the calls that settle a message (delete, release, DLQ) after its shard ended. */
 const SETTLE_TIMEOUT_MS = 10_000;
@@ -253,8 +245,7 @@ export class Consumer {
         this.#stragglerTurn = queueUrl !== this.#options.queues.straggler || messages.length > 0;
       } catch (err) {
         if (signal.aborted || this.#state !== "running") return;
-        const name = (err as { name?: unknown }).name;
-        if (typeof name === "string" && FATAL_QUEUE_ERRORS.has(name)) {
+        if (FATAL_QUEUE_ERRORS.has(classifyAwsError(err))) {
           this.#logger.fatal({ err, queue: queueUrl }, "cannot receive from the work queue");
           this.#fatal = err;
           return;
@@ -341,49 +332,84 @@ export class Consumer {
     this.#process.signal.addEventListener("abort", onStop, { once: true });
     // A beat that finds the receipt handle invalid: the shard is someone else's now.
     this.#heartbeat?.track(messageId, queueUrl, receiptHandle, (lost) => shard.abort(lost));
+    let outcome: MessageOutcome;
     try {
-      await this.#handler.process(body, { signal: shard.signal, messageId, receiveCount });
-      this.#heartbeat?.untrack(messageId);
-      await this.#settle(logger, "delete the message", () =>
-        this.#queue.delete(queueUrl, receiptHandle, AbortSignal.timeout(SETTLE_TIMEOUT_MS)),
-      );
+      outcome = await this.#handler.process(body, {
+        signal: shard.signal,
+        messageId,
+        receiveCount,
+      });
     } catch (err) {
+      outcome = outcomeOfError(err, shard.signal);
+    } finally {
       this.#heartbeat?.untrack(messageId);
-      if (err instanceof InvalidMessageError) {
-        await this.#toDlq(message, queueUrl, err, logger);
-      } else if (shard.signal.aborted && shard.signal.reason instanceof ShardLostError) {
+      this.#process.signal.removeEventListener("abort", onStop);
+    }
+    await this.#settle(outcome, message, queueUrl, logger);
+  }
+
+  /** The one SQS action each outcome asks for. */
+  async #settle(
+    outcome: MessageOutcome,
+    message: ReceivedMessage,
+    queueUrl: string,
+    logger: Logger,
+  ): Promise<void> {
+    switch (outcome.kind) {
+      case "delete":
+        await this.#call(logger, "delete the message", () =>
+          this.#queue.delete(
+            queueUrl,
+            message.receiptHandle,
+            AbortSignal.timeout(SETTLE_TIMEOUT_MS),
+          ),
+        );
+        return;
+      case "release":
+        if (outcome.why === "interrupted") {
+          await this.#release(queueUrl, message.receiptHandle, logger, outcome.afterSeconds);
+          const requeueMs =
+            this.#stopRequestedAt === undefined
+              ? undefined
+              : this.#clock.now() - this.#stopRequestedAt;
+          logger.info({ requeueMs }, "shard interrupted; its message is visible again");
+        } else {
+          // A counted error attempt or a known error: warn; the unexpected: error.
+          const known =
+            outcome.errorAttempts !== undefined || outcome.err instanceof ShardfleetError;
+          const level = known ? "warn" : "error";
+          logger[level](
+            {
+              err: outcome.err ?? outcome.reason,
+              receiveCount: message.receiveCount,
+              errorAttempts: outcome.errorAttempts,
+              retryInSeconds: outcome.afterSeconds,
+            },
+            "shard failed; releasing its message for a retry",
+          );
+          await this.#release(queueUrl, message.receiptHandle, logger, outcome.afterSeconds);
+        }
+        return;
+      case "dead-letter":
+        await this.#toDlq(message, queueUrl, outcome, logger);
+        return;
+      case "abandon":
         logger.warn(
-          { reason: shard.signal.reason.message },
+          { reason: outcome.reason },
           "shard lost to another worker; leaving its message alone",
         );
-      } else if (shard.signal.aborted) {
-        await this.#release(queueUrl, receiptHandle, logger);
-        const requeueMs =
-          this.#stopRequestedAt === undefined
-            ? undefined
-            : this.#clock.now() - this.#stopRequestedAt;
-        logger.info({ requeueMs }, "shard interrupted; its message is visible again");
-      } else {
-        const delay = retryDelayOf(err);
-        const level = err instanceof ShardfleetError ? "warn" : "error";
-        logger[level](
-          { err, receiveCount, retryInSeconds: delay },
-          "shard failed; releasing its message for a retry",
-        );
-        await this.#release(queueUrl, receiptHandle, logger, delay);
-      }
-    } finally {
-      this.#process.signal.removeEventListener("abort", onStop);
+        return;
     }
   }
 
   async #toDlq(
     message: ReceivedMessage,
     queueUrl: string,
-    err: InvalidMessageError,
+    outcome: Extract<MessageOutcome, { kind: "dead-letter" }>,
     logger: Logger,
   ): Promise<void> {
     const dlq = this.#options.queues.dlq;
+    const err = outcome.err ?? outcome.reason;
     if (!dlq) {
       logger.error(
         { err },
@@ -392,12 +418,12 @@ export class Consumer {
       return;
     }
     logger.warn({ err, dlq }, "invalid message; moving it to the DLQ");
-    const moved = await this.#settle(logger, "send the message to the DLQ", () =>
+    const moved = await this.#call(logger, "send the message to the DLQ", () =>
       this.#queue.sendRaw(dlq, message.body, AbortSignal.timeout(SETTLE_TIMEOUT_MS)),
     );
     // Only delete what reached the DLQ: otherwise the redrive policy is the safety net.
     if (moved) {
-      await this.#settle(logger, "delete the message", () =>
+      await this.#call(logger, "delete the message", () =>
         this.#queue.delete(queueUrl, message.receiptHandle, AbortSignal.timeout(SETTLE_TIMEOUT_MS)),
       );
     }
@@ -410,7 +436,7 @@ export class Consumer {
     logger: Logger,
     delaySeconds = 0,
   ): Promise<void> {
-    await this.#settle(logger, "release the message", () =>
+    await this.#call(logger, "release the message", () =>
       this.#queue.changeVisibility(
         queueUrl,
         receiptHandle,
@@ -421,7 +447,7 @@ export class Consumer {
   }
 
   /** Runs a queue call whose failure only delays things (the message reappears on its own). */
-  async #settle(logger: Logger, what: string, call: () => Promise<void>): Promise<boolean> {
+  async #call(logger: Logger, what: string, call: () => Promise<void>): Promise<boolean> {
     try {
       await call();
       return true;

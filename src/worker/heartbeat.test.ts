@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { FakeClock } from "../../test/support/fake-clock.ts";
 import { ShardLostError } from "../shared/errors.ts";
 import { silentLogger } from "../shared/logger.ts";
-import { FakeClock } from "./fake-clock.ts";
 import { Heartbeat, isReceiptHandleGone, type VisibilityPort } from "./heartbeat.ts";
 
 /** A queue that records each call's time and answers with `answer(call number)`. */

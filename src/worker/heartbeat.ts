@@ -15,6 +15,7 @@
  * - anything else (throttling, a dropped connection) is transient: retried after `retryMs`,
  *   doubling, never later than the regular beat.
  */
+import { awsErrorCodes } from "../shared/aws-errors.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { ShardLostError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -47,24 +48,17 @@ export interface HeartbeatOptions {
   callTimeoutMs?: number;
 }
 
-const RECEIPT_GONE = new Set([
-  "ReceiptHandleIsInvalid",
-  "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
-  "MessageNotInflight",
-  "AWS.SimpleQueueService.MessageNotInflight",
-]);
+const RECEIPT_GONE = new Set(["ReceiptHandleIsInvalid", "MessageNotInflight"]);
 
 /** True when SQS says the receipt handle no longer designates an in-flight message of ours. */
 export function isReceiptHandleGone(err: unknown): boolean {
-  const e = err as { name?: unknown; Code?: unknown; message?: unknown } | null;
-  if (!e || typeof e !== "object") return false;
-  const names = [e.name, e.Code].filter((n): n is string => typeof n === "string");
+  const names = awsErrorCodes(err);
   if (names.some((n) => RECEIPT_GONE.has(n))) return true;
   // SQS answers an expired handle with InvalidParameterValue "… ReceiptHandle is invalid …".
   return (
-    names.some((n) => n.endsWith("InvalidParameterValue")) &&
-    typeof e.message === "string" &&
-    /receipt ?handle/i.test(e.message)
+    names.includes("InvalidParameterValue") &&
+    err instanceof Error &&
+    /receipt ?handle/i.test(err.message)
   );
 }
 

@@ -5,11 +5,11 @@
 import { createServer } from "node:net";
 import { Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
+import { FakeClock } from "../../test/support/fake-clock.ts";
+import { waitFor } from "../../test/support/wait.ts";
 import { type LocalImds, startLocalImds } from "../local/imds.ts";
 import { createLogger, silentLogger } from "../shared/logger.ts";
-import { FakeClock } from "./fake-clock.ts";
 import { InterruptionWatcher, type InterruptionWatcherOptions } from "./interruption-watcher.ts";
-import { waitFor } from "./test-support.ts";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

@@ -2,23 +2,21 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  freshQueues,
+  type LocalAws,
+  localAwsEnv,
+  receiveOne,
+  startLocalAws,
+} from "../../test/support/local-aws.ts";
+import { writeManifest } from "../../test/support/manifests.ts";
+import { waitFor } from "../../test/support/wait.ts";
+import { logLines, textRows, writeSlice } from "../../test/support/worker.ts";
 import { startLocalImds } from "../local/imds.ts";
 import { spawnComponent } from "../local/processes.ts";
 import { keys } from "../shared/keys.ts";
 import { attemptSchema, checkpointSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { VERSION } from "../shared/version.ts";
-import {
-  freshQueues,
-  type LocalAws,
-  localAwsEnv,
-  logLines,
-  receiveOne,
-  startLocalAws,
-  textRows,
-  waitFor,
-  writeManifest,
-  writeSlice,
-} from "./test-support.ts";
 
 let aws: LocalAws;
 let logDir: string;

@@ -1,19 +1,19 @@
 /**
  * What follows an error attempt (causes: ./attempts.ts): the shard's error attempts are
  * counted from its attempt records in S3 (this one included). Below the operation's
- * `maxErrorAttempts` (3 when the manifest cannot be read) a ShardAttemptFailedError asks for a
- * retry after a backoff; at the limit the shard is poison and is committed as failed
- * (`done.json` with `failed`, every row an error row), first finisher wins as for any commit.
+ * `maxErrorAttempts` (3 when the manifest cannot be read) the verdict is a retry after a
+ * backoff; at the limit the shard is poison and is committed as failed (`done.json` with
+ * `failed`, every row an error row), first finisher wins as for any commit.
  */
 import type { Clock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
+import { type Committer, commitDone, failedResult } from "../shared/records/done-marker.ts";
 import { type Manifest, manifestSchema, specOf } from "../shared/schemas/operation.ts";
-import type { Attempt, ShardMessage } from "../shared/schemas/shard.ts";
+import type { ShardMessage } from "../shared/schemas/shard.ts";
 import type { AttemptRecords } from "./attempt-records.ts";
-import { errorAttempts, retryDelaySeconds, ShardAttemptFailedError } from "./attempts.ts";
-import { commitDone } from "./result-chunks.ts";
+import { errorAttempts, retryDelaySeconds } from "./attempts.ts";
 
 export interface PoisonLimitDeps {
   store: ObjectStore;
@@ -25,26 +25,32 @@ export interface ErrorAttempt {
   message: ShardMessage;
   /** The operation's manifest when the attempt got that far (else it is read here). */
   manifest: Manifest | undefined;
-  attempt: Attempt;
+  /** The attempt that failed: it commits the shard failed at the limit. */
+  attempt: Committer;
   /** What failed the attempt, and its one-line description (the attempt record's error). */
   err: unknown;
   error: string;
 }
 
+/** Below the limit: retry after a backoff. At it: committed failed (`won`: by this attempt). */
+export type PoisonVerdict =
+  | { kind: "retry"; afterSeconds: number; errorAttempts: number }
+  | { kind: "failed"; won: boolean };
+
 /**
  * Counts the shard's error attempts (this one included): at the limit, commits the shard as
  * failed and resolves whether that commit won (false: the shard was committed meanwhile);
- * below it, throws ShardAttemptFailedError with a backoff for the retry.
+ * below it, resolves a retry with a backoff.
  */
 export async function retryOrCommitFailed(
   deps: PoisonLimitDeps,
   failure: ErrorAttempt,
   logger: Logger,
-): Promise<boolean> {
+): Promise<PoisonVerdict> {
   const { store, clock, attemptRecords } = deps;
   const { message, attempt, err, error } = failure;
   let { manifest } = failure;
-  const { operationId, start, end } = message;
+  const { operationId } = message;
   let count = 1;
   let limit = 3;
   try {
@@ -64,23 +70,18 @@ export async function retryOrCommitFailed(
       { err, errorAttempts: count, maxErrorAttempts: limit, retryInSeconds: delay },
       "shard attempt failed; it will be retried",
     );
-    throw new ShardAttemptFailedError(error, {
-      cause: err,
-      retryDelaySeconds: delay,
-      errorAttempts: count,
-    });
+    return { kind: "retry", afterSeconds: delay, errorAttempts: count };
   }
   const failed = `shard failed after ${count} error attempts: ${error}`;
-  const rows = end - start;
   const won = await commitDone(
     { store, clock },
     attempt,
-    { rows, errorRows: rows, columns: [], chunks: [], failed },
+    failedResult(message, failed),
     AbortSignal.timeout(10_000),
   );
   logger.error(
     { errorAttempts: count, maxErrorAttempts: limit, error, committed: won },
     won ? "poison shard: committed as failed" : "poison shard, but it was committed meanwhile",
   );
-  return won;
+  return { kind: "failed", won };
 }

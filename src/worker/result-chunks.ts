@@ -2,15 +2,12 @@
  * Result chunks, the bytes: a chunk is the NDJSON of a contiguous run of result rows (each
  * validated by resultRowSchema on the way out), written under `keys.chunk`. Small chunks go in
  * one PUT, large (and empty) ones through a multipart upload. Which rows form a chunk and when
- * one is written is ./shard-run.ts's business; the chunk scheme is ./checkpoint.ts's. Also the
- * shard's commit, `done.json`, which names the chunks (or, for a poison shard, its failure).
+ * one is written is ./shard-run.ts's business; the chunk scheme is ./checkpoint.ts's; the
+ * commit that names them is src/shared/records/done-marker.ts's.
  */
 import { Readable } from "node:stream";
-import type { Clock } from "../shared/clock.ts";
-import { keys } from "../shared/keys.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { type ResultRow, resultRowSchema } from "../shared/schemas/cells.ts";
-import { type Attempt, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
 
 /** Chunks above this go through multipart upload; below, one PUT is cheaper. */
 const SINGLE_PUT_MAX = 4 * 1024 * 1024;
@@ -38,31 +35,4 @@ export async function putResultChunk(
       signal,
     });
   }
-}
-
-/**
- * Commits the shard for `attempt`: `done.json` with a conditional put, first finisher wins.
- * Resolves whether this attempt won (false: the shard was committed meanwhile).
- */
-export async function commitDone(
-  deps: { store: ObjectStore; clock: Clock },
-  attempt: Attempt,
-  result: Pick<ShardDone, "rows" | "errorRows" | "columns" | "chunks" | "failed">,
-  signal: AbortSignal,
-): Promise<boolean> {
-  const { operationId, shardId, attemptId, instanceId } = attempt;
-  return deps.store.putJsonIfAbsent(
-    keys.done(operationId, shardId),
-    shardDoneSchema,
-    {
-      v: 1,
-      operationId,
-      shardId,
-      attemptId,
-      instanceId,
-      ...result,
-      committedAt: new Date(deps.clock.now()).toISOString(),
-    },
-    signal,
-  );
 }

@@ -7,6 +7,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { writeManifest } from "../../test/support/manifests.ts";
+import { waitFor } from "../../test/support/wait.ts";
+import { scriptedRunner, textRows, writeSlice } from "../../test/support/worker.ts";
 import { ShardLostError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -19,19 +23,11 @@ import {
   type ShardDone,
   shardDoneSchema,
 } from "../shared/schemas/shard.ts";
-import { COMMITTED_ELSEWHERE, ShardAttemptFailedError } from "./attempts.ts";
+import { COMMITTED_ELSEWHERE } from "./attempts.ts";
 import { chunkListProblem } from "./checkpoint.ts";
+import type { MessageOutcome, ShardResult } from "./shard-outcome.ts";
 import { ShardProcessor } from "./shard-processor.ts";
 import type { TaskRunner } from "./tasks/task.ts";
-import {
-  type LocalAws,
-  scriptedRunner,
-  startLocalAws,
-  textRows,
-  waitFor,
-  writeManifest,
-  writeSlice,
-} from "./test-support.ts";
 
 let aws: LocalAws;
 let pluginDir: string;
@@ -73,6 +69,14 @@ function processor(runner?: TaskRunner, instanceId = "i-faults", checkpointBudge
 const TASK = { name: "transform", options: { module: "noop" } };
 const live = () => new AbortController().signal;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The shard result of a `delete` outcome (fails the test for any other outcome). */
+function resultOf(outcome: MessageOutcome): ShardResult {
+  if (outcome.kind !== "delete" || !outcome.result) {
+    throw new Error(`expected a delete outcome with a result, got ${JSON.stringify(outcome)}`);
+  }
+  return outcome.result;
+}
 
 async function readRows(key: string): Promise<ResultRow[]> {
   const text = (await aws.store.getText(key)) ?? "";
@@ -142,7 +146,9 @@ describe("checkpoints and resume", () => {
     });
 
     const runner = scriptedRunner(() => 0);
-    const outcome = await processor(runner).process(JSON.stringify(message), { signal: live() });
+    const outcome = resultOf(
+      await processor(runner).process(JSON.stringify(message), { signal: live() }),
+    );
     expect(outcome).toMatchObject({
       status: "committed",
       rows: 500,
@@ -177,7 +183,12 @@ describe("checkpoints and resume", () => {
       ((await checkpointOf(op, "s000000"))?.cursor ?? 0) >= 100 ? true : undefined,
     );
     stop.abort(new Error("worker stopping (interruption notice)"));
-    await expect(running).rejects.toThrow("interruption notice");
+    expect(await running).toMatchObject({
+      kind: "release",
+      why: "interrupted",
+      afterSeconds: 0,
+      reason: expect.stringMatching(/interruption notice/),
+    });
 
     const checkpoint = await checkpointOf(op, "s000000");
     const [attempt] = await attemptsOf(op, "s000000");
@@ -190,7 +201,9 @@ describe("checkpoints and resume", () => {
     expect(first.signals[0]?.aborted).toBe(true);
 
     const second = scriptedRunner(() => 0);
-    const outcome = await processor(second, "i-second").process(message, { signal: live() });
+    const outcome = resultOf(
+      await processor(second, "i-second").process(message, { signal: live() }),
+    );
     expect(outcome).toMatchObject({ status: "committed", resumedFrom: checkpoint!.cursor });
     expect(first.ran.length + second.ran.length).toBe(300);
     const done = await aws.store.getJson(keys.done(op, "s000000"), shardDoneSchema);
@@ -213,7 +226,7 @@ describe("checkpoints and resume", () => {
     expect(checkpoint.chunks).toEqual([{ key: keys.chunk(op, "s000000", 0, 3), start: 0, end: 3 }]);
     expect([...runner.ran].sort((a, b) => a - b)).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9]);
     slow.open();
-    const outcome = await running;
+    const outcome = resultOf(await running);
     expect(outcome.status).toBe("committed");
     const done = await aws.store.getJson(keys.done(op, "s000000"), shardDoneSchema);
     expect(done?.chunks.map((c) => [c.start, c.end])).toEqual([
@@ -252,7 +265,7 @@ describe("exactly once", () => {
       chunks: [{ key: keys.chunk(op, "s000000", 0, 20), start: 0, end: 20 }],
       committedAt: new Date().toISOString(),
     });
-    const outcome = await running;
+    const outcome = resultOf(await running);
     expect(outcome.status).toBe("lost");
     expect(runner.signals[0]?.aborted).toBe(true);
     expect(runner.ran).toHaveLength(5);
@@ -281,7 +294,11 @@ describe("exactly once", () => {
     later.open();
     await waitFor("rows 5..7", async () => (runner.ran.length === 8 ? true : undefined));
     lost.abort(new ShardLostError("message m1 is no longer ours: its receipt handle is invalid"));
-    await expect(running).rejects.toBeInstanceOf(ShardLostError);
+    // Lost to a ShardLostError: the message is left alone (abandon), with the reason.
+    expect(await running).toMatchObject({
+      kind: "abandon",
+      reason: expect.stringMatching(/receipt handle/),
+    });
     // An interruption would have flushed rows 5..7; a lost shard writes nothing more.
     expect((await checkpointOf(op, "s000000"))?.cursor).toBe(5);
     const [attempt] = await attemptsOf(op, "s000000");
@@ -308,12 +325,16 @@ describe("attempts and poison", () => {
     const message = JSON.stringify(await writeSlice(aws.store, op, "s000000", 10, textRows(5)));
     const p = processor(failing());
     for (const delay of [2, 4]) {
-      const err = await p.process(message, { signal: live() }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(ShardAttemptFailedError);
-      expect(err).toMatchObject({ retryDelaySeconds: delay, message: "plugin exploded" });
+      const outcome = await p.process(message, { signal: live() });
+      expect(outcome).toMatchObject({
+        kind: "release",
+        why: "failed",
+        afterSeconds: delay,
+        reason: "plugin exploded",
+      });
       expect(await aws.store.exists(keys.done(op, "s000000"))).toBe(false);
     }
-    const outcome = await p.process(message, { signal: live() });
+    const outcome = resultOf(await p.process(message, { signal: live() }));
     expect(outcome).toMatchObject({ status: "failed", rows: 5, errorRows: 5 });
     const done = await aws.store.getJson(keys.done(op, "s000000"), shardDoneSchema);
     expect(done).toMatchObject({ rows: 5, errorRows: 5, chunks: [] });
@@ -342,11 +363,13 @@ describe("attempts and poison", () => {
         cause: "interrupted",
       });
     }
-    const err = await processor(failing())
-      .process(message, { signal: live() })
-      .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ShardAttemptFailedError);
-    expect(err).toMatchObject({ errorAttempts: 1, retryDelaySeconds: 2 });
+    const outcome = await processor(failing()).process(message, { signal: live() });
+    expect(outcome).toMatchObject({
+      kind: "release",
+      why: "failed",
+      errorAttempts: 1,
+      afterSeconds: 2,
+    });
     expect(await aws.store.exists(keys.done(op, "s000000"))).toBe(false);
   });
 
@@ -369,10 +392,14 @@ describe("attempts and poison", () => {
       { instanceId: "i-flaky", market: "spot", pluginDir },
     );
     processors.push(p);
-    const err = await p.process(message, { signal: live() }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ShardAttemptFailedError);
-    expect(err).toMatchObject({ errorAttempts: 0, retryDelaySeconds: 2 });
-    const outcome = await p.process(message, { signal: live() });
+    const first = await p.process(message, { signal: live() });
+    expect(first).toMatchObject({
+      kind: "release",
+      why: "failed",
+      errorAttempts: 0,
+      afterSeconds: 2,
+    });
+    const outcome = resultOf(await p.process(message, { signal: live() }));
     expect(outcome).toMatchObject({ status: "committed", rows: 5, errorRows: 0 });
     const attempts = await attemptsOf(op, "s000000");
     expect(attempts.map((a) => a.cause).sort()).toEqual(["completed", "interrupted"]);
@@ -386,10 +413,8 @@ describe("attempts and poison", () => {
       options: { module: "crash" },
     });
     const message = JSON.stringify(await writeSlice(aws.store, op, "s000000", 0, textRows(6)));
-    const err = await processor()
-      .process(message, { signal: live() })
-      .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ShardAttemptFailedError);
+    const outcome = await processor().process(message, { signal: live() });
+    expect(outcome).toMatchObject({ kind: "release", why: "failed" });
     const [attempt] = await attemptsOf(op, "s000000");
     expect(attempt).toMatchObject({
       cause: "error",
@@ -422,11 +447,13 @@ describe("attempts and poison", () => {
     for (const a of seeds) {
       await aws.store.putJson(keys.attempt(op, "s000000", a.attemptId), attemptSchema, a);
     }
-    const outcome = await processor(scriptedRunner(() => 0)).process(message, {
-      signal: live(),
-      messageId: "m-this",
-      receiveCount: 2,
-    });
+    const outcome = resultOf(
+      await processor(scriptedRunner(() => 0)).process(message, {
+        signal: live(),
+        messageId: "m-this",
+        receiveCount: 2,
+      }),
+    );
     expect(outcome.status).toBe("committed");
     const byId = new Map((await attemptsOf(op, "s000000")).map((a) => [a.attemptId, a]));
     expect(byId.get("killed")).toMatchObject({

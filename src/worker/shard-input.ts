@@ -1,40 +1,16 @@
 /**
- * What an attempt reads before it runs a row: the shard's checkpoint (where to resume) and its
- * input slice (`keys.shardInput`, one NDJSON input row per line, written by the splitter).
- * A slice that breaks the splitter's contract is an INTERNAL error (an error attempt); an
- * unreadable checkpoint is only ignored (the shard starts over).
+ * The shard's input slice (`keys.shardInput`, one NDJSON input row per line, written by the
+ * splitter), what an attempt reads before it runs a row (with its checkpoint,
+ * ./checkpoint-record.ts). A slice that breaks the splitter's contract is an INTERNAL error
+ * (an error attempt).
  */
 import { createInterface } from "node:readline";
 import { NotFoundError, ShardfleetError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
-import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { type Cell, decodeCell, inputRowSchema } from "../shared/schemas/cells.ts";
-import { type Checkpoint, checkpointSchema, type ShardMessage } from "../shared/schemas/shard.ts";
+import type { ShardMessage } from "../shared/schemas/shard.ts";
 import type { TaskRow } from "./tasks/task.ts";
-
-/** The shard's checkpoint, or undefined (none, or unreadable: then the shard starts over). */
-export async function loadCheckpoint(
-  store: ObjectStore,
-  message: ShardMessage,
-  signal: AbortSignal,
-  logger: Logger,
-): Promise<Checkpoint | undefined> {
-  try {
-    return await store.getJson(
-      keys.checkpoint(message.operationId, message.shardId),
-      checkpointSchema,
-      signal,
-    );
-  } catch (err) {
-    if (signal.aborted) throw err;
-    if (err instanceof SyntaxError || (err as { name?: unknown }).name === "ZodError") {
-      logger.warn({ err }, "ignoring an unreadable checkpoint");
-      return undefined;
-    }
-    throw err;
-  }
-}
 
 /**
  * The shard's input rows from `cursor` on, cells decoded and keyed by header, and the number

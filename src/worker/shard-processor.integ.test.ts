@@ -2,15 +2,17 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { writeManifest } from "../../test/support/manifests.ts";
+import { writeSlice } from "../../test/support/worker.ts";
 import { NotFoundError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { resultRowSchema } from "../shared/schemas/cells.ts";
 import { attemptSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
-import { ShardAttemptFailedError } from "./attempts.ts";
+import type { MessageOutcome, ShardResult } from "./shard-outcome.ts";
 import { ShardProcessor } from "./shard-processor.ts";
 import type { TaskRunner } from "./tasks/task.ts";
-import { type LocalAws, startLocalAws, writeManifest, writeSlice } from "./test-support.ts";
 
 let aws: LocalAws;
 let pluginDir: string;
@@ -55,6 +57,14 @@ function processor(
 
 const signal = () => new AbortController().signal;
 
+/** The shard result of a `delete` outcome (fails the test for any other outcome). */
+function resultOf(outcome: MessageOutcome): ShardResult {
+  if (outcome.kind !== "delete" || !outcome.result) {
+    throw new Error(`expected a delete outcome with a result, got ${JSON.stringify(outcome)}`);
+  }
+  return outcome.result;
+}
+
 async function readChunk(key: string) {
   const text = await aws.store.getText(key);
   return (text ?? "")
@@ -75,7 +85,9 @@ describe("ShardProcessor", () => {
       ["boom", null],
       ["grace"],
     ]);
-    const outcome = await processor().process(JSON.stringify(message), { signal: signal() });
+    const outcome = resultOf(
+      await processor().process(JSON.stringify(message), { signal: signal() }),
+    );
     expect(outcome).toMatchObject({
       operationId: op,
       shardId: "s000001",
@@ -117,7 +129,9 @@ describe("ShardProcessor", () => {
       options: { module: "greet" },
     });
     const message = await writeSlice(aws.store, op, "s000000", 7, []);
-    const outcome = await processor().process(JSON.stringify(message), { signal: signal() });
+    const outcome = resultOf(
+      await processor().process(JSON.stringify(message), { signal: signal() }),
+    );
     expect(outcome).toMatchObject({ status: "committed", rows: 0, errorRows: 0 });
     expect(await aws.store.getText(keys.chunk(op, "s000000", 7, 7))).toBe("");
     expect(await aws.store.getJson(keys.done(op, "s000000"), shardDoneSchema)).toMatchObject({
@@ -134,8 +148,8 @@ describe("ShardProcessor", () => {
     });
     const message = JSON.stringify(await writeSlice(aws.store, op, "s000000", 0, [["x"]]));
     const p = processor();
-    expect((await p.process(message, { signal: signal() })).status).toBe("committed");
-    expect((await p.process(message, { signal: signal() })).status).toBe("already-done");
+    expect(resultOf(await p.process(message, { signal: signal() })).status).toBe("committed");
+    expect(resultOf(await p.process(message, { signal: signal() })).status).toBe("already-done");
   });
 
   it("lets exactly one of two racing workers commit", async () => {
@@ -147,10 +161,12 @@ describe("ShardProcessor", () => {
     const message = JSON.stringify(
       await writeSlice(aws.store, op, "s000000", 0, [["a"], ["b"], ["c"]]),
     );
-    const outcomes = await Promise.all([
-      processor("i-one").process(message, { signal: signal() }),
-      processor("i-two").process(message, { signal: signal() }),
-    ]);
+    const outcomes = (
+      await Promise.all([
+        processor("i-one").process(message, { signal: signal() }),
+        processor("i-two").process(message, { signal: signal() }),
+      ])
+    ).map(resultOf);
     const statuses = outcomes.map((o) => o.status).sort();
     expect(statuses.filter((s) => s === "committed")).toHaveLength(1);
     expect(statuses.filter((s) => s !== "committed")).toHaveLength(1);
@@ -170,9 +186,10 @@ describe("ShardProcessor", () => {
       start: 0,
       end: 1,
     });
-    await expect(p.process(noManifest, { signal: signal() })).rejects.toThrow(
-      /operation op-none has no manifest/,
-    );
+    expect(await p.process(noManifest, { signal: signal() })).toMatchObject({
+      kind: "release",
+      reason: expect.stringMatching(/operation op-none has no manifest/),
+    });
 
     const op = "op-noslice";
     await writeManifest(aws.store, op, ["name"], {
@@ -180,12 +197,12 @@ describe("ShardProcessor", () => {
       options: { module: "greet" },
     });
     const noSlice = JSON.stringify({ v: 1, operationId: op, shardId: "s000009", start: 0, end: 1 });
-    const err = await p.process(noSlice, { signal: signal() }).catch((e: unknown) => e);
+    const outcome = await p.process(noSlice, { signal: signal() });
     // An error attempt below the poison limit: retried after a backoff.
-    expect(err).toBeInstanceOf(ShardAttemptFailedError);
-    expect((err as ShardAttemptFailedError).retryDelaySeconds).toBe(2);
-    expect((err as Error).cause).toBeInstanceOf(NotFoundError);
-    expect((err as Error).message).toMatch(/shard input .*s000009\/input.ndjson does not exist/);
+    expect(outcome).toMatchObject({ kind: "release", why: "failed", afterSeconds: 2 });
+    const failed = outcome as Extract<MessageOutcome, { kind: "release" }>;
+    expect(failed.err).toBeInstanceOf(NotFoundError);
+    expect(failed.reason).toMatch(/shard input .*s000009\/input.ndjson does not exist/);
     const attempts = await aws.store.list(keys.attemptsPrefix(op, "s000009"));
     expect(attempts).toHaveLength(1);
     expect(await aws.store.getJson(attempts[0]!, attemptSchema)).toMatchObject({
@@ -204,7 +221,12 @@ describe("ShardProcessor", () => {
     const controller = new AbortController();
     const running = processor().process(message, { signal: controller.signal });
     setTimeout(() => controller.abort(new Error("spot reclaim")), 300);
-    await expect(running).rejects.toThrow("spot reclaim");
+    expect(await running).toMatchObject({
+      kind: "release",
+      why: "interrupted",
+      afterSeconds: 0,
+      reason: "spot reclaim",
+    });
     expect(await aws.store.exists(keys.done(op, "s000000"))).toBe(false);
     const [attemptKey] = await aws.store.list(keys.attemptsPrefix(op, "s000000"));
     expect(await aws.store.getJson(attemptKey!, attemptSchema)).toMatchObject({
@@ -242,8 +264,9 @@ describe("ShardProcessor", () => {
       options: { url: "http://127.0.0.1:9/{nmae}", results: { a: "a" } },
     });
     const message = JSON.stringify(await writeSlice(aws.store, op, "s000000", 0, [["a"]]));
-    await expect(processor().process(message, { signal: signal() })).rejects.toThrow(
-      /unknown column \{nmae\}/,
-    );
+    expect(await processor().process(message, { signal: signal() })).toMatchObject({
+      kind: "release",
+      reason: expect.stringMatching(/unknown column \{nmae\}/),
+    });
   });
 });

@@ -1,50 +1,56 @@
 /**
- * Processes one shard message end to end: parse it (./shard-message.ts), take the operation
- * from the cache (./operation-cache.ts), resume from the shard's checkpoint if there is one
- * (./shard-input.ts), run the remaining rows while a ShardRun checkpoints them
- * (./shard-run.ts), and commit `done.json` with a conditional put (first finisher wins).
+ * Processes one shard message end to end and says what should happen to the message, as a
+ * value (./shard-outcome.ts): parse it (./shard-message.ts), start an attempt
+ * (./attempt-records.ts), then the attempt in three steps:
+ *   prepare  take the operation from the cache (./operation-cache.ts), load the shard's
+ *            checkpoint (./checkpoint-record.ts) and the rest of its input slice
+ *            (./shard-input.ts);
+ *   run      run the remaining rows while a ShardRun checkpoints them (./shard-run.ts), then
+ *            write the final chunk;
+ *   commit   `done.json` with a conditional put, first finisher wins
+ *            (src/shared/records/done-marker.ts).
  *
- * How an attempt ends (attempt causes: ./attempts.ts):
+ * How an attempt ends (attempt causes: ./attempts.ts) and the message outcome:
  * - all rows done → final chunk, conditional commit → `completed` (or `lost` if beaten);
- * - a checkpoint finds the shard committed by another worker → stop at once, commit nothing,
- *   `lost` ("shard committed by another worker"); the message is deleted;
+ *   delete;
+ * - a checkpoint finds the shard committed by another worker (the run's signal) → stop at
+ *   once, commit nothing, `lost` ("shard committed by another worker"); delete;
  * - the shard's signal aborts with a ShardLostError (heartbeat: the message is someone else's
- *   now) → stop, write nothing more, `lost`;
+ *   now) → stop, write nothing more, `lost`; abandon;
  * - the shard's signal aborts for any other reason (spot notice, SIGTERM, forced stop) → the
  *   rows in flight are aborted, a final checkpoint of the finished prefix is flushed,
- *   `interrupted`; the caller then makes the message visible again;
+ *   `interrupted`; release at once;
+ * - a transient storage or network fault → flushed, `interrupted` (never poison); release
+ *   after a short pause;
  * - anything else (unreadable slice, plugin that fails to load, crashed worker thread, a bug)
  *   → the finished prefix is flushed (best effort), `error`. Error attempts of the shard are
- *   counted from the attempt records in S3: at the operation's `maxErrorAttempts` the shard is
- *   committed as failed (`done.json` with `failed`) and the outcome is `failed` (the caller
- *   deletes the message); below it, a ShardAttemptFailedError asks for a retry after a backoff.
- *
- * At the start of every attempt, earlier attempts still marked `running` whose worker is known
- * to be gone are relabelled `lost` (./attempt-records.ts).
+ *   counted from the attempt records in S3 (./poison-limit.ts): at the operation's
+ *   `maxErrorAttempts` the shard is committed as failed (`done.json` with `failed`); delete.
+ *   Below it: release after a 2^n s backoff.
+ * A body that can never succeed is dead-lettered before any S3 read or attempt record.
  */
-
-import { randomUUID } from "node:crypto";
 import { untilAborted } from "../shared/async.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import type { EgressPolicy } from "../shared/egress.ts";
-import { describeError, ShardfleetError, ShardLostError } from "../shared/errors.ts";
-import { keys } from "../shared/keys.ts";
+import { describeError, InvalidMessageError, ShardfleetError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
+import { commitDone, isCommitted } from "../shared/records/done-marker.ts";
 import { type Manifest, specOf } from "../shared/schemas/operation.ts";
-import { type Attempt, attemptSchema, type ShardMessage } from "../shared/schemas/shard.ts";
+import type { ShardMessage } from "../shared/schemas/shard.ts";
 import { isTransientError } from "../shared/transient.ts";
-import { AttemptRecords, liveAttempts } from "./attempt-records.ts";
-import { COMMITTED_ELSEWHERE, causeOfStop, ShardAttemptFailedError } from "./attempts.ts";
-import { resumeFrom } from "./checkpoint.ts";
+import { type AttemptRecord, AttemptRecords } from "./attempt-records.ts";
+import { COMMITTED_ELSEWHERE, causeOfStop, staleAfterMs } from "./attempts.ts";
+import { resumeFrom, type ShardProgress } from "./checkpoint.ts";
+import { loadCheckpoint } from "./checkpoint-record.ts";
 import { OperationCache, type OperationEntry, type RunnerFactory } from "./operation-cache.ts";
 import { retryOrCommitFailed } from "./poison-limit.ts";
-import { commitDone } from "./result-chunks.ts";
-import { loadCheckpoint, readSlice } from "./shard-input.ts";
+import { readSlice } from "./shard-input.ts";
 import { parseShardMessage } from "./shard-message.ts";
-import { ShardRun, WRITE_TIMEOUT_MS } from "./shard-run.ts";
+import { type MessageOutcome, type ShardResult, stoppedOutcome } from "./shard-outcome.ts";
+import { ShardRun, type ShardRunResult, WRITE_TIMEOUT_MS } from "./shard-run.ts";
 import { createTaskRunner } from "./tasks/registry.ts";
-import { oneLine } from "./tasks/task.ts";
+import { oneLine, type TaskRow, type TaskRunner } from "./tasks/task.ts";
 
 /** Seconds a shard stopped by a transient storage or network fault waits before its retry. */
 const TRANSIENT_RETRY_DELAY_S = 2;
@@ -56,6 +62,11 @@ export interface ShardProcessorDeps {
   clock?: Clock;
   /** @default createTaskRunner with the operation's spec, headers and `options.pluginDir` */
   createRunner?: RunnerFactory;
+  /**
+   * The owner of this process's attempt records (its running attempts are never relabelled
+   * lost). @default one of this processor's own, from `options`
+   */
+  attempts?: AttemptRecords;
 }
 
 export interface ShardProcessorOptions {
@@ -82,31 +93,10 @@ export interface ShardProcessorOptions {
   checkpointBudget?: number;
 }
 
-export interface ShardOutcome {
-  operationId: string;
-  shardId: string;
-  /**
-   * `committed`: this attempt's done.json won. `lost`: another worker committed first (this
-   * attempt stopped at a checkpoint or lost the commit race). `already-done`: done.json existed
-   * before we started. `failed`: the shard reached the poison limit and was committed failed.
-   */
-  status: "committed" | "lost" | "already-done" | "failed";
-  rows: number;
-  errorRows: number;
-  /** Rows this attempt ran (fewer than `rows` after a resume). */
-  rowsProcessed: number;
-  /** The cursor this attempt resumed from, when it resumed from a checkpoint. */
-  resumedFrom?: number;
-  /** Checkpoints written, and their total and largest write time in ms. */
-  checkpoints: number;
-  checkpointMs: number;
-  maxCheckpointMs: number;
-}
-
 export interface ProcessContext {
   /**
-   * Aborts the shard. With a ShardLostError reason: stop, write nothing more. With any other
-   * reason: flush a final checkpoint. Either way commit nothing, reject with the reason.
+   * Aborts the shard. With a ShardLostError reason: stop, write nothing more (abandon). With
+   * any other reason: flush a final checkpoint (release). Either way commit nothing.
    */
   signal: AbortSignal;
   /** The SQS message and its delivery count (attempt records; spotting dead attempts). */
@@ -114,22 +104,44 @@ export interface ProcessContext {
   receiveCount?: number;
 }
 
+/** What the prepare step hands the run: the operation, where to resume, the rows to run. */
+interface Prepared {
+  manifest: Manifest;
+  runner: TaskRunner;
+  progress: ShardProgress;
+  /** Whether the attempt resumes from a checkpoint. */
+  resumed: boolean;
+  rows: TaskRow[];
+  /** Rows in the whole slice. */
+  total: number;
+}
+
+/** One attempt under way: what the failure path needs to end it. */
+interface Running {
+  message: ShardMessage;
+  attempt: AttemptRecord;
+  ctx: ProcessContext;
+  /** Aborts only when the shard is lost: writes stop then (not on an interruption). */
+  lost: AbortSignal;
+  logger: Logger;
+  manifest?: Manifest;
+  run?: ShardRun;
+}
+
 export class ShardProcessor {
   readonly #store: ObjectStore;
   readonly #logger: Logger;
   readonly #clock: Clock;
-  readonly #options: ShardProcessorOptions;
   readonly #flushTimeoutMs: number;
   readonly #budget: number;
   readonly #operations: OperationCache;
-  readonly #attemptRecords: AttemptRecords;
+  readonly #attempts: AttemptRecords;
   #closed = false;
 
   constructor(deps: ShardProcessorDeps, options: ShardProcessorOptions) {
     this.#store = deps.store;
     this.#logger = deps.logger;
     this.#clock = deps.clock ?? systemClock;
-    this.#options = options;
     this.#flushTimeoutMs = options.flushTimeoutMs ?? 5000;
     this.#budget = options.checkpointBudget ?? 0.01;
     const createRunner: RunnerFactory =
@@ -149,75 +161,61 @@ export class ShardProcessor {
       { store: this.#store, logger: this.#logger, clock: this.#clock, createRunner },
       { maxCached: options.maxCachedOperations ?? 4 },
     );
-    this.#attemptRecords = new AttemptRecords(
-      { store: this.#store, clock: this.#clock },
-      {
-        instanceId: options.instanceId,
-        staleAfterMs: Math.max(120_000, 2 * 1000 * (options.visibilityTimeoutSeconds ?? 60)),
-      },
-    );
+    this.#attempts =
+      deps.attempts ??
+      new AttemptRecords(
+        { store: this.#store, clock: this.#clock },
+        {
+          instanceId: options.instanceId,
+          market: options.market,
+          staleAfterMs: staleAfterMs(options.visibilityTimeoutSeconds ?? 60),
+        },
+      );
   }
 
   /**
-   * Processes one message body. Resolves once the shard is done: committed (by us or anyone)
-   * or committed failed at the poison limit. Throws InvalidMessageError for a body that can
-   * never succeed, ShardAttemptFailedError for an error attempt below the poison limit (retry
-   * after its delay), the signal's reason when aborted, anything else for a failure worth an
-   * immediate retry.
+   * Processes one message body and resolves what should happen to the message. Rejects only
+   * for the unexpected (the consumer then releases the message at once).
    */
-  async process(body: string, ctx: ProcessContext): Promise<ShardOutcome> {
+  async process(body: string, ctx: ProcessContext): Promise<MessageOutcome> {
     if (this.#closed) throw new Error("shard processor is closed");
-    const message = parseShardMessage(body);
-    const { operationId, shardId } = message;
-    const logger = this.#logger.child({ operationId, shardId });
-    const { signal } = ctx;
-
-    // A redelivery after a commit (or a straggler copy): nothing left to do.
-    if (await this.#store.exists(keys.done(operationId, shardId), signal)) {
-      logger.info("shard already committed; skipping");
-      return this.#outcome(message, "already-done");
-    }
-
-    const now = new Date(this.#clock.now()).toISOString();
-    const attempt: Attempt = {
-      v: 1,
-      attemptId: randomUUID(),
-      operationId,
-      shardId,
-      instanceId: this.#options.instanceId,
-      market: this.#options.market,
-      startedAt: now,
-      updatedAt: now,
-      ...(ctx.messageId === undefined ? {} : { messageId: ctx.messageId }),
-      rowsDone: 0,
-      cause: "running",
-    };
-    liveAttempts.add(attempt.attemptId);
+    let message: ShardMessage;
     try {
-      await this.#attemptRecords.relabelLost(message, ctx, logger);
-      await this.#store.putJson(
-        keys.attempt(operationId, shardId, attempt.attemptId),
-        attemptSchema,
-        attempt,
-        signal,
-      );
-      logger.info(
-        {
-          attemptId: attempt.attemptId,
-          start: message.start,
-          end: message.end,
-          receiveCount: ctx.receiveCount,
-        },
-        "shard started",
-      );
-      const entry = this.#operations.acquire(operationId);
-      try {
-        return await this.#attempt(message, entry, attempt, ctx, logger);
-      } finally {
-        this.#operations.release(entry);
+      message = parseShardMessage(body);
+    } catch (err) {
+      if (!(err instanceof InvalidMessageError)) throw err;
+      return { kind: "dead-letter", reason: err.message, err };
+    }
+    const logger = this.#logger.child({
+      operationId: message.operationId,
+      shardId: message.shardId,
+    });
+    let attempt: AttemptRecord;
+    try {
+      // A redelivery after a commit (or a straggler copy): nothing left to do.
+      if (await isCommitted(this.#store, message, ctx.signal)) {
+        logger.info("shard already committed; skipping");
+        return { kind: "delete", result: this.#result(message, "already-done") };
       }
+      attempt = await this.#attempts.start(message, ctx, logger);
+    } catch (err) {
+      if (ctx.signal.aborted) return stoppedOutcome(ctx.signal);
+      throw err;
+    }
+    logger.info(
+      {
+        attemptId: attempt.attemptId,
+        start: message.start,
+        end: message.end,
+        receiveCount: ctx.receiveCount,
+      },
+      "shard started",
+    );
+    const entry = this.#operations.acquire(message.operationId);
+    try {
+      return await this.#attempt(message, entry, attempt, ctx, logger);
     } finally {
-      liveAttempts.delete(attempt.attemptId);
+      this.#operations.release(entry);
     }
   }
 
@@ -227,11 +225,217 @@ export class ShardProcessor {
     await this.#operations.close();
   }
 
-  #outcome(
+  async #attempt(
     message: ShardMessage,
-    status: ShardOutcome["status"],
-    extra: Partial<ShardOutcome> = {},
-  ): ShardOutcome {
+    entry: OperationEntry,
+    attempt: AttemptRecord,
+    ctx: ProcessContext,
+    logger: Logger,
+  ): Promise<MessageOutcome> {
+    const lost = lostOnly(ctx.signal);
+    const running: Running = { message, attempt, ctx, lost: lost.signal, logger };
+    try {
+      const prepared = await this.#prepare(message, entry, ctx.signal, logger);
+      running.manifest = prepared.manifest;
+      const run = this.#newRun(prepared, running);
+      running.run = run;
+      const ran = await this.#run(prepared, run, running);
+      return await this.#commit(prepared, ran, running);
+    } catch (err) {
+      return await this.#stopped(err, running);
+    } finally {
+      lost.dispose();
+    }
+  }
+
+  /** The operation, where the shard resumes and the rows still to run. */
+  async #prepare(
+    message: ShardMessage,
+    entry: OperationEntry,
+    signal: AbortSignal,
+    logger: Logger,
+  ): Promise<Prepared> {
+    const { manifest, runner } = await untilAborted(entry.ready, signal);
+    const checkpoint = await loadCheckpoint(this.#store, message, signal, logger);
+    const { progress, ignored } = resumeFrom(checkpoint, message, runner.columns);
+    if (ignored) logger.warn({ problem: ignored }, "ignoring an inconsistent checkpoint");
+    const resumed = progress.cursor > message.start || progress.chunks.length > 0;
+    if (resumed) {
+      logger.info(
+        { cursor: progress.cursor, chunks: progress.chunks.length },
+        "resuming from the checkpoint",
+      );
+    }
+    const slice = await readSlice(this.#store, message, manifest.headers, signal, progress.cursor);
+    return { manifest, runner, progress, resumed, rows: slice.rows, total: slice.total };
+  }
+
+  #newRun(prepared: Prepared, running: Running): ShardRun {
+    const { checkpoint } = specOf(prepared.manifest);
+    return new ShardRun(
+      { store: this.#store, clock: this.#clock, logger: running.logger },
+      {
+        message: running.message,
+        attempt: running.attempt,
+        progress: prepared.progress,
+        indices: prepared.rows.map((r) => r.index),
+        everyRows: checkpoint.everyRows,
+        everyMs: checkpoint.everySeconds * 1000,
+        budget: this.#budget,
+        lostSignal: running.lost,
+      },
+    );
+  }
+
+  /** Runs the rows (stopped by the caller's signal or the run's) and writes the last chunk. */
+  async #run(
+    prepared: Prepared,
+    run: ShardRun,
+    { attempt, ctx, lost, logger }: Running,
+  ): Promise<{ rowsProcessed: number; final: ShardRunResult }> {
+    run.start();
+    const results = await prepared.runner.runRows(prepared.rows, {
+      signal: AbortSignal.any([ctx.signal, run.signal]),
+      logger,
+      onRowDone: (n) => attempt.addRows(n),
+      onResults: (rows) => run.record(rows),
+    });
+    if (results.length !== prepared.rows.length) {
+      throw new ShardfleetError(
+        "INTERNAL",
+        `task returned ${results.length} results for ${prepared.rows.length} rows`,
+      );
+    }
+    // Runners that do not report rows as they go (and to be sure): all of them now.
+    run.record(results);
+    attempt.setRows(results.length);
+    // Every row is done: an interruption now still commits (it is quicker than a checkpoint);
+    // only a lost shard does not.
+    const final = await run.finish(AbortSignal.any([lost, AbortSignal.timeout(WRITE_TIMEOUT_MS)]));
+    lost.throwIfAborted();
+    return { rowsProcessed: results.length, final };
+  }
+
+  /** The conditional commit: this attempt's done.json, unless someone else's is there. */
+  async #commit(
+    prepared: Prepared,
+    ran: { rowsProcessed: number; final: ShardRunResult },
+    { message, attempt, lost, logger }: Running,
+  ): Promise<MessageOutcome> {
+    const { progress, stats } = ran.final;
+    const won = await commitDone(
+      { store: this.#store, clock: this.#clock },
+      attempt.committer,
+      {
+        rows: prepared.total,
+        errorRows: progress.errorRows,
+        columns: progress.columns,
+        chunks: progress.chunks,
+      },
+      lost,
+    );
+    const result = this.#result(message, won ? "committed" : "lost", {
+      rows: prepared.total,
+      errorRows: progress.errorRows,
+      rowsProcessed: ran.rowsProcessed,
+      ...(prepared.resumed ? { resumedFrom: prepared.progress.cursor } : {}),
+      ...stats,
+    });
+    logger.info(
+      {
+        rows: result.rows,
+        errorRows: result.errorRows,
+        rowsProcessed: result.rowsProcessed,
+        resumedFrom: result.resumedFrom,
+        chunks: progress.chunks.length,
+        checkpoints: result.checkpoints,
+        checkpointMs: Math.round(result.checkpointMs),
+        maxCheckpointMs: Math.round(result.maxCheckpointMs),
+      },
+      won ? "shard committed" : "shard already committed by another worker",
+    );
+    await (won ? attempt.end("completed") : attempt.end("lost", COMMITTED_ELSEWHERE));
+    return { kind: "delete", result };
+  }
+
+  /** An attempt that did not commit: why it stopped decides its cause and the outcome. */
+  async #stopped(err: unknown, running: Running): Promise<MessageOutcome> {
+    const { message, attempt, ctx, logger, run } = running;
+    await run?.stop();
+    if (run?.signal.aborted) {
+      await attempt.end("lost", COMMITTED_ELSEWHERE);
+      const result = this.#result(message, "lost", {
+        rowsProcessed: attempt.rowsDone,
+        ...run.stats,
+      });
+      return { kind: "delete", result };
+    }
+    const cause = causeOfStop(ctx.signal);
+    if (cause === "lost") {
+      const reason = describeError(ctx.signal.reason);
+      logger.warn({ reason }, "shard lost; stopping");
+      await attempt.end("lost", reason);
+      return stoppedOutcome(ctx.signal);
+    }
+    await run?.flush(this.#flushTimeoutMs);
+    if (cause === "interrupted") {
+      logger.info(
+        { cursor: run?.progress.cursor, reason: describeError(ctx.signal.reason) },
+        "shard interrupted",
+      );
+      await attempt.end("interrupted");
+      return stoppedOutcome(ctx.signal);
+    }
+    return this.#failed(err, running);
+  }
+
+  /** An attempt that failed on its own: retried after a backoff, or poison. */
+  async #failed(err: unknown, running: Running): Promise<MessageOutcome> {
+    const { message, attempt, manifest, logger } = running;
+    const error = oneLine(describeError(err));
+    if (isTransientError(err)) {
+      // Storage or network trouble (the SDK's retries and our resumed reads gave up), not the
+      // shard's fault: it ends like an interruption and never counts towards the poison limit.
+      logger.warn({ err }, "shard stopped by a transient fault; released for a retry");
+      await attempt.end("interrupted", error);
+      return {
+        kind: "release",
+        afterSeconds: TRANSIENT_RETRY_DELAY_S,
+        why: "failed",
+        reason: error,
+        errorAttempts: 0,
+        err,
+      };
+    }
+    await attempt.end("error", error);
+    const verdict = await retryOrCommitFailed(
+      { store: this.#store, clock: this.#clock, attemptRecords: this.#attempts },
+      { message, manifest, attempt: attempt.committer, err, error },
+      logger,
+    );
+    if (verdict.kind === "retry") {
+      return {
+        kind: "release",
+        afterSeconds: verdict.afterSeconds,
+        why: "failed",
+        reason: error,
+        errorAttempts: verdict.errorAttempts,
+        err,
+      };
+    }
+    const rows = message.end - message.start;
+    const result = this.#result(message, verdict.won ? "failed" : "lost", {
+      rows,
+      errorRows: rows,
+    });
+    return { kind: "delete", result };
+  }
+
+  #result(
+    message: ShardMessage,
+    status: ShardResult["status"],
+    extra: Partial<ShardResult> = {},
+  ): ShardResult {
     return {
       operationId: message.operationId,
       shardId: message.shardId,
@@ -245,182 +449,18 @@ export class ShardProcessor {
       ...extra,
     };
   }
+}
 
-  async #attempt(
-    message: ShardMessage,
-    entry: OperationEntry,
-    attempt: Attempt,
-    ctx: ProcessContext,
-    logger: Logger,
-  ): Promise<ShardOutcome> {
-    const { operationId, shardId, start } = message;
-    const attemptKey = keys.attempt(operationId, shardId, attempt.attemptId);
-    // Stops the rows: the caller's signal, or a checkpoint that found the shard committed.
-    const stopRows = new AbortController();
-    const rowSignal = AbortSignal.any([ctx.signal, stopRows.signal]);
-    // Writes survive an interruption (the final checkpoint needs them), not a lost shard.
-    const lost = new AbortController();
-    const onAbort = () => {
-      if (ctx.signal.reason instanceof ShardLostError) lost.abort(ctx.signal.reason);
-    };
-    ctx.signal.addEventListener("abort", onAbort, { once: true });
-    if (ctx.signal.aborted) onAbort();
-
-    let run: ShardRun | undefined;
-    let manifest: Manifest | undefined;
-    try {
-      const loaded = await untilAborted(entry.ready, rowSignal);
-      manifest = loaded.manifest;
-      const { runner } = loaded;
-      const spec = specOf(manifest);
-      const checkpoint = await loadCheckpoint(this.#store, message, rowSignal, logger);
-      const { progress, ignored } = resumeFrom(checkpoint, message, runner.columns);
-      if (ignored) logger.warn({ problem: ignored }, "ignoring an inconsistent checkpoint");
-      const resumed = progress.cursor > start || progress.chunks.length > 0;
-      if (resumed) {
-        logger.info(
-          { cursor: progress.cursor, chunks: progress.chunks.length },
-          "resuming from the checkpoint",
-        );
-      }
-      const slice = await readSlice(
-        this.#store,
-        message,
-        manifest.headers,
-        rowSignal,
-        progress.cursor,
-      );
-      run = new ShardRun(
-        { store: this.#store, clock: this.#clock, logger },
-        {
-          message,
-          attempt,
-          progress,
-          indices: slice.rows.map((r) => r.index),
-          everyRows: spec.checkpoint.everyRows,
-          everyMs: spec.checkpoint.everySeconds * 1000,
-          budget: this.#budget,
-          lostSignal: lost.signal,
-          onCommittedElsewhere: () => stopRows.abort(new ShardLostError(COMMITTED_ELSEWHERE)),
-        },
-      );
-      const shardRun = run;
-      shardRun.start();
-      const results = await runner.runRows(slice.rows, {
-        signal: rowSignal,
-        logger,
-        onRowDone: (n) => {
-          attempt.rowsDone += n;
-        },
-        onResults: (rows) => shardRun.record(rows),
-      });
-      if (results.length !== slice.rows.length) {
-        throw new ShardfleetError(
-          "INTERNAL",
-          `task returned ${results.length} results for ${slice.rows.length} rows`,
-        );
-      }
-      // Runners that do not report rows as they go (and to be sure): all of them now.
-      shardRun.record(results);
-      attempt.rowsDone = results.length;
-      // Every row is done: an interruption now still commits (it is quicker than a checkpoint);
-      // only a lost shard does not.
-      const final = await shardRun.finish(
-        AbortSignal.any([lost.signal, AbortSignal.timeout(WRITE_TIMEOUT_MS)]),
-      );
-      lost.signal.throwIfAborted();
-      const won = await commitDone(
-        { store: this.#store, clock: this.#clock },
-        attempt,
-        {
-          rows: slice.total,
-          errorRows: final.errorRows,
-          columns: final.columns,
-          chunks: final.chunks,
-        },
-        lost.signal,
-      );
-      const outcome = this.#outcome(message, won ? "committed" : "lost", {
-        rows: slice.total,
-        errorRows: final.errorRows,
-        rowsProcessed: results.length,
-        ...(resumed ? { resumedFrom: progress.cursor } : {}),
-        ...shardRun.stats,
-      });
-      const summary = {
-        rows: outcome.rows,
-        errorRows: outcome.errorRows,
-        rowsProcessed: outcome.rowsProcessed,
-        resumedFrom: outcome.resumedFrom,
-        chunks: final.chunks.length,
-        checkpoints: outcome.checkpoints,
-        checkpointMs: Math.round(outcome.checkpointMs),
-        maxCheckpointMs: Math.round(outcome.maxCheckpointMs),
-      };
-      if (won) logger.info(summary, "shard committed");
-      else logger.info(summary, "shard already committed by another worker");
-      await this.#attemptRecords.end(
-        attemptKey,
-        attempt,
-        won ? "completed" : "lost",
-        won ? undefined : COMMITTED_ELSEWHERE,
-        logger,
-      );
-      return outcome;
-    } catch (err) {
-      await run?.stop();
-      if (run?.committedElsewhere) {
-        await this.#attemptRecords.end(attemptKey, attempt, "lost", COMMITTED_ELSEWHERE, logger);
-        return this.#outcome(message, "lost", {
-          rowsProcessed: attempt.rowsDone,
-          ...run.stats,
-        });
-      }
-      const cause = causeOfStop(ctx.signal);
-      if (cause === "lost") {
-        logger.warn({ reason: describeError(ctx.signal.reason) }, "shard lost; stopping");
-        await this.#attemptRecords.end(
-          attemptKey,
-          attempt,
-          "lost",
-          describeError(ctx.signal.reason),
-          logger,
-        );
-        throw ctx.signal.reason;
-      }
-      await run?.flush(this.#flushTimeoutMs);
-      if (cause === "interrupted") {
-        logger.info(
-          { cursor: run?.progress.cursor, reason: describeError(ctx.signal.reason) },
-          "shard interrupted",
-        );
-        await this.#attemptRecords.end(attemptKey, attempt, "interrupted", undefined, logger);
-        throw ctx.signal.reason;
-      }
-      const error = oneLine(describeError(err));
-      if (isTransientError(err)) {
-        // Storage or network trouble (the SDK's retries and our resumed reads gave up), not the
-        // shard's fault: it ends like an interruption and never counts towards the poison limit.
-        logger.warn({ err }, "shard stopped by a transient fault; released for a retry");
-        await this.#attemptRecords.end(attemptKey, attempt, "interrupted", error, logger);
-        throw new ShardAttemptFailedError(error, {
-          cause: err,
-          retryDelaySeconds: TRANSIENT_RETRY_DELAY_S,
-          errorAttempts: 0,
-        });
-      }
-      await this.#attemptRecords.end(attemptKey, attempt, "error", error, logger);
-      const won = await retryOrCommitFailed(
-        { store: this.#store, clock: this.#clock, attemptRecords: this.#attemptRecords },
-        { message, manifest, attempt, err, error },
-        logger,
-      );
-      return this.#outcome(message, won ? "failed" : "lost", {
-        rows: message.end - message.start,
-        errorRows: message.end - message.start,
-      });
-    } finally {
-      ctx.signal.removeEventListener("abort", onAbort);
-    }
-  }
+/**
+ * A signal that aborts only when `signal` aborts with a ShardLostError: writes survive an
+ * interruption (the final checkpoint needs them), not a lost shard.
+ */
+function lostOnly(signal: AbortSignal): { signal: AbortSignal; dispose: () => void } {
+  const lost = new AbortController();
+  const onAbort = () => {
+    if (causeOfStop(signal) === "lost") lost.abort(signal.reason);
+  };
+  signal.addEventListener("abort", onAbort, { once: true });
+  if (signal.aborted) onAbort();
+  return { signal: lost.signal, dispose: () => signal.removeEventListener("abort", onAbort) };
 }

@@ -9,22 +9,20 @@
  * (cursor, chunk list, columns, error rows). Writes run beside the rows, never pausing them, one
  * at a time; each is timed (`checkpointMs` on the debug line "checkpoint written", totals on
  * "shard committed"). Each checkpoint (and each everySeconds without new rows) also checks
- * whether the shard is committed already: if so, the run calls `onCommittedElsewhere` (the
- * processor stops the rows) and writes nothing more. Every 10 s the attempt record is rewritten
- * with the rows done: its sign of life.
+ * whether the shard is committed already: if so, the run's `signal` aborts (with a
+ * ShardLostError: the processor stops the rows) and it writes nothing more. Every 10 s the
+ * attempt record is refreshed with the rows done: its sign of life.
  */
 import type { Clock } from "../shared/clock.ts";
+import { ShardLostError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
+import { isCommitted } from "../shared/records/done-marker.ts";
 import type { ResultRow } from "../shared/schemas/cells.ts";
-import {
-  type Attempt,
-  attemptSchema,
-  type Checkpoint,
-  checkpointSchema,
-  type ShardMessage,
-} from "../shared/schemas/shard.ts";
+import type { ShardMessage } from "../shared/schemas/shard.ts";
+import type { AttemptRecord } from "./attempt-records.ts";
+import { COMMITTED_ELSEWHERE } from "./attempts.ts";
 import {
   checkpointFloorMs,
   type Piece,
@@ -33,6 +31,7 @@ import {
   type ShardProgress,
   smoothWriteMs,
 } from "./checkpoint.ts";
+import { writeCheckpoint } from "./checkpoint-record.ts";
 import { putResultChunk } from "./result-chunks.ts";
 
 /** A running attempt refreshes its record at least this often (its sign of life). */
@@ -48,7 +47,8 @@ export interface ShardRunDeps {
 
 export interface ShardRunOptions {
   message: ShardMessage;
-  attempt: Attempt;
+  /** The attempt's record: refreshed as the attempt's sign of life. */
+  attempt: AttemptRecord;
   progress: ShardProgress;
   /** Input row indices of the rows this attempt runs. */
   indices: readonly number[];
@@ -58,8 +58,19 @@ export interface ShardRunOptions {
   budget: number;
   /** Aborts when the shard is lost: no write may happen after that. */
   lostSignal: AbortSignal;
-  /** Called when a checkpoint finds the shard committed by someone else. */
-  onCommittedElsewhere: () => void;
+}
+
+/** Checkpoints written, and their total and largest write time in ms. */
+export interface CheckpointStats {
+  checkpoints: number;
+  checkpointMs: number;
+  maxCheckpointMs: number;
+}
+
+/** What a run that finished leaves: the progress to commit and its checkpoint figures. */
+export interface ShardRunResult {
+  progress: ShardProgress;
+  stats: CheckpointStats;
 }
 
 /**
@@ -84,8 +95,9 @@ export class ShardRun {
   /** Smoothed checkpoint write time (ms), once there was one. */
   #writeMs: number | undefined;
   #deferred = false;
-  committedElsewhere = false;
-  readonly stats = { checkpoints: 0, checkpointMs: 0, maxCheckpointMs: 0 };
+  /** Aborts (with a ShardLostError) when a checkpoint finds the shard committed elsewhere. */
+  readonly #committed = new AbortController();
+  readonly #stats: CheckpointStats = { checkpoints: 0, checkpointMs: 0, maxCheckpointMs: 0 };
 
   constructor(deps: ShardRunDeps, options: ShardRunOptions) {
     this.#store = deps.store;
@@ -99,8 +111,22 @@ export class ShardRun {
     this.#lastAttemptWriteAt = this.#clock.now();
   }
 
+  /** Where the run stands: the rows before `cursor` are durable. */
   get progress(): ShardProgress {
     return this.#progress;
+  }
+
+  /** Checkpoint figures so far. */
+  get stats(): CheckpointStats {
+    return { ...this.#stats };
+  }
+
+  /**
+   * Aborts, with a ShardLostError (COMMITTED_ELSEWHERE), when a checkpoint finds the shard
+   * committed by another worker: stop the rows, commit nothing.
+   */
+  get signal(): AbortSignal {
+    return this.#committed.signal;
   }
 
   /** Starts the time trigger. */
@@ -153,7 +179,7 @@ export class ShardRun {
    * After every row finished: writes the last piece (up to the shard end) as a chunk, or an
    * empty chunk for an empty shard, so the chunk list tiles the whole shard.
    */
-  async finish(signal: AbortSignal): Promise<ShardProgress> {
+  async finish(signal: AbortSignal): Promise<ShardRunResult> {
     await this.stop();
     const { operationId, shardId, start, end } = this.#o.message;
     const piece = this.#tracker.peek(this.#progress.cursor);
@@ -167,7 +193,7 @@ export class ShardRun {
       await putResultChunk(this.#store, key, [], signal);
       this.#progress = { ...this.#progress, cursor: end, chunks: [{ key, start, end }] };
     }
-    return this.#progress;
+    return { progress: this.#progress, stats: this.stats };
   }
 
   /**
@@ -176,7 +202,7 @@ export class ShardRun {
    */
   async flush(timeoutMs: number): Promise<void> {
     await this.stop();
-    if (this.#o.lostSignal.aborted || this.committedElsewhere) return;
+    if (this.#o.lostSignal.aborted || this.#committed.signal.aborted) return;
     const piece = this.#tracker.peek(this.#progress.cursor);
     if (!piece || piece.rows.length === 0) return;
     try {
@@ -213,7 +239,11 @@ export class ShardRun {
 
   /** Asks for a write; one runs at a time, a request during it runs once it is done. */
   #request(): void {
-    if (this.#stopTicks.signal.aborted || this.#o.lostSignal.aborted || this.committedElsewhere) {
+    if (
+      this.#stopTicks.signal.aborted ||
+      this.#o.lostSignal.aborted ||
+      this.#committed.signal.aborted
+    ) {
       return;
     }
     if (this.#writing) {
@@ -240,7 +270,7 @@ export class ShardRun {
       this.#again &&
       !this.#stopTicks.signal.aborted &&
       !this.#o.lostSignal.aborted &&
-      !this.committedElsewhere
+      !this.#committed.signal.aborted
     );
   }
 
@@ -257,17 +287,15 @@ export class ShardRun {
     ) {
       await this.#checkpoint(piece, signal, true);
     } else if (!(await this.#committedElsewhere(signal)) && this.#attemptRefreshDue()) {
-      await this.#writeAttempt(signal);
+      await this.#refreshAttempt(signal);
     }
   }
 
   /** True (and the attempt stopped) when another worker committed the shard. */
   async #committedElsewhere(signal: AbortSignal): Promise<boolean> {
-    const { operationId, shardId } = this.#o.message;
-    if (!(await this.#store.exists(keys.done(operationId, shardId), signal))) return false;
-    this.committedElsewhere = true;
+    if (!(await isCommitted(this.#store, this.#o.message, signal))) return false;
     this.#logger.info("shard committed by another worker; stopping this attempt");
-    this.#o.onCommittedElsewhere();
+    this.#committed.abort(new ShardLostError(COMMITTED_ELSEWHERE));
     return true;
   }
 
@@ -290,34 +318,24 @@ export class ShardRun {
     ]);
     if (committed) return;
     const next = progressAfter(this.#progress, piece, key);
-    const checkpoint: Checkpoint = {
-      v: 1,
-      operationId,
-      shardId,
-      attemptId: this.#o.attempt.attemptId,
-      cursor: next.cursor,
-      chunks: next.chunks,
-      columns: next.columns,
-      errorRows: next.errorRows,
-      updatedAt: new Date(this.#clock.now()).toISOString(),
-    };
     await Promise.all([
-      this.#store.putJson(
-        keys.checkpoint(operationId, shardId),
-        checkpointSchema,
-        checkpoint,
+      writeCheckpoint(
+        { store: this.#store, clock: this.#clock },
+        this.#o.message,
+        this.#o.attempt.attemptId,
+        next,
         signal,
       ),
-      this.#attemptRefreshDue() ? this.#writeAttempt(signal) : undefined,
+      this.#attemptRefreshDue() ? this.#refreshAttempt(signal) : undefined,
     ]);
     this.#tracker.advance(piece);
     this.#progress = next;
     const ms = performance.now() - started;
     const now = this.#clock.now();
-    this.stats.checkpoints++;
-    this.stats.checkpointMs += ms;
+    this.#stats.checkpoints++;
+    this.#stats.checkpointMs += ms;
     this.#writeMs = smoothWriteMs(this.#writeMs, ms);
-    this.stats.maxCheckpointMs = Math.max(this.stats.maxCheckpointMs, ms);
+    this.#stats.maxCheckpointMs = Math.max(this.#stats.maxCheckpointMs, ms);
     this.#logger.debug(
       {
         cursor: next.cursor,
@@ -330,16 +348,8 @@ export class ShardRun {
     this.#lastCheckpointAt = now;
   }
 
-  async #writeAttempt(signal: AbortSignal): Promise<void> {
-    const { operationId, shardId } = this.#o.message;
-    const attempt = this.#o.attempt;
-    attempt.updatedAt = new Date(this.#clock.now()).toISOString();
-    await this.#store.putJson(
-      keys.attempt(operationId, shardId, attempt.attemptId),
-      attemptSchema,
-      attempt,
-      signal,
-    );
+  async #refreshAttempt(signal: AbortSignal): Promise<void> {
+    await this.#o.attempt.refresh(signal);
     this.#lastAttemptWriteAt = this.#clock.now();
   }
 }

@@ -3,22 +3,20 @@
  * SQS/S3 and a real local IMDSv2 peer: a spot interruption notice drains it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  freshQueues,
+  type LocalAws,
+  startLocalAws,
+  waitForMessage,
+} from "../../test/support/local-aws.ts";
+import { writeManifest } from "../../test/support/manifests.ts";
+import { waitFor } from "../../test/support/wait.ts";
+import { scriptedRunner, textRows, writeSlice } from "../../test/support/worker.ts";
 import { type LocalImds, startLocalImds } from "../local/imds.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { attemptSchema, checkpointSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { chunkListProblem } from "./checkpoint.ts";
-import {
-  freshQueues,
-  type LocalAws,
-  scriptedRunner,
-  startLocalAws,
-  textRows,
-  waitFor,
-  waitForMessage,
-  writeManifest,
-  writeSlice,
-} from "./test-support.ts";
 import { Worker } from "./worker.ts";
 
 let aws: LocalAws;

@@ -7,10 +7,12 @@
  * drains the consumer exactly like SIGTERM: no more receives, `drainGraceMs` for the rows in
  * flight, then a final checkpoint per shard and its message visible again at once.
  */
-import type { Clock } from "../shared/clock.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
 import type { EgressPolicy } from "../shared/egress.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
+import { AttemptRecords } from "./attempt-records.ts";
+import { staleAfterMs } from "./attempts.ts";
 import { Consumer, type ConsumerQueue } from "./consumer.ts";
 import { type InterruptionNotice, InterruptionWatcher } from "./interruption-watcher.ts";
 import type { RunnerFactory } from "./operation-cache.ts";
@@ -69,10 +71,20 @@ export class Worker {
   constructor(deps: WorkerDeps, options: WorkerOptions) {
     this.#logger = deps.logger;
     this.#drainGraceMs = options.drainGraceMs ?? 2000;
+    // The process's one owner of attempt records: its running attempts are never relabelled.
+    const attempts = new AttemptRecords(
+      { store: deps.store, clock: deps.clock ?? systemClock },
+      {
+        instanceId: options.instanceId,
+        market: options.market,
+        staleAfterMs: staleAfterMs(options.visibilityTimeoutSeconds ?? 60),
+      },
+    );
     this.processor = new ShardProcessor(
       {
         store: deps.store,
         logger: deps.logger,
+        attempts,
         ...(deps.clock ? { clock: deps.clock } : {}),
         ...(deps.createRunner ? { createRunner: deps.createRunner } : {}),
       },

@@ -10,8 +10,9 @@ import path from "node:path";
 import { promisify } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestEnv, type TestEnv, testApp } from "../../src/scheduler/api/testing.ts";
 import { parseApiTokens } from "../../src/shared/config.ts";
+import { testApp } from "../support/api.ts";
+import { type LocalAws, startLocalAws } from "../support/local-aws.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const tsx = import.meta.resolve("tsx");
@@ -145,11 +146,11 @@ describe("shardfleet CLI", () => {
 
 describe("shardfleet CLI against an API that requires a token", () => {
   const TOKEN = "c0ffee".repeat(8);
-  let env: TestEnv;
+  let env: LocalAws;
   let api: FastifyInstance;
   let url: string;
   beforeAll(async () => {
-    env = await startTestEnv("cli-token-test");
+    env = await startLocalAws("cli-token-test");
     api = testApp(env, { apiTokens: [TOKEN] }).app;
     url = await api.listen({ host: "127.0.0.1", port: 0 });
   });
@@ -206,10 +207,10 @@ describe("shardfleet CLI against an API that requires a token", () => {
 });
 
 describe("shardfleet token create, whoami and status with tenants", () => {
-  let env: TestEnv;
+  let env: LocalAws;
   let api: FastifyInstance | undefined;
   beforeAll(async () => {
-    env = await startTestEnv("cli-tenants-test");
+    env = await startLocalAws("cli-tenants-test");
   });
   afterAll(async () => {
     await api?.close();

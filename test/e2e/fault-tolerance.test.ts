@@ -1,7 +1,7 @@
 /**
  * Fault tolerance end to end on the local stack: spot reclaims with and without notice, a
  * duplicated delivery and a scheduler kill, all during one operation — which must finish by
- * itself with every row exactly once and right. And a poison shard: failed after its error
+ * itself with every row exactly once and right. The faults start once rows are committing. And a poison shard: failed after its error
  * attempts, the rest of the operation succeeds.
  */
 import { mkdtemp, rm } from "node:fs/promises";
@@ -76,7 +76,17 @@ describe("fault tolerance (local stack)", () => {
 
     const clients = stackClients(stack);
     const chaos = (async () => {
-      await sleep(2_500);
+      // Faults start once shards run (the split done, rows committing), not at a fixed time after
+      // submission: on a loaded machine the split alone has taken 39 s, and faults that all land
+      // before it hurt nothing (no attempt is interrupted) or forge a duplicate for a shard whose
+      // input does not exist yet.
+      for (;;) {
+        const now = await client.get(id);
+        if (now.status === "running" && now.rows.done > 0) break;
+        if (now.status !== "queued" && now.status !== "splitting" && now.status !== "running")
+          throw new Error(`the operation reached ${now.status} before the faults`);
+        await sleep(200);
+      }
       stack!.liveInstances()[0]?.reclaim(true); // notice
       await sleep(1_500);
       stack!.liveInstances()[1]?.reclaim(false); // SIGKILL, no notice

@@ -2,7 +2,7 @@
 import type { ApiClient, OperationView } from "../../src/cli/api-client.ts";
 import type { LocalStack } from "../../src/local/stack.ts";
 import { FLEET_TAGS } from "../../src/shared/capacity.ts";
-import { waitFor } from "../../src/worker/test-support.ts";
+import { waitFor } from "../support/wait.ts";
 
 /** Every instance of the operation terminated, then the view that shows it. */
 export async function fleetEnded(

@@ -22,7 +22,7 @@ import { type LocalStack, SPOT_NOTICE_MS, startLocalStack } from "../../src/loca
 import { FLEET_TAGS } from "../../src/shared/capacity.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../src/shared/schemas/fleet.ts";
-import { waitFor } from "../../src/worker/test-support.ts";
+import { waitFor } from "../support/wait.ts";
 import { fleetEnded } from "./fleet-ended.ts";
 import { writeNumbersCsv, writePlugin } from "./plugins.ts";
 import { downloadRows } from "./result-rows.ts";

@@ -15,14 +15,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/scheduler/api/app.ts";
 import { checkExposure } from "../../src/scheduler/api/exposure.ts";
 import { TenantDirectory } from "../../src/scheduler/api/tenants.ts";
-import {
-  capturingLogger,
-  type FormPart,
-  multipart,
-  startTestEnv,
-  type TestEnv,
-  transformSpec,
-} from "../../src/scheduler/api/testing.ts";
 import { CostService } from "../../src/scheduler/cost/cost-service.ts";
 import { TablePriceSource } from "../../src/scheduler/cost/price-source.ts";
 import { startScheduler } from "../../src/scheduler/main.ts";
@@ -34,6 +26,8 @@ import { keys, OPERATIONS_PREFIX, SCRATCH_PREFIX } from "../../src/shared/keys.t
 import { silentLogger } from "../../src/shared/logger.ts";
 import { manifestSchema } from "../../src/shared/schemas/operation.ts";
 import { tokenLine } from "../../src/shared/schemas/tokens.ts";
+import { capturingLogger, type FormPart, multipart, transformSpec } from "../support/api.ts";
+import { type LocalAws, startLocalAws } from "../support/local-aws.ts";
 
 const token = () => randomBytes(32).toString("hex");
 const ACME = token();
@@ -54,7 +48,7 @@ const TOKENS_TEXT = [
   "",
 ].join("\n");
 
-let env: TestEnv;
+let env: LocalAws;
 let app: FastifyInstance;
 let directory: TenantDirectory;
 
@@ -78,7 +72,7 @@ function appWith(limits: Parameters<typeof buildApp>[0]["limits"] = {}, logger =
 }
 
 beforeAll(async () => {
-  env = await startTestEnv("tenants-corpus");
+  env = await startLocalAws("tenants-corpus");
   directory = new TenantDirectory(parseApiTokens(TOKENS_TEXT, "SHARDFLEET_API_TOKENS_FILE"), {
     maxOperations: 10,
   });

@@ -12,19 +12,13 @@ import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  type FormPart,
-  multipart,
-  startTestEnv,
-  type TestEnv,
-  testApp,
-  transformSpec,
-} from "../../src/scheduler/api/testing.ts";
-import {
   DEFAULT_WORKBOOK_LIMITS,
   type WorkbookLimits,
 } from "../../src/scheduler/workbook/limits.ts";
 import { OPERATIONS_PREFIX, SCRATCH_PREFIX } from "../../src/shared/keys.ts";
-import { type HandmadeSheet, handmadeEntries, zipOf } from "../fixtures/workbooks.ts";
+import { type FormPart, multipart, testApp, transformSpec } from "../support/api.ts";
+import { type LocalAws, startLocalAws } from "../support/local-aws.ts";
+import { type HandmadeSheet, handmadeEntries, zipOf } from "../support/workbooks.ts";
 
 const XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 const MIB = 1024 * 1024;
@@ -39,7 +33,7 @@ const LIMITS: WorkbookLimits = {
   maxRows: 1000,
 };
 
-let env: TestEnv;
+let env: LocalAws;
 let app: FastifyInstance;
 let ownTmp: string;
 const originalTmp = process.env.TMPDIR;
@@ -48,7 +42,7 @@ beforeAll(async () => {
   // Everything this process writes to the system's temporary directory lands here.
   ownTmp = mkdtempSync(path.join(tmpdir(), "corpus-"));
   process.env.TMPDIR = ownTmp;
-  env = await startTestEnv("workbook-corpus");
+  env = await startLocalAws("workbook-corpus");
   app = testApp(env, { maxUploadBytes: MIB, workbookLimits: LIMITS }).app;
 });
 

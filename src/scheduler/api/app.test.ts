@@ -6,30 +6,29 @@
 import { request as httpRequest } from "node:http";
 import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  capturingLogger,
+  type FormPart,
+  multipart,
+  testApp,
+  transformSpec,
+} from "../../../test/support/api.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { waitFor } from "../../../test/support/wait.ts";
+import { simpleXlsx } from "../../../test/support/workbooks.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { keys, OPERATIONS_PREFIX, SCRATCH_PREFIX } from "../../shared/keys.ts";
 import { ObjectStore } from "../../shared/object-store.ts";
 import { OperationService } from "../operations.ts";
 import { buildApp } from "./app.ts";
-import {
-  capturingLogger,
-  eventually,
-  type FormPart,
-  multipart,
-  startTestEnv,
-  type TestEnv,
-  testApp,
-  transformSpec,
-  xlsxOf,
-} from "./testing.ts";
 
 const XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
-let env: TestEnv;
+let env: LocalAws;
 let app: FastifyInstance;
 
 beforeAll(async () => {
-  env = await startTestEnv("api-test");
+  env = await startLocalAws("api-test");
   app = testApp(env, { maxUploadBytes: 32 * 1024 * 1024 }).app;
 });
 
@@ -130,7 +129,7 @@ describe("POST /operations refuses bad input and persists nothing", () => {
   });
 
   it("422 for a truncated xlsx", async () => {
-    const whole = await xlsxOf([["a"], [1]]);
+    const whole = await simpleXlsx([["a"], [1]]);
     const res = await post([
       spec(),
       { name: "file", filename: "cut.xlsx", type: XLSX, data: whole.subarray(0, whole.length / 2) },
@@ -139,7 +138,7 @@ describe("POST /operations refuses bad input and persists nothing", () => {
   });
 
   it("422 for an empty workbook (xlsx with an empty sheet, and a 0-byte csv)", async () => {
-    const empty = await xlsxOf([]);
+    const empty = await simpleXlsx([]);
     const res = await post([spec(), { name: "file", filename: "e.xlsx", type: XLSX, data: empty }]);
     await expectRefused(res, 422, "WORKBOOK_INVALID", /empty/);
     await expectRefused(await post([spec(), csv("")]), 422, "WORKBOOK_INVALID", /empty/);
@@ -155,7 +154,7 @@ describe("POST /operations refuses bad input and persists nothing", () => {
   });
 
   it("422 for an empty header cell, naming the column", async () => {
-    const data = await xlsxOf([
+    const data = await simpleXlsx([
       ["name", null, "city"],
       ["ada", 1, "london"],
     ]);
@@ -319,7 +318,7 @@ describe("POST /operations accepts a good submission", () => {
   });
 
   it("takes an xlsx sent as application/octet-stream without an extension (sniffed)", async () => {
-    const data = await xlsxOf([["name"], ["ada"]]);
+    const data = await simpleXlsx([["name"], ["ada"]]);
     const res = await post([
       spec(),
       { name: "file", filename: "upload", type: "application/octet-stream", data },
@@ -462,7 +461,7 @@ describe("over real HTTP", () => {
     try {
       const form = new FormData();
       form.append("spec", JSON.stringify(transformSpec()));
-      form.append("file", new Blob([await xlsxOf([["name"], ["ada"]])]), "people.xlsx");
+      form.append("file", new Blob([await simpleXlsx([["name"], ["ada"]])]), "people.xlsx");
       const res = await fetch(`${url}/operations`, { method: "POST", body: form });
       expect(res.status).toBe(202);
       const { id } = (await res.json()) as { id: string };
@@ -522,7 +521,7 @@ describe("over real HTTP", () => {
       // Give the server time to start streaming the file, then vanish.
       await new Promise((r) => setTimeout(r, 200));
       req.destroy();
-      const refused = await eventually(async () =>
+      const refused = await waitFor("the refusal in the log", async () =>
         lines.find((l) => String(l.msg).startsWith("submission refused")),
       );
       expect(refused.msg).toMatch(/upload of "a\.csv" was cut short/);

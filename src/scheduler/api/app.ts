@@ -5,7 +5,7 @@ import helmet from "@fastify/helmet";
 import multipart from "@fastify/multipart";
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyInstance } from "fastify";
-import type { ApiLimits } from "../../shared/config.ts";
+import { type ApiLimits, DEFAULT_API_LIMITS } from "../../shared/config.ts";
 import { ShardfleetError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ApiToken } from "../../shared/schemas/tokens.ts";
@@ -24,17 +24,6 @@ import { operationRoutes } from "./operations-routes.ts";
 import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
 import { versionRoutes } from "./version-routes.ts";
 import { whoamiRoutes } from "./whoami-routes.ts";
-
-/** The API's limits when a caller names none (the SHARDFLEET_API_* defaults). */
-export const DEFAULT_API_LIMITS: ApiLimits = Object.freeze({
-  headersTimeoutMs: 20_000,
-  socketIdleTimeoutMs: 60_000,
-  minUploadBytesPerSecond: 1024,
-  uploadRateWindowMs: 10_000,
-  rateLimitPerMinute: 600,
-  failedAuthPerMinute: 30,
-  trustedProxies: 0,
-});
 
 export interface AppDeps {
   operations: OperationService;

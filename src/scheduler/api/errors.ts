@@ -7,22 +7,10 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { type ErrorCode, httpStatusFor, ShardfleetError } from "../../shared/errors.ts";
 
+/** The error body (contract: `errorBodySchema` in `src/shared/contracts/api.ts`). */
 export interface ErrorBody {
   error: { code: ErrorCode; message: string };
 }
-
-/** JSON schema of the error body, for route `response` maps. */
-export const errorBodySchema = {
-  type: "object",
-  required: ["error"],
-  properties: {
-    error: {
-      type: "object",
-      required: ["code", "message"],
-      properties: { code: { type: "string" }, message: { type: "string" } },
-    },
-  },
-} as const;
 
 /** Messages for fastify and @fastify/multipart errors whose own wording helps nobody. */
 const FRAMEWORK_ERRORS: Record<string, { code: ErrorCode; status: number; message?: string }> = {

@@ -1,4 +1,8 @@
 import type { FastifyPluginAsync } from "fastify";
+import { healthSchema } from "../../shared/contracts/api.ts";
+import { routeSchema } from "./schemas.ts";
+
+const healthRouteSchema = routeSchema(healthSchema);
 
 /** The load balancer's health check path; open even when the API wants a token. */
 export const HEALTH_PATH = "/healthz";
@@ -10,7 +14,7 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     {
       schema: {
         response: {
-          200: { type: "object", required: ["ok"], properties: { ok: { type: "boolean" } } },
+          200: healthRouteSchema,
         },
       },
     },

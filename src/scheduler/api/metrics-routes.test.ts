@@ -4,6 +4,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { seedManifest } from "../../../test/support/seed-manifest.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { parseApiTokens } from "../../shared/config.ts";
 import { keys } from "../../shared/keys.ts";
@@ -11,17 +13,16 @@ import { silentLogger } from "../../shared/logger.ts";
 import { shardDoneSchema } from "../../shared/schemas/shard.ts";
 import { tokenLine } from "../../shared/schemas/tokens.ts";
 import { SchedulerMetrics } from "../metrics/metrics.ts";
-import { OperationService, saveManifest } from "../operations.ts";
+import { OperationService } from "../operations.ts";
 import { buildApp } from "./app.ts";
 import { TenantDirectory } from "./tenants.ts";
-import { startTestEnv, type TestEnv } from "./testing.ts";
 
 const ADMIN = randomBytes(24).toString("hex");
 const MEMBER = randomBytes(24).toString("hex");
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("metrics-routes");
+  env = await startLocalAws("metrics-routes");
 });
 afterAll(async () => {
   await env?.close();
@@ -80,7 +81,7 @@ describe("GET /metrics", () => {
     const a = app();
     const id = "op-metrics-1";
     const now = new Date().toISOString();
-    await saveManifest(
+    await seedManifest(
       { store: env.store, clock: systemClock },
       {
         v: 1,

@@ -19,10 +19,11 @@ import { costXlsx } from "../cost/xlsx.ts";
 import { MAX_SPEC_BYTES, type SubmissionPart } from "../intake.ts";
 import type { OperationService } from "../operations.ts";
 import { XLSX_CONTENT_TYPE } from "../workbook/read-rows.ts";
-import { errorBodySchema } from "./errors.ts";
 import {
   acceptedSchema,
   costQuerySchema,
+  costReportSchema,
+  errorBodySchema,
   listQuerySchema,
   operationListSchema,
   operationParamsSchema,
@@ -187,12 +188,20 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
 
   app.get<{ Params: { id: string }; Querystring: { format: "json" | "csv" | "xlsx" | "svg" } }>(
     "/operations/:id/cost",
-    { schema: { params: operationParamsSchema, querystring: costQuerySchema, response: errors } },
+    {
+      schema: {
+        params: operationParamsSchema,
+        querystring: costQuerySchema,
+        // 200 serializes the JSON report only: CSV, xlsx and SVG are sent as text or bytes.
+        response: { 200: costReportSchema, ...errors },
+      },
+    },
     async (request, reply) => {
       if (!opts.cost) throw new NotFoundError("cost reports are not enabled on this scheduler");
       // Another tenant's operation answers 404 exactly as an unknown one.
       await operations.authorize(request.params.id, request.principal);
-      // The report's own zod schema is the contract: it is validated when written and read.
+      // The report's own zod schema is the contract: validated when written and read, and
+      // the 200 serializer.
       const report = await opts.cost.get(request.params.id);
       const { format } = request.query;
       if (format === "json") return report;

@@ -1,12 +1,25 @@
 /**
- * JSON schemas of the API's bodies and parameters. Response schemas double as documentation
- * and as fastify's serializer (fields not listed here are never sent).
+ * JSON schemas of the API's bodies and parameters. Response schemas come from the shared zod
+ * contracts (`src/shared/contracts/`), so the API and its clients read one declaration; they
+ * double as documentation and as fastify's serializer (fields not listed are never sent).
  */
-import { markets } from "../../shared/capacity.ts";
-import { fleetEventKinds } from "../../shared/schemas/fleet.ts";
-import { operationStatuses } from "../../shared/schemas/operation.ts";
+import { z } from "zod";
+import { errorBodySchema as errorBodyContract } from "../../shared/contracts/api.ts";
+import {
+  acceptedSchema as acceptedContract,
+  operationListSchema as operationListContract,
+  operationViewSchema as operationViewContract,
+} from "../../shared/contracts/operations.ts";
+import { costReportSchema as costReportContract } from "../../shared/schemas/cost.ts";
 
-const nullableString = { type: ["string", "null"] } as const;
+/**
+ * A zod contract as a route's JSON schema: draft-07 (what fastify's Ajv and fast-json-stringify
+ * speak), without `$schema` (a route schema is embedded, not a document).
+ */
+export function routeSchema(schema: z.ZodType): Record<string, unknown> {
+  const { $schema: _, ...json } = z.toJSONSchema(schema, { target: "draft-7" });
+  return json;
+}
 
 export const operationParamsSchema = {
   type: "object",
@@ -23,121 +36,12 @@ export const listQuerySchema = {
   additionalProperties: false,
 } as const;
 
-export const acceptedSchema = {
-  type: "object",
-  required: ["id", "status"],
-  properties: { id: { type: "string" }, status: { type: "string" } },
-} as const;
-
-export const operationViewSchema = {
-  type: "object",
-  required: [
-    "id",
-    "tenant",
-    "name",
-    "status",
-    "task",
-    "rows",
-    "shards",
-    "createdAt",
-    "startedAt",
-    "finishedAt",
-  ],
-  properties: {
-    id: { type: "string" },
-    tenant: { type: "string", description: "whose operation it is" },
-    name: nullableString,
-    status: { type: "string", enum: [...operationStatuses] },
-    task: { type: "string" },
-    rows: {
-      type: "object",
-      description:
-        "total: known once split; done: rows in committed shards (failed ones too); failed: rows in error",
-      required: ["total", "done", "failed"],
-      properties: {
-        total: { type: ["integer", "null"] },
-        done: { type: "integer" },
-        failed: { type: "integer" },
-      },
-    },
-    shards: {
-      type: "object",
-      description: "disjoint counts that add up to total",
-      required: ["total", "pending", "running", "done", "failed"],
-      properties: {
-        total: { type: "integer" },
-        pending: { type: "integer" },
-        running: { type: "integer" },
-        done: { type: "integer" },
-        failed: { type: "integer" },
-      },
-    },
-    createdAt: { type: "string" },
-    startedAt: nullableString,
-    finishedAt: nullableString,
-    error: {
-      type: "object",
-      required: ["code", "message"],
-      properties: { code: { type: "string" }, message: { type: "string" } },
-    },
-    result: {
-      type: "object",
-      required: ["rows", "errorRows", "columns"],
-      properties: {
-        rows: { type: "integer" },
-        errorRows: { type: "integer" },
-        columns: { type: "array", items: { type: "string" } },
-      },
-    },
-    waiting: {
-      type: "object",
-      description: "while waiting-for-capacity: since when and why",
-      required: ["since", "reason"],
-      properties: { since: { type: "string" }, reason: { type: "string" } },
-    },
-    instances: {
-      type: "array",
-      description:
-        "instances launched for the operation (GET /operations/:id only); since: when it entered its state; interruptionWarnedAt / rebalanceRecommendedAt: when EventBridge said so",
-      items: {
-        type: "object",
-        required: ["id", "market", "type", "role", "state", "since", "launchedAt"],
-        properties: {
-          id: { type: "string" },
-          market: { type: "string", enum: [...markets] },
-          type: { type: "string" },
-          role: { type: "string", enum: ["worker", "straggler"] },
-          state: { type: "string" },
-          since: { type: "string" },
-          launchedAt: { type: "string" },
-          endReason: { type: "string" },
-          interruptionWarnedAt: { type: "string" },
-          rebalanceRecommendedAt: { type: "string" },
-        },
-      },
-    },
-    events: {
-      type: "array",
-      description:
-        "fleet events, oldest first (GET /operations/:id only): launches, capacity errors, fallbacks, straggler copies, terminations",
-      items: {
-        type: "object",
-        required: ["at", "kind", "message"],
-        properties: {
-          at: { type: "string" },
-          kind: { type: "string", enum: [...fleetEventKinds] },
-          message: { type: "string" },
-        },
-      },
-    },
-  },
-} as const;
-
-export const operationListSchema = {
-  type: "object",
-  required: ["operations"],
-  properties: { operations: { type: "array", items: operationViewSchema } },
-} as const;
+export const acceptedSchema = routeSchema(acceptedContract);
+export const operationViewSchema = routeSchema(operationViewContract);
+export const operationListSchema = routeSchema(operationListContract);
+export const errorBodySchema = routeSchema(errorBodyContract);
+/** The cost report as stored and served (`format=json`). */
+export const costReportSchema = routeSchema(costReportContract);
 
 /** `GET /operations/:id/cost`: the report as JSON, a CSV or xlsx download, or an SVG chart. */
 export const costQuerySchema = {

@@ -6,9 +6,9 @@
 import { Readable } from "node:stream";
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { describe, expect, it } from "vitest";
+import { capturingLogger } from "../../../test/support/api.ts";
 import { ConfigError } from "../../shared/errors.ts";
 import { sha256Hex } from "../../shared/schemas/tokens.ts";
-import { capturingLogger } from "./testing.ts";
 import { loadApiTokens } from "./tokens.ts";
 
 const NAME = "/shardfleet/prod/api-tokens";

@@ -76,7 +76,7 @@ async function readParameter(name: string, given: ParameterStore | undefined): P
     if (err instanceof ConfigError) throw err;
     // An SDK error's name is its code (AccessDeniedException); SSM sends ParameterNotFound
     // without a message, which the SDK reports as "UnknownError".
-    const errorName = (err as { name?: string }).name;
+    const errorName = err instanceof Error ? err.name : undefined;
     const message = describeError(err);
     const code =
       errorName && errorName !== "Error" && errorName !== message ? errorName : undefined;

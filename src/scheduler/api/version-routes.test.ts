@@ -1,14 +1,15 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestEnv, type TestEnv, testApp } from "./testing.ts";
+import { testApp } from "../../../test/support/api.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
 
 const packageJson = JSON.parse(
   readFileSync(new URL("../../../package.json", import.meta.url), "utf-8"),
 ) as { name: string; version: string };
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("version-routes");
+  env = await startLocalAws("version-routes");
 });
 afterAll(async () => {
   await env?.close();

@@ -1,5 +1,9 @@
 import type { FastifyPluginAsync } from "fastify";
+import { versionSchema } from "../../shared/contracts/api.ts";
 import { versionInfo } from "../../shared/version.ts";
+import { routeSchema } from "./schemas.ts";
+
+const versionRouteSchema = routeSchema(versionSchema);
 
 /** The release this scheduler runs. Behind the bearer token like every route but /healthz. */
 export const VERSION_PATH = "/version";
@@ -10,15 +14,7 @@ export const versionRoutes: FastifyPluginAsync = async (app) => {
     {
       schema: {
         response: {
-          200: {
-            type: "object",
-            required: ["name", "version", "node"],
-            properties: {
-              name: { type: "string" },
-              version: { type: "string" },
-              node: { type: "string" },
-            },
-          },
+          200: versionRouteSchema,
         },
       },
     },

@@ -1,5 +1,9 @@
 import type { FastifyPluginAsync } from "fastify";
+import { whoamiSchema } from "../../shared/contracts/api.ts";
 import type { TenantCaps } from "../../shared/schemas/tokens.ts";
+import { routeSchema } from "./schemas.ts";
+
+const whoamiRouteSchema = routeSchema(whoamiSchema);
 
 export const WHOAMI_PATH = "/whoami";
 
@@ -15,23 +19,7 @@ export const whoamiRoutes: FastifyPluginAsync<WhoamiRoutesOptions> = async (app,
     {
       schema: {
         response: {
-          200: {
-            type: "object",
-            required: ["tenant", "role", "caps"],
-            properties: {
-              tenant: { type: "string" },
-              role: { type: "string", enum: ["member", "admin"] },
-              caps: {
-                type: "object",
-                description: "absent: no per-tenant cap (the fleet's own caps still hold)",
-                properties: {
-                  maxOperations: { type: "integer" },
-                  maxInstances: { type: "integer" },
-                  maxHourlyUsd: { type: "number" },
-                },
-              },
-            },
-          },
+          200: whoamiRouteSchema,
         },
       },
     },

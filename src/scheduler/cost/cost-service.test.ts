@@ -4,6 +4,9 @@
  */
 import ExcelJS from "exceljs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { transformSpec } from "../../../test/support/api.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { seedManifest } from "../../../test/support/seed-manifest.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
@@ -12,14 +15,13 @@ import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.
 import { type Manifest, parseOperationSpec } from "../../shared/schemas/operation.ts";
 import { type Attempt, attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
 import { buildApp } from "../api/app.ts";
-import { startTestEnv, type TestEnv, transformSpec } from "../api/testing.ts";
-import { OperationService, saveManifest } from "../operations.ts";
+import { OperationService } from "../operations.ts";
 import { CostService } from "./cost-service.ts";
 import { TablePriceSource } from "./price-source.ts";
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("cost-test");
+  env = await startLocalAws("cost-test");
   await seedLedger();
 });
 afterAll(async () => {
@@ -47,7 +49,7 @@ async function manifest(id: string, status: Manifest["status"], from: number, to
     updatedAt: at(from),
     ...(to === undefined ? {} : { finishedAt: at(to) }),
   } as Manifest;
-  await saveManifest({ store: env.store, clock: systemClock }, m);
+  await seedManifest({ store: env.store, clock: systemClock }, m);
 }
 
 async function fleet(op: string, instances: FleetRecord["instances"]) {
@@ -192,7 +194,7 @@ describe("cost report", () => {
     expect(b.totalUsd + (ib?.workUsd ?? 0)).toBeCloseTo(0.001, 9);
   });
 
-  it("serves GET /operations/:id/cost: 404 unknown, 409 before the end, the report after", async () => {
+  it("serves GET /operations/:id/cost: 404 unknown, 400 not an id, 409 before the end, the report after", async () => {
     const store = env.store;
     const logger = silentLogger();
     const operations = new OperationService({ store, logger, clock: systemClock });
@@ -200,8 +202,10 @@ describe("cost report", () => {
     try {
       const unknown = await app.inject("/operations/nosuchop/cost");
       expect(unknown.statusCode).toBe(404);
+      // As GET /operations/:id answers: 400 naming what cannot be an id.
       const bad = await app.inject("/operations/..%2Fx/cost");
-      expect(bad.statusCode).toBe(404);
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().error.message).toMatch(/"\.\.\/x" is not a valid operation id/);
 
       await manifest("costop-run", "running", 0);
       const early = await app.inject("/operations/costop-run/cost");
@@ -256,7 +260,7 @@ describe("cost report", () => {
 
 describe("cost table and chart", () => {
   it("prints the report's lines for the terminal and charts it by market", async () => {
-    const { formatCostTable } = await import("./format.ts");
+    const { formatCostTable } = await import("../../shared/cost-format.ts");
     const report = await service().compute("costop-a");
     const text = formatCostTable(report);
     expect(text).toMatch(/^Cost of operation costop-a\n/);

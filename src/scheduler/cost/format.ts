@@ -1,58 +1,5 @@
-/** A cost report as a plain-text table (the CLI's `shardfleet cost ID`, the demo's last words). */
+/** The cost report flattened for downloads (the API's CSV and xlsx). */
 import type { CostReport } from "../../shared/schemas/cost.ts";
-
-const usd = (x: number) => `$${x.toFixed(x !== 0 && Math.abs(x) < 0.01 ? 6 : 4)}`;
-const pct = (x: number | null) => (x === null ? "n/a" : `${x.toFixed(1)}%`);
-
-function table(rows: readonly (readonly string[])[]): string {
-  const widths: number[] = [];
-  for (const row of rows) {
-    row.forEach((c, i) => {
-      widths[i] = Math.max(widths[i] ?? 0, c.length);
-    });
-  }
-  return rows
-    .map((row) =>
-      row
-        .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
-
-export function formatCostTable(r: CostReport): string {
-  const lines: string[] = [];
-  lines.push(
-    `Cost of operation ${r.operationId}${r.provisional ? " (provisional: an instance still runs)" : ""}`,
-  );
-  lines.push(
-    table([
-      ["total", usd(r.totalUsd)],
-      ["  work on its shards", usd(r.workUsd)],
-      ["  idle instances", usd(r.idleUsd)],
-      ...r.byMarket.map((m) => [`market ${m.market}`, usd(m.usd), `${m.instances} inst.`]),
-      ...r.byInstanceType.map((t) => [
-        `type ${t.instanceType}`,
-        usd(t.usd),
-        `${t.instances} inst.`,
-      ]),
-      [
-        "wasted work",
-        usd(r.wasted.usd),
-        `${r.wasted.rowsRedone} rows redone, ${r.wasted.losingCopies} losing copies, ${pct(r.wasted.percentOfTotal)}`,
-      ],
-      ["all on-demand would be", usd(r.onDemandCounterfactualUsd)],
-      ["saving", pct(r.savingPercent)],
-      ["rows per dollar", r.rowsPerDollar === null ? "n/a" : r.rowsPerDollar.toFixed(0)],
-    ]),
-  );
-  if (r.unpricedInstances.length > 0) {
-    lines.push(`not priced (no price or no fleet record): ${r.unpricedInstances.join(", ")}`);
-  }
-  lines.push(`on-demand prices: ${r.priceTable}; per-second billing, 60 s minimum per start`);
-  return `${lines.join("\n")}\n`;
-}
 
 /** One line of the report's flat form (CSV, xlsx): what, of what, how much, in what. */
 export interface CostLine {

@@ -52,64 +52,65 @@ export function attemptInterval(a: Attempt): { from: number; to: number } {
 
 const round = (x: number) => Math.round(x * 1e9) / 1e9;
 
-export async function buildCostReport(inputs: CostInputs): Promise<CostReport> {
-  const op = inputs.operationId;
+/** One instance's part of the report. */
+interface InstanceCost {
+  instance: CostInstance;
+  /** Its billed segments, scaled to this operation's share. */
+  timeline: CostReport["timeline"];
+  /** What each attempt on it cost, by attempt id. */
+  attemptUsd: Map<string, number>;
+  /** This operation's share at the on-demand price. */
+  counterfactualUsd: number;
+  /** Still running: the report will change. */
+  running: boolean;
+  priced: boolean;
+}
+
+/** Every instance's busy intervals (attempts of any operation), by instance id. */
+function busyByInstance(attempts: readonly Attempt[]): Map<string, BusyInterval[]> {
   const byInstance = new Map<string, BusyInterval[]>();
-  for (const a of inputs.attempts) {
+  for (const a of attempts) {
     const list = byInstance.get(a.instanceId) ?? [];
     list.push({ key: a.attemptId, operationId: a.operationId, ...attemptInterval(a) });
     byInstance.set(a.instanceId, list);
   }
-  const attemptUsd = new Map<string, number>();
-  const instances: CostInstance[] = [];
-  const timeline: CostReport["timeline"] = [];
-  const unpriced: string[] = [];
-  let provisional = false;
-  let counterfactual = 0;
-  const seen = new Set<string>();
-  for (const { record, launchedFor } of inputs.instances) {
-    if (seen.has(record.id)) continue;
-    seen.add(record.id);
-    const own = launchedFor === op;
-    const busy = byInstance.get(record.id) ?? [];
-    if (!own && !busy.some((b) => b.operationId === op)) continue;
-    const start = Date.parse(record.launchedAt);
-    const ended = ENDED.has(record.state);
-    if (!ended) provisional = true;
-    const end = ended ? Date.parse(record.since) : inputs.nowMs;
-    const prices = await inputs.prices.history({
-      market: record.market,
-      instanceType: record.type,
-      ...(record.availabilityZone ? { availabilityZone: record.availabilityZone } : {}),
-      fromMs: start,
-      toMs: end,
-      ...(inputs.signal ? { signal: inputs.signal } : {}),
-    });
-    if (!prices) unpriced.push(record.id);
-    const bill = billInstance(start, end, prices ?? [{ from: start, usdPerHour: 0 }]);
-    const run = { start, billedEnd: bill.billedEnd };
-    const actual = attributeInstance({ ...run, usd: bill.usd }, busy);
-    for (const [key, usd] of actual.byInterval) attemptUsd.set(key, usd);
-    const workUsd = actual.byOperation.get(op) ?? 0;
-    const idleUsd = own ? actual.idleUsd : 0;
-    // The counterfactual: the same split of the same seconds, at the on-demand price.
-    const odPrice = inputs.prices.onDemand(record.type);
-    if (odPrice !== undefined) {
-      const od = attributeInstance({ ...run, usd: (odPrice * bill.billedSeconds) / 3600 }, busy);
-      counterfactual += (od.byOperation.get(op) ?? 0) + (own ? od.idleUsd : 0);
-    } else {
-      counterfactual += workUsd + idleUsd;
-    }
-    const share = bill.usd > 0 ? (workUsd + idleUsd) / bill.usd : 0;
-    for (const seg of bill.segments) {
-      timeline.push({
-        market: record.market,
-        from: new Date(seg.from).toISOString(),
-        to: new Date(seg.to).toISOString(),
-        usd: round(seg.usd * share),
-      });
-    }
-    instances.push({
+  return byInstance;
+}
+
+/** Bills one instance and splits its bill between this operation's work, idle and the rest. */
+async function costOfInstance(
+  { record, launchedFor }: LedgerInstance,
+  busy: readonly BusyInterval[],
+  inputs: CostInputs,
+): Promise<InstanceCost> {
+  const op = inputs.operationId;
+  const own = launchedFor === op;
+  const start = Date.parse(record.launchedAt);
+  const ended = ENDED.has(record.state);
+  const end = ended ? Date.parse(record.since) : inputs.nowMs;
+  const prices = await inputs.prices.history({
+    market: record.market,
+    instanceType: record.type,
+    ...(record.availabilityZone ? { availabilityZone: record.availabilityZone } : {}),
+    fromMs: start,
+    toMs: end,
+    ...(inputs.signal ? { signal: inputs.signal } : {}),
+  });
+  const bill = billInstance(start, end, prices ?? [{ from: start, usdPerHour: 0 }]);
+  const run = { start, billedEnd: bill.billedEnd };
+  const actual = attributeInstance({ ...run, usd: bill.usd }, busy);
+  const workUsd = actual.byOperation.get(op) ?? 0;
+  const idleUsd = own ? actual.idleUsd : 0;
+  // The counterfactual: the same split of the same seconds, at the on-demand price.
+  const odPrice = inputs.prices.onDemand(record.type);
+  let counterfactualUsd = workUsd + idleUsd;
+  if (odPrice !== undefined) {
+    const od = attributeInstance({ ...run, usd: (odPrice * bill.billedSeconds) / 3600 }, busy);
+    counterfactualUsd = (od.byOperation.get(op) ?? 0) + (own ? od.idleUsd : 0);
+  }
+  const share = bill.usd > 0 ? (workUsd + idleUsd) / bill.usd : 0;
+  return {
+    instance: {
       id: record.id,
       market: record.market,
       instanceType: record.type,
@@ -124,42 +125,67 @@ export async function buildCostReport(inputs: CostInputs): Promise<CostReport> {
       otherOperationsUsd: bill.usd - actual.idleUsd - workUsd,
       busySeconds: actual.busySeconds,
       idleSeconds: actual.idleSeconds,
-    });
-  }
-
-  // Shards run on instances no fleet record lists (a static stack): no life, no bill.
-  for (const a of inputs.attempts) {
-    if (a.operationId === op && !seen.has(a.instanceId) && !unpriced.includes(a.instanceId)) {
-      unpriced.push(a.instanceId);
-    }
-  }
-
-  const workUsd = instances.reduce((s, i) => s + i.workUsd, 0);
-  const idleUsd = instances.reduce((s, i) => s + i.idleUsd, 0);
-  const totalUsd = workUsd + idleUsd;
-
-  const group = <K extends string>(keyOf: (i: CostInstance) => K) => {
-    const m = new Map<K, { usd: number; instances: number }>();
-    for (const i of instances) {
-      const g = m.get(keyOf(i)) ?? { usd: 0, instances: 0 };
-      g.usd += i.workUsd + i.idleUsd;
-      g.instances += 1;
-      m.set(keyOf(i), g);
-    }
-    return [...m].sort(([a], [b]) => a.localeCompare(b));
+    },
+    timeline: bill.segments.map((seg) => ({
+      market: record.market,
+      from: new Date(seg.from).toISOString(),
+      to: new Date(seg.to).toISOString(),
+      usd: round(seg.usd * share),
+    })),
+    attemptUsd: actual.byInterval,
+    counterfactualUsd,
+    running: !ended,
+    priced: prices !== undefined,
   };
+}
 
-  // Wasted work, shard by shard, over this operation's attempts.
+/** Instances launched for the operation or that ran its shards, each once, billed. */
+async function costOfInstances(
+  inputs: CostInputs,
+  busyOf: ReadonlyMap<string, BusyInterval[]>,
+): Promise<InstanceCost[]> {
+  const out: InstanceCost[] = [];
+  const seen = new Set<string>();
+  for (const entry of inputs.instances) {
+    if (seen.has(entry.record.id)) continue;
+    seen.add(entry.record.id);
+    const busy = busyOf.get(entry.record.id) ?? [];
+    const relevant =
+      entry.launchedFor === inputs.operationId ||
+      busy.some((b) => b.operationId === inputs.operationId);
+    if (relevant) out.push(await costOfInstance(entry, busy, inputs));
+  }
+  return out;
+}
+
+/** Cost and instance count per key (market, type), sorted by key. */
+function groupCost<K extends string>(
+  instances: readonly CostInstance[],
+  keyOf: (i: CostInstance) => K,
+): Array<[K, { usd: number; instances: number }]> {
+  const m = new Map<K, { usd: number; instances: number }>();
+  for (const i of instances) {
+    const g = m.get(keyOf(i)) ?? { usd: 0, instances: 0 };
+    g.usd += i.workUsd + i.idleUsd;
+    g.instances += 1;
+    m.set(keyOf(i), g);
+  }
+  return [...m].sort(([a], [b]) => a.localeCompare(b));
+}
+
+/** Wasted work, shard by shard, over the operation's attempts. */
+function wastedWork(
+  inputs: CostInputs,
+  attemptUsd: ReadonlyMap<string, number>,
+): { rowsRedone: number; losingCopies: number; usd: number } {
   const byShard = new Map<string, Attempt[]>();
   for (const a of inputs.attempts) {
-    if (a.operationId !== op) continue;
+    if (a.operationId !== inputs.operationId) continue;
     const list = byShard.get(a.shardId) ?? [];
     list.push(a);
     byShard.set(a.shardId, list);
   }
-  let rowsRedone = 0;
-  let losingCopies = 0;
-  let wastedUsd = 0;
+  const total = { rowsRedone: 0, losingCopies: 0, usd: 0 };
   for (const [shardId, attempts] of byShard) {
     const marker = inputs.done.get(shardId);
     const w = shardWaste({
@@ -172,36 +198,66 @@ export async function buildCostReport(inputs: CostInputs): Promise<CostReport> {
         usd: attemptUsd.get(a.attemptId) ?? 0,
       })),
     });
-    rowsRedone += w.rowsRedone;
-    losingCopies += w.losingCopies;
-    wastedUsd += w.usd;
+    total.rowsRedone += w.rowsRedone;
+    total.losingCopies += w.losingCopies;
+    total.usd += w.usd;
   }
+  return total;
+}
 
+/**
+ * Instances the report could not price: no price history, or (a static stack) shards ran on
+ * instances no fleet record lists, so they have no life and no bill.
+ */
+function unpricedInstances(inputs: CostInputs, costs: readonly InstanceCost[]): string[] {
+  const unpriced = costs.filter((c) => !c.priced).map((c) => c.instance.id);
+  const listed = new Set(inputs.instances.map((i) => i.record.id));
+  for (const a of inputs.attempts) {
+    if (
+      a.operationId === inputs.operationId &&
+      !listed.has(a.instanceId) &&
+      !unpriced.includes(a.instanceId)
+    ) {
+      unpriced.push(a.instanceId);
+    }
+  }
+  return unpriced;
+}
+
+export async function buildCostReport(inputs: CostInputs): Promise<CostReport> {
+  const costs = await costOfInstances(inputs, busyByInstance(inputs.attempts));
+  const instances = costs.map((c) => c.instance);
+  const attemptUsd = new Map(costs.flatMap((c) => [...c.attemptUsd]));
+  const counterfactual = costs.reduce((s, c) => s + c.counterfactualUsd, 0);
+  const workUsd = instances.reduce((s, i) => s + i.workUsd, 0);
+  const idleUsd = instances.reduce((s, i) => s + i.idleUsd, 0);
+  const totalUsd = workUsd + idleUsd;
+  const wasted = wastedWork(inputs, attemptUsd);
   return {
     v: 1,
-    operationId: op,
+    operationId: inputs.operationId,
     computedAt: new Date(inputs.nowMs).toISOString(),
-    provisional,
+    provisional: costs.some((c) => c.running),
     currency: "USD",
     priceTable: inputs.priceTable,
     totalUsd: round(totalUsd),
     workUsd: round(workUsd),
     idleUsd: round(idleUsd),
-    byMarket: group((i) => i.market).map(([market, g]) => ({
+    byMarket: groupCost(instances, (i) => i.market).map(([market, g]) => ({
       market,
       usd: round(g.usd),
       instances: g.instances,
     })),
-    byInstanceType: group((i) => i.instanceType).map(([instanceType, g]) => ({
+    byInstanceType: groupCost(instances, (i) => i.instanceType).map(([instanceType, g]) => ({
       instanceType,
       usd: round(g.usd),
       instances: g.instances,
     })),
     wasted: {
-      rowsRedone,
-      losingCopies,
-      usd: round(wastedUsd),
-      percentOfTotal: totalUsd > 0 ? round((wastedUsd / totalUsd) * 100) : null,
+      rowsRedone: wasted.rowsRedone,
+      losingCopies: wasted.losingCopies,
+      usd: round(wasted.usd),
+      percentOfTotal: totalUsd > 0 ? round((wasted.usd / totalUsd) * 100) : null,
     },
     onDemandCounterfactualUsd: round(counterfactual),
     savingPercent:
@@ -215,7 +271,7 @@ export async function buildCostReport(inputs: CostInputs): Promise<CostReport> {
       idleUsd: round(i.idleUsd),
       otherOperationsUsd: round(i.otherOperationsUsd),
     })),
-    unpricedInstances: unpriced,
-    timeline: timeline.sort((a, b) => a.from.localeCompare(b.from)),
+    unpricedInstances: unpricedInstances(inputs, costs),
+    timeline: costs.flatMap((c) => c.timeline).sort((a, b) => a.from.localeCompare(b.from)),
   };
 }

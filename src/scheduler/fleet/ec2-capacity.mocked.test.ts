@@ -8,20 +8,20 @@
 import { Readable } from "node:stream";
 import { type CreateFleetCommandInput, EC2Client, EC2ServiceException } from "@aws-sdk/client-ec2";
 import { describe, expect, it } from "vitest";
+import { FakeClock } from "../../../test/support/fake-clock.ts";
 import {
   CapacityConfigError,
   fleetTags,
   type LaunchRequest,
   newClientToken,
 } from "../../shared/capacity.ts";
-import type { Clock } from "../../shared/clock.ts";
 import { ConfigError, RetryableError } from "../../shared/errors.ts";
 import { silentLogger } from "../../shared/logger.ts";
 import { classifyEc2ErrorCode, Ec2Capacity, type Ec2CapacityOptions } from "./ec2-capacity.ts";
 import { emptyFleetMemory, type LaunchDecision, planFleet, recordLaunchOutcome } from "./policy.ts";
 
 const NOW = Date.parse("2025-06-01T12:00:00Z");
-const clock: Clock = { now: () => NOW, sleep: async () => {} };
+const clock = new FakeClock({ sleeps: "instant", start: NOW });
 
 type Reply = unknown | Error | ((input: unknown) => unknown);
 

@@ -24,6 +24,12 @@ import {
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import {
+  awsErrorCode,
+  bareAwsCode,
+  classifyAwsError,
+  isRetryableAwsError,
+} from "../../shared/aws-errors.ts";
+import {
   CapacityConfigError,
   type CapacityError,
   type CapacityErrorKind,
@@ -133,41 +139,13 @@ const CONFIG_CODES = new Set([
   "InstanceCreditSpecification.NotSupported",
 ]);
 
-/** Throttling and transient service faults: retry the same request after a pause. */
-const RETRYABLE_CODES = new Set([
-  "RequestLimitExceeded",
-  "Throttling",
-  "ThrottlingException",
-  "RequestThrottled",
-  "RequestThrottledException",
-  "TooManyRequestsException",
-  "EC2ThrottledException",
-  "InternalError",
-  "InternalFailure",
-  "ServiceUnavailable",
-  "Unavailable",
-  "RequestTimeout",
-  "RequestTimeoutException",
-  "RequestExpired",
-  "TimeoutError",
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "EPIPE",
-  "ETIMEDOUT",
-]);
-
-/** EC2 sometimes prefixes codes ("Server.InsufficientInstanceCapacity", "Client.…"). */
-function bareCode(code: string): string {
-  return code.replace(/^(Client|Server)\./, "");
-}
-
 /**
  * What an EC2 error code means for the fleet (see the port's `CapacityErrorKind`). Codes that
  * start with "Invalid" or "Missing" are config errors (a launch template, subnet, AMI, key pair,
  * security group or parameter that is wrong or gone).
  */
 export function classifyEc2ErrorCode(code: string): CapacityErrorKind {
-  const c = bareCode(code);
+  const c = bareAwsCode(code);
   if (CAPACITY_CODES.has(c)) return "capacity";
   // "AuthFailure.ServiceLinkedRoleCreationNotPermitted": the account lacks the spot
   // service-linked role and the caller may not create it (docs/deploy.md creates it once).
@@ -176,36 +154,13 @@ export function classifyEc2ErrorCode(code: string): CapacityErrorKind {
   return "other";
 }
 
-interface AwsErrorLike {
-  name?: string;
-  Code?: string;
-  code?: string;
-  message?: string;
-  $fault?: "client" | "server";
-  $retryable?: unknown;
-  $metadata?: { httpStatusCode?: number };
-}
-
+/** The thrown error's EC2 code, without a `Client.`/`Server.` prefix. */
 function codeOf(err: unknown): string {
-  const e = (err ?? {}) as AwsErrorLike;
-  return bareCode(e.Code ?? e.name ?? e.code ?? "Unknown");
-}
-
-function isRetryable(err: unknown): boolean {
-  const e = (err ?? {}) as AwsErrorLike;
-  const status = e.$metadata?.httpStatusCode ?? 0;
-  return (
-    Boolean(e.$retryable) ||
-    e.$fault === "server" ||
-    status >= 500 ||
-    status === 429 ||
-    RETRYABLE_CODES.has(codeOf(err)) ||
-    (e.code !== undefined && RETRYABLE_CODES.has(e.code))
-  );
+  return awsErrorCode(err) ?? "Unknown";
 }
 
 function isAbort(err: unknown, signal?: AbortSignal): boolean {
-  return signal?.aborted === true || (err as { name?: string } | null)?.name === "AbortError";
+  return signal?.aborted === true || classifyAwsError(err) === "aborted";
 }
 
 const HINTS: Record<"config" | "permission", string> = {
@@ -218,9 +173,9 @@ const HINTS: Record<"config" | "permission", string> = {
 function translate(err: unknown, action: string, signal?: AbortSignal): Error {
   if (isAbort(err, signal)) return err instanceof Error ? err : new Error(String(err));
   const code = codeOf(err);
-  const message = (err as AwsErrorLike | null)?.message || code;
+  const message = (err instanceof Error && err.message) || code;
   const options = { cause: err, details: { awsCode: code, action } };
-  if (isRetryable(err)) {
+  if (isRetryableAwsError(err)) {
     return new RetryableError(`EC2 ${action} failed for now (${code}): ${message}`, options);
   }
   const kind = classifyEc2ErrorCode(code);
@@ -295,7 +250,7 @@ export class Ec2Capacity implements CapacityProvider {
             {
               market: request.market,
               code: codeOf(err),
-              message: (err as Error).message || codeOf(err),
+              message: (err instanceof Error && err.message) || codeOf(err),
               kind: "capacity",
             },
           ],
@@ -496,7 +451,7 @@ function toLaunched(
 
 /** One error per request pool it concerns; without an override it concerns the whole request. */
 function toCapacityErrors(e: Ec2FleetError, request: LaunchRequest): CapacityError[] {
-  const code = bareCode(e.ErrorCode ?? "Unknown");
+  const code = bareAwsCode(e.ErrorCode ?? "Unknown");
   const base = {
     code,
     message: e.ErrorMessage ?? code,

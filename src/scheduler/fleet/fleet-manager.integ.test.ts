@@ -5,6 +5,11 @@
  * driven by hand with a fake clock.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FakeClock } from "../../../test/support/fake-clock.ts";
+import { FakeCapacity, noCapacity, POOLS, PRICES } from "../../../test/support/fleet.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { splitManifest } from "../../../test/support/manifests.ts";
+import { seedManifest } from "../../../test/support/seed-manifest.ts";
 import { provisionResources } from "../../local/provision.ts";
 import {
   CapacityConfigError,
@@ -20,15 +25,13 @@ import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.
 import type { Manifest } from "../../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
 import { buildApp } from "../api/app.ts";
-import { startTestEnv, type TestEnv } from "../api/testing.ts";
-import { loadManifest, OperationService, saveManifest } from "../operations.ts";
+import { loadManifest, OperationService, shownStatus } from "../operations.ts";
 import { FleetManager, type FleetManagerOptions } from "./fleet-manager.ts";
 import type { FleetPolicyOptions } from "./policy.ts";
-import { FakeCapacity, fakeClock, noCapacity, POOLS, PRICES, splitManifest } from "./testing.ts";
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("fleet-mgr");
+  env = await startLocalAws("fleet-mgr");
 });
 afterAll(async () => {
   await env?.close();
@@ -39,12 +42,12 @@ let scopes = 0;
 async function scope<C extends FakeCapacity = FakeCapacity>(
   policy: Partial<FleetPolicyOptions> = {},
   extra: Partial<FleetManagerOptions> = {},
-  provider: (clock: ReturnType<typeof fakeClock>) => C = (clock) => new FakeCapacity(clock) as C,
+  provider: (clock: FakeClock) => C = (clock) => new FakeCapacity(clock) as C,
 ) {
   const name = `fleet-${++scopes}`;
   const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
   const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
-  const clock = fakeClock();
+  const clock = new FakeClock({ sleeps: "instant", start: Date.parse("2025-06-01T12:00:00.000Z") });
   const capacity = provider(clock);
   const options: FleetManagerOptions = {
     fleet: name,
@@ -61,11 +64,11 @@ async function scope<C extends FakeCapacity = FakeCapacity>(
 
   /** An operation split into `shards` shards of 10 rows, as the scheduler leaves it. */
   const operation = async (id: string, shards: number, status: Manifest["status"] = "running") => {
-    return saveManifest({ store, clock }, splitManifest(id, shards, iso(), status));
+    return seedManifest({ store, clock }, splitManifest(id, shards, iso(), status));
   };
   const setStatus = async (id: string, status: Manifest["status"]) => {
     const m = (await loadManifest(store, id))!;
-    await saveManifest({ store, clock }, { ...m, status });
+    await seedManifest({ store, clock }, { ...m, status });
   };
   /** An attempt record as a worker writes it. */
   const attempt = async (
@@ -101,7 +104,12 @@ async function scope<C extends FakeCapacity = FakeCapacity>(
   const record = async (op: string): Promise<FleetRecord> =>
     (await store.getJson(keys.fleet(op), fleetRecordSchema))!;
   const kinds = async (op: string) => (await record(op)).events.map((e) => e.kind);
-  const manifest = async (op: string) => (await loadManifest(store, op))!;
+  /** The manifest with the status the view shows (a wait comes from the fleet record). */
+  const manifest = async (op: string) => {
+    const m = (await loadManifest(store, op))!;
+    const fleet = await store.getJson(keys.fleet(op), fleetRecordSchema);
+    return { ...m, ...shownStatus(m, fleet?.waiting) };
+  };
   /** What the straggler queue holds now (received, not deleted). */
   const stragglerCopies = () =>
     env.queue.receive(resources.queues.straggler, {
@@ -233,11 +241,11 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
 
     // The scheduler's split writes `running` from its own copy: the next pass restores the wait.
     await s.setStatus("op-b", "running");
-    s.clock.advance(10_000);
+    await s.clock.advance(10_000);
     await fm.tick();
     expect((await s.manifest("op-b")).status).toBe("waiting-for-capacity");
 
-    s.clock.advance(51_000);
+    await s.clock.advance(51_000);
     await fm.tick();
     m = await s.manifest("op-b");
     expect(m.status).toBe("failed");
@@ -270,11 +278,11 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
       await s.commit("op-c", k, t0 + 10_000);
     }
     await s.attempt("op-c", 3, { id: "a3", instanceId: "i-2", startedAt: t0 });
-    s.clock.advance(50_000);
+    await s.clock.advance(50_000);
     await fm.tick();
     expect(s.capacity.launches).toHaveLength(1); // 50 s: not yet a straggler
 
-    s.clock.advance(20_000);
+    await s.clock.advance(20_000);
     await fm.tick();
     const copies = await s.stragglerCopies();
     expect(copies.map((c) => JSON.parse(c.body))).toEqual([
@@ -292,7 +300,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     );
 
     // Once copied, never again.
-    s.clock.advance(5_000);
+    await s.clock.advance(5_000);
     await fm.tick();
     const again = await s.stragglerCopies();
     expect(again).toEqual([]);
@@ -332,7 +340,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     ]);
 
     // A restarted scheduler: a new manager adopts op-d's instances instead of sweeping them.
-    s.clock.advance(120_000);
+    await s.clock.advance(120_000);
     const restarted = s.manager();
     await restarted.tick();
     expect(s.capacity.terminations).toHaveLength(1);
@@ -357,7 +365,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     expect(s.capacity.live()).toHaveLength(5);
     // The scheduler dies while the operation merges; a new one starts.
     await s.setStatus("op-m", "merging");
-    s.clock.advance(120_000);
+    await s.clock.advance(120_000);
     const restarted = s.manager();
     await restarted.tick();
     await restarted.tick();
@@ -376,7 +384,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     const t0 = s.clock.now();
     expect(s.capacity.live()).toHaveLength(2);
     await s.attempt("op-i", 0, { id: "a0", instanceId: "i-1", startedAt: t0 });
-    s.clock.advance(31_000);
+    await s.clock.advance(31_000);
     await fm.tick();
     expect(s.capacity.terminations).toEqual([["i-2"]]);
   });
@@ -386,10 +394,10 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     await s.operation("op-j", 2);
     const fm = s.manager();
     await fm.tick();
-    s.clock.advance(89_000);
+    await s.clock.advance(89_000);
     await fm.tick();
     expect(s.capacity.terminations).toEqual([]);
-    s.clock.advance(2_000);
+    await s.clock.advance(2_000);
     await fm.tick();
     expect(s.capacity.terminations).toEqual([["i-1"]]);
   });
@@ -454,7 +462,7 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
       ["op-t3", "globex"],
     ] as const) {
       const m = splitManifest(id, 10, new Date(s.clock.now()).toISOString());
-      await saveManifest({ store: s.store, clock: s.clock }, { ...m, tenant });
+      await seedManifest({ store: s.store, clock: s.clock }, { ...m, tenant });
     }
     await s.manager().tick();
     const launched = (ops: string[]) =>
@@ -524,5 +532,59 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     expect(s.capacity.started).toHaveLength(3);
     expect(s.capacity.inFlight).toBe(0);
     expect(s.capacity.live()).toHaveLength(0);
+  });
+
+  it("records a wait in its fleet record, never the manifest; a restarted manager counts the deadline from it", async () => {
+    const s = await scope({ capacityDeadlineMs: 60_000 });
+    await s.operation("op-w", 4);
+    s.capacity.available.spot = false;
+    s.capacity.available["on-demand"] = false;
+    const began = s.clock.now();
+    await s.manager().tick();
+    // The lifecycle state is untouched: waiting is the fleet manager's condition, in its record.
+    expect((await loadManifest(s.store, "op-w"))?.status).toBe("running");
+    expect((await s.record("op-w")).waiting).toEqual({
+      since: new Date(began).toISOString(),
+      reason: expect.stringMatching(/no spot capacity/),
+    });
+    expect((await s.manifest("op-w")).status).toBe("waiting-for-capacity");
+
+    // A new manager (a restarted scheduler) starts with an empty memory: the recorded wait
+    // carries the deadline over, so its first pass past it fails the operation.
+    await s.clock.advance(61_000);
+    await s.manager().tick();
+    const failed = await loadManifest(s.store, "op-w");
+    expect(failed?.status).toBe("failed");
+    expect(failed?.error?.code).toBe("CAPACITY_DEADLINE");
+    expect(failed?.error?.message).toContain(`waiting since ${new Date(began).toISOString()}`);
+    expect((await s.record("op-w")).waiting).toBeUndefined();
+  });
+
+  it("asks the state machine again when failing an operation could not be recorded (S3 fault injected)", async () => {
+    const s = await scope({ capacityDeadlineMs: 60_000 });
+    await s.operation("op-r", 4);
+    s.capacity.available.spot = false;
+    s.capacity.available["on-demand"] = false;
+    const fm = s.manager();
+    await fm.tick();
+    // The policy decides the fail once; the first conditional write of it meets a 503.
+    const original = s.store.putJsonIfMatch.bind(s.store);
+    let faults = 0;
+    s.store.putJsonIfMatch = (async (...args: Parameters<typeof original>) => {
+      if (faults++ === 0) {
+        throw Object.assign(new Error("Service Unavailable"), {
+          name: "ServiceUnavailable",
+          $metadata: { httpStatusCode: 503 },
+        });
+      }
+      return original(...args);
+    }) as typeof s.store.putJsonIfMatch;
+    await s.clock.advance(61_000);
+    await fm.tick();
+    expect(faults).toBe(2);
+    const m = await loadManifest(s.store, "op-r");
+    expect(m?.status).toBe("failed");
+    expect(m?.error?.code).toBe("CAPACITY_DEADLINE");
+    expect((await s.kinds("op-r")).filter((k) => k === "operation-failed")).toHaveLength(1);
   });
 });

@@ -8,8 +8,9 @@
  *   2. plans — `planFleet(state, now, policy)`;
  *   3. carries the decisions out in order — terminate, copy stragglers to the straggler queue,
  *      launch (a fresh client token per request, the same one on its retries; a launch that
- *      reports errors makes the remaining launches wait for a re-plan), publish
- *      `waiting-for-capacity` or fail the operation;
+ *      reports errors makes the remaining launches wait for a re-plan), record that an
+ *      operation waits for capacity (its fleet record; the view shows `waiting-for-capacity`) or
+ *      ask the operation state machine to fail it;
  *   4. records — every instance and fleet event of an operation in its fleet record in S3
  *      (`keys.fleet(op)`), which the API shows.
  *
@@ -35,14 +36,16 @@
  * Lifecycle: idle → running (start) → draining (stop: abort the pass, flush records) → stopped.
  */
 
-import { mapLimit, runEvery, sharedAbortController } from "../../shared/async.ts";
+import { mapLimit } from "../../shared/async.ts";
 import { type CapacityProvider, FLEET_TAGS, poolLabel } from "../../shared/capacity.ts";
 import type { Clock } from "../../shared/clock.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
+import { PeriodicService, type ServiceState } from "../../shared/periodic-service.ts";
 import { type Manifest, tenantOf } from "../../shared/schemas/operation.ts";
 import type { SpotSignal } from "../../shared/schemas/spot-events.ts";
 import type { ShardQueue } from "../../shared/shard-queue.ts";
+import { OperationLifecycle } from "../operation-lifecycle.ts";
 import { DEFAULT_LAUNCH_CONCURRENCY, DecisionRunner } from "./fleet-manager/decision-runner.ts";
 import { FleetRecords } from "./fleet-manager/fleet-records.ts";
 import { InstanceRoster } from "./fleet-manager/instance-roster.ts";
@@ -108,7 +111,7 @@ export interface FleetManagerOptions {
   launchConcurrency?: number;
 }
 
-export type FleetManagerState = "idle" | "running" | "draining" | "stopped";
+export type FleetManagerState = ServiceState;
 
 /** Re-plans allowed in one pass after launches that reported errors (each cools pools, so this converges fast). */
 const MAX_PLANS_PER_PASS = 4;
@@ -137,9 +140,7 @@ export class FleetManager {
   /** Operations watched on the previous pass (to forget caches of those that left). */
   #watched = new Set<string>();
 
-  #state: FleetManagerState = "idle";
-  #abort = sharedAbortController();
-  #loop: Promise<void> | undefined;
+  readonly #service: PeriodicService;
 
   constructor(deps: FleetManagerDeps, options: FleetManagerOptions) {
     this.#capacity = deps.capacity;
@@ -164,8 +165,8 @@ export class FleetManager {
     this.#roster = new InstanceRoster({ ...common, records: this.#records });
     this.#statuses = new OperationStatuses({
       ...common,
-      store: deps.store,
       records: this.#records,
+      lifecycle: new OperationLifecycle({ ...common, store: deps.store }),
       terminal: this.#terminal,
     });
     this.#launcher = new Launcher(
@@ -202,10 +203,15 @@ export class FleetManager {
         launchConcurrency: options.launchConcurrency ?? DEFAULT_LAUNCH_CONCURRENCY,
       },
     );
+    this.#service = new PeriodicService(
+      { clock: deps.clock, logger: this.#log },
+      { name: "fleet manager", intervalMs: this.#intervalMs, drain: () => this.#records.flush() },
+      (signal) => this.tick(signal),
+    );
   }
 
   get state(): FleetManagerState {
-    return this.#state;
+    return this.#service.state;
   }
 
   /** The policy memory after the last plan (tests, diagnostics). */
@@ -215,44 +221,21 @@ export class FleetManager {
 
   /** Starts the loop; its first pass adopts recorded instances and sweeps orphans. */
   start(): void {
-    if (this.#state !== "idle") throw new Error(`fleet manager cannot start: it is ${this.#state}`);
-    this.#state = "running";
-    this.#loop = this.#run();
-    this.#log.info(
-      {
-        intervalMs: this.#intervalMs,
-        pools: this.#policy.pools.map(poolLabel),
-        maxInstances: this.#policy.maxInstances,
-        maxHourlyUsd: this.#policy.maxHourlyUsd,
-      },
-      "fleet manager started",
-    );
+    this.#service.start({
+      intervalMs: this.#intervalMs,
+      pools: this.#policy.pools.map(poolLabel),
+      maxInstances: this.#policy.maxInstances,
+      maxHourlyUsd: this.#policy.maxHourlyUsd,
+    });
   }
 
   /** Stops the loop and writes pending records. Instances keep running (the next start adopts them). */
-  async stop(): Promise<void> {
-    if (this.#state !== "running") return;
-    this.#state = "draining";
-    this.#abort.abort(new Error("fleet manager stopping"));
-    await this.#loop;
-    await this.#records.flush().catch((err: unknown) => {
-      this.#log.error({ err }, "could not write fleet records on stop");
-    });
-    this.#state = "stopped";
-    this.#log.info("fleet manager stopped");
-  }
-
-  #run(): Promise<void> {
-    return runEvery((signal) => this.tick(signal), {
-      intervalMs: this.#intervalMs,
-      signal: this.#abort.signal,
-      sleep: (ms, signal) => this.#clock.sleep(ms, signal),
-      onError: (err) => this.#log.error({ err }, "fleet pass failed; retrying next pass"),
-    });
+  stop(): Promise<void> {
+    return this.#service.stop();
   }
 
   /** One pass: observe, plan, carry out, record (public so tests can drive passes). */
-  async tick(signal: AbortSignal = this.#abort.signal): Promise<void> {
+  async tick(signal: AbortSignal = this.#service.signal): Promise<void> {
     const { manifests, read, existing } = await observeOperations(
       { store: this.#store, logger: this.#log, terminal: this.#terminal },
       signal,
@@ -262,7 +245,11 @@ export class FleetManager {
     // Adopted, they are scaled in as `operation-ended` and their record says so; unadopted, they
     // would be swept as orphans while the record claimed them running.
     if (!this.#roster.adopted) await this.#roster.adopt(read, signal);
-    for (const m of manifests) this.#memory = seedWaiting(this.#memory, m);
+    for (const m of manifests) {
+      if (this.#memory.operations[m.id]) continue;
+      const recorded = await this.#records.load(m.id, signal);
+      this.#memory = seedWaiting(this.#memory, m.id, recorded?.waiting);
+    }
 
     const discovered = await this.#capacity.describe(
       { tags: { [FLEET_TAGS.fleet]: this.#fleet } },
@@ -306,7 +293,7 @@ export class FleetManager {
       );
       if (!replan) break;
     }
-    await this.#statuses.reconcile(byId, this.#memory, signal);
+    await this.#statuses.retryFailures(byId, signal);
     await this.#records.flush(signal);
   }
 

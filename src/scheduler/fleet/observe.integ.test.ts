@@ -3,14 +3,15 @@
  * prefix, and slices (under scratch) are only listed to count shards while the split runs.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { type LocalAws, openLocalAws, testManifest } from "../../../test/fixtures/local-aws.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { testManifest } from "../../../test/support/manifests.ts";
 import { keys, shardIdFor } from "../../shared/keys.ts";
 import { attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
 import { ShardActivityReader } from "./observe.ts";
 
 let aws: LocalAws;
 beforeAll(async () => {
-  aws = await openLocalAws("observe");
+  aws = await startLocalAws("observe");
 });
 afterAll(async () => {
   await aws?.close();

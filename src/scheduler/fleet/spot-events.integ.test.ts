@@ -8,6 +8,13 @@
 import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { z } from "zod";
+import { capturingLogger } from "../../../test/support/api.ts";
+import { FakeClock } from "../../../test/support/fake-clock.ts";
+import { FakeCapacity, POOLS, PRICES } from "../../../test/support/fleet.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { splitManifest } from "../../../test/support/manifests.ts";
+import { seedManifest } from "../../../test/support/seed-manifest.ts";
+import { waitFor } from "../../../test/support/wait.ts";
 import { provisionResources } from "../../local/provision.ts";
 import { ec2SpotEvent, sendSpotEvent } from "../../local/spot-events.ts";
 import { keys } from "../../shared/keys.ts";
@@ -16,15 +23,13 @@ import { ObjectStore } from "../../shared/object-store.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.ts";
 import type { SpotEvent } from "../../shared/schemas/spot-events.ts";
 import { buildApp } from "../api/app.ts";
-import { capturingLogger, eventually, startTestEnv, type TestEnv } from "../api/testing.ts";
-import { OperationService, saveManifest } from "../operations.ts";
+import { OperationService } from "../operations.ts";
 import { FleetManager } from "./fleet-manager.ts";
 import { SpotEventConsumer } from "./spot-events.ts";
-import { FakeCapacity, fakeClock, POOLS, PRICES, splitManifest } from "./testing.ts";
 
-let env: TestEnv;
+let env: LocalAws;
 beforeAll(async () => {
-  env = await startTestEnv("spot-events");
+  env = await startLocalAws("spot-events");
 });
 afterAll(async () => {
   await env?.close();
@@ -53,7 +58,7 @@ async function scope(options: { shards?: number; maxInstances?: number; logger?:
   const name = `spot-${++scopes}`;
   const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
   const store = new FlakyFleetStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
-  const clock = fakeClock();
+  const clock = new FakeClock({ sleeps: "instant", start: Date.parse("2025-06-01T12:00:00.000Z") });
   const capacity = new FakeCapacity(clock);
   const logger = options.logger ?? silentLogger();
   const manager = () =>
@@ -77,7 +82,7 @@ async function scope(options: { shards?: number; maxInstances?: number; logger?:
   const op = "op-spot";
   const shards = options.shards ?? 10;
   const now = new Date(clock.now()).toISOString();
-  await saveManifest({ store, clock }, splitManifest(op, shards, now));
+  await seedManifest({ store, clock }, splitManifest(op, shards, now));
 
   const event = (kind: "interruption-warning" | "rebalance-recommendation", instanceId: string) =>
     ec2SpotEvent({ kind, instanceId, region: "us-east-1", time: new Date(clock.now()) });
@@ -142,7 +147,7 @@ describe("EventBridge spot events (real local SQS/S3, fake capacity provider)", 
     );
 
     // The next pass launches the replacement while i-3 still runs (its two minutes).
-    s.clock.advance(5_000);
+    await s.clock.advance(5_000);
     await s.fm.tick();
     expect(s.capacity.instances.get("i-3")?.state).toBe("running");
     expect(s.capacity.launches.map((r) => [r.market, r.count])).toEqual([
@@ -154,7 +159,7 @@ describe("EventBridge spot events (real local SQS/S3, fake capacity provider)", 
 
     // When it is gone, nothing special: no second replacement.
     s.capacity.reclaim("i-3");
-    s.clock.advance(5_000);
+    await s.clock.advance(5_000);
     await s.fm.tick();
     expect(s.capacity.launches).toHaveLength(2);
     expect((await s.record()).events.map((e) => e.kind)).toContain("instance-lost");
@@ -186,7 +191,7 @@ describe("EventBridge spot events (real local SQS/S3, fake capacity provider)", 
     if (outcomes.length < 2) outcomes.push(...(await s.consumer.pollOnce()));
     expect(outcomes).toEqual(["applied", "duplicate"]);
     expect(await s.left()).toBe(0);
-    s.clock.advance(5_000);
+    await s.clock.advance(5_000);
     await s.fm.tick();
     await s.fm.tick();
     expect(s.capacity.launches.map((r) => r.count)).toEqual([5, 1]);
@@ -280,7 +285,7 @@ describe("EventBridge spot events (real local SQS/S3, fake capacity provider)", 
     await s.fm.tick();
     await s.send(s.event("rebalance-recommendation", "i-4"));
     expect(await s.consumer.pollOnce()).toEqual(["applied"]);
-    s.clock.advance(5_000);
+    await s.clock.advance(5_000);
     await s.fm.tick();
     expect(s.capacity.launches).toHaveLength(1);
     const [rebalance] = await s.spotEventsOf();
@@ -293,7 +298,9 @@ describe("EventBridge spot events (real local SQS/S3, fake capacity provider)", 
     await s.fm.tick();
     s.consumer.start();
     await s.send(s.event("interruption-warning", "i-5"));
-    await eventually(async () => ((await s.spotEventsOf()).length === 1 ? true : undefined));
+    await waitFor("one spot event", async () =>
+      (await s.spotEventsOf()).length === 1 ? true : undefined,
+    );
     await s.consumer.stop();
     expect(s.consumer.state).toBe("stopped");
     expect(await s.left()).toBe(0);

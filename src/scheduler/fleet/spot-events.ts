@@ -20,6 +20,7 @@
  */
 import type { Clock } from "../../shared/clock.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { PeriodicService, type ServiceState } from "../../shared/periodic-service.ts";
 import { parseSpotEvent, toSpotSignal } from "../../shared/schemas/spot-events.ts";
 import type { ReceivedMessage, ShardQueue } from "../../shared/shard-queue.ts";
 import type { FleetManager, SpotSignalOutcome } from "./fleet-manager.ts";
@@ -51,7 +52,7 @@ export interface SpotEventConsumerOptions {
 /** What became of one message: the fleet manager's answer, or why it never got one. */
 export type SpotMessageOutcome = SpotSignalOutcome | "invalid" | "failed";
 
-export type SpotEventConsumerState = "idle" | "running" | "draining" | "stopped";
+export type SpotEventConsumerState = ServiceState;
 
 const MAX_BACKOFF_MS = 30_000;
 
@@ -59,73 +60,53 @@ export class SpotEventConsumer {
   readonly #queue: SpotEventConsumerDeps["queue"];
   readonly #target: SpotSignalTarget;
   readonly #log: Logger;
-  readonly #clock: Clock;
   readonly #queueUrl: string;
   readonly #waitSeconds: number;
   readonly #visibilityTimeoutSeconds: number;
   readonly #retryDelaySeconds: number;
-  readonly #errorBackoffMs: number;
-  #state: SpotEventConsumerState = "idle";
-  readonly #abort = new AbortController();
-  #loop: Promise<void> | undefined;
+  readonly #service: PeriodicService;
 
   constructor(deps: SpotEventConsumerDeps, options: SpotEventConsumerOptions) {
     this.#queue = deps.queue;
     this.#target = deps.target;
     this.#log = deps.logger.child({ module: "spot-events" });
-    this.#clock = deps.clock;
     this.#queueUrl = options.queueUrl;
     this.#waitSeconds = options.waitSeconds ?? 20;
     this.#visibilityTimeoutSeconds = options.visibilityTimeoutSeconds ?? 30;
     this.#retryDelaySeconds = options.retryDelaySeconds ?? 5;
-    this.#errorBackoffMs = options.errorBackoffMs ?? 1000;
+    this.#service = new PeriodicService(
+      { clock: deps.clock, logger: this.#log },
+      {
+        name: "spot event consumer",
+        // Each pass long-polls, so the next follows at once.
+        intervalMs: 0,
+        errorBackoff: { firstMs: options.errorBackoffMs ?? 1000, maxMs: MAX_BACKOFF_MS },
+        errorLevel: "warn",
+      },
+      async (signal) => {
+        await this.pollOnce(signal);
+      },
+    );
   }
 
   get state(): SpotEventConsumerState {
-    return this.#state;
+    return this.#service.state;
   }
 
+  /** Starts consuming: one long poll after another, backing off while receives fail. */
   start(): void {
-    if (this.#state !== "idle")
-      throw new Error(`spot event consumer cannot start: it is ${this.#state}`);
-    this.#state = "running";
-    this.#loop = this.#run(this.#abort.signal);
-    this.#log.info({ queueUrl: this.#queueUrl }, "consuming EventBridge spot events");
+    this.#service.start({ queueUrl: this.#queueUrl });
   }
 
-  async stop(): Promise<void> {
-    if (this.#state !== "running") return;
-    this.#state = "draining";
-    this.#abort.abort(new Error("spot event consumer stopping"));
-    await this.#loop;
-    this.#state = "stopped";
-    this.#log.info("spot event consumer stopped");
-  }
-
-  async #run(signal: AbortSignal): Promise<void> {
-    let backoff = this.#errorBackoffMs;
-    while (!signal.aborted) {
-      try {
-        await this.pollOnce(signal);
-        backoff = this.#errorBackoffMs;
-      } catch (err) {
-        if (signal.aborted) break;
-        this.#log.warn({ err, retryInMs: backoff }, "could not receive spot events; retrying");
-        try {
-          await this.#clock.sleep(backoff, signal);
-        } catch {
-          break;
-        }
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
-      }
-    }
+  stop(): Promise<void> {
+    return this.#service.stop();
   }
 
   /**
    * One receive (long poll) and every message it returned, one after another. Public so tests
    * can drive it; throws only when the receive itself fails.
    */
-  async pollOnce(signal: AbortSignal = this.#abort.signal): Promise<SpotMessageOutcome[]> {
+  async pollOnce(signal: AbortSignal = this.#service.signal): Promise<SpotMessageOutcome[]> {
     const messages = await this.#queue.receive(this.#queueUrl, {
       max: 10,
       waitSeconds: this.#waitSeconds,

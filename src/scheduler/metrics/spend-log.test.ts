@@ -1,6 +1,6 @@
 /** The spend line the AWS stack's log metric filter reads: its message and number. */
 import { describe, expect, it } from "vitest";
-import { capturingLogger } from "../api/testing.ts";
+import { capturingLogger } from "../../../test/support/api.ts";
 import { SPEND_LOG_MESSAGE, SpendLog } from "./spend-log.ts";
 
 describe("spend log", () => {

@@ -4,20 +4,22 @@
  * event once, survive failed deliveries, and never touch the manifest.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type LocalAws, openLocalAws, testManifest } from "../../../test/fixtures/local-aws.ts";
+import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { testManifest } from "../../../test/support/manifests.ts";
 import {
   type SmtpReceiver,
   startSmtpReceiver,
   startWebhookReceiver,
   type WebhookReceiver,
 } from "../../../test/support/notify-receivers.ts";
+import { seedManifest } from "../../../test/support/seed-manifest.ts";
 import type { Clock } from "../../shared/clock.ts";
 import { parseEgressAllow } from "../../shared/egress.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
 import { type NotifySpec, notificationRecordSchema } from "../../shared/schemas/notify.ts";
 import type { Manifest } from "../../shared/schemas/operation.ts";
-import { loadManifest, saveManifest } from "../operations.ts";
+import { loadManifest } from "../operations.ts";
 import { SmtpEmailSender } from "./email.ts";
 import type { WebhookPayload } from "./message.ts";
 import { Notifier, type NotifierOptions } from "./notifier.ts";
@@ -31,7 +33,7 @@ let hook: WebhookReceiver;
 let smtp: SmtpReceiver;
 beforeAll(async () => {
   [aws, hook, smtp] = await Promise.all([
-    openLocalAws("notify-integ"),
+    startLocalAws("notify-integ"),
     startWebhookReceiver(),
     startSmtpReceiver(),
   ]);
@@ -105,7 +107,7 @@ async function operation(
       : {}),
     ...extra,
   };
-  return saveManifest({ store: aws.store, clock }, manifest);
+  return seedManifest({ store: aws.store, clock }, manifest);
 }
 
 const bodies = (from: number) =>

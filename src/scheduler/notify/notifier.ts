@@ -9,11 +9,12 @@
  * Lifecycle: idle → running (start) → draining (stop: the pass in flight ends) → stopped.
  */
 import { randomUUID } from "node:crypto";
-import { mapLimit, runEvery, sharedAbortController } from "../../shared/async.ts";
+import { mapLimit } from "../../shared/async.ts";
 import type { Clock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
+import { PeriodicService, type ServiceState } from "../../shared/periodic-service.ts";
 import { type CostReport, costReportSchema } from "../../shared/schemas/cost.ts";
 import type { Delivery } from "../../shared/schemas/notify.ts";
 import { type Manifest, TERMINAL_STATUSES } from "../../shared/schemas/operation.ts";
@@ -50,7 +51,7 @@ export interface NotifierOptions {
   costWaitMs?: number;
 }
 
-export type NotifierState = "idle" | "running" | "draining" | "stopped";
+export type NotifierState = ServiceState;
 
 /** Webhook targets are logged and recorded by origin only: a path may hold a secret (Slack). */
 function originOf(url: string): string {
@@ -68,9 +69,8 @@ export class Notifier {
     Pick<NotifierOptions, "defaults" | "linkBase">;
   /** Operations with nothing left to send, ever: not read again by this process. */
   readonly #settled = new Set<string>();
-  #state: NotifierState = "idle";
-  #abort = sharedAbortController();
-  #loop: Promise<void> | undefined;
+  readonly #service: PeriodicService;
+  #closed = false;
 
   constructor(deps: NotifierDeps, options: NotifierOptions = {}) {
     this.#deps = deps;
@@ -82,36 +82,31 @@ export class Notifier {
       maxAgeMs: options.maxAgeMs ?? 86_400_000,
       costWaitMs: options.costWaitMs ?? 30_000,
     };
+    this.#service = new PeriodicService(
+      { clock: deps.clock, logger: deps.logger },
+      { name: "notifier", intervalMs: this.#options.intervalMs, errorLevel: "warn" },
+      (signal) => this.tick(signal),
+    );
   }
 
   get state(): NotifierState {
-    return this.#state;
+    return this.#service.state;
   }
 
   start(): void {
-    if (this.#state !== "idle") throw new Error(`notifier cannot start: it is ${this.#state}`);
-    this.#state = "running";
-    this.#loop = runEvery((signal) => this.tick(signal), {
-      intervalMs: this.#options.intervalMs,
-      signal: this.#abort.signal,
-      sleep: (ms, signal) => this.#deps.clock.sleep(ms, signal),
-      onError: (err) =>
-        this.#deps.logger.error({ err }, "notifier pass failed; retrying next pass"),
-    });
+    this.#service.start({ intervalMs: this.#options.intervalMs });
   }
 
-  /** Stops the loop; a delivery in flight is aborted (its record stays `sending`). */
+  /** Stops the loop (a delivery in flight is aborted; its record stays `sending`), closes senders. */
   async stop(): Promise<void> {
-    if (this.#state === "draining" || this.#state === "stopped") return;
-    this.#state = "draining";
-    this.#abort.abort(new Error("notifier stopping"));
-    await this.#loop;
+    await this.#service.stop();
+    if (this.#closed) return;
+    this.#closed = true;
     await Promise.allSettled([this.#deps.webhook?.close(), this.#deps.email?.close()]);
-    this.#state = "stopped";
   }
 
   /** One pass over every operation with something left to send (public so tests drive it). */
-  async tick(signal: AbortSignal = this.#abort.signal): Promise<void> {
+  async tick(signal: AbortSignal = this.#service.signal): Promise<void> {
     const ids = (await listOperationIds(this.#deps.store, signal))
       .filter((id) => !this.#settled.has(id))
       .reverse();

@@ -1,14 +1,10 @@
 /**
  * Random access to a workbook's compressed bytes, so a zip can be read from its central
- * directory: an S3 object through ranged GETs (intake and the splitter), a local file, or a
- * stream spooled to a temporary file first (its compressed bytes only, never inflated ones).
+ * directory: an S3 object through ranged GETs (intake and the splitter), or a local file.
  */
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { NotFoundError } from "../../shared/errors.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
 
@@ -81,38 +77,4 @@ export async function fileByteSource(
       return closed;
     },
   };
-}
-
-/** Prefix of the directories `spooledByteSource` makes under the system's temporary directory. */
-export function spoolPrefix(): string {
-  return `tmp-${process.pid}-workbook-`;
-}
-
-/**
- * Copies a stream of compressed bytes to a temporary file (removed by `close`, or at once if
- * the copy fails) and reads that. Only for callers that hold a stream; the service reads S3.
- */
-export async function spooledByteSource(
-  input: Readable,
-  signal?: AbortSignal,
-): Promise<ByteSource> {
-  // The input may fail while the directory is being made, before pipeline listens to it.
-  let early: unknown;
-  const onEarlyError = (err: unknown) => {
-    early ??= err;
-  };
-  input.on("error", onEarlyError);
-  const dir = await mkdtemp(path.join(tmpdir(), spoolPrefix())).finally(() =>
-    input.off("error", onEarlyError),
-  );
-  const remove = () => rm(dir, { recursive: true, force: true });
-  const file = path.join(dir, "workbook.zip");
-  try {
-    if (early !== undefined) throw early;
-    await pipeline(input, createWriteStream(file), { signal });
-    return await fileByteSource(file, remove);
-  } catch (err) {
-    await remove();
-    throw err;
-  }
 }

@@ -1,10 +1,15 @@
-import { PassThrough } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { simpleXlsx, streamOf, xlsxBuffer } from "../../../test/fixtures/workbooks.ts";
+import { simpleXlsx, streamInput, streamOf, xlsxBuffer } from "../../../test/support/workbooks.ts";
 import { BadInputError } from "../../shared/errors.ts";
-import { inspectWorkbook, parseHeaderRow } from "./inspect.ts";
+import { type InspectOptions, inspectWorkbook, parseHeaderRow } from "./inspect.ts";
 import { columnIndex, columnLetter } from "./row-shape.ts";
+
+/** The header check of a stream (spooled for xlsx, as a caller holding a stream does). */
+async function inspectStream(input: Readable, options: InspectOptions) {
+  return inspectWorkbook(await streamInput(input, options), options);
+}
 
 async function refusal(promise: Promise<unknown>): Promise<BadInputError> {
   const err = await promise.then(
@@ -17,8 +22,8 @@ async function refusal(promise: Promise<unknown>): Promise<BadInputError> {
 }
 
 const inspectXlsx = (data: Buffer, sheet?: string) =>
-  inspectWorkbook(streamOf(data), { format: "xlsx", sheet });
-const inspectCsv = (text: string) => inspectWorkbook(streamOf(text), { format: "csv" });
+  inspectStream(streamOf(data), { format: "xlsx", sheet });
+const inspectCsv = (text: string) => inspectStream(streamOf(text), { format: "csv" });
 
 describe("inspectWorkbook", () => {
   it("returns trimmed headers; numbers and dates in their string form; trailing blanks ignored", async () => {
@@ -96,13 +101,13 @@ describe("inspectWorkbook", () => {
     const input = new PassThrough();
     input.write("a,b\n1,2\n3,4\n");
     // Never ended: inspect must not wait for the end of the file.
-    expect(await inspectWorkbook(input, { format: "csv" })).toEqual({ headers: ["a", "b"] });
+    expect(await inspectStream(input, { format: "csv" })).toEqual({ headers: ["a", "b"] });
     expect(input.destroyed).toBe(true);
   });
 
   it("destroys the stream when it refuses the file", async () => {
     const input = streamOf("a,a\n1,2\n");
-    await refusal(inspectWorkbook(input, { format: "csv" }));
+    await refusal(inspectStream(input, { format: "csv" }));
     expect(input.destroyed).toBe(true);
   });
 });

@@ -4,6 +4,7 @@
  * inflated, and again while inflating (a part that inflates past its declared size is refused).
  * Output limits are Excel's own: the output workbook must open where the input came from.
  */
+import type { WorkbookLimits } from "../../shared/config.ts";
 import { BadInputError } from "../../shared/errors.ts";
 import type { TaskSpec } from "../../shared/schemas/tasks.ts";
 import { columnLetter } from "./row-shape.ts";
@@ -15,31 +16,13 @@ export const EXCEL_MAX_ROWS = 1_048_576;
 /** The most characters Excel keeps in one cell. */
 export const EXCEL_MAX_CELL_CHARS = 32_767;
 
-export interface WorkbookLimits {
-  /** Largest inflated sheet (streamed, never held or spooled). @default 1 GiB */
-  maxSheetBytes: number;
-  /** Largest inflated other part we read (shared strings are held in memory). @default 256 MiB */
-  maxPartBytes: number;
-  /** Largest inflated/compressed ratio of a part over `ratioFloorBytes`. @default 200 */
-  maxCompressionRatio: number;
-  /** Most entries in the zip. @default 10,000 */
-  maxEntries: number;
-  /** Most data rows (the output's header takes one more row). @default 1,048,575 */
-  maxRows: number;
-}
+// The limits and their defaults are defined with the settings that raise them.
+export { DEFAULT_WORKBOOK_LIMITS, type WorkbookLimits } from "../../shared/config.ts";
 
 /** Parts smaller than this may compress as well as they like (a blank sheet is all ratio). */
 export const RATIO_FLOOR_BYTES = 1024 * 1024;
 
 const MIB = 1024 * 1024;
-
-export const DEFAULT_WORKBOOK_LIMITS: Readonly<WorkbookLimits> = Object.freeze({
-  maxSheetBytes: 1024 * MIB,
-  maxPartBytes: 256 * MIB,
-  maxCompressionRatio: 200,
-  maxEntries: 10_000,
-  maxRows: EXCEL_MAX_ROWS - 1,
-});
 
 /** The setting that raises each limit, named in every refusal. */
 export const LIMIT_SETTINGS = {

@@ -5,24 +5,25 @@ import { describe, expect, it, vi } from "vitest";
 import {
   collect,
   handmadeXlsx,
+  readStreamRows,
+  readStreamWorkbookRows,
   simpleXlsx,
   storedZip,
   streamOf,
   xlsxBuffer,
-} from "../../../test/fixtures/workbooks.ts";
+} from "../../../test/support/workbooks.ts";
 import { BadInputError } from "../../shared/errors.ts";
-import { readRows, readWorkbookRows } from "./read-rows.ts";
 
 const utc = (y: number, m: number, d: number, h = 0, min = 0) =>
   new Date(Date.UTC(y, m - 1, d, h, min));
 
 function xlsxRows(data: Buffer, sheet?: string) {
-  return collect(readRows(streamOf(data), { format: "xlsx", sheet }));
+  return collect(readStreamRows(streamOf(data), { format: "xlsx", sheet }));
 }
 
 /** CSV as the reader gives it with `csvValues: "text"` (typing has tests of its own). */
 function csvRows(text: string | Buffer) {
-  return collect(readRows(streamOf(text), { format: "csv", csvValues: "text" }));
+  return collect(readStreamRows(streamOf(text), { format: "csv", csvValues: "text" }));
 }
 
 /** Temporary files this process spooled (a stream's compressed bytes) and has not deleted. */
@@ -156,7 +157,7 @@ describe("readRows (xlsx)", () => {
     });
     const before = ourTempFiles().length;
     let whileReading = 0;
-    for await (const _row of readRows(streamOf(data), { format: "xlsx", sheet: "B" })) {
+    for await (const _row of readStreamRows(streamOf(data), { format: "xlsx", sheet: "B" })) {
       whileReading = ourTempFiles().length;
       break;
     }
@@ -176,13 +177,13 @@ describe("readRows (xlsx)", () => {
     const failing = new PassThrough();
     failing.write(good.subarray(0, 4000));
     setImmediate(() => failing.destroy(new Error("connection reset")));
-    await expect(collect(readRows(failing, { format: "xlsx" }))).rejects.toThrow(
+    await expect(collect(readStreamRows(failing, { format: "xlsx" }))).rejects.toThrow(
       "connection reset",
     );
     expect(ourTempFiles()).toHaveLength(before);
 
     const controller = new AbortController();
-    const rows = readRows(streamOf(good), { format: "xlsx", signal: controller.signal });
+    const rows = readStreamRows(streamOf(good), { format: "xlsx", signal: controller.signal });
     await rows.next();
     expect(ourTempFiles().length).toBeGreaterThan(before); // spooled while reading
     controller.abort(new Error("stop now"));
@@ -201,7 +202,7 @@ describe("readRows (xlsx)", () => {
         },
       ],
     });
-    expect(await collect(readWorkbookRows(streamOf(data), { format: "xlsx" }))).toEqual([
+    expect(await collect(readStreamWorkbookRows(streamOf(data), { format: "xlsx" }))).toEqual([
       { n: 1, cells: ["a"], notes: [] },
       {
         n: 4,
@@ -313,7 +314,7 @@ describe("readRows (xlsx)", () => {
     const failing = new PassThrough();
     failing.write(good.subarray(0, 100));
     setImmediate(() => failing.destroy(new Error("connection reset")));
-    await expect(collect(readRows(failing, { format: "xlsx" }))).rejects.toThrow(
+    await expect(collect(readStreamRows(failing, { format: "xlsx" }))).rejects.toThrow(
       "connection reset",
     );
 
@@ -322,7 +323,7 @@ describe("readRows (xlsx)", () => {
     const controller = new AbortController();
     setImmediate(() => controller.abort(new Error("stop now")));
     await expect(
-      collect(readRows(stalled, { format: "xlsx", signal: controller.signal })),
+      collect(readStreamRows(stalled, { format: "xlsx", signal: controller.signal })),
     ).rejects.toThrow("stop now");
     expect(stalled.destroyed).toBe(true);
   });
@@ -341,7 +342,7 @@ describe("readRows (csv)", () => {
   it("drops a BOM split across chunks and skips blank lines", async () => {
     const bytes = Buffer.from("\uFEFFa,b\n\n,\n1,2\n");
     const input = Readable.from([bytes.subarray(0, 1), bytes.subarray(1, 2), bytes.subarray(2)]);
-    expect(await collect(readRows(input, { format: "csv", csvValues: "text" }))).toEqual([
+    expect(await collect(readStreamRows(input, { format: "csv", csvValues: "text" }))).toEqual([
       ["a", "b"],
       ["1", "2"],
     ]);
@@ -357,7 +358,7 @@ describe("readRows (csv)", () => {
 
   it("types cells like xlsx by default: numbers that round-trip are numbers, the rest stays text", async () => {
     const text = "id,n,x,big,neg,exp,z\n007,42,1.50,12345678901234567890,-3.25,1e3,-0\n";
-    expect(await collect(readRows(streamOf(text), { format: "csv" }))).toEqual([
+    expect(await collect(readStreamRows(streamOf(text), { format: "csv" }))).toEqual([
       ["id", "n", "x", "big", "neg", "exp", "z"],
       ["007", 42, "1.50", "12345678901234567890", -3.25, "1e3", "-0"],
     ]);
@@ -370,7 +371,7 @@ describe("readRows (csv)", () => {
   it("destroys the input when the caller stops early", async () => {
     const input = new PassThrough();
     input.write("a,b\n1,2\n3,4\n");
-    for await (const _row of readRows(input, { format: "csv" })) break;
+    for await (const _row of readStreamRows(input, { format: "csv" })) break;
     expect(input.destroyed).toBe(true);
   });
 });

@@ -14,9 +14,8 @@
  * from one after blank rows and name the row of a problem. Trailing empty cells are not
  * trimmed; callers fit rows to the header width.
  */
-import { Readable } from "node:stream";
 import type { Cell } from "../../shared/schemas/cells.ts";
-import { type ByteSource, spooledByteSource } from "./byte-source.ts";
+import type { ByteSource } from "./byte-source.ts";
 import { readCsvRows } from "./csv-rows.ts";
 import { type CsvValues, typeCsvCell } from "./csv-values.ts";
 import type { WorkbookLimits } from "./limits.ts";
@@ -30,10 +29,10 @@ export const XLSX_CONTENT_TYPE =
   "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 /**
- * Where a workbook's bytes come from: random access (an S3 object, a file), or a stream, whose
- * compressed bytes are copied to a temporary file first for xlsx (removed when reading ends).
+ * Where a workbook's bytes come from: random access (an S3 object by ranged GETs, a file), so an
+ * xlsx is read from its central directory. A caller holding only a stream spools it first.
  */
-export type WorkbookInput = ByteSource | Readable;
+export type WorkbookInput = ByteSource;
 
 export interface ReadRowsOptions {
   format: WorkbookFormat;
@@ -60,7 +59,7 @@ async function* rawRows(
   options: ReadRowsOptions,
 ): AsyncGenerator<WorkbookRow> {
   if (options.format === "csv") {
-    const stream = input instanceof Readable ? input : input.read(0, input.size);
+    const stream = input.read(0, input.size);
     try {
       let n = 0;
       const typed = options.csvValues !== "text";
@@ -70,17 +69,11 @@ async function* rawRows(
       }
     } finally {
       stream.destroy();
-      if (!(input instanceof Readable)) await input.close();
+      await input.close();
     }
     return;
   }
-  const source =
-    input instanceof Readable
-      ? await spooledByteSource(input, options.signal).catch((err: unknown) => {
-          throw options.signal?.aborted ? options.signal.reason : err;
-        })
-      : input;
-  yield* readXlsxSheet(source, options);
+  yield* readXlsxSheet(input, options);
 }
 
 /**

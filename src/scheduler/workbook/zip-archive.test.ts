@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { collect, handmadeEntries, zipOf } from "../../../test/fixtures/workbooks.ts";
+import { collect, handmadeEntries, zipOf } from "../../../test/support/workbooks.ts";
 import type { ByteSource } from "./byte-source.ts";
 import { DEFAULT_WORKBOOK_LIMITS } from "./limits.ts";
 import { readWorkbookRows } from "./read-rows.ts";

@@ -6,6 +6,7 @@
  */
 import { PassThrough, Readable } from "node:stream";
 import yauzl from "yauzl";
+import { isAwsServiceError } from "../../shared/aws-errors.ts";
 import { BadInputError, ShardfleetError } from "../../shared/errors.ts";
 import { isTransientError } from "../../shared/transient.ts";
 import type { ByteSource } from "./byte-source.ts";
@@ -29,7 +30,7 @@ export function notXlsx(cause?: unknown): BadInputError {
 export function asWorkbookError(err: unknown, signal?: AbortSignal, part = "a part"): unknown {
   if (signal?.aborted) return signal.reason;
   if (err instanceof ShardfleetError) return err;
-  if ((err as { $metadata?: unknown } | null)?.$metadata || isTransientError(err)) return err;
+  if (isAwsServiceError(err) || isTransientError(err)) return err;
   // yauzl counts inflated bytes against the declared size and stops at the first one over.
   if (err instanceof Error && /too many bytes in the stream/.test(err.message)) {
     return inflatedPastDeclared(part, Number(/expected (\d+)/.exec(err.message)?.[1] ?? 0));

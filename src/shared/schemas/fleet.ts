@@ -1,7 +1,8 @@
 /**
  * An operation's fleet record (`keys.fleet(op)`): the instances launched for it and what the
  * fleet manager did about it (launches, capacity errors, fallbacks, straggler copies,
- * terminations). The fleet manager is its only writer; the API shows it.
+ * terminations), and whether it waits for capacity. The fleet manager is its only writer
+ * (src/scheduler/fleet/fleet-manager/fleet-records.ts); the API shows it.
  */
 import { z } from "zod";
 import { instanceRoles, instanceStates, markets } from "../capacity.ts";
@@ -68,6 +69,13 @@ export const fleetInstanceRecordSchema = z.object({
 });
 export type FleetInstanceRecord = z.infer<typeof fleetInstanceRecordSchema>;
 
+/**
+ * The fleet manager found no capacity for the operation's work: since when, and why. A condition
+ * of the fleet, not a lifecycle state: the operation view shows it as `waiting-for-capacity`.
+ */
+export const capacityWaitSchema = z.object({ since: timestamp, reason: z.string() });
+export type CapacityWait = z.infer<typeof capacityWaitSchema>;
+
 /** Events kept per operation; older ones are dropped (and counted) beyond this. */
 export const MAX_FLEET_EVENTS = 500;
 
@@ -79,6 +87,8 @@ export const fleetRecordSchema = z.object({
   events: z.array(fleetEventSchema),
   /** Events dropped to stay within MAX_FLEET_EVENTS. */
   droppedEvents: z.number().int().nonnegative(),
+  /** Present while the operation waits for capacity. */
+  waiting: capacityWaitSchema.optional(),
   updatedAt: timestamp,
 });
 export type FleetRecord = z.infer<typeof fleetRecordSchema>;

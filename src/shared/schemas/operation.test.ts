@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { BadInputError } from "../errors.ts";
-import { parseOperationSpec } from "./operation.ts";
+import { manifestSchema, parseOperationSpec } from "./operation.ts";
 
 function errorOf(raw: unknown): BadInputError {
   try {
@@ -80,5 +80,41 @@ describe("parseOperationSpec", () => {
   it("refuses plugin names that are paths", () => {
     const err = errorOf({ task: { name: "transform", options: { module: "../../etc/passwd" } } });
     expect(err.message).toMatch(/task\.options\.module/);
+  });
+});
+
+describe("manifestSchema", () => {
+  const stored = {
+    v: 1,
+    id: "op-1",
+    spec: {
+      version: 1,
+      task: { name: "transform", options: {} },
+      shardSize: 2,
+      toleratedFailurePercent: 0,
+    },
+    input: { key: "k", filename: "f.csv", format: "csv", bytes: 1 },
+    headers: ["a"],
+    createdAt: "2026-01-01T00:00:00.000Z",
+    updatedAt: "2026-01-01T00:00:00.000Z",
+  };
+
+  it("reads an older release's waiting-for-capacity as the lifecycle state it stood for", () => {
+    const waiting = { since: "2026-01-01T00:00:00.000Z", reason: "no spot capacity" };
+    const split = {
+      ...stored,
+      status: "waiting-for-capacity",
+      waiting,
+      shards: [{ id: "s000000", start: 0, end: 2 }],
+    };
+    const unsplit = { ...stored, status: "waiting-for-capacity", waiting };
+    expect(manifestSchema.parse(split).status).toBe("running");
+    expect(manifestSchema.parse(unsplit).status).toBe("splitting");
+    expect(manifestSchema.parse(split)).not.toHaveProperty("waiting");
+  });
+
+  it("refuses a status that is no lifecycle state", () => {
+    expect(manifestSchema.safeParse({ ...stored, status: "sleeping" }).success).toBe(false);
+    expect(manifestSchema.safeParse({ ...stored, status: "paused" }).success).toBe(true);
   });
 });

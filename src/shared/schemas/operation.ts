@@ -8,17 +8,35 @@ import { type NotifySpec, notifySpecSchema } from "./notify.ts";
 import { isTaskName, type TaskSpec, taskOptionSchemas } from "./tasks.ts";
 import { DEFAULT_TENANT } from "./tokens.ts";
 
-export const operationStatuses = [
+/**
+ * The operation's lifecycle states: what `manifest.status` may hold. Only the operation state
+ * machine (src/scheduler/operation-lifecycle.ts) writes them, along the transitions it lists.
+ * `paused`, `cancelling` and `cancelled` are reachable only through that table's control events
+ * (pause, resume, cancel), which no route offers yet.
+ */
+export const lifecycleStatuses = [
   "queued",
   "splitting",
   "running",
-  /** Shards to run and no capacity found yet (see the manifest's `waiting`); not terminal. */
-  "waiting-for-capacity",
   "merging",
+  "paused",
+  "cancelling",
   "succeeded",
   "succeeded-with-failures",
   "failed",
   "cancelled",
+] as const;
+export type LifecycleStatus = (typeof lifecycleStatuses)[number];
+
+/**
+ * What the operation view says: a lifecycle state, or `waiting-for-capacity` while the fleet
+ * manager's record says so of a `splitting` or `running` operation. Waiting is a condition the
+ * fleet manager observes, not a lifecycle state: it is never written into a manifest.
+ */
+export const operationStatuses = [
+  ...lifecycleStatuses,
+  /** Shards to run and no capacity found yet (see the view's `waiting`); not terminal. */
+  "waiting-for-capacity",
 ] as const;
 export type OperationStatus = (typeof operationStatuses)[number];
 
@@ -125,13 +143,13 @@ export type ShardRange = z.infer<typeof shardRangeSchema>;
 
 const timestamp = z.iso.datetime();
 
-/** The operation's durable record, `operations/{op}/manifest.json`. */
-export const manifestSchema = z.object({
+/** The operation's durable record, `operations/{op}/manifest.json` (see `manifestSchema`). */
+export const manifestBodySchema = z.object({
   v: z.literal(1),
   id: z.string(),
   /** Whose operation it is: only this tenant (and admins) see it. Old manifests: `default`. */
   tenant: z.string().min(1).default(DEFAULT_TENANT),
-  status: z.enum(operationStatuses),
+  status: z.enum(lifecycleStatuses),
   spec: z.object({
     version: z.literal(1),
     name: z.string().optional(),
@@ -161,8 +179,6 @@ export const manifestSchema = z.object({
   startedAt: timestamp.optional(),
   finishedAt: timestamp.optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
-  /** While `waiting-for-capacity`: since when and why (written by the fleet manager). */
-  waiting: z.object({ since: timestamp, reason: z.string() }).optional(),
   result: z
     .object({
       key: z.string(),
@@ -173,7 +189,28 @@ export const manifestSchema = z.object({
     .optional(),
 });
 /** The input type: a manifest written before tenants existed has none (see `tenantOf`). */
-export type Manifest = z.input<typeof manifestSchema>;
+export type Manifest = z.input<typeof manifestBodySchema>;
+
+/** The status older releases wrote into manifests while the fleet manager found no capacity. */
+const LEGACY_WAITING: OperationStatus = "waiting-for-capacity";
+
+/**
+ * A manifest written by an older release may say `waiting-for-capacity`, which is no longer a
+ * lifecycle state: it reads as the state it stood for (`running` once split, else `splitting`).
+ * The fleet manager notices again on its next pass that capacity is missing.
+ */
+function upgradeLegacyStatus(raw: unknown): unknown {
+  if (typeof raw !== "object" || raw === null) return raw;
+  const m = raw as { status?: unknown; shards?: unknown };
+  if (m.status !== LEGACY_WAITING) return raw;
+  return { ...m, status: m.shards === undefined ? "splitting" : "running" };
+}
+
+/**
+ * The manifest as read and written at every boundary: `manifestBodySchema`, reading legacy
+ * statuses as today's (`upgradeLegacyStatus`).
+ */
+export const manifestSchema = z.unknown().transform(upgradeLegacyStatus).pipe(manifestBodySchema);
 
 /** The operation's tenant (`default` for a manifest from before tenants). */
 export function tenantOf(manifest: Pick<Manifest, "tenant">): string {

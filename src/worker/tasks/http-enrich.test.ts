@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { FakeClock } from "../../../test/support/fake-clock.ts";
 import type { Clock } from "../../shared/clock.ts";
 import { type EgressPolicy, parseEgressAllow } from "../../shared/egress.ts";
 import { BadInputError } from "../../shared/errors.ts";
@@ -78,19 +79,6 @@ function json(
   res.end(JSON.stringify(value));
 }
 
-/** A clock whose sleeps return at once and are recorded. */
-function fakeClock(now = Date.parse("2030-01-01T00:00:00Z")) {
-  const sleeps: number[] = [];
-  const clock: Clock = {
-    now: () => now,
-    sleep: async (ms, signal) => {
-      signal?.throwIfAborted();
-      sleeps.push(ms);
-    },
-  };
-  return { clock, sleeps };
-}
-
 function runner(
   options: Record<string, unknown>,
   extra: {
@@ -104,7 +92,7 @@ function runner(
   const r = new HttpEnrichRunner(
     {
       logger: silentLogger(),
-      clock: extra.clock ?? fakeClock().clock,
+      clock: extra.clock ?? new FakeClock({ sleeps: "instant" }),
       random: extra.random ?? (() => 0.5),
       // The test server listens on loopback, which the default policy refuses.
       egress: extra.egress ?? parseEgressAllow("127.0.0.0/8"),
@@ -213,12 +201,12 @@ describe("http-enrich results", () => {
       res.writeHead(400);
       res.end("bad id\nplease fix");
     };
-    const { clock, sleeps } = fakeClock();
+    const clock = new FakeClock({ sleeps: "instant" });
     const r = runner({ url: `${base}/p/{id}`, results: { a: "a" } }, { clock });
     const out = await r.runRows(rows({ id: "x" }), ctx());
     expect(out).toEqual([{ i: 10, e: "HTTP 400: bad id please fix" }]);
     expect(requests).toHaveLength(1);
-    expect(sleeps).toEqual([]);
+    expect(clock.sleeps).toEqual([]);
   });
 
   it("fails a row whose 2xx body is not JSON", async () => {
@@ -240,7 +228,7 @@ describe("http-enrich retries", () => {
       if (calls <= 2) json(res, 503, { busy: true });
       else json(res, 200, { v: "ok" });
     };
-    const { clock, sleeps } = fakeClock();
+    const clock = new FakeClock({ sleeps: "instant" });
     const r = runner(
       { url: `${base}/r`, results: { v: "v" }, backoffMs: 100 },
       { clock, random: () => 0.5 },
@@ -248,18 +236,18 @@ describe("http-enrich retries", () => {
     expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: "ok" } }]);
     expect(calls).toBe(3);
     // random(0, base * 2^attempt) with random() = 0.5: 50, then 100.
-    expect(sleeps).toEqual([50, 100]);
+    expect(clock.sleeps).toEqual([50, 100]);
   });
 
   it("draws the jitter between 0 and the exponential ceiling", async () => {
     handler = (_req, _body, res) => json(res, 500, {});
-    const { clock, sleeps } = fakeClock();
+    const clock = new FakeClock({ sleeps: "instant" });
     const r = runner(
       { url: `${base}/r`, results: { v: "v" }, backoffMs: 100, retries: 3 },
       { clock, random: () => 0.999 },
     );
     await r.runRows(rows({}), ctx());
-    expect(sleeps).toEqual([99, 199, 399]);
+    expect(clock.sleeps).toEqual([99, 199, 399]);
   });
 
   it("honours Retry-After in seconds on a 429", async () => {
@@ -269,10 +257,10 @@ describe("http-enrich retries", () => {
       if (calls === 1) json(res, 429, {}, { "retry-after": "3" });
       else json(res, 200, { v: 1 });
     };
-    const { clock, sleeps } = fakeClock();
+    const clock = new FakeClock({ sleeps: "instant" });
     const r = runner({ url: `${base}/r`, results: { v: "v" } }, { clock });
     expect(await r.runRows(rows({}), ctx())).toEqual([{ i: 10, r: { v: 1 } }]);
-    expect(sleeps).toEqual([3000]);
+    expect(clock.sleeps).toEqual([3000]);
   });
 
   it("honours Retry-After as an HTTP date, relative to the clock", async () => {
@@ -284,10 +272,10 @@ describe("http-enrich retries", () => {
         json(res, 503, {}, { "retry-after": new Date(now + 7000).toUTCString() });
       } else json(res, 200, { v: 1 });
     };
-    const { clock, sleeps } = fakeClock(now);
+    const clock = new FakeClock({ sleeps: "instant", start: now });
     const r = runner({ url: `${base}/r`, results: { v: "v" } }, { clock });
     await r.runRows(rows({}), ctx());
-    expect(sleeps).toEqual([7000]);
+    expect(clock.sleeps).toEqual([7000]);
   });
 
   it("fails the row after the last attempt, naming the status and attempts", async () => {
@@ -304,14 +292,14 @@ describe("http-enrich retries", () => {
     const port = (spare.address() as AddressInfo).port;
     await new Promise((resolve) => spare.close(resolve));
 
-    const { clock, sleeps } = fakeClock();
+    const clock = new FakeClock({ sleeps: "instant" });
     const r = runner(
       { url: `http://127.0.0.1:${port}/x`, results: { v: "v" }, retries: 1 },
       { clock },
     );
     const [row] = await r.runRows(rows({}), ctx());
     expect(row?.e).toMatch(/ECONNREFUSED.*after 2 attempts$/);
-    expect(sleeps).toHaveLength(1);
+    expect(clock.sleeps).toHaveLength(1);
   });
 
   it("times out a request that does not answer and retries it", async () => {
@@ -368,7 +356,7 @@ describe("http-enrich egress policy", () => {
 
   it("refuses a loopback address the policy does not allow: row error, no retry, no request", async () => {
     handler = (_req, _body, res) => json(res, 200, { v: 1 });
-    const { clock, sleeps } = fakeClock();
+    const clock = new FakeClock({ sleeps: "instant" });
     const r = runner(
       { url: `${base}/x`, results: { v: "v" } },
       { clock, egress: parseEgressAllow("") },
@@ -379,7 +367,7 @@ describe("http-enrich egress policy", () => {
       `egress refused: 127.0.0.1:${port()} is a loopback address`,
     ]);
     expect(requests).toHaveLength(0);
-    expect(sleeps).toHaveLength(0);
+    expect(clock.sleeps).toHaveLength(0);
   });
 
   it("allows exactly the host:port named, not another port of the same address", async () => {
@@ -453,11 +441,11 @@ describe("http-enrich response bounds", () => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(`{"v": "${"x".repeat(MAX_RESPONSE_BYTES)}"}`);
     };
-    const { clock, sleeps } = fakeClock();
+    const clock = new FakeClock({ sleeps: "instant" });
     const r = runner({ url: `${base}/big`, results: { v: "v" } }, { clock });
     const [row] = await r.runRows(rows({}), ctx());
     expect(row?.e).toBe(`HTTP 200: response body over ${MAX_RESPONSE_BYTES} bytes`);
-    expect(sleeps).toHaveLength(0);
+    expect(clock.sleeps).toHaveLength(0);
   });
 
   it("fails a row whose value does not fit in a cell rather than cutting it", async () => {

@@ -1,7 +1,8 @@
 /**
  * Carrying a plan out: the policy's decisions in order — terminate (through the capacity port),
- * copy stragglers to the straggler queue, launch (./launcher.ts), and set, clear or fail
- * operation statuses (./operation-status.ts) — each recorded as fleet events. One decision's
+ * copy stragglers to the straggler queue, launch (./launcher.ts), set or clear an operation's
+ * wait for capacity and ask the state machine to fail it (./operation-status.ts) — each recorded
+ * as fleet events. One decision's
  * failure does not stop the others (the next plan decides again).
  *
  * Launches run concurrently, at most `launchConcurrency` CreateFleet calls at once (spot comes in
@@ -47,16 +48,12 @@ export interface DecisionRunnerOptions {
   launchConcurrency: number;
 }
 
-/**
- * Launch calls at once unless configured (SHARDFLEET_LAUNCH_CONCURRENCY). A CreateFleet call
- * takes about a second, so 5 at once stays near EC2's sustained CreateFleet request rate; a
- * throttled call (RequestLimitExceeded) is retried with the same client token.
- */
-export const DEFAULT_LAUNCH_CONCURRENCY = 5;
+// Defined with its setting, SHARDFLEET_LAUNCH_CONCURRENCY.
+export { DEFAULT_LAUNCH_CONCURRENCY } from "../../../shared/config.ts";
 
 /** What the pass observed that carrying decisions out needs. */
 export interface PassView {
-  /** Manifests of the operations planned for, by id (updated as statuses are written). */
+  /** Manifests of the operations planned for, by id (updated when one is failed). */
   manifests: Map<string, Manifest>;
   /** Every operation id that exists (an orphan is noted on its operation when it still does). */
   existing: ReadonlySet<string>;
@@ -135,10 +132,10 @@ export class DecisionRunner {
             await this.#copyToStraggler(d.operationId, d.shardId, d.reason, manifests, signal);
             break;
           case "setWaiting":
-            await this.#statuses.setWaiting(d.operationId, d.since, d.reason, manifests, signal);
+            this.#statuses.setWaiting(d.operationId, d.since, d.reason);
             break;
           case "clearWaiting":
-            await this.#statuses.clearWaiting(d.operationId, manifests, signal);
+            this.#statuses.clearWaiting(d.operationId);
             break;
           case "failOperation":
             await this.#statuses.failOperation(d.operationId, d.code, d.message, manifests, signal);

@@ -1,7 +1,8 @@
 /**
  * The fleet records: one per operation in S3 (`keys.fleet(op)`, which the API shows), listing its
- * instances and the fleet events that explain them. Events and instance changes are collected as
- * they happen (`event`, `touch`) and written by `flush`. Passes and spot signals both flush, so
+ * instances, the fleet events that explain them and whether the operation waits for capacity.
+ * This module is the only code that builds and writes them. Events, instance changes and the
+ * wait are collected as they happen (`event`, `touch`, `wait`) and written by `flush`. Passes and spot signals both flush, so
  * writes go through a serialized queue — one at a time, so none overwrites another's events — and
  * what is recorded while a write is in flight stays pending for the next. A write that fails is
  * put back in front of what was recorded meanwhile and retried by the next flush. Records of the
@@ -13,6 +14,7 @@ import { keys } from "../../../shared/keys.ts";
 import type { Logger } from "../../../shared/logger.ts";
 import type { ObjectStore } from "../../../shared/object-store.ts";
 import {
+  type CapacityWait,
   type FleetEvent,
   type FleetEventKind,
   type FleetRecord,
@@ -37,6 +39,8 @@ export interface FleetRecordsDeps {
 interface PendingRecord {
   events: FleetEvent[];
   instances: Set<string>;
+  /** The wait to write: a value to set, null to clear, undefined to keep what is recorded. */
+  waiting?: CapacityWait | null;
 }
 
 export class FleetRecords {
@@ -71,6 +75,16 @@ export class FleetRecords {
       message,
     });
     this.#log.info({ operationId, event: kind, ...details }, message);
+  }
+
+  /**
+   * Notes that the operation waits for capacity (since when, why), or no longer does
+   * (`undefined`): the next flush writes it. The view shows it as `waiting-for-capacity`.
+   */
+  wait(operationId: string, waiting: { since: number; reason: string } | undefined): void {
+    this.#pendingFor(operationId).waiting = waiting
+      ? { since: new Date(waiting.since).toISOString(), reason: waiting.reason }
+      : null;
   }
 
   /** Notes that the instance changed: the next flush writes its current state. */
@@ -133,12 +147,14 @@ export class FleetRecords {
         }
         const events = [...base.events, ...pending.events];
         const dropped = Math.max(0, events.length - MAX_FLEET_EVENTS);
+        const waiting = pending.waiting === undefined ? base.waiting : pending.waiting;
         const record: FleetRecord = {
           v: 1,
           operationId,
           instances: [...instances.values()],
           events: events.slice(dropped),
           droppedEvents: base.droppedEvents + dropped,
+          ...(waiting ? { waiting } : {}),
           updatedAt: new Date(this.#clock.now()).toISOString(),
         };
         await this.#store.putJson(keys.fleet(operationId), fleetRecordSchema, record, signal);
@@ -151,6 +167,9 @@ export class FleetRecords {
         const now = this.#pendingFor(operationId);
         now.events.unshift(...pending.events);
         for (const id of pending.instances) now.instances.add(id);
+        // A wait noted meanwhile is newer than the one that failed to be written.
+        if (now.waiting === undefined && pending.waiting !== undefined)
+          now.waiting = pending.waiting;
         if (signal?.aborted) throw err;
         // Kept pending: the next pass writes it.
         this.#log.warn(

@@ -2,15 +2,16 @@
  * What the loop observes about operations, before it plans: the manifests of unfinished
  * operations (oldest first) and every operation id that exists; the per-operation shard
  * observations (../observe.ts) combined into the policy's operation states plus each instance's
- * activity across operations; and, after a restart, a wait recorded in a manifest carried over
+ * activity across operations; and, after a restart, a wait recorded in a fleet record carried over
  * into the policy's (empty) memory so its capacity deadline still counts from when it began.
  */
 import { mapLimit } from "../../../shared/async.ts";
 import type { Logger } from "../../../shared/logger.ts";
 import type { ObjectStore } from "../../../shared/object-store.ts";
+import type { CapacityWait } from "../../../shared/schemas/fleet.ts";
 import {
+  type LifecycleStatus,
   type Manifest,
-  type OperationStatus,
   TERMINAL_STATUSES,
 } from "../../../shared/schemas/operation.ts";
 import { listOperationIds, loadManifest } from "../../operations.ts";
@@ -18,12 +19,7 @@ import type { InstanceActivity, ShardObservation } from "../observe.ts";
 import type { FleetMemory, OperationState } from "../policy.ts";
 
 /** Statuses of operations that still need (or will soon need) capacity. */
-const ACTIVE: ReadonlySet<OperationStatus> = new Set([
-  "queued",
-  "splitting",
-  "running",
-  "waiting-for-capacity",
-]);
+const ACTIVE: ReadonlySet<LifecycleStatus> = new Set(["queued", "splitting", "running"]);
 
 /**
  * Manifests of operations that need capacity, oldest first; every manifest read this pass
@@ -78,14 +74,21 @@ export function combineObservations(observed: readonly ShardObservation[]): {
   return { operations, activity };
 }
 
-/** After a restart the policy's memory is empty: carry a recorded wait (and its deadline) over. */
-export function seedWaiting(memory: FleetMemory, m: Manifest): FleetMemory {
-  if (m.status !== "waiting-for-capacity" || !m.waiting || memory.operations[m.id]) return memory;
+/**
+ * After a restart the policy's memory is empty: carry the wait recorded in the operation's fleet
+ * record over, so its capacity deadline still counts from when it began.
+ */
+export function seedWaiting(
+  memory: FleetMemory,
+  operationId: string,
+  waiting: CapacityWait | undefined,
+): FleetMemory {
+  if (!waiting || memory.operations[operationId]) return memory;
   return {
     ...memory,
     operations: {
       ...memory.operations,
-      [m.id]: { unfulfilledSince: Date.parse(m.waiting.since), waiting: m.waiting.reason },
+      [operationId]: { unfulfilledSince: Date.parse(waiting.since), waiting: waiting.reason },
     },
   };
 }

@@ -3,9 +3,7 @@
  * and failure messages). A leaf shared by the sections.
  */
 
-export function usd(value: number): string {
-  return `$${Number(value.toFixed(4))}`;
-}
+export { formatUsdAmount as usd } from "../../../shared/cost-format.ts";
 
 export function seconds(msValue: number): string {
   return `${Math.round(msValue / 1000)} s`;

@@ -1,8 +1,14 @@
 /**
- * A manual clock for tests: time moves only through `advance`, which fires due sleeps in time
- * order and lets the code they wake run (and schedule new sleeps) before moving on.
+ * The one fake clock of every test tier. Time moves only through `advance`; every sleep is
+ * recorded in `sleeps`. What a sleep does is the test's choice:
+ *
+ * - `sleeps: "wait"` (the default): a sleep resolves when `advance` reaches its due time, in due
+ *   order, letting the code it wakes run (and sleep again) before time moves on — for loops
+ *   driven step by step (heartbeats, watchers).
+ * - `sleeps: "instant"`: a sleep resolves at once, without moving time — for code whose waits
+ *   are not what the test is about (backoff between retries, fleet passes driven by hand).
  */
-import type { Clock } from "../shared/clock.ts";
+import type { Clock } from "../../src/shared/clock.ts";
 
 interface Sleeper {
   at: number;
@@ -10,16 +16,27 @@ interface Sleeper {
   resolve: () => void;
 }
 
+export interface FakeClockOptions {
+  /** Epoch ms at start. @default 2030-01-01T00:00:00Z */
+  start?: number;
+  /** What a sleep does (see the module comment). @default "wait" */
+  sleeps?: "wait" | "instant";
+}
+
 /** Lets pending promise callbacks and I/O callbacks run. */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class FakeClock implements Clock {
+  /** Every sleep asked for, in ms, in call order. */
+  readonly sleeps: number[] = [];
   #now: number;
   #seq = 0;
+  readonly #instant: boolean;
   readonly #sleepers = new Set<Sleeper>();
 
-  constructor(start = Date.parse("2030-01-01T00:00:00Z")) {
-    this.#now = start;
+  constructor(options: FakeClockOptions = {}) {
+    this.#now = options.start ?? Date.parse("2030-01-01T00:00:00Z");
+    this.#instant = options.sleeps === "instant";
   }
 
   now(): number {
@@ -35,6 +52,11 @@ export class FakeClock implements Clock {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
         reject(signal.reason);
+        return;
+      }
+      this.sleeps.push(ms);
+      if (this.#instant) {
+        resolve();
         return;
       }
       const sleeper: Sleeper = {

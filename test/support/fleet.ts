@@ -1,6 +1,6 @@
 /**
- * Test support for fleet tests: a fake clock and an in-memory stand-in for EC2 (a fake capacity
- * provider: EC2's fleet API has no local peer). Not used by production code.
+ * Test support for fleet tests: an in-memory stand-in for EC2 (a fake capacity provider: EC2's
+ * fleet API has no local peer), its pools and prices.
  */
 import type {
   CapacityProvider,
@@ -9,53 +9,8 @@ import type {
   LaunchRequest,
   LaunchResult,
   Market,
-} from "../../shared/capacity.ts";
-import type { Clock } from "../../shared/clock.ts";
-import { keys, shardIdFor } from "../../shared/keys.ts";
-import type { Manifest } from "../../shared/schemas/operation.ts";
-
-/** A clock that moves only when told to; sleeps return at once. */
-export function fakeClock(): Clock & { advance(ms: number): void } {
-  let t = Date.parse("2025-06-01T12:00:00.000Z");
-  return {
-    now: () => t,
-    sleep: async () => {},
-    advance(ms) {
-      t += ms;
-    },
-  };
-}
-
-/** An operation split into `shards` shards of 10 rows, as the scheduler leaves it. */
-export function splitManifest(
-  id: string,
-  shards: number,
-  now: string,
-  status: Manifest["status"] = "running",
-): Manifest {
-  return {
-    v: 1,
-    id,
-    status,
-    spec: {
-      version: 1,
-      task: { name: "transform", options: { module: "noop" } },
-      shardSize: 10,
-      toleratedFailurePercent: 0,
-    },
-    input: { key: keys.input(id, "csv"), filename: "in.csv", format: "csv", bytes: 1 },
-    headers: ["n"],
-    rows: shards * 10,
-    shards: Array.from({ length: shards }, (_, k) => ({
-      id: shardIdFor(k),
-      start: k * 10,
-      end: (k + 1) * 10,
-    })),
-    createdAt: now,
-    updatedAt: now,
-    startedAt: now,
-  };
-}
+} from "../../src/shared/capacity.ts";
+import type { Clock } from "../../src/shared/clock.ts";
 
 /** Two pools of one type in two AZs, and their prices. */
 export const POOLS = [

@@ -1,0 +1,69 @@
+/**
+ * The operation as the API shows it: one declaration, from which the scheduler's view type, the
+ * routes' JSON schemas and the CLI client's parsing all come.
+ */
+import { z } from "zod";
+import { fleetEventSchema, fleetInstanceRecordSchema } from "../schemas/fleet.ts";
+import { operationStatuses } from "../schemas/operation.ts";
+
+const count = z.number().int().nonnegative();
+
+/** Disjoint shard counts that add up to `total`. */
+export const shardCountsSchema = z
+  .object({ total: count, pending: count, running: count, done: count, failed: count })
+  .describe("disjoint counts that add up to total");
+export type ShardCounts = z.infer<typeof shardCountsSchema>;
+
+/**
+ * An instance launched for the operation, as its fleet record holds it (`since`: when it entered
+ * `state`) without the AZ.
+ */
+export const operationInstanceViewSchema = fleetInstanceRecordSchema.omit({
+  availabilityZone: true,
+});
+export type OperationInstanceView = z.infer<typeof operationInstanceViewSchema>;
+
+/** `GET /operations/:id` (and each item of `GET /operations`). */
+export const operationViewSchema = z.object({
+  id: z.string(),
+  tenant: z.string().describe("whose operation it is"),
+  name: z.string().nullable(),
+  status: z.enum(operationStatuses),
+  task: z.string(),
+  rows: z
+    .object({ total: count.nullable(), done: count, failed: count })
+    .describe(
+      "total: known once split; done: rows in committed shards (failed ones too); failed: rows in error",
+    ),
+  shards: shardCountsSchema,
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  result: z.object({ rows: count, errorRows: count, columns: z.array(z.string()) }).optional(),
+  waiting: z
+    .object({ since: z.string(), reason: z.string() })
+    .describe("while waiting for capacity: since when and why")
+    .optional(),
+  instances: z
+    .array(operationInstanceViewSchema)
+    .describe(
+      "instances launched for the operation (GET /operations/:id only); since: when it entered its state; interruptionWarnedAt / rebalanceRecommendedAt: when EventBridge said so",
+    )
+    .optional(),
+  events: z
+    .array(fleetEventSchema)
+    .describe(
+      "fleet events, oldest first (GET /operations/:id only): launches, capacity errors, fallbacks, straggler copies, terminations",
+    )
+    .optional(),
+});
+export type OperationView = z.infer<typeof operationViewSchema>;
+
+/** `GET /operations`: newest first. */
+export const operationListSchema = z.object({ operations: z.array(operationViewSchema) });
+export type OperationList = z.infer<typeof operationListSchema>;
+
+/** `POST /operations` (202): the new operation's id and first status. */
+export const acceptedSchema = z.object({ id: z.string(), status: z.enum(operationStatuses) });
+export type Accepted = z.infer<typeof acceptedSchema>;
