@@ -84,6 +84,9 @@ export const CONFIG_KEYS = [
   "vpcId",
   "subnetIds",
   "apiToken",
+  "sesFromAddress",
+  "alarmEmail",
+  "alarmHourlyUsd",
 ] as const;
 
 /**

@@ -71,6 +71,8 @@ const UNTAGGABLE = new Set([
   "aws:cloudwatch/eventTarget:EventTarget",
   "aws:lb/targetGroupAttachment:TargetGroupAttachment",
   "aws:route53/record:Record",
+  "aws:sns/topicSubscription:TopicSubscription",
+  "aws:cloudwatch/logMetricFilter:LogMetricFilter",
 ]);
 
 const recorded: Recorded[] = [];
@@ -999,6 +1001,8 @@ describe("every resource", () => {
       "aws:autoscaling/group:Group",
       "aws:cloudwatch/eventRule:EventRule",
       "aws:cloudwatch/logGroup:LogGroup",
+      "aws:cloudwatch/metricAlarm:MetricAlarm",
+      "aws:cloudwatch/metricAlarm:MetricAlarm",
       "aws:ec2/internetGateway:InternetGateway",
       "aws:ec2/launchTemplate:LaunchTemplate",
       "aws:ec2/launchTemplate:LaunchTemplate",
@@ -1018,6 +1022,7 @@ describe("every resource", () => {
       "aws:lb/loadBalancer:LoadBalancer",
       "aws:lb/targetGroup:TargetGroup",
       "aws:s3/bucket:Bucket",
+      "aws:sns/topic:Topic",
       "aws:sqs/queue:Queue",
       "aws:sqs/queue:Queue",
       "aws:sqs/queue:Queue",

@@ -11,6 +11,7 @@ import { readApiToken, readDeploymentSettings, readSettings, stackTags } from ".
 import { SpotEventsComponent } from "./events.ts";
 import { SchedulerIdentityComponent, WorkerIdentityComponent } from "./iam.ts";
 import { LogsComponent } from "./logs.ts";
+import { MonitoringComponent, readMonitoringSettings } from "./monitoring.ts";
 import { NetworkComponent } from "./network.ts";
 import { QueuesComponent } from "./queues.ts";
 import { SchedulerComponent } from "./scheduler.ts";
@@ -115,6 +116,18 @@ const scheduler = new SchedulerComponent(`${settings.namePrefix}-scheduler`, {
   },
   tags,
 });
+
+const monitoring = new MonitoringComponent(`${settings.namePrefix}-monitoring`, {
+  settings: readMonitoringSettings(),
+  schedulerRoleArn: schedulerIdentity.roleArn,
+  dlqName: queues.dlqArn.apply((arn) => arn.split(":").pop() ?? arn),
+  loadBalancerArnSuffix: scheduler.loadBalancerArnSuffix,
+  targetGroupArnSuffix: scheduler.targetGroupArnSuffix,
+  logGroupName: logs.logGroupName,
+  tags,
+});
+/** The SNS topic the CloudWatch alarms notify (subscribe to it, or set shardfleet:alarmEmail). */
+export const alarmTopicArn = monitoring.alarmTopicArn;
 
 /**
  * `SHARDFLEET_API_URL`: `https://` the API domain (else the load balancer's name, which the

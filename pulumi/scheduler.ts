@@ -92,6 +92,9 @@ export class SchedulerComponent extends pulumi.ComponentResource {
   public readonly apiLoadBalancerDnsName: pulumi.Output<string>;
   /** The scheduler's Auto Scaling group of one (its instance is replaced when unhealthy). */
   public readonly autoScalingGroupName: pulumi.Output<string>;
+  /** CloudWatch dimensions of the API's load balancer and target group (alarms). */
+  public readonly loadBalancerArnSuffix: pulumi.Output<string>;
+  public readonly targetGroupArnSuffix: pulumi.Output<string>;
 
   constructor(name: string, args: SchedulerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardfleet:scheduler:Scheduler", name, {}, opts);
@@ -121,6 +124,8 @@ export class SchedulerComponent extends pulumi.ComponentResource {
     this.apiEndpoint = apiEndpoint(name, args.api, alb, parent);
     this.apiLoadBalancerDnsName = alb.dnsName;
     this.autoScalingGroupName = autoScalingGroup.name;
+    this.loadBalancerArnSuffix = alb.arnSuffix;
+    this.targetGroupArnSuffix = targetGroup.arnSuffix;
     this.registerOutputs({
       apiEndpoint: this.apiEndpoint,
       apiLoadBalancerDnsName: this.apiLoadBalancerDnsName,

@@ -30,11 +30,16 @@ import { costServiceFromConfig } from "./cost/from-config.ts";
 import { Ec2Capacity } from "./fleet/ec2-capacity.ts";
 import { FleetManager } from "./fleet/fleet-manager.ts";
 import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity.ts";
+import { hourlyPrice } from "./fleet/policy/sizing.ts";
 import type { FleetPolicyOptions, PriceTable } from "./fleet/policy.ts";
 import { EC2_PRICES } from "./fleet/prices.ts";
 import { SpotEventConsumer } from "./fleet/spot-events.ts";
 import { Leadership, type Tenure } from "./lease/leadership.ts";
 import { newHolderId, SchedulerLeaseRecord } from "./lease/scheduler-lease.ts";
+import { SchedulerMetrics } from "./metrics/metrics.ts";
+import { SpendLog } from "./metrics/spend-log.ts";
+import { notifierFromConfig, notifyChannels } from "./notify/from-config.ts";
+import { NotificationRecords } from "./notify/records.ts";
 import { OperationService } from "./operations.ts";
 import { Scheduler } from "./scheduler.ts";
 
@@ -171,7 +176,11 @@ export async function startScheduler(deps: {
       onQueued: () => active?.wake(),
     },
     {
-      specChecks: { egress: config.egress, pluginDir: config.worker.pluginDir },
+      specChecks: {
+        egress: config.egress,
+        pluginDir: config.worker.pluginDir,
+        notify: notifyChannels(config),
+      },
       workbookLimits: config.workbook,
     },
   );
@@ -180,14 +189,6 @@ export async function startScheduler(deps: {
     logger,
     clock: systemClock,
     ...(clients.ec2 ? { ec2: clients.ec2 } : {}),
-  });
-  const app = buildApp({
-    operations,
-    logger,
-    maxUploadBytes: config.api.maxUploadBytes,
-    cost,
-    tenants,
-    limits: config.api.limits,
   });
   // Checked here, so a bad fleet setting stops the process at start (exit 78), not a tenure.
   const provided = capacityFromConfig(config, {
@@ -201,6 +202,32 @@ export async function startScheduler(deps: {
       "SHARDFLEET_SPOT_EVENTS_QUEUE_URL is set but no fleet manager runs (SHARDFLEET_CAPACITY=none): spot events are not consumed",
     );
   }
+  const metrics = new SchedulerMetrics(
+    {
+      store,
+      logger,
+      clock: systemClock,
+      sqs: clients.sqs,
+      ...(provided
+        ? { hourlyPrice: (market, type) => hourlyPrice(provided.prices, market, type) }
+        : {}),
+    },
+    {
+      queues: Object.fromEntries(
+        Object.entries(config.queues).filter((e): e is [string, string] => e[1] !== undefined),
+      ),
+    },
+  );
+  const app = buildApp({
+    operations,
+    logger,
+    maxUploadBytes: config.api.maxUploadBytes,
+    cost,
+    tenants,
+    limits: config.api.limits,
+    notifications: new NotificationRecords({ store, clock: systemClock }),
+    metrics,
+  });
   // Only the lease holder acts; a standby serves the API (reads, and submissions, which create
   // new operations whose every later change is the active scheduler's) and waits.
   const holder = newHolderId();
@@ -256,7 +283,14 @@ export async function startScheduler(deps: {
       { store, queue, logger: log, clock: systemClock, cost, fence: tenure },
       { workQueueUrl, dlqUrl: config.queues.dlq, workbookLimits: config.workbook },
     );
+    // Notifications and the spend line come from the active scheduler only (the per-event
+    // records would also keep a standby from sending twice).
+    const notifier = notifierFromConfig(config, { store, logger: log, clock: systemClock });
+    // With a fleet manager: a spend line a minute for the AWS stack's spend alarm.
+    const spendLog = provided && new SpendLog({ spend: metrics, logger: log, clock: systemClock });
     scheduler.start();
+    notifier.start();
+    spendLog?.start();
     fleet?.start();
     spotEvents?.start();
     active = scheduler;
@@ -265,9 +299,13 @@ export async function startScheduler(deps: {
       active = undefined;
       // Each stop aborts its loop's signal before its first await: no pass starts after this.
       // Instances keep running: the next holder adopts them from the fleet records.
-      stopped ??= Promise.all([scheduler.stop(), spotEvents?.stop(), fleet?.stop()]).then(
-        () => undefined,
-      );
+      stopped ??= Promise.all([
+        scheduler.stop(),
+        notifier.stop(),
+        spendLog?.stop(),
+        spotEvents?.stop(),
+        fleet?.stop(),
+      ]).then(() => undefined);
       return stopped;
     };
     tenure.signal.addEventListener("abort", () => void stop(), { once: true });

@@ -12,6 +12,7 @@ import { listPlugins } from "../shared/plugins.ts";
 import type { OperationSpec } from "../shared/schemas/operation.ts";
 import type { HttpEnrichOptions, TransformOptions } from "../shared/schemas/tasks.ts";
 import { compileTemplate, urlTemplateShape } from "../shared/url-template.ts";
+import { checkNotify, type NotifyChannels } from "./notify/spec-check.ts";
 
 export interface SpecCheckOptions {
   /** The policy the workers apply (SHARDFLEET_EGRESS_ALLOW). @default PUBLIC_ONLY */
@@ -21,7 +22,11 @@ export interface SpecCheckOptions {
    * @default undefined (plugin names are not checked)
    */
   pluginDir?: string;
+  /** Which notification channels the deployment has on. @default both off */
+  notify?: NotifyChannels;
 }
+
+const NOTIFY_OFF: NotifyChannels = { webhook: false, email: false };
 
 function refuse(path: string, message: string, code: "SPEC_INVALID" | "EGRESS_REFUSED") {
   return new BadInputError(code, `spec ${path}: ${message}`, { details: { path } });
@@ -36,6 +41,7 @@ export async function checkSpecAlone(
   spec: OperationSpec,
   options: SpecCheckOptions = {},
 ): Promise<void> {
+  checkNotify(spec.notify, options.egress ?? PUBLIC_ONLY, options.notify ?? NOTIFY_OFF);
   switch (spec.task.name) {
     case "http-enrich":
       return checkHttpEnrich(spec.task.options, options.egress ?? PUBLIC_ONLY);

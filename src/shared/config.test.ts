@@ -139,6 +139,50 @@ describe("loadConfig", () => {
     );
   });
 
+  it("reads notifications: off by default; defaults, secret and transport checked together", () => {
+    expect(loadConfig({}).notify).toEqual({
+      defaults: { email: [] },
+      email: { kind: "none" },
+      intervalSeconds: 2,
+    });
+    const config = loadConfig({
+      SHARDFLEET_NOTIFY_SECRET: "0123456789abcdef",
+      SHARDFLEET_NOTIFY_WEBHOOK: "https://hooks.example.com/ops",
+      SHARDFLEET_NOTIFY_EMAIL: "ops@example.com, finance@example.com",
+      SHARDFLEET_NOTIFY_ON: "failed,succeeded-with-failures",
+      SHARDFLEET_EMAIL_TRANSPORT: "smtp",
+      SHARDFLEET_SMTP_URL: "smtp://127.0.0.1:2525",
+      SHARDFLEET_EMAIL_FROM: "shardfleet@example.com",
+      SHARDFLEET_PUBLIC_URL: "https://shardfleet.example.com",
+    }).notify;
+    expect(config).toEqual({
+      secret: "0123456789abcdef",
+      defaults: {
+        webhook: "https://hooks.example.com/ops",
+        email: ["ops@example.com", "finance@example.com"],
+        on: ["failed", "succeeded-with-failures"],
+      },
+      email: { kind: "smtp", url: "smtp://127.0.0.1:2525", from: "shardfleet@example.com" },
+      publicUrl: "https://shardfleet.example.com",
+      intervalSeconds: 2,
+    });
+    expect(() => loadConfig({ SHARDFLEET_NOTIFY_WEBHOOK: "https://hooks.example.com/x" })).toThrow(
+      /invalid setting SHARDFLEET_NOTIFY_SECRET: SHARDFLEET_NOTIFY_WEBHOOK needs it/,
+    );
+    expect(() => loadConfig({ SHARDFLEET_NOTIFY_EMAIL: "ops@example.com" })).toThrow(
+      /SHARDFLEET_EMAIL_TRANSPORT: SHARDFLEET_NOTIFY_EMAIL needs smtp or ses/,
+    );
+    expect(() => loadConfig({ SHARDFLEET_NOTIFY_ON: "done" })).toThrow(
+      /SHARDFLEET_NOTIFY_ON: unknown event "done"/,
+    );
+    expect(() => loadConfig({ SHARDFLEET_EMAIL_TRANSPORT: "ses" })).toThrow(
+      /SHARDFLEET_EMAIL_FROM: an email transport needs a From address/,
+    );
+    expect(() => loadConfig({ SHARDFLEET_NOTIFY_SECRET: "short" })).toThrow(
+      /SHARDFLEET_NOTIFY_SECRET/,
+    );
+  });
+
   it("ignores variables of other programs", () => {
     expect(() => loadConfig({ PATH: "/bin", AWS_REGION: "eu-west-1" })).not.toThrow();
   });

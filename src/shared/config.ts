@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { type EgressPolicy, parseEgressAllow } from "./egress.ts";
 import { ConfigError } from "./errors.ts";
+import { NOTIFY_EVENTS, type NotifyEvent } from "./schemas/notify.ts";
 import {
   type ApiToken,
   mergeCaps,
@@ -165,6 +166,16 @@ const settings = {
   SHARDFLEET_DRAIN_GRACE_S: z.coerce.number().min(0).max(100).default(2),
   // Non-public addresses tasks may call (worker at connect time, scheduler at intake).
   SHARDFLEET_EGRESS_ALLOW: z.string().optional(),
+  // Notifications (scheduler): deployment defaults, the webhook HMAC secret, the email transport.
+  SHARDFLEET_NOTIFY_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  SHARDFLEET_NOTIFY_WEBHOOK: z.url({ protocol: /^https?$/ }).optional(),
+  SHARDFLEET_NOTIFY_EMAIL: z.string().optional(),
+  SHARDFLEET_NOTIFY_ON: z.string().optional(),
+  SHARDFLEET_NOTIFY_INTERVAL_S: z.coerce.number().min(0.05).max(300).default(2),
+  SHARDFLEET_EMAIL_TRANSPORT: z.enum(["none", "smtp", "ses"]).default("none"),
+  SHARDFLEET_SMTP_URL: z.url({ protocol: /^smtps?$/ }).optional(),
+  SHARDFLEET_EMAIL_FROM: z.email().optional(),
+  SHARDFLEET_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
 } as const;
 
 /** Variables that belong to tools around the product (tests, benchmarks), not to its config. */
@@ -248,7 +259,29 @@ export interface Config {
     /** How long the lease lasts without a renewal; a standby takes over after it. */
     readonly seconds: number;
   };
+  readonly notify: NotifyConfig;
 }
+
+/** Notifications (see src/scheduler/notify/). */
+export interface NotifyConfig {
+  /** The webhook HMAC key; without it webhooks are off (a spec naming one is refused). */
+  readonly secret?: string;
+  /** The deployment's own subscription, sent for every operation. */
+  readonly defaults: {
+    readonly webhook?: string;
+    readonly email: readonly string[];
+    readonly on?: readonly NotifyEvent[];
+  };
+  readonly email: EmailTransportConfig;
+  /** The scheduler's public base URL, for links in notifications. */
+  readonly publicUrl?: string;
+  readonly intervalSeconds: number;
+}
+
+export type EmailTransportConfig =
+  | { readonly kind: "none" }
+  | { readonly kind: "smtp"; readonly url: string; readonly from: string }
+  | { readonly kind: "ses"; readonly from: string };
 
 /** The API's connection and request limits (HTTP hardening). */
 export interface ApiLimits {
@@ -362,6 +395,71 @@ function egressPolicy(text: string | undefined): EgressPolicy {
       details: { setting: "SHARDFLEET_EGRESS_ALLOW" },
     });
   }
+}
+
+function notifyConfig(e: z.infer<typeof envSchema>): NotifyConfig {
+  const bad = (setting: string, message: string) =>
+    new ConfigError(`invalid setting ${setting}: ${message}`, { details: { setting } });
+  const email = commaList(e.SHARDFLEET_NOTIFY_EMAIL);
+  for (const address of email) {
+    if (!z.email().safeParse(address).success) {
+      throw bad("SHARDFLEET_NOTIFY_EMAIL", `${JSON.stringify(address)} is not an email address`);
+    }
+  }
+  let on: NotifyEvent[] | undefined;
+  if (e.SHARDFLEET_NOTIFY_ON !== undefined) {
+    on = commaList(e.SHARDFLEET_NOTIFY_ON).map((name) => {
+      const event = NOTIFY_EVENTS.find((v) => v === name);
+      if (!event) {
+        throw bad(
+          "SHARDFLEET_NOTIFY_ON",
+          `unknown event ${JSON.stringify(name)} (known: ${NOTIFY_EVENTS.join(", ")})`,
+        );
+      }
+      return event;
+    });
+  }
+  const from = e.SHARDFLEET_EMAIL_FROM;
+  let transport: EmailTransportConfig;
+  switch (e.SHARDFLEET_EMAIL_TRANSPORT) {
+    case "none":
+      transport = { kind: "none" };
+      break;
+    case "smtp":
+      if (!e.SHARDFLEET_SMTP_URL) {
+        throw bad(
+          "SHARDFLEET_SMTP_URL",
+          "SHARDFLEET_EMAIL_TRANSPORT=smtp needs it (smtp://host:port)",
+        );
+      }
+      if (!from) throw bad("SHARDFLEET_EMAIL_FROM", "an email transport needs a From address");
+      transport = { kind: "smtp", url: e.SHARDFLEET_SMTP_URL, from };
+      break;
+    case "ses":
+      if (!from) throw bad("SHARDFLEET_EMAIL_FROM", "an email transport needs a From address");
+      transport = { kind: "ses", from };
+      break;
+  }
+  if (e.SHARDFLEET_NOTIFY_WEBHOOK && !e.SHARDFLEET_NOTIFY_SECRET) {
+    throw bad(
+      "SHARDFLEET_NOTIFY_SECRET",
+      "SHARDFLEET_NOTIFY_WEBHOOK needs it (webhooks are signed)",
+    );
+  }
+  if (email.length > 0 && transport.kind === "none") {
+    throw bad("SHARDFLEET_EMAIL_TRANSPORT", "SHARDFLEET_NOTIFY_EMAIL needs smtp or ses");
+  }
+  return {
+    ...(e.SHARDFLEET_NOTIFY_SECRET ? { secret: e.SHARDFLEET_NOTIFY_SECRET } : {}),
+    defaults: {
+      ...(e.SHARDFLEET_NOTIFY_WEBHOOK ? { webhook: e.SHARDFLEET_NOTIFY_WEBHOOK } : {}),
+      email,
+      ...(on ? { on } : {}),
+    },
+    email: transport,
+    ...(e.SHARDFLEET_PUBLIC_URL ? { publicUrl: e.SHARDFLEET_PUBLIC_URL } : {}),
+    intervalSeconds: e.SHARDFLEET_NOTIFY_INTERVAL_S,
+  };
 }
 
 function deepFreeze<T>(value: T): T {
@@ -481,6 +579,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     egress: egressPolicy(e.SHARDFLEET_EGRESS_ALLOW),
     lease: { seconds: e.SHARDFLEET_LEASE_S },
+    notify: notifyConfig(e),
   });
 }
 

@@ -79,6 +79,10 @@ export const keys = {
    * writer) rewrites this one small document when something changed.
    */
   fleet: (op: string) => `${operationPrefix(op)}fleet/record.json`,
+  /** One record per notification event (see schemas/notify.ts), created with If-None-Match: *. */
+  notificationsPrefix: (op: string) => `${operationPrefix(op)}notifications/`,
+  notification: (op: string, event: string) =>
+    `${keys.notificationsPrefix(op)}${checkId("event", event)}.json`,
 
   // Temporary, under scratch/{op}/.
   /** The uploaded workbook; the file name is kept only as metadata, never in the key. */

@@ -10,12 +10,16 @@ import { ShardfleetError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import type { CostService } from "../cost/cost-service.ts";
+import type { SchedulerMetrics } from "../metrics/metrics.ts";
+import type { NotificationRecords } from "../notify/records.ts";
 import type { OperationService } from "../operations.ts";
 import { bearerAuth } from "./auth.ts";
 import { handleError, handleNotFound } from "./errors.ts";
 import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
+import { metricsRoutes } from "./metrics-routes.ts";
+import { notificationRoutes } from "./notifications-routes.ts";
 import { operationRoutes } from "./operations-routes.ts";
 import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
 import { versionRoutes } from "./version-routes.ts";
@@ -40,6 +44,10 @@ export interface AppDeps {
   apiTokens?: readonly ApiToken[];
   /** Timeouts, upload rate and request rate. @default DEFAULT_API_LIMITS */
   limits?: Partial<ApiLimits>;
+  /** Notification records (`GET /operations/:id/notifications`). @default undefined (404) */
+  notifications?: NotificationRecords;
+  /** Prometheus metrics (`GET /metrics`, admin only). @default undefined (404) */
+  metrics?: SchedulerMetrics;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -138,6 +146,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // The intake sees busboy's `truncated` and answers 413 with its own message.
     throwFileSizeLimit: false,
   });
+  // Before the other routes: its request-duration hook must see them.
+  if (deps.metrics) void app.register(metricsRoutes, { metrics: deps.metrics });
   void app.register(healthRoutes);
   void app.register(versionRoutes);
   void app.register(whoamiRoutes, { capsOf: (tenant) => tenants.capsOf(tenant) });
@@ -151,6 +161,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     },
     ...(deps.cost ? { cost: deps.cost } : {}),
   });
+  if (deps.notifications) {
+    void app.register(notificationRoutes, {
+      operations: deps.operations,
+      records: deps.notifications,
+    });
+  }
   // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.
   return app as unknown as FastifyInstance;
 }

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { BadInputError } from "../errors.ts";
+import { type NotifySpec, notifySpecSchema } from "./notify.ts";
 import { isTaskName, type TaskSpec, taskOptionSchemas } from "./tasks.ts";
 import { DEFAULT_TENANT } from "./tokens.ts";
 
@@ -80,6 +81,8 @@ export const operationSpecInputSchema = z.strictObject({
     .default({ everyRows: 100, everySeconds: 15 }),
   /** Attempts that end in `error` before a shard is marked failed (reclaims never count). @default 3 */
   maxErrorAttempts: z.number().int().min(1).max(100).default(3),
+  /** Who is told about the operation's events (webhook, email). @default nobody but the deployment's defaults */
+  notify: notifySpecSchema.optional(),
 });
 
 export interface OperationSpec {
@@ -92,6 +95,7 @@ export interface OperationSpec {
   toleratedFailurePercent: number;
   checkpoint: { everyRows: number; everySeconds: number };
   maxErrorAttempts: number;
+  notify?: NotifySpec | undefined;
 }
 
 function pathOf(prefix: string, path: ReadonlyArray<PropertyKey>): string {
@@ -157,6 +161,7 @@ export const manifestBodySchema = z.object({
     // Optional so manifests written before these settings existed still parse.
     checkpoint: z.object({ everyRows: z.number(), everySeconds: z.number() }).optional(),
     maxErrorAttempts: z.number().int().optional(),
+    notify: notifySpecSchema.optional(),
   }),
   input: z.object({
     key: z.string(),
