@@ -22,12 +22,7 @@ import {
 import { keys, OPERATIONS_PREFIX, parseShardKey } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
-import {
-  type CapacityWait,
-  type FleetEvent,
-  type FleetRecord,
-  fleetRecordSchema,
-} from "../shared/schemas/fleet.ts";
+import { type CapacityWait, type FleetRecord, fleetRecordSchema } from "../shared/schemas/fleet.ts";
 import {
   type LifecycleStatus,
   type Manifest,
@@ -42,7 +37,7 @@ import { canSee, DEFAULT_TENANT, type Viewer } from "../shared/schemas/tokens.ts
 import { isTransientError } from "../shared/transient.ts";
 import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
 import { OperationLifecycle } from "./operation-lifecycle.ts";
-import { readSourceView, type SourceView } from "./source-view.ts";
+import { readSourceView } from "./source-view.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";

@@ -1,8 +1,5 @@
 /**
- * (A copy of src/worker/tasks/egress-connector.ts, here so the scheduler can use it too; the
- * worker's should become a re-export of this one.)
- *
- * An undici connector that applies the egress policy to the address it is about to connect to:
+ * Used by the worker's http-enrich and the scheduler's webhooks alike. An undici connector that applies the egress policy to the address it is about to connect to:
  * the host is resolved here, every address checked, and the socket opened to an allowed address
  * itself (never resolved a second time, so DNS rebinding cannot slip past the check). TLS still
  * verifies the certificate against the URL's host name (undici takes the SNI name from `host`).

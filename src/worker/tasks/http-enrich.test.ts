@@ -4,11 +4,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../../../test/support/fake-clock.ts";
 import { type Clock, systemClock } from "../../shared/clock.ts";
 import { type EgressPolicy, parseEgressAllow } from "../../shared/egress.ts";
+import type { HostLookup } from "../../shared/egress-connector.ts";
 import { BadInputError } from "../../shared/errors.ts";
 import { silentLogger } from "../../shared/logger.ts";
 import type { Cell } from "../../shared/schemas/cells.ts";
 import { httpEnrichOptionsSchema } from "../../shared/schemas/tasks.ts";
-import type { HostLookup } from "./egress-connector.ts";
 import {
   HttpEnrichRunner,
   MAX_CELL_CHARS,

@@ -12,6 +12,7 @@
 import { Pool } from "undici";
 import { type Clock, systemClock } from "../../shared/clock.ts";
 import { type EgressPolicy, EgressRefusedError, PUBLIC_ONLY } from "../../shared/egress.ts";
+import { guardedConnector, type HostLookup } from "../../shared/egress-connector.ts";
 import { BadInputError, describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { EncodedCell, ResultRow } from "../../shared/schemas/cells.ts";
@@ -25,7 +26,6 @@ import {
 import type { FleetShare, OriginCounters } from "../budget/budget-peers.ts";
 import { TokenBucket } from "../budget/token-bucket.ts";
 import { type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
-import { guardedConnector, type HostLookup } from "./egress-connector.ts";
 import { Limiter } from "./limiter.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
 
