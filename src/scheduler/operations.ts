@@ -597,6 +597,41 @@ export class OperationService {
   }
 
   /**
+   * Deletes every object of a finished operation: its records, output, cost report and scratch,
+   * listed by the operation's prefixes (`keys.operationPrefixes`). The manifest goes first, so
+   * the operation is gone for every reader (the view, the list, the fleet manager's `existing`)
+   * before the rest is cleared; the prefixes are then listed again until empty, catching a record
+   * a late writer (the fleet manager's last scale-in pass) put back meanwhile.
+   * NotFoundError for an unknown (or another tenant's) id; NotReadyError (409) while it runs.
+   */
+  async delete(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<{ deleted: number }> {
+    checkOperationId(id);
+    const manifest = await this.#visibleManifest(id, signal, viewer);
+    if (!TERMINAL_STATUSES.has(manifest.status)) {
+      throw new NotReadyError(
+        `operation ${id} is ${manifest.status}: only a finished operation can be deleted (cancel it first)`,
+        { details: { id, status: manifest.status } },
+      );
+    }
+    this.#terminalViews.delete(id);
+    this.#progress.forget(id);
+    await this.#store.deletePrefix(keys.manifest(id), signal);
+    let deleted = 1;
+    for (let round = 0; round < 3; round++) {
+      let found = 0;
+      for (const prefix of keys.operationPrefixes(id)) {
+        const left = await this.#store.list(prefix, signal);
+        found += left.length;
+        if (left.length > 0) await this.#store.deletePrefix(prefix, signal);
+      }
+      deleted += found;
+      if (found === 0) break;
+    }
+    this.#logger.info({ operationId: id, objects: deleted }, "operation deleted");
+    return { deleted };
+  }
+
+  /**
    * The result workbook as a stream. NotFoundError for an unknown id; NotReadyError (409),
    * naming the status, until the operation has a merged result.
    */

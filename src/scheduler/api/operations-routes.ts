@@ -186,6 +186,15 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
     },
   );
 
+  app.delete<{ Params: { id: string } }>(
+    "/operations/:id",
+    { schema: { params: operationParamsSchema, response: errors } },
+    async (request, reply) => {
+      await operations.delete(request.params.id, undefined, request.principal);
+      return reply.code(204).send();
+    },
+  );
+
   app.get<{ Params: { id: string }; Querystring: { format: "json" | "csv" | "xlsx" | "svg" } }>(
     "/operations/:id/cost",
     {
