@@ -11,12 +11,17 @@ import type { Readable } from "node:stream";
 import { mapLimit } from "../shared/async.ts";
 import { isAwsServiceError } from "../shared/aws-errors.ts";
 import type { Clock } from "../shared/clock.ts";
-import type { OperationView, ShardCounts } from "../shared/contracts/operations.ts";
+import {
+  capsPatchSchema,
+  type OperationView,
+  type ShardCounts,
+} from "../shared/contracts/operations.ts";
 import {
   BadInputError,
   LimitExceededError,
   NotFoundError,
   NotReadyError,
+  RetryableError,
   ShardfleetError,
 } from "../shared/errors.ts";
 import { keys, OPERATIONS_PREFIX, parseShardKey } from "../shared/keys.ts";
@@ -246,6 +251,7 @@ export function viewOf(
     startedAt: manifest.startedAt ?? null,
     finishedAt: manifest.finishedAt ?? null,
     ...(manifest.error ? { error: manifest.error } : {}),
+    ...(manifest.caps && Object.keys(manifest.caps).length > 0 ? { caps: manifest.caps } : {}),
     ...(shown.waiting ? { waiting: shown.waiting } : {}),
     ...(manifest.result
       ? {
@@ -594,6 +600,52 @@ export class OperationService {
       }
     }
     return view;
+  }
+
+  /**
+   * Changes the operation's own caps (`PATCH /operations/:id`) through the state machine, and
+   * returns its view. `body` is checked strictly: BadInputError (400) naming the field.
+   * NotFoundError for an unknown id; NotReadyError (409) naming the status once it has finished.
+   */
+  async updateCaps(
+    id: string,
+    body: unknown,
+    signal?: AbortSignal,
+    viewer?: Viewer,
+  ): Promise<OperationView> {
+    checkOperationId(id);
+    const parsed = capsPatchSchema.safeParse(body ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const unknownKey = issue.code === "unrecognized_keys" ? issue.keys[0] : undefined;
+      const path =
+        [...issue.path, ...(unknownKey === undefined ? [] : [unknownKey])].map(String).join(".") ||
+        "(body)";
+      throw new BadInputError(
+        "BAD_REQUEST",
+        `body ${path}: ${unknownKey === undefined ? issue.message : "unknown field"}`,
+        { details: { path } },
+      );
+    }
+    await this.#visibleManifest(id, signal, viewer);
+    const outcome = await this.#lifecycle.amend(
+      id,
+      "caps",
+      (current) => ({ caps: { ...current.caps, ...parsed.data } }),
+      signal,
+    );
+    if (outcome.outcome === "gone") throw notFound(id);
+    if (outcome.outcome === "contended") {
+      throw new RetryableError(`operation ${id} is being changed by another writer; try again`);
+    }
+    if (outcome.outcome === "not-allowed") {
+      throw new NotReadyError(
+        `operation ${id} is ${outcome.from}: caps can only be changed before it has finished`,
+        { details: { id, status: outcome.from } },
+      );
+    }
+    this.#logger.info({ operationId: id, caps: outcome.manifest.caps }, "operation caps changed");
+    return this.get(id, signal, viewer);
   }
 
   /**

@@ -186,6 +186,15 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
     },
   );
 
+  app.patch<{ Params: { id: string } }>(
+    "/operations/:id",
+    {
+      schema: { params: operationParamsSchema, response: { 200: operationViewSchema, ...errors } },
+    },
+    async (request) =>
+      operations.updateCaps(request.params.id, request.body, undefined, request.principal),
+  );
+
   app.delete<{ Params: { id: string } }>(
     "/operations/:id",
     { schema: { params: operationParamsSchema, response: errors } },

@@ -102,3 +102,49 @@ describe("DELETE /operations/:id", () => {
     expect(res.statusCode).toBe(400);
   });
 });
+
+describe("PATCH /operations/:id", () => {
+  const patch = (id: string, body: unknown) =>
+    app.inject({ method: "PATCH", url: `/operations/${id}`, payload: body as object });
+
+  it("changes caps on a live operation through the manifest; fields left out are kept", async () => {
+    const id = await submit();
+    const res = await patch(id, { maxInstances: 7, maxHourlyUsd: 1.5 });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ id, status: "queued", caps: { maxInstances: 7 } });
+    const again = await patch(id, { concurrency: 40, priority: 5 });
+    expect(again.statusCode).toBe(200);
+    expect((await manifestOf(id)).caps).toEqual({
+      maxInstances: 7,
+      maxHourlyUsd: 1.5,
+      concurrency: 40,
+      priority: 5,
+    });
+    expect((await manifestOf(id)).status).toBe("queued");
+  });
+
+  it("400 naming the field for an unknown field, a bad value or an empty body", async () => {
+    const id = await submit();
+    for (const [body, field] of [
+      [{ maxInstance: 3 }, /maxInstance: unknown field/],
+      [{ maxInstances: -1 }, /maxInstances/],
+      [{ concurrency: 1000 }, /concurrency/],
+      [{ priority: 1.5 }, /priority/],
+      [{}, /at least one/],
+    ] as const) {
+      const res = await patch(id, body);
+      expect(res.statusCode).toBe(400);
+      expect((res.json() as { error: { message: string } }).error.message).toMatch(field);
+    }
+    expect((await manifestOf(id)).caps).toBeUndefined();
+  });
+
+  it("409 naming the status on a finished operation; 404 for an unknown one", async () => {
+    const id = await submit();
+    await finishWithObjects(id);
+    const res = await patch(id, { maxInstances: 3 });
+    expect(res.statusCode).toBe(409);
+    expect((res.json() as { error: { message: string } }).error.message).toMatch(/succeeded/);
+    expect((await patch("op-nope", { maxInstances: 3 })).statusCode).toBe(404);
+  });
+});
