@@ -13,6 +13,7 @@ import { type Whoami, whoamiSchema } from "../shared/contracts/api.ts";
 import {
   type Accepted,
   acceptedSchema,
+  type CapsPatch,
   type OperationList,
   type OperationView,
   operationListSchema,
@@ -132,6 +133,12 @@ export class ApiClient {
 
   list(limit = 20): Promise<OperationList> {
     return this.#json(operationListSchema, "GET", `/operations?limit=${limit}`);
+  }
+
+  /** `PATCH /operations/:id`: changes the operation's own caps; answers its view. */
+  patch(id: string, caps: CapsPatch): Promise<OperationView> {
+    const urlPath = `/operations/${encodeURIComponent(id)}`;
+    return this.#json(operationViewSchema, "PATCH", urlPath, new JsonBody(caps));
   }
 
   /** `DELETE /operations/:id`: every object of a finished operation (409 while it runs). */
