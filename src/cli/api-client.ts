@@ -13,6 +13,7 @@ import { type Whoami, whoamiSchema } from "../shared/contracts/api.ts";
 import {
   type Accepted,
   acceptedSchema,
+  type CapsPatch,
   type OperationList,
   type OperationView,
   operationListSchema,
@@ -30,6 +31,16 @@ export interface ApiClientOptions {
   token?: string;
 }
 
+type HttpMethod = "GET" | "POST" | "PATCH" | "DELETE";
+
+/** A JSON request body (sent with its content type). */
+class JsonBody {
+  readonly text: string;
+  constructor(value: unknown) {
+    this.text = JSON.stringify(value);
+  }
+}
+
 export class ApiClient {
   readonly baseUrl: string;
   readonly #headers: Record<string, string>;
@@ -39,8 +50,15 @@ export class ApiClient {
     this.#headers = options.token ? { authorization: `Bearer ${options.token}` } : {};
   }
 
-  async #call(method: "GET" | "POST", urlPath: string, body?: FormData) {
+  async #call(method: HttpMethod, urlPath: string, body?: FormData | JsonBody) {
     try {
+      if (body instanceof JsonBody) {
+        return await request(`${this.baseUrl}${urlPath}`, {
+          method,
+          body: body.text,
+          headers: { ...this.#headers, "content-type": "application/json" },
+        });
+      }
       return await request(`${this.baseUrl}${urlPath}`, { method, body, headers: this.#headers });
     } catch (err) {
       const code = (err as { code?: string }).code ?? (err as Error).message;
@@ -54,9 +72,9 @@ export class ApiClient {
 
   async #json<S extends z.ZodType>(
     schema: S,
-    method: "GET" | "POST",
+    method: HttpMethod,
     urlPath: string,
-    body?: FormData,
+    body?: FormData | JsonBody,
   ): Promise<z.output<S>> {
     const res = await this.#call(method, urlPath, body);
     const text = await res.body.text();
@@ -115,6 +133,27 @@ export class ApiClient {
 
   list(limit = 20): Promise<OperationList> {
     return this.#json(operationListSchema, "GET", `/operations?limit=${limit}`);
+  }
+
+  /** `PATCH /operations/:id`: changes the operation's own caps; answers its view. */
+  patch(id: string, caps: CapsPatch): Promise<OperationView> {
+    const urlPath = `/operations/${encodeURIComponent(id)}`;
+    return this.#json(operationViewSchema, "PATCH", urlPath, new JsonBody(caps));
+  }
+
+  /** `DELETE /operations/:id`: every object of a finished operation (409 while it runs). */
+  async remove(id: string): Promise<void> {
+    const urlPath = `/operations/${encodeURIComponent(id)}`;
+    const res = await this.#call("DELETE", urlPath);
+    const text = await res.body.text();
+    if (res.statusCode < 400) return;
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // keep the raw text
+    }
+    throw apiError(res.statusCode, parsed, "authorization" in this.#headers);
   }
 
   /** Streams the result to the sink `open` makes, called only once the API answered with it. */

@@ -15,6 +15,7 @@ import {
   addSubmitCommand,
   addWhoamiCommand,
 } from "./commands/operations.ts";
+import { addRmCommand } from "./commands/redrive.ts";
 import { addSimulateCommand } from "./commands/simulate.ts";
 import { addTokenCommand } from "./commands/token-command.ts";
 
@@ -48,6 +49,7 @@ export function buildProgram(extra: readonly AddCommand[] = []): Command {
     addCostCommand,
     addWhoamiCommand,
     addTokenCommand,
+    addRmCommand,
     ...extra,
     addSimulateCommand,
   ]) {

@@ -65,6 +65,16 @@ export const LIFECYCLE_EVENTS = {
 
 export type LifecycleEvent = keyof typeof LIFECYCLE_EVENTS;
 
+/**
+ * Changes that keep the status (`OperationLifecycle.amend`): the states each may be made in.
+ * `caps`: `PATCH /operations/:id`, while the operation is not finished.
+ */
+export const LIFECYCLE_AMENDMENTS = {
+  caps: { in: LIVE },
+} as const satisfies Record<string, { readonly in: readonly LifecycleStatus[] }>;
+
+export type LifecycleAmendment = keyof typeof LIFECYCLE_AMENDMENTS;
+
 export const LIFECYCLE_EVENT_NAMES = Object.keys(LIFECYCLE_EVENTS) as LifecycleEvent[];
 
 /** The state a new operation starts in. */
@@ -194,6 +204,43 @@ export class OperationLifecycle {
       if (put.conflict) await sleep(10 * attempt, undefined, { signal });
     }
     this.#log.warn({ operationId, event }, "lifecycle transition lost every round; try later");
+    return { outcome: "contended", attempts: this.#maxAttempts };
+  }
+
+  /**
+   * Applies a change that keeps the status (`LIFECYCLE_AMENDMENTS`), as the same compare-and-set
+   * as `apply`: `not-allowed` names the state found when the amendment may not be made in it.
+   * `change` gets the manifest read and returns the fields to write (re-run after each 412).
+   */
+  async amend(
+    operationId: string,
+    amendment: LifecycleAmendment,
+    change: (current: Manifest) => Pick<Manifest, "caps">,
+    signal?: AbortSignal,
+  ): Promise<TransitionOutcome> {
+    const key = keys.manifest(operationId);
+    const allowed: readonly LifecycleStatus[] = LIFECYCLE_AMENDMENTS[amendment].in;
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      const read = await this.#store.getJsonVersioned(key, manifestSchema, signal);
+      if (!read) return { outcome: "gone" };
+      const current = read.value;
+      if (!allowed.includes(current.status)) {
+        return { outcome: "not-allowed", from: current.status, manifest: current };
+      }
+      const next = manifestSchema.parse({
+        ...current,
+        ...change(current),
+        status: current.status,
+        updatedAt: this.#iso(),
+      });
+      const put = await this.#store.putJsonIfMatch(key, manifestSchema, next, read.etag, signal);
+      if (put.outcome === "written") {
+        this.#log.info({ operationId, amendment, attempt }, "operation amended");
+        return { outcome: "applied", from: current.status, manifest: next };
+      }
+      if (put.outcome === "gone") return { outcome: "gone" };
+      if (put.conflict) await sleep(10 * attempt, undefined, { signal });
+    }
     return { outcome: "contended", attempts: this.#maxAttempts };
   }
 

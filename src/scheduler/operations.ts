@@ -11,12 +11,17 @@ import type { Readable } from "node:stream";
 import { mapLimit } from "../shared/async.ts";
 import { isAwsServiceError } from "../shared/aws-errors.ts";
 import type { Clock } from "../shared/clock.ts";
-import type { OperationView, ShardCounts } from "../shared/contracts/operations.ts";
+import {
+  capsPatchSchema,
+  type OperationView,
+  type ShardCounts,
+} from "../shared/contracts/operations.ts";
 import {
   BadInputError,
   LimitExceededError,
   NotFoundError,
   NotReadyError,
+  RetryableError,
   ShardfleetError,
 } from "../shared/errors.ts";
 import { keys, OPERATIONS_PREFIX, parseShardKey } from "../shared/keys.ts";
@@ -242,6 +247,7 @@ export function viewOf(
     startedAt: manifest.startedAt ?? null,
     finishedAt: manifest.finishedAt ?? null,
     ...(manifest.error ? { error: manifest.error } : {}),
+    ...(manifest.caps && Object.keys(manifest.caps).length > 0 ? { caps: manifest.caps } : {}),
     ...(shown.waiting ? { waiting: shown.waiting } : {}),
     ...(manifest.result
       ? {
@@ -595,6 +601,87 @@ export class OperationService {
       }
     }
     return view;
+  }
+
+  /**
+   * Changes the operation's own caps (`PATCH /operations/:id`) through the state machine, and
+   * returns its view. `body` is checked strictly: BadInputError (400) naming the field.
+   * NotFoundError for an unknown id; NotReadyError (409) naming the status once it has finished.
+   */
+  async updateCaps(
+    id: string,
+    body: unknown,
+    signal?: AbortSignal,
+    viewer?: Viewer,
+  ): Promise<OperationView> {
+    checkOperationId(id);
+    const parsed = capsPatchSchema.safeParse(body ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const unknownKey = issue.code === "unrecognized_keys" ? issue.keys[0] : undefined;
+      const path =
+        [...issue.path, ...(unknownKey === undefined ? [] : [unknownKey])].map(String).join(".") ||
+        "(body)";
+      throw new BadInputError(
+        "BAD_REQUEST",
+        `body ${path}: ${unknownKey === undefined ? issue.message : "unknown field"}`,
+        { details: { path } },
+      );
+    }
+    await this.#visibleManifest(id, signal, viewer);
+    const outcome = await this.#lifecycle.amend(
+      id,
+      "caps",
+      (current) => ({ caps: { ...current.caps, ...parsed.data } }),
+      signal,
+    );
+    if (outcome.outcome === "gone") throw notFound(id);
+    if (outcome.outcome === "contended") {
+      throw new RetryableError(`operation ${id} is being changed by another writer; try again`);
+    }
+    if (outcome.outcome === "not-allowed") {
+      throw new NotReadyError(
+        `operation ${id} is ${outcome.from}: caps can only be changed before it has finished`,
+        { details: { id, status: outcome.from } },
+      );
+    }
+    this.#logger.info({ operationId: id, caps: outcome.manifest.caps }, "operation caps changed");
+    return this.get(id, signal, viewer);
+  }
+
+  /**
+   * Deletes every object of a finished operation: its records, output, cost report and scratch,
+   * listed by the operation's prefixes (`keys.operationPrefixes`). The manifest goes first, so
+   * the operation is gone for every reader (the view, the list, the fleet manager's `existing`)
+   * before the rest is cleared; the prefixes are then listed again until empty, catching a record
+   * a late writer (the fleet manager's last scale-in pass) put back meanwhile.
+   * NotFoundError for an unknown (or another tenant's) id; NotReadyError (409) while it runs.
+   */
+  async delete(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<{ deleted: number }> {
+    checkOperationId(id);
+    const manifest = await this.#visibleManifest(id, signal, viewer);
+    if (!TERMINAL_STATUSES.has(manifest.status)) {
+      throw new NotReadyError(
+        `operation ${id} is ${manifest.status}: only a finished operation can be deleted (cancel it first)`,
+        { details: { id, status: manifest.status } },
+      );
+    }
+    this.#terminalViews.delete(id);
+    this.#progress.forget(id);
+    await this.#store.deletePrefix(keys.manifest(id), signal);
+    let deleted = 1;
+    for (let round = 0; round < 3; round++) {
+      let found = 0;
+      for (const prefix of keys.operationPrefixes(id)) {
+        const left = await this.#store.list(prefix, signal);
+        found += left.length;
+        if (left.length > 0) await this.#store.deletePrefix(prefix, signal);
+      }
+      deleted += found;
+      if (found === 0) break;
+    }
+    this.#logger.info({ operationId: id, objects: deleted }, "operation deleted");
+    return { deleted };
   }
 
   /**

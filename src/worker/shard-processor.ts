@@ -38,6 +38,7 @@ import type { ObjectStore } from "../shared/object-store.ts";
 import { commitDone, isCommitted } from "../shared/records/done-marker.ts";
 import { type Manifest, specOf } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
+import type { TaskSpec } from "../shared/schemas/tasks.ts";
 import { isTransientError } from "../shared/transient.ts";
 import { type AttemptRecord, AttemptRecords } from "./attempt-records.ts";
 import { COMMITTED_ELSEWHERE, causeOfStop, staleAfterMs } from "./attempts.ts";
@@ -54,6 +55,16 @@ import { oneLine, type TaskRow, type TaskRunner } from "./tasks/task.ts";
 
 /** Seconds a shard stopped by a transient storage or network fault waits before its retry. */
 const TRANSIENT_RETRY_DELAY_S = 2;
+
+/**
+ * The task as the operation's caps shape it: `caps.concurrency` (PATCH /operations/:id) replaces
+ * http-enrich's `concurrency`. Read when the operation is loaded on this worker.
+ */
+export function withCapsApplied(task: TaskSpec, manifest: Pick<Manifest, "caps">): TaskSpec {
+  const concurrency = manifest.caps?.concurrency;
+  if (concurrency === undefined || task.name !== "http-enrich") return task;
+  return { name: task.name, options: { ...task.options, concurrency } };
+}
 
 export interface ShardProcessorDeps {
   store: ObjectStore;
@@ -148,7 +159,7 @@ export class ShardProcessor {
       deps.createRunner ??
       ((manifest, logger) =>
         createTaskRunner(
-          specOf(manifest).task,
+          withCapsApplied(specOf(manifest).task, manifest),
           {
             logger,
             pluginDir: options.pluginDir,

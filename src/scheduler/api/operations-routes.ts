@@ -186,6 +186,24 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
     },
   );
 
+  app.patch<{ Params: { id: string } }>(
+    "/operations/:id",
+    {
+      schema: { params: operationParamsSchema, response: { 200: operationViewSchema, ...errors } },
+    },
+    async (request) =>
+      operations.updateCaps(request.params.id, request.body, undefined, request.principal),
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    "/operations/:id",
+    { schema: { params: operationParamsSchema, response: errors } },
+    async (request, reply) => {
+      await operations.delete(request.params.id, undefined, request.principal);
+      return reply.code(204).send();
+    },
+  );
+
   app.get<{ Params: { id: string }; Querystring: { format: "json" | "csv" | "xlsx" | "svg" } }>(
     "/operations/:id/cost",
     {

@@ -273,9 +273,22 @@ export class FleetManager {
     const { activity } = combined;
     // Each operation's tenant, for the tenant caps (FleetPolicyOptions.tenantCaps).
     const tenants = new Map(manifests.map((m) => [m.id, tenantOf(m)]));
+    // Each operation's own caps (PATCH /operations/:id), read from this pass's manifest.
+    const caps = new Map(manifests.map((m) => [m.id, m.caps]));
     const operations = combined.operations.map((op) => {
       const tenant = tenants.get(op.id);
-      return tenant === undefined ? op : { ...op, tenant };
+      const own = caps.get(op.id);
+      const withCaps =
+        own?.maxInstances === undefined && own?.maxHourlyUsd === undefined
+          ? op
+          : {
+              ...op,
+              caps: {
+                ...(own.maxInstances === undefined ? {} : { maxInstances: own.maxInstances }),
+                ...(own.maxHourlyUsd === undefined ? {} : { maxHourlyUsd: own.maxHourlyUsd }),
+              },
+            };
+      return tenant === undefined ? withCaps : { ...withCaps, tenant };
     });
     this.#roster.noteActivity(activity);
     this.#forgetUnwatched(manifests);

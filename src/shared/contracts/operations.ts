@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { fleetEventSchema, fleetInstanceRecordSchema } from "../schemas/fleet.ts";
-import { operationStatuses } from "../schemas/operation.ts";
+import { operationCapsSchema, operationStatuses } from "../schemas/operation.ts";
 
 const count = z.number().int().nonnegative();
 
@@ -55,6 +55,9 @@ export const operationViewSchema = z.object({
   finishedAt: z.string().nullable(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   result: z.object({ rows: count, errorRows: count, columns: z.array(z.string()) }).optional(),
+  caps: operationCapsSchema
+    .describe("the operation's own caps, as last changed by PATCH /operations/:id")
+    .optional(),
   waiting: z
     .object({ since: z.string(), reason: z.string() })
     .describe("while waiting for capacity: since when and why")
@@ -87,3 +90,11 @@ export type OperationList = z.infer<typeof operationListSchema>;
 /** `POST /operations` (202): the new operation's id and first status. */
 export const acceptedSchema = z.object({ id: z.string(), status: z.enum(operationStatuses) });
 export type Accepted = z.infer<typeof acceptedSchema>;
+
+/**
+ * `PATCH /operations/:id`: the caps to change (at least one). A field left out keeps its value.
+ */
+export const capsPatchSchema = operationCapsSchema.refine((p) => Object.keys(p).length > 0, {
+  message: "name at least one of maxInstances, maxHourlyUsd, concurrency, priority",
+});
+export type CapsPatch = z.infer<typeof capsPatchSchema>;

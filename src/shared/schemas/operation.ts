@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { BadInputError } from "../errors.ts";
 import { type NotifySpec, notifySpecSchema } from "./notify.ts";
-import { isTaskName, type TaskSpec, taskOptionSchemas } from "./tasks.ts";
+import { isTaskName, MAX_HTTP_CONCURRENCY, type TaskSpec, taskOptionSchemas } from "./tasks.ts";
 import { DEFAULT_TENANT } from "./tokens.ts";
 
 /**
@@ -143,6 +143,23 @@ export type ShardRange = z.infer<typeof shardRangeSchema>;
 
 const timestamp = z.iso.datetime();
 
+/**
+ * An operation's own caps, changed mid-run by `PATCH /operations/:id` and honoured by the fleet
+ * manager (instances, hourly USD) and workers (per-worker concurrency) within one pass. Each is
+ * absent until set: the fleet's and tenant's caps (and the task's options) apply.
+ */
+export const operationCapsSchema = z.strictObject({
+  /** Instances launched for this operation at once (on top of fleet and tenant caps). */
+  maxInstances: z.number().int().min(0).max(100_000).optional(),
+  /** What this operation's live instances may cost per hour, in USD. */
+  maxHourlyUsd: z.number().min(0).max(1_000_000).optional(),
+  /** Rows in flight per worker (http-enrich's `concurrency`). */
+  concurrency: z.number().int().min(1).max(MAX_HTTP_CONCURRENCY).optional(),
+  /** Scheduling priority, higher first (kept for fair share, issue 14 item 6). */
+  priority: z.number().int().min(-100).max(100).optional(),
+});
+export type OperationCaps = z.infer<typeof operationCapsSchema>;
+
 /** The operation's durable record, `operations/{op}/manifest.json` (see `manifestSchema`). */
 export const manifestBodySchema = z.object({
   v: z.literal(1),
@@ -169,6 +186,8 @@ export const manifestBodySchema = z.object({
     format: z.enum(["xlsx", "csv"]),
     bytes: z.number().int().nonnegative(),
   }),
+  /** The operation's own caps (`PATCH /operations/:id`); absent until first set. */
+  caps: operationCapsSchema.optional(),
   /** Header names, known once the upload's first row was read. */
   headers: z.array(z.string()),
   /** Known once splitting finished. */

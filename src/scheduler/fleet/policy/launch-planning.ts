@@ -10,7 +10,7 @@ import { spotBatches } from "./batches.ts";
 import { usd } from "./format.ts";
 import { availablePools, chooseMarket, describeCooling } from "./market-choice.ts";
 import type { ResolvedFleetPolicy, TenantFleetCaps } from "./options.ts";
-import { backlogOf, desiredInstances, hourlyPrice, launchRoom } from "./sizing.ts";
+import { backlogOf, desiredInstances, fleetSpendUsd, hourlyPrice, launchRoom } from "./sizing.ts";
 import { servesCapacity } from "./spot-signals.ts";
 import { stragglerKey } from "./stragglers.ts";
 import type {
@@ -90,9 +90,16 @@ export function planLaunches(
     }
   }
 
-  const desired = desiredInstances(backlogOf(op), o.shardsPerInstance, o.maxInstances);
+  const opMax = Math.min(o.maxInstances, op.caps?.maxInstances ?? Number.POSITIVE_INFINITY);
+  const desired = desiredInstances(backlogOf(op), o.shardsPerInstance, opMax);
   if (desired === 0 && backlogOf(op) > 0) {
-    return { launches, blocked: `max instances (${o.maxInstances}) reached` };
+    return {
+      launches,
+      blocked:
+        opMax < o.maxInstances
+          ? `the operation's max instances (${opMax}) reached`
+          : `max instances (${o.maxInstances}) reached`,
+    };
   }
   const need = desired - mine.filter((i) => i.role === "worker").length;
   if (need <= 0) return { launches };
@@ -115,11 +122,15 @@ export function planLaunches(
       blocked: `no ${choice.market} price known for ${choice.pools.map((p) => p.instanceType).join(", ")} (needed for the hourly budget cap)`,
     };
   }
-  const cap = room(ledger, pools, choice.market, prices, o, tenant);
+  const own = operationRoom(op, live, launches, pools, choice.market, prices);
+  const cap = Math.min(room(ledger, pools, choice.market, prices, o, tenant), own.room);
   const counts =
     choice.market === "spot" ? spotBatches(need, cap) : cap > 0 ? [Math.min(need, cap)] : [];
   if (counts.length === 0) {
-    return { launches, blocked: capReason(ledger, pools, choice.market, prices, o, tenant) };
+    return {
+      launches,
+      blocked: own.blocked ?? capReason(ledger, pools, choice.market, prices, o, tenant),
+    };
   }
   const fallback =
     choice.market === "on-demand"
@@ -140,6 +151,45 @@ export function planLaunches(
     take(ledger, tenant, count, count * worstPrice(pools, choice.market, prices));
   });
   return { launches };
+}
+
+/**
+ * Room left under the operation's own caps (`op.caps`): its live instances plus those planned
+ * for it this round, and what they cost per hour. `blocked` says so when there is none.
+ */
+function operationRoom(
+  op: OperationState,
+  live: readonly FleetInstance[],
+  planned: readonly LaunchDecision[],
+  pools: readonly Pool[],
+  market: Market,
+  prices: PriceTable,
+): { room: number; blocked?: string } {
+  const caps = op.caps;
+  if (caps?.maxInstances === undefined && caps?.maxHourlyUsd === undefined) {
+    return { room: Number.POSITIVE_INFINITY };
+  }
+  const mine = live.filter((i) => i.operationId === op.id);
+  const unitPriceUsd = worstPrice(pools, market, prices);
+  let count = mine.length;
+  let spendUsd = fleetSpendUsd(mine, prices);
+  for (const d of planned) {
+    count += d.count;
+    spendUsd += d.count * worstPrice(d.pools, d.market, prices);
+  }
+  const room = launchRoom({
+    liveInstances: count,
+    spendUsd,
+    unitPriceUsd,
+    maxInstances: caps.maxInstances ?? Number.POSITIVE_INFINITY,
+    ...(caps.maxHourlyUsd === undefined ? {} : { maxHourlyUsd: caps.maxHourlyUsd }),
+  });
+  if (room > 0) return { room };
+  const blocked =
+    caps.maxInstances !== undefined && count >= caps.maxInstances
+      ? `the operation's max instances (${caps.maxInstances}) reached`
+      : `the operation's hourly budget ${usd(caps.maxHourlyUsd ?? 0)}/h reached (${usd(spendUsd)}/h in use; a ${market} instance costs up to ${usd(unitPriceUsd)}/h)`;
+  return { room, blocked };
 }
 
 function launch(

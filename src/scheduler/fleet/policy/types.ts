@@ -58,6 +58,11 @@ export interface OperationState {
    * operations. @default no tenant: only the fleet's caps apply
    */
   tenant?: string;
+  /**
+   * The operation's own caps (its manifest's `caps`, changed by `PATCH /operations/:id`): its
+   * live instances and their hourly spend stay within them. @default only fleet and tenant caps
+   */
+  caps?: { maxInstances?: number; maxHourlyUsd?: number };
   /** Shards queued that no worker has started. Counted by the scheduler, never from SQS's approximate counters. */
   pendingShards: number;
   running: readonly RunningShard[];
