@@ -12,6 +12,7 @@ import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import type { CostService } from "../cost/cost-service.ts";
 import type { OperationService } from "../operations.ts";
 import { bearerAuth } from "./auth.ts";
+import { controlRoutes } from "./control-routes.ts";
 import { handleError, handleNotFound } from "./errors.ts";
 import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
@@ -151,6 +152,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     },
     ...(deps.cost ? { cost: deps.cost } : {}),
   });
+  void app.register(controlRoutes, { operations: deps.operations });
   // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.
   return app as unknown as FastifyInstance;
 }
