@@ -27,17 +27,20 @@ const ACTIONS: Record<ControlAction, { event: LifecycleEvent; already: Lifecycle
 export type ControlOutcome = { outcome: "applied" | "already"; status: LifecycleStatus };
 
 /**
- * Applies `action` to operation `id` (the caller has checked the viewer may see it). Throws
+ * Applies `action` to operation `id` (the caller has checked the viewer may see it) at `now`
+ * (a resume records it: the capacity deadline does not run while paused). Throws
  * NotFoundError (gone), InvalidStateError (409, naming the state), RetryableError (contended).
  */
 export async function controlOperation(
   lifecycle: Pick<OperationLifecycle, "apply">,
   id: string,
   action: ControlAction,
+  now: number,
   signal?: AbortSignal,
 ): Promise<ControlOutcome> {
   const { event, already } = ACTIONS[action];
-  const result = await lifecycle.apply(id, event, {}, signal);
+  const patch = action === "resume" ? { resumedAt: new Date(now).toISOString() } : {};
+  const result = await lifecycle.apply(id, event, patch, signal);
   switch (result.outcome) {
     case "applied":
       return { outcome: "applied", status: result.manifest.status };

@@ -85,7 +85,7 @@ export function allows(event: LifecycleEvent, status: LifecycleStatus): boolean 
 
 /** Fields written together with a transition (never the status: that is the event's). */
 export type ManifestPatch = Partial<
-  Pick<Manifest, "rows" | "shards" | "startedAt" | "finishedAt" | "error" | "result">
+  Pick<Manifest, "rows" | "shards" | "startedAt" | "finishedAt" | "resumedAt" | "error" | "result">
 >;
 
 export type TransitionOutcome =

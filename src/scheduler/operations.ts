@@ -568,7 +568,13 @@ export class OperationService {
   ): Promise<{ outcome: ControlOutcome["outcome"]; view: OperationView }> {
     checkOperationId(id);
     await this.#visibleManifest(id, signal, viewer);
-    const { outcome, status } = await controlOperation(this.#lifecycle, id, action, signal);
+    const { outcome, status } = await controlOperation(
+      this.#lifecycle,
+      id,
+      action,
+      this.#clock.now(),
+      signal,
+    );
     this.#logger.info({ operationId: id, action, outcome, status }, `operation ${action}`);
     return { outcome, view: await this.get(id, signal, viewer) };
   }
