@@ -65,13 +65,16 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
     await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
-  async function submit(name: string): Promise<{ id: string; log: string }> {
+  async function submit(
+    name: string,
+    { rows = ROWS, shardSize = SHARD, rowMs = 40 } = {},
+  ): Promise<{ id: string; log: string }> {
     const input = path.join(dir, `${name}.csv`);
-    await writeNumbersCsv(input, ROWS);
+    await writeNumbersCsv(input, rows);
     const log = path.join(dir, `${name}.log`);
     const { id } = await client.submit(input, {
-      task: { name: "transform", options: { module: "counted", options: { rowMs: 40, log } } },
-      shardSize: SHARD,
+      task: { name: "transform", options: { module: "counted", options: { rowMs, log } } },
+      shardSize,
       csvValues: "text",
       checkpoint: { everyRows: 5, everySeconds: 1 },
     });
@@ -129,6 +132,60 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
     // The cost report exists, and the state machine refuses what a cancelled operation cannot do.
     expect((await client.cost(id)).operationId).toBe(id);
     await expect(client.control(id, "pause")).rejects.toThrow(/\(409\).*cancelled/);
+  }, 240_000);
+
+  /** Waits until the operation is in `status` (polled often: the window may be short). */
+  function reaches(id: string, status: string): Promise<OperationView> {
+    return waitFor(
+      `status ${status}`,
+      async () => {
+        const v = await client.get(id);
+        return v.status === status ? v : undefined;
+      },
+      120_000,
+      25,
+    );
+  }
+
+  /** Every input row once, in order; each with its result or `cancelled`. Returns the done count. */
+  async function partialOutput(id: string, rows: number): Promise<number> {
+    const out = await downloadRows(client, id);
+    expect(out.slice(1).map((r) => r[0])).toEqual(
+      Array.from({ length: rows }, (_, n) => String(n)),
+    );
+    // Result columns come from results: with none done there is no `double` column at all.
+    const header = out[0]!;
+    const [double, error] = [header.indexOf("double"), header.indexOf("error")];
+    let done = 0;
+    for (const [n, cells] of out.slice(1).entries()) {
+      if (cells[error] === "cancelled") continue;
+      expect([cells[double], cells[error] ?? null]).toEqual([n * 2, null]);
+      done++;
+    }
+    return done;
+  }
+
+  it("cancels during the split: it ends cancelled, every input row in the output once", async () => {
+    const rows = 30_000;
+    const { id } = await submit("cancel-split", { rows, shardSize: 1_000, rowMs: 0 });
+    await reaches(id, "splitting");
+    expect((await client.control(id, "cancel")).status).toBe("cancelling");
+    const view = await waitForOperation(client, id, { progress: false, intervalMs: 250 });
+    expect(view.status).toBe("cancelled");
+    expect(view.rows.total).toBe(rows);
+    const done = await partialOutput(id, rows);
+    expect(done).toBeLessThan(rows);
+  }, 240_000);
+
+  it("cancels during the merge: it ends cancelled with every row's result", async () => {
+    const rows = 30_000;
+    const { id } = await submit("cancel-merge", { rows, shardSize: 3_000, rowMs: 0 });
+    await reaches(id, "merging");
+    expect((await client.control(id, "cancel")).status).toBe("cancelling");
+    const view = await waitForOperation(client, id, { progress: false, intervalMs: 250 });
+    expect(view.status).toBe("cancelled");
+    // Every shard had committed before the merge: the partial output is complete.
+    expect(await partialOutput(id, rows)).toBe(rows);
   }, 240_000);
 
   it("pauses (a worker SIGKILLed meanwhile), scales in, resumes: every row exactly once", async () => {
