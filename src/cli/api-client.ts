@@ -156,6 +156,18 @@ export class ApiClient {
     throw apiError(res.statusCode, parsed, "authorization" in this.#headers);
   }
 
+  /**
+   * `POST /operations/:id/cancel|pause|resume`: the view after the change (also when the
+   * operation was in that state already); a state that does not allow it is a 409, said once.
+   */
+  control(id: string, action: "cancel" | "pause" | "resume"): Promise<OperationView> {
+    return this.#json(
+      operationViewSchema,
+      "POST",
+      `/operations/${encodeURIComponent(id)}/${action}`,
+    );
+  }
+
   /** Streams the result to the sink `open` makes, called only once the API answered with it. */
   async download(id: string, open: () => Writable): Promise<void> {
     const res = await this.#call("GET", `/operations/${encodeURIComponent(id)}/result`);

@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { ShardfleetError } from "../shared/errors.ts";
 import { VERSION } from "../shared/version.ts";
 import { CliError, EXIT } from "./cli-error.ts";
+import { addControlCommands } from "./commands/control.ts";
 import { addLocalCommand } from "./commands/local-command.ts";
 import {
   addCostCommand,
@@ -48,6 +49,7 @@ export function buildProgram(extra: readonly AddCommand[] = []): Command {
     addDownloadCommand,
     addCostCommand,
     addWhoamiCommand,
+    addControlCommands,
     addTokenCommand,
     addRmCommand,
     ...extra,

@@ -12,8 +12,15 @@ import { silentLogger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import { type Cell, encodeCell, type InputRow, type ResultRow } from "../shared/schemas/cells.ts";
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
-import { type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
-import { fitToExcel, MAX_CELL_TEXT, mergeOperation, mergeRow, unionColumns } from "./merger.ts";
+import { checkpointSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
+import {
+  CANCELLED_ERROR,
+  fitToExcel,
+  MAX_CELL_TEXT,
+  mergeOperation,
+  mergeRow,
+  unionColumns,
+} from "./merger.ts";
 import { splitOperation } from "./splitter.ts";
 
 const when = new Date(Date.UTC(2024, 1, 3, 4, 5, 6));
@@ -123,6 +130,56 @@ describe("mergeOperation (local S3)", () => {
     });
     return out;
   }
+
+  it("merges a cancelled operation: committed shards, checkpointed rows, the rest `cancelled`", async () => {
+    const op = "op-merge-cancelled";
+    const shards: ShardRange[] = [
+      { id: "s000000", start: 0, end: 2 },
+      { id: "s000001", start: 2, end: 5 },
+      { id: "s000002", start: 5, end: 7 },
+    ];
+    const manifest: Manifest = testManifest(op, { headers: ["id"], shards, rows: 7 });
+    for (const shard of shards) {
+      const ids = Array.from({ length: shard.end - shard.start }, (_, k) => [shard.start + k]);
+      await putSlice(op, shard, ids);
+    }
+    await commit(op, shards[0]!, [
+      { start: 0, end: 2, rows: [0, 1].map((i) => ({ i, r: { score: i * 10 } })) },
+    ]);
+    // Shard 1 was stopped after two rows: only its checkpoint tells (no done.json).
+    const chunkKey = keys.chunk(op, shards[1]!.id, 2, 4);
+    await aws.store.putText(chunkKey, ndjson([2, 3].map((i) => ({ i, r: { score: i * 10 } }))));
+    await aws.store.putJson(keys.checkpoint(op, shards[1]!.id), checkpointSchema, {
+      v: 1,
+      operationId: op,
+      shardId: shards[1]!.id,
+      attemptId: "a2",
+      cursor: 4,
+      chunks: [{ key: chunkKey, start: 2, end: 4 }],
+      columns: ["score"],
+      errorRows: 0,
+      updatedAt: new Date().toISOString(),
+    });
+    // Not cancelled, the merge still refuses an uncommitted shard.
+    await expect(
+      mergeOperation({ store: aws.store, logger: silentLogger() }, { manifest }),
+    ).rejects.toThrow(NotReadyError);
+    const result = await mergeOperation(
+      { store: aws.store, logger: silentLogger() },
+      { manifest, cancelled: true },
+    );
+    expect(result).toMatchObject({ rows: 7, errorRows: 3, columns: ["score"] });
+    expect(values(await readResult(result.key))).toEqual([
+      ["id", "score", "error"],
+      [0, 0, null],
+      [1, 10, null],
+      [2, 20, null],
+      [3, 30, null],
+      [4, null, CANCELLED_ERROR],
+      [5, null, CANCELLED_ERROR],
+      [6, null, CANCELLED_ERROR],
+    ]);
+  });
 
   it("writes every input row once, in order, joined by row index: dedup, missing, failed, union of columns", async () => {
     const op = "op-merge-1";

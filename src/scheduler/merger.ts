@@ -10,6 +10,10 @@
  * row with no result gets "no result for row", and every row of a shard given up on (`failed` in
  * its done.json) gets that error.
  *
+ * A cancelled operation (`cancelled: true`) is merged as far as it got: a shard without a
+ * done.json contributes the rows its checkpoint made durable, and every other row gets the error
+ * `cancelled`, so the partial output still holds every input row exactly once.
+ *
  * Memory: one shard's results (a map by row index) plus the writer's and uploader's buffers;
  * the writer is paused whenever the upload falls behind.
  */
@@ -33,12 +37,14 @@ import {
   resultRowSchema,
 } from "../shared/schemas/cells.ts";
 import type { Manifest } from "../shared/schemas/operation.ts";
-import { type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { checkpointSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { XLSX_CONTENT_TYPE } from "./workbook/read-rows.ts";
 
 export const RESULT_SHEET = "results";
 export const ERROR_COLUMN = "error";
 export const NO_RESULT_ERROR = "no result for row";
+/** The error of a row a cancel stopped before it ran. */
+export const CANCELLED_ERROR = "cancelled";
 /** Excel refuses longer cell text; longer values are cut (and a warning logged). */
 export const MAX_CELL_TEXT = 32_767;
 
@@ -53,6 +59,11 @@ export interface MergeOptions {
   signal?: AbortSignal;
   /** done.json objects fetched at once. @default 16 */
   concurrency?: number;
+  /**
+   * Merge a cancelled operation: uncommitted shards give their checkpointed rows, the rest are
+   * `cancelled`. @default false (every shard must be committed)
+   */
+  cancelled?: boolean;
 }
 
 export interface MergeResult {
@@ -84,6 +95,7 @@ export function mergeRow(
   columns: readonly string[],
   width: number,
   failed?: string,
+  noResult: string = NO_RESULT_ERROR,
 ): { cells: Cell[]; error: string | null } {
   const cells: Cell[] = [];
   for (let k = 0; k < width; k++) {
@@ -95,7 +107,7 @@ export function mergeRow(
     const encoded = values?.[column];
     cells.push(encoded === undefined ? null : decodeCell(encoded));
   }
-  const outcome = failed ?? (result ? (result.e ?? null) : NO_RESULT_ERROR);
+  const outcome = failed ?? (result ? (result.e ?? null) : noResult);
   // The input's own note (see inputRowSchema) comes first: it explains any result that follows.
   const error =
     input.n === undefined ? outcome : outcome === null ? input.n : `${input.n}; ${outcome}`;
@@ -209,7 +221,13 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
   const shards = manifest.shards;
   if (!shards) throw new NotReadyError(`operation ${op} has not been split yet`);
 
-  const dones = await loadDones(deps.store, op, shards, options.concurrency ?? 16, signal);
+  const dones = await loadDones(
+    deps.store,
+    op,
+    shards,
+    { concurrency: options.concurrency ?? 16, cancelled: options.cancelled ?? false },
+    signal,
+  );
   const columns = unionColumns(dones);
   const names = [...manifest.headers, ...columns, ERROR_COLUMN];
   const key = keys.result(op);
@@ -220,7 +238,15 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
     for (const [k, shard] of shards.entries()) {
       const written = await writeShard(
         { store: deps.store, sheet, log },
-        { op, shard, done: dones[k]!, columns, names, width: manifest.headers.length },
+        {
+          op,
+          shard,
+          done: dones[k]!,
+          columns,
+          names,
+          width: manifest.headers.length,
+          noResult: options.cancelled ? CANCELLED_ERROR : NO_RESULT_ERROR,
+        },
         output.stop.signal,
       );
       totals.rows += written.rows;
@@ -246,16 +272,28 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
 
 type ShardRange = NonNullable<Manifest["shards"]>[number];
 
-/** Every shard's done.json; throws NotReadyError for a shard that has not committed. */
+/** What the merge reads of one shard: its done.json, or (cancelled) its checkpoint's part. */
+type ShardPart = Pick<ShardDone, "columns" | "chunks" | "failed">;
+
+/**
+ * Every shard's done.json; throws NotReadyError for a shard that has not committed, unless
+ * `cancelled`: then such a shard gives what its checkpoint made durable (or nothing).
+ */
 function loadDones(
   store: ObjectStore,
   op: string,
   shards: readonly ShardRange[],
-  concurrency: number,
+  options: { concurrency: number; cancelled: boolean },
   signal?: AbortSignal,
-): Promise<ShardDone[]> {
-  return mapLimit(shards, concurrency, async (shard) => {
+): Promise<ShardPart[]> {
+  return mapLimit(shards, options.concurrency, async (shard): Promise<ShardPart> => {
     const done = await store.getJson(keys.done(op, shard.id), shardDoneSchema, signal);
+    if (!done && options.cancelled) {
+      const checkpoint = await store
+        .getJson(keys.checkpoint(op, shard.id), checkpointSchema, signal)
+        .catch(() => undefined);
+      return { columns: checkpoint?.columns ?? [], chunks: checkpoint?.chunks ?? [] };
+    }
     if (!done) {
       throw new NotReadyError(
         `shard ${shard.id} of operation ${op} has not committed (no done.json)`,
@@ -353,7 +391,7 @@ function openResultSheet(body: PassThrough, names: string[], stop: AbortSignal):
 /** One shard's results by row index (the first read wins), and how many repeats were dropped. */
 async function readResults(
   store: ObjectStore,
-  done: ShardDone,
+  done: ShardPart,
   signal: AbortSignal,
 ): Promise<{ results: Map<number, ResultRow>; duplicates: number }> {
   const results = new Map<number, ResultRow>();
@@ -374,20 +412,22 @@ async function writeShard(
   shardOf: {
     op: string;
     shard: ShardRange;
-    done: ShardDone;
+    done: ShardPart;
     columns: readonly string[];
     names: readonly string[];
     width: number;
+    /** The error of a row with no result. */
+    noResult: string;
   },
   signal: AbortSignal,
 ): Promise<{ rows: number; errorRows: number; truncated: number }> {
-  const { op, shard, done, columns, names, width } = shardOf;
+  const { op, shard, done, columns, names, width, noResult } = shardOf;
   const { results, duplicates } = await readResults(deps.store, done, signal);
   const written = { rows: 0, errorRows: 0, truncated: 0 };
   const inputKey = keys.shardInput(op, shard.id);
   for await (const input of ndjson(deps.store, inputKey, inputRowSchema, signal)) {
     const merged = fitToExcel(
-      mergeRow(input, results.get(input.i), columns, width, done.failed),
+      mergeRow(input, results.get(input.i), columns, width, done.failed, noResult),
       names,
     );
     if (merged.cut) written.truncated++;

@@ -63,4 +63,14 @@ describe("LIFECYCLE_EVENTS", () => {
   it("never moves to a state it does not leave from: no event goes back to queued", () => {
     expect(LIFECYCLE_EVENT_NAMES.map((e) => LIFECYCLE_EVENTS[e].to)).not.toContain("queued");
   });
+
+  it("cancels from every live state, the merge included, and pauses only a running operation", () => {
+    for (const s of lifecycleStatuses.filter((x) => !terminal(x) && x !== "cancelling")) {
+      expect(allows("cancel", s)).toBe(true);
+    }
+    expect(allows("cancel", "cancelling")).toBe(false);
+    expect(lifecycleStatuses.filter((s) => allows("pause", s))).toEqual(["running"]);
+    expect(lifecycleStatuses.filter((s) => allows("resume", s))).toEqual(["paused"]);
+    expect(LIFECYCLE_EVENTS.splitCancelled).toEqual({ from: ["cancelling"], to: "cancelling" });
+  });
 });

@@ -2,7 +2,8 @@
  * The operation lifecycle as one state machine, and the only writer of `manifest.json`.
  *
  *   queued → splitting → running → merging → succeeded | succeeded-with-failures | failed
- *   (any live state → failed; running ⇄ paused; live → cancelling → cancelled: control, no route yet)
+ *   (any live state → failed; running ⇄ paused; live → cancelling → cancelled: the control
+ *   routes, POST /operations/:id/cancel|pause|resume)
  *
  * The allowed moves are data (`LIFECYCLE_EVENTS`: each event, the states it may leave and the one
  * it enters). Every change is a compare-and-set on S3: the manifest is read with its ETag, the
@@ -56,10 +57,17 @@ export const LIFECYCLE_EVENTS = {
    * merging: every shard is committed by then and no capacity is needed any more.
    */
   failForCapacity: { from: ["queued", "splitting", "running"], to: "failed" },
-  /** Control (issue 14; no route offers these yet). */
+  /** Control (POST /operations/:id/pause): no new shard starts, running ones checkpoint. */
   pause: { from: ["running"], to: "paused" },
   resume: { from: ["paused"], to: "running" },
-  cancel: { from: ["queued", "splitting", "running", "paused"], to: "cancelling" },
+  /** Control (POST /operations/:id/cancel): allowed in every live state, the merge included. */
+  cancel: { from: ["queued", "splitting", "running", "paused", "merging"], to: "cancelling" },
+  /**
+   * A split that ends after its operation was cancelled records its shards (rows, shards): the
+   * partial output needs every input row, and the state stays `cancelling`.
+   */
+  splitCancelled: { from: ["cancelling"], to: "cancelling" },
+  /** The partial output and the cost report are written. */
   cancelDone: { from: ["cancelling"], to: "cancelled" },
 } as const satisfies Record<string, LifecycleTransition>;
 
@@ -87,7 +95,7 @@ export function allows(event: LifecycleEvent, status: LifecycleStatus): boolean 
 
 /** Fields written together with a transition (never the status: that is the event's). */
 export type ManifestPatch = Partial<
-  Pick<Manifest, "rows" | "shards" | "startedAt" | "finishedAt" | "error" | "result">
+  Pick<Manifest, "rows" | "shards" | "startedAt" | "finishedAt" | "resumedAt" | "error" | "result">
 >;
 
 export type TransitionOutcome =

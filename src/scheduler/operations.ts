@@ -41,6 +41,7 @@ import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schema
 import { canSee, DEFAULT_TENANT, type Viewer } from "../shared/schemas/tokens.ts";
 import { isTransientError } from "../shared/transient.ts";
 import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
+import { type ControlAction, type ControlOutcome, controlOperation } from "./operation-control.ts";
 import { OperationLifecycle } from "./operation-lifecycle.ts";
 import { readSourceView } from "./source-view.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
@@ -296,6 +297,7 @@ const RESULT_STATUSES: ReadonlySet<OperationStatus> = new Set([
   "succeeded",
   "succeeded-with-failures",
   "failed",
+  "cancelled",
 ]);
 
 export class OperationService {
@@ -559,6 +561,29 @@ export class OperationService {
       return;
     }
     await this.#visibleManifest(id, signal, viewer);
+  }
+
+  /**
+   * Cancels, pauses or resumes an operation the viewer may see (./operation-control.ts), and
+   * answers with its view after the change. Another tenant's id is not found.
+   */
+  async control(
+    id: string,
+    action: ControlAction,
+    viewer: Viewer | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ outcome: ControlOutcome["outcome"]; view: OperationView }> {
+    checkOperationId(id);
+    await this.#visibleManifest(id, signal, viewer);
+    const { outcome, status } = await controlOperation(
+      this.#lifecycle,
+      id,
+      action,
+      this.#clock.now(),
+      signal,
+    );
+    this.#logger.info({ operationId: id, action, outcome, status }, `operation ${action}`);
+    return { outcome, view: await this.get(id, signal, viewer) };
   }
 
   /** Operations newest first (only the viewer's tenant's, unless an admin). */

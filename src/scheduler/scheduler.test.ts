@@ -373,6 +373,36 @@ describe("Scheduler", () => {
     expect(dlq).toEqual([]);
   });
 
+  it("sends a paused operation's dead-lettered shard back to the work queue, uncommitted", async () => {
+    const s = await scope({ dlq: true });
+    const id = await s.submit(CSV, { shardSize: 3, toleratedFailurePercent: 100 });
+    s.scheduler.start();
+    await s.until(id, "running");
+    const paused = await s.app.inject({ method: "POST", url: `/operations/${id}/pause` });
+    expect(paused.statusCode).toBe(202);
+    const manifest = (await loadManifest(s.store, id))!;
+    const second = manifest.shards![1]!;
+    // Released again and again while paused, it ran out of receives.
+    await deadLetter(s.resources.queues.dlq, id, second);
+    // The split's two messages, then the one sent back.
+    const all: string[] = [];
+    const received = await waitFor("the shard back on the work queue", async () => {
+      for (;;) {
+        const batch = await env.queue.receive(s.resources.queues.work, {
+          max: 10,
+          waitSeconds: 0,
+          visibilityTimeout: 30,
+        });
+        if (batch.length === 0) break;
+        all.push(...batch.map((m) => shardMessageSchema.parse(JSON.parse(m.body)).shardId));
+      }
+      return all.length >= 3 ? all : undefined;
+    });
+    expect(received.filter((shard) => shard === second.id)).toHaveLength(2);
+    expect(await s.store.getJson(keys.done(id, second.id), shardDoneSchema)).toBeUndefined();
+    expect((await s.view(id)).status).toBe("paused");
+  });
+
   it("commits a shard dead-lettered while its operation waits for capacity, so it still ends", async () => {
     const s = await scope({ dlq: true });
     const id = await s.submit(CSV, { shardSize: 3, toleratedFailurePercent: 100 });

@@ -83,7 +83,13 @@ const JOB_RETRY_MAX_MS = 30_000;
 
 export type SchedulerState = ServiceState;
 
-type JobKind = "split" | "merge";
+type JobKind = "split" | "merge" | "cancel";
+
+/**
+ * How long a cancel waits for workers to flush the checkpoints of shards they were running
+ * before the partial output is merged without them (a worker killed meanwhile never reports).
+ */
+const CANCEL_FLUSH_GRACE_MS = 15_000;
 
 export type FinalStatus = "succeeded" | "succeeded-with-failures" | "failed";
 
@@ -241,9 +247,30 @@ export class Scheduler {
       case "merging":
         this.#startJob("merge", manifest);
         return;
+      case "cancelling":
+        await this.#advanceCancel(manifest, signal);
+        return;
       default:
         if (TERMINAL_STATUSES.has(manifest.status)) this.#finished(manifest.id);
     }
+  }
+
+  /**
+   * A cancelled operation: split first if it never was (its output lists every input row), then
+   * once no shard is running any more (workers stop at the next row boundary and flush), or the
+   * grace has passed, merge what was done.
+   */
+  async #advanceCancel(manifest: Manifest, signal: AbortSignal): Promise<void> {
+    if (!manifest.shards) {
+      this.#startJob("split", manifest);
+      return;
+    }
+    const since = Date.parse(manifest.updatedAt);
+    if (this.#clock.now() - since < CANCEL_FLUSH_GRACE_MS) {
+      const { counts } = await this.#progress.read(manifest, { signal });
+      if (counts.running > 0) return;
+    }
+    this.#startJob("cancel", manifest);
   }
 
   #finished(id: string): void {
@@ -259,7 +286,11 @@ export class Scheduler {
     const signal = this.#service.signal;
     const log = this.#logger.child({ operationId: manifest.id });
     const job = (
-      kind === "split" ? this.#split(manifest, log, signal) : this.#merge(manifest, log, signal)
+      kind === "split"
+        ? this.#split(manifest, log, signal)
+        : kind === "merge"
+          ? this.#merge(manifest, log, signal)
+          : this.#cancel(manifest, log, signal)
     )
       .then(() => {
         this.#jobFailures.delete(manifest.id);
@@ -324,6 +355,10 @@ export class Scheduler {
 
   async #split(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
     let current = manifest;
+    if (current.status === "cancelling") {
+      await this.#splitCancelled(current, log, signal);
+      return;
+    }
     if (current.status !== "splitting") {
       const started = await this.#apply(current.id, "split", {}, log, signal);
       if (!started) return;
@@ -350,6 +385,52 @@ export class Scheduler {
       signal,
     );
     if (ran) log.info({ rows, shards: shards.length, status: ran.status }, "split done");
+    // Cancelled during the split: record the shards all the same (the partial output needs them).
+    else await this.#apply(current.id, "splitCancelled", { rows, shards }, log, signal);
+  }
+
+  /** A split for the partial output of an operation cancelled before its shards were recorded. */
+  async #splitCancelled(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
+    log.info("splitting a cancelled operation for its partial output (nothing queued)");
+    const { rows, shards } = await splitOperation(
+      { store: this.#store, queue: this.#queue, logger: log },
+      {
+        manifest,
+        workQueueUrl: this.#options.workQueueUrl,
+        signal,
+        limits: this.#options.workbookLimits,
+        enqueue: false,
+      },
+    );
+    await this.#apply(manifest.id, "splitCancelled", { rows, shards }, log, signal);
+  }
+
+  /** Merges what a cancelled operation did (the rest `cancelled`), then ends it, with its cost. */
+  async #cancel(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
+    log.info("operation cancelled; merging its partial output");
+    const result = await mergeOperation(
+      { store: this.#store, logger: log },
+      { manifest, signal, cancelled: true },
+    );
+    const ended = await this.#apply(
+      manifest.id,
+      "cancelDone",
+      {
+        result: {
+          key: result.key,
+          rows: result.rows,
+          errorRows: result.errorRows,
+          columns: result.columns,
+        },
+        finishedAt: this.#now(),
+      },
+      log,
+      signal,
+    );
+    if (!ended) return;
+    this.#finished(manifest.id);
+    log.info({ rows: result.rows, errorRows: result.errorRows }, "operation cancelled");
+    await this.#writeCost(manifest.id, log);
   }
 
   async #merge(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
@@ -461,9 +542,17 @@ export class Scheduler {
         const shard = parsed.data;
         const manifest = await loadManifest(this.#store, shard.operationId, signal);
         const log = this.#logger.child({ operationId: shard.operationId, shardId: shard.shardId });
-        // Every live state, not only `running`: a shard dead-lettered while its operation waits
-        // for capacity, splits or merges must still be committed, or the operation never ends.
-        if (manifest && !TERMINAL_STATUSES.has(manifest.status)) {
+        if (manifest?.status === "paused") {
+          // Released again and again while paused, it ran out of receives, not of tries: back
+          // to the work queue, to run once the operation is resumed.
+          await this.#queue.sendShards(this.#options.workQueueUrl, [shard], signal);
+          log.info("shard of a paused operation dead-lettered; sent back to the work queue");
+        } else if (manifest?.status === "cancelling") {
+          // Its rows are `cancelled` in the partial output: nothing to commit.
+          log.info("dead-lettered shard of a cancelled operation deleted");
+        } else if (manifest && !TERMINAL_STATUSES.has(manifest.status)) {
+          // Every live state, not only `running`: a shard dead-lettered while its operation
+          // waits for capacity, splits or merges must still be committed, or it never ends.
           const committed = await commitDeadLettered(
             { store: this.#store, clock: this.#clock },
             shard,

@@ -70,6 +70,11 @@ export interface SplitOptions {
   signal?: AbortSignal;
   /** Zip, size and row limits. @default DEFAULT_WORKBOOK_LIMITS */
   limits?: WorkbookLimits;
+  /**
+   * Queue a message per shard. Off for an operation cancelled before its split: only the slices
+   * are needed then (its partial output lists every input row). @default true
+   */
+  enqueue?: boolean;
 }
 
 export interface SplitResult {
@@ -148,7 +153,8 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
   const flush = async () => {
     const batch = pending;
     pending = [];
-    if (batch.length > 0) await deps.queue.sendShards(options.workQueueUrl, batch, signal);
+    if (batch.length > 0 && options.enqueue !== false)
+      await deps.queue.sendShards(options.workQueueUrl, batch, signal);
   };
 
   try {

@@ -16,6 +16,7 @@ export type ErrorCode =
   | "PAYLOAD_TOO_LARGE"
   | "NOT_FOUND"
   | "NOT_READY"
+  | "INVALID_STATE"
   | "LIMIT_EXCEEDED"
   | "RATE_LIMITED"
   | "UPLOAD_TOO_SLOW"
@@ -81,6 +82,16 @@ export class NotFoundError extends ShardfleetError {
 export class NotReadyError extends ShardfleetError {
   constructor(message: string, options?: ErrorOptions) {
     super("NOT_READY", message, options);
+  }
+}
+
+/**
+ * The operation's state does not allow what was asked (pause a queued one, resume a running
+ * one, cancel a finished one). The message names the state. Fix: check its status first.
+ */
+export class InvalidStateError extends ShardfleetError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("INVALID_STATE", message, options);
   }
 }
 
@@ -156,6 +167,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   PAYLOAD_TOO_LARGE: 413,
   NOT_FOUND: 404,
   NOT_READY: 409,
+  INVALID_STATE: 409,
   LIMIT_EXCEEDED: 429,
   RATE_LIMITED: 429,
   UPLOAD_TOO_SLOW: 408,

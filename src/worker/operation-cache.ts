@@ -3,6 +3,10 @@
  * threads), loaded once per operation and shared by all its shards. Entries in use are never
  * dropped; beyond `maxCached`, the least recently used idle ones are closed. A failed load is
  * not cached, so the next delivery tries again.
+ *
+ * The manifest is also how a worker learns that an operation was paused or cancelled: while
+ * shards of an operation run, its status is read again every `controlPollMs`, and a shard about
+ * to start asks for a reading no older than that (`refresh`). See ./operation-control.ts.
  */
 import type { Clock } from "../shared/clock.ts";
 import { NotFoundError } from "../shared/errors.ts";
@@ -10,6 +14,7 @@ import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { type Manifest, manifestSchema } from "../shared/schemas/operation.ts";
+import { OperationControl } from "./operation-control.ts";
 import type { TaskRunner } from "./tasks/task.ts";
 
 /** Builds the runner for an operation; injectable so tests can count or fake runners. */
@@ -20,6 +25,8 @@ export interface OperationEntry {
   ready: Promise<{ manifest: Manifest; runner: TaskRunner }>;
   users: number;
   lastUsed: number;
+  /** The operation's control state (pause, cancel), kept fresh while the entry is in use. */
+  control: OperationControl;
 }
 
 export interface OperationCacheDeps {
@@ -32,6 +39,8 @@ export interface OperationCacheDeps {
 export interface OperationCacheOptions {
   /** Idle operations whose manifest and runner stay cached. */
   maxCached: number;
+  /** How often the status of an operation in use is read again (pause, cancel). @default 2000 */
+  controlPollMs?: number;
 }
 
 export class OperationCache {
@@ -41,6 +50,9 @@ export class OperationCache {
   readonly #createRunner: RunnerFactory;
   readonly #maxCached: number;
   readonly #operations = new Map<string, OperationEntry>();
+  readonly #controlPollMs: number;
+  readonly #closing = new AbortController();
+  #polling = false;
 
   constructor(deps: OperationCacheDeps, options: OperationCacheOptions) {
     this.#store = deps.store;
@@ -48,16 +60,19 @@ export class OperationCache {
     this.#clock = deps.clock;
     this.#createRunner = deps.createRunner;
     this.#maxCached = options.maxCached;
+    this.#controlPollMs = options.controlPollMs ?? 2000;
   }
 
   /** The operation's entry (loading it if needed), held until `release`. */
   acquire(operationId: string): OperationEntry {
     let entry = this.#operations.get(operationId);
     if (!entry) {
+      const control = new OperationControl();
       const created: OperationEntry = {
-        ready: this.#load(operationId),
+        ready: this.#load(operationId, control),
         users: 0,
         lastUsed: this.#clock.now(),
+        control,
       };
       // A failed load is not cached: the next delivery tries again.
       created.ready.catch(() => {
@@ -67,7 +82,46 @@ export class OperationCache {
       entry = created;
     }
     entry.users++;
+    this.#startPolling();
     return entry;
+  }
+
+  /**
+   * Reads the operation's status again unless it was read within `controlPollMs`: a shard about
+   * to start must not run for an operation paused or cancelled since it was cached.
+   */
+  async refresh(operationId: string, entry: OperationEntry, signal: AbortSignal): Promise<void> {
+    if (this.#clock.now() - entry.control.checkedAt < this.#controlPollMs) return;
+    const manifest = await this.#store.getJson(keys.manifest(operationId), manifestSchema, signal);
+    if (manifest) entry.control.update(manifest.status, this.#clock.now());
+  }
+
+  /** While any entry is in use, reads its status every `controlPollMs`. */
+  #startPolling(): void {
+    if (this.#polling || this.#closing.signal.aborted) return;
+    this.#polling = true;
+    const signal = this.#closing.signal;
+    void (async () => {
+      try {
+        while (!signal.aborted && [...this.#operations.values()].some((e) => e.users > 0)) {
+          await this.#clock.sleep(this.#controlPollMs, signal);
+          const inUse = [...this.#operations.entries()].filter(([, e]) => e.users > 0);
+          await Promise.all(
+            inUse.map(([id, e]) =>
+              this.refresh(id, e, signal).catch((err: unknown) => {
+                // A failed read only delays the news: the next poll reads again.
+                if (!signal.aborted)
+                  this.#logger.warn({ err, operationId: id }, "status read failed");
+              }),
+            ),
+          );
+        }
+      } catch {
+        // Closed while sleeping.
+      } finally {
+        this.#polling = false;
+      }
+    })();
   }
 
   /** Gives back an entry from `acquire`; idle entries beyond the cache size are closed. */
@@ -79,12 +133,16 @@ export class OperationCache {
 
   /** Closes every cached runner. */
   async close(): Promise<void> {
+    this.#closing.abort();
     const entries = [...this.#operations.values()];
     this.#operations.clear();
     await Promise.all(entries.map((e) => this.#closeEntry(e)));
   }
 
-  async #load(operationId: string): Promise<{ manifest: Manifest; runner: TaskRunner }> {
+  async #load(
+    operationId: string,
+    control: OperationControl,
+  ): Promise<{ manifest: Manifest; runner: TaskRunner }> {
     const logger = this.#logger.child({ operationId });
     const manifest = await this.#store.getJson(
       keys.manifest(operationId),
@@ -92,6 +150,7 @@ export class OperationCache {
       AbortSignal.timeout(30_000),
     );
     if (!manifest) throw new NotFoundError(`operation ${operationId} has no manifest`);
+    control.update(manifest.status, this.#clock.now());
     const runner = await this.#createRunner(manifest, logger);
     logger.info({ task: manifest.spec.task.name, columns: runner.columns }, "operation loaded");
     return { manifest, runner };

@@ -20,6 +20,11 @@
  * - the shard's signal aborts for any other reason (spot notice, SIGTERM, forced stop) → the
  *   rows in flight are aborted, a final checkpoint of the finished prefix is flushed,
  *   `interrupted`; release at once;
+ * - the operation is paused or cancelled (its manifest, re-read by ./operation-cache.ts while
+ *   its shards run, and before each starts) → the rows in flight are aborted (the next row
+ *   boundary), the finished prefix is flushed, `interrupted`; cancelled: delete (its rows are
+ *   `cancelled` in the partial output); paused: release after PAUSED_RELEASE_S
+ *   (./operation-control.ts);
  * - a transient storage or network fault → flushed, `interrupted` (never poison); release
  *   after a short pause;
  * - anything else (unreadable slice, plugin that fails to load, crashed worker thread, a bug)
@@ -45,6 +50,7 @@ import { COMMITTED_ELSEWHERE, causeOfStop, staleAfterMs } from "./attempts.ts";
 import { resumeFrom, type ShardProgress } from "./checkpoint.ts";
 import { loadCheckpoint } from "./checkpoint-record.ts";
 import { OperationCache, type OperationEntry, type RunnerFactory } from "./operation-cache.ts";
+import { isControlStop, stopOutcome } from "./operation-control.ts";
 import { retryOrCommitFailed } from "./poison-limit.ts";
 import { readSlice } from "./shard-input.ts";
 import { parseShardMessage } from "./shard-message.ts";
@@ -89,6 +95,11 @@ export interface ShardProcessorOptions {
   egress?: EgressPolicy;
   /** Idle operations whose manifest and runner stay cached (pools, threads). @default 4 */
   maxCachedOperations?: number;
+  /**
+   * How often the manifest of an operation whose shards run is read again, to learn of a pause
+   * or cancel. @default 2000
+   */
+  controlPollMs?: number;
   /**
    * The queue's visibility timeout. A `running` attempt of another instance that showed no
    * sign of life for twice as long (and at least two minutes) is relabelled `lost`. @default 60
@@ -137,6 +148,8 @@ interface Running {
   logger: Logger;
   manifest?: Manifest;
   run?: ShardRun;
+  /** Aborts when the operation is paused or cancelled (reason: a ControlStop). */
+  control?: AbortSignal;
 }
 
 export class ShardProcessor {
@@ -171,7 +184,10 @@ export class ShardProcessor {
         ));
     this.#operations = new OperationCache(
       { store: this.#store, logger: this.#logger, clock: this.#clock, createRunner },
-      { maxCached: options.maxCachedOperations ?? 4 },
+      {
+        maxCached: options.maxCachedOperations ?? 4,
+        ...(options.controlPollMs === undefined ? {} : { controlPollMs: options.controlPollMs }),
+      },
     );
     this.#attempts =
       deps.attempts ??
@@ -247,7 +263,7 @@ export class ShardProcessor {
     const lost = lostOnly(ctx.signal);
     const running: Running = { message, attempt, ctx, lost: lost.signal, logger };
     try {
-      const prepared = await this.#prepare(message, entry, ctx.signal, logger);
+      const prepared = await this.#prepare(message, entry, running);
       running.manifest = prepared.manifest;
       const run = this.#newRun(prepared, running);
       running.run = run;
@@ -264,10 +280,15 @@ export class ShardProcessor {
   async #prepare(
     message: ShardMessage,
     entry: OperationEntry,
-    signal: AbortSignal,
-    logger: Logger,
+    running: Running,
   ): Promise<Prepared> {
+    const { logger } = running;
+    const signal = running.ctx.signal;
     const { manifest, runner } = await untilAborted(entry.ready, signal);
+    // Paused or cancelled since it was cached: this shard does not start.
+    await this.#operations.refresh(message.operationId, entry, signal);
+    running.control = entry.control.signal;
+    running.control.throwIfAborted();
     const checkpoint = await loadCheckpoint(this.#store, message, signal, logger);
     const { progress, ignored } = resumeFrom(checkpoint, message, runner.columns);
     if (ignored) logger.warn({ problem: ignored }, "ignoring an inconsistent checkpoint");
@@ -303,11 +324,11 @@ export class ShardProcessor {
   async #run(
     prepared: Prepared,
     run: ShardRun,
-    { attempt, ctx, lost, logger }: Running,
+    { attempt, ctx, lost, logger, control }: Running,
   ): Promise<{ rowsProcessed: number; final: ShardRunResult }> {
     run.start();
     const results = await prepared.runner.runRows(prepared.rows, {
-      signal: AbortSignal.any([ctx.signal, run.signal]),
+      signal: AbortSignal.any([ctx.signal, run.signal, ...(control ? [control] : [])]),
       logger,
       onRowDone: (n) => attempt.addRows(n),
       onResults: (rows) => run.record(rows),
@@ -381,6 +402,17 @@ export class ShardProcessor {
         ...run.stats,
       });
       return { kind: "delete", result };
+    }
+    const control = running.control?.reason;
+    if (!ctx.signal.aborted && running.control?.aborted && isControlStop(control)) {
+      // Paused or cancelled: what finished is kept (the partial output, or the resume's start).
+      await run?.flush(this.#flushTimeoutMs);
+      logger.info(
+        { cursor: run?.progress.cursor, status: control.status },
+        `shard stopped: operation ${control.status}`,
+      );
+      await attempt.end("interrupted", `operation ${control.status}`);
+      return stopOutcome(control);
     }
     const cause = causeOfStop(ctx.signal);
     if (cause === "lost") {

@@ -10,9 +10,12 @@ import path from "node:path";
 import { promisify } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { systemClock } from "../../src/shared/clock.ts";
 import { parseApiTokens } from "../../src/shared/config.ts";
 import { testApp } from "../support/api.ts";
 import { type LocalAws, startLocalAws } from "../support/local-aws.ts";
+import { testManifest } from "../support/manifests.ts";
+import { seedManifest } from "../support/seed-manifest.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const tsx = import.meta.resolve("tsx");
@@ -65,7 +68,16 @@ describe("shardfleet CLI", () => {
   it("lists its commands in --help", async () => {
     const r = await run([...cli, "--help"]);
     expect(r.code).toBe(0);
-    for (const cmd of ["local", "submit", "status", "download", "demo"]) {
+    for (const cmd of [
+      "local",
+      "submit",
+      "status",
+      "download",
+      "demo",
+      "cancel",
+      "pause",
+      "resume",
+    ]) {
       expect(r.stdout).toContain(cmd);
     }
     expect(r.stdout).toMatch(/Exit codes/);
@@ -254,5 +266,49 @@ describe("shardfleet token create, whoami and status with tenants", () => {
       expect(r.code).toBe(64);
       expectOneLine(r);
     }
+  });
+});
+
+describe("shardfleet cancel, pause and resume", () => {
+  let env: LocalAws;
+  let api: FastifyInstance | undefined;
+  beforeAll(async () => {
+    env = await startLocalAws("cli-control-test");
+  });
+  afterAll(async () => {
+    await api?.close();
+    await env?.close();
+  });
+
+  it("prints `ID STATUS` and exits 0; a state that does not allow it is one line and exit 1", async () => {
+    const id = "op-cli-control";
+    await seedManifest(
+      { store: env.store, clock: systemClock },
+      testManifest(id, { status: "running" }),
+    );
+    api = testApp(env).app;
+    const url = await api.listen({ host: "127.0.0.1", port: 0 });
+    const pause = await run([...cli, "pause", id, "--api", url]);
+    expect({ code: pause.code, stdout: pause.stdout }).toEqual({
+      code: 0,
+      stdout: `${id} paused\n`,
+    });
+    const resume = await run([...cli, "resume", id, "--api", url]);
+    expect({ code: resume.code, stdout: resume.stdout }).toEqual({
+      code: 0,
+      stdout: `${id} running\n`,
+    });
+    const cancel = await run([...cli, "cancel", id, "--api", url]);
+    expect({ code: cancel.code, stdout: cancel.stdout }).toEqual({
+      code: 0,
+      stdout: `${id} cancelling\n`,
+    });
+    const refused = await run([...cli, "resume", id, "--api", url]);
+    expect(refused.code).toBe(1);
+    expectOneLine(refused);
+    expect(refused.stderr).toContain(`(409): cannot resume operation ${id}: it is cancelling`);
+    const unknown = await run([...cli, "cancel", "op-nope", "--api", url]);
+    expect(unknown.code).toBe(1);
+    expectOneLine(unknown);
   });
 });

@@ -117,6 +117,56 @@ function errorOf(res: { json(): unknown }): { code: string; message: string } {
   return (res.json() as { error: { code: string; message: string } }).error;
 }
 
+describe("control routes: tenant-scoped, idempotent, 409 naming the state", () => {
+  let acmeOp: string;
+  beforeAll(async () => {
+    const res = await submit(ACME);
+    expect(res.statusCode).toBe(202);
+    acmeOp = (res.json() as { id: string }).id;
+  });
+  afterAll(deleteAll);
+
+  const control = (id: string, action: string, as: string) =>
+    app.inject({ method: "POST", url: `/operations/${id}/${action}`, headers: bearer(as) });
+
+  it.each(["cancel", "pause", "resume"])(
+    "%s: globex gets 404 like an unknown id, and the operation is left as it was",
+    async (action) => {
+      const unknownId = "op-000000000-0000000000";
+      const crossing = await control(acmeOp, action, GLOBEX);
+      const unknown = await control(unknownId, action, GLOBEX);
+      expect(crossing.statusCode).toBe(404);
+      expect(unknown.statusCode).toBe(404);
+      expect(errorOf(crossing)).toEqual({
+        code: "NOT_FOUND",
+        message: errorOf(unknown).message.replace(unknownId, acmeOp),
+      });
+      const view = await app.inject({ url: `/operations/${acmeOp}`, headers: bearer(ACME) });
+      expect((view.json() as { status: string }).status).toBe("queued");
+    },
+  );
+
+  it("pause of a queued operation is 409 naming the state; cancel is 202 then 200; resume then 409", async () => {
+    const pause = await control(acmeOp, "pause", ACME);
+    expect(pause.statusCode).toBe(409);
+    expect(errorOf(pause)).toEqual({
+      code: "INVALID_STATE",
+      message: `cannot pause operation ${acmeOp}: it is queued`,
+    });
+    const first = await control(acmeOp, "cancel", ACME_NEXT);
+    expect(first.statusCode).toBe(202);
+    expect(first.json()).toMatchObject({ id: acmeOp, status: "cancelling" });
+    const again = await control(acmeOp, "cancel", ACME);
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toMatchObject({ id: acmeOp, status: "cancelling" });
+    const resume = await control(acmeOp, "resume", ACME);
+    expect(resume.statusCode).toBe(409);
+    expect(errorOf(resume).message).toBe(`cannot resume operation ${acmeOp}: it is cancelling`);
+    // An admin controls any tenant's operation.
+    expect((await control(acmeOp, "cancel", ADMIN)).statusCode).toBe(200);
+  });
+});
+
 describe("tenant crossing: another tenant's operation answers exactly as an unknown id", () => {
   let acmeOp: string;
   beforeAll(async () => {

@@ -14,6 +14,7 @@ import type { SchedulerMetrics } from "../metrics/metrics.ts";
 import type { NotificationRecords } from "../notify/records.ts";
 import type { OperationService } from "../operations.ts";
 import { bearerAuth } from "./auth.ts";
+import { controlRoutes } from "./control-routes.ts";
 import { handleError, handleNotFound } from "./errors.ts";
 import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
@@ -167,6 +168,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       records: deps.notifications,
     });
   }
+  void app.register(controlRoutes, { operations: deps.operations });
   // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.
   return app as unknown as FastifyInstance;
 }

@@ -256,7 +256,7 @@ export class FleetManager {
     for (const m of manifests) {
       if (this.#memory.operations[m.id]) continue;
       const recorded = await this.#records.load(m.id, signal);
-      this.#memory = seedWaiting(this.#memory, m.id, recorded?.waiting);
+      this.#memory = seedWaiting(this.#memory, m.id, recorded?.waiting, m.resumedAt);
     }
 
     const discovered = await this.#capacity.describe(

@@ -197,6 +197,8 @@ export const manifestBodySchema = z.object({
   updatedAt: timestamp,
   startedAt: timestamp.optional(),
   finishedAt: timestamp.optional(),
+  /** When it was last resumed from `paused`: a capacity wait counts from then at the latest. */
+  resumedAt: timestamp.optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   result: z
     .object({

@@ -76,19 +76,23 @@ export function combineObservations(observed: readonly ShardObservation[]): {
 
 /**
  * After a restart the policy's memory is empty: carry the wait recorded in the operation's fleet
- * record over, so its capacity deadline still counts from when it began.
+ * record over, so its capacity deadline still counts from when it began — or from the operation's
+ * last resume, if later: the deadline does not run while an operation is paused (a paused
+ * operation leaves the policy's memory, and its recorded wait may predate the pause).
  */
 export function seedWaiting(
   memory: FleetMemory,
   operationId: string,
   waiting: CapacityWait | undefined,
+  resumedAt?: string,
 ): FleetMemory {
   if (!waiting || memory.operations[operationId]) return memory;
+  const since = Math.max(Date.parse(waiting.since), resumedAt ? Date.parse(resumedAt) : 0);
   return {
     ...memory,
     operations: {
       ...memory.operations,
-      [operationId]: { unfulfilledSince: Date.parse(waiting.since), waiting: waiting.reason },
+      [operationId]: { unfulfilledSince: since, waiting: waiting.reason },
     },
   };
 }
