@@ -16,6 +16,7 @@ import { handleError, handleNotFound } from "./errors.ts";
 import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
+import { registerOpenApi } from "./openapi.ts";
 import { operationRoutes } from "./operations-routes.ts";
 import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
 import { versionRoutes } from "./version-routes.ts";
@@ -138,6 +139,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // The intake sees busboy's `truncated` and answers 413 with its own message.
     throwFileSizeLimit: false,
   });
+  // Before the routes: the OpenAPI document collects every route registered after it.
+  registerOpenApi(app);
   void app.register(healthRoutes);
   void app.register(versionRoutes);
   void app.register(whoamiRoutes, { capsOf: (tenant) => tenants.capsOf(tenant) });
