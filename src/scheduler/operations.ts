@@ -554,14 +554,24 @@ export class OperationService {
     await this.#visibleManifest(id, signal, viewer);
   }
 
-  /** Operations newest first (only the viewer's tenant's, unless an admin). */
+  /**
+   * Operations newest first (only the viewer's tenant's, unless an admin), optionally only
+   * those showing `status`, starting after the id `after` (the previous page's last). `more`:
+   * ids remain beyond the page (the next page may still come back empty under a filter).
+   */
   async list(options: {
     limit: number;
+    status?: OperationStatus | undefined;
+    after?: string | undefined;
     signal?: AbortSignal;
     viewer?: Viewer;
-  }): Promise<OperationView[]> {
-    const ids = await listOperationIds(this.#store, options.signal);
+  }): Promise<{ operations: OperationView[]; more: boolean }> {
+    const all = await listOperationIds(this.#store, options.signal);
+    const { after } = options;
+    // Newest first is descending id order: the next page holds the ids below the cursor's.
+    const ids = after === undefined ? all : all.filter((id) => id < after);
     const out: OperationView[] = [];
+    let lastIndex = -1;
     // Ids without a manifest are submissions in flight (or being refused): skip them.
     for (let i = 0; i < ids.length && out.length < options.limit; i += 8) {
       const batch = ids.slice(i, i + 8);
@@ -571,9 +581,14 @@ export class OperationService {
           throw err;
         }),
       );
-      for (const v of views) if (v && out.length < options.limit) out.push(v);
+      for (const [j, v] of views.entries()) {
+        if (!v || out.length >= options.limit) continue;
+        if (options.status !== undefined && v.status !== options.status) continue;
+        out.push(v);
+        lastIndex = i + j;
+      }
     }
-    return out;
+    return { operations: out, more: out.length === options.limit && lastIndex < ids.length - 1 };
   }
 
   async #view(
