@@ -481,11 +481,27 @@ export class OperationService {
    * scaled in after it ended.
    */
   async get(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<OperationView> {
+    return (await this.getWithFleet(id, signal, viewer)).view;
+  }
+
+  /**
+   * The view, and how many fleet events its fleet record has dropped before `view.events[0]`
+   * (so `droppedEvents + i` numbers fleet event i for good: the events stream's ids).
+   */
+  async getWithFleet(
+    id: string,
+    signal?: AbortSignal,
+    viewer?: Viewer,
+  ): Promise<{ view: OperationView; droppedEvents: number }> {
     checkOperationId(id);
     // The view first: another tenant's id is not found, and its fleet record is never read.
     const fleet = this.#fleetReader(id, signal);
     const view = await this.#get(id, signal, viewer, fleet);
     const record = await fleet();
+    return { view: this.#withFleet(view, record), droppedEvents: record?.droppedEvents ?? 0 };
+  }
+
+  #withFleet(view: OperationView, record: FleetRecord | undefined): OperationView {
     return {
       ...view,
       instances: (record?.instances ?? []).map((i) => ({

@@ -13,6 +13,7 @@ import type { CostService } from "../cost/cost-service.ts";
 import type { OperationService } from "../operations.ts";
 import { bearerAuth } from "./auth.ts";
 import { handleError, handleNotFound } from "./errors.ts";
+import { eventRoutes } from "./events-routes.ts";
 import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
@@ -39,6 +40,8 @@ export interface AppDeps {
    * `tenants` is given. @default [] (no authentication)
    */
   apiTokens?: readonly ApiToken[];
+  /** The events stream's record reads and heartbeats. @default 1 s, 15 s */
+  events?: { pollMs?: number; heartbeatMs?: number };
   /** Timeouts, upload rate and request rate. @default DEFAULT_API_LIMITS */
   limits?: Partial<ApiLimits>;
 }
@@ -152,6 +155,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       minBytesPerSecond: limits.minUploadBytesPerSecond,
       windowMs: limits.uploadRateWindowMs,
     },
+    ...(deps.cost ? { cost: deps.cost } : {}),
+  });
+  void app.register(eventRoutes, {
+    operations: deps.operations,
+    ...deps.events,
     ...(deps.cost ? { cost: deps.cost } : {}),
   });
   // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.
