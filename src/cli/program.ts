@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { ShardfleetError } from "../shared/errors.ts";
 import { VERSION } from "../shared/version.ts";
 import { CliError, EXIT } from "./cli-error.ts";
+import { addListCommand, addWatchCommand } from "./commands/list-watch.ts";
 import { addLocalCommand } from "./commands/local-command.ts";
 import {
   addCostCommand,
@@ -46,6 +47,8 @@ export function buildProgram(extra: readonly AddCommand[] = []): Command {
     addStatusCommand,
     addDownloadCommand,
     addCostCommand,
+    addListCommand,
+    addWatchCommand,
     addWhoamiCommand,
     addTokenCommand,
     ...extra,
