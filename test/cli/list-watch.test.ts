@@ -10,6 +10,8 @@ import { promisify } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/scheduler/api/app.ts";
+import { CostService } from "../../src/scheduler/cost/cost-service.ts";
+import { TablePriceSource } from "../../src/scheduler/cost/price-source.ts";
 import { newOperationId, OperationService } from "../../src/scheduler/operations.ts";
 import { systemClock } from "../../src/shared/clock.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
@@ -61,6 +63,12 @@ beforeAll(async () => {
     logger,
     maxUploadBytes: 1 << 20,
     events: { pollMs: 100 },
+    cost: new CostService({
+      store: env.store,
+      clock: systemClock,
+      logger,
+      prices: new TablePriceSource(),
+    }),
   });
   url = await app.listen({ host: "127.0.0.1", port: 0 });
 });
@@ -140,5 +148,24 @@ describe("shardfleet list, status, watch", () => {
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/not found/);
+  });
+
+  it("cost --format csv|xlsx|svg -o FILE writes the report as that file; -o alone is a usage error", async () => {
+    const id = await seed("succeeded");
+    const csv = path.join(dir, "c.csv");
+    const r = await run(["cost", id, "--format", "csv", "-o", csv]);
+    expect({ code: r.code, stdout: r.stdout.trim() }).toEqual({ code: 0, stdout: csv });
+    expect(await readFile(csv, "utf-8")).toMatch(new RegExp(id));
+    const svg = path.join(dir, "c.svg");
+    expect((await run(["cost", id, "--format", "svg", "-o", svg])).code).toBe(0);
+    expect(await readFile(svg, "utf-8")).toMatch(/^<svg|^<\?xml/);
+    const xlsx = path.join(dir, "c.xlsx");
+    expect((await run(["cost", id, "--format", "xlsx", "-o", xlsx])).code).toBe(0);
+    expect((await readFile(xlsx)).subarray(0, 2).toString()).toBe("PK");
+    const live = await seed("running");
+    const early = await run(["cost", live, "--format", "csv", "-o", path.join(dir, "no.csv")]);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toMatch(/409.*running/);
+    expect((await run(["cost", id, "-o", csv])).code).toBe(64);
   });
 });
