@@ -190,4 +190,18 @@ describe("GET /operations/:id/events", () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("NOT_FOUND");
     await api.app.close();
   });
+
+  it("a scheduler that closes ends its open streams instead of waiting for the watchers", async () => {
+    const id = newOperationId(Date.now());
+    await seedManifest(
+      { store: env.store, clock: systemClock },
+      splitManifest(id, 1, new Date().toISOString(), "running"),
+    );
+    const api = await startApi();
+    const res = await fetch(`${api.url}/operations/${id}/events`);
+    const reader = res.body!.getReader();
+    await reader.read();
+    await api.app.close();
+    for (;;) if ((await reader.read()).done) break;
+  });
 });

@@ -27,6 +27,11 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, o
   const pollMs = opts.pollMs ?? 1_000;
   const heartbeatMs = opts.heartbeatMs ?? 15_000;
   const errors = { 400: errorBodySchema, 404: errorBodySchema };
+  // Open streams end when the server closes (else close() would wait for every watcher).
+  const open = new Set<AbortController>();
+  app.addHook("preClose", async () => {
+    for (const abort of open) abort.abort();
+  });
 
   app.get<{ Params: { id: string } }>(
     "/operations/:id/events",
@@ -60,6 +65,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, o
       const header = request.headers["last-event-id"];
       let position = parsePosition(typeof header === "string" ? header : undefined);
       const abort = new AbortController();
+      open.add(abort);
       reply.raw.on("close", () => abort.abort());
       // The reply is ours from here: keep the headers set so far (security headers).
       reply.hijack();
@@ -111,6 +117,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, o
         // Headers are sent: a failure ends the stream; the client resumes from its last id.
         if (!abort.signal.aborted) log.warn({ err }, "events stream ended by an error");
       } finally {
+        open.delete(abort);
         reply.raw.end();
       }
     },
