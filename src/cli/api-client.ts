@@ -131,8 +131,27 @@ export class ApiClient {
     return this.#json(whoamiSchema, "GET", "/whoami");
   }
 
-  list(limit = 20): Promise<OperationList> {
-    return this.#json(operationListSchema, "GET", `/operations?limit=${limit}`);
+  /** `GET /operations`: a page, newest first (`nextCursor` fetches the next one). */
+  list(
+    query: { limit?: number; status?: string | undefined; cursor?: string | undefined } = {},
+  ): Promise<OperationList> {
+    const params = new URLSearchParams({ limit: String(query.limit ?? 20) });
+    if (query.status !== undefined) params.set("status", query.status);
+    if (query.cursor !== undefined) params.set("cursor", query.cursor);
+    return this.#json(operationListSchema, "GET", `/operations?${params}`);
+  }
+
+  /** The URL and headers of `GET /operations/:id/events`, for an EventSource. */
+  events(id: string): { url: string; headers: Record<string, string> } {
+    return {
+      url: `${this.baseUrl}/operations/${encodeURIComponent(id)}/events`,
+      headers: { ...this.#headers },
+    };
+  }
+
+  /** Streams the cost report as CSV, xlsx or SVG to the sink `open` makes. */
+  downloadCost(id: string, format: "csv" | "xlsx" | "svg", open: () => Writable): Promise<void> {
+    return this.#download(`/operations/${encodeURIComponent(id)}/cost?format=${format}`, open);
   }
 
   /** `PATCH /operations/:id`: changes the operation's own caps; answers its view. */
@@ -169,8 +188,12 @@ export class ApiClient {
   }
 
   /** Streams the result to the sink `open` makes, called only once the API answered with it. */
-  async download(id: string, open: () => Writable): Promise<void> {
-    const res = await this.#call("GET", `/operations/${encodeURIComponent(id)}/result`);
+  download(id: string, open: () => Writable): Promise<void> {
+    return this.#download(`/operations/${encodeURIComponent(id)}/result`, open);
+  }
+
+  async #download(urlPath: string, open: () => Writable): Promise<void> {
+    const res = await this.#call("GET", urlPath);
     if (res.statusCode >= 400) {
       const text = await res.body.text();
       let parsed: unknown = text;

@@ -18,6 +18,8 @@ export const EXIT = {
   succeededWithFailures: 2,
   usage: 64,
   unavailable: 69,
+  /** `status ID` of an operation that has not finished yet (EX_TEMPFAIL). */
+  notFinished: 75,
   /** EX_NOPERM: the API refused the bearer token (401). */
   unauthorized: 77,
   config: 78,

@@ -8,6 +8,7 @@ import { ShardfleetError } from "../shared/errors.ts";
 import { VERSION } from "../shared/version.ts";
 import { CliError, EXIT } from "./cli-error.ts";
 import { addControlCommands } from "./commands/control.ts";
+import { addListCommand, addWatchCommand } from "./commands/list-watch.ts";
 import { addLocalCommand } from "./commands/local-command.ts";
 import {
   addCostCommand,
@@ -48,6 +49,8 @@ export function buildProgram(extra: readonly AddCommand[] = []): Command {
     addStatusCommand,
     addDownloadCommand,
     addCostCommand,
+    addListCommand,
+    addWatchCommand,
     addWhoamiCommand,
     addControlCommands,
     addTokenCommand,

@@ -485,6 +485,18 @@ export class OperationService {
    * scaled in after it ended.
    */
   async get(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<OperationView> {
+    return (await this.getWithFleet(id, signal, viewer)).view;
+  }
+
+  /**
+   * The view, and how many fleet events its fleet record has dropped before `view.events[0]`
+   * (so `droppedEvents + i` numbers fleet event i for good: the events stream's ids).
+   */
+  async getWithFleet(
+    id: string,
+    signal?: AbortSignal,
+    viewer?: Viewer,
+  ): Promise<{ view: OperationView; droppedEvents: number }> {
     checkOperationId(id);
     // The view first: another tenant's id is not found, and its fleet record is never read.
     const fleet = this.#fleetReader(id, signal);
@@ -494,6 +506,17 @@ export class OperationService {
       view.task === "http-enrich" && !TERMINAL_STATUSES.has(view.status)
         ? await readSourceView(this.#store, id, this.#clock.now(), signal)
         : [];
+    return {
+      view: this.#withFleet(view, record, source),
+      droppedEvents: record?.droppedEvents ?? 0,
+    };
+  }
+
+  #withFleet(
+    view: OperationView,
+    record: FleetRecord | undefined,
+    source: OperationView["source"] & object,
+  ): OperationView {
     return {
       ...view,
       instances: (record?.instances ?? []).map((i) => ({
@@ -586,14 +609,24 @@ export class OperationService {
     return { outcome, view: await this.get(id, signal, viewer) };
   }
 
-  /** Operations newest first (only the viewer's tenant's, unless an admin). */
+  /**
+   * Operations newest first (only the viewer's tenant's, unless an admin), optionally only
+   * those showing `status`, starting after the id `after` (the previous page's last). `more`:
+   * ids remain beyond the page (the next page may still come back empty under a filter).
+   */
   async list(options: {
     limit: number;
+    status?: OperationStatus | undefined;
+    after?: string | undefined;
     signal?: AbortSignal;
     viewer?: Viewer;
-  }): Promise<OperationView[]> {
-    const ids = await listOperationIds(this.#store, options.signal);
+  }): Promise<{ operations: OperationView[]; more: boolean }> {
+    const all = await listOperationIds(this.#store, options.signal);
+    const { after } = options;
+    // Newest first is descending id order: the next page holds the ids below the cursor's.
+    const ids = after === undefined ? all : all.filter((id) => id < after);
     const out: OperationView[] = [];
+    let lastIndex = -1;
     // Ids without a manifest are submissions in flight (or being refused): skip them.
     for (let i = 0; i < ids.length && out.length < options.limit; i += 8) {
       const batch = ids.slice(i, i + 8);
@@ -603,9 +636,14 @@ export class OperationService {
           throw err;
         }),
       );
-      for (const v of views) if (v && out.length < options.limit) out.push(v);
+      for (const [j, v] of views.entries()) {
+        if (!v || out.length >= options.limit) continue;
+        if (options.status !== undefined && v.status !== options.status) continue;
+        out.push(v);
+        lastIndex = i + j;
+      }
     }
-    return out;
+    return { operations: out, more: out.length === options.limit && lastIndex < ids.length - 1 };
   }
 
   async #view(

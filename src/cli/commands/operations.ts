@@ -4,8 +4,9 @@
  */
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { formatCostTable } from "../../shared/cost-format.ts";
+import { TERMINAL_STATUSES } from "../../shared/schemas/operation.ts";
 import { apiClient, apiOption, tokenOption } from "../api-options.ts";
 import { CliError, EXIT } from "../cli-error.ts";
 import { wholeNumberOption } from "../options.ts";
@@ -92,6 +93,11 @@ export function addStatusCommand(program: Command): void {
         process.stdout.write(
           opts.json ? `${JSON.stringify(view, null, 2)}\n` : `${summarize(view)}\n`,
         );
+        // As `submit --wait` ends: 0 succeeded, 2 with failures, 1 failed or cancelled; an
+        // operation still live is 75 (try again later).
+        process.exitCode = TERMINAL_STATUSES.has(view.status)
+          ? exitCodeFor(view.status)
+          : EXIT.notFinished;
       },
     );
 }
@@ -112,23 +118,48 @@ export function addDownloadCommand(program: Command): void {
     });
 }
 
-/** `shardfleet cost ID`: the cost report as a table, or its JSON. */
+/** `shardfleet cost ID`: the cost report as a table, or its JSON, or a CSV/xlsx/SVG file. */
 export function addCostCommand(program: Command): void {
   program
     .command("cost")
     .description("show what a finished operation cost, and what spot saved")
     .argument("<id>", "operation id")
     .option("--json", "print the raw JSON")
+    .addOption(
+      new Option(
+        "--format <format>",
+        "write the report as a file: csv, xlsx, or svg (a chart of cost by market over time)",
+      ).choices(["csv", "xlsx", "svg"]),
+    )
+    .option("-o, --output <file>", "where --format writes (default: <id>-cost.<format>)")
     .option(...apiOption)
     .option(...tokenOption)
-    .action(async (id: string, opts: { json?: boolean; api: string; token?: string }) => {
-      const report = await apiClient(opts).cost(id);
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-        return;
-      }
-      process.stdout.write(formatCostTable(report));
-    });
+    .action(
+      async (
+        id: string,
+        opts: {
+          json?: boolean;
+          format?: "csv" | "xlsx" | "svg";
+          output?: string;
+          api: string;
+          token?: string;
+        },
+      ) => {
+        if (opts.format) {
+          const out = opts.output ?? `${id}-cost.${opts.format}`;
+          await apiClient(opts).downloadCost(id, opts.format, () => createWriteStream(out));
+          process.stdout.write(`${out}\n`);
+          return;
+        }
+        if (opts.output) throw new CliError("-o/--output needs --format csv|xlsx|svg", EXIT.usage);
+        const report = await apiClient(opts).cost(id);
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+          return;
+        }
+        process.stdout.write(formatCostTable(report));
+      },
+    );
 }
 
 /** `shardfleet whoami`: the token's tenant, role and caps. */

@@ -16,11 +16,13 @@ import type { OperationService } from "../operations.ts";
 import { bearerAuth } from "./auth.ts";
 import { controlRoutes } from "./control-routes.ts";
 import { handleError, handleNotFound } from "./errors.ts";
+import { eventRoutes } from "./events-routes.ts";
 import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
 import { KEEP_ALIVE_TIMEOUT_MS } from "./keep-alive.ts";
 import { metricsRoutes } from "./metrics-routes.ts";
 import { notificationRoutes } from "./notifications-routes.ts";
+import { registerOpenApi } from "./openapi.ts";
 import { operationRoutes } from "./operations-routes.ts";
 import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
 import { versionRoutes } from "./version-routes.ts";
@@ -43,6 +45,8 @@ export interface AppDeps {
    * `tenants` is given. @default [] (no authentication)
    */
   apiTokens?: readonly ApiToken[];
+  /** The events stream's record reads and heartbeats. @default 1 s, 15 s */
+  events?: { pollMs?: number; heartbeatMs?: number };
   /** Timeouts, upload rate and request rate. @default DEFAULT_API_LIMITS */
   limits?: Partial<ApiLimits>;
   /** Notification records (`GET /operations/:id/notifications`). @default undefined (404) */
@@ -147,6 +151,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // The intake sees busboy's `truncated` and answers 413 with its own message.
     throwFileSizeLimit: false,
   });
+  // Before the routes: the OpenAPI document collects every route registered after it.
+  registerOpenApi(app);
   // Before the other routes: its request-duration hook must see them.
   if (deps.metrics) void app.register(metricsRoutes, { metrics: deps.metrics });
   void app.register(healthRoutes);
@@ -169,6 +175,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     });
   }
   void app.register(controlRoutes, { operations: deps.operations });
+  void app.register(eventRoutes, {
+    operations: deps.operations,
+    ...deps.events,
+    ...(deps.cost ? { cost: deps.cost } : {}),
+  });
   // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.
   return app as unknown as FastifyInstance;
 }

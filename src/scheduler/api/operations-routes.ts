@@ -6,6 +6,10 @@ import type { Multipart } from "@fastify/multipart";
 import type { FastifyPluginAsync } from "fastify";
 import { sharedAbortController } from "../../shared/async.ts";
 import {
+  type OperationListQuery,
+  operationListQuerySchema as operationListQueryContract,
+} from "../../shared/contracts/operations.ts";
+import {
   BadInputError,
   NotFoundError,
   ShardfleetError,
@@ -19,6 +23,7 @@ import { costXlsx } from "../cost/xlsx.ts";
 import { MAX_SPEC_BYTES, type SubmissionPart } from "../intake.ts";
 import type { OperationService } from "../operations.ts";
 import { XLSX_CONTENT_TYPE } from "../workbook/read-rows.ts";
+import { decodeListCursor, encodeListCursor } from "./list-cursor.ts";
 import {
   acceptedSchema,
   costQuerySchema,
@@ -28,6 +33,7 @@ import {
   operationListSchema,
   operationParamsSchema,
   operationViewSchema,
+  zodValidator,
 } from "./schemas.ts";
 import { type UploadRateOptions, watchUploadRate } from "./upload-rate.ts";
 
@@ -146,20 +152,29 @@ export const operationRoutes: FastifyPluginAsync<OperationRoutesOptions> = async
     },
   );
 
-  app.get<{ Querystring: { limit: number } }>(
+  app.get<{ Querystring: OperationListQuery }>(
     "/operations",
     {
       schema: {
         querystring: listQuerySchema,
         response: { 200: operationListSchema, 400: errorBodySchema },
       },
+      validatorCompiler: () => zodValidator(operationListQueryContract, "querystring"),
     },
-    async (request) => ({
-      operations: await operations.list({
-        limit: request.query.limit,
+    async (request) => {
+      const { limit, status, cursor } = request.query;
+      const page = await operations.list({
+        limit,
+        status,
+        after: cursor === undefined ? undefined : decodeListCursor(cursor),
         viewer: request.principal,
-      }),
-    }),
+      });
+      const last = page.operations.at(-1);
+      return {
+        operations: page.operations,
+        ...(page.more && last ? { nextCursor: encodeListCursor(last.id) } : {}),
+      };
+    },
   );
 
   app.get<{ Params: { id: string } }>(

@@ -84,7 +84,13 @@ export const operationViewSchema = z.object({
 export type OperationView = z.infer<typeof operationViewSchema>;
 
 /** `GET /operations`: newest first. */
-export const operationListSchema = z.object({ operations: z.array(operationViewSchema) });
+export const operationListSchema = z.object({
+  operations: z.array(operationViewSchema),
+  nextCursor: z
+    .string()
+    .describe("present when more operations may follow: pass it as ?cursor= for the next page")
+    .optional(),
+});
 export type OperationList = z.infer<typeof operationListSchema>;
 
 /** `POST /operations` (202): the new operation's id and first status. */
@@ -98,3 +104,22 @@ export const capsPatchSchema = operationCapsSchema.refine((p) => Object.keys(p).
   message: "name at least one of maxInstances, maxHourlyUsd, concurrency, priority",
 });
 export type CapsPatch = z.infer<typeof capsPatchSchema>;
+/** Most operations one `GET /operations` page holds. */
+export const MAX_LIST_LIMIT = 1000;
+
+/**
+ * `GET /operations` query: strict (an unknown parameter is a 400 naming it, not ignored).
+ * `cursor` is the opaque `nextCursor` of the previous page.
+ */
+export const operationListQuerySchema = z.strictObject({
+  status: z.enum(operationStatuses).describe("only operations showing this status").optional(),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_LIST_LIMIT)
+    .describe("newest first, at most this many")
+    .default(50),
+  cursor: z.string().min(1).max(512).describe("nextCursor of the previous page").optional(),
+});
+export type OperationListQuery = z.infer<typeof operationListQuerySchema>;
