@@ -25,9 +25,12 @@ import type { ObjectStore } from "../shared/object-store.ts";
 import { PeriodicService, type ServiceState } from "../shared/periodic-service.ts";
 import { commitDeadLettered } from "../shared/records/done-marker.ts";
 import { type Manifest, TERMINAL_STATUSES } from "../shared/schemas/operation.ts";
-import { shardMessageSchema } from "../shared/schemas/shard.ts";
+import { type ShardMessage, shardMessageSchema } from "../shared/schemas/shard.ts";
 import type { ShardQueue } from "../shared/shard-queue.ts";
 import { isTransientError } from "../shared/transient.ts";
+import { DispatchRecords } from "./dispatch/dispatch-record.ts";
+import { DEFAULT_BACKLOG_BOUND, Dispatcher } from "./dispatch/dispatcher.ts";
+import type { BacklogBound } from "./dispatch/fair-order.ts";
 import { mergeOperation } from "./merger.ts";
 import {
   type LifecycleEvent,
@@ -75,6 +78,8 @@ export interface SchedulerOptions {
   jobRetries?: number;
   /** What an input workbook may cost the splitter. @default DEFAULT_WORKBOOK_LIMITS */
   workbookLimits?: WorkbookLimits;
+  /** How many shards the work queue may hold (fair share). @default DEFAULT_BACKLOG_BOUND */
+  backlog?: BacklogBound;
 }
 
 /** Backoff between retries of a split or merge that failed on a transient error. */
@@ -119,6 +124,8 @@ export class Scheduler {
   readonly #cost: SchedulerDeps["cost"];
   readonly #fence: SchedulerDeps["fence"];
   readonly #options: Required<Omit<SchedulerOptions, "dlqUrl">> & { dlqUrl?: string };
+  /** The one way shard messages reach the work queue (fair share between operations). */
+  readonly #dispatcher: Dispatcher;
   readonly #progress: ShardProgressReader;
   readonly #lifecycle: OperationLifecycle;
   /** Operations known to be terminal: never read again by this process. */
@@ -144,7 +151,17 @@ export class Scheduler {
       maxConcurrentJobs: options.maxConcurrentJobs ?? 2,
       jobRetries: options.jobRetries ?? 6,
       workbookLimits: options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS,
+      backlog: options.backlog ?? DEFAULT_BACKLOG_BOUND,
     };
+    this.#dispatcher = new Dispatcher(
+      {
+        store: deps.store,
+        queue: deps.queue,
+        records: new DispatchRecords({ store: deps.store, clock: deps.clock }),
+        logger: deps.logger,
+      },
+      { workQueueUrl: options.workQueueUrl, bound: this.#options.backlog },
+    );
     this.#progress = new ShardProgressReader({ store: deps.store });
     this.#service = new PeriodicService(
       { clock: deps.clock, logger: deps.logger },
@@ -187,6 +204,15 @@ export class Scheduler {
     this.#service.wake();
   }
 
+  /**
+   * Puts shard messages that must run again on the work queue, bodies unchanged (re-drives: a
+   * dead-lettered shard of a paused operation, a lost shard, a retry). First dispatches go
+   * through the fair order at each pass instead.
+   */
+  enqueueShards(messages: ShardMessage[], signal?: AbortSignal): Promise<void> {
+    return this.#dispatcher.enqueueShards(messages, signal);
+  }
+
   /** One pass over every operation not yet terminal (public so tests can drive passes). */
   async tick(signal: AbortSignal = this.#service.signal): Promise<void> {
     this.#fence?.check();
@@ -198,13 +224,18 @@ export class Scheduler {
       });
     }
     const ids = (await listOperationIds(this.#store, signal))
-      .filter((id) => !this.#terminal.has(id) && !this.#jobs.has(id))
+      .filter((id) => !this.#terminal.has(id))
       // Oldest first: operations are served in submission order.
       .reverse();
+    // Every live operation takes part in the dispatch, also one whose split job runs.
+    const live: Manifest[] = [];
     await mapLimit(ids, 8, async (id) => {
       try {
+        const busy = this.#jobs.has(id);
         const manifest = await this.#load(id, signal);
-        if (manifest) await this.#advance(manifest, signal);
+        if (!manifest) return;
+        live.push(manifest);
+        if (!busy) await this.#advance(manifest, signal);
       } catch (err) {
         if (signal.aborted) throw err;
         // One operation's trouble (a flaky read) must not hold up the others.
@@ -214,6 +245,24 @@ export class Scheduler {
         );
       }
     });
+    await this.#dispatch(live, signal);
+  }
+
+  /** Fills the work queue's backlog in the fair order (./dispatch/). */
+  async #dispatch(live: Manifest[], signal: AbortSignal): Promise<void> {
+    this.#fence?.check();
+    try {
+      const pass = await this.#dispatcher.pass(live, signal);
+      if (Object.keys(pass.sent).length > 0) {
+        this.#logger.info(
+          { sent: pass.sent, queued: pass.queued, running: pass.running, room: pass.room },
+          "shards dispatched",
+        );
+      }
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.#logger.error({ err }, "dispatching shards failed; retrying next pass");
+    }
   }
 
   async #load(id: string, signal: AbortSignal): Promise<Manifest | undefined> {
@@ -275,6 +324,7 @@ export class Scheduler {
 
   #finished(id: string): void {
     this.#terminal.add(id);
+    this.#dispatcher.forget(id);
     this.#progress.forget(id);
     this.#jobFailures.delete(id);
   }
@@ -367,8 +417,10 @@ export class Scheduler {
       log.info("resuming an interrupted split from the start");
     }
     log.info("splitting");
+    // Shards go to the dispatcher as their slices land; it feeds the work queue fairly.
+    const queue = await this.#dispatcher.splitterQueue(current.id, () => this.wake(), signal);
     const { rows, shards } = await splitOperation(
-      { store: this.#store, queue: this.#queue, logger: log },
+      { store: this.#store, queue, logger: log },
       {
         manifest: current,
         workQueueUrl: this.#options.workQueueUrl,
@@ -545,7 +597,7 @@ export class Scheduler {
         if (manifest?.status === "paused") {
           // Released again and again while paused, it ran out of receives, not of tries: back
           // to the work queue, to run once the operation is resumed.
-          await this.#queue.sendShards(this.#options.workQueueUrl, [shard], signal);
+          await this.enqueueShards([shard], signal);
           log.info("shard of a paused operation dead-lettered; sent back to the work queue");
         } else if (manifest?.status === "cancelling") {
           // Its rows are `cancelled` in the partial output: nothing to commit.

@@ -58,7 +58,8 @@ function sameHeaders(a: readonly string[], b: readonly string[]): boolean {
 
 export interface SplitterDeps {
   store: ObjectStore;
-  queue: ShardQueue;
+  /** Where shard messages go: the scheduler's dispatcher (fair share), not SQS directly. */
+  queue: Pick<ShardQueue, "sendShards">;
   logger: Logger;
   /** @default systemClock */
   clock?: Clock;

@@ -79,6 +79,12 @@ export const keys = {
    * writer) rewrites this one small document when something changed.
    */
   fleet: (op: string) => `${operationPrefix(op)}fleet/record.json`,
+  /**
+   * The operation's dispatch record: how many of its shards the scheduler's dispatcher has put
+   * on the work queue (fair share). Written only by src/scheduler/dispatch/dispatch-record.ts,
+   * created with If-None-Match: * and advanced with If-Match.
+   */
+  dispatch: (op: string) => `${operationPrefix(op)}dispatch.json`,
   /** One record per notification event (see schemas/notify.ts), created with If-None-Match: *. */
   notificationsPrefix: (op: string) => `${operationPrefix(op)}notifications/`,
   notification: (op: string, event: string) =>

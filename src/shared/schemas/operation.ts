@@ -83,6 +83,11 @@ export const operationSpecInputSchema = z.strictObject({
   maxErrorAttempts: z.number().int().min(1).max(100).default(3),
   /** Who is told about the operation's events (webhook, email). @default nobody but the deployment's defaults */
   notify: notifySpecSchema.optional(),
+  /**
+   * Fair share between one tenant's operations: −100…100, higher first; every +20 doubles the
+   * operation's share of the work queue (PATCH `priority` overrides it). @default 0
+   */
+  priority: z.number().int().min(-100).max(100).optional(),
 });
 
 export interface OperationSpec {
@@ -96,6 +101,7 @@ export interface OperationSpec {
   checkpoint: { everyRows: number; everySeconds: number };
   maxErrorAttempts: number;
   notify?: NotifySpec | undefined;
+  priority?: number | undefined;
 }
 
 function pathOf(prefix: string, path: ReadonlyArray<PropertyKey>): string {
@@ -155,7 +161,7 @@ export const operationCapsSchema = z.strictObject({
   maxHourlyUsd: z.number().min(0).max(1_000_000).optional(),
   /** Rows in flight per worker (http-enrich's `concurrency`). */
   concurrency: z.number().int().min(1).max(MAX_HTTP_CONCURRENCY).optional(),
-  /** Scheduling priority, higher first (kept for fair share, issue 14 item 6). */
+  /** Fair-share priority, higher first (−100…100); overrides the spec's `priority`. */
   priority: z.number().int().min(-100).max(100).optional(),
 });
 export type OperationCaps = z.infer<typeof operationCapsSchema>;
@@ -179,6 +185,7 @@ export const manifestBodySchema = z.object({
     checkpoint: z.object({ everyRows: z.number(), everySeconds: z.number() }).optional(),
     maxErrorAttempts: z.number().int().optional(),
     notify: notifySpecSchema.optional(),
+    priority: z.number().int().min(-100).max(100).optional(),
   }),
   input: z.object({
     key: z.string(),

@@ -1,0 +1,129 @@
+/**
+ * Fair share, as pure functions: which operations' shards go to the work queue next, and how
+ * many fit in its bounded backlog. The dispatcher (./dispatcher.ts) observes, calls these and
+ * sends; the policy keeps no state between passes, so a restarted or new scheduler decides the
+ * same from the same records.
+ *
+ * The order is weighted max-min fair over what each operation already has in the pipeline
+ * (shards dispatched and not committed: queued, running, or released for a retry), at two
+ * levels: first between tenants (equal weights), then between one tenant's operations, weighted
+ * by `priority`. Each slot goes to the tenant with the least load, then to that tenant's
+ * operation with the least load per weight; ties go to the older operation. An operation with
+ * nothing in the pipeline has load 0, so new work is served at the very next pass (no
+ * starvation), and a priority never reaches weight 0.
+ */
+
+/** One operation that may send shards now. */
+export interface FairCandidate {
+  id: string;
+  tenant: string;
+  /** −100…100, higher first (`caps.priority` ?? `spec.priority` ?? 0). */
+  priority: number;
+  /** Shards it could send now: available (sliced) and not dispatched yet. */
+  ready: number;
+  /** Its shards in the pipeline: dispatched and not committed. */
+  inflight: number;
+  /** When it was submitted (ISO time or anything that sorts the same way): older wins ties. */
+  createdAt: string;
+}
+
+/** One slot of the plan: the operation whose next shard goes out. */
+export type FairPlan = string[];
+
+/** Priority steps that double an operation's weight. */
+export const PRIORITY_DOUBLING = 20;
+
+/**
+ * The weight of a priority: 2^(priority / 20), so +20 gets twice the share of 0 and −100 still
+ * gets 1/32 of it (never zero: no operation starves).
+ */
+export function priorityWeight(priority: number): number {
+  return 2 ** (priority / PRIORITY_DOUBLING);
+}
+
+/**
+ * The next `slots` shards to send, as the operation id of each, in sending order. Work-
+ * conserving: gives min(slots, Σ ready) slots and never more than an operation's `ready`.
+ */
+export function fairOrder(candidates: readonly FairCandidate[], slots: number): FairPlan {
+  const ops = candidates.map((c) => ({
+    ...c,
+    weight: priorityWeight(c.priority),
+    left: Math.max(0, c.ready),
+    load: Math.max(0, c.inflight),
+  }));
+  // A tenant's load counts every operation of it, also those with nothing ready.
+  const tenantLoad = new Map<string, number>();
+  for (const op of ops) tenantLoad.set(op.tenant, (tenantLoad.get(op.tenant) ?? 0) + op.load);
+
+  const plan: FairPlan = [];
+  for (let n = 0; n < slots; n++) {
+    // The tenant first (least load; ties: the one with the oldest ready operation), then its
+    // operation: two stages, so the choice does not depend on the candidates' order.
+    let tenant: { name: string; load: number; oldest: Ranked } | undefined;
+    for (const op of ops) {
+      if (op.left === 0) continue;
+      const load = tenantLoad.get(op.tenant) ?? 0;
+      if (
+        tenant === undefined ||
+        load < tenant.load ||
+        (load === tenant.load && tenant.name !== op.tenant && older(op, tenant.oldest)) ||
+        (tenant.name === op.tenant && older(op, tenant.oldest))
+      ) {
+        tenant = { name: op.tenant, load, oldest: op };
+      }
+    }
+    if (!tenant) break;
+    let best: (typeof ops)[number] | undefined;
+    for (const op of ops) {
+      if (op.left === 0 || op.tenant !== tenant.name) continue;
+      if (best === undefined || lighter(op, best)) best = op;
+    }
+    if (!best) break;
+    plan.push(best.id);
+    best.left--;
+    best.load++;
+    tenantLoad.set(best.tenant, tenant.load + 1);
+  }
+  return plan;
+}
+
+interface Ranked {
+  id: string;
+  weight: number;
+  load: number;
+  createdAt: string;
+}
+
+/** Submitted earlier (ids break exact ties, so the order is total). */
+function older(a: Ranked, b: Ranked): boolean {
+  return a.createdAt !== b.createdAt ? a.createdAt < b.createdAt : a.id < b.id;
+}
+
+/** Less load per weight, then older. */
+function lighter(a: Ranked, b: Ranked): boolean {
+  const ra = a.load / a.weight;
+  const rb = b.load / b.weight;
+  return ra !== rb ? ra < rb : older(a, b);
+}
+
+/** What bounds the work queue's backlog. */
+export interface BacklogBound {
+  /** Shards the queue may always hold, however little runs. */
+  minQueued: number;
+  /** Shards queued per shard running: the backlog grows with the fleet that drains it. */
+  queuedPerRunning: number;
+}
+
+/**
+ * How many more shards may go to the work queue now: the backlog may hold
+ * max(minQueued, ⌈queuedPerRunning × running⌉) shards. A small backlog is what makes the order
+ * count: new work waits behind at most that many shards, not behind a whole big operation.
+ */
+export function dispatchRoom(
+  observed: { queued: number; running: number },
+  bound: BacklogBound,
+): number {
+  const cap = Math.max(bound.minQueued, Math.ceil(bound.queuedPerRunning * observed.running));
+  return Math.max(0, cap - Math.max(0, observed.queued));
+}
