@@ -281,7 +281,12 @@ export async function startScheduler(deps: {
         : undefined;
     const scheduler = new Scheduler(
       { store, queue, logger: log, clock: systemClock, cost, fence: tenure },
-      { workQueueUrl, dlqUrl: config.queues.dlq, workbookLimits: config.workbook },
+      {
+        workQueueUrl,
+        dlqUrl: config.queues.dlq,
+        workbookLimits: config.workbook,
+        backlog: config.dispatch,
+      },
     );
     // Notifications and the spend line come from the active scheduler only (the per-event
     // records would also keep a standby from sending twice).

@@ -40,6 +40,7 @@ import {
 import { attemptSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { canSee, DEFAULT_TENANT, type Viewer } from "../shared/schemas/tokens.ts";
 import { isTransientError } from "../shared/transient.ts";
+import { priorityOf } from "./dispatch/dispatcher.ts";
 import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
 import { type ControlAction, type ControlOutcome, controlOperation } from "./operation-control.ts";
 import { OperationLifecycle } from "./operation-lifecycle.ts";
@@ -247,6 +248,7 @@ export function viewOf(
     createdAt: manifest.createdAt,
     startedAt: manifest.startedAt ?? null,
     finishedAt: manifest.finishedAt ?? null,
+    priority: priorityOf(manifest),
     ...(manifest.error ? { error: manifest.error } : {}),
     ...(manifest.caps && Object.keys(manifest.caps).length > 0 ? { caps: manifest.caps } : {}),
     ...(shown.waiting ? { waiting: shown.waiting } : {}),

@@ -151,6 +151,9 @@ const settings = {
   SHARDFLEET_LAUNCH_CONCURRENCY: int(1, 50).default(DEFAULT_LAUNCH_CONCURRENCY),
   // The scheduler lease: one active scheduler per bucket; renewed every third of it.
   SHARDFLEET_LEASE_S: z.coerce.number().min(1).max(3600).default(30),
+  // Fair share: the work queue's bounded backlog (src/scheduler/dispatch/).
+  SHARDFLEET_DISPATCH_MIN_QUEUED: int(1, 100_000).default(10),
+  SHARDFLEET_DISPATCH_QUEUED_PER_RUNNING: z.coerce.number().min(0).max(100).default(1),
   SHARDFLEET_EC2_LAUNCH_TEMPLATE: z.string().min(1).optional(),
   SHARDFLEET_EC2_SUBNETS: z.string().optional(),
   SHARDFLEET_EC2_INSTANCE_TYPES: z.string().default("c7g.large,c6g.large,m7g.large"),
@@ -258,6 +261,13 @@ export interface Config {
   readonly lease: {
     /** How long the lease lasts without a renewal; a standby takes over after it. */
     readonly seconds: number;
+  };
+  /** Fair share: how many shards the work queue may hold (the dispatcher's bounded backlog). */
+  readonly dispatch: {
+    /** Shards it may always hold. */
+    readonly minQueued: number;
+    /** Shards it may hold per shard running, when that is more. */
+    readonly queuedPerRunning: number;
   };
   readonly notify: NotifyConfig;
 }
@@ -579,6 +589,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     egress: egressPolicy(e.SHARDFLEET_EGRESS_ALLOW),
     lease: { seconds: e.SHARDFLEET_LEASE_S },
+    dispatch: {
+      minQueued: e.SHARDFLEET_DISPATCH_MIN_QUEUED,
+      queuedPerRunning: e.SHARDFLEET_DISPATCH_QUEUED_PER_RUNNING,
+    },
     notify: notifyConfig(e),
   });
 }

@@ -24,9 +24,9 @@ afterAll(async () => {
   await env?.close();
 });
 
-async function submit(): Promise<string> {
+async function submit(spec: object = transformSpec()): Promise<string> {
   const parts: FormPart[] = [
-    { name: "spec", value: JSON.stringify(transformSpec()) },
+    { name: "spec", value: JSON.stringify(spec) },
     { name: "file", filename: "p.csv", type: "text/csv", data: "name\nada\nalan\n" },
   ];
   const { payload, headers } = await multipart(parts);
@@ -112,8 +112,11 @@ describe("PATCH /operations/:id", () => {
     const res = await patch(id, { maxInstances: 7, maxHourlyUsd: 1.5 });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({ id, status: "queued", caps: { maxInstances: 7 } });
+    // The priority in force is shown: 0 until set (fair share orders by it).
+    expect(res.json()).toMatchObject({ priority: 0 });
     const again = await patch(id, { concurrency: 40, priority: 5 });
     expect(again.statusCode).toBe(200);
+    expect(again.json()).toMatchObject({ priority: 5, caps: { priority: 5 } });
     expect((await manifestOf(id)).caps).toEqual({
       maxInstances: 7,
       maxHourlyUsd: 1.5,
@@ -121,6 +124,21 @@ describe("PATCH /operations/:id", () => {
       priority: 5,
     });
     expect((await manifestOf(id)).status).toBe("queued");
+  });
+
+  it("shows the spec's priority until a PATCH overrides it; refuses one out of range", async () => {
+    const id = await submit({ ...transformSpec(), priority: 30 });
+    expect((await app.inject(`/operations/${id}`)).json()).toMatchObject({ priority: 30 });
+    expect((await manifestOf(id)).spec.priority).toBe(30);
+    expect((await patch(id, { priority: -10 })).json()).toMatchObject({ priority: -10 });
+    const parts: FormPart[] = [
+      { name: "spec", value: JSON.stringify({ ...transformSpec(), priority: 101 }) },
+      { name: "file", filename: "p.csv", type: "text/csv", data: "name\nada\n" },
+    ];
+    const { payload, headers } = await multipart(parts);
+    const res = await app.inject({ method: "POST", url: "/operations", payload, headers });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.message).toMatch(/spec priority/);
   });
 
   it("400 naming the field for an unknown field, a bad value or an empty body", async () => {

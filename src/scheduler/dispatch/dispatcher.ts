@@ -79,6 +79,9 @@ export class Dispatcher {
   readonly #bound: BacklogBound;
   /** Shards the running splits have handed over, by operation, in shard order. */
   readonly #announced = new Map<string, { list: ShardMessage[]; index: Map<string, number> }>();
+  /** When each operation was last given a slot (`#serial`): the policy's tie-break. */
+  readonly #servedAt = new Map<string, number>();
+  #serial = 0;
 
   constructor(deps: DispatcherDeps, options: DispatcherOptions) {
     this.#store = deps.store;
@@ -124,6 +127,7 @@ export class Dispatcher {
   /** Forgets an operation that ended (its split's hand-over, its cached record). */
   forget(operationId: string): void {
     this.#announced.delete(operationId);
+    this.#servedAt.delete(operationId);
     this.#records.forget(operationId);
   }
 
@@ -153,10 +157,14 @@ export class Dispatcher {
         ready: Math.max(0, o.available.length - o.dispatched),
         inflight: Math.max(0, o.dispatched - o.done),
         createdAt: o.manifest.createdAt,
+        ...(this.#servedAt.has(o.manifest.id)
+          ? { servedAt: this.#servedAt.get(o.manifest.id) }
+          : {}),
       });
     }
     const room = dispatchRoom({ queued, running }, this.#bound);
     const plan = fairOrder(candidates, room);
+    for (const id of plan) this.#servedAt.set(id, ++this.#serial);
     const sent: Record<string, number> = {};
     if (plan.length === 0) return { room, queued, running, sent };
 

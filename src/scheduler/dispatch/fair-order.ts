@@ -8,9 +8,11 @@
  * (shards dispatched and not committed: queued, running, or released for a retry), at two
  * levels: first between tenants (equal weights), then between one tenant's operations, weighted
  * by `priority`. Each slot goes to the tenant with the least load, then to that tenant's
- * operation with the least load per weight; ties go to the older operation. An operation with
- * nothing in the pipeline has load 0, so new work is served at the very next pass (no
- * starvation), and a priority never reaches weight 0.
+ * operation with the least load per weight; ties go to the one served least recently (the
+ * dispatcher remembers when it last served each operation; forgetting it on a restart only
+ * changes tie-breaks), then to the older operation. An operation with nothing in the pipeline has
+ * load 0 and one not served for a while soon wins the ties, so none starves however its
+ * priority compares: a priority never reaches weight 0.
  */
 
 /** One operation that may send shards now. */
@@ -25,6 +27,8 @@ export interface FairCandidate {
   inflight: number;
   /** When it was submitted (ISO time or anything that sorts the same way): older wins ties. */
   createdAt: string;
+  /** When it was last given a slot (any increasing counter); absent: never. Earlier wins ties. */
+  servedAt?: number;
 }
 
 /** One slot of the plan: the operation whose next shard goes out. */
@@ -51,26 +55,43 @@ export function fairOrder(candidates: readonly FairCandidate[], slots: number): 
     weight: priorityWeight(c.priority),
     left: Math.max(0, c.ready),
     load: Math.max(0, c.inflight),
+    served: c.servedAt ?? Number.NEGATIVE_INFINITY,
   }));
+  // When each tenant was last served: its most recently served operation.
+  const tenantServed = new Map<string, number>();
+  for (const op of ops) {
+    tenantServed.set(
+      op.tenant,
+      Math.max(tenantServed.get(op.tenant) ?? Number.NEGATIVE_INFINITY, op.served),
+    );
+  }
+  // Slots of this pass count as later than any earlier service.
+  let clock = Math.max(0, ...ops.map((o) => (Number.isFinite(o.served) ? o.served + 1 : 0)));
   // A tenant's load counts every operation of it, also those with nothing ready.
   const tenantLoad = new Map<string, number>();
   for (const op of ops) tenantLoad.set(op.tenant, (tenantLoad.get(op.tenant) ?? 0) + op.load);
 
   const plan: FairPlan = [];
   for (let n = 0; n < slots; n++) {
-    // The tenant first (least load; ties: the one with the oldest ready operation), then its
-    // operation: two stages, so the choice does not depend on the candidates' order.
-    let tenant: { name: string; load: number; oldest: Ranked } | undefined;
+    // The tenant first (least load; ties: served least recently, then the one with the oldest
+    // ready operation), then its operation: two stages, so the candidates' order does not matter.
+    const oldest = new Map<string, Ranked>();
     for (const op of ops) {
       if (op.left === 0) continue;
-      const load = tenantLoad.get(op.tenant) ?? 0;
+      const seen = oldest.get(op.tenant);
+      if (!seen || older(op, seen)) oldest.set(op.tenant, op);
+    }
+    let tenant: { name: string; load: number; served: number; oldest: Ranked } | undefined;
+    for (const [name, first] of oldest) {
+      const load = tenantLoad.get(name) ?? 0;
+      const served = tenantServed.get(name) ?? Number.NEGATIVE_INFINITY;
       if (
         tenant === undefined ||
         load < tenant.load ||
-        (load === tenant.load && tenant.name !== op.tenant && older(op, tenant.oldest)) ||
-        (tenant.name === op.tenant && older(op, tenant.oldest))
+        (load === tenant.load &&
+          (served < tenant.served || (served === tenant.served && older(first, tenant.oldest))))
       ) {
-        tenant = { name: op.tenant, load, oldest: op };
+        tenant = { name, load, served, oldest: first };
       }
     }
     if (!tenant) break;
@@ -83,7 +104,9 @@ export function fairOrder(candidates: readonly FairCandidate[], slots: number): 
     plan.push(best.id);
     best.left--;
     best.load++;
+    best.served = clock++;
     tenantLoad.set(best.tenant, tenant.load + 1);
+    tenantServed.set(best.tenant, best.served);
   }
   return plan;
 }
@@ -92,6 +115,7 @@ interface Ranked {
   id: string;
   weight: number;
   load: number;
+  served: number;
   createdAt: string;
 }
 
@@ -100,11 +124,12 @@ function older(a: Ranked, b: Ranked): boolean {
   return a.createdAt !== b.createdAt ? a.createdAt < b.createdAt : a.id < b.id;
 }
 
-/** Less load per weight, then older. */
+/** Less load per weight, then served less recently, then older. */
 function lighter(a: Ranked, b: Ranked): boolean {
   const ra = a.load / a.weight;
   const rb = b.load / b.weight;
-  return ra !== rb ? ra < rb : older(a, b);
+  if (ra !== rb) return ra < rb;
+  return a.served !== b.served ? a.served < b.served : older(a, b);
 }
 
 /** What bounds the work queue's backlog. */

@@ -55,6 +55,14 @@ export const operationViewSchema = z.object({
   finishedAt: z.string().nullable(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   result: z.object({ rows: count, errorRows: count, columns: z.array(z.string()) }).optional(),
+  priority: z
+    .number()
+    .int()
+    .describe(
+      "fair-share priority in force (−100…100, higher first): PATCHed caps.priority, else the spec's, else 0",
+    )
+    // Always sent since fair share; optional so a client still reads an older scheduler.
+    .optional(),
   caps: operationCapsSchema
     .describe("the operation's own caps, as last changed by PATCH /operations/:id")
     .optional(),
