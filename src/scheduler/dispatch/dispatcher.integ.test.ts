@@ -5,14 +5,14 @@
  * before dispatch records is not queued twice.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freshQueues, type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { splitManifest } from "../../../test/support/manifests.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
 import { dispatchRecordSchema } from "../../shared/schemas/dispatch.ts";
 import type { Manifest } from "../../shared/schemas/operation.ts";
 import { shardMessageSchema } from "../../shared/schemas/shard.ts";
-import { freshQueues, type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
-import { splitManifest } from "../../../test/support/manifests.ts";
 import { DispatchRecords } from "./dispatch-record.ts";
 import { Dispatcher } from "./dispatcher.ts";
 
