@@ -1,0 +1,133 @@
+/**
+ * Fair share end to end on the local stack in fleet mode: a big operation runs; a small one
+ * (1,000 rows) is submitted second. The scheduler's dispatcher keeps the work queue's backlog
+ * small and gives the small one the next slots, so it finishes while the big one has most of its
+ * shards still to do — asserted on the order of events (what the big one had done when the small
+ * one ended, how far its shards had been dispatched), not on durations. Every row of both is in
+ * its output exactly once.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
+import { waitForOperation } from "../../src/cli/wait.ts";
+import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { keys } from "../../src/shared/keys.ts";
+import { dispatchRecordSchema } from "../../src/shared/schemas/dispatch.ts";
+import { waitFor } from "../support/wait.ts";
+import { writeNumbersCsv, writePlugin } from "./plugins.ts";
+import { downloadRows } from "./result-rows.ts";
+import { withStackStore } from "./stack-store.ts";
+
+const PLUGIN = `
+export const columns = ["double"];
+export default async function slow(row, options) {
+  await new Promise((r) => setTimeout(r, options.rowMs));
+  return { double: Number(row.n) * 2 };
+}
+`;
+
+const BIG = { rows: 2_400, shardSize: 40, rowMs: 25 };
+const SMALL = { rows: 1_000, shardSize: 100, rowMs: 2 };
+const BIG_SHARDS = BIG.rows / BIG.shardSize;
+
+describe("fair share between operations (local stack, fleet mode)", () => {
+  let dir: string;
+  let stack: LocalStack;
+  let client: ApiClient;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-fair-"));
+    const pluginDir = await writePlugin(dir, "slow.mjs", PLUGIN);
+    stack = await startLocalStack({
+      capacity: "fleet",
+      maxInstances: 2,
+      logDir: path.join(dir, "logs"),
+      settings: {
+        SHARDFLEET_POLL_WAIT_S: "1",
+        SHARDFLEET_PLUGIN_DIR: pluginDir,
+        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
+      },
+    });
+    client = new ApiClient(stack.apiUrl);
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.close();
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  async function submit(
+    name: string,
+    { rows, shardSize, rowMs }: typeof BIG,
+    priority?: number,
+  ): Promise<string> {
+    const input = path.join(dir, `${name}.csv`);
+    await writeNumbersCsv(input, rows);
+    const { id } = await client.submit(input, {
+      name,
+      task: { name: "transform", options: { module: "slow", options: { rowMs } } },
+      shardSize,
+      csvValues: "text",
+      ...(priority === undefined ? {} : { priority }),
+    });
+    return id;
+  }
+
+  async function dispatched(id: string): Promise<number | undefined> {
+    return withStackStore(
+      stack,
+      async (store) => (await store.getJson(keys.dispatch(id), dispatchRecordSchema))?.dispatched,
+    );
+  }
+
+  /** Every input row once, in order, with its result and no error. */
+  async function everyRowOnce(id: string, rows: number): Promise<void> {
+    const out = await downloadRows(client, id);
+    expect(out[0]).toEqual(["n", "double", "error"]);
+    expect(out.slice(1).map((r) => [r[0], r[1], r[2] ?? null])).toEqual(
+      Array.from({ length: rows }, (_, n) => [String(n), n * 2, null]),
+    );
+  }
+
+  it("a small operation submitted second finishes while the big one has most of its shards to do; every row of both once", async () => {
+    const big = await submit("big", BIG);
+    await waitFor(
+      "the big operation to commit rows",
+      async () => {
+        const v = await client.get(big);
+        return v.status === "running" && v.rows.done > 0 ? v : undefined;
+      },
+      180_000,
+      200,
+    );
+    // The backlog is bounded: the big one's shards are not all on the queue.
+    const bigDispatchedBefore = await dispatched(big);
+    expect(bigDispatchedBefore).toBeLessThan(BIG_SHARDS);
+
+    const small = await submit("small", SMALL, 10);
+    expect((await client.get(small)).priority).toBe(10);
+    const smallView = await waitForOperation(client, small, { progress: false, intervalMs: 100 });
+    // The moment the small one ended: how far the big one was.
+    const [bigAtEnd, bigDispatchedAtEnd]: [OperationView, number | undefined] = await Promise.all([
+      client.get(big),
+      dispatched(big),
+    ]);
+    expect(smallView.status).toBe("succeeded");
+    expect(smallView.rows).toEqual({ total: SMALL.rows, done: SMALL.rows, failed: 0 });
+    expect(bigAtEnd.status).toBe("running");
+    // Served in a fair order, not after the big one: most of its shards were still to do, and
+    // had not even been put on the queue.
+    expect(bigAtEnd.shards.done + bigAtEnd.shards.failed).toBeLessThan(BIG_SHARDS / 2);
+    expect(bigDispatchedAtEnd).toBeLessThan(BIG_SHARDS);
+    expect(await dispatched(small)).toBe(SMALL.rows / SMALL.shardSize);
+
+    const bigView = await waitForOperation(client, big, { progress: false, intervalMs: 250 });
+    expect(bigView.status).toBe("succeeded");
+    expect(bigView.rows).toEqual({ total: BIG.rows, done: BIG.rows, failed: 0 });
+    expect(await dispatched(big)).toBe(BIG_SHARDS);
+    await everyRowOnce(small, SMALL.rows);
+    await everyRowOnce(big, BIG.rows);
+  }, 420_000);
+});
