@@ -255,7 +255,13 @@ export class Scheduler {
       const pass = await this.#dispatcher.pass(live, signal);
       if (Object.keys(pass.sent).length > 0) {
         this.#logger.info(
-          { sent: pass.sent, queued: pass.queued, running: pass.running, room: pass.room },
+          {
+            sent: pass.sent,
+            queued: pass.queued,
+            running: pass.running,
+            drained: pass.drained,
+            room: pass.room,
+          },
           "shards dispatched",
         );
       }

@@ -58,6 +58,8 @@ export interface DispatchPass {
   room: number;
   queued: number;
   running: number;
+  /** Shards workers started since the previous pass. */
+  drained: number;
   /** Shards sent, by operation. */
   sent: Record<string, number>;
 }
@@ -79,6 +81,8 @@ export class Dispatcher {
   readonly #bound: BacklogBound;
   /** Shards the running splits have handed over, by operation, in shard order. */
   readonly #announced = new Map<string, { list: ShardMessage[]; index: Map<string, number> }>();
+  /** Shards started per operation at the last pass: what workers drained since is the difference. */
+  readonly #startedBefore = new Map<string, number>();
   /** When each operation was last given a slot (`#serial`): the policy's tie-break. */
   readonly #servedAt = new Map<string, number>();
   #serial = 0;
@@ -128,6 +132,7 @@ export class Dispatcher {
   forget(operationId: string): void {
     this.#announced.delete(operationId);
     this.#servedAt.delete(operationId);
+    this.#startedBefore.delete(operationId);
     this.#records.forget(operationId);
   }
 
@@ -146,10 +151,14 @@ export class Dispatcher {
     );
     let queued = 0;
     let running = 0;
+    let drained = 0;
     const candidates: FairCandidate[] = [];
     for (const o of observed) {
       queued += Math.max(0, o.dispatched - o.started);
       running += Math.max(0, o.started - o.done);
+      const before = this.#startedBefore.get(o.manifest.id);
+      if (before !== undefined) drained += Math.max(0, o.started - before);
+      this.#startedBefore.set(o.manifest.id, o.started);
       candidates.push({
         id: o.manifest.id,
         tenant: tenantOf(o.manifest),
@@ -162,11 +171,11 @@ export class Dispatcher {
           : {}),
       });
     }
-    const room = dispatchRoom({ queued, running }, this.#bound);
+    const room = dispatchRoom({ queued, running, drained }, this.#bound);
     const plan = fairOrder(candidates, room);
     for (const id of plan) this.#servedAt.set(id, ++this.#serial);
     const sent: Record<string, number> = {};
-    if (plan.length === 0) return { room, queued, running, sent };
+    if (plan.length === 0) return { room, queued, running, drained, sent };
 
     const byId = new Map(observed.map((o) => [o.manifest.id, o]));
     const next = new Map<string, number>();
@@ -192,8 +201,8 @@ export class Dispatcher {
       // What went out is recorded even when a later batch failed: only that much may repeat.
       await mapLimit([...sentUpTo], 8, ([id, to]) => this.#records.advance(id, to, signal));
     }
-    this.#logger.debug({ room, queued, running, sent }, "shards dispatched");
-    return { room, queued, running, sent };
+    this.#logger.debug({ room, queued, running, drained, sent }, "shards dispatched");
+    return { room, queued, running, drained, sent };
   }
 
   #announce(operationId: string, shards: readonly ShardMessage[]): void {

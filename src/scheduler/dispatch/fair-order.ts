@@ -142,13 +142,19 @@ export interface BacklogBound {
 
 /**
  * How many more shards may go to the work queue now: the backlog may hold
- * max(minQueued, ⌈queuedPerRunning × running⌉) shards. A small backlog is what makes the order
- * count: new work waits behind at most that many shards, not behind a whole big operation.
+ * max(minQueued, ⌈queuedPerRunning × running⌉, 2 × drained) shards, `drained` being the shards
+ * workers started since the last pass (fast shards must not leave workers waiting for the next
+ * pass). A small backlog is what makes the order count: new work waits behind at most that many
+ * shards, not behind a whole big operation.
  */
 export function dispatchRoom(
-  observed: { queued: number; running: number },
+  observed: { queued: number; running: number; drained?: number },
   bound: BacklogBound,
 ): number {
-  const cap = Math.max(bound.minQueued, Math.ceil(bound.queuedPerRunning * observed.running));
+  const cap = Math.max(
+    bound.minQueued,
+    Math.ceil(bound.queuedPerRunning * observed.running),
+    2 * Math.max(0, observed.drained ?? 0),
+  );
   return Math.max(0, cap - Math.max(0, observed.queued));
 }
