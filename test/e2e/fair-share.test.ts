@@ -28,7 +28,7 @@ export default async function slow(row, options) {
 }
 `;
 
-const BIG = { rows: 2_400, shardSize: 40, rowMs: 25 };
+const BIG = { rows: 2_400, shardSize: 20, rowMs: 50 };
 const SMALL = { rows: 1_000, shardSize: 100, rowMs: 2 };
 const BIG_SHARDS = BIG.rows / BIG.shardSize;
 

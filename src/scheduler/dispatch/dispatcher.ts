@@ -58,7 +58,7 @@ export interface DispatchPass {
   room: number;
   queued: number;
   running: number;
-  /** Shards workers started since the previous pass. */
+  /** Shards workers started since the previous pass (logged: how fast the backlog drains). */
   drained: number;
   /** Shards sent, by operation. */
   sent: Record<string, number>;
@@ -171,7 +171,7 @@ export class Dispatcher {
           : {}),
       });
     }
-    const room = dispatchRoom({ queued, running, drained }, this.#bound);
+    const room = dispatchRoom({ queued, running }, this.#bound);
     const plan = fairOrder(candidates, room);
     for (const id of plan) this.#servedAt.set(id, ++this.#serial);
     const sent: Record<string, number> = {};

@@ -142,19 +142,15 @@ export interface BacklogBound {
 
 /**
  * How many more shards may go to the work queue now: the backlog may hold
- * max(minQueued, ⌈queuedPerRunning × running⌉, 2 × drained) shards, `drained` being the shards
- * workers started since the last pass (fast shards must not leave workers waiting for the next
- * pass). A small backlog is what makes the order count: new work waits behind at most that many
- * shards, not behind a whole big operation.
+ * max(minQueued, ⌈queuedPerRunning × running⌉) shards. A small backlog is what makes the order
+ * count: new work waits behind at most that many shards, not behind a whole big operation.
+ * (Sizing it by what workers drained since the last pass was tried: under load a pass takes
+ * seconds, the backlog grew with it and a small operation waited behind most of a big one.)
  */
 export function dispatchRoom(
-  observed: { queued: number; running: number; drained?: number },
+  observed: { queued: number; running: number },
   bound: BacklogBound,
 ): number {
-  const cap = Math.max(
-    bound.minQueued,
-    Math.ceil(bound.queuedPerRunning * observed.running),
-    2 * Math.max(0, observed.drained ?? 0),
-  );
+  const cap = Math.max(bound.minQueued, Math.ceil(bound.queuedPerRunning * observed.running));
   return Math.max(0, cap - Math.max(0, observed.queued));
 }
