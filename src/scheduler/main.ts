@@ -227,6 +227,11 @@ export async function startScheduler(deps: {
     limits: config.api.limits,
     notifications: new NotificationRecords({ store, clock: systemClock }),
     metrics,
+    console: {
+      pluginDir: config.worker.pluginDir,
+      notify: notifyChannels(config),
+      workbookLimits: config.workbook,
+    },
   });
   // Only the lease holder acts; a standby serves the API (reads, and submissions, which create
   // new operations whose every later change is the active scheduler's) and waits.
