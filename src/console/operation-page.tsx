@@ -6,6 +6,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import type { OperationView } from "../shared/contracts/operations.ts";
 import { formatPercent, formatUsd } from "../shared/cost-format.ts";
 import type { CostReport } from "../shared/schemas/cost.ts";
+import { ACTION_LABEL, type Action, actionsFor } from "./actions.ts";
 import { type Api, ApiError, errorText } from "./api.ts";
 import { TimeChart } from "./chart.tsx";
 import { isFinished, useLiveOperation } from "./live.ts";
@@ -18,35 +19,6 @@ import {
 } from "./progress.ts";
 
 const COLORS = { spot: "#1f7a6d", onDemand: "#c2410c", counterfactual: "#6b21a8" };
-
-type Action = "cancel" | "pause" | "resume" | "retry";
-
-/** Which actions the status allows (the API decides; this only hides what cannot apply). */
-export function actionsFor(status: string): Action[] {
-  switch (status) {
-    case "running":
-    case "waiting-for-capacity":
-      return ["pause", "cancel"];
-    case "paused":
-      return ["resume", "cancel"];
-    case "queued":
-    case "splitting":
-    case "merging":
-      return ["cancel"];
-    case "succeeded-with-failures":
-    case "failed":
-      return ["retry"];
-    default:
-      return [];
-  }
-}
-
-const ACTION_LABEL: Record<Action, string> = {
-  cancel: "Cancel",
-  pause: "Pause",
-  resume: "Resume",
-  retry: "Retry failed rows",
-};
 
 export function OperationPage(props: { api: Api; id: string }) {
   const live = useLiveOperation(props.api, props.id);

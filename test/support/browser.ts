@@ -1,7 +1,8 @@
 /**
  * Chromium for the browser tests: Debian's package driven by playwright-core (no browser
  * download). Missing chromium fails the tests with one line saying what to install; only
- * `SKIP_BROWSER_TESTS=1` outside CI (no `CI` variable) skips them, and says so.
+ * `SKIP_BROWSER_TESTS=1` skips them, and says so, and not where `REQUIRE_BROWSER_TESTS=1` (set
+ * by .ci/run) or `CI` is set.
  */
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -15,7 +16,8 @@ export const ARTIFACTS = path.resolve("test-artifacts/browser");
 
 /** Whether the browser tests are skipped: only when asked for, never in CI. */
 export function skipBrowserTests(): boolean {
-  const skip = process.env.SKIP_BROWSER_TESTS === "1" && !process.env.CI;
+  const required = process.env.REQUIRE_BROWSER_TESTS === "1" || Boolean(process.env.CI);
+  const skip = process.env.SKIP_BROWSER_TESTS === "1" && !required;
   if (skip) console.warn("browser tests skipped (SKIP_BROWSER_TESTS=1)");
   return skip;
 }
