@@ -18,14 +18,13 @@ import { sha256Hex } from "../../src/shared/schemas/tokens.ts";
 import {
   ARTIFACTS,
   launchChromium,
+  scrollWidth,
   skipBrowserTests,
   waitForText,
   watchPage,
 } from "../support/browser.ts";
 
 const ROWS = 300;
-/** The page's full width: over the viewport's means sideways scrolling. (A string: no DOM types here.) */
-const SCROLL_WIDTH = "document.documentElement.scrollWidth";
 const TOKEN = "console-browser-test-token-0123456789abcdef";
 
 describe.skipIf(skipBrowserTests())(
@@ -82,7 +81,12 @@ describe.skipIf(skipBrowserTests())(
       await waitForText(page, "[data-testid=tenant]", "acme", 30_000);
       // The token is in this tab's sessionStorage, never in the URL.
       expect(page.url()).not.toContain(TOKEN);
-      expect(await page.evaluate('sessionStorage.getItem("shardfleet.token")')).toBe(TOKEN);
+      const stored = await page.evaluate(() =>
+        (
+          globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }
+        ).sessionStorage.getItem("shardfleet.token"),
+      );
+      expect(stored).toBe(TOKEN);
       // Landmarks for screen readers.
       expect(await page.locator("header").count()).toBe(1);
       expect(await page.locator("main").count()).toBe(1);
@@ -167,13 +171,13 @@ describe.skipIf(skipBrowserTests())(
         .locator("[data-testid=operation-row]")
         .evaluateAll((rows) => rows.map((r) => r.getAttribute("data-status")));
       expect(statuses).toEqual(["cancelled", "succeeded"]);
-      expect(await page.evaluate(SCROLL_WIDTH)).toBeLessThanOrEqual(360);
+      expect(await scrollWidth(page)).toBeLessThanOrEqual(360);
       await page.screenshot({ path: path.join(ARTIFACTS, "list-360.png"), fullPage: true });
 
       await page.goto(`${stack.apiUrl}/#/operations/${succeededId}`);
       await waitForText(page, "[data-testid=status]", "succeeded", 30_000);
       await page.locator("[data-testid=cost]").waitFor({ timeout: 30_000 });
-      expect(await page.evaluate(SCROLL_WIDTH)).toBeLessThanOrEqual(360);
+      expect(await scrollWidth(page)).toBeLessThanOrEqual(360);
       await page.screenshot({ path: path.join(ARTIFACTS, "operation-360.png"), fullPage: true });
       expect(problems).toEqual([]);
     });

@@ -58,7 +58,27 @@ export async function waitForText(
 ): Promise<void> {
   const pattern =
     typeof text === "string" ? `^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$` : text.source;
-  // A string, evaluated in the page (the node-side types know no DOM).
-  const check = `new RegExp(${JSON.stringify(pattern)}).test(document.querySelector(${JSON.stringify(selector)})?.textContent?.trim() ?? "")`;
-  await page.waitForFunction(check, undefined, { timeout: timeoutMs, polling: 250 });
+  // Runs in the page; the node-side types know no DOM, hence the narrow cast.
+  await page.waitForFunction(
+    ({ selector, pattern }) => {
+      const doc = (globalThis as unknown as { document: PageDocument }).document;
+      return new RegExp(pattern).test(doc.querySelector(selector)?.textContent?.trim() ?? "");
+    },
+    { selector, pattern },
+    { timeout: timeoutMs, polling: 250 },
+  );
+}
+
+/** The little of the page's DOM the tests read (the node-side types have no DOM). */
+export interface PageDocument {
+  querySelector(selector: string): { textContent: string | null } | null;
+  documentElement: { scrollWidth: number };
+}
+
+/** The page's full width: wider than the viewport means sideways scrolling. */
+export function scrollWidth(page: Page): Promise<number> {
+  return page.evaluate(
+    () =>
+      (globalThis as unknown as { document: PageDocument }).document.documentElement.scrollWidth,
+  );
 }
