@@ -20,6 +20,17 @@ function App() {
   const [session, setSession] = useState<Session>("checking");
   const route = useRoute();
 
+  // A new page: its title for the tab and screen readers, and focus on its heading.
+  useEffect(() => {
+    document.title =
+      route.page === "operation"
+        ? `Operation ${route.id} · shardfleet`
+        : route.page === "new"
+          ? "New operation · shardfleet"
+          : "Operations · shardfleet";
+    window.setTimeout(() => document.querySelector<HTMLElement>("main h1")?.focus(), 0);
+  }, [route]);
+
   // A stored token (or an API without tokens) signs in by itself.
   useEffect(() => {
     const api = new Api(storedToken());
@@ -45,6 +56,9 @@ function App() {
   };
   return (
     <>
+      <a class="skip" href="#main" onClick={skipToMain}>
+        Skip to content
+      </a>
       <header class="top">
         <a class="brand" href="#/">
           shardfleet
@@ -73,6 +87,12 @@ function App() {
       </main>
     </>
   );
+}
+
+/** The skip link moves focus without touching the hash (the router's). */
+function skipToMain(e: Event) {
+  e.preventDefault();
+  document.querySelector<HTMLElement>("main h1")?.focus();
 }
 
 const root = document.getElementById("app");

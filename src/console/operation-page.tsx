@@ -56,7 +56,7 @@ export function OperationPage(props: { api: Api; id: string }) {
   if (!v) {
     return (
       <section>
-        <h1>Operation {props.id}</h1>
+        <h1 tabIndex={-1}>Operation {props.id}</h1>
         <p role="alert" class="error">
           {live.error}
         </p>
@@ -73,7 +73,9 @@ export function OperationPage(props: { api: Api; id: string }) {
 
   return (
     <article aria-labelledby="op-title" data-status={v.status}>
-      <h1 id="op-title">{v.name ?? v.id}</h1>
+      <h1 id="op-title" tabIndex={-1}>
+        {v.name ?? v.id}
+      </h1>
       <p class="muted small">
         {v.id} · {v.task} · tenant {v.tenant} · created {new Date(v.createdAt).toLocaleString()}
       </p>

@@ -45,7 +45,9 @@ export function OperationsList(props: { api: Api }) {
 
   return (
     <section aria-labelledby="ops-title">
-      <h1 id="ops-title">Operations</h1>
+      <h1 id="ops-title" tabIndex={-1}>
+        Operations
+      </h1>
       <p role="alert" class="error">
         {error}
       </p>
@@ -144,5 +146,5 @@ function CostCell(props: { api: Api; view: OperationView }) {
       .then((c) => setUsd(formatUsd(c.totalUsd)))
       .catch(() => setUsd("—"));
   }, [props.api, props.view.id, finished]);
-  return <>{finished ? (usd ?? "…") : "running"}</>;
+  return <>{finished ? (usd ?? "…") : "—"}</>;
 }

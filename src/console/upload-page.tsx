@@ -134,7 +134,9 @@ export function UploadPage(props: { api: Api }) {
   const plugins = offer?.tasks.find((t) => t.name === "transform")?.plugins ?? [];
   return (
     <section aria-labelledby="new-title">
-      <h1 id="new-title">New operation</h1>
+      <h1 id="new-title" tabIndex={-1}>
+        New operation
+      </h1>
       <form onSubmit={submit} class="form">
         <fieldset>
           <legend>Workbook</legend>
