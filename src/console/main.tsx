@@ -56,9 +56,9 @@ function App() {
   };
   return (
     <>
-      <a class="skip" href="#main" onClick={skipToMain}>
+      <button type="button" class="skip" onClick={skipToMain}>
         Skip to content
-      </a>
+      </button>
       <header class="top">
         <a class="brand" href="#/">
           shardfleet
@@ -89,9 +89,8 @@ function App() {
   );
 }
 
-/** The skip link moves focus without touching the hash (the router's). */
-function skipToMain(e: Event) {
-  e.preventDefault();
+/** Skipping to the content moves focus without touching the hash (the router's). */
+function skipToMain() {
   document.querySelector<HTMLElement>("main h1")?.focus();
 }
 

@@ -109,7 +109,7 @@ describe.skipIf(skipBrowserTests())(
       await page.getByRole("button", { name: "Submit" }).click();
       await page.waitForURL(/#\/operations\/[A-Za-z0-9_-]+$/, { timeout: 60_000 });
       succeededId = page.url().split("/").at(-1)!;
-    expect(await page.title()).toBe(`Operation ${succeededId} · shardfleet`);
+      expect(await page.title()).toBe(`Operation ${succeededId} · shardfleet`);
 
       // Status and progress arrive through the events stream (a ticket, not the token, in its URL).
       await waitForText(page, "[data-testid=status]", "succeeded");
