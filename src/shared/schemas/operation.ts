@@ -278,7 +278,7 @@ export function specOf(manifest: Manifest): OperationSpec {
 }
 
 /** The retry under way: the last one, until its merge ended. */
-export function openRetry(manifest: Pick<Manifest, "retries">): RetryRecord | undefined {
+export function openRetry(manifest: Pick<Manifest, "id" | "retries">): RetryRecord | undefined {
   const last = manifest.retries?.at(-1);
   return last && last.endedAt === undefined ? last : undefined;
 }
@@ -288,7 +288,7 @@ export function openRetry(manifest: Pick<Manifest, "retries">): RetryRecord | un
  * split's (undefined before the split, or while a retry is being planned).
  */
 export function currentShards(
-  manifest: Pick<Manifest, "shards" | "retries">,
+  manifest: Pick<Manifest, "id" | "shards" | "retries">,
 ): ShardRange[] | undefined {
   const retry = openRetry(manifest);
   if (retry) return retry.shards;
