@@ -5,7 +5,8 @@
  * `shardfleet retry` makes, with a changed task option) runs only the failed rows again: the
  * operation ends `succeeded` with 0 errors, every input row exactly once in its output, and the
  * source saw exactly one request for every row that had succeeded (never requested again) and
- * two for each row the outage failed.
+ * two for each row the outage failed. Then the same with the scheduler SIGKILLed and started
+ * again right after the retry was accepted: nothing lost, nothing doubled in the output.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
@@ -22,6 +23,7 @@ import { downloadRows } from "./result-rows.ts";
 const ROWS = 200;
 /** Rows the outage hits: 3 in 10. */
 const hit = (k: number) => k % 10 < 3;
+const failing = Array.from({ length: ROWS }, (_, k) => k).filter(hit);
 
 describe("retry failed rows after a source outage (local stack)", () => {
   let dir: string;
@@ -29,6 +31,8 @@ describe("retry failed rows after a source outage (local stack)", () => {
   let host: string;
   let stack: LocalStack | undefined;
   let outage = true;
+  /** Answer time once the outage is over (to keep a retry running across a restart). */
+  let delayMs = 0;
   /** Requests the source received, per row id. */
   const requests = new Map<string, number>();
 
@@ -42,8 +46,10 @@ describe("retry failed rows after a source outage (local stack)", () => {
         res.end();
         return;
       }
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ id: rowId }));
+      setTimeout(() => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ id: rowId }));
+      }, delayMs);
     });
     await new Promise<void>((resolve) => source.listen(0, "127.0.0.1", resolve));
     host = `127.0.0.1:${(source.address() as AddressInfo).port}`;
@@ -62,10 +68,13 @@ describe("retry failed rows after a source outage (local stack)", () => {
     await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
-  it("runs only the failed rows again: 0 errors, every row once, finished rows not requested again", async () => {
-    const input = path.join(dir, "ids.csv");
-    await writeFile(input, `id\n${Array.from({ length: ROWS }, (_, k) => `c${k}`).join("\n")}\n`);
-    const client = new ApiClient(stack!.apiUrl);
+  /** Submits ROWS rows named `{prefix}{k}` during an outage; resolves once it has ended. */
+  async function submitDuringOutage(client: ApiClient, prefix: string) {
+    outage = true;
+    delayMs = 0;
+    const input = path.join(dir, `${prefix}.csv`);
+    const names = Array.from({ length: ROWS }, (_, k) => `${prefix}${k}`);
+    await writeFile(input, `id\n${names.join("\n")}\n`);
     const { id } = await client.submit(input, {
       task: {
         name: "http-enrich",
@@ -83,11 +92,24 @@ describe("retry failed rows after a source outage (local stack)", () => {
     });
 
     const first = await waitForOperation(client, id, { progress: false, intervalMs: 500 });
-    const failing = Array.from({ length: ROWS }, (_, k) => k).filter(hit);
     expect(first.status).toBe("succeeded-with-failures");
     expect(first.result).toMatchObject({ rows: ROWS, errorRows: failing.length });
-    expect([...requests.values()].every((n) => n === 1)).toBe(true);
-    expect(requests.size).toBe(ROWS);
+    expect(names.map((n) => requests.get(n))).toEqual(names.map(() => 1));
+    return { id, names };
+  }
+
+  /** The output after the retry: every row once, in order, with its result and no error. */
+  async function expectEveryRowOnce(client: ApiClient, id: string, names: string[]) {
+    const rows = await downloadRows(client, id);
+    expect(rows[0]).toEqual(["id", "echoed", "error"]);
+    const data = rows.slice(1);
+    expect(data.map((r) => r[0])).toEqual(names);
+    expect(data.every((r) => r[1] === r[0] && (r[2] === undefined || r[2] === null))).toBe(true);
+  }
+
+  it("runs only the failed rows again: 0 errors, every row once, finished rows not requested again", async () => {
+    const client = new ApiClient(stack!.apiUrl);
+    const { id, names } = await submitDuringOutage(client, "c");
 
     // The outage is over; retried with a changed option (what `shardfleet retry --set` sends).
     outage = false;
@@ -108,12 +130,7 @@ describe("retry failed rows after a source outage (local stack)", () => {
       options: { retries: 2, backoffMs: 50, url: `http://${host}/lookup/{id}` },
     });
 
-    // Every input row exactly once, in order, with its result and no error.
-    const rows = await downloadRows(client, id);
-    expect(rows[0]).toEqual(["id", "echoed", "error"]);
-    const data = rows.slice(1);
-    expect(data.map((r) => r[0])).toEqual(Array.from({ length: ROWS }, (_, k) => `c${k}`));
-    expect(data.every((r) => r[1] === r[0] && (r[2] === undefined || r[2] === null))).toBe(true);
+    await expectEveryRowOnce(client, id, names);
 
     // Counted at the source: rows that had succeeded were not requested again.
     for (let k = 0; k < ROWS; k++) {
@@ -129,5 +146,33 @@ describe("retry failed rows after a source outage (local stack)", () => {
 
     // A finished operation with no error rows is not retried again.
     await expect(client.retry(id)).rejects.toThrow(/409.*succeeded/);
+  }, 300_000);
+
+  it("a scheduler SIGKILLed right after the retry was accepted: its successor finishes it, every row once", async () => {
+    const client = new ApiClient(stack!.apiUrl);
+    const { id, names } = await submitDuringOutage(client, "d");
+    outage = false;
+    delayMs = 150;
+    const accepted = await client.retry(id, { options: { retries: 2 } });
+    expect(accepted.status).toBe("running");
+    // Killed while it plans or runs the retry; the next one takes over once the lease expires.
+    await stack!.restartScheduler();
+    const view = await waitForOperation(client, id, { progress: false, intervalMs: 500 });
+    expect(view.status).toBe("succeeded");
+    expect(view.result).toMatchObject({ rows: ROWS, errorRows: 0 });
+    expect(view.retries).toHaveLength(1);
+    expect(view.retries?.[0]).toMatchObject({
+      number: 1,
+      rows: failing.length,
+      status: "succeeded",
+    });
+    await expectEveryRowOnce(client, id, names);
+    // Rows that had succeeded were never requested again; a failed row at least once more (a
+    // message the successor sent again may run twice before either copy commits).
+    for (let k = 0; k < ROWS; k++) {
+      const n = requests.get(`d${k}`) ?? 0;
+      if (hit(k)) expect(n).toBeGreaterThanOrEqual(2);
+      else expect({ row: k, requests: n }).toEqual({ row: k, requests: 1 });
+    }
   }, 300_000);
 });
