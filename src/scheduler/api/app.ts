@@ -30,6 +30,7 @@ import { notificationRoutes } from "./notifications-routes.ts";
 import { registerOpenApi } from "./openapi.ts";
 import { operationRoutes } from "./operations-routes.ts";
 import { previewRoutes } from "./preview-routes.ts";
+import { retryRoutes } from "./retry-routes.ts";
 import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
 import { versionRoutes } from "./version-routes.ts";
 import { whoamiRoutes } from "./whoami-routes.ts";
@@ -208,6 +209,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     });
   }
   void app.register(controlRoutes, { operations: deps.operations });
+  void app.register(retryRoutes, { operations: deps.operations });
   void app.register(eventRoutes, {
     operations: deps.operations,
     ...deps.events,
