@@ -18,7 +18,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { afterEach, describe, expect, it } from "vitest";
 import { createAwsClients } from "../shared/aws.ts";
 import { ConfigError } from "../shared/errors.ts";
-import { LOCAL_CREDENTIALS, type LocalAwsServer, startLocalAwsServer } from "./aws-server.ts";
+import { LOCAL_CREDENTIALS, startLocalAwsServer } from "./aws-server.ts";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
