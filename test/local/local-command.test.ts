@@ -35,6 +35,7 @@ describe("shardfleet local", () => {
         "0",
         "--log-dir",
         path.join(import.meta.dirname, "../../.shardfleet/test-logs"),
+        "--ephemeral",
       ],
       { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] },
     );
@@ -105,7 +106,19 @@ describe("shardfleet local", () => {
 async function startLocal(env: Record<string, string>) {
   const child = spawn(
     process.execPath,
-    [...cli, "local", "--workers", "0", "--aws-port", "0", "--api-port", "0", "--log-dir", logDir],
+    [
+      ...cli,
+      "local",
+      "--workers",
+      "0",
+      "--aws-port",
+      "0",
+      "--api-port",
+      "0",
+      "--log-dir",
+      logDir,
+      "--ephemeral",
+    ],
     { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const out = { stdout: "", stderr: "" };
