@@ -196,23 +196,24 @@ async function waitForHealth(url: string, component: ComponentProcess, timeoutMs
     exited = code;
   });
   while (Date.now() < deadline) {
-    if (exited !== undefined) {
-      throw new Error(
-        `the scheduler exited (${exited}) before it was ready${component.logFile ? `; see ${component.logFile}` : ""}`,
-      );
-    }
+    // Asked before the exit check: a scheduler that died of EADDRINUSE names the wrong cause.
     let answeredBy: string | undefined;
     try {
       const res = await request(`${url}/healthz`);
       await res.body.dump();
-      if (res.statusCode === 200) answeredBy = String(res.headers[HEALTH_PID_HEADER] ?? "");
+      answeredBy = String(res.headers[HEALTH_PID_HEADER] ?? "");
+      if (res.statusCode === 200 && answeredBy === String(component.child.pid)) return;
     } catch {
       // not listening yet
     }
     if (answeredBy !== undefined) {
-      if (answeredBy === String(component.child.pid)) return;
       throw new Error(
         `${url} is answered by another process (${answeredBy ? `pid ${answeredBy}` : "not a shardfleet scheduler"}), not the scheduler this stack started: an orphan of an earlier stack? Stop it${answeredBy ? ` (kill ${answeredBy})` : ""} or pick another API port`,
+      );
+    }
+    if (exited !== undefined) {
+      throw new Error(
+        `the scheduler exited (${exited}) before it was ready${component.logFile ? `; see ${component.logFile}` : ""}`,
       );
     }
     await new Promise((r) => setTimeout(r, 100));

@@ -29,7 +29,12 @@ export async function startLocalCli(
   timeoutMs = 90_000,
 ): Promise<LocalCli> {
   const child = spawn(process.execPath, [...cli, "local", ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env },
+    // As bin/shardfleet.js sets it: the SDK's notice that its later releases need Node 22.
+    env: {
+      PATH: process.env.PATH ?? "",
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const out = { stdout: "", stderr: "" };
