@@ -293,6 +293,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         defaultMarket: options.market ?? "spot",
         timeFactor: options.timeFactor ?? 1,
         replace: options.replaceLostInstances ?? !fleetMode,
+        // With a data folder: when this start began (base 36 ms), e.g. local-mib2k9x1-001.
+        ...(options.dataDir ? { startTag: Date.now().toString(36) } : {}),
       },
     );
     if (fleetMode) {
@@ -485,6 +487,11 @@ interface InstanceStarterOptions {
   timeFactor: number;
   /** Start a replacement when an instance is lost. */
   replace: boolean;
+  /**
+   * Between `local-` and the number: a data folder outlives the stack, so its records must
+   * never name an instance of an earlier start. @default none (`local-001`, …)
+   */
+  startTag?: string;
 }
 
 type AddInstance = (market?: Market, spec?: InstanceSpec) => Promise<LocalInstance>;
@@ -497,7 +504,8 @@ function instanceStarter(
   const { state, logger } = deps;
   let nextInstance = 1;
   const addInstance: AddInstance = async (market = options.defaultMarket, spec = {}) => {
-    const name = `local-${String(nextInstance++).padStart(3, "0")}`;
+    const tag = options.startTag ? `${options.startTag}-` : "";
+    const name = `local-${tag}${String(nextInstance++).padStart(3, "0")}`;
     const instanceType = spec.instanceType ?? "local.small";
     const availabilityZone = spec.availabilityZone ?? "local-1a";
     const imds = await startLocalImds({ instanceId: name, market, instanceType, availabilityZone });

@@ -7,7 +7,7 @@
  * The second test needs the scheduler's self-healing sweep (issue 12 item 2): queues are not
  * kept, and the sweep re-drives the undone shards of an operation whose queue was re-created.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -120,6 +120,11 @@ describe("the local stack keeps its work across restarts", () => {
     expect((await client2.get(id)).status).toBe("succeeded");
     expect(await downloadRows(client2, id)).toEqual(rows);
     const secondPids = await components(second, 2);
+    // One worker each time, named apart: the folder's records never mix up two starts' instances.
+    const workerLogs = (await readdir(path.join(dir, "logs"))).filter((f) =>
+      /^local-[a-z0-9]+-\d{3}\.log$/.test(f),
+    );
+    expect(workerLogs).toHaveLength(2);
     second.child.kill("SIGKILL");
     await second.exited;
     await noneRunning(secondPids);
