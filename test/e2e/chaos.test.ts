@@ -1,0 +1,191 @@
+/**
+ * Chaos end to end, the fault-injection mode of the suite: a 20,000-row operation in fleet mode
+ * with every component (scheduler, workers) talking to the local S3/SQS server through a proxy
+ * that answers 5 % of requests with a 500, a 503 SlowDown or throttling, delays some, and drops
+ * 1 % of connections mid-response after the server has acted — and the scheduler SIGKILLed once
+ * in each phase (split, run, merge; each detected from the manifest's status, never a timer).
+ * It must finish by itself: every row exactly once and right, every shard committed once, and
+ * no instance left running in local EC2 (the fleet manager's EC2 API, which has no local peer
+ * but our own) or claimed alive by the fleet record.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient } from "../../src/cli/api-client.ts";
+import { waitForOperation } from "../../src/cli/wait.ts";
+import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts";
+import { demoSpec } from "../../src/demo/run-demo.ts";
+import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
+import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { loadManifest } from "../../src/scheduler/operations.ts";
+import { keys } from "../../src/shared/keys.ts";
+import { ObjectStore } from "../../src/shared/object-store.ts";
+import type { Manifest } from "../../src/shared/schemas/operation.ts";
+import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
+import { waitFor } from "../support/wait.ts";
+import { fleetEnded } from "./fleet-ended.ts";
+import { downloadRows } from "./result-rows.ts";
+import { stackClients } from "./stack-store.ts";
+
+const ROWS = 20_000;
+const SHARD = 200;
+const SHARDS = ROWS / SHARD;
+/** Deadlines for events, not figures: alone the whole test takes minutes, under load many more. */
+const PHASE_DEADLINE_MS = 300_000;
+
+describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each phase (local stack, fleet mode)", () => {
+  let dir: string;
+  let registry: TaxRegistry;
+  let proxy: FaultProxy | undefined;
+  let stack: LocalStack | undefined;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-chaos-"));
+    registry = await startTaxRegistry();
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await proxy?.close();
+    await registry?.close();
+    await rm(dir, { recursive: true, force: true });
+  }, 120_000);
+
+  it("finishes by itself: every row exactly once, no orphan instance", async () => {
+    const logDir = process.env.CHAOS_E2E_LOGS ?? path.join(dir, "logs");
+    stack = await startLocalStack({
+      capacity: "fleet",
+      maxInstances: 4,
+      logDir,
+      visibilityTimeoutSeconds: 10,
+      egressAllow: [new URL(registry.url).host],
+      interpose: async (endpoint) => {
+        proxy = await startFaultProxy(endpoint);
+        return proxy.endpoint;
+      },
+      settings: {
+        SHARDFLEET_POLL_WAIT_S: "1",
+        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
+        // Longer than a worker takes to start on a busy machine: idle counts from launch.
+        SHARDFLEET_IDLE_TIMEOUT_S: "10",
+      },
+    });
+    const live = stack;
+    const faults = proxy!;
+    // Faults from the first request the operation makes on: its upload, split, run and merge.
+    faults.chaos({
+      errorRate: 0.05,
+      dropRate: 0.01,
+      latency: { rate: 0.05, minMs: 20, maxMs: 400 },
+      seed: Number(process.env.CHAOS_SEED ?? 1),
+    });
+
+    const clients = stackClients(live); // direct to the server: the test's own reads see no faults
+    const store = new ObjectStore(clients, { bucket: live.resources.bucket });
+    const manifest = () => loadManifest(store, id);
+    const doneMarkers = async () =>
+      (await store.list(keys.shardsPrefix(id))).filter((k) => k.endsWith("/done.json")).length;
+    /** Waits for the operation's manifest to satisfy `ready`. */
+    const phase = (what: string, ready: (m: Manifest) => Promise<boolean> | boolean) =>
+      waitFor(
+        what,
+        async () => {
+          const m = await manifest();
+          if (m && ["failed", "cancelled"].includes(m.status)) {
+            throw new Error(
+              `the operation ended ${m.status} waiting for ${what}: ${m.error?.message}`,
+            );
+          }
+          return m && (await ready(m)) ? m : undefined;
+        },
+        PHASE_DEADLINE_MS,
+        25,
+      );
+    const kills: { phase: string; status: string; doneShards: number }[] = [];
+    const killInPhase = async (name: string, status: Manifest["status"]) => {
+      await live.killScheduler();
+      const after = (await manifest())!;
+      kills.push({ phase: name, status: after.status, doneShards: await doneMarkers() });
+      // The kill landed in the phase it aimed at: the manifest still says so.
+      expect(after.status).toBe(status);
+      await live.restartScheduler();
+    };
+
+    const input = path.join(dir, "customers.xlsx");
+    await writeCustomersWorkbook(input, ROWS);
+    const client = new ApiClient(live.apiUrl!);
+    const base = demoSpec(registry.url);
+    const started = Date.now();
+    const { id } = await client.submit(input, {
+      ...base,
+      task: { ...base.task, options: { ...base.task.options, concurrency: 10 } },
+      shardSize: SHARD,
+      checkpoint: { everyRows: 50, everySeconds: 1 },
+    });
+
+    // The waiter (`submit --wait`'s loop) runs through all three restarts by itself.
+    const waited = waitForOperation(client, id, {
+      progress: false,
+      intervalMs: 500,
+      notices: { write: () => undefined },
+    });
+    waited.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+
+    // Kill 1: during the split.
+    await phase("the split to start", (m) => m.status === "splitting");
+    await killInPhase("split", "splitting");
+    // Kill 2: mid-run, a quarter of the shards committed.
+    await phase(
+      "a quarter of the shards committed",
+      async (m) => m.status === "running" && (await doneMarkers()) >= SHARDS / 4,
+    );
+    await killInPhase("run", "running");
+    // Kill 3: during the merge.
+    await phase("the merge to start", (m) => m.status === "merging");
+    await killInPhase("merge", "merging");
+
+    const view = await waited;
+    const elapsedMs = Date.now() - started;
+    expect(view.status).toBe("succeeded");
+    expect(view.rows).toEqual({ total: ROWS, done: ROWS, failed: 0 });
+
+    // Every row exactly once, in order, right.
+    const rows = await downloadRows(client, id);
+    expect(rows).toHaveLength(ROWS + 1);
+    for (let i = 0; i < ROWS; i++) {
+      const cells = rows[i + 1]!;
+      const expected = customerRow(i);
+      expect(cells[0]).toBe(expected.customer_id);
+      expect(cells[4] ?? null).toBe(taxRecordFor(expected.customer_id)?.taxDue ?? null);
+      expect(cells[6] ?? null).toBeNull();
+    }
+    expect(await doneMarkers()).toBe(SHARDS);
+
+    // No orphan: every instance local EC2 launched for it is terminated, and the fleet record
+    // (the view) says so; the cost report is then final.
+    const ended = await fleetEnded(live, client, id, PHASE_DEADLINE_MS);
+    expect(ended.instances!.length).toBeGreaterThan(0);
+    const cost = await waitFor(
+      "a final cost report",
+      async () => {
+        const report = await client.cost(id);
+        return report.provisional ? undefined : report;
+      },
+      PHASE_DEADLINE_MS,
+      500,
+    );
+    expect(cost.provisional).toBe(false);
+
+    clients.destroy();
+    // Figures for the report.
+    console.info(
+      JSON.stringify({
+        elapsedMs,
+        kills,
+        injected: faults.injected,
+        requests: faults.seen.length,
+        instances: ended.instances!.length,
+      }),
+    );
+  }, 1_800_000);
+});
