@@ -8,12 +8,12 @@
  * no instance left running in local EC2 (the fleet manager's EC2 API, which has no local peer
  * but our own) or claimed alive by the fleet record.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
-import { waitForOperation } from "../../src/cli/wait.ts";
 import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
@@ -27,6 +27,50 @@ import { waitFor } from "../support/wait.ts";
 import { fleetEnded } from "./fleet-ended.ts";
 import { downloadRows } from "./result-rows.ts";
 import { stackClients } from "./stack-store.ts";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const tsx = import.meta.resolve("tsx");
+
+/** Runs `shardfleet submit FILE --spec SPEC --wait` from the sources: its id, then its exit. */
+function submitAndWait(
+  file: string,
+  spec: string,
+  api: string,
+): { id: Promise<string>; exited: Promise<{ code: number | null; stderr: string }> } {
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      tsx,
+      path.join(root, "src", "cli", "main.ts"),
+      "submit",
+      file,
+      "--spec",
+      spec,
+      "--wait",
+      "--api",
+      api,
+    ],
+    { cwd: root, env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const id = new Promise<string>((resolve, reject) => {
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString();
+      const first = stdout.split("\n");
+      if (first.length > 1) resolve(first[0]!);
+    });
+    child.on("exit", (code) => reject(new Error(`submit exited ${code} before its id: ${stderr}`)));
+  });
+  const exited = new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    child.on("exit", (code) => resolve({ code, stderr }));
+  });
+  return { id, exited };
+}
 
 const ROWS = 20_000;
 const SHARD = 200;
@@ -66,8 +110,13 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
       settings: {
         SHARDFLEET_POLL_WAIT_S: "1",
         SHARDFLEET_FLEET_INTERVAL_S: "0.5",
-        // Longer than a worker takes to start on a busy machine: idle counts from launch.
-        SHARDFLEET_IDLE_TIMEOUT_S: "10",
+        // Idle counts from launch, and on a loaded machine a worker has taken over 10 s to start:
+        // a short timeout terminated every instance before it polled, over and over. Instances
+        // still end with the operation (operation-ended), so a long one costs the test nothing.
+        SHARDFLEET_IDLE_TIMEOUT_S: "120",
+        // Under load 20 with faults, 10 s leases lapsed mid-split (a renewal sent more than
+        // 6.7 s before the next could land), restarting the split each time; 15 s holds.
+        SHARDFLEET_LEASE_S: "15",
       },
     });
     const live = stack;
@@ -85,8 +134,16 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
     const manifest = () => loadManifest(store, id);
     const doneMarkers = async () =>
       (await store.list(keys.shardsPrefix(id))).filter((k) => k.endsWith("/done.json")).length;
-    /** Waits for the operation's manifest to satisfy `ready`. */
-    const phase = (what: string, ready: (m: Manifest) => Promise<boolean> | boolean) =>
+    /**
+     * Waits for the operation's manifest to satisfy `ready`, looking every `everyMs`. The S3/SQS
+     * server runs in this process: polling it hard (a listing every 25 ms) starved the stack
+     * under load, so only the short phases are watched closely.
+     */
+    const phase = (
+      what: string,
+      ready: (m: Manifest) => Promise<boolean> | boolean,
+      everyMs = 50,
+    ) =>
       waitFor(
         what,
         async () => {
@@ -99,7 +156,7 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
           return m && (await ready(m)) ? m : undefined;
         },
         PHASE_DEADLINE_MS,
-        25,
+        everyMs,
       );
     const kills: { phase: string; status: string; doneShards: number }[] = [];
     const killInPhase = async (name: string, status: Manifest["status"]) => {
@@ -115,21 +172,20 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
     await writeCustomersWorkbook(input, ROWS);
     const client = new ApiClient(live.apiUrl!);
     const base = demoSpec(registry.url);
+    const specFile = path.join(dir, "spec.json");
+    await writeFile(
+      specFile,
+      JSON.stringify({
+        ...base,
+        task: { ...base.task, options: { ...base.task.options, concurrency: 10 } },
+        shardSize: SHARD,
+        checkpoint: { everyRows: 50, everySeconds: 1 },
+      }),
+    );
     const started = Date.now();
-    const { id } = await client.submit(input, {
-      ...base,
-      task: { ...base.task, options: { ...base.task.options, concurrency: 10 } },
-      shardSize: SHARD,
-      checkpoint: { everyRows: 50, everySeconds: 1 },
-    });
-
-    // The waiter (`submit --wait`'s loop) runs through all three restarts by itself.
-    const waited = waitForOperation(client, id, {
-      progress: false,
-      intervalMs: 500,
-      notices: { write: () => undefined },
-    });
-    waited.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+    // `shardfleet submit --wait`, the process a user runs: it must ride out all three restarts.
+    const cli = submitAndWait(input, specFile, live.apiUrl!);
+    const id = await cli.id;
 
     // Kill 1: during the split.
     await phase("the split to start", (m) => m.status === "splitting");
@@ -138,14 +194,18 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
     await phase(
       "a quarter of the shards committed",
       async (m) => m.status === "running" && (await doneMarkers()) >= SHARDS / 4,
+      500,
     );
     await killInPhase("run", "running");
     // Kill 3: during the merge.
     await phase("the merge to start", (m) => m.status === "merging");
     await killInPhase("merge", "merging");
 
-    const view = await waited;
+    const waited = await cli.exited;
     const elapsedMs = Date.now() - started;
+    expect(waited.code).toBe(0); // the operation's own exit code: succeeded
+    expect(waited.stderr).toMatch(/reconnecting…/);
+    const view = await client.get(id);
     expect(view.status).toBe("succeeded");
     expect(view.rows).toEqual({ total: ROWS, done: ROWS, failed: 0 });
 
