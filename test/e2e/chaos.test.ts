@@ -19,14 +19,15 @@ import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { loadManifest } from "../../src/scheduler/operations.ts";
-import { keys } from "../../src/shared/keys.ts";
+import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import type { Manifest } from "../../src/shared/schemas/operation.ts";
+import { shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { waitFor } from "../support/wait.ts";
 import { fleetEnded } from "./fleet-ended.ts";
 import { downloadRows } from "./result-rows.ts";
-import { stackClients } from "./stack-store.ts";
+import { shardAttempts, stackClients } from "./stack-store.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const tsx = import.meta.resolve("tsx");
@@ -220,6 +221,20 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
       expect(cells[6] ?? null).toBeNull();
     }
     expect(await doneMarkers()).toBe(SHARDS);
+    // The attempt each commit names ended `completed`: a commit whose answer was lost (dropped
+    // after S3 wrote it, the SDK's retry answered 412) was once recorded as `lost` to "another
+    // worker", though the done marker was its own.
+    const commits: { shardId: string; cause: string | undefined }[] = [];
+    for (let s = 0; s < SHARDS; s++) {
+      const shardId = shardIdFor(s);
+      const done = await store.getJson(keys.done(id, shardId), shardDoneSchema);
+      const attempts = await shardAttempts(store, id, shardId);
+      commits.push({
+        shardId,
+        cause: attempts.find((a) => a.attemptId === done?.attemptId)?.cause,
+      });
+    }
+    expect(commits.filter((c) => c.cause !== "completed")).toEqual([]);
 
     // No orphan: every instance local EC2 launched for it is terminated, and the fleet record
     // (the view) says so; the cost report is then final.
