@@ -122,6 +122,11 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
     });
     const live = stack;
     const faults = proxy!;
+    // Every component talks through the proxy, queue URLs included.
+    expect(live.componentEnv.AWS_ENDPOINT_URL).toBe(faults.endpoint);
+    for (const queue of ["WORK_QUEUE_URL", "STRAGGLER_QUEUE_URL", "DLQ_URL"]) {
+      expect(live.componentEnv[`SHARDFLEET_${queue}`]).toMatch(new RegExp(`^${faults.endpoint}/`));
+    }
     // Faults from the first request the operation makes on: its upload, split, run and merge.
     faults.chaos({
       errorRate: 0.05,
@@ -252,6 +257,10 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
     expect(cost.provisional).toBe(false);
 
     clients.destroy();
+    // It went through faults of every kind, not around them.
+    for (const kind of ["server-error", "slow-down", "throttled", "dropped", "delayed"] as const) {
+      expect(faults.injected[kind]).toBeGreaterThan(0);
+    }
     // Figures for the report.
     console.info(
       JSON.stringify({
