@@ -131,6 +131,15 @@ export interface LocalStackOptions {
   spotMarket?: SpotMarketPolicy;
   /** Logger for the stack's own events. @default `stack.log` in logDir, else silent */
   logger?: Logger;
+  /**
+   * Puts something between the components (scheduler, workers) and the SQS/S3 server: given the
+   * server's endpoint, resolves to the endpoint the components use instead, as their AWS
+   * endpoint and as the host of their queue URLs (an SQS client without an explicit endpoint
+   * sends to the queue URL's host). The test suite's fault-injecting proxy stands here. The
+   * stack's own calls (provisioning, spot events) and `endpoint` stay direct.
+   * @default none (the components talk to the server itself)
+   */
+  interpose?: (serverEndpoint: string) => Promise<string>;
 }
 
 export interface LocalStack {
@@ -263,9 +272,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       { bucket: options.bucket },
       { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds },
     );
+    const componentEndpoint = options.interpose
+      ? await options.interpose(server.endpoint)
+      : server.endpoint;
+    const componentResources = throughEndpoint(resources, server.endpoint, componentEndpoint);
     const { clientEnv, componentEnv, settings } = environmentOf(
-      server.endpoint,
-      resources,
+      componentEndpoint,
+      componentResources,
       options,
     );
     const logger = stackLogger(options);
@@ -279,7 +292,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // Settings only the scheduler reads: the spot events queue (its fleet manager consumes it),
     // and in fleet mode (below) the fleet manager against local EC2.
     const schedulerEnv: Record<string, string> = {
-      SHARDFLEET_SPOT_EVENTS_QUEUE_URL: resources.queues.spotEvents,
+      SHARDFLEET_SPOT_EVENTS_QUEUE_URL: componentResources.queues.spotEvents,
       // One machine: a restarted scheduler need not wait out AWS's 30 s for its predecessor.
       SHARDFLEET_LEASE_S: settings.SHARDFLEET_LEASE_S ?? "10",
     };
@@ -383,6 +396,27 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await server.close();
     throw err;
   }
+}
+
+/** The resources with their queue URLs on `to` instead of `from` (the same queues, reached another way). */
+function throughEndpoint(
+  resources: ProvisionedResources,
+  from: string,
+  to: string,
+): ProvisionedResources {
+  if (from === to) return resources;
+  const moved = (url: string) =>
+    url.startsWith(`${from}/`) ? `${to}${url.slice(from.length)}` : url;
+  const { work, straggler, dlq, spotEvents } = resources.queues;
+  return {
+    bucket: resources.bucket,
+    queues: {
+      work: moved(work),
+      straggler: moved(straggler),
+      dlq: moved(dlq),
+      spotEvents: moved(spotEvents),
+    },
+  };
 }
 
 /**
