@@ -76,3 +76,16 @@ export const shardDoneSchema = z.object({
   committedAt: timestamp,
 });
 export type ShardDone = z.infer<typeof shardDoneSchema>;
+
+/** Why the sweep re-drove a shard (src/scheduler/sweep/sweep-policy.ts). */
+export const redriveReasons = ["queue-recreated", "queue-empty"] as const;
+
+/** One re-drive of a shard by the scheduler's sweep (`keys.redrive`). */
+export const redriveSchema = z.object({
+  v: z.literal(1),
+  operationId: z.string(),
+  shardId: z.string(),
+  at: timestamp,
+  reason: z.enum(redriveReasons),
+});
+export type Redrive = z.infer<typeof redriveSchema>;
