@@ -195,6 +195,23 @@ export class AttemptRecord {
     return this.#body.cause !== "running";
   }
 
+  /**
+   * The cursor this attempt resumes from, written at once (best effort): a hard kill before the
+   * first refresh must not lose it (wasted work reads it).
+   */
+  async startAt(cursor: number, signal: AbortSignal): Promise<void> {
+    this.#body = { ...this.#body, startCursor: cursor };
+    try {
+      await this.refresh(signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.#port.logger.warn(
+        { err, attemptId: this.#body.attemptId },
+        "cannot write the attempt record",
+      );
+    }
+  }
+
   /** Rows finished (added), written with the next refresh or the end. */
   addRows(n: number): void {
     this.#body = { ...this.#body, rowsDone: this.#body.rowsDone + n };

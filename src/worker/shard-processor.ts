@@ -296,6 +296,7 @@ export class ShardProcessor {
     const checkpoint = await loadCheckpoint(this.#store, message, signal, logger);
     const { progress, ignored } = resumeFrom(checkpoint, message, runner.columns);
     if (ignored) logger.warn({ problem: ignored }, "ignoring an inconsistent checkpoint");
+    await running.attempt.startAt(progress.cursor, signal);
     const resumed = progress.cursor > message.start || progress.chunks.length > 0;
     if (resumed) {
       logger.info(

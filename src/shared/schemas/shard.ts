@@ -54,6 +54,12 @@ export const attemptSchema = z.object({
   /** The SQS message it ran under: a redelivery of that message proves this attempt is gone. */
   messageId: z.string().optional(),
   rowsDone: z.number().int().nonnegative(),
+  /**
+   * The cursor it resumed from (the shard's start when it started afresh), recorded once its
+   * checkpoint is read: with the next attempt's, it shows what this one left checkpointed even
+   * when it died before its record said so (wasted work). Absent in older records.
+   */
+  startCursor: z.number().int().nonnegative().optional(),
   cause: z.enum(attemptCauses),
   error: z.string().optional(),
 });
