@@ -13,7 +13,12 @@ import type { Clock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
-import { type Attempt, attemptSchema, type ShardMessage } from "../shared/schemas/shard.ts";
+import {
+  type Attempt,
+  attemptSchema,
+  RELABELLED_BY,
+  type ShardMessage,
+} from "../shared/schemas/shard.ts";
 import { whyLost } from "./attempts.ts";
 
 /** Deadline of an attempt's end record: the shard's signal may be why it ends. */
@@ -142,7 +147,7 @@ export class AttemptRecords {
             ...attempt,
             cause: "lost",
             endedAt: new Date(now).toISOString(),
-            error: `relabelled by ${this.#options.instanceId}: ${why}`,
+            error: `${RELABELLED_BY} ${this.#options.instanceId}: ${why}`,
           },
           ctx.signal,
         );

@@ -12,7 +12,7 @@
  */
 import type { CostInstance, CostReport } from "../../shared/schemas/cost.ts";
 import type { FleetInstanceRecord } from "../../shared/schemas/fleet.ts";
-import type { Attempt, ShardDone } from "../../shared/schemas/shard.ts";
+import { type Attempt, RELABELLED_BY, type ShardDone } from "../../shared/schemas/shard.ts";
 import { attributeInstance, type BusyInterval, shardWaste } from "./attribution.ts";
 import { billInstance } from "./billing.ts";
 import type { PriceSource } from "./price-source.ts";
@@ -178,9 +178,7 @@ function groupCost<K extends string>(
  * or another worker relabelled it `lost`. What it did after its last record write is unknown.
  */
 function diedWithoutRecord(a: Attempt): boolean {
-  return (
-    a.cause === "running" || (a.cause === "lost" && (a.error ?? "").startsWith("relabelled by"))
-  );
+  return a.cause === "running" || (a.cause === "lost" && (a.error ?? "").startsWith(RELABELLED_BY));
 }
 
 /** Wasted work, shard by shard, over the operation's attempts. */

@@ -39,6 +39,13 @@ export type Checkpoint = z.infer<typeof checkpointSchema>;
 
 export const attemptCauses = ["running", "completed", "interrupted", "lost", "error"] as const;
 
+/**
+ * How the error of an attempt relabelled `lost` by another worker starts (its own worker died
+ * without a word): `relabelled by <instance>: <why>`. Written by the worker's attempt records,
+ * read by the cost report (such an attempt's last rows are unknown).
+ */
+export const RELABELLED_BY = "relabelled by";
+
 /** One worker's try at a shard. */
 export const attemptSchema = z.object({
   v: z.literal(1),
