@@ -530,6 +530,14 @@ interface InstanceStarterOptions {
 
 type AddInstance = (market?: Market, spec?: InstanceSpec) => Promise<LocalInstance>;
 
+/**
+ * A worker process that exits by itself (a crash: neither reclaimed, terminated nor stopped with
+ * the stack) is started again on the same instance after this pause, as the image's systemd unit
+ * does (`Restart=always`): a crash costs a process, not an instance, so a crash-looping shard
+ * does not make the fleet manager launch a replacement instance per crash.
+ */
+const WORKER_RESTART_MS = 1_000;
+
 /** `addInstance`: a metadata endpoint and a worker process, replaced when lost if asked to. */
 function instanceStarter(
   deps: { state: StackState; logger: Logger; publishSpotEvent: PublishSpotEvent },
@@ -543,37 +551,55 @@ function instanceStarter(
     const instanceType = spec.instanceType ?? "local.small";
     const availabilityZone = spec.availabilityZone ?? "local-1a";
     const imds = await startLocalImds({ instanceId: name, market, instanceType, availabilityZone });
-    const proc = spawnComponent("worker", {
-      name,
-      env: {
-        ...options.componentEnv,
-        SHARDFLEET_INSTANCE_ID: name,
-        SHARDFLEET_MARKET: market,
-        AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
-        // The 5 s IMDS poll scales with the notice lead, or a scaled notice would pass unseen.
-        SHARDFLEET_INTERRUPTION_POLL_S: String(Math.max(0.05, 5 * options.timeFactor)),
-        ...options.settings,
-      },
-      logDir: options.logDir,
-    });
+    const spawnWorker = () =>
+      spawnComponent("worker", {
+        name,
+        env: {
+          ...options.componentEnv,
+          SHARDFLEET_INSTANCE_ID: name,
+          SHARDFLEET_MARKET: market,
+          AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
+          // The 5 s IMDS poll scales with the notice lead, or a scaled notice would pass unseen.
+          SHARDFLEET_INTERRUPTION_POLL_S: String(Math.max(0.05, 5 * options.timeFactor)),
+          ...options.settings,
+        },
+        logDir: options.logDir,
+      });
     const instance = localInstance(
-      { name, market, instanceType, availabilityZone, process: proc, imds },
+      { name, market, instanceType, availabilityZone, process: spawnWorker(), imds },
       { publishSpotEvent: deps.publishSpotEvent, timeFactor: options.timeFactor },
     );
     state.instances.push(instance.public);
-    void proc.exited.then(async (code) => {
-      await imds.close();
-      if (state.closing || instance.terminating) {
-        instance.setState("stopped");
-        if (instance.terminating) {
-          logger.info({ instanceId: name, code, market }, "instance terminated");
+    const watch = (proc: ComponentProcess): void => {
+      void proc.exited.then(async (code) => {
+        if (!state.closing && !instance.terminating && instance.public.state === "running") {
+          // Crashed by itself: the instance lives on, its worker is started again.
+          logger.warn(
+            { instanceId: name, code, market, restartInMs: WORKER_RESTART_MS },
+            "worker exited by itself; restarting it on the same instance",
+          );
+          await new Promise((r) => setTimeout(r, WORKER_RESTART_MS));
+          if (!state.closing && !instance.terminating && instance.public.state === "running") {
+            const next = spawnWorker();
+            instance.setProcess(next);
+            watch(next);
+            return;
+          }
         }
-        return;
-      }
-      logger.info({ instanceId: name, code, market }, "instance gone");
-      instance.setState("gone");
-      if (options.replace) await addInstance(market);
-    });
+        await imds.close();
+        if (state.closing || instance.terminating) {
+          instance.setState("stopped");
+          if (instance.terminating) {
+            logger.info({ instanceId: name, code, market }, "instance terminated");
+          }
+          return;
+        }
+        logger.info({ instanceId: name, code, market }, "instance gone");
+        instance.setState("gone");
+        if (options.replace) await addInstance(market);
+      });
+    };
+    watch(instance.public.process);
     logger.info({ instanceId: name, market }, "instance started");
     return instance.public;
   };
@@ -591,12 +617,22 @@ function localInstance(
   public: LocalInstance;
   readonly terminating: boolean;
   setState(state: LocalInstance["state"]): void;
+  /** The worker process started again after a crash. */
+  setProcess(process: ComponentProcess): void;
 } {
-  const { name, process: proc, imds } = parts;
+  const { name, imds } = parts;
+  let proc = parts.process;
   let state: LocalInstance["state"] = "running";
   let terminating = false;
   const instance: LocalInstance = {
-    ...parts,
+    name: parts.name,
+    market: parts.market,
+    instanceType: parts.instanceType,
+    availabilityZone: parts.availabilityZone,
+    imds,
+    get process() {
+      return proc;
+    },
     get state() {
       return state;
     },
@@ -631,6 +667,9 @@ function localInstance(
     },
     setState(next) {
       state = next;
+    },
+    setProcess(next) {
+      proc = next;
     },
   };
 }

@@ -81,6 +81,13 @@ export const keys = {
   attemptsPrefix: (op: string, shard: string) => `${keys.shardPrefix(op, shard)}attempts/`,
   attempt: (op: string, shard: string, attemptId: string) =>
     `${keys.attemptsPrefix(op, shard)}${checkId("attempt", attemptId)}.json`,
+  /**
+   * The sweep's re-drives of a shard (src/scheduler/sweep/): one small record per re-drive, named
+   * by its time, so the listing the scheduler already makes of the shards prefix shows them.
+   */
+  redrivesPrefix: (op: string, shard: string) => `${keys.shardPrefix(op, shard)}redrives/`,
+  redrive: (op: string, shard: string, atMs: number) =>
+    `${keys.redrivesPrefix(op, shard)}${String(Math.max(0, Math.floor(atMs))).padStart(15, "0")}.json`,
   result: (op: string) => `${operationPrefix(op)}output/result.xlsx`,
   cost: (op: string) => `${operationPrefix(op)}cost.json`,
   /**
@@ -139,6 +146,12 @@ export function parseBudgetPeerKey(key: string): { member: string; left: boolean
   const m = /\/budget-peers\/([^/]+)\.(json|left)$/.exec(key);
   if (!m) return undefined;
   return { member: m[1]!, left: m[2] === "left" };
+}
+
+/** The time (ms) in the `rest` of a re-drive record's shard key (`redrives/{ms}.json`), or undefined. */
+export function redriveTimeOf(rest: string): number | undefined {
+  const m = /^redrives\/(\d{15})\.json$/.exec(rest);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** A parsed per-shard key; `scratch` says which of the operation's prefixes it is under. */

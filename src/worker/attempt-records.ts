@@ -13,7 +13,12 @@ import type { Clock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
-import { type Attempt, attemptSchema, type ShardMessage } from "../shared/schemas/shard.ts";
+import {
+  type Attempt,
+  attemptSchema,
+  RELABELLED_BY,
+  type ShardMessage,
+} from "../shared/schemas/shard.ts";
 import { isTransientError } from "../shared/transient.ts";
 import { whyLost } from "./attempts.ts";
 
@@ -146,7 +151,7 @@ export class AttemptRecords {
             ...attempt,
             cause: "lost",
             endedAt: new Date(now).toISOString(),
-            error: `relabelled by ${this.#options.instanceId}: ${why}`,
+            error: `${RELABELLED_BY} ${this.#options.instanceId}: ${why}`,
           },
           ctx.signal,
         );
@@ -198,6 +203,23 @@ export class AttemptRecord {
 
   get ended(): boolean {
     return this.#body.cause !== "running";
+  }
+
+  /**
+   * The cursor this attempt resumes from, written at once (best effort): a hard kill before the
+   * first refresh must not lose it (wasted work reads it).
+   */
+  async startAt(cursor: number, signal: AbortSignal): Promise<void> {
+    this.#body = { ...this.#body, startCursor: cursor };
+    try {
+      await this.refresh(signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.#port.logger.warn(
+        { err, attemptId: this.#body.attemptId },
+        "cannot write the attempt record",
+      );
+    }
   }
 
   /** Rows finished (added), written with the next refresh or the end. */

@@ -9,6 +9,7 @@ import { NotFoundError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { resultRowSchema } from "../shared/schemas/cells.ts";
+import { manifestSchema } from "../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
 import type { MessageOutcome, ShardResult } from "./shard-outcome.ts";
 import { ShardProcessor } from "./shard-processor.ts";
@@ -208,6 +209,44 @@ describe("ShardProcessor", () => {
     expect(await aws.store.getJson(attempts[0]!, attemptSchema)).toMatchObject({
       cause: "error",
       error: expect.stringMatching(/does not exist/),
+    });
+  });
+
+  it("releases a shard whose input is not written yet while its operation splits, with no error attempt", async () => {
+    const op = "op-notyet";
+    const manifest = await writeManifest(aws.store, op, ["name"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    await aws.store.putJson(keys.manifest(op), manifestSchema, {
+      ...manifest,
+      status: "splitting",
+    });
+    const early = JSON.stringify({ v: 1, operationId: op, shardId: "s000000", start: 0, end: 1 });
+    const p = processor();
+    // Delivered five times before the split writes the slice: never poison (limit 3).
+    for (const receiveCount of [1, 2, 3, 4, 5]) {
+      const outcome = await p.process(early, { signal: signal(), receiveCount });
+      expect(outcome).toMatchObject({
+        kind: "release",
+        why: "interrupted",
+        afterSeconds: 5 * receiveCount,
+        reason: expect.stringMatching(/not written yet/),
+      });
+    }
+    const attempts = await Promise.all(
+      (await aws.store.list(keys.attemptsPrefix(op, "s000000"))).map((k) =>
+        aws.store.getJson(k, attemptSchema),
+      ),
+    );
+    expect(attempts.map((a) => a?.cause)).toEqual(Array(5).fill("interrupted"));
+    expect(await aws.store.exists(keys.done(op, "s000000"))).toBe(false);
+    // The split catches up: the next delivery runs the shard.
+    await writeSlice(aws.store, op, "s000000", 0, [["ada"]]);
+    await aws.store.putJson(keys.manifest(op), manifestSchema, manifest);
+    expect(resultOf(await p.process(early, { signal: signal(), receiveCount: 6 }))).toMatchObject({
+      status: "committed",
+      rows: 1,
     });
   });
 

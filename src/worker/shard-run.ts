@@ -10,8 +10,9 @@
  * at a time; each is timed (`checkpointMs` on the debug line "checkpoint written", totals on
  * "shard committed"). Each checkpoint (and each everySeconds without new rows) also checks
  * whether the shard is committed already: if so, the run's `signal` aborts (with a
- * ShardLostError: the processor stops the rows) and it writes nothing more. Every 10 s the
- * attempt record is refreshed with the rows done: its sign of life.
+ * ShardLostError: the processor stops the rows) and it writes nothing more. Every checkpoint,
+ * and every 10 s without one, the attempt record is refreshed with the rows done: its sign of
+ * life, and what wasted work counts for an attempt killed without a word.
  */
 import type { Clock } from "../shared/clock.ts";
 import { ShardLostError } from "../shared/errors.ts";
@@ -326,7 +327,9 @@ export class ShardRun {
         next,
         signal,
       ),
-      this.#attemptRefreshDue() ? this.#refreshAttempt(signal) : undefined,
+      // Every checkpoint refreshes the attempt's rows too, so a hard kill's record is at most
+      // one checkpoint old (wasted work counts from it).
+      this.#refreshAttempt(signal),
     ]);
     this.#tracker.advance(piece);
     this.#progress = next;

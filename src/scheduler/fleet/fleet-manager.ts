@@ -223,6 +223,14 @@ export class FleetManager {
     return this.#service.state;
   }
 
+  /**
+   * The fleet records this manager writes, for other loops of the same scheduler that add fleet
+   * events (the sweep's re-drives): one writer per fleet record, whoever has news.
+   */
+  get fleetRecords(): FleetRecords {
+    return this.#records;
+  }
+
   /** The policy memory after the last plan (tests, diagnostics). */
   get memory(): FleetMemory {
     return this.#memory;

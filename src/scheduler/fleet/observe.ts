@@ -150,7 +150,13 @@ export class ShardActivityReader {
             act.running++;
           }
         } else {
-          if (a.cause === "interrupted" || (a.cause === "lost" && a.error !== COMMITTED_ELSEWHERE))
+          // A lost attempt counts only when its instance is gone (a reclaim): one whose
+          // instance lives on lost its worker process (a crash loop), which a straggler copy on
+          // new on-demand capacity would only feed.
+          if (
+            a.cause === "interrupted" ||
+            (a.cause === "lost" && a.error !== COMMITTED_ELSEWHERE && isGone(a.instanceId))
+          )
             interruptions++;
         }
       }

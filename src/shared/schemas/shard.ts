@@ -45,6 +45,13 @@ export type Checkpoint = z.infer<typeof checkpointSchema>;
 
 export const attemptCauses = ["running", "completed", "interrupted", "lost", "error"] as const;
 
+/**
+ * How the error of an attempt relabelled `lost` by another worker starts (its own worker died
+ * without a word): `relabelled by <instance>: <why>`. Written by the worker's attempt records,
+ * read by the cost report (such an attempt's last rows are unknown).
+ */
+export const RELABELLED_BY = "relabelled by";
+
 /** One worker's try at a shard. */
 export const attemptSchema = z.object({
   v: z.literal(1),
@@ -60,6 +67,12 @@ export const attemptSchema = z.object({
   /** The SQS message it ran under: a redelivery of that message proves this attempt is gone. */
   messageId: z.string().optional(),
   rowsDone: z.number().int().nonnegative(),
+  /**
+   * The cursor it resumed from (the shard's start when it started afresh), recorded once its
+   * checkpoint is read: with the next attempt's, it shows what this one left checkpointed even
+   * when it died before its record said so (wasted work). Absent in older records.
+   */
+  startCursor: z.number().int().nonnegative().optional(),
   cause: z.enum(attemptCauses),
   error: z.string().optional(),
 });
@@ -82,3 +95,16 @@ export const shardDoneSchema = z.object({
   committedAt: timestamp,
 });
 export type ShardDone = z.infer<typeof shardDoneSchema>;
+
+/** Why the sweep re-drove a shard (src/scheduler/sweep/sweep-policy.ts). */
+export const redriveReasons = ["queue-recreated", "queue-empty"] as const;
+
+/** One re-drive of a shard by the scheduler's sweep (`keys.redrive`). */
+export const redriveSchema = z.object({
+  v: z.literal(1),
+  operationId: z.string(),
+  shardId: z.string(),
+  at: timestamp,
+  reason: z.enum(redriveReasons),
+});
+export type Redrive = z.infer<typeof redriveSchema>;
