@@ -16,10 +16,33 @@ export const shardMessageSchema = z.strictObject({
 });
 export type ShardMessage = z.infer<typeof shardMessageSchema>;
 
+/**
+ * A chunk's rows rendered as output sheet XML by the worker (src/shared/sheet/): a raw-deflate
+ * segment the merger stitches into the workbook without inflating it. Its key names the
+ * attempt, so a racing attempt never overwrites the bytes this record describes.
+ */
+export const segmentRefSchema = z.object({
+  key: z.string(),
+  /** Rows in the segment, one per input row of the chunk's range. */
+  rows: z.number().int().nonnegative(),
+  /** Rows whose error cell is set. */
+  errorRows: z.number().int().nonnegative(),
+  /** The result columns it was rendered with, in order (the merger uses it only if they are
+   * the operation's). */
+  columns: z.array(z.string()),
+  /** CRC-32 and length of the uncompressed XML; length of the compressed bytes. */
+  crc: z.number().int().min(0).max(0xffffffff),
+  size: z.number().int().nonnegative(),
+  compressedSize: z.number().int().nonnegative(),
+});
+export type SegmentRef = z.infer<typeof segmentRefSchema>;
+
 export const chunkRefSchema = z.object({
   key: z.string(),
   start: z.number().int().nonnegative(),
   end: z.number().int().nonnegative(),
+  /** Set when the worker rendered the chunk's output rows (absent: the merger renders them). */
+  segment: segmentRefSchema.optional(),
 });
 export type ChunkRef = z.infer<typeof chunkRefSchema>;
 
