@@ -184,12 +184,14 @@ export class ZipWriter {
       locator.writeUInt32LE(1, 16);
       await this.#emit(Buffer.concat([record, locator]));
     }
+    // With Zip64 end records, every field that has a Zip64 twin says -1: readers such as JSZip
+    // (exceljs) look for the Zip64 record only then, and otherwise take it for leading junk.
     const end = Buffer.alloc(22);
     end.writeUInt32LE(0x06054b50, 0);
-    end.writeUInt16LE(Math.min(count, 0xffff), 8);
-    end.writeUInt16LE(Math.min(count, 0xffff), 10);
-    end.writeUInt32LE(Math.min(cdSize, MAX32), 12);
-    end.writeUInt32LE(Math.min(cdOffset, MAX32), 16);
+    end.writeUInt16LE(zip64End ? 0xffff : count, 8);
+    end.writeUInt16LE(zip64End ? 0xffff : count, 10);
+    end.writeUInt32LE(zip64End ? MAX32 : cdSize, 12);
+    end.writeUInt32LE(zip64End ? MAX32 : cdOffset, 16);
     await this.#emit(end);
   }
 
