@@ -14,14 +14,14 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
-import { startLocalAws } from "../test/support/local-aws.ts";
-import { testManifest } from "../test/support/manifests.ts";
 import { keys, shardIdFor } from "../src/shared/keys.ts";
 import type { ObjectStore } from "../src/shared/object-store.ts";
 import { type Cell, encodeCell, type ResultRow } from "../src/shared/schemas/cells.ts";
 import { manifestSchema } from "../src/shared/schemas/operation.ts";
 import { type ChunkRef, shardDoneSchema } from "../src/shared/schemas/shard.ts";
 import { putSegment } from "../src/worker/output-segments.ts";
+import { startLocalAws } from "../test/support/local-aws.ts";
+import { testManifest } from "../test/support/manifests.ts";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, "..");
