@@ -49,6 +49,7 @@ console.log(
     cpuS: (used.user + used.system) / 1e6,
     rssBeforeMb,
     peakRssMb: await vmHwmMb(),
+    outputMb: ((await store.size(keys.result(op))) ?? 0) / 1024 / 1024,
   }),
 );
 clients.destroy();

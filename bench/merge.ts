@@ -37,6 +37,8 @@ export interface MergeFigures {
   /** Peak RSS of the merging process before the merge started (modules loaded) and at its end. */
   rssBeforeMb: number;
   peakRssMb: number;
+  /** Size of the output workbook. */
+  outputMb: number;
 }
 
 const HEADERS = ["customer", "email", "amount", "since", "active"];
@@ -209,9 +211,9 @@ if (isMain) {
   const before = values.before === "none" ? undefined : values.before;
   const fmt = (n: number | undefined, d = 2) => (n === undefined ? "n/a" : n.toFixed(d));
   console.log(
-    "| rows | merger | wall s | CPU s | CPU s / 1M rows | RSS before merge MB | peak RSS MB |",
+    "| rows | merger | wall s | CPU s | CPU s / 1M rows | RSS before merge MB | peak RSS MB | output MB |",
   );
-  console.log("| --- | --- | --- | --- | --- | --- | --- |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const rows of sizes) {
     const figures = await benchMerge({
       rows,
@@ -224,7 +226,7 @@ if (isMain) {
     ] as const) {
       if (!f) continue;
       console.log(
-        `| ${rows.toLocaleString("en")} | ${name} | ${fmt(f.wallS)} | ${fmt(f.cpuS)} | ${fmt(f.cpuSPerMillionRows)} | ${fmt(f.rssBeforeMb, 0)} | ${fmt(f.peakRssMb, 0)} |`,
+        `| ${rows.toLocaleString("en")} | ${name} | ${fmt(f.wallS)} | ${fmt(f.cpuS)} | ${fmt(f.cpuSPerMillionRows)} | ${fmt(f.rssBeforeMb, 0)} | ${fmt(f.peakRssMb, 0)} | ${fmt(f.outputMb, 1)} |`,
       );
     }
   }

@@ -48,7 +48,7 @@ describe("sheet rows", () => {
 
   it("writes the header row bold", () => {
     expect(renderHeaderRow(["a&b", "c"])).toBe(
-      '<row r="1"><c r="A1" s="3" t="inlineStr"><is><t>a&amp;b</t></is></c>' +
+      '<row r="1" s="3" customFormat="1"><c r="A1" s="3" t="inlineStr"><is><t>a&amp;b</t></is></c>' +
         '<c r="B1" s="3" t="inlineStr"><is><t>c</t></is></c></row>',
     );
   });

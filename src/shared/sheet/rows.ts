@@ -106,9 +106,9 @@ export function renderRow(rowNumber: number, cells: readonly Cell[]): string {
   return `${xml}</row>`;
 }
 
-/** The header row: row 1, every name bold. */
+/** The header row: row 1, every name bold (the row's own style too, for readers that look there). */
 export function renderHeaderRow(names: readonly string[]): string {
-  let xml = '<row r="1">';
+  let xml = `<row r="1" s="${CELL_STYLE.header}" customFormat="1">`;
   for (let k = 0; k < names.length; k++) {
     xml += stringCell(`${columnRef(k)}1`, names[k] ?? "", CELL_STYLE.header);
   }
