@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
-import { testManifest } from "../../test/support/manifests.ts";
+import { testManifest, writeManifest } from "../../test/support/manifests.ts";
+import { scriptedRunner, writeSlice } from "../../test/support/worker.ts";
 import {
   findLibreOffice,
   findOpenpyxl,
@@ -21,6 +22,7 @@ import { type Cell, encodeCell, type ResultRow } from "../shared/schemas/cells.t
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
 import { type ChunkRef, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { putSegment } from "../worker/output-segments.ts";
+import { ShardProcessor } from "../worker/shard-processor.ts";
 import { mergeOperation } from "./merger.ts";
 
 const HEADERS = ["name", "amount", "when"];
@@ -288,6 +290,53 @@ describe("the merge stitches workers' segments", () => {
     expect(zip.includes(Buffer.from([0x50, 0x4b, 0x06, 0x07]))).toBe(true);
     await readZipChecked(zip);
     expect(await readWithExceljs(zip, "results")).toEqual(EXPECTED);
+  });
+});
+
+describe("a worker's commit, stitched", () => {
+  it("merges what ShardProcessor committed from its segments alone", async () => {
+    const op = "op-stitch-worker";
+    const manifest = await writeManifest(aws.store, op, HEADERS, {
+      name: "transform",
+      options: { module: "unused" },
+    });
+    const results = (i: number): ResultRow => RESULTS[i]!;
+    const runner = () => ({ ...scriptedRunner(() => 1, results), columns: ["score", "ok"] });
+    const processor = new ShardProcessor(
+      { store: aws.store, logger: silentLogger(), createRunner: async () => runner() },
+      { instanceId: "i-stitch", market: "spot", pluginDir: "/nonexistent" },
+    );
+    try {
+      for (const shard of SHARDS) {
+        const message = await writeSlice(
+          aws.store,
+          op,
+          shard.id,
+          shard.start,
+          INPUT.slice(shard.start, shard.end),
+        );
+        const outcome = await processor.process(JSON.stringify(message), {
+          signal: new AbortController().signal,
+        });
+        expect(outcome.kind).toBe("delete");
+      }
+    } finally {
+      await processor.close();
+    }
+    // Only the segments remain for the merge to use.
+    for (const shard of SHARDS) {
+      await aws.store.deletePrefix(keys.chunksPrefix(op, shard.id));
+      await aws.store.deletePrefix(keys.shardInput(op, shard.id));
+    }
+    await mergeOperation(
+      { store: aws.store, logger: silentLogger() },
+      { manifest: { ...manifest, status: "merging", rows: INPUT.length, shards: SHARDS } },
+    );
+    const zip = await resultBytes(op);
+    await readZipChecked(zip);
+    // writeSlice carries no notes: row 4's error cell stays empty here.
+    const expected = EXPECTED.map((row, n) => (n === 4 ? row.slice(0, 5) : row));
+    expect(await readWithExceljs(zip, "results")).toEqual(expected);
   });
 });
 

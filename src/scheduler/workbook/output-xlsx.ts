@@ -52,7 +52,7 @@ export function workbookParts(sheetName: string): Array<[path: string, xml: stri
 
 /** The styles: cellXfs in CELL_STYLE order (plain, date, date-time, bold header). */
 function stylesXml(): string {
-  const font = '<sz val="11"/><color theme="1"/><name val="Calibri"/><family val="2"/>';
+  const font = '<sz val="11"/><name val="Calibri"/><family val="2"/>';
   const xf = (numFmtId: number, fontId: number, apply: string) =>
     `<xf numFmtId="${numFmtId}" fontId="${fontId}" fillId="0" borderId="0" xfId="0"${apply}/>`;
   const xfs: string[] = [];
