@@ -7,6 +7,7 @@
  * "after" runs this tree's (stitching the segments). Figures, not assertions.
  *
  * Usage: npm run bench:merge -- [--rows 100000,1000000] [--shard-size 10000] [--before main|none]
+ *   [--verify] (read the output back: every entry's CRC-32 and the row count)
  * `benchMerge` is the function `npm run bench` calls for its merge figure.
  */
 import { execFile } from "node:child_process";
@@ -14,11 +15,13 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
+import { crc32 } from "node:zlib";
+import yauzl from "yauzl";
 import { keys, shardIdFor } from "../src/shared/keys.ts";
 import type { ObjectStore } from "../src/shared/object-store.ts";
 import { type Cell, encodeCell, type ResultRow } from "../src/shared/schemas/cells.ts";
 import { manifestSchema } from "../src/shared/schemas/operation.ts";
-import { type ChunkRef, shardDoneSchema } from "../src/shared/schemas/shard.ts";
+import { type ChunkRef, type SegmentRef, shardDoneSchema } from "../src/shared/schemas/shard.ts";
 import { putSegment } from "../src/worker/output-segments.ts";
 import { startLocalAws } from "../test/support/local-aws.ts";
 import { testManifest } from "../test/support/manifests.ts";
@@ -86,6 +89,7 @@ export async function layOutCommits(
     }
     await store.putText(keys.shardInput(op, shard.id), slice, "application/x-ndjson");
     const chunks: ChunkRef[] = [];
+    const segments: SegmentRef[] = [];
     for (let start = shard.start; start < shard.end; start += CHUNK_ROWS) {
       const end = Math.min(shard.end, start + CHUNK_ROWS);
       const results: ResultRow[] = [];
@@ -100,7 +104,8 @@ export async function layOutCommits(
         { headers: HEADERS, inputs, attemptId: "bench" },
         new AbortController().signal,
       );
-      chunks.push({ key, start, end, ...(put ? { segment: put.ref } : {}) });
+      chunks.push({ key, start, end });
+      if (put) segments.push(put.ref);
     }
     await store.putJson(keys.done(op, shard.id), shardDoneSchema, {
       v: 1,
@@ -112,6 +117,7 @@ export async function layOutCommits(
       errorRows: 0,
       columns,
       chunks,
+      segments,
       committedAt: new Date().toISOString(),
     });
   }
@@ -142,6 +148,53 @@ export async function mergerOfRevision(rev: string, dir: string): Promise<string
   const file = path.join(dir, "src/scheduler/merger.ts");
   await writeFile(file, stdout);
   return file;
+}
+
+/**
+ * Reads the output workbook back with yauzl, streaming: every entry's CRC-32 (computed as it
+ * inflates) and size against the central directory, and the sheet's `<row` count. Throws on a
+ * mismatch.
+ */
+export async function verifyOutput(store: ObjectStore, op: string): Promise<{ sheetRows: number }> {
+  const zip = await store.getBytes(keys.result(op));
+  if (!zip) throw new Error(`no output for ${op}`);
+  const file = await promisify<Buffer, yauzl.Options, yauzl.ZipFile>(yauzl.fromBuffer)(zip, {
+    lazyEntries: true,
+  });
+  let sheetRows = 0;
+  await new Promise<void>((resolve, reject) => {
+    file.on("error", reject);
+    file.on("end", () => resolve());
+    file.on("entry", (entry: yauzl.Entry) => {
+      file.openReadStream(entry, (err, stream) => {
+        if (err) return reject(err);
+        let crc = 0;
+        let size = 0;
+        let tail = "";
+        const sheet = entry.fileName === "xl/worksheets/sheet1.xml";
+        stream.on("data", (b: Buffer) => {
+          crc = crc32(b, crc);
+          size += b.length;
+          if (sheet) {
+            // The tail (4 characters, shorter than "<row ") finds a match cut between chunks
+            // and can never hold a whole one, so none is counted twice.
+            const text = tail + b.toString("latin1");
+            sheetRows += text.split("<row ").length - 1;
+            tail = text.slice(-4);
+          }
+        });
+        stream.on("error", reject);
+        stream.on("end", () => {
+          if (crc !== entry.crc32 || size !== entry.uncompressedSize) {
+            return reject(new Error(`${entry.fileName}: CRC or size differs from its record`));
+          }
+          file.readEntry();
+        });
+      });
+    });
+    file.readEntry();
+  });
+  return { sheetRows };
 }
 
 /** One merge of `op` by the merger module `merger`, in a process of its own. */
@@ -181,6 +234,8 @@ export async function benchMerge(options: {
   shardSize?: number;
   /** A git revision whose merger to measure too ("before"). */
   before?: string;
+  /** Read this tree's output back (yauzl, CRC-32 of every entry, rows counted). */
+  verify?: boolean;
 }): Promise<{ after: MergeFigures; before?: MergeFigures }> {
   const aws = await startLocalAws("bench-merge");
   const dir = await mkdtemp(path.join(tmpdir(), "shardfleet-bench-merge-"));
@@ -188,6 +243,13 @@ export async function benchMerge(options: {
     const op = await layOutCommits(aws.store, options.rows, options.shardSize ?? 10_000);
     const env = { endpoint: aws.server.endpoint, bucket: aws.resources.bucket };
     const after = await measureMerge(env, op);
+    if (options.verify) {
+      const { sheetRows } = await verifyOutput(aws.store, op);
+      if (sheetRows !== options.rows + 1) {
+        throw new Error(`the output holds ${sheetRows} rows, not ${options.rows} and the header`);
+      }
+      console.error(`verified: ${options.rows} rows and the header, every CRC-32 right (yauzl)`);
+    }
     if (!options.before) return { after };
     const before = await measureMerge(env, op, await mergerOfRevision(options.before, dir));
     return { after, before };
@@ -205,6 +267,7 @@ if (isMain) {
       rows: { type: "string", default: "100000,1000000" },
       "shard-size": { type: "string", default: "10000" },
       before: { type: "string", default: "main" },
+      verify: { type: "boolean", default: false },
     },
   });
   const sizes = values.rows.split(",").map(Number);
@@ -217,6 +280,7 @@ if (isMain) {
   for (const rows of sizes) {
     const figures = await benchMerge({
       rows,
+      verify: values.verify,
       shardSize: Number(values["shard-size"]),
       ...(before ? { before } : {}),
     });

@@ -20,7 +20,7 @@ import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { type Cell, encodeCell, type ResultRow } from "../shared/schemas/cells.ts";
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
-import { type ChunkRef, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { type ChunkRef, type SegmentRef, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { putSegment } from "../worker/output-segments.ts";
 import { ShardProcessor } from "../worker/shard-processor.ts";
 import { mergeOperation } from "./merger.ts";
@@ -123,6 +123,7 @@ async function commit(
   const { attemptId = "a1", columns = ["score", "ok"], results = RESULTS } = options;
   const bounds = [shard.start, ...cuts, shard.end];
   const chunks: ChunkRef[] = [];
+  const segments: SegmentRef[] = [];
   for (let n = 0; n + 1 < bounds.length; n++) {
     const start = bounds[n]!;
     const end = bounds[n + 1]!;
@@ -140,7 +141,8 @@ async function commit(
             { headers: HEADERS, inputs, attemptId },
             new AbortController().signal,
           );
-    chunks.push({ key, start, end, ...(put ? { segment: put.ref } : {}) });
+    chunks.push({ key, start, end });
+    if (put) segments.push(put.ref);
   }
   await aws.store.putJson(keys.done(op, shard.id), shardDoneSchema, {
     v: 1,
@@ -152,6 +154,7 @@ async function commit(
     errorRows: 0,
     columns,
     chunks,
+    ...(segments.length > 0 ? { segments } : {}),
     ...(options.failed ? { failed: options.failed } : {}),
     committedAt: new Date().toISOString(),
   });

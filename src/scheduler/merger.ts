@@ -210,34 +210,31 @@ export async function mergeOperation(
 type ShardRange = NonNullable<Manifest["shards"]>[number];
 
 /** What the merge reads of one shard: its done.json, or (cancelled) its checkpoint's part. */
-type ShardPart = Pick<ShardDone, "columns" | "chunks" | "failed"> & {
+type ShardPart = Pick<ShardDone, "columns" | "chunks" | "segments" | "failed"> & {
   /** False for a cancelled shard's checkpointed part (its other rows are `cancelled`). */
   committed: boolean;
 };
 
 /**
  * The worker-rendered segments of `shard` in order, when they can be stitched as they are:
- * committed, not given up on, the chunks tiling the shard, each with a segment of one row per
- * input row rendered with exactly the operation's result columns. Undefined otherwise.
+ * committed, not given up on, the segments tiling the shard, each of one row per input row of
+ * its range, rendered with exactly the operation's result columns. Undefined otherwise.
  */
 export function stitchableSegments(
   shard: { start: number; end: number },
   part: ShardPart,
   columns: readonly string[],
 ): SegmentRef[] | undefined {
-  if (!part.committed || part.failed !== undefined) return undefined;
-  const segments: SegmentRef[] = [];
+  if (!part.committed || part.failed !== undefined || !part.segments) return undefined;
   let at = shard.start;
-  for (const chunk of part.chunks) {
-    const segment = chunk.segment;
-    if (!segment || chunk.start !== at || chunk.end < chunk.start) return undefined;
-    if (segment.rows !== chunk.end - chunk.start) return undefined;
+  for (const segment of part.segments) {
+    if (segment.start !== at || segment.end < segment.start) return undefined;
+    if (segment.rows !== segment.end - segment.start) return undefined;
     if (segment.columns.length !== columns.length) return undefined;
     if (segment.columns.some((c, k) => c !== columns[k])) return undefined;
-    segments.push(segment);
-    at = chunk.end;
+    at = segment.end;
   }
-  return at === shard.end ? segments : undefined;
+  return at === shard.end ? part.segments : undefined;
 }
 
 async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResult> {

@@ -1,7 +1,7 @@
 /**
  * The worker's side of the output workbook: a chunk's rows rendered as finished sheet XML
  * (src/shared/sheet/rows.ts) and compressed as a segment (src/shared/sheet/segment.ts), written
- * beside the chunk under `keys.segment` and recorded in the chunk's ref, so the merger only
+ * beside the chunk under `keys.segment` and listed in the checkpoint's and commit's `segments`, so the merger only
  * stitches bytes. A row whose input the attempt does not hold cannot be rendered: the chunk then
  * gets no segment and the merger renders its rows from the chunk, as it did before.
  */
@@ -81,6 +81,8 @@ export async function putSegment(
   return {
     ref: {
       key,
+      start: piece.start,
+      end: piece.end,
       rows: piece.rows.length,
       errorRows: rendered.errorRows,
       columns: [...columns],

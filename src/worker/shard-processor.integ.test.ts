@@ -136,8 +136,11 @@ describe("ShardProcessor", () => {
     ]);
     await processor("i-seg").process(JSON.stringify(message), { signal: signal() });
     const done = await aws.store.getJson(keys.done(op, "s000002"), shardDoneSchema);
-    const segment = done?.chunks[0]?.segment;
+    const segment = done?.segments?.[0];
+    expect(done?.segments).toHaveLength(1);
     expect(segment).toMatchObject({
+      start: 20,
+      end: 23,
       key: keys.segment(op, "s000002", 20, 23, done!.attemptId),
       rows: 3,
       errorRows: 1,

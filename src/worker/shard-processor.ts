@@ -376,6 +376,7 @@ export class ShardProcessor {
         errorRows: progress.errorRows,
         columns: progress.columns,
         chunks: progress.chunks,
+        ...(progress.segments ? { segments: progress.segments } : {}),
       },
       lost,
     );

@@ -395,7 +395,6 @@ export class ShardRun {
 
 /** `progress` with its last chunk's output segment recorded (when there is one). */
 function withSegment(progress: ShardProgress, segment: SegmentRef | undefined): ShardProgress {
-  const last = progress.chunks.at(-1);
-  if (!segment || !last) return progress;
-  return { ...progress, chunks: [...progress.chunks.slice(0, -1), { ...last, segment }] };
+  if (!segment) return progress;
+  return { ...progress, segments: [...(progress.segments ?? []), segment] };
 }

@@ -18,11 +18,14 @@ export type ShardMessage = z.infer<typeof shardMessageSchema>;
 
 /**
  * A chunk's rows rendered as output sheet XML by the worker (src/shared/sheet/): a raw-deflate
- * segment the merger stitches into the workbook without inflating it. Its key names the
- * attempt, so a racing attempt never overwrites the bytes this record describes.
+ * segment the merger stitches into the workbook without inflating it, for the rows `[start,
+ * end)`. Its key names the attempt, so a racing attempt never overwrites the bytes this record
+ * describes.
  */
 export const segmentRefSchema = z.object({
   key: z.string(),
+  start: z.number().int().nonnegative(),
+  end: z.number().int().nonnegative(),
   /** Rows in the segment, one per input row of the chunk's range. */
   rows: z.number().int().nonnegative(),
   /** Rows whose error cell is set. */
@@ -41,8 +44,6 @@ export const chunkRefSchema = z.object({
   key: z.string(),
   start: z.number().int().nonnegative(),
   end: z.number().int().nonnegative(),
-  /** Set when the worker rendered the chunk's output rows (absent: the merger renders them). */
-  segment: segmentRefSchema.optional(),
 });
 export type ChunkRef = z.infer<typeof chunkRefSchema>;
 
@@ -54,6 +55,8 @@ export const checkpointSchema = z.object({
   attemptId: z.string(),
   cursor: z.number().int().nonnegative(),
   chunks: z.array(chunkRefSchema),
+  /** The chunks' rendered output rows, in row order (absent or partial: the merger renders). */
+  segments: z.array(segmentRefSchema).optional(),
   columns: z.array(z.string()),
   errorRows: z.number().int().nonnegative(),
   updatedAt: timestamp,
@@ -94,6 +97,8 @@ export const shardDoneSchema = z.object({
   /** Result columns this shard produced, in first-seen order. */
   columns: z.array(z.string()),
   chunks: z.array(chunkRefSchema),
+  /** The chunks' rendered output rows, in row order (absent or partial: the merger renders). */
+  segments: z.array(segmentRefSchema).optional(),
   /** Set when the shard was given up on (poison): its rows carry this error. */
   failed: z.string().optional(),
   committedAt: timestamp,
