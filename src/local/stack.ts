@@ -22,6 +22,7 @@ import { request } from "undici";
 import { createAwsClients } from "../shared/aws.ts";
 import type { Market } from "../shared/capacity.ts";
 import { systemClock } from "../shared/clock.ts";
+import { HEALTH_PID_HEADER } from "../shared/contracts/api.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
 import { VERSION } from "../shared/version.ts";
 import { LOCAL_CREDENTIALS, startLocalAwsServer } from "./aws-server.ts";
@@ -79,6 +80,13 @@ export const LOCAL_REGION = "us-east-1";
 export interface LocalStackOptions {
   /** Port of the SQS/S3 server. @default 0 (a free port) */
   awsPort?: number;
+  /**
+   * Keep the bucket's objects in this folder and load them at start, so a stack started again
+   * on it serves what an earlier one wrote (queues are not kept; see README "The local stack's
+   * data folder"). One stack per folder at a time.
+   * @default none (ephemeral: everything in memory)
+   */
+  dataDir?: string;
   /** Start the scheduler API (a child process). @default true when workers > 0 or in fleet mode */
   scheduler?: boolean;
   /**
@@ -128,6 +136,10 @@ export interface LocalStackOptions {
 export interface LocalStack {
   /** The SQS/S3 endpoint, e.g. http://127.0.0.1:4566 */
   readonly endpoint: string;
+  /** With `dataDir`: the folder, and what was loaded from it at start. */
+  readonly data:
+    | { readonly dir: string; readonly buckets: number; readonly objects: number }
+    | undefined;
   readonly region: string;
   readonly resources: ProvisionedResources;
   /** AWS client variables pointing at the local server (for `export` in a shell). */
@@ -172,6 +184,11 @@ async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Waits until `component` answers `url`/healthz. An answer from another process (its pid in the
+ * health header is not the component's: an orphan of an earlier stack holding the port) fails
+ * at once, naming that process.
+ */
 async function waitForHealth(url: string, component: ComponentProcess, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
   let exited: number | string | undefined;
@@ -179,17 +196,25 @@ async function waitForHealth(url: string, component: ComponentProcess, timeoutMs
     exited = code;
   });
   while (Date.now() < deadline) {
+    // Asked before the exit check: a scheduler that died of EADDRINUSE names the wrong cause.
+    let answeredBy: string | undefined;
+    try {
+      const res = await request(`${url}/healthz`);
+      await res.body.dump();
+      answeredBy = String(res.headers[HEALTH_PID_HEADER] ?? "");
+      if (res.statusCode === 200 && answeredBy === String(component.child.pid)) return;
+    } catch {
+      // not listening yet
+    }
+    if (answeredBy !== undefined) {
+      throw new Error(
+        `${url} is answered by another process (${answeredBy ? `pid ${answeredBy}` : "not a shardfleet scheduler"}), not the scheduler this stack started: an orphan of an earlier stack? Stop it${answeredBy ? ` (kill ${answeredBy})` : ""} or pick another API port`,
+      );
+    }
     if (exited !== undefined) {
       throw new Error(
         `the scheduler exited (${exited}) before it was ready${component.logFile ? `; see ${component.logFile}` : ""}`,
       );
-    }
-    try {
-      const res = await request(`${url}/healthz`);
-      await res.body.dump();
-      if (res.statusCode === 200) return;
-    } catch {
-      // not listening yet
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -215,7 +240,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     );
   }
   if (options.logDir) mkdirSync(options.logDir, { recursive: true });
-  const server = await startLocalAwsServer({ port: options.awsPort ?? 0 });
+  const server = await startLocalAwsServer({
+    port: options.awsPort ?? 0,
+    ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+  });
   // Provisioning, then the EventBridge-shaped spot events; destroyed with the stack.
   const clients = createAwsClients({
     endpoint: server.endpoint,
@@ -242,6 +270,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     );
     const logger = stackLogger(options);
     logger.info({ version: VERSION, node: process.version }, "local stack starting");
+    if (options.dataDir && server.loaded) {
+      const { unreadable, ...loaded } = server.loaded;
+      logger.info({ dataDir: options.dataDir, ...loaded }, "data folder loaded");
+      for (const file of unreadable) logger.warn({ file }, "unreadable object file skipped");
+    }
     const workers = options.workers ?? 0;
     // Settings only the scheduler reads: the spot events queue (its fleet manager consumes it),
     // and in fleet mode (below) the fleet manager against local EC2.
@@ -260,6 +293,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         defaultMarket: options.market ?? "spot",
         timeFactor: options.timeFactor ?? 1,
         replace: options.replaceLostInstances ?? !fleetMode,
+        // With a data folder: when this start began (base 36 ms), e.g. local-mib2k9x1-001.
+        ...(options.dataDir ? { startTag: Date.now().toString(36) } : {}),
       },
     );
     if (fleetMode) {
@@ -295,6 +330,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     return {
       endpoint: server.endpoint,
+      data:
+        options.dataDir && server.loaded
+          ? {
+              dir: options.dataDir,
+              buckets: server.loaded.buckets,
+              objects: server.loaded.objects,
+            }
+          : undefined,
       region: LOCAL_REGION,
       resources,
       clientEnv,
@@ -407,7 +450,12 @@ async function startSchedulerProcess(
     logDir,
   });
   spawned?.(scheduler);
-  await waitForHealth(`http://127.0.0.1:${apiPort}`, scheduler, 90_000); // a deadline, not a figure: a loaded CI machine starts slowly
+  try {
+    await waitForHealth(`http://127.0.0.1:${apiPort}`, scheduler, 90_000); // a deadline, not a figure: a loaded CI machine starts slowly
+  } catch (err) {
+    await scheduler.kill();
+    throw err;
+  }
   return scheduler;
 }
 
@@ -439,6 +487,11 @@ interface InstanceStarterOptions {
   timeFactor: number;
   /** Start a replacement when an instance is lost. */
   replace: boolean;
+  /**
+   * Between `local-` and the number: a data folder outlives the stack, so its records must
+   * never name an instance of an earlier start. @default none (`local-001`, …)
+   */
+  startTag?: string;
 }
 
 type AddInstance = (market?: Market, spec?: InstanceSpec) => Promise<LocalInstance>;
@@ -451,7 +504,8 @@ function instanceStarter(
   const { state, logger } = deps;
   let nextInstance = 1;
   const addInstance: AddInstance = async (market = options.defaultMarket, spec = {}) => {
-    const name = `local-${String(nextInstance++).padStart(3, "0")}`;
+    const tag = options.startTag ? `${options.startTag}-` : "";
+    const name = `local-${tag}${String(nextInstance++).padStart(3, "0")}`;
     const instanceType = spec.instanceType ?? "local.small";
     const availabilityZone = spec.availabilityZone ?? "local-1a";
     const imds = await startLocalImds({ instanceId: name, market, instanceType, availabilityZone });

@@ -174,6 +174,11 @@ export async function startScheduler(deps: {
       clock: systemClock,
       // A submission starts its split now rather than at the active scheduler's next pass.
       onQueued: () => active?.wake(),
+      // A retried operation is read again by this process's loops at once (not at their recheck).
+      onRetried: (id) => {
+        active?.revive(id);
+        activeFleet?.revive(id);
+      },
     },
     {
       specChecks: {
@@ -227,6 +232,11 @@ export async function startScheduler(deps: {
     limits: config.api.limits,
     notifications: new NotificationRecords({ store, clock: systemClock }),
     metrics,
+    console: {
+      pluginDir: config.worker.pluginDir,
+      notify: notifyChannels(config),
+      workbookLimits: config.workbook,
+    },
   });
   // Only the lease holder acts; a standby serves the API (reads, and submissions, which create
   // new operations whose every later change is the active scheduler's) and waits.
@@ -236,6 +246,7 @@ export async function startScheduler(deps: {
     { holder, durationMs: Math.round(config.lease.seconds * 1000) },
   );
   let active: Scheduler | undefined;
+  let activeFleet: FleetManager | undefined;
   /** What the active scheduler runs, for one tenure; stopped the moment the tenure ends. */
   const startLoops = (tenure: Tenure) => {
     const log = logger.child({ tenure: tenure.holder });
@@ -294,9 +305,11 @@ export async function startScheduler(deps: {
     fleet?.start();
     spotEvents?.start();
     active = scheduler;
+    activeFleet = fleet || undefined;
     let stopped: Promise<void> | undefined;
     const stop = () => {
       active = undefined;
+      activeFleet = undefined;
       // Each stop aborts its loop's signal before its first await: no pass starts after this.
       // Instances keep running: the next holder adopts them from the fleet records.
       stopped ??= Promise.all([

@@ -19,6 +19,12 @@
  * operation's union, a shard given up on, a cancelled shard's rows) is rendered here from its
  * input slice and result chunks, with the same renderer.
  *
+ * A retried operation (`manifest.retries`) merges each shard's runs in order: the split's, then
+ * its shard in each retry; a row takes its outcome from the latest run that ran it (a retry runs
+ * only rows that ended with an error), so finished rows keep their first result.
+ * Such a shard (more than one run) is always rendered here from each row's latest outcome: its
+ * split's segments hold the rows the retry replaced, and a retry's cover only its own rows.
+ *
  * A cancelled operation (`cancelled: true`) is merged as far as it got: a shard without a
  * done.json contributes the rows its checkpoint made durable, and every other row gets the error
  * `cancelled`, so the partial output still holds every input row exactly once.
@@ -63,6 +69,7 @@ import {
 } from "../shared/schemas/shard.ts";
 import { outputRowNumber, renderRow } from "../shared/sheet/rows.ts";
 import { deflateLast, deflateSegment, type Segment } from "../shared/sheet/segment.ts";
+import { latestOutcomes, type RowOutcome, runsOf } from "./retry/retry-plan.ts";
 import { crc32Combine } from "./workbook/crc32-combine.ts";
 import { SHEET_PATH, SHEET_TAIL, sheetHead, workbookParts } from "./workbook/output-xlsx.ts";
 import { XLSX_CONTENT_TYPE } from "./workbook/read-rows.ts";
@@ -209,10 +216,15 @@ export async function mergeOperation(
 
 type ShardRange = NonNullable<Manifest["shards"]>[number];
 
-/** What the merge reads of one shard: its done.json, or (cancelled) its checkpoint's part. */
+/**
+ * What the merge reads of one run of a shard: its done.json, or (cancelled, or an earlier run of
+ * a retried shard) its checkpoint's part.
+ */
 type ShardPart = Pick<ShardDone, "columns" | "chunks" | "segments" | "failed"> & {
-  /** False for a cancelled shard's checkpointed part (its other rows are `cancelled`). */
+  /** False for a checkpointed part (a cancelled shard's other rows are `cancelled`). */
   committed: boolean;
+  /** The run's own slice (a retry's), whose rows a failed run fails. */
+  sliceKey?: string;
 };
 
 /**
@@ -250,14 +262,18 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
 
   const dones = await loadDones(
     deps.store,
-    op,
+    manifest,
     shards,
     { concurrency: options.concurrency ?? 16, cancelled: options.cancelled ?? false },
     signal,
   );
-  const columns = unionColumns(dones);
+  const columns = unionColumns(dones.flat());
   const names = [...manifest.headers, ...columns, ERROR_COLUMN];
-  const plans = shards.map((shard, k) => stitchableSegments(shard, dones[k]!, columns));
+  // A shard a retry ran again is rendered: its split's segments hold the replaced rows.
+  const plans = shards.map((shard, k) => {
+    const runs = dones[k]!;
+    return runs.length === 1 ? stitchableSegments(shard, runs[0]!, columns) : undefined;
+  });
   const key = keys.result(op);
   const output = openOutput(deps.store, key, signal);
   const totals = { rows: 0, errorRows: 0, truncated: 0, stitchedRows: 0 };
@@ -276,7 +292,6 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
     );
     const rowCounter = { next: outputRowNumber(0) };
     for (const [k, shard] of shards.entries()) {
-      const done = dones[k]!;
       const planned = plans[k];
       const fetched = planned
         ? await fetcher.take(planned, rowCounter.next === outputRowNumber(shard.start))
@@ -298,7 +313,7 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
         {
           op,
           shard,
-          done,
+          runs: dones[k]!,
           columns,
           names,
           width: manifest.headers.length,
@@ -436,44 +451,76 @@ class SegmentFetcher {
 }
 
 /**
- * Every shard's done.json; throws NotReadyError for a shard that has not committed, unless
- * `cancelled`: then such a shard gives what its checkpoint made durable (or nothing).
+ * Every shard's runs (the split's, then its retries'), each by its done.json; throws
+ * NotReadyError for a run that has not committed, unless `cancelled`: then such a run gives what
+ * its checkpoint made durable (or nothing). A shard the split ran without a commit (its
+ * operation failed before) is left to its retries when it has any.
  */
 function loadDones(
   store: ObjectStore,
-  op: string,
+  manifest: Manifest,
   shards: readonly ShardRange[],
   options: { concurrency: number; cancelled: boolean },
   signal?: AbortSignal,
-): Promise<ShardPart[]> {
-  return mapLimit(shards, options.concurrency, async (shard): Promise<ShardPart> => {
-    const done = await store.getJson(keys.done(op, shard.id), shardDoneSchema, signal);
-    if (!done && options.cancelled) {
-      const checkpoint = await store
-        .getJson(keys.checkpoint(op, shard.id), checkpointSchema, signal)
-        .catch(() => undefined);
-      return {
-        columns: checkpoint?.columns ?? [],
-        chunks: checkpoint?.chunks ?? [],
-        committed: false,
-      };
-    }
-    if (!done) {
-      throw new NotReadyError(
-        `shard ${shard.id} of operation ${op} has not committed (no done.json)`,
+): Promise<ShardPart[][]> {
+  const op = manifest.id;
+  return mapLimit(shards, options.concurrency, async (base): Promise<ShardPart[]> => {
+    const runs = runsOf(base, manifest.retries);
+    const parts: ShardPart[] = [];
+    for (const [k, run] of runs.entries()) {
+      const part = await loadDone(
+        store,
+        op,
+        run.id,
+        // Only the latest run must have committed: an earlier one may have been cut short (its
+        // operation failed, for capacity say) and what it made durable is all it gives.
+        // (After a retry, a shard whose checkpoint held all its rows may have no commit at all.)
         {
-          details: { shardId: shard.id },
+          cancelled:
+            options.cancelled || k < runs.length - 1 || (manifest.retries ?? []).length > 0,
         },
+        signal,
       );
+      parts.push(run.retryShard ? { ...part, sliceKey: keys.shardInput(op, run.id) } : part);
     }
-    if (done.operationId !== op || done.shardId !== shard.id) {
-      throw new ShardfleetError(
-        "INTERNAL",
-        `${keys.done(op, shard.id)} belongs to ${done.operationId}/${done.shardId}`,
-      );
-    }
-    return { ...done, committed: true };
+    return parts;
   });
+}
+
+async function loadDone(
+  store: ObjectStore,
+  op: string,
+  shardId: string,
+  options: { cancelled: boolean },
+  signal?: AbortSignal,
+): Promise<ShardPart> {
+  const shard = { id: shardId };
+  const done = await store.getJson(keys.done(op, shard.id), shardDoneSchema, signal);
+  if (!done && options.cancelled) {
+    const checkpoint = await store
+      .getJson(keys.checkpoint(op, shard.id), checkpointSchema, signal)
+      .catch(() => undefined);
+    return {
+      columns: checkpoint?.columns ?? [],
+      chunks: checkpoint?.chunks ?? [],
+      committed: false,
+    };
+  }
+  if (!done) {
+    throw new NotReadyError(
+      `shard ${shard.id} of operation ${op} has not committed (no done.json)`,
+      {
+        details: { shardId: shard.id },
+      },
+    );
+  }
+  if (done.operationId !== op || done.shardId !== shard.id) {
+    throw new ShardfleetError(
+      "INTERNAL",
+      `${keys.done(op, shard.id)} belongs to ${done.operationId}/${done.shardId}`,
+    );
+  }
+  return { ...done, committed: true };
 }
 
 /**
@@ -515,22 +562,47 @@ function openOutput(store: ObjectStore, key: string, signal?: AbortSignal) {
   };
 }
 
-/** One shard's results by row index (the first read wins), and how many repeats were dropped. */
-async function readResults(
+/**
+ * One shard's outcomes by row index from its runs (the latest run that ran a row wins; within a
+ * run the first result read wins), and how many repeats were dropped.
+ */
+export async function readOutcomes(
   store: ObjectStore,
-  done: ShardPart,
-  signal: AbortSignal,
-): Promise<{ results: Map<number, ResultRow>; duplicates: number }> {
-  const results = new Map<number, ResultRow>();
-  let duplicates = 0;
-  if (done.failed !== undefined) return { results, duplicates };
-  for (const chunk of done.chunks) {
-    for await (const result of ndjson(store, chunk.key, resultRowSchema, signal)) {
-      if (results.has(result.i)) duplicates++;
-      else results.set(result.i, result);
+  shard: ShardRange,
+  runs: readonly ShardPart[],
+  signal?: AbortSignal,
+): Promise<{ outcomes: Map<number, RowOutcome>; duplicates: number }> {
+  const read = [];
+  for (const run of runs) {
+    if (run.failed !== undefined) {
+      // The split's run covers the whole range; a retry's, the rows of its own slice.
+      const rows: number[] = [];
+      if (run.sliceKey === undefined) for (let i = shard.start; i < shard.end; i++) rows.push(i);
+      else
+        for await (const row of ndjson(store, run.sliceKey, inputRowSchema, signal))
+          rows.push(row.i);
+      read.push({ failed: run.failed, rows, results: [] });
+      continue;
     }
+    const results: ResultRow[] = [];
+    for (const chunk of run.chunks) {
+      for await (const result of ndjson(store, chunk.key, resultRowSchema, signal)) {
+        results.push(result);
+      }
+    }
+    read.push({ rows: [], results });
   }
-  return { results, duplicates };
+  return latestOutcomes(read);
+}
+
+/** Every run of each shard of `manifest` (for planning a retry: committed runs only). */
+export function loadShardRuns(
+  store: ObjectStore,
+  manifest: Manifest,
+  shards: readonly ShardRange[],
+  signal?: AbortSignal,
+): Promise<ShardPart[][]> {
+  return loadDones(store, manifest, shards, { concurrency: 16, cancelled: true }, signal);
 }
 
 /**
@@ -542,7 +614,7 @@ async function renderShard(
   shardOf: {
     op: string;
     shard: ShardRange;
-    done: ShardPart;
+    runs: readonly ShardPart[];
     columns: readonly string[];
     names: readonly string[];
     width: number;
@@ -553,14 +625,17 @@ async function renderShard(
   },
   signal: AbortSignal,
 ): Promise<{ rows: number; errorRows: number; truncated: number }> {
-  const { op, shard, done, columns, names, width, noResult, rowCounter } = shardOf;
-  const { results, duplicates } = await readResults(deps.store, done, signal);
+  const { op, shard, runs, columns, names, width, noResult, rowCounter } = shardOf;
+  const { outcomes, duplicates } = await readOutcomes(deps.store, shard, runs, signal);
   const written = { rows: 0, errorRows: 0, truncated: 0 };
   const inputKey = keys.shardInput(op, shard.id);
   let xml = "";
   for await (const input of ndjson(deps.store, inputKey, inputRowSchema, signal)) {
+    const outcome = outcomes.get(input.i);
     const merged = fitToExcel(
-      mergeRow(input, results.get(input.i), columns, width, done.failed, noResult),
+      outcome !== undefined && "failed" in outcome
+        ? mergeRow(input, undefined, columns, width, outcome.failed, noResult)
+        : mergeRow(input, outcome?.result, columns, width, undefined, noResult),
       names,
     );
     if (merged.cut) written.truncated++;

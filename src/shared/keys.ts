@@ -28,6 +28,16 @@ export function shardIdFor(index: number): string {
   return `s${String(index).padStart(6, "0")}`;
 }
 
+/**
+ * The shard id of retry `retry` of base shard `base`: a shard of its own (slice, checkpoint,
+ * chunks, attempts, `done.json`), so every per-shard record of a retry is keyed apart from the
+ * original's and from other retries'. Sorts right after its base shard.
+ */
+export function retryShardIdFor(base: string, retry: number): string {
+  if (!Number.isInteger(retry) || retry < 1) throw new Error(`invalid retry number ${retry}`);
+  return checkId("shard", `${checkId("shard", base)}-r${retry}`);
+}
+
 export const OPERATIONS_PREFIX = "operations/";
 /**
  * Temporary objects (the uploaded workbook, shard slices, checkpoints, result chunks) live under

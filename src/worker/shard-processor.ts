@@ -41,7 +41,7 @@ import { describeError, InvalidMessageError, ShardfleetError } from "../shared/e
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { commitDone, isCommitted } from "../shared/records/done-marker.ts";
-import { type Manifest, specOf } from "../shared/schemas/operation.ts";
+import { currentTask, type Manifest, specOf } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
 import type { TaskSpec } from "../shared/schemas/tasks.ts";
 import { isTransientError } from "../shared/transient.ts";
@@ -175,7 +175,8 @@ export class ShardProcessor {
       deps.createRunner ??
       ((manifest, logger) =>
         createTaskRunner(
-          withCapsApplied(specOf(manifest).task, manifest),
+          // A retry's options when it has one (its shards load the operation after it).
+          withCapsApplied(currentTask(manifest), manifest),
           {
             logger,
             pluginDir: options.pluginDir,
@@ -242,7 +243,7 @@ export class ShardProcessor {
       },
       "shard started",
     );
-    const entry = this.#operations.acquire(message.operationId);
+    const entry = this.#operations.acquire(message.operationId, message.retry);
     try {
       return await this.#attempt(message, entry, attempt, ctx, logger);
     } finally {

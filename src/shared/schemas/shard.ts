@@ -13,6 +13,12 @@ export const shardMessageSchema = z.strictObject({
   shardId: z.string().min(1),
   start: z.number().int().nonnegative(),
   end: z.number().int().nonnegative(),
+  /**
+   * Set on a shard of a retry (`POST /operations/:id/retry`): its number. The shard id is then
+   * the retry's own (`retryShardIdFor`) and its slice holds only the failed rows it runs again;
+   * the worker runs it with the task options of that retry.
+   */
+  retry: z.number().int().min(1).optional(),
 });
 export type ShardMessage = z.infer<typeof shardMessageSchema>;
 
