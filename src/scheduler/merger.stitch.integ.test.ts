@@ -280,6 +280,37 @@ describe("the merge stitches workers' segments", () => {
     expect(await readWithExceljs(await resultBytes(op), "results")).toEqual(EXPECTED);
   });
 
+  it("renders a retried shard from each row's latest run (not its first run's segments); the others are stitched", async () => {
+    const op = "op-stitch-retried";
+    for (const shard of SHARDS) await commit(op, shard, []);
+    // Row 2 failed in the first run; retry 1 ran it again (its own shard, segments and all).
+    const retryShard = { id: "s000001-r1", base: SHARDS[1]!.id, start: 2, end: 5, rows: 1 };
+    await commit(op, retryShard, [], { results: [{ i: 2, r: { score: 12, ok: true } }] });
+    await putSlice(op, SHARDS[1]!);
+    // Shards 0 and 2 were not retried: only their segments can give their rows.
+    for (const shard of [SHARDS[0]!, SHARDS[2]!]) {
+      await aws.store.deletePrefix(keys.chunksPrefix(op, shard.id));
+    }
+    const now = new Date().toISOString();
+    const manifest = testManifest(op, {
+      status: "merging",
+      headers: HEADERS,
+      rows: INPUT.length,
+      shards: SHARDS,
+      retries: [
+        { number: 1, requestedAt: now, options: {}, shards: [retryShard], rows: 1, plannedAt: now },
+      ],
+    });
+
+    const result = await mergeOperation({ store: aws.store, logger: silentLogger() }, { manifest });
+    expect(result).toMatchObject({ rows: 7, errorRows: 1, columns: ["score", "ok"] });
+    const zip = await resultBytes(op);
+    await readZipChecked(zip);
+    const rows = await readWithExceljs(zip, "results");
+    expect(rows[3]).toEqual(["  leading and trailing  ", 12345678901234, null, 12, true]);
+    expect(rows).toEqual([...EXPECTED.slice(0, 3), rows[3], ...EXPECTED.slice(4)]);
+  });
+
   it("writes Zip64 headers when asked, and readers still read it", async () => {
     const op = "op-stitch-zip64";
     for (const shard of SHARDS) await commit(op, shard, []);
