@@ -130,6 +130,14 @@ export const keys = {
    */
   chunk: (op: string, shard: string, start: number, end: number) =>
     `${keys.chunksPrefix(op, shard)}${pad(start)}-${pad(end)}.ndjson`,
+  /** Output sheet segments (rendered rows, raw deflate), beside the result chunks. */
+  segmentsPrefix: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}segments/`,
+  /**
+   * A chunk's rows rendered as output sheet XML by one attempt. The attempt is in the name: a
+   * done.json records the segment's CRC and lengths, so no other attempt may overwrite it.
+   */
+  segment: (op: string, shard: string, start: number, end: number, attemptId: string) =>
+    `${keys.segmentsPrefix(op, shard)}${pad(start)}-${pad(end)}.${checkId("attempt", attemptId)}.xml.deflate`,
 } as const;
 
 /** Instance ids come from EC2 or config (a host name may hold dots): kept to key-safe characters. */

@@ -159,6 +159,23 @@ export class ObjectStore {
     };
   }
 
+  /** The object's bytes, or undefined when it does not exist (small objects only). */
+  async getBytes(key: string, signal?: AbortSignal): Promise<Buffer | undefined> {
+    const stream = await this.getStream(key, signal);
+    if (!stream) return undefined;
+    const parts: Buffer[] = [];
+    for await (const chunk of stream) parts.push(chunk as Buffer);
+    return Buffer.concat(parts);
+  }
+
+  /** Writes a small binary object (under the single-PUT limit) in one PUT. */
+  async putBytes(key: string, body: Uint8Array, contentType: string, signal?: AbortSignal) {
+    await this.#s3.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }),
+      { abortSignal: signal },
+    );
+  }
+
   /** Parses a JSON object with `schema`; undefined when it does not exist. */
   async getJson<S extends z.ZodType>(
     key: string,

@@ -50,12 +50,14 @@ export async function readSlice(
   headers: string[],
   signal: AbortSignal,
   cursor: number,
-): Promise<{ rows: TaskRow[]; total: number }> {
+): Promise<{ rows: TaskRow[]; total: number; notes: Map<number, string> }> {
   const { operationId, shardId, start, end } = message;
   const key = keys.shardInput(operationId, shardId);
   const stream = await store.getStream(key, signal);
   if (!stream) throw new ShardInputMissingError(`shard input ${key} does not exist`);
   const rows: TaskRow[] = [];
+  // The splitter's notes (cells it could not keep): they open the row's error in the output.
+  const notes = new Map<number, string>();
   let total = 0;
   let line = 0;
   for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {
@@ -73,7 +75,7 @@ export async function readSlice(
         `shard input ${key} line ${line}: ${parsed.error.issues[0]?.message}`,
       );
     }
-    const { i, c } = parsed.data;
+    const { i, c, n } = parsed.data;
     if (i < start || i >= end) {
       throw new ShardfleetError(
         "INTERNAL",
@@ -82,6 +84,7 @@ export async function readSlice(
     }
     total++;
     if (i < cursor) continue;
+    if (n !== undefined) notes.set(i, n);
     const values: Record<string, Cell> = {};
     headers.forEach((header, at) => {
       const cell = c[at];
@@ -89,5 +92,5 @@ export async function readSlice(
     });
     rows.push({ index: i, values });
   }
-  return { rows, total };
+  return { rows, total, notes };
 }

@@ -55,6 +55,7 @@ import { resumeFrom, type ShardProgress } from "./checkpoint.ts";
 import { loadCheckpoint } from "./checkpoint-record.ts";
 import { OperationCache, type OperationEntry, type RunnerFactory } from "./operation-cache.ts";
 import { isControlStop, stopOutcome } from "./operation-control.ts";
+import type { OutputContext, RenderInput } from "./output-segments.ts";
 import { retryOrCommitFailed } from "./poison-limit.ts";
 import { inputNotYet, readSlice, ShardInputMissingError } from "./shard-input.ts";
 import { parseShardMessage } from "./shard-message.ts";
@@ -140,6 +141,8 @@ interface Prepared {
   rows: TaskRow[];
   /** Rows in the whole slice. */
   total: number;
+  /** The splitter's notes of the rows to run, by row index (see inputRowSchema). */
+  notes: ReadonlyMap<number, string>;
 }
 
 /** One attempt under way: what the failure path needs to end it. */
@@ -306,7 +309,15 @@ export class ShardProcessor {
       );
     }
     const slice = await readSlice(this.#store, message, manifest.headers, signal, progress.cursor);
-    return { manifest, runner, progress, resumed, rows: slice.rows, total: slice.total };
+    return {
+      manifest,
+      runner,
+      progress,
+      resumed,
+      rows: slice.rows,
+      total: slice.total,
+      notes: slice.notes,
+    };
   }
 
   #newRun(prepared: Prepared, running: Running): ShardRun {
@@ -322,6 +333,7 @@ export class ShardProcessor {
         everyMs: checkpoint.everySeconds * 1000,
         budget: this.#budget,
         lostSignal: running.lost,
+        output: outputContext(prepared, running.attempt.attemptId),
       },
     );
   }
@@ -370,6 +382,7 @@ export class ShardProcessor {
         errorRows: progress.errorRows,
         columns: progress.columns,
         chunks: progress.chunks,
+        ...(progress.segments ? { segments: progress.segments } : {}),
       },
       lost,
     );
@@ -535,6 +548,21 @@ export class ShardProcessor {
       ...extra,
     };
   }
+}
+
+/**
+ * What the run needs to render its rows as output segments: every row's input cells in header
+ * order, taken before the task runs (a task may not change what the output shows).
+ */
+function outputContext(prepared: Prepared, attemptId: string): OutputContext {
+  const headers = prepared.manifest.headers;
+  const inputs = new Map<number, RenderInput>();
+  for (const row of prepared.rows) {
+    const note = prepared.notes.get(row.index);
+    const cells = headers.map((header) => row.values[header] ?? null);
+    inputs.set(row.index, note === undefined ? { cells } : { cells, note });
+  }
+  return { headers, inputs, attemptId };
 }
 
 /**

@@ -3,9 +3,9 @@
  * answers SQS and S3 calls from the AWS SDK, and stops cleanly on SIGINT.
  */
 import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ListBucketsCommand } from "@aws-sdk/client-s3";

@@ -22,6 +22,30 @@ export const shardMessageSchema = z.strictObject({
 });
 export type ShardMessage = z.infer<typeof shardMessageSchema>;
 
+/**
+ * A chunk's rows rendered as output sheet XML by the worker (src/shared/sheet/): a raw-deflate
+ * segment the merger stitches into the workbook without inflating it, for the rows `[start,
+ * end)`. Its key names the attempt, so a racing attempt never overwrites the bytes this record
+ * describes.
+ */
+export const segmentRefSchema = z.object({
+  key: z.string(),
+  start: z.number().int().nonnegative(),
+  end: z.number().int().nonnegative(),
+  /** Rows in the segment, one per input row of the chunk's range. */
+  rows: z.number().int().nonnegative(),
+  /** Rows whose error cell is set. */
+  errorRows: z.number().int().nonnegative(),
+  /** The result columns it was rendered with, in order (the merger uses it only if they are
+   * the operation's). */
+  columns: z.array(z.string()),
+  /** CRC-32 and length of the uncompressed XML; length of the compressed bytes. */
+  crc: z.number().int().min(0).max(0xffffffff),
+  size: z.number().int().nonnegative(),
+  compressedSize: z.number().int().nonnegative(),
+});
+export type SegmentRef = z.infer<typeof segmentRefSchema>;
+
 export const chunkRefSchema = z.object({
   key: z.string(),
   start: z.number().int().nonnegative(),
@@ -37,6 +61,8 @@ export const checkpointSchema = z.object({
   attemptId: z.string(),
   cursor: z.number().int().nonnegative(),
   chunks: z.array(chunkRefSchema),
+  /** The chunks' rendered output rows, in row order (absent or partial: the merger renders). */
+  segments: z.array(segmentRefSchema).optional(),
   columns: z.array(z.string()),
   errorRows: z.number().int().nonnegative(),
   updatedAt: timestamp,
@@ -90,6 +116,8 @@ export const shardDoneSchema = z.object({
   /** Result columns this shard produced, in first-seen order. */
   columns: z.array(z.string()),
   chunks: z.array(chunkRefSchema),
+  /** The chunks' rendered output rows, in row order (absent or partial: the merger renders). */
+  segments: z.array(segmentRefSchema).optional(),
   /** Set when the shard was given up on (poison): its rows carry this error. */
   failed: z.string().optional(),
   committedAt: timestamp,
