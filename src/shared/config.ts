@@ -154,6 +154,8 @@ const settings = {
   // Fair share: the work queue's bounded backlog (src/scheduler/dispatch/).
   SHARDFLEET_DISPATCH_MIN_QUEUED: int(1, 100_000).default(10),
   SHARDFLEET_DISPATCH_QUEUED_PER_RUNNING: z.coerce.number().min(0).max(100).default(1),
+  // The self-healing sweep: how often it looks for shards whose message was lost.
+  SHARDFLEET_SWEEP_INTERVAL_S: z.coerce.number().min(0.05).max(3600).default(15),
   SHARDFLEET_EC2_LAUNCH_TEMPLATE: z.string().min(1).optional(),
   SHARDFLEET_EC2_SUBNETS: z.string().optional(),
   SHARDFLEET_EC2_INSTANCE_TYPES: z.string().default("c7g.large,c6g.large,m7g.large"),
@@ -268,6 +270,11 @@ export interface Config {
     readonly minQueued: number;
     /** Shards it may hold per shard running, when that is more. */
     readonly queuedPerRunning: number;
+  };
+  /** The self-healing sweep (src/scheduler/sweep/): re-drives shards whose message was lost. */
+  readonly sweep: {
+    /** Pause between sweep passes. */
+    readonly intervalSeconds: number;
   };
   readonly notify: NotifyConfig;
 }
@@ -593,6 +600,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       minQueued: e.SHARDFLEET_DISPATCH_MIN_QUEUED,
       queuedPerRunning: e.SHARDFLEET_DISPATCH_QUEUED_PER_RUNNING,
     },
+    sweep: { intervalSeconds: e.SHARDFLEET_SWEEP_INTERVAL_S },
     notify: notifyConfig(e),
   });
 }

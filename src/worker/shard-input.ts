@@ -2,15 +2,43 @@
  * The shard's input slice (`keys.shardInput`, one NDJSON input row per line, written by the
  * splitter), what an attempt reads before it runs a row (with its checkpoint,
  * ./checkpoint-record.ts). A slice that breaks the splitter's contract is an INTERNAL error
- * (an error attempt).
+ * (an error attempt). A slice that does not exist is `ShardInputMissingError`: while the
+ * operation is still queued or splitting that means "not yet" (the splitter writes it before it
+ * queues the shard's message, so only an early duplicate or re-driven message gets here), and
+ * the shard is released for later instead of counting an error attempt (`inputNotYet`).
  */
 import { createInterface } from "node:readline";
 import { NotFoundError, ShardfleetError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { type Cell, decodeCell, inputRowSchema } from "../shared/schemas/cells.ts";
+import type { LifecycleStatus } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
 import type { TaskRow } from "./tasks/task.ts";
+
+/** The shard's input slice does not exist (not yet written, or gone). */
+export class ShardInputMissingError extends NotFoundError {}
+
+/** Statuses in which the splitter may still write a missing slice. */
+const SPLIT_PENDING: ReadonlySet<LifecycleStatus> = new Set(["queued", "splitting"]);
+
+/** First pause before a not-yet shard is looked at again; grows with its deliveries. */
+const NOT_YET_FIRST_S = 5;
+const NOT_YET_MAX_S = 60;
+
+/**
+ * Whether a missing slice is "not yet" (the operation has not finished splitting: release the
+ * message for later, no error attempt) and after how long, or undefined when it is missing for
+ * good (the split is done: an error attempt, so the poison limit ends it). The pause grows with
+ * the deliveries (5, 10, 15 … 60 s) so a long split is waited out before SQS's redrive.
+ */
+export function inputNotYet(
+  status: LifecycleStatus | undefined,
+  receiveCount: number,
+): { afterSeconds: number } | undefined {
+  if (status === undefined || !SPLIT_PENDING.has(status)) return undefined;
+  return { afterSeconds: Math.min(NOT_YET_MAX_S, NOT_YET_FIRST_S * Math.max(1, receiveCount)) };
+}
 
 /**
  * The shard's input rows from `cursor` on, cells decoded and keyed by header, and the number
@@ -22,12 +50,14 @@ export async function readSlice(
   headers: string[],
   signal: AbortSignal,
   cursor: number,
-): Promise<{ rows: TaskRow[]; total: number }> {
+): Promise<{ rows: TaskRow[]; total: number; notes: Map<number, string> }> {
   const { operationId, shardId, start, end } = message;
   const key = keys.shardInput(operationId, shardId);
   const stream = await store.getStream(key, signal);
-  if (!stream) throw new NotFoundError(`shard input ${key} does not exist`);
+  if (!stream) throw new ShardInputMissingError(`shard input ${key} does not exist`);
   const rows: TaskRow[] = [];
+  // The splitter's notes (cells it could not keep): they open the row's error in the output.
+  const notes = new Map<number, string>();
   let total = 0;
   let line = 0;
   for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {
@@ -45,7 +75,7 @@ export async function readSlice(
         `shard input ${key} line ${line}: ${parsed.error.issues[0]?.message}`,
       );
     }
-    const { i, c } = parsed.data;
+    const { i, c, n } = parsed.data;
     if (i < start || i >= end) {
       throw new ShardfleetError(
         "INTERNAL",
@@ -54,6 +84,7 @@ export async function readSlice(
     }
     total++;
     if (i < cursor) continue;
+    if (n !== undefined) notes.set(i, n);
     const values: Record<string, Cell> = {};
     headers.forEach((header, at) => {
       const cell = c[at];
@@ -61,5 +92,5 @@ export async function readSlice(
     });
     rows.push({ index: i, values });
   }
-  return { rows, total };
+  return { rows, total, notes };
 }
