@@ -307,6 +307,7 @@ export async function startScheduler(deps: {
       {
         store,
         queue,
+        dispatch: scheduler,
         logger: log,
         clock: systemClock,
         fence: tenure,

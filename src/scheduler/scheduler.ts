@@ -221,8 +221,16 @@ export class Scheduler {
    * dead-lettered shard of a paused operation, a lost shard, a retry). First dispatches go
    * through the fair order at each pass instead.
    */
-  enqueueShards(messages: ShardMessage[], signal?: AbortSignal): Promise<void> {
+  enqueueShards(messages: readonly ShardMessage[], signal?: AbortSignal): Promise<void> {
     return this.#dispatcher.enqueueShards(messages, signal);
+  }
+
+  /**
+   * How many of an operation's shards were sent (`[0, n)`, its dispatch record's cursor), or
+   * undefined when it has none; the rest were never sent (the sweep leaves them alone).
+   */
+  dispatched(operationId: string, signal?: AbortSignal): Promise<number | undefined> {
+    return this.#dispatcher.dispatched(operationId, signal);
   }
 
   /**
@@ -501,13 +509,12 @@ export class Scheduler {
     await planRetry(
       {
         store: this.#store,
-        queue: this.#queue,
+        queue: this,
         lifecycle: this.#lifecycle,
         clock: this.#clock,
         logger: log,
       },
       manifest,
-      this.#options.workQueueUrl,
       signal,
     );
     // Its shards may all be committed already (or there are none): the next pass merges.

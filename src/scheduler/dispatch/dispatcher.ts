@@ -26,6 +26,7 @@ import type { ObjectStore } from "../../shared/object-store.ts";
 import { type Manifest, tenantOf } from "../../shared/schemas/operation.ts";
 import type { ShardMessage } from "../../shared/schemas/shard.ts";
 import { type ShardQueue, SQS_BATCH_MAX } from "../../shared/shard-queue.ts";
+import { enqueueShards } from "../shard-enqueue.ts";
 import type { DispatchRecords } from "./dispatch-record.ts";
 import { type BacklogBound, dispatchRoom, type FairCandidate, fairOrder } from "./fair-order.ts";
 
@@ -124,8 +125,17 @@ export class Dispatcher {
    * that were dispatched once and must run again (a dead-lettered shard of a paused operation,
    * a re-driven lost shard, a retry). Not held back by the fair order: they were admitted once.
    */
-  async enqueueShards(messages: ShardMessage[], signal?: AbortSignal): Promise<void> {
-    await this.#queue.sendShards(this.#workQueueUrl, messages, signal);
+  async enqueueShards(messages: readonly ShardMessage[], signal?: AbortSignal): Promise<void> {
+    await enqueueShards(this.#target, messages, signal);
+  }
+
+  /** How many of the operation's shards were sent (`[0, n)`); undefined without a record. */
+  dispatched(operationId: string, signal?: AbortSignal): Promise<number | undefined> {
+    return this.#records.dispatched(operationId, signal);
+  }
+
+  get #target() {
+    return { queue: this.#queue, workQueueUrl: this.#workQueueUrl };
   }
 
   /** Forgets an operation that ended (its split's hand-over, its cached record). */
@@ -190,7 +200,7 @@ export class Dispatcher {
     try {
       for (let i = 0; i < messages.length; i += SQS_BATCH_MAX) {
         const batch = messages.slice(i, i + SQS_BATCH_MAX);
-        await this.#queue.sendShards(this.#workQueueUrl, batch, signal);
+        await enqueueShards(this.#target, batch, signal);
         for (const m of batch) {
           const k = (sentUpTo.get(m.operationId) ?? byId.get(m.operationId)!.dispatched) + 1;
           sentUpTo.set(m.operationId, k);

@@ -116,7 +116,7 @@ describe("planRetry and the merge of retried rows (local S3)", () => {
 
     const sent: ShardMessage[] = [];
     const queue = {
-      sendShards: async (_url: string, messages: ShardMessage[]) => {
+      enqueueShards: async (messages: readonly ShardMessage[]) => {
         sent.push(...messages);
       },
     };
@@ -129,7 +129,7 @@ describe("planRetry and the merge of retried rows (local S3)", () => {
       },
     };
     await expect(
-      planRetry({ ...deps, lifecycle: dying }, await manifest(), "q", signal),
+      planRetry({ ...deps, lifecycle: dying }, await manifest(), signal),
     ).rejects.toThrow(/killed/);
     expect((await manifest()).retries?.[0]?.shards).toBeUndefined();
     const firstSend = [...sent];
@@ -139,7 +139,7 @@ describe("planRetry and the merge of retried rows (local S3)", () => {
     ]);
 
     // Its successor plans the same shards: the same messages again, and the plan recorded.
-    const planned = await planRetry({ ...deps, lifecycle }, await manifest(), "q", signal);
+    const planned = await planRetry({ ...deps, lifecycle }, await manifest(), signal);
     expect(sent.slice(firstSend.length)).toEqual(firstSend);
     expect(planned.map((s) => [s.id, s.rows])).toEqual([
       ["s000000-r1", 1],
@@ -153,7 +153,7 @@ describe("planRetry and the merge of retried rows (local S3)", () => {
 
     // Planned already: a third pass sends nothing and records nothing new.
     const before = sent.length;
-    await planRetry({ ...deps, lifecycle }, await manifest(), "q", signal);
+    await planRetry({ ...deps, lifecycle }, await manifest(), signal);
     expect(sent.length).toBe(before);
 
     // The retry's shards commit: row 7 fails again.
@@ -190,7 +190,7 @@ describe("planRetry and the merge of retried rows (local S3)", () => {
         ),
       },
     );
-    const second = await planRetry({ ...deps, lifecycle }, await manifest(), "q", signal);
+    const second = await planRetry({ ...deps, lifecycle }, await manifest(), signal);
     expect(second).toEqual([
       { id: retryShardIdFor("s000001", 2), base: "s000001", start: 4, end: 8, rows: 1 },
     ]);

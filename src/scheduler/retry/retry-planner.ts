@@ -18,14 +18,15 @@ import { keys, retryShardIdFor } from "../../shared/keys.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
 import { type Manifest, openRetry, type RetryShard } from "../../shared/schemas/operation.ts";
-import type { ShardQueue } from "../../shared/shard-queue.ts";
 import { loadShardRuns, readOutcomes } from "../merger.ts";
 import type { OperationLifecycle } from "../operation-lifecycle.ts";
+import type { ShardEnqueuer } from "../shard-enqueue.ts";
 import { rowsToRetry, withRetryPlanned } from "./retry-plan.ts";
 
 export interface RetryPlannerDeps {
   store: ObjectStore;
-  queue: Pick<ShardQueue, "sendShards">;
+  /** The scheduler's one enqueue path (../shard-enqueue.ts), through its dispatcher. */
+  queue: ShardEnqueuer;
   lifecycle: Pick<OperationLifecycle, "amend">;
   clock: Clock;
   logger: Logger;
@@ -38,7 +39,6 @@ export interface RetryPlannerDeps {
 export async function planRetry(
   deps: RetryPlannerDeps,
   manifest: Manifest,
-  workQueueUrl: string,
   signal: AbortSignal,
 ): Promise<RetryShard[]> {
   const retry = openRetry(manifest);
@@ -55,8 +55,7 @@ export async function planRetry(
     return { id, base: base.id, start: base.start, end: base.end, rows: written };
   });
   const retryShards = planned.filter((s): s is RetryShard => s !== undefined && s.rows > 0);
-  await deps.queue.sendShards(
-    workQueueUrl,
+  await deps.queue.enqueueShards(
     retryShards.map((s) => ({
       v: 1,
       operationId: op,

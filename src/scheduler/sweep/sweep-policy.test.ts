@@ -10,10 +10,16 @@ import {
 
 const T0 = 1_000_000;
 const SILENCE = 90_000;
-const op = (shards: ShardSigns[], createdAtMs = T0, splitDoneMs = T0 + 1_000) => ({
+const op = (
+  shards: ShardSigns[],
+  createdAtMs = T0,
+  splitDoneMs = T0 + 1_000,
+  dispatched = shards.length,
+) => ({
   createdAtMs,
   splitDoneMs,
   shards,
+  dispatched,
 });
 const busyQueue: QueueObservation = { createdAtMs: T0 - 60_000, emptySinceMs: undefined };
 
@@ -90,6 +96,56 @@ describe("sweep policy", () => {
         silenceMs: SILENCE,
       }),
     ).toEqual([]);
+  });
+
+  it("never re-drives a shard past the dispatch cursor: it was never sent, the dispatcher sends it", () => {
+    const recreatedAt = T0 + 600_000;
+    const shards: ShardSigns[] = [
+      { id: "s0", done: true, lastAttemptStartMs: T0 + 5_000 },
+      // Sent before the restart, never started: its message is gone.
+      { id: "s1", done: false },
+      // Past the cursor (2): never sent, silent on purpose.
+      { id: "s2", done: false },
+      { id: "s3", done: false },
+    ];
+    const recreated = { createdAtMs: recreatedAt, emptySinceMs: undefined };
+    const now = recreatedAt + 5_000;
+    expect(
+      shardsToRedrive(recreated, op(shards, T0, T0 + 1_000, 2), { now, silenceMs: SILENCE }),
+    ).toEqual([{ shardId: "s1", reason: "queue-recreated" }]);
+    // The queues empty for long (the backlog bound keeps them short): the same holds.
+    const empty = { createdAtMs: T0 - 1, emptySinceMs: T0 + 100_000 };
+    expect(
+      shardsToRedrive(empty, op(shards, T0, T0 + 1_000, 2), {
+        now: T0 + 100_000 + SILENCE,
+        silenceMs: SILENCE,
+      }),
+    ).toEqual([{ shardId: "s1", reason: "queue-empty" }]);
+    // Nothing dispatched yet: nothing to re-drive at all.
+    expect(
+      shardsToRedrive(recreated, op(shards, T0, T0 + 1_000, 0), { now, silenceMs: SILENCE }),
+    ).toEqual([]);
+  });
+
+  it("property: only shards below the dispatch cursor are ever re-driven", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.boolean(), { maxLength: 20 }),
+        fc.integer({ min: 0, max: 25 }),
+        fc.integer({ min: 0, max: 2e6 }),
+        fc.option(fc.integer({ min: 0, max: 2e6 }), { nil: undefined }),
+        (done, dispatched, queueCreatedAtMs, emptySinceMs) => {
+          const shards = done.map((d, i) => ({ id: `s${i}`, done: d }));
+          const decisions = shardsToRedrive(
+            { createdAtMs: queueCreatedAtMs, emptySinceMs },
+            op(shards, 0, 0, dispatched),
+            { now: 4e6, silenceMs: SILENCE },
+          );
+          const sent = new Set(shards.slice(0, dispatched).map((s) => s.id));
+          return decisions.every((d) => sent.has(d.shardId));
+        },
+      ),
+    );
   });
 
   it("keeps the start of an empty stretch and forgets it at the first message", () => {

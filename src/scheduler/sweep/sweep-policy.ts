@@ -16,6 +16,11 @@
  *   shard with no commit and no sign of life (attempt started, refreshed or ended; re-drive)
  *   since the queues were first seen empty has no message anywhere.
  *
+ * Only shards below the operation's dispatch cursor are considered (../dispatch/: shards
+ * `[0, dispatched)` were sent, in shard order): the rest were never sent, so their silence is
+ * expected, and the dispatcher sends them from the cursor on, also after a queue was recreated.
+ * Re-driving them would double them.
+ *
  * A re-drive is safe against the shard still running somewhere after all: the first commit wins
  * and a late copy finds the shard committed and stops.
  */
@@ -52,7 +57,10 @@ export interface SweptOperation {
   createdAtMs: number;
   /** When its split finished (ms), if known. */
   splitDoneMs?: number;
+  /** Its shards, in shard order. */
   shards: readonly ShardSigns[];
+  /** Shards `[0, dispatched)` were sent to the work queue (the dispatch cursor); never the rest. */
+  dispatched: number;
 }
 
 export interface SweepPolicyOptions {
@@ -85,7 +93,9 @@ export function worthLooking(
   op: Pick<SweptOperation, "createdAtMs">,
   options: SweepPolicyOptions,
 ): boolean {
-  return queueNewerThan(queue, { ...op, shards: [] }) || emptyLongEnough(queue, options);
+  return (
+    queueNewerThan(queue, { ...op, shards: [], dispatched: 0 }) || emptyLongEnough(queue, options)
+  );
 }
 
 /** The shards of `op` whose message is lost, each with the reason, in shard order. */
@@ -97,7 +107,8 @@ export function shardsToRedrive(
   const recreated = queueNewerThan(queue, op);
   const empty = emptyLongEnough(queue, options);
   const out: RedriveDecision[] = [];
-  for (const shard of op.shards) {
+  // Past the cursor a shard was never sent: the dispatcher's, whatever its silence.
+  for (const shard of op.shards.slice(0, Math.max(0, op.dispatched))) {
     if (shard.done) continue;
     if (
       recreated &&

@@ -19,6 +19,7 @@ import { fleetRecordSchema } from "../../shared/schemas/fleet.ts";
 import { redriveSchema, shardMessageSchema } from "../../shared/schemas/shard.ts";
 import { Worker } from "../../worker/worker.ts";
 import { buildApp } from "../api/app.ts";
+import type { BacklogBound } from "../dispatch/fair-order.ts";
 import { FleetRecords } from "../fleet/fleet-manager/fleet-records.ts";
 import { loadManifest, OperationService } from "../operations.ts";
 import { Scheduler } from "../scheduler.ts";
@@ -42,7 +43,7 @@ const CSV = `name\n${Array.from({ length: ROWS }, (_, i) => `row${i}`).join("\n"
 
 let scopes = 0;
 /** A fresh bucket and queues, the scheduler and the sweep; workers started by the test. */
-async function scope() {
+async function scope(backlog?: BacklogBound) {
   const name = `sweep-${++scopes}`;
   const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
   const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
@@ -51,7 +52,7 @@ async function scope() {
   const app = buildApp({ operations, logger, maxUploadBytes: 1 << 20 });
   const scheduler = new Scheduler(
     { store, queue: env.queue, logger, clock: systemClock },
-    { workQueueUrl: resources.queues.work, intervalMs: 50 },
+    { workQueueUrl: resources.queues.work, intervalMs: 50, ...(backlog ? { backlog } : {}) },
   );
   const events = new FleetRecords({
     store,
@@ -62,7 +63,7 @@ async function scope() {
     isWatched: () => false,
   });
   const sweep = new Sweep(
-    { store, queue: env.queue, logger, clock: systemClock, events },
+    { store, queue: env.queue, dispatch: scheduler, logger, clock: systemClock, events },
     {
       workQueueUrl: resources.queues.work,
       stragglerQueueUrl: resources.queues.straggler,
@@ -145,6 +146,20 @@ async function scope() {
   };
 }
 
+/** Deletes the work queue and creates it again under the same name: every message in it lost. */
+async function recreateWorkQueue(url: string): Promise<void> {
+  await env.clients.sqs.send(new PurgeQueueCommand({ QueueUrl: url }));
+  await env.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: url }));
+  // Created in a later second than the operation (SQS's creation time has 1 s resolution).
+  await new Promise((r) => setTimeout(r, 1_100));
+  await env.clients.sqs.send(
+    new CreateQueueCommand({
+      QueueName: url.split("/").pop()!,
+      Attributes: { VisibilityTimeout: "30" },
+    }),
+  );
+}
+
 const EVERY_ROW = Array.from({ length: ROWS }, (_, i) => `row${i}`);
 
 describe("the self-healing sweep", () => {
@@ -154,6 +169,10 @@ describe("the self-healing sweep", () => {
     s.scheduler.start();
     const manifest = await s.until(id, "running");
     expect(manifest.shards).toHaveLength(8);
+    // The dispatcher sends them at its passes (all eight fit the default backlog).
+    await waitFor("every shard dispatched", async () =>
+      (await s.scheduler.dispatched(id)) === 8 ? true : undefined,
+    );
 
     // One shard's message vanishes (a path that deletes it, an operator's mistake).
     const [victim] = await env.queue.receive(s.resources.queues.work, {
@@ -205,17 +224,7 @@ describe("the self-healing sweep", () => {
     );
     await running.pop()!(); // the worker stops (its in-flight shards released)
     open();
-    const url = s.resources.queues.work;
-    await env.clients.sqs.send(new PurgeQueueCommand({ QueueUrl: url }));
-    await env.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: url }));
-    // Created in a later second than the operation (SQS's creation time has 1 s resolution).
-    await new Promise((r) => setTimeout(r, 1_100));
-    await env.clients.sqs.send(
-      new CreateQueueCommand({
-        QueueName: url.split("/").pop()!,
-        Attributes: { VisibilityTimeout: "30" },
-      }),
-    );
+    await recreateWorkQueue(s.resources.queues.work);
 
     s.sweep.start();
     const second = s.startWorker();
@@ -235,5 +244,38 @@ describe("the self-healing sweep", () => {
     expect(await s.outputNames(id)).toEqual(EVERY_ROW);
     // Nothing committed was run again.
     expect(second.ran.every((i) => i >= 10)).toBe(true);
+  }, 120_000);
+
+  it("never re-drives shards past the dispatch cursor: after a queue was recreated it re-drives the sent ones, the dispatcher sends the rest", async () => {
+    // A backlog of two with nothing running: the dispatcher sends shards 0 and 1 only.
+    const s = await scope({ minQueued: 2, queuedPerRunning: 0 });
+    const id = await s.submit();
+    s.scheduler.start();
+    const manifest = await s.until(id, "running");
+    const shards = manifest.shards!;
+    expect(shards).toHaveLength(8);
+    await waitFor("two shards dispatched", async () =>
+      (await s.scheduler.dispatched(id)) === 2 ? true : undefined,
+    );
+    // The stack "restarts" before any worker took them: both messages lost.
+    await recreateWorkQueue(s.resources.queues.work);
+
+    const made = await s.sweep.pass();
+    // Only the two sent shards are the sweep's; the six never sent are left to the dispatcher.
+    expect(made).toEqual([
+      { shardId: shards[0]!.id, reason: "queue-recreated" },
+      { shardId: shards[1]!.id, reason: "queue-recreated" },
+    ]);
+    expect(await s.scheduler.dispatched(id)).toBe(2);
+
+    const runner = s.startWorker();
+    await s.until(id, "succeeded");
+    for (const [i, sh] of shards.entries()) {
+      expect((await s.redrives(id, sh.id)).length).toBe(i < 2 ? 1 : 0);
+    }
+    expect(await s.scheduler.dispatched(id)).toBe(8);
+    // Every row ran exactly once (nothing doubled by the sweep and the dispatcher both sending).
+    expect([...runner.ran].sort((a, b) => a - b)).toEqual(EVERY_ROW.map((_, i) => i));
+    expect(await s.outputNames(id)).toEqual(EVERY_ROW);
   }, 120_000);
 });

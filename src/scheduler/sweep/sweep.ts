@@ -7,6 +7,10 @@
  * queues have been empty for longer than the silence window while shards are undone and silent.
  * So an operation never stays `running` with nothing running and nothing queued.
  *
+ * Only shards the dispatcher has sent (below its cursor, ../dispatch/) are the sweep's: the
+ * others are still to be sent, by the dispatcher, from the cursor on. Re-drives go through the
+ * scheduler's one enqueue path (../shard-enqueue.ts via `Scheduler.enqueueShards`).
+ *
  * Each pass asks SQS for the queues' counts and creation time (GetQueueAttributes), lists the
  * operations and reads the manifests of the live ones; only when a rule may apply does it read
  * an operation's shard records. A pass costs a few requests on a healthy system.
@@ -23,7 +27,7 @@ import type { ShardMessage } from "../../shared/schemas/shard.ts";
 import type { ShardQueue } from "../../shared/shard-queue.ts";
 import { isTransientError } from "../../shared/transient.ts";
 import { listOperationIds, loadManifest } from "../operations.ts";
-import { enqueueShards } from "../shard-enqueue.ts";
+import type { ShardEnqueuer } from "../shard-enqueue.ts";
 import { ShardSignsReader } from "./shard-signs.ts";
 import {
   nextEmptySince,
@@ -49,9 +53,17 @@ export interface FleetEventSink {
   flush(signal?: AbortSignal): Promise<void>;
 }
 
+/** The dispatcher's side the sweep needs (the scheduler): its cursor and its enqueue path. */
+export interface SweepDispatch extends ShardEnqueuer {
+  /** Shards `[0, n)` of the operation were sent; undefined when it has no dispatch record. */
+  dispatched(operationId: string, signal?: AbortSignal): Promise<number | undefined>;
+}
+
 export interface SweepDeps {
   store: ObjectStore;
-  queue: ShardQueue;
+  /** Only asked for the queues' counts and creation time: re-drives go through `dispatch`. */
+  queue: Pick<ShardQueue, "stats">;
+  dispatch: SweepDispatch;
   logger: Logger;
   clock: Clock;
   events: FleetEventSink;
@@ -178,8 +190,11 @@ export class Sweep {
     };
     const policy = { now: this.#deps.clock.now(), silenceMs: this.#options.silenceMs };
     if (!worthLooking(queue, op, policy)) return [];
+    // No record: split before dispatch records, when its split queued every shard itself.
+    const dispatched = (await this.#deps.dispatch.dispatched(id, signal)) ?? manifest.shards.length;
+    if (dispatched <= 0) return [];
     const shards = await this.#signs.read(manifest, signal);
-    const decisions = shardsToRedrive(queue, { ...op, shards }, policy);
+    const decisions = shardsToRedrive(queue, { ...op, shards, dispatched }, policy);
     if (decisions.length > 0) await this.#redrive(manifest, decisions, signal);
     return decisions;
   }
@@ -206,11 +221,7 @@ export class Sweep {
         : [];
     });
     // Sent first: a re-drive sent twice (the record failed) is harmless, first commit wins.
-    await enqueueShards(
-      { queue: this.#deps.queue, workQueueUrl: this.#options.workQueueUrl },
-      messages,
-      signal,
-    );
+    await this.#deps.dispatch.enqueueShards(messages, signal);
     for (const d of decisions) {
       await this.#signs
         .recordRedrive(manifest, d.shardId, d.reason, signal)
