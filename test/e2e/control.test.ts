@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { waitFor } from "../support/wait.ts";
 import { fleetEnded } from "./fleet-ended.ts";
 import { writeNumbersCsv, writePlugin } from "./plugins.ts";
@@ -41,6 +42,8 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
   let dir: string;
   let stack: LocalStack;
   let client: ApiClient;
+  /** Between the components and the local server: lets a test hold the merge's upload open. */
+  let proxy: FaultProxy | undefined;
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "shardfleet-control-"));
@@ -50,6 +53,10 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
       maxInstances: 3,
       visibilityTimeoutSeconds: 6,
       logDir: path.join(dir, "logs"),
+      interpose: async (endpoint) => {
+        proxy = await startFaultProxy(endpoint);
+        return proxy.endpoint;
+      },
       settings: {
         SHARDFLEET_POLL_WAIT_S: "1",
         SHARDFLEET_PLUGIN_DIR: pluginDir,
@@ -62,6 +69,7 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
 
   afterAll(async () => {
     await stack?.close();
+    await proxy?.close();
     await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
@@ -179,13 +187,27 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
 
   it("cancels during the merge: it ends cancelled with every row's result", async () => {
     const rows = 30_000;
-    const { id } = await submit("cancel-merge", { rows, shardSize: 3_000, rowMs: 0 });
-    await reaches(id, "merging");
-    expect((await client.control(id, "cancel")).status).toBe("cancelling");
-    const view = await waitForOperation(client, id, { progress: false, intervalMs: 250 });
-    expect(view.status).toBe("cancelled");
-    // Every shard had committed before the merge: the partial output is complete.
-    expect(await partialOutput(id, rows)).toBe(rows);
+    // A stitched merge of 30,000 rows takes well under a second: its upload is held open so the
+    // cancel lands during the merge, whatever the machine's load.
+    const isResult = (r: { url: string }) => r.url.includes("/output/result.xlsx");
+    const release = proxy!.hold(isResult);
+    try {
+      const { id } = await submit("cancel-merge", { rows, shardSize: 3_000, rowMs: 0 });
+      await reaches(id, "merging");
+      await waitFor(
+        "the merge's first upload request",
+        async () => (proxy!.seen.some(isResult) ? true : undefined),
+        120_000,
+      );
+      expect((await client.control(id, "cancel")).status).toBe("cancelling");
+      release();
+      const view = await waitForOperation(client, id, { progress: false, intervalMs: 250 });
+      expect(view.status).toBe("cancelled");
+      // Every shard had committed before the merge: the partial output is complete.
+      expect(await partialOutput(id, rows)).toBe(rows);
+    } finally {
+      release();
+    }
   }, 240_000);
 
   it("pauses (a worker SIGKILLed meanwhile), scales in, resumes: every row exactly once", async () => {
