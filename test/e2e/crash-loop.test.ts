@@ -51,6 +51,10 @@ describe("a crash-looping shard in fleet mode (local stack)", () => {
         SHARDFLEET_FLEET_INTERVAL_S: "0.5",
         // No scale-in while the loop runs: every instance seen was launched for a need.
         SHARDFLEET_IDLE_TIMEOUT_S: "600",
+        // One shard per worker: a crash kills every shard in flight in that process, and under
+        // load a neighbour received with the crashing shard often enough reaches the dead-letter
+        // queue too (a known weakness, in the README's "not done"); this test is about instances.
+        SHARDFLEET_SHARDS_IN_FLIGHT: "1",
       },
     });
     const input = path.join(dir, "numbers.csv");
