@@ -32,12 +32,12 @@ import {
   type Cell,
   decodeCell,
   type InputRow,
-  inputRowSchema,
   type ResultRow,
   resultRowSchema,
 } from "../shared/schemas/cells.ts";
 import type { Manifest } from "../shared/schemas/operation.ts";
 import { checkpointSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { readInputRows, SliceContexts } from "../shared/slices.ts";
 import { XLSX_CONTENT_TYPE } from "./workbook/read-rows.ts";
 
 export const RESULT_SHEET = "results";
@@ -108,7 +108,7 @@ export function mergeRow(
     cells.push(encoded === undefined ? null : decodeCell(encoded));
   }
   const outcome = failed ?? (result ? (result.e ?? null) : noResult);
-  // The input's own note (see inputRowSchema) comes first: it explains any result that follows.
+  // The input's own note (see InputRow) comes first: it explains any result that follows.
   const error =
     input.n === undefined ? outcome : outcome === null ? input.n : `${input.n}; ${outcome}`;
   return { cells, error };
@@ -235,9 +235,11 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
   const totals = { rows: 0, errorRows: 0, truncated: 0 };
   try {
     const sheet = openResultSheet(output.body, names, output.stop.signal);
+    // The input rows come from the slices (sheet XML or NDJSON, src/shared/slices.ts).
+    const slices = new SliceContexts({ store: deps.store }, { maxCached: 1 });
     for (const [k, shard] of shards.entries()) {
       const written = await writeShard(
-        { store: deps.store, sheet, log },
+        { store: deps.store, sheet, log, slices },
         {
           op,
           shard,
@@ -408,7 +410,7 @@ async function readResults(
 
 /** Writes one shard's input rows joined to its results; returns what it wrote. */
 async function writeShard(
-  deps: { store: ObjectStore; sheet: ResultSheet; log: Logger },
+  deps: { store: ObjectStore; sheet: ResultSheet; log: Logger; slices: SliceContexts },
   shardOf: {
     op: string;
     shard: ShardRange;
@@ -424,8 +426,8 @@ async function writeShard(
   const { op, shard, done, columns, names, width, noResult } = shardOf;
   const { results, duplicates } = await readResults(deps.store, done, signal);
   const written = { rows: 0, errorRows: 0, truncated: 0 };
-  const inputKey = keys.shardInput(op, shard.id);
-  for await (const input of ndjson(deps.store, inputKey, inputRowSchema, signal)) {
+  const slice = { operationId: op, shardId: shard.id, start: shard.start, end: shard.end };
+  for await (const input of readInputRows(deps.store, deps.slices, slice, width, signal)) {
     const merged = fitToExcel(
       mergeRow(input, results.get(input.i), columns, width, done.failed, noResult),
       names,

@@ -10,7 +10,8 @@ import { silentLogger } from "../shared/logger.ts";
 import { decodeCell, type InputRow, inputRowSchema } from "../shared/schemas/cells.ts";
 import type { Manifest } from "../shared/schemas/operation.ts";
 import { type ShardMessage, shardMessageSchema } from "../shared/schemas/shard.ts";
-import { planShards, splitOperation } from "./splitter.ts";
+import { readInputRows, SliceContexts } from "../shared/slices.ts";
+import { planShards, type SplitResult, splitOperation } from "./splitter.ts";
 import { DEFAULT_WORKBOOK_LIMITS } from "./workbook/limits.ts";
 
 describe("planShards", () => {
@@ -62,7 +63,21 @@ describe("splitOperation (local S3 + SQS)", () => {
     await aws.store.upload(manifest.input.key, Readable.from([Buffer.from(body)]));
   }
 
-  async function readSlice(op: string, shard: string): Promise<InputRow[]> {
+  /**
+   * A shard's input rows as workers and the merger read them: sheet XML slices for xlsx (which
+   * need the split's shard ranges and header width), NDJSON for csv.
+   */
+  async function readSlice(op: string, shard: string, split?: SplitResult): Promise<InputRow[]> {
+    const range = split?.shards.find((s) => s.id === shard);
+    if (split && range) {
+      const contexts = new SliceContexts({ store: aws.store });
+      const slice = { operationId: op, shardId: shard, start: range.start, end: range.end };
+      const out: InputRow[] = [];
+      for await (const row of readInputRows(aws.store, contexts, slice, split.headers.length)) {
+        out.push(row);
+      }
+      return out;
+    }
     const text = await aws.store.getText(keys.shardInput(op, shard));
     if (text === undefined) throw new Error(`no slice ${shard}`);
     return text
@@ -113,7 +128,7 @@ describe("splitOperation (local S3 + SQS)", () => {
 
     const seen: number[] = [];
     for (const shard of result.shards) {
-      const rows = await readSlice(manifest.id, shard.id);
+      const rows = await readSlice(manifest.id, shard.id, result);
       expect(rows.map((r) => r.i)).toEqual(
         Array.from({ length: shard.end - shard.start }, (_, k) => shard.start + k),
       );
@@ -121,7 +136,7 @@ describe("splitOperation (local S3 + SQS)", () => {
     }
     expect(seen).toEqual(Array.from({ length: 1234 }, (_, k) => k));
 
-    const [last] = (await readSlice(manifest.id, "s000002")).slice(-1);
+    const [last] = (await readSlice(manifest.id, "s000002", result)).slice(-1);
     expect(last?.c.map(decodeCell)).toEqual([1233, "customer 1233", when, false]);
 
     const messages = await drainQueue(queueUrl, 3);
@@ -191,7 +206,7 @@ describe("splitOperation (local S3 + SQS)", () => {
       { manifest, workQueueUrl: aws.resources.queues.straggler },
     );
     expect(result.rows).toBe(3);
-    const rows = await readSlice(manifest.id, "s000000");
+    const rows = await readSlice(manifest.id, "s000000", result);
     expect(rows[0]).toEqual({ i: 0, c: [1, 2] });
     expect(rows[1]).toEqual({
       i: 1,

@@ -1,20 +1,19 @@
 /**
- * The shard's input slice (`keys.shardInput`, one NDJSON input row per line, written by the
- * splitter), what an attempt reads before it runs a row (with its checkpoint,
- * ./checkpoint-record.ts). A slice that breaks the splitter's contract is an INTERNAL error
- * (an error attempt).
+ * The shard's input rows (its slice, read through src/shared/slices.ts: sheet XML for an xlsx
+ * operation, NDJSON otherwise), what an attempt reads before it runs a row (with its
+ * checkpoint, ./checkpoint-record.ts). A slice that breaks the splitter's contract is an
+ * INTERNAL error (an error attempt).
  */
-import { createInterface } from "node:readline";
-import { NotFoundError, ShardfleetError } from "../shared/errors.ts";
-import { keys } from "../shared/keys.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
-import { type Cell, decodeCell, inputRowSchema } from "../shared/schemas/cells.ts";
+import { type Cell, decodeCell } from "../shared/schemas/cells.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
+import { readInputRows, SliceContexts } from "../shared/slices.ts";
 import type { TaskRow } from "./tasks/task.ts";
 
 /**
  * The shard's input rows from `cursor` on, cells decoded and keyed by header, and the number
  * of rows in the whole slice. Rows before the cursor are only counted, never decoded or run.
+ * `contexts` holds the operations' slice contexts (shared strings) across shards.
  */
 export async function readSlice(
   store: ObjectStore,
@@ -22,36 +21,11 @@ export async function readSlice(
   headers: string[],
   signal: AbortSignal,
   cursor: number,
+  contexts: SliceContexts = new SliceContexts({ store }),
 ): Promise<{ rows: TaskRow[]; total: number }> {
-  const { operationId, shardId, start, end } = message;
-  const key = keys.shardInput(operationId, shardId);
-  const stream = await store.getStream(key, signal);
-  if (!stream) throw new NotFoundError(`shard input ${key} does not exist`);
   const rows: TaskRow[] = [];
   let total = 0;
-  let line = 0;
-  for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {
-    line++;
-    if (text.trim() === "") continue;
-    let parsed: ReturnType<typeof inputRowSchema.safeParse>;
-    try {
-      parsed = inputRowSchema.safeParse(JSON.parse(text));
-    } catch {
-      throw new ShardfleetError("INTERNAL", `shard input ${key} line ${line} is not JSON`);
-    }
-    if (!parsed.success) {
-      throw new ShardfleetError(
-        "INTERNAL",
-        `shard input ${key} line ${line}: ${parsed.error.issues[0]?.message}`,
-      );
-    }
-    const { i, c } = parsed.data;
-    if (i < start || i >= end) {
-      throw new ShardfleetError(
-        "INTERNAL",
-        `shard input ${key} line ${line}: row ${i} is outside the shard [${start}, ${end})`,
-      );
-    }
+  for await (const { i, c } of readInputRows(store, contexts, message, headers.length, signal)) {
     total++;
     if (i < cursor) continue;
     const values: Record<string, Cell> = {};
