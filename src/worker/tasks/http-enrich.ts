@@ -402,7 +402,34 @@ export class HttpEnrichRunner implements TaskRunner {
     body: string | undefined,
     shardSignal: AbortSignal,
   ): Promise<AttemptOutcome> {
-    const timeout = AbortSignal.timeout(this.#options.timeoutMs);
+    // One controller and one timer per request: AbortSignal.timeout + AbortSignal.any cost
+    // about a sixth of the runner's CPU per row (signal bookkeeping, timers tracked for GC).
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new DOMException("request timed out", "TimeoutError")),
+      this.#options.timeoutMs,
+    );
+    const onShardAbort = () => timeout.abort(shardSignal.reason);
+    if (shardSignal.aborted) onShardAbort();
+    else shardSignal.addEventListener("abort", onShardAbort, { once: true });
+    try {
+      return await this.#exchange(index, url, body, shardSignal, timeout.signal);
+    } finally {
+      clearTimeout(timer);
+      shardSignal.removeEventListener("abort", onShardAbort);
+    }
+  }
+
+  /** One request and its answer; `signal` ends it on the shard's abort or the timeout. */
+  async #exchange(
+    index: number,
+    url: URL,
+    body: string | undefined,
+    shardSignal: AbortSignal,
+    signal: AbortSignal,
+  ): Promise<AttemptOutcome> {
+    /** Whether the request's own timeout (not the shard) stopped it. */
+    const timedOut = () => signal.aborted && !shardSignal.aborted;
     let res: Awaited<ReturnType<Pool["request"]>>;
     try {
       res = await this.#pool(url.origin).request({
@@ -410,14 +437,14 @@ export class HttpEnrichRunner implements TaskRunner {
         method: this.#options.method,
         headers: this.#headersFor(index),
         body: body ?? null,
-        signal: AbortSignal.any([shardSignal, timeout]),
+        signal,
       });
     } catch (err) {
       shardSignal.throwIfAborted();
       // The policy will refuse the same address again: say why, at once.
       if (err instanceof EgressRefusedError)
         return { ok: false, retry: false, problem: err.message };
-      return { ok: false, retry: true, problem: this.#networkProblem(err, timeout) };
+      return { ok: false, retry: true, problem: this.#networkProblem(err, timedOut()) };
     }
 
     const { statusCode } = res;
@@ -484,7 +511,7 @@ export class HttpEnrichRunner implements TaskRunner {
       // The body broke off mid-way: as retryable as a failed connection.
       await res.body.dump().catch(() => {});
       shardSignal.throwIfAborted();
-      return { ok: false, retry: true, problem: this.#networkProblem(err, timeout) };
+      return { ok: false, retry: true, problem: this.#networkProblem(err, timedOut()) };
     }
   }
 
@@ -496,8 +523,8 @@ export class HttpEnrichRunner implements TaskRunner {
     return { ...this.#options.headers, [this.#idempotencyHeader]: `${this.#operationId}:${index}` };
   }
 
-  #networkProblem(err: unknown, timeout: AbortSignal): string {
-    if (timeout.aborted) return `timeout after ${this.#options.timeoutMs} ms`;
+  #networkProblem(err: unknown, timedOut: boolean): string {
+    if (timedOut) return `timeout after ${this.#options.timeoutMs} ms`;
     const code = (err as { code?: unknown }).code;
     const text = describeError(err);
     return oneLine(
