@@ -63,7 +63,7 @@ const rowKinds = (p: string) =>
   [
     (r: number) => `<${p}row r="${r}"><${p}c r="A${r}"><${p}v>${r}</${p}v></${p}c></${p}row>`,
     // No r on the row (or its cells): numbered by position, even after skipped rows.
-    (r: number) =>
+    (_r: number) =>
       `<${p}row><${p}c t="s"><${p}v>1</${p}v></${p}c><${p}c><${p}v>2.5</${p}v></${p}c></${p}row>`,
     // Styled empty cells and a self-closing row: no data.
     (r: number) =>
