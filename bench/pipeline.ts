@@ -21,6 +21,7 @@ import { ApiClient } from "../src/cli/api-client.ts";
 import { writeCustomersWorkbook } from "../src/demo/customers.ts";
 import { startLocalStack } from "../src/local/stack.ts";
 import { measureFetch } from "./fetch/measure.ts";
+import { measureSplit, type SplitFigures } from "./split/measure.ts";
 
 const { values } = parseArgs({
   options: {
@@ -204,7 +205,11 @@ try {
     latencyMs: 50,
   });
   const runs: PipelineFigures[] = [];
-  for (const rows of sizes) runs.push(await runPipeline(dir, rows, shardSizeFor(rows)));
+  const alone: SplitFigures[] = [];
+  for (const rows of sizes) {
+    alone.push(await measureSplit(rows, shardSizeFor(rows)));
+    runs.push(await runPipeline(dir, rows, shardSizeFor(rows)));
+  }
   const loadAfter = load();
 
   const col = (s: string) => s.padStart(16);
@@ -259,6 +264,14 @@ try {
     row(
       "scheduler CPU-s per 1M rows, merge",
       runs.map((r) => fmt(perMillion(r.mergeCpuMs, r.rows), 2)),
+    ),
+    row(
+      "  split alone, own process (bench/split)",
+      alone.map((a) => fmt((a.cpuMs / 1000) * (1e6 / a.rows), 2)),
+    ),
+    row(
+      "  split alone: wall, peak RSS",
+      alone.map((a) => `${fmt(a.wallMs / 1000, 1)} s ${fmt(a.peakRssMb)} MB`),
     ),
     row(
       "  split + merge (goal ≤ 5)",
