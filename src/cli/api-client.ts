@@ -18,6 +18,7 @@ import {
   type OperationView,
   operationListSchema,
   operationViewSchema,
+  type RetryRequest,
 } from "../shared/contracts/operations.ts";
 import { type CostReport, costReportSchema } from "../shared/schemas/cost.ts";
 import { CliError, EXIT } from "./cli-error.ts";
@@ -179,6 +180,15 @@ export class ApiClient {
    * `POST /operations/:id/cancel|pause|resume`: the view after the change (also when the
    * operation was in that state already); a state that does not allow it is a 409, said once.
    */
+  /**
+   * `POST /operations/:id/retry`: runs the failed rows of a finished operation again, with the
+   * task options in `request.options` changed; answers its view (202).
+   */
+  retry(id: string, request: RetryRequest = {}): Promise<OperationView> {
+    const urlPath = `/operations/${encodeURIComponent(id)}/retry`;
+    return this.#json(operationViewSchema, "POST", urlPath, new JsonBody(request));
+  }
+
   control(id: string, action: "cancel" | "pause" | "resume"): Promise<OperationView> {
     return this.#json(
       operationViewSchema,

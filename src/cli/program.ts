@@ -17,7 +17,7 @@ import {
   addSubmitCommand,
   addWhoamiCommand,
 } from "./commands/operations.ts";
-import { addRmCommand } from "./commands/redrive.ts";
+import { addRetryCommand, addRmCommand } from "./commands/redrive.ts";
 import { addSimulateCommand } from "./commands/simulate.ts";
 import { addTokenCommand } from "./commands/token-command.ts";
 
@@ -55,6 +55,7 @@ export function buildProgram(extra: readonly AddCommand[] = []): Command {
     addControlCommands,
     addTokenCommand,
     addRmCommand,
+    addRetryCommand,
     ...extra,
     addSimulateCommand,
   ]) {

@@ -19,13 +19,17 @@
  *
  * Limits the rest of the system designs around: a single PutObject or UploadPart body is at most
  * 11 MiB (fauxqs's fastify `bodyLimit`), so large objects go through multipart
- * (`@aws-sdk/lib-storage` `Upload`); everything lives in memory and vanishes on `close()`;
- * signatures are not checked.
+ * (`@aws-sdk/lib-storage` `Upload`); signatures are not checked. Everything lives in memory and
+ * vanishes on `close()`, unless `dataDir` is set: then objects and buckets are also kept in
+ * files there (./disk-s3-store.ts) and loaded again at the next start; queues and messages are
+ * not kept.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { buildApp } from "fauxqs";
 import { ConfigError } from "../shared/errors.ts";
 import { escapeXml, unescapeXml } from "../shared/xml.ts";
+import { type DiskLoadReport, openDiskS3Store } from "./disk-s3-store.ts";
+import { type FauxqsS3Store, fauxqsStoreClasses } from "./fauxqs-internals.ts";
 
 export interface LocalAwsServerOptions {
   /** TCP port; 0 picks a free one. @default 0 */
@@ -39,6 +43,12 @@ export interface LocalAwsServerOptions {
   logger?: boolean;
   /** Region reported to clients and used when a request's signature names none. @default "us-east-1" */
   region?: string;
+  /**
+   * Keep buckets and objects in this folder (created if missing) and load them at start; one
+   * server per folder at a time. Queues and messages are not kept.
+   * @default none (everything in memory)
+   */
+  dataDir?: string;
 }
 
 export interface LocalAwsServer {
@@ -46,11 +56,14 @@ export interface LocalAwsServer {
   readonly endpoint: string;
   readonly port: number;
   readonly region: string;
+  /** With `dataDir`: what was loaded from it at start. */
+  readonly loaded: DiskLoadReport | undefined;
   /** Creates a bucket (idempotent) without needing a client; handy in test setup. */
   createBucket(name: string): Promise<void>;
   /**
-   * Stops listening, closes open connections and ends pending long polls; all queues, messages
-   * and objects are dropped.
+   * Stops listening, closes open connections and ends pending long polls; all queues and
+   * messages are dropped, and so are objects unless they are kept in `dataDir` (whose lock is
+   * released).
    */
   close(): Promise<void>;
 }
@@ -67,10 +80,18 @@ const MAX_KEYS_PER_PAGE = 1000;
  * `inject()` requests. `startLocalAwsServer` is the way to run it.
  */
 export function buildLocalAwsApp(
-  options: Pick<LocalAwsServerOptions, "logger" | "region"> = {},
+  options: Pick<LocalAwsServerOptions, "logger" | "region"> & {
+    /** fauxqs's stores to serve from (a disk-backed S3 store). @default fauxqs's own, in memory */
+    stores?: { s3Store: FauxqsS3Store; sqsStore: object; snsStore: object };
+  } = {},
 ): FastifyInstance {
   const region = options.region ?? DEFAULT_REGION;
-  const app = buildApp({ logger: options.logger ?? false, defaultRegion: region });
+  const app = buildApp({
+    logger: options.logger ?? false,
+    defaultRegion: region,
+    // fauxqs types its stores as its own (unexported) classes; these are instances of them.
+    ...(options.stores ? { stores: options.stores as never } : {}),
+  });
   addConditionalWrites(app);
   addBinaryOrderListing(app);
   addLoopbackQueueUrls(app, region);
@@ -87,11 +108,23 @@ export async function startLocalAwsServer(
     throw new ConfigError(`local AWS server port must be an integer 0-65535, got ${requestedPort}`);
   }
   const region = options.region ?? DEFAULT_REGION;
-  const app = buildLocalAwsApp({ logger: options.logger ?? false, region });
+  const disk = options.dataDir ? await openDataDir(options.dataDir) : undefined;
+  const app = buildLocalAwsApp({
+    logger: options.logger ?? false,
+    region,
+    ...(disk ? { stores: disk.stores } : {}),
+  });
+  const closeAll = async () => {
+    try {
+      await app.close();
+    } finally {
+      disk?.release();
+    }
+  };
   try {
     await app.listen({ host, port: requestedPort });
   } catch (err) {
-    await app.close().catch(() => {});
+    await closeAll().catch(() => {});
     const code = (err as NodeJS.ErrnoException).code;
     const reason =
       code === "EADDRINUSE"
@@ -113,13 +146,38 @@ export async function startLocalAwsServer(
     endpoint: `http://${host}:${port}`,
     port,
     region,
+    loaded: disk?.loaded,
     async createBucket(name) {
       const res = await app.inject({ method: "PUT", url: `/${encodeURIComponent(name)}` });
       if (res.statusCode !== 200) {
         throw new Error(`creating bucket ${name} failed: ${res.statusCode} ${res.body}`);
       }
     },
-    close: () => app.close(),
+    close: closeAll,
+  };
+}
+
+/** fauxqs's stores with the S3 store on `dataDir`, loaded and locked. */
+async function openDataDir(dataDir: string) {
+  const classes = await fauxqsStoreClasses();
+  let disk: ReturnType<typeof openDiskS3Store>;
+  try {
+    disk = openDiskS3Store({ S3Store: classes.S3Store }, dataDir);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(
+      `cannot use the local data folder ${dataDir}: ${(err as Error).message}`,
+      { cause: err, details: { dataDir } },
+    );
+  }
+  return {
+    stores: {
+      s3Store: disk.store,
+      sqsStore: new classes.SqsStore(),
+      snsStore: new classes.SnsStore(),
+    },
+    loaded: disk.loaded,
+    release: disk.release,
   };
 }
 

@@ -1,6 +1,7 @@
 /**
  * Starts shardfleet components (scheduler, worker) as child processes running the same entry
- * points as in AWS, with their own environment and a log file each.
+ * points as in AWS, with their own environment and a log file each. Each child ends when the
+ * process that started it ends, however it ends (./parent-watch.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
@@ -27,6 +28,12 @@ export function componentCommand(
     compiled,
   };
 }
+
+/** ./parent-watch.ts, compiled or not, as this module runs, told this process's pid. */
+const PARENT_WATCH = new URL(
+  `${import.meta.url.endsWith(".ts") ? "./parent-watch.ts" : "./parent-watch.js"}?parent=${process.pid}`,
+  import.meta.url,
+).href;
 
 export interface ComponentProcess {
   readonly name: string;
@@ -60,10 +67,17 @@ export function spawnComponent(
   const imds = options.env.AWS_EC2_METADATA_SERVICE_ENDPOINT
     ? {}
     : { AWS_EC2_METADATA_DISABLED: "true" };
-  const child = spawn(process.execPath, componentCommand(component).args, {
-    env: { ...baseEnv(), ...imds, ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const { args } = componentCommand(component);
+  // The parent watch goes just before the entry point (after tsx, which it needs from sources),
+  // with the IPC channel it watches: the child ends when this process does, however it ends.
+  const child = spawn(
+    process.execPath,
+    [...args.slice(0, -1), "--import", PARENT_WATCH, ...args.slice(-1)],
+    {
+      env: { ...baseEnv(), ...imds, ...options.env },
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    },
+  );
   if (options.logDir) {
     mkdirSync(options.logDir, { recursive: true });
     logFile = path.join(options.logDir, `${options.name}.log`);

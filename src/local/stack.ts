@@ -22,6 +22,7 @@ import { request } from "undici";
 import { createAwsClients } from "../shared/aws.ts";
 import type { Market } from "../shared/capacity.ts";
 import { systemClock } from "../shared/clock.ts";
+import { HEALTH_PID_HEADER } from "../shared/contracts/api.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
 import { VERSION } from "../shared/version.ts";
 import { LOCAL_CREDENTIALS, startLocalAwsServer } from "./aws-server.ts";
@@ -79,6 +80,13 @@ export const LOCAL_REGION = "us-east-1";
 export interface LocalStackOptions {
   /** Port of the SQS/S3 server. @default 0 (a free port) */
   awsPort?: number;
+  /**
+   * Keep the bucket's objects in this folder and load them at start, so a stack started again
+   * on it serves what an earlier one wrote (queues are not kept; see README "The local stack's
+   * data folder"). One stack per folder at a time.
+   * @default none (ephemeral: everything in memory)
+   */
+  dataDir?: string;
   /** Start the scheduler API (a child process). @default true when workers > 0 or in fleet mode */
   scheduler?: boolean;
   /**
@@ -123,11 +131,24 @@ export interface LocalStackOptions {
   spotMarket?: SpotMarketPolicy;
   /** Logger for the stack's own events. @default `stack.log` in logDir, else silent */
   logger?: Logger;
+  /**
+   * Puts something between the components (scheduler, workers) and the SQS/S3 server: given the
+   * server's endpoint, resolves to the endpoint the components use instead, as their AWS
+   * endpoint and as the host of their queue URLs (an SQS client without an explicit endpoint
+   * sends to the queue URL's host). The test suite's fault-injecting proxy stands here. The
+   * stack's own calls (provisioning, spot events) and `endpoint` stay direct.
+   * @default none (the components talk to the server itself)
+   */
+  interpose?: (serverEndpoint: string) => Promise<string>;
 }
 
 export interface LocalStack {
   /** The SQS/S3 endpoint, e.g. http://127.0.0.1:4566 */
   readonly endpoint: string;
+  /** With `dataDir`: the folder, and what was loaded from it at start. */
+  readonly data:
+    | { readonly dir: string; readonly buckets: number; readonly objects: number }
+    | undefined;
   readonly region: string;
   readonly resources: ProvisionedResources;
   /** AWS client variables pointing at the local server (for `export` in a shell). */
@@ -172,6 +193,11 @@ async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Waits until `component` answers `url`/healthz. An answer from another process (its pid in the
+ * health header is not the component's: an orphan of an earlier stack holding the port) fails
+ * at once, naming that process.
+ */
 async function waitForHealth(url: string, component: ComponentProcess, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
   let exited: number | string | undefined;
@@ -179,17 +205,25 @@ async function waitForHealth(url: string, component: ComponentProcess, timeoutMs
     exited = code;
   });
   while (Date.now() < deadline) {
+    // Asked before the exit check: a scheduler that died of EADDRINUSE names the wrong cause.
+    let answeredBy: string | undefined;
+    try {
+      const res = await request(`${url}/healthz`);
+      await res.body.dump();
+      answeredBy = String(res.headers[HEALTH_PID_HEADER] ?? "");
+      if (res.statusCode === 200 && answeredBy === String(component.child.pid)) return;
+    } catch {
+      // not listening yet
+    }
+    if (answeredBy !== undefined) {
+      throw new Error(
+        `${url} is answered by another process (${answeredBy ? `pid ${answeredBy}` : "not a shardfleet scheduler"}), not the scheduler this stack started: an orphan of an earlier stack? Stop it${answeredBy ? ` (kill ${answeredBy})` : ""} or pick another API port`,
+      );
+    }
     if (exited !== undefined) {
       throw new Error(
         `the scheduler exited (${exited}) before it was ready${component.logFile ? `; see ${component.logFile}` : ""}`,
       );
-    }
-    try {
-      const res = await request(`${url}/healthz`);
-      await res.body.dump();
-      if (res.statusCode === 200) return;
-    } catch {
-      // not listening yet
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -215,7 +249,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     );
   }
   if (options.logDir) mkdirSync(options.logDir, { recursive: true });
-  const server = await startLocalAwsServer({ port: options.awsPort ?? 0 });
+  const server = await startLocalAwsServer({
+    port: options.awsPort ?? 0,
+    ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+  });
   // Provisioning, then the EventBridge-shaped spot events; destroyed with the stack.
   const clients = createAwsClients({
     endpoint: server.endpoint,
@@ -235,18 +272,27 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       { bucket: options.bucket },
       { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds },
     );
+    const componentEndpoint = options.interpose
+      ? await options.interpose(server.endpoint)
+      : server.endpoint;
+    const componentResources = throughEndpoint(resources, server.endpoint, componentEndpoint);
     const { clientEnv, componentEnv, settings } = environmentOf(
-      server.endpoint,
-      resources,
+      componentEndpoint,
+      componentResources,
       options,
     );
     const logger = stackLogger(options);
     logger.info({ version: VERSION, node: process.version }, "local stack starting");
+    if (options.dataDir && server.loaded) {
+      const { unreadable, ...loaded } = server.loaded;
+      logger.info({ dataDir: options.dataDir, ...loaded }, "data folder loaded");
+      for (const file of unreadable) logger.warn({ file }, "unreadable object file skipped");
+    }
     const workers = options.workers ?? 0;
     // Settings only the scheduler reads: the spot events queue (its fleet manager consumes it),
     // and in fleet mode (below) the fleet manager against local EC2.
     const schedulerEnv: Record<string, string> = {
-      SHARDFLEET_SPOT_EVENTS_QUEUE_URL: resources.queues.spotEvents,
+      SHARDFLEET_SPOT_EVENTS_QUEUE_URL: componentResources.queues.spotEvents,
       // One machine: a restarted scheduler need not wait out AWS's 30 s for its predecessor.
       SHARDFLEET_LEASE_S: settings.SHARDFLEET_LEASE_S ?? "10",
     };
@@ -260,6 +306,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         defaultMarket: options.market ?? "spot",
         timeFactor: options.timeFactor ?? 1,
         replace: options.replaceLostInstances ?? !fleetMode,
+        // With a data folder: when this start began (base 36 ms), e.g. local-mib2k9x1-001.
+        ...(options.dataDir ? { startTag: Date.now().toString(36) } : {}),
       },
     );
     if (fleetMode) {
@@ -295,6 +343,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     return {
       endpoint: server.endpoint,
+      data:
+        options.dataDir && server.loaded
+          ? {
+              dir: options.dataDir,
+              buckets: server.loaded.buckets,
+              objects: server.loaded.objects,
+            }
+          : undefined,
       region: LOCAL_REGION,
       resources,
       clientEnv,
@@ -340,6 +396,27 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await server.close();
     throw err;
   }
+}
+
+/** The resources with their queue URLs on `to` instead of `from` (the same queues, reached another way). */
+function throughEndpoint(
+  resources: ProvisionedResources,
+  from: string,
+  to: string,
+): ProvisionedResources {
+  if (from === to) return resources;
+  const moved = (url: string) =>
+    url.startsWith(`${from}/`) ? `${to}${url.slice(from.length)}` : url;
+  const { work, straggler, dlq, spotEvents } = resources.queues;
+  return {
+    bucket: resources.bucket,
+    queues: {
+      work: moved(work),
+      straggler: moved(straggler),
+      dlq: moved(dlq),
+      spotEvents: moved(spotEvents),
+    },
+  };
 }
 
 /**
@@ -407,7 +484,12 @@ async function startSchedulerProcess(
     logDir,
   });
   spawned?.(scheduler);
-  await waitForHealth(`http://127.0.0.1:${apiPort}`, scheduler, 90_000); // a deadline, not a figure: a loaded CI machine starts slowly
+  try {
+    await waitForHealth(`http://127.0.0.1:${apiPort}`, scheduler, 90_000); // a deadline, not a figure: a loaded CI machine starts slowly
+  } catch (err) {
+    await scheduler.kill();
+    throw err;
+  }
   return scheduler;
 }
 
@@ -439,9 +521,22 @@ interface InstanceStarterOptions {
   timeFactor: number;
   /** Start a replacement when an instance is lost. */
   replace: boolean;
+  /**
+   * Between `local-` and the number: a data folder outlives the stack, so its records must
+   * never name an instance of an earlier start. @default none (`local-001`, …)
+   */
+  startTag?: string;
 }
 
 type AddInstance = (market?: Market, spec?: InstanceSpec) => Promise<LocalInstance>;
+
+/**
+ * A worker process that exits by itself (a crash: neither reclaimed, terminated nor stopped with
+ * the stack) is started again on the same instance after this pause, as the image's systemd unit
+ * does (`Restart=always`): a crash costs a process, not an instance, so a crash-looping shard
+ * does not make the fleet manager launch a replacement instance per crash.
+ */
+const WORKER_RESTART_MS = 1_000;
 
 /** `addInstance`: a metadata endpoint and a worker process, replaced when lost if asked to. */
 function instanceStarter(
@@ -451,41 +546,60 @@ function instanceStarter(
   const { state, logger } = deps;
   let nextInstance = 1;
   const addInstance: AddInstance = async (market = options.defaultMarket, spec = {}) => {
-    const name = `local-${String(nextInstance++).padStart(3, "0")}`;
+    const tag = options.startTag ? `${options.startTag}-` : "";
+    const name = `local-${tag}${String(nextInstance++).padStart(3, "0")}`;
     const instanceType = spec.instanceType ?? "local.small";
     const availabilityZone = spec.availabilityZone ?? "local-1a";
     const imds = await startLocalImds({ instanceId: name, market, instanceType, availabilityZone });
-    const proc = spawnComponent("worker", {
-      name,
-      env: {
-        ...options.componentEnv,
-        SHARDFLEET_INSTANCE_ID: name,
-        SHARDFLEET_MARKET: market,
-        AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
-        // The 5 s IMDS poll scales with the notice lead, or a scaled notice would pass unseen.
-        SHARDFLEET_INTERRUPTION_POLL_S: String(Math.max(0.05, 5 * options.timeFactor)),
-        ...options.settings,
-      },
-      logDir: options.logDir,
-    });
+    const spawnWorker = () =>
+      spawnComponent("worker", {
+        name,
+        env: {
+          ...options.componentEnv,
+          SHARDFLEET_INSTANCE_ID: name,
+          SHARDFLEET_MARKET: market,
+          AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
+          // The 5 s IMDS poll scales with the notice lead, or a scaled notice would pass unseen.
+          SHARDFLEET_INTERRUPTION_POLL_S: String(Math.max(0.05, 5 * options.timeFactor)),
+          ...options.settings,
+        },
+        logDir: options.logDir,
+      });
     const instance = localInstance(
-      { name, market, instanceType, availabilityZone, process: proc, imds },
+      { name, market, instanceType, availabilityZone, process: spawnWorker(), imds },
       { publishSpotEvent: deps.publishSpotEvent, timeFactor: options.timeFactor },
     );
     state.instances.push(instance.public);
-    void proc.exited.then(async (code) => {
-      await imds.close();
-      if (state.closing || instance.terminating) {
-        instance.setState("stopped");
-        if (instance.terminating) {
-          logger.info({ instanceId: name, code, market }, "instance terminated");
+    const watch = (proc: ComponentProcess): void => {
+      void proc.exited.then(async (code) => {
+        if (!state.closing && !instance.terminating && instance.public.state === "running") {
+          // Crashed by itself: the instance lives on, its worker is started again.
+          logger.warn(
+            { instanceId: name, code, market, restartInMs: WORKER_RESTART_MS },
+            "worker exited by itself; restarting it on the same instance",
+          );
+          await new Promise((r) => setTimeout(r, WORKER_RESTART_MS));
+          if (!state.closing && !instance.terminating && instance.public.state === "running") {
+            const next = spawnWorker();
+            instance.setProcess(next);
+            watch(next);
+            return;
+          }
         }
-        return;
-      }
-      logger.info({ instanceId: name, code, market }, "instance gone");
-      instance.setState("gone");
-      if (options.replace) await addInstance(market);
-    });
+        await imds.close();
+        if (state.closing || instance.terminating) {
+          instance.setState("stopped");
+          if (instance.terminating) {
+            logger.info({ instanceId: name, code, market }, "instance terminated");
+          }
+          return;
+        }
+        logger.info({ instanceId: name, code, market }, "instance gone");
+        instance.setState("gone");
+        if (options.replace) await addInstance(market);
+      });
+    };
+    watch(instance.public.process);
     logger.info({ instanceId: name, market }, "instance started");
     return instance.public;
   };
@@ -503,12 +617,22 @@ function localInstance(
   public: LocalInstance;
   readonly terminating: boolean;
   setState(state: LocalInstance["state"]): void;
+  /** The worker process started again after a crash. */
+  setProcess(process: ComponentProcess): void;
 } {
-  const { name, process: proc, imds } = parts;
+  const { name, imds } = parts;
+  let proc = parts.process;
   let state: LocalInstance["state"] = "running";
   let terminating = false;
   const instance: LocalInstance = {
-    ...parts,
+    name: parts.name,
+    market: parts.market,
+    instanceType: parts.instanceType,
+    availabilityZone: parts.availabilityZone,
+    imds,
+    get process() {
+      return proc;
+    },
     get state() {
       return state;
     },
@@ -543,6 +667,9 @@ function localInstance(
     },
     setState(next) {
       state = next;
+    },
+    setProcess(next) {
+      proc = next;
     },
   };
 }

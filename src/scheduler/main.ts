@@ -28,6 +28,7 @@ import { TenantDirectory } from "./api/tenants.ts";
 import { loadApiTokens } from "./api/tokens.ts";
 import { costServiceFromConfig } from "./cost/from-config.ts";
 import { Ec2Capacity } from "./fleet/ec2-capacity.ts";
+import { FleetRecords } from "./fleet/fleet-manager/fleet-records.ts";
 import { FleetManager } from "./fleet/fleet-manager.ts";
 import { LOCAL_POOLS, LOCAL_PRICES, LocalCapacity } from "./fleet/local-capacity.ts";
 import { hourlyPrice } from "./fleet/policy/sizing.ts";
@@ -42,6 +43,7 @@ import { notifierFromConfig, notifyChannels } from "./notify/from-config.ts";
 import { NotificationRecords } from "./notify/records.ts";
 import { OperationService } from "./operations.ts";
 import { Scheduler } from "./scheduler.ts";
+import { Sweep } from "./sweep/sweep.ts";
 
 export interface RunningScheduler {
   /** Base URL of the API, e.g. `http://127.0.0.1:8080`. */
@@ -174,6 +176,11 @@ export async function startScheduler(deps: {
       clock: systemClock,
       // A submission starts its split now rather than at the active scheduler's next pass.
       onQueued: () => active?.wake(),
+      // A retried operation is read again by this process's loops at once (not at their recheck).
+      onRetried: (id) => {
+        active?.revive(id);
+        activeFleet?.revive(id);
+      },
     },
     {
       specChecks: {
@@ -227,6 +234,11 @@ export async function startScheduler(deps: {
     limits: config.api.limits,
     notifications: new NotificationRecords({ store, clock: systemClock }),
     metrics,
+    console: {
+      pluginDir: config.worker.pluginDir,
+      notify: notifyChannels(config),
+      workbookLimits: config.workbook,
+    },
   });
   // Only the lease holder acts; a standby serves the API (reads, and submissions, which create
   // new operations whose every later change is the active scheduler's) and waits.
@@ -236,6 +248,7 @@ export async function startScheduler(deps: {
     { holder, durationMs: Math.round(config.lease.seconds * 1000) },
   );
   let active: Scheduler | undefined;
+  let activeFleet: FleetManager | undefined;
   /** What the active scheduler runs, for one tenure; stopped the moment the tenure ends. */
   const startLoops = (tenure: Tenure) => {
     const log = logger.child({ tenure: tenure.holder });
@@ -283,24 +296,59 @@ export async function startScheduler(deps: {
       { store, queue, logger: log, clock: systemClock, cost, fence: tenure },
       { workQueueUrl, dlqUrl: config.queues.dlq, workbookLimits: config.workbook },
     );
+    // The self-healing sweep: its fleet events go through the fleet manager's records (their one
+    // writer) or, with no fleet manager, through records of its own (then the only writer).
+    const sweep = new Sweep(
+      {
+        store,
+        queue,
+        logger: log,
+        clock: systemClock,
+        fence: tenure,
+        events:
+          fleet?.fleetRecords ??
+          new FleetRecords({
+            store,
+            clock: systemClock,
+            logger: log,
+            instance: () => undefined,
+            written: () => {},
+            isWatched: () => false,
+          }),
+      },
+      {
+        workQueueUrl,
+        ...(config.queues.straggler ? { stragglerQueueUrl: config.queues.straggler } : {}),
+        intervalMs: Math.round(config.sweep.intervalSeconds * 1000),
+        // A message is in flight for at most the visibility timeout without a heartbeat; the
+        // margin covers SQS's approximate counts and a pass or two of the sweep.
+        silenceMs: Math.round(
+          (config.worker.visibilityTimeoutSeconds + 2 * config.sweep.intervalSeconds) * 1000,
+        ),
+      },
+    );
     // Notifications and the spend line come from the active scheduler only (the per-event
     // records would also keep a standby from sending twice).
     const notifier = notifierFromConfig(config, { store, logger: log, clock: systemClock });
     // With a fleet manager: a spend line a minute for the AWS stack's spend alarm.
     const spendLog = provided && new SpendLog({ spend: metrics, logger: log, clock: systemClock });
     scheduler.start();
+    sweep.start();
     notifier.start();
     spendLog?.start();
     fleet?.start();
     spotEvents?.start();
     active = scheduler;
+    activeFleet = fleet || undefined;
     let stopped: Promise<void> | undefined;
     const stop = () => {
       active = undefined;
+      activeFleet = undefined;
       // Each stop aborts its loop's signal before its first await: no pass starts after this.
       // Instances keep running: the next holder adopts them from the fleet records.
       stopped ??= Promise.all([
         scheduler.stop(),
+        sweep.stop(),
         notifier.stop(),
         spendLog?.stop(),
         spotEvents?.stop(),

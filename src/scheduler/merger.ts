@@ -1,7 +1,7 @@
 /**
- * The merger: streams every committed shard into one output workbook, in input row order, and
- * uploads it while it is being written (exceljs streaming writer → PassThrough → multipart
- * upload), so the workbook is never held whole in memory.
+ * The merger: stitches every committed shard into one output workbook, in input row order, and
+ * uploads it while it is being written (zip writer → PassThrough → multipart upload), so the
+ * workbook is never held whole in memory.
  *
  * Sheet "results": the input headers, then the result columns (the union over all shards, in
  * first-seen order, shard by shard), then `error`. Every input row appears exactly once: results
@@ -10,47 +10,81 @@
  * row with no result gets "no result for row", and every row of a shard given up on (`failed` in
  * its done.json) gets that error.
  *
+ * Workers render their rows: each chunk of a commit may carry a segment, its rows as finished
+ * sheet XML compressed as raw deflate that ends on a byte boundary (src/shared/sheet/). The
+ * sheet entry of the zip is a header this merger compresses, the segments in shard and chunk
+ * order, and a footer it compresses as the final block; its CRC-32 is combined from theirs
+ * (./workbook/crc32-combine.ts). No row is parsed or inflated. A shard whose segments cannot be
+ * used as they are (one is missing, or was rendered with other result columns than the
+ * operation's union, a shard given up on, a cancelled shard's rows) is rendered here from its
+ * input slice and result chunks, with the same renderer.
+ *
+ * A retried operation (`manifest.retries`) merges each shard's runs in order: the split's, then
+ * its shard in each retry; a row takes its outcome from the latest run that ran it (a retry runs
+ * only rows that ended with an error), so finished rows keep their first result.
+ * Such a shard (more than one run) is always rendered here from each row's latest outcome: its
+ * split's segments hold the rows the retry replaced, and a retry's cover only its own rows.
+ *
  * A cancelled operation (`cancelled: true`) is merged as far as it got: a shard without a
  * done.json contributes the rows its checkpoint made durable, and every other row gets the error
  * `cancelled`, so the partial output still holds every input row exactly once.
  *
- * Memory: one shard's results (a map by row index) plus the writer's and uploader's buffers;
- * the writer is paused whenever the upload falls behind.
+ * Memory: the segments of a few shards fetched ahead, or one shard's results (a map by row
+ * index) when it is rendered here, plus the uploader's buffers; writing waits whenever the
+ * upload falls behind.
  */
 
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { PassThrough } from "node:stream";
-import ExcelJS from "exceljs";
 import type { z } from "zod";
-import { mapLimit, sharedAbortController, untilAborted } from "../shared/async.ts";
+import { mapLimit, sharedAbortController } from "../shared/async.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
 import { NotFoundError, NotReadyError, ShardfleetError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import {
+  CANCELLED_ERROR,
+  ERROR_COLUMN,
+  fitToExcel,
+  MAX_CELL_TEXT,
+  NO_RESULT_ERROR,
+  outputRow,
+} from "../shared/output-row.ts";
+import {
   type Cell,
   decodeCell,
   type InputRow,
+  inputRowSchema,
   type ResultRow,
   resultRowSchema,
 } from "../shared/schemas/cells.ts";
 import type { Manifest } from "../shared/schemas/operation.ts";
-import { checkpointSchema, type ShardDone, shardDoneSchema } from "../shared/schemas/shard.ts";
+import {
+  checkpointSchema,
+  type SegmentRef,
+  type ShardDone,
+  shardDoneSchema,
+} from "../shared/schemas/shard.ts";
+import { outputRowNumber, renderRow } from "../shared/sheet/rows.ts";
+import { deflateLast, deflateSegment, type Segment } from "../shared/sheet/segment.ts";
 import { readInputRows, SliceContexts } from "../shared/slices.ts";
+import { latestOutcomes, type RowOutcome, runsOf } from "./retry/retry-plan.ts";
+import { crc32Combine } from "./workbook/crc32-combine.ts";
+import { SHEET_PATH, SHEET_TAIL, sheetHead, workbookParts } from "./workbook/output-xlsx.ts";
 import { XLSX_CONTENT_TYPE } from "./workbook/read-rows.ts";
+import { type ZipEntryStream, ZipWriter } from "./workbook/zip-writer.ts";
+
+export { CANCELLED_ERROR, ERROR_COLUMN, fitToExcel, MAX_CELL_TEXT, NO_RESULT_ERROR };
 
 export const RESULT_SHEET = "results";
-export const ERROR_COLUMN = "error";
-export const NO_RESULT_ERROR = "no result for row";
-/** The error of a row a cancel stopped before it ran. */
-export const CANCELLED_ERROR = "cancelled";
-/** Excel refuses longer cell text; longer values are cut (and a warning logged). */
-export const MAX_CELL_TEXT = 32_767;
 
 export interface MergerDeps {
   store: ObjectStore;
   logger: Logger;
+  /** The workbook's timestamps. @default systemClock */
+  clock?: Clock;
 }
 
 export interface MergeOptions {
@@ -64,6 +98,13 @@ export interface MergeOptions {
    * `cancelled`. @default false (every shard must be committed)
    */
   cancelled?: boolean;
+  /**
+   * Write the sheet entry with Zip64 headers. @default when the sheet's predicted size reaches
+   * 2 GiB (the central directory always gets Zip64 fields when a size or offset needs them)
+   */
+  zip64?: boolean;
+  /** Segments fetched ahead of the one being written. @default 8 */
+  segmentsAhead?: number;
 }
 
 export interface MergeResult {
@@ -102,37 +143,7 @@ export function mergeRow(
     const encoded = input.c[k];
     cells.push(encoded === undefined ? null : decodeCell(encoded));
   }
-  const values = failed === undefined ? result?.r : undefined;
-  for (const column of columns) {
-    const encoded = values?.[column];
-    cells.push(encoded === undefined ? null : decodeCell(encoded));
-  }
-  const outcome = failed ?? (result ? (result.e ?? null) : noResult);
-  // The input's own note (see InputRow) comes first: it explains any result that follows.
-  const error =
-    input.n === undefined ? outcome : outcome === null ? input.n : `${input.n}; ${outcome}`;
-  return { cells, error };
-}
-
-/**
- * Cuts text over Excel's cell limit (a transform plugin's result can be any length) and says so
- * in the row's error, so no cell is shortened without a word; the error itself is cut last.
- */
-export function fitToExcel(
-  row: { cells: Cell[]; error: string | null },
-  names: readonly string[],
-): { cells: Cell[]; error: string | null; cut: boolean } {
-  const notes: string[] = [];
-  const cells = row.cells.map((v, k) => {
-    if (typeof v !== "string" || v.length <= MAX_CELL_TEXT) return v;
-    notes.push(
-      `${names[k] ?? `column ${k + 1}`} cut from ${v.length} to ${MAX_CELL_TEXT} characters (Excel's cell limit)`,
-    );
-    return v.slice(0, MAX_CELL_TEXT);
-  });
-  let error = notes.length > 0 ? [row.error, ...notes].filter(Boolean).join("; ") : row.error;
-  if (error !== null && error.length > MAX_CELL_TEXT) error = error.slice(0, MAX_CELL_TEXT);
-  return { cells, error, cut: notes.length > 0 || error !== row.error };
+  return outputRow(cells, input.n, result, columns, width, failed, noResult);
 }
 
 /** The lines of an NDJSON object, each parsed with `schema`. */
@@ -174,24 +185,18 @@ async function* ndjson<S extends z.ZodType>(
   }
 }
 
-type DateFormat = "yyyy-mm-dd" | "yyyy-mm-dd hh:mm:ss";
-
-function dateFormat(date: Date): DateFormat {
-  return date.getTime() % 86_400_000 === 0 ? "yyyy-mm-dd" : "yyyy-mm-dd hh:mm:ss";
-}
-
-/** Shared, frozen cell styles (see addRow): exceljs caches a style's id by object identity. */
-const PLAIN_STYLE: Partial<ExcelJS.Style> = Object.freeze({});
-const DATE_STYLES: Record<DateFormat, Partial<ExcelJS.Style>> = {
-  "yyyy-mm-dd": Object.freeze({ numFmt: "yyyy-mm-dd" }),
-  "yyyy-mm-dd hh:mm:ss": Object.freeze({ numFmt: "yyyy-mm-dd hh:mm:ss" }),
-};
-
 /** A readable width from the header alone (rows stream by, so they cannot be measured first). */
 export function columnWidth(name: string): number {
   if (name === ERROR_COLUMN) return 50;
   return Math.min(40, Math.max(14, name.length + 2));
 }
+
+/** Rows of rendered XML the merger compresses as one segment. */
+const RENDER_BATCH_BYTES = 256 * 1024;
+/** A sheet predicted this large gets Zip64 headers (half the limit: predictions are rough). */
+const ZIP64_FROM = 2 ** 31;
+/** Bytes a row is assumed to take when no worker rendered any (only the Zip64 guess uses it). */
+const GUESS_BYTES_PER_CELL = 64;
 
 /**
  * Merges the committed shards of `manifest` into `keys.result(op)`. Throws NotReadyError when
@@ -210,6 +215,41 @@ export async function mergeOperation(
   }
 }
 
+type ShardRange = NonNullable<Manifest["shards"]>[number];
+
+/**
+ * What the merge reads of one run of a shard: its done.json, or (cancelled, or an earlier run of
+ * a retried shard) its checkpoint's part.
+ */
+type ShardPart = Pick<ShardDone, "columns" | "chunks" | "segments" | "failed"> & {
+  /** False for a checkpointed part (a cancelled shard's other rows are `cancelled`). */
+  committed: boolean;
+  /** The run's own slice (a retry's), whose rows a failed run fails. */
+  sliceKey?: string;
+};
+
+/**
+ * The worker-rendered segments of `shard` in order, when they can be stitched as they are:
+ * committed, not given up on, the segments tiling the shard, each of one row per input row of
+ * its range, rendered with exactly the operation's result columns. Undefined otherwise.
+ */
+export function stitchableSegments(
+  shard: { start: number; end: number },
+  part: ShardPart,
+  columns: readonly string[],
+): SegmentRef[] | undefined {
+  if (!part.committed || part.failed !== undefined || !part.segments) return undefined;
+  let at = shard.start;
+  for (const segment of part.segments) {
+    if (segment.start !== at || segment.end < segment.start) return undefined;
+    if (segment.rows !== segment.end - segment.start) return undefined;
+    if (segment.columns.length !== columns.length) return undefined;
+    if (segment.columns.some((c, k) => c !== columns[k])) return undefined;
+    at = segment.end;
+  }
+  return at === shard.end ? part.segments : undefined;
+}
+
 async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResult> {
   const { manifest, signal } = options;
   const op = manifest.id;
@@ -223,39 +263,77 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
 
   const dones = await loadDones(
     deps.store,
-    op,
+    manifest,
     shards,
     { concurrency: options.concurrency ?? 16, cancelled: options.cancelled ?? false },
     signal,
   );
-  const columns = unionColumns(dones);
+  const columns = unionColumns(dones.flat());
   const names = [...manifest.headers, ...columns, ERROR_COLUMN];
+  // A shard a retry ran again is rendered: its split's segments hold the replaced rows.
+  const plans = shards.map((shard, k) => {
+    const runs = dones[k]!;
+    return runs.length === 1 ? stitchableSegments(shard, runs[0]!, columns) : undefined;
+  });
   const key = keys.result(op);
   const output = openOutput(deps.store, key, signal);
-  const totals = { rows: 0, errorRows: 0, truncated: 0 };
+  const totals = { rows: 0, errorRows: 0, truncated: 0, stitchedRows: 0 };
   try {
-    const sheet = openResultSheet(output.body, names, output.stop.signal);
-    // The input rows come from the slices (sheet XML or NDJSON, src/shared/slices.ts).
+    const stop = output.stop.signal;
+    const zip = new ZipWriter(output.write, new Date((deps.clock ?? systemClock).now()));
+    for (const [path, xml] of workbookParts(RESULT_SHEET)) await zip.addEntry(path, xml);
+    const zip64 = options.zip64 ?? predictSheetBytes(shards, plans, names.length) >= ZIP64_FROM;
+    const sheet = new SheetEntry(await zip.openEntry(SHEET_PATH, { zip64 }));
+    await sheet.add(deflateSegment(sheetHead(names, columnWidth)));
+    // A rendered shard's input rows come from its slice (sheet XML or NDJSON, shared/slices.ts);
+    // the context (shared strings) is loaded only when a shard is rendered.
     const slices = new SliceContexts({ store: deps.store }, { maxCached: 1 });
+    const fetcher = new SegmentFetcher(
+      deps.store,
+      plans.flatMap((p) => p ?? []),
+      options.segmentsAhead ?? 8,
+      stop,
+    );
+    const rowCounter = { next: outputRowNumber(0) };
     for (const [k, shard] of shards.entries()) {
-      const written = await writeShard(
+      const planned = plans[k];
+      const fetched = planned
+        ? await fetcher.take(planned, rowCounter.next === outputRowNumber(shard.start))
+        : undefined;
+      if (fetched) {
+        for (const [n, ref] of planned!.entries()) await sheet.addBytes(fetched[n]!, ref);
+        const rows = planned!.reduce((sum, ref) => sum + ref.rows, 0);
+        totals.rows += rows;
+        totals.stitchedRows += rows;
+        totals.errorRows += planned!.reduce((sum, ref) => sum + ref.errorRows, 0);
+        rowCounter.next += rows;
+        continue;
+      }
+      if (planned) {
+        log.warn({ shardId: shard.id }, "shard's segments not usable as they are; rendering it");
+      }
+      const written = await renderShard(
         { store: deps.store, sheet, log, slices },
         {
           op,
           shard,
-          done: dones[k]!,
+          runs: dones[k]!,
           columns,
           names,
           width: manifest.headers.length,
           noResult: options.cancelled ? CANCELLED_ERROR : NO_RESULT_ERROR,
+          rowCounter,
         },
-        output.stop.signal,
+        stop,
       );
       totals.rows += written.rows;
       totals.errorRows += written.errorRows;
       totals.truncated += written.truncated;
     }
-    await sheet.commit();
+    await sheet.add(deflateLast(SHEET_TAIL));
+    await sheet.end();
+    await zip.finish();
+    output.end();
     await output.upload;
   } catch (err) {
     throw output.fail(err);
@@ -263,55 +341,190 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
     output.release();
   }
 
-  const { rows, errorRows, truncated } = totals;
+  const { rows, errorRows, truncated, stitchedRows } = totals;
   if (truncated > 0) log.warn({ cells: truncated, limit: MAX_CELL_TEXT }, "long cell text cut");
   log.info(
-    { key, rows, errorRows, columns: columns.length, shards: shards.length },
+    { key, rows, errorRows, stitchedRows, columns: columns.length, shards: shards.length },
     "operation merged",
   );
   return { key, rows, errorRows, columns };
 }
 
-type ShardRange = NonNullable<Manifest["shards"]>[number];
+/** A rough size of the sheet's XML: the segments' sizes, and a guess for rows rendered here. */
+function predictSheetBytes(
+  shards: readonly ShardRange[],
+  plans: ReadonlyArray<SegmentRef[] | undefined>,
+  width: number,
+): number {
+  let known = 0;
+  let knownRows = 0;
+  let unknownRows = 0;
+  for (const [k, shard] of shards.entries()) {
+    const plan = plans[k];
+    if (plan) {
+      for (const ref of plan) {
+        known += ref.size;
+        knownRows += ref.rows;
+      }
+    } else {
+      unknownRows += shard.end - shard.start;
+    }
+  }
+  const perRow = knownRows > 0 ? known / knownRows : GUESS_BYTES_PER_CELL * width;
+  return known + unknownRows * perRow;
+}
 
-/** What the merge reads of one shard: its done.json, or (cancelled) its checkpoint's part. */
-type ShardPart = Pick<ShardDone, "columns" | "chunks" | "failed">;
+/** The sheet's zip entry: deflate segments in order, their CRC-32 and size combined. */
+class SheetEntry {
+  readonly #entry: ZipEntryStream;
+  #crc = 0;
+  #size = 0;
+
+  constructor(entry: ZipEntryStream) {
+    this.#entry = entry;
+  }
+
+  /** A segment compressed here. */
+  async add(segment: Segment): Promise<void> {
+    await this.addBytes(segment.bytes, segment);
+  }
+
+  /** A segment's bytes with its figures (a worker's, checked against its ref by the caller). */
+  async addBytes(bytes: Buffer, stats: { crc: number; size: number }): Promise<void> {
+    this.#crc = crc32Combine(this.#crc, stats.crc, stats.size);
+    this.#size += stats.size;
+    await this.#entry.write(bytes);
+  }
+
+  async end(): Promise<void> {
+    await this.#entry.end({ crc: this.#crc, size: this.#size });
+  }
+}
 
 /**
- * Every shard's done.json; throws NotReadyError for a shard that has not committed, unless
- * `cancelled`: then such a shard gives what its checkpoint made durable (or nothing).
+ * Fetches segments in the order they will be written, up to `ahead` of the one being taken, so
+ * the S3 round trips overlap the writing.
+ */
+class SegmentFetcher {
+  readonly #store: ObjectStore;
+  readonly #refs: readonly SegmentRef[];
+  readonly #ahead: number;
+  readonly #signal: AbortSignal;
+  readonly #pending = new Map<number, Promise<Buffer | undefined>>();
+  #started = 0;
+  #taken = 0;
+
+  constructor(store: ObjectStore, refs: readonly SegmentRef[], ahead: number, signal: AbortSignal) {
+    this.#store = store;
+    this.#refs = refs;
+    this.#ahead = Math.max(1, ahead);
+    this.#signal = signal;
+  }
+
+  /**
+   * The bytes of the next shard's `refs` (they must be the next ones in order), or undefined
+   * when one is missing or not the length its ref says, or when `use` is false (then they are
+   * only dropped).
+   */
+  async take(refs: readonly SegmentRef[], use: boolean): Promise<Buffer[] | undefined> {
+    const first = this.#taken;
+    this.#taken += refs.length;
+    this.#fill(this.#taken + this.#ahead);
+    const out: Buffer[] = [];
+    let usable = use;
+    for (let n = first; n < this.#taken; n++) {
+      const pending = this.#pending.get(n);
+      this.#pending.delete(n);
+      if (!usable) continue;
+      const bytes = await pending;
+      if (!bytes || bytes.length !== refs[n - first]?.compressedSize) usable = false;
+      else out.push(bytes);
+    }
+    return usable ? out : undefined;
+  }
+
+  #fill(upTo: number): void {
+    while (this.#started < Math.min(upTo, this.#refs.length)) {
+      const n = this.#started++;
+      const fetch = this.#store.getBytes(this.#refs[n]!.key, this.#signal);
+      // Awaited when taken; a shard dropped unused must not leave an unhandled rejection.
+      fetch.catch(() => {});
+      this.#pending.set(n, fetch);
+    }
+  }
+}
+
+/**
+ * Every shard's runs (the split's, then its retries'), each by its done.json; throws
+ * NotReadyError for a run that has not committed, unless `cancelled`: then such a run gives what
+ * its checkpoint made durable (or nothing). A shard the split ran without a commit (its
+ * operation failed before) is left to its retries when it has any.
  */
 function loadDones(
   store: ObjectStore,
-  op: string,
+  manifest: Manifest,
   shards: readonly ShardRange[],
   options: { concurrency: number; cancelled: boolean },
   signal?: AbortSignal,
-): Promise<ShardPart[]> {
-  return mapLimit(shards, options.concurrency, async (shard): Promise<ShardPart> => {
-    const done = await store.getJson(keys.done(op, shard.id), shardDoneSchema, signal);
-    if (!done && options.cancelled) {
-      const checkpoint = await store
-        .getJson(keys.checkpoint(op, shard.id), checkpointSchema, signal)
-        .catch(() => undefined);
-      return { columns: checkpoint?.columns ?? [], chunks: checkpoint?.chunks ?? [] };
-    }
-    if (!done) {
-      throw new NotReadyError(
-        `shard ${shard.id} of operation ${op} has not committed (no done.json)`,
+): Promise<ShardPart[][]> {
+  const op = manifest.id;
+  return mapLimit(shards, options.concurrency, async (base): Promise<ShardPart[]> => {
+    const runs = runsOf(base, manifest.retries);
+    const parts: ShardPart[] = [];
+    for (const [k, run] of runs.entries()) {
+      const part = await loadDone(
+        store,
+        op,
+        run.id,
+        // Only the latest run must have committed: an earlier one may have been cut short (its
+        // operation failed, for capacity say) and what it made durable is all it gives.
+        // (After a retry, a shard whose checkpoint held all its rows may have no commit at all.)
         {
-          details: { shardId: shard.id },
+          cancelled:
+            options.cancelled || k < runs.length - 1 || (manifest.retries ?? []).length > 0,
         },
+        signal,
       );
+      parts.push(run.retryShard ? { ...part, sliceKey: keys.shardInput(op, run.id) } : part);
     }
-    if (done.operationId !== op || done.shardId !== shard.id) {
-      throw new ShardfleetError(
-        "INTERNAL",
-        `${keys.done(op, shard.id)} belongs to ${done.operationId}/${done.shardId}`,
-      );
-    }
-    return done;
+    return parts;
   });
+}
+
+async function loadDone(
+  store: ObjectStore,
+  op: string,
+  shardId: string,
+  options: { cancelled: boolean },
+  signal?: AbortSignal,
+): Promise<ShardPart> {
+  const shard = { id: shardId };
+  const done = await store.getJson(keys.done(op, shard.id), shardDoneSchema, signal);
+  if (!done && options.cancelled) {
+    const checkpoint = await store
+      .getJson(keys.checkpoint(op, shard.id), checkpointSchema, signal)
+      .catch(() => undefined);
+    return {
+      columns: checkpoint?.columns ?? [],
+      chunks: checkpoint?.chunks ?? [],
+      committed: false,
+    };
+  }
+  if (!done) {
+    throw new NotReadyError(
+      `shard ${shard.id} of operation ${op} has not committed (no done.json)`,
+      {
+        details: { shardId: shard.id },
+      },
+    );
+  }
+  if (done.operationId !== op || done.shardId !== shard.id) {
+    throw new ShardfleetError(
+      "INTERNAL",
+      `${keys.done(op, shard.id)} belongs to ${done.operationId}/${done.shardId}`,
+    );
+  }
+  return { ...done, committed: true };
 }
 
 /**
@@ -329,9 +542,16 @@ function openOutput(store: ObjectStore, key: string, signal?: AbortSignal) {
   // wait forever for a reader that has gone.
   upload.catch((err: unknown) => stop.abort(err));
   return {
-    body,
     upload,
     stop,
+    /** Writes bytes, waiting while the upload lags behind. */
+    async write(bytes: Buffer): Promise<void> {
+      stop.signal.throwIfAborted();
+      if (!body.write(bytes)) await once(body, "drain", { signal: stop.signal });
+    },
+    end(): void {
+      body.end();
+    },
     /** Stops both sides; returns the error to report. */
     fail(err: unknown): unknown {
       // After an upload failure the writer's error is only "aborted": report the upload's.
@@ -346,97 +566,92 @@ function openOutput(store: ObjectStore, key: string, signal?: AbortSignal) {
   };
 }
 
-interface ResultSheet {
-  /** Adds a row, waiting while the upload lags behind. */
-  addRow(values: Cell[]): Promise<void>;
-  /** Ends the sheet and the workbook. */
-  commit(): Promise<void>;
-}
-
-/** The streaming workbook with its one sheet and header row, written into `body`. */
-function openResultSheet(body: PassThrough, names: string[], stop: AbortSignal): ResultSheet {
-  const writer = new ExcelJS.stream.xlsx.WorkbookWriter({
-    stream: body,
-    useStyles: true,
-    useSharedStrings: false,
-  });
-  const sheet = writer.addWorksheet(RESULT_SHEET, {
-    views: [{ state: "frozen", ySplit: 1 }],
-  });
-  // Widths must be set before the first row: the streaming writer emits them ahead of the rows.
-  // Without them every column is Excel's narrow default and dates show as ###.
-  sheet.columns = names.map((name) => ({ width: columnWidth(name) }));
-  const header = sheet.addRow(names);
-  header.font = { bold: true };
-  header.commit();
-  return {
-    async addRow(values) {
-      const row = sheet.addRow(values);
-      // Every cell gets one of a few shared style objects: exceljs looks a style up by object
-      // identity first and otherwise renders it to XML to find its id, once per cell, which was
-      // the largest single cost of the merge. The shared objects must never be mutated.
-      row.eachCell({ includeEmpty: true }, (cell, column) => {
-        const v = values[column - 1];
-        cell.style = v instanceof Date ? DATE_STYLES[dateFormat(v)] : PLAIN_STYLE;
-      });
-      row.commit();
-      // Backpressure: exceljs never waits for its output, so wait here while the upload lags.
-      if (body.writableNeedDrain) await once(body, "drain", { signal: stop });
-    },
-    async commit() {
-      sheet.commit();
-      await untilAborted(writer.commit(), stop);
-    },
-  };
-}
-
-/** One shard's results by row index (the first read wins), and how many repeats were dropped. */
-async function readResults(
+/**
+ * One shard's outcomes by row index from its runs (the latest run that ran a row wins; within a
+ * run the first result read wins), and how many repeats were dropped.
+ */
+export async function readOutcomes(
   store: ObjectStore,
-  done: ShardPart,
-  signal: AbortSignal,
-): Promise<{ results: Map<number, ResultRow>; duplicates: number }> {
-  const results = new Map<number, ResultRow>();
-  let duplicates = 0;
-  if (done.failed !== undefined) return { results, duplicates };
-  for (const chunk of done.chunks) {
-    for await (const result of ndjson(store, chunk.key, resultRowSchema, signal)) {
-      if (results.has(result.i)) duplicates++;
-      else results.set(result.i, result);
+  shard: ShardRange,
+  runs: readonly ShardPart[],
+  signal?: AbortSignal,
+): Promise<{ outcomes: Map<number, RowOutcome>; duplicates: number }> {
+  const read = [];
+  for (const run of runs) {
+    if (run.failed !== undefined) {
+      // The split's run covers the whole range; a retry's, the rows of its own slice.
+      const rows: number[] = [];
+      if (run.sliceKey === undefined) for (let i = shard.start; i < shard.end; i++) rows.push(i);
+      else
+        for await (const row of ndjson(store, run.sliceKey, inputRowSchema, signal))
+          rows.push(row.i);
+      read.push({ failed: run.failed, rows, results: [] });
+      continue;
     }
+    const results: ResultRow[] = [];
+    for (const chunk of run.chunks) {
+      for await (const result of ndjson(store, chunk.key, resultRowSchema, signal)) {
+        results.push(result);
+      }
+    }
+    read.push({ rows: [], results });
   }
-  return { results, duplicates };
+  return latestOutcomes(read);
 }
 
-/** Writes one shard's input rows joined to its results; returns what it wrote. */
-async function writeShard(
-  deps: { store: ObjectStore; sheet: ResultSheet; log: Logger; slices: SliceContexts },
+/** Every run of each shard of `manifest` (for planning a retry: committed runs only). */
+export function loadShardRuns(
+  store: ObjectStore,
+  manifest: Manifest,
+  shards: readonly ShardRange[],
+  signal?: AbortSignal,
+): Promise<ShardPart[][]> {
+  return loadDones(store, manifest, shards, { concurrency: 16, cancelled: true }, signal);
+}
+
+/**
+ * Renders one shard here: its input rows joined to its results, numbered from
+ * `rowCounter.next` on, compressed in batches; returns what it wrote.
+ */
+async function renderShard(
+  deps: { store: ObjectStore; sheet: SheetEntry; log: Logger; slices: SliceContexts },
   shardOf: {
     op: string;
     shard: ShardRange;
-    done: ShardPart;
+    runs: readonly ShardPart[];
     columns: readonly string[];
     names: readonly string[];
     width: number;
     /** The error of a row with no result. */
     noResult: string;
+    /** The next output row number, advanced as rows are written. */
+    rowCounter: { next: number };
   },
   signal: AbortSignal,
 ): Promise<{ rows: number; errorRows: number; truncated: number }> {
-  const { op, shard, done, columns, names, width, noResult } = shardOf;
-  const { results, duplicates } = await readResults(deps.store, done, signal);
+  const { op, shard, runs, columns, names, width, noResult, rowCounter } = shardOf;
+  const { outcomes, duplicates } = await readOutcomes(deps.store, shard, runs, signal);
   const written = { rows: 0, errorRows: 0, truncated: 0 };
   const slice = { operationId: op, shardId: shard.id, start: shard.start, end: shard.end };
+  let xml = "";
   for await (const input of readInputRows(deps.store, deps.slices, slice, width, signal)) {
+    const outcome = outcomes.get(input.i);
     const merged = fitToExcel(
-      mergeRow(input, results.get(input.i), columns, width, done.failed, noResult),
+      outcome !== undefined && "failed" in outcome
+        ? mergeRow(input, undefined, columns, width, outcome.failed, noResult)
+        : mergeRow(input, outcome?.result, columns, width, undefined, noResult),
       names,
     );
     if (merged.cut) written.truncated++;
-    await deps.sheet.addRow([...merged.cells, merged.error]);
+    xml += renderRow(rowCounter.next++, [...merged.cells, merged.error]);
     written.rows++;
     if (merged.error !== null) written.errorRows++;
+    if (xml.length >= RENDER_BATCH_BYTES) {
+      await deps.sheet.add(deflateSegment(xml));
+      xml = "";
+    }
   }
+  if (xml !== "") await deps.sheet.add(deflateSegment(xml));
   const expected = shard.end - shard.start;
   if (duplicates > 0 || written.rows !== expected) {
     deps.log.warn(

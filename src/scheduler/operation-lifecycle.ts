@@ -69,6 +69,11 @@ export const LIFECYCLE_EVENTS = {
   splitCancelled: { from: ["cancelling"], to: "cancelling" },
   /** The partial output and the cost report are written. */
   cancelDone: { from: ["cancelling"], to: "cancelled" },
+  /**
+   * Control (POST /operations/:id/retry): the failed rows of a finished operation run again, as
+   * the shards of a new retry (recorded in `retries`); it merges and ends again as any run does.
+   */
+  retry: { from: ["succeeded-with-failures", "failed"], to: "running" },
 } as const satisfies Record<string, LifecycleTransition>;
 
 export type LifecycleEvent = keyof typeof LIFECYCLE_EVENTS;
@@ -79,6 +84,8 @@ export type LifecycleEvent = keyof typeof LIFECYCLE_EVENTS;
  */
 export const LIFECYCLE_AMENDMENTS = {
   caps: { in: LIVE },
+  /** The scheduler recorded the shards of the open retry (its slices written, messages sent). */
+  retryPlanned: { in: ["running", "paused", "cancelling"] },
 } as const satisfies Record<string, { readonly in: readonly LifecycleStatus[] }>;
 
 export type LifecycleAmendment = keyof typeof LIFECYCLE_AMENDMENTS;
@@ -95,7 +102,10 @@ export function allows(event: LifecycleEvent, status: LifecycleStatus): boolean 
 
 /** Fields written together with a transition (never the status: that is the event's). */
 export type ManifestPatch = Partial<
-  Pick<Manifest, "rows" | "shards" | "startedAt" | "finishedAt" | "resumedAt" | "error" | "result">
+  Pick<
+    Manifest,
+    "rows" | "shards" | "startedAt" | "finishedAt" | "resumedAt" | "error" | "result" | "retries"
+  >
 >;
 
 export type TransitionOutcome =
@@ -178,7 +188,7 @@ export class OperationLifecycle {
   async apply(
     operationId: string,
     event: LifecycleEvent,
-    patch: ManifestPatch = {},
+    patch: ManifestPatch | ((current: Manifest) => ManifestPatch) = {},
     signal?: AbortSignal,
   ): Promise<TransitionOutcome> {
     const key = keys.manifest(operationId);
@@ -198,7 +208,8 @@ export class OperationLifecycle {
       }
       const next = manifestSchema.parse({
         ...current,
-        ...patch,
+        // A function patch is decided on the manifest read (again after each 412).
+        ...(typeof patch === "function" ? patch(current) : patch),
         status: to,
         updatedAt: this.#iso(),
       });
@@ -223,7 +234,7 @@ export class OperationLifecycle {
   async amend(
     operationId: string,
     amendment: LifecycleAmendment,
-    change: (current: Manifest) => Pick<Manifest, "caps">,
+    change: (current: Manifest) => Pick<Manifest, "caps"> | Pick<Manifest, "retries">,
     signal?: AbortSignal,
   ): Promise<TransitionOutcome> {
     const key = keys.manifest(operationId);

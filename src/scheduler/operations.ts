@@ -8,16 +8,20 @@
 
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
+import type { z } from "zod";
 import { mapLimit } from "../shared/async.ts";
 import { isAwsServiceError } from "../shared/aws-errors.ts";
 import type { Clock } from "../shared/clock.ts";
 import {
   capsPatchSchema,
   type OperationView,
+  type RetryView,
+  retryRequestSchema,
   type ShardCounts,
 } from "../shared/contracts/operations.ts";
 import {
   BadInputError,
+  InvalidStateError,
   LimitExceededError,
   NotFoundError,
   NotReadyError,
@@ -29,11 +33,14 @@ import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { type CapacityWait, type FleetRecord, fleetRecordSchema } from "../shared/schemas/fleet.ts";
 import {
+  currentTask,
   type LifecycleStatus,
   type Manifest,
   manifestSchema,
   type OperationSpec,
   type OperationStatus,
+  parseOperationSpec,
+  type RetryRecord,
   TERMINAL_STATUSES,
   tenantOf,
 } from "../shared/schemas/operation.ts";
@@ -43,6 +50,7 @@ import { isTransientError } from "../shared/transient.ts";
 import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./intake.ts";
 import { type ControlAction, type ControlOutcome, controlOperation } from "./operation-control.ts";
 import { OperationLifecycle } from "./operation-lifecycle.ts";
+import { retryOptions, runsOf, withNewRetry } from "./retry/retry-plan.ts";
 import { readSourceView } from "./source-view.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
@@ -111,7 +119,8 @@ export interface ShardProgress {
  * Reads the state of an operation's shards from the records under its durable shards prefix:
  * done = a `done.json` without `failed`; failed = a `done.json` with `failed`; running = an
  * attempt whose cause is "running" and no `done.json`; pending = the rest. The four add up
- * to the manifest's shard count.
+ * to the manifest's shard count. A shard whose failed rows a retry runs again counts as its
+ * latest run (the retry's shard, under its own id; `done` is keyed by that id).
  *
  * Caches commit markers and finished attempts: both are written once and never change.
  */
@@ -130,7 +139,7 @@ export class ShardProgressReader {
     options: { attempts?: boolean; signal?: AbortSignal } = {},
   ): Promise<ShardProgress> {
     const shards = manifest.shards ?? [];
-    const expected = new Set(shards.map((s) => s.id));
+    const expected = new Set(shards.map((s) => runsOf(s, manifest.retries).at(-1)?.id ?? s.id));
     const keysUnder = await this.#store.list(keys.shardsPrefix(manifest.id), options.signal);
     const doneKeys: string[] = [];
     const attemptKeys = new Map<string, string[]>();
@@ -227,8 +236,12 @@ export function viewOf(
   const shown = shownStatus(manifest, wait);
   let rowsDone = 0;
   let rowsFailed = 0;
+  // A retry's shard holds only its shard's failed rows: the rest of the range was done before.
+  const retryRange = new Map(
+    (manifest.retries ?? []).flatMap((r) => (r.shards ?? []).map((s) => [s.id, s.end - s.start])),
+  );
   for (const marker of progress.done.values()) {
-    rowsDone += marker.rows;
+    rowsDone += retryRange.get(marker.shardId) ?? marker.rows;
     rowsFailed += marker.errorRows;
   }
   if (manifest.result) {
@@ -249,6 +262,9 @@ export function viewOf(
     finishedAt: manifest.finishedAt ?? null,
     ...(manifest.error ? { error: manifest.error } : {}),
     ...(manifest.caps && Object.keys(manifest.caps).length > 0 ? { caps: manifest.caps } : {}),
+    ...(manifest.retries && manifest.retries.length > 0
+      ? { retries: manifest.retries.map(retryView) }
+      : {}),
     ...(shown.waiting ? { waiting: shown.waiting } : {}),
     ...(manifest.result
       ? {
@@ -260,6 +276,33 @@ export function viewOf(
         }
       : {}),
   };
+}
+
+/** One retry as the view shows it (its shards as a count). */
+function retryView(r: RetryRecord): RetryView {
+  return {
+    number: r.number,
+    requestedAt: r.requestedAt,
+    options: r.options,
+    rows: r.rows ?? null,
+    shards: r.shards?.length ?? null,
+    endedAt: r.endedAt ?? null,
+    status: r.status ?? null,
+    errorRows: r.errorRows ?? null,
+  };
+}
+
+/** A 400 naming the body field of a zod issue (an unknown key's own path). */
+function bodyError(issue: z.core.$ZodIssue): BadInputError {
+  const unknownKey = issue.code === "unrecognized_keys" ? issue.keys[0] : undefined;
+  const path =
+    [...issue.path, ...(unknownKey === undefined ? [] : [unknownKey])].map(String).join(".") ||
+    "(body)";
+  return new BadInputError(
+    "BAD_REQUEST",
+    `body ${path}: ${unknownKey === undefined ? issue.message : "unknown field"}`,
+    { details: { path } },
+  );
 }
 
 function notFound(id: string): NotFoundError {
@@ -276,6 +319,12 @@ export interface OperationServiceDeps {
    * @default undefined (the scheduler finds it at its next pass)
    */
   onQueued?: (operationId: string) => void;
+  /**
+   * Called once a finished operation was moved back to `running` by a retry, so the loops in the
+   * same process read it again at once (`Scheduler.revive`, `FleetManager.revive`). Must not
+   * throw. @default undefined (they notice at their recheck of finished operations)
+   */
+  onRetried?: (operationId: string) => void;
 }
 
 export interface OperationServiceOptions {
@@ -305,6 +354,7 @@ export class OperationService {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #onQueued: ((operationId: string) => void) | undefined;
+  readonly #onRetried: ((operationId: string) => void) | undefined;
   /** Submissions in flight, by tenant (for the operations cap). */
   readonly #reserved = new Map<string, number>();
   /** Operation ids seen finished: the operations cap never reads them again. */
@@ -321,6 +371,7 @@ export class OperationService {
     this.#logger = deps.logger;
     this.#clock = deps.clock;
     this.#onQueued = deps.onQueued;
+    this.#onRetried = deps.onRetried;
     this.#cacheSize = options.cacheSize ?? 1000;
     this.#specChecks = options.specChecks ?? {};
     this.#workbookLimits = options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS;
@@ -709,6 +760,88 @@ export class OperationService {
       );
     }
     this.#logger.info({ operationId: id, caps: outcome.manifest.caps }, "operation caps changed");
+    return this.get(id, signal, viewer);
+  }
+
+  /**
+   * Runs the failed rows of a finished operation again (`POST /operations/:id/retry`): the state
+   * machine's `retry` event moves it from `succeeded-with-failures` or `failed` back to `running`
+   * and opens a retry record (`retries`) with the task options it runs with — the current ones
+   * with `body.options` on top, checked by the task's strict schema and the intake's spec checks
+   * (BadInputError, 400, naming the field). The scheduler plans the retry's shards and merges
+   * again. NotFoundError for an unknown (or another tenant's) id; InvalidStateError (409) naming
+   * the status when it may not be retried; RetryableError when other writers kept winning.
+   */
+  async retry(
+    id: string,
+    body: unknown,
+    signal?: AbortSignal,
+    viewer?: Viewer,
+  ): Promise<OperationView> {
+    checkOperationId(id);
+    const request = retryRequestSchema.safeParse(body ?? {});
+    if (!request.success) throw bodyError(request.error.issues[0]!);
+    const manifest = await this.#visibleManifest(id, signal, viewer);
+    if (manifest.status === "failed" && !manifest.shards) {
+      throw new InvalidStateError(
+        `cannot retry operation ${id}: it failed before its split ended (${manifest.error?.message ?? "no shards"}); submit it again`,
+        { details: { id, status: manifest.status } },
+      );
+    }
+    const task = currentTask(manifest);
+    const options = retryOptions(task.options, request.data.options);
+    let spec: OperationSpec;
+    try {
+      spec = parseOperationSpec({ ...manifest.spec, task: { name: task.name, options } });
+      await checkSpecAlone(spec, this.#specChecks);
+      checkSpecColumns(spec, manifest.headers);
+    } catch (err) {
+      // The request names the options: say `body options.timeoutMs`, not `spec task.options…`.
+      if (err instanceof BadInputError) {
+        throw new BadInputError(
+          err.code,
+          err.message.replace(/^spec task\.options/, "body options"),
+          {
+            details: err.details,
+            cause: err,
+          },
+        );
+      }
+      throw err;
+    }
+    const now = iso(this.#clock);
+    const outcome = await this.#lifecycle.apply(
+      id,
+      "retry",
+      (current) => ({
+        retries: withNewRetry(current.retries, current.status, spec.task.options, now),
+        // Written again by the retry's merge; a retry counts as a resume for capacity waits.
+        result: undefined,
+        error: undefined,
+        finishedAt: undefined,
+        resumedAt: now,
+      }),
+      signal,
+    );
+    if (outcome.outcome === "gone") throw notFound(id);
+    if (outcome.outcome === "contended") {
+      throw new RetryableError(`operation ${id} is being changed by another writer; try again`);
+    }
+    if (outcome.outcome === "not-allowed") {
+      throw new InvalidStateError(
+        `cannot retry operation ${id}: it is ${outcome.from} (only succeeded-with-failures or failed operations are retried)`,
+        { details: { id, status: outcome.from, action: "retry" } },
+      );
+    }
+    this.#terminalViews.delete(id);
+    this.#terminalTenants.delete(id);
+    this.#progress.forget(id);
+    const retry = outcome.manifest.retries?.at(-1);
+    this.#logger.info(
+      { operationId: id, retry: retry?.number, options: request.data.options ?? {} },
+      "operation retry requested",
+    );
+    this.#onRetried?.(id);
     return this.get(id, signal, viewer);
   }
 

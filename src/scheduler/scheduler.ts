@@ -20,11 +20,17 @@
 import { mapLimit } from "../shared/async.ts";
 import type { Clock } from "../shared/clock.ts";
 import { describeError, RetryableError, ShardfleetError } from "../shared/errors.ts";
+import { FinishedOperations } from "../shared/finished-operations.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { PeriodicService, type ServiceState } from "../shared/periodic-service.ts";
 import { commitDeadLettered } from "../shared/records/done-marker.ts";
-import { type Manifest, TERMINAL_STATUSES } from "../shared/schemas/operation.ts";
+import {
+  currentShards,
+  type Manifest,
+  openRetry,
+  TERMINAL_STATUSES,
+} from "../shared/schemas/operation.ts";
 import { shardMessageSchema } from "../shared/schemas/shard.ts";
 import type { ShardQueue } from "../shared/shard-queue.ts";
 import { isTransientError } from "../shared/transient.ts";
@@ -35,6 +41,8 @@ import {
   OperationLifecycle,
 } from "./operation-lifecycle.ts";
 import { listOperationIds, loadManifest, ShardProgressReader } from "./operations.ts";
+import { withRetryEnded } from "./retry/retry-plan.ts";
+import { planRetry } from "./retry/retry-planner.ts";
 import { splitOperation } from "./splitter.ts";
 import { DEFAULT_WORKBOOK_LIMITS, type WorkbookLimits } from "./workbook/limits.ts";
 
@@ -83,7 +91,7 @@ const JOB_RETRY_MAX_MS = 30_000;
 
 export type SchedulerState = ServiceState;
 
-type JobKind = "split" | "merge" | "cancel";
+type JobKind = "split" | "merge" | "cancel" | "retry";
 
 /**
  * How long a cancel waits for workers to flush the checkpoints of shards they were running
@@ -121,8 +129,11 @@ export class Scheduler {
   readonly #options: Required<Omit<SchedulerOptions, "dlqUrl">> & { dlqUrl?: string };
   readonly #progress: ShardProgressReader;
   readonly #lifecycle: OperationLifecycle;
-  /** Operations known to be terminal: never read again by this process. */
-  readonly #terminal = new Set<string>();
+  /**
+   * Operations known to be terminal: not read again by this process (until `revive`, or the
+   * recheck a retry accepted elsewhere needs: ../shared/finished-operations.ts).
+   */
+  readonly #terminal: Set<string>;
   /** Manifests that failed to parse, reported once each. */
   readonly #unreadable = new Set<string>();
   readonly #jobs = new Map<string, Promise<void>>();
@@ -137,6 +148,7 @@ export class Scheduler {
     this.#clock = deps.clock;
     this.#cost = deps.cost;
     this.#fence = deps.fence;
+    this.#terminal = new FinishedOperations({ clock: deps.clock });
     this.#options = {
       workQueueUrl: options.workQueueUrl,
       dlqUrl: options.dlqUrl,
@@ -184,6 +196,15 @@ export class Scheduler {
    * follows it at once. Without it, a submission waits up to `intervalMs` for the next pass.
    */
   wake(): void {
+    this.#service.wake();
+  }
+
+  /**
+   * An operation that had finished runs again (its failed rows were retried): read it from the
+   * next pass on, which starts now.
+   */
+  revive(operationId: string): void {
+    this.#terminal.delete(operationId);
     this.#service.wake();
   }
 
@@ -240,8 +261,17 @@ export class Scheduler {
         this.#startJob("split", manifest);
         return;
       case "running": {
+        // A retry asked for: its shards are planned first (./retry/retry-planner.ts).
+        const retry = openRetry(manifest);
+        if (retry && !retry.shards) {
+          this.#startJob("retry", manifest);
+          return;
+        }
         const { done } = await this.#progress.read(manifest, { attempts: false, signal });
-        if (done.size === (manifest.shards ?? []).length) this.#startJob("merge", manifest);
+        // Every shard it waits for now (an open retry's, else the split's) committed.
+        if ((currentShards(manifest) ?? []).every((s) => done.has(s.id))) {
+          this.#startJob("merge", manifest);
+        }
         return;
       }
       case "merging":
@@ -290,7 +320,9 @@ export class Scheduler {
         ? this.#split(manifest, log, signal)
         : kind === "merge"
           ? this.#merge(manifest, log, signal)
-          : this.#cancel(manifest, log, signal)
+          : kind === "retry"
+            ? this.#planRetry(manifest, log, signal)
+            : this.#cancel(manifest, log, signal)
     )
       .then(() => {
         this.#jobFailures.delete(manifest.id);
@@ -326,7 +358,7 @@ export class Scheduler {
   async #apply(
     id: string,
     event: LifecycleEvent,
-    patch: ManifestPatch,
+    patch: ManifestPatch | ((current: Manifest) => ManifestPatch),
     log: Logger,
     signal?: AbortSignal,
   ): Promise<Manifest | undefined> {
@@ -405,6 +437,25 @@ export class Scheduler {
     await this.#apply(manifest.id, "splitCancelled", { rows, shards }, log, signal);
   }
 
+  /** Plans the open retry: its shards' slices and messages, then the record of them. */
+  async #planRetry(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
+    log.info({ retry: openRetry(manifest)?.number }, "planning the retry of failed rows");
+    await planRetry(
+      {
+        store: this.#store,
+        queue: this.#queue,
+        lifecycle: this.#lifecycle,
+        clock: this.#clock,
+        logger: log,
+      },
+      manifest,
+      this.#options.workQueueUrl,
+      signal,
+    );
+    // Its shards may all be committed already (or there are none): the next pass merges.
+    this.#service.wake();
+  }
+
   /** Merges what a cancelled operation did (the rest `cancelled`), then ends it, with its cost. */
   async #cancel(manifest: Manifest, log: Logger, signal: AbortSignal): Promise<void> {
     log.info("operation cancelled; merging its partial output");
@@ -415,7 +466,7 @@ export class Scheduler {
     const ended = await this.#apply(
       manifest.id,
       "cancelDone",
-      {
+      (found) => ({
         result: {
           key: result.key,
           rows: result.rows,
@@ -423,7 +474,8 @@ export class Scheduler {
           columns: result.columns,
         },
         finishedAt: this.#now(),
-      },
+        ...retriesEnded(found, "cancelled", this.#now(), result.errorRows),
+      }),
       log,
       signal,
     );
@@ -456,7 +508,7 @@ export class Scheduler {
     const ended = await this.#apply(
       current.id,
       FINAL_EVENTS[status],
-      {
+      (found) => ({
         result: {
           key: result.key,
           rows: result.rows,
@@ -465,7 +517,8 @@ export class Scheduler {
         },
         ...(error ? { error } : {}),
         finishedAt: this.#now(),
-      },
+        ...retriesEnded(found, status, this.#now(), result.errorRows),
+      }),
       log,
       signal,
     );
@@ -491,13 +544,14 @@ export class Scheduler {
       const failed = await this.#apply(
         manifest.id,
         "fail",
-        {
+        (found) => ({
           error: {
             code: err instanceof ShardfleetError ? err.code : "INTERNAL",
             message: describeError(err),
           },
           finishedAt: this.#now(),
-        },
+          ...retriesEnded(found, "failed", this.#now()),
+        }),
         log,
       );
       if (!failed) return;
@@ -575,4 +629,16 @@ export class Scheduler {
       }
     }
   }
+}
+
+/** The patch that closes the open retry (if any) with the status the operation ends in. */
+function retriesEnded(
+  manifest: Manifest,
+  status: FinalStatus | "cancelled",
+  now: string,
+  errorRows?: number,
+): Pick<ManifestPatch, "retries"> {
+  if (!openRetry(manifest)) return {};
+  const retries = withRetryEnded(manifest.retries, status, now, errorRows);
+  return retries ? { retries } : {};
 }

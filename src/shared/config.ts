@@ -151,6 +151,8 @@ const settings = {
   SHARDFLEET_LAUNCH_CONCURRENCY: int(1, 50).default(DEFAULT_LAUNCH_CONCURRENCY),
   // The scheduler lease: one active scheduler per bucket; renewed every third of it.
   SHARDFLEET_LEASE_S: z.coerce.number().min(1).max(3600).default(30),
+  // The self-healing sweep: how often it looks for shards whose message was lost.
+  SHARDFLEET_SWEEP_INTERVAL_S: z.coerce.number().min(0.05).max(3600).default(15),
   SHARDFLEET_EC2_LAUNCH_TEMPLATE: z.string().min(1).optional(),
   SHARDFLEET_EC2_SUBNETS: z.string().optional(),
   SHARDFLEET_EC2_INSTANCE_TYPES: z.string().default("c7g.large,c6g.large,m7g.large"),
@@ -258,6 +260,11 @@ export interface Config {
   readonly lease: {
     /** How long the lease lasts without a renewal; a standby takes over after it. */
     readonly seconds: number;
+  };
+  /** The self-healing sweep (src/scheduler/sweep/): re-drives shards whose message was lost. */
+  readonly sweep: {
+    /** Pause between sweep passes. */
+    readonly intervalSeconds: number;
   };
   readonly notify: NotifyConfig;
 }
@@ -579,6 +586,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     egress: egressPolicy(e.SHARDFLEET_EGRESS_ALLOW),
     lease: { seconds: e.SHARDFLEET_LEASE_S },
+    sweep: { intervalSeconds: e.SHARDFLEET_SWEEP_INTERVAL_S },
     notify: notifyConfig(e),
   });
 }

@@ -58,7 +58,7 @@ export function formatCostTable(r: CostReport): string {
       [
         "wasted work",
         usd(r.wasted.usd),
-        `${r.wasted.rowsRedone} rows redone, ${r.wasted.losingCopies} losing copies, ${pct(r.wasted.percentOfTotal)}`,
+        `${r.wasted.rowsRedone} rows redone, ${r.wasted.losingCopies} losing copies, ${pct(r.wasted.percentOfTotal)}${lowerBoundNote(r.wasted.uncountedAttempts)}`,
       ],
       ["all on-demand would be", usd(r.onDemandCounterfactualUsd)],
       ["saving", pct(r.savingPercent)],
@@ -70,4 +70,14 @@ export function formatCostTable(r: CostReport): string {
   }
   lines.push(`on-demand prices: ${r.priceTable}; per-second billing, 60 s minimum per start`);
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Said after wasted work when some attempts died without a word: what they did after their last
+ * record is not counted, so the figure is a lower bound.
+ */
+export function lowerBoundNote(uncountedAttempts: number | undefined): string {
+  if (!uncountedAttempts) return "";
+  const s = uncountedAttempts === 1 ? "" : "s";
+  return ` (at least: ${uncountedAttempts} attempt${s} ended without a record)`;
 }

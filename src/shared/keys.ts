@@ -28,6 +28,16 @@ export function shardIdFor(index: number): string {
   return `s${String(index).padStart(6, "0")}`;
 }
 
+/**
+ * The shard id of retry `retry` of base shard `base`: a shard of its own (slice, checkpoint,
+ * chunks, attempts, `done.json`), so every per-shard record of a retry is keyed apart from the
+ * original's and from other retries'. Sorts right after its base shard.
+ */
+export function retryShardIdFor(base: string, retry: number): string {
+  if (!Number.isInteger(retry) || retry < 1) throw new Error(`invalid retry number ${retry}`);
+  return checkId("shard", `${checkId("shard", base)}-r${retry}`);
+}
+
 export const OPERATIONS_PREFIX = "operations/";
 /**
  * Temporary objects (the uploaded workbook, shard slices, checkpoints, result chunks) live under
@@ -71,6 +81,13 @@ export const keys = {
   attemptsPrefix: (op: string, shard: string) => `${keys.shardPrefix(op, shard)}attempts/`,
   attempt: (op: string, shard: string, attemptId: string) =>
     `${keys.attemptsPrefix(op, shard)}${checkId("attempt", attemptId)}.json`,
+  /**
+   * The sweep's re-drives of a shard (src/scheduler/sweep/): one small record per re-drive, named
+   * by its time, so the listing the scheduler already makes of the shards prefix shows them.
+   */
+  redrivesPrefix: (op: string, shard: string) => `${keys.shardPrefix(op, shard)}redrives/`,
+  redrive: (op: string, shard: string, atMs: number) =>
+    `${keys.redrivesPrefix(op, shard)}${String(Math.max(0, Math.floor(atMs))).padStart(15, "0")}.json`,
   result: (op: string) => `${operationPrefix(op)}output/result.xlsx`,
   cost: (op: string) => `${operationPrefix(op)}cost.json`,
   /**
@@ -122,6 +139,14 @@ export const keys = {
    */
   chunk: (op: string, shard: string, start: number, end: number) =>
     `${keys.chunksPrefix(op, shard)}${pad(start)}-${pad(end)}.ndjson`,
+  /** Output sheet segments (rendered rows, raw deflate), beside the result chunks. */
+  segmentsPrefix: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}segments/`,
+  /**
+   * A chunk's rows rendered as output sheet XML by one attempt. The attempt is in the name: a
+   * done.json records the segment's CRC and lengths, so no other attempt may overwrite it.
+   */
+  segment: (op: string, shard: string, start: number, end: number, attemptId: string) =>
+    `${keys.segmentsPrefix(op, shard)}${pad(start)}-${pad(end)}.${checkId("attempt", attemptId)}.xml.deflate`,
 } as const;
 
 /** Instance ids come from EC2 or config (a host name may hold dots): kept to key-safe characters. */
@@ -138,6 +163,12 @@ export function parseBudgetPeerKey(key: string): { member: string; left: boolean
   const m = /\/budget-peers\/([^/]+)\.(json|left)$/.exec(key);
   if (!m) return undefined;
   return { member: m[1]!, left: m[2] === "left" };
+}
+
+/** The time (ms) in the `rest` of a re-drive record's shard key (`redrives/{ms}.json`), or undefined. */
+export function redriveTimeOf(rest: string): number | undefined {
+  const m = /^redrives\/(\d{15})\.json$/.exec(rest);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** A parsed per-shard key; `scratch` says which of the operation's prefixes it is under. */

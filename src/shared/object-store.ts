@@ -121,6 +121,25 @@ export class ObjectStore {
   }
 
   /** GET of bytes [start, end) (to the end when `end` is undefined; the whole object from 0). */
+  /**
+   * After a 412 on a conditional write: the object's ETag when it holds exactly `body`, i.e. the
+   * write landed on an earlier try whose answer was lost (a connection dropped after S3 acted,
+   * which the SDK retries, and the retry finds its own write), else undefined (someone else's).
+   * Our bodies carry a unique holder, attempt or time, so another writer's are never equal.
+   */
+  async #ownWrite(key: string, body: string, signal?: AbortSignal): Promise<string | undefined> {
+    let out: OpenedBody;
+    try {
+      out = await this.#open(key, 0, undefined, signal);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    const parts: Buffer[] = [];
+    for await (const chunk of out.body) parts.push(chunk as Buffer);
+    return Buffer.concat(parts).toString("utf-8") === body ? (out.etag ?? "") : undefined;
+  }
+
   async #open(
     key: string,
     start: number,
@@ -138,6 +157,23 @@ export class ObjectStore {
       ...(out.ETag ? { etag: out.ETag } : {}),
       ...(out.ContentLength !== undefined ? { length: out.ContentLength } : {}),
     };
+  }
+
+  /** The object's bytes, or undefined when it does not exist (small objects only). */
+  async getBytes(key: string, signal?: AbortSignal): Promise<Buffer | undefined> {
+    const stream = await this.getStream(key, signal);
+    if (!stream) return undefined;
+    const parts: Buffer[] = [];
+    for await (const chunk of stream) parts.push(chunk as Buffer);
+    return Buffer.concat(parts);
+  }
+
+  /** Writes a small binary object (under the single-PUT limit) in one PUT. */
+  async putBytes(key: string, body: Uint8Array, contentType: string, signal?: AbortSignal) {
+    await this.#s3.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }),
+      { abortSignal: signal },
+    );
   }
 
   /** Parses a JSON object with `schema`; undefined when it does not exist. */
@@ -172,7 +208,8 @@ export class ObjectStore {
 
   /**
    * Writes a JSON object only if the key does not exist yet (`If-None-Match: *`).
-   * Returns true when this call created it, false when someone else already had.
+   * Returns true when this call created it (also when its answer was lost and the SDK's retry
+   * found its own write), false when someone else already had.
    */
   async putJsonIfAbsent<S extends z.ZodType>(
     key: string,
@@ -195,7 +232,8 @@ export class ObjectStore {
         );
         return true;
       } catch (err) {
-        if (isPreconditionFailed(err)) return false;
+        if (isPreconditionFailed(err))
+          return (await this.#ownWrite(key, body, signal)) !== undefined;
         if (!isConditionalConflict(err) || attempt >= 5) throw err;
         await new Promise((r) => setTimeout(r, 50 * attempt));
       }
@@ -230,7 +268,8 @@ export class ObjectStore {
 
   /**
    * Validates then writes a JSON object only if it is still the version read (`If-Match` on
-   * `etag`): `written` with the new ETag; `changed` when another write came first (412), or
+   * `etag`): `written` with the new ETag (also when its answer was lost and the SDK's retry
+   * found its own write); `changed` when another write came first (412), or
    * overlapped this one (409: read again to learn which won); `gone` when it no longer exists.
    */
   async putJsonIfMatch<S extends z.ZodType>(
@@ -254,7 +293,10 @@ export class ObjectStore {
       );
       return { outcome: "written", etag: out.ETag ?? "" };
     } catch (err) {
-      if (isPreconditionFailed(err)) return { outcome: "changed" };
+      if (isPreconditionFailed(err)) {
+        const own = await this.#ownWrite(key, body, signal);
+        return own === undefined ? { outcome: "changed" } : { outcome: "written", etag: own };
+      }
       if (isConditionalConflict(err)) return { outcome: "changed", conflict: true };
       if (isNotFound(err)) return { outcome: "gone" };
       throw err;

@@ -6,6 +6,7 @@
 import {
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
+  GetQueueAttributesCommand,
   type Message,
   ReceiveMessageCommand,
   SendMessageBatchCommand,
@@ -22,6 +23,18 @@ export interface ReceivedMessage {
   receiptHandle: string;
   body: string;
   receiveCount: number;
+}
+
+/** What a queue holds, as SQS counts it, and when the queue itself was created. */
+export interface QueueStats {
+  /**
+   * Messages in the queue: visible, in flight (received, or released with a delay) and delayed.
+   * Approximate on SQS (eventually consistent); the local server counts a message whose
+   * visibility lapsed as in flight until the next receive, so it errs high, never low.
+   */
+  messages: number;
+  /** When the queue was created (ms): a queue created again has lost every earlier message. */
+  createdAtMs: number;
 }
 
 export class ShardQueue {
@@ -84,6 +97,32 @@ export class ShardQueue {
         abortSignal: signal,
       },
     );
+  }
+
+  /** The queue's message counts and creation time (GetQueueAttributes). */
+  async stats(queueUrl: string, signal?: AbortSignal): Promise<QueueStats> {
+    const out = await this.#sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        AttributeNames: [
+          "ApproximateNumberOfMessages",
+          "ApproximateNumberOfMessagesNotVisible",
+          "ApproximateNumberOfMessagesDelayed",
+          "CreatedTimestamp",
+        ],
+      }),
+      { abortSignal: signal },
+    );
+    const a = out.Attributes ?? {};
+    const count = (v: string | undefined) => Number(v ?? "0") || 0;
+    return {
+      messages:
+        count(a.ApproximateNumberOfMessages) +
+        count(a.ApproximateNumberOfMessagesNotVisible) +
+        count(a.ApproximateNumberOfMessagesDelayed),
+      // SQS gives epoch seconds.
+      createdAtMs: count(a.CreatedTimestamp) * 1000,
+    };
   }
 
   /** Extends (or, with 0, ends) a message's invisibility. */

@@ -12,10 +12,15 @@
  * - csv (and any operation without a slice context): one NDJSON `InputRow` per line
  *   (`keys.shardInput`), written by the splitter.
  *
+ * The form is chosen per slice: a shard of an xlsx operation without its XML slice reads the
+ * NDJSON one (a retry shard's slice, src/scheduler/retry/retry-planner.ts, holds only the rows
+ * it runs again, as fitted `InputRow`s).
+ *
  * Rows are numbered `start`, `start + 1`, … in slice order; a slice whose rows do not fill its
  * range exactly broke the splitter's contract: an INTERNAL error.
  */
 import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
 import { NotFoundError, ShardfleetError } from "./errors.ts";
 import { keys } from "./keys.ts";
 import type { ObjectStore } from "./object-store.ts";
@@ -26,6 +31,9 @@ import { EXCEL_MAX_CELL_CHARS, fitRow } from "./workbook/row-shape.ts";
 import { saxBatches } from "./workbook/sax.ts";
 import { readSharedStrings } from "./workbook/shared-strings.ts";
 import { type SheetContext, sheetRows } from "./workbook/sheet-xml.ts";
+
+/** A shard's slice does not exist (not yet written, or gone). */
+export class SliceMissingError extends NotFoundError {}
 
 /** A shard's place: which slice, and the row indices it holds. */
 export interface SliceRef {
@@ -59,6 +67,11 @@ export class SliceContexts {
   constructor(deps: { store: ObjectStore }, options: SliceContextsOptions = {}) {
     this.#store = deps.store;
     this.#max = options.maxCached ?? 4;
+  }
+
+  /** Drops what is known of `operationId` (its context may not have been written yet). */
+  forget(operationId: string): void {
+    this.#loaded.delete(operationId);
   }
 
   get(operationId: string, signal?: AbortSignal): Promise<SheetCells | undefined> {
@@ -114,8 +127,8 @@ export function sheetContextOf(cells: SheetCells, key: string): SheetContext {
 
 /**
  * The shard's input rows in order, as `InputRow`s fitted to `width` header columns. Throws
- * NotFoundError when the slice is missing, ShardfleetError INTERNAL for a slice that is not
- * what the splitter writes.
+ * SliceMissingError when the slice is missing, ShardfleetError INTERNAL for a slice that is not
+ * what the splitter (or the retry planner) writes.
  */
 export async function* readInputRows(
   store: ObjectStore,
@@ -125,20 +138,29 @@ export async function* readInputRows(
   signal?: AbortSignal,
 ): AsyncGenerator<InputRow> {
   const cells = await contexts.get(slice.operationId, signal);
-  if (cells) yield* sheetSliceRows(store, cells, slice, width, signal);
-  else yield* ndjsonSliceRows(store, slice, signal);
+  try {
+    if (cells) {
+      const key = keys.shardSheetSlice(slice.operationId, slice.shardId);
+      const stream = await store.getStream(key, signal);
+      // No XML slice: a retry shard's (or an old operation's) NDJSON one.
+      if (stream) yield* sheetSliceRows(stream, key, cells, slice, width, signal);
+      else yield* ndjsonSliceRows(store, slice, signal);
+    } else yield* ndjsonSliceRows(store, slice, signal);
+  } catch (err) {
+    // A context read before the split wrote it is not kept: the next read looks again.
+    if (err instanceof SliceMissingError) contexts.forget(slice.operationId);
+    throw err;
+  }
 }
 
 async function* sheetSliceRows(
-  store: ObjectStore,
+  stream: Readable,
+  key: string,
   cells: SheetCells,
   slice: SliceRef,
   width: number,
   signal?: AbortSignal,
 ): AsyncGenerator<InputRow> {
-  const key = keys.shardSheetSlice(slice.operationId, slice.shardId);
-  const stream = await store.getStream(key, signal);
-  if (!stream) throw new NotFoundError(`shard input ${key} does not exist`);
   let i = slice.start;
   try {
     const ctx = sheetContextOf(cells, key);
@@ -175,7 +197,7 @@ async function* ndjsonSliceRows(
   const { start, end } = slice;
   const key = keys.shardInput(slice.operationId, slice.shardId);
   const stream = await store.getStream(key, signal);
-  if (!stream) throw new NotFoundError(`shard input ${key} does not exist`);
+  if (!stream) throw new SliceMissingError(`shard input ${key} does not exist`);
   let line = 0;
   try {
     for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {

@@ -5,6 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../../test/support/fake-clock.ts";
 import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { systemClock } from "../shared/clock.ts";
+import { RetryableError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
@@ -106,6 +108,32 @@ describe("AttemptRecords", () => {
     const refreshing = attempt.refresh(live());
     await attempt.end("completed");
     await refreshing;
+    expect(await read(op, attempt.attemptId)).toMatchObject({ cause: "completed", rowsDone: 10 });
+  });
+
+  it("writes the end again after transient faults the SDK's own tries did not ride out", async () => {
+    const op = "op-rec-flaky-end";
+    // The first two writes of the end fail as throttling would after the SDK's three tries;
+    // before, the record stayed `running`, and was later relabelled `lost`: a completed attempt
+    // counted as wasted work.
+    const flaky = new ObjectStore({ s3: aws.clients.s3 }, { bucket: aws.store.bucket });
+    const putJson = flaky.putJson.bind(flaky);
+    let failures = 2;
+    flaky.putJson = (async (key, schema, body, signal) => {
+      if ((body as Attempt).cause === "completed" && failures > 0) {
+        failures--;
+        throw new RetryableError("SlowDown: Please reduce your request rate.");
+      }
+      return putJson(key, schema, body, signal);
+    }) as typeof flaky.putJson;
+    const records = new AttemptRecords(
+      { store: flaky, clock: systemClock },
+      { instanceId: "i-rec", market: "spot", staleAfterMs: 120_000 },
+    );
+    const attempt = await records.start(shard(op), { signal: live() }, logger);
+    attempt.setRows(10);
+    await attempt.end("completed");
+    expect(failures).toBe(0);
     expect(await read(op, attempt.attemptId)).toMatchObject({ cause: "completed", rowsDone: 10 });
   });
 

@@ -13,11 +13,19 @@ import type { Clock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
-import { type Attempt, attemptSchema, type ShardMessage } from "../shared/schemas/shard.ts";
+import {
+  type Attempt,
+  attemptSchema,
+  RELABELLED_BY,
+  type ShardMessage,
+} from "../shared/schemas/shard.ts";
+import { isTransientError } from "../shared/transient.ts";
 import { whyLost } from "./attempts.ts";
 
 /** Deadline of an attempt's end record: the shard's signal may be why it ends. */
 const END_TIMEOUT_MS = 10_000;
+/** First pause before the end record is written again after a transient fault (doubling). */
+const END_RETRY_FIRST_MS = 200;
 
 export interface AttemptRecordsDeps {
   store: ObjectStore;
@@ -94,6 +102,7 @@ export class AttemptRecords {
     return new AttemptRecord(body, {
       put: (b, signal) => this.#put(b, signal),
       now: () => this.#clock.now(),
+      sleep: (ms, signal) => this.#clock.sleep(ms, signal),
       ended: (id) => this.#live.delete(id),
       logger,
     });
@@ -142,7 +151,7 @@ export class AttemptRecords {
             ...attempt,
             cause: "lost",
             endedAt: new Date(now).toISOString(),
-            error: `relabelled by ${this.#options.instanceId}: ${why}`,
+            error: `${RELABELLED_BY} ${this.#options.instanceId}: ${why}`,
           },
           ctx.signal,
         );
@@ -161,6 +170,7 @@ export class AttemptRecords {
 interface AttemptRecordPort {
   put(body: Attempt, signal: AbortSignal): Promise<void>;
   now(): number;
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
   ended(attemptId: string): void;
   logger: Logger;
 }
@@ -193,6 +203,23 @@ export class AttemptRecord {
 
   get ended(): boolean {
     return this.#body.cause !== "running";
+  }
+
+  /**
+   * The cursor this attempt resumes from, written at once (best effort): a hard kill before the
+   * first refresh must not lose it (wasted work reads it).
+   */
+  async startAt(cursor: number, signal: AbortSignal): Promise<void> {
+    this.#body = { ...this.#body, startCursor: cursor };
+    try {
+      await this.refresh(signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.#port.logger.warn(
+        { err, attemptId: this.#body.attemptId },
+        "cannot write the attempt record",
+      );
+    }
   }
 
   /** Rows finished (added), written with the next refresh or the end. */
@@ -228,8 +255,20 @@ export class AttemptRecord {
       ...(error === undefined ? {} : { error }),
     };
     this.#port.ended(this.#body.attemptId);
+    // Retried as a whole on a transient fault, within the deadline: the SDK's own three tries
+    // run out now and then under throttling, and a record left `running` is later relabelled
+    // `lost`, so a completed attempt would count as wasted work.
+    const deadline = AbortSignal.timeout(END_TIMEOUT_MS);
     try {
-      await this.#port.put(this.#body, AbortSignal.timeout(END_TIMEOUT_MS));
+      for (let retry = 0; ; retry++) {
+        try {
+          await this.#port.put(this.#body, deadline);
+          break;
+        } catch (err) {
+          if (deadline.aborted || !isTransientError(err)) throw err;
+          await this.#port.sleep(Math.min(END_RETRY_FIRST_MS * 2 ** retry, 2_000), deadline);
+        }
+      }
     } catch (err) {
       this.#port.logger.warn(
         { err, attemptId: this.#body.attemptId },

@@ -25,6 +25,7 @@ export function checkpointRecord(
     attemptId,
     cursor: progress.cursor,
     chunks: progress.chunks,
+    ...(progress.segments ? { segments: progress.segments } : {}),
     columns: progress.columns,
     errorRows: progress.errorRows,
     updatedAt: new Date(now).toISOString(),

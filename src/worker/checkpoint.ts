@@ -16,7 +16,7 @@
  * for its slowest row and leave the concurrency idle meanwhile.
  */
 import type { ResultRow } from "../shared/schemas/cells.ts";
-import type { Checkpoint, ChunkRef } from "../shared/schemas/shard.ts";
+import type { Checkpoint, ChunkRef, SegmentRef } from "../shared/schemas/shard.ts";
 
 /** Where a shard stands: the rows before `cursor` are in `chunks`. */
 export interface ShardProgress {
@@ -26,6 +26,11 @@ export interface ShardProgress {
   chunks: ChunkRef[];
   /** Result columns seen so far, declared ones first. */
   columns: string[];
+  /**
+   * The chunks' rendered output rows, in row order, when this attempt (or the one it resumed)
+   * rendered them; absent when none was.
+   */
+  segments?: SegmentRef[];
   /** Rows in `chunks` that carry an error. */
   errorRows: number;
 }
@@ -102,6 +107,7 @@ export function resumeFrom(
     progress: {
       cursor: checkpoint.cursor,
       chunks: checkpoint.chunks.map((c) => ({ ...c })),
+      ...(checkpoint.segments ? { segments: checkpoint.segments.map((s) => ({ ...s })) } : {}),
       columns: mergeColumns(declaredColumns, checkpoint.columns),
       errorRows: checkpoint.errorRows,
     },
@@ -218,6 +224,7 @@ export function progressAfter(progress: ShardProgress, piece: Piece, key: string
   return {
     cursor: piece.end,
     chunks: appendChunk(progress.chunks, { key, start: piece.start, end: piece.end }),
+    ...(progress.segments ? { segments: progress.segments } : {}),
     columns: mergeColumns(progress.columns, columnsOf(piece.rows)),
     errorRows: progress.errorRows + countErrors(piece.rows),
   };

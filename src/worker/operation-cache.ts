@@ -7,6 +7,9 @@
  * The manifest is also how a worker learns that an operation was paused or cancelled: while
  * shards of an operation run, its status is read again every `controlPollMs`, and a shard about
  * to start asks for a reading no older than that (`refresh`). See ./operation-control.ts.
+ *
+ * The shards of a retry (`message.retry`) run with that retry's task options: they get an entry
+ * of their own, loaded after the retry was asked for, never the runner of the first run.
  */
 import type { Clock } from "../shared/clock.ts";
 import { NotFoundError } from "../shared/errors.ts";
@@ -22,6 +25,7 @@ export type RunnerFactory = (manifest: Manifest, logger: Logger) => Promise<Task
 
 /** One cached operation; `users` counts the shards holding it (acquire/release). */
 export interface OperationEntry {
+  operationId: string;
   ready: Promise<{ manifest: Manifest; runner: TaskRunner }>;
   users: number;
   lastUsed: number;
@@ -63,12 +67,17 @@ export class OperationCache {
     this.#controlPollMs = options.controlPollMs ?? 2000;
   }
 
-  /** The operation's entry (loading it if needed), held until `release`. */
-  acquire(operationId: string): OperationEntry {
-    let entry = this.#operations.get(operationId);
+  /**
+   * The operation's entry (loading it if needed), held until `release`; `retry`: the number of
+   * the retry whose shard it runs (its own entry).
+   */
+  acquire(operationId: string, retry?: number): OperationEntry {
+    const key = retry === undefined ? operationId : `${operationId}#r${retry}`;
+    let entry = this.#operations.get(key);
     if (!entry) {
       const control = new OperationControl();
       const created: OperationEntry = {
+        operationId,
         ready: this.#load(operationId, control),
         users: 0,
         lastUsed: this.#clock.now(),
@@ -76,9 +85,9 @@ export class OperationCache {
       };
       // A failed load is not cached: the next delivery tries again.
       created.ready.catch(() => {
-        if (this.#operations.get(operationId) === created) this.#operations.delete(operationId);
+        if (this.#operations.get(key) === created) this.#operations.delete(key);
       });
-      this.#operations.set(operationId, created);
+      this.#operations.set(key, created);
       entry = created;
     }
     entry.users++;
@@ -107,11 +116,11 @@ export class OperationCache {
           await this.#clock.sleep(this.#controlPollMs, signal);
           const inUse = [...this.#operations.entries()].filter(([, e]) => e.users > 0);
           await Promise.all(
-            inUse.map(([id, e]) =>
-              this.refresh(id, e, signal).catch((err: unknown) => {
+            inUse.map(([, e]) =>
+              this.refresh(e.operationId, e, signal).catch((err: unknown) => {
                 // A failed read only delays the news: the next poll reads again.
                 if (!signal.aborted)
-                  this.#logger.warn({ err, operationId: id }, "status read failed");
+                  this.#logger.warn({ err, operationId: e.operationId }, "status read failed");
               }),
             ),
           );

@@ -1,6 +1,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { constants, crc32, inflateRawSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { writeManifest } from "../../test/support/manifests.ts";
@@ -9,6 +10,7 @@ import { NotFoundError } from "../shared/errors.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { resultRowSchema } from "../shared/schemas/cells.ts";
+import { manifestSchema } from "../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
 import type { MessageOutcome, ShardResult } from "./shard-outcome.ts";
 import { ShardProcessor } from "./shard-processor.ts";
@@ -122,6 +124,45 @@ describe("ShardProcessor", () => {
     expect(attempt?.endedAt).toBeDefined();
   });
 
+  it("renders each chunk's output rows as a sheet segment named in done.json (its CRC and lengths right)", async () => {
+    const op = "op-greet-segments";
+    await writeManifest(aws.store, op, ["name", "born"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    const message = await writeSlice(aws.store, op, "s000002", 20, [
+      ["ada", new Date("1815-12-10T00:00:00Z")],
+      ["boom", null],
+      ["<grace>"],
+    ]);
+    await processor("i-seg").process(JSON.stringify(message), { signal: signal() });
+    const done = await aws.store.getJson(keys.done(op, "s000002"), shardDoneSchema);
+    const segment = done?.segments?.[0];
+    expect(done?.segments).toHaveLength(1);
+    expect(segment).toMatchObject({
+      start: 20,
+      end: 23,
+      key: keys.segment(op, "s000002", 20, 23, done!.attemptId),
+      rows: 3,
+      errorRows: 1,
+      columns: ["greeting", "bornYear"],
+    });
+    const bytes = (await aws.store.getBytes(segment!.key))!;
+    expect(bytes.length).toBe(segment!.compressedSize);
+    // A sync-flushed raw deflate stream: inflates without a final block.
+    const xml = inflateRawSync(bytes, { finishFlush: constants.Z_SYNC_FLUSH });
+    expect(xml.length).toBe(segment!.size);
+    expect(crc32(xml)).toBe(segment!.crc);
+    expect(xml.toString("utf8")).toBe(
+      '<row r="22"><c r="A22" t="inlineStr"><is><t>ada</t></is></c><c r="B22" s="1"><v>-30701</v></c>' +
+        '<c r="C22" t="inlineStr"><is><t>hello ada</t></is></c><c r="D22"><v>1815</v></c></row>' +
+        '<row r="23"><c r="A23" t="inlineStr"><is><t>boom</t></is></c>' +
+        '<c r="E23" t="inlineStr"><is><t>cannot greet boom</t></is></c></row>' +
+        '<row r="24"><c r="A24" t="inlineStr"><is><t>&lt;grace&gt;</t></is></c>' +
+        '<c r="C24" t="inlineStr"><is><t>hello &lt;grace&gt;</t></is></c></row>',
+    );
+  });
+
   it("commits an empty shard with an empty chunk", async () => {
     const op = "op-empty";
     await writeManifest(aws.store, op, ["name"], {
@@ -208,6 +249,44 @@ describe("ShardProcessor", () => {
     expect(await aws.store.getJson(attempts[0]!, attemptSchema)).toMatchObject({
       cause: "error",
       error: expect.stringMatching(/does not exist/),
+    });
+  });
+
+  it("releases a shard whose input is not written yet while its operation splits, with no error attempt", async () => {
+    const op = "op-notyet";
+    const manifest = await writeManifest(aws.store, op, ["name"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    await aws.store.putJson(keys.manifest(op), manifestSchema, {
+      ...manifest,
+      status: "splitting",
+    });
+    const early = JSON.stringify({ v: 1, operationId: op, shardId: "s000000", start: 0, end: 1 });
+    const p = processor();
+    // Delivered five times before the split writes the slice: never poison (limit 3).
+    for (const receiveCount of [1, 2, 3, 4, 5]) {
+      const outcome = await p.process(early, { signal: signal(), receiveCount });
+      expect(outcome).toMatchObject({
+        kind: "release",
+        why: "interrupted",
+        afterSeconds: 5 * receiveCount,
+        reason: expect.stringMatching(/not written yet/),
+      });
+    }
+    const attempts = await Promise.all(
+      (await aws.store.list(keys.attemptsPrefix(op, "s000000"))).map((k) =>
+        aws.store.getJson(k, attemptSchema),
+      ),
+    );
+    expect(attempts.map((a) => a?.cause)).toEqual(Array(5).fill("interrupted"));
+    expect(await aws.store.exists(keys.done(op, "s000000"))).toBe(false);
+    // The split catches up: the next delivery runs the shard.
+    await writeSlice(aws.store, op, "s000000", 0, [["ada"]]);
+    await aws.store.putJson(keys.manifest(op), manifestSchema, manifest);
+    expect(resultOf(await p.process(early, { signal: signal(), receiveCount: 6 }))).toMatchObject({
+      status: "committed",
+      rows: 1,
     });
   });
 

@@ -27,6 +27,9 @@
  *   (./operation-control.ts);
  * - a transient storage or network fault → flushed, `interrupted` (never poison); release
  *   after a short pause;
+ * - the input slice does not exist while the operation is still queued or splitting (an early
+ *   duplicate or re-driven message) → `interrupted` "not yet" (never poison); release after a
+ *   pause that grows with the deliveries (./shard-input.ts);
  * - anything else (unreadable slice, plugin that fails to load, crashed worker thread, a bug)
  *   → the finished prefix is flushed (best effort), `error`. Error attempts of the shard are
  *   counted from the attempt records in S3 (./poison-limit.ts): at the operation's
@@ -38,10 +41,11 @@ import { untilAborted } from "../shared/async.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import type { EgressPolicy } from "../shared/egress.ts";
 import { describeError, InvalidMessageError, ShardfleetError } from "../shared/errors.ts";
+import { keys } from "../shared/keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { commitDone, isCommitted } from "../shared/records/done-marker.ts";
-import { type Manifest, specOf } from "../shared/schemas/operation.ts";
+import { currentTask, type Manifest, manifestSchema, specOf } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
 import type { TaskSpec } from "../shared/schemas/tasks.ts";
 import { SliceContexts } from "../shared/slices.ts";
@@ -52,8 +56,9 @@ import { resumeFrom, type ShardProgress } from "./checkpoint.ts";
 import { loadCheckpoint } from "./checkpoint-record.ts";
 import { OperationCache, type OperationEntry, type RunnerFactory } from "./operation-cache.ts";
 import { isControlStop, stopOutcome } from "./operation-control.ts";
+import type { OutputContext, RenderInput } from "./output-segments.ts";
 import { retryOrCommitFailed } from "./poison-limit.ts";
-import { readSlice } from "./shard-input.ts";
+import { inputNotYet, readSlice, ShardInputMissingError } from "./shard-input.ts";
 import { parseShardMessage } from "./shard-message.ts";
 import { type MessageOutcome, type ShardResult, stoppedOutcome } from "./shard-outcome.ts";
 import { ShardRun, type ShardRunResult, WRITE_TIMEOUT_MS } from "./shard-run.ts";
@@ -137,6 +142,8 @@ interface Prepared {
   rows: TaskRow[];
   /** Rows in the whole slice. */
   total: number;
+  /** The splitter's notes of the rows to run, by row index (see inputRowSchema). */
+  notes: ReadonlyMap<number, string>;
 }
 
 /** One attempt under way: what the failure path needs to end it. */
@@ -176,7 +183,8 @@ export class ShardProcessor {
       deps.createRunner ??
       ((manifest, logger) =>
         createTaskRunner(
-          withCapsApplied(specOf(manifest).task, manifest),
+          // A retry's options when it has one (its shards load the operation after it).
+          withCapsApplied(currentTask(manifest), manifest),
           {
             logger,
             pluginDir: options.pluginDir,
@@ -243,7 +251,7 @@ export class ShardProcessor {
       },
       "shard started",
     );
-    const entry = this.#operations.acquire(message.operationId);
+    const entry = this.#operations.acquire(message.operationId, message.retry);
     try {
       return await this.#attempt(message, entry, attempt, ctx, logger);
     } finally {
@@ -296,6 +304,7 @@ export class ShardProcessor {
     const checkpoint = await loadCheckpoint(this.#store, message, signal, logger);
     const { progress, ignored } = resumeFrom(checkpoint, message, runner.columns);
     if (ignored) logger.warn({ problem: ignored }, "ignoring an inconsistent checkpoint");
+    await running.attempt.startAt(progress.cursor, signal);
     const resumed = progress.cursor > message.start || progress.chunks.length > 0;
     if (resumed) {
       logger.info(
@@ -311,7 +320,15 @@ export class ShardProcessor {
       progress.cursor,
       this.#sliceContexts,
     );
-    return { manifest, runner, progress, resumed, rows: slice.rows, total: slice.total };
+    return {
+      manifest,
+      runner,
+      progress,
+      resumed,
+      rows: slice.rows,
+      total: slice.total,
+      notes: slice.notes,
+    };
   }
 
   #newRun(prepared: Prepared, running: Running): ShardRun {
@@ -327,6 +344,7 @@ export class ShardProcessor {
         everyMs: checkpoint.everySeconds * 1000,
         budget: this.#budget,
         lostSignal: running.lost,
+        output: outputContext(prepared, running.attempt.attemptId),
       },
     );
   }
@@ -375,6 +393,7 @@ export class ShardProcessor {
         errorRows: progress.errorRows,
         columns: progress.columns,
         chunks: progress.chunks,
+        ...(progress.segments ? { segments: progress.segments } : {}),
       },
       lost,
     );
@@ -462,6 +481,20 @@ export class ShardProcessor {
         err,
       };
     }
+    const notYet = await this.#notYet(err, running);
+    if (notYet) {
+      logger.info(
+        { retryInSeconds: notYet.afterSeconds, receiveCount: running.ctx.receiveCount },
+        "shard input not written yet (operation still splitting); released for later",
+      );
+      await attempt.end("interrupted", `not yet: ${error}`);
+      return {
+        kind: "release",
+        afterSeconds: notYet.afterSeconds,
+        why: "interrupted",
+        reason: `shard input not written yet: ${error}`,
+      };
+    }
     await attempt.end("error", error);
     const verdict = await retryOrCommitFailed(
       { store: this.#store, clock: this.#clock, attemptRecords: this.#attempts },
@@ -486,6 +519,28 @@ export class ShardProcessor {
     return { kind: "delete", result };
   }
 
+  /**
+   * Whether a missing input slice is only "not yet": asks the manifest itself (the cached one
+   * may be older than the split), and when it cannot be read says not yet only if the cached
+   * one does.
+   */
+  async #notYet(err: unknown, running: Running): Promise<{ afterSeconds: number } | undefined> {
+    if (!(err instanceof ShardInputMissingError)) return undefined;
+    const { message, ctx, logger } = running;
+    let status = running.manifest?.status;
+    try {
+      const fresh = await this.#store.getJson(
+        keys.manifest(message.operationId),
+        manifestSchema,
+        AbortSignal.timeout(10_000),
+      );
+      status = fresh?.status;
+    } catch (readErr) {
+      logger.warn({ err: readErr }, "cannot read the operation's status; using the cached one");
+    }
+    return inputNotYet(status, ctx.receiveCount ?? 1);
+  }
+
   #result(
     message: ShardMessage,
     status: ShardResult["status"],
@@ -504,6 +559,21 @@ export class ShardProcessor {
       ...extra,
     };
   }
+}
+
+/**
+ * What the run needs to render its rows as output segments: every row's input cells in header
+ * order, taken before the task runs (a task may not change what the output shows).
+ */
+function outputContext(prepared: Prepared, attemptId: string): OutputContext {
+  const headers = prepared.manifest.headers;
+  const inputs = new Map<number, RenderInput>();
+  for (const row of prepared.rows) {
+    const note = prepared.notes.get(row.index);
+    const cells = headers.map((header) => row.values[header] ?? null);
+    inputs.set(row.index, note === undefined ? { cells } : { cells, note });
+  }
+  return { headers, inputs, attemptId };
 }
 
 /**

@@ -10,8 +10,9 @@
  * at a time; each is timed (`checkpointMs` on the debug line "checkpoint written", totals on
  * "shard committed"). Each checkpoint (and each everySeconds without new rows) also checks
  * whether the shard is committed already: if so, the run's `signal` aborts (with a
- * ShardLostError: the processor stops the rows) and it writes nothing more. Every 10 s the
- * attempt record is refreshed with the rows done: its sign of life.
+ * ShardLostError: the processor stops the rows) and it writes nothing more. Every checkpoint,
+ * and every 10 s without one, the attempt record is refreshed with the rows done: its sign of
+ * life, and what wasted work counts for an attempt killed without a word.
  */
 import type { Clock } from "../shared/clock.ts";
 import { ShardLostError } from "../shared/errors.ts";
@@ -20,7 +21,7 @@ import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
 import { isCommitted } from "../shared/records/done-marker.ts";
 import type { ResultRow } from "../shared/schemas/cells.ts";
-import type { ShardMessage } from "../shared/schemas/shard.ts";
+import type { SegmentRef, ShardMessage } from "../shared/schemas/shard.ts";
 import type { AttemptRecord } from "./attempt-records.ts";
 import { COMMITTED_ELSEWHERE } from "./attempts.ts";
 import {
@@ -32,6 +33,7 @@ import {
   smoothWriteMs,
 } from "./checkpoint.ts";
 import { writeCheckpoint } from "./checkpoint-record.ts";
+import { type OutputContext, putSegment } from "./output-segments.ts";
 import { putResultChunk } from "./result-chunks.ts";
 
 /** A running attempt refreshes its record at least this often (its sign of life). */
@@ -58,6 +60,11 @@ export interface ShardRunOptions {
   budget: number;
   /** Aborts when the shard is lost: no write may happen after that. */
   lostSignal: AbortSignal;
+  /**
+   * Render each chunk's output rows as a sheet segment beside it (./output-segments.ts).
+   * @default none: chunks only, the merger renders their rows
+   */
+  output?: OutputContext;
 }
 
 /** Checkpoints written, and their total and largest write time in ms. */
@@ -185,13 +192,24 @@ export class ShardRun {
     const piece = this.#tracker.peek(this.#progress.cursor);
     if (piece) {
       const key = keys.chunk(operationId, shardId, piece.start, piece.end);
-      await putResultChunk(this.#store, key, piece.rows, signal);
+      const next = progressAfter(this.#progress, piece, key);
+      const [, segment] = await Promise.all([
+        putResultChunk(this.#store, key, piece.rows, signal),
+        this.#putSegment(piece, next.columns, signal),
+      ]);
       this.#tracker.advance(piece);
-      this.#progress = progressAfter(this.#progress, piece, key);
+      this.#progress = withSegment(next, segment);
     } else if (this.#progress.chunks.length === 0) {
       const key = keys.chunk(operationId, shardId, start, end);
-      await putResultChunk(this.#store, key, [], signal);
-      this.#progress = { ...this.#progress, cursor: end, chunks: [{ key, start, end }] };
+      const empty = { start, end, rows: [] };
+      const [, segment] = await Promise.all([
+        putResultChunk(this.#store, key, [], signal),
+        this.#putSegment(empty, this.#progress.columns, signal),
+      ]);
+      this.#progress = withSegment(
+        { ...this.#progress, cursor: end, chunks: [{ key, start, end }] },
+        segment,
+      );
     }
     return { progress: this.#progress, stats: this.stats };
   }
@@ -312,12 +330,14 @@ export class ShardRun {
     const started = performance.now();
     const { operationId, shardId } = this.#o.message;
     const key = keys.chunk(operationId, shardId, piece.start, piece.end);
-    const [committed] = await Promise.all([
+    const after = progressAfter(this.#progress, piece, key);
+    const [committed, , segment] = await Promise.all([
       checkCommitted ? this.#committedElsewhere(signal) : false,
       putResultChunk(this.#store, key, piece.rows, signal),
+      this.#putSegment(piece, after.columns, signal),
     ]);
     if (committed) return;
-    const next = progressAfter(this.#progress, piece, key);
+    const next = withSegment(after, segment);
     await Promise.all([
       writeCheckpoint(
         { store: this.#store, clock: this.#clock },
@@ -326,7 +346,9 @@ export class ShardRun {
         next,
         signal,
       ),
-      this.#attemptRefreshDue() ? this.#refreshAttempt(signal) : undefined,
+      // Every checkpoint refreshes the attempt's rows too, so a hard kill's record is at most
+      // one checkpoint old (wasted work counts from it).
+      this.#refreshAttempt(signal),
     ]);
     this.#tracker.advance(piece);
     this.#progress = next;
@@ -348,8 +370,34 @@ export class ShardRun {
     this.#lastCheckpointAt = now;
   }
 
+  /** The piece's output segment, when this run renders them. */
+  async #putSegment(
+    piece: { start: number; end: number; rows: readonly ResultRow[] },
+    columns: readonly string[],
+    signal: AbortSignal,
+  ): Promise<SegmentRef | undefined> {
+    const output = this.#o.output;
+    if (!output) return undefined;
+    const put = await putSegment(this.#store, this.#o.message, piece, columns, output, signal);
+    if (!put) {
+      this.#logger.warn(
+        { start: piece.start, end: piece.end },
+        "cannot render a chunk's output rows (an input row is missing); the merger will",
+      );
+    } else if (put.cut > 0) {
+      this.#logger.warn({ rows: put.cut }, "long cell text cut to Excel's cell limit");
+    }
+    return put?.ref;
+  }
+
   async #refreshAttempt(signal: AbortSignal): Promise<void> {
     await this.#o.attempt.refresh(signal);
     this.#lastAttemptWriteAt = this.#clock.now();
   }
+}
+
+/** `progress` with its last chunk's output segment recorded (when there is one). */
+function withSegment(progress: ShardProgress, segment: SegmentRef | undefined): ShardProgress {
+  if (!segment) return progress;
+  return { ...progress, segments: [...(progress.segments ?? []), segment] };
 }

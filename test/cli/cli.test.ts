@@ -312,3 +312,51 @@ describe("shardfleet cancel, pause and resume", () => {
     expectOneLine(unknown);
   });
 });
+
+describe("shardfleet retry", () => {
+  let env: LocalAws;
+  let api: FastifyInstance | undefined;
+  beforeAll(async () => {
+    env = await startLocalAws("cli-retry-test");
+  });
+  afterAll(async () => {
+    await api?.close();
+    await env?.close();
+  });
+
+  it("prints `ID STATUS retry N` and exits 0; a bad option or state is one line and exit 1; a bad --set exits 64", async () => {
+    const id = "op-cli-retry";
+    await seedManifest(
+      { store: env.store, clock: systemClock },
+      testManifest(id, {
+        status: "succeeded-with-failures",
+        spec: {
+          version: 1,
+          task: { name: "transform", options: { module: "upper" } },
+          shardSize: 2,
+          toleratedFailurePercent: 50,
+        },
+        rows: 2,
+        shards: [{ id: "s000000", start: 0, end: 2 }],
+      }),
+    );
+    api = testApp(env).app;
+    const url = await api.listen({ host: "127.0.0.1", port: 0 });
+    const badOption = await run([...cli, "retry", id, "--set", "batchSize=0", "--api", url]);
+    expect(badOption.code).toBe(1);
+    expectOneLine(badOption);
+    expect(badOption.stderr).toContain("(400): body options.batchSize");
+    const badSet = await run([...cli, "retry", id, "--set", "batchSize", "--api", url]);
+    expect(badSet.code).toBe(64);
+    expectOneLine(badSet);
+    const ok = await run([...cli, "retry", id, "--set", "batchSize=16", "--api", url]);
+    expect({ code: ok.code, stdout: ok.stdout }).toEqual({
+      code: 0,
+      stdout: `${id} running retry 1\n`,
+    });
+    const again = await run([...cli, "retry", id, "--api", url]);
+    expect(again.code).toBe(1);
+    expectOneLine(again);
+    expect(again.stderr).toContain(`(409): cannot retry operation ${id}: it is running`);
+  });
+});

@@ -4,6 +4,8 @@
  */
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ListBucketsCommand } from "@aws-sdk/client-s3";
@@ -12,6 +14,8 @@ import { request } from "undici";
 import { describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { createAwsClients } from "../../src/shared/aws.ts";
+import { HEALTH_PID_HEADER } from "../../src/shared/contracts/api.ts";
+import { startLocalCli } from "../support/local-cli.ts";
 
 // The CLI from its sources (bin/shardfleet.js runs the build; .ci/run tests the packed package).
 const cli = [
@@ -35,6 +39,7 @@ describe("shardfleet local", () => {
         "0",
         "--log-dir",
         path.join(import.meta.dirname, "../../.shardfleet/test-logs"),
+        "--ephemeral",
       ],
       { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] },
     );
@@ -105,7 +110,19 @@ describe("shardfleet local", () => {
 async function startLocal(env: Record<string, string>) {
   const child = spawn(
     process.execPath,
-    [...cli, "local", "--workers", "0", "--aws-port", "0", "--api-port", "0", "--log-dir", logDir],
+    [
+      ...cli,
+      "local",
+      "--workers",
+      "0",
+      "--aws-port",
+      "0",
+      "--api-port",
+      "0",
+      "--log-dir",
+      logDir,
+      "--ephemeral",
+    ],
     { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const out = { stdout: "", stderr: "" };
@@ -182,4 +199,37 @@ describe("shardfleet local: the shell's SHARDFLEET_* settings", () => {
       local.child.kill("SIGKILL");
     }
   }, 30_000);
+});
+
+describe("shardfleet local: readiness from its own scheduler", () => {
+  it("an orphan answering on the API port stops the start in one line naming it (exit 69)", async () => {
+    // What an orphaned scheduler of an earlier stack answers: 200 from another process.
+    const orphan = createServer((_req, res) => {
+      res.writeHead(200, {
+        "content-type": "application/json",
+        [HEALTH_PID_HEADER]: String(process.pid),
+      });
+      res.end('{"ok":true}');
+    });
+    await new Promise<void>((resolve) => orphan.listen(0, "127.0.0.1", resolve));
+    const { port } = orphan.address() as AddressInfo;
+    try {
+      const started = startLocalCli(
+        ["--workers", "0", "--aws-port", "0", "--api-port", String(port), "--ephemeral"],
+        {},
+      );
+      const err = await started.then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err?.message).toMatch(/^exited 69: /);
+      const stderr = err?.message.replace(/^exited 69: /, "").trim() ?? "";
+      expect(stderr.split("\n")).toHaveLength(1);
+      expect(stderr).toContain(
+        `http://127.0.0.1:${port} is answered by another process (pid ${process.pid}), not the scheduler this stack started`,
+      );
+    } finally {
+      orphan.close();
+    }
+  }, 120_000);
 });

@@ -129,7 +129,7 @@ describe("control routes: tenant-scoped, idempotent, 409 naming the state", () =
   const control = (id: string, action: string, as: string) =>
     app.inject({ method: "POST", url: `/operations/${id}/${action}`, headers: bearer(as) });
 
-  it.each(["cancel", "pause", "resume"])(
+  it.each(["cancel", "pause", "resume", "retry"])(
     "%s: globex gets 404 like an unknown id, and the operation is left as it was",
     async (action) => {
       const unknownId = "op-000000000-0000000000";

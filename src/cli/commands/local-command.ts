@@ -1,6 +1,6 @@
 /** `shardfleet local`: its options; the stack itself (./local.ts) is imported only when it runs. */
 import path from "node:path";
-import { type Command, InvalidArgumentError } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { CliError, EXIT } from "../cli-error.ts";
 import { wholeNumberOption } from "../options.ts";
 
@@ -38,6 +38,17 @@ export function addLocalCommand(program: Command): void {
       2,
     )
     .option("--log-dir <dir>", "where component logs go", path.join(".shardfleet", "logs"))
+    .option(
+      "--data-dir <dir>",
+      "where the stack keeps its objects across restarts (operations, results, cost reports)",
+      path.join(".shardfleet", "data"),
+    )
+    .addOption(
+      new Option(
+        "--ephemeral",
+        "keep nothing: objects live in memory and go with the stack",
+      ).conflicts("dataDir"),
+    )
     .addHelpText(
       "after",
       "\nThe scheduler and workers get this shell's SHARDFLEET_* settings (limits, tokens,\nSHARDFLEET_EGRESS_ALLOW, ...), checked before anything starts (exit 78 naming a bad one),\nexcept those the stack sets itself: bucket, queue URLs, API host and port, instance id and\nmarket, capacity. Nothing but public addresses is reachable by tasks unless\nSHARDFLEET_EGRESS_ALLOW names it.",
@@ -63,6 +74,8 @@ export function addLocalCommand(program: Command): void {
         apiPort: number;
         workers: number;
         logDir: string;
+        dataDir: string;
+        ephemeral?: boolean;
         fleet?: boolean;
         maxInstances: number;
         spotOutageS?: { fromMs: number; toMs: number };

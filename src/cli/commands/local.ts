@@ -60,6 +60,10 @@ export async function runLocal(opts: {
   apiPort: number;
   workers: number;
   logDir: string;
+  /** Where objects are kept across restarts (ignored with `ephemeral`). */
+  dataDir: string;
+  /** Keep nothing on disk. */
+  ephemeral?: boolean;
   /** Fleet mode: the fleet manager launches instances through local EC2; `workers` is ignored. */
   fleet?: boolean;
   maxInstances?: number;
@@ -72,6 +76,7 @@ export async function runLocal(opts: {
     apiPort: opts.apiPort,
     scheduler: true,
     logDir: path.resolve(opts.logDir),
+    ...(opts.ephemeral ? {} : { dataDir: path.resolve(opts.dataDir) }),
     settings: shell.passed,
     ...(opts.fleet
       ? {
@@ -88,6 +93,9 @@ export async function runLocal(opts: {
     `shardfleet ${VERSION} local stack is up (${seconds} s)`,
     `  SQS/S3 endpoint  ${stack.endpoint}`,
     `  bucket           ${stack.resources.bucket}`,
+    stack.data
+      ? `  data             ${opts.dataDir} (${stack.data.objects} objects loaded; kept across restarts; queues are not: the scheduler's sweep sends undone shards again)`
+      : "  data             ephemeral (nothing is kept when the stack stops)",
     `  work queue       ${stack.resources.queues.work}`,
     `  straggler queue  ${stack.resources.queues.straggler}`,
     `  dead letters     ${stack.resources.queues.dlq}`,

@@ -5,6 +5,7 @@ import helmet from "@fastify/helmet";
 import multipart from "@fastify/multipart";
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyInstance } from "fastify";
+import { systemClock } from "../../shared/clock.ts";
 import { type ApiLimits, DEFAULT_API_LIMITS } from "../../shared/config.ts";
 import { ShardfleetError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -12,10 +13,14 @@ import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import type { CostService } from "../cost/cost-service.ts";
 import type { SchedulerMetrics } from "../metrics/metrics.ts";
 import type { NotificationRecords } from "../notify/records.ts";
+import type { NotifyChannels } from "../notify/spec-check.ts";
 import type { OperationService } from "../operations.ts";
+import type { WorkbookLimits } from "../workbook/limits.ts";
 import { bearerAuth } from "./auth.ts";
+import { CONSOLE_PUBLIC_ROUTES, consoleRoutes } from "./console-routes.ts";
 import { controlRoutes } from "./control-routes.ts";
 import { handleError, handleNotFound } from "./errors.ts";
+import { EventTickets } from "./event-tickets.ts";
 import { eventRoutes } from "./events-routes.ts";
 import { isLoopbackHost } from "./exposure.ts";
 import { HEALTH_PATH, healthRoutes } from "./health-routes.ts";
@@ -24,6 +29,8 @@ import { metricsRoutes } from "./metrics-routes.ts";
 import { notificationRoutes } from "./notifications-routes.ts";
 import { registerOpenApi } from "./openapi.ts";
 import { operationRoutes } from "./operations-routes.ts";
+import { previewRoutes } from "./preview-routes.ts";
+import { retryRoutes } from "./retry-routes.ts";
 import { ANONYMOUS, TenantDirectory } from "./tenants.ts";
 import { versionRoutes } from "./version-routes.ts";
 import { whoamiRoutes } from "./whoami-routes.ts";
@@ -53,11 +60,28 @@ export interface AppDeps {
   notifications?: NotificationRecords;
   /** Prometheus metrics (`GET /metrics`, admin only). @default undefined (404) */
   metrics?: SchedulerMetrics;
+  /**
+   * The web console: where its bundle is, and what the upload page offers (transform plugins,
+   * notification channels). @default the bundle in dist/console, no plugins, no channels
+   */
+  console?: {
+    dir?: string;
+    pluginDir?: string;
+    notify?: NotifyChannels;
+    /** The intake's workbook limits, for the upload page's preview. @default the defaults */
+    workbookLimits?: WorkbookLimits;
+  };
+  /** Tickets for the events stream (EventSource sends no headers). @default a key per process */
+  eventTickets?: EventTickets;
 }
+
+/** The events stream's route pattern, which also accepts a ticket (auth.ts). */
+const EVENTS_ROUTE = "/operations/:id/events";
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const limits = { ...DEFAULT_API_LIMITS, ...deps.limits };
   const tenants = deps.tenants ?? new TenantDirectory(deps.apiTokens ?? []);
+  const tickets = deps.eventTickets ?? new EventTickets({ clock: systemClock });
   const app = Fastify({
     loggerInstance: deps.logger,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
@@ -101,20 +125,30 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   let failedAuth: ReturnType<FastifyInstance["createRateLimit"]> | undefined;
   app.addHook(
     "onRequest",
-    bearerAuth(tenants, async (request, reply) => {
-      const counted = await failedAuth?.(request);
-      if (counted && !counted.isAllowed && counted.isExceeded) {
-        reply.header("retry-after", counted.ttlInSeconds);
-        throw new ShardfleetError(
-          "RATE_LIMITED",
-          `too many refused tokens from this address (limit ${counted.max} a minute): retry after ${counted.ttlInSeconds} s`,
-        );
-      }
-    }),
+    bearerAuth(
+      tenants,
+      async (request, reply) => {
+        const counted = await failedAuth?.(request);
+        if (counted && !counted.isAllowed && counted.isExceeded) {
+          reply.header("retry-after", counted.ttlInSeconds);
+          throw new ShardfleetError(
+            "RATE_LIMITED",
+            `too many refused tokens from this address (limit ${counted.max} a minute): retry after ${counted.ttlInSeconds} s`,
+          );
+        }
+      },
+      { publicRoutes: CONSOLE_PUBLIC_ROUTES, eventTickets: { route: EVENTS_ROUTE, tickets } },
+    ),
   );
-  // Security headers for the web console to come (same origin, no CDN): helmet's defaults,
-  // whose CSP allows only 'self'.
-  void app.register(helmet);
+  // Security headers for the web console (same origin, no CDN): helmet's defaults, whose CSP
+  // allows only 'self', with styles from 'self' only too (the console has no inline style, and
+  // scripts set styles through the CSSOM, which CSP allows). Requests are not upgraded to https:
+  // the local stack serves plain http on loopback; on AWS the load balancer serves https only.
+  void app.register(helmet, {
+    contentSecurityPolicy: {
+      directives: { styleSrc: ["'self'"], upgradeInsecureRequests: null },
+    },
+  });
   if (limits.rateLimitPerMinute > 0 || limits.failedAuthPerMinute > 0) {
     // Route hooks run after the auth hook above: requests count per token (its hash), and
     // without tokens per client address.
@@ -175,10 +209,17 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     });
   }
   void app.register(controlRoutes, { operations: deps.operations });
+  void app.register(retryRoutes, { operations: deps.operations });
   void app.register(eventRoutes, {
     operations: deps.operations,
     ...deps.events,
     ...(deps.cost ? { cost: deps.cost } : {}),
+  });
+  const { workbookLimits, ...consoleOptions } = deps.console ?? {};
+  void app.register(consoleRoutes, { operations: deps.operations, tickets, ...consoleOptions });
+  void app.register(previewRoutes, {
+    maxUploadBytes: deps.maxUploadBytes,
+    ...(workbookLimits ? { workbookLimits } : {}),
   });
   // pino's Logger is a FastifyBaseLogger with more generics; callers need only the base.
   return app as unknown as FastifyInstance;

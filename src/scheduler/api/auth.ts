@@ -6,6 +6,7 @@
  */
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from "fastify";
 import { UnauthorizedError } from "../../shared/errors.ts";
+import type { EventTickets } from "./event-tickets.ts";
 import { HEALTH_PATH } from "./health-routes.ts";
 import { ANONYMOUS, type Principal, type TenantDirectory } from "./tenants.ts";
 
@@ -24,10 +25,24 @@ const BEARER = /^Bearer +(\S+) *$/i;
  */
 export type OnAuthFailure = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
+export interface BearerAuthOptions {
+  /**
+   * Route patterns anyone may fetch: the web console's page and bundle (code, never data).
+   * @default none
+   */
+  publicRoutes?: ReadonlySet<string>;
+  /**
+   * The events stream's route and its tickets: a request to it without a bearer token may carry
+   * `?ticket=` instead (EventSource cannot send headers). @default none
+   */
+  eventTickets?: { route: string; tickets: EventTickets };
+}
+
 /** An onRequest hook that refuses requests without one of the directory's tokens. */
 export function bearerAuth(
   directory: TenantDirectory,
   onFailure: OnAuthFailure = async () => {},
+  options: BearerAuthOptions = {},
 ): onRequestAsyncHookHandler {
   return async (request, reply) => {
     if (directory.anonymous) {
@@ -35,8 +50,26 @@ export function bearerAuth(
       return;
     }
     // The load balancer's health check carries no token (HEAD is GET's automatic twin).
-    if (request.routeOptions.url === HEALTH_PATH) return;
+    const route = request.routeOptions.url;
+    if (route === HEALTH_PATH) return;
+    if (route !== undefined && options.publicRoutes?.has(route)) return;
     const header = request.headers.authorization;
+    const ticket = (request.query as { ticket?: unknown } | undefined)?.ticket;
+    if (
+      header === undefined &&
+      typeof ticket === "string" &&
+      options.eventTickets &&
+      route === options.eventTickets.route
+    ) {
+      const id = (request.params as { id?: string }).id ?? "";
+      const principal = options.eventTickets.tickets.verify(ticket, id);
+      if (!principal) {
+        await onFailure(request, reply);
+        throw new UnauthorizedError("invalid or expired events ticket: ask for a new one");
+      }
+      request.principal = principal;
+      return;
+    }
     const presented = header === undefined ? undefined : BEARER.exec(header)?.[1];
     if (presented === undefined) {
       await onFailure(request, reply);

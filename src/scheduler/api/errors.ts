@@ -1,11 +1,13 @@
 /**
  * The API's one error handler: every failure becomes `{ error: { code, message } }`.
  * ShardfleetErrors map through `httpStatusFor`; fastify's own 4xx errors (validation, content
- * type, multipart limits) get the nearest stable code; anything else is a 500 with a generic
- * message, logged in full under `err`.
+ * type, multipart limits) get the nearest stable code; a transient S3/SQS fault (throttling, a
+ * 5xx, a dropped connection) is a 503 RETRYABLE with Retry-After; anything else is a 500 with a
+ * generic message, logged in full under `err`.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { type ErrorCode, httpStatusFor, ShardfleetError } from "../../shared/errors.ts";
+import { isTransientError } from "../../shared/transient.ts";
 
 /** The error body (contract: `errorBodySchema` in `src/shared/contracts/api.ts`). */
 export interface ErrorBody {
@@ -60,6 +62,19 @@ export function errorResponse(err: unknown): { status: number; body: ErrorBody }
       body: { error: { code: err.code, message: err.message } },
     };
   }
+  if (isTransientError(err)) {
+    // S3/SQS throttled us or failed for now (after the SDK's own tries): the same request may
+    // well succeed in a moment, which a 500 "internal error" would not say.
+    return {
+      status: 503,
+      body: {
+        error: {
+          code: "RETRYABLE",
+          message: "storage is unavailable for the moment (throttled or a transient fault); retry",
+        },
+      },
+    };
+  }
   const fe = err as Partial<FastifyError> | undefined;
   const known = fe?.code ? FRAMEWORK_ERRORS[fe.code] : undefined;
   if (known) {
@@ -88,6 +103,7 @@ export function handleError(err: unknown, request: FastifyRequest, reply: Fastif
   else request.log.info({ code: body.error.code, status }, body.error.message);
   // RFC 6750: a 401 names the scheme the client should use.
   if (status === 401) reply.header("www-authenticate", "Bearer");
+  if (status === 503) reply.header("retry-after", "1");
   return reply.code(status).send(body);
 }
 

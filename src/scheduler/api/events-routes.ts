@@ -38,6 +38,16 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, o
     {
       schema: {
         params: operationParamsSchema,
+        querystring: {
+          type: "object",
+          properties: {
+            ticket: {
+              type: "string",
+              description:
+                "instead of the bearer token (EventSource sends no headers): a ticket from POST /operations/:id/events/ticket",
+            },
+          },
+        },
         headers: {
           type: "object",
           properties: {

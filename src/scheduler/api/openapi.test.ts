@@ -18,7 +18,10 @@ describe("GET /openapi.json", () => {
     expect(res.statusCode).toBe(200);
     const doc = res.json() as {
       openapi: string;
-      paths: Record<string, Record<string, { responses?: Record<string, unknown> }>>;
+      paths: Record<
+        string,
+        Record<string, { responses?: Record<string, unknown>; requestBody?: unknown }>
+      >;
     };
     const validator = new Validator();
     const result = await validator.validate(doc);
@@ -31,6 +34,13 @@ describe("GET /openapi.json", () => {
     expect(view).toContain("waiting-for-capacity");
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining(["/operations", "/operations/{id}", "/operations/{id}/cost"]),
+    );
+    // The retry route, its body (the task options to change) and its 202 view with `retries`.
+    const retry = doc.paths["/operations/{id}/retry"]?.post;
+    expect(JSON.stringify(retry?.requestBody)).toContain("options");
+    expect(JSON.stringify(retry?.responses?.["202"])).toContain("retries");
+    expect(Object.keys(retry?.responses ?? {})).toEqual(
+      expect.arrayContaining(["202", "400", "404", "409"]),
     );
     await app.close();
   });

@@ -148,3 +148,96 @@ describe("PATCH /operations/:id", () => {
     expect((await patch("op-nope", { maxInstances: 3 })).statusCode).toBe(404);
   });
 });
+
+describe("POST /operations/:id/retry", () => {
+  const retry = (id: string, body?: unknown) =>
+    app.inject({
+      method: "POST",
+      url: `/operations/${id}/retry`,
+      ...(body === undefined ? {} : { payload: body as object }),
+    });
+
+  /** Plays a run that ended with error rows (only the status and shards matter here). */
+  async function endWith(id: string, status: "succeeded-with-failures" | "failed" | "succeeded") {
+    const m = await manifestOf(id);
+    await seedManifest(
+      { store: env.store, clock: systemClock },
+      {
+        ...m,
+        status,
+        rows: 2,
+        shards: [{ id: "s000000", start: 0, end: 2 }],
+        result: { key: keys.result(id), rows: 2, errorRows: 1, columns: [] },
+        finishedAt: m.createdAt,
+      },
+    );
+  }
+
+  it("202 with the view: running again, the retry recorded with its changed options", async () => {
+    const id = await submit();
+    await endWith(id, "succeeded-with-failures");
+    const res = await retry(id, { options: { batchSize: 8 } });
+    expect(res.statusCode).toBe(202);
+    const view = res.json() as {
+      status: string;
+      result?: unknown;
+      retries: { number: number; options: Record<string, unknown>; rows: number | null }[];
+    };
+    expect(view.status).toBe("running");
+    expect(view.result).toBeUndefined();
+    expect(view.retries).toHaveLength(1);
+    expect(view.retries[0]).toMatchObject({
+      number: 1,
+      options: { module: "upper", batchSize: 8 },
+      rows: null,
+    });
+    const m = await manifestOf(id);
+    expect(m.status).toBe("running");
+    expect(m.retries?.[0]?.options).toMatchObject({ module: "upper", batchSize: 8 });
+    // The spec stays as submitted: the retry's options are its own.
+    expect(m.spec.task.options).toMatchObject({ module: "upper", batchSize: 64 });
+    // Running now: a second retry is refused, naming the status.
+    const again = await retry(id);
+    expect(again.statusCode).toBe(409);
+    expect((again.json() as { error: { message: string } }).error.message).toMatch(/running/);
+  });
+
+  it("a failed operation is retried too, with no body at all", async () => {
+    const id = await submit();
+    await endWith(id, "failed");
+    const res = await retry(id);
+    expect(res.statusCode).toBe(202);
+    expect((await manifestOf(id)).retries).toHaveLength(1);
+  });
+
+  it("400 naming the field for an unknown or bad task option, or an unknown body field", async () => {
+    const id = await submit();
+    await endWith(id, "succeeded-with-failures");
+    for (const [body, field] of [
+      [{ options: { batchSze: 8 } }, /body options\.batchSze: unknown field/],
+      [{ options: { batchSize: 0 } }, /body options\.batchSize/],
+      [{ options: { module: "../x" } }, /body options\.module/],
+      [{ option: {} }, /option/],
+    ] as const) {
+      const res = await retry(id, body);
+      expect(res.statusCode).toBe(400);
+      expect((res.json() as { error: { message: string } }).error.message).toMatch(field);
+    }
+    const m = await manifestOf(id);
+    expect(m.status).toBe("succeeded-with-failures");
+    expect(m.retries).toBeUndefined();
+  });
+
+  it("409 naming the status unless it ended with error rows; 404 for an unknown id", async () => {
+    const queued = await submit();
+    const res = await retry(queued);
+    expect(res.statusCode).toBe(409);
+    expect((res.json() as { error: { message: string } }).error.message).toMatch(/queued/);
+    const done = await submit();
+    await endWith(done, "succeeded");
+    const ok = await retry(done);
+    expect(ok.statusCode).toBe(409);
+    expect((ok.json() as { error: { message: string } }).error.message).toMatch(/succeeded/);
+    expect((await retry("op-nope")).statusCode).toBe(404);
+  });
+});

@@ -91,7 +91,16 @@ export interface ShardWorkInput {
   committedRows: number;
   /** The committing attempt, when known. */
   winnerAttemptId?: string;
-  attempts: readonly { attemptId: string; rowsDone: number; cause: string; usd: number }[];
+  attempts: readonly {
+    attemptId: string;
+    rowsDone: number;
+    cause: string;
+    usd: number;
+    /** When it started (ms): orders the attempts, for the chain of start cursors. */
+    startedAtMs?: number;
+    /** The cursor it resumed from (the shard's first row when it started afresh). */
+    startCursor?: number;
+  }[];
 }
 
 export interface ShardWaste {
@@ -103,20 +112,45 @@ export interface ShardWaste {
 }
 
 /**
+ * Rows each attempt processed, at least: its own count (`rowsDone`, exact for an attempt that
+ * ended with a record, as of its last record write for one that died without a word), and
+ * never fewer than the rows it left checkpointed — what the next attempt (by start time) resumed
+ * from beyond where this one started. The second reading is what a hard kill cannot take away:
+ * the dead attempt's record may be older than its last checkpoint.
+ */
+export function processedRows(attempts: ShardWorkInput["attempts"]): number[] {
+  const order = attempts
+    .map((a, i) => ({ a, i }))
+    .filter(({ a }) => a.startCursor !== undefined && a.startedAtMs !== undefined)
+    .sort((x, y) => x.a.startedAtMs! - y.a.startedAtMs!);
+  const out = attempts.map((a) => a.rowsDone);
+  for (let k = 0; k + 1 < order.length; k++) {
+    const { a, i } = order[k]!;
+    const advance = order[k + 1]!.a.startCursor! - a.startCursor!;
+    if (advance > 0) out[i] = Math.max(out[i]!, advance);
+  }
+  return out;
+}
+
+/**
  * Wasted work of one shard. Definition: every row processed beyond the rows the shard
  * committed was processed in vain, so
  *
- *   rowsRedone = max(0, Σ attempts' rowsDone − committedRows)
+ *   rowsRedone = max(0, Σ attempts' processed rows − committedRows)
  *
  * which counts both rows redone after a reclaim (work after the last checkpoint of an
- * interrupted/lost attempt) and a whole losing straggler copy. A shard that never committed
- * (or was committed as failed) has committedRows 0: all its processed rows count as wasted.
- * Its cost is the shard's cost (Σ its attempts' attributed cost) × rowsRedone / Σ rowsDone —
- * rows are taken as equally expensive within a shard. A lost attempt's record stops at its last checkpoint, so its rows
- * after that are invisible: the figure is a lower bound.
+ * interrupted/lost attempt, which the committing attempt ran again from its start cursor) and a
+ * whole losing straggler copy. A shard that never committed (or was committed as failed) has
+ * committedRows 0: all its processed rows count as wasted. Processed rows per attempt are
+ * `processedRows`. Its cost is the shard's cost (Σ its attempts' attributed cost) × rowsRedone /
+ * Σ processed — rows are taken as equally expensive within a shard. An attempt killed without a
+ * word is counted up to its last record write (every checkpoint and every 10 s): rows it
+ * finished after that, and rows in flight when it died, are invisible, so the figure stays a
+ * lower bound for such attempts.
  */
 export function shardWaste(input: ShardWorkInput): ShardWaste {
-  const processed = input.attempts.reduce((s, a) => s + a.rowsDone, 0);
+  const rows = processedRows(input.attempts);
+  const processed = rows.reduce((s, n) => s + n, 0);
   const usd = input.attempts.reduce((s, a) => s + a.usd, 0);
   const rowsRedone = Math.max(0, processed - input.committedRows);
   const losingCopies = input.attempts.filter(

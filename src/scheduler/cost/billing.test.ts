@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { attributeInstance, shardWaste, unionLength } from "./attribution.ts";
+import { attributeInstance, processedRows, shardWaste, unionLength } from "./attribution.ts";
 import { billedSeconds, billInstance, MIN_BILLED_SECONDS } from "./billing.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
@@ -158,6 +158,31 @@ describe("wasted work", () => {
   it("counts a losing straggler copy whole", () => {
     const w = wasteOf(10, "a", [10, "completed", 1], [10, "completed", 1]);
     expect(w).toEqual({ rowsRedone: 10, losingCopies: 1, usd: 1 });
+  });
+
+  it("counts a hard-killed attempt at least by the rows the next one resumed after (start cursors)", () => {
+    // 300 rows. A was SIGKILLed: its record still says 0 rows, but B resumed at 126. B was killed
+    // too: its record says 100 rows, C resumed at 206, so B's 20 rows past its checkpoint were
+    // run again by C. Counting A as 0 would hide them (0 + 100 + 94 < 300).
+    const attempts = [
+      { attemptId: "a", rowsDone: 0, cause: "running", usd: 0, startedAtMs: 1, startCursor: 0 },
+      { attemptId: "b", rowsDone: 100, cause: "lost", usd: 0, startedAtMs: 2, startCursor: 126 },
+      {
+        attemptId: "c",
+        rowsDone: 94,
+        cause: "completed",
+        usd: 0,
+        startedAtMs: 3,
+        startCursor: 206,
+      },
+    ];
+    expect(processedRows(attempts)).toEqual([126, 100, 94]);
+    expect(shardWaste({ committedRows: 300, winnerAttemptId: "c", attempts }).rowsRedone).toBe(20);
+    // Without start cursors (records of an older release): the old, lower reading.
+    const old = attempts.map(({ startCursor: _, ...a }) => a);
+    expect(shardWaste({ committedRows: 300, winnerAttemptId: "c", attempts: old }).rowsRedone).toBe(
+      0,
+    );
   });
 
   it("finds no waste in a clean resume from a checkpoint", () => {

@@ -1,4 +1,5 @@
 /** The cost report flattened for downloads (the API's CSV and xlsx). */
+import { lowerBoundNote } from "../../shared/cost-format.ts";
 import type { CostReport } from "../../shared/schemas/cost.ts";
 
 /** One line of the report's flat form (CSV, xlsx): what, of what, how much, in what. */
@@ -32,7 +33,7 @@ export function costLines(r: CostReport): CostLine[] {
       "",
       r.wasted.usd,
       "USD",
-      `${r.wasted.rowsRedone} rows redone; ${r.wasted.losingCopies} losing copies`,
+      `${r.wasted.rowsRedone} rows redone; ${r.wasted.losingCopies} losing copies${lowerBoundNote(r.wasted.uncountedAttempts)}`,
     ),
     line("all-on-demand", "", r.onDemandCounterfactualUsd, "USD"),
     line("saving", "", r.savingPercent, "%"),

@@ -12,7 +12,7 @@
  */
 import type { CostInstance, CostReport } from "../../shared/schemas/cost.ts";
 import type { FleetInstanceRecord } from "../../shared/schemas/fleet.ts";
-import type { Attempt, ShardDone } from "../../shared/schemas/shard.ts";
+import { type Attempt, RELABELLED_BY, type ShardDone } from "../../shared/schemas/shard.ts";
 import { attributeInstance, type BusyInterval, shardWaste } from "./attribution.ts";
 import { billInstance } from "./billing.ts";
 import type { PriceSource } from "./price-source.ts";
@@ -173,11 +173,19 @@ function groupCost<K extends string>(
   return [...m].sort(([a], [b]) => a.localeCompare(b));
 }
 
+/**
+ * An attempt that died without a word (SIGKILL, a lost instance): its record is still `running`,
+ * or another worker relabelled it `lost`. What it did after its last record write is unknown.
+ */
+function diedWithoutRecord(a: Attempt): boolean {
+  return a.cause === "running" || (a.cause === "lost" && (a.error ?? "").startsWith(RELABELLED_BY));
+}
+
 /** Wasted work, shard by shard, over the operation's attempts. */
 function wastedWork(
   inputs: CostInputs,
   attemptUsd: ReadonlyMap<string, number>,
-): { rowsRedone: number; losingCopies: number; usd: number } {
+): { rowsRedone: number; losingCopies: number; usd: number; uncountedAttempts: number } {
   const byShard = new Map<string, Attempt[]>();
   for (const a of inputs.attempts) {
     if (a.operationId !== inputs.operationId) continue;
@@ -185,7 +193,7 @@ function wastedWork(
     list.push(a);
     byShard.set(a.shardId, list);
   }
-  const total = { rowsRedone: 0, losingCopies: 0, usd: 0 };
+  const total = { rowsRedone: 0, losingCopies: 0, usd: 0, uncountedAttempts: 0 };
   for (const [shardId, attempts] of byShard) {
     const marker = inputs.done.get(shardId);
     const w = shardWaste({
@@ -196,8 +204,11 @@ function wastedWork(
         rowsDone: a.rowsDone,
         cause: a.cause,
         usd: attemptUsd.get(a.attemptId) ?? 0,
+        startedAtMs: Date.parse(a.startedAt),
+        ...(a.startCursor === undefined ? {} : { startCursor: a.startCursor }),
       })),
     });
+    total.uncountedAttempts += attempts.filter(diedWithoutRecord).length;
     total.rowsRedone += w.rowsRedone;
     total.losingCopies += w.losingCopies;
     total.usd += w.usd;
@@ -256,6 +267,7 @@ export async function buildCostReport(inputs: CostInputs): Promise<CostReport> {
     wasted: {
       rowsRedone: wasted.rowsRedone,
       losingCopies: wasted.losingCopies,
+      uncountedAttempts: wasted.uncountedAttempts,
       usd: round(wasted.usd),
       percentOfTotal: totalUsd > 0 ? round((wasted.usd / totalUsd) * 100) : null,
     },

@@ -39,6 +39,7 @@
 import { mapLimit } from "../../shared/async.ts";
 import { type CapacityProvider, FLEET_TAGS, poolLabel } from "../../shared/capacity.ts";
 import type { Clock } from "../../shared/clock.ts";
+import { FinishedOperations } from "../../shared/finished-operations.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
 import { PeriodicService, type ServiceState } from "../../shared/periodic-service.ts";
@@ -142,7 +143,7 @@ export class FleetManager {
 
   #memory: FleetMemory = emptyFleetMemory();
   /** Operations known to be finished: never read again. */
-  readonly #terminal = new Set<string>();
+  readonly #terminal: Set<string>;
   /** Operations watched on the previous pass (to forget caches of those that left). */
   #watched = new Set<string>();
 
@@ -153,6 +154,7 @@ export class FleetManager {
     this.#store = deps.store;
     this.#log = deps.logger.child({ module: "fleet-manager", fleet: options.fleet });
     this.#clock = deps.clock;
+    this.#terminal = new FinishedOperations({ clock: deps.clock });
     this.#fence = deps.fence;
     this.#fleet = options.fleet;
     this.#policyOptions = options.policy;
@@ -221,6 +223,14 @@ export class FleetManager {
     return this.#service.state;
   }
 
+  /**
+   * The fleet records this manager writes, for other loops of the same scheduler that add fleet
+   * events (the sweep's re-drives): one writer per fleet record, whoever has news.
+   */
+  get fleetRecords(): FleetRecords {
+    return this.#records;
+  }
+
   /** The policy memory after the last plan (tests, diagnostics). */
   get memory(): FleetMemory {
     return this.#memory;
@@ -239,6 +249,11 @@ export class FleetManager {
   /** Stops the loop and writes pending records. Instances keep running (the next start adopts them). */
   stop(): Promise<void> {
     return this.#service.stop();
+  }
+
+  /** An operation finished before runs again (a retry of its failed rows): watch it again. */
+  revive(operationId: string): void {
+    this.#terminal.delete(operationId);
   }
 
   /** One pass: observe, plan, carry out, record (public so tests can drive passes). */

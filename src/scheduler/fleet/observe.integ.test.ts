@@ -80,4 +80,37 @@ describe("ShardActivityReader", () => {
       list.mockRestore();
     }
   });
+
+  it("counts a lost attempt as an interruption only when its instance is gone (a crash loop is no reclaim)", async () => {
+    const op = "op-observe-crashes";
+    await seed(op);
+    const lost = (attemptId: string, instanceId: string) =>
+      aws.store.putJson(keys.attempt(op, shardIdFor(1), attemptId), attemptSchema, {
+        v: 1,
+        attemptId,
+        operationId: op,
+        shardId: shardIdFor(1),
+        instanceId,
+        market: "spot",
+        startedAt: iso(T0 - 2000),
+        endedAt: iso(T0 - 1000),
+        rowsDone: 0,
+        cause: "lost",
+        error: "relabelled by i-1: no heartbeat: its message was delivered again",
+      });
+    // Two crashes of the worker process on i-1 (alive), one on i-9 (reclaimed, gone).
+    await lost("c1", "i-1");
+    await lost("c2", "i-1");
+    await lost("c3", "i-9");
+    const shards = Array.from({ length: 3 }, (_, k) => ({
+      id: shardIdFor(k),
+      start: k * 10,
+      end: (k + 1) * 10,
+    }));
+    const reader = new ShardActivityReader({ store: aws.store });
+    const { state } = await reader.read(testManifest(op, { shards }), (id) => id === "i-9");
+    expect(state.running).toEqual([
+      { shardId: shardIdFor(1), startedAt: T0 - 2000, interruptions: 1 },
+    ]);
+  });
 });

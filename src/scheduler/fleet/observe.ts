@@ -17,7 +17,7 @@
 import { mapLimit } from "../../shared/async.ts";
 import { keys, parseShardKey } from "../../shared/keys.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
-import type { Manifest } from "../../shared/schemas/operation.ts";
+import { currentShards, type Manifest } from "../../shared/schemas/operation.ts";
 import { type Attempt, attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
 import type { OperationState, RunningShard } from "./policy.ts";
 
@@ -71,7 +71,9 @@ export class ShardActivityReader {
     isGone: (instanceId: string) => boolean,
     signal?: AbortSignal,
   ): Promise<ShardObservation> {
-    const splitting = manifest.shards === undefined;
+    // The shards it waits for now (an open retry's); none yet while split or retry is planned.
+    const shards = currentShards(manifest);
+    const splitting = shards === undefined;
     // Slices live under scratch; they are only needed to count shards before the split ends.
     // Listed before the records: a shard is sliced before it runs, so every shard with an
     // attempt in the records listing is in the slices listing too.
@@ -95,7 +97,7 @@ export class ShardActivityReader {
     }
     const expected = splitting
       ? [...byShard].filter(([, e]) => e.input).map(([id]) => id)
-      : manifest.shards!.map((s) => s.id);
+      : shards.map((s) => s.id);
 
     await mapLimit(
       expected.map((id) => byShard.get(id)?.done).filter((k): k is string => !!k),
@@ -148,7 +150,13 @@ export class ShardActivityReader {
             act.running++;
           }
         } else {
-          if (a.cause === "interrupted" || (a.cause === "lost" && a.error !== COMMITTED_ELSEWHERE))
+          // A lost attempt counts only when its instance is gone (a reclaim): one whose
+          // instance lives on lost its worker process (a crash loop), which a straggler copy on
+          // new on-demand capacity would only feed.
+          if (
+            a.cause === "interrupted" ||
+            (a.cause === "lost" && a.error !== COMMITTED_ELSEWHERE && isGone(a.instanceId))
+          )
             interruptions++;
         }
       }

@@ -31,3 +31,9 @@ export type Whoami = z.infer<typeof whoamiSchema>;
 
 /** `GET /healthz`. */
 export const healthSchema = z.object({ ok: z.boolean() });
+/**
+ * The `GET /healthz` response header naming the process that answered (its pid): the local
+ * stack checks its readiness answer comes from the scheduler it started, not an orphan on the
+ * same port.
+ */
+export const HEALTH_PID_HEADER = "x-shardfleet-pid";

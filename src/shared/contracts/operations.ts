@@ -37,6 +37,33 @@ export const sourceViewSchema = z.object({
 });
 export type SourceView = z.infer<typeof sourceViewSchema>;
 
+/** One retry of an operation's failed rows (`POST /operations/:id/retry`), oldest first. */
+export const retryViewSchema = z.object({
+  number: z.number().int().min(1).describe("1 for the first retry"),
+  requestedAt: z.string(),
+  options: z
+    .record(z.string(), z.unknown())
+    .describe("the task options it ran with (the operation's, changed by the request)"),
+  rows: count.nullable().describe("rows it runs again (null until the scheduler planned it)"),
+  shards: count.nullable().describe("shards it runs (null until planned)"),
+  endedAt: z.string().nullable(),
+  status: z.enum(operationStatuses).nullable().describe("the status the operation ended in"),
+  errorRows: count.nullable().describe("error rows in the output after it"),
+});
+export type RetryView = z.infer<typeof retryViewSchema>;
+
+/**
+ * `POST /operations/:id/retry` (optional body): task options to change for the retry, checked
+ * with the task's own strict schema as at submission; a key set to null goes back to its default.
+ */
+export const retryRequestSchema = z.strictObject({
+  options: z
+    .record(z.string(), z.unknown())
+    .describe("task options to change (null removes one: its default applies)")
+    .optional(),
+});
+export type RetryRequest = z.infer<typeof retryRequestSchema>;
+
 /** `GET /operations/:id` (and each item of `GET /operations`). */
 export const operationViewSchema = z.object({
   id: z.string(),
@@ -57,6 +84,10 @@ export const operationViewSchema = z.object({
   result: z.object({ rows: count, errorRows: count, columns: z.array(z.string()) }).optional(),
   caps: operationCapsSchema
     .describe("the operation's own caps, as last changed by PATCH /operations/:id")
+    .optional(),
+  retries: z
+    .array(retryViewSchema)
+    .describe("retries of its failed rows, oldest first (POST /operations/:id/retry)")
     .optional(),
   waiting: z
     .object({ since: z.string(), reason: z.string() })

@@ -7,7 +7,12 @@
 import type { Clock } from "../clock.ts";
 import { keys } from "../keys.ts";
 import type { ObjectStore } from "../object-store.ts";
-import { type ChunkRef, type ShardDone, shardDoneSchema } from "../schemas/shard.ts";
+import {
+  type ChunkRef,
+  type SegmentRef,
+  type ShardDone,
+  shardDoneSchema,
+} from "../schemas/shard.ts";
 
 export interface DoneMarkerDeps {
   store: ObjectStore;
@@ -28,6 +33,8 @@ export interface ShardResultSummary {
   errorRows: number;
   columns: string[];
   chunks: ChunkRef[];
+  /** The chunks' rendered output rows (src/worker/output-segments.ts). */
+  segments?: SegmentRef[];
   /** Set when the shard was given up on: every row carries this error. */
   failed?: string;
 }
@@ -48,6 +55,7 @@ export function doneMarker(by: Committer, result: ShardResultSummary, now: numbe
     errorRows: result.errorRows,
     columns: result.columns,
     chunks: result.chunks,
+    ...(result.segments === undefined ? {} : { segments: result.segments }),
     ...(result.failed === undefined ? {} : { failed: result.failed }),
     committedAt: new Date(now).toISOString(),
   };

@@ -54,6 +54,12 @@ export const costReportSchema = z.object({
     /** Rows processed beyond the rows committed (after reclaims, by losing straggler copies). */
     rowsRedone: z.number().int().nonnegative(),
     losingCopies: z.number().int().nonnegative(),
+    /**
+     * Attempts that died without a word (hard kill, lost instance): rows they finished after
+     * their last record write (every checkpoint, every 10 s) and rows in flight are not counted,
+     * so `rowsRedone` is a lower bound when this is above 0. Absent in reports of older releases.
+     */
+    uncountedAttempts: z.number().int().nonnegative().optional(),
     usd,
     /** usd / totalUsd × 100; null when the total is 0. */
     percentOfTotal: z.number().nullable(),

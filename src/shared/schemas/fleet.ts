@@ -38,6 +38,8 @@ export const fleetEventKinds = [
   "spot-interruption-warning",
   /** EC2 recommended rebalancing an instance (EventBridge): scaled in first, not replaced. */
   "rebalance-recommendation",
+  /** The self-healing sweep sent shards whose message was lost to the work queue again. */
+  "shards-redriven",
 ] as const;
 export type FleetEventKind = (typeof fleetEventKinds)[number];
 

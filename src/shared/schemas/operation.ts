@@ -160,6 +160,38 @@ export const operationCapsSchema = z.strictObject({
 });
 export type OperationCaps = z.infer<typeof operationCapsSchema>;
 
+/** A shard of a retry: the failed rows of base shard `base` (its own slice, done marker, attempts). */
+export const retryShardSchema = shardRangeSchema.extend({
+  /** The original shard whose failed rows it runs again. */
+  base: z.string(),
+  /** Rows in its slice (the failed rows of `base`). */
+  rows: z.number().int().nonnegative(),
+});
+export type RetryShard = z.infer<typeof retryShardSchema>;
+
+/**
+ * One retry of an operation's failed rows (`POST /operations/:id/retry`), kept for its history.
+ * `shards` and `rows` are known once the scheduler planned it; `endedAt` and `status` once its
+ * merge ended (or the next retry was asked for first).
+ */
+export const retryRecordSchema = z.object({
+  /** 1 for the first retry. */
+  number: z.number().int().min(1),
+  requestedAt: timestamp,
+  /** The task options this retry runs with (the operation's, changed by the request). */
+  options: z.record(z.string(), z.unknown()),
+  /** The rows it runs again (known once planned). */
+  rows: z.number().int().nonnegative().optional(),
+  shards: z.array(retryShardSchema).optional(),
+  plannedAt: timestamp.optional(),
+  endedAt: timestamp.optional(),
+  /** The status the operation ended in after this retry. */
+  status: z.enum(lifecycleStatuses).optional(),
+  /** Error rows in the output after this retry. */
+  errorRows: z.number().int().nonnegative().optional(),
+});
+export type RetryRecord = z.infer<typeof retryRecordSchema>;
+
 /** The operation's durable record, `operations/{op}/manifest.json` (see `manifestSchema`). */
 export const manifestBodySchema = z.object({
   v: z.literal(1),
@@ -188,6 +220,8 @@ export const manifestBodySchema = z.object({
   }),
   /** The operation's own caps (`PATCH /operations/:id`); absent until first set. */
   caps: operationCapsSchema.optional(),
+  /** Retries of its failed rows, oldest first (`POST /operations/:id/retry`); absent until one. */
+  retries: z.array(retryRecordSchema).optional(),
   /** Header names, known once the upload's first row was read. */
   headers: z.array(z.string()),
   /** Known once splitting finished. */
@@ -241,4 +275,31 @@ export function tenantOf(manifest: Pick<Manifest, "tenant">): string {
 /** The spec as stored in a manifest, re-validated into its typed form. */
 export function specOf(manifest: Manifest): OperationSpec {
   return parseOperationSpec(manifest.spec);
+}
+
+/** The retry under way: the last one, until its merge ended. */
+export function openRetry(manifest: Pick<Manifest, "id" | "retries">): RetryRecord | undefined {
+  const last = manifest.retries?.at(-1);
+  return last && last.endedAt === undefined ? last : undefined;
+}
+
+/**
+ * The shards whose commits the operation waits for now: the open retry's once planned, else the
+ * split's (undefined before the split, or while a retry is being planned).
+ */
+export function currentShards(
+  manifest: Pick<Manifest, "id" | "shards" | "retries">,
+): ShardRange[] | undefined {
+  const retry = openRetry(manifest);
+  if (retry) return retry.shards;
+  return manifest.shards;
+}
+
+/** The task an operation runs now: the spec's, with the options of its last retry if any. */
+export function currentTask(manifest: Manifest): TaskSpec {
+  const { task } = specOf(manifest);
+  const last = manifest.retries?.at(-1);
+  if (!last) return task;
+  return parseOperationSpec({ ...manifest.spec, task: { name: task.name, options: last.options } })
+    .task;
 }

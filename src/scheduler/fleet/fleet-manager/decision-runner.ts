@@ -17,7 +17,7 @@
 import { type CapacityProvider, FLEET_TAGS, type InstanceInfo } from "../../../shared/capacity.ts";
 import type { Clock } from "../../../shared/clock.ts";
 import type { Logger } from "../../../shared/logger.ts";
-import type { Manifest } from "../../../shared/schemas/operation.ts";
+import { currentShards, type Manifest, openRetry } from "../../../shared/schemas/operation.ts";
 import type { ShardQueue } from "../../../shared/shard-queue.ts";
 import {
   type FleetDecision,
@@ -225,7 +225,10 @@ export class DecisionRunner {
     manifests: Map<string, Manifest>,
     signal: AbortSignal,
   ): Promise<void> {
-    const range = manifests.get(operationId)?.shards?.find((s) => s.id === shardId);
+    const manifest = manifests.get(operationId);
+    // A retry's shards run under their own ids (and the retry's number).
+    const retry = manifest && openRetry(manifest);
+    const range = (manifest && currentShards(manifest))?.find((s) => s.id === shardId);
     if (!range) throw new Error(`shard ${shardId} is not in operation ${operationId}'s manifest`);
     if (!this.#stragglerQueueUrl) {
       if (!this.#warnedNoStragglerQueue) {
@@ -244,7 +247,16 @@ export class DecisionRunner {
     }
     await this.#queue.sendShards(
       this.#stragglerQueueUrl,
-      [{ v: 1, operationId, shardId, start: range.start, end: range.end }],
+      [
+        {
+          v: 1,
+          operationId,
+          shardId,
+          start: range.start,
+          end: range.end,
+          ...(retry?.shards ? { retry: retry.number } : {}),
+        },
+      ],
       signal,
     );
     this.#records.event(

@@ -1,0 +1,44 @@
+/**
+ * Sheet segments: a run of finished `<row>` XML (./rows.ts) compressed as raw deflate that ends
+ * on a byte boundary without a final block (`Z_SYNC_FLUSH`), so segments written apart can be
+ * concatenated into one deflate stream: the merger puts them between a header it compresses
+ * the same way and a footer it compresses with `Z_FINISH`, and combines their CRC-32s
+ * (src/scheduler/workbook/crc32-combine.ts) instead of inflating anything. Every segment is its
+ * own deflate stream, so none refers back into another.
+ */
+import { constants, crc32, deflateRawSync } from "node:zlib";
+
+/** What the merger needs of a segment besides its bytes. */
+export interface SegmentStats {
+  /** CRC-32 of the uncompressed XML. */
+  crc: number;
+  /** Bytes of uncompressed XML. */
+  size: number;
+  /** Bytes of the compressed segment. */
+  compressedSize: number;
+}
+
+export interface Segment extends SegmentStats {
+  bytes: Buffer;
+}
+
+/**
+ * Deflate level of segments. On 50,000 rendered rows (16.6 MB of XML), level 6 (zlib's default)
+ * took 2.5× the CPU of level 3 (about 240 ms against 95 ms) for 10 % less output; level 1 was
+ * 30 % cheaper than 3 and 4 % larger.
+ */
+export const SEGMENT_LEVEL = 3;
+
+/** Compresses `xml` as a segment: raw deflate, sync-flushed, not final. */
+export function deflateSegment(xml: string | Buffer, level: number = SEGMENT_LEVEL): Segment {
+  const raw = typeof xml === "string" ? Buffer.from(xml, "utf8") : xml;
+  const bytes = deflateRawSync(raw, { level, finishFlush: constants.Z_SYNC_FLUSH });
+  return { bytes, crc: crc32(raw), size: raw.length, compressedSize: bytes.length };
+}
+
+/** Compresses `xml` as the last part of a deflate stream (the final block). */
+export function deflateLast(xml: string | Buffer, level: number = SEGMENT_LEVEL): Segment {
+  const raw = typeof xml === "string" ? Buffer.from(xml, "utf8") : xml;
+  const bytes = deflateRawSync(raw, { level, finishFlush: constants.Z_FINISH });
+  return { bytes, crc: crc32(raw), size: raw.length, compressedSize: bytes.length };
+}

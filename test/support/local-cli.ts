@@ -1,0 +1,81 @@
+/**
+ * `shardfleet local` run as a user runs it: a child process of the test (so it can be SIGKILLed
+ * for real), from the CLI's sources; resolves once it printed that it is up.
+ */
+import { type ChildProcessByStdio, execFileSync, spawn } from "node:child_process";
+import path from "node:path";
+import type { Readable } from "node:stream";
+
+const cli = [
+  "--import",
+  import.meta.resolve("tsx"),
+  path.resolve(import.meta.dirname, "../../src/cli/main.ts"),
+];
+
+export interface LocalCli {
+  readonly child: ChildProcessByStdio<null, Readable, Readable>;
+  /** Everything it printed so far. */
+  readonly out: { stdout: string; stderr: string };
+  /** Its exit code (null when a signal ended it). */
+  readonly exited: Promise<number | null>;
+  /** The scheduler API URL it printed. */
+  readonly apiUrl: string;
+}
+
+/** Starts `shardfleet local ARGS` with `env` (PATH added); rejects if it exits before it is up. */
+export async function startLocalCli(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  timeoutMs = 90_000,
+): Promise<LocalCli> {
+  const child = spawn(process.execPath, [...cli, "local", ...args], {
+    // As bin/shardfleet.js sets it: the SDK's notice that its later releases need Node 22.
+    env: {
+      PATH: process.env.PATH ?? "",
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const out = { stdout: "", stderr: "" };
+  child.stdout.on("data", (d: Buffer) => {
+    out.stdout += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    out.stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`not up in ${timeoutMs} ms: ${out.stdout}${out.stderr}`));
+    }, timeoutMs);
+    child.stdout.on("data", () => {
+      if (out.stdout.includes("Press Ctrl+C")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited ${code}: ${out.stdout}${out.stderr}`));
+    });
+  });
+  const apiUrl = /export SHARDFLEET_API_URL=(\S+)/.exec(out.stdout)?.[1];
+  if (!apiUrl) throw new Error(`no API URL printed: ${out.stdout}`);
+  return { child, out, exited, apiUrl };
+}
+
+/** The pids of `pid`'s child processes (Linux `ps`). */
+export function childPids(pid: number): number[] {
+  try {
+    return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" })
+      .split("\n")
+      .map((l) => Number(l.trim()))
+      .filter((n) => Number.isInteger(n) && n > 0);
+  } catch {
+    return []; // ps exits 1 when there are none
+  }
+}
