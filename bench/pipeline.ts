@@ -3,7 +3,8 @@
  * - 100,000 and 1,000,000 rows with a no-op transform through the local stack (2 instances)
  *   versus one process that reads and writes the same workbook with exceljs streaming;
  * - the scheduler's CPU-seconds per million rows for the split and for the merge, and its
- *   peak RSS at each size;
+ *   peak RSS at each size; the split alone (bench/split) and the merge alone (bench/merge's
+ *   `benchMerge`: this tree's merger stitching laid-out commits) each in a process of its own;
  * - http-enrich fetch efficiency (bench/fetch: 200 in flight against a 50 ms source).
  * Figures, not assertions.
  *
@@ -21,6 +22,7 @@ import { ApiClient } from "../src/cli/api-client.ts";
 import { writeCustomersWorkbook } from "../src/demo/customers.ts";
 import { startLocalStack } from "../src/local/stack.ts";
 import { measureFetch } from "./fetch/measure.ts";
+import { benchMerge, type MergeFigures } from "./merge.ts";
 import { measureSplit, type SplitFigures } from "./split/measure.ts";
 
 const { values } = parseArgs({
@@ -206,8 +208,11 @@ try {
   });
   const runs: PipelineFigures[] = [];
   const alone: SplitFigures[] = [];
+  const merges: MergeFigures[] = [];
   for (const rows of sizes) {
     alone.push(await measureSplit(rows, shardSizeFor(rows)));
+    process.stderr.write(`merge alone (${rows} rows)…\n`);
+    merges.push((await benchMerge({ rows, shardSize: shardSizeFor(rows) })).after);
     runs.push(await runPipeline(dir, rows, shardSizeFor(rows)));
   }
   const loadAfter = load();
@@ -272,6 +277,21 @@ try {
     row(
       "  split alone: wall, peak RSS",
       alone.map((a) => `${fmt(a.wallMs / 1000, 1)} s ${fmt(a.peakRssMb)} MB`),
+    ),
+    row(
+      "  merge alone, own process (bench/merge)",
+      merges.map((m) => fmt(m.cpuSPerMillionRows, 2)),
+    ),
+    row(
+      "  merge alone: wall, peak RSS",
+      merges.map((m) => `${fmt(m.wallS, 1)} s ${fmt(m.peakRssMb)} MB`),
+    ),
+    row(
+      "  split alone + merge alone (goal ≤ 5)",
+      alone.map((a, k) => {
+        const m = merges[k];
+        return fmt(m ? (a.cpuMs / 1000) * (1e6 / a.rows) + m.cpuSPerMillionRows : undefined, 2);
+      }),
     ),
     row(
       "  split + merge (goal ≤ 5)",
