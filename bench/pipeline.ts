@@ -1,32 +1,47 @@
 /**
- * bench/pipeline: a 100,000-row workbook with a no-op transform through the local stack
- * (2 instances) versus one process that reads and writes the same workbook with exceljs
- * streaming. Prints both wall times, the ratio, each process's CPU time and peak memory.
+ * bench/pipeline (`npm run bench`): in one run, side by side and as ratios,
+ * - 100,000 and 1,000,000 rows with a no-op transform through the local stack (2 instances)
+ *   versus one process that reads and writes the same workbook with exceljs streaming;
+ * - the scheduler's CPU-seconds per million rows for the split and for the merge, and its
+ *   peak RSS at each size; the split alone (bench/split) and the merge alone (bench/merge's
+ *   `benchMerge`: this tree's merger stitching laid-out commits) each in a process of its own;
+ * - http-enrich fetch efficiency (bench/fetch: 200 in flight against a 50 ms source).
  * Figures, not assertions.
  *
- * Usage: npm run bench -- [--rows N] [--workers N] [--shard-size N]
+ * Usage: npm run bench -- [--quick] [--rows N[,N…]] [--workers N] [--shard-size N]
+ *   --quick skips the 1,000,000-row case. --shard-size applies to every size (default: 2,000
+ *   at 100,000 rows, as in BENCHMARKS.md's history, 10,000 above).
  */
 import { execFile } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { ApiClient } from "../src/cli/api-client.ts";
-import { waitForOperation } from "../src/cli/wait.ts";
 import { writeCustomersWorkbook } from "../src/demo/customers.ts";
 import { startLocalStack } from "../src/local/stack.ts";
+import { measureFetch } from "./fetch/measure.ts";
+import { benchMerge, type MergeFigures } from "./merge.ts";
+import { measureSplit, type SplitFigures } from "./split/measure.ts";
 
 const { values } = parseArgs({
   options: {
-    rows: { type: "string", default: "100000" },
+    rows: { type: "string" },
+    quick: { type: "boolean", default: false },
     workers: { type: "string", default: "2" },
-    "shard-size": { type: "string", default: "2000" },
+    "shard-size": { type: "string" },
+    "fetch-rows": { type: "string", default: "20000" },
   },
 });
-const rows = Number(values.rows);
+const sizes = values.rows
+  ? values.rows.split(",").map(Number)
+  : values.quick
+    ? [100_000]
+    : [100_000, 1_000_000];
 const workers = Number(values.workers);
-const shardSize = Number(values["shard-size"]);
+const shardSizeFor = (rows: number) =>
+  values["shard-size"] ? Number(values["shard-size"]) : rows <= 100_000 ? 2_000 : 10_000;
 
 /** CPU time (user + system, all threads) of a live process in ms, from /proc (Linux). */
 async function cpuMs(pid: number | undefined): Promise<number | undefined> {
@@ -55,40 +70,55 @@ async function peakRssMb(pid: number | undefined): Promise<number | undefined> {
   }
 }
 
-const dir = await mkdtemp(path.join(tmpdir(), "shardfleet-bench-"));
-const fmt = (n: number | undefined, digits = 0) => (n === undefined ? "n/a" : n.toFixed(digits));
-try {
-  const input = path.join(dir, "input.xlsx");
-  process.stdout.write(`generating ${rows} rows… `);
+interface PipelineFigures {
+  rows: number;
+  shardSize: number;
+  xlsxMb: number;
+  baseline: { ms: number; peakRssMb: number };
+  stackMs: number;
+  phases: Array<[string, number]>;
+  cpu: Array<[string, number | undefined]>;
+  peaks: Array<[string, number | undefined]>;
+  /** Scheduler CPU ms from the 202 until the shards are queued (split), and for the merge. */
+  splitCpuMs: number | undefined;
+  mergeCpuMs: number | undefined;
+}
+
+async function runPipeline(dir: string, rows: number, shardSize: number): Promise<PipelineFigures> {
+  const input = path.join(dir, `input-${rows}.xlsx`);
+  process.stderr.write(`generating ${rows} rows… `);
   await writeCustomersWorkbook(input, rows);
-  process.stdout.write(`${((await stat(input)).size / 1e6).toFixed(1)} MB\n`);
+  const xlsxMb = (await stat(input)).size / 1e6;
+  process.stderr.write(`${xlsxMb.toFixed(1)} MB; single process… `);
 
   const tsx = import.meta.resolve("tsx");
-  const { stdout } = await promisify(execFile)(process.execPath, [
-    "--import",
-    tsx,
-    path.join(import.meta.dirname, "baseline-copy.ts"),
-    input,
-    path.join(dir, "baseline.xlsx"),
-  ]);
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      "--import",
+      tsx,
+      path.join(import.meta.dirname, "baseline-copy.ts"),
+      input,
+      path.join(dir, "baseline.xlsx"),
+    ],
+    { maxBuffer: 1 << 20 },
+  );
   const baseline = JSON.parse(stdout) as { ms: number; rows: number; peakRssMb: number };
+  process.stderr.write("local stack…\n");
 
   const stack = await startLocalStack({
     workers,
-    logDir: path.join(dir, "logs"),
+    logDir: path.join(dir, `logs-${rows}`),
     logLevel: "warn",
     settings: { SHARDFLEET_POLL_WAIT_S: "1" },
   });
-  let pipelineMs: number;
-  let peaks: Array<[string, number | undefined]>;
-  let phases: Array<[string, number]>;
-  let cpu: Array<[string, number | undefined]>;
   try {
     const client = new ApiClient(stack.apiUrl);
     // CPU spent between submit and download, per process (every thread): under contention from
     // other work on the machine this moves far less than wall time.
+    const scheduler = stack.scheduler?.child.pid;
     const components = [
-      ["scheduler", stack.scheduler?.child.pid] as const,
+      ["scheduler", scheduler] as const,
       ...stack.instances.map((i) => [i.name, i.process.child.pid] as const),
     ];
     const cpuBefore = await Promise.all(components.map(([, pid]) => cpuMs(pid)));
@@ -99,26 +129,41 @@ try {
       shardSize,
     });
     const accepted = performance.now();
-    const view = await waitForOperation(client, id, { progress: false, intervalMs: 100 });
+    // The scheduler's CPU at each status change, seen by polling (every 200 ms: the polls cost
+    // the scheduler a little CPU too, counted in both phases alike).
+    const atStatus = new Map<string, number | undefined>([["accepted", await cpuMs(scheduler)]]);
+    const watching = (async () => {
+      for (;;) {
+        const view = await client.get(id);
+        if (!atStatus.has(view.status)) atStatus.set(view.status, await cpuMs(scheduler));
+        if (["succeeded", "succeeded-with-failures", "failed", "cancelled"].includes(view.status))
+          return view;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    const view = await watching;
     if (view.status !== "succeeded") throw new Error(`operation ended ${view.status}`);
     const finished = performance.now();
+    const ended = await cpuMs(scheduler);
     await client.download(id, () => createWriteStream(path.join(dir, "result.xlsx")));
-    pipelineMs = performance.now() - started;
+    const stackMs = performance.now() - started;
     const self = process.cpuUsage(selfBefore);
     const cpuAfter = await Promise.all(components.map(([, pid]) => cpuMs(pid)));
-    cpu = components.map(([name], k) => {
+    const cpu: Array<[string, number | undefined]> = components.map(([name], k) => {
       const [before, after] = [cpuBefore[k], cpuAfter[k]];
       return [name, before === undefined || after === undefined ? undefined : after - before];
     });
     cpu.push(["bench + S3/SQS server", (self.user + self.system) / 1000]);
     const at = (iso: string | null | undefined) => (iso ? Date.parse(iso) : Number.NaN);
-    phases = [
+    const phases: Array<[string, number]> = [
       ["upload + header check (until 202)", accepted - started],
       ["queued + split (202 → running)", at(view.startedAt) - at(view.createdAt)],
       ["shards run + merge (running → done)", at(view.finishedAt) - at(view.startedAt)],
       ["download", performance.now() - finished],
     ];
-    peaks = [
+    const diff = (a: number | undefined, b: number | undefined) =>
+      a === undefined || b === undefined ? undefined : b - a;
+    const peaks: Array<[string, number | undefined]> = [
       ...(await Promise.all(
         components.map(
           async ([name, pid]) => [name, await peakRssMb(pid)] as [string, number | undefined],
@@ -126,25 +171,163 @@ try {
       )),
       ["bench + S3/SQS server", process.resourceUsage().maxRSS / 1024],
     ];
+    return {
+      rows,
+      shardSize,
+      xlsxMb,
+      baseline,
+      stackMs,
+      phases,
+      cpu,
+      peaks,
+      splitCpuMs: diff(
+        atStatus.get("accepted"),
+        atStatus.get("running") ?? atStatus.get("merging"),
+      ),
+      mergeCpuMs: diff(atStatus.get("merging"), ended),
+    };
   } finally {
     await stack.close();
   }
+}
 
-  const ratio = pipelineMs / baseline.ms;
+const fmt = (n: number | undefined, digits = 0) => (n === undefined ? "n/a" : n.toFixed(digits));
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ");
+
+const dir = await mkdtemp(path.join(tmpdir(), "shardfleet-bench-"));
+try {
+  const loadBefore = load();
+  process.stderr.write(`fetch efficiency (${values["fetch-rows"]} rows)…\n`);
+  const fetch = await measureFetch({
+    rows: Number(values["fetch-rows"]),
+    concurrency: 200,
+    latencyMs: 50,
+  });
+  const runs: PipelineFigures[] = [];
+  const alone: SplitFigures[] = [];
+  const merges: MergeFigures[] = [];
+  for (const rows of sizes) {
+    alone.push(await measureSplit(rows, shardSizeFor(rows)));
+    process.stderr.write(`merge alone (${rows} rows)…\n`);
+    merges.push((await benchMerge({ rows, shardSize: shardSizeFor(rows) })).after);
+    runs.push(await runPipeline(dir, rows, shardSizeFor(rows)));
+  }
+  const loadAfter = load();
+
+  const col = (s: string) => s.padStart(16);
+  const row = (name: string, cells: string[]) => `  ${name.padEnd(44)}${cells.map(col).join("")}`;
+  const perMillion = (ms: number | undefined, rows: number) =>
+    ms === undefined ? undefined : (ms / 1000) * (1e6 / rows);
   const lines = [
     "",
-    `bench/pipeline — ${rows} rows, no-op transform, ${workers} local instances, shard size ${shardSize}`,
-    `  single process (exceljs stream read → write)  ${fmt(baseline.ms / 1000, 2)} s   peak RSS ${fmt(baseline.peakRssMb)} MB`,
-    `  local stack (submit → result downloaded)     ${fmt(pipelineMs / 1000, 2)} s`,
-    ...phases.map(([name, ms]) => `      ${name.padEnd(38)} ${fmt(ms / 1000, 2)} s`),
-    ...cpu.map(
-      ([name, ms]) => `      CPU ${name.padEnd(27)} ${fmt(ms === undefined ? ms : ms / 1000, 2)} s`,
+    `bench/pipeline — no-op transform, ${workers} local instances; load average ${loadBefore} before, ${loadAfter} after (${cpus().length} cores)`,
+    row(
+      "",
+      runs.map((r) => `${r.rows.toLocaleString("en-US")} rows`),
     ),
-    `      CPU total ${"".padEnd(21)} ${fmt(cpu.reduce((sum, [, ms]) => sum + (ms ?? 0), 0) / 1000, 2)} s`,
-    ...peaks.map(([name, mb]) => `      peak RSS ${name.padEnd(22)} ${fmt(mb)} MB`),
-    `  ratio stack / single process                 ${ratio.toFixed(2)}  (target ≤ 1.5)`,
-    "",
+    row(
+      "shard size",
+      runs.map((r) => r.shardSize.toLocaleString("en-US")),
+    ),
+    row(
+      "input xlsx",
+      runs.map((r) => `${fmt(r.xlsxMb, 1)} MB`),
+    ),
+    row(
+      "single process (exceljs stream copy)",
+      runs.map((r) => `${fmt(r.baseline.ms / 1000, 2)} s`),
+    ),
+    row(
+      "  its peak RSS",
+      runs.map((r) => `${fmt(r.baseline.peakRssMb)} MB`),
+    ),
+    row(
+      "local stack (submit → result downloaded)",
+      runs.map((r) => `${fmt(r.stackMs / 1000, 2)} s`),
+    ),
+    ...(runs[0]?.phases ?? []).map(([name], k) =>
+      row(
+        `  ${name}`,
+        runs.map((r) => `${fmt((r.phases[k]?.[1] ?? Number.NaN) / 1000, 2)} s`),
+      ),
+    ),
+    row(
+      "ratio stack / single process",
+      runs.map((r) => (r.stackMs / r.baseline.ms).toFixed(2)),
+    ),
+    row(
+      "  goal",
+      runs.map((r) => (r.rows >= 1_000_000 ? "≤ 0.25" : "≤ 1.5")),
+    ),
+    row(
+      "scheduler CPU-s per 1M rows, split",
+      runs.map((r) => fmt(perMillion(r.splitCpuMs, r.rows), 2)),
+    ),
+    row(
+      "scheduler CPU-s per 1M rows, merge",
+      runs.map((r) => fmt(perMillion(r.mergeCpuMs, r.rows), 2)),
+    ),
+    row(
+      "  split alone, own process (bench/split)",
+      alone.map((a) => fmt((a.cpuMs / 1000) * (1e6 / a.rows), 2)),
+    ),
+    row(
+      "  split alone: wall, peak RSS",
+      alone.map((a) => `${fmt(a.wallMs / 1000, 1)} s ${fmt(a.peakRssMb)} MB`),
+    ),
+    row(
+      "  merge alone, own process (bench/merge)",
+      merges.map((m) => fmt(m.cpuSPerMillionRows, 2)),
+    ),
+    row(
+      "  merge alone: wall, peak RSS",
+      merges.map((m) => `${fmt(m.wallS, 1)} s ${fmt(m.peakRssMb)} MB`),
+    ),
+    row(
+      "  split alone + merge alone (goal ≤ 5)",
+      alone.map((a, k) => {
+        const m = merges[k];
+        return fmt(m ? (a.cpuMs / 1000) * (1e6 / a.rows) + m.cpuSPerMillionRows : undefined, 2);
+      }),
+    ),
+    row(
+      "  split + merge (goal ≤ 5)",
+      runs.map((r) =>
+        fmt(
+          r.splitCpuMs === undefined || r.mergeCpuMs === undefined
+            ? undefined
+            : perMillion(r.splitCpuMs + r.mergeCpuMs, r.rows),
+          2,
+        ),
+      ),
+    ),
+    ...(runs[0]?.cpu ?? []).map(([name], k) =>
+      row(
+        `CPU ${name}`,
+        runs.map((r) => `${fmt((r.cpu[k]?.[1] ?? Number.NaN) / 1000, 2)} s`),
+      ),
+    ),
+    ...(runs[0]?.peaks ?? []).map(([name], k) =>
+      row(
+        `peak RSS ${name}`,
+        runs.map((r) => `${fmt(r.peaks[k]?.[1])} MB`),
+      ),
+    ),
   ];
+  const first = runs[0]?.peaks[0]?.[1];
+  const last = runs.at(-1)?.peaks[0]?.[1];
+  if (runs.length > 1 && first !== undefined && last !== undefined) {
+    lines.push(
+      `  scheduler peak RSS growth ${runs[0]?.rows.toLocaleString("en-US")} → ${runs.at(-1)?.rows.toLocaleString("en-US")} rows: ${fmt(last - first)} MB (goal ≤ 50)`,
+    );
+  }
+  lines.push(
+    `  fetch efficiency (http-enrich, ${fetch.concurrency} in flight, ${fetch.latencyMs} ms source, ${fetch.rows.toLocaleString("en-US")} rows): ${fetch.efficiency.toFixed(3)} (goal ≥ 0.95) — ${fmt(fetch.seconds, 2)} s, runner ${fmt(fetch.cpuSeconds, 2)} CPU-s`,
+    "",
+  );
   process.stdout.write(lines.join("\n"));
 } finally {
   await rm(dir, { recursive: true, force: true });

@@ -69,6 +69,7 @@ import {
 } from "../shared/schemas/shard.ts";
 import { outputRowNumber, renderRow } from "../shared/sheet/rows.ts";
 import { deflateLast, deflateSegment, type Segment } from "../shared/sheet/segment.ts";
+import { readInputRows, SliceContexts } from "../shared/slices.ts";
 import { latestOutcomes, type RowOutcome, runsOf } from "./retry/retry-plan.ts";
 import { crc32Combine } from "./workbook/crc32-combine.ts";
 import { SHEET_PATH, SHEET_TAIL, sheetHead, workbookParts } from "./workbook/output-xlsx.ts";
@@ -284,6 +285,9 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
     const zip64 = options.zip64 ?? predictSheetBytes(shards, plans, names.length) >= ZIP64_FROM;
     const sheet = new SheetEntry(await zip.openEntry(SHEET_PATH, { zip64 }));
     await sheet.add(deflateSegment(sheetHead(names, columnWidth)));
+    // A rendered shard's input rows come from its slice (sheet XML or NDJSON, shared/slices.ts);
+    // the context (shared strings) is loaded only when a shard is rendered.
+    const slices = new SliceContexts({ store: deps.store }, { maxCached: 1 });
     const fetcher = new SegmentFetcher(
       deps.store,
       plans.flatMap((p) => p ?? []),
@@ -309,7 +313,7 @@ async function merge(deps: MergerDeps, options: MergeOptions): Promise<MergeResu
         log.warn({ shardId: shard.id }, "shard's segments not usable as they are; rendering it");
       }
       const written = await renderShard(
-        { store: deps.store, sheet, log },
+        { store: deps.store, sheet, log, slices },
         {
           op,
           shard,
@@ -610,7 +614,7 @@ export function loadShardRuns(
  * `rowCounter.next` on, compressed in batches; returns what it wrote.
  */
 async function renderShard(
-  deps: { store: ObjectStore; sheet: SheetEntry; log: Logger },
+  deps: { store: ObjectStore; sheet: SheetEntry; log: Logger; slices: SliceContexts },
   shardOf: {
     op: string;
     shard: ShardRange;
@@ -628,9 +632,9 @@ async function renderShard(
   const { op, shard, runs, columns, names, width, noResult, rowCounter } = shardOf;
   const { outcomes, duplicates } = await readOutcomes(deps.store, shard, runs, signal);
   const written = { rows: 0, errorRows: 0, truncated: 0 };
-  const inputKey = keys.shardInput(op, shard.id);
+  const slice = { operationId: op, shardId: shard.id, start: shard.start, end: shard.end };
   let xml = "";
-  for await (const input of ndjson(deps.store, inputKey, inputRowSchema, signal)) {
+  for await (const input of readInputRows(deps.store, deps.slices, slice, width, signal)) {
     const outcome = outcomes.get(input.i);
     const merged = fitToExcel(
       outcome !== undefined && "failed" in outcome

@@ -7,11 +7,16 @@ import { handmadeXlsx, xlsxBuffer } from "../../test/support/workbooks.ts";
 import { BadInputError } from "../shared/errors.ts";
 import { keys, shardIdFor } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
-import { decodeCell, type InputRow, inputRowSchema } from "../shared/schemas/cells.ts";
+import { decodeCell, encodeCell, type InputRow, inputRowSchema } from "../shared/schemas/cells.ts";
 import type { Manifest } from "../shared/schemas/operation.ts";
 import { type ShardMessage, shardMessageSchema } from "../shared/schemas/shard.ts";
-import { planShards, splitOperation } from "./splitter.ts";
+import { readInputRows, SliceContexts } from "../shared/slices.ts";
+import { cutLongCells, rowProblems } from "../shared/workbook/row-checks.ts";
+import { fitRow } from "../shared/workbook/row-shape.ts";
+import { planShards, type SplitResult, splitOperation } from "./splitter.ts";
+import { objectByteSource } from "./workbook/byte-source.ts";
 import { DEFAULT_WORKBOOK_LIMITS } from "./workbook/limits.ts";
+import { readWorkbookRows } from "./workbook/read-rows.ts";
 
 describe("planShards", () => {
   it("cuts 1,234 rows of 500 into [0,500) [500,1000) [1000,1234)", () => {
@@ -62,7 +67,21 @@ describe("splitOperation (local S3 + SQS)", () => {
     await aws.store.upload(manifest.input.key, Readable.from([Buffer.from(body)]));
   }
 
-  async function readSlice(op: string, shard: string): Promise<InputRow[]> {
+  /**
+   * A shard's input rows as workers and the merger read them: sheet XML slices for xlsx (which
+   * need the split's shard ranges and header width), NDJSON for csv.
+   */
+  async function readSlice(op: string, shard: string, split?: SplitResult): Promise<InputRow[]> {
+    const range = split?.shards.find((s) => s.id === shard);
+    if (split && range) {
+      const contexts = new SliceContexts({ store: aws.store });
+      const slice = { operationId: op, shardId: shard, start: range.start, end: range.end };
+      const out: InputRow[] = [];
+      for await (const row of readInputRows(aws.store, contexts, slice, split.headers.length)) {
+        out.push(row);
+      }
+      return out;
+    }
     const text = await aws.store.getText(keys.shardInput(op, shard));
     if (text === undefined) throw new Error(`no slice ${shard}`);
     return text
@@ -113,7 +132,7 @@ describe("splitOperation (local S3 + SQS)", () => {
 
     const seen: number[] = [];
     for (const shard of result.shards) {
-      const rows = await readSlice(manifest.id, shard.id);
+      const rows = await readSlice(manifest.id, shard.id, result);
       expect(rows.map((r) => r.i)).toEqual(
         Array.from({ length: shard.end - shard.start }, (_, k) => shard.start + k),
       );
@@ -121,7 +140,7 @@ describe("splitOperation (local S3 + SQS)", () => {
     }
     expect(seen).toEqual(Array.from({ length: 1234 }, (_, k) => k));
 
-    const [last] = (await readSlice(manifest.id, "s000002")).slice(-1);
+    const [last] = (await readSlice(manifest.id, "s000002", result)).slice(-1);
     expect(last?.c.map(decodeCell)).toEqual([1233, "customer 1233", when, false]);
 
     const messages = await drainQueue(queueUrl, 3);
@@ -191,7 +210,7 @@ describe("splitOperation (local S3 + SQS)", () => {
       { manifest, workQueueUrl: aws.resources.queues.straggler },
     );
     expect(result.rows).toBe(3);
-    const rows = await readSlice(manifest.id, "s000000");
+    const rows = await readSlice(manifest.id, "s000000", result);
     expect(rows[0]).toEqual({ i: 0, c: [1, 2] });
     expect(rows[1]).toEqual({
       i: 1,
@@ -203,6 +222,112 @@ describe("splitOperation (local S3 + SQS)", () => {
       "cell A4 has more than 32,767 characters, Excel's limit for a cell: cut to 32,767",
     );
     expect(await drainQueue(aws.resources.queues.straggler, 1)).toHaveLength(1);
+  });
+
+  /** The rows the one-pass reader gives, fitted as the splitter always fitted them. */
+  async function readerRows(manifest: Manifest, width: number): Promise<InputRow[]> {
+    const source = await objectByteSource(aws.store, manifest.input.key);
+    const out: InputRow[] = [];
+    let header = true;
+    for await (const row of readWorkbookRows(source, { format: "xlsx" })) {
+      if (header) {
+        header = false;
+        continue;
+      }
+      const problems = rowProblems(row, width);
+      out.push({
+        i: out.length,
+        c: cutLongCells(fitRow(row.cells, width)).map(encodeCell),
+        ...(problems.length > 0 ? { n: problems.join("; ") } : {}),
+      });
+    }
+    return out;
+  }
+
+  it("workers read from the sheet XML slices exactly the rows the one-pass reader gives (every cell meaning)", async () => {
+    const utc = (...a: [number, number, number, number?, number?]) =>
+      new Date(Date.UTC(a[0], a[1] - 1, a[2], a[3] ?? 0, a[4] ?? 0));
+    const built = await xlsxBuffer((wb) => {
+      const ws = wb.addWorksheet("Data");
+      ws.addRow([
+        "text",
+        "number",
+        "date",
+        "formula",
+        "rich",
+        "link",
+        "error",
+        "bool",
+        "datef",
+        "nafx",
+        "boolfx",
+      ]);
+      for (let k = 0; k < 7; k++) {
+        const r = k + 2;
+        ws.addRow([`a${k}`, 1.5 + k, utc(2024, 1, 2, 13, 30)]);
+        ws.getCell(`C${r}`).numFmt = "yyyy-mm-dd hh:mm";
+        ws.getCell(`D${r}`).value = { formula: `B${r}*2`, result: 3 };
+        ws.getCell(`E${r}`).value = {
+          richText: [{ text: "ri" }, { text: "ch", font: { bold: true } }],
+        };
+        ws.getCell(`F${r}`).value = { text: "the site", hyperlink: "https://example.com" };
+        ws.getCell(`G${r}`).value = { error: "#N/A" };
+        ws.getCell(`H${r}`).value = k % 2 === 0;
+        ws.getCell(`I${r}`).value = { formula: `C${r}+1`, result: 45_294.5625 };
+        ws.getCell(`I${r}`).numFmt = "dd/mm/yyyy";
+        ws.getCell(`J${r}`).value = { formula: "NA()", result: { error: "#N/A" } };
+        ws.getCell(`K${r}`).value = { formula: `B${r}>1`, result: true };
+      }
+      ws.addRow([]);
+      ws.addRow(["after a blank row", 9]);
+    });
+    const long = "y".repeat(33_000);
+    const handmade = handmadeXlsx({
+      sharedStrings: [
+        "<t>h1</t>",
+        "<r><t>h</t></r><r><t>2</t></r>",
+        "<t>s &amp; t</t>",
+        "<t>x</t><rPh><t>ふり</t></rPh>",
+      ],
+      numFmts: { 164: "d/m/yy;@" },
+      xfs: [0, 164, 22],
+      date1904: true,
+      sheets: [
+        {
+          name: "Hand",
+          dimension: "A1:C9",
+          rows:
+            '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>' +
+            '<row r="2" spans="1:2"><c r="A2" s="1"/><c r="B2" s="2"/></row>' +
+            '<row r="3"><c r="A3" t="s"><v>2</v></c><c r="B3" s="1"><v>45293</v></c><c r="C3"><v>7</v></c></row>' +
+            '<row><c t="s"><v>3</v></c><c s="2"><v>45293.5</v></c></row>' +
+            '<row r="6"/>' +
+            '<row><c r="B7"><f>A1</f></c></row>' +
+            `<row r="8"><c r="A8" t="inlineStr"><is><t>${long}</t></is></c><c r="B8" t="d"><v>2024-03-04T05:06:07Z</v></c></row>` +
+            '<row r="9"><c r="A9" t="str"><f>A1</f><v>a &amp; b</v></c><c r="B9" t="b"><v>1</v></c></row>',
+        },
+      ],
+    });
+    for (const [name, data, shardSize] of [
+      ["exceljs", built, 3],
+      ["handmade", handmade, 2],
+    ] as const) {
+      const manifest = testManifest(`op-split-same-${name}`, { shardSize });
+      await putInput(manifest, data);
+      const result = await splitOperation(
+        { store: aws.store, queue: aws.queue, logger: silentLogger() },
+        { manifest, workQueueUrl: aws.resources.queues.straggler },
+      );
+      const sliced: InputRow[] = [];
+      for (const shard of result.shards)
+        sliced.push(...(await readSlice(manifest.id, shard.id, result)));
+      const expected = await readerRows(manifest, result.headers.length);
+      expect(sliced).toEqual(expected);
+      expect(result.rows).toBe(expected.length);
+      expect(await drainQueue(aws.resources.queues.straggler, result.shards.length)).toHaveLength(
+        result.shards.length,
+      );
+    }
   });
 
   it("fails a split with more data rows than the limit, naming the setting", async () => {

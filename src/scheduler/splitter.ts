@@ -1,13 +1,22 @@
 /**
  * The splitter: streams an operation's input workbook once, writes each shard's rows to S3 as
- * an NDJSON slice (`keys.shardInput`), then puts one message per shard on the work queue.
+ * a slice, and puts one message per shard on the work queue as the slices land.
  *
- * Row identity: every data row gets `i`, its 0-based index among the data rows the reader
- * yields (fully empty rows are skipped, see read-rows.ts). Results carry `i`, so the merger can
+ * An xlsx workbook is cut, not parsed: its sheet XML is inflated and cut at row boundaries
+ * (./workbook/sheet-slicer.ts) into slices of raw `<row>` XML (`keys.shardSheetSlice`); the
+ * shared strings are stored once (`keys.sharedStrings`) with what else the cells need (date
+ * styles, 1904 dates: `keys.sliceContext`), and each worker parses its own slice
+ * (src/shared/slices.ts). Only the header row is parsed here. A CSV file is read row by row and
+ * written as NDJSON slices (`keys.shardInput`).
+ *
+ * Row identity: every data row gets `i`, its 0-based index among the data rows (fully empty rows
+ * are skipped; for xlsx, a row is data when the scan finds a value, formula or inline string in
+ * it, see sheet-slicer.ts). Results carry `i`, so the merger can
  * de-duplicate and order them. Each row is fitted to the header: missing cells are null; cells
  * beyond the last header have no column to go to, so they are left out of the task's input and
  * the row carries a note saying so (`n`, its error in the output) — never dropped silently. The
- * same holds for text cut to Excel's cell limit and for a formula with no cached value.
+ * same holds for text cut to Excel's cell limit and for a formula with no cached value (for xlsx,
+ * the worker's reading of the slice applies these, src/shared/slices.ts).
  *
  * The workbook is read from S3 by random access (ranged GETs through its central directory),
  * with the same zip limits as at submission; more data rows than `limits.maxRows` fail the
@@ -26,15 +35,28 @@ import type { ObjectStore } from "../shared/object-store.ts";
 import { encodeCell, type InputRow } from "../shared/schemas/cells.ts";
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
+import { type SliceContext, sliceContextSchema } from "../shared/schemas/slice.ts";
 import { type ShardQueue, SQS_BATCH_MAX } from "../shared/shard-queue.ts";
-import { objectByteSource } from "./workbook/byte-source.ts";
+import { cutLongCells, rowProblems } from "../shared/workbook/row-checks.ts";
+import { fitRow, isEmptyRow } from "../shared/workbook/row-shape.ts";
+import { saxBatches } from "../shared/workbook/sax.ts";
+import { readSharedStrings } from "../shared/workbook/shared-strings.ts";
+import { type SheetContext, sheetRows } from "../shared/workbook/sheet-xml.ts";
+import { type ByteSource, objectByteSource } from "./workbook/byte-source.ts";
 import { parseHeaderRow } from "./workbook/inspect.ts";
-import { checkRowCount, DEFAULT_WORKBOOK_LIMITS, type WorkbookLimits } from "./workbook/limits.ts";
+import {
+  checkRowCount,
+  DEFAULT_WORKBOOK_LIMITS,
+  EXCEL_MAX_CELL_CHARS,
+  type WorkbookLimits,
+} from "./workbook/limits.ts";
 import { readWorkbookRows } from "./workbook/read-rows.ts";
-import { cutLongCells, rowProblems } from "./workbook/row-checks.ts";
-import { fitRow, isEmptyRow } from "./workbook/row-shape.ts";
+import { cutSheet, sliceDocument } from "./workbook/sheet-slicer.ts";
+import { dimensionDataRows, type OpenedSheet, openXlsxSheet } from "./workbook/xlsx-rows.ts";
+import { asWorkbookError, notXlsx } from "./workbook/zip-archive.ts";
 
 export const NDJSON_CONTENT_TYPE = "application/x-ndjson";
+const XML_CONTENT_TYPE = "application/xml";
 
 /**
  * The shards of `rows` data rows: consecutive [start, end) ranges of `shardSize` rows (the last
@@ -116,6 +138,233 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
 
   const limits = options.limits ?? DEFAULT_WORKBOOK_LIMITS;
   const input = await objectByteSource(deps.store, manifest.input.key, signal);
+  const sink = new SliceSink(deps, options, log);
+  const { headers, noted } =
+    manifest.input.format === "xlsx"
+      ? await cutXlsx(deps, options, input, sink, limits)
+      : await splitRows(options, input, sink, limits);
+  await sink.finish();
+  const rows = sink.rows;
+
+  if (headers === undefined) throw new BadInputError("WORKBOOK_INVALID", "workbook is empty");
+  if (rows === 0) {
+    throw new BadInputError("WORKBOOK_INVALID", "workbook has a header row but no data rows");
+  }
+
+  const shards = planShards(rows, shardSize);
+  log.info(
+    {
+      rows,
+      ...(noted === undefined ? {} : { notedRows: noted }),
+      shards: shards.length,
+      shardSize,
+      ms: clock.now() - started,
+    },
+    "operation split",
+  );
+  return { rows, shards, headers };
+}
+
+/** Checks the header row read now against the one read at submission. */
+function checkHeaders(manifest: Manifest, headers: string[]): void {
+  if (manifest.headers.length > 0 && !sameHeaders(manifest.headers, headers)) {
+    // The merger labels columns with manifest.headers; a different row would mislabel them.
+    throw new BadInputError(
+      "WORKBOOK_INVALID",
+      `the header row (${headers.join(", ")}) differs from the one read at submission (${manifest.headers.join(", ")})`,
+    );
+  }
+}
+
+/** Slices in shard order: each uploaded, then its shard queued (10 messages a batch). */
+class SliceSink {
+  /** Data rows in the slices so far. */
+  rows = 0;
+  #shard = 0;
+  #pending: ShardMessage[] = [];
+  /** Uploads in flight, oldest first; a shard is queued only once its slice exists. */
+  #uploads: Array<{ done: Promise<void>; message: ShardMessage }> = [];
+
+  constructor(
+    private readonly deps: SplitterDeps,
+    private readonly options: SplitOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Uploads the next shard's slice (at most `UPLOADS_IN_FLIGHT` at once). */
+  async add(body: Buffer, rows: number, format: "xml" | "ndjson"): Promise<void> {
+    const op = this.options.manifest.id;
+    const shardId = shardIdFor(this.#shard++);
+    const key = format === "xml" ? keys.shardSheetSlice(op, shardId) : keys.shardInput(op, shardId);
+    const message: ShardMessage = {
+      v: 1,
+      operationId: op,
+      shardId,
+      start: this.rows,
+      end: this.rows + rows,
+    };
+    this.rows += rows;
+    // upload(): a slice of wide rows can pass the single-PUT limit.
+    const done = this.deps.store
+      .upload(key, Readable.from([body]), {
+        contentType: format === "xml" ? XML_CONTENT_TYPE : NDJSON_CONTENT_TYPE,
+        signal: this.options.signal,
+      })
+      .then(() => this.log.debug({ shardId, bytes: body.length }, "slice written"));
+    done.catch(() => {}); // awaited in order below; never an unhandled rejection meanwhile
+    this.#uploads.push({ done, message });
+    while (this.#uploads.length > UPLOADS_IN_FLIGHT) await this.#landed();
+  }
+
+  async #landed(): Promise<void> {
+    const first = this.#uploads.shift();
+    if (!first) return;
+    await first.done;
+    // Queue shards as their slices land (10 a batch) so workers start while the split goes on.
+    this.#pending.push(first.message);
+    if (this.#pending.length === SQS_BATCH_MAX) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#pending;
+    this.#pending = [];
+    if (batch.length > 0 && this.options.enqueue !== false)
+      await this.deps.queue.sendShards(this.options.workQueueUrl, batch, this.options.signal);
+  }
+
+  /** Waits for every upload and queues what is left. */
+  async finish(): Promise<void> {
+    while (this.#uploads.length > 0) await this.#landed();
+    await this.#flush();
+  }
+
+  /** After a failure: lets the uploads still running settle (their errors are dropped). */
+  async abandon(): Promise<void> {
+    await Promise.allSettled(this.#uploads.map((u) => u.done));
+    this.#uploads = [];
+  }
+}
+
+/** Slice uploads overlapping the scan (the scan waits while this many are running). */
+const UPLOADS_IN_FLIGHT = 2;
+
+/** The header row's cells, its shared strings read only as far as it refers to them. */
+async function parseHeaderXml(
+  xml: Buffer,
+  sheet: OpenedSheet,
+  maxChars: number,
+): Promise<string[]> {
+  const cellsOf = async (strings: readonly string[], used: number[]) => {
+    const ctx: SheetContext = {
+      sharedString(index) {
+        used.push(index);
+        if (index >= strings.length) return null;
+        return strings[index] ?? null;
+      },
+      isDateStyle: (styleId) => sheet.dateStyles[styleId] === true,
+      date1904: sheet.date1904,
+    };
+    for await (const row of sheetRows(saxBatches(Readable.from([sliceDocument([xml])])), ctx, {
+      afterRow: 0,
+    })) {
+      return row.cells;
+    }
+    return [];
+  };
+  const used: number[] = [];
+  await cellsOf([], used);
+  let strings: string[] = [];
+  if (used.length > 0) {
+    const count = Math.max(...used) + 1;
+    const sst = await sheet.openSharedStrings();
+    if (!sst) throw notXlsx(new Error("the header row refers to shared strings there are none of"));
+    try {
+      strings = await readSharedStrings(sst, maxChars, { count });
+    } finally {
+      sst.destroy();
+    }
+    if (strings.length < count) throw notXlsx(new Error(`shared string ${count - 1} is missing`));
+  }
+  return parseHeaderRow(await cellsOf(strings, []));
+}
+
+/**
+ * The xlsx path: stores the shared strings and the slice context, then cuts the sheet into
+ * slices of raw row XML. Parses only the header row.
+ */
+async function cutXlsx(
+  deps: SplitterDeps,
+  options: SplitOptions,
+  input: ByteSource,
+  sink: SliceSink,
+  limits: WorkbookLimits,
+): Promise<{ headers: string[] | undefined; noted: undefined }> {
+  const { manifest, signal } = options;
+  const op = manifest.id;
+  let headers: string[] | undefined;
+  let sheet: OpenedSheet | undefined;
+  try {
+    sheet = await openXlsxSheet(input, { sheet: manifest.spec.sheet, limits, signal });
+    if (!sheet) return { headers, noted: undefined };
+    if (sheet.hasSharedStrings) {
+      const sst = await sheet.openSharedStrings();
+      if (sst) {
+        await deps.store.upload(keys.sharedStrings(op), sst, {
+          contentType: XML_CONTENT_TYPE,
+          signal,
+        });
+      }
+    }
+    const context = sliceContextSchema.parse({
+      v: 1,
+      date1904: sheet.date1904,
+      dateStyles: sheet.dateStyles.flatMap((isDate, id) => (isDate ? [id] : [])),
+      sharedStrings: sheet.hasSharedStrings,
+    } satisfies SliceContext);
+    // Before any slice: a worker that finds no context would read the slice as NDJSON.
+    await deps.store.putText(
+      keys.sliceContext(op),
+      JSON.stringify(context),
+      "application/json",
+      signal,
+    );
+
+    const xml = await sheet.openSheet();
+    const pieces = cutSheet(xml as AsyncIterable<Buffer>, {
+      rowsPerSlice: manifest.spec.shardSize,
+      onRow: (rows) => checkRowCount(rows, limits),
+    });
+    for await (const piece of pieces) {
+      signal?.throwIfAborted();
+      if (piece.kind === "dimension") {
+        const rows = dimensionDataRows(piece.ref);
+        if (rows !== undefined) checkRowCount(rows, limits);
+      } else if (piece.kind === "header") {
+        headers = await parseHeaderXml(piece.xml, sheet, EXCEL_MAX_CELL_CHARS);
+        checkHeaders(manifest, headers);
+      } else {
+        await sink.add(sliceDocument(piece.parts), piece.rows, "xml");
+      }
+    }
+  } catch (err) {
+    await sink.abandon();
+    throw asWorkbookError(err, signal);
+  } finally {
+    await sheet?.close();
+    await input.close();
+  }
+  return { headers, noted: undefined };
+}
+
+/** The row path (CSV): reads, fits and encodes every row, written as NDJSON slices. */
+async function splitRows(
+  options: SplitOptions,
+  input: ByteSource,
+  sink: SliceSink,
+  limits: WorkbookLimits,
+): Promise<{ headers: string[] | undefined; noted: number }> {
+  const { manifest, signal } = options;
+  const shardSize = manifest.spec.shardSize;
   const rows = readWorkbookRows(input, {
     format: manifest.input.format,
     sheet: manifest.spec.sheet,
@@ -129,46 +378,11 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
   /** Rows kept with a note (cells beyond the header, cut text, uncalculated formulas). */
   let noted = 0;
   let lines: string[] = [];
-  let pending: ShardMessage[] = [];
-  const writeSlice = async () => {
-    const shard = Math.floor((next - 1) / shardSize);
-    const key = keys.shardInput(op, shardIdFor(shard));
-    const body = Buffer.from(lines.join(""));
-    lines = [];
-    // upload(): a slice of wide rows can pass the single-PUT limit.
-    await deps.store.upload(key, Readable.from([body]), {
-      contentType: NDJSON_CONTENT_TYPE,
-      signal,
-    });
-    log.debug({ shardId: shardIdFor(shard), bytes: body.length }, "slice written");
-    // Queue shards as their slices land (10 a batch) so workers start while the split goes on.
-    pending.push({
-      v: 1,
-      operationId: op,
-      shardId: shardIdFor(shard),
-      start: shard * shardSize,
-      end: next,
-    });
-    if (pending.length === SQS_BATCH_MAX) await flush();
-  };
-  const flush = async () => {
-    const batch = pending;
-    pending = [];
-    if (batch.length > 0 && options.enqueue !== false)
-      await deps.queue.sendShards(options.workQueueUrl, batch, signal);
-  };
-
   try {
     for await (const row of rows) {
       if (headers === undefined) {
         headers = parseHeaderRow(row.cells);
-        if (manifest.headers.length > 0 && !sameHeaders(manifest.headers, headers)) {
-          // The merger labels columns with manifest.headers; a different row would mislabel them.
-          throw new BadInputError(
-            "WORKBOOK_INVALID",
-            `the header row (${headers.join(", ")}) differs from the one read at submission (${manifest.headers.join(", ")})`,
-          );
-        }
+        checkHeaders(manifest, headers);
         continue;
       }
       const problems = rowProblems(row, headers.length);
@@ -182,23 +396,17 @@ async function split(deps: SplitterDeps, options: SplitOptions): Promise<SplitRe
         ...(problems.length > 0 ? { n: problems.join("; ") } : {}),
       };
       lines.push(`${JSON.stringify(line)}\n`);
-      if (lines.length === shardSize) await writeSlice();
+      if (lines.length === shardSize) {
+        await sink.add(Buffer.from(lines.join("")), lines.length, "ndjson");
+        lines = [];
+      }
     }
-    if (lines.length > 0) await writeSlice();
-    await flush();
+    if (lines.length > 0) await sink.add(Buffer.from(lines.join("")), lines.length, "ndjson");
+  } catch (err) {
+    await sink.abandon();
+    throw err;
   } finally {
     await rows.return(undefined);
   }
-
-  if (headers === undefined) throw new BadInputError("WORKBOOK_INVALID", "workbook is empty");
-  if (next === 0) {
-    throw new BadInputError("WORKBOOK_INVALID", "workbook has a header row but no data rows");
-  }
-
-  const shards = planShards(next, shardSize);
-  log.info(
-    { rows: next, notedRows: noted, shards: shards.length, shardSize, ms: clock.now() - started },
-    "operation split",
-  );
-  return { rows: next, shards, headers };
+  return { headers, noted };
 }

@@ -25,6 +25,9 @@ const temporary = [
   keys.input(op, "xlsx"),
   keys.input(op, "csv"),
   keys.shardInput(op, shard),
+  keys.shardSheetSlice(op, shard),
+  keys.sliceContext(op),
+  keys.sharedStrings(op),
   keys.checkpoint(op, shard),
   keys.chunk(op, shard, 0, 100),
 ];

@@ -115,6 +115,15 @@ export const keys = {
   scratchShardPrefix: (op: string, shard: string) =>
     `${keys.scratchShardsPrefix(op)}${checkId("shard", shard)}/`,
   shardInput: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}input.ndjson`,
+  /**
+   * An xlsx shard's input: the sheet's own `<row>` XML for the shard's rows, cut by the splitter
+   * and parsed by the worker (src/shared/slices.ts). Used when `sliceContext` exists.
+   */
+  shardSheetSlice: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}input.xml`,
+  /** What an xlsx operation's sheet slices need to be read: styles, 1904 dates (see slices.ts). */
+  sliceContext: (op: string) => `${scratchPrefix(op)}input/slice-context.json`,
+  /** The workbook's shared-string table (`xl/sharedStrings.xml`), stored once per operation. */
+  sharedStrings: (op: string) => `${scratchPrefix(op)}input/shared-strings.xml`,
   checkpoint: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}checkpoint.json`,
   chunksPrefix: (op: string, shard: string) => `${keys.scratchShardPrefix(op, shard)}chunks/`,
   /**

@@ -1,23 +1,22 @@
 /**
- * The shard's input slice (`keys.shardInput`, one NDJSON input row per line, written by the
- * splitter), what an attempt reads before it runs a row (with its checkpoint,
- * ./checkpoint-record.ts). A slice that breaks the splitter's contract is an INTERNAL error
- * (an error attempt). A slice that does not exist is `ShardInputMissingError`: while the
- * operation is still queued or splitting that means "not yet" (the splitter writes it before it
- * queues the shard's message, so only an early duplicate or re-driven message gets here), and
- * the shard is released for later instead of counting an error attempt (`inputNotYet`).
+ * The shard's input rows (its slice, read through src/shared/slices.ts: sheet XML for an xlsx
+ * operation, NDJSON for csv, old operations and retry slices), what an attempt reads before it
+ * runs a row (with its checkpoint, ./checkpoint-record.ts). A slice that breaks the splitter's
+ * contract is an INTERNAL error (an error attempt). A slice that does not exist is
+ * `ShardInputMissingError`: while the operation is still queued or splitting that means "not
+ * yet" (the splitter writes it before it queues the shard's message, so only an early duplicate
+ * or re-driven message gets here), and the shard is released for later instead of counting an
+ * error attempt (`inputNotYet`).
  */
-import { createInterface } from "node:readline";
-import { NotFoundError, ShardfleetError } from "../shared/errors.ts";
-import { keys } from "../shared/keys.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
-import { type Cell, decodeCell, inputRowSchema } from "../shared/schemas/cells.ts";
+import { type Cell, decodeCell } from "../shared/schemas/cells.ts";
 import type { LifecycleStatus } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
+import { readInputRows, SliceContexts } from "../shared/slices.ts";
 import type { TaskRow } from "./tasks/task.ts";
 
 /** The shard's input slice does not exist (not yet written, or gone). */
-export class ShardInputMissingError extends NotFoundError {}
+export { SliceMissingError as ShardInputMissingError } from "../shared/slices.ts";
 
 /** Statuses in which the splitter may still write a missing slice. */
 const SPLIT_PENDING: ReadonlySet<LifecycleStatus> = new Set(["queued", "splitting"]);
@@ -43,6 +42,7 @@ export function inputNotYet(
 /**
  * The shard's input rows from `cursor` on, cells decoded and keyed by header, and the number
  * of rows in the whole slice. Rows before the cursor are only counted, never decoded or run.
+ * `contexts` holds the operations' slice contexts (shared strings) across shards.
  */
 export async function readSlice(
   store: ObjectStore,
@@ -50,38 +50,13 @@ export async function readSlice(
   headers: string[],
   signal: AbortSignal,
   cursor: number,
+  contexts: SliceContexts = new SliceContexts({ store }),
 ): Promise<{ rows: TaskRow[]; total: number; notes: Map<number, string> }> {
-  const { operationId, shardId, start, end } = message;
-  const key = keys.shardInput(operationId, shardId);
-  const stream = await store.getStream(key, signal);
-  if (!stream) throw new ShardInputMissingError(`shard input ${key} does not exist`);
   const rows: TaskRow[] = [];
   // The splitter's notes (cells it could not keep): they open the row's error in the output.
   const notes = new Map<number, string>();
   let total = 0;
-  let line = 0;
-  for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {
-    line++;
-    if (text.trim() === "") continue;
-    let parsed: ReturnType<typeof inputRowSchema.safeParse>;
-    try {
-      parsed = inputRowSchema.safeParse(JSON.parse(text));
-    } catch {
-      throw new ShardfleetError("INTERNAL", `shard input ${key} line ${line} is not JSON`);
-    }
-    if (!parsed.success) {
-      throw new ShardfleetError(
-        "INTERNAL",
-        `shard input ${key} line ${line}: ${parsed.error.issues[0]?.message}`,
-      );
-    }
-    const { i, c, n } = parsed.data;
-    if (i < start || i >= end) {
-      throw new ShardfleetError(
-        "INTERNAL",
-        `shard input ${key} line ${line}: row ${i} is outside the shard [${start}, ${end})`,
-      );
-    }
+  for await (const { i, c, n } of readInputRows(store, contexts, message, headers.length, signal)) {
     total++;
     if (i < cursor) continue;
     if (n !== undefined) notes.set(i, n);

@@ -48,6 +48,7 @@ import { commitDone, isCommitted } from "../shared/records/done-marker.ts";
 import { currentTask, type Manifest, manifestSchema, specOf } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
 import type { TaskSpec } from "../shared/schemas/tasks.ts";
+import { SliceContexts } from "../shared/slices.ts";
 import { isTransientError } from "../shared/transient.ts";
 import { type AttemptRecord, AttemptRecords } from "./attempt-records.ts";
 import { COMMITTED_ELSEWHERE, causeOfStop, staleAfterMs } from "./attempts.ts";
@@ -167,10 +168,13 @@ export class ShardProcessor {
   readonly #budget: number;
   readonly #operations: OperationCache;
   readonly #attempts: AttemptRecords;
+  /** Each operation's slice context and shared strings, loaded once for all its shards. */
+  readonly #sliceContexts: SliceContexts;
   #closed = false;
 
   constructor(deps: ShardProcessorDeps, options: ShardProcessorOptions) {
     this.#store = deps.store;
+    this.#sliceContexts = new SliceContexts({ store: deps.store });
     this.#logger = deps.logger;
     this.#clock = deps.clock ?? systemClock;
     this.#flushTimeoutMs = options.flushTimeoutMs ?? 5000;
@@ -308,7 +312,14 @@ export class ShardProcessor {
         "resuming from the checkpoint",
       );
     }
-    const slice = await readSlice(this.#store, message, manifest.headers, signal, progress.cursor);
+    const slice = await readSlice(
+      this.#store,
+      message,
+      manifest.headers,
+      signal,
+      progress.cursor,
+      this.#sliceContexts,
+    );
     return {
       manifest,
       runner,

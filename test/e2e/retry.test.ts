@@ -7,6 +7,8 @@
  * source saw exactly one request for every row that had succeeded (never requested again) and
  * two for each row the outage failed. Then the same with the scheduler SIGKILLed and started
  * again right after the retry was accepted: nothing lost, nothing doubled in the output.
+ * The first case submits an xlsx (its slices are sheet XML with shared strings, the retry's
+ * slices NDJSON rows read from them), the second a CSV (NDJSON slices throughout).
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
@@ -18,6 +20,7 @@ import { ApiClient } from "../../src/cli/api-client.ts";
 import { retryRequestOf } from "../../src/cli/commands/redrive.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { simpleXlsx } from "../support/workbooks.ts";
 import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 200;
@@ -69,12 +72,17 @@ describe("retry failed rows after a source outage (local stack)", () => {
   }, 60_000);
 
   /** Submits ROWS rows named `{prefix}{k}` during an outage; resolves once it has ended. */
-  async function submitDuringOutage(client: ApiClient, prefix: string) {
+  async function submitDuringOutage(client: ApiClient, prefix: string, format: "csv" | "xlsx") {
     outage = true;
     delayMs = 0;
-    const input = path.join(dir, `${prefix}.csv`);
+    const input = path.join(dir, `${prefix}.${format}`);
     const names = Array.from({ length: ROWS }, (_, k) => `${prefix}${k}`);
-    await writeFile(input, `id\n${names.join("\n")}\n`);
+    await writeFile(
+      input,
+      format === "csv"
+        ? `id\n${names.join("\n")}\n`
+        : await simpleXlsx([["id"], ...names.map((n) => [n])]),
+    );
     const { id } = await client.submit(input, {
       task: {
         name: "http-enrich",
@@ -107,9 +115,9 @@ describe("retry failed rows after a source outage (local stack)", () => {
     expect(data.every((r) => r[1] === r[0] && (r[2] === undefined || r[2] === null))).toBe(true);
   }
 
-  it("runs only the failed rows again: 0 errors, every row once, finished rows not requested again", async () => {
+  it("runs only the failed rows of an xlsx again: 0 errors, every row once, finished rows not requested again", async () => {
     const client = new ApiClient(stack!.apiUrl);
-    const { id, names } = await submitDuringOutage(client, "c");
+    const { id, names } = await submitDuringOutage(client, "c", "xlsx");
 
     // The outage is over; retried with a changed option (what `shardfleet retry --set` sends).
     outage = false;
@@ -150,7 +158,7 @@ describe("retry failed rows after a source outage (local stack)", () => {
 
   it("a scheduler SIGKILLed right after the retry was accepted: its successor finishes it, every row once", async () => {
     const client = new ApiClient(stack!.apiUrl);
-    const { id, names } = await submitDuringOutage(client, "d");
+    const { id, names } = await submitDuringOutage(client, "d", "csv");
     outage = false;
     delayMs = 150;
     const accepted = await client.retry(id, { options: { retries: 2 } });

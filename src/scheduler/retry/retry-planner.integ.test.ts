@@ -3,21 +3,31 @@
  * whose latest outcome is an error (a failed shard's rows, error rows), a scheduler that dies
  * after sending the messages but before recording the plan plans the same shards again (same
  * slices, the same messages: duplicates workers skip), a planned retry is never planned twice,
- * and the merge takes each row from the latest run that produced it: every row once.
+ * and the merge takes each row from the latest run that produced it: every row once; for an
+ * xlsx operation (sheet XML slices) the retry slices are its failed rows read through slices.ts.
  */
+import { Readable } from "node:stream";
 import ExcelJS from "exceljs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
 import { testManifest } from "../../../test/support/manifests.ts";
 import { seedManifest } from "../../../test/support/seed-manifest.ts";
+import { simpleXlsx } from "../../../test/support/workbooks.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { keys, retryShardIdFor } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
-import { encodeCell, type ResultRow } from "../../shared/schemas/cells.ts";
+import {
+  decodeCell,
+  encodeCell,
+  type InputRow,
+  type ResultRow,
+} from "../../shared/schemas/cells.ts";
 import { type Manifest, manifestSchema } from "../../shared/schemas/operation.ts";
 import { type ShardMessage, shardDoneSchema } from "../../shared/schemas/shard.ts";
+import { readInputRows, SliceContexts } from "../../shared/slices.ts";
 import { mergeOperation } from "../merger.ts";
 import { OperationLifecycle } from "../operation-lifecycle.ts";
+import { splitOperation } from "../splitter.ts";
 import { withNewRetry } from "./retry-plan.ts";
 import { planRetry } from "./retry-planner.ts";
 
@@ -29,7 +39,7 @@ afterAll(async () => {
   await aws?.close();
 });
 
-const op = "op-retry-plan";
+let op = "op-retry-plan";
 const shards = [
   { id: "s000000", start: 0, end: 4 },
   { id: "s000001", start: 4, end: 8 },
@@ -195,5 +205,87 @@ describe("planRetry and the merge of retried rows (local S3)", () => {
       { id: retryShardIdFor("s000001", 2), base: "s000001", start: 4, end: 8, rows: 1 },
     ]);
     expect(await sliceRows("s000001-r2")).toEqual([7]);
+  });
+
+  it("an xlsx operation: retry slices hold the failed rows read from its sheet XML slices, the merge renders them", async () => {
+    op = "op-retry-plan-xlsx";
+    const lifecycle = new OperationLifecycle({
+      store: aws.store,
+      clock: systemClock,
+      logger: silentLogger(),
+    });
+    const now = new Date().toISOString();
+    // The real split: sheet XML slices, shared strings and the slice context.
+    const base = testManifest(op, { status: "splitting", headers: ["id"], shardSize: 4 });
+    const data = await simpleXlsx([["id"], ...Array.from({ length: 8 }, (_, i) => [`c${i}`])]);
+    await aws.store.upload(base.input.key, Readable.from([data]));
+    const split = await splitOperation(
+      { store: aws.store, queue: aws.queue, logger: silentLogger() },
+      { manifest: base, workQueueUrl: aws.resources.queues.work },
+    );
+    expect(split.shards).toEqual(shards);
+    expect(await aws.store.getText(keys.shardSheetSlice(op, "s000000"))).toContain("<row");
+    expect(await aws.store.getText(keys.shardInput(op, "s000000"))).toBeUndefined();
+
+    await commit("s000000", [ok(0, "a"), bad(1), ok(2, "a"), bad(3)]);
+    await commit("s000001", [], "shard failed after 3 error attempts");
+    await seedManifest(
+      { store: aws.store, clock: systemClock },
+      testManifest(op, {
+        status: "running",
+        headers: ["id"],
+        rows: 8,
+        shards,
+        retries: withNewRetry(undefined, "succeeded-with-failures", {}, now),
+      }),
+    );
+    const queue = { enqueueShards: async () => {} };
+    const signal = AbortSignal.timeout(30_000);
+    const planned = await planRetry(
+      { store: aws.store, queue, lifecycle, clock: systemClock, logger: silentLogger() },
+      await manifest(),
+      signal,
+    );
+    expect(planned.map((s) => [s.id, s.rows])).toEqual([
+      ["s000000-r1", 2],
+      ["s000001-r1", 4],
+    ]);
+    // A retry shard's slice is read as workers read it: no XML slice, so its NDJSON one.
+    const read = async (shardId: string, start: number, end: number) => {
+      const rows: InputRow[] = [];
+      const contexts = new SliceContexts({ store: aws.store });
+      const slice = { operationId: op, shardId, start, end };
+      for await (const row of readInputRows(aws.store, contexts, slice, 1)) rows.push(row);
+      return rows.map((r) => [r.i, decodeCell(r.c[0]!)]);
+    };
+    expect(await read("s000000-r1", 0, 4)).toEqual([
+      [1, "c1"],
+      [3, "c3"],
+    ]);
+    expect(await read("s000001-r1", 4, 8)).toEqual([
+      [4, "c4"],
+      [5, "c5"],
+      [6, "c6"],
+      [7, "c7"],
+    ]);
+
+    await commit("s000000-r1", [ok(1, "retried"), ok(3, "retried")]);
+    await commit("s000001-r1", [ok(4, "r"), ok(5, "r"), bad(6), ok(7, "r")]);
+    const merged = await mergeOperation(
+      { store: aws.store, logger: silentLogger() },
+      { manifest: await manifest(), signal },
+    );
+    expect(merged).toMatchObject({ rows: 8, errorRows: 1, columns: ["v"] });
+    const rows = await outputRows(merged.key);
+    expect(rows.slice(1).map((r) => [r[0], r[1] ?? null, r[2] ?? null])).toEqual([
+      ["c0", "a", null],
+      ["c1", "retried", null],
+      ["c2", "a", null],
+      ["c3", "retried", null],
+      ["c4", "r", null],
+      ["c5", "r", null],
+      ["c6", null, "HTTP 503"],
+      ["c7", "r", null],
+    ]);
   });
 });

@@ -3,8 +3,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { simpleXlsx, streamInput, streamOf, xlsxBuffer } from "../../../test/support/workbooks.ts";
 import { BadInputError } from "../../shared/errors.ts";
+import { columnIndex, columnLetter } from "../../shared/workbook/row-shape.ts";
 import { type InspectOptions, inspectWorkbook, parseHeaderRow } from "./inspect.ts";
-import { columnIndex, columnLetter } from "./row-shape.ts";
 
 /** The header check of a stream (spooled for xlsx, as a caller holding a stream does). */
 async function inspectStream(input: Readable, options: InspectOptions) {

@@ -10,10 +10,10 @@
 import { Readable } from "node:stream";
 import { BadInputError } from "../../shared/errors.ts";
 import type { Cell } from "../../shared/schemas/cells.ts";
+import { rowProblemList } from "../../shared/workbook/row-checks.ts";
+import { cellText, columnLetter } from "../../shared/workbook/row-shape.ts";
 import { checkOutputWidth, EXCEL_MAX_CELL_CHARS } from "./limits.ts";
 import { type ReadRowsOptions, readWorkbookRows, type WorkbookInput } from "./read-rows.ts";
-import { rowProblemList } from "./row-checks.ts";
-import { cellText, columnLetter } from "./row-shape.ts";
 
 export interface InspectOptions extends ReadRowsOptions {
   /** Result columns the task will add (known from the spec), for the output width. @default 0 */

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../shared/config.ts";
 import { BadInputError } from "../../shared/errors.ts";
+import { cutLongCells, rowProblems } from "../../shared/workbook/row-checks.ts";
 import { typeCsvCell } from "./csv-values.ts";
 import {
   checkDeclaredPart,
@@ -11,7 +12,6 @@ import {
   DEFAULT_WORKBOOK_LIMITS,
   knownResultColumns,
 } from "./limits.ts";
-import { cutLongCells, rowProblems } from "./row-checks.ts";
 import { resolvePart } from "./xlsx-parts.ts";
 import { dimensionDataRows } from "./xlsx-rows.ts";
 

@@ -7,17 +7,17 @@
 import type { WorkbookLimits } from "../../shared/config.ts";
 import { BadInputError } from "../../shared/errors.ts";
 import type { TaskSpec } from "../../shared/schemas/tasks.ts";
-import { columnLetter } from "./row-shape.ts";
+import { columnLetter } from "../../shared/workbook/row-shape.ts";
 
 /** Excel's last column is XFD: 16,384 columns. */
 export const EXCEL_MAX_COLUMNS = 16_384;
 /** Excel's last row; the output's header takes one of them. */
 export const EXCEL_MAX_ROWS = 1_048_576;
-/** The most characters Excel keeps in one cell. */
-export const EXCEL_MAX_CELL_CHARS = 32_767;
 
 // The limits and their defaults are defined with the settings that raise them.
 export { DEFAULT_WORKBOOK_LIMITS, type WorkbookLimits } from "../../shared/config.ts";
+// The cell limit also governs the worker's reading of slices, so it lives beside it.
+export { EXCEL_MAX_CELL_CHARS } from "../../shared/workbook/row-shape.ts";
 
 /** Parts smaller than this may compress as well as they like (a blank sheet is all ratio). */
 export const RATIO_FLOOR_BYTES = 1024 * 1024;

@@ -15,11 +15,11 @@
  * trimmed; callers fit rows to the header width.
  */
 import type { Cell } from "../../shared/schemas/cells.ts";
+import { isEmptyRow } from "../../shared/workbook/row-shape.ts";
 import type { ByteSource } from "./byte-source.ts";
 import { readCsvRows } from "./csv-rows.ts";
 import { type CsvValues, typeCsvCell } from "./csv-values.ts";
 import type { WorkbookLimits } from "./limits.ts";
-import { isEmptyRow } from "./row-shape.ts";
 import { readXlsxSheet } from "./xlsx-rows.ts";
 
 export type WorkbookFormat = "xlsx" | "csv";

@@ -5,7 +5,9 @@
  * formats. Every function streams its part; only the result is kept.
  */
 import type { Readable } from "node:stream";
-import { localName, saxEvents } from "./sax.ts";
+import { localName, saxEvents } from "../../shared/workbook/sax.ts";
+
+export { readSharedStrings } from "../../shared/workbook/shared-strings.ts";
 
 export interface SheetEntry {
   name: string;
@@ -64,38 +66,6 @@ export function resolvePart(base: string, target: string): string {
     else if (part !== "." && part !== "") out.push(part);
   }
   return out.join("/");
-}
-
-/**
- * The shared strings as plain text (rich text runs joined, phonetic guides left out).
- * Each string is cut at `maxChars + 1` characters: enough to know it is over the cell limit.
- */
-export async function readSharedStrings(input: Readable, maxChars: number): Promise<string[]> {
-  const out: string[] = [];
-  let inItem = false;
-  let inPhonetic = false;
-  let capturing = false;
-  let text = "";
-  for await (const event of saxEvents(input)) {
-    if (event.eventType === "text") {
-      if (capturing && text.length <= maxChars) text += event.value;
-      continue;
-    }
-    const name = localName(event.value.name);
-    if (event.eventType === "opentag") {
-      if (name === "si") {
-        inItem = true;
-        text = "";
-      } else if (name === "rPh") inPhonetic = true;
-      else if (name === "t" && inItem && !inPhonetic) capturing = true;
-    } else if (name === "t") capturing = false;
-    else if (name === "rPh") inPhonetic = false;
-    else if (name === "si") {
-      inItem = false;
-      out.push(text.length > maxChars + 1 ? text.slice(0, maxChars + 1) : text);
-    }
-  }
-  return out;
 }
 
 /** Built-in number formats that show dates or times (ECMA-376 18.8.30, with the CJK ones). */

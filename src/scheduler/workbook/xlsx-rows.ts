@@ -9,6 +9,9 @@
  */
 import type { Readable } from "node:stream";
 import { BadInputError } from "../../shared/errors.ts";
+import { saxBatches } from "../../shared/workbook/sax.ts";
+import { readSharedStrings } from "../../shared/workbook/shared-strings.ts";
+import { type SheetContext, type SheetRow, sheetRows } from "../../shared/workbook/sheet-xml.ts";
 import type { ByteSource } from "./byte-source.ts";
 import {
   checkRowCount,
@@ -16,12 +19,9 @@ import {
   EXCEL_MAX_CELL_CHARS,
   type WorkbookLimits,
 } from "./limits.ts";
-import { saxBatches } from "./sax.ts";
-import { type SheetContext, type SheetRow, sheetRows } from "./sheet-xml.ts";
 import {
   readDateStyles,
   readRelationships,
-  readSharedStrings,
   readWorkbookPart,
   type SheetEntry,
 } from "./xlsx-parts.ts";
@@ -49,35 +49,64 @@ export function dimensionDataRows(ref: string): number | undefined {
   return Math.max(0, last - first);
 }
 
+/** An xlsx workbook opened on its chosen sheet, for the splitter to cut it without parsing. */
+export interface OpenedSheet {
+  /** The workbook counts days from 1904. */
+  date1904: boolean;
+  /** For each cell style (`s`), whether its number format shows a date. */
+  dateStyles: boolean[];
+  /** The zip entry of the sheet. */
+  sheetPart: string;
+  /** Whether the workbook has a shared-string table. */
+  hasSharedStrings: boolean;
+  /** The inflated shared-string table (part limits applied); undefined when there is none. */
+  openSharedStrings(): Promise<Readable | undefined>;
+  /** The inflated sheet XML (sheet limits applied). */
+  openSheet(): Promise<Readable>;
+  /** Closes every stream opened here, the zip and the source. */
+  close(): Promise<void>;
+}
+
 /**
- * Yields the rows of the chosen sheet (see `sheetRows`), then stops. Throws BadInputError:
- * WORKBOOK_INVALID for a file that is not a readable xlsx or a sheet that does not exist,
- * PAYLOAD_TOO_LARGE for a limit (entries, inflated size, ratio, rows by the sheet's dimension).
- * Closes `source` when it ends, fails or is closed early.
+ * Opens the chosen sheet of an xlsx workbook (see `readXlsxSheet` for the choice and the
+ * errors); undefined for a workbook without sheets when none was asked for.
  */
-export async function* readXlsxSheet(
+export async function openXlsxSheet(
   source: ByteSource,
   options: XlsxRowsOptions = {},
-): AsyncGenerator<SheetRow> {
+): Promise<OpenedSheet | undefined> {
   const { signal } = options;
   const limits = options.limits ?? DEFAULT_WORKBOOK_LIMITS;
   const open: Readable[] = [];
   const onAbort = () => {
     for (const stream of open) stream.destroy(signal?.reason);
   };
-  signal?.addEventListener("abort", onAbort, { once: true });
   let archive: ZipArchive | undefined;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    signal?.removeEventListener("abort", onAbort);
+    for (const stream of open) stream.destroy();
+    archive?.close();
+    await source.close();
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
     signal?.throwIfAborted();
     archive = await ZipArchive.open(source, limits, signal);
     const zip = archive;
+    const entry = async (name: string, kind: "sheet" | "part") => {
+      const stream = await zip.open(name, kind);
+      if (stream) open.push(stream);
+      return stream;
+    };
     const part = async <T>(
       name: string,
       read: (input: Readable) => Promise<T>,
     ): Promise<T | undefined> => {
-      const stream = await zip.open(name, "part");
+      const stream = await entry(name, "part");
       if (!stream) return undefined;
-      open.push(stream);
       try {
         return await read(stream);
       } finally {
@@ -94,7 +123,10 @@ export async function* readXlsxSheet(
         ? defaultSheet(model.sheets)
         : model.sheets.find((s) => s.name === options.sheet);
     if (!wanted) {
-      if (options.sheet === undefined) return; // a workbook without sheets: empty
+      if (options.sheet === undefined) {
+        await close(); // a workbook without sheets: empty
+        return undefined;
+      }
       const names = model.sheets.map((s) => s.name);
       throw new BadInputError(
         "WORKBOOK_INVALID",
@@ -105,15 +137,50 @@ export async function* readXlsxSheet(
     const sheetPart =
       (wanted.rId && rels.get(wanted.rId)) ||
       `xl/worksheets/sheet${model.sheets.indexOf(wanted) + 1}.xml`;
-
-    // Shared strings and styles before the sheet, whatever the entry order in the zip.
-    const strings =
-      (await part("xl/sharedStrings.xml", (s) => readSharedStrings(s, EXCEL_MAX_CELL_CHARS))) ?? [];
     const dateStyles = (await part("xl/styles.xml", readDateStyles)) ?? [];
+    return {
+      date1904: model.date1904,
+      dateStyles,
+      sheetPart,
+      hasSharedStrings: zip.has(SHARED_STRINGS_PART),
+      openSharedStrings: () => entry(SHARED_STRINGS_PART, "part"),
+      async openSheet() {
+        const sheet = await entry(sheetPart, "sheet");
+        if (!sheet) throw notXlsx(new Error(`no ${sheetPart}`));
+        return sheet;
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw asWorkbookError(err, signal);
+  }
+}
 
-    const sheet = await zip.open(sheetPart, "sheet");
-    if (!sheet) throw notXlsx(new Error(`no ${sheetPart}`));
-    open.push(sheet);
+const SHARED_STRINGS_PART = "xl/sharedStrings.xml";
+
+/**
+ * Yields the rows of the chosen sheet (see `sheetRows`), then stops. Throws BadInputError:
+ * WORKBOOK_INVALID for a file that is not a readable xlsx or a sheet that does not exist,
+ * PAYLOAD_TOO_LARGE for a limit (entries, inflated size, ratio, rows by the sheet's dimension).
+ * Closes `source` when it ends, fails or is closed early.
+ */
+export async function* readXlsxSheet(
+  source: ByteSource,
+  options: XlsxRowsOptions = {},
+): AsyncGenerator<SheetRow> {
+  const { signal } = options;
+  const limits = options.limits ?? DEFAULT_WORKBOOK_LIMITS;
+  let opened: OpenedSheet | undefined;
+  try {
+    opened = await openXlsxSheet(source, options);
+    if (!opened) return; // a workbook without sheets: empty
+    // Shared strings before the sheet, whatever the entry order in the zip.
+    const sst = await opened.openSharedStrings();
+    const strings = sst ? await readSharedStrings(sst, EXCEL_MAX_CELL_CHARS) : [];
+    sst?.destroy();
+    const { dateStyles, date1904 } = opened;
+    const sheet = await opened.openSheet();
     const ctx: SheetContext = {
       sharedString(index) {
         // A reference to a missing shared string is a damaged file; null would lose data silently.
@@ -123,7 +190,7 @@ export async function* readXlsxSheet(
         return strings[index] ?? null;
       },
       isDateStyle: (styleId) => dateStyles[styleId] === true,
-      date1904: model.date1904,
+      date1904,
       onDimension(ref) {
         const rows = dimensionDataRows(ref);
         if (rows !== undefined) checkRowCount(rows, limits);
@@ -136,9 +203,6 @@ export async function* readXlsxSheet(
   } catch (err) {
     throw asWorkbookError(err, signal);
   } finally {
-    signal?.removeEventListener("abort", onAbort);
-    for (const stream of open) stream.destroy();
-    archive?.close();
-    await source.close();
+    await opened?.close();
   }
 }

@@ -392,6 +392,48 @@ describe("http-enrich concurrency and abort", () => {
     expect(maxInFlight).toBe(4);
   });
 
+  it("holds a bounded number of rows waiting however long the shard: abort listeners per signal stay near `concurrency`", async () => {
+    // 2,000 queued rows each listening on the shard's signal made the bookkeeping quadratic.
+    // Counted on every AbortSignal (the runner listens on a child of the shard's signal).
+    const live = new Map<EventTarget, number>();
+    let most = 0;
+    const proto = AbortSignal.prototype as unknown as {
+      addEventListener: EventTarget["addEventListener"];
+      removeEventListener: EventTarget["removeEventListener"];
+    };
+    const add = EventTarget.prototype.addEventListener;
+    const remove = EventTarget.prototype.removeEventListener;
+    proto.addEventListener = function (this: EventTarget, type, ...rest) {
+      if (type === "abort") {
+        live.set(this, (live.get(this) ?? 0) + 1);
+        most = Math.max(most, live.get(this) ?? 0);
+      }
+      return add.call(this, type, ...rest);
+    };
+    proto.removeEventListener = function (this: EventTarget, type, ...rest) {
+      if (type === "abort") live.set(this, (live.get(this) ?? 1) - 1);
+      return remove.call(this, type, ...rest);
+    };
+    try {
+      handler = (_req, _body, res) => json(res, 200, { v: 1 });
+      const r = runner({
+        url: `${base}/w/{n}`,
+        results: { v: "v" },
+        concurrency: 8,
+        adaptiveConcurrency: false,
+      });
+      const many = Array.from({ length: 2_000 }, (_, k) => ({ index: k, values: { n: k } }));
+      const out = await r.runRows(many, ctx());
+      expect(out.map((x) => x.i)).toEqual(many.map((x) => x.index));
+      expect(out.every((x) => x.r?.v === 1)).toBe(true);
+      expect(most).toBeGreaterThan(0);
+      expect(most).toBeLessThanOrEqual(4 * 8);
+    } finally {
+      delete (proto as Partial<typeof proto>).addEventListener;
+      delete (proto as Partial<typeof proto>).removeEventListener;
+    }
+  });
+
   it("without a budget, finds a source's in-flight limit by itself: 0 row errors, converged at or below it", async () => {
     const capacity = 6;
     let throttled = 0;

@@ -4,9 +4,8 @@
  * noticed (a formula with no cached value). Intake refuses a first data row with a problem;
  * the splitter keeps the row and makes the problems its error, so no value vanishes silently.
  */
-import type { Cell } from "../../shared/schemas/cells.ts";
-import { EXCEL_MAX_CELL_CHARS } from "./limits.ts";
-import { columnLetter, isEmptyCell } from "./row-shape.ts";
+import type { Cell } from "../schemas/cells.ts";
+import { columnLetter, EXCEL_MAX_CELL_CHARS, isEmptyCell } from "./row-shape.ts";
 
 export interface RowShape {
   n: number;

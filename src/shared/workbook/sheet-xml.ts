@@ -7,10 +7,9 @@
  * `=A1>0` becomes 1; it never applies a date format to a formula's result (`=TODAY()`); and it
  * keeps only the last run of a rich inline string.
  */
-import { BadInputError } from "../../shared/errors.ts";
-import type { Cell } from "../../shared/schemas/cells.ts";
-import { EXCEL_MAX_CELL_CHARS } from "./limits.ts";
-import { columnIndex, columnLetter } from "./row-shape.ts";
+import { BadInputError } from "../errors.ts";
+import type { Cell } from "../schemas/cells.ts";
+import { columnIndex, columnLetter, EXCEL_MAX_CELL_CHARS } from "./row-shape.ts";
 import { localName, type SaxEvent } from "./sax.ts";
 
 export type { SaxEvent, SaxTag } from "./sax.ts";
@@ -104,20 +103,28 @@ function cellValue(cell: PendingCell, ctx: SheetContext): Cell {
   }
 }
 
+/** Where a slice of a sheet's rows (../slices.ts) starts: the sheet row number before it. */
+export interface SliceStart {
+  afterRow: number;
+}
+
 /**
  * Yields every `<row>` of the sheet: its number, its cells in column order (cell k is column k,
  * gaps are null, the array ends at the row's last cell) and notes. Rows with no cells are
  * yielded with [] (the caller decides what an empty row means). A formula with no cached value
  * gives null and a note naming the cell. Text is kept up to one character past Excel's cell
- * limit. Stops at `</sheetData>`: nothing after it is data.
+ * limit. Stops at `</sheetData>`: nothing after it is data. With `slice`, `events` are the rows
+ * of a slice (no `<sheetData>` around them) and rows without an `r` count on from `afterRow`.
  */
 export async function* sheetRows(
   events: AsyncIterable<readonly SaxEvent[]>,
   ctx: SheetContext,
+  slice?: SliceStart,
 ): AsyncGenerator<SheetRow> {
-  let inData = false;
+  // A slice is bare rows: already inside the sheet data, numbered on from the row before it.
+  let inData = slice !== undefined;
   let row: SheetRow | undefined;
-  let lastRow = 0;
+  let lastRow = slice?.afterRow ?? 0;
   let nextCol = 0;
   let cell: PendingCell | undefined;
   let inInline = false;

@@ -1,5 +1,8 @@
 /** Small, pure helpers about the shape of rows, shared by the readers, inspect and the splitter. */
-import type { Cell } from "../../shared/schemas/cells.ts";
+import type { Cell } from "../schemas/cells.ts";
+
+/** The most characters Excel keeps in one cell. */
+export const EXCEL_MAX_CELL_CHARS = 32_767;
 
 /** Null and "" carry nothing; a row made only of them is an empty row. */
 export function isEmptyCell(cell: Cell | undefined): boolean {

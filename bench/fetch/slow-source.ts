@@ -1,0 +1,25 @@
+/**
+ * A source that answers every request after a fixed delay with a small JSON body, in its own
+ * process (so its work does not share the measured runner's event loop). Prints its port.
+ * Usage: node --import tsx bench/fetch/slow-source.ts DELAY_MS
+ */
+import { createServer } from "node:http";
+
+const delayMs = Number(process.argv[2] ?? 50);
+let served = 0;
+const server = createServer((req, res) => {
+  req.resume();
+  setTimeout(() => {
+    served++;
+    const body = JSON.stringify({ ok: true, n: served });
+    res.writeHead(200, { "content-type": "application/json", "content-length": body.length });
+    res.end(body);
+  }, delayMs);
+});
+server.keepAliveTimeout = 60_000;
+server.maxRequestsPerSocket = 0;
+server.listen(0, "127.0.0.1", () => {
+  const address = server.address();
+  process.stdout.write(`${typeof address === "object" && address ? address.port : 0}\n`);
+});
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
