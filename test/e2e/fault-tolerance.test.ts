@@ -87,7 +87,13 @@ describe("fault tolerance (local stack)", () => {
           throw new Error(`the operation reached ${now.status} before the faults`);
         await sleep(200);
       }
-      stack!.liveInstances()[0]?.reclaim(true); // notice
+      // The notice goes to an instance with an attempt running, so it interrupts one (an idle
+      // instance, which a loaded machine can give at this point, would interrupt nothing).
+      const running = await attemptsOf(stack!, id, ROWS / SHARD).then(
+        (all) => new Set(all.filter((a) => !a.endedAt).map((a) => a.instanceId)),
+      );
+      const live = stack!.liveInstances();
+      (live.find((i) => running.has(i.name)) ?? live[0])?.reclaim(true); // notice
       await sleep(1_500);
       stack!.liveInstances()[1]?.reclaim(false); // SIGKILL, no notice
       // A duplicated delivery of a shard that is probably running or done already.
