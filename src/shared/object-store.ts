@@ -120,7 +120,6 @@ export class ObjectStore {
     return Buffer.concat(parts).toString("utf-8");
   }
 
-  /** GET of bytes [start, end) (to the end when `end` is undefined; the whole object from 0). */
   /**
    * After a 412 on a conditional write: the object's ETag when it holds exactly `body`, i.e. the
    * write landed on an earlier try whose answer was lost (a connection dropped after S3 acted,
@@ -140,6 +139,7 @@ export class ObjectStore {
     return Buffer.concat(parts).toString("utf-8") === body ? (out.etag ?? "") : undefined;
   }
 
+  /** GET of bytes [start, end) (to the end when `end` is undefined; the whole object from 0). */
   async #open(
     key: string,
     start: number,
