@@ -403,7 +403,7 @@ async function main(): Promise<void> {
   });
   // The first line says which release runs, so a log alone tells which code wrote it.
   logger.info({ version: VERSION, node: process.version }, "scheduler starting");
-  const clients = createAwsClients();
+  const clients = createAwsClients({ timeouts: config.aws });
   let running: RunningScheduler;
   try {
     running = await startScheduler({ config, clients, logger });

@@ -4,11 +4,20 @@
  * Endpoints follow the SDK's standard variables, `AWS_ENDPOINT_URL_<SERVICE>` first, then
  * `AWS_ENDPOINT_URL`, so the same code talks to AWS or to the local server. S3 goes path-style
  * whenever its endpoint is overridden (local servers have no per-bucket DNS names).
+ *
+ * Every client gets timeouts on its sockets (the SDK sets none by default), so a connection that
+ * hangs without resetting fails the call with a retryable TimeoutError instead of blocking it
+ * forever: one for the TCP connect, and one for silence. The second measures how long the
+ * socket has seen no byte either way, not the whole call, so a big upload or a long download
+ * that keeps moving is never cut; it must exceed the longest SQS long-poll wait (20 s), during
+ * which the server is silent by design. A body its reader leaves paused that long is cut too,
+ * which the object store's resumable reads absorb (they go on from the next byte).
  */
 import { EC2Client } from "@aws-sdk/client-ec2";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { SSMClient } from "@aws-sdk/client-ssm";
+import { type AwsTimeouts, DEFAULT_AWS_TIMEOUTS } from "./config.ts";
 
 export type AwsService = "SQS" | "S3" | "EC2" | "SSM";
 
@@ -23,6 +32,11 @@ export interface AwsClientOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string };
   /** Attempts per call, including the first. @default 3 */
   maxAttempts?: number;
+  /**
+   * How long a connect may take and how long a socket may stay silent within a call.
+   * @default DEFAULT_AWS_TIMEOUTS (SHARDFLEET_AWS_CONNECT_TIMEOUT_S, SHARDFLEET_AWS_IDLE_TIMEOUT_S)
+   */
+  timeouts?: AwsTimeouts;
 }
 
 export interface AwsClients {
@@ -38,12 +52,26 @@ export function endpointFor(service: AwsService, env: NodeJS.ProcessEnv): string
   return env[`AWS_ENDPOINT_URL_${service}`] || env.AWS_ENDPOINT_URL || undefined;
 }
 
+/**
+ * The request handler settings every SDK client gets (also those built elsewhere, like SES).
+ * NodeHttpHandler's `socketTimeout` is the idle timeout (rolling, through the body);
+ * `requestTimeout` would count until the answer's headers, a whole upload included.
+ */
+export function requestHandlerOptions(timeouts: AwsTimeouts = DEFAULT_AWS_TIMEOUTS): {
+  connectionTimeout: number;
+  socketTimeout: number;
+} {
+  return { connectionTimeout: timeouts.connectMs, socketTimeout: timeouts.idleMs };
+}
+
 function commonConfig(service: AwsService, options: AwsClientOptions) {
   const env = options.env ?? process.env;
   const endpoint = options.endpoint ?? endpointFor(service, env);
+  const timeouts = options.timeouts ?? DEFAULT_AWS_TIMEOUTS;
   return {
     region: options.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1"),
     maxAttempts: options.maxAttempts ?? 3,
+    requestHandler: requestHandlerOptions(timeouts),
     ...(endpoint ? { endpoint } : {}),
     ...(options.credentials ? { credentials: options.credentials } : {}),
   };

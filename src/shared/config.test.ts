@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   DEFAULT_API_LIMITS,
+  DEFAULT_AWS_TIMEOUTS,
   DEFAULT_WORKBOOK_LIMITS,
   loadConfig,
   parseApiTokens,
@@ -101,6 +102,22 @@ describe("loadConfig", () => {
     expect(loadConfig({ SHARDFLEET_LEASE_S: "7.5" }).lease.seconds).toBe(7.5);
     for (const bad of ["0", "3601", "soon"]) {
       expect(() => loadConfig({ SHARDFLEET_LEASE_S: bad })).toThrow(/SHARDFLEET_LEASE_S/);
+    }
+  });
+
+  it("reads the AWS SDK timeouts; the idle one must outlast SQS's longest long poll", () => {
+    expect(loadConfig({}).aws).toEqual(DEFAULT_AWS_TIMEOUTS);
+    expect(
+      loadConfig({ SHARDFLEET_AWS_CONNECT_TIMEOUT_S: "2.5", SHARDFLEET_AWS_IDLE_TIMEOUT_S: "90" })
+        .aws,
+    ).toEqual({ connectMs: 2500, idleMs: 90_000 });
+    expect(() => loadConfig({ SHARDFLEET_AWS_IDLE_TIMEOUT_S: "20" })).toThrow(
+      /SHARDFLEET_AWS_IDLE_TIMEOUT_S.*long-poll/,
+    );
+    for (const bad of ["0", "soon"]) {
+      expect(() => loadConfig({ SHARDFLEET_AWS_CONNECT_TIMEOUT_S: bad })).toThrow(
+        /SHARDFLEET_AWS_CONNECT_TIMEOUT_S/,
+      );
     }
   });
 

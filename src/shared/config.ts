@@ -78,6 +78,26 @@ export const DEFAULT_API_LIMITS: ApiLimits = Object.freeze({
  */
 export const DEFAULT_LAUNCH_CONCURRENCY = 5;
 
+/** Timeouts on every AWS SDK client's sockets (src/shared/aws.ts). */
+export interface AwsTimeouts {
+  /** A TCP (and TLS) connect that takes longer fails the attempt. */
+  readonly connectMs: number;
+  /**
+   * A socket silent this long within a call (no byte sent or received) fails the attempt with a
+   * retryable TimeoutError. Longer than the longest SQS long-poll wait (20 s).
+   */
+  readonly idleMs: number;
+}
+
+/** The SDK timeouts when nothing is set: the SHARDFLEET_AWS_* defaults and createAwsClients'. */
+export const DEFAULT_AWS_TIMEOUTS: AwsTimeouts = Object.freeze({
+  connectMs: 10_000,
+  idleMs: 60_000,
+});
+
+/** The longest SQS long-poll wait: the server is silent that long on an empty queue. */
+const SQS_MAX_WAIT_S = 20;
+
 const W = DEFAULT_WORKBOOK_LIMITS;
 const A = DEFAULT_API_LIMITS;
 
@@ -165,6 +185,20 @@ const settings = {
   SHARDFLEET_PLUGIN_DIR: z.string().default(path.join(repoRoot, "plugins")),
   SHARDFLEET_VISIBILITY_TIMEOUT_S: int(5, 43_200).default(60),
   SHARDFLEET_POLL_WAIT_S: int(0, 20).default(20),
+  // Timeouts on every AWS SDK call's socket (src/shared/aws.ts).
+  SHARDFLEET_AWS_CONNECT_TIMEOUT_S: z.coerce
+    .number()
+    .min(0.1)
+    .max(300)
+    .default(DEFAULT_AWS_TIMEOUTS.connectMs / 1000),
+  SHARDFLEET_AWS_IDLE_TIMEOUT_S: z.coerce
+    .number()
+    .min(
+      SQS_MAX_WAIT_S + 5,
+      `must exceed SQS's longest long-poll wait (${SQS_MAX_WAIT_S} s) by 5 s at least`,
+    )
+    .max(3600)
+    .default(DEFAULT_AWS_TIMEOUTS.idleMs / 1000),
   SHARDFLEET_SHARDS_IN_FLIGHT: int(1, 64).default(2),
   SHARDFLEET_INTERRUPTION_POLL_S: z.coerce.number().min(0.05).max(300).default(5),
   SHARDFLEET_DRAIN_ON_REBALANCE: bool.default(false),
@@ -277,6 +311,8 @@ export interface Config {
     readonly intervalSeconds: number;
   };
   readonly notify: NotifyConfig;
+  /** Timeouts on every AWS SDK client's sockets. */
+  readonly aws: AwsTimeouts;
 }
 
 /** Notifications (see src/scheduler/notify/). */
@@ -602,6 +638,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     sweep: { intervalSeconds: e.SHARDFLEET_SWEEP_INTERVAL_S },
     notify: notifyConfig(e),
+    aws: {
+      connectMs: Math.round(e.SHARDFLEET_AWS_CONNECT_TIMEOUT_S * 1000),
+      idleMs: Math.round(e.SHARDFLEET_AWS_IDLE_TIMEOUT_S * 1000),
+    },
   });
 }
 

@@ -59,7 +59,7 @@ async function main(): Promise<number> {
   });
   // The first line says which release runs, so a log alone tells which code wrote it.
   logger.info({ version: VERSION, node: process.version }, "worker starting");
-  const clients = createAwsClients();
+  const clients = createAwsClients({ timeouts: config.aws });
   const drainGraceMs = config.worker.drainGraceSeconds * 1000;
   const worker = new Worker(
     {

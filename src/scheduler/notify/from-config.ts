@@ -3,6 +3,7 @@
  * Always built: an operation's own `notify` needs no deployment defaults, only the channels.
  */
 import { SESv2Client } from "@aws-sdk/client-sesv2";
+import { requestHandlerOptions } from "../../shared/aws.ts";
 import type { Clock } from "../../shared/clock.ts";
 import type { Config } from "../../shared/config.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -29,7 +30,10 @@ function emailSender(config: Config, clock: Clock): EmailSender | undefined {
       return new SmtpEmailSender({ clock }, { url: email.url, from: email.from });
     case "ses":
       // Region and credentials from the standard AWS chain (the instance role in AWS).
-      return new SesEmailSender({ clock, ses: new SESv2Client({}) }, { from: email.from });
+      return new SesEmailSender(
+        { clock, ses: new SESv2Client({ requestHandler: requestHandlerOptions(config.aws) }) },
+        { from: email.from },
+      );
   }
 }
 
