@@ -66,8 +66,11 @@ export function capacityFromConfig(
       capacity: CapacityProvider;
       pools: Pool[];
       prices: PriceTable;
-      /** How long a new instance takes before it can take work. */
-      bootGraceMs: number;
+      /**
+       * An instance whose worker has not reported up this long after launch is terminated
+       * (the policy's bootDeadlineMs), unless SHARDFLEET_BOOT_DEADLINE_S says otherwise.
+       */
+      bootDeadlineMs: number;
       close(): Promise<void>;
     }
   | undefined {
@@ -85,8 +88,8 @@ export function capacityFromConfig(
       const capacity = new LocalCapacity({}, { url: fleet.localEc2Url });
       return {
         capacity,
-        // A worker child process is up in seconds; allow for a busy machine.
-        bootGraceMs: 20_000,
+        // A worker child process is up in seconds; allow for a very busy machine.
+        bootDeadlineMs: 120_000,
         pools: [...LOCAL_POOLS],
         prices: LOCAL_PRICES,
         close: () => capacity.close(),
@@ -111,8 +114,8 @@ export function capacityFromConfig(
       );
       return {
         capacity,
-        // Boot, then the worker service starts.
-        bootGraceMs: 120_000,
+        // Boot, then the worker service starts: a minute or two, with room to spare.
+        bootDeadlineMs: 600_000,
         pools: [...capacity.pools],
         prices: EC2_PRICES,
         close: async () => {},
@@ -274,12 +277,15 @@ export async function startScheduler(deps: {
               ? { maxHourlyUsd: config.fleet.maxHourlyUsd }
               : {}),
             idleTimeoutMs: Math.round(config.fleet.idleTimeoutSeconds * 1000),
+            bootDeadlineMs:
+              config.fleet.bootDeadlineSeconds === undefined
+                ? provided.bootDeadlineMs
+                : Math.round(config.fleet.bootDeadlineSeconds * 1000),
             capacityDeadlineMs: Math.round(config.fleet.capacityDeadlineSeconds * 1000),
             stragglerMinMs: Math.round(config.fleet.stragglerMinSeconds * 1000),
             ...tenantFleetCaps(tenants),
           },
           prices: provided.prices,
-          bootGraceMs: provided.bootGraceMs,
           ...(config.queues.straggler ? { stragglerQueueUrl: config.queues.straggler } : {}),
           intervalMs: Math.round(config.fleet.intervalSeconds * 1000),
           launchConcurrency: config.fleet.launchConcurrency,

@@ -165,6 +165,8 @@ const settings = {
   SHARDFLEET_MAX_INSTANCES: int(0, 10_000).default(20),
   SHARDFLEET_MAX_HOURLY_USD: z.coerce.number().min(0).optional(),
   SHARDFLEET_IDLE_TIMEOUT_S: z.coerce.number().min(0).max(86_400).default(180),
+  // Unset: the capacity's own (local 120 s, ec2 600 s).
+  SHARDFLEET_BOOT_DEADLINE_S: z.coerce.number().min(1).max(86_400).optional(),
   SHARDFLEET_CAPACITY_DEADLINE_S: z.coerce.number().min(0).max(86_400).default(300),
   SHARDFLEET_STRAGGLER_MIN_S: z.coerce.number().min(0).max(86_400).default(60),
   SHARDFLEET_FLEET_INTERVAL_S: z.coerce.number().min(0.05).max(300).default(5),
@@ -263,6 +265,11 @@ export interface Config {
     /** A JSON price table file overriding the shipped on-demand prices (cost reports). */
     readonly priceTableFile?: string;
     readonly idleTimeoutSeconds: number;
+    /**
+     * An instance whose worker has not reported up this long after launch is terminated.
+     * Undefined: the capacity's own default.
+     */
+    readonly bootDeadlineSeconds?: number;
     readonly capacityDeadlineSeconds: number;
     readonly stragglerMinSeconds: number;
     /** Pause between fleet manager passes. */
@@ -606,6 +613,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxHourlyUsd: e.SHARDFLEET_MAX_HOURLY_USD,
       priceTableFile: e.SHARDFLEET_PRICE_TABLE,
       idleTimeoutSeconds: e.SHARDFLEET_IDLE_TIMEOUT_S,
+      bootDeadlineSeconds: e.SHARDFLEET_BOOT_DEADLINE_S,
       capacityDeadlineSeconds: e.SHARDFLEET_CAPACITY_DEADLINE_S,
       stragglerMinSeconds: e.SHARDFLEET_STRAGGLER_MIN_S,
       intervalSeconds: e.SHARDFLEET_FLEET_INTERVAL_S,

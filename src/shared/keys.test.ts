@@ -113,6 +113,7 @@ describe("what a worker may write (IAM patterns)", () => {
       keys.done(op, shard),
       keys.budgetPeer(op, "i-0abc", "m1"),
       keys.budgetPeerLeft(op, "ip-10-0-0-1.ec2.internal", "m1"),
+      keys.workerReport("ip-10-0-0-1.ec2.internal-4242"),
     ]) {
       expect(writable(key), key).toBe(true);
     }

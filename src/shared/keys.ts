@@ -153,7 +153,21 @@ export const keys = {
    */
   segment: (op: string, shard: string, start: number, end: number, attemptId: string) =>
     `${keys.segmentsPrefix(op, shard)}${pad(start)}-${pad(end)}.${checkId("attempt", attemptId)}.xml.deflate`,
+
+  // Outside any operation, under scratch/ (workers may write there; it expires).
+  /**
+   * A worker's report that it is up: written once, after its first receive from the work queue
+   * (src/shared/records/worker-report.ts). The fleet manager counts an instance's idle time from
+   * it, not from launch. `_` cannot start an operation id, so no operation's prefix holds it.
+   */
+  workerReport: (instanceId: string) =>
+    `${SCRATCH_PREFIX}_workers/${checkId("instance", keySafe(instanceId))}.json`,
 } as const;
+
+/** An instance id (from EC2 or config: a host name may hold dots) in key-safe characters. */
+function keySafe(instanceId: string): string {
+  return instanceId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 120);
+}
 
 /** Instance ids come from EC2 or config (a host name may hold dots): kept to key-safe characters. */
 function budgetMember(instanceId: string, member: string): string {

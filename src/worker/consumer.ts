@@ -141,6 +141,11 @@ export class Consumer {
   /** On-demand workers: whether the next poll looks at the straggler queue. */
   #stragglerTurn = true;
   #stopRequestedAt: number | undefined;
+  #received: (() => void) | undefined;
+  /** Resolves after the first receive that SQS answered (with or without messages). */
+  readonly firstReceive = new Promise<void>((resolve) => {
+    this.#received = resolve;
+  });
 
   constructor(deps: ConsumerDeps, options: ConsumerOptions) {
     this.#queue = deps.queue;
@@ -241,6 +246,8 @@ export class Consumer {
           signal,
         });
         failures = 0;
+        this.#received?.();
+        this.#received = undefined;
         // Keep taking stragglers while there are some; once that queue is empty, the work queue.
         this.#stragglerTurn = queueUrl !== this.#options.queues.straggler || messages.length > 0;
       } catch (err) {

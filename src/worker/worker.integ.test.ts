@@ -16,6 +16,7 @@ import { type LocalImds, startLocalImds } from "../local/imds.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { attemptSchema, checkpointSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
+import { workerReportSchema } from "../shared/schemas/worker-report.ts";
 import { chunkListProblem } from "./checkpoint.ts";
 import { Worker } from "./worker.ts";
 
@@ -121,5 +122,22 @@ describe("Worker", () => {
     expect(done.instanceId).toBe("i-next");
     expect(first.ran.length + second.ran.length).toBe(ROWS);
     expect(chunkListProblem(done.chunks, 0, ROWS)).toBeUndefined();
+  });
+
+  it("reports up after its first receive, also with nothing to receive (idle time counts from it)", async () => {
+    const queues = await freshQueues(aws);
+    const instanceId = "ip-10-0-0-9.ec2.internal-77";
+    expect(await aws.store.exists(keys.workerReport(instanceId))).toBe(false);
+    const worker = new Worker(
+      { store: aws.store, queue: aws.queue, logger: silentLogger() },
+      { instanceId, market: "spot", pluginDir: ".", queues, pollWaitSeconds: 1 },
+    );
+    const running = worker.run();
+    const report = await waitFor("the worker report", () =>
+      aws.store.getJson(keys.workerReport(instanceId), workerReportSchema),
+    );
+    await worker.stop();
+    await running;
+    expect(report).toMatchObject({ v: 1, instanceId, market: "spot" });
   });
 });

@@ -11,6 +11,7 @@ import { type Clock, systemClock } from "../shared/clock.ts";
 import type { EgressPolicy } from "../shared/egress.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ObjectStore } from "../shared/object-store.ts";
+import { writeWorkerReport } from "../shared/records/worker-report.ts";
 import { AttemptRecords } from "./attempt-records.ts";
 import { staleAfterMs } from "./attempts.ts";
 import { Consumer, type ConsumerQueue } from "./consumer.ts";
@@ -66,11 +67,18 @@ export class Worker {
   readonly watcher: InterruptionWatcher | undefined;
   readonly #logger: Logger;
   readonly #drainGraceMs: number;
+  readonly #report: () => Promise<void>;
   #notice: InterruptionNotice | undefined;
 
   constructor(deps: WorkerDeps, options: WorkerOptions) {
     this.#logger = deps.logger;
     this.#drainGraceMs = options.drainGraceMs ?? 2000;
+    const clock = deps.clock ?? systemClock;
+    this.#report = () =>
+      reportWhenUp(
+        { store: deps.store, clock, logger: deps.logger },
+        { instanceId: options.instanceId, market: options.market },
+      );
     // The process's one owner of attempt records: its running attempts are never relabelled.
     const attempts = new AttemptRecords(
       { store: deps.store, clock: deps.clock ?? systemClock },
@@ -140,6 +148,8 @@ export class Worker {
    */
   async run(): Promise<void> {
     const running = this.consumer.run();
+    // The fleet manager counts this instance idle from here, not from its launch.
+    void this.consumer.firstReceive.then(this.#report);
     if (this.watcher) {
       // Never delays the first receive: off EC2 the probe may take its timeout to fail.
       void this.watcher.start();
@@ -166,5 +176,28 @@ export class Worker {
       graceMs: options.graceMs ?? this.#drainGraceMs,
       ...(options.reason === undefined ? {} : { reason: options.reason }),
     });
+  }
+}
+
+/** Attempts at the worker report before giving up (then the boot deadline applies). */
+const REPORT_ATTEMPTS = 5;
+
+/** Writes the worker report, retrying a failed write with backoff (1, 2, 4, 8 s). */
+async function reportWhenUp(
+  deps: { store: ObjectStore; clock: Clock; logger: Logger },
+  worker: { instanceId: string; market: "spot" | "on-demand" },
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await writeWorkerReport(deps, worker);
+      deps.logger.debug("reported up to the fleet manager");
+      return;
+    } catch (err) {
+      if (attempt >= REPORT_ATTEMPTS) {
+        deps.logger.warn({ err }, "could not report up; idle time counts from the boot deadline");
+        return;
+      }
+      await deps.clock.sleep(1000 * 2 ** (attempt - 1)).catch(() => {});
+    }
   }
 }

@@ -21,6 +21,7 @@ import { RetryableError } from "../../shared/errors.ts";
 import { keys, shardIdFor } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
 import { ObjectStore } from "../../shared/object-store.ts";
+import { writeWorkerReport } from "../../shared/records/worker-report.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.ts";
 import type { Manifest } from "../../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
@@ -55,7 +56,6 @@ async function scope<C extends FakeCapacity = FakeCapacity>(
     prices: PRICES,
     stragglerQueueUrl: resources.queues.straggler,
     launchRetryDelayMs: 1,
-    bootGraceMs: 0,
     ...extra,
   };
   const manager = () =>
@@ -101,6 +101,9 @@ async function scope<C extends FakeCapacity = FakeCapacity>(
       chunks: [],
       committedAt: iso(at),
     });
+  /** The worker of `instanceId` reports up, as a worker does after its first receive. */
+  const report = (instanceId: string) =>
+    writeWorkerReport({ store, clock }, { instanceId, market: "spot" });
   const record = async (op: string): Promise<FleetRecord> =>
     (await store.getJson(keys.fleet(op), fleetRecordSchema))!;
   const kinds = async (op: string) => (await record(op)).events.map((e) => e.kind);
@@ -126,6 +129,7 @@ async function scope<C extends FakeCapacity = FakeCapacity>(
     setStatus,
     attempt,
     commit,
+    report,
     record,
     kinds,
     manifest,
@@ -383,14 +387,18 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     await fm.tick();
     const t0 = s.clock.now();
     expect(s.capacity.live()).toHaveLength(2);
+    // Both workers are up at once (idle time counts from their reports).
+    await s.report("i-1");
+    await s.report("i-2");
+    await fm.tick();
     await s.attempt("op-i", 0, { id: "a0", instanceId: "i-1", startedAt: t0 });
     await s.clock.advance(31_000);
     await fm.tick();
     expect(s.capacity.terminations).toEqual([["i-2"]]);
   });
 
-  it("does not count a booting instance as idle: idle time starts after the boot grace", async () => {
-    const s = await scope({ idleTimeoutMs: 30_000, maxInstances: 1 }, { bootGraceMs: 60_000 });
+  it("does not count a booting instance as idle: one that never reports goes at the boot deadline", async () => {
+    const s = await scope({ idleTimeoutMs: 30_000, maxInstances: 1, bootDeadlineMs: 90_000 });
     await s.operation("op-j", 2);
     const fm = s.manager();
     await fm.tick();
@@ -400,6 +408,30 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     await s.clock.advance(2_000);
     await fm.tick();
     expect(s.capacity.terminations).toEqual([["i-1"]]);
+    expect((await s.record("op-j")).instances[0]!.endReason).toMatch(
+      /^terminated \(unresponsive\): their worker did not report up within 90 s/,
+    );
+  });
+
+  it("counts idle time from the worker's first report, not from launch (a slow start is not idle)", async () => {
+    const s = await scope({ idleTimeoutMs: 30_000, maxInstances: 1 });
+    await s.operation("op-r", 2);
+    const fm = s.manager();
+    await fm.tick();
+    expect(s.capacity.live()).toHaveLength(1);
+    // A loaded machine: the worker takes 50 s to start, longer than the idle timeout.
+    await s.clock.advance(50_000);
+    await fm.tick();
+    expect(s.capacity.terminations).toEqual([]);
+    await s.report("i-1");
+    await fm.tick();
+    await s.clock.advance(29_000);
+    await fm.tick();
+    expect(s.capacity.terminations).toEqual([]);
+    await s.clock.advance(2_000);
+    await fm.tick();
+    expect(s.capacity.terminations).toEqual([["i-1"]]);
+    expect((await s.record("op-r")).instances[0]!.endReason).toMatch(/^terminated \(idle\)/);
   });
 
   it("reports a reclaimed instance as lost and plans its replacement", async () => {

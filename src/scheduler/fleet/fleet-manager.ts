@@ -43,6 +43,7 @@ import { FinishedOperations } from "../../shared/finished-operations.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
 import { PeriodicService, type ServiceState } from "../../shared/periodic-service.ts";
+import { hasWorkerReported } from "../../shared/records/worker-report.ts";
 import { type Manifest, tenantOf } from "../../shared/schemas/operation.ts";
 import type { SpotSignal } from "../../shared/schemas/spot-events.ts";
 import type { ShardQueue } from "../../shared/shard-queue.ts";
@@ -99,13 +100,6 @@ export interface FleetManagerOptions {
   stragglerQueueUrl?: string;
   /** Pause between passes. @default 5000 */
   intervalMs?: number;
-  /**
-   * How long a new instance takes to boot and start its worker. Until it has been seen working,
-   * its idle time counts from `launchedAt + bootGraceMs`, not from launch: an instance that
-   * cannot take work yet is not idle, and scaling it in would only launch another.
-   * @default 120000 (EC2: boot + worker start)
-   */
-  bootGraceMs?: number;
   /** Retries of a launch call that threw a RetryableError (same request, same token). @default 2 */
   launchRetries?: number;
   /** First retry delay, doubled each retry. @default 1000 */
@@ -133,7 +127,6 @@ export class FleetManager {
   readonly #policy: ResolvedFleetPolicy;
   readonly #prices: PriceTable;
   readonly #intervalMs: number;
-  readonly #bootGraceMs: number;
   readonly #shards: ShardActivityReader;
   readonly #records: FleetRecords;
   readonly #roster: InstanceRoster;
@@ -161,7 +154,6 @@ export class FleetManager {
     this.#policy = resolveFleetPolicy(options.policy);
     this.#prices = options.prices;
     this.#intervalMs = options.intervalMs ?? 5000;
-    this.#bootGraceMs = options.bootGraceMs ?? 120_000;
     this.#shards = new ShardActivityReader({ store: deps.store });
     const common = { clock: deps.clock, logger: this.#log };
     this.#records = new FleetRecords({
@@ -306,6 +298,8 @@ export class FleetManager {
       return tenant === undefined ? withCaps : { ...withCaps, tenant };
     });
     this.#roster.noteActivity(activity);
+    // Idle time counts from a worker's report that it is up, not from its launch.
+    await this.#roster.noteReports((id, sig) => hasWorkerReported(this.#store, id, sig), signal);
     this.#forgetUnwatched(manifests);
 
     const byId = new Map(manifests.map((m) => [m.id, m]));
@@ -313,7 +307,7 @@ export class FleetManager {
     for (let round = 0; round < MAX_PLANS_PER_PASS; round++) {
       const state: FleetState = {
         operations,
-        instances: this.#roster.fleetInstances(activity, this.#bootGraceMs),
+        instances: this.#roster.fleetInstances(activity),
         // Only the first plan of a pass: later ones would see orphans already terminated as live.
         ...(withDiscovered ? { discovered } : {}),
         prices: this.#prices,

@@ -678,6 +678,51 @@ describe("scale-in", () => {
     ]);
   });
 
+  it("counts idle time from the worker's report, not from launch; never-reported ones go at the boot deadline", () => {
+    const never = { runningShards: 0, lastBusyAt: undefined };
+    const instances = [
+      // Launched 10 min ago, its worker up only 1 min ago: a slow start is not idleness.
+      inst("slow-start", { ...never, launchedAt: NOW - 10 * MIN, reportedAt: NOW - MIN }),
+      inst("up-and-idle", { ...never, launchedAt: NOW - 10 * MIN, reportedAt: NOW - 4 * MIN }),
+      // A shard ended after the report: idle since the shard.
+      inst("worked", { runningShards: 0, reportedAt: NOW - 9 * MIN, lastBusyAt: NOW - 2 * MIN }),
+      inst("booting", { ...never, launchedAt: NOW - 9 * MIN }),
+      inst("never-up", { ...never, launchedAt: NOW - 11 * MIN }),
+    ];
+    const out = planScaleIn(instances, new Set(["op-1"]), NOW, { ...o, bootDeadlineMs: 10 * MIN });
+    expect(out.map((d) => [d.cause, d.ids])).toEqual([
+      ["idle", ["up-and-idle"]],
+      ["unresponsive", ["never-up"]],
+    ]);
+    expect(out[1]!.reason).toBe("their worker did not report up within 600 s of launch");
+  });
+
+  it("property: an instance is never idle sooner than the idle timeout after its report or last shard", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 60 * MIN }),
+        fc.option(fc.integer({ min: 0, max: 60 * MIN }), { nil: undefined }),
+        fc.option(fc.integer({ min: 0, max: 60 * MIN }), { nil: undefined }),
+        (launchedAgo, reportedAgo, busyAgo) => {
+          const i = inst("i", {
+            runningShards: 0,
+            launchedAt: NOW - launchedAgo,
+            ...(reportedAgo === undefined ? {} : { reportedAt: NOW - reportedAgo }),
+            ...(busyAgo === undefined ? {} : { lastBusyAt: NOW - busyAgo }),
+          });
+          const out = planScaleIn([i], new Set(["op-1"]), NOW, { ...o, bootDeadlineMs: 10 * MIN });
+          const cause = out[0]?.cause;
+          const heard = [reportedAgo, busyAgo].filter((v) => v !== undefined);
+          if (heard.length === 0) {
+            expect(cause).toBe(launchedAgo >= 10 * MIN ? "unresponsive" : undefined);
+          } else {
+            expect(cause).toBe(Math.min(...heard) >= o.idleTimeoutMs ? "idle" : undefined);
+          }
+        },
+      ),
+    );
+  });
+
   it("finds orphans: tagged, unknown, alive and past the grace period", () => {
     const seen = (instanceId: string, extra = {}) => ({
       instanceId,

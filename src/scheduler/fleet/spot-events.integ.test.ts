@@ -68,7 +68,6 @@ async function scope(options: { shards?: number; maxInstances?: number; logger?:
         fleet: name,
         policy: { pools: POOLS, maxInstances: options.maxInstances ?? 6 },
         prices: PRICES,
-        bootGraceMs: 0,
       },
     );
   const fm = manager();

@@ -150,17 +150,32 @@ export class InstanceRoster {
       // Busy now: when it goes idle, it has been idle since about now.
       const busy = act.running > 0 ? now : act.lastEndedAt;
       if (busy !== undefined && busy > (t.lastBusyAt ?? 0)) t.lastBusyAt = busy;
+      // A worker that ran a shard is up, whether or not its report was seen.
+      if (busy !== undefined) t.reportedAt ??= now;
       if (t.state === "pending" && act.running > 0) this.setState(t, "running", now);
     }
   }
 
+  /**
+   * Notes which live instances' workers have reported up (src/shared/records/worker-report.ts):
+   * one HEAD per instance not yet heard of, none once it has been. Idle time counts from here.
+   */
+  async noteReports(
+    reported: (instanceId: string, signal: AbortSignal) => Promise<boolean>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const waiting = [...this.#instances.values()].filter(
+      (t) => t.reportedAt === undefined && !t.terminated && isLive(t.state),
+    );
+    await mapLimit(waiting, 16, async (t) => {
+      if (await reported(t.id, signal)) t.reportedAt = this.#clock.now();
+    });
+  }
+
   /** The policy's view: tracked instances not yet ended whose termination was not asked for. */
-  fleetInstances(
-    activity: ReadonlyMap<string, InstanceActivity>,
-    bootGraceMs: number,
-  ): FleetInstance[] {
+  fleetInstances(activity: ReadonlyMap<string, InstanceActivity>): FleetInstance[] {
     return [...this.#instances.values()]
       .filter((t) => !t.terminated)
-      .map((t) => toFleetInstance(t, activity, bootGraceMs));
+      .map((t) => toFleetInstance(t, activity));
   }
 }

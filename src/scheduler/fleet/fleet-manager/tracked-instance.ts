@@ -22,6 +22,12 @@ export interface TrackedInstance {
   /** When it entered `state`. */
   since: number;
   lastBusyAt?: number;
+  /**
+   * When this manager first saw its worker report (src/shared/records/worker-report.ts) or run a
+   * shard, on its own clock; absent until then. Kept in memory only: after a restart the report
+   * is read again.
+   */
+  reportedAt?: number;
   /** Set when this manager asked for the termination (so its end is not a loss). */
   terminated?: string;
   endReason?: string;
@@ -73,13 +79,12 @@ export function toInstanceRecord(t: TrackedInstance): FleetInstanceRecord {
 }
 
 /**
- * The instance as the policy sees it: its running shards from this pass's activity, and, until it
- * has been seen working, idle only from `launchedAt + bootGraceMs` (it cannot take work before).
+ * The instance as the policy sees it: its running shards from this pass's activity, and when its
+ * worker reported (idle time counts from then; until then the policy's boot deadline applies).
  */
 export function toFleetInstance(
   t: TrackedInstance,
   activity: ReadonlyMap<string, InstanceActivity>,
-  bootGraceMs: number,
 ): FleetInstance {
   return {
     id: t.id,
@@ -90,7 +95,8 @@ export function toFleetInstance(
     state: t.state,
     launchedAt: t.launchedAt,
     runningShards: activity.get(t.id)?.running ?? 0,
-    lastBusyAt: t.lastBusyAt ?? t.launchedAt + bootGraceMs,
+    ...(t.lastBusyAt !== undefined ? { lastBusyAt: t.lastBusyAt } : {}),
+    ...(t.reportedAt !== undefined ? { reportedAt: t.reportedAt } : {}),
     ...(t.interruptionWarnedAt !== undefined
       ? { interruptionWarnedAt: t.interruptionWarnedAt }
       : {}),

@@ -35,8 +35,17 @@ export interface FleetPolicyOptions {
   stragglerInterruptions?: number;
   /** On-demand instances launched for stragglers, across all operations. @default 5 */
   maxStragglerInstances?: number;
-  /** An instance without a shard for this long is terminated. @default 180_000 */
+  /**
+   * An instance without a shard for this long is terminated, counted from its worker's report
+   * that it is up (or its last shard), never from launch. @default 180_000
+   */
   idleTimeoutMs?: number;
+  /**
+   * An instance whose worker has not reported up (nor run a shard) this long after launch is
+   * terminated as `unresponsive`: it failed to boot or start. Longer than a boot on a busy host.
+   * @default 600_000
+   */
+  bootDeadlineMs?: number;
   /**
    * A tagged instance the scheduler does not know is an orphan once it is this old (a younger one
    * may come from a launch whose result is still being recorded). @default 60_000
@@ -69,6 +78,9 @@ export function tenantCapsOf(o: ResolvedFleetPolicy, tenant: string): TenantFlee
   return Object.hasOwn(o.tenantCaps, tenant) ? o.tenantCaps[tenant]! : o.defaultTenantCaps;
 }
 
+/** An instance whose worker never reports up goes this long after launch (bootDeadlineMs). */
+export const DEFAULT_BOOT_DEADLINE_MS = 600_000;
+
 const ms = z.number().int().min(0);
 const tenantCapsSchema = z.strictObject({
   maxInstances: z.number().int().min(0).optional(),
@@ -91,6 +103,7 @@ const optionsSchema = z.strictObject({
   stragglerInterruptions: z.number().int().min(1).default(2),
   maxStragglerInstances: z.number().int().min(0).default(5),
   idleTimeoutMs: ms.default(180_000),
+  bootDeadlineMs: ms.default(DEFAULT_BOOT_DEADLINE_MS),
   orphanGraceMs: ms.default(60_000),
   tenantCaps: z.record(z.string(), tenantCapsSchema).default({}),
   defaultTenantCaps: tenantCapsSchema.default({}),

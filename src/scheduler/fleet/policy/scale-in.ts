@@ -5,7 +5,7 @@
  */
 import type { InstanceInfo } from "../../../shared/capacity.ts";
 import { seconds } from "./format.ts";
-import type { ResolvedFleetPolicy } from "./options.ts";
+import { DEFAULT_BOOT_DEADLINE_MS, type ResolvedFleetPolicy } from "./options.ts";
 import { backlogOf, desiredInstances } from "./sizing.ts";
 import { servesCapacity } from "./spot-signals.ts";
 import {
@@ -16,26 +16,37 @@ import {
   type TerminateDecision,
 } from "./types.ts";
 
-/** When the instance last had nothing to do. */
-function idleSince(instance: Pick<FleetInstance, "launchedAt" | "lastBusyAt">): number {
-  return Math.max(instance.launchedAt, instance.lastBusyAt ?? instance.launchedAt);
+/**
+ * Since when the instance has had nothing to do: its last shard or its worker's report that it
+ * is up, whichever is later; undefined when neither came yet (still booting, or never will).
+ */
+function idleSince(instance: Pick<FleetInstance, "lastBusyAt" | "reportedAt">): number | undefined {
+  const { lastBusyAt, reportedAt } = instance;
+  if (lastBusyAt === undefined) return reportedAt;
+  return reportedAt === undefined ? lastBusyAt : Math.max(lastBusyAt, reportedAt);
 }
 
 /**
  * Terminations among known instances; a busy instance (`runningShards > 0`) is never one.
  * - `operation-ended`: live, idle, and its operation is no longer active (nothing else asked for it);
- * - `idle`: live and idle for at least `idleTimeoutMs`;
+ * - `idle`: live and idle for at least `idleTimeoutMs`, counted from its worker's report that it
+ *   is up or its last shard (a worker slow to start is not idle while it starts);
+ * - `unresponsive`: live, and its worker neither reported up nor ran a shard within
+ *   `bootDeadlineMs` of launch;
  * - `stopped`: a stopped instance does no work and would resume unasked.
  */
 export function planScaleIn(
   instances: readonly FleetInstance[],
   activeOperationIds: ReadonlySet<string>,
   now: number,
-  options: Pick<ResolvedFleetPolicy, "idleTimeoutMs">,
+  options: Pick<ResolvedFleetPolicy, "idleTimeoutMs"> &
+    Partial<Pick<ResolvedFleetPolicy, "bootDeadlineMs">>,
 ): TerminateDecision[] {
+  const bootDeadlineMs = options.bootDeadlineMs ?? DEFAULT_BOOT_DEADLINE_MS;
   const by: Record<Exclude<TerminateCause, "orphan" | "rebalance">, string[]> = {
     "operation-ended": [],
     idle: [],
+    unresponsive: [],
     stopped: [],
   };
   for (const i of instances) {
@@ -43,11 +54,17 @@ export function planScaleIn(
     if (i.state === "stopped") by.stopped.push(i.id);
     else if (!isLive(i.state)) continue;
     else if (!activeOperationIds.has(i.operationId)) by["operation-ended"].push(i.id);
-    else if (now - idleSince(i) >= options.idleTimeoutMs) by.idle.push(i.id);
+    else {
+      const since = idleSince(i);
+      if (since === undefined) {
+        if (now - i.launchedAt >= bootDeadlineMs) by.unresponsive.push(i.id);
+      } else if (now - since >= options.idleTimeoutMs) by.idle.push(i.id);
+    }
   }
   const reasons = {
     "operation-ended": "their operation ended and nothing else needs them",
     idle: `idle for ${seconds(options.idleTimeoutMs)} or more`,
+    unresponsive: `their worker did not report up within ${seconds(bootDeadlineMs)} of launch`,
     stopped: "stopped instances do no work",
   };
   return (Object.keys(by) as (keyof typeof by)[])

@@ -25,8 +25,14 @@ export interface FleetInstance {
   launchedAt: number;
   /** Shards it works right now (from attempt records). Above 0 it is busy: scale-in leaves it. */
   runningShards: number;
-  /** When it last finished a shard; absent when it never did (idle since `launchedAt`). */
+  /** When it last finished a shard (or was seen running one); absent when it never did. */
   lastBusyAt?: number;
+  /**
+   * When its worker first reported up (its first receive from the work queue). Idle time counts
+   * from it (or from `lastBusyAt`, later), never from launch: a worker slow to start on a loaded
+   * machine is not idle. Absent with no `lastBusyAt`: never heard of; it goes at the boot deadline.
+   */
+  reportedAt?: number;
   /**
    * When EC2 warned that it interrupts this spot instance (about two minutes ahead). It keeps
    * working (its worker drains itself on the same notice from IMDS) and still counts against the
@@ -133,7 +139,14 @@ export interface LaunchDecision {
   reason: string;
 }
 
-export type TerminateCause = "idle" | "operation-ended" | "orphan" | "stopped" | "rebalance";
+export type TerminateCause =
+  | "idle"
+  | "operation-ended"
+  | "orphan"
+  | "stopped"
+  | "rebalance"
+  /** Its worker never reported up within the boot deadline. */
+  | "unresponsive";
 
 export interface TerminateDecision {
   type: "terminate";
