@@ -17,6 +17,7 @@ import type { Clock } from "../shared/clock.ts";
 import { systemClock } from "../shared/clock.ts";
 import { type Config, loadConfig, requireQueue } from "../shared/config.ts";
 import { ConfigError, describeError } from "../shared/errors.ts";
+import { FinishedOperations } from "../shared/finished-operations.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
 import { ObjectStore } from "../shared/object-store.ts";
 import type { TenantCaps } from "../shared/schemas/tokens.ts";
@@ -255,10 +256,13 @@ export async function startScheduler(deps: {
   /** What the active scheduler runs, for one tenure; stopped the moment the tenure ends. */
   const startLoops = (tenure: Tenure) => {
     const log = logger.child({ tenure: tenure.holder });
+    // One set for both loops: each finished manifest is read again once per recheck, not twice.
+    const finished = new FinishedOperations({ clock: systemClock });
     const fleet =
       provided &&
       new FleetManager(
         {
+          finished,
           capacity: provided.capacity,
           queue,
           store,
@@ -299,7 +303,7 @@ export async function startScheduler(deps: {
           )
         : undefined;
     const scheduler = new Scheduler(
-      { store, queue, logger: log, clock: systemClock, cost, fence: tenure },
+      { store, queue, logger: log, clock: systemClock, cost, fence: tenure, finished },
       {
         workQueueUrl,
         dlqUrl: config.queues.dlq,

@@ -64,6 +64,12 @@ export interface SchedulerDeps {
    * no longer act, so no pass starts after the lease is lost. @default undefined (no lease)
    */
   fence?: { check(): void };
+  /**
+   * The process's one set of finished operations, shared with its fleet manager, so a finished
+   * manifest is read again (for a retry accepted elsewhere) once per recheck, not once per loop.
+   * @default a set of its own
+   */
+  finished?: FinishedOperations;
 }
 
 export interface SchedulerOptions {
@@ -155,7 +161,7 @@ export class Scheduler {
     this.#clock = deps.clock;
     this.#cost = deps.cost;
     this.#fence = deps.fence;
-    this.#terminal = new FinishedOperations({ clock: deps.clock });
+    this.#terminal = deps.finished ?? new FinishedOperations({ clock: deps.clock });
     this.#options = {
       workQueueUrl: options.workQueueUrl,
       dlqUrl: options.dlqUrl,
@@ -263,6 +269,8 @@ export class Scheduler {
         const busy = this.#jobs.has(id);
         const manifest = await this.#load(id, signal);
         if (!manifest) return;
+        // Settles a recheck this pass claimed: it runs again, so every loop reads it.
+        if (!TERMINAL_STATUSES.has(manifest.status)) this.#terminal.delete(id);
         live.push(manifest);
         if (!busy) await this.#advance(manifest, signal);
       } catch (err) {

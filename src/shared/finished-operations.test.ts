@@ -19,4 +19,36 @@ describe("FinishedOperations", () => {
     finished.add("op-a");
     expect(finished.has("op-a")).toBe(true);
   });
+
+  it("shared by two loops: after the lapse one reads it again, the other waits for its answer", () => {
+    let now = 1_000;
+    const finished = new FinishedOperations({ clock: { now: () => now } }, { recheckMs: 500 });
+    finished.add("op-a");
+    finished.add("op-b");
+    now += 500;
+    // The scheduler's pass comes first: it reads both again; the fleet manager's does not.
+    expect(finished.has("op-a")).toBe(false);
+    expect(finished.has("op-b")).toBe(false);
+    expect(finished.has("op-a")).toBe(true);
+    expect(finished.has("op-b")).toBe(true);
+    // op-a is still finished; op-b was retried elsewhere and runs again.
+    finished.add("op-a");
+    finished.delete("op-b");
+    expect(finished.has("op-a")).toBe(true);
+    expect(finished.has("op-b")).toBe(false);
+    expect(finished.has("op-b")).toBe(false);
+  });
+
+  it("a recheck never settled (the read failed) is claimed again after the recheck time", () => {
+    let now = 1_000;
+    const finished = new FinishedOperations({ clock: { now: () => now } }, { recheckMs: 500 });
+    finished.add("op-a");
+    now += 500;
+    expect(finished.has("op-a")).toBe(false);
+    now += 499;
+    expect(finished.has("op-a")).toBe(true);
+    now += 1;
+    expect(finished.has("op-a")).toBe(false);
+    expect(finished.has("op-a")).toBe(true);
+  });
 });

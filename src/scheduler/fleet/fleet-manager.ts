@@ -84,6 +84,12 @@ export interface FleetManagerDeps {
    * pass starts after the lease is lost. @default undefined (no lease)
    */
   fence?: { check(): void };
+  /**
+   * The process's one set of finished operations, shared with the scheduler's loop, so a
+   * finished manifest is read again (for a retry accepted elsewhere) once per recheck, not once
+   * per loop. @default a set of its own
+   */
+  finished?: FinishedOperations;
 }
 
 export interface FleetManagerOptions {
@@ -147,7 +153,7 @@ export class FleetManager {
     this.#store = deps.store;
     this.#log = deps.logger.child({ module: "fleet-manager", fleet: options.fleet });
     this.#clock = deps.clock;
-    this.#terminal = new FinishedOperations({ clock: deps.clock });
+    this.#terminal = deps.finished ?? new FinishedOperations({ clock: deps.clock });
     this.#fence = deps.fence;
     this.#fleet = options.fleet;
     this.#policyOptions = options.policy;
@@ -252,7 +258,12 @@ export class FleetManager {
   async tick(signal: AbortSignal = this.#service.signal): Promise<void> {
     this.#fence?.check();
     const { manifests, read, existing } = await observeOperations(
-      { store: this.#store, logger: this.#log, terminal: this.#terminal },
+      {
+        store: this.#store,
+        logger: this.#log,
+        terminal: this.#terminal,
+        readFinished: !this.#roster.adopted,
+      },
       signal,
     );
     // Adopt from every operation, not only those needing capacity: a scheduler killed during a

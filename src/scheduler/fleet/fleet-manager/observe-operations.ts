@@ -28,12 +28,21 @@ const ACTIVE: ReadonlySet<LifecycleStatus> = new Set(["queued", "splitting", "ru
  * and is never read again.
  */
 export async function observeOperations(
-  deps: { store: ObjectStore; logger: Logger; terminal: Set<string> },
+  deps: {
+    store: ObjectStore;
+    logger: Logger;
+    terminal: Set<string>;
+    /**
+     * Read finished operations too (the first pass, which adopts instances from every fleet
+     * record: the set may be shared with the scheduler's loop, which may have filled it).
+     */
+    readFinished?: boolean;
+  },
   signal: AbortSignal,
 ): Promise<{ manifests: Manifest[]; read: Manifest[]; existing: Set<string> }> {
   const ids = await listOperationIds(deps.store, signal);
   const existing = new Set(ids);
-  const open = ids.filter((id) => !deps.terminal.has(id)).reverse();
+  const open = (deps.readFinished ? ids : ids.filter((id) => !deps.terminal.has(id))).reverse();
   const loaded = await mapLimit(open, 8, async (id) => {
     try {
       return await loadManifest(deps.store, id, signal);
@@ -49,7 +58,11 @@ export async function observeOperations(
     if (!m) continue;
     read.push(m);
     if (TERMINAL_STATUSES.has(m.status)) deps.terminal.add(m.id);
-    else if (ACTIVE.has(m.status)) manifests.push(m);
+    else {
+      // Settles a recheck this pass claimed: it runs again, so every loop reads it.
+      deps.terminal.delete(m.id);
+      if (ACTIVE.has(m.status)) manifests.push(m);
+    }
   }
   return { manifests, read, existing };
 }

@@ -1,0 +1,110 @@
+/**
+ * The scheduler's pass and the fleet manager share the process's one set of finished
+ * operations: a finished manifest is read again (to notice a retry accepted by another process)
+ * once per recheck, by whichever loop comes first, not once by each. Requests are counted by a
+ * proxy in front of the real local S3 server; the EC2 fleet is an in-memory stand-in (no local
+ * peer), and passes are driven by hand with a fake clock.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FakeClock } from "../../test/support/fake-clock.ts";
+import { type FaultProxy, startFaultProxy } from "../../test/support/fault-proxy.ts";
+import { FakeCapacity, POOLS, PRICES } from "../../test/support/fleet.ts";
+import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { splitManifest } from "../../test/support/manifests.ts";
+import { seedManifest } from "../../test/support/seed-manifest.ts";
+import { LOCAL_CREDENTIALS } from "../local/aws-server.ts";
+import { provisionResources } from "../local/provision.ts";
+import { createAwsClients } from "../shared/aws.ts";
+import { FINISHED_RECHECK_MS, FinishedOperations } from "../shared/finished-operations.ts";
+import { keys } from "../shared/keys.ts";
+import { silentLogger } from "../shared/logger.ts";
+import { ObjectStore } from "../shared/object-store.ts";
+import { FleetManager } from "./fleet/fleet-manager.ts";
+import { Scheduler } from "./scheduler.ts";
+
+let aws: LocalAws;
+let proxy: FaultProxy;
+let destroy: () => void;
+beforeAll(async () => {
+  aws = await startLocalAws("finished-reader");
+  proxy = await startFaultProxy(aws.server.endpoint);
+  const clients = createAwsClients({
+    endpoint: proxy.endpoint,
+    region: aws.server.region,
+    credentials: LOCAL_CREDENTIALS,
+  });
+  destroy = () => clients.destroy();
+  stores.s3 = clients.s3;
+});
+afterAll(async () => {
+  destroy?.();
+  await proxy?.close();
+  await aws?.close();
+});
+const stores: { s3?: ReturnType<typeof createAwsClients>["s3"] } = {};
+
+let scopes = 0;
+async function scope() {
+  const name = `finished-${++scopes}`;
+  const resources = await provisionResources(aws.clients, { bucket: name, prefix: name });
+  const store = new ObjectStore({ s3: stores.s3! }, { bucket: resources.bucket });
+  const clock = new FakeClock({ sleeps: "instant", start: Date.parse("2025-06-01T12:00:00.000Z") });
+  const finished = new FinishedOperations({ clock });
+  const logger = silentLogger();
+  const scheduler = new Scheduler(
+    { store, queue: aws.queue, logger, clock, finished },
+    { workQueueUrl: resources.queues.work },
+  );
+  const fleet = new FleetManager(
+    { capacity: new FakeCapacity(clock), queue: aws.queue, store, logger, clock, finished },
+    { fleet: name, policy: { pools: POOLS }, prices: PRICES },
+  );
+  /** GETs of the operation's manifest so far. */
+  const manifestReads = (op: string) =>
+    proxy.seen.filter((r) => r.method === "GET" && r.url.split("?")[0]!.endsWith(keys.manifest(op)))
+      .length;
+  return { store, clock, finished, scheduler, fleet, manifestReads };
+}
+
+describe("one reader of finished operations", () => {
+  it("a finished manifest is read again once per recheck, not once per loop", async () => {
+    const s = await scope();
+    const iso = new Date(s.clock.now()).toISOString();
+    await seedManifest(s, splitManifest("op-done", 1, iso, "succeeded"));
+    await s.scheduler.tick();
+    await s.fleet.tick();
+    const settled = s.manifestReads("op-done");
+    // Passes within the recheck period read nothing.
+    await s.clock.advance(FINISHED_RECHECK_MS - 1_000);
+    await s.scheduler.tick();
+    await s.fleet.tick();
+    expect(s.manifestReads("op-done")).toBe(settled);
+    // Past it: one read, whichever loop comes first.
+    await s.clock.advance(2_000);
+    await s.fleet.tick();
+    await s.scheduler.tick();
+    await s.fleet.tick();
+    expect(s.manifestReads("op-done")).toBe(settled + 1);
+    await s.clock.advance(FINISHED_RECHECK_MS + 1_000);
+    await s.scheduler.tick();
+    await s.fleet.tick();
+    expect(s.manifestReads("op-done")).toBe(settled + 2);
+  });
+
+  it("a retry accepted elsewhere is seen by both loops after the recheck", async () => {
+    const s = await scope();
+    const iso = new Date(s.clock.now()).toISOString();
+    const done = await seedManifest(s, splitManifest("op-back", 2, iso, "failed"));
+    await s.scheduler.tick();
+    await s.fleet.tick();
+    // Another process's API accepted a retry: the operation runs again.
+    await seedManifest(s, { ...done, status: "running" });
+    await s.clock.advance(FINISHED_RECHECK_MS + 1_000);
+    await s.scheduler.tick();
+    expect(s.finished.has("op-back")).toBe(false);
+    const before = s.manifestReads("op-back");
+    await s.fleet.tick();
+    // The fleet manager reads it too (it sizes capacity for it again).
+    expect(s.manifestReads("op-back")).toBeGreaterThan(before);
+  });
+});
