@@ -112,7 +112,8 @@ export default function (row) {
       status: "succeeded",
       rows: { total: ROWS, done: ROWS, failed: 0 },
     });
-    expect(succeeded.link).toBe(`https://shardfleet.example.test/operations/${ok.id}`);
+    expect(succeeded.link).toBe(`https://shardfleet.example.test/#/operations/${ok.id}`);
+    expect(succeeded.apiLink).toBe(`https://shardfleet.example.test/operations/${ok.id}`);
     // The scheduler writes the cost report just after the final status: the message has it.
     expect(succeeded.cost).not.toBeNull();
     expect(succeeded.text).toMatch(/succeeded; 400 rows, 0 failed; cost \$/);

@@ -35,8 +35,13 @@ export interface WebhookPayload {
   deliveryId: string;
   sentAt: string;
   operation: OperationSummary;
-  /** Where a person sees the operation (the scheduler's console URL); null when not configured. */
+  /**
+   * Where a person sees the operation: its page in the scheduler's web console
+   * (`BASE/#/operations/ID`); null when no public base URL is configured.
+   */
   link: string | null;
+  /** The operation's JSON in the API (`BASE/operations/ID`), for machines; null likewise. */
+  apiLink: string | null;
   cost: CostSummary | null;
   /** One line for people (Slack incoming webhooks show it as the message). */
   text: string;
@@ -107,8 +112,15 @@ export function notificationText(
   return `${parts.join("; ")}${link ? ` ${link}` : ""}`;
 }
 
-/** The link to the operation under the scheduler's public base URL. */
+/** The operation's page in the web console under the scheduler's public base URL. */
 export function operationLink(baseUrl: string | undefined, id: string): string | null {
+  if (!baseUrl) return null;
+  // The console routes by the URL's fragment (src/console/), served at the base's root.
+  return `${baseUrl.replace(/\/+$/, "")}/#/operations/${encodeURIComponent(id)}`;
+}
+
+/** The operation's JSON in the API under the scheduler's public base URL. */
+export function operationApiLink(baseUrl: string | undefined, id: string): string | null {
   if (!baseUrl) return null;
   return `${baseUrl.replace(/\/+$/, "")}/operations/${encodeURIComponent(id)}`;
 }
@@ -131,6 +143,7 @@ export function webhookPayload(input: {
     sentAt: input.sentAt,
     operation,
     link,
+    apiLink: operationApiLink(input.linkBase, operation.id),
     cost,
     text: notificationText(input.event, operation, cost, link),
   };

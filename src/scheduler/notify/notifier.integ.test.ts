@@ -146,7 +146,8 @@ describe("notifier (local S3, webhook receiver, SMTP server)", () => {
       rows: { total: 10, done: 10, failed: 7 },
       error: { code: "TASK_FAILED" },
     });
-    expect(failed.link).toBe(`https://shardfleet.example.test/operations/${bad.id}`);
+    expect(failed.link).toBe(`https://shardfleet.example.test/#/operations/${bad.id}`);
+    expect(failed.apiLink).toBe(`https://shardfleet.example.test/operations/${bad.id}`);
     expect(failed.text).toBe(
       `shardfleet: operation "job 2" (${bad.id}) failed; 10 rows, 7 failed; error TASK_FAILED: 7 of 10 rows failed ${failed.link}`,
     );
