@@ -32,8 +32,8 @@ export type Whoami = z.infer<typeof whoamiSchema>;
 /** `GET /healthz`. */
 export const healthSchema = z.object({ ok: z.boolean() });
 /**
- * The `GET /healthz` response header naming the process that answered (its pid): the local
- * stack checks its readiness answer comes from the scheduler it started, not an orphan on the
- * same port.
+ * The `GET /healthz` response header naming the process that answered (its pid), sent to
+ * loopback callers only: the local stack checks its readiness answer comes from the scheduler it
+ * started, not an orphan on the same port.
  */
 export const HEALTH_PID_HEADER = "x-shardfleet-pid";
