@@ -127,6 +127,20 @@ export class ObjectStore {
    * Our bodies carry a unique holder, attempt or time, so another writer's are never equal.
    */
   async #ownWrite(key: string, body: string, signal?: AbortSignal): Promise<string | undefined> {
+    const read = await this.#readVersioned(key, signal);
+    if (!read) return undefined;
+    return read.text === body ? (read.etag ?? "") : undefined;
+  }
+
+  /**
+   * A small object's text and the ETag of the very response it came in (one plain GET, never
+   * stitched from two: a resumed read could join two versions), or undefined when it does not
+   * exist. What a conditional write compares against and builds on.
+   */
+  async #readVersioned(
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<{ text: string; etag?: string } | undefined> {
     let out: OpenedBody;
     try {
       out = await this.#open(key, 0, undefined, signal);
@@ -136,7 +150,10 @@ export class ObjectStore {
     }
     const parts: Buffer[] = [];
     for await (const chunk of out.body) parts.push(chunk as Buffer);
-    return Buffer.concat(parts).toString("utf-8") === body ? (out.etag ?? "") : undefined;
+    return {
+      text: Buffer.concat(parts).toString("utf-8"),
+      ...(out.etag ? { etag: out.etag } : {}),
+    };
   }
 
   /** GET of bytes [start, end) (to the end when `end` is undefined; the whole object from 0). */
@@ -249,21 +266,11 @@ export class ObjectStore {
     schema: S,
     signal?: AbortSignal,
   ): Promise<{ value: z.infer<S>; etag: string } | undefined> {
-    let out: OpenedBody;
-    try {
-      out = await this.#open(key, 0, undefined, signal);
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
-    if (!out.etag)
+    const read = await this.#readVersioned(key, signal);
+    if (!read) return undefined;
+    if (!read.etag)
       throw new Error(`S3 sent no ETag for ${key}: it cannot be written conditionally`);
-    const parts: Buffer[] = [];
-    for await (const chunk of out.body) parts.push(chunk as Buffer);
-    return {
-      value: schema.parse(JSON.parse(Buffer.concat(parts).toString("utf-8"))),
-      etag: out.etag,
-    };
+    return { value: schema.parse(JSON.parse(read.text)), etag: read.etag };
   }
 
   /**
