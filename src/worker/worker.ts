@@ -179,7 +179,7 @@ export class Worker {
   }
 }
 
-/** Attempts at the worker report before giving up (then the boot deadline applies). */
+/** Attempts at the worker report before giving up. */
 const REPORT_ATTEMPTS = 5;
 
 /** Writes the worker report, retrying a failed write with backoff (1, 2, 4, 8 s). */
@@ -194,7 +194,8 @@ async function reportWhenUp(
       return;
     } catch (err) {
       if (attempt >= REPORT_ATTEMPTS) {
-        deps.logger.warn({ err }, "could not report up; idle time counts from the boot deadline");
+        // Its first shard tells the fleet manager instead; idle, it goes at the boot deadline.
+        deps.logger.warn({ err }, "could not report up to the fleet manager");
         return;
       }
       await deps.clock.sleep(1000 * 2 ** (attempt - 1)).catch(() => {});

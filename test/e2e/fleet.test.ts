@@ -63,7 +63,7 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
         SHARDFLEET_POLL_WAIT_S: "1",
         SHARDFLEET_PLUGIN_DIR: pluginDir,
         SHARDFLEET_FLEET_INTERVAL_S: "0.5",
-        // Longer than a worker takes to start on a busy machine: idle counts from launch.
+        // Idle counts from a worker's first receive (its report), not from launch.
         SHARDFLEET_IDLE_TIMEOUT_S: "8",
         SHARDFLEET_STRAGGLER_MIN_S: "4",
       },
