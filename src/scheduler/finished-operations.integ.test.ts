@@ -5,6 +5,7 @@
  * proxy in front of the real local S3 server; the EC2 fleet is an in-memory stand-in (no local
  * peer), and passes are driven by hand with a fake clock.
  */
+import type { S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../../test/support/fake-clock.ts";
 import { type FaultProxy, startFaultProxy } from "../../test/support/fault-proxy.ts";
@@ -25,6 +26,7 @@ import { Scheduler } from "./scheduler.ts";
 let aws: LocalAws;
 let proxy: FaultProxy;
 let destroy: () => void;
+let s3: S3Client;
 beforeAll(async () => {
   aws = await startLocalAws("finished-reader");
   proxy = await startFaultProxy(aws.server.endpoint);
@@ -34,20 +36,19 @@ beforeAll(async () => {
     credentials: LOCAL_CREDENTIALS,
   });
   destroy = () => clients.destroy();
-  stores.s3 = clients.s3;
+  s3 = clients.s3;
 });
 afterAll(async () => {
   destroy?.();
   await proxy?.close();
   await aws?.close();
 });
-const stores: { s3?: ReturnType<typeof createAwsClients>["s3"] } = {};
 
 let scopes = 0;
 async function scope() {
   const name = `finished-${++scopes}`;
   const resources = await provisionResources(aws.clients, { bucket: name, prefix: name });
-  const store = new ObjectStore({ s3: stores.s3! }, { bucket: resources.bucket });
+  const store = new ObjectStore({ s3 }, { bucket: resources.bucket });
   const clock = new FakeClock({ sleeps: "instant", start: Date.parse("2025-06-01T12:00:00.000Z") });
   const finished = new FinishedOperations({ clock });
   const logger = silentLogger();
