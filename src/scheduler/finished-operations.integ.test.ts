@@ -5,17 +5,13 @@
  * proxy in front of the real local S3 server; the EC2 fleet is an in-memory stand-in (no local
  * peer), and passes are driven by hand with a fake clock.
  */
-import type { S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../../test/support/fake-clock.ts";
-import { type FaultProxy, startFaultProxy } from "../../test/support/fault-proxy.ts";
 import { FakeCapacity, POOLS, PRICES } from "../../test/support/fleet.ts";
-import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { splitManifest } from "../../test/support/manifests.ts";
+import { type ProxiedAws, startProxiedAws } from "../../test/support/proxied-aws.ts";
 import { seedManifest } from "../../test/support/seed-manifest.ts";
-import { LOCAL_CREDENTIALS } from "../local/aws-server.ts";
 import { provisionResources } from "../local/provision.ts";
-import { createAwsClients } from "../shared/aws.ts";
 import { FINISHED_RECHECK_MS, FinishedOperations } from "../shared/finished-operations.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -23,32 +19,20 @@ import { ObjectStore } from "../shared/object-store.ts";
 import { FleetManager } from "./fleet/fleet-manager.ts";
 import { Scheduler } from "./scheduler.ts";
 
-let aws: LocalAws;
-let proxy: FaultProxy;
-let destroy: () => void;
-let s3: S3Client;
+let env: ProxiedAws;
 beforeAll(async () => {
-  aws = await startLocalAws("finished-reader");
-  proxy = await startFaultProxy(aws.server.endpoint);
-  const clients = createAwsClients({
-    endpoint: proxy.endpoint,
-    region: aws.server.region,
-    credentials: LOCAL_CREDENTIALS,
-  });
-  destroy = () => clients.destroy();
-  s3 = clients.s3;
+  env = await startProxiedAws("finished-reader");
 });
 afterAll(async () => {
-  destroy?.();
-  await proxy?.close();
-  await aws?.close();
+  await env?.close();
 });
 
 let scopes = 0;
 async function scope() {
   const name = `finished-${++scopes}`;
+  const { aws, proxy, clients } = env;
   const resources = await provisionResources(aws.clients, { bucket: name, prefix: name });
-  const store = new ObjectStore({ s3 }, { bucket: resources.bucket });
+  const store = new ObjectStore({ s3: clients.s3 }, { bucket: resources.bucket });
   const clock = new FakeClock({ sleeps: "instant", start: Date.parse("2025-06-01T12:00:00.000Z") });
   const finished = new FinishedOperations({ clock });
   const logger = silentLogger();

@@ -6,45 +6,29 @@
  * forever. (src/shared/aws-timeouts.integ.test.ts has the client-level cases.)
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FaultProxy, startFaultProxy } from "../../test/support/fault-proxy.ts";
-import {
-  freshQueues,
-  type LocalAws,
-  messagesOn,
-  startLocalAws,
-} from "../../test/support/local-aws.ts";
+import type { FaultProxy } from "../../test/support/fault-proxy.ts";
+import { freshQueues, type LocalAws, messagesOn } from "../../test/support/local-aws.ts";
 import { writeManifest } from "../../test/support/manifests.ts";
+import { type ProxiedAws, startProxiedAws } from "../../test/support/proxied-aws.ts";
 import { waitFor } from "../../test/support/wait.ts";
 import { scriptedRunner, textRows, writeSlice } from "../../test/support/worker.ts";
-import { LOCAL_CREDENTIALS } from "../local/aws-server.ts";
-import { createAwsClients } from "../shared/aws.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
-import { ObjectStore } from "../shared/object-store.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
 import { attemptSchema, shardDoneSchema } from "../shared/schemas/shard.ts";
 import { Worker } from "./worker.ts";
 
+let env: ProxiedAws;
 let aws: LocalAws;
 let proxy: FaultProxy;
-let destroy: () => void;
 let store: ObjectStore;
 beforeAll(async () => {
-  aws = await startLocalAws("hung-peer");
-  proxy = await startFaultProxy(aws.server.endpoint);
-  const clients = createAwsClients({
-    endpoint: proxy.endpoint,
-    region: aws.server.region,
-    credentials: LOCAL_CREDENTIALS,
-    // Short, so the hung attempt gives up quickly; the test waits for events, not for times.
-    timeouts: { connectMs: 2_000, idleMs: 1_000 },
-  });
-  destroy = () => clients.destroy();
-  store = new ObjectStore({ s3: clients.s3 }, { bucket: aws.resources.bucket });
+  // Short, so the hung attempt gives up quickly; the test waits for events, not for times.
+  env = await startProxiedAws("hung-peer", { timeouts: { connectMs: 2_000, idleMs: 1_000 } });
+  ({ aws, proxy, store } = env);
 });
 afterAll(async () => {
-  destroy?.();
-  await proxy?.close();
-  await aws?.close();
+  await env?.close();
 });
 
 describe("a worker on a hung S3 peer", () => {
