@@ -20,7 +20,8 @@
  *   types.ts (state, memory, decisions) · options.ts · sizing.ts (backlog, caps, prices) ·
  *   batches.ts (spot batches of five or six) · market-choice.ts (pool cooling, on-demand
  *   fallback) · stragglers.ts · scale-in.ts (incl. rebalance scale-in and orphans) ·
- *   spot-signals.ts · launch-planning.ts (one operation's launches) · launch-outcomes.ts
+ *   spot-signals.ts · source-cap.ts (what a request budget keeps busy) · launch-planning.ts
+ *   (one operation's launches) · launch-outcomes.ts
  *   (carrying launches out: requests, results back into memory) · format.ts.
  */
 import { poolLabel } from "../../shared/capacity.ts";
@@ -71,8 +72,10 @@ export {
   type PoolFailure,
   type PriceTable,
   type RunningShard,
+  type SourceLimitedDecision,
   type TerminateDecision,
 } from "./policy/types.ts";
+export { type SourceBudget, type SourceCap, sourceCap } from "./policy/source-cap.ts";
 
 /**
  * One planning round: scale-in, straggler copies, launches (straggler capacity first, then
@@ -170,7 +173,7 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
         continue;
       }
     }
-    const { launches, blocked } = planLaunches(
+    const { launches, blocked, sourceLimit } = planLaunches(
       op,
       live,
       ledger,
@@ -183,6 +186,20 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
     );
     decisions.push(...launches);
     m.blocked = blocked;
+    // The request budget holding launches back: said once when it starts, and once more when
+    // the first measurement replaces the one-batch guess — not every plan.
+    const heldBefore = m.sourceLimit;
+    if (sourceLimit && (!heldBefore || heldBefore.measured !== sourceLimit.measured)) {
+      statuses.push({
+        type: "sourceLimited",
+        operationId: op.id,
+        instances: sourceLimit.instances,
+        reason: sourceLimit.reason,
+      });
+    }
+    m.sourceLimit = sourceLimit
+      ? { instances: sourceLimit.instances, measured: sourceLimit.measured }
+      : undefined;
     if (starved && launches.length === 0) {
       const reason = blocked ?? "no capacity could be requested";
       if (m.waiting !== reason) {
