@@ -59,6 +59,7 @@ export {
   resolveFleetPolicy,
   type TenantFleetCaps,
 } from "./policy/options.ts";
+export { type SourceBudget, type SourceCap, sourceCap } from "./policy/source-cap.ts";
 export { withSpotSignal } from "./policy/spot-signals.ts";
 export {
   emptyFleetMemory,
@@ -75,7 +76,6 @@ export {
   type SourceLimitedDecision,
   type TerminateDecision,
 } from "./policy/types.ts";
-export { type SourceBudget, type SourceCap, sourceCap } from "./policy/source-cap.ts";
 
 /**
  * One planning round: scale-in, straggler copies, launches (straggler capacity first, then
