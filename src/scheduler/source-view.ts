@@ -54,15 +54,28 @@ export async function readSourceView(
   now: number,
   signal?: AbortSignal,
 ): Promise<SourceView[]> {
+  return summarizeSource(await readBudgetPeers(store, operationId, now, signal));
+}
+
+/**
+ * The operation's fresh budget-peer records (its live workers', one each), for the status and
+ * the fleet manager's sizing. A record that cannot be read is left out.
+ */
+export async function readBudgetPeers(
+  store: Pick<ObjectStore, "listModified" | "getJson">,
+  operationId: string,
+  now: number,
+  signal?: AbortSignal,
+): Promise<BudgetPeer[]> {
   const listed = await store.listModified(keys.budgetPeersPrefix(operationId), signal);
   const fresh = liveMembers(listed, now - BUDGET_PEER_TTL_MS);
   const records = await mapLimit(fresh, 8, async (key) => {
     try {
       return await store.getJson(key, budgetPeerSchema, signal);
     } catch {
-      // A record from another version, or deleted meanwhile: the status does without it.
+      // A record from another version, or deleted meanwhile: the reader does without it.
       return undefined;
     }
   });
-  return summarizeSource(records.filter((r): r is BudgetPeer => r !== undefined));
+  return records.filter((r): r is BudgetPeer => r !== undefined);
 }
