@@ -47,6 +47,8 @@ describe("the source view of an operation", () => {
         requests: 100,
         throttled: 1,
         failed: 0,
+        latencyMs: null,
+        instances: null,
       },
       {
         origin: "https://b.example",
@@ -58,8 +60,23 @@ describe("the source view of an operation", () => {
         requests: 300,
         throttled: 3,
         failed: 0,
+        latencyMs: null,
+        instances: null,
       },
     ]);
+  });
+
+  it("gives the mean latency, and with a budget the instances it keeps busy (the fleet's rule)", () => {
+    const [budgeted, free] = summarizeSource([
+      peer("a", [
+        origin("https://a.example", 1, { budget: 300, latencyMs: 100 }),
+        origin("https://b.example", 1, { latencyMs: 40 }),
+      ]),
+      peer("b", [origin("https://a.example", 1, { budget: 300, latencyMs: 300 })]),
+    ]);
+    // 10 in flight at about 100–300 ms: the median worker sends 66/s, so 300/s keeps 5 busy.
+    expect(budgeted).toMatchObject({ origin: "https://a.example", latencyMs: 200, instances: 5 });
+    expect(free).toMatchObject({ origin: "https://b.example", latencyMs: 40, instances: null });
   });
 
   it("reads the fresh records of the operation from S3, and none once they are stale", async () => {

@@ -1,6 +1,7 @@
 /**
  * What an `http-enrich` operation's source sees, for its status: the sum of what the operation's
- * live workers say in their budget-peer records (`keys.budgetPeer`, written by the workers).
+ * live workers say in their budget-peer records (`keys.budgetPeer`, written by the workers, with
+ * or without a rateLimit), and with a budget the instances it keeps busy (the fleet's source cap).
  */
 import { mapLimit } from "../shared/async.ts";
 import type { SourceView } from "../shared/contracts/operations.ts";
@@ -12,14 +13,22 @@ import {
   budgetPeerSchema,
   liveMembers,
 } from "../shared/schemas/budget.ts";
+import { sourceCap } from "./fleet/policy/source-cap.ts";
 
 /** Sums the workers' records per origin (pure). */
 export type { SourceView };
 
 export function summarizeSource(records: readonly BudgetPeer[]): SourceView[] {
   const byOrigin = new Map<string, SourceView>();
+  const latencies = new Map<string, Array<{ concurrency: number; latencyMs: number }>>();
   for (const record of records) {
     for (const o of record.origins) {
+      if (o.latencyMs !== undefined) {
+        latencies.set(o.origin, [
+          ...(latencies.get(o.origin) ?? []),
+          { concurrency: o.concurrency, latencyMs: o.latencyMs },
+        ]);
+      }
       const view = byOrigin.get(o.origin) ?? {
         origin: o.origin,
         workers: 0,
@@ -43,7 +52,27 @@ export function summarizeSource(records: readonly BudgetPeer[]): SourceView[] {
     }
   }
   return [...byOrigin.values()]
-    .map((v) => ({ ...v, requestsPerSecond: Math.round(v.requestsPerSecond * 10) / 10 }))
+    .map((v) => {
+      const measured = latencies.get(v.origin) ?? [];
+      const latencyMs =
+        measured.length === 0
+          ? null
+          : Math.round(measured.reduce((sum, m) => sum + m.latencyMs, 0) / measured.length);
+      // The fleet's own rule (./fleet/policy/source-cap.ts), for this origin's measurements.
+      const cap =
+        v.budget === null || measured.length === 0
+          ? undefined
+          : sourceCap({
+              requestsPerSecond: v.budget,
+              measured: measured.map((m) => ({ origin: v.origin, ...m })),
+            });
+      return {
+        ...v,
+        requestsPerSecond: Math.round(v.requestsPerSecond * 10) / 10,
+        latencyMs,
+        instances: cap?.measured ? cap.instances : null,
+      };
+    })
     .sort((a, b) => a.origin.localeCompare(b.origin));
 }
 
