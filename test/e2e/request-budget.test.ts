@@ -88,6 +88,9 @@ describe("request budget (local stack, four instances)", () => {
     expect(view.status).toBe("succeeded");
     expect(view.rows).toEqual({ total: ROWS, done: ROWS, failed: 0 });
     expect(seen).toMatchObject({ origin: `http://${host}`, budget: N, workers: 4 });
+    // A loopback source answers in about a millisecond: one instance could carry the budget.
+    expect(seen?.latencyMs).toEqual(expect.any(Number));
+    expect(seen?.instances).toBe(1);
 
     const sorted = [...arrivals].sort((a, b) => a - b);
     let busiest = 0;
