@@ -187,9 +187,10 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
     decisions.push(...launches);
     m.blocked = blocked;
     // The request budget holding launches back: said once when it starts, and once more when
-    // the first measurement replaces the one-batch guess — not every plan.
+    // the first measurement replaces the one-batch guess — not every plan, and not again when
+    // the measurements lapse for a while (workers between shards) and come back.
     const heldBefore = m.sourceLimit;
-    if (sourceLimit && (!heldBefore || heldBefore.measured !== sourceLimit.measured)) {
+    if (sourceLimit && (!heldBefore || (!heldBefore.measured && sourceLimit.measured))) {
       statuses.push({
         type: "sourceLimited",
         operationId: op.id,
@@ -198,7 +199,10 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
       });
     }
     m.sourceLimit = sourceLimit
-      ? { instances: sourceLimit.instances, measured: sourceLimit.measured }
+      ? {
+          instances: sourceLimit.instances,
+          measured: sourceLimit.measured || (heldBefore?.measured ?? false),
+        }
       : undefined;
     if (starved && launches.length === 0) {
       const reason = blocked ?? "no capacity could be requested";

@@ -134,6 +134,10 @@ describe("planFleet with a request budget", () => {
     const next = plan(op(40, slow), live, unchanged.memory);
     expect(launched(next.decisions)).toBe(15 - UNMEASURED_INSTANCES);
     expect(limitedEvents(next.decisions)).toMatchObject([{ instances: 15 }]);
+    // The records lapse for a pass (workers between shards) and come back: no more events.
+    const lapsed = plan(op(40, { requestsPerSecond: 150, measured: [] }), live, next.memory);
+    const back = plan(op(40, slow), live, lapsed.memory);
+    expect([...limitedEvents(lapsed.decisions), ...limitedEvents(back.decisions)]).toEqual([]);
   });
 
   it("says nothing when the backlog needs fewer than the budget keeps busy", () => {

@@ -112,8 +112,9 @@ export interface OperationMemory {
   /** Why the last plan could not launch for it, if it could not. */
   blocked?: string;
   /**
-   * The source cap that held its launches back at the last plan (absent while it did not):
-   * a `sourceLimited` event goes out when it starts holding, and once more when it is measured.
+   * The source cap that held its launches back at the last plan (absent while it did not;
+   * `measured` stays true once it was): a `sourceLimited` event goes out when it starts holding,
+   * and once more when it is first measured.
    */
   sourceLimit?: { instances: number; measured: boolean };
   /** A config / permission error from one of its launches: it fails on the next plan. */
