@@ -3,7 +3,8 @@
  * http-enrich, in process) on the real local SQS/S3 share an operation's budget of N requests
  * a second against a source that answers 429 above N a second. Two workers start first and two
  * join later, so the budget is re-divided while the source is busy. And without a budget, two
- * workers' adaptive concurrency finds such a source's limit by itself.
+ * workers' adaptive concurrency finds such a source's limit by itself; and a whole worker's POST
+ * retries carry the row's idempotency key.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -256,4 +257,66 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
       await new Promise((resolve) => slow.close(resolve));
     }
   }, 180_000);
+
+  it("a worker's POST and its retry carry the same Idempotency-Key, the operation id and the row index", async () => {
+    // Every row's first attempt is answered 503; the retry succeeds.
+    const seen = new Map<string, string[]>();
+    const flaky = createServer((req, res) => {
+      const key = String(req.headers["idempotency-key"] ?? "");
+      const row = req.url ?? "";
+      seen.set(row, [...(seen.get(row) ?? []), key]);
+      req.resume();
+      req.on("end", () => {
+        const first = seen.get(row)!.length === 1;
+        res.writeHead(first ? 503 : 200, { "content-type": "application/json" });
+        res.end(first ? "{}" : JSON.stringify({ v: "ok" }));
+      });
+    });
+    await new Promise<void>((resolve) => flaky.listen(0, "127.0.0.1", resolve));
+    try {
+      const queues = await freshQueues(aws);
+      const op = "op-idempotent";
+      await writeManifest(aws.store, op, ["name"], {
+        name: "http-enrich",
+        options: {
+          url: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}/r/{name}`,
+          method: "POST",
+          body: "{}",
+          results: { v: "v" },
+          backoffMs: 10,
+        },
+      });
+      const rows = textRows(5).map(([cell]) => [`${cell}`.replace(" ", "-")]);
+      await aws.queue.sendShards(queues.work, [
+        await writeSlice(aws.store, op, shardIdFor(0), 100, rows),
+      ]);
+      const worker = new Worker(
+        { store: aws.store, queue: aws.queue, logger: silentLogger() },
+        {
+          instanceId: "local-201",
+          market: "spot",
+          pluginDir: ".",
+          egress: parseEgressAllow("127.0.0.0/8"),
+          queues,
+          pollWaitSeconds: 1,
+          visibilityTimeoutSeconds: 30,
+        },
+      );
+      const run = worker.run();
+      const done = await waitFor(
+        "the shard committed",
+        () => aws.store.getJson(keys.done(op, shardIdFor(0)), shardDoneSchema),
+        60_000,
+      );
+      await worker.stop();
+      await run;
+      expect(done.errorRows).toBe(0);
+      expect([...seen.entries()].sort()).toEqual(
+        rows.map(([name], k) => [`/r/${name}`, [`${op}:${100 + k}`, `${op}:${100 + k}`]]).sort(),
+      );
+    } finally {
+      flaky.closeAllConnections();
+      await new Promise((resolve) => flaky.close(resolve));
+    }
+  }, 90_000);
 });
