@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { keys } from "../shared/keys.ts";
 import { type BudgetPeer, budgetPeerSchema } from "../shared/schemas/budget.ts";
-import { readSourceView, summarizeSource } from "./source-view.ts";
+import { readSourceView, SourceViews, summarizeSource } from "./source-view.ts";
 
 let aws: LocalAws;
 beforeAll(async () => {
@@ -102,5 +102,22 @@ describe("the source view of an operation", () => {
     const [after] = await readSourceView(aws.store, "op-src", Date.now());
     expect(after).toMatchObject({ workers: 1, requestsPerSecond: 2.5, throttled: 1 });
     expect(await readSourceView(aws.store, "op-src", Date.now() + 60_000)).toEqual([]);
+  });
+
+  it("shares one read among the callers within a second, then reads again", async () => {
+    const put = (n: number) =>
+      aws.store.putJson(
+        keys.budgetPeer("op-shared", "local-001", "m1"),
+        budgetPeerSchema,
+        peer("local-001", [origin("https://b.example", n)]),
+      );
+    await put(1);
+    const views = new SourceViews({ store: aws.store });
+    const now = Date.now();
+    const [a, b] = await Promise.all([views.read("op-shared", now), views.read("op-shared", now)]);
+    expect(a).toBe(b);
+    await put(2);
+    expect((await views.read("op-shared", now + 500))[0]?.concurrency).toBe(10);
+    expect((await views.read("op-shared", now + 1000))[0]?.concurrency).toBe(20);
   });
 });
