@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { operationView } from "../../test/support/views.ts";
 import type { OperationView } from "./api-client.ts";
-import { summarize } from "./wait.ts";
+import { barSource, summarize } from "./wait.ts";
 
 const view: OperationView = operationView({
   rows: { total: 10, done: 4, failed: 0 },
@@ -80,5 +80,29 @@ describe("summarize", () => {
       "source https://a.example: 49.5 req/s (budget 50/s), 4 workers, concurrency 36 (20 in flight), 3 × 429, 1 failed of 1200",
     );
     expect(text).toContain("source https://b.example: 80 req/s (no budget)");
+  });
+
+  it("adds the latency and the instances the budget keeps busy, and a short note for the progress bar", () => {
+    const origin = {
+      origin: "https://a.example",
+      workers: 4,
+      requestsPerSecond: 49.5,
+      budget: 50,
+      concurrency: 36,
+      inFlight: 20,
+      requests: 1200,
+      throttled: 3,
+      failed: 1,
+      latencyMs: 120,
+      instances: 1,
+    };
+    expect(summarize({ ...view, task: "http-enrich", source: [origin] })).toContain(
+      "source https://a.example: 49.5 req/s (budget 50/s), 4 workers, concurrency 36 (20 in flight), 3 × 429, 1 failed of 1200, latency 120 ms; the budget keeps 1 instance(s) busy",
+    );
+    expect(barSource({ source: [origin] })).toBe(" | 49.5 of 50 req/s, concurrency 36, 3 × 429");
+    expect(barSource({ source: [{ ...origin, budget: null }] })).toBe(
+      " | 49.5 req/s, concurrency 36, 3 × 429",
+    );
+    expect(barSource({})).toBe("");
   });
 });

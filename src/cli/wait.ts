@@ -4,6 +4,7 @@
  */
 import cliProgress from "cli-progress";
 import { TERMINAL_STATUSES } from "../shared/schemas/operation.ts";
+import { sourceLine, sourceNote } from "../shared/source-format.ts";
 import type { ApiClient, OperationView } from "./api-client.ts";
 import { CliError, EXIT } from "./cli-error.ts";
 
@@ -37,7 +38,7 @@ export async function waitForOperation(
       ? undefined
       : new cliProgress.SingleBar(
           {
-            format: "{status} |{bar}| {value}/{total} rows | {rate} rows/s | ETA {etaText}",
+            format: "{status} |{bar}| {value}/{total} rows | {rate} rows/s | ETA {etaText}{source}",
             stream: process.stderr,
             noTTYOutput: true,
             notTTYSchedule: 3000,
@@ -49,7 +50,12 @@ export async function waitForOperation(
   const started = Date.now();
   const get = () => getThroughOutages(client, id, options);
   let view = await get();
-  bar?.start(view.rows.total ?? 0, 0, { status: view.status, rate: "0", etaText: "…" });
+  bar?.start(view.rows.total ?? 0, 0, {
+    status: view.status,
+    rate: "0",
+    etaText: "…",
+    source: barSource(view),
+  });
   try {
     while (!TERMINAL_STATUSES.has(view.status as never)) {
       await sleep(interval);
@@ -58,9 +64,18 @@ export async function waitForOperation(
       const seconds = (Date.now() - started) / 1000;
       if (view.rows.total) bar?.setTotal(view.rows.total);
       const rate = done / Math.max(seconds, 0.001);
-      bar?.update(done, { status: view.status, rate: rate.toFixed(0), etaText: etaOf(view, rate) });
+      bar?.update(done, {
+        status: view.status,
+        rate: rate.toFixed(0),
+        etaText: etaOf(view, rate),
+        source: barSource(view),
+      });
     }
-    bar?.update(view.rows.total ?? view.rows.done, { status: view.status, etaText: "0s" });
+    bar?.update(view.rows.total ?? view.rows.done, {
+      status: view.status,
+      etaText: "0s",
+      source: "",
+    });
   } finally {
     bar?.stop();
   }
@@ -99,6 +114,12 @@ async function getThroughOutages(
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The progress bar's source note (http-enrich: requests/s against the budget, concurrency, 429s). */
+export function barSource(view: Pick<OperationView, "source">): string {
+  const note = sourceNote(view.source ?? []);
+  return note === "" ? "" : ` | ${note}`;
+}
 
 /** Our own ETA: cli-progress's is meaningless while the total is still unknown (splitting). */
 function etaOf(view: OperationView, rate: number): string {
@@ -145,12 +166,7 @@ export function summarize(view: OperationView): string {
       ]).map((l) => `    ${l}`),
     );
   }
-  for (const o of view.source ?? []) {
-    const budget = o.budget === null ? "no budget" : `budget ${o.budget}/s`;
-    lines.push(
-      `  source ${o.origin}: ${o.requestsPerSecond} req/s (${budget}), ${o.workers} workers, concurrency ${o.concurrency} (${o.inFlight} in flight), ${o.throttled} × 429, ${o.failed} failed of ${o.requests}`,
-    );
-  }
+  for (const o of view.source ?? []) lines.push(`  source ${sourceLine(o)}`);
   const events = view.events ?? [];
   if (events.length > 0) {
     const shown = events.slice(-SHOWN_EVENTS);

@@ -9,9 +9,10 @@ import type {
   CostEvent,
   FleetStreamEvent,
   ProgressEvent,
+  SourceEvent,
   StatusEvent,
 } from "../shared/contracts/events.ts";
-import type { OperationView } from "../shared/contracts/operations.ts";
+import type { OperationView, SourceView } from "../shared/contracts/operations.ts";
 import type { Api } from "./api.ts";
 import type { Sample } from "./progress.ts";
 
@@ -26,6 +27,8 @@ export interface Live {
   samples: Sample[];
   fleet: FleetStreamEvent[];
   cost: CostEvent | null;
+  /** What an http-enrich operation's source sees now (the view's, then the stream's). */
+  source: SourceView[];
   error: string | null;
   /** Whether the stream is open now. */
   connected: boolean;
@@ -38,6 +41,7 @@ export function useLiveOperation(api: Api, id: string): Live {
   const [samples, setSamples] = useState<Sample[]>([]);
   const [fleet, setFleet] = useState<FleetStreamEvent[]>([]);
   const [cost, setCost] = useState<CostEvent | null>(null);
+  const [source, setSource] = useState<SourceView[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [connected, setConnected] = useState(false);
   const viewRef = useRef<OperationView | null>(null);
@@ -53,6 +57,7 @@ export function useLiveOperation(api: Api, id: string): Live {
           if (stopped) return;
           viewRef.current = v;
           setView(v);
+          setSource(v.source ?? []);
         },
         (err: unknown) => !stopped && setError(String((err as Error).message ?? err)),
       );
@@ -103,6 +108,9 @@ export function useLiveOperation(api: Api, id: string): Live {
         setFleet((old) => (old.some((o) => o.seq === f.seq) ? old : [...old, f]));
         soon();
       });
+      source.addEventListener("source", (e) => {
+        setSource((JSON.parse((e as MessageEvent).data) as SourceEvent).origins);
+      });
       source.addEventListener("cost", (e) => {
         setCost(JSON.parse((e as MessageEvent).data) as CostEvent);
       });
@@ -128,5 +136,14 @@ export function useLiveOperation(api: Api, id: string): Live {
     };
   }, [api, id, tick]);
 
-  return { view, samples, fleet, cost, error, connected, refresh: () => setTick((t) => t + 1) };
+  return {
+    view,
+    samples,
+    fleet,
+    cost,
+    source,
+    error,
+    connected,
+    refresh: () => setTick((t) => t + 1),
+  };
 }

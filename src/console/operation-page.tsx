@@ -6,6 +6,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import type { OperationView } from "../shared/contracts/operations.ts";
 import { formatPercent, formatUsd } from "../shared/cost-format.ts";
 import type { CostReport } from "../shared/schemas/cost.ts";
+import { sourceLine } from "../shared/source-format.ts";
 import { ACTION_LABEL, type Action, actionsFor } from "./actions.ts";
 import { type Api, ApiError, errorText } from "./api.ts";
 import { TimeChart } from "./chart.tsx";
@@ -95,6 +96,13 @@ export function OperationPage(props: { api: Api; id: string }) {
           {pct}%
         </progress>
         <ShardStrip shards={v.shards} />
+        {!finished && live.source.length > 0 ? (
+          <ul class="source small" data-testid="source" aria-label="What the source sees">
+            {live.source.map((o) => (
+              <li key={o.origin}>{sourceLine(o)}</li>
+            ))}
+          </ul>
+        ) : null}
         {v.waiting ? <p class="warn">Waiting for capacity: {v.waiting.reason}</p> : null}
         {v.error ? (
           <p class="error">

@@ -52,7 +52,7 @@ import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./in
 import { type ControlAction, type ControlOutcome, controlOperation } from "./operation-control.ts";
 import { OperationLifecycle } from "./operation-lifecycle.ts";
 import { retryOptions, runsOf, withNewRetry } from "./retry/retry-plan.ts";
-import { readSourceView } from "./source-view.ts";
+import { SourceViews } from "./source-view.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
@@ -367,6 +367,8 @@ export class OperationService {
   readonly #cacheSize: number;
   readonly #specChecks: SpecCheckOptions;
   readonly #workbookLimits: WorkbookLimits;
+  /** What http-enrich operations' sources see, read at most once a second per operation. */
+  readonly #sources: SourceViews;
 
   constructor(deps: OperationServiceDeps, options: OperationServiceOptions = {}) {
     this.#store = deps.store;
@@ -379,6 +381,7 @@ export class OperationService {
     this.#workbookLimits = options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS;
     this.#progress = new ShardProgressReader({ store: deps.store });
     this.#lifecycle = new OperationLifecycle(deps);
+    this.#sources = new SourceViews({ store: deps.store });
   }
 
   /**
@@ -557,7 +560,7 @@ export class OperationService {
     const record = await fleet();
     const source =
       view.task === "http-enrich" && !TERMINAL_STATUSES.has(view.status)
-        ? await readSourceView(this.#store, id, this.#clock.now(), signal)
+        ? await this.#sources.read(id, this.#clock.now())
         : [];
     return {
       view: this.#withFleet(view, record, source),

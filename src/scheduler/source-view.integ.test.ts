@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { keys } from "../shared/keys.ts";
 import { type BudgetPeer, budgetPeerSchema } from "../shared/schemas/budget.ts";
-import { readSourceView, summarizeSource } from "./source-view.ts";
+import { readSourceView, SourceViews, summarizeSource } from "./source-view.ts";
 
 let aws: LocalAws;
 beforeAll(async () => {
@@ -47,6 +47,8 @@ describe("the source view of an operation", () => {
         requests: 100,
         throttled: 1,
         failed: 0,
+        latencyMs: null,
+        instances: null,
       },
       {
         origin: "https://b.example",
@@ -58,8 +60,23 @@ describe("the source view of an operation", () => {
         requests: 300,
         throttled: 3,
         failed: 0,
+        latencyMs: null,
+        instances: null,
       },
     ]);
+  });
+
+  it("gives the mean latency, and with a budget the instances it keeps busy (the fleet's rule)", () => {
+    const [budgeted, free] = summarizeSource([
+      peer("a", [
+        origin("https://a.example", 1, { budget: 300, latencyMs: 100 }),
+        origin("https://b.example", 1, { latencyMs: 40 }),
+      ]),
+      peer("b", [origin("https://a.example", 1, { budget: 300, latencyMs: 300 })]),
+    ]);
+    // 10 in flight at about 100–300 ms: the median worker sends 66/s, so 300/s keeps 5 busy.
+    expect(budgeted).toMatchObject({ origin: "https://a.example", latencyMs: 200, instances: 5 });
+    expect(free).toMatchObject({ origin: "https://b.example", latencyMs: 40, instances: null });
   });
 
   it("reads the fresh records of the operation from S3, and none once they are stale", async () => {
@@ -85,5 +102,22 @@ describe("the source view of an operation", () => {
     const [after] = await readSourceView(aws.store, "op-src", Date.now());
     expect(after).toMatchObject({ workers: 1, requestsPerSecond: 2.5, throttled: 1 });
     expect(await readSourceView(aws.store, "op-src", Date.now() + 60_000)).toEqual([]);
+  });
+
+  it("shares one read among the callers within a second, then reads again", async () => {
+    const put = (n: number) =>
+      aws.store.putJson(
+        keys.budgetPeer("op-shared", "local-001", "m1"),
+        budgetPeerSchema,
+        peer("local-001", [origin("https://b.example", n)]),
+      );
+    await put(1);
+    const views = new SourceViews({ store: aws.store });
+    const now = Date.now();
+    const [a, b] = await Promise.all([views.read("op-shared", now), views.read("op-shared", now)]);
+    expect(a).toBe(b);
+    await put(2);
+    expect((await views.read("op-shared", now + 500))[0]?.concurrency).toBe(10);
+    expect((await views.read("op-shared", now + 1000))[0]?.concurrency).toBe(20);
   });
 });

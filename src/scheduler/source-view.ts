@@ -1,6 +1,7 @@
 /**
  * What an `http-enrich` operation's source sees, for its status: the sum of what the operation's
- * live workers say in their budget-peer records (`keys.budgetPeer`, written by the workers).
+ * live workers say in their budget-peer records (`keys.budgetPeer`, written by the workers, with
+ * or without a rateLimit), and with a budget the instances it keeps busy (the fleet's source cap).
  */
 import { mapLimit } from "../shared/async.ts";
 import type { SourceView } from "../shared/contracts/operations.ts";
@@ -12,14 +13,22 @@ import {
   budgetPeerSchema,
   liveMembers,
 } from "../shared/schemas/budget.ts";
+import { sourceCap } from "./fleet/policy/source-cap.ts";
 
 /** Sums the workers' records per origin (pure). */
 export type { SourceView };
 
 export function summarizeSource(records: readonly BudgetPeer[]): SourceView[] {
   const byOrigin = new Map<string, SourceView>();
+  const latencies = new Map<string, Array<{ concurrency: number; latencyMs: number }>>();
   for (const record of records) {
     for (const o of record.origins) {
+      if (o.latencyMs !== undefined) {
+        latencies.set(o.origin, [
+          ...(latencies.get(o.origin) ?? []),
+          { concurrency: o.concurrency, latencyMs: o.latencyMs },
+        ]);
+      }
       const view = byOrigin.get(o.origin) ?? {
         origin: o.origin,
         workers: 0,
@@ -43,8 +52,61 @@ export function summarizeSource(records: readonly BudgetPeer[]): SourceView[] {
     }
   }
   return [...byOrigin.values()]
-    .map((v) => ({ ...v, requestsPerSecond: Math.round(v.requestsPerSecond * 10) / 10 }))
+    .map((v) => {
+      const measured = latencies.get(v.origin) ?? [];
+      const latencyMs =
+        measured.length === 0
+          ? null
+          : Math.round(measured.reduce((sum, m) => sum + m.latencyMs, 0) / measured.length);
+      // The fleet's own rule (./fleet/policy/source-cap.ts), for this origin's measurements.
+      const cap =
+        v.budget === null || measured.length === 0
+          ? undefined
+          : sourceCap({
+              requestsPerSecond: v.budget,
+              measured: measured.map((m) => ({ origin: v.origin, ...m })),
+            });
+      return {
+        ...v,
+        requestsPerSecond: Math.round(v.requestsPerSecond * 10) / 10,
+        latencyMs,
+        instances: cap?.measured ? cap.instances : null,
+      };
+    })
     .sort((a, b) => a.origin.localeCompare(b.origin));
+}
+
+/**
+ * Source views read within the last `ttlMs`, per operation. Every http-enrich worker keeps a
+ * record (one GET each), the records change every 2–4 s, and a status is polled twice a second
+ * by each watcher: they share one read. Reads are not cancelled by one caller's signal, since
+ * others may wait on them.
+ */
+export class SourceViews {
+  readonly #store: ObjectStore;
+  readonly #ttlMs: number;
+  readonly #cache = new Map<string, { at: number; view: Promise<SourceView[]> }>();
+
+  /** @param options.ttlMs @default 1000 */
+  constructor(deps: { store: ObjectStore }, options: { ttlMs?: number } = {}) {
+    this.#store = deps.store;
+    this.#ttlMs = options.ttlMs ?? 1000;
+  }
+
+  read(operationId: string, now: number): Promise<SourceView[]> {
+    const hit = this.#cache.get(operationId);
+    if (hit && now - hit.at < this.#ttlMs && now >= hit.at) return hit.view;
+    for (const [id, entry] of this.#cache) {
+      if (now - entry.at >= this.#ttlMs) this.#cache.delete(id);
+    }
+    const entry = { at: now, view: readSourceView(this.#store, operationId, now) };
+    this.#cache.set(operationId, entry);
+    // A failed read is not kept: the next caller tries again.
+    entry.view.catch(() => {
+      if (this.#cache.get(operationId) === entry) this.#cache.delete(operationId);
+    });
+    return entry.view;
+  }
 }
 
 /** Reads the operation's fresh budget-peer records and sums them. */
@@ -54,15 +116,28 @@ export async function readSourceView(
   now: number,
   signal?: AbortSignal,
 ): Promise<SourceView[]> {
+  return summarizeSource(await readBudgetPeers(store, operationId, now, signal));
+}
+
+/**
+ * The operation's fresh budget-peer records (its live workers', one each), for the status and
+ * the fleet manager's sizing. A record that cannot be read is left out.
+ */
+export async function readBudgetPeers(
+  store: Pick<ObjectStore, "listModified" | "getJson">,
+  operationId: string,
+  now: number,
+  signal?: AbortSignal,
+): Promise<BudgetPeer[]> {
   const listed = await store.listModified(keys.budgetPeersPrefix(operationId), signal);
   const fresh = liveMembers(listed, now - BUDGET_PEER_TTL_MS);
   const records = await mapLimit(fresh, 8, async (key) => {
     try {
       return await store.getJson(key, budgetPeerSchema, signal);
     } catch {
-      // A record from another version, or deleted meanwhile: the status does without it.
+      // A record from another version, or deleted meanwhile: the reader does without it.
       return undefined;
     }
   });
-  return summarizeSource(records.filter((r): r is BudgetPeer => r !== undefined));
+  return records.filter((r): r is BudgetPeer => r !== undefined);
 }

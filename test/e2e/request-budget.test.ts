@@ -74,11 +74,14 @@ describe("request budget (local stack, four instances)", () => {
 
     // While it runs, the status shows the source against the budget.
     let seen: NonNullable<OperationView["source"]>[number] | undefined;
+    // And once the workers have measured it, the instances the budget keeps busy.
+    let measured: NonNullable<OperationView["source"]>[number] | undefined;
     const watching = (async () => {
       for (;;) {
         const view = await client.get(id);
         seen ??= view.source?.find((s) => s.workers === 4);
-        if (view.finishedAt || seen) return;
+        measured ??= view.source?.find((s) => s.latencyMs != null && s.instances != null);
+        if (view.finishedAt || (seen && measured)) return;
         await new Promise((r) => setTimeout(r, 500));
       }
     })();
@@ -88,6 +91,9 @@ describe("request budget (local stack, four instances)", () => {
     expect(view.status).toBe("succeeded");
     expect(view.rows).toEqual({ total: ROWS, done: ROWS, failed: 0 });
     expect(seen).toMatchObject({ origin: `http://${host}`, budget: N, workers: 4 });
+    // A loopback source answers in about a millisecond: one instance could carry the budget.
+    expect(measured?.latencyMs).toEqual(expect.any(Number));
+    expect(measured?.instances).toBe(1);
 
     const sorted = [...arrivals].sort((a, b) => a - b);
     let busiest = 0;

@@ -9,6 +9,7 @@ import { EventSource } from "eventsource";
 import {
   fleetStreamEventSchema,
   progressEventSchema,
+  sourceEventSchema,
   statusEventSchema,
 } from "../../shared/contracts/events.ts";
 import { MAX_LIST_LIMIT, type OperationView } from "../../shared/contracts/operations.ts";
@@ -16,7 +17,7 @@ import { operationStatuses, TERMINAL_STATUSES } from "../../shared/schemas/opera
 import { apiClient, apiOption, tokenOption } from "../api-options.ts";
 import { CliError, EXIT } from "../cli-error.ts";
 import { wholeNumberOption } from "../options.ts";
-import { exitCodeFor } from "../wait.ts";
+import { barSource, exitCodeFor } from "../wait.ts";
 
 function listLine(op: OperationView): string {
   return `${op.id}  ${op.tenant.padEnd(12)} ${op.status.padEnd(24)} ${op.rows.total ?? "?"} rows  ${op.name ?? ""}`;
@@ -93,7 +94,7 @@ function watch(
     ? undefined
     : new cliProgress.SingleBar(
         {
-          format: "{status} |{bar}| {value}/{total} rows | {note}",
+          format: "{status} |{bar}| {value}/{total} rows{source} | {note}",
           stream: process.stderr,
           noTTYOutput: true,
           notTTYSchedule: 3000,
@@ -101,7 +102,11 @@ function watch(
         },
         cliProgress.Presets.shades_classic,
       );
-  bar?.start(view.rows.total ?? 0, view.rows.done, { status: view.status, note: "" });
+  bar?.start(view.rows.total ?? 0, view.rows.done, {
+    status: view.status,
+    note: "",
+    source: barSource(view),
+  });
   let status = view.status as string;
   return new Promise((resolve, reject) => {
     // EventSource reconnects by itself after a drop, sending Last-Event-ID: nothing is missed.
@@ -126,6 +131,9 @@ function watch(
       const p = progressEventSchema.parse(data);
       if (p.rows.total) bar?.setTotal(p.rows.total);
       bar?.update(p.rows.done, { status });
+    });
+    on("source", (data) => {
+      bar?.update({ source: barSource({ source: sourceEventSchema.parse(data).origins }) });
     });
     on("fleet", (data) => {
       const f = fleetStreamEventSchema.parse(data);

@@ -7,6 +7,7 @@ import {
   parsePosition,
   START,
   type StreamPosition,
+  sourceEventSince,
 } from "./event-stream.ts";
 
 function view(over: Partial<OperationView> & { done?: number; fleet?: number }): OperationView {
@@ -72,5 +73,33 @@ describe("event stream positions", () => {
     expect(
       events.filter((e) => e.event === "fleet").map((e) => (e.data as { seq: number }).seq),
     ).toEqual([5, 6, 7]);
+  });
+});
+
+describe("the source event", () => {
+  const origin = {
+    origin: "https://s.example",
+    workers: 2,
+    requestsPerSecond: 48.5,
+    budget: 50,
+    concurrency: 36,
+    inFlight: 20,
+    requests: 900,
+    throttled: 3,
+    failed: 0,
+    latencyMs: 120,
+    instances: 1,
+  };
+
+  it("is sent when what the source sees changed, once, and cleared once the workers left", () => {
+    expect(sourceEventSince(undefined, view({}))).toBeUndefined();
+    const first = sourceEventSince(undefined, view({ source: [origin] }));
+    expect(first?.event).toEqual({ event: "source", data: { origins: [origin] } });
+    expect(sourceEventSince(first?.key, view({ source: [origin] }))).toBeUndefined();
+    const faster = sourceEventSince(first?.key, view({ source: [{ ...origin, concurrency: 40 }] }));
+    expect(faster?.event.data.origins[0]?.concurrency).toBe(40);
+    expect(sourceEventSince(faster?.key, view({ source: [] }))?.event.data).toEqual({
+      origins: [],
+    });
   });
 });

@@ -14,6 +14,7 @@
 import type {
   FleetStreamEvent,
   ProgressEvent,
+  SourceEvent,
   StatusEvent,
   StreamEventName,
 } from "../../shared/contracts/events.ts";
@@ -108,6 +109,21 @@ export function eventsSince(
     });
   }
   return { events, position: pos };
+}
+
+/**
+ * The `source` event to send when what the source sees changed since `last` (the key of the one
+ * sent before; undefined: none yet), with its key. An empty list is sent only to clear one sent
+ * before (the workers left). No id: it is state, not part of the resumable position.
+ */
+export function sourceEventSince(
+  last: string | undefined,
+  view: OperationView,
+): { event: { event: "source"; data: SourceEvent }; key: string } | undefined {
+  const origins = view.source ?? [];
+  const key = JSON.stringify(origins);
+  if (key === last || (last === undefined && origins.length === 0)) return undefined;
+  return { event: { event: "source", data: { origins } }, key };
 }
 
 /** One event in the SSE wire format (data is one JSON line: no newline can split it). */

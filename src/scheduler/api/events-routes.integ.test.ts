@@ -7,6 +7,7 @@ import { seedManifest } from "../../../test/support/seed-manifest.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
+import { budgetPeerSchema } from "../../shared/schemas/budget.ts";
 import { type FleetEvent, fleetRecordSchema } from "../../shared/schemas/fleet.ts";
 import type { ApiToken } from "../../shared/schemas/tokens.ts";
 import { newOperationId, OperationService } from "../operations.ts";
@@ -74,7 +75,8 @@ function collect(
         resolve(got);
       }
     };
-    for (const type of ["status", "progress", "fleet", "cost"]) es.addEventListener(type, on(type));
+    for (const type of ["status", "progress", "fleet", "cost", "source"])
+      es.addEventListener(type, on(type));
     es.onerror = (e) => {
       if (es.readyState === EventSource.CLOSED)
         reject(new Error(`events stream failed: ${e.message}`));
@@ -133,6 +135,71 @@ describe("GET /operations/:id/events", () => {
     // Every id is unique: a client keeping the last one resumes at the right place.
     const ids = [...before, ...after].map((g) => g.id);
     expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("sends what an http-enrich operation's source sees as `source` events, again when it changes (no budget needed)", async () => {
+    const id = newOperationId(Date.now());
+    const now = new Date().toISOString();
+    const m = splitManifest(id, 3, now, "running");
+    await seedManifest(
+      { store: env.store, clock: systemClock },
+      {
+        ...m,
+        spec: {
+          ...m.spec,
+          task: {
+            name: "http-enrich",
+            options: { url: "https://s.example/{n}", results: { v: "v" } },
+          },
+        },
+      },
+    );
+    const peer = (concurrency: number) =>
+      env.store.putJson(keys.budgetPeer(id, "local-001", "m1"), budgetPeerSchema, {
+        v: 1,
+        instanceId: "local-001",
+        renewedAt: new Date().toISOString(),
+        peers: 0,
+        origins: [
+          {
+            origin: "https://s.example",
+            concurrency,
+            inFlight: 4,
+            requestsPerSecond: 30,
+            latencyMs: 80,
+            requests: 300,
+            throttled: 2,
+            failed: 0,
+          },
+        ],
+      });
+    await peer(16);
+    const api = await startApi();
+    const url = `${api.url}/operations/${id}/events`;
+    let changed = false;
+    const got = await collect(url, (events) => {
+      const sources = events.filter((e) => e.type === "source");
+      if (sources.length === 1 && !changed) {
+        changed = true;
+        void peer(24);
+      }
+      return sources.length === 2;
+    });
+    await api.app.close();
+    const sources = got.filter((e) => e.type === "source").map((e) => e.data.origins);
+    expect(sources).toEqual([
+      [
+        expect.objectContaining({
+          origin: "https://s.example",
+          requestsPerSecond: 30,
+          budget: null,
+          concurrency: 16,
+          throttled: 2,
+          latencyMs: 80,
+        }),
+      ],
+      [expect.objectContaining({ concurrency: 24 })],
+    ]);
   });
 
   it("sends heartbeat comments while nothing changes, and ends after the final status", async () => {

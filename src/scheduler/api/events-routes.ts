@@ -10,7 +10,7 @@ import { NotReadyError } from "../../shared/errors.ts";
 import { TERMINAL_STATUSES } from "../../shared/schemas/operation.ts";
 import type { CostService } from "../cost/cost-service.ts";
 import type { OperationService } from "../operations.ts";
-import { eventsSince, parsePosition, sseFrame } from "./event-stream.ts";
+import { eventsSince, parsePosition, sourceEventSince, sseFrame } from "./event-stream.ts";
 import { errorBodySchema, operationParamsSchema } from "./schemas.ts";
 
 export interface EventRoutesOptions {
@@ -60,7 +60,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, o
         response: {
           200: {
             description:
-              "text/event-stream: events `status`, `progress`, `fleet`, `cost` (data: JSON, shapes in src/shared/contracts/events.ts), heartbeat comments; ends after the final status",
+              "text/event-stream: events `status`, `progress`, `fleet`, `cost`, `source` (data: JSON, shapes in src/shared/contracts/events.ts), heartbeat comments; ends after the final status",
             content: { "text/event-stream": { schema: { type: "string" } } },
           },
           ...errors,
@@ -93,6 +93,8 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, o
         lastWrite = Date.now();
       };
       write(`retry: ${Math.max(1000, pollMs)}\n\n`);
+      /** The source event last sent on this connection (a reconnect gets the current one). */
+      let sourceKey: string | undefined;
       try {
         for (;;) {
           const { events, position: next } = eventsSince(
@@ -102,6 +104,11 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, o
           );
           for (const e of events) write(sseFrame(e));
           position = next;
+          const source = sourceEventSince(sourceKey, snapshot.view);
+          if (source && !TERMINAL_STATUSES.has(snapshot.view.status)) {
+            write(sseFrame(source.event));
+            sourceKey = source.key;
+          }
           if (TERMINAL_STATUSES.has(snapshot.view.status)) {
             const cost = await opts.cost?.get(id, abort.signal).catch((err: unknown) => {
               if (err instanceof NotReadyError) return undefined;

@@ -22,6 +22,7 @@ import { keys, shardIdFor } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
 import { ObjectStore } from "../../shared/object-store.ts";
 import { writeWorkerReport } from "../../shared/records/worker-report.ts";
+import { budgetPeerSchema } from "../../shared/schemas/budget.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.ts";
 import type { Manifest } from "../../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema } from "../../shared/schemas/shard.ts";
@@ -505,6 +506,73 @@ describe("fleet manager (fake capacity provider, real local S3/SQS)", () => {
     expect(launched(["op-t1", "op-t2"])).toBe(3);
     expect(launched(["op-t3"])).toBe(5);
   });
+  it("sizes a budgeted operation to what its source accepts, from the workers' records, and says so once (mocked EC2: fake capacity provider)", async () => {
+    const s = await scope({ maxInstances: 30 });
+    const m = splitManifest("op-src", 40, new Date(s.clock.now()).toISOString());
+    await seedManifest(
+      { store: s.store, clock: s.clock },
+      {
+        ...m,
+        spec: {
+          ...m.spec,
+          task: {
+            name: "http-enrich",
+            options: {
+              url: "https://registry.example/{n}",
+              results: { v: "v" },
+              rateLimit: { requestsPerSecond: 400 },
+            },
+          },
+        },
+      },
+    );
+    const manager = s.manager();
+    const launched = () => s.capacity.launches.reduce((n, r) => n + r.count, 0);
+    const limited = async () =>
+      (await s.record("op-src")).events.filter((e) => e.kind === "source-limited");
+
+    // 40 shards call for 20 instances; before any worker measured the source, one batch.
+    await manager.tick();
+    expect(launched()).toBe(6);
+    expect((await limited()).map((e) => e.message)).toEqual([
+      expect.stringMatching(/no worker has measured the source yet, so at most one batch \(6\)/),
+    ]);
+
+    // Two workers measured it: 10 requests in flight answered in 200 ms, so one instance sends
+    // about 50 a second and the budget of 400 keeps 8 busy.
+    for (const id of ["i-1", "i-2"]) {
+      await s.store.putJson(keys.budgetPeer("op-src", id, "m1"), budgetPeerSchema, {
+        v: 1,
+        instanceId: id,
+        renewedAt: new Date().toISOString(),
+        peers: 2,
+        origins: [
+          {
+            origin: "https://registry.example",
+            concurrency: 10,
+            inFlight: 10,
+            requestsPerSecond: 50,
+            latencyMs: 200,
+            requests: 500,
+            throttled: 0,
+            failed: 0,
+            budget: 400,
+            budgetShare: 200,
+          },
+        ],
+      });
+    }
+    await manager.tick();
+    expect(launched()).toBe(8);
+    await manager.tick();
+    expect(launched()).toBe(8);
+    const events = await limited();
+    expect(events).toHaveLength(2);
+    expect(events[1]?.message).toMatch(
+      /request budget 400\/s keeps 8 instance\(s\) busy: one sends up to 50\/s to https:\/\/registry\.example/,
+    );
+  });
+
   it("carries a plan's launches out concurrently, up to the configured bound and never beyond (fake capacity provider)", async () => {
     for (const bound of [1, 3]) {
       const s = await scope({ maxInstances: 30 }, { launchConcurrency: bound }, (clock) => {

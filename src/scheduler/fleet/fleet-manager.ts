@@ -57,6 +57,7 @@ import {
   observeOperations,
   seedWaiting,
 } from "./fleet-manager/observe-operations.ts";
+import { observeSources } from "./fleet-manager/observe-source.ts";
 import { OperationStatuses } from "./fleet-manager/operation-status.ts";
 import { applySpotSignal, type SpotSignalOutcome } from "./fleet-manager/spot-signal.ts";
 import { ShardActivityReader } from "./observe.ts";
@@ -69,6 +70,7 @@ import {
   planFleet,
   type ResolvedFleetPolicy,
   resolveFleetPolicy,
+  type SourceBudget,
 } from "./policy.ts";
 
 export type { SpotSignalOutcome } from "./fleet-manager/spot-signal.ts";
@@ -145,6 +147,8 @@ export class FleetManager {
   readonly #terminal: Set<string>;
   /** Operations watched on the previous pass (to forget caches of those that left). */
   #watched = new Set<string>();
+  /** Budgeted operations' sources as last observed (stand-ins when their records are unread). */
+  #sources = new Map<string, SourceBudget>();
 
   readonly #service: PeriodicService;
 
@@ -293,6 +297,14 @@ export class FleetManager {
     const tenants = new Map(manifests.map((m) => [m.id, tenantOf(m)]));
     // Each operation's own caps (PATCH /operations/:id), read from this pass's manifest.
     const caps = new Map(manifests.map((m) => [m.id, m.caps]));
+    // Each budgeted operation's request budget and what its workers measured of the source.
+    this.#sources = await observeSources(
+      { store: this.#store, logger: this.#log },
+      manifests,
+      this.#clock.now(),
+      signal,
+      this.#sources,
+    );
     const operations = combined.operations.map((op) => {
       const tenant = tenants.get(op.id);
       const own = caps.get(op.id);
@@ -306,7 +318,9 @@ export class FleetManager {
                 ...(own.maxHourlyUsd === undefined ? {} : { maxHourlyUsd: own.maxHourlyUsd }),
               },
             };
-      return tenant === undefined ? withCaps : { ...withCaps, tenant };
+      const source = this.#sources.get(op.id);
+      const withSource = source === undefined ? withCaps : { ...withCaps, source };
+      return tenant === undefined ? withSource : { ...withSource, tenant };
     });
     this.#roster.noteActivity(activity);
     // Idle time counts from a worker's report that it is up, not from its launch.

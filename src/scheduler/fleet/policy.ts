@@ -20,7 +20,8 @@
  *   types.ts (state, memory, decisions) · options.ts · sizing.ts (backlog, caps, prices) ·
  *   batches.ts (spot batches of five or six) · market-choice.ts (pool cooling, on-demand
  *   fallback) · stragglers.ts · scale-in.ts (incl. rebalance scale-in and orphans) ·
- *   spot-signals.ts · launch-planning.ts (one operation's launches) · launch-outcomes.ts
+ *   spot-signals.ts · source-cap.ts (what a request budget keeps busy) · launch-planning.ts
+ *   (one operation's launches) · launch-outcomes.ts
  *   (carrying launches out: requests, results back into memory) · format.ts.
  */
 import { poolLabel } from "../../shared/capacity.ts";
@@ -58,6 +59,7 @@ export {
   resolveFleetPolicy,
   type TenantFleetCaps,
 } from "./policy/options.ts";
+export { type SourceBudget, type SourceCap, sourceCap } from "./policy/source-cap.ts";
 export { withSpotSignal } from "./policy/spot-signals.ts";
 export {
   emptyFleetMemory,
@@ -71,6 +73,7 @@ export {
   type PoolFailure,
   type PriceTable,
   type RunningShard,
+  type SourceLimitedDecision,
   type TerminateDecision,
 } from "./policy/types.ts";
 
@@ -170,7 +173,7 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
         continue;
       }
     }
-    const { launches, blocked } = planLaunches(
+    const { launches, blocked, sourceLimit } = planLaunches(
       op,
       live,
       ledger,
@@ -183,6 +186,24 @@ export function planFleet(state: FleetState, now: number, options: FleetPolicyOp
     );
     decisions.push(...launches);
     m.blocked = blocked;
+    // The request budget holding launches back: said once when it starts, and once more when
+    // the first measurement replaces the one-batch guess — not every plan, and not again when
+    // the measurements lapse for a while (workers between shards) and come back.
+    const heldBefore = m.sourceLimit;
+    if (sourceLimit && (!heldBefore || (!heldBefore.measured && sourceLimit.measured))) {
+      statuses.push({
+        type: "sourceLimited",
+        operationId: op.id,
+        instances: sourceLimit.instances,
+        reason: sourceLimit.reason,
+      });
+    }
+    m.sourceLimit = sourceLimit
+      ? {
+          instances: sourceLimit.instances,
+          measured: sourceLimit.measured || (heldBefore?.measured ?? false),
+        }
+      : undefined;
     if (starved && launches.length === 0) {
       const reason = blocked ?? "no capacity could be requested";
       if (m.waiting !== reason) {

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { costReportSchema } from "../schemas/cost.ts";
 import { fleetEventSchema } from "../schemas/fleet.ts";
 import { operationStatuses } from "../schemas/operation.ts";
-import { operationViewSchema, shardCountsSchema } from "./operations.ts";
+import { operationViewSchema, shardCountsSchema, sourceViewSchema } from "./operations.ts";
 
 /** `event: status`: the operation's shown status changed (or is told once on connecting). */
 export const statusEventSchema = z.object({
@@ -40,5 +40,13 @@ export const costEventSchema = costReportSchema.pick({
 });
 export type CostEvent = z.infer<typeof costEventSchema>;
 
-export const streamEventNames = ["status", "progress", "fleet", "cost"] as const;
+/**
+ * `event: source`: what an http-enrich operation's source sees now, per origin (requests a second
+ * against the budget, concurrency, 429s; the view's `source`), when it changed. State, not a log:
+ * it carries no id, so a reconnecting client gets the current one and nothing older.
+ */
+export const sourceEventSchema = z.object({ origins: z.array(sourceViewSchema) });
+export type SourceEvent = z.infer<typeof sourceEventSchema>;
+
+export const streamEventNames = ["status", "progress", "fleet", "cost", "source"] as const;
 export type StreamEventName = (typeof streamEventNames)[number];

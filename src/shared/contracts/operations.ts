@@ -23,7 +23,7 @@ export const operationInstanceViewSchema = fleetInstanceRecordSchema.omit({
 });
 export type OperationInstanceView = z.infer<typeof operationInstanceViewSchema>;
 
-/** One origin of an http-enrich operation with a rateLimit, as its live workers report it. */
+/** One origin of an http-enrich operation (with or without a rateLimit), as its live workers report it. */
 export const sourceViewSchema = z.object({
   origin: z.string(),
   workers: count.describe("workers sending to it now"),
@@ -34,6 +34,19 @@ export const sourceViewSchema = z.object({
   requests: count.describe("requests since each live worker loaded the operation"),
   throttled: count.describe("429 answers among them"),
   failed: count.describe("other failures among them"),
+  // Optional: a client still reads an older scheduler.
+  latencyMs: z
+    .number()
+    .nonnegative()
+    .nullable()
+    .describe("mean latency of the workers' recent answers, ms (null before the first)")
+    .optional(),
+  instances: count
+    .nullable()
+    .describe(
+      "instances the budget keeps busy at the measured concurrency ÷ latency (the fleet launches no more; null without a budget or a measurement)",
+    )
+    .optional(),
 });
 export type SourceView = z.infer<typeof sourceViewSchema>;
 
@@ -116,7 +129,7 @@ export const operationViewSchema = z.object({
   source: z
     .array(sourceViewSchema)
     .describe(
-      "http-enrich with a rateLimit while workers run it: what its source sees, per origin (GET /operations/:id only)",
+      "http-enrich while workers run it: what its source sees, per origin, against the rateLimit when there is one (GET /operations/:id only)",
     )
     .optional(),
 });

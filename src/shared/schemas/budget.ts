@@ -1,8 +1,9 @@
 /**
  * The budget-peer record (`keys.budgetPeer`): one per worker with rows of an `http-enrich`
- * operation in flight, written only by that worker (`src/worker/budget/budget-peers.ts`). Workers
- * count the fresh ones to divide the operation's request budget; the scheduler sums what they
- * say about the source for the operation's status.
+ * operation in flight, written only by that worker (`src/worker/budget/budget-peers.ts`), with
+ * or without a rateLimit. Workers count the fresh ones to divide the operation's request budget
+ * (with a rateLimit); the scheduler sums what they say about the source for the operation's
+ * status, and the fleet manager sizes a budgeted operation's fleet from them.
  */
 import { z } from "zod";
 import { parseBudgetPeerKey } from "../keys.ts";
@@ -11,6 +12,11 @@ import { parseBudgetPeerKey } from "../keys.ts";
 export const BUDGET_PEER_REFRESH_MS = 2000;
 /** A record not renewed for this long is a gone worker's. */
 export const BUDGET_PEER_TTL_MS = 5 * BUDGET_PEER_REFRESH_MS;
+/**
+ * Without a rateLimit the record is only for the status and the fleet's sizing (nothing is
+ * divided): renewed this often, a PUT and no LIST, well within BUDGET_PEER_TTL_MS.
+ */
+export const BUDGET_PEER_REPORT_MS = 4000;
 
 /** What one worker sees of one origin. */
 export const originStatsSchema = z.object({
@@ -20,6 +26,12 @@ export const originStatsSchema = z.object({
   inFlight: z.number().int().nonnegative(),
   /** Requests sent since the worker's previous record, per second. */
   requestsPerSecond: z.number().nonnegative(),
+  /**
+   * Mean latency (ms) of the requests answered since the previous record (the one before when
+   * none were). With `concurrency` it tells what one instance could send, whatever its budget
+   * share: about concurrency ÷ latency a second (Little's law). Absent before the first answer.
+   */
+  latencyMs: z.number().nonnegative().optional(),
   /** Totals since the worker loaded the operation: requests, 429s, 5xx/timeouts/network errors. */
   requests: z.number().int().nonnegative(),
   throttled: z.number().int().nonnegative(),

@@ -40,6 +40,8 @@ export const fleetEventKinds = [
   "rebalance-recommendation",
   /** The self-healing sweep sent shards whose message was lost to the work queue again. */
   "shards-redriven",
+  /** The request budget keeps fewer instances busy than the backlog calls for: no more launched. */
+  "source-limited",
 ] as const;
 export type FleetEventKind = (typeof fleetEventKinds)[number];
 

@@ -22,10 +22,10 @@ afterAll(async () => {
 // ttl well over refresh + 1 s: S3 listings may give LastModified to the second.
 const timing = { refreshMs: 150, ttlMs: 2000, joinMs: 450, lingerMs: 100 };
 
-function peer(operationId: string, instanceId: string): BudgetPeers {
+function peer(operationId: string, instanceId: string, divides = true): BudgetPeers {
   const p = new BudgetPeers(
     { store: aws.store, clock: systemClock, logger: silentLogger() },
-    { operationId, instanceId, ...timing },
+    { operationId, instanceId, divides, ...timing },
   );
   peers.push(p);
   return p;
@@ -91,5 +91,45 @@ describe("BudgetPeers (real local S3)", () => {
     const y = await aws.store.listModified(keys.budgetPeersPrefix("op-y"));
     expect(liveMembers(y, 0)).toHaveLength(1);
     expect(() => a.hold()).toThrow(/closed/);
+  });
+
+  it("without a budget only reports: sends at once, and its record carries rate, concurrency and mean latency", async () => {
+    const a = peer("op-report", "local-005", false);
+    let counters = { requests: 0, latencyMsTotal: 0 };
+    a.setReporter(() => [
+      {
+        origin: "https://s.example",
+        concurrency: 16,
+        inFlight: 3,
+        throttled: 1,
+        failed: 0,
+        ...counters,
+      },
+    ]);
+    expect(a.divisor()).toBe(1);
+    a.hold();
+    expect(a.divisor()).toBe(1); // no silence: nothing is divided
+    counters = { requests: 10, latencyMsTotal: 500 };
+    const read = async () => {
+      const [key] = await aws.store.list(keys.budgetPeersPrefix("op-report"));
+      return key ? aws.store.getJson(key, budgetPeerSchema) : undefined;
+    };
+    let record = await read();
+    while (record?.origins[0]?.latencyMs !== 50) {
+      await new Promise((r) => setTimeout(r, 20));
+      record = await read();
+    }
+    expect(record.origins[0]).toMatchObject({ concurrency: 16, inFlight: 3, throttled: 1 });
+    // The next answers were slower: the mean is over the requests since the previous record.
+    counters = { requests: 20, latencyMsTotal: 2500 };
+    while (record?.origins[0]?.latencyMs !== 200) {
+      await new Promise((r) => setTimeout(r, 20));
+      record = await read();
+    }
+    expect(record.origins[0]?.requestsPerSecond).toBeGreaterThan(0);
+    await a.close();
+    expect(
+      liveMembers(await aws.store.listModified(keys.budgetPeersPrefix("op-report")), 0),
+    ).toEqual([]);
   });
 });

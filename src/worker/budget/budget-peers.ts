@@ -15,6 +15,10 @@
  *
  * The record is the worker's own (one writer). The count is read against S3's LastModified,
  * so clocks must agree to well under `ttlMs` (NTP on EC2; one machine locally).
+ *
+ * Without a rateLimit (`divides: false`) there is nothing to divide: the record is kept only for
+ * what it says about the source (the status, the fleet's sizing), renewed every
+ * `BUDGET_PEER_REPORT_MS` with a PUT and no LIST, and the worker never waits to join.
  */
 import { randomUUID } from "node:crypto";
 import type { z } from "zod";
@@ -24,6 +28,7 @@ import { keys } from "../../shared/keys.ts";
 import type { Logger } from "../../shared/logger.ts";
 import {
   BUDGET_PEER_REFRESH_MS,
+  BUDGET_PEER_REPORT_MS,
   BUDGET_PEER_TTL_MS,
   budgetPeerSchema,
   liveMembers,
@@ -45,8 +50,11 @@ export interface PeerStore {
   putText(key: string, body: string, contentType?: string, signal?: AbortSignal): Promise<void>;
 }
 
-/** One origin's counters as the runner keeps them; the record adds the rate. */
-export type OriginCounters = Omit<OriginStats, "requestsPerSecond">;
+/** One origin's counters as the runner keeps them; the record adds the rate and the latency. */
+export type OriginCounters = Omit<OriginStats, "requestsPerSecond" | "latencyMs"> & {
+  /** The latencies of `requests` summed (ms): the record's mean latency comes from its change. */
+  latencyMsTotal: number;
+};
 
 /** What the http-enrich runner asks of the fleet. */
 export interface FleetShare {
@@ -72,7 +80,12 @@ export interface BudgetPeersDeps {
 export interface BudgetPeersOptions {
   operationId: string;
   instanceId: string;
-  /** @default 2000 */
+  /**
+   * Whether the workers divide a budget (the operation has a rateLimit). Without, the record only
+   * reports: no listing, no silence on joining, `divisor()` is 1. @default true
+   */
+  divides?: boolean;
+  /** @default 2000 (BUDGET_PEER_REPORT_MS, 4000, when it does not divide) */
   refreshMs?: number;
   /** A record older than this is a gone worker. @default 10000 */
   ttlMs?: number;
@@ -106,14 +119,19 @@ export class BudgetPeers implements FleetShare {
   readonly #ttlMs: number;
   readonly #joinMs: number;
   readonly #lingerMs: number;
+  readonly #divides: boolean;
   #holders = 0;
   /** Present while this worker is counted in: stops its loop and linger. */
   #membership: Membership | undefined;
   #linger: AbortController | undefined;
   #closed = false;
   #report: () => OriginCounters[] = () => [];
-  /** Requests per origin at the previous record, for its rate. */
-  #previous: { at: number; requests: Map<string, number> } | undefined;
+  /** Requests and their summed latency per origin at the previous record, for its rate and mean. */
+  #previous:
+    | { at: number; requests: Map<string, { count: number; latencyMsTotal: number }> }
+    | undefined;
+  /** The mean latency last recorded per origin (kept while no request answers). */
+  readonly #latencyMs = new Map<string, number>();
 
   constructor(deps: BudgetPeersDeps, options: BudgetPeersOptions) {
     this.#store = deps.store;
@@ -121,13 +139,16 @@ export class BudgetPeers implements FleetShare {
     this.#logger = deps.logger;
     this.#operationId = options.operationId;
     this.#instanceId = options.instanceId;
-    this.#refreshMs = options.refreshMs ?? BUDGET_PEER_REFRESH_MS;
+    this.#divides = options.divides ?? true;
+    this.#refreshMs =
+      options.refreshMs ?? (this.#divides ? BUDGET_PEER_REFRESH_MS : BUDGET_PEER_REPORT_MS);
     this.#ttlMs = options.ttlMs ?? BUDGET_PEER_TTL_MS;
-    this.#joinMs = options.joinMs ?? 2 * this.#refreshMs + 500;
+    this.#joinMs = this.#divides ? (options.joinMs ?? 2 * this.#refreshMs + 500) : 0;
     this.#lingerMs = options.lingerMs ?? 5000;
   }
 
   divisor(): number {
+    if (!this.#divides) return 1;
     const m = this.#membership;
     if (!m || m.count === 0) return 0;
     const now = this.#clock.now();
@@ -195,6 +216,11 @@ export class BudgetPeers implements FleetShare {
           signal,
         );
         m.renewedAt = now;
+        // Nothing to divide: the record only reports.
+        if (!this.#divides) {
+          await this.#clock.sleep(this.#refreshMs, signal).catch(() => {});
+          continue;
+        }
         const listedAt = this.#clock.now();
         const records = await this.#store.listModified(
           keys.budgetPeersPrefix(this.#operationId),
@@ -220,17 +246,35 @@ export class BudgetPeers implements FleetShare {
     }
   }
 
-  /** The reporter's counters with each origin's request rate since the previous record. */
+  /**
+   * The reporter's counters with each origin's request rate and mean latency since the previous
+   * record (the latency of the record before when no request answered meanwhile).
+   */
   #origins(now: number): OriginStats[] {
     const counters = this.#report();
     const previous = this.#previous;
-    this.#previous = { at: now, requests: new Map(counters.map((c) => [c.origin, c.requests])) };
-    return counters.map((c) => {
-      const before = previous?.requests.get(c.origin);
+    this.#previous = {
+      at: now,
+      requests: new Map(
+        counters.map((c) => [c.origin, { count: c.requests, latencyMsTotal: c.latencyMsTotal }]),
+      ),
+    };
+    return counters.map(({ latencyMsTotal, ...c }) => {
+      const before = previous?.requests.get(c.origin) ?? { count: 0, latencyMsTotal: 0 };
       const seconds = previous ? (now - previous.at) / 1000 : 0;
+      const answered = c.requests - before.count;
       const requestsPerSecond =
-        before === undefined || seconds <= 0 ? 0 : Math.max(0, c.requests - before) / seconds;
-      return { ...c, requestsPerSecond: Math.round(requestsPerSecond * 100) / 100 };
+        !previous?.requests.has(c.origin) || seconds <= 0 ? 0 : Math.max(0, answered) / seconds;
+      if (answered > 0) {
+        const mean = Math.max(0, latencyMsTotal - before.latencyMsTotal) / answered;
+        this.#latencyMs.set(c.origin, Math.round(mean * 10) / 10);
+      }
+      const latencyMs = this.#latencyMs.get(c.origin);
+      return {
+        ...c,
+        requestsPerSecond: Math.round(requestsPerSecond * 100) / 100,
+        ...(latencyMs === undefined ? {} : { latencyMs }),
+      };
     });
   }
 

@@ -137,6 +137,8 @@ interface OriginGate {
   aimd: AimdState;
   /** This worker's share of the origin's request budget, when the options set one. */
   bucket: TokenBucket | undefined;
+  /** The latencies of every answered request summed (ms), for the mean the record reports. */
+  latencyMsTotal: number;
 }
 
 /** Why an attempt failed, and whether another attempt may help. */
@@ -328,6 +330,7 @@ export class HttpEnrichRunner implements TaskRunner {
       concurrency: gate.limiter.limit,
       inFlight: gate.limiter.active,
       requests: gate.aimd.totals.requests,
+      latencyMsTotal: gate.latencyMsTotal,
       throttled: gate.aimd.totals.throttled,
       failed: gate.aimd.totals.failed,
       ...(this.#options.rateLimit
@@ -359,6 +362,7 @@ export class HttpEnrichRunner implements TaskRunner {
         bucket: this.#options.rateLimit
           ? new TokenBucket(this.#clock, { rate: () => this.#shareOf() })
           : undefined,
+        latencyMsTotal: 0,
       };
       this.#gates.set(origin, gate);
     }
@@ -380,9 +384,11 @@ export class HttpEnrichRunner implements TaskRunner {
       const inFlight = gate.limiter.active;
       const started = this.#clock.now();
       const outcome = await this.#send(index, url, body, shardSignal);
+      const latencyMs = this.#clock.now() - started;
+      gate.latencyMsTotal += latencyMs;
       gate.aimd = observe(
         gate.aimd,
-        { signal: signalOf(outcome), latencyMs: this.#clock.now() - started, inFlight, epoch },
+        { signal: signalOf(outcome), latencyMs, inFlight, epoch },
         { max: this.#options.concurrency },
       );
       if (this.#options.adaptiveConcurrency && gate.aimd.limit !== gate.limiter.limit) {

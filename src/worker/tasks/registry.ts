@@ -50,13 +50,18 @@ export async function createTaskRunner(
   switch (spec.name) {
     case "http-enrich": {
       const peers = deps.budgetPeers;
-      // Only with a rateLimit: a record costs a PUT and a LIST every 2 s per worker (about
-      // $0.02 an hour at S3 request prices), a price worth paying for a budget, not for show.
+      // With a rateLimit the record divides the budget (a PUT and a LIST every 2 s per worker,
+      // about $0.02 an hour at S3 request prices); without, it only reports what the source
+      // sees, for the status (a PUT every 4 s, about $0.005 an hour).
       const share =
-        spec.options.rateLimit && peers && options.operationId !== undefined
+        peers && options.operationId !== undefined
           ? new BudgetPeers(
               { store: peers.store, clock: deps.clock ?? systemClock, logger },
-              { operationId: options.operationId, instanceId: peers.instanceId },
+              {
+                operationId: options.operationId,
+                instanceId: peers.instanceId,
+                divides: spec.options.rateLimit !== undefined,
+              },
             )
           : undefined;
       return createHttpEnrichRunner(

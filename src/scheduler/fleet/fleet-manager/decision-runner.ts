@@ -1,8 +1,8 @@
 /**
  * Carrying a plan out: the policy's decisions in order — terminate (through the capacity port),
  * copy stragglers to the straggler queue, launch (./launcher.ts), set or clear an operation's
- * wait for capacity and ask the state machine to fail it (./operation-status.ts) — each recorded
- * as fleet events. One decision's
+ * wait for capacity and ask the state machine to fail it (./operation-status.ts), note that the
+ * request budget holds launches back — each recorded as fleet events. One decision's
  * failure does not stop the others (the next plan decides again).
  *
  * Launches run concurrently, at most `launchConcurrency` CreateFleet calls at once (spot comes in
@@ -136,6 +136,11 @@ export class DecisionRunner {
             break;
           case "clearWaiting":
             this.#statuses.clearWaiting(d.operationId);
+            break;
+          case "sourceLimited":
+            this.#records.event(d.operationId, "source-limited", d.reason, {
+              instances: d.instances,
+            });
             break;
           case "failOperation":
             await this.#statuses.failOperation(d.operationId, d.code, d.message, manifests, signal);

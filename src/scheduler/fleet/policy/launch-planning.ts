@@ -11,6 +11,7 @@ import { usd } from "./format.ts";
 import { availablePools, chooseMarket, describeCooling } from "./market-choice.ts";
 import type { ResolvedFleetPolicy, TenantFleetCaps } from "./options.ts";
 import { backlogOf, desiredInstances, fleetSpendUsd, hourlyPrice, launchRoom } from "./sizing.ts";
+import { type SourceCap, sourceCap } from "./source-cap.ts";
 import { servesCapacity } from "./spot-signals.ts";
 import { stragglerKey } from "./stragglers.ts";
 import type {
@@ -36,7 +37,10 @@ export interface TenantLedger {
   caps: TenantFleetCaps;
 }
 
-/** Straggler and worker launches for one operation; `blocked` says why a needed one was not planned. */
+/**
+ * Straggler and worker launches for one operation; `blocked` says why a needed one was not
+ * planned; `sourceLimit` is the source cap when it held worker launches back (./source-cap.ts).
+ */
 export function planLaunches(
   op: OperationState,
   live: readonly FleetInstance[],
@@ -48,7 +52,7 @@ export function planLaunches(
   o: ResolvedFleetPolicy,
   /** The operation's tenant's share, when it has caps. @default none */
   tenant?: TenantLedger,
-): { launches: LaunchDecision[]; blocked?: string } {
+): { launches: LaunchDecision[]; blocked?: string; sourceLimit?: SourceCap } {
   const launches: LaunchDecision[] = [];
   // Capacity for sizing: an instance warned of an interruption is leaving; its replacement is
   // planned now (it still counts against the caps in `ledger`: it is live and billed). A
@@ -101,10 +105,17 @@ export function planLaunches(
           : `max instances (${o.maxInstances}) reached`,
     };
   }
-  const need = desired - mine.filter((i) => i.role === "worker").length;
-  if (need <= 0) return { launches };
+  const workers = mine.filter((i) => i.role === "worker").length;
+  // The request budget's cap: no more workers than it keeps busy (a cap like the others, so
+  // spot batches are not rounded up past it).
+  const source = op.source ? sourceCap(op.source) : undefined;
+  const sourceLimit = source && desired > source.instances ? source : undefined;
+  const need = Math.min(desired, source?.instances ?? desired) - workers;
+  if (need <= 0) return { launches, ...(sourceLimit ? { sourceLimit } : {}) };
   const sizing =
-    `backlog ${backlogOf(op)} shards → ${desired} instance(s), ${desired - need} live` +
+    `backlog ${backlogOf(op)} shards → ${desired} instance(s)` +
+    (sourceLimit ? `, the request budget keeps ${sourceLimit.instances} busy` : "") +
+    `, ${workers} live` +
     (warned > 0 ? ` (+${warned} warned of an interruption)` : "");
   const choice = chooseMarket(o.pools, memory.poolFailures, now, o.coolingMs);
   if (!choice) {
@@ -123,7 +134,11 @@ export function planLaunches(
     };
   }
   const own = operationRoom(op, live, launches, pools, choice.market, prices);
-  const cap = Math.min(room(ledger, pools, choice.market, prices, o, tenant), own.room);
+  const cap = Math.min(
+    room(ledger, pools, choice.market, prices, o, tenant),
+    own.room,
+    source ? source.instances - workers : Number.POSITIVE_INFINITY,
+  );
   const counts =
     choice.market === "spot" ? spotBatches(need, cap) : cap > 0 ? [Math.min(need, cap)] : [];
   if (counts.length === 0) {
@@ -150,7 +165,7 @@ export function planLaunches(
     );
     take(ledger, tenant, count, count * worstPrice(pools, choice.market, prices));
   });
-  return { launches };
+  return { launches, ...(sourceLimit ? { sourceLimit } : {}) };
 }
 
 /**

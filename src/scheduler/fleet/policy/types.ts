@@ -11,6 +11,7 @@ import type {
   Market,
   Pool,
 } from "../../../shared/capacity.ts";
+import type { SourceBudget } from "./source-cap.ts";
 
 /** An instance the scheduler launched and has not seen terminated. */
 export interface FleetInstance {
@@ -74,6 +75,12 @@ export interface OperationState {
   running: readonly RunningShard[];
   /** Durations (ms, first start → commit) of its committed shards. */
   completedShardMs: readonly number[];
+  /**
+   * Its request budget (http-enrich `rateLimit`) and what its workers measured of the source:
+   * its worker instances stay within what the budget keeps busy (./source-cap.ts).
+   * @default no budget: the backlog alone sizes it
+   */
+  source?: SourceBudget;
 }
 
 /** USD per instance-hour by market and instance type. */
@@ -110,6 +117,12 @@ export interface OperationMemory {
   waiting?: string;
   /** Why the last plan could not launch for it, if it could not. */
   blocked?: string;
+  /**
+   * The source cap that held its launches back at the last plan (absent while it did not;
+   * `measured` stays true once it was): a `sourceLimited` event goes out when it starts holding,
+   * and once more when it is first measured.
+   */
+  sourceLimit?: { instances: number; measured: boolean };
   /** A config / permission error from one of its launches: it fails on the next plan. */
   fatal?: { kind: "config" | "permission"; code: string; message: string };
   /** `failOperation` was decided: nothing more is planned for it. */
@@ -177,6 +190,18 @@ export interface ClearWaitingDecision {
   operationId: string;
 }
 
+/**
+ * The operation's request budget holds its launches back (./source-cap.ts): a fleet event,
+ * emitted when the cap starts holding (and once more when it is first measured), not every plan.
+ */
+export interface SourceLimitedDecision {
+  type: "sourceLimited";
+  operationId: string;
+  /** Worker instances the budget keeps busy. */
+  instances: number;
+  reason: string;
+}
+
 export type FleetFailureCode = "CAPACITY_DEADLINE" | "CAPACITY_CONFIG" | "CAPACITY_PERMISSION";
 
 /** Fail the operation with this message (emitted once). */
@@ -193,7 +218,8 @@ export type FleetDecision =
   | CopyToStragglerDecision
   | SetWaitingDecision
   | ClearWaitingDecision
-  | FailOperationDecision;
+  | FailOperationDecision
+  | SourceLimitedDecision;
 
 export interface FleetPlan {
   /** In the order to carry them out: terminations, straggler copies, launches, statuses. */
