@@ -204,9 +204,9 @@ class SliceSink {
       end: this.rows + rows,
     };
     this.rows += rows;
-    // upload(): a slice of wide rows can pass the single-PUT limit.
+    // upload(): one PUT, or multipart for a slice of wide rows past the single-PUT limit.
     const done = this.deps.store
-      .upload(key, Readable.from([body]), {
+      .upload(key, body, {
         contentType: format === "xml" ? XML_CONTENT_TYPE : NDJSON_CONTENT_TYPE,
         signal: this.options.signal,
       })

@@ -55,7 +55,15 @@ export function createSqsClient(options: AwsClientOptions = {}): SQSClient {
 
 export function createS3Client(options: AwsClientOptions = {}): S3Client {
   const config = commonConfig("S3", options);
-  return new S3Client({ ...config, forcePathStyle: config.endpoint !== undefined });
+  return new S3Client({
+    ...config,
+    forcePathStyle: config.endpoint !== undefined,
+    // No CRC-32 of every body sent or received unless the operation requires one (DeleteObjects):
+    // TLS guards the bytes in transit, and nothing here reads the checksums. Since SDK 3.729 the
+    // default computes one per PUT, a scan of every slice the splitter writes.
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
 }
 
 export function createEc2Client(options: AwsClientOptions = {}): EC2Client {

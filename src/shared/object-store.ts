@@ -303,17 +303,38 @@ export class ObjectStore {
     }
   }
 
-  /** Streams a body of any size to S3 with multipart upload. Returns the bytes written. */
+  /**
+   * Writes a body of any size. A stream goes through multipart upload (at most `queueSize` parts
+   * of `partSize` bytes buffered); a buffer no larger than a part is sent as one PUT, without
+   * the multipart machinery's copies and calls.
+   */
   async upload(
     key: string,
-    body: Readable,
-    options: { contentType?: string; signal?: AbortSignal } = {},
+    body: Readable | Buffer,
+    options: {
+      contentType?: string;
+      signal?: AbortSignal;
+      /** Parts uploaded at once, each a buffer of `partSize` bytes. @default 4 */
+      queueSize?: number;
+    } = {},
   ): Promise<void> {
+    if (Buffer.isBuffer(body) && body.length <= this.#partSize) {
+      await this.#s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: options.contentType,
+        }),
+        { abortSignal: options.signal },
+      );
+      return;
+    }
     const upload = new Upload({
       client: this.#s3,
       params: { Bucket: this.bucket, Key: key, Body: body, ContentType: options.contentType },
       partSize: this.#partSize,
-      queueSize: 4,
+      queueSize: options.queueSize ?? 4,
       leavePartsOnError: false,
     });
     const onAbort = () => void upload.abort();
