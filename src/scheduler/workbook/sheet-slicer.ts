@@ -22,14 +22,37 @@ export type SheetPiece =
   | { kind: "dimension"; ref: string }
   /** The first data row, as XML (the header row). */
   | { kind: "header"; xml: Buffer }
-  /** `rows` data rows as XML fragments, to be wrapped by `sliceDocument`. */
-  | { kind: "slice"; parts: Buffer[]; rows: number };
+  /**
+   * `rows` data rows as XML fragments, to be wrapped by `sliceDocument`; `mark` is where a scan
+   * resumed after this slice starts.
+   */
+  | { kind: "slice"; parts: Buffer[]; rows: number; mark: CutMark };
+
+/**
+ * The scan's state just after a slice's last row: enough to resume the cut there without
+ * scanning what came before (a split interrupted by a lost lease goes on from its last slice).
+ */
+export interface CutMark {
+  /** Bytes of the sheet XML up to the end of the slice's last row. */
+  at: number;
+  /** Data rows up to and including the slice. */
+  rows: number;
+  /** The row number of the slice's last row (rows without their own number follow it). */
+  lastRow: number;
+  /** The sheet's namespace prefix (`x:` for `<x:row>`, or ""). */
+  prefix: string;
+}
 
 export interface CutOptions {
   /** Data rows per slice; the last slice may be shorter. */
   rowsPerSlice: number;
   /** Called with the data rows seen so far before each is added (the row limit). */
   onRow?: (rows: number) => void;
+  /**
+   * Resume after the slice that left this mark: the bytes before it are skipped unscanned, and
+   * no dimension or header piece is yielded (the scan that wrote the slice yielded them).
+   */
+  resume?: CutMark;
 }
 
 const LT = 0x3c;
@@ -105,6 +128,8 @@ export async function* cutSheet(
 ): AsyncGenerator<SheetPiece> {
   let buf: Buffer = Buffer.alloc(0);
   let pos = 0;
+  /** Where `buf` starts in the sheet XML. */
+  let base = 0;
   let ended = false;
   const it = chunks[Symbol.asyncIterator]();
   /** Appends the next chunk to what is left of the buffer; false at the end of input. */
@@ -114,6 +139,7 @@ export async function* cutSheet(
       ended = true;
       return false;
     }
+    base += keepFrom;
     buf = keepFrom >= buf.length ? next.value : Buffer.concat([buf.subarray(keepFrom), next.value]);
     pos -= keepFrom;
     return true;
@@ -123,7 +149,16 @@ export async function* cutSheet(
     // The head, up to `<sheetData`: the namespace prefix and the dimension.
     let prefix: string | undefined;
     let selfClosing = false;
-    for (;;) {
+    const resume = options.resume;
+    if (resume) {
+      // Skip to the mark: inflated, counted, not scanned.
+      while (base + buf.length < resume.at) {
+        if (!(await more(buf.length))) throw new Error("worksheet XML ends before the resume mark");
+      }
+      pos = resume.at - base;
+      prefix = resume.prefix;
+    }
+    for (; resume === undefined; ) {
       const head = buf.toString("latin1");
       const m = /<([A-Za-z_][\w.-]*:)?sheetData(\s[^>]*)?(\/?)>/.exec(head);
       if (m) {
@@ -140,7 +175,7 @@ export async function* cutSheet(
     }
     if (selfClosing) return;
 
-    const p = prefix;
+    const p = prefix ?? "";
     const OPEN = Buffer.from(`<${p}row`);
     const CLOSE = Buffer.from(`</${p}row>`);
     const END = Buffer.from(`</${p}sheetData`);
@@ -198,11 +233,13 @@ export async function* cutSheet(
       return is !== -1 && is < to;
     };
 
-    let lastRow = 0;
-    let dataRows = 0;
-    let headerSeen = false;
+    let lastRow = resume?.lastRow ?? 0;
+    let dataRows = resume?.rows ?? 0;
+    let headerSeen = resume !== undefined;
     let parts: Buffer[] = [];
     let inSlice = 0;
+    /** The mark after the last data row added. */
+    let mark: CutMark = resume ?? { at: 0, rows: 0, lastRow: 0, prefix: p };
 
     for (;;) {
       const open = find(finders.open, pos);
@@ -264,14 +301,15 @@ export async function* cutSheet(
       options.onRow?.(dataRows);
       parts.push(...row);
       inSlice++;
+      mark = { at: base + rowEnd, rows: dataRows, lastRow, prefix: p };
       if (inSlice === options.rowsPerSlice) {
         const out = parts;
         parts = [];
         inSlice = 0;
-        yield { kind: "slice", parts: out, rows: options.rowsPerSlice };
+        yield { kind: "slice", parts: out, rows: options.rowsPerSlice, mark };
       }
     }
-    if (inSlice > 0) yield { kind: "slice", parts, rows: inSlice };
+    if (inSlice > 0) yield { kind: "slice", parts, rows: inSlice, mark };
   } finally {
     await it.return?.();
   }

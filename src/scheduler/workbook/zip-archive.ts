@@ -64,7 +64,9 @@ class DeclaredSize extends Transform {
 
   override _flush(done: TransformCallback): void {
     if (this.#seen < this.declared) {
-      done(notXlsx(new Error(`${this.name} inflates to ${this.#seen} bytes, not ${this.declared}`)));
+      done(
+        notXlsx(new Error(`${this.name} inflates to ${this.#seen} bytes, not ${this.declared}`)),
+      );
     } else done();
   }
 }
@@ -189,10 +191,13 @@ export class ZipArchive {
       throw notXlsx(new Error(`${entry.fileName} is encrypted`));
     }
     const inflate =
-      entry.compressionMethod === 8 ? createInflateRaw({ chunkSize: INFLATE_CHUNK_BYTES }) : undefined;
+      entry.compressionMethod === 8
+        ? createInflateRaw({ chunkSize: INFLATE_CHUNK_BYTES })
+        : undefined;
     // Errors come out named after the entry (and as our refusals), whoever reads the stream.
     const out = new DeclaredSize(entry.fileName, entry.uncompressedSize);
-    const fail = (err: Error) => out.destroy(asWorkbookError(err, undefined, entry.fileName) as Error);
+    const fail = (err: Error) =>
+      out.destroy(asWorkbookError(err, undefined, entry.fileName) as Error);
     raw.on("error", fail);
     inflate?.on("error", fail);
     out.on("close", () => {
