@@ -131,6 +131,16 @@ export async function* cutSheet(
   /** Where `buf` starts in the sheet XML. */
   let base = 0;
   let ended = false;
+  /** The slice's rows so far; the last of them, back to back in `buf`, as one run [from, to). */
+  let parts: Buffer[] = [];
+  let runFrom = -1;
+  let runTo = -1;
+  /** Ends the run of rows in `buf` (before `buf` changes, or the slice is yielded). */
+  const endRun = () => {
+    if (runFrom < 0) return;
+    parts.push(buf.subarray(runFrom, runTo));
+    runFrom = -1;
+  };
   const it = chunks[Symbol.asyncIterator]();
   /** Appends the next chunk to what is left of the buffer; false at the end of input. */
   const more = async (keepFrom: number): Promise<boolean> => {
@@ -139,6 +149,7 @@ export async function* cutSheet(
       ended = true;
       return false;
     }
+    endRun();
     base += keepFrom;
     buf = keepFrom >= buf.length ? next.value : Buffer.concat([buf.subarray(keepFrom), next.value]);
     pos -= keepFrom;
@@ -236,7 +247,6 @@ export async function* cutSheet(
     let lastRow = resume?.lastRow ?? 0;
     let dataRows = resume?.rows ?? 0;
     let headerSeen = resume !== undefined;
-    let parts: Buffer[] = [];
     let inSlice = 0;
     /** The mark after the last data row added. */
     let mark: CutMark = resume ?? { at: 0, rows: 0, lastRow: 0, prefix: p };
@@ -282,33 +292,44 @@ export async function* cutSheet(
       if (!hasValue(tagEnd + 1, close)) continue;
 
       // Rows whose own number the reader could not trust are given it.
-      const row: Buffer[] =
+      const renumbered =
         number === r
-          ? [buf.subarray(open, rowEnd)]
-          : [
-              Buffer.from(
-                `<${p}row r="${number}"${tag.slice(OPEN.length).replace(ROW_ATTR, "")}`,
-                "latin1",
-              ),
-              buf.subarray(tagEnd + 1, rowEnd),
-            ];
+          ? undefined
+          : Buffer.from(
+              `<${p}row r="${number}"${tag.slice(OPEN.length).replace(ROW_ATTR, "")}`,
+              "latin1",
+            );
       if (!headerSeen) {
         headerSeen = true;
-        yield { kind: "header", xml: Buffer.concat(row) };
+        const xml = renumbered
+          ? Buffer.concat([renumbered, buf.subarray(tagEnd + 1, rowEnd)])
+          : Buffer.from(buf.subarray(open, rowEnd));
+        yield { kind: "header", xml };
         continue;
       }
       dataRows++;
       options.onRow?.(dataRows);
-      parts.push(...row);
+      if (renumbered) {
+        endRun();
+        parts.push(renumbered);
+        runFrom = tagEnd + 1;
+      } else if (runFrom < 0 || runTo !== open) {
+        // Not right after the row before (a skipped row or a gap between): a new run.
+        endRun();
+        runFrom = open;
+      }
+      runTo = rowEnd;
       inSlice++;
       mark = { at: base + rowEnd, rows: dataRows, lastRow, prefix: p };
       if (inSlice === options.rowsPerSlice) {
+        endRun();
         const out = parts;
         parts = [];
         inSlice = 0;
         yield { kind: "slice", parts: out, rows: options.rowsPerSlice, mark };
       }
     }
+    endRun();
     if (inSlice > 0) yield { kind: "slice", parts, rows: inSlice, mark };
   } finally {
     await it.return?.();
