@@ -32,7 +32,8 @@ export function asWorkbookError(err: unknown, signal?: AbortSignal, part = "a pa
   if (signal?.aborted) return signal.reason;
   if (err instanceof ShardfleetError) return err;
   if (isAwsServiceError(err) || isTransientError(err)) return err;
-  // yauzl counts inflated bytes against the declared size and stops at the first one over.
+  // yauzl's own inflater (entries opened here use DeclaredSize instead) stops at the first byte
+  // past the declared size with this message.
   if (err instanceof Error && /too many bytes in the stream/.test(err.message)) {
     return inflatedPastDeclared(part, Number(/expected (\d+)/.exec(err.message)?.[1] ?? 0));
   }
