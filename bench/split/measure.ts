@@ -2,6 +2,8 @@
  * The split alone: the customers workbook split by `splitOperation` in a process of its own
  * against the local S3/SQS server (in this process), its CPU and peak RSS. Figures only.
  * Usage: node --import tsx bench/split/measure.ts [ROWS,…] [SHARD_SIZE]
+ *   SPLIT_NODE_FLAGS (space-separated) go to the splitting process, e.g.
+ *   `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the split alone.
  */
 import { execFile } from "node:child_process";
 import { createReadStream } from "node:fs";
@@ -35,7 +37,12 @@ export async function measureSplit(rows: number, shardSize: number): Promise<Spl
     await writeFile(file, JSON.stringify(manifest));
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      ["--import", import.meta.resolve("tsx"), path.join(import.meta.dirname, "run-split.ts")],
+      [
+        ...(process.env.SPLIT_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
+        "--import",
+        import.meta.resolve("tsx"),
+        path.join(import.meta.dirname, "run-split.ts"),
+      ],
       {
         env: {
           ...process.env,

@@ -537,7 +537,12 @@ function openOutput(store: ObjectStore, key: string, signal?: AbortSignal) {
   signal?.addEventListener("abort", onAbort, { once: true });
   if (signal?.aborted) onAbort();
   const body = new PassThrough();
-  const upload = store.upload(key, body, { contentType: XLSX_CONTENT_TYPE, signal: stop.signal });
+  // One part in flight while the next fills: the merge's memory does not grow with the output.
+  const upload = store.upload(key, body, {
+    contentType: XLSX_CONTENT_TYPE,
+    signal: stop.signal,
+    queueSize: 1,
+  });
   // An upload failure aborts `stop`, which ends every wait on the writer: it would otherwise
   // wait forever for a reader that has gone.
   upload.catch((err: unknown) => stop.abort(err));

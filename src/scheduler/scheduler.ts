@@ -468,7 +468,7 @@ export class Scheduler {
       if (!started) return;
       current = started;
     } else {
-      log.info("resuming an interrupted split from the start");
+      log.info("resuming an interrupted split (after the slices it wrote, if any)");
     }
     log.info("splitting");
     // Shards go to the dispatcher as their slices land; it feeds the work queue fairly.

@@ -330,6 +330,100 @@ describe("splitOperation (local S3 + SQS)", () => {
     }
   });
 
+  it("a split stopped part-way (a lost lease) resumes after its last slice: none before it written again, every row once", async () => {
+    // Rows with and without their own number, empty rows skipped, shared and inline strings: the
+    // resumed scan must number and keep rows exactly as an uninterrupted one does.
+    let rows = '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>';
+    for (let k = 0; k < 23; k++) {
+      if (k % 5 === 3) rows += "<row/>";
+      rows +=
+        k % 3 === 0 // each slice starts with a row numbered after the one before it
+          ? `<row><c t="inlineStr"><is><t>r${k}</t></is></c><c><v>${k}</v></c><c><v>9</v></c></row>`
+          : `<row r="${3 * k + 5}"><c r="A${3 * k + 5}" t="s"><v>2</v></c><c r="B${3 * k + 5}"><v>${k}</v></c></row>`;
+    }
+    const data = handmadeXlsx({
+      sharedStrings: ["<t>id</t>", "<t>n</t>", "<t>shared</t>"],
+      sheets: [{ name: "S", rows }],
+    });
+    const fresh = testManifest("op-split-resume-fresh", { shardSize: 3, headers: ["id", "n"] });
+    const manifest = testManifest("op-split-resume", { shardSize: 3, headers: ["id", "n"] });
+    await putInput(fresh, data);
+    await putInput(manifest, data);
+    const whole = await splitOperation(
+      { store: aws.store, queue: { sendShards: async () => {} }, logger: silentLogger() },
+      { manifest: fresh, workQueueUrl: aws.resources.queues.dlq },
+    );
+    expect(whole.shards).toHaveLength(8);
+
+    /** The store, with every write's key recorded. */
+    const recording = (written: string[], after?: (key: string) => void) =>
+      new Proxy(aws.store, {
+        get(target, name) {
+          const value = Reflect.get(target, name, target);
+          if (typeof value !== "function") return value;
+          if (name !== "upload" && name !== "putText") return value.bind(target);
+          return async (key: string, ...rest: unknown[]) => {
+            written.push(key);
+            await value.call(target, key, ...rest);
+            after?.(key);
+          };
+        },
+      });
+    const slice = (k: number) => keys.shardSheetSlice(manifest.id, shardIdFor(k));
+
+    // The first holder loses its lease once slice 2 is written.
+    const lease = new AbortController();
+    const lost = new Error("lease lost");
+    const firstWrites: string[] = [];
+    const firstSent: ShardMessage[] = [];
+    const first = splitOperation(
+      {
+        store: recording(firstWrites, (key) => key === slice(2) && lease.abort(lost)),
+        queue: { sendShards: async (_url, batch) => void firstSent.push(...batch) },
+        logger: silentLogger(),
+      },
+      { manifest, workQueueUrl: aws.resources.queues.dlq, signal: lease.signal },
+    );
+    await expect(first).rejects.toBe(lost);
+    expect(firstWrites).toContain(slice(2));
+    expect(firstWrites).not.toContain(slice(7));
+
+    // The next holder goes on from there.
+    const secondWrites: string[] = [];
+    const secondSent: ShardMessage[] = [];
+    const result = await splitOperation(
+      {
+        store: recording(secondWrites),
+        queue: { sendShards: async (_url, batch) => void secondSent.push(...batch) },
+        logger: silentLogger(),
+      },
+      { manifest, workQueueUrl: aws.resources.queues.dlq },
+    );
+    expect(secondWrites).not.toContain(slice(0));
+    expect(secondWrites).not.toContain(slice(1));
+    expect(secondWrites).not.toContain(slice(2));
+    expect(secondWrites).not.toContain(keys.sharedStrings(manifest.id));
+    expect(secondWrites).not.toContain(keys.sliceContext(manifest.id));
+    expect(secondWrites).toContain(slice(7));
+    expect(result.rows).toBe(whole.rows);
+    expect(result.shards).toEqual(whole.shards);
+    // Every shard handed over once, in order, with its range.
+    expect(secondSent.map(({ shardId, start, end }) => ({ id: shardId, start, end }))).toEqual(
+      whole.shards,
+    );
+    // The slices are the uninterrupted split's, byte for byte, and read as every row once.
+    for (const shard of whole.shards) {
+      expect(await aws.store.getText(keys.shardSheetSlice(manifest.id, shard.id))).toBe(
+        await aws.store.getText(keys.shardSheetSlice(fresh.id, shard.id)),
+      );
+    }
+    const sliced: InputRow[] = [];
+    for (const shard of result.shards)
+      sliced.push(...(await readSlice(manifest.id, shard.id, result)));
+    expect(sliced).toEqual(await readerRows(manifest, 2));
+    expect(sliced.map((r) => r.i)).toEqual([...Array(whole.rows).keys()]);
+  });
+
   it("fails a split with more data rows than the limit, naming the setting", async () => {
     const manifest = testManifest("op-split-rows", { format: "csv" });
     await putInput(manifest, "a\n1\n2\n3\n");

@@ -24,7 +24,9 @@
  *
  * Crash safety: slices are rewritten identically by a re-run (same input, same boundaries), and
  * a shard's message goes out only after its slice exists, so a worker never receives a shard
- * whose slice is missing.
+ * whose slice is missing. An xlsx split that stopped part-way (a lost lease, a crash) resumes
+ * after the last of its slices 0, 1, … that exist (./split-resume.ts): those are handed over
+ * again as they are and the sheet XML before them is inflated but not scanned.
  */
 import { Readable } from "node:stream";
 import { type Clock, systemClock } from "../shared/clock.ts";
@@ -42,6 +44,7 @@ import { fitRow, isEmptyRow } from "../shared/workbook/row-shape.ts";
 import { saxBatches } from "../shared/workbook/sax.ts";
 import { readSharedStrings } from "../shared/workbook/shared-strings.ts";
 import { type SheetContext, sheetRows } from "../shared/workbook/sheet-xml.ts";
+import { findResumePoint, type ResumePoint, sliceMarkMetadata } from "./split-resume.ts";
 import { type ByteSource, objectByteSource } from "./workbook/byte-source.ts";
 import { parseHeaderRow } from "./workbook/inspect.ts";
 import {
@@ -191,8 +194,34 @@ class SliceSink {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * Hands over the first `slices` shards, whose slices a previous run wrote (every one but the
+   * last of `shardSize` rows), as if they had just been uploaded; `rows` is their total.
+   */
+  async resumeAfter(slices: number, rows: number, shardSize: number): Promise<void> {
+    const op = this.options.manifest.id;
+    for (let k = 0; k < slices; k++) {
+      const start = k * shardSize;
+      this.#pending.push({
+        v: 1,
+        operationId: op,
+        shardId: shardIdFor(k),
+        start,
+        end: Math.min(start + shardSize, rows),
+      });
+      if (this.#pending.length === SQS_BATCH_MAX) await this.#flush();
+    }
+    this.#shard = slices;
+    this.rows = rows;
+  }
+
   /** Uploads the next shard's slice (at most `UPLOADS_IN_FLIGHT` at once). */
-  async add(body: Buffer, rows: number, format: "xml" | "ndjson"): Promise<void> {
+  async add(
+    body: Buffer,
+    rows: number,
+    format: "xml" | "ndjson",
+    metadata?: Record<string, string>,
+  ): Promise<void> {
     const op = this.options.manifest.id;
     const shardId = shardIdFor(this.#shard++);
     const key = format === "xml" ? keys.shardSheetSlice(op, shardId) : keys.shardInput(op, shardId);
@@ -204,11 +233,12 @@ class SliceSink {
       end: this.rows + rows,
     };
     this.rows += rows;
-    // upload(): a slice of wide rows can pass the single-PUT limit.
+    // upload(): one PUT, or multipart for a slice of wide rows past the single-PUT limit.
     const done = this.deps.store
-      .upload(key, Readable.from([body]), {
+      .upload(key, body, {
         contentType: format === "xml" ? XML_CONTENT_TYPE : NDJSON_CONTENT_TYPE,
         signal: this.options.signal,
+        ...(metadata ? { metadata } : {}),
       })
       .then(() => this.log.debug({ shardId, bytes: body.length }, "slice written"));
     done.catch(() => {}); // awaited in order below; never an unhandled rejection meanwhile
@@ -306,7 +336,16 @@ async function cutXlsx(
   try {
     sheet = await openXlsxSheet(input, { sheet: manifest.spec.sheet, limits, signal });
     if (!sheet) return { headers, noted: undefined };
-    if (sheet.hasSharedStrings) {
+    const resume = await resumePoint(deps, manifest, signal);
+    if (resume) {
+      // Slice 0 was written after the header row was checked against the manifest's.
+      headers = manifest.headers;
+      await sink.resumeAfter(resume.slices, resume.mark.rows, manifest.spec.shardSize);
+      deps.logger.info(
+        { operationId: op, slices: resume.slices, rows: resume.mark.rows },
+        "split resumed after the slices already written",
+      );
+    } else if (sheet.hasSharedStrings) {
       const sst = await sheet.openSharedStrings();
       if (sst) {
         await deps.store.upload(keys.sharedStrings(op), sst, {
@@ -315,24 +354,27 @@ async function cutXlsx(
         });
       }
     }
-    const context = sliceContextSchema.parse({
-      v: 1,
-      date1904: sheet.date1904,
-      dateStyles: sheet.dateStyles.flatMap((isDate, id) => (isDate ? [id] : [])),
-      sharedStrings: sheet.hasSharedStrings,
-    } satisfies SliceContext);
-    // Before any slice: a worker that finds no context would read the slice as NDJSON.
-    await deps.store.putText(
-      keys.sliceContext(op),
-      JSON.stringify(context),
-      "application/json",
-      signal,
-    );
+    if (!resume) {
+      const context = sliceContextSchema.parse({
+        v: 1,
+        date1904: sheet.date1904,
+        dateStyles: sheet.dateStyles.flatMap((isDate, id) => (isDate ? [id] : [])),
+        sharedStrings: sheet.hasSharedStrings,
+      } satisfies SliceContext);
+      // Before any slice: a worker that finds no context would read the slice as NDJSON.
+      await deps.store.putText(
+        keys.sliceContext(op),
+        JSON.stringify(context),
+        "application/json",
+        signal,
+      );
+    }
 
     const xml = await sheet.openSheet();
     const pieces = cutSheet(xml as AsyncIterable<Buffer>, {
       rowsPerSlice: manifest.spec.shardSize,
       onRow: (rows) => checkRowCount(rows, limits),
+      ...(resume ? { resume: resume.mark } : {}),
     });
     for await (const piece of pieces) {
       signal?.throwIfAborted();
@@ -343,7 +385,12 @@ async function cutXlsx(
         headers = await parseHeaderXml(piece.xml, sheet, EXCEL_MAX_CELL_CHARS);
         checkHeaders(manifest, headers);
       } else {
-        await sink.add(sliceDocument(piece.parts), piece.rows, "xml");
+        await sink.add(
+          sliceDocument(piece.parts),
+          piece.rows,
+          "xml",
+          sliceMarkMetadata(piece.mark),
+        );
       }
     }
   } catch (err) {
@@ -354,6 +401,24 @@ async function cutXlsx(
     await input.close();
   }
   return { headers, noted: undefined };
+}
+
+/**
+ * Where an interrupted xlsx split of `manifest` may go on (./split-resume.ts), when its slices
+ * agree with its shard size; undefined to split from the start.
+ */
+async function resumePoint(
+  deps: SplitterDeps,
+  manifest: Manifest,
+  signal?: AbortSignal,
+): Promise<ResumePoint | undefined> {
+  if (manifest.headers.length === 0) return undefined; // nothing to check a resumed split against
+  const found = await findResumePoint(deps.store, manifest.id, signal);
+  if (!found) return undefined;
+  const size = manifest.spec.shardSize;
+  const { slices, mark } = found;
+  // Every slice before the last holds exactly `size` rows; the last, 1 to `size`.
+  return mark.rows > (slices - 1) * size && mark.rows <= slices * size ? found : undefined;
 }
 
 /** The row path (CSV): reads, fits and encodes every row, written as NDJSON slices. */

@@ -81,9 +81,37 @@ export function createSqsClient(options: AwsClientOptions = {}): SQSClient {
   return new SQSClient(commonConfig("SQS", options));
 }
 
+/**
+ * Signs a request without hashing its body (`x-amz-content-sha256: UNSIGNED-PAYLOAD`, which S3
+ * accepts): SigV4 otherwise reads every byte of a buffer body through SHA-256, the largest cost
+ * of writing slices after the copy itself. TLS guards the body; stream bodies go unsigned anyway.
+ */
+function signWithoutBodyHash(request: unknown): void {
+  const r = request as { headers?: Record<string, string>; body?: unknown };
+  if (r.headers && (typeof r.body === "string" || ArrayBuffer.isView(r.body))) {
+    r.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD";
+  }
+}
+
 export function createS3Client(options: AwsClientOptions = {}): S3Client {
   const config = commonConfig("S3", options);
-  return new S3Client({ ...config, forcePathStyle: config.endpoint !== undefined });
+  const s3 = new S3Client({
+    ...config,
+    forcePathStyle: config.endpoint !== undefined,
+    // No CRC-32 of every body sent or received unless the operation requires one (DeleteObjects):
+    // TLS guards the bytes in transit, and nothing here reads the checksums. Since SDK 3.729 the
+    // default computes one per PUT, a scan of every slice the splitter writes.
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
+  s3.middlewareStack.add(
+    (next) => (args) => {
+      signWithoutBodyHash(args.request);
+      return next(args);
+    },
+    { step: "build", name: "shardfleetUnsignedPayload" },
+  );
+  return s3;
 }
 
 export function createEc2Client(options: AwsClientOptions = {}): EC2Client {

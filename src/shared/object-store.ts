@@ -111,6 +111,19 @@ export class ObjectStore {
     }
   }
 
+  /** The object's user metadata (HEAD; keys lower-cased by S3), or undefined when it does not exist. */
+  async metadata(key: string, signal?: AbortSignal): Promise<Record<string, string> | undefined> {
+    try {
+      const out = await this.#s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), {
+        abortSignal: signal,
+      });
+      return out.Metadata ?? {};
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
   /** The object's body as text, or undefined when it does not exist. */
   async getText(key: string, signal?: AbortSignal): Promise<string | undefined> {
     const stream = await this.getStream(key, signal);
@@ -310,17 +323,47 @@ export class ObjectStore {
     }
   }
 
-  /** Streams a body of any size to S3 with multipart upload. Returns the bytes written. */
+  /**
+   * Writes a body of any size. A stream goes through multipart upload (at most `queueSize` parts
+   * of `partSize` bytes buffered); a buffer no larger than a part is sent as one PUT, without
+   * the multipart machinery's copies and calls.
+   */
   async upload(
     key: string,
-    body: Readable,
-    options: { contentType?: string; signal?: AbortSignal } = {},
+    body: Readable | Buffer,
+    options: {
+      contentType?: string;
+      signal?: AbortSignal;
+      /** Parts uploaded at once, each a buffer of `partSize` bytes. @default 4 */
+      queueSize?: number;
+      /** User metadata (`x-amz-meta-*`; US-ASCII values), read back with `metadata`. */
+      metadata?: Record<string, string>;
+    } = {},
   ): Promise<void> {
+    if (Buffer.isBuffer(body) && body.length <= this.#partSize) {
+      await this.#s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: options.contentType,
+          Metadata: options.metadata,
+        }),
+        { abortSignal: options.signal },
+      );
+      return;
+    }
     const upload = new Upload({
       client: this.#s3,
-      params: { Bucket: this.bucket, Key: key, Body: body, ContentType: options.contentType },
+      params: {
+        Bucket: this.bucket,
+        Key: key,
+        Body: body,
+        ContentType: options.contentType,
+        Metadata: options.metadata,
+      },
       partSize: this.#partSize,
-      queueSize: 4,
+      queueSize: options.queueSize ?? 4,
       leavePartsOnError: false,
     });
     const onAbort = () => void upload.abort();

@@ -119,6 +119,47 @@ describe("cutSheet", () => {
     );
   });
 
+  it("resumed at any slice's mark, however chunked, yields exactly the slices that came after it", async () => {
+    type Slice = Extract<SheetPiece, { kind: "slice" }>;
+    const slicesOf = async (chunks: Buffer[], rowsPerSlice: number, resume?: Slice["mark"]) => {
+      const out: Array<{ bytes: string; rows: number; mark: Slice["mark"] }> = [];
+      const pieces = cutSheet(Readable.from(chunks), {
+        rowsPerSlice,
+        ...(resume ? { resume } : {}),
+      });
+      for await (const piece of pieces) {
+        // A resumed scan yields neither the dimension nor the header again.
+        if (resume) expect(piece.kind).toBe("slice");
+        if (piece.kind === "slice") {
+          out.push({
+            bytes: sliceDocument(piece.parts).toString(),
+            rows: piece.rows,
+            mark: piece.mark,
+          });
+        }
+      }
+      return out;
+    };
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom("", "x:"),
+        fc.array(fc.nat(6), { maxLength: 30 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        fc.integer({ min: 1, max: 4 }),
+        async (prefix, kinds, points, otherPoints, rowsPerSlice) => {
+          const xml = Buffer.from(sheetXml(prefix, kinds));
+          const whole = await slicesOf(splitAt(xml, points), rowsPerSlice);
+          for (const [k, slice] of whole.entries()) {
+            const rest = await slicesOf(splitAt(xml, otherPoints), rowsPerSlice, slice.mark);
+            expect(rest).toEqual(whole.slice(k + 1));
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
   it("stops at </sheetData> and yields nothing for a sheet without rows", async () => {
     const after = `<worksheet><sheetData><row r="1"><c><v>1</v></c></row></sheetData><extLst><row r="9"><c><v>9</v></c></row></extLst></worksheet>`;
     expect((await cut([Buffer.from(after)], 10)).rows.map((r) => r.n)).toEqual([1]);

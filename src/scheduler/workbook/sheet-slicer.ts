@@ -22,14 +22,37 @@ export type SheetPiece =
   | { kind: "dimension"; ref: string }
   /** The first data row, as XML (the header row). */
   | { kind: "header"; xml: Buffer }
-  /** `rows` data rows as XML fragments, to be wrapped by `sliceDocument`. */
-  | { kind: "slice"; parts: Buffer[]; rows: number };
+  /**
+   * `rows` data rows as XML fragments, to be wrapped by `sliceDocument`; `mark` is where a scan
+   * resumed after this slice starts.
+   */
+  | { kind: "slice"; parts: Buffer[]; rows: number; mark: CutMark };
+
+/**
+ * The scan's state just after a slice's last row: enough to resume the cut there without
+ * scanning what came before (a split interrupted by a lost lease goes on from its last slice).
+ */
+export interface CutMark {
+  /** Bytes of the sheet XML up to the end of the slice's last row. */
+  at: number;
+  /** Data rows up to and including the slice. */
+  rows: number;
+  /** The row number of the slice's last row (rows without their own number follow it). */
+  lastRow: number;
+  /** The sheet's namespace prefix (`x:` for `<x:row>`, or ""). */
+  prefix: string;
+}
 
 export interface CutOptions {
   /** Data rows per slice; the last slice may be shorter. */
   rowsPerSlice: number;
   /** Called with the data rows seen so far before each is added (the row limit). */
   onRow?: (rows: number) => void;
+  /**
+   * Resume after the slice that left this mark: the bytes before it are skipped unscanned, and
+   * no dimension or header piece is yielded (the scan that wrote the slice yielded them).
+   */
+  resume?: CutMark;
 }
 
 const LT = 0x3c;
@@ -105,7 +128,19 @@ export async function* cutSheet(
 ): AsyncGenerator<SheetPiece> {
   let buf: Buffer = Buffer.alloc(0);
   let pos = 0;
+  /** Where `buf` starts in the sheet XML. */
+  let base = 0;
   let ended = false;
+  /** The slice's rows so far; the last of them, back to back in `buf`, as one run [from, to). */
+  let parts: Buffer[] = [];
+  let runFrom = -1;
+  let runTo = -1;
+  /** Ends the run of rows in `buf` (before `buf` changes, or the slice is yielded). */
+  const endRun = () => {
+    if (runFrom < 0) return;
+    parts.push(buf.subarray(runFrom, runTo));
+    runFrom = -1;
+  };
   const it = chunks[Symbol.asyncIterator]();
   /** Appends the next chunk to what is left of the buffer; false at the end of input. */
   const more = async (keepFrom: number): Promise<boolean> => {
@@ -114,6 +149,8 @@ export async function* cutSheet(
       ended = true;
       return false;
     }
+    endRun();
+    base += keepFrom;
     buf = keepFrom >= buf.length ? next.value : Buffer.concat([buf.subarray(keepFrom), next.value]);
     pos -= keepFrom;
     return true;
@@ -123,7 +160,16 @@ export async function* cutSheet(
     // The head, up to `<sheetData`: the namespace prefix and the dimension.
     let prefix: string | undefined;
     let selfClosing = false;
-    for (;;) {
+    const resume = options.resume;
+    if (resume) {
+      // Skip to the mark: inflated, counted, not scanned.
+      while (base + buf.length < resume.at) {
+        if (!(await more(buf.length))) throw new Error("worksheet XML ends before the resume mark");
+      }
+      pos = resume.at - base;
+      prefix = resume.prefix;
+    }
+    for (; resume === undefined; ) {
       const head = buf.toString("latin1");
       const m = /<([A-Za-z_][\w.-]*:)?sheetData(\s[^>]*)?(\/?)>/.exec(head);
       if (m) {
@@ -140,7 +186,7 @@ export async function* cutSheet(
     }
     if (selfClosing) return;
 
-    const p = prefix;
+    const p = prefix ?? "";
     const OPEN = Buffer.from(`<${p}row`);
     const CLOSE = Buffer.from(`</${p}row>`);
     const END = Buffer.from(`</${p}sheetData`);
@@ -198,11 +244,12 @@ export async function* cutSheet(
       return is !== -1 && is < to;
     };
 
-    let lastRow = 0;
-    let dataRows = 0;
-    let headerSeen = false;
-    let parts: Buffer[] = [];
+    let lastRow = resume?.lastRow ?? 0;
+    let dataRows = resume?.rows ?? 0;
+    let headerSeen = resume !== undefined;
     let inSlice = 0;
+    /** The mark after the last data row added. */
+    let mark: CutMark = resume ?? { at: 0, rows: 0, lastRow: 0, prefix: p };
 
     for (;;) {
       const open = find(finders.open, pos);
@@ -245,33 +292,45 @@ export async function* cutSheet(
       if (!hasValue(tagEnd + 1, close)) continue;
 
       // Rows whose own number the reader could not trust are given it.
-      const row: Buffer[] =
+      const renumbered =
         number === r
-          ? [buf.subarray(open, rowEnd)]
-          : [
-              Buffer.from(
-                `<${p}row r="${number}"${tag.slice(OPEN.length).replace(ROW_ATTR, "")}`,
-                "latin1",
-              ),
-              buf.subarray(tagEnd + 1, rowEnd),
-            ];
+          ? undefined
+          : Buffer.from(
+              `<${p}row r="${number}"${tag.slice(OPEN.length).replace(ROW_ATTR, "")}`,
+              "latin1",
+            );
       if (!headerSeen) {
         headerSeen = true;
-        yield { kind: "header", xml: Buffer.concat(row) };
+        const xml = renumbered
+          ? Buffer.concat([renumbered, buf.subarray(tagEnd + 1, rowEnd)])
+          : Buffer.from(buf.subarray(open, rowEnd));
+        yield { kind: "header", xml };
         continue;
       }
       dataRows++;
       options.onRow?.(dataRows);
-      parts.push(...row);
+      if (renumbered) {
+        endRun();
+        parts.push(renumbered);
+        runFrom = tagEnd + 1;
+      } else if (runFrom < 0 || runTo !== open) {
+        // Not right after the row before (a skipped row or a gap between): a new run.
+        endRun();
+        runFrom = open;
+      }
+      runTo = rowEnd;
       inSlice++;
+      mark = { at: base + rowEnd, rows: dataRows, lastRow, prefix: p };
       if (inSlice === options.rowsPerSlice) {
+        endRun();
         const out = parts;
         parts = [];
         inSlice = 0;
-        yield { kind: "slice", parts: out, rows: options.rowsPerSlice };
+        yield { kind: "slice", parts: out, rows: options.rowsPerSlice, mark };
       }
     }
-    if (inSlice > 0) yield { kind: "slice", parts, rows: inSlice };
+    endRun();
+    if (inSlice > 0) yield { kind: "slice", parts, rows: inSlice, mark };
   } finally {
     await it.return?.();
   }

@@ -15,3 +15,21 @@ export const sliceContextSchema = z.strictObject({
   sharedStrings: z.boolean(),
 });
 export type SliceContext = z.infer<typeof sliceContextSchema>;
+
+/**
+ * Where the splitter's scan stood after an xlsx slice (sheet-slicer's `CutMark`), kept in the
+ * slice's own metadata so a split interrupted by a lost lease resumes after its last slice
+ * instead of from the start (src/scheduler/split-resume.ts). Written and read by the splitter only.
+ */
+export const sliceMarkSchema = z.strictObject({
+  v: z.literal(1),
+  /** Bytes of the inflated sheet XML up to the end of the slice's last row. */
+  at: z.number().int().nonnegative(),
+  /** Data rows up to and including the slice. */
+  rows: z.number().int().positive(),
+  /** The sheet row number of the slice's last row. */
+  lastRow: z.number().int().positive(),
+  /** The sheet's namespace prefix ("" or e.g. "x:"). */
+  prefix: z.string(),
+});
+export type SliceMark = z.infer<typeof sliceMarkSchema>;
