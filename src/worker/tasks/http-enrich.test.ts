@@ -592,6 +592,39 @@ describe("http-enrich response bounds", () => {
     expect(clock.sleeps).toHaveLength(0);
   });
 
+  it("fails a row whose declared length is over the size limit, without reading it or retrying", async () => {
+    let sent = 0;
+    handler = (_req, _body, res) => {
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "content-length": String(MAX_RESPONSE_BYTES + 1),
+      });
+      // The first chunk only: the client must give up on the declared length alone.
+      res.write("x".repeat(1024));
+      sent++;
+    };
+    const clock = new FakeClock({ sleeps: "instant" });
+    const r = runner({ url: `${base}/declared`, results: { v: "v" } }, { clock });
+    const [row] = await r.runRows(rows({}), ctx());
+    expect(row?.e).toBe(`HTTP 200: response body over ${MAX_RESPONSE_BYTES} bytes`);
+    expect(sent).toBe(1);
+    expect(clock.sleeps).toHaveLength(0);
+  });
+
+  it("reads a body of declared length whole, multi-byte characters included", async () => {
+    handler = (_req, _body, res) => {
+      const text = JSON.stringify({ v: "é€😀".repeat(5_000) });
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "content-length": String(Buffer.byteLength(text)),
+      });
+      res.end(text);
+    };
+    const r = runner({ url: `${base}/utf8`, results: { v: "v" } });
+    const [row] = await r.runRows(rows({}), ctx());
+    expect(row).toEqual({ i: 10, r: { v: "é€😀".repeat(5_000) } });
+  });
+
   it("fails a row whose value does not fit in a cell rather than cutting it", async () => {
     handler = (_req, _body, res) =>
       json(res, 200, { v: "y".repeat(MAX_CELL_CHARS + 1), w: "z".repeat(MAX_CELL_CHARS) });
