@@ -551,6 +551,31 @@ describe("http-enrich egress policy", () => {
     expect(requests).toHaveLength(0);
   });
 
+  it("resolves a name once for the connections a pool opens together", async () => {
+    handler = (_req, _body, res) => setTimeout(() => json(res, 200, { v: 1 }), 20);
+    const lookups: string[] = [];
+    const lookup: HostLookup = async (hostname) => {
+      lookups.push(hostname);
+      return [{ address: "127.0.0.1" }];
+    };
+    const r = runner(
+      {
+        url: `http://many.test:${port()}/m/{n}`,
+        results: { v: "v" },
+        concurrency: 20,
+        adaptiveConcurrency: false,
+      },
+      { headers: ["n"], egress: parseEgressAllow("127.0.0.1"), lookup },
+    );
+    const out = await r.runRows(
+      Array.from({ length: 20 }, (_, k) => ({ index: k, values: { n: k } })),
+      ctx(),
+    );
+    expect(out.every((x) => x.r?.v === 1)).toBe(true);
+    expect(maxInFlight).toBe(20);
+    expect(lookups).toEqual(["many.test"]);
+  });
+
   it("connects to the allowed address of a name that has several", async () => {
     handler = (_req, _body, res) => json(res, 200, { v: 2 });
     const lookup: HostLookup = async () => [{ address: "10.0.0.1" }, { address: "127.0.0.1" }];
