@@ -552,7 +552,9 @@ describe("http-enrich egress policy", () => {
   });
 
   it("resolves a name once for the connections a pool opens together", async () => {
-    handler = (_req, _body, res) => setTimeout(() => json(res, 200, { v: 1 }), 20);
+    handler = (_req, _body, res) => {
+      setTimeout(() => json(res, 200, { v: 1 }), 20);
+    };
     const lookups: string[] = [];
     const lookup: HostLookup = async (hostname) => {
       lookups.push(hostname);

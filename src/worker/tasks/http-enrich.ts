@@ -25,7 +25,7 @@ import {
 } from "../../shared/url-template.ts";
 import type { FleetShare, OriginCounters } from "../budget/budget-peers.ts";
 import { TokenBucket } from "../budget/token-bucket.ts";
-import { type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
+import { type AimdOptions, type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
 import { Limiter } from "./limiter.ts";
 import { type RequestAbort, RequestAborts } from "./request-aborts.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
@@ -190,6 +190,8 @@ export class HttpEnrichRunner implements TaskRunner {
   readonly #idempotencyHeader: string | undefined;
   readonly #operationId: string | undefined;
   readonly #share: FleetShare;
+  /** One object for every `observe` (its settings are worked out once per object). */
+  readonly #aimdOptions: AimdOptions;
   #closed = false;
 
   /** Throws BadInputError (SPEC_INVALID) naming an unknown column or a URL that cannot work. */
@@ -214,6 +216,7 @@ export class HttpEnrichRunner implements TaskRunner {
     )?.[1];
     this.#bodyEscape = contentType?.toLowerCase().includes("json") ? jsonEscape : asIs;
     this.#limiter = new Limiter(options.concurrency);
+    this.#aimdOptions = { max: options.concurrency };
     this.#operationId = runnerOptions.operationId;
     this.#share = deps.share ?? ALONE;
     this.#share.setReporter(() => this.stats());
@@ -416,7 +419,7 @@ export class HttpEnrichRunner implements TaskRunner {
       gate.aimd = observe(
         gate.aimd,
         { signal: signalOf(outcome), latencyMs: this.#clock.now() - started, inFlight, epoch },
-        { max: this.#options.concurrency },
+        this.#aimdOptions,
       );
       if (this.#options.adaptiveConcurrency && gate.aimd.limit !== gate.limiter.limit) {
         logger.debug(
