@@ -259,7 +259,7 @@ export class HttpEnrichRunner implements TaskRunner {
     if (this.#closed) throw new Error("http-enrich runner is closed");
     const { signal, dispose } = childSignal(ctx.signal);
     const rowCtx = { ...ctx, signal };
-    const aborts = new RequestAborts(signal);
+    const aborts = new RequestAborts(signal, this.#options.timeoutMs);
     // Counted among the operation's workers (the budget's divisor, the status) while rows run.
     const release = this.#share.hold();
     try {
@@ -413,7 +413,7 @@ export class HttpEnrichRunner implements TaskRunner {
       const epoch = gate.aimd.epoch;
       const inFlight = gate.limiter.active;
       const started = this.#clock.now();
-      const outcome = await aborts.run(this.#options.timeoutMs, (request) =>
+      const outcome = await aborts.run((request) =>
         this.#exchange(index, url, body, shardSignal, request),
       );
       gate.aimd = observe(

@@ -4,6 +4,10 @@
  * takes as a request's `signal`; the batch listens on the shard's signal once for all of them.
  * An AbortController per request plus a listener on the shard's signal per request (EventTarget
  * bookkeeping in Node's internals) cost about a fifth of the runner's CPU per row.
+ *
+ * Timeouts: every request of a batch has the same timeout, so the open set (insertion-ordered)
+ * is also in deadline order; one timer for the whole batch, armed for the oldest open request,
+ * replaces a timer per request (whose objects outlived the young generation at 200 in flight).
  */
 import { EventEmitter } from "node:events";
 
@@ -13,6 +17,13 @@ export class RequestAbort extends EventEmitter {
   reason: unknown = undefined;
   /** True when the request's own timeout ended it (not the shard). */
   timedOut = false;
+
+  constructor(
+    /** `performance.now()` at which the request times out. */
+    readonly deadline: number,
+  ) {
+    super();
+  }
 
   abort(reason: unknown): void {
     if (this.aborted) return;
@@ -25,10 +36,13 @@ export class RequestAbort extends EventEmitter {
 export class RequestAborts {
   readonly #open = new Set<RequestAbort>();
   readonly #shard: AbortSignal;
+  readonly #timeoutMs: number;
+  #timer: NodeJS.Timeout | undefined;
 
-  /** `shard` ends every open request; it is listened on once, here. */
-  constructor(shard: AbortSignal) {
+  /** `shard` ends every open request (listened on once, here); each request also ends after `timeoutMs`. */
+  constructor(shard: AbortSignal, timeoutMs: number) {
     this.#shard = shard;
+    this.#timeoutMs = timeoutMs;
     shard.addEventListener(
       "abort",
       () => {
@@ -39,22 +53,39 @@ export class RequestAborts {
   }
 
   /**
-   * Runs `fn` with a handle that aborts after `timeoutMs` (with a TimeoutError) or when the
+   * Runs `fn` with a handle that aborts after the timeout (with a TimeoutError) or when the
    * shard's signal does, whichever comes first.
    */
-  async run<T>(timeoutMs: number, fn: (handle: RequestAbort) => Promise<T>): Promise<T> {
-    const handle = new RequestAbort();
+  async run<T>(fn: (handle: RequestAbort) => Promise<T>): Promise<T> {
+    const handle = new RequestAbort(performance.now() + this.#timeoutMs);
     if (this.#shard.aborted) handle.abort(this.#shard.reason);
-    const timer = setTimeout(() => {
-      handle.timedOut = !handle.aborted;
-      handle.abort(new DOMException("request timed out", "TimeoutError"));
-    }, timeoutMs);
     this.#open.add(handle);
+    this.#timer ??= setTimeout(() => this.#expire(), this.#timeoutMs);
     try {
       return await fn(handle);
     } finally {
-      clearTimeout(timer);
       this.#open.delete(handle);
+      if (this.#open.size === 0) this.#disarm();
     }
+  }
+
+  /** Times out every open request past its deadline; re-arms for the oldest one left. */
+  #expire(): void {
+    this.#timer = undefined;
+    const now = performance.now();
+    for (const request of this.#open) {
+      if (request.deadline > now) {
+        this.#timer = setTimeout(() => this.#expire(), Math.ceil(request.deadline - now));
+        return;
+      }
+      this.#open.delete(request);
+      request.timedOut = !request.aborted;
+      request.abort(new DOMException("request timed out", "TimeoutError"));
+    }
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 }
