@@ -274,12 +274,16 @@ export class HttpEnrichRunner implements TaskRunner {
         while (!failed && next < rows.length) {
           const k = next++;
           const row = rows[k]!;
-          results[k] = await this.#limiter.run(async () => {
+          // Held across the row's retries: the per-worker cap, whatever the shards running.
+          if (!this.#limiter.tryAcquire()) await this.#limiter.acquire(signal);
+          try {
             const result = await this.#row(row, rowCtx, aborts);
             ctx.onRowDone?.(1);
             ctx.onResults?.([result]);
-            return result;
-          }, signal);
+            results[k] = result;
+          } finally {
+            this.#limiter.release();
+          }
         }
       };
       const lanes = Math.min(this.#options.concurrency, rows.length);
@@ -408,8 +412,9 @@ export class HttpEnrichRunner implements TaskRunner {
   ): Promise<AttemptOutcome> {
     const { signal: shardSignal, logger } = ctx;
     const gate = this.#gate(url.origin);
-    return gate.limiter.run(async () => {
-      await gate.bucket?.take(shardSignal);
+    if (!gate.limiter.tryAcquire()) await gate.limiter.acquire(shardSignal);
+    try {
+      if (gate.bucket) await gate.bucket.take(shardSignal);
       const epoch = gate.aimd.epoch;
       const inFlight = gate.limiter.active;
       const started = this.#clock.now();
@@ -429,7 +434,9 @@ export class HttpEnrichRunner implements TaskRunner {
         gate.limiter.setLimit(gate.aimd.limit);
       }
       return outcome;
-    }, shardSignal);
+    } finally {
+      gate.limiter.release();
+    }
   }
 
   /** One request and its answer; `request` ends it on the shard's abort or the timeout. */
