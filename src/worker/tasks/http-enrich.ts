@@ -418,9 +418,13 @@ export class HttpEnrichRunner implements TaskRunner {
       const epoch = gate.aimd.epoch;
       const inFlight = gate.limiter.active;
       const started = this.#clock.now();
-      const outcome = await aborts.run((request) =>
-        this.#exchange(index, url, body, shardSignal, request),
-      );
+      const request = aborts.open();
+      let outcome: AttemptOutcome;
+      try {
+        outcome = await this.#exchange(index, url, body, shardSignal, request);
+      } finally {
+        aborts.close(request);
+      }
       gate.aimd = observe(
         gate.aimd,
         { signal: signalOf(outcome), latencyMs: this.#clock.now() - started, inFlight, epoch },
