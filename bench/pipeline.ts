@@ -326,6 +326,7 @@ try {
   }
   lines.push(
     `  fetch efficiency (http-enrich, ${fetch.concurrency} in flight, ${fetch.latencyMs} ms source, ${fetch.rows.toLocaleString("en-US")} rows): ${fetch.efficiency.toFixed(3)} (goal ≥ 0.95) — ${fmt(fetch.seconds, 2)} s, runner ${fmt(fetch.cpuSeconds, 2)} CPU-s`,
+    `    same minute: a bare undici loop ${fetch.floorEfficiency.toFixed(3)} (${fmt(fetch.floorCpuSeconds, 2)} CPU-s); the source ${fmt(fetch.sourceLateMs, 1)} ms late on average; the runner's first ${fetch.warmupRows.toLocaleString("en-US")} rows (cold process, warm-up) ${fetch.coldEfficiency.toFixed(3)}; load ${fetch.load.map((l) => l.toFixed(1)).join(" → ")}`,
     "",
   );
   process.stdout.write(lines.join("\n"));

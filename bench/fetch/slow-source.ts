@@ -1,16 +1,26 @@
 /**
  * A source that answers every request after a fixed delay with a small JSON body, in its own
  * process (so its work does not share the measured runner's event loop). Prints its port.
+ * `GET /stats` answers at once with what it has served so far and how late it was in total
+ * (its own event loop, not the client, made those milliseconds): the bench reports it, so a
+ * starved source is seen, not blamed on the runner.
  * Usage: node --import tsx bench/fetch/slow-source.ts DELAY_MS
  */
 import { createServer } from "node:http";
 
 const delayMs = Number(process.argv[2] ?? 50);
 let served = 0;
+let lateMs = 0;
 const server = createServer((req, res) => {
   req.resume();
+  if (req.url === "/stats") {
+    res.end(JSON.stringify({ served, lateMs }));
+    return;
+  }
+  const arrived = performance.now();
   setTimeout(() => {
     served++;
+    lateMs += Math.max(0, performance.now() - arrived - delayMs);
     const body = JSON.stringify({ ok: true, n: served });
     res.writeHead(200, { "content-type": "application/json", "content-length": body.length });
     res.end(body);

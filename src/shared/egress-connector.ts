@@ -50,13 +50,34 @@ export async function allowedAddress(
   throw new EgressRefusedError(`egress refused: ${reason}`, { hostname, port });
 }
 
+/**
+ * `lookup` with concurrent calls for one name sharing one resolver call: a pool opening its
+ * 200 connections at once asked the resolver 200 times (getaddrinfo runs 4 at a time on
+ * libuv's thread pool, so a worker's first requests waited on a queue of identical lookups).
+ * Nothing is kept once the call settles: every later connection resolves afresh, and each
+ * still checks the address it connects to.
+ */
+export function coalescedLookup(lookup: HostLookup): HostLookup {
+  const pending = new Map<string, Promise<Array<{ address: string }>>>();
+  return (hostname) => {
+    let answer = pending.get(hostname);
+    if (!answer) {
+      answer = Promise.resolve()
+        .then(() => lookup(hostname))
+        .finally(() => pending.delete(hostname));
+      pending.set(hostname, answer);
+    }
+    return answer;
+  };
+}
+
 export function guardedConnector(
   policy: EgressPolicy,
   deps: { lookup?: HostLookup } = {},
   options: GuardedConnectorOptions = {},
 ): buildConnector.connector {
   const connect = buildConnector({ timeout: options.timeoutMs ?? 10_000 });
-  const lookup = deps.lookup ?? systemLookup;
+  const lookup = coalescedLookup(deps.lookup ?? systemLookup);
   return (opts, callback) => {
     const port = opts.port ? Number(opts.port) : opts.protocol === "https:" ? 443 : 80;
     allowedAddress(policy, lookup, opts.hostname, port).then(

@@ -107,9 +107,16 @@ export function initialAimd(options: AimdOptions): AimdState {
   };
 }
 
+/** Settings per options object: `observe` runs once per request, the options rarely change. */
+const settingsOf = new WeakMap<AimdOptions, Settings>();
+
 /** The state after one more finished request. */
 export function observe(state: AimdState, sample: AimdSample, options: AimdOptions): AimdState {
-  const s = aimdSettings(options);
+  let s = settingsOf.get(options);
+  if (!s) {
+    s = aimdSettings(options);
+    settingsOf.set(options, s);
+  }
   // Answers to requests sent under an older, higher limit say nothing about the current one.
   const current = sample.epoch === state.epoch;
   const window = {

@@ -551,6 +551,33 @@ describe("http-enrich egress policy", () => {
     expect(requests).toHaveLength(0);
   });
 
+  it("resolves a name once for the connections a pool opens together", async () => {
+    handler = (_req, _body, res) => {
+      setTimeout(() => json(res, 200, { v: 1 }), 20);
+    };
+    const lookups: string[] = [];
+    const lookup: HostLookup = async (hostname) => {
+      lookups.push(hostname);
+      return [{ address: "127.0.0.1" }];
+    };
+    const r = runner(
+      {
+        url: `http://many.test:${port()}/m/{n}`,
+        results: { v: "v" },
+        concurrency: 20,
+        adaptiveConcurrency: false,
+      },
+      { headers: ["n"], egress: parseEgressAllow("127.0.0.1"), lookup },
+    );
+    const out = await r.runRows(
+      Array.from({ length: 20 }, (_, k) => ({ index: k, values: { n: k } })),
+      ctx(),
+    );
+    expect(out.every((x) => x.r?.v === 1)).toBe(true);
+    expect(maxInFlight).toBe(20);
+    expect(lookups).toEqual(["many.test"]);
+  });
+
   it("connects to the allowed address of a name that has several", async () => {
     handler = (_req, _body, res) => json(res, 200, { v: 2 });
     const lookup: HostLookup = async () => [{ address: "10.0.0.1" }, { address: "127.0.0.1" }];
@@ -590,6 +617,39 @@ describe("http-enrich response bounds", () => {
     const [row] = await r.runRows(rows({}), ctx());
     expect(row?.e).toBe(`HTTP 200: response body over ${MAX_RESPONSE_BYTES} bytes`);
     expect(clock.sleeps).toHaveLength(0);
+  });
+
+  it("fails a row whose declared length is over the size limit, without reading it or retrying", async () => {
+    let sent = 0;
+    handler = (_req, _body, res) => {
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "content-length": String(MAX_RESPONSE_BYTES + 1),
+      });
+      // The first chunk only: the client must give up on the declared length alone.
+      res.write("x".repeat(1024));
+      sent++;
+    };
+    const clock = new FakeClock({ sleeps: "instant" });
+    const r = runner({ url: `${base}/declared`, results: { v: "v" } }, { clock });
+    const [row] = await r.runRows(rows({}), ctx());
+    expect(row?.e).toBe(`HTTP 200: response body over ${MAX_RESPONSE_BYTES} bytes`);
+    expect(sent).toBe(1);
+    expect(clock.sleeps).toHaveLength(0);
+  });
+
+  it("reads a body of declared length whole, multi-byte characters included", async () => {
+    handler = (_req, _body, res) => {
+      const text = JSON.stringify({ v: "é€😀".repeat(5_000) });
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "content-length": String(Buffer.byteLength(text)),
+      });
+      res.end(text);
+    };
+    const r = runner({ url: `${base}/utf8`, results: { v: "v" } });
+    const [row] = await r.runRows(rows({}), ctx());
+    expect(row).toEqual({ i: 10, r: { v: "é€😀".repeat(5_000) } });
   });
 
   it("fails a row whose value does not fit in a cell rather than cutting it", async () => {

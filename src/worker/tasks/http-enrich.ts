@@ -9,7 +9,7 @@
  * as-is, or JSON-string-escaped (without quotes) when the `content-type` header says JSON, so
  * `{"name": "{name}"}` stays valid JSON whatever the cell holds.
  */
-import { Pool } from "undici";
+import { type Dispatcher, Pool } from "undici";
 import { type Clock, systemClock } from "../../shared/clock.ts";
 import { type EgressPolicy, EgressRefusedError, PUBLIC_ONLY } from "../../shared/egress.ts";
 import { guardedConnector, type HostLookup } from "../../shared/egress-connector.ts";
@@ -25,8 +25,9 @@ import {
 } from "../../shared/url-template.ts";
 import type { FleetShare, OriginCounters } from "../budget/budget-peers.ts";
 import { TokenBucket } from "../budget/token-bucket.ts";
-import { type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
+import { type AimdOptions, type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
 import { Limiter } from "./limiter.ts";
+import { type RequestAbort, RequestAborts } from "./request-aborts.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
 
 export interface HttpEnrichDeps {
@@ -54,6 +55,8 @@ const ALONE: FleetShare = {
   close: async () => {},
 };
 
+type BodyReadable = Dispatcher.ResponseData["body"];
+
 /** Most bytes a response body may have; a bigger one is the row's error, unread. */
 export const MAX_RESPONSE_BYTES = 1024 * 1024;
 /** Most characters a result cell may hold: Excel's own cell limit. A longer value is the row's error. */
@@ -78,8 +81,12 @@ const asIs = (s: string) => s;
 
 /** Reads `a.b.0.c` out of parsed JSON; undefined when any step is missing. */
 export function readPath(value: unknown, path: string): unknown {
+  return readSteps(value, path.split("."));
+}
+
+function readSteps(value: unknown, steps: readonly string[]): unknown {
   let current = value;
-  for (const step of path.split(".")) {
+  for (const step of steps) {
     if (current === null || typeof current !== "object") return undefined;
     current = (current as Record<string, unknown>)[step];
   }
@@ -108,6 +115,25 @@ export function parseRetryAfter(
   const at = Date.parse(value);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - now);
+}
+
+/**
+ * A response body as text, or undefined when it has more than `max` bytes. A declared length
+ * within `max` is read whole at once (undici holds the body to that length); a larger one is
+ * not read at all; a body of unknown length is read chunk by chunk up to `max`.
+ */
+function readBody(
+  res: { headers: Record<string, string | string[] | undefined>; body: BodyReadable },
+  max: number,
+): Promise<string | undefined> {
+  const declared = res.headers["content-length"];
+  const length = typeof declared === "string" && /^\d+$/.test(declared) ? Number(declared) : -1;
+  if (length >= 0 && length <= max) return res.body.text();
+  if (length > max) {
+    res.body.destroy();
+    return Promise.resolve(undefined);
+  }
+  return readBounded(res.body, max);
 }
 
 /**
@@ -154,6 +180,8 @@ export class HttpEnrichRunner implements TaskRunner {
   readonly #maxRetryAfterMs: number;
   readonly #maxBackoffMs: number;
   readonly #url: Template;
+  /** `results` as [column, path steps], split once rather than per row. */
+  readonly #results: ReadonlyArray<readonly [string, readonly string[]]>;
   readonly #body: Template | undefined;
   readonly #bodyEscape: (s: string) => string;
   readonly #limiter: Limiter;
@@ -164,6 +192,8 @@ export class HttpEnrichRunner implements TaskRunner {
   readonly #idempotencyHeader: string | undefined;
   readonly #operationId: string | undefined;
   readonly #share: FleetShare;
+  /** One object for every `observe` (its settings are worked out once per object). */
+  readonly #aimdOptions: AimdOptions;
   #closed = false;
 
   /** Throws BadInputError (SPEC_INVALID) naming an unknown column or a URL that cannot work. */
@@ -180,6 +210,7 @@ export class HttpEnrichRunner implements TaskRunner {
     this.#maxRetryAfterMs = runnerOptions.maxRetryAfterMs ?? 60_000;
     this.#maxBackoffMs = runnerOptions.maxBackoffMs ?? 30_000;
     this.columns = Object.keys(options.results);
+    this.#results = Object.entries(options.results).map(([c, path]) => [c, path.split(".")]);
     this.#url = compileTemplate(options.url);
     this.#body = options.body === undefined ? undefined : compileTemplate(options.body);
     const contentType = Object.entries(options.headers).find(
@@ -187,6 +218,7 @@ export class HttpEnrichRunner implements TaskRunner {
     )?.[1];
     this.#bodyEscape = contentType?.toLowerCase().includes("json") ? jsonEscape : asIs;
     this.#limiter = new Limiter(options.concurrency);
+    this.#aimdOptions = { max: options.concurrency };
     this.#operationId = runnerOptions.operationId;
     this.#share = deps.share ?? ALONE;
     this.#share.setReporter(() => this.stats());
@@ -229,6 +261,7 @@ export class HttpEnrichRunner implements TaskRunner {
     if (this.#closed) throw new Error("http-enrich runner is closed");
     const { signal, dispose } = childSignal(ctx.signal);
     const rowCtx = { ...ctx, signal };
+    const aborts = new RequestAborts(signal, this.#options.timeoutMs);
     // Counted among the operation's workers (the budget's divisor, the status) while rows run.
     const release = this.#share.hold();
     try {
@@ -243,12 +276,16 @@ export class HttpEnrichRunner implements TaskRunner {
         while (!failed && next < rows.length) {
           const k = next++;
           const row = rows[k]!;
-          results[k] = await this.#limiter.run(async () => {
-            const result = await this.#row(row, rowCtx);
+          // Held across the row's retries: the per-worker cap, whatever the shards running.
+          if (!this.#limiter.tryAcquire()) await this.#limiter.acquire(signal);
+          try {
+            const result = await this.#row(row, rowCtx, aborts);
             ctx.onRowDone?.(1);
             ctx.onResults?.([result]);
-            return result;
-          }, signal);
+            results[k] = result;
+          } finally {
+            this.#limiter.release();
+          }
         }
       };
       const lanes = Math.min(this.#options.concurrency, rows.length);
@@ -291,7 +328,7 @@ export class HttpEnrichRunner implements TaskRunner {
     return pool;
   }
 
-  async #row(row: TaskRow, ctx: TaskContext): Promise<ResultRow> {
+  async #row(row: TaskRow, ctx: TaskContext, aborts: RequestAborts): Promise<ResultRow> {
     let url: URL;
     try {
       url = new URL(render(this.#url, row.values, encodeURIComponent));
@@ -301,7 +338,7 @@ export class HttpEnrichRunner implements TaskRunner {
     const body = this.#body && render(this.#body, row.values, this.#bodyEscape);
     const attempts = this.#options.retries + 1;
     for (let attempt = 0; ; attempt++) {
-      const outcome = await this.#attempt(row.index, url, body, ctx.signal, ctx.logger);
+      const outcome = await this.#attempt(row.index, url, body, ctx, aborts);
       if (outcome.ok) return outcome.row;
       if (!outcome.retry) return { i: row.index, e: outcome.problem };
       if (attempt + 1 >= attempts) {
@@ -374,22 +411,30 @@ export class HttpEnrichRunner implements TaskRunner {
     index: number,
     url: URL,
     body: string | undefined,
-    shardSignal: AbortSignal,
-    logger: Logger,
+    ctx: TaskContext,
+    aborts: RequestAborts,
   ): Promise<AttemptOutcome> {
+    const { signal: shardSignal, logger } = ctx;
     const gate = this.#gate(url.origin);
-    return gate.limiter.run(async () => {
-      await gate.bucket?.take(shardSignal);
+    if (!gate.limiter.tryAcquire()) await gate.limiter.acquire(shardSignal);
+    try {
+      if (gate.bucket) await gate.bucket.take(shardSignal);
       const epoch = gate.aimd.epoch;
       const inFlight = gate.limiter.active;
       const started = this.#clock.now();
-      const outcome = await this.#send(index, url, body, shardSignal);
+      const request = aborts.open();
+      let outcome: AttemptOutcome;
+      try {
+        outcome = await this.#exchange(index, url, body, shardSignal, request);
+      } finally {
+        aborts.close(request);
+      }
       const latencyMs = this.#clock.now() - started;
       gate.latencyMsTotal += latencyMs;
       gate.aimd = observe(
         gate.aimd,
         { signal: signalOf(outcome), latencyMs, inFlight, epoch },
-        { max: this.#options.concurrency },
+        this.#aimdOptions,
       );
       if (this.#options.adaptiveConcurrency && gate.aimd.limit !== gate.limiter.limit) {
         logger.debug(
@@ -399,43 +444,21 @@ export class HttpEnrichRunner implements TaskRunner {
         gate.limiter.setLimit(gate.aimd.limit);
       }
       return outcome;
-    }, shardSignal);
-  }
-
-  async #send(
-    index: number,
-    url: URL,
-    body: string | undefined,
-    shardSignal: AbortSignal,
-  ): Promise<AttemptOutcome> {
-    // One controller and one timer per request: AbortSignal.timeout + AbortSignal.any cost
-    // about a sixth of the runner's CPU per row (signal bookkeeping, timers tracked for GC).
-    const timeout = new AbortController();
-    const timer = setTimeout(
-      () => timeout.abort(new DOMException("request timed out", "TimeoutError")),
-      this.#options.timeoutMs,
-    );
-    const onShardAbort = () => timeout.abort(shardSignal.reason);
-    if (shardSignal.aborted) onShardAbort();
-    else shardSignal.addEventListener("abort", onShardAbort, { once: true });
-    try {
-      return await this.#exchange(index, url, body, shardSignal, timeout.signal);
     } finally {
-      clearTimeout(timer);
-      shardSignal.removeEventListener("abort", onShardAbort);
+      gate.limiter.release();
     }
   }
 
-  /** One request and its answer; `signal` ends it on the shard's abort or the timeout. */
+  /** One request and its answer; `request` ends it on the shard's abort or the timeout. */
   async #exchange(
     index: number,
     url: URL,
     body: string | undefined,
     shardSignal: AbortSignal,
-    signal: AbortSignal,
+    request: RequestAbort,
   ): Promise<AttemptOutcome> {
     /** Whether the request's own timeout (not the shard) stopped it. */
-    const timedOut = () => signal.aborted && !shardSignal.aborted;
+    const timedOut = () => request.timedOut && !shardSignal.aborted;
     let res: Awaited<ReturnType<Pool["request"]>>;
     try {
       res = await this.#pool(url.origin).request({
@@ -443,7 +466,7 @@ export class HttpEnrichRunner implements TaskRunner {
         method: this.#options.method,
         headers: this.#headersFor(index),
         body: body ?? null,
-        signal,
+        signal: request,
       });
     } catch (err) {
       shardSignal.throwIfAborted();
@@ -456,7 +479,7 @@ export class HttpEnrichRunner implements TaskRunner {
     const { statusCode } = res;
     try {
       if (statusCode >= 200 && statusCode < 300) {
-        const text = await readBounded(res.body, MAX_RESPONSE_BYTES);
+        const text = await readBody(res, MAX_RESPONSE_BYTES);
         if (text === undefined) {
           return {
             ok: false,
@@ -477,8 +500,8 @@ export class HttpEnrichRunner implements TaskRunner {
           }
         }
         const r: Record<string, EncodedCell> = {};
-        for (const [column, path] of Object.entries(this.#options.results)) {
-          const cell = toCell(readPath(json, path));
+        for (const [column, steps] of this.#results) {
+          const cell = toCell(readSteps(json, steps));
           // Never cut a value short in silence: a cell that cannot hold it fails the row.
           if (typeof cell === "string" && cell.length > MAX_CELL_CHARS) {
             return {

@@ -56,6 +56,38 @@ describe("Limiter", () => {
   });
 });
 
+describe("Limiter slots taken by hand", () => {
+  it("tryAcquire takes a free slot, never one a waiter is queued for, and release hands it on", async () => {
+    const limiter = new Limiter(1);
+    expect(limiter.tryAcquire()).toBe(true);
+    expect(limiter.tryAcquire()).toBe(false);
+    let admitted = false;
+    const waiting = limiter.acquire().then(() => {
+      admitted = true;
+    });
+    limiter.release();
+    // The slot went to the waiter, in order: a caller arriving now does not jump the queue.
+    expect(limiter.tryAcquire()).toBe(false);
+    await waiting;
+    expect(admitted).toBe(true);
+    expect(limiter.active).toBe(1);
+    limiter.release();
+    expect(limiter.active).toBe(0);
+  });
+
+  it("acquire rejects with the signal's reason when it aborts while waiting", async () => {
+    const limiter = new Limiter(1);
+    expect(limiter.tryAcquire()).toBe(true);
+    const controller = new AbortController();
+    const waiting = limiter.acquire(controller.signal);
+    controller.abort(new Error("shard stopped"));
+    await expect(waiting).rejects.toThrow("shard stopped");
+    limiter.release();
+    expect(limiter.active).toBe(0);
+    expect(limiter.tryAcquire()).toBe(true);
+  });
+});
+
 /** Lets every queued promise callback run. */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 

@@ -34,12 +34,34 @@ export class Limiter {
 
   /** Runs `fn` once a slot is free; rejects with the signal's reason if it aborts first. */
   async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    await this.#acquire(signal);
+    await this.acquire(signal);
     try {
       return await fn();
     } finally {
-      this.#release();
+      this.release();
     }
+  }
+
+  /**
+   * Takes a slot at once when one is free and nobody waits (then call `release`): the hot
+   * path of a caller that would otherwise wrap each request in `run`'s closure and promise.
+   */
+  tryAcquire(): boolean {
+    if (this.#active < this.#limit && this.#waiters.length === 0) {
+      this.#active++;
+      return true;
+    }
+    return false;
+  }
+
+  /** Waits for a slot (then call `release`); rejects with the signal's reason if it aborts first. */
+  acquire(signal?: AbortSignal): Promise<void> {
+    return this.#acquire(signal);
+  }
+
+  /** Gives back a slot taken by `tryAcquire` or `acquire`. */
+  release(): void {
+    this.#release();
   }
 
   #acquire(signal?: AbortSignal): Promise<void> {
