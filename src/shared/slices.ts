@@ -24,7 +24,14 @@ import type { Readable } from "node:stream";
 import { NotFoundError, ShardfleetError } from "./errors.ts";
 import { keys } from "./keys.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { encodeCell, type InputRow, inputRowSchema } from "./schemas/cells.ts";
+import {
+  type Cell,
+  canonicalCell,
+  decodeCell,
+  encodeCell,
+  type InputRow,
+  inputRowSchema,
+} from "./schemas/cells.ts";
 import { type SliceContext, sliceContextSchema } from "./schemas/slice.ts";
 import { cutLongCells, rowProblems } from "./workbook/row-checks.ts";
 import { EXCEL_MAX_CELL_CHARS, fitRow } from "./workbook/row-shape.ts";
@@ -125,6 +132,14 @@ export function sheetContextOf(cells: SheetCells, key: string): SheetContext {
   };
 }
 
+/** One input row with its cells decoded (as a task sees them): an `InputRow` before encoding. */
+export interface DecodedInputRow {
+  i: number;
+  /** Fitted to the header's width. */
+  cells: Cell[];
+  n?: string;
+}
+
 /**
  * The shard's input rows in order, as `InputRow`s fitted to `width` header columns. Throws
  * SliceMissingError when the slice is missing, ShardfleetError INTERNAL for a slice that is not
@@ -137,6 +152,47 @@ export async function* readInputRows(
   width: number,
   signal?: AbortSignal,
 ): AsyncGenerator<InputRow> {
+  for await (const row of sliceRows(store, contexts, slice, width, signal)) {
+    if ("c" in row) yield row;
+    else
+      yield {
+        i: row.i,
+        c: row.cells.map(encodeCell),
+        ...(row.n === undefined ? {} : { n: row.n }),
+      };
+  }
+}
+
+/**
+ * The same rows as `readInputRows` with their cells decoded (`canonicalCell`), for the worker:
+ * an xlsx slice's cells go from the parser to the task without a trip through JSON.
+ */
+export async function* readDecodedRows(
+  store: ObjectStore,
+  contexts: SliceContexts,
+  slice: SliceRef,
+  width: number,
+  signal?: AbortSignal,
+): AsyncGenerator<DecodedInputRow> {
+  for await (const row of sliceRows(store, contexts, slice, width, signal)) {
+    if (!("c" in row)) yield row;
+    else
+      yield {
+        i: row.i,
+        cells: row.c.map(decodeCell),
+        ...(row.n === undefined ? {} : { n: row.n }),
+      };
+  }
+}
+
+/** The slice's rows as they come: decoded from sheet XML, encoded from NDJSON. */
+async function* sliceRows(
+  store: ObjectStore,
+  contexts: SliceContexts,
+  slice: SliceRef,
+  width: number,
+  signal?: AbortSignal,
+): AsyncGenerator<InputRow | DecodedInputRow> {
   const cells = await contexts.get(slice.operationId, signal);
   try {
     if (cells) {
@@ -160,7 +216,7 @@ async function* sheetSliceRows(
   slice: SliceRef,
   width: number,
   signal?: AbortSignal,
-): AsyncGenerator<InputRow> {
+): AsyncGenerator<DecodedInputRow> {
   let i = slice.start;
   try {
     const ctx = sheetContextOf(cells, key);
@@ -169,7 +225,7 @@ async function* sheetSliceRows(
       const problems = rowProblems(row, width);
       yield {
         i: i++,
-        c: cutLongCells(fitRow(row.cells, width)).map(encodeCell),
+        cells: cutLongCells(fitRow(row.cells, width)).map(canonicalCell),
         ...(problems.length > 0 ? { n: problems.join("; ") } : {}),
       };
     }

@@ -570,7 +570,7 @@ function outputContext(prepared: Prepared, attemptId: string): OutputContext {
   const inputs = new Map<number, RenderInput>();
   for (const row of prepared.rows) {
     const note = prepared.notes.get(row.index);
-    const cells = headers.map((header) => row.values[header] ?? null);
+    const cells = row.cells ?? headers.map((header) => row.values[header] ?? null);
     inputs.set(row.index, note === undefined ? { cells } : { cells, note });
   }
   return { headers, inputs, attemptId };
