@@ -20,7 +20,7 @@
  * range exactly broke the splitter's contract: an INTERNAL error.
  */
 import { createInterface } from "node:readline";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { NotFoundError, ShardfleetError } from "./errors.ts";
 import { keys } from "./keys.ts";
 import type { ObjectStore } from "./object-store.ts";
@@ -35,9 +35,15 @@ import {
 import { type SliceContext, sliceContextSchema } from "./schemas/slice.ts";
 import { cutLongCells, rowProblems } from "./workbook/row-checks.ts";
 import { EXCEL_MAX_CELL_CHARS, fitRow } from "./workbook/row-shape.ts";
+import { feedRowXml } from "./workbook/row-xml.ts";
 import { saxBatches } from "./workbook/sax.ts";
 import { readSharedStrings } from "./workbook/shared-strings.ts";
-import { type SheetContext, sheetRows } from "./workbook/sheet-xml.ts";
+import {
+  type SheetContext,
+  type SheetRow,
+  SheetRowReader,
+  sheetRows,
+} from "./workbook/sheet-xml.ts";
 
 /** A shard's slice does not exist (not yet written, or gone). */
 export class SliceMissingError extends NotFoundError {}
@@ -209,6 +215,38 @@ async function* sliceRows(
   }
 }
 
+/**
+ * A slice document's rows: read whole (a slice is one shard's rows) and tokenized by the fast
+ * path (./workbook/row-xml.ts); by saxes, the reference, when the fast path gives up.
+ */
+async function* parseSlice(stream: Readable, ctx: SheetContext): AsyncGenerator<SheetRow> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  const xml = Buffer.concat(parts).toString("utf8");
+  const fast = new SheetRowReader(ctx, { afterRow: 0 });
+  if (feedRowXml(xml, fast)) {
+    yield* fast.rows;
+    return;
+  }
+  yield* sheetRows(saxBatches(Readable.from([xml])), ctx, { afterRow: 0 });
+}
+
+/**
+ * A row's cells as the task gets them, in one pass: fitted to `width` (fitRow), text cut to
+ * Excel's cell limit (cutLongCells; the note says so), canonical (as after a trip through JSON).
+ */
+function taskCells(cells: readonly Cell[], width: number): Cell[] {
+  const out: Cell[] = new Array(width);
+  for (let k = 0; k < width; k++) {
+    const cell = cells[k];
+    if (cell === undefined) out[k] = null;
+    else if (typeof cell === "string") {
+      out[k] = cell.length > EXCEL_MAX_CELL_CHARS ? cell.slice(0, EXCEL_MAX_CELL_CHARS) : cell;
+    } else out[k] = canonicalCell(cell);
+  }
+  return out;
+}
+
 async function* sheetSliceRows(
   stream: Readable,
   key: string,
@@ -220,12 +258,12 @@ async function* sheetSliceRows(
   let i = slice.start;
   try {
     const ctx = sheetContextOf(cells, key);
-    for await (const row of sheetRows(saxBatches(stream), ctx, { afterRow: 0 })) {
+    for await (const row of parseSlice(stream, ctx)) {
       if (i >= slice.end) break;
       const problems = rowProblems(row, width);
       yield {
         i: i++,
-        cells: cutLongCells(fitRow(row.cells, width)).map(canonicalCell),
+        cells: taskCells(row.cells, width),
         ...(problems.length > 0 ? { n: problems.join("; ") } : {}),
       };
     }

@@ -9,7 +9,7 @@
  */
 import { BadInputError } from "../errors.ts";
 import type { Cell } from "../schemas/cells.ts";
-import { columnIndex, columnLetter, EXCEL_MAX_CELL_CHARS } from "./row-shape.ts";
+import { columnLetter, EXCEL_MAX_CELL_CHARS } from "./row-shape.ts";
 import { localName, type SaxEvent } from "./sax.ts";
 
 export type { SaxEvent, SaxTag } from "./sax.ts";
@@ -54,9 +54,22 @@ interface PendingCell {
   formula: string | undefined;
 }
 
+/** The column of a reference's letters (`$` allowed before them, any case), or -1 for none. */
+function refColumn(ref: string): number {
+  let k = ref.charCodeAt(0) === 0x24 ? 1 : 0;
+  let n = 0;
+  let letters = 0;
+  for (; k < ref.length; k++, letters++) {
+    const upper = ref.charCodeAt(k) & ~0x20;
+    if (upper < 0x41 || upper > 0x5a) break;
+    n = n * 26 + (upper - 64);
+  }
+  return letters === 0 ? -1 : n - 1;
+}
+
 function columnOf(ref: string | undefined, next: number): number {
-  const letters = ref ? /^\$?([A-Za-z]+)/.exec(ref)?.[1] : undefined;
-  const col = letters ? columnIndex(letters.toUpperCase()) : next;
+  const letters = ref ? refColumn(ref) : -1;
+  const col = letters >= 0 ? letters : next;
   // Also for cells without a reference: a row cannot grow past XFD by leaving them out.
   if (col >= MAX_COLUMNS) {
     throw new BadInputError(
@@ -135,12 +148,17 @@ export class SheetRowReader {
     this.#lastRow = slice?.afterRow ?? 0;
   }
 
+  /** Whether text now is kept (a tokenizer may skip text that is not). */
+  get capturing(): boolean {
+    return this.#capturing;
+  }
+
   text(value: string): void {
     if (this.#capturing && this.#text.length < MAX_KEPT_CHARS) this.#text += value;
   }
 
   /** An opening tag (`name` as written, prefix and all). */
-  open(name: string, attributes: Readonly<Record<string, string>>): void {
+  open(name: string, attributes: Readonly<Record<string, string | undefined>>): void {
     switch (localName(name)) {
       case "dimension":
         if (!this.#inData && attributes.ref) this.#ctx.onDimension?.(attributes.ref);
@@ -242,8 +260,10 @@ export class SheetRowReader {
       case "row": {
         const row = this.#row;
         if (row) {
-          // Array.from turns the holes left by sparse cells into explicit nulls.
-          this.rows.push({ ...row, cells: Array.from(row.cells, (c) => c ?? null) });
+          // The holes left by sparse cells become explicit nulls.
+          const cells = row.cells;
+          for (let k = 0; k < cells.length; k++) if (cells[k] === undefined) cells[k] = null;
+          this.rows.push(row);
           this.#row = undefined;
         }
         break;
