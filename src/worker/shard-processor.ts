@@ -170,6 +170,8 @@ export class ShardProcessor {
   readonly #attempts: AttemptRecords;
   /** Each operation's slice context and shared strings, loaded once for all its shards. */
   readonly #sliceContexts: SliceContexts;
+  /** Smoothed checkpoint write time of the last run that wrote one (the next run's start). */
+  #writeMs: number | undefined;
   #closed = false;
 
   constructor(deps: ShardProcessorDeps, options: ShardProcessorOptions) {
@@ -284,6 +286,7 @@ export class ShardProcessor {
     } catch (err) {
       return await this.#stopped(err, running);
     } finally {
+      this.#writeMs = running.run?.writeMs ?? this.#writeMs;
       lost.dispose();
     }
   }
@@ -343,6 +346,7 @@ export class ShardProcessor {
         everyRows: checkpoint.everyRows,
         everyMs: checkpoint.everySeconds * 1000,
         budget: this.#budget,
+        ...(this.#writeMs === undefined ? {} : { writeMs: this.#writeMs }),
         lostSignal: running.lost,
         output: outputContext(prepared, running.attempt.attemptId),
       },
