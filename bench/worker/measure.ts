@@ -5,7 +5,7 @@
  * after the other, and reports its CPU (every thread) per million rows: the first shard (plugin
  * load, pool start, SDK warm-up) apart from the rest. Figures only.
  *
- * Usage: npm run bench:worker -- [--rows N] [--shard-size N] [--prof DIR]
+ * Usage: npm run bench:worker -- [--rows N] [--shard-size N] [--batch-size N] [--prof FILE]
  *   --prof FILE writes a V8 CPU profile of the worker's main thread, from its second shard on.
  */
 import { execFile } from "node:child_process";
@@ -42,6 +42,7 @@ export async function measureWorker(
   rows: number,
   shardSize: number,
   prof?: string,
+  batchSize?: number,
 ): Promise<WorkerFigures> {
   const dir = await mkdtemp(path.join(tmpdir(), "shardfleet-worker-"));
   const aws = await startLocalAws(`worker${rows}`, {});
@@ -53,7 +54,10 @@ export async function measureWorker(
       shardSize,
       spec: {
         version: 1,
-        task: { name: "transform", options: { module: "noop" } },
+        task: {
+          name: "transform",
+          options: { module: "noop", ...(batchSize ? { batchSize } : {}) },
+        },
         shardSize,
         toleratedFailurePercent: 0,
       },
@@ -108,14 +112,21 @@ if (process.argv[1] === import.meta.filename) {
       rows: { type: "string", default: "100000" },
       "shard-size": { type: "string", default: "10000" },
       prof: { type: "string" },
+      "batch-size": { type: "string" },
     },
   });
   const before = loadavg()[0]?.toFixed(1);
-  const f = await measureWorker(Number(values.rows), Number(values["shard-size"]), values.prof);
+  const batch = values["batch-size"] ? Number(values["batch-size"]) : undefined;
+  const f = await measureWorker(
+    Number(values.rows),
+    Number(values["shard-size"]),
+    values.prof,
+    batch,
+  );
   const perMillion = (ms: number, n: number) => ((ms / 1000) * 1e6) / n;
   process.stdout.write(
     [
-      `bench/worker — no-op transform, ${f.rows.toLocaleString("en-US")} rows in ${f.shards} shards, one worker process; load average ${before} before, ${loadavg()[0]?.toFixed(1)} after`,
+      `bench/worker — no-op transform${batch ? ` (batchSize ${batch})` : ""}, ${f.rows.toLocaleString("en-US")} rows in ${f.shards} shards, one worker process; load average ${before} before, ${loadavg()[0]?.toFixed(1)} after`,
       `  first shard (start-up included): ${(f.firstCpuMs / 1000).toFixed(2)} CPU-s`,
       `  the other ${f.restRows.toLocaleString("en-US")} rows: ${(f.restCpuMs / 1000).toFixed(2)} CPU-s = ${perMillion(f.restCpuMs, f.restRows).toFixed(2)} CPU-s per 1M rows (${((f.restCpuMs * 1000) / f.restRows).toFixed(1)} µs a row)`,
       `  threads (whole life, CPU-s): ${Object.entries(f.threads)
