@@ -33,8 +33,8 @@ import {
   inputRowSchema,
 } from "./schemas/cells.ts";
 import { type SliceContext, sliceContextSchema } from "./schemas/slice.ts";
-import { cutLongCells, rowProblems } from "./workbook/row-checks.ts";
-import { EXCEL_MAX_CELL_CHARS, fitRow } from "./workbook/row-shape.ts";
+import { rowProblems } from "./workbook/row-checks.ts";
+import { EXCEL_MAX_CELL_CHARS } from "./workbook/row-shape.ts";
 import { feedRowXml } from "./workbook/row-xml.ts";
 import { saxBatches } from "./workbook/sax.ts";
 import { readSharedStrings } from "./workbook/shared-strings.ts";
@@ -231,6 +231,15 @@ async function* parseSlice(stream: Readable, ctx: SheetContext): AsyncGenerator<
   yield* sheetRows(saxBatches(Readable.from([xml])), ctx, { afterRow: 0 });
 }
 
+/** False when `rowProblems` has nothing to say (most rows: checked without building a list). */
+function mayHaveProblems(row: SheetRow, width: number): boolean {
+  if (row.notes.length > 0 || row.cells.length > width) return true;
+  for (const cell of row.cells) {
+    if (typeof cell === "string" && cell.length > EXCEL_MAX_CELL_CHARS) return true;
+  }
+  return false;
+}
+
 /**
  * A row's cells as the task gets them, in one pass: fitted to `width` (fitRow), text cut to
  * Excel's cell limit (cutLongCells; the note says so), canonical (as after a trip through JSON).
@@ -260,7 +269,7 @@ async function* sheetSliceRows(
     const ctx = sheetContextOf(cells, key);
     for await (const row of parseSlice(stream, ctx)) {
       if (i >= slice.end) break;
-      const problems = rowProblems(row, width);
+      const problems = mayHaveProblems(row, width) ? rowProblems(row, width) : [];
       yield {
         i: i++,
         cells: taskCells(row.cells, width),

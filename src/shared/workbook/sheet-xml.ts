@@ -137,6 +137,14 @@ export class SheetRowReader {
   #lastRow: number;
   #nextCol = 0;
   #cell: PendingCell | undefined;
+  readonly #pending: PendingCell = {
+    col: 0,
+    type: undefined,
+    style: undefined,
+    value: undefined,
+    inline: undefined,
+    formula: undefined,
+  };
   #inInline = false;
   #inPhonetic = false;
   #capturing = false;
@@ -177,14 +185,15 @@ export class SheetRowReader {
       case "c":
         if (this.#row) {
           const style = attributes.s === undefined ? Number.NaN : Number.parseInt(attributes.s, 10);
-          this.#cell = {
-            col: columnOf(attributes.r, this.#nextCol),
-            type: attributes.t,
-            style: Number.isNaN(style) ? undefined : style,
-            value: undefined,
-            inline: undefined,
-            formula: undefined,
-          };
+          // One pending cell, reused: a cell is over before the next one opens.
+          const cell = this.#pending;
+          cell.col = columnOf(attributes.r, this.#nextCol);
+          cell.type = attributes.t;
+          cell.style = Number.isNaN(style) ? undefined : style;
+          cell.value = undefined;
+          cell.inline = undefined;
+          cell.formula = undefined;
+          this.#cell = cell;
         }
         break;
       case "f":
