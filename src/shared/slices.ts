@@ -20,17 +20,30 @@
  * range exactly broke the splitter's contract: an INTERNAL error.
  */
 import { createInterface } from "node:readline";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { NotFoundError, ShardfleetError } from "./errors.ts";
 import { keys } from "./keys.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { encodeCell, type InputRow, inputRowSchema } from "./schemas/cells.ts";
+import {
+  type Cell,
+  canonicalCell,
+  decodeCell,
+  encodeCell,
+  type InputRow,
+  inputRowSchema,
+} from "./schemas/cells.ts";
 import { type SliceContext, sliceContextSchema } from "./schemas/slice.ts";
-import { cutLongCells, rowProblems } from "./workbook/row-checks.ts";
-import { EXCEL_MAX_CELL_CHARS, fitRow } from "./workbook/row-shape.ts";
+import { rowProblems } from "./workbook/row-checks.ts";
+import { EXCEL_MAX_CELL_CHARS } from "./workbook/row-shape.ts";
+import { feedRowXml } from "./workbook/row-xml.ts";
 import { saxBatches } from "./workbook/sax.ts";
 import { readSharedStrings } from "./workbook/shared-strings.ts";
-import { type SheetContext, sheetRows } from "./workbook/sheet-xml.ts";
+import {
+  type SheetContext,
+  type SheetRow,
+  SheetRowReader,
+  sheetRows,
+} from "./workbook/sheet-xml.ts";
 
 /** A shard's slice does not exist (not yet written, or gone). */
 export class SliceMissingError extends NotFoundError {}
@@ -125,6 +138,14 @@ export function sheetContextOf(cells: SheetCells, key: string): SheetContext {
   };
 }
 
+/** One input row with its cells decoded (as a task sees them): an `InputRow` before encoding. */
+export interface DecodedInputRow {
+  i: number;
+  /** Fitted to the header's width. */
+  cells: Cell[];
+  n?: string;
+}
+
 /**
  * The shard's input rows in order, as `InputRow`s fitted to `width` header columns. Throws
  * SliceMissingError when the slice is missing, ShardfleetError INTERNAL for a slice that is not
@@ -137,6 +158,47 @@ export async function* readInputRows(
   width: number,
   signal?: AbortSignal,
 ): AsyncGenerator<InputRow> {
+  for await (const row of sliceRows(store, contexts, slice, width, signal)) {
+    if ("c" in row) yield row;
+    else
+      yield {
+        i: row.i,
+        c: row.cells.map(encodeCell),
+        ...(row.n === undefined ? {} : { n: row.n }),
+      };
+  }
+}
+
+/**
+ * The same rows as `readInputRows` with their cells decoded (`canonicalCell`), for the worker:
+ * an xlsx slice's cells go from the parser to the task without a trip through JSON.
+ */
+export async function* readDecodedRows(
+  store: ObjectStore,
+  contexts: SliceContexts,
+  slice: SliceRef,
+  width: number,
+  signal?: AbortSignal,
+): AsyncGenerator<DecodedInputRow> {
+  for await (const row of sliceRows(store, contexts, slice, width, signal)) {
+    if (!("c" in row)) yield row;
+    else
+      yield {
+        i: row.i,
+        cells: row.c.map(decodeCell),
+        ...(row.n === undefined ? {} : { n: row.n }),
+      };
+  }
+}
+
+/** The slice's rows as they come: decoded from sheet XML, encoded from NDJSON. */
+async function* sliceRows(
+  store: ObjectStore,
+  contexts: SliceContexts,
+  slice: SliceRef,
+  width: number,
+  signal?: AbortSignal,
+): AsyncGenerator<InputRow | DecodedInputRow> {
   const cells = await contexts.get(slice.operationId, signal);
   try {
     if (cells) {
@@ -153,6 +215,47 @@ export async function* readInputRows(
   }
 }
 
+/**
+ * A slice document's rows: read whole (a slice is one shard's rows) and tokenized by the fast
+ * path (./workbook/row-xml.ts); by saxes, the reference, when the fast path gives up.
+ */
+async function* parseSlice(stream: Readable, ctx: SheetContext): AsyncGenerator<SheetRow> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  const xml = Buffer.concat(parts).toString("utf8");
+  const fast = new SheetRowReader(ctx, { afterRow: 0 });
+  if (feedRowXml(xml, fast)) {
+    yield* fast.rows;
+    return;
+  }
+  yield* sheetRows(saxBatches(Readable.from([xml])), ctx, { afterRow: 0 });
+}
+
+/** False when `rowProblems` has nothing to say (most rows: checked without building a list). */
+function mayHaveProblems(row: SheetRow, width: number): boolean {
+  if (row.notes.length > 0 || row.cells.length > width) return true;
+  for (const cell of row.cells) {
+    if (typeof cell === "string" && cell.length > EXCEL_MAX_CELL_CHARS) return true;
+  }
+  return false;
+}
+
+/**
+ * A row's cells as the task gets them, in one pass: fitted to `width` (fitRow), text cut to
+ * Excel's cell limit (cutLongCells; the note says so), canonical (as after a trip through JSON).
+ */
+function taskCells(cells: readonly Cell[], width: number): Cell[] {
+  const out: Cell[] = new Array(width);
+  for (let k = 0; k < width; k++) {
+    const cell = cells[k];
+    if (cell === undefined) out[k] = null;
+    else if (typeof cell === "string") {
+      out[k] = cell.length > EXCEL_MAX_CELL_CHARS ? cell.slice(0, EXCEL_MAX_CELL_CHARS) : cell;
+    } else out[k] = canonicalCell(cell);
+  }
+  return out;
+}
+
 async function* sheetSliceRows(
   stream: Readable,
   key: string,
@@ -160,16 +263,16 @@ async function* sheetSliceRows(
   slice: SliceRef,
   width: number,
   signal?: AbortSignal,
-): AsyncGenerator<InputRow> {
+): AsyncGenerator<DecodedInputRow> {
   let i = slice.start;
   try {
     const ctx = sheetContextOf(cells, key);
-    for await (const row of sheetRows(saxBatches(stream), ctx, { afterRow: 0 })) {
+    for await (const row of parseSlice(stream, ctx)) {
       if (i >= slice.end) break;
-      const problems = rowProblems(row, width);
+      const problems = mayHaveProblems(row, width) ? rowProblems(row, width) : [];
       yield {
         i: i++,
-        c: cutLongCells(fitRow(row.cells, width)).map(encodeCell),
+        cells: taskCells(row.cells, width),
         ...(problems.length > 0 ? { n: problems.join("; ") } : {}),
       };
     }

@@ -15,7 +15,7 @@ import { deflateSegment } from "../shared/sheet/segment.ts";
 
 /** One input row as the output shows it: its cells in header order, and the splitter's note. */
 export interface RenderInput {
-  cells: Cell[];
+  cells: readonly Cell[];
   note?: string;
 }
 

@@ -9,10 +9,10 @@
  * error attempt (`inputNotYet`).
  */
 import type { ObjectStore } from "../shared/object-store.ts";
-import { type Cell, decodeCell } from "../shared/schemas/cells.ts";
+import type { Cell } from "../shared/schemas/cells.ts";
 import type { LifecycleStatus } from "../shared/schemas/operation.ts";
 import type { ShardMessage } from "../shared/schemas/shard.ts";
-import { readInputRows, SliceContexts } from "../shared/slices.ts";
+import { readDecodedRows, SliceContexts } from "../shared/slices.ts";
 import type { TaskRow } from "./tasks/task.ts";
 
 /** The shard's input slice does not exist (not yet written, or gone). */
@@ -40,8 +40,36 @@ export function inputNotYet(
 }
 
 /**
+ * A row of the slice as a task sees it: its cells in header order as read, and by header only
+ * when a runner asks (transform's threads take the cells as they are).
+ */
+class SliceTaskRow implements TaskRow {
+  readonly index: number;
+  readonly cells: readonly Cell[];
+  readonly #headers: readonly string[];
+  #values: Record<string, Cell> | undefined;
+
+  constructor(index: number, cells: readonly Cell[], headers: readonly string[]) {
+    this.index = index;
+    this.cells = cells;
+    this.#headers = headers;
+  }
+
+  get values(): Record<string, Cell> {
+    if (!this.#values) {
+      const values: Record<string, Cell> = {};
+      this.#headers.forEach((header, at) => {
+        values[header] = this.cells[at] ?? null;
+      });
+      this.#values = values;
+    }
+    return this.#values;
+  }
+}
+
+/**
  * The shard's input rows from `cursor` on, cells decoded and keyed by header, and the number
- * of rows in the whole slice. Rows before the cursor are only counted, never decoded or run.
+ * of rows in the whole slice. Rows before the cursor are only counted, never run.
  * `contexts` holds the operations' slice contexts (shared strings) across shards.
  */
 export async function readSlice(
@@ -56,16 +84,14 @@ export async function readSlice(
   // The splitter's notes (cells it could not keep): they open the row's error in the output.
   const notes = new Map<number, string>();
   let total = 0;
-  for await (const { i, c, n } of readInputRows(store, contexts, message, headers.length, signal)) {
+  const width = headers.length;
+  for await (const { i, cells, n } of readDecodedRows(store, contexts, message, width, signal)) {
     total++;
     if (i < cursor) continue;
     if (n !== undefined) notes.set(i, n);
-    const values: Record<string, Cell> = {};
-    headers.forEach((header, at) => {
-      const cell = c[at];
-      values[header] = cell === undefined ? null : decodeCell(cell);
-    });
-    rows.push({ index: i, values });
+    // An NDJSON line may hold fewer cells than the header: the rest are empty.
+    while (cells.length < width) cells.push(null);
+    rows.push(new SliceTaskRow(i, cells, headers));
   }
   return { rows, total, notes };
 }

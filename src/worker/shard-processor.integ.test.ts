@@ -336,6 +336,48 @@ describe("ShardProcessor", () => {
     expect(created).toBe(1);
   });
 
+  it("starts a shard's checkpoint floor from the write time its processor measured before", async () => {
+    const op = "op-floor";
+    await writeManifest(
+      aws.store,
+      op,
+      ["name"],
+      { name: "transform", options: { module: "greet" } },
+      { checkpoint: { everyRows: 2, everySeconds: 60 } },
+    );
+    // Reports the first two rows, then the rest: a row-count checkpoint is due after two.
+    const twoThenRest: TaskRunner = {
+      columns: [],
+      runRows: async (rows, ctx) => {
+        const out = rows.map((r) => ({ i: r.index, r: {} }));
+        ctx.onResults?.(out.slice(0, 2));
+        ctx.onResults?.(out.slice(2));
+        return out;
+      },
+      close: async () => {},
+    };
+    const p = new ShardProcessor(
+      { store: aws.store, logger: silentLogger(), createRunner: async () => twoThenRest },
+      // A write may take 0.01 % of the time: once one write was timed, the floor is 60 s.
+      { instanceId: "i-floor", market: "spot", pluginDir, checkpointBudget: 0.0001 },
+    );
+    processors.push(p);
+    const rows = Array.from({ length: 6 }, (_, k) => [`r${k}`]);
+    const chunksOf = async (shardId: string, start: number) => {
+      const message = await writeSlice(aws.store, op, shardId, start, rows);
+      resultOf(await p.process(JSON.stringify(message), { signal: signal() }));
+      const done = await aws.store.getJson(keys.done(op, shardId), shardDoneSchema);
+      return done?.chunks.map((c) => [c.start, c.end]);
+    };
+    // Nothing timed yet: the first checkpoint is due at everyRows.
+    expect(await chunksOf("s000000", 0)).toEqual([
+      [0, 2],
+      [2, 6],
+    ]);
+    // Timed now: the next shard's rows wait for the floor and end in one chunk.
+    expect(await chunksOf("s000001", 6)).toEqual([[6, 12]]);
+  });
+
   it("fails a shard whose operation names an unknown template column, naming it", async () => {
     const op = "op-badspec";
     await writeManifest(aws.store, op, ["name"], {

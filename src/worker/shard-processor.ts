@@ -170,6 +170,8 @@ export class ShardProcessor {
   readonly #attempts: AttemptRecords;
   /** Each operation's slice context and shared strings, loaded once for all its shards. */
   readonly #sliceContexts: SliceContexts;
+  /** Smoothed checkpoint write time of the last run that wrote one (the next run's start). */
+  #writeMs: number | undefined;
   #closed = false;
 
   constructor(deps: ShardProcessorDeps, options: ShardProcessorOptions) {
@@ -284,6 +286,7 @@ export class ShardProcessor {
     } catch (err) {
       return await this.#stopped(err, running);
     } finally {
+      this.#writeMs = running.run?.writeMs ?? this.#writeMs;
       lost.dispose();
     }
   }
@@ -343,6 +346,7 @@ export class ShardProcessor {
         everyRows: checkpoint.everyRows,
         everyMs: checkpoint.everySeconds * 1000,
         budget: this.#budget,
+        ...(this.#writeMs === undefined ? {} : { writeMs: this.#writeMs }),
         lostSignal: running.lost,
         output: outputContext(prepared, running.attempt.attemptId),
       },
@@ -570,7 +574,7 @@ function outputContext(prepared: Prepared, attemptId: string): OutputContext {
   const inputs = new Map<number, RenderInput>();
   for (const row of prepared.rows) {
     const note = prepared.notes.get(row.index);
-    const cells = headers.map((header) => row.values[header] ?? null);
+    const cells = row.cells ?? headers.map((header) => row.values[header] ?? null);
     inputs.set(row.index, note === undefined ? { cells } : { cells, note });
   }
   return { headers, inputs, attemptId };

@@ -58,6 +58,12 @@ export interface ShardRunOptions {
   everyMs: number;
   /** Largest share of the time checkpoint writes may take (see ShardProcessorOptions). */
   budget: number;
+  /**
+   * Smoothed checkpoint write time (ms) of earlier runs in this process, so the first
+   * row-count checkpoint keeps to the budget too (cheap rows then leave one chunk per shard,
+   * not a first one of `everyRows` rows). @default none: the first is due at `everyRows` rows
+   */
+  writeMs?: number;
   /** Aborts when the shard is lost: no write may happen after that. */
   lostSignal: AbortSignal;
   /**
@@ -112,6 +118,7 @@ export class ShardRun {
     this.#logger = deps.logger;
     this.#o = options;
     this.#progress = options.progress;
+    this.#writeMs = options.writeMs;
     this.#tracker = new PrefixTracker(options.indices, options.message.end);
     this.#lastCheckpointAt = this.#clock.now();
     this.#lastLookAt = this.#clock.now();
@@ -121,6 +128,11 @@ export class ShardRun {
   /** Where the run stands: the rows before `cursor` are durable. */
   get progress(): ShardProgress {
     return this.#progress;
+  }
+
+  /** Smoothed checkpoint write time (ms), once one was written or given. */
+  get writeMs(): number | undefined {
+    return this.#writeMs;
   }
 
   /** Checkpoint figures so far. */
@@ -188,8 +200,10 @@ export class ShardRun {
    */
   async finish(signal: AbortSignal): Promise<ShardRunResult> {
     await this.stop();
+    const started = performance.now();
     const { operationId, shardId, start, end } = this.#o.message;
     const piece = this.#tracker.peek(this.#progress.cursor);
+    const wrote = piece !== undefined || this.#progress.chunks.length === 0;
     if (piece) {
       const key = keys.chunk(operationId, shardId, piece.start, piece.end);
       const next = progressAfter(this.#progress, piece, key);
@@ -211,6 +225,8 @@ export class ShardRun {
         segment,
       );
     }
+    // The last write counts towards the write time the next run starts from.
+    if (wrote) this.#writeMs = smoothWriteMs(this.#writeMs, performance.now() - started);
     return { progress: this.#progress, stats: this.stats };
   }
 

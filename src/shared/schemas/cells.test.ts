@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Cell, decodeCell, encodeCell, encodedCellSchema } from "./cells.ts";
+import { type Cell, canonicalCell, decodeCell, encodeCell, encodedCellSchema } from "./cells.ts";
 
 describe("cell encoding", () => {
   it("round-trips every cell kind through JSON", () => {
@@ -26,5 +26,24 @@ describe("cell encoding", () => {
 
   it("sends negative zero as zero", () => {
     expect(Object.is(encodeCell(-0), 0)).toBe(true);
+  });
+
+  it("gives a cell the meaning a trip through JSON gives it, without the trip", () => {
+    const cell = fc.oneof(
+      fc.string(),
+      fc.double(),
+      fc.constantFrom(-0, Number.NaN, Number.POSITIVE_INFINITY),
+      fc.boolean(),
+      fc.constant(null),
+      fc.date({ noInvalidDate: true, min: new Date(0), max: new Date(Date.UTC(9999, 0, 1)) }),
+    );
+    fc.assert(
+      fc.property(cell, (value: Cell) => {
+        const tripped = decodeCell(JSON.parse(JSON.stringify(encodeCell(value))));
+        const canonical = canonicalCell(value);
+        if (tripped instanceof Date) expect((canonical as Date).getTime()).toBe(tripped.getTime());
+        else expect(Object.is(canonical, tripped)).toBe(true);
+      }),
+    );
   });
 });

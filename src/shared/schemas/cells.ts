@@ -25,6 +25,17 @@ export function encodeCell(value: Cell): EncodedCell {
   return value;
 }
 
+/**
+ * The cell as it is after a trip through JSON (`decodeCell(encodeCell(value))`) without the
+ * trip: what a reader hands a task straight from the parser keeps the meaning an NDJSON slice
+ * gives it (non-finite numbers as text, no negative zero).
+ */
+export function canonicalCell(value: Cell): Cell {
+  if (typeof value !== "number") return value;
+  if (!Number.isFinite(value)) return String(value);
+  return value === 0 ? 0 : value;
+}
+
 export function decodeCell(value: EncodedCell): Cell {
   if (value !== null && typeof value === "object") return new Date(value.$date);
   return value;

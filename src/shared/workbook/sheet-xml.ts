@@ -9,7 +9,7 @@
  */
 import { BadInputError } from "../errors.ts";
 import type { Cell } from "../schemas/cells.ts";
-import { columnIndex, columnLetter, EXCEL_MAX_CELL_CHARS } from "./row-shape.ts";
+import { columnLetter, EXCEL_MAX_CELL_CHARS } from "./row-shape.ts";
 import { localName, type SaxEvent } from "./sax.ts";
 
 export type { SaxEvent, SaxTag } from "./sax.ts";
@@ -54,9 +54,22 @@ interface PendingCell {
   formula: string | undefined;
 }
 
+/** The column of a reference's letters (`$` allowed before them, any case), or -1 for none. */
+function refColumn(ref: string): number {
+  let k = ref.charCodeAt(0) === 0x24 ? 1 : 0;
+  let n = 0;
+  let letters = 0;
+  for (; k < ref.length; k++, letters++) {
+    const upper = ref.charCodeAt(k) & ~0x20;
+    if (upper < 0x41 || upper > 0x5a) break;
+    n = n * 26 + (upper - 64);
+  }
+  return letters === 0 ? -1 : n - 1;
+}
+
 function columnOf(ref: string | undefined, next: number): number {
-  const letters = ref ? /^\$?([A-Za-z]+)/.exec(ref)?.[1] : undefined;
-  const col = letters ? columnIndex(letters.toUpperCase()) : next;
+  const letters = ref ? refColumn(ref) : -1;
+  const col = letters >= 0 ? letters : next;
   // Also for cells without a reference: a row cannot grow past XFD by leaving them out.
   if (col >= MAX_COLUMNS) {
     throw new BadInputError(
@@ -109,6 +122,169 @@ export interface SliceStart {
 }
 
 /**
+ * The reader's state machine, fed one XML event at a time by whichever tokenizer reads the
+ * bytes (saxes below, or ./row-xml.ts's fast scan of a slice): both feed this one, so a row
+ * means the same whichever read it. Finished rows collect in `rows` (the caller takes them);
+ * `ended` turns true at `</sheetData>` (nothing after it is data).
+ */
+export class SheetRowReader {
+  readonly rows: SheetRow[] = [];
+  ended = false;
+  readonly #ctx: SheetContext;
+  // A slice is bare rows: already inside the sheet data, numbered on from the row before it.
+  #inData: boolean;
+  #row: SheetRow | undefined;
+  #lastRow: number;
+  #nextCol = 0;
+  #cell: PendingCell | undefined;
+  readonly #pending: PendingCell = {
+    col: 0,
+    type: undefined,
+    style: undefined,
+    value: undefined,
+    inline: undefined,
+    formula: undefined,
+  };
+  #inInline = false;
+  #inPhonetic = false;
+  #capturing = false;
+  #text = "";
+
+  constructor(ctx: SheetContext, slice?: SliceStart) {
+    this.#ctx = ctx;
+    this.#inData = slice !== undefined;
+    this.#lastRow = slice?.afterRow ?? 0;
+  }
+
+  /** Whether text now is kept (a tokenizer may skip text that is not). */
+  get capturing(): boolean {
+    return this.#capturing;
+  }
+
+  text(value: string): void {
+    if (this.#capturing && this.#text.length < MAX_KEPT_CHARS) this.#text += value;
+  }
+
+  /** An opening tag (`name` as written, prefix and all). */
+  open(name: string, attributes: Readonly<Record<string, string | undefined>>): void {
+    switch (localName(name)) {
+      case "dimension":
+        if (!this.#inData && attributes.ref) this.#ctx.onDimension?.(attributes.ref);
+        break;
+      case "sheetData":
+        this.#inData = true;
+        break;
+      case "row":
+        if (this.#inData) {
+          const r = Number.parseInt(attributes.r ?? "", 10);
+          this.#lastRow = Number.isInteger(r) && r > this.#lastRow ? r : this.#lastRow + 1;
+          this.#row = { n: this.#lastRow, cells: [], notes: [] };
+          this.#nextCol = 0;
+        }
+        break;
+      case "c":
+        if (this.#row) {
+          const style = attributes.s === undefined ? Number.NaN : Number.parseInt(attributes.s, 10);
+          // One pending cell, reused: a cell is over before the next one opens.
+          const cell = this.#pending;
+          cell.col = columnOf(attributes.r, this.#nextCol);
+          cell.type = attributes.t;
+          cell.style = Number.isNaN(style) ? undefined : style;
+          cell.value = undefined;
+          cell.inline = undefined;
+          cell.formula = undefined;
+          this.#cell = cell;
+        }
+        break;
+      case "f":
+        if (this.#cell) {
+          this.#cell.formula = "";
+          this.#capturing = true;
+          this.#text = "";
+        }
+        break;
+      case "v":
+        if (this.#cell) {
+          this.#capturing = true;
+          this.#text = "";
+        }
+        break;
+      case "is":
+        if (this.#cell) {
+          this.#inInline = true;
+          this.#cell.inline = "";
+        }
+        break;
+      case "rPh": // phonetic guide text (furigana) is not part of the value
+        if (this.#inInline) this.#inPhonetic = true;
+        break;
+      case "t":
+        if (this.#inInline && !this.#inPhonetic) {
+          this.#capturing = true;
+          this.#text = "";
+        }
+        break;
+    }
+  }
+
+  /** A closing tag (also after a self-closing one). */
+  close(name: string): void {
+    const cell = this.#cell;
+    switch (localName(name)) {
+      case "f":
+        if (cell && this.#capturing) cell.formula = this.#text;
+        this.#capturing = false;
+        break;
+      case "v":
+        if (cell && this.#capturing) cell.value = this.#text;
+        this.#capturing = false;
+        break;
+      case "t":
+        if (cell && this.#inInline && this.#capturing) {
+          cell.inline = ((cell.inline ?? "") + this.#text).slice(0, MAX_KEPT_CHARS);
+        }
+        this.#capturing = false;
+        break;
+      case "rPh":
+        this.#inPhonetic = false;
+        break;
+      case "is":
+        this.#inInline = false;
+        break;
+      case "c": {
+        const row = this.#row;
+        if (row && cell) {
+          row.cells[cell.col] = cellValue(cell, this.#ctx);
+          if (cell.formula !== undefined && cell.value === undefined && cell.inline === undefined) {
+            const shown = cell.formula ? ` (=${cell.formula.slice(0, 80)})` : "";
+            row.notes.push(
+              `cell ${columnLetter(cell.col)}${row.n} holds a formula with no calculated value${shown}: open and save the workbook in Excel or LibreOffice so its values are calculated`,
+            );
+          }
+          this.#nextCol = cell.col + 1;
+        }
+        this.#cell = undefined;
+        break;
+      }
+      case "row": {
+        const row = this.#row;
+        if (row) {
+          // The holes left by sparse cells become explicit nulls.
+          const cells = row.cells;
+          for (let k = 0; k < cells.length; k++) if (cells[k] === undefined) cells[k] = null;
+          this.rows.push(row);
+          this.#row = undefined;
+        }
+        break;
+      }
+      case "sheetData":
+        this.ended = true;
+        break;
+    }
+  }
+}
+
+/**
  * Yields every `<row>` of the sheet: its number, its cells in column order (cell k is column k,
  * gaps are null, the array ends at the row's last cell) and notes. Rows with no cells are
  * yielded with [] (the caller decides what an empty row means). A formula with no cached value
@@ -121,135 +297,17 @@ export async function* sheetRows(
   ctx: SheetContext,
   slice?: SliceStart,
 ): AsyncGenerator<SheetRow> {
-  // A slice is bare rows: already inside the sheet data, numbered on from the row before it.
-  let inData = slice !== undefined;
-  let row: SheetRow | undefined;
-  let lastRow = slice?.afterRow ?? 0;
-  let nextCol = 0;
-  let cell: PendingCell | undefined;
-  let inInline = false;
-  let inPhonetic = false;
-  let capturing = false;
-  let text = "";
-
+  const reader = new SheetRowReader(ctx, slice);
   for await (const batch of events) {
     for (const event of batch) {
-      if (event.eventType === "text") {
-        if (capturing && text.length < MAX_KEPT_CHARS) text += event.value;
-        continue;
+      if (event.eventType === "text") reader.text(event.value);
+      else if (event.eventType === "opentag") reader.open(event.value.name, event.value.attributes);
+      else reader.close(event.value.name);
+      if (reader.rows.length > 0) {
+        yield* reader.rows;
+        reader.rows.length = 0;
       }
-      const name = localName(event.value.name);
-      if (event.eventType === "opentag") {
-        switch (name) {
-          case "dimension":
-            if (!inData && event.value.attributes.ref)
-              ctx.onDimension?.(event.value.attributes.ref);
-            break;
-          case "sheetData":
-            inData = true;
-            break;
-          case "row":
-            if (inData) {
-              const r = Number.parseInt(event.value.attributes.r ?? "", 10);
-              lastRow = Number.isInteger(r) && r > lastRow ? r : lastRow + 1;
-              row = { n: lastRow, cells: [], notes: [] };
-              nextCol = 0;
-            }
-            break;
-          case "c":
-            if (row) {
-              const attrs = event.value.attributes;
-              const style = attrs.s === undefined ? Number.NaN : Number.parseInt(attrs.s, 10);
-              cell = {
-                col: columnOf(attrs.r, nextCol),
-                type: attrs.t,
-                style: Number.isNaN(style) ? undefined : style,
-                value: undefined,
-                inline: undefined,
-                formula: undefined,
-              };
-            }
-            break;
-          case "f":
-            if (cell) {
-              cell.formula = "";
-              capturing = true;
-              text = "";
-            }
-            break;
-          case "v":
-            if (cell) {
-              capturing = true;
-              text = "";
-            }
-            break;
-          case "is":
-            if (cell) {
-              inInline = true;
-              cell.inline = "";
-            }
-            break;
-          case "rPh": // phonetic guide text (furigana) is not part of the value
-            if (inInline) inPhonetic = true;
-            break;
-          case "t":
-            if (inInline && !inPhonetic) {
-              capturing = true;
-              text = "";
-            }
-            break;
-        }
-      } else {
-        switch (name) {
-          case "f":
-            if (cell && capturing) cell.formula = text;
-            capturing = false;
-            break;
-          case "v":
-            if (cell && capturing) cell.value = text;
-            capturing = false;
-            break;
-          case "t":
-            if (cell && inInline && capturing) {
-              cell.inline = ((cell.inline ?? "") + text).slice(0, MAX_KEPT_CHARS);
-            }
-            capturing = false;
-            break;
-          case "rPh":
-            inPhonetic = false;
-            break;
-          case "is":
-            inInline = false;
-            break;
-          case "c":
-            if (row && cell) {
-              row.cells[cell.col] = cellValue(cell, ctx);
-              if (
-                cell.formula !== undefined &&
-                cell.value === undefined &&
-                cell.inline === undefined
-              ) {
-                const shown = cell.formula ? ` (=${cell.formula.slice(0, 80)})` : "";
-                row.notes.push(
-                  `cell ${columnLetter(cell.col)}${row.n} holds a formula with no calculated value${shown}: open and save the workbook in Excel or LibreOffice so its values are calculated`,
-                );
-              }
-              nextCol = cell.col + 1;
-            }
-            cell = undefined;
-            break;
-          case "row":
-            if (row) {
-              // Array.from turns the holes left by sparse cells into explicit nulls.
-              const done = { ...row, cells: Array.from(row.cells, (c) => c ?? null) };
-              row = undefined;
-              yield done;
-            }
-            break;
-          case "sheetData":
-            return;
-        }
-      }
+      if (reader.ended) return;
     }
   }
 }

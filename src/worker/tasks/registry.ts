@@ -83,6 +83,7 @@ export async function createTaskRunner(
       return createTransformRunner({ logger }, spec.options, {
         pluginDir: deps.pluginDir,
         ...(options.threads === undefined ? {} : { threads: options.threads }),
+        ...(options.headers ? { headers: options.headers } : {}),
       });
   }
 }

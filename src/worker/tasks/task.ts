@@ -11,6 +11,12 @@ import type { Cell, ResultRow } from "../../shared/schemas/cells.ts";
 export interface TaskRow {
   index: number;
   values: Record<string, Cell>;
+  /**
+   * The same cells in the operation's header order, when the reader has them that way (the
+   * shard's slice does): runners that pass rows on whole (transform's threads) take them as they
+   * are instead of looking every header up.
+   */
+  cells?: readonly Cell[];
 }
 
 export interface TaskContext {

@@ -11,8 +11,11 @@
  *
  * Tasks (from transform.ts):
  *   { kind: "describe", modulePath }                 → { columns: string[] }
- *   { kind: "rows", modulePath, options, rows: [{ i, c: { header: EncodedCell } }] }
- *                                                    → [{ i, r } | { i, e }] (ResultRow[])
+ *   { kind: "rows", modulePath, options, headers, indices, cells }
+ *     `cells`: each row's cells in `headers` order, one row after the other (Dates as Dates)
+ *                                                    → { columns, rows } (batchResultSchema:
+ *     per row its error text, null for no result columns, or its values by position in
+ *     `columns`, encoded as EncodedCell, undefined where the row has no such column)
  */
 import { pathToFileURL } from "node:url";
 
@@ -37,13 +40,8 @@ function loadPlugin(modulePath) {
   return loaded;
 }
 
-// The same encoding as src/shared/schemas/cells.ts (encodeCell/decodeCell), re-implemented
-// because this thread runs without a TypeScript loader: dates travel as { $date: ISO }.
-function decodeCell(value) {
-  if (value !== null && typeof value === "object") return new Date(value.$date);
-  return value;
-}
-
+// The same encoding as src/shared/schemas/cells.ts (encodeCell), re-implemented because this
+// thread runs without a TypeScript loader: dates go back as { $date: ISO } (results are JSON).
 function encodeResultValue(value) {
   if (value === undefined || value === null) return null;
   if (value instanceof Date) {
@@ -74,31 +72,51 @@ function describeError(err) {
   return oneLine(String(err));
 }
 
-async function runRow(fn, row, options) {
-  const values = {};
-  for (const [header, cell] of Object.entries(row.c)) values[header] = decodeCell(cell);
+/**
+ * One row's entry in the batch result: its error text, null for a result without columns, or
+ * its values by position in `columns` (which grows as new columns appear).
+ */
+async function runRow(fn, values, options, columns, positionOf) {
   try {
     const out = await fn(values, options);
-    if (out === undefined || out === null) return { i: row.i, r: {} };
+    if (out === undefined || out === null) return null;
     if (typeof out !== "object" || Array.isArray(out)) {
-      return {
-        i: row.i,
-        e: `plugin returned ${Array.isArray(out) ? "an array" : typeof out}, expected an object`,
-      };
+      return `plugin returned ${Array.isArray(out) ? "an array" : typeof out}, expected an object`;
     }
-    const r = {};
-    for (const [column, value] of Object.entries(out)) r[column] = encodeResultValue(value);
-    return { i: row.i, r };
+    const entries = Object.entries(out);
+    if (entries.length === 0) return null;
+    const row = [];
+    for (const [column, value] of entries) {
+      // As an object's key would: a `__proto__` result is no column.
+      if (column === "__proto__") continue;
+      let at = positionOf.get(column);
+      if (at === undefined) {
+        at = columns.length;
+        columns.push(column);
+        positionOf.set(column, at);
+      }
+      while (row.length < at) row.push(undefined);
+      row[at] = encodeResultValue(value);
+    }
+    return row;
   } catch (err) {
-    return { i: row.i, e: describeError(err) };
+    return describeError(err);
   }
 }
 
 export default async function run(task) {
   const plugin = await loadPlugin(task.modulePath);
   if (task.kind === "describe") return { columns: plugin.columns };
-  const out = [];
+  const { headers, indices, cells } = task;
+  const width = headers.length;
+  const columns = [];
+  const positionOf = new Map();
+  const rows = [];
   // One row at a time: the thread is the unit of CPU parallelism.
-  for (const row of task.rows) out.push(await runRow(plugin.fn, row, task.options));
-  return out;
+  for (let k = 0; k < indices.length; k++) {
+    const values = {};
+    for (let c = 0; c < width; c++) values[headers[c]] = cells[k * width + c];
+    rows.push(await runRow(plugin.fn, values, task.options, columns, positionOf));
+  }
+  return { columns, rows };
 }

@@ -10,7 +10,7 @@ import type { Cell } from "../../shared/schemas/cells.ts";
 import { transformOptionsSchema } from "../../shared/schemas/tasks.ts";
 import { createTaskRunner } from "./registry.ts";
 import type { TaskRow, TaskRunner } from "./task.ts";
-import { createTransformRunner } from "./transform.ts";
+import { createTransformRunner, resultRowsOf } from "./transform.ts";
 
 const repoPlugins = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../plugins");
 let testPlugins: string;
@@ -33,6 +33,15 @@ beforeAll(async () => {
      }`,
   );
   await writeFile(path.join(testPlugins, "scalar.mjs"), "export default () => 42;");
+  await writeFile(
+    path.join(testPlugins, "varying.mjs"),
+    `export default function (row) {
+       if (row.n === 0) return {};
+       if (row.n === 1) return { b: "one", a: null };
+       if (row.n === 2) return { c: undefined, ["__proto__"]: 1 };
+       return { a: Object.keys(row).join(","), b: row.x };
+     }`,
+  );
   await writeFile(path.join(testPlugins, "nodefault.mjs"), "export const columns = [];");
   await writeFile(path.join(testPlugins, "broken.mjs"), "export default function ( {");
   await writeFile(
@@ -127,6 +136,51 @@ describe("transform", () => {
         nested: '{"a":1}',
       },
     });
+  });
+
+  it("keeps each row's own result columns when rows return different ones", async () => {
+    const runner = await transform("varying");
+    const out = await runner.runRows(rows([{ n: 0 }, { n: 1 }, { n: 2 }, { n: 3, x: 5 }]), ctx());
+    expect(out).toEqual([
+      { i: 100, r: {} },
+      { i: 101, r: { b: "one", a: null } },
+      { i: 102, r: { c: null } },
+      { i: 103, r: { a: "n,x", b: 5 } },
+    ]);
+  });
+
+  it("takes rows' cells in the operation's header order when the rows carry them", async () => {
+    const runner = await createTransformRunner(
+      { logger: silentLogger() },
+      transformOptionsSchema.parse({ module: "varying" }),
+      { pluginDir: testPlugins, threads: 1, headers: ["n", "x", "y"] },
+    );
+    runners.push(runner);
+    const born = new Date("2000-01-01T00:00:00Z");
+    const out = await runner.runRows(
+      [
+        // `values` would say otherwise: with the headers known, `cells` are what travel.
+        { index: 7, values: { n: 9 }, cells: [3, born, null] },
+        // Rows without cells (or with too few) are read by header, missing ones null.
+        { index: 8, values: { x: "x", n: 3 } },
+      ],
+      ctx(),
+    );
+    expect(out).toEqual([
+      { i: 7, r: { a: "n,x,y", b: { $date: "2000-01-01T00:00:00.000Z" } } },
+      { i: 8, r: { a: "n,x,y", b: "x" } },
+    ]);
+  });
+
+  it("turns a thread's batch result into result rows, refusing one of the wrong length", () => {
+    const result = { columns: ["a", "b"], rows: ["boom", null, [undefined, 2], [1]] };
+    expect(resultRowsOf(result, [5, 6, 7, 8])).toEqual([
+      { i: 5, e: "boom" },
+      { i: 6, r: {} },
+      { i: 7, r: { b: 2 } },
+      { i: 8, r: { a: 1 } },
+    ]);
+    expect(() => resultRowsOf(result, [5])).toThrow("4 results for 1 rows");
   });
 
   it("fails a row whose plugin returns something other than an object", async () => {

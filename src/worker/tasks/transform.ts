@@ -1,7 +1,10 @@
 /**
  * `transform`: a user module from the workers' plugin directory, run on a piscina pool of worker
  * threads (one per core) so CPU-heavy rows use every core. Rows travel to the threads in batches
- * of `batchSize`, cells encoded (EncodedCell) on the way in, results encoded on the way out.
+ * of `batchSize`, as flat arrays (the headers once, then each row's cells in header order: dates
+ * travel as Dates, structured clone keeps them) and come back as one entry per row (see
+ * `batchResultSchema`): a batch costs a few objects to clone, not two per row. For a cheap
+ * plugin that hop was most of the task's CPU.
  *
  * Plugin module contract (`${pluginDir}/${module}.mjs`, or `.js`; see plugins/README.md):
  *   export default function (row, options) → Record<string, value> | Promise<Record<string, value>>
@@ -17,15 +20,11 @@ import { availableParallelism } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
+import { z } from "zod";
 import { describeError, ShardfleetError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { PLUGIN_EXTENSIONS } from "../../shared/plugins.ts";
-import {
-  type EncodedCell,
-  encodeCell,
-  type ResultRow,
-  resultRowSchema,
-} from "../../shared/schemas/cells.ts";
+import { type Cell, encodedCellSchema, type ResultRow } from "../../shared/schemas/cells.ts";
 import type { TransformOptions } from "../../shared/schemas/tasks.ts";
 import { Limiter } from "./limiter.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
@@ -41,11 +40,75 @@ export interface TransformRunnerOptions {
   pluginDir: string;
   /** Worker threads. @default os.availableParallelism() */
   threads?: number;
+  /**
+   * The operation's input headers, the order of a row's `cells` (TaskRow). @default the keys of
+   * each batch's rows' `values`
+   */
+  headers?: readonly string[];
 }
 
-interface ThreadRow {
-  i: number;
-  c: Record<string, EncodedCell>;
+/**
+ * What a thread returns for a batch (transform-thread.mjs): the result columns it saw, and per
+ * row, in batch order, the error text, or null for a result with no columns, or the result's
+ * values by position in `columns` (undefined: the row did not return that column).
+ */
+export const batchResultSchema = z.object({
+  columns: z.array(z.string()),
+  rows: z.array(z.union([z.string(), z.null(), z.array(encodedCellSchema.optional())])),
+});
+export type BatchResult = z.infer<typeof batchResultSchema>;
+
+/** The ResultRows of a batch whose input row indices are `indices`. */
+export function resultRowsOf(result: BatchResult, indices: readonly number[]): ResultRow[] {
+  if (result.rows.length !== indices.length) {
+    throw new Error(`${result.rows.length} results for ${indices.length} rows`);
+  }
+  const out: ResultRow[] = new Array(indices.length);
+  for (let k = 0; k < indices.length; k++) {
+    const i = indices[k] as number;
+    const row = result.rows[k];
+    if (typeof row === "string") {
+      out[k] = { i, e: row };
+      continue;
+    }
+    const r: Record<string, z.infer<typeof encodedCellSchema>> = {};
+    if (row) {
+      for (let c = 0; c < row.length; c++) {
+        const value = row[c];
+        const column = result.columns[c];
+        if (value !== undefined && column !== undefined) r[column] = value;
+      }
+    }
+    out[k] = { i, r };
+  }
+  return out;
+}
+
+/** A batch as a thread takes it: the headers once, each row's cells flat in header order. */
+function batchInput(
+  batch: readonly TaskRow[],
+  known: readonly string[] | undefined,
+): { headers: readonly string[]; indices: number[]; cells: Cell[] } {
+  const indices: number[] = new Array(batch.length);
+  const cells: Cell[] = [];
+  const headers = known ?? headersOf(batch);
+  const width = headers.length;
+  for (let k = 0; k < batch.length; k++) {
+    const row = batch[k] as TaskRow;
+    indices[k] = row.index;
+    const inOrder = known && row.cells?.length === width ? row.cells : undefined;
+    for (let c = 0; c < width; c++) {
+      cells.push(inOrder ? (inOrder[c] ?? null) : (row.values[headers[c] as string] ?? null));
+    }
+  }
+  return { headers, indices, cells };
+}
+
+/** The keys of the rows' values, in first-seen order (rows made without the operation's headers). */
+function headersOf(batch: readonly TaskRow[]): string[] {
+  const seen = new Set<string>();
+  for (const row of batch) for (const key of Object.keys(row.values)) seen.add(key);
+  return [...seen];
 }
 
 /** Finds `${dir}/${name}.mjs` or `.js`; throws TASK_FAILED naming the plugin and directory. */
@@ -73,6 +136,7 @@ export class TransformRunner implements TaskRunner {
   readonly #modulePath: string;
   readonly #options: TransformOptions;
   readonly #threads: number;
+  readonly #headers: readonly string[] | undefined;
 
   /** Use `createTransformRunner`: the plugin must be found and loaded first. */
   private constructor(
@@ -81,8 +145,10 @@ export class TransformRunner implements TaskRunner {
     options: TransformOptions,
     columns: string[],
     threads: number,
+    headers: readonly string[] | undefined,
   ) {
     this.#pool = pool;
+    this.#headers = headers;
     this.#modulePath = modulePath;
     this.#options = options;
     this.columns = columns;
@@ -120,7 +186,7 @@ export class TransformRunner implements TaskRunner {
       );
     }
     deps.logger.debug({ plugin: modulePath, threads, columns }, "transform runner ready");
-    return new TransformRunner(pool, modulePath, options, columns, threads);
+    return new TransformRunner(pool, modulePath, options, columns, threads, runnerOptions.headers);
   }
 
   async runRows(rows: TaskRow[], ctx: TaskContext): Promise<ResultRow[]> {
@@ -159,14 +225,11 @@ export class TransformRunner implements TaskRunner {
   }
 
   async #runBatch(batch: TaskRow[], ctx: TaskContext): Promise<ResultRow[]> {
-    const rows: ThreadRow[] = batch.map((row) => ({
-      i: row.index,
-      c: Object.fromEntries(Object.entries(row.values).map(([k, v]) => [k, encodeCell(v)])),
-    }));
+    const input = batchInput(batch, this.#headers);
     let out: unknown;
     try {
       out = await this.#pool.run(
-        { kind: "rows", modulePath: this.#modulePath, options: this.#options.options, rows },
+        { kind: "rows", modulePath: this.#modulePath, options: this.#options.options, ...input },
         { signal: ctx.signal },
       );
     } catch (err) {
@@ -181,7 +244,7 @@ export class TransformRunner implements TaskRunner {
         { cause: err, details: { rows: batch.length, firstRow: batch[0]?.index } },
       );
     }
-    const parsed = resultRowSchema.array().length(batch.length).parse(out);
+    const parsed = resultRowsOf(batchResultSchema.parse(out), input.indices);
     ctx.onRowDone?.(batch.length);
     ctx.onResults?.(parsed);
     return parsed;

@@ -1,0 +1,100 @@
+/**
+ * One worker's shards, alone in its own process (so its CPU is the worker's, not the S3/SQS
+ * server's): a ShardProcessor runs every message of BENCH_MESSAGES in turn; prints JSON
+ * WorkerFigures (bench/worker/measure.ts).
+ */
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { Session } from "node:inspector/promises";
+import { createAwsClients } from "../../src/shared/aws.ts";
+import { silentLogger } from "../../src/shared/logger.ts";
+import { ObjectStore } from "../../src/shared/object-store.ts";
+import type { ShardMessage } from "../../src/shared/schemas/shard.ts";
+import { ShardProcessor } from "../../src/worker/shard-processor.ts";
+
+const env = (name: string) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const clients = createAwsClients({
+  endpoint: env("BENCH_ENDPOINT"),
+  region: env("BENCH_REGION"),
+  credentials: { accessKeyId: "local", secretAccessKey: "local" },
+});
+const store = new ObjectStore({ s3: clients.s3 }, { bucket: env("BENCH_BUCKET") });
+const messages = JSON.parse(await readFile(env("BENCH_MESSAGES"), "utf8")) as ShardMessage[];
+const processor = new ShardProcessor(
+  { store, logger: silentLogger() },
+  { instanceId: "i-bench", market: "spot", pluginDir: env("BENCH_PLUGINS") },
+);
+const cpuMs = (since?: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1000;
+};
+// BENCH_PROFILE: a V8 CPU profile of this thread from the second shard on (start-up left out).
+const profile = process.env.BENCH_PROFILE;
+const session = profile ? new Session() : undefined;
+const started = performance.now();
+let first = 0;
+let rest = 0;
+let restRows = 0;
+let rows = 0;
+for (const [k, message] of messages.entries()) {
+  const before = process.cpuUsage();
+  const outcome = await processor.process(JSON.stringify(message), {
+    signal: new AbortController().signal,
+  });
+  if (outcome.kind !== "delete" || outcome.result?.status !== "committed") {
+    throw new Error(`shard ${message.shardId} ended ${JSON.stringify(outcome)}`);
+  }
+  const used = cpuMs(before);
+  const n = message.end - message.start;
+  rows += n;
+  if (k === 0) {
+    first = used;
+    if (session) {
+      session.connect();
+      await session.post("Profiler.setSamplingInterval", { interval: 200 });
+      await session.post("Profiler.enable");
+      await session.post("Profiler.start");
+    }
+  } else {
+    rest += used;
+    restRows += n;
+  }
+}
+const wallMs = performance.now() - started;
+if (session && profile) {
+  const { profile: taken } = await session.post("Profiler.stop");
+  await writeFile(profile, JSON.stringify(taken));
+  session.disconnect();
+}
+/** CPU ms of this process's threads by name (the main thread: "main"), from /proc (Linux; empty elsewhere). */
+async function threadCpu(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const tasks = await readdir("/proc/self/task").catch(() => [] as string[]);
+  for (const tid of tasks) {
+    const stat = await readFile(`/proc/self/task/${tid}/stat`, "utf8").catch(() => "");
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const name = tid === String(process.pid) ? "main" : comm;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ms = (Number(fields[11]) + Number(fields[12])) * 10;
+    if (ms > 0) out[name] = (out[name] ?? 0) + ms;
+  }
+  return out;
+}
+const threads = await threadCpu();
+await processor.close();
+clients.destroy();
+process.stdout.write(
+  `${JSON.stringify({
+    rows,
+    shards: messages.length,
+    firstCpuMs: first,
+    restCpuMs: rest,
+    restRows,
+    wallMs,
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
+    threads,
+  })}\n`,
+);
