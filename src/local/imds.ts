@@ -26,6 +26,11 @@ export interface LocalImds {
   failNext(status: number, count?: number): void;
   /** The requests seen, by path (tests). */
   readonly hits: Map<string, number>;
+  /**
+   * Resolves at the first request: the worker is up (it asks right after its first receive,
+   * ../worker/worker.ts), so the local stack can tell when its instances are ready.
+   */
+  readonly asked: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -38,6 +43,10 @@ export async function startLocalImds(identity: InstanceIdentity): Promise<LocalI
   let rebalance: { noticeTime: string } | undefined;
   let failures: { status: number; left: number } | undefined;
   const hits = new Map<string, number>();
+  let firstAsk: () => void = () => {};
+  const asked = new Promise<void>((resolve) => {
+    firstAsk = resolve;
+  });
 
   const send = (res: ServerResponse, status: number, body = "", type = "text/plain") => {
     res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body) });
@@ -66,6 +75,7 @@ export async function startLocalImds(identity: InstanceIdentity): Promise<LocalI
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://imds");
     hits.set(url.pathname, (hits.get(url.pathname) ?? 0) + 1);
+    firstAsk();
     if (failures && failures.left > 0) {
       failures.left--;
       send(res, failures.status);
@@ -100,6 +110,7 @@ export async function startLocalImds(identity: InstanceIdentity): Promise<LocalI
   return {
     endpoint: `http://127.0.0.1:${port}/`,
     hits,
+    asked,
     noticeInterruption(at, action = "terminate") {
       notice = { action, time: at.toISOString().replace(/\.\d{3}Z$/, "Z") };
     },

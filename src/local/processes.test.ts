@@ -9,6 +9,7 @@ describe("componentCommand", () => {
     expect(componentCommand("worker", url)).toEqual({
       args: [path.join("/opt/pkg/dist", "worker", "main.js")],
       compiled: true,
+      parentWatch: `${pathToFileURL("/opt/pkg/dist/local/parent-watch.js").href}?parent=${process.pid}`,
     });
   });
 
@@ -20,5 +21,14 @@ describe("componentCommand", () => {
       import.meta.resolve("tsx"),
       path.join(import.meta.dirname, "..", "scheduler", "main.ts"),
     ]);
+  });
+
+  it("runs the checkout's compiled build when asked to from the sources (the benchmarks)", () => {
+    const url = pathToFileURL("/work/repo/src/local/processes.ts").href;
+    expect(componentCommand("worker", url, true)).toEqual({
+      args: [path.join("/work/repo/dist", "worker", "main.js")],
+      compiled: true,
+      parentWatch: `${pathToFileURL("/work/repo/dist/local/parent-watch.js").href}?parent=${process.pid}`,
+    });
   });
 });

@@ -4,36 +4,39 @@
  * process that started it ends, however it ends (./parent-watch.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 export type Component = "scheduler" | "worker";
 
 /**
- * How to start a component: the way this module itself runs. Compiled (dist/, the installed
- * package, `shardfleet local`): plain `node` on the compiled entry point. From the TypeScript
- * sources (vitest, `node --import tsx`, a checkout without a build): the sources through tsx,
- * a development dependency, so tests never run a stale build.
+ * How to start a component: the way this module itself runs, unless `compiled` says otherwise.
+ * Compiled (dist/, the installed package, `shardfleet local`): plain `node` on the compiled
+ * entry point. From the TypeScript sources (vitest, `node --import tsx`, a checkout without a
+ * build): the sources through tsx, a development dependency, so tests never run a stale build.
+ * `compiled: true` from the sources runs the checkout's `dist/` (the benchmarks: tsx compiling
+ * every module at each start is not what they measure); it must have been built.
  */
 export function componentCommand(
   component: Component,
   moduleUrl: string = import.meta.url,
-): { args: string[]; compiled: boolean } {
-  const compiled = !moduleUrl.endsWith(".ts");
-  const root = path.resolve(path.dirname(fileURLToPath(moduleUrl)), "..");
+  compiled: boolean = !moduleUrl.endsWith(".ts"),
+): { args: string[]; compiled: boolean; parentWatch: string } {
+  const fromSources = moduleUrl.endsWith(".ts");
+  const here = path.dirname(fileURLToPath(moduleUrl));
+  // src/ or dist/ (this module is in its local/ folder); a compiled run from the sources: dist/.
+  const root =
+    compiled && fromSources ? path.resolve(here, "..", "..", "dist") : path.resolve(here, "..");
   const entry = path.join(root, component, compiled ? "main.js" : "main.ts");
+  // ./parent-watch.ts, compiled or not as the component runs, told this process's pid.
+  const parentWatch = `${pathToFileURL(path.join(root, "local", compiled ? "parent-watch.js" : "parent-watch.ts")).href}?parent=${process.pid}`;
   return {
     args: compiled ? [entry] : ["--import", import.meta.resolve("tsx"), entry],
     compiled,
+    parentWatch,
   };
 }
-
-/** ./parent-watch.ts, compiled or not, as this module runs, told this process's pid. */
-const PARENT_WATCH = new URL(
-  `${import.meta.url.endsWith(".ts") ? "./parent-watch.ts" : "./parent-watch.js"}?parent=${process.pid}`,
-  import.meta.url,
-).href;
 
 export interface ComponentProcess {
   readonly name: string;
@@ -59,7 +62,13 @@ function baseEnv(): NodeJS.ProcessEnv {
 
 export function spawnComponent(
   component: Component,
-  options: { name: string; env: NodeJS.ProcessEnv; logDir?: string },
+  options: {
+    name: string;
+    env: NodeJS.ProcessEnv;
+    logDir?: string;
+    /** Run the compiled build (see `componentCommand`). @default as this module runs */
+    compiled?: boolean;
+  },
 ): ComponentProcess {
   let logFile: string | undefined;
   // A local component never talks to a real instance metadata service (a link-local address off
@@ -67,12 +76,20 @@ export function spawnComponent(
   const imds = options.env.AWS_EC2_METADATA_SERVICE_ENDPOINT
     ? {}
     : { AWS_EC2_METADATA_DISABLED: "true" };
-  const { args } = componentCommand(component);
+  const { args, compiled, parentWatch } = componentCommand(
+    component,
+    import.meta.url,
+    options.compiled,
+  );
+  const entry = args.at(-1) ?? "";
+  if (compiled && !existsSync(entry)) {
+    throw new Error(`${entry} does not exist: run \`npm run build\` first`);
+  }
   // The parent watch goes just before the entry point (after tsx, which it needs from sources),
   // with the IPC channel it watches: the child ends when this process does, however it ends.
   const child = spawn(
     process.execPath,
-    [...args.slice(0, -1), "--import", PARENT_WATCH, ...args.slice(-1)],
+    [...args.slice(0, -1), "--import", parentWatch, ...args.slice(-1)],
     {
       env: { ...baseEnv(), ...imds, ...options.env },
       stdio: ["ignore", "pipe", "pipe", "ipc"],

@@ -132,6 +132,13 @@ export interface LocalStackOptions {
   /** Logger for the stack's own events. @default `stack.log` in logDir, else silent */
   logger?: Logger;
   /**
+   * Run the scheduler and workers from the compiled build (`dist/`, `npm run build`) even when
+   * the stack itself runs from the TypeScript sources: the benchmarks do, so that tsx compiling
+   * every module at each start is not part of what they measure.
+   * @default as this module runs (compiled when it is compiled, else the sources through tsx)
+   */
+  compiled?: boolean;
+  /**
    * Puts something between the components (scheduler, workers) and the SQS/S3 server: given the
    * server's endpoint, resolves to the endpoint the components use instead, as their AWS
    * endpoint and as the host of their queue URLs (an SQS client without an explicit endpoint
@@ -162,6 +169,13 @@ export interface LocalStack {
   readonly instances: LocalInstance[];
   /** The instances whose process still runs. */
   liveInstances(): LocalInstance[];
+  /**
+   * Resolves once every instance running now has started polling the work queue (its worker
+   * asks its metadata endpoint right after its first receive): a benchmark starts its clock
+   * there, as the single-process baseline starts its own after its modules have loaded.
+   * Rejects after `timeoutMs`.
+   */
+  instancesUp(timeoutMs?: number): Promise<void>;
   /** Starts one more worker instance. */
   addInstance(market?: Market, spec?: InstanceSpec): Promise<LocalInstance>;
   /** Local EC2, in fleet mode. */
@@ -303,6 +317,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         componentEnv,
         settings,
         logDir: options.logDir,
+        ...(options.compiled === undefined ? {} : { compiled: options.compiled }),
         defaultMarket: options.market ?? "spot",
         timeFactor: options.timeFactor ?? 1,
         replace: options.replaceLostInstances ?? !fleetMode,
@@ -325,6 +340,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         { ...componentEnv, ...schedulerEnv },
         apiPort,
         options.logDir,
+        "scheduler",
+        undefined,
+        options.compiled,
       );
     };
     if (options.scheduler ?? (workers > 0 || fleetMode)) {
@@ -364,6 +382,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       localEc2: state.localEc2,
       liveInstances: () =>
         state.instances.filter((i) => i.state === "running" || i.state === "noticed"),
+      instancesUp: (timeoutMs = 90_000) => instancesUp(state.instances, timeoutMs),
       addInstance,
       async killScheduler() {
         await state.scheduler?.kill();
@@ -377,6 +396,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           options.logDir,
           `scheduler-${state.extraSchedulers.length + 2}`,
           (proc) => state.extraSchedulers.push(proc),
+          options.compiled,
         );
         return { process: started, url: `http://127.0.0.1:${port}` };
       },
@@ -477,11 +497,13 @@ async function startSchedulerProcess(
   name = "scheduler",
   /** Told of the process as soon as it is spawned (so the stack stops it even if it never answers). */
   spawned?: (process: ComponentProcess) => void,
+  compiled?: boolean,
 ): Promise<ComponentProcess> {
   const scheduler = spawnComponent("scheduler", {
     name,
     env: { ...env, SHARDFLEET_API_HOST: "127.0.0.1", SHARDFLEET_API_PORT: String(apiPort) },
     logDir,
+    ...(compiled === undefined ? {} : { compiled }),
   });
   spawned?.(scheduler);
   try {
@@ -517,6 +539,8 @@ interface InstanceStarterOptions {
   componentEnv: Record<string, string>;
   settings: Record<string, string>;
   logDir: string | undefined;
+  /** Workers from the compiled build (`LocalStackOptions.compiled`). */
+  compiled?: boolean;
   defaultMarket: Market;
   timeFactor: number;
   /** Start a replacement when an instance is lost. */
@@ -564,6 +588,7 @@ function instanceStarter(
           ...options.settings,
         },
         logDir: options.logDir,
+        ...(options.compiled === undefined ? {} : { compiled: options.compiled }),
       });
     const instance = localInstance(
       { name, market, instanceType, availabilityZone, process: spawnWorker(), imds },
@@ -604,6 +629,28 @@ function instanceStarter(
     return instance.public;
   };
   return addInstance;
+}
+
+/** `instancesUp`: every instance running now has asked its metadata endpoint (see LocalImds.asked). */
+async function instancesUp(instances: readonly LocalInstance[], timeoutMs: number): Promise<void> {
+  const waiting = instances.filter((i) => i.state === "running" || i.state === "noticed");
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `instances not polling within ${timeoutMs} ms: ${waiting.map((i) => i.name).join(", ")}`,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    await Promise.race([Promise.all(waiting.map((i) => i.imds.asked)), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** A started instance as the stack shows it, with the state only the stack changes. */

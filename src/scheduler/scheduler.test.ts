@@ -493,6 +493,22 @@ describe("Scheduler", () => {
     expect(performance.now() - stopping).toBeLessThan(10_000);
   });
 
+  it("starts the merge when the last shard commits, not at the next pass (commit watch)", async () => {
+    // Ten minutes between passes: only the split's end and the commit watch wake it.
+    const s = await scope({ intervalMs: 600_000, wakeOnQueued: true });
+    s.scheduler.start();
+    await new Promise((r) => setTimeout(r, 200));
+    const id = await s.submit(CSV, { shardSize: 2 });
+    await s.until(id, "running");
+    const manifest = (await loadManifest(s.store, id))!;
+    const [first, ...rest] = manifest.shards!;
+    await commitShard(s.store, manifest, first!.id);
+    // The pass after the split saw three shards left and watches them; nothing else runs a pass.
+    for (const shard of rest) await commitShard(s.store, manifest, shard.id);
+    const done = await s.until(id, "succeeded");
+    expect(done.rows).toMatchObject({ total: NAMES.length, done: NAMES.length, failed: 0 });
+  });
+
   it("stops cleanly and refuses to start twice", async () => {
     const s = await scope();
     expect(s.scheduler.state).toBe("idle");

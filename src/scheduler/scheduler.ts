@@ -34,6 +34,7 @@ import {
 import { type ShardMessage, shardMessageSchema } from "../shared/schemas/shard.ts";
 import type { ShardQueue } from "../shared/shard-queue.ts";
 import { isTransientError } from "../shared/transient.ts";
+import { CommitWatch, type CommitWatchOptions } from "./commit-watch.ts";
 import { DispatchRecords } from "./dispatch/dispatch-record.ts";
 import { DEFAULT_BACKLOG_BOUND, Dispatcher } from "./dispatch/dispatcher.ts";
 import type { BacklogBound } from "./dispatch/fair-order.ts";
@@ -94,6 +95,11 @@ export interface SchedulerOptions {
   workbookLimits?: WorkbookLimits;
   /** How many shards the work queue may hold (fair share). @default DEFAULT_BACKLOG_BOUND */
   backlog?: BacklogBound;
+  /**
+   * Watch the last few shards' commit markers so the merge starts soon after the last commit
+   * (./commit-watch.ts), or `false` to wait for the next pass. @default {}
+   */
+  commitWatch?: CommitWatchOptions | false;
 }
 
 /** Backoff between retries of a split or merge that failed on a transient error. */
@@ -137,7 +143,10 @@ export class Scheduler {
   readonly #clock: Clock;
   readonly #cost: SchedulerDeps["cost"];
   readonly #fence: SchedulerDeps["fence"];
-  readonly #options: Required<Omit<SchedulerOptions, "dlqUrl">> & { dlqUrl?: string };
+  readonly #options: Required<Omit<SchedulerOptions, "dlqUrl" | "commitWatch">> & {
+    dlqUrl?: string;
+  };
+  readonly #commitWatch: CommitWatch | undefined;
   /** The one way shard messages reach the work queue (fair share between operations). */
   readonly #dispatcher: Dispatcher;
   readonly #progress: ShardProgressReader;
@@ -181,6 +190,13 @@ export class Scheduler {
       { workQueueUrl: options.workQueueUrl, bound: this.#options.backlog },
     );
     this.#progress = new ShardProgressReader({ store: deps.store });
+    this.#commitWatch =
+      options.commitWatch === false
+        ? undefined
+        : new CommitWatch(
+            { store: deps.store, clock: deps.clock, logger: deps.logger },
+            options.commitWatch,
+          );
     this.#service = new PeriodicService(
       { clock: deps.clock, logger: deps.logger },
       {
@@ -340,9 +356,13 @@ export class Scheduler {
         }
         const { done } = await this.#progress.read(manifest, { attempts: false, signal });
         // Every shard it waits for now (an open retry's, else the split's) committed.
-        if ((currentShards(manifest) ?? []).every((s) => done.has(s.id))) {
-          this.#startJob("merge", manifest);
-        }
+        const pending = (currentShards(manifest) ?? [])
+          .filter((s) => !done.has(s.id))
+          .map((s) => s.id);
+        if (pending.length === 0) this.#startJob("merge", manifest);
+        // The last few: the merge starts when they commit, not at the pass after.
+        else
+          this.#commitWatch?.watch(manifest.id, pending, () => this.wake(), this.#service.signal);
         return;
       }
       case "merging":
@@ -490,7 +510,11 @@ export class Scheduler {
       log,
       signal,
     );
-    if (ran) log.info({ rows, shards: shards.length, status: ran.status }, "split done");
+    if (ran) {
+      log.info({ rows, shards: shards.length, status: ran.status }, "split done");
+      // Its next pass now, not a pause later: shards may have committed during the split.
+      this.#service.wake();
+    }
     // Cancelled during the split: record the shards all the same (the partial output needs them).
     else await this.#apply(current.id, "splitCancelled", { rows, shards }, log, signal);
   }

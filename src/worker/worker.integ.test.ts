@@ -140,4 +140,37 @@ describe("Worker", () => {
     await running;
     expect(report).toMatchObject({ v: 1, instanceId, market: "spot" });
   });
+
+  it("asks its metadata endpoint only once it polls the work queue (the local stack's `instancesUp`)", async () => {
+    const queues = await freshQueues(aws);
+    const own = await startLocalImds({ instanceId: "i-up", market: "spot" });
+    let receives = 0;
+    const queue = Object.create(aws.queue) as typeof aws.queue;
+    queue.receive = (...args) => {
+      receives++;
+      return aws.queue.receive(...args);
+    };
+    const worker = new Worker(
+      { store: aws.store, queue, logger: silentLogger() },
+      {
+        instanceId: "i-up",
+        market: "spot",
+        pluginDir: ".",
+        queues,
+        pollWaitSeconds: 1,
+        imds: { endpoint: own.endpoint, pollIntervalMs: 100 },
+      },
+    );
+    const running = worker.run();
+    try {
+      await own.asked;
+      // What `asked` stands for: the consumer was polling before the first metadata request.
+      expect(receives).toBeGreaterThan(0);
+      expect(worker.consumer.state).toBe("running");
+    } finally {
+      await worker.stop();
+      await running;
+      await own.close();
+    }
+  });
 });
