@@ -110,7 +110,10 @@ describe.skipIf(skipBrowserTests())(
       await page.getByRole("button", { name: "Submit" }).click();
       await page.waitForURL(/#\/operations\/[A-Za-z0-9_-]+$/, { timeout: 60_000 });
       succeededId = page.url().split("/").at(-1)!;
-      expect(await page.title()).toBe(`Operation ${succeededId} · shardfleet`);
+      // The page sets its title once it renders the operation, a moment after the URL changes.
+      await expect
+        .poll(() => page.title(), { timeout: 30_000 })
+        .toBe(`Operation ${succeededId} · shardfleet`);
 
       // Status and progress arrive through the events stream (a ticket, not the token, in its URL).
       await waitForText(page, "[data-testid=status]", "succeeded");
