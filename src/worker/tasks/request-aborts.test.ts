@@ -70,4 +70,22 @@ describe("RequestAborts", () => {
     const late = await aborts.run(async (handle) => handle.aborted);
     expect(late).toBe(true);
   });
+
+  it("never keeps the process alive with its batch timer, armed or re-armed", async () => {
+    // Node lists only ref'd timers as active "Timeout" resources; each count is compared with
+    // one taken synchronously beside it, since other timers of the process come and go.
+    const refTimers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const aborts = new RequestAborts(new AbortController().signal, 1_000);
+    const beforeArm = refTimers();
+    const first = aborts.open();
+    expect(refTimers()).toBe(beforeArm);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const second = aborts.open();
+    // The first times out; the timer is re-armed for the second one's deadline.
+    await new Promise<void>((resolve) => first.once("abort", () => resolve()));
+    expect(second.aborted).toBe(false);
+    const rearmed = refTimers();
+    aborts.close(second);
+    expect(refTimers()).toBe(rearmed);
+  });
 });

@@ -70,7 +70,8 @@ export class RequestAborts {
     const handle = new RequestAbort(performance.now() + this.#timeoutMs);
     if (this.#shard.aborted) handle.abort(this.#shard.reason);
     this.#open.add(handle);
-    this.#timer ??= setTimeout(() => this.#expire(), this.#timeoutMs);
+    // Unref'd: an open request's timer alone never keeps the process alive.
+    this.#timer ??= setTimeout(() => this.#expire(), this.#timeoutMs).unref();
     return handle;
   }
 
@@ -85,7 +86,7 @@ export class RequestAborts {
     const now = performance.now();
     for (const request of this.#open) {
       if (request.deadline > now) {
-        this.#timer = setTimeout(() => this.#expire(), Math.ceil(request.deadline - now));
+        this.#timer = setTimeout(() => this.#expire(), Math.ceil(request.deadline - now)).unref();
         return;
       }
       this.#open.delete(request);
