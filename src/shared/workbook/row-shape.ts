@@ -35,11 +35,21 @@ export function columnLetter(index: number): string {
   return out;
 }
 
-/** "A" → 0, "AA" → 26. Letters only (the caller strips the row number). */
-export function columnIndex(letters: string): number {
+/**
+ * "A" → 0, "AA" → 26: the column of a reference's letters (`$` allowed before them, any case,
+ * the row number after them ignored: "$b7" → 1), or -1 when it starts with none. No regex, no
+ * new string: the sheet reader calls it for every cell.
+ */
+export function columnIndex(ref: string): number {
+  let k = ref.charCodeAt(0) === 0x24 ? 1 : 0;
   let n = 0;
-  for (let k = 0; k < letters.length; k++) n = n * 26 + (letters.charCodeAt(k) - 64);
-  return n - 1;
+  let letters = 0;
+  for (; k < ref.length; k++, letters++) {
+    const upper = ref.charCodeAt(k) & ~0x20;
+    if (upper < 0x41 || upper > 0x5a) break;
+    n = n * 26 + (upper - 64);
+  }
+  return letters === 0 ? -1 : n - 1;
 }
 
 /** A cell as header text: trimmed; dates as ISO (a date at midnight UTC as YYYY-MM-DD). */

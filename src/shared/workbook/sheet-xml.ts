@@ -9,7 +9,7 @@
  */
 import { BadInputError } from "../errors.ts";
 import type { Cell } from "../schemas/cells.ts";
-import { columnLetter, EXCEL_MAX_CELL_CHARS } from "./row-shape.ts";
+import { columnIndex, columnLetter, EXCEL_MAX_CELL_CHARS } from "./row-shape.ts";
 import { localName, type SaxEvent } from "./sax.ts";
 
 export type { SaxEvent, SaxTag } from "./sax.ts";
@@ -54,21 +54,8 @@ interface PendingCell {
   formula: string | undefined;
 }
 
-/** The column of a reference's letters (`$` allowed before them, any case), or -1 for none. */
-function refColumn(ref: string): number {
-  let k = ref.charCodeAt(0) === 0x24 ? 1 : 0;
-  let n = 0;
-  let letters = 0;
-  for (; k < ref.length; k++, letters++) {
-    const upper = ref.charCodeAt(k) & ~0x20;
-    if (upper < 0x41 || upper > 0x5a) break;
-    n = n * 26 + (upper - 64);
-  }
-  return letters === 0 ? -1 : n - 1;
-}
-
 function columnOf(ref: string | undefined, next: number): number {
-  const letters = ref ? refColumn(ref) : -1;
+  const letters = ref ? columnIndex(ref) : -1;
   const col = letters >= 0 ? letters : next;
   // Also for cells without a reference: a row cannot grow past XFD by leaving them out.
   if (col >= MAX_COLUMNS) {
