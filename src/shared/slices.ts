@@ -231,15 +231,6 @@ async function* parseSlice(stream: Readable, ctx: SheetContext): AsyncGenerator<
   yield* sheetRows(saxBatches(Readable.from([xml])), ctx, { afterRow: 0 });
 }
 
-/** False when `rowProblems` has nothing to say (most rows: checked without building a list). */
-function mayHaveProblems(row: SheetRow, width: number): boolean {
-  if (row.notes.length > 0 || row.cells.length > width) return true;
-  for (const cell of row.cells) {
-    if (typeof cell === "string" && cell.length > EXCEL_MAX_CELL_CHARS) return true;
-  }
-  return false;
-}
-
 /**
  * A row's cells as the task gets them, in one pass: fitted to `width` (fitRow), text cut to
  * Excel's cell limit (cutLongCells; the note says so), canonical (as after a trip through JSON).
@@ -269,7 +260,7 @@ async function* sheetSliceRows(
     const ctx = sheetContextOf(cells, key);
     for await (const row of parseSlice(stream, ctx)) {
       if (i >= slice.end) break;
-      const problems = mayHaveProblems(row, width) ? rowProblems(row, width) : [];
+      const problems = rowProblems(row, width);
       yield {
         i: i++,
         cells: taskCells(row.cells, width),

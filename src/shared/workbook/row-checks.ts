@@ -48,7 +48,18 @@ export function rowProblemList(row: RowShape, width: number): RowProblem[] {
 
 /** The problems of a row the splitter keeps, as sentences saying what was done. */
 export function rowProblems(row: RowShape, width: number): string[] {
+  // Read for every row of every slice: most have none, said without building a list.
+  if (!mayHaveProblems(row, width)) return [];
   return rowProblemList(row, width).map((p) => p.problem + p.kept);
+}
+
+/** False when `rowProblemList` has nothing to say (true may still find nothing). */
+function mayHaveProblems(row: RowShape, width: number): boolean {
+  if (row.notes.length > 0 || row.cells.length > width) return true;
+  for (const cell of row.cells) {
+    if (typeof cell === "string" && cell.length > EXCEL_MAX_CELL_CHARS) return true;
+  }
+  return false;
 }
 
 /** The cells cut to Excel's cell limit (the problem is reported by `rowProblems`). */
