@@ -5,16 +5,15 @@
  *   SPLIT_NODE_FLAGS (space-separated) go to the splitting process, e.g.
  *   `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the split alone.
  */
-import { execFile } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { promisify } from "node:util";
 import { writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { startLocalAws } from "../../test/support/local-aws.ts";
 import { testManifest } from "../../test/support/manifests.ts";
+import { runChild } from "../child.ts";
 
 export interface SplitFigures {
   rows: number;
@@ -35,26 +34,12 @@ export async function measureSplit(rows: number, shardSize: number): Promise<Spl
     await aws.store.upload(manifest.input.key, createReadStream(input) as Readable);
     const file = path.join(dir, "manifest.json");
     await writeFile(file, JSON.stringify(manifest));
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [
-        ...(process.env.SPLIT_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
-        "--import",
-        import.meta.resolve("tsx"),
-        path.join(import.meta.dirname, "run-split.ts"),
-      ],
-      {
-        env: {
-          ...process.env,
-          SPLIT_ENDPOINT: aws.server.endpoint,
-          SPLIT_REGION: aws.server.region,
-          SPLIT_BUCKET: aws.resources.bucket,
-          SPLIT_QUEUE: aws.resources.queues.work,
-          SPLIT_MANIFEST: file,
-        },
-      },
+    return await runChild<SplitFigures>(
+      aws,
+      path.join(import.meta.dirname, "run-split.ts"),
+      { BENCH_QUEUE: aws.resources.queues.work, BENCH_MANIFEST: file },
+      process.env.SPLIT_NODE_FLAGS?.split(" ").filter(Boolean),
     );
-    return JSON.parse(stdout) as SplitFigures;
   } finally {
     await aws.close();
     await rm(dir, { recursive: true, force: true });

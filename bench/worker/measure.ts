@@ -8,13 +8,12 @@
  * Usage: npm run bench:worker -- [--rows N] [--shard-size N] [--batch-size N] [--prof FILE]
  *   --prof FILE writes a V8 CPU profile of the worker's main thread, from its second shard on.
  */
-import { execFile } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { parseArgs, promisify } from "node:util";
+import { parseArgs } from "node:util";
 import { CUSTOMER_HEADERS, writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { splitOperation } from "../../src/scheduler/splitter.ts";
 import { keys } from "../../src/shared/keys.ts";
@@ -23,6 +22,7 @@ import { manifestSchema } from "../../src/shared/schemas/operation.ts";
 import type { ShardMessage } from "../../src/shared/schemas/shard.ts";
 import { startLocalAws } from "../../test/support/local-aws.ts";
 import { testManifest } from "../../test/support/manifests.ts";
+import { runChild } from "../child.ts";
 
 /** What bench/worker/run-shards.ts prints. */
 export interface WorkerFigures {
@@ -82,24 +82,11 @@ export async function measureWorker(
     });
     const file = path.join(dir, "messages.json");
     await writeFile(file, JSON.stringify(messages));
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ["--import", import.meta.resolve("tsx"), path.join(import.meta.dirname, "run-shards.ts")],
-      {
-        env: {
-          ...process.env,
-          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-          BENCH_ENDPOINT: aws.server.endpoint,
-          BENCH_REGION: aws.server.region,
-          BENCH_BUCKET: aws.resources.bucket,
-          BENCH_MESSAGES: file,
-          BENCH_PLUGINS: path.join(import.meta.dirname, "../../plugins"),
-          ...(prof ? { BENCH_PROFILE: path.resolve(prof) } : {}),
-        },
-        maxBuffer: 1 << 20,
-      },
-    );
-    return JSON.parse(stdout) as WorkerFigures;
+    return await runChild<WorkerFigures>(aws, path.join(import.meta.dirname, "run-shards.ts"), {
+      BENCH_MESSAGES: file,
+      BENCH_PLUGINS: path.join(import.meta.dirname, "../../plugins"),
+      ...(prof ? { BENCH_PROFILE: path.resolve(prof) } : {}),
+    });
   } finally {
     await aws.close();
     await rm(dir, { recursive: true, force: true });

@@ -5,27 +5,16 @@
  */
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
-import { createAwsClients } from "../../src/shared/aws.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
-import { ObjectStore } from "../../src/shared/object-store.ts";
 import type { ShardMessage } from "../../src/shared/schemas/shard.ts";
 import { ShardProcessor } from "../../src/worker/shard-processor.ts";
+import { childAws, childEnv } from "../child.ts";
 
-const env = (name: string) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const clients = createAwsClients({
-  endpoint: env("BENCH_ENDPOINT"),
-  region: env("BENCH_REGION"),
-  credentials: { accessKeyId: "local", secretAccessKey: "local" },
-});
-const store = new ObjectStore({ s3: clients.s3 }, { bucket: env("BENCH_BUCKET") });
-const messages = JSON.parse(await readFile(env("BENCH_MESSAGES"), "utf8")) as ShardMessage[];
+const { clients, store } = childAws();
+const messages = JSON.parse(await readFile(childEnv("BENCH_MESSAGES"), "utf8")) as ShardMessage[];
 const processor = new ShardProcessor(
   { store, logger: silentLogger() },
-  { instanceId: "i-bench", market: "spot", pluginDir: env("BENCH_PLUGINS") },
+  { instanceId: "i-bench", market: "spot", pluginDir: childEnv("BENCH_PLUGINS") },
 );
 const cpuMs = (since?: NodeJS.CpuUsage) => {
   const used = process.cpuUsage(since);
