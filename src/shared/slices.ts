@@ -34,7 +34,7 @@ import {
 } from "./schemas/cells.ts";
 import { type SliceContext, sliceContextSchema } from "./schemas/slice.ts";
 import { rowProblems } from "./workbook/row-checks.ts";
-import { EXCEL_MAX_CELL_CHARS } from "./workbook/row-shape.ts";
+import { EXCEL_MAX_CELL_CHARS, fitRow } from "./workbook/row-shape.ts";
 import { feedRowXml } from "./workbook/row-xml.ts";
 import { saxBatches } from "./workbook/sax.ts";
 import { readSharedStrings } from "./workbook/shared-strings.ts";
@@ -185,7 +185,8 @@ export async function* readDecodedRows(
     else
       yield {
         i: row.i,
-        cells: row.c.map(decodeCell),
+        // A line may hold fewer cells than the header: the rest are empty.
+        cells: fitRow(row.c.map(decodeCell), width),
         ...(row.n === undefined ? {} : { n: row.n }),
       };
   }

@@ -89,8 +89,6 @@ export async function readSlice(
     total++;
     if (i < cursor) continue;
     if (n !== undefined) notes.set(i, n);
-    // An NDJSON line may hold fewer cells than the header: the rest are empty.
-    while (cells.length < width) cells.push(null);
     rows.push(new SliceTaskRow(i, cells, headers));
   }
   return { rows, total, notes };

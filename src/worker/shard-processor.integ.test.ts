@@ -378,6 +378,36 @@ describe("ShardProcessor", () => {
     expect(await chunksOf("s000001", 6)).toEqual([[6, 12]]);
   });
 
+  it("gives a task every header's cell, empty ones for an input line shorter than the header", async () => {
+    const op = "op-short";
+    await writeManifest(aws.store, op, ["name", "city", "zip"], {
+      name: "transform",
+      options: { module: "greet" },
+    });
+    const seen: { values: unknown; cells: unknown }[] = [];
+    const capture: TaskRunner = {
+      columns: [],
+      runRows: async (rows) => {
+        for (const r of rows) seen.push({ values: { ...r.values }, cells: r.cells });
+        return rows.map((r) => ({ i: r.index, r: {} }));
+      },
+      close: async () => {},
+    };
+    const message = await writeSlice(aws.store, op, "s000000", 0, [
+      ["Ann", "Oslo", "0150"],
+      ["Bo"],
+    ]);
+    resultOf(
+      await processor("i-short", async () => capture).process(JSON.stringify(message), {
+        signal: signal(),
+      }),
+    );
+    expect(seen).toEqual([
+      { values: { name: "Ann", city: "Oslo", zip: "0150" }, cells: ["Ann", "Oslo", "0150"] },
+      { values: { name: "Bo", city: null, zip: null }, cells: ["Bo", null, null] },
+    ]);
+  });
+
   it("fails a shard whose operation names an unknown template column, naming it", async () => {
     const op = "op-badspec";
     await writeManifest(aws.store, op, ["name"], {
