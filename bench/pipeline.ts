@@ -35,6 +35,7 @@ import { ObjectStore } from "../src/shared/object-store.ts";
 import { TERMINAL_STATUSES } from "../src/shared/schemas/operation.ts";
 import { measureFetch } from "./fetch/measure.ts";
 import { benchMerge, type MergeFigures } from "./merge.ts";
+import { statCpuMs } from "./proc.ts";
 import { measureSplit, type SplitFigures } from "./split/measure.ts";
 import { formatTimeline, readTimeline, type Timeline } from "./timeline.ts";
 
@@ -61,10 +62,7 @@ const shardSizeFor = (rows: number) =>
 async function cpuMs(pid: number | undefined): Promise<number | undefined> {
   if (!pid) return undefined;
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf-8");
-    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+    return statCpuMs(await readFile(`/proc/${pid}/stat`, "utf-8"));
   } catch {
     return undefined;
   }
@@ -74,8 +72,6 @@ async function cpuMs(pid: number | undefined): Promise<number | undefined> {
  * about 1 % of a core (the GET here and in the S3 server, both in this process).
  */
 const WATCH_MS = 100;
-/** USER_HZ: 100 on every Linux the bench runs on. */
-const CLOCK_TICKS = 100;
 
 /** Peak resident memory of a live process, from /proc (Linux). */
 async function peakRssMb(pid: number | undefined): Promise<number | undefined> {

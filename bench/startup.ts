@@ -18,6 +18,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { freshQueues, localAwsEnv, startLocalAws } from "../test/support/local-aws.ts";
+import { statCpuMs } from "./proc.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "7" } } });
 const RUNS = Number(values.runs);
@@ -36,10 +37,7 @@ const ARGS: Record<Mode, string[]> = {
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 a second on Linux).
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return statCpuMs(readFileSync(`/proc/${pid}/stat`, "utf8")) / 1000;
 }
 
 const aws = await startLocalAws("startup-bench");

@@ -9,6 +9,7 @@ import { silentLogger } from "../../src/shared/logger.ts";
 import type { ShardMessage } from "../../src/shared/schemas/shard.ts";
 import { ShardProcessor } from "../../src/worker/shard-processor.ts";
 import { childAws, childEnv } from "../child.ts";
+import { statCpuMs } from "../proc.ts";
 
 const { clients, store } = childAws();
 const messages = JSON.parse(await readFile(childEnv("BENCH_MESSAGES"), "utf8")) as ShardMessage[];
@@ -66,8 +67,7 @@ async function threadCpu(): Promise<Record<string, number>> {
     const stat = await readFile(`/proc/self/task/${tid}/stat`, "utf8").catch(() => "");
     const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
     const name = tid === String(process.pid) ? "main" : comm;
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ms = (Number(fields[11]) + Number(fields[12])) * 10;
+    const ms = statCpuMs(stat);
     if (ms > 0) out[name] = (out[name] ?? 0) + ms;
   }
   return out;
