@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { waitFor } from "../../../test/support/wait.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
@@ -114,18 +115,17 @@ describe("BudgetPeers (real local S3)", () => {
       const [key] = await aws.store.list(keys.budgetPeersPrefix("op-report"));
       return key ? aws.store.getJson(key, budgetPeerSchema) : undefined;
     };
-    let record = await read();
-    while (record?.origins[0]?.latencyMs !== 50) {
-      await new Promise((r) => setTimeout(r, 20));
-      record = await read();
-    }
+    /** The record once its first origin's mean latency is `ms`. */
+    const withLatency = (ms: number) =>
+      waitFor(`a record with a mean latency of ${ms} ms`, async () => {
+        const record = await read();
+        return record?.origins[0]?.latencyMs === ms ? record : undefined;
+      });
+    let record = await withLatency(50);
     expect(record.origins[0]).toMatchObject({ concurrency: 16, inFlight: 3, throttled: 1 });
     // The next answers were slower: the mean is over the requests since the previous record.
     counters = { requests: 20, latencyMsTotal: 2500 };
-    while (record?.origins[0]?.latencyMs !== 200) {
-      await new Promise((r) => setTimeout(r, 20));
-      record = await read();
-    }
+    record = await withLatency(200);
     expect(record.origins[0]?.requestsPerSecond).toBeGreaterThan(0);
     await a.close();
     expect(
