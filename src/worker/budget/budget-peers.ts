@@ -216,25 +216,8 @@ export class BudgetPeers implements FleetShare {
           signal,
         );
         m.renewedAt = now;
-        // Nothing to divide: the record only reports.
-        if (!this.#divides) {
-          await this.#clock.sleep(this.#refreshMs, signal).catch(() => {});
-          continue;
-        }
-        const listedAt = this.#clock.now();
-        const records = await this.#store.listModified(
-          keys.budgetPeersPrefix(this.#operationId),
-          signal,
-        );
-        // Itself counted whether or not the listing shows its record yet.
-        const live = 1 + liveMembers(records, listedAt - this.#ttlMs, m.key).length;
-        if (live !== m.count) {
-          this.#logger.info(
-            { operationId: this.#operationId, peers: live, was: m.count },
-            "request budget: live workers changed",
-          );
-        }
-        m.count = live;
+        // Nothing to divide without a budget: the record only reports.
+        if (this.#divides) await this.#count(m, signal);
       } catch (err) {
         if (signal.aborted) break;
         this.#logger.warn(
@@ -244,6 +227,24 @@ export class BudgetPeers implements FleetShare {
       }
       await this.#clock.sleep(this.#refreshMs, signal).catch(() => {});
     }
+  }
+
+  /** Counts the live workers from a listing of the operation's records. */
+  async #count(m: Membership, signal: AbortSignal): Promise<void> {
+    const listedAt = this.#clock.now();
+    const records = await this.#store.listModified(
+      keys.budgetPeersPrefix(this.#operationId),
+      signal,
+    );
+    // Itself counted whether or not the listing shows its record yet.
+    const live = 1 + liveMembers(records, listedAt - this.#ttlMs, m.key).length;
+    if (live !== m.count) {
+      this.#logger.info(
+        { operationId: this.#operationId, peers: live, was: m.count },
+        "request budget: live workers changed",
+      );
+    }
+    m.count = live;
   }
 
   /**
