@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { writeCustomersWorkbook } from "../../src/demo/customers.ts";
+import { CUSTOMER_HEADERS, writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { startLocalAws } from "../../test/support/local-aws.ts";
 import { testManifest } from "../../test/support/manifests.ts";
 import { runChild } from "../child.ts";
@@ -30,7 +30,7 @@ export async function measureSplit(rows: number, shardSize: number): Promise<Spl
     const input = path.join(dir, "input.xlsx");
     await writeCustomersWorkbook(input, rows);
     const manifest = testManifest(`split-${rows}`, { shardSize });
-    manifest.headers = ["customer_id", "name", "signup_date", "balance"];
+    manifest.headers = [...CUSTOMER_HEADERS];
     await aws.store.upload(manifest.input.key, createReadStream(input) as Readable);
     const file = path.join(dir, "manifest.json");
     await writeFile(file, JSON.stringify(manifest));
