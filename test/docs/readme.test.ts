@@ -204,3 +204,38 @@ describe("source paths the documents name", () => {
     expect(missing).toEqual([]);
   });
 });
+
+describe("links between the documents", () => {
+  /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as dashes. */
+  const slug = (heading: string) =>
+    heading
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+      .replace(/\s/g, "-");
+  const anchorsOf = (doc: string) => {
+    const seen = new Map<string, number>();
+    return read(doc)
+      .replace(/```[\s\S]*?```/g, "")
+      .split("\n")
+      .filter((line) => /^#{1,6} /.test(line))
+      .map((line) => {
+        const base = slug(line.replace(/^#+ /, "").trim());
+        const n = seen.get(base) ?? 0;
+        seen.set(base, n + 1);
+        return n === 0 ? base : `${base}-${n}`;
+      });
+  };
+
+  it("point at headings that exist (`#anchor`, `FILE.md#anchor`)", () => {
+    const broken = DOCS.flatMap((doc) =>
+      [...read(doc).matchAll(/\]\(([\w./-]*\.md)?#([^)\s]+)\)/g)]
+        .map((m) => ({ file: m[1], anchor: m[2]! }))
+        .filter(({ file, anchor }) => {
+          const target = file ? path.posix.join(path.posix.dirname(doc), file) : doc;
+          return !anchorsOf(target).includes(anchor);
+        })
+        .map(({ file, anchor }) => `${doc}: ${file ?? ""}#${anchor}`),
+    );
+    expect(broken).toEqual([]);
+  });
+});
