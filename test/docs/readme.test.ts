@@ -18,6 +18,8 @@ import { systemClock } from "../../src/shared/clock.ts";
 import { CONFIG_SETTINGS } from "../../src/shared/config.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import type { ObjectStore } from "../../src/shared/object-store.ts";
+import { operationSpecInputSchema } from "../../src/shared/schemas/operation.ts";
+import { httpEnrichOptionsSchema, transformOptionsSchema } from "../../src/shared/schemas/tasks.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const read = (file: string) => readFileSync(path.join(root, file), "utf8");
@@ -81,6 +83,29 @@ describe("the README's configuration table", () => {
       if (!defaults.includes(expected)) wrong.push({ name, expected, readme: defaults });
     }
     expect(wrong).toEqual([]);
+  });
+});
+
+describe("the README's spec and task options", () => {
+  it("has a row for every field of the operation spec", () => {
+    const rows = section("Submitting work (CLI)")
+      .split("\n")
+      .filter((line) => /^\|\s*`/.test(line))
+      .flatMap((line) => codeSpans(cells(line)[0]!));
+    // `task.name` and `task.options` stand for `task`; `checkpoint.everyRows` for `checkpoint`.
+    const documented = new Set(rows.map((field) => field.split(".")[0]));
+    const missing = Object.keys(operationSpecInputSchema.shape).filter((f) => !documented.has(f));
+    expect(missing).toEqual([]);
+  });
+
+  it("names every option of each built-in task", () => {
+    const tasks = section("Submitting work (CLI)");
+    const spans = new Set(codeSpans(tasks.slice(tasks.indexOf("\n### Tasks\n"))));
+    const missing = [
+      ...Object.keys(httpEnrichOptionsSchema.shape),
+      ...Object.keys(transformOptionsSchema.shape),
+    ].filter((option) => !spans.has(option));
+    expect(missing).toEqual([]);
   });
 });
 
