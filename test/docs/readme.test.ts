@@ -18,6 +18,7 @@ import { systemClock } from "../../src/shared/clock.ts";
 import { CONFIG_SETTINGS } from "../../src/shared/config.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import type { ObjectStore } from "../../src/shared/object-store.ts";
+import { fleetEventKinds } from "../../src/shared/schemas/fleet.ts";
 import { operationSpecInputSchema } from "../../src/shared/schemas/operation.ts";
 import { httpEnrichOptionsSchema, transformOptionsSchema } from "../../src/shared/schemas/tasks.ts";
 
@@ -106,6 +107,13 @@ describe("the README's spec and task options", () => {
       ...Object.keys(transformOptionsSchema.shape),
     ].filter((option) => !spans.has(option));
     expect(missing).toEqual([]);
+  });
+});
+
+describe("the README's fleet events", () => {
+  it("names every fleet event kind", () => {
+    const spans = new Set(codeSpans(section("The fleet")));
+    expect(fleetEventKinds.filter((kind) => !spans.has(kind))).toEqual([]);
   });
 });
 
