@@ -15,13 +15,13 @@ export function addDemoCommand(program: Command): void {
     .option(
       "--rows <n>",
       "customers in the generated workbook",
-      wholeNumberOption("--rows", 0),
+      wholeNumberOption("--rows", 1),
       20_000,
     )
     .option(
       "--workers <n>",
       "the most local instances the fleet manager launches",
-      wholeNumberOption("--workers", 0),
+      wholeNumberOption("--workers", 1),
       3,
     )
     .option("--out <dir>", "output folder", "out")

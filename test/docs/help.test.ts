@@ -48,3 +48,23 @@ function helpAfter(command: Command): string {
   command.outputHelp();
   return text;
 }
+
+describe("shardfleet demo", () => {
+  it("refuses a demo that could not run (no rows, no instances) as a usage error", async () => {
+    for (const args of [
+      ["--rows", "0"],
+      ["--workers", "0"],
+    ]) {
+      const program = buildProgram([addDemoCommand]);
+      program.configureOutput({ writeErr: () => {}, writeOut: () => {} });
+      for (const c of program.commands) {
+        c.configureOutput({ writeErr: () => {}, writeOut: () => {} });
+        // Only the flags are under test: an accepted value must not start a real demo.
+        if (c.name() === "demo") c.action(() => {});
+      }
+      await expect(program.parseAsync(["node", "shardfleet", "demo", ...args])).rejects.toThrow(
+        /must be a whole number ≥ 1/,
+      );
+    }
+  });
+});
