@@ -209,8 +209,20 @@ describe("the README's HTTP API table", () => {
 });
 
 describe("source paths the documents name", () => {
-  const tracked = readdirSync(root, { recursive: true, encoding: "utf8" })
-    .filter((f) => !/^(node_modules|dist|\.git|test-artifacts|\.shardfleet|out)(\/|$)/.test(f))
+  // The checkout's own files: generated and installed trees are not walked.
+  const skip = new Set(["node_modules", "dist", ".git", "test-artifacts", ".shardfleet", "out"]);
+  const tracked = readdirSync(root, { withFileTypes: true })
+    .filter((entry) => !skip.has(entry.name))
+    .flatMap((entry) =>
+      entry.isDirectory()
+        ? [
+            entry.name,
+            ...readdirSync(path.join(root, entry.name), { recursive: true, encoding: "utf8" }).map(
+              (f) => `${entry.name}/${f}`,
+            ),
+          ]
+        : [entry.name],
+    )
     .map((f) => f.split(path.sep).join("/"));
 
   it("exist, whole (src/…, test/…) or by their last parts (`fleet-manager/observe-source.ts`)", () => {
