@@ -72,8 +72,8 @@ describe("the README's configuration table", () => {
   });
 
   it("gives each variable's default as the code has it", () => {
-    // The plugin directory's default is an absolute path to the checkout's plugins/.
-    const described: Record<string, string> = { SHARDFLEET_PLUGIN_DIR: "./plugins" };
+    // The plugin directory's default is an absolute path to the package's plugins/.
+    const described: Record<string, string> = { SHARDFLEET_PLUGIN_DIR: "plugins/" };
     const wrong = [];
     for (const { name, defaults } of named) {
       const schema = CONFIG_SETTINGS[name];
