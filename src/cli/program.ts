@@ -32,7 +32,7 @@ function rootCommand(): Command {
       .version(VERSION, "-V, --version", "print the shardfleet version")
       .addHelpText(
         "after",
-        "\nAPI commands read SHARDFLEET_API_URL and SHARDFLEET_API_TOKEN (the bearer token, when the API requires one).\nExit codes: 0 ok/succeeded, 1 failed, 2 succeeded with failures, 64 usage, 69 API unreachable, 77 API token refused, 78 bad config.",
+        "\nAPI commands read SHARDFLEET_API_URL and SHARDFLEET_API_TOKEN (the bearer token, when the API requires one).\nExit codes: 0 ok/succeeded, 1 failed or cancelled, 2 succeeded with failures, 64 usage, 69 API unreachable, 75 not finished yet (status ID), 77 API token refused, 78 bad config.",
       )
       .showHelpAfterError("(run with --help for usage)")
       // Before any subcommand is added, so they inherit it: errors reach main() as exceptions.

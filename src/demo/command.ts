@@ -15,10 +15,15 @@ export function addDemoCommand(program: Command): void {
     .option(
       "--rows <n>",
       "customers in the generated workbook",
-      wholeNumberOption("--rows", 0),
+      wholeNumberOption("--rows", 1),
       20_000,
     )
-    .option("--workers <n>", "local instances", wholeNumberOption("--workers", 0), 3)
+    .option(
+      "--workers <n>",
+      "the most local instances the fleet manager launches",
+      wholeNumberOption("--workers", 1),
+      3,
+    )
     .option("--out <dir>", "output folder", "out")
     .action(async (opts: { rows: number; workers: number; out: string }) => {
       const { runDemo } = await import("./run-demo.ts");

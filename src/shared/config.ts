@@ -219,6 +219,12 @@ const settings = {
   SHARDFLEET_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
 } as const;
 
+/**
+ * Every `SHARDFLEET_*` variable a component reads, with its schema (and so its default): the
+ * README's configuration table has a row for each (test/docs/readme.test.ts checks it).
+ */
+export const CONFIG_SETTINGS: Readonly<Record<string, z.ZodType>> = settings;
+
 /** Variables that belong to tools around the product (tests, benchmarks), not to its config. */
 const NOT_CONFIG = new Set([
   "SHARDFLEET_API_URL",

@@ -28,14 +28,21 @@ export function addListCommand(program: Command): void {
   program
     .command("list")
     .description("list operations, newest first")
-    .addOption(new Option("--status <status>", "only this status").choices(operationStatuses))
+    .addOption(
+      new Option("--status <status>", "only this status (default: every status)").choices(
+        operationStatuses,
+      ),
+    )
     .option(
       "--limit <n>",
       `at most this many (1-${MAX_LIST_LIMIT})`,
       wholeNumberOption("--limit", 1),
       20,
     )
-    .option("--cursor <cursor>", "the next page: the cursor a previous list printed")
+    .option(
+      "--cursor <cursor>",
+      "the next page: the cursor a previous list printed (default: the first page)",
+    )
     .option("--json", "print the raw JSON page ({operations, nextCursor})")
     .option(...apiOption)
     .option(...tokenOption)

@@ -65,7 +65,7 @@ export function addLocalCommand(program: Command): void {
     )
     .option(
       "--spot-outage-s <from-to>",
-      "with --fleet: seconds after start without spot capacity, e.g. 0-60",
+      "with --fleet: seconds after start without spot capacity, e.g. 0-60 (default: none, spot is always there)",
       spotOutage,
     )
     .action(

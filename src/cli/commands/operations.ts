@@ -38,12 +38,12 @@ export function addSubmitCommand(program: Command): void {
     .requiredOption("--spec <file>", "operation spec (JSON): task, options, shard size")
     .option(
       "--shard-size <n>",
-      "rows per shard (overrides the spec)",
+      "rows per shard, overriding the spec (default: the spec's shardSize, else 500)",
       wholeNumberOption("--shard-size", 0),
     )
     .option(
       "--wait",
-      "follow the operation with a progress bar until it ends; rides out API outages (unreachable, 5xx) for up to 5 minutes",
+      "follow the operation with a progress bar until it ends; rides out API outages (unreachable, timeouts, 5xx, 429) for up to 5 minutes",
     )
     .option(...apiOption)
     .option(...tokenOption)
@@ -128,7 +128,7 @@ export function addCostCommand(program: Command): void {
     .addOption(
       new Option(
         "--format <format>",
-        "write the report as a file: csv, xlsx, or svg (a chart of cost by market over time)",
+        "write the report as a file: csv, xlsx, or svg (a chart of cost by market over time) (default: none, print it as a table)",
       ).choices(["csv", "xlsx", "svg"]),
     )
     .option("-o, --output <file>", "where --format writes (default: <id>-cost.<format>)")

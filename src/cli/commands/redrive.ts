@@ -61,7 +61,7 @@ export function addRetryCommand(program: Command): void {
     .argument("<id>", "operation id")
     .option(
       "--set <key=value>",
-      "change a task option for the retry (repeatable; JSON values, e.g. --set retries=6 --set timeoutMs=30000; key=null restores its default)",
+      "change a task option for the retry (repeatable; JSON values, e.g. --set retries=6 --set timeoutMs=30000; key=null restores its default) (default: none, the options of the last run)",
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option("--wait", "follow the retry with a progress bar until the operation ends")

@@ -14,17 +14,17 @@ export function addTokenCommand(program: Command): void {
     .option("--role <role>", "member (its tenant's operations) or admin (every tenant's)", "member")
     .option(
       "--max-operations <n>",
-      "cap on the tenant's unfinished operations",
+      "cap on the tenant's unfinished operations (default: none on the line, so SHARDFLEET_TENANT_MAX_OPERATIONS applies)",
       wholeNumberOption("--max-operations", 0),
     )
     .option(
       "--max-instances <n>",
-      "cap on the tenant's live instances",
+      "cap on the tenant's live instances (default: none on the line, so SHARDFLEET_TENANT_MAX_INSTANCES or the fleet's cap applies)",
       wholeNumberOption("--max-instances", 0),
     )
     .option(
       "--max-hourly-usd <usd>",
-      "cap on the tenant's hourly instance spend",
+      "cap on the tenant's hourly instance spend (default: none on the line, so SHARDFLEET_TENANT_MAX_HOURLY_USD or the fleet's cap applies)",
       numberOption("--max-hourly-usd", (n) => n >= 0, "a number ≥ 0"),
     )
     .action(
