@@ -4,7 +4,7 @@
 import helmet from "@fastify/helmet";
 import multipart from "@fastify/multipart";
 import rateLimit from "@fastify/rate-limit";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { systemClock } from "../../shared/clock.ts";
 import { type ApiLimits, DEFAULT_API_LIMITS } from "../../shared/config.ts";
 import { ShardfleetError } from "../../shared/errors.ts";
@@ -96,7 +96,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // Ids are generated server-side; a client-chosen request id is not trusted.
     genReqId: () => crypto.randomUUID(),
     // No line per request at info (the CLI and console poll twice a second): see the hook below.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     http: {
       // Node's own slowloris guard: the headers must have arrived within this (else 408)...
       headersTimeout: limits.headersTimeoutMs,
