@@ -14,6 +14,7 @@ import {
   liveMembers,
 } from "../shared/schemas/budget.ts";
 import { sourceCap } from "./fleet/policy/source-cap.ts";
+import { SharedReads } from "./shared-reads.ts";
 
 /** Sums the workers' records per origin (pure). */
 export type { SourceView };
@@ -79,33 +80,20 @@ export function summarizeSource(records: readonly BudgetPeer[]): SourceView[] {
 /**
  * Source views read within the last `ttlMs`, per operation. Every http-enrich worker keeps a
  * record (one GET each), the records change every 2–4 s, and a status is polled twice a second
- * by each watcher: they share one read. Reads are not cancelled by one caller's signal, since
- * others may wait on them.
+ * by each watcher: they share one read (./shared-reads.ts).
  */
 export class SourceViews {
   readonly #store: ObjectStore;
-  readonly #ttlMs: number;
-  readonly #cache = new Map<string, { at: number; view: Promise<SourceView[]> }>();
+  readonly #reads: SharedReads<SourceView[]>;
 
   /** @param options.ttlMs @default 1000 */
   constructor(deps: { store: ObjectStore }, options: { ttlMs?: number } = {}) {
     this.#store = deps.store;
-    this.#ttlMs = options.ttlMs ?? 1000;
+    this.#reads = new SharedReads(options);
   }
 
   read(operationId: string, now: number): Promise<SourceView[]> {
-    const hit = this.#cache.get(operationId);
-    if (hit && now - hit.at < this.#ttlMs && now >= hit.at) return hit.view;
-    for (const [id, entry] of this.#cache) {
-      if (now - entry.at >= this.#ttlMs) this.#cache.delete(id);
-    }
-    const entry = { at: now, view: readSourceView(this.#store, operationId, now) };
-    this.#cache.set(operationId, entry);
-    // A failed read is not kept: the next caller tries again.
-    entry.view.catch(() => {
-      if (this.#cache.get(operationId) === entry) this.#cache.delete(operationId);
-    });
-    return entry.view;
+    return this.#reads.read(operationId, now, () => readSourceView(this.#store, operationId, now));
   }
 }
 
