@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
 import type { z } from "zod";
-import { mapLimit } from "../shared/async.ts";
+import { mapLimit, untilAborted } from "../shared/async.ts";
 import { isAwsServiceError } from "../shared/aws-errors.ts";
 import type { Clock } from "../shared/clock.ts";
 import {
@@ -52,6 +52,7 @@ import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./in
 import { type ControlAction, type ControlOutcome, controlOperation } from "./operation-control.ts";
 import { OperationLifecycle } from "./operation-lifecycle.ts";
 import { retryOptions, runsOf, withNewRetry } from "./retry/retry-plan.ts";
+import { SharedReads } from "./shared-reads.ts";
 import { SourceViews } from "./source-view.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
@@ -332,6 +333,12 @@ export interface OperationServiceDeps {
 export interface OperationServiceOptions {
   /** Views of terminal operations kept in memory. @default 1000 */
   cacheSize?: number;
+  /**
+   * How long one read of an operation's status (`GET /operations/:id`, the events stream) answers
+   * every other caller asking for the same operation: pollers share it. A change made through
+   * this service is shown at once. @default 1000
+   */
+  statusTtlMs?: number;
   /** What a spec is checked against at intake (egress policy, plugin list). @default {} */
   specChecks?: SpecCheckOptions;
   /** What a submitted workbook may cost (checked at intake). @default DEFAULT_WORKBOOK_LIMITS */
@@ -369,6 +376,8 @@ export class OperationService {
   readonly #workbookLimits: WorkbookLimits;
   /** What http-enrich operations' sources see, read at most once a second per operation. */
   readonly #sources: SourceViews;
+  /** Status reads (view, fleet record, source), shared by every poller of an operation. */
+  readonly #shown: SharedReads<{ view: OperationView; droppedEvents: number }>;
 
   constructor(deps: OperationServiceDeps, options: OperationServiceOptions = {}) {
     this.#store = deps.store;
@@ -382,6 +391,7 @@ export class OperationService {
     this.#progress = new ShardProgressReader({ store: deps.store });
     this.#lifecycle = new OperationLifecycle(deps);
     this.#sources = new SourceViews({ store: deps.store });
+    this.#shown = new SharedReads({ ttlMs: options.statusTtlMs ?? 1000 });
   }
 
   /**
@@ -554,9 +564,19 @@ export class OperationService {
     viewer?: Viewer,
   ): Promise<{ view: OperationView; droppedEvents: number }> {
     checkOperationId(id);
-    // The view first: another tenant's id is not found, and its fleet record is never read.
-    const fleet = this.#fleetReader(id, signal);
-    const view = await this.#get(id, signal, viewer, fleet);
+    // A status polled by many (console pages, `watch`, scripts) costs one read a `statusTtlMs`;
+    // who may see it is checked per caller, and another tenant's id answers as an unknown one.
+    const read = this.#shown.read(id, this.#clock.now(), () => this.#readWithFleet(id));
+    // Others may wait on the read: a caller that gives up stops waiting, the read goes on.
+    const shown = await (signal ? untilAborted(read, signal) : read);
+    if (!canSee(viewer, shown.view.tenant)) throw notFound(id);
+    return shown;
+  }
+
+  /** The view with its fleet record and source, as any viewer allowed to see it gets it. */
+  async #readWithFleet(id: string): Promise<{ view: OperationView; droppedEvents: number }> {
+    const fleet = this.#fleetReader(id);
+    const view = await this.#get(id, undefined, undefined, fleet);
     const record = await fleet();
     const source =
       view.task === "http-enrich" && !TERMINAL_STATUSES.has(view.status)
@@ -662,6 +682,7 @@ export class OperationService {
       signal,
     );
     this.#logger.info({ operationId: id, action, outcome, status }, `operation ${action}`);
+    this.#shown.forget(id);
     return { outcome, view: await this.get(id, signal, viewer) };
   }
 
@@ -765,6 +786,7 @@ export class OperationService {
       );
     }
     this.#logger.info({ operationId: id, caps: outcome.manifest.caps }, "operation caps changed");
+    this.#shown.forget(id);
     return this.get(id, signal, viewer);
   }
 
@@ -841,6 +863,7 @@ export class OperationService {
     this.#terminalViews.delete(id);
     this.#terminalTenants.delete(id);
     this.#progress.forget(id);
+    this.#shown.forget(id);
     const retry = outcome.manifest.retries?.at(-1);
     this.#logger.info(
       { operationId: id, retry: retry?.number, options: request.data.options ?? {} },
@@ -869,6 +892,7 @@ export class OperationService {
     }
     this.#terminalViews.delete(id);
     this.#progress.forget(id);
+    this.#shown.forget(id);
     await this.#store.deletePrefix(keys.manifest(id), signal);
     let deleted = 1;
     for (let round = 0; round < 3; round++) {
