@@ -547,8 +547,8 @@ export class OperationService {
 
   /**
    * The operation's view with its instances and fleet events; NotFoundError for an unknown id.
-   * The fleet record is read every time: instances of a finished operation are still being
-   * scaled in after it ended.
+   * The fleet record is read at every status read (shared by callers for `statusTtlMs`), also
+   * once finished: instances of a finished operation are still being scaled in after it ended.
    */
   async get(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<OperationView> {
     return (await this.getWithFleet(id, signal, viewer)).view;
