@@ -53,7 +53,7 @@ import { type ControlAction, type ControlOutcome, controlOperation } from "./ope
 import { OperationLifecycle } from "./operation-lifecycle.ts";
 import { retryOptions, runsOf, withNewRetry } from "./retry/retry-plan.ts";
 import { SharedReads } from "./shared-reads.ts";
-import { SourceViews } from "./source-view.ts";
+import { readSourceView } from "./source-view.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
@@ -374,8 +374,6 @@ export class OperationService {
   readonly #cacheSize: number;
   readonly #specChecks: SpecCheckOptions;
   readonly #workbookLimits: WorkbookLimits;
-  /** What http-enrich operations' sources see, read at most once a second per operation. */
-  readonly #sources: SourceViews;
   /** Status reads (view, fleet record, source), shared by every poller of an operation. */
   readonly #shown: SharedReads<{ view: OperationView; droppedEvents: number }>;
 
@@ -390,7 +388,6 @@ export class OperationService {
     this.#workbookLimits = options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS;
     this.#progress = new ShardProgressReader({ store: deps.store });
     this.#lifecycle = new OperationLifecycle(deps);
-    this.#sources = new SourceViews({ store: deps.store });
     this.#shown = new SharedReads({ ttlMs: options.statusTtlMs ?? 1000 });
   }
 
@@ -580,7 +577,7 @@ export class OperationService {
     const record = await fleet();
     const source =
       view.task === "http-enrich" && !TERMINAL_STATUSES.has(view.status)
-        ? await this.#sources.read(id, this.#clock.now())
+        ? await readSourceView(this.#store, id, this.#clock.now())
         : [];
     return {
       view: this.#withFleet(view, record, source),

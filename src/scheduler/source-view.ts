@@ -14,7 +14,6 @@ import {
   liveMembers,
 } from "../shared/schemas/budget.ts";
 import { sourceCap } from "./fleet/policy/source-cap.ts";
-import { SharedReads } from "./shared-reads.ts";
 
 /** Sums the workers' records per origin (pure). */
 export type { SourceView };
@@ -75,26 +74,6 @@ export function summarizeSource(records: readonly BudgetPeer[]): SourceView[] {
       };
     })
     .sort((a, b) => a.origin.localeCompare(b.origin));
-}
-
-/**
- * Source views read within the last `ttlMs`, per operation. Every http-enrich worker keeps a
- * record (one GET each), the records change every 2–4 s, and a status is polled twice a second
- * by each watcher: they share one read (./shared-reads.ts).
- */
-export class SourceViews {
-  readonly #store: ObjectStore;
-  readonly #reads: SharedReads<SourceView[]>;
-
-  /** @param options.ttlMs @default 1000 */
-  constructor(deps: { store: ObjectStore }, options: { ttlMs?: number } = {}) {
-    this.#store = deps.store;
-    this.#reads = new SharedReads(options);
-  }
-
-  read(operationId: string, now: number): Promise<SourceView[]> {
-    return this.#reads.read(operationId, now, () => readSourceView(this.#store, operationId, now));
-  }
 }
 
 /** Reads the operation's fresh budget-peer records and sums them. */
