@@ -330,13 +330,22 @@ export interface OperationServiceDeps {
   onRetried?: (operationId: string) => void;
 }
 
+/**
+ * How long the scheduler's API shares one status read of an operation among its pollers: console
+ * pages, `watch`, scripts at 5 polls a second cost one read a second (a LIST of its shard records,
+ * its running attempts, its fleet and budget-peer records).
+ */
+export const STATUS_SHARED_MS = 1000;
+
 export interface OperationServiceOptions {
   /** Views of terminal operations kept in memory. @default 1000 */
   cacheSize?: number;
   /**
    * How long one read of an operation's status (`GET /operations/:id`, the events stream) answers
-   * every other caller asking for the same operation: pollers share it. A change made through
-   * this service is shown at once. @default 1000
+   * every other caller asking for the same operation: pollers share it, and see what other
+   * writers (the scheduler's loops, workers) did up to this late. A change made through this
+   * service is shown at once. The scheduler runs with `STATUS_SHARED_MS`.
+   * @default 0 (every call reads)
    */
   statusTtlMs?: number;
   /** What a spec is checked against at intake (egress policy, plugin list). @default {} */
@@ -388,7 +397,7 @@ export class OperationService {
     this.#workbookLimits = options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS;
     this.#progress = new ShardProgressReader({ store: deps.store });
     this.#lifecycle = new OperationLifecycle(deps);
-    this.#shown = new SharedReads({ ttlMs: options.statusTtlMs ?? 1000 });
+    this.#shown = new SharedReads({ ttlMs: options.statusTtlMs ?? 0 });
   }
 
   /**

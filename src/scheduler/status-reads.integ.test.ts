@@ -13,7 +13,7 @@ import { NotFoundError } from "../shared/errors.ts";
 import { shardIdFor } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
 import { commitDone } from "../shared/records/done-marker.ts";
-import { OperationService } from "./operations.ts";
+import { OperationService, STATUS_SHARED_MS } from "./operations.ts";
 
 let env: ProxiedAws;
 beforeAll(async () => {
@@ -26,7 +26,10 @@ afterAll(async () => {
 describe("status reads shared by pollers", () => {
   it("many polls within a second cost one read; a later poll or a change reads again", async () => {
     const clock = new FakeClock({ start: Date.parse("2025-06-01T12:00:00.000Z") });
-    const operations = new OperationService({ store: env.store, logger: silentLogger(), clock });
+    const operations = new OperationService(
+      { store: env.store, logger: silentLogger(), clock },
+      { statusTtlMs: STATUS_SHARED_MS },
+    );
     const op = "op-polled";
     const iso = new Date(clock.now()).toISOString();
     // Seeded directly (not through the proxy): only the service's reads are counted.
@@ -61,7 +64,7 @@ describe("status reads shared by pollers", () => {
       { rows: 10, errorRows: 0, columns: [], chunks: [] },
       new AbortController().signal,
     );
-    await clock.advance(999);
+    await clock.advance(STATUS_SHARED_MS - 1);
     expect((await operations.get(op)).shards.done).toBe(0);
     await clock.advance(1);
     expect((await operations.get(op)).shards.done).toBe(1);
