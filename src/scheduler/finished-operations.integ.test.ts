@@ -92,4 +92,25 @@ describe("one reader of finished operations", () => {
     // The fleet manager reads it too (it sizes capacity for it again).
     expect(s.manifestReads("op-back")).toBeGreaterThan(before);
   });
+
+  it("a deleted operation leaves the set, also when its recheck was claimed mid-delete", async () => {
+    const s = await scope();
+    const iso = new Date(s.clock.now()).toISOString();
+    await seedManifest(s, splitManifest("op-gone", 1, iso, "succeeded"));
+    // Another of its objects: the listing names it until the delete has cleared everything.
+    await s.store.putText(keys.cost("op-gone"), "{}", "application/json");
+    await s.scheduler.tick();
+    await s.fleet.tick();
+    expect(s.finished.has("op-gone")).toBe(true);
+    // The delete removes the manifest first; a pass past the recheck claims it and reads nothing.
+    await s.store.deletePrefix(keys.manifest("op-gone"));
+    await s.clock.advance(FINISHED_RECHECK_MS + 1_000);
+    await s.scheduler.tick();
+    expect(s.finished.has("op-gone")).toBe(true);
+    for (const prefix of keys.operationPrefixes("op-gone")) await s.store.deletePrefix(prefix);
+    // The next listing no longer names it: neither its entry nor the claim stays behind.
+    await s.fleet.tick();
+    expect(s.finished.size).toBe(0);
+    expect(s.finished.has("op-gone")).toBe(false);
+  });
 });

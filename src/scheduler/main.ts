@@ -42,7 +42,7 @@ import { SchedulerMetrics } from "./metrics/metrics.ts";
 import { SpendLog } from "./metrics/spend-log.ts";
 import { notifierFromConfig, notifyChannels } from "./notify/from-config.ts";
 import { NotificationRecords } from "./notify/records.ts";
-import { OperationService } from "./operations.ts";
+import { OperationService, STATUS_SHARED_MS } from "./operations.ts";
 import { Scheduler } from "./scheduler.ts";
 import { Sweep } from "./sweep/sweep.ts";
 
@@ -193,6 +193,7 @@ export async function startScheduler(deps: {
         notify: notifyChannels(config),
       },
       workbookLimits: config.workbook,
+      statusTtlMs: STATUS_SHARED_MS,
     },
   );
   const cost = await costServiceFromConfig(config, {

@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
 import type { z } from "zod";
-import { mapLimit } from "../shared/async.ts";
+import { mapLimit, untilAborted } from "../shared/async.ts";
 import { isAwsServiceError } from "../shared/aws-errors.ts";
 import type { Clock } from "../shared/clock.ts";
 import {
@@ -52,7 +52,8 @@ import { receiveSubmission, type SubmissionPart, type UploadedInput } from "./in
 import { type ControlAction, type ControlOutcome, controlOperation } from "./operation-control.ts";
 import { OperationLifecycle } from "./operation-lifecycle.ts";
 import { retryOptions, runsOf, withNewRetry } from "./retry/retry-plan.ts";
-import { SourceViews } from "./source-view.ts";
+import { SharedReads } from "./shared-reads.ts";
+import { readSourceView } from "./source-view.ts";
 import { checkSpecAlone, checkSpecColumns, type SpecCheckOptions } from "./spec-checks.ts";
 import { objectByteSource } from "./workbook/byte-source.ts";
 import { inspectWorkbook } from "./workbook/inspect.ts";
@@ -329,9 +330,24 @@ export interface OperationServiceDeps {
   onRetried?: (operationId: string) => void;
 }
 
+/**
+ * How long the scheduler's API shares one status read of an operation among its pollers: console
+ * pages, `watch`, scripts at 5 polls a second cost one read a second (a LIST of its shard records,
+ * its running attempts, its fleet and budget-peer records).
+ */
+export const STATUS_SHARED_MS = 1000;
+
 export interface OperationServiceOptions {
   /** Views of terminal operations kept in memory. @default 1000 */
   cacheSize?: number;
+  /**
+   * How long one read of an operation's status (`GET /operations/:id`, the events stream) answers
+   * every other caller asking for the same operation: pollers share it, and see what other
+   * writers (the scheduler's loops, workers) did up to this late. A change made through this
+   * service is shown at once. The scheduler runs with `STATUS_SHARED_MS`.
+   * @default 0 (every call reads)
+   */
+  statusTtlMs?: number;
   /** What a spec is checked against at intake (egress policy, plugin list). @default {} */
   specChecks?: SpecCheckOptions;
   /** What a submitted workbook may cost (checked at intake). @default DEFAULT_WORKBOOK_LIMITS */
@@ -367,8 +383,8 @@ export class OperationService {
   readonly #cacheSize: number;
   readonly #specChecks: SpecCheckOptions;
   readonly #workbookLimits: WorkbookLimits;
-  /** What http-enrich operations' sources see, read at most once a second per operation. */
-  readonly #sources: SourceViews;
+  /** Status reads (view, fleet record, source), shared by every poller of an operation. */
+  readonly #shown: SharedReads<{ view: OperationView; droppedEvents: number }>;
 
   constructor(deps: OperationServiceDeps, options: OperationServiceOptions = {}) {
     this.#store = deps.store;
@@ -381,7 +397,7 @@ export class OperationService {
     this.#workbookLimits = options.workbookLimits ?? DEFAULT_WORKBOOK_LIMITS;
     this.#progress = new ShardProgressReader({ store: deps.store });
     this.#lifecycle = new OperationLifecycle(deps);
-    this.#sources = new SourceViews({ store: deps.store });
+    this.#shown = new SharedReads({ ttlMs: options.statusTtlMs ?? 0 });
   }
 
   /**
@@ -537,8 +553,8 @@ export class OperationService {
 
   /**
    * The operation's view with its instances and fleet events; NotFoundError for an unknown id.
-   * The fleet record is read every time: instances of a finished operation are still being
-   * scaled in after it ended.
+   * The fleet record is read at every status read (shared by callers for `statusTtlMs`), also
+   * once finished: instances of a finished operation are still being scaled in after it ended.
    */
   async get(id: string, signal?: AbortSignal, viewer?: Viewer): Promise<OperationView> {
     return (await this.getWithFleet(id, signal, viewer)).view;
@@ -554,13 +570,23 @@ export class OperationService {
     viewer?: Viewer,
   ): Promise<{ view: OperationView; droppedEvents: number }> {
     checkOperationId(id);
-    // The view first: another tenant's id is not found, and its fleet record is never read.
-    const fleet = this.#fleetReader(id, signal);
-    const view = await this.#get(id, signal, viewer, fleet);
+    // A status polled by many (console pages, `watch`, scripts) costs one read a `statusTtlMs`;
+    // who may see it is checked per caller, and another tenant's id answers as an unknown one.
+    const read = this.#shown.read(id, this.#clock.now(), () => this.#readWithFleet(id));
+    // Others may wait on the read: a caller that gives up stops waiting, the read goes on.
+    const shown = await (signal ? untilAborted(read, signal) : read);
+    if (!canSee(viewer, shown.view.tenant)) throw notFound(id);
+    return shown;
+  }
+
+  /** The view with its fleet record and source, as any viewer allowed to see it gets it. */
+  async #readWithFleet(id: string): Promise<{ view: OperationView; droppedEvents: number }> {
+    const fleet = this.#fleetReader(id);
+    const view = await this.#get(id, undefined, undefined, fleet);
     const record = await fleet();
     const source =
       view.task === "http-enrich" && !TERMINAL_STATUSES.has(view.status)
-        ? await this.#sources.read(id, this.#clock.now())
+        ? await readSourceView(this.#store, id, this.#clock.now())
         : [];
     return {
       view: this.#withFleet(view, record, source),
@@ -662,6 +688,7 @@ export class OperationService {
       signal,
     );
     this.#logger.info({ operationId: id, action, outcome, status }, `operation ${action}`);
+    this.#shown.forget(id);
     return { outcome, view: await this.get(id, signal, viewer) };
   }
 
@@ -765,6 +792,7 @@ export class OperationService {
       );
     }
     this.#logger.info({ operationId: id, caps: outcome.manifest.caps }, "operation caps changed");
+    this.#shown.forget(id);
     return this.get(id, signal, viewer);
   }
 
@@ -841,6 +869,7 @@ export class OperationService {
     this.#terminalViews.delete(id);
     this.#terminalTenants.delete(id);
     this.#progress.forget(id);
+    this.#shown.forget(id);
     const retry = outcome.manifest.retries?.at(-1);
     this.#logger.info(
       { operationId: id, retry: retry?.number, options: request.data.options ?? {} },
@@ -869,6 +898,7 @@ export class OperationService {
     }
     this.#terminalViews.delete(id);
     this.#progress.forget(id);
+    this.#shown.forget(id);
     await this.#store.deletePrefix(keys.manifest(id), signal);
     let deleted = 1;
     for (let round = 0; round < 3; round++) {

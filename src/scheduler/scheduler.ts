@@ -155,7 +155,7 @@ export class Scheduler {
    * Operations known to be terminal: not read again by this process (until `revive`, or the
    * recheck a retry accepted elsewhere needs: ../shared/finished-operations.ts).
    */
-  readonly #terminal: Set<string>;
+  readonly #terminal: FinishedOperations;
   /** Manifests that failed to parse, reported once each. */
   readonly #unreadable = new Set<string>();
   readonly #jobs = new Map<string, Promise<void>>();
@@ -274,7 +274,9 @@ export class Scheduler {
         this.#logger.error({ err }, "draining the dead-letter queue failed; retrying next pass");
       });
     }
-    const ids = (await listOperationIds(this.#store, signal))
+    const listed = await listOperationIds(this.#store, signal);
+    this.#terminal.retain(new Set(listed));
+    const ids = listed
       .filter((id) => !this.#terminal.has(id))
       // Oldest first: operations are served in submission order.
       .reverse();

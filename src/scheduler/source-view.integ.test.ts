@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { keys } from "../shared/keys.ts";
 import { type BudgetPeer, budgetPeerSchema } from "../shared/schemas/budget.ts";
-import { readSourceView, SourceViews, summarizeSource } from "./source-view.ts";
+import { SharedReads } from "./shared-reads.ts";
+import { readSourceView, type SourceView, summarizeSource } from "./source-view.ts";
 
 let aws: LocalAws;
 beforeAll(async () => {
@@ -112,7 +113,12 @@ describe("the source view of an operation", () => {
         peer("local-001", [origin("https://b.example", n)]),
       );
     await put(1);
-    const views = new SourceViews({ store: aws.store });
+    // As the status read shares it (./operations.ts, through ./shared-reads.ts).
+    const shared = new SharedReads<SourceView[]>();
+    const views = {
+      read: (op: string, at: number) =>
+        shared.read(op, at, () => readSourceView(aws.store, op, at)),
+    };
     const now = Date.now();
     const [a, b] = await Promise.all([views.read("op-shared", now), views.read("op-shared", now)]);
     expect(a).toBe(b);

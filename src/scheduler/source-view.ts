@@ -76,39 +76,6 @@ export function summarizeSource(records: readonly BudgetPeer[]): SourceView[] {
     .sort((a, b) => a.origin.localeCompare(b.origin));
 }
 
-/**
- * Source views read within the last `ttlMs`, per operation. Every http-enrich worker keeps a
- * record (one GET each), the records change every 2–4 s, and a status is polled twice a second
- * by each watcher: they share one read. Reads are not cancelled by one caller's signal, since
- * others may wait on them.
- */
-export class SourceViews {
-  readonly #store: ObjectStore;
-  readonly #ttlMs: number;
-  readonly #cache = new Map<string, { at: number; view: Promise<SourceView[]> }>();
-
-  /** @param options.ttlMs @default 1000 */
-  constructor(deps: { store: ObjectStore }, options: { ttlMs?: number } = {}) {
-    this.#store = deps.store;
-    this.#ttlMs = options.ttlMs ?? 1000;
-  }
-
-  read(operationId: string, now: number): Promise<SourceView[]> {
-    const hit = this.#cache.get(operationId);
-    if (hit && now - hit.at < this.#ttlMs && now >= hit.at) return hit.view;
-    for (const [id, entry] of this.#cache) {
-      if (now - entry.at >= this.#ttlMs) this.#cache.delete(id);
-    }
-    const entry = { at: now, view: readSourceView(this.#store, operationId, now) };
-    this.#cache.set(operationId, entry);
-    // A failed read is not kept: the next caller tries again.
-    entry.view.catch(() => {
-      if (this.#cache.get(operationId) === entry) this.#cache.delete(operationId);
-    });
-    return entry.view;
-  }
-}
-
 /** Reads the operation's fresh budget-peer records and sums them. */
 export async function readSourceView(
   store: ObjectStore,

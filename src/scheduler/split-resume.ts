@@ -23,7 +23,7 @@ export function sliceMarkMetadata(mark: Omit<SliceMark, "v">): Record<string, st
 }
 
 /** The mark in a slice's metadata; undefined when it has none or an unreadable one. */
-export function readSliceMark(metadata: Record<string, string>): SliceMark | undefined {
+function readSliceMark(metadata: Record<string, string>): SliceMark | undefined {
   const raw = metadata[MARK_METADATA];
   if (raw === undefined) return undefined;
   try {

@@ -18,6 +18,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { SSMClient } from "@aws-sdk/client-ssm";
 import { type AwsTimeouts, DEFAULT_AWS_TIMEOUTS } from "./config.ts";
+import { isLoopbackHost } from "./loopback.ts";
 
 export type AwsService = "SQS" | "S3" | "EC2" | "SSM";
 
@@ -82,9 +83,23 @@ export function createSqsClient(options: AwsClientOptions = {}): SQSClient {
 }
 
 /**
+ * Whether S3 bodies may be sent unsigned: only where nothing on the way can change them unseen —
+ * an https endpoint (TLS guards them; no endpoint means AWS, https) or loopback. A plain-http
+ * endpoint across a network (MinIO on another machine) keeps the body's SHA-256 in the signature.
+ * An endpoint that is not a URL is refused by the SDK anyway; it keeps signing here.
+ */
+export function unsignedPayloadAllowed(endpoint: string | undefined): boolean {
+  if (endpoint === undefined) return true;
+  if (!URL.canParse(endpoint)) return false;
+  const url = new URL(endpoint);
+  return url.protocol === "https:" || isLoopbackHost(url.hostname);
+}
+
+/**
  * Signs a request without hashing its body (`x-amz-content-sha256: UNSIGNED-PAYLOAD`, which S3
  * accepts): SigV4 otherwise reads every byte of a buffer body through SHA-256, the largest cost
- * of writing slices after the copy itself. TLS guards the body; stream bodies go unsigned anyway.
+ * of writing slices after the copy itself. Only where `unsignedPayloadAllowed`; stream bodies go
+ * unsigned anyway.
  */
 function signWithoutBodyHash(request: unknown): void {
   const r = request as { headers?: Record<string, string>; body?: unknown };
@@ -104,13 +119,15 @@ export function createS3Client(options: AwsClientOptions = {}): S3Client {
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
   });
-  s3.middlewareStack.add(
-    (next) => (args) => {
-      signWithoutBodyHash(args.request);
-      return next(args);
-    },
-    { step: "build", name: "shardfleetUnsignedPayload" },
-  );
+  if (unsignedPayloadAllowed(config.endpoint)) {
+    s3.middlewareStack.add(
+      (next) => (args) => {
+        signWithoutBodyHash(args.request);
+        return next(args);
+      },
+      { step: "build", name: "shardfleetUnsignedPayload" },
+    );
+  }
   return s3;
 }
 

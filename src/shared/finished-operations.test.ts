@@ -51,4 +51,23 @@ describe("FinishedOperations", () => {
     expect(finished.has("op-a")).toBe(false);
     expect(finished.has("op-a")).toBe(true);
   });
+
+  it("retain forgets operations no listing names any more (deleted), entries and claims alike", () => {
+    let now = 1_000;
+    const finished = new FinishedOperations({ clock: { now: () => now } }, { recheckMs: 500 });
+    finished.add("op-kept");
+    finished.add("op-gone");
+    finished.add("op-claimed");
+    now += 500;
+    // A loop claimed op-claimed's recheck, then found its manifest gone: the claim is not settled.
+    expect(finished.has("op-claimed")).toBe(false);
+    expect(finished.has("op-claimed")).toBe(true);
+    finished.add("op-kept");
+    finished.retain(new Set(["op-kept", "op-new"]));
+    expect([...finished]).toEqual(["op-kept"]);
+    expect(finished.has("op-gone")).toBe(false);
+    // No claim left behind: the next caller is not told it is being read elsewhere.
+    expect(finished.has("op-claimed")).toBe(false);
+    expect(finished.has("op-kept")).toBe(true);
+  });
 });

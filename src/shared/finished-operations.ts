@@ -10,6 +10,9 @@
  * claims the recheck, so other loops keep answering true until the claimant settles it — `add`
  * (still finished) or `delete` (it runs again: every loop reads it). A claim never settled (the
  * read failed) lapses after `recheckMs` too, and the next `has` claims it again.
+ *
+ * A deleted operation is never asked about again (no listing names it), so each loop hands its
+ * listing to `retain`, which forgets entries and claims of operations that are gone.
  */
 import type { Clock } from "./clock.ts";
 
@@ -52,6 +55,13 @@ export class FinishedOperations extends Set<string> {
       return false;
     }
     return super.has(id);
+  }
+
+  /** Forgets every operation not in `existing` (one listing of all operation ids): deleted. */
+  retain(existing: ReadonlySet<string>): void {
+    for (const id of [...this.#addedAt.keys(), ...this.#rechecking.keys()]) {
+      if (!existing.has(id)) this.delete(id);
+    }
   }
 
   /** Not finished (any more): every loop reads it again. */

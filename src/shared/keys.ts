@@ -165,14 +165,12 @@ export const keys = {
 } as const;
 
 /** An instance id (from EC2 or config: a host name may hold dots) in key-safe characters. */
-function keySafe(instanceId: string): string {
-  return instanceId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 120);
+function keySafe(instanceId: string, maxLength = 120): string {
+  return instanceId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, maxLength);
 }
 
-/** Instance ids come from EC2 or config (a host name may hold dots): kept to key-safe characters. */
 function budgetMember(instanceId: string, member: string): string {
-  const safe = instanceId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 100);
-  return checkId("budget member", `i${safe}-${checkId("member", member)}`);
+  return checkId("budget member", `i${keySafe(instanceId, 100)}-${checkId("member", member)}`);
 }
 
 /**

@@ -3,20 +3,9 @@
  * stack and the demo run. Anywhere else anyone on the network could submit work and read every
  * result, so that needs SHARDFLEET_API_ALLOW_ANONYMOUS=true, and is then warned about.
  */
-import { isIP } from "node:net";
 import { ConfigError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
-
-/** Whether `host` (as given to listen, or a client address) is loopback only. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host
-    .trim()
-    .toLowerCase()
-    .replace(/^\[|\]$/g, "")
-    .replace(/^::ffff:/, "");
-  if (h === "localhost" || h === "::1") return true;
-  return isIP(h) === 4 && h.startsWith("127.");
-}
+import { isLoopbackHost } from "../../shared/loopback.ts";
 
 /**
  * Throws a ConfigError (the scheduler stops, exit 78) for an unauthenticated API beyond

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
 import { HEALTH_PID_HEADER, healthSchema } from "../../shared/contracts/api.ts";
-import { isLoopbackHost } from "./exposure.ts";
+import { isLoopbackHost } from "../../shared/loopback.ts";
 import { routeSchema } from "./schemas.ts";
 
 const healthRouteSchema = routeSchema(healthSchema);

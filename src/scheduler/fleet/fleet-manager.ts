@@ -144,7 +144,7 @@ export class FleetManager {
 
   #memory: FleetMemory = emptyFleetMemory();
   /** Operations known to be finished: never read again. */
-  readonly #terminal: Set<string>;
+  readonly #terminal: FinishedOperations;
   /** Operations watched on the previous pass (to forget caches of those that left). */
   #watched = new Set<string>();
   /** Budgeted operations' sources as last observed (stand-ins when their records are unread). */

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { CapacityConfigError, FLEET_TAGS, type Pool, poolKey } from "../../shared/capacity.ts";
 import { ConfigError } from "../../shared/errors.ts";
 import { availablePools } from "./policy/market-choice.ts";
+import { DEFAULT_BOOT_DEADLINE_MS } from "./policy/options.ts";
 import { findOrphans, planRebalanceScaleIn, planScaleIn } from "./policy/scale-in.ts";
 import { fleetSpendUsd, hourlyPrice, launchRoom } from "./policy/sizing.ts";
 import { findStragglers } from "./policy/stragglers.ts";
@@ -657,7 +658,7 @@ describe("stragglers", () => {
 });
 
 describe("scale-in", () => {
-  const o = { idleTimeoutMs: 3 * MIN };
+  const o = { idleTimeoutMs: 3 * MIN, bootDeadlineMs: DEFAULT_BOOT_DEADLINE_MS };
 
   it("terminates idle instances after the timeout and idle ones of ended operations at once", () => {
     const instances = [

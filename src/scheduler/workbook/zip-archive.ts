@@ -28,15 +28,10 @@ export function notXlsx(cause?: unknown): BadInputError {
  * Keeps our own errors, S3 faults (they carry `$metadata`) and aborts as they are; anything
  * else the zip or XML layers throw is the file's fault.
  */
-export function asWorkbookError(err: unknown, signal?: AbortSignal, part = "a part"): unknown {
+export function asWorkbookError(err: unknown, signal?: AbortSignal): unknown {
   if (signal?.aborted) return signal.reason;
   if (err instanceof ShardfleetError) return err;
   if (isAwsServiceError(err) || isTransientError(err)) return err;
-  // yauzl's own inflater (entries opened here use DeclaredSize instead) stops at the first byte
-  // past the declared size with this message.
-  if (err instanceof Error && /too many bytes in the stream/.test(err.message)) {
-    return inflatedPastDeclared(part, Number(/expected (\d+)/.exec(err.message)?.[1] ?? 0));
-  }
   return notXlsx(err);
 }
 
@@ -181,7 +176,7 @@ export class ZipArchive {
       // stages, which cost more CPU than the inflate itself on a 200 MB sheet.
       raw = await this.#zip.openReadStreamPromise(entry, { decodeFileData: false });
     } catch (err) {
-      throw asWorkbookError(err, undefined, entry.fileName);
+      throw asWorkbookError(err);
     }
     if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) {
       raw.destroy();
@@ -195,10 +190,10 @@ export class ZipArchive {
       entry.compressionMethod === 8
         ? createInflateRaw({ chunkSize: INFLATE_CHUNK_BYTES })
         : undefined;
-    // Errors come out named after the entry (and as our refusals), whoever reads the stream.
+    // Errors come out as our refusals (past the declared size: named after the entry), whoever
+    // reads the stream.
     const out = new DeclaredSize(entry.fileName, entry.uncompressedSize);
-    const fail = (err: Error) =>
-      out.destroy(asWorkbookError(err, undefined, entry.fileName) as Error);
+    const fail = (err: Error) => out.destroy(asWorkbookError(err) as Error);
     raw.on("error", fail);
     inflate?.on("error", fail);
     out.on("close", () => {

@@ -6,6 +6,7 @@
  * into the policy's (empty) memory so its capacity deadline still counts from when it began.
  */
 import { mapLimit } from "../../../shared/async.ts";
+import type { FinishedOperations } from "../../../shared/finished-operations.ts";
 import type { Logger } from "../../../shared/logger.ts";
 import type { ObjectStore } from "../../../shared/object-store.ts";
 import type { CapacityWait } from "../../../shared/schemas/fleet.ts";
@@ -25,13 +26,13 @@ const ACTIVE: ReadonlySet<LifecycleStatus> = new Set(["queued", "splitting", "ru
  * Manifests of operations that need capacity, oldest first; every manifest read this pass
  * (`read`: on the first pass, every operation's, whatever its state — what a restarted manager
  * adopts from); and every operation id that exists. An operation found finished joins `terminal`
- * and is never read again.
+ * and is not read again (until its recheck); one no longer listed (deleted) leaves it.
  */
 export async function observeOperations(
   deps: {
     store: ObjectStore;
     logger: Logger;
-    terminal: Set<string>;
+    terminal: FinishedOperations;
     /**
      * Read finished operations too (the first pass, which adopts instances from every fleet
      * record: the set may be shared with the scheduler's loop, which may have filled it).
@@ -42,6 +43,7 @@ export async function observeOperations(
 ): Promise<{ manifests: Manifest[]; read: Manifest[]; existing: Set<string> }> {
   const ids = await listOperationIds(deps.store, signal);
   const existing = new Set(ids);
+  deps.terminal.retain(existing);
   const open = (deps.readFinished ? ids : ids.filter((id) => !deps.terminal.has(id))).reverse();
   const loaded = await mapLimit(open, 8, async (id) => {
     try {

@@ -15,7 +15,7 @@ import { readBudgetPeers } from "../../source-view.ts";
 import type { SourceBudget } from "../policy/source-cap.ts";
 
 /** The budget of an operation's task, requests a second, if it has one. */
-export function budgetOf(manifest: Manifest): number | undefined {
+function budgetOf(manifest: Manifest): number | undefined {
   try {
     const task = currentTask(manifest);
     return task.name === "http-enrich" ? task.options.rateLimit?.requestsPerSecond : undefined;
@@ -26,7 +26,7 @@ export function budgetOf(manifest: Manifest): number | undefined {
 }
 
 /** The workers' measurements in their records, per origin (pure). */
-export function measuredOf(records: readonly BudgetPeer[]): SourceBudget["measured"] {
+function measuredOf(records: readonly BudgetPeer[]): SourceBudget["measured"] {
   return records.flatMap((r) =>
     r.origins.flatMap((o) =>
       o.latencyMs === undefined

@@ -5,7 +5,7 @@
  */
 import type { InstanceInfo } from "../../../shared/capacity.ts";
 import { seconds } from "./format.ts";
-import { DEFAULT_BOOT_DEADLINE_MS, type ResolvedFleetPolicy } from "./options.ts";
+import type { ResolvedFleetPolicy } from "./options.ts";
 import { backlogOf, desiredInstances } from "./sizing.ts";
 import { servesCapacity } from "./spot-signals.ts";
 import {
@@ -39,10 +39,9 @@ export function planScaleIn(
   instances: readonly FleetInstance[],
   activeOperationIds: ReadonlySet<string>,
   now: number,
-  options: Pick<ResolvedFleetPolicy, "idleTimeoutMs"> &
-    Partial<Pick<ResolvedFleetPolicy, "bootDeadlineMs">>,
+  options: Pick<ResolvedFleetPolicy, "idleTimeoutMs" | "bootDeadlineMs">,
 ): TerminateDecision[] {
-  const bootDeadlineMs = options.bootDeadlineMs ?? DEFAULT_BOOT_DEADLINE_MS;
+  const { bootDeadlineMs } = options;
   const by: Record<Exclude<TerminateCause, "orphan" | "rebalance">, string[]> = {
     "operation-ended": [],
     idle: [],
