@@ -31,27 +31,16 @@ let aws: LocalAws;
 let source: Source;
 /** Arrival time of every request the source saw, and how many it refused. */
 const arrivals: number[] = [];
-const accepted: number[] = [];
 let refused = 0;
 
 beforeAll(async () => {
   aws = await startLocalAws("budget-fleet");
-  source = await startSource((req, res) => {
-    const now = Date.now();
-    arrivals.push(now);
-    while (accepted.length > 0 && accepted[0]! <= now - 1000) accepted.shift();
-    if (accepted.length >= N) {
-      refused++;
-      res.writeHead(429, { "retry-after": "1" });
-      res.end();
-      return;
-    }
-    accepted.push(now);
-    setTimeout(() => {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ v: req.url }));
-    }, 5);
-  });
+  source = await startSource(
+    limitedTo(N, 5, (at, wasRefused) => {
+      arrivals.push(at);
+      if (wasRefused) refused++;
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -76,6 +65,34 @@ async function startSource(handler: RequestListener): Promise<Source> {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },
+  };
+}
+
+/**
+ * A source that takes `limit` requests in any second and answers the rest 429 at once; it answers
+ * what it takes after `latencyMs`. `seen` hears of every request.
+ */
+function limitedTo(
+  limit: number,
+  latencyMs: number,
+  seen: (at: number, refused: boolean) => void,
+): RequestListener {
+  const taken: number[] = [];
+  return (req, res) => {
+    const now = Date.now();
+    while (taken.length > 0 && taken[0]! <= now - 1000) taken.shift();
+    const refused = taken.length >= limit;
+    seen(now, refused);
+    if (refused) {
+      res.writeHead(429, { "retry-after": "1" });
+      res.end();
+      return;
+    }
+    taken.push(now);
+    setTimeout(() => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ v: req.url }));
+    }, latencyMs);
   };
 }
 
@@ -220,23 +237,9 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
     // requests in flight across the fleet is what it takes.
     const LATENCY_MS = 100;
     const times: Array<{ at: number; refused: boolean }> = [];
-    const taken: number[] = [];
-    const slow = await startSource((req, res) => {
-      const now = Date.now();
-      while (taken.length > 0 && taken[0]! <= now - 1000) taken.shift();
-      const refused = taken.length >= N;
-      times.push({ at: now, refused });
-      if (refused) {
-        res.writeHead(429, { "retry-after": "1" });
-        res.end();
-        return;
-      }
-      taken.push(now);
-      setTimeout(() => {
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ v: req.url }));
-      }, LATENCY_MS);
-    });
+    const slow = await startSource(
+      limitedTo(N, LATENCY_MS, (at, refused) => times.push({ at, refused })),
+    );
     try {
       const queues = await freshQueues(aws);
       const op = "op-adaptive";
