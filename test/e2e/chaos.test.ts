@@ -24,10 +24,8 @@ import { ObjectStore } from "../../src/shared/object-store.ts";
 import type { Manifest } from "../../src/shared/schemas/operation.ts";
 import { shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
+import { downloadRows, fleetEnded, shardAttempts, stackClients } from "../support/local-stack.ts";
 import { waitFor } from "../support/wait.ts";
-import { fleetEnded } from "./fleet-ended.ts";
-import { downloadRows } from "./result-rows.ts";
-import { shardAttempts, stackClients } from "./stack-store.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const tsx = import.meta.resolve("tsx");

@@ -11,10 +11,9 @@ import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
+import { downloadRows, fleetEnded } from "../support/local-stack.ts";
+import { writeNumbersCsv, writePlugin } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
-import { fleetEnded } from "./fleet-ended.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 400;
 const SHARD = 20;

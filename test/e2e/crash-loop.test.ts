@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
+import { downloadRows } from "../support/local-stack.ts";
+import { writeNumbersCsv, writePlugin } from "../support/plugins.ts";
 
 const PLUGIN = `export const columns = ["square"];
 export default function (row) {

@@ -15,10 +15,9 @@ import { waitForOperation } from "../../src/cli/wait.ts";
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { dispatchRecordSchema } from "../../src/shared/schemas/dispatch.ts";
+import { downloadRows, withStackStore } from "../support/local-stack.ts";
+import { writeNumbersCsv, writePlugin } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-import { withStackStore } from "./stack-store.ts";
 
 const PLUGIN = `
 export const columns = ["double"];

@@ -17,9 +17,13 @@ import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { shardIdFor } from "../../src/shared/keys.ts";
 import type { Attempt } from "../../src/shared/schemas/shard.ts";
-import { writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-import { shardAttempts, stackClients, withStackStore } from "./stack-store.ts";
+import {
+  downloadRows,
+  shardAttempts,
+  stackClients,
+  withStackStore,
+} from "../support/local-stack.ts";
+import { writePlugin } from "../support/plugins.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -13,7 +13,7 @@ import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts
 import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
-import { downloadRows } from "./result-rows.ts";
+import { downloadRows } from "../support/local-stack.ts";
 
 const ROWS = 2_000;
 

@@ -21,10 +21,8 @@ import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { ShardQueue } from "../../src/shared/shard-queue.ts";
-import { fleetEnded } from "./fleet-ended.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-import { shardAttempts, withStackStore } from "./stack-store.ts";
+import { downloadRows, fleetEnded, shardAttempts, withStackStore } from "../support/local-stack.ts";
+import { writeNumbersCsv, writePlugin } from "../support/plugins.ts";
 
 const ROWS = 160;
 const SHARD = 20;

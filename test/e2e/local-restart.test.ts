@@ -14,10 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { childPids, type LocalCli, startLocalCli } from "../support/local-cli.ts";
+import { downloadRows } from "../support/local-stack.ts";
+import { writeNumbersCsv, writePlugin } from "../support/plugins.ts";
 import { isRunning } from "../support/processes.ts";
 import { waitFor } from "../support/wait.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
 
 const PLUGIN = `
 export const columns = ["double"];

@@ -18,7 +18,7 @@ import {
   startWebhookReceiver,
   type WebhookReceiver,
 } from "../support/notify-receivers.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
+import { writeNumbersCsv, writePlugin } from "../support/plugins.ts";
 
 const SECRET = "e2e-notify-secret-0123456789";
 const ROWS = 400;

@@ -20,8 +20,8 @@ import { ApiClient } from "../../src/cli/api-client.ts";
 import { retryRequestOf } from "../../src/cli/commands/redrive.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { downloadRows } from "../support/local-stack.ts";
 import { simpleXlsx } from "../support/workbooks.ts";
-import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 200;
 /** Rows the outage hits: 3 in 10. */

@@ -22,8 +22,7 @@ import { loadManifest } from "../../src/scheduler/operations.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import type { LeaseTenure, SchedulerLease } from "../../src/shared/schemas/lease.ts";
-import { downloadRows } from "./result-rows.ts";
-import { stackClients } from "./stack-store.ts";
+import { downloadRows, stackClients } from "../support/local-stack.ts";
 
 const ROWS = 20_000;
 const SHARD = 50;

@@ -30,8 +30,8 @@ import { type Attempt, shardDoneSchema } from "../../src/shared/schemas/shard.ts
 import { simulate } from "../../src/sim/engine.ts";
 import { BANDS, parseSimParams } from "../../src/sim/params.ts";
 import { SHARDFLEET } from "../../src/sim/variants.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { shardAttempts, withStackStore } from "./stack-store.ts";
+import { shardAttempts, withStackStore } from "../support/local-stack.ts";
+import { writeNumbersCsv, writePlugin } from "../support/plugins.ts";
 
 const SHARDS = 40;
 const SHARD = 60;

@@ -22,11 +22,9 @@ import { type LocalStack, SPOT_NOTICE_MS, startLocalStack } from "../../src/loca
 import { FLEET_TAGS } from "../../src/shared/capacity.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../src/shared/schemas/fleet.ts";
+import { downloadRows, fleetEnded, withStackStore } from "../support/local-stack.ts";
+import { writeNumbersCsv, writePlugin } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
-import { fleetEnded } from "./fleet-ended.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-import { withStackStore } from "./stack-store.ts";
 
 const ROWS = 32;
 const SHARD = 16; // 2 shards: with 2 shards in flight per worker, ONE instance serves them all

@@ -16,8 +16,8 @@ import { startTaxRegistry, type TaxRegistry } from "../../src/demo/tax-registry.
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { shardIdFor } from "../../src/shared/keys.ts";
 import type { Attempt } from "../../src/shared/schemas/shard.ts";
+import { shardAttempts, withStackStore } from "../support/local-stack.ts";
 import { waitFor } from "../support/wait.ts";
-import { shardAttempts, withStackStore } from "./stack-store.ts";
 
 describe("wasted work after a SIGKILL (local stack)", () => {
   let dir: string;

@@ -20,8 +20,7 @@ import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { type LocalImds, startLocalImds } from "../../src/local/imds.ts";
 import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
-import { downloadRows } from "../e2e/result-rows.ts";
-import { withStackStore } from "../e2e/stack-store.ts";
+import { downloadRows, withStackStore } from "../support/local-stack.ts";
 
 /** A source on loopback that counts what reaches it. */
 async function startSource(

@@ -1,4 +1,4 @@
-/** Test helper: transform plugins and inputs written into a test's temporary directory. */
+/** Test support: transform plugins and inputs written into a test's temporary folder. */
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 
