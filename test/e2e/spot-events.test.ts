@@ -12,18 +12,21 @@
  * itself is not observed before the worker exits) — and is shorter than the scaled notice lead,
  * so the worker exits by itself (final checkpoints, messages released) rather than being killed.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, SPOT_NOTICE_MS, startLocalStack } from "../../src/local/stack.ts";
+import { type LocalStack, SPOT_NOTICE_MS } from "../../src/local/stack.ts";
 import { FLEET_TAGS } from "../../src/shared/capacity.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../src/shared/schemas/fleet.ts";
-import { downloadRows, fleetEnded, withStackStore } from "../support/local-stack.ts";
-import { writeNumbersCsv, writePlugin } from "../support/plugins.ts";
+import {
+  downloadRows,
+  fleetEnded,
+  startTestStack,
+  type TestStack,
+  withStackStore,
+} from "../support/local-stack.ts";
+import { writeNumbersCsv } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
 
 const ROWS = 32;
@@ -41,25 +44,19 @@ export default async function slow(row, options) {
 `;
 
 describe("EventBridge spot interruption warning on the local stack (fleet mode)", () => {
-  let dir: string;
-  let stack: LocalStack;
+  let env: TestStack;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-spot-events-"));
-    const pluginDir = await writePlugin(dir, "slow.mjs", PLUGIN);
-    stack = await startLocalStack({
+    env = await startTestStack("spot-events", {
+      plugins: { "slow.mjs": PLUGIN },
       capacity: "fleet",
       // The warned instance still counts against the cap (it is live and billed): room for it
       // and its replacement, and no more.
       maxInstances: 2,
       timeFactor: TIME_FACTOR,
-      logDir: path.join(dir, "logs"),
       // Only a safety net: a worker killed mid-drain would hold its shards this long.
       visibilityTimeoutSeconds: 10,
       settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_PLUGIN_DIR: pluginDir,
-        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
         SHARDFLEET_SHARDS_IN_FLIGHT: "2",
         SHARDFLEET_DRAIN_GRACE_S: String(DRAIN_GRACE_S),
       },
@@ -67,15 +64,14 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   }, 60_000);
 
   it("records the warning, replaces the warned instance before it is gone, keeps every row once", async () => {
+    const { dir, stack, client } = env;
     expect(SPOT_NOTICE_MS * TIME_FACTOR).toBeGreaterThan(DRAIN_GRACE_S * 1000);
     const input = path.join(dir, "numbers.csv");
     await writeNumbersCsv(input, ROWS);
-    const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: {
         name: "transform",
