@@ -45,8 +45,8 @@ export interface TestStack {
 
 /**
  * Starts the local stack in a fresh folder `shardfleet-{name}-…`, with component logs in
- * `<dir>/logs`, workers polling with a 1 s wait and, in fleet mode, a fleet pass every 0.5 s
- * (`settings` and `logDir` win over these). `options` may be a function of the folder, for
+ * `<dir>/logs` (or `logDir`), workers polling with a 1 s wait and, in fleet mode, a fleet pass
+ * every 0.5 s (`settings` win over these). `options` may be a function of the folder, for
  * settings that name files in it.
  */
 export async function startTestStack(
@@ -62,8 +62,8 @@ export async function startTestStack(
       pluginDir = await writePlugin(dir, file, source);
     }
     const stack = await startLocalStack({
-      logDir: path.join(dir, "logs"),
       ...stackOptions,
+      logDir: stackOptions.logDir ?? path.join(dir, "logs"),
       settings: {
         SHARDFLEET_POLL_WAIT_S: "1",
         ...(stackOptions.capacity === "fleet" ? { SHARDFLEET_FLEET_INTERVAL_S: "0.5" } : {}),
