@@ -5,26 +5,25 @@
  * within 1.1 × 5N, and the status shows the source against the budget while it runs.
  */
 import { writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OperationView } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
+import { type HttpSource, startHttpSource } from "../support/http-source.ts";
 import { startTestStack, type TestStack } from "../support/local-stack.ts";
 
 const N = 30;
 const ROWS = 360;
 
 describe("request budget (local stack, four instances)", () => {
-  let source: Server;
+  let source: HttpSource;
   let host: string;
   let env: TestStack | undefined;
   const arrivals: number[] = [];
   const accepted: number[] = [];
 
   beforeAll(async () => {
-    source = createServer((req, res) => {
+    source = await startHttpSource((req, res) => {
       const now = Date.now();
       arrivals.push(now);
       while (accepted.length > 0 && accepted[0]! <= now - 1000) accepted.shift();
@@ -37,13 +36,11 @@ describe("request budget (local stack, four instances)", () => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ id: req.url?.split("/").pop() }));
     });
-    await new Promise<void>((resolve) => source.listen(0, "127.0.0.1", resolve));
-    host = `127.0.0.1:${(source.address() as AddressInfo).port}`;
+    host = source.host;
   });
   afterAll(async () => {
     await env?.close();
-    source?.closeAllConnections();
-    await new Promise((resolve) => source?.close(resolve));
+    await source?.close();
   }, 60_000);
 
   it("finishes with 0 row errors and keeps the source within 1.1 N a second over any 5 s", async () => {

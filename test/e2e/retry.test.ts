@@ -11,13 +11,12 @@
  * slices NDJSON rows read from them), the second a CSV (NDJSON slices throughout).
  */
 import { writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApiClient } from "../../src/cli/api-client.ts";
 import { retryRequestOf } from "../../src/cli/commands/redrive.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
+import { type HttpSource, startHttpSource } from "../support/http-source.ts";
 import { downloadRows, startTestStack, type TestStack } from "../support/local-stack.ts";
 import { simpleXlsx } from "../support/workbooks.ts";
 
@@ -27,7 +26,7 @@ const hit = (k: number) => k % 10 < 3;
 const failing = Array.from({ length: ROWS }, (_, k) => k).filter(hit);
 
 describe("retry failed rows after a source outage (local stack)", () => {
-  let source: Server;
+  let source: HttpSource;
   let host: string;
   let env: TestStack;
   let outage = true;
@@ -37,7 +36,7 @@ describe("retry failed rows after a source outage (local stack)", () => {
   const requests = new Map<string, number>();
 
   beforeAll(async () => {
-    source = createServer((req, res) => {
+    source = await startHttpSource((req, res) => {
       const rowId = decodeURIComponent(req.url?.split("/").pop() ?? "");
       requests.set(rowId, (requests.get(rowId) ?? 0) + 1);
       if (outage && hit(Number(rowId.slice(1)))) {
@@ -50,15 +49,13 @@ describe("retry failed rows after a source outage (local stack)", () => {
         res.end(JSON.stringify({ id: rowId }));
       }, delayMs);
     });
-    await new Promise<void>((resolve) => source.listen(0, "127.0.0.1", resolve));
-    host = `127.0.0.1:${(source.address() as AddressInfo).port}`;
+    host = source.host;
     env = await startTestStack("retry", { workers: 2, egressAllow: [host] });
   }, 120_000);
 
   afterAll(async () => {
     await env?.close();
-    source?.closeAllConnections();
-    await new Promise((resolve) => source?.close(resolve));
+    await source?.close();
   }, 60_000);
 
   /** Submits ROWS rows named `{prefix}{k}` during an outage; resolves once it has ended. */

@@ -11,12 +11,11 @@
  *   and the metadata emulator receive zero requests.
  */
 import { readFile, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { type LocalImds, startLocalImds } from "../../src/local/imds.ts";
+import { type HttpSource, startHttpSource } from "../support/http-source.ts";
 import {
   downloadRows,
   startTestStack,
@@ -25,25 +24,15 @@ import {
 } from "../support/local-stack.ts";
 
 /** A source on loopback that counts what reaches it. */
-async function startSource(
-  answer: unknown,
-): Promise<{ server: Server; port: number; hits: string[] }> {
+async function startSource(answer: unknown): Promise<HttpSource & { hits: string[] }> {
   const hits: string[] = [];
-  const server = createServer((req, res) => {
+  const source = await startHttpSource((req, res) => {
     hits.push(`${req.method} ${req.url}`);
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify(answer));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { server, port: (server.address() as AddressInfo).port, hits };
+  return { ...source, hits };
 }
-
-const closeServer = (server: Server | undefined) =>
-  new Promise<void>((resolve) => {
-    if (!server) return resolve();
-    server.closeAllConnections();
-    server.close(() => resolve());
-  });
 
 let env: TestStack;
 let canary: Awaited<ReturnType<typeof startSource>>;
@@ -70,8 +59,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await env?.close();
-  await closeServer(canary?.server);
-  await closeServer(control?.server);
+  await canary?.close();
+  await control?.close();
   await imds?.close();
 }, 60_000);
 

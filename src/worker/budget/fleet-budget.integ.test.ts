@@ -6,9 +6,9 @@
  * workers' adaptive concurrency finds such a source's limit by itself; and a whole worker's POST
  * retries carry the row's idempotency key.
  */
-import { createServer, type RequestListener } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { RequestListener } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type HttpSource, startHttpSource } from "../../../test/support/http-source.ts";
 import { freshQueues, type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
 import { writeManifest } from "../../../test/support/manifests.ts";
 import { waitFor } from "../../../test/support/wait.ts";
@@ -28,14 +28,14 @@ const SHARDS = 8;
 const ROWS_PER_SHARD = 60;
 
 let aws: LocalAws;
-let source: Source;
+let source: HttpSource;
 /** Arrival time of every request the source saw, and how many it refused. */
 const arrivals: number[] = [];
 let refused = 0;
 
 beforeAll(async () => {
   aws = await startLocalAws("budget-fleet");
-  source = await startSource(
+  source = await startHttpSource(
     limitedTo(N, 5, (at, wasRefused) => {
       arrivals.push(at);
       if (wasRefused) refused++;
@@ -49,24 +49,6 @@ afterAll(async () => {
 });
 
 type Queues = ProvisionedResources["queues"];
-
-/** A task source on loopback. */
-interface Source {
-  readonly url: string;
-  close(): Promise<void>;
-}
-
-async function startSource(handler: RequestListener): Promise<Source> {
-  const server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
 
 /**
  * A source that takes `limit` requests in any second and answers the rest 429 at once; it answers
@@ -237,7 +219,7 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
     // requests in flight across the fleet is what it takes.
     const LATENCY_MS = 100;
     const times: Array<{ at: number; refused: boolean }> = [];
-    const slow = await startSource(
+    const slow = await startHttpSource(
       limitedTo(N, LATENCY_MS, (at, refused) => times.push({ at, refused })),
     );
     try {
@@ -291,7 +273,7 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
   it("a worker's POST and its retry carry the same Idempotency-Key, the operation id and the row index", async () => {
     // Every row's first attempt is answered 503; the retry succeeds.
     const seen = new Map<string, string[]>();
-    const flaky = await startSource((req, res) => {
+    const flaky = await startHttpSource((req, res) => {
       const key = String(req.headers["idempotency-key"] ?? "");
       const row = req.url ?? "";
       seen.set(row, [...(seen.get(row) ?? []), key]);
