@@ -18,16 +18,8 @@ import {
   type TestStack,
   withStackStore,
 } from "../support/local-stack.ts";
-import { writeNumbersCsv } from "../support/plugins.ts";
+import { PACED_DOUBLE_PLUGIN, writeNumbersCsv } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
-
-const PLUGIN = `
-export const columns = ["double"];
-export default async function slow(row, options) {
-  await new Promise((r) => setTimeout(r, options.rowMs));
-  return { double: Number(row.n) * 2 };
-}
-`;
 
 const BIG = { rows: 2_400, shardSize: 20, rowMs: 50 };
 const SMALL = { rows: 1_000, shardSize: 100, rowMs: 2 };
@@ -38,7 +30,7 @@ describe("fair share between operations (local stack, fleet mode)", () => {
 
   beforeAll(async () => {
     env = await startTestStack("fair", {
-      plugins: { "slow.mjs": PLUGIN },
+      plugins: { "slow.mjs": PACED_DOUBLE_PLUGIN },
       capacity: "fleet",
       maxInstances: 2,
     });

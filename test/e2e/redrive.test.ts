@@ -17,26 +17,18 @@ import {
   type TestStack,
   withStackStore,
 } from "../support/local-stack.ts";
-import { writeNumbersCsv } from "../support/plugins.ts";
+import { PACED_DOUBLE_PLUGIN, writeNumbersCsv } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
 
 const ROWS = 240;
 const SHARD = 20;
-
-const PLUGIN = `
-export const columns = ["double"];
-export default async function paced(row, options) {
-  await new Promise((r) => setTimeout(r, options.rowMs));
-  return { double: Number(row.n) * 2 };
-}
-`;
 
 describe("caps changed mid-run, then delete, on the local stack", () => {
   let env: TestStack;
 
   beforeAll(async () => {
     env = await startTestStack("redrive", {
-      plugins: { "paced.mjs": PLUGIN },
+      plugins: { "paced.mjs": PACED_DOUBLE_PLUGIN },
       capacity: "fleet",
       maxInstances: 6,
       settings: {

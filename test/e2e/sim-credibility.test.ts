@@ -32,7 +32,7 @@ import {
   type TestStack,
   withStackStore,
 } from "../support/local-stack.ts";
-import { writeNumbersCsv } from "../support/plugins.ts";
+import { PACED_DOUBLE_PLUGIN, writeNumbersCsv } from "../support/plugins.ts";
 
 const SHARDS = 40;
 const SHARD = 60;
@@ -54,14 +54,6 @@ const SEEDS = 100;
 // starting at $0.00501; the simulator overestimates cost when boots are slow and spread.
 const BAND_MARGIN = 0.25;
 
-const PLUGIN = `
-export const columns = ["double"];
-export default async function steady(row, options) {
-  await new Promise((r) => setTimeout(r, options.rowMs));
-  return { double: Number(row.n) * 2 };
-}
-`;
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
@@ -70,7 +62,7 @@ describe("simulator vs the local stack's spot market (small case)", () => {
 
   beforeAll(async () => {
     env = await startTestStack("simcred", {
-      plugins: { "steady.mjs": PLUGIN },
+      plugins: { "steady.mjs": PACED_DOUBLE_PLUGIN },
       capacity: "fleet",
       maxInstances: MAX_INSTANCES,
       timeFactor: TIME_FACTOR,

@@ -26,7 +26,7 @@ import {
   type TestStack,
   withStackStore,
 } from "../support/local-stack.ts";
-import { writeNumbersCsv } from "../support/plugins.ts";
+import { PACED_DOUBLE_PLUGIN, writeNumbersCsv } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
 
 const ROWS = 32;
@@ -35,20 +35,12 @@ const ROW_MS = 400; // ~6.4 s of work on one worker (2 transform threads): far f
 const TIME_FACTOR = 0.06; // the two-minute notice lead lasts 7.2 s
 const DRAIN_GRACE_S = 4; // < the lead: the warned worker drains and exits by itself
 
-const PLUGIN = `
-export const columns = ["double"];
-export default async function slow(row, options) {
-  await new Promise((r) => setTimeout(r, options.rowMs));
-  return { double: Number(row.n) * 2 };
-}
-`;
-
 describe("EventBridge spot interruption warning on the local stack (fleet mode)", () => {
   let env: TestStack;
 
   beforeAll(async () => {
     env = await startTestStack("spot-events", {
-      plugins: { "slow.mjs": PLUGIN },
+      plugins: { "slow.mjs": PACED_DOUBLE_PLUGIN },
       capacity: "fleet",
       // The warned instance still counts against the cap (it is live and billed): room for it
       // and its replacement, and no more.
