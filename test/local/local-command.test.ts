@@ -15,21 +15,14 @@ import { describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { createAwsClients } from "../../src/shared/aws.ts";
 import { HEALTH_PID_HEADER } from "../../src/shared/contracts/api.ts";
-import { startLocalCli } from "../support/local-cli.ts";
-
-// The CLI from its sources (bin/shardfleet.js runs the build; .ci/run tests the packed package).
-const cli = [
-  "--import",
-  import.meta.resolve("tsx"),
-  path.resolve(import.meta.dirname, "../../src/cli/main.ts"),
-];
+import { CLI, startLocalCli } from "../support/local-cli.ts";
 
 describe("shardfleet local", () => {
   it("serves SQS, S3 and the API, then stops on SIGINT", async () => {
     const child = spawn(
       process.execPath,
       [
-        ...cli,
+        ...CLI,
         "local",
         "--workers",
         "0",
@@ -111,7 +104,7 @@ async function startLocal(env: Record<string, string>) {
   const child = spawn(
     process.execPath,
     [
-      ...cli,
+      ...CLI,
       "local",
       "--workers",
       "0",

@@ -1,16 +1,48 @@
 /**
- * `shardfleet local` run as a user runs it: a child process of the test (so it can be SIGKILLed
- * for real), from the CLI's sources; resolves once it printed that it is up.
+ * The CLI run as a user runs it, a child process of the test, from its sources
+ * (bin/shardfleet.js runs the build; .ci/run tests the packed package): a command run to its end
+ * (`runNode`), or `shardfleet local` kept running (so it can be SIGKILLed for real), resolved
+ * once it printed that it is up.
  */
-import { type ChildProcessByStdio, execFileSync, spawn } from "node:child_process";
+import { type ChildProcessByStdio, execFile, execFileSync, spawn } from "node:child_process";
 import path from "node:path";
 import type { Readable } from "node:stream";
+import { promisify } from "node:util";
 
-const cli = [
-  "--import",
-  import.meta.resolve("tsx"),
-  path.resolve(import.meta.dirname, "../../src/cli/main.ts"),
-];
+const root = path.resolve(import.meta.dirname, "../..");
+
+/** `node` arguments that load TypeScript sources (then a module to run). */
+export const TSX = ["--import", import.meta.resolve("tsx")];
+/** `node` arguments that run `shardfleet` from its sources (then its arguments). */
+export const CLI = [...TSX, path.join(root, "src", "cli", "main.ts")];
+
+/** What a finished process printed, and its exit code. */
+export interface NodeRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `node ARGS` in the repository with only PATH and `env` in its environment; never throws
+ * for an exit code (a test checks it). Killed after `timeoutMs`.
+ */
+export async function runNode(
+  args: readonly string[],
+  { env = {}, timeoutMs = 30_000 }: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<NodeRun> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...args], {
+      cwd: root,
+      env: { PATH: process.env.PATH, ...env },
+      timeout: timeoutMs,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
 
 export interface LocalCli {
   readonly child: ChildProcessByStdio<null, Readable, Readable>;
@@ -28,7 +60,7 @@ export async function startLocalCli(
   env: Record<string, string> = {},
   timeoutMs = 90_000,
 ): Promise<LocalCli> {
-  const child = spawn(process.execPath, [...cli, "local", ...args], {
+  const child = spawn(process.execPath, [...CLI, "local", ...args], {
     // As bin/shardfleet.js sets it: the SDK's notice that its later releases need Node 22.
     env: {
       PATH: process.env.PATH ?? "",
