@@ -1,3 +1,7 @@
+/**
+ * The CLI and the component entry points as a user meets them: help text, and every failure as
+ * one line on stderr with its documented exit code — never a stack trace.
+ */
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -1,3 +1,7 @@
+/**
+ * `shardfleet rm` against the API over a real local S3: one line on success, one line and exit 1
+ * naming the status while the operation runs, and for an unknown id.
+ */
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../src/shared/clock.ts";

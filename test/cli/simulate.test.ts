@@ -1,3 +1,4 @@
+/** `shardfleet simulate` as a user meets it: the table, the `--json` object, and bad flags. */
 import { describe, expect, it } from "vitest";
 import { CLI, runNode } from "../support/local-cli.ts";
 

@@ -54,12 +54,21 @@ export interface LocalCli {
   readonly apiUrl: string;
 }
 
-/** Starts `shardfleet local ARGS` with `env` (PATH added); rejects if it exits before it is up. */
-export async function startLocalCli(
+/** `shardfleet local` started, not yet known to be up. */
+export interface LocalCliProcess extends Omit<LocalCli, "apiUrl"> {
+  /**
+   * Resolves once it printed that it is up; rejects when it exits first (`exited CODE: ` and
+   * what it printed) or is not up within the timeout (then it is SIGKILLed).
+   */
+  readonly up: Promise<void>;
+}
+
+/** Spawns `shardfleet local ARGS` with `env` (PATH added). */
+export function spawnLocalCli(
   args: readonly string[],
   env: Record<string, string> = {},
   timeoutMs = 90_000,
-): Promise<LocalCli> {
+): LocalCliProcess {
   const child = spawn(process.execPath, [...CLI, "local", ...args], {
     // As bin/shardfleet.js sets it: the SDK's notice that its later releases need Node 22.
     env: {
@@ -79,7 +88,7 @@ export async function startLocalCli(
   const exited = new Promise<number | null>((resolve) =>
     child.once("exit", (code) => resolve(code)),
   );
-  await new Promise<void>((resolve, reject) => {
+  const up = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       reject(new Error(`not up in ${timeoutMs} ms: ${out.stdout}${out.stderr}`));
@@ -95,9 +104,20 @@ export async function startLocalCli(
       reject(new Error(`exited ${code}: ${out.stdout}${out.stderr}`));
     });
   });
-  const apiUrl = /export SHARDFLEET_API_URL=(\S+)/.exec(out.stdout)?.[1];
-  if (!apiUrl) throw new Error(`no API URL printed: ${out.stdout}`);
-  return { child, out, exited, apiUrl };
+  return { child, out, exited, up };
+}
+
+/** Starts `shardfleet local ARGS` with `env` (PATH added); rejects if it exits before it is up. */
+export async function startLocalCli(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  timeoutMs = 90_000,
+): Promise<LocalCli> {
+  const { up, ...started } = spawnLocalCli(args, env, timeoutMs);
+  await up;
+  const apiUrl = /export SHARDFLEET_API_URL=(\S+)/.exec(started.out.stdout)?.[1];
+  if (!apiUrl) throw new Error(`no API URL printed: ${started.out.stdout}`);
+  return { ...started, apiUrl };
 }
 
 /** The pids of `pid`'s child processes (Linux `ps`). */
