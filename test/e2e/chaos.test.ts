@@ -21,6 +21,7 @@ import { ObjectStore } from "../../src/shared/object-store.ts";
 import type { Manifest } from "../../src/shared/schemas/operation.ts";
 import { shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
+import { CLI } from "../support/local-cli.ts";
 import {
   downloadRows,
   fleetEnded,
@@ -32,7 +33,6 @@ import {
 import { waitFor } from "../support/wait.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
-const tsx = import.meta.resolve("tsx");
 
 /** Runs `shardfleet submit FILE --spec SPEC --wait` from the sources: its id, then its exit. */
 function submitAndWait(
@@ -42,18 +42,7 @@ function submitAndWait(
 ): { id: Promise<string>; exited: Promise<{ code: number | null; stderr: string }> } {
   const child = spawn(
     process.execPath,
-    [
-      "--import",
-      tsx,
-      path.join(root, "src", "cli", "main.ts"),
-      "submit",
-      file,
-      "--spec",
-      spec,
-      "--wait",
-      "--api",
-      api,
-    ],
+    [...CLI, "submit", file, "--spec", spec, "--wait", "--api", api],
     { cwd: root, env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let stdout = "";
