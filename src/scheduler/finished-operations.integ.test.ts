@@ -8,10 +8,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../../test/support/fake-clock.ts";
 import { FakeCapacity, POOLS, PRICES } from "../../test/support/fleet.ts";
+import { freshBucket } from "../../test/support/local-aws.ts";
 import { splitManifest } from "../../test/support/manifests.ts";
 import { type ProxiedAws, startProxiedAws } from "../../test/support/proxied-aws.ts";
 import { seedManifest } from "../../test/support/seed-manifest.ts";
-import { provisionResources } from "../local/provision.ts";
 import { FINISHED_RECHECK_MS, FinishedOperations } from "../shared/finished-operations.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -27,11 +27,9 @@ afterAll(async () => {
   await env?.close();
 });
 
-let scopes = 0;
 async function scope() {
-  const name = `finished-${++scopes}`;
   const { aws, proxy, clients } = env;
-  const resources = await provisionResources(aws.clients, { bucket: name, prefix: name });
+  const { name, resources } = await freshBucket(aws, "finished");
   const store = new ObjectStore({ s3: clients.s3 }, { bucket: resources.bucket });
   const clock = new FakeClock({ sleeps: "instant", start: Date.parse("2025-06-01T12:00:00.000Z") });
   const finished = new FinishedOperations({ clock });

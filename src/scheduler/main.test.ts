@@ -7,6 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { TSX } from "../../test/support/local-cli.ts";
 import { systemClock } from "../shared/clock.ts";
 import { loadConfig } from "../shared/config.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -14,7 +15,6 @@ import { VERSION } from "../shared/version.ts";
 import { capacityFromConfig, startScheduler } from "./main.ts";
 
 const entry = path.join(path.dirname(fileURLToPath(import.meta.url)), "main.ts");
-const tsx = import.meta.resolve("tsx");
 
 let env: LocalAws;
 beforeAll(async () => {
@@ -36,7 +36,7 @@ function awsEnv(): Record<string, string> {
 
 /** Runs main.ts with exactly `vars`; resolves with its exit code and output. */
 function runMain(vars: Record<string, string>, onStdout?: (line: string) => void) {
-  const child = spawn(process.execPath, ["--import", tsx, entry], {
+  const child = spawn(process.execPath, [...TSX, entry], {
     env: vars,
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -6,14 +6,13 @@ import ExcelJS from "exceljs";
 import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { multipart, transformSpec } from "../../test/support/api.ts";
-import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
+import { freshBucket, type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { seedManifest } from "../../test/support/seed-manifest.ts";
 import { waitFor } from "../../test/support/wait.ts";
-import { provisionResources } from "../local/provision.ts";
 import { systemClock } from "../shared/clock.ts";
 import { keys } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
-import { ObjectStore } from "../shared/object-store.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
 import type { Manifest, ShardRange } from "../shared/schemas/operation.ts";
 import { attemptSchema, shardDoneSchema, shardMessageSchema } from "../shared/schemas/shard.ts";
 import { buildApp } from "./api/app.ts";
@@ -34,14 +33,11 @@ afterEach(async () => {
   for (const r of running.splice(0).reverse()) await r.close();
 });
 
-let scopes = 0;
 /** A fresh bucket and queues per test, so counts and listings see only that test's work. */
 async function scope(
   options: { dlq?: boolean; intervalMs?: number; wakeOnQueued?: boolean; jobRetries?: number } = {},
 ) {
-  const name = `sched-${++scopes}`;
-  const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
-  const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
+  const { resources, store } = await freshBucket(env, "sched");
   const logger = silentLogger();
   const operations = new OperationService({
     store,

@@ -3,7 +3,12 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
 import { testManifest } from "../../test/support/manifests.ts";
-import { handmadeXlsx, xlsxBuffer } from "../../test/support/workbooks.ts";
+import {
+  addCellKindsRow,
+  CELL_KINDS,
+  handmadeXlsx,
+  xlsxBuffer,
+} from "../../test/support/workbooks.ts";
 import { BadInputError } from "../shared/errors.ts";
 import { keys, shardIdFor } from "../shared/keys.ts";
 import { silentLogger } from "../shared/logger.ts";
@@ -245,38 +250,11 @@ describe("splitOperation (local S3 + SQS)", () => {
   }
 
   it("workers read from the sheet XML slices exactly the rows the one-pass reader gives (every cell meaning)", async () => {
-    const utc = (...a: [number, number, number, number?, number?]) =>
-      new Date(Date.UTC(a[0], a[1] - 1, a[2], a[3] ?? 0, a[4] ?? 0));
     const built = await xlsxBuffer((wb) => {
       const ws = wb.addWorksheet("Data");
-      ws.addRow([
-        "text",
-        "number",
-        "date",
-        "formula",
-        "rich",
-        "link",
-        "error",
-        "bool",
-        "datef",
-        "nafx",
-        "boolfx",
-      ]);
+      ws.addRow(CELL_KINDS);
       for (let k = 0; k < 7; k++) {
-        const r = k + 2;
-        ws.addRow([`a${k}`, 1.5 + k, utc(2024, 1, 2, 13, 30)]);
-        ws.getCell(`C${r}`).numFmt = "yyyy-mm-dd hh:mm";
-        ws.getCell(`D${r}`).value = { formula: `B${r}*2`, result: 3 };
-        ws.getCell(`E${r}`).value = {
-          richText: [{ text: "ri" }, { text: "ch", font: { bold: true } }],
-        };
-        ws.getCell(`F${r}`).value = { text: "the site", hyperlink: "https://example.com" };
-        ws.getCell(`G${r}`).value = { error: "#N/A" };
-        ws.getCell(`H${r}`).value = k % 2 === 0;
-        ws.getCell(`I${r}`).value = { formula: `C${r}+1`, result: 45_294.5625 };
-        ws.getCell(`I${r}`).numFmt = "dd/mm/yyyy";
-        ws.getCell(`J${r}`).value = { formula: "NA()", result: { error: "#N/A" } };
-        ws.getCell(`K${r}`).value = { formula: `B${r}>1`, result: true };
+        addCellKindsRow(ws, k + 2, { text: `a${k}`, number: 1.5 + k, bool: k % 2 === 0 });
       }
       ws.addRow([]);
       ws.addRow(["after a blank row", 9]);

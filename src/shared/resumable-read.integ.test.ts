@@ -5,31 +5,23 @@
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FaultProxy, startFaultProxy } from "../../test/support/fault-proxy.ts";
-import { type LocalAws, startLocalAws } from "../../test/support/local-aws.ts";
-import { LOCAL_CREDENTIALS } from "../local/aws-server.ts";
-import { createAwsClients } from "./aws.ts";
-import { ObjectStore } from "./object-store.ts";
+import type { FaultProxy } from "../../test/support/fault-proxy.ts";
+import type { LocalAws } from "../../test/support/local-aws.ts";
+import { type ProxiedAws, startProxiedAws } from "../../test/support/proxied-aws.ts";
+import type { ObjectStore } from "./object-store.ts";
 
+let env: ProxiedAws;
+/** The server's own store (setup and checks past the proxy). */
 let aws: LocalAws;
 let proxy: FaultProxy;
+/** The bucket through the proxy. */
 let store: ObjectStore;
-let destroy: () => void;
 beforeAll(async () => {
-  aws = await startLocalAws("resumable");
-  proxy = await startFaultProxy(aws.server.endpoint);
-  const clients = createAwsClients({
-    endpoint: proxy.endpoint,
-    region: aws.server.region,
-    credentials: LOCAL_CREDENTIALS,
-  });
-  destroy = () => clients.destroy();
-  store = new ObjectStore({ s3: clients.s3 }, { bucket: aws.resources.bucket });
+  env = await startProxiedAws("resumable");
+  ({ aws, proxy, store } = env);
 });
 afterAll(async () => {
-  destroy?.();
-  await proxy?.close();
-  await aws?.close();
+  await env?.close();
 });
 
 const KB = 1024;

@@ -6,15 +6,13 @@
  * the pages at 360 px. No CSP
  * refusal or page error along the way. Screenshots go to test-artifacts/browser/.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import ExcelJS from "exceljs";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { sha256Hex } from "../../src/shared/schemas/tokens.ts";
 import {
   ARTIFACTS,
@@ -24,6 +22,7 @@ import {
   waitForText,
   watchPage,
 } from "../support/browser.ts";
+import { startTestStack, type TestStack } from "../support/local-stack.ts";
 
 const ROWS = 300;
 const TOKEN = "console-browser-test-token-0123456789abcdef";
@@ -31,8 +30,7 @@ const TOKEN = "console-browser-test-token-0123456789abcdef";
 describe.skipIf(skipBrowserTests())(
   "web console in chromium (local stack, fleet mode)",
   () => {
-    let dir: string;
-    let stack: LocalStack;
+    let env: TestStack;
     let browser: Browser;
     let page: Page;
     let problems: string[];
@@ -41,20 +39,16 @@ describe.skipIf(skipBrowserTests())(
 
     beforeAll(async () => {
       browser = await launchChromium();
-      dir = await mkdtemp(path.join(tmpdir(), "shardfleet-browser-"));
-      const tokens = path.join(dir, "tokens");
-      await writeFile(tokens, `tenant=acme sha256=${sha256Hex(TOKEN)}\n`);
-      workbook = path.join(dir, "customers.xlsx");
-      await writeCustomersWorkbook(workbook, ROWS);
-      stack = await startLocalStack({
-        capacity: "fleet",
-        maxInstances: 3,
-        logDir: path.join(dir, "logs"),
-        settings: {
-          SHARDFLEET_POLL_WAIT_S: "1",
-          SHARDFLEET_API_TOKENS_FILE: tokens,
-          SHARDFLEET_FLEET_INTERVAL_S: "1",
-        },
+      env = await startTestStack("browser", async (dir) => {
+        const tokens = path.join(dir, "tokens");
+        await writeFile(tokens, `tenant=acme sha256=${sha256Hex(TOKEN)}\n`);
+        workbook = path.join(dir, "customers.xlsx");
+        await writeCustomersWorkbook(workbook, ROWS);
+        return {
+          capacity: "fleet",
+          maxInstances: 3,
+          settings: { SHARDFLEET_API_TOKENS_FILE: tokens, SHARDFLEET_FLEET_INTERVAL_S: "1" },
+        };
       });
       const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
       page = await context.newPage();
@@ -63,12 +57,11 @@ describe.skipIf(skipBrowserTests())(
 
     afterAll(async () => {
       await browser?.close();
-      await stack?.close();
-      if (dir) await rm(dir, { recursive: true, force: true });
+      await env?.close();
     }, 60_000);
 
     it("signs in with the keyboard; a wrong token is refused in words", async () => {
-      await page.goto(stack.apiUrl!);
+      await page.goto(env.stack.apiUrl!);
       const field = page.getByLabel("API token");
       await field.focus();
       await page.keyboard.type("not-the-token");
@@ -149,13 +142,13 @@ describe.skipIf(skipBrowserTests())(
     });
 
     it("cancels a running operation from its page", async () => {
-      const client = new ApiClient(stack.apiUrl!, { token: TOKEN });
+      const client = new ApiClient(env.stack.apiUrl!, { token: TOKEN });
       const { id } = await client.submit(workbook, {
         name: "slow scores",
         task: { name: "transform", options: { module: "score", options: { rounds: 500_000 } } },
         shardSize: 10,
       });
-      await page.goto(`${stack.apiUrl}/#/operations/${id}`);
+      await page.goto(`${env.stack.apiUrl}/#/operations/${id}`);
       const cancel = page.getByRole("button", { name: "Cancel" });
       await cancel.waitFor({ timeout: 60_000 });
       await cancel.click();
@@ -169,14 +162,14 @@ describe.skipIf(skipBrowserTests())(
     });
 
     it("offers retry for a failed operation, and says so in words whether the API has it or not", async () => {
-      const client = new ApiClient(stack.apiUrl!, { token: TOKEN });
+      const client = new ApiClient(env.stack.apiUrl!, { token: TOKEN });
       // rounds: 0 is refused by the plugin on every row: the operation fails (over the tolerance).
       const { id } = await client.submit(workbook, {
         name: "bad plugin options",
         task: { name: "transform", options: { module: "score", options: { rounds: 0 } } },
         shardSize: 100,
       });
-      await page.goto(`${stack.apiUrl}/#/operations/${id}`);
+      await page.goto(`${env.stack.apiUrl}/#/operations/${id}`);
       await waitForText(page, "[data-testid=status]", "failed");
       await page.getByRole("button", { name: "Retry failed rows" }).click();
       // Until POST /operations/:id/retry exists (issue 14 item 3) it is "not available".
@@ -190,7 +183,7 @@ describe.skipIf(skipBrowserTests())(
 
     it("lists them newest first, and reads at 360 px without sideways scrolling", async () => {
       await page.setViewportSize({ width: 360, height: 780 });
-      await page.goto(`${stack.apiUrl}/#/`);
+      await page.goto(`${env.stack.apiUrl}/#/`);
       await page.locator("[data-testid=operation-row]").nth(2).waitFor({ timeout: 30_000 });
       const statuses = await page
         .locator("[data-testid=operation-row]")
@@ -199,7 +192,7 @@ describe.skipIf(skipBrowserTests())(
       expect(await scrollWidth(page)).toBeLessThanOrEqual(360);
       await page.screenshot({ path: path.join(ARTIFACTS, "list-360.png"), fullPage: true });
 
-      await page.goto(`${stack.apiUrl}/#/operations/${succeededId}`);
+      await page.goto(`${env.stack.apiUrl}/#/operations/${succeededId}`);
       await waitForText(page, "[data-testid=status]", "succeeded", 30_000);
       await page.locator("[data-testid=cost]").waitFor({ timeout: 30_000 });
       expect(await scrollWidth(page)).toBeLessThanOrEqual(360);

@@ -2,45 +2,24 @@
  * The CLI and the component entry points as a user meets them: help text, and every failure as
  * one line on stderr with its documented exit code — never a stack trace.
  */
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../src/shared/clock.ts";
 import { parseApiTokens } from "../../src/shared/config.ts";
 import { testApp } from "../support/api.ts";
 import { type LocalAws, startLocalAws } from "../support/local-aws.ts";
+import { CLI, type NodeRun, runNode, TSX } from "../support/local-cli.ts";
 import { testManifest } from "../support/manifests.ts";
 import { seedManifest } from "../support/seed-manifest.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
-const tsx = import.meta.resolve("tsx");
-// The CLI from its sources (bin/shardfleet.js runs the build; .ci/run tests the packed package).
-const cli = ["--import", tsx, path.join(root, "src", "cli", "main.ts")];
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, args, {
-      cwd: root,
-      env: { PATH: process.env.PATH, ...env },
-      timeout: 30_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+type Run = NodeRun;
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runNode(args, { env });
 
 function expectOneLine(r: Run) {
   const lines = r.stderr.trim().split("\n");
@@ -61,12 +40,12 @@ describe("shardfleet CLI", () => {
     const { version } = JSON.parse(await readFile(path.join(root, "package.json"), "utf-8")) as {
       version: string;
     };
-    const r = await run([...cli, "--version"]);
+    const r = await run([...CLI, "--version"]);
     expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 0, stdout: `${version}\n` });
   });
 
   it("lists its commands in --help", async () => {
-    const r = await run([...cli, "--help"]);
+    const r = await run([...CLI, "--help"]);
     expect(r.code).toBe(0);
     for (const cmd of [
       "local",
@@ -86,7 +65,7 @@ describe("shardfleet CLI", () => {
   it("explains a missing input file in one line (exit 64)", async () => {
     const spec = path.join(dir, "spec.json");
     await writeFile(spec, "{}");
-    const r = await run([...cli, "submit", path.join(dir, "nope.xlsx"), "--spec", spec]);
+    const r = await run([...CLI, "submit", path.join(dir, "nope.xlsx"), "--spec", spec]);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/cannot read .*nope\.xlsx/);
     expectOneLine(r);
@@ -95,21 +74,21 @@ describe("shardfleet CLI", () => {
   it("explains a spec file that is not JSON in one line (exit 64)", async () => {
     const spec = path.join(dir, "bad.json");
     await writeFile(spec, "{task:");
-    const r = await run([...cli, "submit", spec, "--spec", spec]);
+    const r = await run([...CLI, "submit", spec, "--spec", spec]);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/not valid JSON/);
     expectOneLine(r);
   });
 
   it("says the API is unreachable in one line (exit 69)", async () => {
-    const r = await run([...cli, "status", "op-1", "--api", "http://127.0.0.1:9"]);
+    const r = await run([...CLI, "status", "op-1", "--api", "http://127.0.0.1:9"]);
     expect(r.code).toBe(69);
     expect(r.stderr).toMatch(/cannot reach the shardfleet API at http:\/\/127\.0\.0\.1:9/);
     expectOneLine(r);
   });
 
   it("rejects a bad option value (exit 64)", async () => {
-    const r = await run([...cli, "local", "--workers", "many"]);
+    const r = await run([...CLI, "local", "--workers", "many"]);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/--workers must be a whole number/);
   });
@@ -117,7 +96,7 @@ describe("shardfleet CLI", () => {
   it("stops the scheduler on a short API token with one line naming the setting (exit 78)", async () => {
     const file = path.join(dir, "api-tokens");
     await writeFile(file, "# the current token\ntoo-short-to-guess-safely\n");
-    const r = await run(["--import", tsx, path.join(root, "src", "scheduler", "main.ts")], {
+    const r = await run([...TSX, path.join(root, "src", "scheduler", "main.ts")], {
       SHARDFLEET_API_TOKENS_FILE: file,
     });
     expect(r.code).toBe(78);
@@ -127,7 +106,7 @@ describe("shardfleet CLI", () => {
   });
 
   it("stops the scheduler with one line when its token parameter cannot be read (exit 78)", async () => {
-    const r = await run(["--import", tsx, path.join(root, "src", "scheduler", "main.ts")], {
+    const r = await run([...TSX, path.join(root, "src", "scheduler", "main.ts")], {
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
       AWS_REGION: "us-east-1",
       AWS_ACCESS_KEY_ID: "test",
@@ -146,7 +125,7 @@ describe("shardfleet CLI", () => {
 
   for (const component of ["scheduler", "worker"]) {
     it(`stops the ${component} on bad configuration with one line naming the setting (exit 78)`, async () => {
-      const r = await run(["--import", tsx, path.join(root, "src", component, "main.ts")], {
+      const r = await run([...TSX, path.join(root, "src", component, "main.ts")], {
         SHARDFLEET_API_PORT: "eighty",
       });
       expect(r.code).toBe(78);
@@ -172,21 +151,21 @@ describe("shardfleet CLI against an API that requires a token", () => {
   });
 
   it("sends SHARDFLEET_API_TOKEN, or --token, as the bearer token", async () => {
-    const fromEnv = await run([...cli, "status", "--api", url], { SHARDFLEET_API_TOKEN: TOKEN });
+    const fromEnv = await run([...CLI, "status", "--api", url], { SHARDFLEET_API_TOKEN: TOKEN });
     expect(fromEnv).toMatchObject({ code: 0, stdout: "no operations yet\n" });
-    const fromOption = await run([...cli, "status", "--api", url, "--token", TOKEN], {
+    const fromOption = await run([...CLI, "status", "--api", url, "--token", TOKEN], {
       SHARDFLEET_API_TOKEN: "not-this-one",
     });
     expect(fromOption).toMatchObject({ code: 0, stdout: "no operations yet\n" });
   });
 
   it("turns a 401 into one line and exit 77, with or without a token", async () => {
-    const without = await run([...cli, "status", "--api", url]);
+    const without = await run([...CLI, "status", "--api", url]);
     expect(without.code).toBe(77);
     expect(without.stderr).toBe(
       "shardfleet: the API requires a token (401): set SHARDFLEET_API_TOKEN or --token\n",
     );
-    const wrong = await run([...cli, "cost", "op-1", "--api", url, "--token", "f".repeat(48)]);
+    const wrong = await run([...CLI, "cost", "op-1", "--api", url, "--token", "f".repeat(48)]);
     expect(wrong.code).toBe(77);
     expect(wrong.stderr).toMatch(/the API refused the token \(401: invalid bearer token\)/);
     expectOneLine(wrong);
@@ -194,7 +173,7 @@ describe("shardfleet CLI against an API that requires a token", () => {
 
   it("writes no file when a download is refused", async () => {
     const out = path.join(await mkdtemp(path.join(tmpdir(), "shardfleet-cli-dl-")), "r.xlsx");
-    const r = await run([...cli, "download", "op-1", "--api", url, "-o", out]);
+    const r = await run([...CLI, "download", "op-1", "--api", url, "-o", out]);
     expect(r.code).toBe(77);
     expectOneLine(r);
     expect(existsSync(out)).toBe(false);
@@ -202,7 +181,7 @@ describe("shardfleet CLI against an API that requires a token", () => {
   });
 
   it("refuses a token of two lines before calling the API (exit 64)", async () => {
-    const r = await run([...cli, "status", "--api", url], {
+    const r = await run([...CLI, "status", "--api", url], {
       SHARDFLEET_API_TOKEN: `${TOKEN}\n${TOKEN}`,
     });
     expect(r.code).toBe(64);
@@ -211,7 +190,7 @@ describe("shardfleet CLI against an API that requires a token", () => {
   });
 
   it("says where the token comes from in --help, without printing it", async () => {
-    const r = await run([...cli, "submit", "--help"], { SHARDFLEET_API_TOKEN: TOKEN });
+    const r = await run([...CLI, "submit", "--help"], { SHARDFLEET_API_TOKEN: TOKEN });
     expect(r.stdout).toMatch(/--token <token>/);
     expect(r.stdout).toMatch(/SHARDFLEET_API_TOKEN/);
     expect(r.stdout).not.toContain(TOKEN);
@@ -231,7 +210,7 @@ describe("shardfleet token create, whoami and status with tenants", () => {
 
   it("mints a token printed once with the line that stores its hash; whoami names the tenant", async () => {
     const minted = await run([
-      ...cli,
+      ...CLI,
       "token",
       "create",
       "--tenant",
@@ -246,12 +225,12 @@ describe("shardfleet token create, whoami and status with tenants", () => {
     expect(line).not.toContain(token!);
     api = testApp(env, { apiTokens: parseApiTokens(line!, "line") }).app;
     const url = await api.listen({ host: "127.0.0.1", port: 0 });
-    const me = await run([...cli, "whoami", "--api", url], { SHARDFLEET_API_TOKEN: token });
+    const me = await run([...CLI, "whoami", "--api", url], { SHARDFLEET_API_TOKEN: token });
     expect(me).toMatchObject({
       code: 0,
       stdout: "tenant acme (member); caps: operations 2, instances fleet cap, hourly fleet cap\n",
     });
-    const other = await run([...cli, "whoami", "--api", url], {
+    const other = await run([...CLI, "whoami", "--api", url], {
       SHARDFLEET_API_TOKEN: "ab".repeat(32),
     });
     expect(other.code).toBe(77);
@@ -262,7 +241,7 @@ describe("shardfleet token create, whoami and status with tenants", () => {
       ["--tenant", "Acme Corp"],
       ["--tenant", "acme", "--role", "root"],
     ]) {
-      const r = await run([...cli, "token", "create", ...args]);
+      const r = await run([...CLI, "token", "create", ...args]);
       expect(r.code).toBe(64);
       expectOneLine(r);
     }
@@ -288,26 +267,26 @@ describe("shardfleet cancel, pause and resume", () => {
     );
     api = testApp(env).app;
     const url = await api.listen({ host: "127.0.0.1", port: 0 });
-    const pause = await run([...cli, "pause", id, "--api", url]);
+    const pause = await run([...CLI, "pause", id, "--api", url]);
     expect({ code: pause.code, stdout: pause.stdout }).toEqual({
       code: 0,
       stdout: `${id} paused\n`,
     });
-    const resume = await run([...cli, "resume", id, "--api", url]);
+    const resume = await run([...CLI, "resume", id, "--api", url]);
     expect({ code: resume.code, stdout: resume.stdout }).toEqual({
       code: 0,
       stdout: `${id} running\n`,
     });
-    const cancel = await run([...cli, "cancel", id, "--api", url]);
+    const cancel = await run([...CLI, "cancel", id, "--api", url]);
     expect({ code: cancel.code, stdout: cancel.stdout }).toEqual({
       code: 0,
       stdout: `${id} cancelling\n`,
     });
-    const refused = await run([...cli, "resume", id, "--api", url]);
+    const refused = await run([...CLI, "resume", id, "--api", url]);
     expect(refused.code).toBe(1);
     expectOneLine(refused);
     expect(refused.stderr).toContain(`(409): cannot resume operation ${id}: it is cancelling`);
-    const unknown = await run([...cli, "cancel", "op-nope", "--api", url]);
+    const unknown = await run([...CLI, "cancel", "op-nope", "--api", url]);
     expect(unknown.code).toBe(1);
     expectOneLine(unknown);
   });
@@ -342,19 +321,19 @@ describe("shardfleet retry", () => {
     );
     api = testApp(env).app;
     const url = await api.listen({ host: "127.0.0.1", port: 0 });
-    const badOption = await run([...cli, "retry", id, "--set", "batchSize=0", "--api", url]);
+    const badOption = await run([...CLI, "retry", id, "--set", "batchSize=0", "--api", url]);
     expect(badOption.code).toBe(1);
     expectOneLine(badOption);
     expect(badOption.stderr).toContain("(400): body options.batchSize");
-    const badSet = await run([...cli, "retry", id, "--set", "batchSize", "--api", url]);
+    const badSet = await run([...CLI, "retry", id, "--set", "batchSize", "--api", url]);
     expect(badSet.code).toBe(64);
     expectOneLine(badSet);
-    const ok = await run([...cli, "retry", id, "--set", "batchSize=16", "--api", url]);
+    const ok = await run([...CLI, "retry", id, "--set", "batchSize=16", "--api", url]);
     expect({ code: ok.code, stdout: ok.stdout }).toEqual({
       code: 0,
       stdout: `${id} running retry 1\n`,
     });
-    const again = await run([...cli, "retry", id, "--api", url]);
+    const again = await run([...CLI, "retry", id, "--api", url]);
     expect(again.code).toBe(1);
     expectOneLine(again);
     expect(again.stderr).toContain(`(409): cannot retry operation ${id}: it is running`);

@@ -2,11 +2,10 @@
  * `list`, `watch`, `status ID` exit codes and `cost --format`, through the CLI from its sources
  * against a scheduler API over the real local S3 server.
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/scheduler/api/app.ts";
@@ -17,12 +16,11 @@ import { systemClock } from "../../src/shared/clock.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import type { LifecycleStatus } from "../../src/shared/schemas/operation.ts";
 import { type LocalAws, startLocalAws } from "../support/local-aws.ts";
+import { CLI, runNode } from "../support/local-cli.ts";
 import { splitManifest } from "../support/manifests.ts";
 import { seedManifest } from "../support/seed-manifest.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
-const tsx = import.meta.resolve("tsx");
-const cli = ["--import", tsx, path.join(root, "src", "cli", "main.ts")];
 
 let env: LocalAws;
 let app: FastifyInstance;
@@ -40,19 +38,7 @@ async function seed(status: LifecycleStatus): Promise<string> {
   return id;
 }
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(
-      process.execPath,
-      [...cli, ...args, "--api", url],
-      { cwd: root, env: { PATH: process.env.PATH }, timeout: 30_000 },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const run = (args: string[]) => runNode([...CLI, ...args, "--api", url]);
 
 beforeAll(async () => {
   env = await startLocalAws("cli-list-watch");
@@ -114,7 +100,7 @@ describe("shardfleet list, status, watch", () => {
 
   it("watch follows the events stream until the operation ends, and exits with its code", async () => {
     const id = await seed("running");
-    const child = spawn(process.execPath, [...cli, "watch", id, "--json", "--api", url], {
+    const child = spawn(process.execPath, [...CLI, "watch", id, "--json", "--api", url], {
       cwd: root,
       env: { PATH: process.env.PATH },
     });

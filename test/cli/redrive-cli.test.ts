@@ -2,9 +2,6 @@
  * `shardfleet rm` against the API over a real local S3: one line on success, one line and exit 1
  * naming the status while the operation runs, and for an unknown id.
  */
-import { execFile } from "node:child_process";
-import path from "node:path";
-import { promisify } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../src/shared/clock.ts";
@@ -12,24 +9,10 @@ import { keys } from "../../src/shared/keys.ts";
 import { manifestSchema } from "../../src/shared/schemas/operation.ts";
 import { multipart, testApp, transformSpec } from "../support/api.ts";
 import { type LocalAws, startLocalAws } from "../support/local-aws.ts";
+import { CLI, runNode } from "../support/local-cli.ts";
 import { seedManifest } from "../support/seed-manifest.ts";
 
-const root = path.resolve(import.meta.dirname, "../..");
-const cli = ["--import", import.meta.resolve("tsx"), path.join(root, "src", "cli", "main.ts")];
-
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...cli, ...args], {
-      cwd: root,
-      env: { PATH: process.env.PATH },
-      timeout: 30_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const run = (args: string[]) => runNode([...CLI, ...args]);
 
 describe("shardfleet rm", () => {
   let env: LocalAws;

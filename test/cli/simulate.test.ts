@@ -1,26 +1,8 @@
 /** `shardfleet simulate` as a user meets it: the table, the `--json` object, and bad flags. */
-import { execFile } from "node:child_process";
-import path from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { CLI, runNode } from "../support/local-cli.ts";
 
-const root = path.resolve(import.meta.dirname, "../..");
-// The CLI from its sources (bin/shardfleet.js runs the build; .ci/run tests the packed package).
-const cli = ["--import", import.meta.resolve("tsx"), path.join(root, "src", "cli", "main.ts")];
-
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...cli, ...args], {
-      cwd: root,
-      env: { PATH: process.env.PATH },
-      timeout: 60_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const run = (args: string[]) => runNode([...CLI, ...args], { timeoutMs: 60_000 });
 
 const small = ["--shards", "300", "--rows-per-shard", "50", "--max-instances", "20", "--seed", "3"];
 

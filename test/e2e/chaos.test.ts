@@ -9,28 +9,30 @@
  * but our own) or claimed alive by the fleet record.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { loadManifest } from "../../src/scheduler/operations.ts";
 import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import type { Manifest } from "../../src/shared/schemas/operation.ts";
 import { shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
+import { CLI } from "../support/local-cli.ts";
+import {
+  downloadRows,
+  fleetEnded,
+  shardAttempts,
+  stackClients,
+  startTestStack,
+  type TestStack,
+} from "../support/local-stack.ts";
 import { waitFor } from "../support/wait.ts";
-import { fleetEnded } from "./fleet-ended.ts";
-import { downloadRows } from "./result-rows.ts";
-import { shardAttempts, stackClients } from "./stack-store.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
-const tsx = import.meta.resolve("tsx");
 
 /** Runs `shardfleet submit FILE --spec SPEC --wait` from the sources: its id, then its exit. */
 function submitAndWait(
@@ -40,18 +42,7 @@ function submitAndWait(
 ): { id: Promise<string>; exited: Promise<{ code: number | null; stderr: string }> } {
   const child = spawn(
     process.execPath,
-    [
-      "--import",
-      tsx,
-      path.join(root, "src", "cli", "main.ts"),
-      "submit",
-      file,
-      "--spec",
-      spec,
-      "--wait",
-      "--api",
-      api,
-    ],
+    [...CLI, "submit", file, "--spec", spec, "--wait", "--api", api],
     { cwd: root, env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let stdout = "";
@@ -80,28 +71,24 @@ const SHARDS = ROWS / SHARD;
 const PHASE_DEADLINE_MS = 300_000;
 
 describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each phase (local stack, fleet mode)", () => {
-  let dir: string;
   let registry: TaxRegistry;
   let proxy: FaultProxy | undefined;
-  let stack: LocalStack | undefined;
+  let env: TestStack | undefined;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-chaos-"));
     registry = await startTaxRegistry();
   });
   afterAll(async () => {
-    await stack?.close();
+    await env?.close();
     await proxy?.close();
     await registry?.close();
-    await rm(dir, { recursive: true, force: true });
   }, 120_000);
 
   it("finishes by itself: every row exactly once, no orphan instance", async () => {
-    const logDir = process.env.CHAOS_E2E_LOGS ?? path.join(dir, "logs");
-    stack = await startLocalStack({
+    env = await startTestStack("chaos", {
       capacity: "fleet",
       maxInstances: 4,
-      logDir,
+      logDir: process.env.CHAOS_E2E_LOGS,
       visibilityTimeoutSeconds: 10,
       egressAllow: [new URL(registry.url).host],
       interpose: async (endpoint) => {
@@ -109,8 +96,6 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
         return proxy.endpoint;
       },
       settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
         // Idle counts from launch, and on a loaded machine a worker has taken over 10 s to start:
         // a short timeout terminated every instance before it polled, over and over. Instances
         // still end with the operation (operation-ended), so a long one costs the test nothing.
@@ -120,7 +105,7 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
         SHARDFLEET_LEASE_S: "15",
       },
     });
-    const live = stack;
+    const { dir, stack: live, client } = env;
     const faults = proxy!;
     // Every component talks through the proxy, queue URLs included.
     expect(live.componentEnv.AWS_ENDPOINT_URL).toBe(faults.endpoint);
@@ -176,7 +161,6 @@ describe("chaos: faults on every S3/SQS call and a scheduler SIGKILL in each pha
 
     const input = path.join(dir, "customers.xlsx");
     await writeCustomersWorkbook(input, ROWS);
-    const client = new ApiClient(live.apiUrl!);
     const base = demoSpec(registry.url);
     const specFile = path.join(dir, "spec.json");
     await writeFile(

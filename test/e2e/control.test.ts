@@ -3,18 +3,20 @@
  * with a worker SIGKILLed while paused, then resume. A transform plugin appends each row it runs
  * to a file, so the test sees which rows ran and when they stopped.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
+import type { OperationView } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
+import {
+  downloadRows,
+  fleetEnded,
+  startTestStack,
+  type TestStack,
+} from "../support/local-stack.ts";
+import { writeNumbersCsv } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
-import { fleetEnded } from "./fleet-ended.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 400;
 const SHARD = 20;
@@ -39,48 +41,37 @@ async function rowsRun(log: string): Promise<number[]> {
 }
 
 describe("cancel, pause and resume (local stack, fleet mode)", () => {
-  let dir: string;
-  let stack: LocalStack;
-  let client: ApiClient;
+  let env: TestStack;
   /** Between the components and the local server: lets a test hold the merge's upload open. */
   let proxy: FaultProxy | undefined;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-control-"));
-    const pluginDir = await writePlugin(dir, "counted.mjs", PLUGIN);
-    stack = await startLocalStack({
+    env = await startTestStack("control", {
+      plugins: { "counted.mjs": PLUGIN },
       capacity: "fleet",
       maxInstances: 3,
       visibilityTimeoutSeconds: 6,
-      logDir: path.join(dir, "logs"),
       interpose: async (endpoint) => {
         proxy = await startFaultProxy(endpoint);
         return proxy.endpoint;
       },
-      settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_PLUGIN_DIR: pluginDir,
-        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
-        SHARDFLEET_IDLE_TIMEOUT_S: "8",
-      },
+      settings: { SHARDFLEET_IDLE_TIMEOUT_S: "8" },
     });
-    client = new ApiClient(stack.apiUrl);
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
+    await env?.close();
     await proxy?.close();
-    await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
   async function submit(
     name: string,
     { rows = ROWS, shardSize = SHARD, rowMs = 40 } = {},
   ): Promise<{ id: string; log: string }> {
-    const input = path.join(dir, `${name}.csv`);
+    const input = path.join(env.dir, `${name}.csv`);
     await writeNumbersCsv(input, rows);
-    const log = path.join(dir, `${name}.log`);
-    const { id } = await client.submit(input, {
+    const log = path.join(env.dir, `${name}.log`);
+    const { id } = await env.client.submit(input, {
       task: { name: "transform", options: { module: "counted", options: { rowMs, log } } },
       shardSize,
       csvValues: "text",
@@ -94,7 +85,7 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
     return waitFor(
       "rows to be done",
       async () => {
-        const v = await client.get(id);
+        const v = await env.client.get(id);
         return v.status === "running" && v.rows.done > 0 ? v : undefined;
       },
       120_000,
@@ -103,6 +94,7 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
   }
 
   it("cancels during the run: rows stop, instances end, the partial output has every row once", async () => {
+    const { stack, client } = env;
     const { id, log } = await submit("cancel");
     await running(id);
 
@@ -147,7 +139,7 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
     return waitFor(
       `status ${status}`,
       async () => {
-        const v = await client.get(id);
+        const v = await env.client.get(id);
         return v.status === status ? v : undefined;
       },
       120_000,
@@ -157,7 +149,7 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
 
   /** Every input row once, in order; each with its result or `cancelled`. Returns the done count. */
   async function partialOutput(id: string, rows: number): Promise<number> {
-    const out = await downloadRows(client, id);
+    const out = await downloadRows(env.client, id);
     expect(out.slice(1).map((r) => r[0])).toEqual(
       Array.from({ length: rows }, (_, n) => String(n)),
     );
@@ -174,6 +166,7 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
   }
 
   it("cancels during the split: it ends cancelled, every input row in the output once", async () => {
+    const { client } = env;
     const rows = 30_000;
     const { id } = await submit("cancel-split", { rows, shardSize: 1_000, rowMs: 0 });
     await reaches(id, "splitting");
@@ -186,6 +179,7 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
   }, 240_000);
 
   it("cancels during the merge: it ends cancelled with every row's result", async () => {
+    const { client } = env;
     const rows = 30_000;
     // A stitched merge of 30,000 rows takes well under a second: its upload is held open so the
     // cancel lands during the merge, whatever the machine's load.
@@ -211,6 +205,7 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
   }, 240_000);
 
   it("pauses (a worker SIGKILLed meanwhile), scales in, resumes: every row exactly once", async () => {
+    const { stack, client } = env;
     const { id, log } = await submit("pause");
     await running(id);
 

@@ -4,47 +4,39 @@
  * is gone, its replacement comes on-demand, and the report prices both markets, adds up, and
  * compares with the all-on-demand counterfactual.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry } from "../../src/demo/tax-registry.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { costReportSchema } from "../../src/shared/schemas/cost.ts";
+import { startTestStack, type TestStack } from "../support/local-stack.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("cost report of a local run with a reclaim and a fallback", () => {
-  let dir: string;
   let registry: TaxRegistry;
-  let stack: LocalStack;
+  let env: TestStack;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-cost-"));
     registry = await startTaxRegistry({ failureRate: 0 });
-    stack = await startLocalStack({
+    env = await startTestStack("cost", {
       capacity: "fleet",
       maxInstances: 3,
-      logDir: path.join(dir, "logs"),
-      settings: { SHARDFLEET_POLL_WAIT_S: "1" },
       egressAllow: [new URL(registry.url).host],
     });
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
+    await env?.close();
     await registry?.close();
-    await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
   it("prices spot and on-demand, adds up, and beats all-on-demand", async () => {
+    const { dir, stack, client } = env;
     const input = path.join(dir, "customers.xlsx");
     await writeCustomersWorkbook(input, 3_000);
-    const client = new ApiClient(stack.apiUrl);
     const base = demoSpec(registry.url);
     const { id } = await client.submit(input, {
       ...base,

@@ -6,15 +6,11 @@
  * a 4-instance job before). SQS's redrive ends the loop: the shard is committed failed with the
  * dead-letter reason (no inflated count), the rest of the operation succeeds, every row once.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
+import { afterAll, describe, expect, it } from "vitest";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
+import { downloadRows, startTestStack, type TestStack } from "../support/local-stack.ts";
+import { writeNumbersCsv } from "../support/plugins.ts";
 
 const PLUGIN = `export const columns = ["square"];
 export default function (row) {
@@ -25,30 +21,21 @@ export default function (row) {
 `;
 
 describe("a crash-looping shard in fleet mode (local stack)", () => {
-  let dir: string;
-  let stack: LocalStack | undefined;
+  let env: TestStack | undefined;
 
-  beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-crash-"));
-  });
   afterAll(async () => {
-    await stack?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   }, 60_000);
 
   it("restarts the crashed worker on its instance instead of launching one per crash, and fails only that shard", async () => {
     const ROWS = 800;
     const MAX_INSTANCES = 4;
-    const pluginDir = await writePlugin(dir, "crash.mjs", PLUGIN);
-    stack = await startLocalStack({
+    env = await startTestStack("crash", {
       capacity: "fleet",
       maxInstances: MAX_INSTANCES,
-      logDir: path.join(dir, "logs"),
       visibilityTimeoutSeconds: 5,
+      plugins: { "crash.mjs": PLUGIN },
       settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_PLUGIN_DIR: pluginDir,
-        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
         // No scale-in while the loop runs: every instance seen was launched for a need.
         SHARDFLEET_IDLE_TIMEOUT_S: "600",
         // One shard per worker: a crash kills every shard in flight in that process, and under
@@ -57,9 +44,9 @@ describe("a crash-looping shard in fleet mode (local stack)", () => {
         SHARDFLEET_SHARDS_IN_FLIGHT: "1",
       },
     });
+    const { dir, stack, client } = env;
     const input = path.join(dir, "numbers.csv");
     await writeNumbersCsv(input, ROWS);
-    const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: { name: "transform", options: { module: "crash" } },
       shardSize: 100,

@@ -6,56 +6,38 @@
  * the small one ended, how far its shards had been dispatched), not on durations. Every row of both is in
  * its output exactly once.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
+import type { OperationView } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { dispatchRecordSchema } from "../../src/shared/schemas/dispatch.ts";
+import {
+  downloadRows,
+  startTestStack,
+  type TestStack,
+  withStackStore,
+} from "../support/local-stack.ts";
+import { PACED_DOUBLE_PLUGIN, writeNumbersCsv } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-import { withStackStore } from "./stack-store.ts";
-
-const PLUGIN = `
-export const columns = ["double"];
-export default async function slow(row, options) {
-  await new Promise((r) => setTimeout(r, options.rowMs));
-  return { double: Number(row.n) * 2 };
-}
-`;
 
 const BIG = { rows: 2_400, shardSize: 20, rowMs: 50 };
 const SMALL = { rows: 1_000, shardSize: 100, rowMs: 2 };
 const BIG_SHARDS = BIG.rows / BIG.shardSize;
 
 describe("fair share between operations (local stack, fleet mode)", () => {
-  let dir: string;
-  let stack: LocalStack;
-  let client: ApiClient;
+  let env: TestStack;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-fair-"));
-    const pluginDir = await writePlugin(dir, "slow.mjs", PLUGIN);
-    stack = await startLocalStack({
+    env = await startTestStack("fair", {
+      plugins: { "slow.mjs": PACED_DOUBLE_PLUGIN },
       capacity: "fleet",
       maxInstances: 2,
-      logDir: path.join(dir, "logs"),
-      settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_PLUGIN_DIR: pluginDir,
-        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
-      },
     });
-    client = new ApiClient(stack.apiUrl);
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   }, 60_000);
 
   async function submit(
@@ -63,9 +45,9 @@ describe("fair share between operations (local stack, fleet mode)", () => {
     { rows, shardSize, rowMs }: typeof BIG,
     priority?: number,
   ): Promise<string> {
-    const input = path.join(dir, `${name}.csv`);
+    const input = path.join(env.dir, `${name}.csv`);
     await writeNumbersCsv(input, rows);
-    const { id } = await client.submit(input, {
+    const { id } = await env.client.submit(input, {
       name,
       task: { name: "transform", options: { module: "slow", options: { rowMs } } },
       shardSize,
@@ -77,14 +59,14 @@ describe("fair share between operations (local stack, fleet mode)", () => {
 
   async function dispatched(id: string): Promise<number | undefined> {
     return withStackStore(
-      stack,
+      env.stack,
       async (store) => (await store.getJson(keys.dispatch(id), dispatchRecordSchema))?.dispatched,
     );
   }
 
   /** Every input row once, in order, with its result and no error. */
   async function everyRowOnce(id: string, rows: number): Promise<void> {
-    const out = await downloadRows(client, id);
+    const out = await downloadRows(env.client, id);
     expect(out[0]).toEqual(["n", "double", "error"]);
     expect(out.slice(1).map((r) => [r[0], r[1], r[2] ?? null])).toEqual(
       Array.from({ length: rows }, (_, n) => [String(n), n * 2, null]),
@@ -92,6 +74,7 @@ describe("fair share between operations (local stack, fleet mode)", () => {
   }
 
   it("a small operation submitted second finishes while many of the big one's shards have not started; every row of both once", async () => {
+    const { client } = env;
     const big = await submit("big", BIG);
     await waitFor(
       "the big operation to commit rows",

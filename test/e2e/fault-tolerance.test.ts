@@ -4,22 +4,24 @@
  * itself with every row exactly once and right. The faults start once rows are committing. And a poison shard: failed after its error
  * attempts, the rest of the operation succeeds.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import type { LocalStack } from "../../src/local/stack.ts";
 import { shardIdFor } from "../../src/shared/keys.ts";
 import type { Attempt } from "../../src/shared/schemas/shard.ts";
-import { writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-import { shardAttempts, stackClients, withStackStore } from "./stack-store.ts";
+import {
+  downloadRows,
+  shardAttempts,
+  stackClients,
+  startTestStack,
+  type TestStack,
+  withStackStore,
+} from "../support/local-stack.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -33,37 +35,32 @@ function attemptsOf(stack: LocalStack, op: string, shards: number): Promise<Atte
 }
 
 describe("fault tolerance (local stack)", () => {
-  let dir: string;
   let registry: TaxRegistry;
-  let stack: LocalStack | undefined;
+  let env: TestStack | undefined;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-chaos-"));
     registry = await startTaxRegistry();
   });
   afterEach(async () => {
-    await stack?.close();
-    stack = undefined;
+    await env?.close();
+    env = undefined;
   }, 60_000);
   afterAll(async () => {
     await registry?.close();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it("survives notices, SIGKILLs, a duplicate delivery and a scheduler restart: every row once, right", async () => {
     const ROWS = 5_000;
     const SHARD = 250;
-    stack = await startLocalStack({
+    env = await startTestStack("faults", {
       workers: 4,
-      logDir: path.join(dir, "chaos-logs"),
       visibilityTimeoutSeconds: 6,
       timeFactor: 0.05, // a two-minute notice lasts 6 s
-      settings: { SHARDFLEET_POLL_WAIT_S: "1" },
       egressAllow: [new URL(registry.url).host],
     });
+    const { dir, stack, client } = env;
     const input = path.join(dir, "customers.xlsx");
     await writeCustomersWorkbook(input, ROWS);
-    const client = new ApiClient(stack.apiUrl);
     const base = demoSpec(registry.url);
     const spec = {
       ...base,
@@ -89,17 +86,17 @@ describe("fault tolerance (local stack)", () => {
       }
       // The notice goes to an instance with an attempt running, so it interrupts one (an idle
       // instance, which a loaded machine can give at this point, would interrupt nothing).
-      const running = await attemptsOf(stack!, id, ROWS / SHARD).then(
+      const running = await attemptsOf(stack, id, ROWS / SHARD).then(
         (all) => new Set(all.filter((a) => !a.endedAt).map((a) => a.instanceId)),
       );
-      const live = stack!.liveInstances();
+      const live = stack.liveInstances();
       (live.find((i) => running.has(i.name)) ?? live[0])?.reclaim(true); // notice
       await sleep(1_500);
-      stack!.liveInstances()[1]?.reclaim(false); // SIGKILL, no notice
+      stack.liveInstances()[1]?.reclaim(false); // SIGKILL, no notice
       // A duplicated delivery of a shard that is probably running or done already.
       await clients.sqs.send(
         new SendMessageCommand({
-          QueueUrl: stack!.resources.queues.work,
+          QueueUrl: stack.resources.queues.work,
           MessageBody: JSON.stringify({
             v: 1,
             operationId: id,
@@ -110,12 +107,12 @@ describe("fault tolerance (local stack)", () => {
         }),
       );
       await sleep(1_000);
-      await stack!.killScheduler();
+      await stack.killScheduler();
       await sleep(1_500);
-      await stack!.restartScheduler();
-      stack!.liveInstances()[2]?.reclaim(true);
+      await stack.restartScheduler();
+      stack.liveInstances()[2]?.reclaim(true);
       await sleep(2_000);
-      stack!.liveInstances()[0]?.reclaim(false);
+      stack.liveInstances()[0]?.reclaim(false);
     })();
 
     // The API is down during the scheduler restart: the waiter rides it out by itself.
@@ -148,24 +145,20 @@ describe("fault tolerance (local stack)", () => {
   }, 240_000);
 
   it("fails a poison shard after its error attempts and finishes the rest", async () => {
-    // Crashes the worker thread on one customer: the whole shard's attempt fails, every time.
-    const pluginDir = await writePlugin(
-      dir,
-      "fragile.mjs",
-      `export default function (row) {
+    env = await startTestStack("poison", {
+      workers: 2,
+      plugins: {
+        // Crashes the worker thread on one customer: the whole shard's attempt fails, every time.
+        "fragile.mjs": `export default function (row) {
   if (row.customer_id === "C100123") process.exit(3);
   return { upper: String(row.name).toUpperCase() };
 }
 `,
-    );
-    stack = await startLocalStack({
-      workers: 2,
-      logDir: path.join(dir, "poison-logs"),
-      settings: { SHARDFLEET_POLL_WAIT_S: "1", SHARDFLEET_PLUGIN_DIR: pluginDir },
+      },
     });
+    const { dir, stack, client } = env;
     const input = path.join(dir, "small.xlsx");
     await writeCustomersWorkbook(input, 1_000);
-    const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: { name: "transform", options: { module: "fragile" } },
       shardSize: 100,

@@ -3,46 +3,34 @@
  * workbook, an http-enrich operation against the local tax registry (slow, 3% 503s, some
  * customers unknown), and every output row checked against the input and the registry.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
-import { downloadRows } from "./result-rows.ts";
+import { downloadRows, startTestStack, type TestStack } from "../support/local-stack.ts";
 
 const ROWS = 2_000;
 
 describe("first operation end to end (local stack, 3 instances)", () => {
-  let dir: string;
-  let stack: LocalStack;
+  let env: TestStack;
   let registry: TaxRegistry;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-e2e-"));
     registry = await startTaxRegistry();
-    stack = await startLocalStack({
-      workers: 3,
-      logDir: path.join(dir, "logs"),
-      settings: { SHARDFLEET_POLL_WAIT_S: "1" },
-      egressAllow: [new URL(registry.url).host],
-    });
+    env = await startTestStack("e2e", { workers: 3, egressAllow: [new URL(registry.url).host] });
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
+    await env?.close();
     await registry?.close();
-    await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
   it("enriches every row exactly once, in input order, with the registry's values", async () => {
+    const { dir, client } = env;
     const input = path.join(dir, "customers.xlsx");
     await writeCustomersWorkbook(input, ROWS);
-    const client = new ApiClient(stack.apiUrl);
     const spec = { ...demoSpec(registry.url), shardSize: 150 };
     const { id } = await client.submit(input, spec);
 

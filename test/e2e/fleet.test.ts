@@ -11,20 +11,21 @@
  * On-demand workers poll the straggler queue first, so the copy is taken and, since only the
  * FIRST run of the slow row is slow (a marker file), the copy finishes first and wins the commit.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { summarize, waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { shardDoneSchema } from "../../src/shared/schemas/shard.ts";
 import { ShardQueue } from "../../src/shared/shard-queue.ts";
-import { fleetEnded } from "./fleet-ended.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-import { shardAttempts, withStackStore } from "./stack-store.ts";
+import {
+  downloadRows,
+  fleetEnded,
+  shardAttempts,
+  startTestStack,
+  type TestStack,
+  withStackStore,
+} from "../support/local-stack.ts";
+import { writeNumbersCsv } from "../support/plugins.ts";
 
 const ROWS = 160;
 const SHARD = 20;
@@ -48,21 +49,15 @@ export default async function slow(row, options) {
 `;
 
 describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
-  let dir: string;
-  let stack: LocalStack;
+  let env: TestStack;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-fleet-"));
-    const pluginDir = await writePlugin(dir, "slow.mjs", PLUGIN);
-    stack = await startLocalStack({
+    env = await startTestStack("fleet", {
+      plugins: { "slow.mjs": PLUGIN },
       capacity: "fleet",
       maxInstances: 6,
       spotOutage: { fromMs: 0, toMs: 30_000 },
-      logDir: path.join(dir, "logs"),
       settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_PLUGIN_DIR: pluginDir,
-        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
         // Idle counts from a worker's first receive (its report), not from launch.
         SHARDFLEET_IDLE_TIMEOUT_S: "8",
         SHARDFLEET_STRAGGLER_MIN_S: "4",
@@ -71,15 +66,14 @@ describe("fleet on the local stack: spot outage, straggler, scale-in", () => {
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   }, 60_000);
 
   it("falls back to on-demand, copies the straggler, keeps every row once, and scales in", async () => {
+    const { dir, stack, client } = env;
     expect(stack.instances).toHaveLength(0); // nothing runs until the fleet manager asks
     const input = path.join(dir, "numbers.csv");
     await writeNumbersCsv(input, ROWS);
-    const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: {
         name: "transform",

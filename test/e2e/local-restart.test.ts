@@ -14,18 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { childPids, type LocalCli, startLocalCli } from "../support/local-cli.ts";
+import { downloadRows } from "../support/local-stack.ts";
+import { PACED_DOUBLE_PLUGIN, writeNumbersCsv, writePlugin } from "../support/plugins.ts";
 import { isRunning } from "../support/processes.ts";
 import { waitFor } from "../support/wait.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-
-const PLUGIN = `
-export const columns = ["double"];
-export default async function paced(row, options) {
-  await new Promise((r) => setTimeout(r, options.rowMs));
-  return { double: Number(row.n) * 2 };
-}
-`;
 
 let dir: string;
 let pluginDir: string;
@@ -33,7 +25,7 @@ const started: LocalCli[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "shardfleet-local-restart-"));
-  pluginDir = await writePlugin(dir, "paced.mjs", PLUGIN);
+  pluginDir = await writePlugin(dir, "paced.mjs", PACED_DOUBLE_PLUGIN);
 });
 
 afterAll(async () => {

@@ -3,52 +3,43 @@
  * in the test get the expected messages for a succeeded and a failed operation, and `/metrics`
  * scraped afterwards counts what the operations themselves say.
  */
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import type { WebhookPayload } from "../../src/scheduler/notify/message.ts";
 import { SIGNATURE_HEADER, signBody } from "../../src/scheduler/notify/webhook.ts";
+import { startTestStack, type TestStack } from "../support/local-stack.ts";
 import {
   type SmtpReceiver,
   startSmtpReceiver,
   startWebhookReceiver,
   type WebhookReceiver,
 } from "../support/notify-receivers.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
+import { writeNumbersCsv } from "../support/plugins.ts";
 
 const SECRET = "e2e-notify-secret-0123456789";
 const ROWS = 400;
 
 describe("notifications end to end (local stack, webhook receiver, SMTP server)", () => {
-  let dir: string;
-  let stack: LocalStack;
+  let env: TestStack;
   let hook: WebhookReceiver;
   let smtp: SmtpReceiver;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-notify-"));
     [hook, smtp] = await Promise.all([startWebhookReceiver(), startSmtpReceiver()]);
-    // Odd rows fail when asked to: 50% of the rows, over any tolerance below it.
-    const pluginDir = await writePlugin(
-      dir,
-      "picky.mjs",
-      `export const columns = ["double"];
+    env = await startTestStack("notify", {
+      workers: 2,
+      plugins: {
+        // Odd rows fail when asked to: 50% of the rows, over any tolerance below it.
+        "picky.mjs": `export const columns = ["double"];
 export default function (row) {
   if (row.fail === "odd" && row.n % 2 === 1) throw new Error("odd row refused");
   return { double: row.n * 2 };
 }
 `,
-    );
-    stack = await startLocalStack({
-      workers: 2,
-      logDir: path.join(dir, "logs"),
+      },
       settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_PLUGIN_DIR: pluginDir,
         SHARDFLEET_NOTIFY_SECRET: SECRET,
         SHARDFLEET_NOTIFY_INTERVAL_S: "0.2",
         SHARDFLEET_EMAIL_TRANSPORT: "smtp",
@@ -61,13 +52,12 @@ export default function (row) {
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
+    await env?.close();
     await Promise.all([hook?.close(), smtp?.close()]);
-    await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
   async function run(name: string, fail: "none" | "odd") {
-    const input = path.join(dir, `${name}.csv`);
+    const input = path.join(env.dir, `${name}.csv`);
     await writeNumbersCsv(input, ROWS);
     // The plugin reads `fail` from each row: add it as a constant column.
     const lines = (await readFile(input, "utf8")).trimEnd().split("\n");
@@ -75,8 +65,7 @@ export default function (row) {
       input,
       `${lines.map((l, i) => (i === 0 ? `${l},fail` : `${l},${fail}`)).join("\n")}\n`,
     );
-    const client = new ApiClient(stack.apiUrl);
-    const { id } = await client.submit(input, {
+    const { id } = await env.client.submit(input, {
       name,
       task: { name: "transform", options: { module: "picky" } },
       shardSize: 100,
@@ -87,11 +76,12 @@ export default function (row) {
         on: ["accepted", "started", "succeeded", "failed"],
       },
     });
-    const view = await waitForOperation(client, id, { progress: false, intervalMs: 200 });
-    return { id, view, client };
+    const view = await waitForOperation(env.client, id, { progress: false, intervalMs: 200 });
+    return { id, view, client: env.client };
   }
 
   it("sends accepted, started and the outcome, signed and by email, for a succeeded and a failed operation; /metrics counts match them", async () => {
+    const { stack } = env;
     const ok = await run("good", "none");
     expect(ok.view.status).toBe("succeeded");
     const bad = await run("bad", "odd");

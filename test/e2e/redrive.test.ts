@@ -5,61 +5,46 @@
  * is gone, `DELETE /operations/:id` (the client `shardfleet rm` uses) leaves no object of it in
  * the bucket.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { FLEET_TAGS } from "../../src/shared/capacity.ts";
 import { keys } from "../../src/shared/keys.ts";
+import {
+  downloadRows,
+  fleetEnded,
+  startTestStack,
+  type TestStack,
+  withStackStore,
+} from "../support/local-stack.ts";
+import { PACED_DOUBLE_PLUGIN, writeNumbersCsv } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
-import { fleetEnded } from "./fleet-ended.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-import { withStackStore } from "./stack-store.ts";
 
 const ROWS = 240;
 const SHARD = 20;
 
-const PLUGIN = `
-export const columns = ["double"];
-export default async function paced(row, options) {
-  await new Promise((r) => setTimeout(r, options.rowMs));
-  return { double: Number(row.n) * 2 };
-}
-`;
-
 describe("caps changed mid-run, then delete, on the local stack", () => {
-  let dir: string;
-  let stack: LocalStack;
+  let env: TestStack;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-redrive-"));
-    const pluginDir = await writePlugin(dir, "paced.mjs", PLUGIN);
-    stack = await startLocalStack({
+    env = await startTestStack("redrive", {
+      plugins: { "paced.mjs": PACED_DOUBLE_PLUGIN },
       capacity: "fleet",
       maxInstances: 6,
-      logDir: path.join(dir, "logs"),
       settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_PLUGIN_DIR: pluginDir,
-        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
         SHARDFLEET_IDLE_TIMEOUT_S: "8",
       },
     });
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   }, 60_000);
 
   it("holds the operation's instance cap, raises it within a pass, and deletes every object", async () => {
+    const { dir, stack, client } = env;
     const input = path.join(dir, "numbers.csv");
     await writeNumbersCsv(input, ROWS);
-    const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: { name: "transform", options: { module: "paced", options: { rowMs: 150 } } },
       shardSize: SHARD,

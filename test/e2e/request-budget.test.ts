@@ -4,30 +4,26 @@
  * above N requests a second. Every row succeeds, the source's busiest 5-second window stays
  * within 1.1 × 5N, and the status shows the source against the budget while it runs.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient, type OperationView } from "../../src/cli/api-client.ts";
+import type { OperationView } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { type HttpSource, startHttpSource } from "../support/http-source.ts";
+import { startTestStack, type TestStack } from "../support/local-stack.ts";
 
 const N = 30;
 const ROWS = 360;
 
 describe("request budget (local stack, four instances)", () => {
-  let dir: string;
-  let source: Server;
+  let source: HttpSource;
   let host: string;
-  let stack: LocalStack | undefined;
+  let env: TestStack | undefined;
   const arrivals: number[] = [];
   const accepted: number[] = [];
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-budget-"));
-    source = createServer((req, res) => {
+    source = await startHttpSource((req, res) => {
       const now = Date.now();
       arrivals.push(now);
       while (accepted.length > 0 && accepted[0]! <= now - 1000) accepted.shift();
@@ -40,26 +36,18 @@ describe("request budget (local stack, four instances)", () => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ id: req.url?.split("/").pop() }));
     });
-    await new Promise<void>((resolve) => source.listen(0, "127.0.0.1", resolve));
-    host = `127.0.0.1:${(source.address() as AddressInfo).port}`;
+    host = source.host;
   });
   afterAll(async () => {
-    await stack?.close();
-    source?.closeAllConnections();
-    await new Promise((resolve) => source?.close(resolve));
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
+    await source?.close();
   }, 60_000);
 
   it("finishes with 0 row errors and keeps the source within 1.1 N a second over any 5 s", async () => {
-    stack = await startLocalStack({
-      workers: 4,
-      logDir: path.join(dir, "logs"),
-      settings: { SHARDFLEET_POLL_WAIT_S: "1" },
-      egressAllow: [host],
-    });
+    env = await startTestStack("budget", { workers: 4, egressAllow: [host] });
+    const { dir, client } = env;
     const input = path.join(dir, "ids.csv");
     await writeFile(input, `id\n${Array.from({ length: ROWS }, (_, k) => `c${k}`).join("\n")}\n`);
-    const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: {
         name: "http-enrich",

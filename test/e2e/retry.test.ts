@@ -10,18 +10,15 @@
  * The first case submits an xlsx (its slices are sheet XML with shared strings, the retry's
  * slices NDJSON rows read from them), the second a CSV (NDJSON slices throughout).
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
+import type { ApiClient } from "../../src/cli/api-client.ts";
 import { retryRequestOf } from "../../src/cli/commands/redrive.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
+import { type HttpSource, startHttpSource } from "../support/http-source.ts";
+import { downloadRows, startTestStack, type TestStack } from "../support/local-stack.ts";
 import { simpleXlsx } from "../support/workbooks.ts";
-import { downloadRows } from "./result-rows.ts";
 
 const ROWS = 200;
 /** Rows the outage hits: 3 in 10. */
@@ -29,10 +26,9 @@ const hit = (k: number) => k % 10 < 3;
 const failing = Array.from({ length: ROWS }, (_, k) => k).filter(hit);
 
 describe("retry failed rows after a source outage (local stack)", () => {
-  let dir: string;
-  let source: Server;
+  let source: HttpSource;
   let host: string;
-  let stack: LocalStack | undefined;
+  let env: TestStack;
   let outage = true;
   /** Answer time once the outage is over (to keep a retry running across a restart). */
   let delayMs = 0;
@@ -40,8 +36,7 @@ describe("retry failed rows after a source outage (local stack)", () => {
   const requests = new Map<string, number>();
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-retry-"));
-    source = createServer((req, res) => {
+    source = await startHttpSource((req, res) => {
       const rowId = decodeURIComponent(req.url?.split("/").pop() ?? "");
       requests.set(rowId, (requests.get(rowId) ?? 0) + 1);
       if (outage && hit(Number(rowId.slice(1)))) {
@@ -54,28 +49,20 @@ describe("retry failed rows after a source outage (local stack)", () => {
         res.end(JSON.stringify({ id: rowId }));
       }, delayMs);
     });
-    await new Promise<void>((resolve) => source.listen(0, "127.0.0.1", resolve));
-    host = `127.0.0.1:${(source.address() as AddressInfo).port}`;
-    stack = await startLocalStack({
-      workers: 2,
-      logDir: path.join(dir, "logs"),
-      settings: { SHARDFLEET_POLL_WAIT_S: "1" },
-      egressAllow: [host],
-    });
+    host = source.host;
+    env = await startTestStack("retry", { workers: 2, egressAllow: [host] });
   }, 120_000);
 
   afterAll(async () => {
-    await stack?.close();
-    source?.closeAllConnections();
-    await new Promise((resolve) => source?.close(resolve));
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
+    await source?.close();
   }, 60_000);
 
   /** Submits ROWS rows named `{prefix}{k}` during an outage; resolves once it has ended. */
   async function submitDuringOutage(client: ApiClient, prefix: string, format: "csv" | "xlsx") {
     outage = true;
     delayMs = 0;
-    const input = path.join(dir, `${prefix}.${format}`);
+    const input = path.join(env.dir, `${prefix}.${format}`);
     const names = Array.from({ length: ROWS }, (_, k) => `${prefix}${k}`);
     await writeFile(
       input,
@@ -116,7 +103,7 @@ describe("retry failed rows after a source outage (local stack)", () => {
   }
 
   it("runs only the failed rows of an xlsx again: 0 errors, every row once, finished rows not requested again", async () => {
-    const client = new ApiClient(stack!.apiUrl);
+    const { client } = env;
     const { id, names } = await submitDuringOutage(client, "c", "xlsx");
 
     // The outage is over; retried with a changed option (what `shardfleet retry --set` sends).
@@ -157,14 +144,14 @@ describe("retry failed rows after a source outage (local stack)", () => {
   }, 300_000);
 
   it("a scheduler SIGKILLed right after the retry was accepted: its successor finishes it, every row once", async () => {
-    const client = new ApiClient(stack!.apiUrl);
+    const { stack, client } = env;
     const { id, names } = await submitDuringOutage(client, "d", "csv");
     outage = false;
     delayMs = 150;
     const accepted = await client.retry(id, { options: { retries: 2 } });
     expect(accepted.status).toBe("running");
     // Killed while it plans or runs the retry; the next one takes over once the lease expires.
-    await stack!.restartScheduler();
+    await stack.restartScheduler();
     const view = await waitForOperation(client, id, { progress: false, intervalMs: 500 });
     expect(view.status).toBe("succeeded");
     expect(view.result).toMatchObject({ rows: ROWS, errorRows: 0 });

@@ -6,8 +6,7 @@
  * record's tenures do not overlap, and every action a scheduler's loops logged, and every
  * manifest time the test can attribute, falls within its writer's tenure.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
@@ -16,14 +15,17 @@ import { customerRow, writeCustomersWorkbook } from "../../src/demo/customers.ts
 import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry, taxRecordFor } from "../../src/demo/tax-registry.ts";
 import type { ComponentProcess } from "../../src/local/processes.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { SchedulerLeaseRecord, tenuresOf } from "../../src/scheduler/lease/scheduler-lease.ts";
 import { loadManifest } from "../../src/scheduler/operations.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { ObjectStore } from "../../src/shared/object-store.ts";
 import type { LeaseTenure, SchedulerLease } from "../../src/shared/schemas/lease.ts";
-import { downloadRows } from "./result-rows.ts";
-import { stackClients } from "./stack-store.ts";
+import {
+  downloadRows,
+  stackClients,
+  startTestStack,
+  type TestStack,
+} from "../support/local-stack.ts";
 
 const ROWS = 20_000;
 const SHARD = 50;
@@ -90,29 +92,26 @@ function within(time: string, tenure: LeaseTenure): boolean {
 }
 
 describe("one active scheduler per bucket (local stack)", () => {
-  let dir: string;
   let registry: TaxRegistry;
-  let stack: LocalStack | undefined;
+  let env: TestStack | undefined;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-lease-"));
     registry = await startTaxRegistry();
   });
   afterAll(async () => {
-    await stack?.close();
+    await env?.close();
     await registry?.close();
-    await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
   it("survives the active scheduler killed during the split and its successor killed mid-run: every row once, never two acting", async () => {
-    const logDir = process.env.LEASE_E2E_LOGS ?? path.join(dir, "logs");
-    stack = await startLocalStack({
+    env = await startTestStack("lease", {
       workers: 3,
-      logDir,
+      logDir: process.env.LEASE_E2E_LOGS,
       visibilityTimeoutSeconds: 10,
-      settings: { SHARDFLEET_POLL_WAIT_S: "1", SHARDFLEET_LEASE_S: String(LEASE_S) },
+      settings: { SHARDFLEET_LEASE_S: String(LEASE_S) },
       egressAllow: [new URL(registry.url).host],
     });
+    const { dir, stack } = env;
     const clients = stackClients(stack);
     const store = new ObjectStore(clients, { bucket: stack.resources.bucket });
     const leaseRecord = new SchedulerLeaseRecord({ store });

@@ -16,13 +16,9 @@
  * of $0.0064 — the simulator's own 5th percentile. Makespan on both sides is measured from the
  * first instance launch to the last shard commit (splitting and merging are not simulated).
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { LOCAL_POOLS, LOCAL_PRICES } from "../../src/scheduler/fleet/local-capacity.ts";
 import { keys, shardIdFor } from "../../src/shared/keys.ts";
 import { type CostReport, costReportSchema } from "../../src/shared/schemas/cost.ts";
@@ -30,8 +26,13 @@ import { type Attempt, shardDoneSchema } from "../../src/shared/schemas/shard.ts
 import { simulate } from "../../src/sim/engine.ts";
 import { BANDS, parseSimParams } from "../../src/sim/params.ts";
 import { SHARDFLEET } from "../../src/sim/variants.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { shardAttempts, withStackStore } from "./stack-store.ts";
+import {
+  shardAttempts,
+  startTestStack,
+  type TestStack,
+  withStackStore,
+} from "../support/local-stack.ts";
+import { PACED_DOUBLE_PLUGIN, writeNumbersCsv } from "../support/plugins.ts";
 
 const SHARDS = 40;
 const SHARD = 60;
@@ -53,34 +54,21 @@ const SEEDS = 100;
 // starting at $0.00501; the simulator overestimates cost when boots are slow and spread.
 const BAND_MARGIN = 0.25;
 
-const PLUGIN = `
-export const columns = ["double"];
-export default async function steady(row, options) {
-  await new Promise((r) => setTimeout(r, options.rowMs));
-  return { double: Number(row.n) * 2 };
-}
-`;
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 describe("simulator vs the local stack's spot market (small case)", () => {
-  let dir: string;
-  let stack: LocalStack;
+  let env: TestStack;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-simcred-"));
-    const pluginDir = await writePlugin(dir, "steady.mjs", PLUGIN);
-    stack = await startLocalStack({
+    env = await startTestStack("simcred", {
+      plugins: { "steady.mjs": PACED_DOUBLE_PLUGIN },
       capacity: "fleet",
       maxInstances: MAX_INSTANCES,
       timeFactor: TIME_FACTOR,
       visibilityTimeoutSeconds: VISIBILITY_S,
       spotMarket: { reclaimsPerInstanceMinute: RECLAIM_RATE, noticeShare: 0.5 },
-      logDir: path.join(dir, "logs"),
       settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_PLUGIN_DIR: pluginDir,
         SHARDFLEET_FLEET_INTERVAL_S: String(INTERVAL_S),
         SHARDFLEET_IDLE_TIMEOUT_S: String(IDLE_S),
       },
@@ -88,14 +76,13 @@ describe("simulator vs the local stack's spot market (small case)", () => {
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   }, 60_000);
 
   it("agrees on cost and makespan within the stated margin", async () => {
+    const { dir, stack, client } = env;
     const input = path.join(dir, "numbers.csv");
     await writeNumbersCsv(input, SHARDS * SHARD);
-    const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: { name: "transform", options: { module: "steady", options: { rowMs: ROW_MS } } },
       shardSize: SHARD,

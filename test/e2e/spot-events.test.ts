@@ -12,21 +12,22 @@
  * itself is not observed before the worker exits) — and is shorter than the scaled notice lead,
  * so the worker exits by itself (final checkpoints, messages released) rather than being killed.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
-import { type LocalStack, SPOT_NOTICE_MS, startLocalStack } from "../../src/local/stack.ts";
+import { type LocalStack, SPOT_NOTICE_MS } from "../../src/local/stack.ts";
 import { FLEET_TAGS } from "../../src/shared/capacity.ts";
 import { keys } from "../../src/shared/keys.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../src/shared/schemas/fleet.ts";
+import {
+  downloadRows,
+  fleetEnded,
+  startTestStack,
+  type TestStack,
+  withStackStore,
+} from "../support/local-stack.ts";
+import { PACED_DOUBLE_PLUGIN, writeNumbersCsv } from "../support/plugins.ts";
 import { waitFor } from "../support/wait.ts";
-import { fleetEnded } from "./fleet-ended.ts";
-import { writeNumbersCsv, writePlugin } from "./plugins.ts";
-import { downloadRows } from "./result-rows.ts";
-import { withStackStore } from "./stack-store.ts";
 
 const ROWS = 32;
 const SHARD = 16; // 2 shards: with 2 shards in flight per worker, ONE instance serves them all
@@ -34,34 +35,20 @@ const ROW_MS = 400; // ~6.4 s of work on one worker (2 transform threads): far f
 const TIME_FACTOR = 0.06; // the two-minute notice lead lasts 7.2 s
 const DRAIN_GRACE_S = 4; // < the lead: the warned worker drains and exits by itself
 
-const PLUGIN = `
-export const columns = ["double"];
-export default async function slow(row, options) {
-  await new Promise((r) => setTimeout(r, options.rowMs));
-  return { double: Number(row.n) * 2 };
-}
-`;
-
 describe("EventBridge spot interruption warning on the local stack (fleet mode)", () => {
-  let dir: string;
-  let stack: LocalStack;
+  let env: TestStack;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-spot-events-"));
-    const pluginDir = await writePlugin(dir, "slow.mjs", PLUGIN);
-    stack = await startLocalStack({
+    env = await startTestStack("spot-events", {
+      plugins: { "slow.mjs": PACED_DOUBLE_PLUGIN },
       capacity: "fleet",
       // The warned instance still counts against the cap (it is live and billed): room for it
       // and its replacement, and no more.
       maxInstances: 2,
       timeFactor: TIME_FACTOR,
-      logDir: path.join(dir, "logs"),
       // Only a safety net: a worker killed mid-drain would hold its shards this long.
       visibilityTimeoutSeconds: 10,
       settings: {
-        SHARDFLEET_POLL_WAIT_S: "1",
-        SHARDFLEET_PLUGIN_DIR: pluginDir,
-        SHARDFLEET_FLEET_INTERVAL_S: "0.5",
         SHARDFLEET_SHARDS_IN_FLIGHT: "2",
         SHARDFLEET_DRAIN_GRACE_S: String(DRAIN_GRACE_S),
       },
@@ -69,15 +56,14 @@ describe("EventBridge spot interruption warning on the local stack (fleet mode)"
   }, 60_000);
 
   afterAll(async () => {
-    await stack?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   }, 60_000);
 
   it("records the warning, replaces the warned instance before it is gone, keeps every row once", async () => {
+    const { dir, stack, client } = env;
     expect(SPOT_NOTICE_MS * TIME_FACTOR).toBeGreaterThan(DRAIN_GRACE_S * 1000);
     const input = path.join(dir, "numbers.csv");
     await writeNumbersCsv(input, ROWS);
-    const client = new ApiClient(stack.apiUrl);
     const { id } = await client.submit(input, {
       task: {
         name: "transform",

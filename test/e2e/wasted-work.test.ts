@@ -4,50 +4,47 @@
  * rows the dead attempt ran beyond what it left checkpointed — a lower bound of what the source
  * really saw twice (its request count), said as such — instead of about zero.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { writeCustomersWorkbook } from "../../src/demo/customers.ts";
 import { demoSpec } from "../../src/demo/run-demo.ts";
 import { startTaxRegistry, type TaxRegistry } from "../../src/demo/tax-registry.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
 import { shardIdFor } from "../../src/shared/keys.ts";
 import type { Attempt } from "../../src/shared/schemas/shard.ts";
+import {
+  shardAttempts,
+  startTestStack,
+  type TestStack,
+  withStackStore,
+} from "../support/local-stack.ts";
 import { waitFor } from "../support/wait.ts";
-import { shardAttempts, withStackStore } from "./stack-store.ts";
 
 describe("wasted work after a SIGKILL (local stack)", () => {
-  let dir: string;
   let registry: TaxRegistry;
-  let stack: LocalStack | undefined;
+  let env: TestStack | undefined;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "shardfleet-waste-"));
     // No 503s: every request is one row run once, so requests − rows is what was redone.
     registry = await startTaxRegistry({ failureRate: 0 });
   });
   afterAll(async () => {
-    await stack?.close();
+    await env?.close();
     await registry?.close();
-    await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
   it("counts the killed attempt's rows beyond its checkpoint, as a lower bound of the real redo", async () => {
     const ROWS = 4_000;
     const SHARD = 2_000;
-    stack = await startLocalStack({
+    env = await startTestStack("waste", {
       workers: 2,
-      logDir: path.join(dir, "logs"),
       visibilityTimeoutSeconds: 6,
-      settings: { SHARDFLEET_POLL_WAIT_S: "1", SHARDFLEET_SHARDS_IN_FLIGHT: "1" },
+      settings: { SHARDFLEET_SHARDS_IN_FLIGHT: "1" },
       egressAllow: [new URL(registry.url).host],
     });
+    const { dir, stack, client } = env;
     const input = path.join(dir, "customers.xlsx");
     await writeCustomersWorkbook(input, ROWS);
-    const client = new ApiClient(stack.apiUrl);
     const base = demoSpec(registry.url);
     const { id } = await client.submit(input, {
       ...base,
@@ -65,7 +62,7 @@ describe("wasted work after a SIGKILL (local stack)", () => {
     const victim = await waitFor(
       "an attempt of shard 0 with rows recorded",
       () =>
-        withStackStore(stack!, async (store) =>
+        withStackStore(stack, async (store) =>
           (await shardAttempts(store, id, shardIdFor(0))).find(
             (a) => a.cause === "running" && a.rowsDone >= 300 && a.rowsDone < SHARD - 500,
           ),

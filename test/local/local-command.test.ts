@@ -2,7 +2,6 @@
  * `shardfleet local` as a user runs it: it comes up, prints the endpoint and the env to use,
  * answers SQS and S3 calls from the AWS SDK, and stops cleanly on SIGINT.
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -15,60 +14,27 @@ import { describe, expect, it } from "vitest";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { createAwsClients } from "../../src/shared/aws.ts";
 import { HEALTH_PID_HEADER } from "../../src/shared/contracts/api.ts";
-import { startLocalCli } from "../support/local-cli.ts";
+import { spawnLocalCli, startLocalCli } from "../support/local-cli.ts";
 
-// The CLI from its sources (bin/shardfleet.js runs the build; .ci/run tests the packed package).
-const cli = [
-  "--import",
-  import.meta.resolve("tsx"),
-  path.resolve(import.meta.dirname, "../../src/cli/main.ts"),
+/** An ephemeral stack with no instances on free ports, logging under .shardfleet/test-logs. */
+const LOCAL_ARGS = [
+  "--workers",
+  "0",
+  "--aws-port",
+  "0",
+  "--api-port",
+  "0",
+  "--log-dir",
+  path.join(import.meta.dirname, "../../.shardfleet/test-logs"),
+  "--ephemeral",
 ];
 
 describe("shardfleet local", () => {
   it("serves SQS, S3 and the API, then stops on SIGINT", async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        ...cli,
-        "local",
-        "--workers",
-        "0",
-        "--aws-port",
-        "0",
-        "--api-port",
-        "0",
-        "--log-dir",
-        path.join(import.meta.dirname, "../../.shardfleet/test-logs"),
-        "--ephemeral",
-      ],
-      { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const exited = new Promise<number | null>((resolve) =>
-      child.once("exit", (code) => resolve(code)),
-    );
+    const { child, out, exited, up } = spawnLocalCli(LOCAL_ARGS, {}, 30_000);
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`not up in 30 s: ${stdout}${stderr}`)),
-          30_000,
-        );
-        child.stdout.on("data", () => {
-          if (stdout.includes("Press Ctrl+C")) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
-      });
-
+      await up;
+      const { stdout } = out;
       const endpoint = /export AWS_ENDPOINT_URL=(\S+)/.exec(stdout)?.[1];
       const apiUrl = /export SHARDFLEET_API_URL=(\S+)/.exec(stdout)?.[1];
       expect(endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -99,59 +65,15 @@ describe("shardfleet local", () => {
 
       child.kill("SIGINT");
       expect(await exited).toBe(0);
-      expect(stdout).toContain("stopped");
+      expect(out.stdout).toContain("stopped");
     } finally {
       child.kill("SIGKILL");
     }
   }, 60_000);
 });
 
-/** Starts `shardfleet local --workers 0` with `env`; resolves once it is up (or rejects). */
-async function startLocal(env: Record<string, string>) {
-  const child = spawn(
-    process.execPath,
-    [
-      ...cli,
-      "local",
-      "--workers",
-      "0",
-      "--aws-port",
-      "0",
-      "--api-port",
-      "0",
-      "--log-dir",
-      logDir,
-      "--ephemeral",
-    ],
-    { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const out = { stdout: "", stderr: "" };
-  child.stdout.on("data", (d: Buffer) => {
-    out.stdout += d.toString();
-  });
-  child.stderr.on("data", (d: Buffer) => {
-    out.stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) =>
-    child.once("exit", (code) => resolve(code)),
-  );
-  const up = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not up in 30 s: ${out.stdout}`)), 30_000);
-    child.stdout.on("data", () => {
-      if (out.stdout.includes("Press Ctrl+C")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code}: ${out.stderr}`));
-    });
-  });
-  return { child, out, exited, up };
-}
-
-const logDir = path.join(import.meta.dirname, "../../.shardfleet/test-logs");
+/** Starts `shardfleet local --workers 0` with `env`; `up` resolves once it is up (or rejects). */
+const startLocal = (env: Record<string, string>) => spawnLocalCli(LOCAL_ARGS, env, 30_000);
 
 describe("shardfleet local: the shell's SHARDFLEET_* settings", () => {
   it("passes them to the scheduler (its egress policy answers by them), not the stack's own", async () => {

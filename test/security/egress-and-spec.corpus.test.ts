@@ -10,42 +10,31 @@
  *   cell) is refused by the worker at connect time: the row's `error` says why, and the canary
  *   and the metadata emulator receive zero requests.
  */
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../../src/cli/api-client.ts";
 import { waitForOperation } from "../../src/cli/wait.ts";
 import { type LocalImds, startLocalImds } from "../../src/local/imds.ts";
-import { type LocalStack, startLocalStack } from "../../src/local/stack.ts";
-import { downloadRows } from "../e2e/result-rows.ts";
-import { withStackStore } from "../e2e/stack-store.ts";
+import { type HttpSource, startHttpSource } from "../support/http-source.ts";
+import {
+  downloadRows,
+  startTestStack,
+  type TestStack,
+  withStackStore,
+} from "../support/local-stack.ts";
 
 /** A source on loopback that counts what reaches it. */
-async function startSource(
-  answer: unknown,
-): Promise<{ server: Server; port: number; hits: string[] }> {
+async function startSource(answer: unknown): Promise<HttpSource & { hits: string[] }> {
   const hits: string[] = [];
-  const server = createServer((req, res) => {
+  const source = await startHttpSource((req, res) => {
     hits.push(`${req.method} ${req.url}`);
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify(answer));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { server, port: (server.address() as AddressInfo).port, hits };
+  return { ...source, hits };
 }
 
-const closeServer = (server: Server | undefined) =>
-  new Promise<void>((resolve) => {
-    if (!server) return resolve();
-    server.closeAllConnections();
-    server.close(() => resolve());
-  });
-
-let dir: string;
-let stack: LocalStack;
+let env: TestStack;
 let canary: Awaited<ReturnType<typeof startSource>>;
 let control: Awaited<ReturnType<typeof startSource>>;
 let imds: LocalImds;
@@ -55,32 +44,28 @@ const imdsPort = () => Number(new URL(imds.endpoint).port);
 const imdsHits = () => [...imds.hits.values()].reduce((a, b) => a + b, 0);
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "shardfleet-corpus-"));
   canary = await startSource({ secret: "the canary was reached" });
   control = await startSource({ v: "ok" });
   imds = await startLocalImds({ instanceId: "i-canary", market: "spot" });
-  stack = await startLocalStack({
+  env = await startTestStack("corpus", {
     workers: 1,
-    logDir: path.join(dir, "logs"),
-    settings: { SHARDFLEET_POLL_WAIT_S: "1" },
     // Exactly the control source: the canary, the metadata emulator and the stack's own servers
     // share its loopback address and stay out of reach.
     egressAllow: [`127.0.0.1:${control.port}`],
   });
-  csv = path.join(dir, "ids.csv");
+  csv = path.join(env.dir, "ids.csv");
   await writeFile(csv, "id,name\n1,a\n2,b\n");
 }, 90_000);
 
 afterAll(async () => {
-  await stack?.close();
-  await closeServer(canary?.server);
-  await closeServer(control?.server);
+  await env?.close();
+  await canary?.close();
+  await control?.close();
   await imds?.close();
-  await rm(dir, { recursive: true, force: true });
 }, 60_000);
 
 /** Every key in the stack's bucket. */
-const bucketKeys = () => withStackStore(stack, (store) => store.list(""));
+const bucketKeys = () => withStackStore(env.stack, (store) => store.list(""));
 
 async function submitRaw(
   spec: unknown,
@@ -89,7 +74,7 @@ async function submitRaw(
   const form = new FormData();
   form.append("spec", JSON.stringify(spec));
   form.append("file", new Blob([await readFile(file)], { type: "text/csv" }), path.basename(file));
-  const res = await fetch(`${stack.apiUrl}/operations`, { method: "POST", body: form });
+  const res = await fetch(`${env.stack.apiUrl}/operations`, { method: "POST", body: form });
   return { status: res.status, body: (await res.json()) as never };
 }
 
@@ -141,13 +126,13 @@ const literalCases: IntakeCase[] = [
   ],
   [
     "the scheduler API",
-    () => `${stack.apiUrl}/operations`,
-    () => `${new URL(stack.apiUrl!).host} is a loopback address`,
+    () => `${env.stack.apiUrl}/operations`,
+    () => `${new URL(env.stack.apiUrl!).host} is a loopback address`,
   ],
   [
     "the S3 server",
-    () => `${stack.endpoint}/${stack.resources.bucket}/`,
-    () => `${new URL(stack.endpoint).host} is a loopback address`,
+    () => `${env.stack.endpoint}/${env.stack.resources.bucket}/`,
+    () => `${new URL(env.stack.endpoint).host} is a loopback address`,
   ],
   [
     "EC2 metadata (IPv4)",
@@ -252,7 +237,7 @@ describe("hostile and malformed specs refused at intake (400, nothing persisted)
   );
 
   it("leaves no operation behind for any of them", async () => {
-    const list = (await new ApiClient(stack.apiUrl).list()) as { operations: unknown[] };
+    const list = (await env.client.list()) as { operations: unknown[] };
     expect(list.operations).toEqual([]);
   });
 });
@@ -305,7 +290,7 @@ describe("row-time refusals on the address actually connected to", () => {
   ];
 
   it("refuses every hostile row with the reason in its error cell; canary and metadata see nothing", async () => {
-    const input = path.join(dir, "targets.csv");
+    const input = path.join(env.dir, "targets.csv");
     await writeFile(
       input,
       `host,port\n${rows()
@@ -321,7 +306,7 @@ describe("row-time refusals on the address actually connected to", () => {
       }),
       toleratedFailurePercent: 100,
     };
-    const client = new ApiClient(stack.apiUrl);
+    const { client } = env;
     const { id } = await client.submit(input, spec);
     const view = await waitForOperation(client, id, { progress: false, intervalMs: 200 });
     expect(view.status).toBe("succeeded-with-failures");

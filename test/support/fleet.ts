@@ -1,7 +1,21 @@
 /**
  * Test support for fleet tests: an in-memory stand-in for EC2 (a fake capacity provider: EC2's
- * fleet API has no local peer), its pools and prices.
+ * fleet API has no local peer), its pools and prices; and the state the pure fleet policy plans
+ * from (operations, instances, prices, memory), built one way for every policy test.
  */
+
+import type { FleetPlan } from "../../src/scheduler/fleet/policy/types.ts";
+import {
+  emptyFleetMemory,
+  type FleetDecision,
+  type FleetInstance,
+  type FleetPolicyOptions,
+  type FleetState,
+  type LaunchDecision,
+  type OperationState,
+  type PriceTable,
+  planFleet,
+} from "../../src/scheduler/fleet/policy.ts";
 import type {
   CapacityProvider,
   InstanceFilter,
@@ -9,6 +23,7 @@ import type {
   LaunchRequest,
   LaunchResult,
   Market,
+  Pool,
 } from "../../src/shared/capacity.ts";
 import type { Clock } from "../../src/shared/clock.ts";
 
@@ -94,4 +109,79 @@ export function noCapacity(request: LaunchRequest): LaunchResult {
       kind: "capacity" as const,
     })),
   };
+}
+
+// ------------------------------------------------------------------------------------------
+// The pure fleet policy's input
+
+/** The fixed "now" the policy tests plan at. */
+export const POLICY_NOW = 1_700_000_000_000;
+/** One pool: one instance type in one subnet. */
+export const POLICY_POOLS: Pool[] = [{ instanceType: "c7g.large", subnetId: "subnet-a" }];
+/** That type's spot and on-demand prices (USD per hour). */
+export const POLICY_PRICES: PriceTable = {
+  spot: { "c7g.large": 0.03 },
+  "on-demand": { "c7g.large": 0.0725 },
+};
+
+/** An operation with `pendingShards` queued, nothing running or committed yet. */
+export function operationState(
+  id: string,
+  pendingShards: number,
+  extra: Partial<OperationState> = {},
+): OperationState {
+  return { id, pendingShards, running: [], completedShardMs: [], ...extra };
+}
+
+/** A running spot worker of `op-1`, launched a minute before POLICY_NOW, busy with one shard. */
+export function fleetInstance(id: string, extra: Partial<FleetInstance> = {}): FleetInstance {
+  return {
+    id,
+    operationId: "op-1",
+    role: "worker",
+    market: "spot",
+    instanceType: "c7g.large",
+    state: "running",
+    launchedAt: POLICY_NOW - 60_000,
+    runningShards: 1,
+    ...extra,
+  };
+}
+
+/** No operations, no instances, POLICY_PRICES and an empty memory, unless `extra` says. */
+export function fleetState(extra: Partial<FleetState> = {}): FleetState {
+  return {
+    operations: [],
+    instances: [],
+    prices: POLICY_PRICES,
+    memory: emptyFleetMemory(),
+    ...extra,
+  };
+}
+
+/** planFleet at POLICY_NOW over fleetState(state), in POLICY_POOLS with a cap of 50 instances. */
+export function planPolicy(
+  state: Partial<FleetState>,
+  options: Partial<FleetPolicyOptions> = {},
+): FleetPlan {
+  return planFleet(fleetState(state), POLICY_NOW, {
+    pools: POLICY_POOLS,
+    maxInstances: 50,
+    ...options,
+  });
+}
+
+/** The launch decisions of a plan. */
+export function launchesOf(decisions: readonly FleetDecision[]): LaunchDecision[] {
+  return decisions.filter((d): d is LaunchDecision => d.type === "launch");
+}
+
+/** How many instances the launch decisions `which` picks ask for (all of them by default). */
+export function launchedCount(
+  decisions: readonly FleetDecision[],
+  which: (d: LaunchDecision) => boolean = () => true,
+): number {
+  return launchesOf(decisions)
+    .filter(which)
+    .reduce((sum, d) => sum + d.count, 0);
 }

@@ -58,6 +58,25 @@ export async function startLocalAws(
   };
 }
 
+let buckets = 0;
+
+/**
+ * A fresh bucket `{prefix}-{n}` with its own queues on the same server, and a store on it: for
+ * files whose tests each want a clean operation space.
+ */
+export async function freshBucket(
+  aws: LocalAws,
+  prefix: string,
+): Promise<{ name: string; resources: ProvisionedResources; store: ObjectStore }> {
+  const name = `${prefix}-${++buckets}`;
+  const resources = await provisionResources(aws.clients, { bucket: name, prefix: name });
+  return {
+    name,
+    resources,
+    store: new ObjectStore({ s3: aws.clients.s3 }, { bucket: resources.bucket }),
+  };
+}
+
 let queueSets = 0;
 
 /**

@@ -1,16 +1,48 @@
 /**
- * `shardfleet local` run as a user runs it: a child process of the test (so it can be SIGKILLed
- * for real), from the CLI's sources; resolves once it printed that it is up.
+ * The CLI run as a user runs it, a child process of the test, from its sources
+ * (bin/shardfleet.js runs the build; .ci/run tests the packed package): a command run to its end
+ * (`runNode`), or `shardfleet local` kept running (so it can be SIGKILLed for real), resolved
+ * once it printed that it is up.
  */
-import { type ChildProcessByStdio, execFileSync, spawn } from "node:child_process";
+import { type ChildProcessByStdio, execFile, execFileSync, spawn } from "node:child_process";
 import path from "node:path";
 import type { Readable } from "node:stream";
+import { promisify } from "node:util";
 
-const cli = [
-  "--import",
-  import.meta.resolve("tsx"),
-  path.resolve(import.meta.dirname, "../../src/cli/main.ts"),
-];
+const root = path.resolve(import.meta.dirname, "../..");
+
+/** `node` arguments that load TypeScript sources (then a module to run). */
+export const TSX = ["--import", import.meta.resolve("tsx")];
+/** `node` arguments that run `shardfleet` from its sources (then its arguments). */
+export const CLI = [...TSX, path.join(root, "src", "cli", "main.ts")];
+
+/** What a finished process printed, and its exit code. */
+export interface NodeRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `node ARGS` in the repository with only PATH and `env` in its environment; never throws
+ * for an exit code (a test checks it). Killed after `timeoutMs`.
+ */
+export async function runNode(
+  args: readonly string[],
+  { env = {}, timeoutMs = 30_000 }: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<NodeRun> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...args], {
+      cwd: root,
+      env: { PATH: process.env.PATH, ...env },
+      timeout: timeoutMs,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
 
 export interface LocalCli {
   readonly child: ChildProcessByStdio<null, Readable, Readable>;
@@ -22,13 +54,22 @@ export interface LocalCli {
   readonly apiUrl: string;
 }
 
-/** Starts `shardfleet local ARGS` with `env` (PATH added); rejects if it exits before it is up. */
-export async function startLocalCli(
+/** `shardfleet local` started, not yet known to be up. */
+export interface LocalCliProcess extends Omit<LocalCli, "apiUrl"> {
+  /**
+   * Resolves once it printed that it is up; rejects when it exits first (`exited CODE: ` and
+   * what it printed) or is not up within the timeout (then it is SIGKILLed).
+   */
+  readonly up: Promise<void>;
+}
+
+/** Spawns `shardfleet local ARGS` with `env` (PATH added). */
+export function spawnLocalCli(
   args: readonly string[],
   env: Record<string, string> = {},
   timeoutMs = 90_000,
-): Promise<LocalCli> {
-  const child = spawn(process.execPath, [...cli, "local", ...args], {
+): LocalCliProcess {
+  const child = spawn(process.execPath, [...CLI, "local", ...args], {
     // As bin/shardfleet.js sets it: the SDK's notice that its later releases need Node 22.
     env: {
       PATH: process.env.PATH ?? "",
@@ -47,7 +88,7 @@ export async function startLocalCli(
   const exited = new Promise<number | null>((resolve) =>
     child.once("exit", (code) => resolve(code)),
   );
-  await new Promise<void>((resolve, reject) => {
+  const up = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       reject(new Error(`not up in ${timeoutMs} ms: ${out.stdout}${out.stderr}`));
@@ -63,9 +104,20 @@ export async function startLocalCli(
       reject(new Error(`exited ${code}: ${out.stdout}${out.stderr}`));
     });
   });
-  const apiUrl = /export SHARDFLEET_API_URL=(\S+)/.exec(out.stdout)?.[1];
-  if (!apiUrl) throw new Error(`no API URL printed: ${out.stdout}`);
-  return { child, out, exited, apiUrl };
+  return { child, out, exited, up };
+}
+
+/** Starts `shardfleet local ARGS` with `env` (PATH added); rejects if it exits before it is up. */
+export async function startLocalCli(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  timeoutMs = 90_000,
+): Promise<LocalCli> {
+  const { up, ...started } = spawnLocalCli(args, env, timeoutMs);
+  await up;
+  const apiUrl = /export SHARDFLEET_API_URL=(\S+)/.exec(started.out.stdout)?.[1];
+  if (!apiUrl) throw new Error(`no API URL printed: ${started.out.stdout}`);
+  return { ...started, apiUrl };
 }
 
 /** The pids of `pid`'s child processes (Linux `ps`). */

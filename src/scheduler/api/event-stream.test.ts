@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { operationView } from "../../../test/support/views.ts";
 import type { OperationView } from "../../shared/contracts/operations.ts";
 import {
   eventsSince,
@@ -12,24 +13,18 @@ import {
 
 function view(over: Partial<OperationView> & { done?: number; fleet?: number }): OperationView {
   const { done = 0, fleet = 0, ...rest } = over;
-  return {
-    id: "op-1",
-    tenant: "default",
-    name: null,
-    status: "running",
-    task: "transform",
+  return operationView({
     rows: { total: 100, done, failed: 0 },
     shards: { total: 10, pending: 10 - done / 10, running: 0, done: done / 10, failed: 0 },
     createdAt: "2026-12-01T00:00:00.000Z",
     startedAt: null,
-    finishedAt: null,
     events: Array.from({ length: fleet }, (_, i) => ({
       at: "2026-12-01T00:00:00.000Z",
       kind: "launch-requested" as const,
       message: `e${i}`,
     })),
     ...rest,
-  };
+  });
 }
 
 describe("event stream positions", () => {

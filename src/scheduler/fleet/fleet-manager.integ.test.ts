@@ -7,10 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../../../test/support/fake-clock.ts";
 import { FakeCapacity, noCapacity, POOLS, PRICES } from "../../../test/support/fleet.ts";
-import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { freshBucket, type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
 import { splitManifest } from "../../../test/support/manifests.ts";
 import { seedManifest } from "../../../test/support/seed-manifest.ts";
-import { provisionResources } from "../../local/provision.ts";
 import {
   CapacityConfigError,
   FLEET_TAGS,
@@ -20,7 +19,6 @@ import {
 import { RetryableError } from "../../shared/errors.ts";
 import { keys, shardIdFor } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
-import { ObjectStore } from "../../shared/object-store.ts";
 import { writeWorkerReport } from "../../shared/records/worker-report.ts";
 import { budgetPeerSchema } from "../../shared/schemas/budget.ts";
 import { type FleetRecord, fleetRecordSchema } from "../../shared/schemas/fleet.ts";
@@ -39,16 +37,13 @@ afterAll(async () => {
   await env?.close();
 });
 
-let scopes = 0;
 /** A fresh bucket and queues, a fake provider and a manager (more managers share the provider). */
 async function scope<C extends FakeCapacity = FakeCapacity>(
   policy: Partial<FleetPolicyOptions> = {},
   extra: Partial<FleetManagerOptions> = {},
   provider: (clock: FakeClock) => C = (clock) => new FakeCapacity(clock) as C,
 ) {
-  const name = `fleet-${++scopes}`;
-  const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
-  const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
+  const { name, resources, store } = await freshBucket(env, "fleet");
   const clock = new FakeClock({ sleeps: "instant", start: Date.parse("2025-06-01T12:00:00.000Z") });
   const capacity = provider(clock);
   const options: FleetManagerOptions = {

@@ -1,5 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import {
+  fleetInstance,
+  fleetState,
+  launchesOf,
+  operationState,
+  POLICY_NOW,
+} from "../../../test/support/fleet.ts";
 import { CapacityConfigError, FLEET_TAGS, type Pool, poolKey } from "../../shared/capacity.ts";
 import { ConfigError } from "../../shared/errors.ts";
 import { availablePools } from "./policy/market-choice.ts";
@@ -28,7 +35,7 @@ import {
   withSpotSignal,
 } from "./policy.ts";
 
-const NOW = 1_700_000_000_000;
+const NOW = POLICY_NOW;
 const MIN = 60_000;
 const TYPES = ["c7g.large", "c6g.large", "m7g.large", "c5.large"];
 const SUBNETS = ["subnet-a", "subnet-b", "subnet-c"];
@@ -43,36 +50,12 @@ const PRICES: PriceTable = {
   "on-demand": { "c7g.large": 0.0725, "c6g.large": 0.068, "m7g.large": 0.0816, "c5.large": 0.085 },
 };
 
-const op = (id: string, pendingShards: number, extra: Partial<OperationState> = {}) => ({
-  id,
-  pendingShards,
-  running: [],
-  completedShardMs: [],
-  ...extra,
-});
+const inst = (id: string, extra: Partial<FleetInstance> = {}): FleetInstance =>
+  fleetInstance(id, { launchedAt: NOW - 10 * MIN, ...extra });
 
-const inst = (id: string, extra: Partial<FleetInstance> = {}): FleetInstance => ({
-  id,
-  operationId: "op-1",
-  role: "worker",
-  market: "spot",
-  instanceType: "c7g.large",
-  state: "running",
-  launchedAt: NOW - 10 * MIN,
-  runningShards: 1,
-  ...extra,
-});
+const state = (extra: Partial<FleetState> = {}): FleetState =>
+  fleetState({ prices: PRICES, ...extra });
 
-const state = (extra: Partial<FleetState> = {}): FleetState => ({
-  operations: [],
-  instances: [],
-  prices: PRICES,
-  memory: emptyFleetMemory(),
-  ...extra,
-});
-
-const launches = (decisions: FleetDecision[]) =>
-  decisions.filter((d): d is LaunchDecision => d.type === "launch");
 const ofType = <T extends FleetDecision["type"]>(decisions: FleetDecision[], type: T) =>
   decisions.filter((d): d is Extract<FleetDecision, { type: T }> => d.type === type);
 
@@ -252,7 +235,7 @@ describe("caps", () => {
     fc.assert(
       fc.property(scenarioArb, (s) => {
         const { result, live } = plan(s);
-        const launched = launches(result.decisions);
+        const launched = launchesOf(result.decisions);
         const total = launched.reduce((a, d) => a + d.count, 0);
         expect(launched.every((d) => d.count > 0 && d.pools.length > 0)).toBe(true);
         expect(total).toBeLessThanOrEqual(Math.max(0, s.maxInstances - live.length));
@@ -280,7 +263,7 @@ describe("caps", () => {
       fc.property(scenarioArb, (s) => {
         const { result } = plan(s);
         for (const o of s.operations) {
-          const spot = launches(result.decisions).filter(
+          const spot = launchesOf(result.decisions).filter(
             (d) => d.operationId === o.id && d.role === "worker" && d.market === "spot",
           );
           const counts = spot.map((d) => d.count);
@@ -292,36 +275,42 @@ describe("caps", () => {
   });
 
   it("sizes from the backlog the scheduler counts: 34 shards at 2 per instance → 17 spot as 6+6+5", () => {
-    const { decisions } = planFleet(state({ operations: [op("op-1", 34)] }), NOW, {
+    const { decisions } = planFleet(state({ operations: [operationState("op-1", 34)] }), NOW, {
       pools: poolsOf(2, 3),
       maxInstances: 50,
     });
-    expect(launches(decisions).map((d) => [d.market, d.count])).toEqual([
+    expect(launchesOf(decisions).map((d) => [d.market, d.count])).toEqual([
       ["spot", 6],
       ["spot", 6],
       ["spot", 5],
     ]);
-    expect(launches(decisions)[0]!.reason).toContain("backlog 34 shards → 17 instance(s), 0 live");
+    expect(launchesOf(decisions)[0]!.reason).toContain(
+      "backlog 34 shards → 17 instance(s), 0 live",
+    );
   });
 
   it("launches nothing more when live instances already cover the backlog", () => {
     const instances = Array.from({ length: 5 }, (_, n) => inst(`i-${n}`));
-    const { decisions } = planFleet(state({ operations: [op("op-1", 10)], instances }), NOW, {
-      pools: poolsOf(1, 1),
-      shardsPerInstance: 2,
-    });
-    expect(launches(decisions)).toEqual([]);
+    const { decisions } = planFleet(
+      state({ operations: [operationState("op-1", 10)], instances }),
+      NOW,
+      {
+        pools: poolsOf(1, 1),
+        shardsPerInstance: 2,
+      },
+    );
+    expect(launchesOf(decisions)).toEqual([]);
   });
 
   it("takes instances scaled in this round out of the count, so the caps see the room", () => {
     const idle = inst("i-idle", { runningShards: 0, lastBusyAt: NOW - 10 * MIN });
     const { decisions } = planFleet(
-      state({ operations: [op("op-1", 10)], instances: [idle] }),
+      state({ operations: [operationState("op-1", 10)], instances: [idle] }),
       NOW,
       { pools: poolsOf(1, 1), maxInstances: 5 },
     );
     expect(ofType(decisions, "terminate")[0]!.ids).toEqual(["i-idle"]);
-    expect(launches(decisions).map((d) => d.count)).toEqual([5]);
+    expect(launchesOf(decisions).map((d) => d.count)).toEqual([5]);
   });
 });
 
@@ -333,7 +322,7 @@ describe("fallback", () => {
     fc.assert(
       fc.property(scenarioArb, (s) => {
         const { result } = plan(s);
-        for (const d of launches(result.decisions)) {
+        for (const d of launchesOf(result.decisions)) {
           const free = new Set(
             availablePools(s.pools, d.market, s.failures, NOW, 300_000).map(poolKey),
           );
@@ -348,8 +337,8 @@ describe("fallback", () => {
   });
 
   it("moves the next request off the pools that reported capacity errors", () => {
-    const first = planFleet(state({ operations: [op("op-1", 10)] }), NOW, options);
-    const d = launches(first.decisions)[0]!;
+    const first = planFleet(state({ operations: [operationState("op-1", 10)] }), NOW, options);
+    const d = launchesOf(first.decisions)[0]!;
     expect(d.pools).toEqual(pools);
     const memory = recordLaunchOutcome(
       first.memory,
@@ -368,15 +357,23 @@ describe("fallback", () => {
       },
       NOW,
     );
-    const next = planFleet(state({ operations: [op("op-1", 10)], memory }), NOW + 1000, options);
-    expect(launches(next.decisions)[0]!.market).toBe("spot");
-    expect(launches(next.decisions)[0]!.pools).toEqual(pools.slice(2));
+    const next = planFleet(
+      state({ operations: [operationState("op-1", 10)], memory }),
+      NOW + 1000,
+      options,
+    );
+    expect(launchesOf(next.decisions)[0]!.market).toBe("spot");
+    expect(launchesOf(next.decisions)[0]!.pools).toEqual(pools.slice(2));
     // After the cooling period the pools come back.
-    const later = planFleet(state({ operations: [op("op-1", 10)], memory }), NOW + 5 * MIN, {
-      ...options,
-      capacityDeadlineMs: 10 * MIN,
-    });
-    expect(launches(later.decisions)[0]!.pools).toEqual(pools);
+    const later = planFleet(
+      state({ operations: [operationState("op-1", 10)], memory }),
+      NOW + 5 * MIN,
+      {
+        ...options,
+        capacityDeadlineMs: 10 * MIN,
+      },
+    );
+    expect(launchesOf(later.decisions)[0]!.pools).toEqual(pools);
   });
 
   it("sends the unfulfilled part to on-demand when every spot pool failed, then waits, then fails", () => {
@@ -391,25 +388,25 @@ describe("fallback", () => {
         kind: "capacity" as const,
       })),
     });
-    const ops = [op("op-1", 10)];
+    const ops = [operationState("op-1", 10)];
 
     const t0 = planFleet(state({ operations: ops, memory }), NOW, options);
-    expect(launches(t0.decisions).map((d) => d.market)).toEqual(["spot"]);
+    expect(launchesOf(t0.decisions).map((d) => d.market)).toEqual(["spot"]);
     memory = recordLaunchOutcome(
       t0.memory,
-      launches(t0.decisions)[0]!,
-      allFail(launches(t0.decisions)[0]!),
+      launchesOf(t0.decisions)[0]!,
+      allFail(launchesOf(t0.decisions)[0]!),
       NOW,
     );
 
     const t1 = planFleet(state({ operations: ops, memory }), NOW + 1000, options);
-    const od = launches(t1.decisions);
+    const od = launchesOf(t1.decisions);
     expect(od.map((d) => [d.market, d.count])).toEqual([["on-demand", 5]]);
     expect(od[0]!.reason).toContain("every spot pool is cooling");
     memory = recordLaunchOutcome(t1.memory, od[0]!, allFail(od[0]!), NOW + 1000);
 
     const t2 = planFleet(state({ operations: ops, memory }), NOW + 2000, options);
-    expect(launches(t2.decisions)).toEqual([]);
+    expect(launchesOf(t2.decisions)).toEqual([]);
     const waiting = ofType(t2.decisions, "setWaiting");
     expect(waiting).toHaveLength(1);
     expect(waiting[0]!.since).toBe(NOW);
@@ -431,7 +428,7 @@ describe("fallback", () => {
     expect(failed[0]!.message).toMatch(
       /^no capacity found within 300 s .*InsufficientInstanceCapacity/,
     );
-    expect(launches(t4.decisions)).toEqual([]);
+    expect(launchesOf(t4.decisions)).toEqual([]);
 
     const t5 = planFleet(
       state({ operations: ops, memory: t4.memory }),
@@ -447,7 +444,7 @@ describe("fallback", () => {
       operations: { "op-1": { unfulfilledSince: NOW - MIN, waiting: "no capacity" } },
     };
     const { decisions, memory: next } = planFleet(
-      state({ operations: [op("op-1", 4)], instances: [inst("i-1")], memory }),
+      state({ operations: [operationState("op-1", 4)], instances: [inst("i-1")], memory }),
       NOW,
       options,
     );
@@ -461,7 +458,7 @@ describe("fallback", () => {
   });
 
   it("waits with the budget as the reason when the budget leaves nothing", () => {
-    const { decisions } = planFleet(state({ operations: [op("op-1", 4)] }), NOW, {
+    const { decisions } = planFleet(state({ operations: [operationState("op-1", 4)] }), NOW, {
       ...options,
       maxHourlyUsd: 0.01,
     });
@@ -480,7 +477,11 @@ describe("fallback", () => {
           let now = NOW;
           let fails = 0;
           for (const step of steps) {
-            const out = planFleet(state({ operations: [op("op-1", 3)], memory }), now, opts);
+            const out = planFleet(
+              state({ operations: [operationState("op-1", 3)], memory }),
+              now,
+              opts,
+            );
             const f = ofType(out.decisions, "failOperation");
             if (f.length > 0) expect(now - NOW).toBeGreaterThanOrEqual(deadline);
             else if (fails === 0) expect(now - NOW).toBeLessThan(deadline);
@@ -495,8 +496,8 @@ describe("fallback", () => {
   });
 
   it("fails an operation loudly on a config error, once, and launches nothing more for it", () => {
-    const first = planFleet(state({ operations: [op("op-1", 10)] }), NOW, options);
-    const d = launches(first.decisions)[0]!;
+    const first = planFleet(state({ operations: [operationState("op-1", 10)] }), NOW, options);
+    const d = launchesOf(first.decisions)[0]!;
     const memory = recordLaunchOutcome(
       first.memory,
       d,
@@ -514,14 +515,18 @@ describe("fallback", () => {
     );
     // A config error is not a capacity error: no pool cools.
     expect(memory.poolFailures).toEqual([]);
-    const next = planFleet(state({ operations: [op("op-1", 10)], memory }), NOW + 1000, options);
-    expect(launches(next.decisions)).toEqual([]);
+    const next = planFleet(
+      state({ operations: [operationState("op-1", 10)], memory }),
+      NOW + 1000,
+      options,
+    );
+    expect(launchesOf(next.decisions)).toEqual([]);
     const [failed] = ofType(next.decisions, "failOperation");
     expect(failed!.code).toBe("CAPACITY_CONFIG");
     expect(failed!.message).toContain("InvalidLaunchTemplateId.NotFound");
     expect(failed!.message).toContain("retrying cannot help");
     const again = planFleet(
-      state({ operations: [op("op-1", 10)], memory: next.memory }),
+      state({ operations: [operationState("op-1", 10)], memory: next.memory }),
       NOW + 2000,
       options,
     );
@@ -529,12 +534,16 @@ describe("fallback", () => {
   });
 
   it("fails with CAPACITY_PERMISSION when the launch call itself was refused", () => {
-    const first = planFleet(state({ operations: [op("op-1", 10)] }), NOW, options);
-    const d = launches(first.decisions)[0]!;
+    const first = planFleet(state({ operations: [operationState("op-1", 10)] }), NOW, options);
+    const d = launchesOf(first.decisions)[0]!;
     const err = new CapacityConfigError("permission", "UnauthorizedOperation", "not authorized");
     const memory = recordLaunchError(first.memory, d, err);
     expect(recordLaunchError(first.memory, d, new Error("socket hang up"))).toBe(first.memory);
-    const next = planFleet(state({ operations: [op("op-1", 10)], memory }), NOW + 1000, options);
+    const next = planFleet(
+      state({ operations: [operationState("op-1", 10)], memory }),
+      NOW + 1000,
+      options,
+    );
     expect(ofType(next.decisions, "failOperation")[0]).toMatchObject({
       code: "CAPACITY_PERMISSION",
       message: expect.stringContaining("iam:PassRole"),
@@ -575,7 +584,7 @@ describe("stragglers", () => {
       { shardId: "s3", startedAt: NOW - 1_000, interruptions: 2 },
     ];
     const found = findStragglers(
-      op("op-1", 0, { running, completedShardMs: done }),
+      operationState("op-1", 0, { running, completedShardMs: done }),
       NOW,
       o,
       new Set(),
@@ -585,11 +594,18 @@ describe("stragglers", () => {
       ["s3", "interrupted"],
     ]);
     expect(
-      findStragglers(op("op-1", 1, { running, completedShardMs: done }), NOW, o, new Set()),
+      findStragglers(
+        operationState("op-1", 1, { running, completedShardMs: done }),
+        NOW,
+        o,
+        new Set(),
+      ),
     ).toEqual([]);
     // Without any completed shard only interruptions count.
     expect(
-      findStragglers(op("op-1", 0, { running }), NOW, o, new Set()).map((s) => s.shardId),
+      findStragglers(operationState("op-1", 0, { running }), NOW, o, new Set()).map(
+        (s) => s.shardId,
+      ),
     ).toEqual(["s3"]);
   });
 
@@ -599,7 +615,7 @@ describe("stragglers", () => {
       startedAt: NOW - 5 * MIN,
       interruptions: 0,
     }));
-    const ops = [op("op-1", 0, { running, completedShardMs: done })];
+    const ops = [operationState("op-1", 0, { running, completedShardMs: done })];
     const instances = [inst("i-1", { runningShards: 2 }), inst("i-2", { runningShards: 1 })];
     const options = { pools: poolsOf(1, 1), maxStragglerInstances: 2 };
     const first = planFleet(state({ operations: ops, instances }), NOW, options);
@@ -608,7 +624,7 @@ describe("stragglers", () => {
       "s2",
       "s3",
     ]);
-    expect(launches(first.decisions)).toEqual([
+    expect(launchesOf(first.decisions)).toEqual([
       expect.objectContaining({ role: "straggler", market: "on-demand", count: 2 }),
     ]);
     const second = planFleet(
@@ -748,7 +764,9 @@ describe("scale-in", () => {
         instances: [inst("i-known")],
         discovered,
         operations: [
-          op("op-1", 0, { running: [{ shardId: "s", startedAt: NOW, interruptions: 0 }] }),
+          operationState("op-1", 0, {
+            running: [{ shardId: "s", startedAt: NOW, interruptions: 0 }],
+          }),
         ],
       }),
       NOW,
@@ -786,27 +804,31 @@ describe("spot signals (EventBridge)", () => {
     // 10 shards at 2 per instance → 5 instances, all live; one is warned.
     const instances = fiveBusy();
     instances[2] = warned(instances[2]!);
-    const { decisions } = planFleet(state({ operations: [op("op-1", 10)], instances }), NOW, {
-      pools,
-      maxInstances: 6,
-    });
-    expect(launches(decisions).map((d) => [d.market, d.role, d.count])).toEqual([
+    const { decisions } = planFleet(
+      state({ operations: [operationState("op-1", 10)], instances }),
+      NOW,
+      {
+        pools,
+        maxInstances: 6,
+      },
+    );
+    expect(launchesOf(decisions).map((d) => [d.market, d.role, d.count])).toEqual([
       ["spot", "worker", 1],
     ]);
-    expect(launches(decisions)[0]!.reason).toContain(
+    expect(launchesOf(decisions)[0]!.reason).toContain(
       "backlog 10 shards → 5 instance(s), 4 live (+1 warned of an interruption)",
     );
     // It still counts against the caps (it is live and billed until it goes): at the cap, none.
-    const capped = planFleet(state({ operations: [op("op-1", 10)], instances }), NOW, {
+    const capped = planFleet(state({ operations: [operationState("op-1", 10)], instances }), NOW, {
       pools,
       maxInstances: 5,
     });
-    expect(launches(capped.decisions)).toEqual([]);
+    expect(launchesOf(capped.decisions)).toEqual([]);
     // Running shards are backlog too: a warned instance working the last two shards is replaced.
     const last = planFleet(
       state({
         operations: [
-          op("op-1", 0, {
+          operationState("op-1", 0, {
             running: [
               { shardId: "s1", startedAt: NOW - MIN, interruptions: 0 },
               { shardId: "s2", startedAt: NOW - MIN, interruptions: 0 },
@@ -818,22 +840,30 @@ describe("spot signals (EventBridge)", () => {
       NOW,
       { pools, maxInstances: 3 },
     );
-    expect(launches(last.decisions).map((d) => d.count)).toEqual([1]);
+    expect(launchesOf(last.decisions).map((d) => d.count)).toEqual([1]);
   });
 
   it("no replacement when the backlog is empty", () => {
     const instances = [warned(inst("i-1", { runningShards: 0, lastBusyAt: NOW - 1000 }))];
-    const { decisions } = planFleet(state({ operations: [op("op-1", 0)], instances }), NOW, {
-      pools,
-    });
-    expect(launches(decisions)).toEqual([]);
+    const { decisions } = planFleet(
+      state({ operations: [operationState("op-1", 0)], instances }),
+      NOW,
+      {
+        pools,
+      },
+    );
+    expect(launchesOf(decisions)).toEqual([]);
   });
 
   it("a rebalance recommendation alone launches nothing", () => {
     const instances = fiveBusy().map((i) => recommended(i));
-    const { decisions } = planFleet(state({ operations: [op("op-1", 10)], instances }), NOW, {
-      pools,
-    });
+    const { decisions } = planFleet(
+      state({ operations: [operationState("op-1", 10)], instances }),
+      NOW,
+      {
+        pools,
+      },
+    );
     expect(decisions).toEqual([]);
   });
 
@@ -846,20 +876,25 @@ describe("spot signals (EventBridge)", () => {
       inst("idle-short", { runningShards: 0, lastBusyAt: NOW - 1000 }),
     ];
     // Backlog 4 → 2 instances; 5 serve: a surplus of 3, but only the two idle recommended go.
-    const few = planFleet(state({ operations: [op("op-1", 4)], instances }), NOW, { pools });
+    const few = planFleet(state({ operations: [operationState("op-1", 4)], instances }), NOW, {
+      pools,
+    });
     expect(ofType(few.decisions, "terminate")).toEqual([
       expect.objectContaining({ cause: "rebalance", ids: ["rec-early", "rec-late"] }),
     ]);
-    expect(launches(few.decisions)).toEqual([]);
+    expect(launchesOf(few.decisions)).toEqual([]);
     // Backlog 8 → 4 instances: a surplus of 1, the earliest recommendation goes.
-    const more = planRebalanceScaleIn(instances, [op("op-1", 8)], {
+    const more = planRebalanceScaleIn(instances, [operationState("op-1", 8)], {
       shardsPerInstance: 2,
       maxInstances: 20,
     });
     expect(more.map((d) => d.ids)).toEqual([["rec-early"]]);
     // Backlog 10 → 5: no surplus, nothing (the idle timeout still applies as before).
     expect(
-      planRebalanceScaleIn(instances, [op("op-1", 10)], { shardsPerInstance: 2, maxInstances: 20 }),
+      planRebalanceScaleIn(instances, [operationState("op-1", 10)], {
+        shardsPerInstance: 2,
+        maxInstances: 20,
+      }),
     ).toEqual([]);
   });
 
@@ -877,8 +912,8 @@ describe("spot signals (EventBridge)", () => {
           instances: open.instances.filter((i) => i.interruptionWarnedAt === undefined),
         };
         const shape = (d: LaunchDecision) => [d.operationId, d.role, d.market, d.count, d.pools];
-        expect(launches(plan(open).result.decisions).map(shape)).toEqual(
-          launches(plan(without).result.decisions).map(shape),
+        expect(launchesOf(plan(open).result.decisions).map(shape)).toEqual(
+          launchesOf(plan(without).result.decisions).map(shape),
         );
       }),
       { numRuns: 300 },

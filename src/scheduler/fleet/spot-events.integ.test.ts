@@ -11,11 +11,10 @@ import type { z } from "zod";
 import { capturingLogger } from "../../../test/support/api.ts";
 import { FakeClock } from "../../../test/support/fake-clock.ts";
 import { FakeCapacity, POOLS, PRICES } from "../../../test/support/fleet.ts";
-import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { freshBucket, type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
 import { splitManifest } from "../../../test/support/manifests.ts";
 import { seedManifest } from "../../../test/support/seed-manifest.ts";
 import { waitFor } from "../../../test/support/wait.ts";
-import { provisionResources } from "../../local/provision.ts";
 import { ec2SpotEvent, sendSpotEvent } from "../../local/spot-events.ts";
 import { keys } from "../../shared/keys.ts";
 import { type Logger, silentLogger } from "../../shared/logger.ts";
@@ -52,11 +51,9 @@ class FlakyFleetStore extends ObjectStore {
   }
 }
 
-let scopes = 0;
 /** A fresh bucket and queues, an operation of `shards` shards, a fleet manager and a consumer. */
 async function scope(options: { shards?: number; maxInstances?: number; logger?: Logger } = {}) {
-  const name = `spot-${++scopes}`;
-  const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
+  const { name, resources } = await freshBucket(env, "spot");
   const store = new FlakyFleetStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
   const clock = new FakeClock({ sleeps: "instant", start: Date.parse("2025-06-01T12:00:00.000Z") });
   const capacity = new FakeCapacity(clock);

@@ -84,6 +84,16 @@ async function sliceRows(shardId: string): Promise<number[]> {
     .map((l) => (JSON.parse(l) as { i: number }).i);
 }
 
+/** Merges the operation as it stands: the result, and each output row as [input, v, error]. */
+async function merge(signal: AbortSignal) {
+  const merged = await mergeOperation(
+    { store: aws.store, logger: silentLogger() },
+    { manifest: await manifest(), signal },
+  );
+  const rows = await outputRows(merged.key);
+  return { merged, rows: rows.slice(1).map((r) => [r[0], r[1] ?? null, r[2] ?? null]) };
+}
+
 async function outputRows(key: string): Promise<unknown[][]> {
   const body = await aws.store.getStream(key);
   const chunks: Buffer[] = [];
@@ -169,13 +179,9 @@ describe("planRetry and the merge of retried rows (local S3)", () => {
     // The retry's shards commit: row 7 fails again.
     await commit("s000000-r1", [ok(1, "retried")]);
     await commit("s000001-r1", [ok(4, "r"), ok(5, "r"), ok(6, "r"), bad(7)]);
-    const merged = await mergeOperation(
-      { store: aws.store, logger: silentLogger() },
-      { manifest: await manifest(), signal },
-    );
+    const { merged, rows } = await merge(signal);
     expect(merged).toMatchObject({ rows: 8, errorRows: 1, columns: ["v"] });
-    const rows = await outputRows(merged.key);
-    expect(rows.slice(1).map((r) => [r[0], r[1] ?? null, r[2] ?? null])).toEqual([
+    expect(rows).toEqual([
       ["c0", "a", null],
       ["c1", "retried", null],
       ["c2", "a", null],
@@ -271,13 +277,9 @@ describe("planRetry and the merge of retried rows (local S3)", () => {
 
     await commit("s000000-r1", [ok(1, "retried"), ok(3, "retried")]);
     await commit("s000001-r1", [ok(4, "r"), ok(5, "r"), bad(6), ok(7, "r")]);
-    const merged = await mergeOperation(
-      { store: aws.store, logger: silentLogger() },
-      { manifest: await manifest(), signal },
-    );
+    const { merged, rows } = await merge(signal);
     expect(merged).toMatchObject({ rows: 8, errorRows: 1, columns: ["v"] });
-    const rows = await outputRows(merged.key);
-    expect(rows.slice(1).map((r) => [r[0], r[1] ?? null, r[2] ?? null])).toEqual([
+    expect(rows).toEqual([
       ["c0", "a", null],
       ["c1", "retried", null],
       ["c2", "a", null],

@@ -7,14 +7,12 @@ import { CreateQueueCommand, DeleteQueueCommand, PurgeQueueCommand } from "@aws-
 import ExcelJS from "exceljs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { multipart, transformSpec } from "../../../test/support/api.ts";
-import { type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
+import { freshBucket, type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
 import { waitFor } from "../../../test/support/wait.ts";
 import { scriptedRunner } from "../../../test/support/worker.ts";
-import { provisionResources } from "../../local/provision.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { keys } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
-import { ObjectStore } from "../../shared/object-store.ts";
 import { fleetRecordSchema } from "../../shared/schemas/fleet.ts";
 import { redriveSchema, shardMessageSchema } from "../../shared/schemas/shard.ts";
 import { Worker } from "../../worker/worker.ts";
@@ -41,12 +39,9 @@ afterEach(async () => {
 const ROWS = 40;
 const CSV = `name\n${Array.from({ length: ROWS }, (_, i) => `row${i}`).join("\n")}\n`;
 
-let scopes = 0;
 /** A fresh bucket and queues, the scheduler and the sweep; workers started by the test. */
 async function scope(backlog?: BacklogBound) {
-  const name = `sweep-${++scopes}`;
-  const resources = await provisionResources(env.clients, { bucket: name, prefix: name });
-  const store = new ObjectStore({ s3: env.clients.s3 }, { bucket: resources.bucket });
+  const { name, resources, store } = await freshBucket(env, "sweep");
   const logger = silentLogger();
   const operations = new OperationService({ store, logger, clock: systemClock });
   const app = buildApp({ operations, logger, maxUploadBytes: 1 << 20 });

@@ -6,18 +6,20 @@
  * workers' adaptive concurrency finds such a source's limit by itself; and a whole worker's POST
  * retries carry the row's idempotency key.
  */
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { RequestListener } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type HttpSource, startHttpSource } from "../../../test/support/http-source.ts";
 import { freshQueues, type LocalAws, startLocalAws } from "../../../test/support/local-aws.ts";
 import { writeManifest } from "../../../test/support/manifests.ts";
 import { waitFor } from "../../../test/support/wait.ts";
 import { textRows, writeSlice } from "../../../test/support/worker.ts";
+import type { ProvisionedResources } from "../../local/provision.ts";
 import { parseEgressAllow } from "../../shared/egress.ts";
 import { keys, shardIdFor } from "../../shared/keys.ts";
 import { silentLogger } from "../../shared/logger.ts";
 import { type BudgetPeer, budgetPeerSchema } from "../../shared/schemas/budget.ts";
-import { shardDoneSchema } from "../../shared/schemas/shard.ts";
+import type { Cell } from "../../shared/schemas/cells.ts";
+import { type ShardDone, shardDoneSchema } from "../../shared/schemas/shard.ts";
 import { Worker } from "../worker.ts";
 
 /** The source's limit and the operation's budget. */
@@ -26,40 +28,124 @@ const SHARDS = 8;
 const ROWS_PER_SHARD = 60;
 
 let aws: LocalAws;
-let source: Server;
-let base: string;
+let source: HttpSource;
 /** Arrival time of every request the source saw, and how many it refused. */
 const arrivals: number[] = [];
-const accepted: number[] = [];
 let refused = 0;
 
 beforeAll(async () => {
   aws = await startLocalAws("budget-fleet");
-  source = createServer((req, res) => {
+  source = await startHttpSource(
+    limitedTo(N, 5, (at, wasRefused) => {
+      arrivals.push(at);
+      if (wasRefused) refused++;
+    }),
+  );
+});
+
+afterAll(async () => {
+  await source?.close();
+  await aws?.close();
+});
+
+type Queues = ProvisionedResources["queues"];
+
+/**
+ * A source that takes `limit` requests in any second and answers the rest 429 at once; it answers
+ * what it takes after `latencyMs`. `seen` hears of every request.
+ */
+function limitedTo(
+  limit: number,
+  latencyMs: number,
+  seen: (at: number, refused: boolean) => void,
+): RequestListener {
+  const taken: number[] = [];
+  return (req, res) => {
     const now = Date.now();
-    arrivals.push(now);
-    while (accepted.length > 0 && accepted[0]! <= now - 1000) accepted.shift();
-    if (accepted.length >= N) {
-      refused++;
+    while (taken.length > 0 && taken[0]! <= now - 1000) taken.shift();
+    const refused = taken.length >= limit;
+    seen(now, refused);
+    if (refused) {
       res.writeHead(429, { "retry-after": "1" });
       res.end();
       return;
     }
-    accepted.push(now);
+    taken.push(now);
     setTimeout(() => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ v: req.url }));
-    }, 5);
-  });
-  await new Promise<void>((resolve) => source.listen(0, "127.0.0.1", resolve));
-  base = `http://127.0.0.1:${(source.address() as AddressInfo).port}`;
-});
+    }, latencyMs);
+  };
+}
 
-afterAll(async () => {
-  source?.closeAllConnections();
-  await new Promise((resolve) => source?.close(resolve));
-  await aws?.close();
-});
+/** SHARDS slices of ROWS_PER_SHARD rows, each row named after its shard. */
+function numberedShards(): Array<{ start: number; rows: Cell[][] }> {
+  return Array.from({ length: SHARDS }, (_, s) => ({
+    start: s * ROWS_PER_SHARD,
+    rows: textRows(ROWS_PER_SHARD).map(([cell]) => [`${cell} of ${s}`]),
+  }));
+}
+
+/** Writes the operation's manifest (one column, `name`) and its slices, and queues them. */
+async function queueOperation(
+  queues: Queues,
+  op: string,
+  task: { name: string; options: Record<string, unknown> },
+  slices: Array<{ start: number; rows: Cell[][] }>,
+): Promise<void> {
+  await writeManifest(aws.store, op, ["name"], task);
+  const messages = [];
+  for (const [s, { start, rows }] of slices.entries()) {
+    messages.push(await writeSlice(aws.store, op, shardIdFor(s), start, rows));
+  }
+  await aws.queue.sendShards(queues.work, messages);
+}
+
+/** A whole worker (consumer, processor, http-enrich) running on `queues` until stopped. */
+function startWorker(queues: Queues, instanceId: string): { stop(): Promise<void> } {
+  const worker = new Worker(
+    { store: aws.store, queue: aws.queue, logger: silentLogger() },
+    {
+      instanceId,
+      market: "spot",
+      pluginDir: ".",
+      egress: parseEgressAllow("127.0.0.0/8"),
+      queues,
+      pollWaitSeconds: 1,
+      visibilityTimeoutSeconds: 30,
+    },
+  );
+  const run = worker.run();
+  return {
+    async stop() {
+      await worker.stop();
+      await run;
+    },
+  };
+}
+
+/** Every shard's commit marker, in shard order; `onPoll` runs at every look. */
+async function commits(
+  op: string,
+  shards: number,
+  timeoutMs: number,
+  onPoll: () => Promise<void> = async () => {},
+): Promise<ShardDone[]> {
+  const done = [];
+  for (let s = 0; s < shards; s++) {
+    done.push(
+      await waitFor(
+        `shard ${s} committed`,
+        async () => {
+          await onPoll();
+          return aws.store.getJson(keys.done(op, shardIdFor(s)), shardDoneSchema);
+        },
+        timeoutMs,
+      ),
+    );
+  }
+  return done;
+}
 
 /** Most requests in any window of `ms` starting at an arrival. */
 function busiestWindow(times: number[], ms: number): number {
@@ -77,39 +163,22 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
   it("4 workers with budget N: 0 row errors, and the source never sees over 1.1 N a second in any 5 s window", async () => {
     const queues = await freshQueues(aws);
     const op = "op-budget";
-    await writeManifest(aws.store, op, ["name"], {
-      name: "http-enrich",
-      options: {
-        url: `${base}/r/{name}`,
-        results: { v: "v" },
-        rateLimit: { requestsPerSecond: N },
-      },
-    });
-    const messages = [];
-    for (let s = 0; s < SHARDS; s++) {
-      const rows = textRows(ROWS_PER_SHARD).map(([cell]) => [`${cell} of ${s}`]);
-      messages.push(await writeSlice(aws.store, op, shardIdFor(s), s * ROWS_PER_SHARD, rows));
-    }
-    await aws.queue.sendShards(queues.work, messages);
-
-    const workers: Worker[] = [];
-    const runs: Array<Promise<void>> = [];
-    const start = (k: number) => {
-      const worker = new Worker(
-        { store: aws.store, queue: aws.queue, logger: silentLogger() },
-        {
-          instanceId: `local-00${k}`,
-          market: "spot",
-          pluginDir: ".",
-          egress: parseEgressAllow("127.0.0.0/8"),
-          queues,
-          pollWaitSeconds: 1,
-          visibilityTimeoutSeconds: 30,
+    await queueOperation(
+      queues,
+      op,
+      {
+        name: "http-enrich",
+        options: {
+          url: `${source.url}/r/{name}`,
+          results: { v: "v" },
+          rateLimit: { requestsPerSecond: N },
         },
-      );
-      workers.push(worker);
-      runs.push(worker.run());
-    };
+      },
+      numberedShards(),
+    );
+
+    const workers: Array<{ stop(): Promise<void> }> = [];
+    const start = (k: number) => workers.push(startWorker(queues, `local-00${k}`));
     start(1);
     start(2);
     // Two more join while the first two are sending: the budget is divided anew.
@@ -131,18 +200,8 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
       30_000,
     );
 
-    const done = [];
-    for (let s = 0; s < SHARDS; s++) {
-      done.push(
-        await waitFor(
-          `shard ${s} committed`,
-          () => aws.store.getJson(keys.done(op, shardIdFor(s)), shardDoneSchema),
-          90_000,
-        ),
-      );
-    }
+    const done = await commits(op, SHARDS, 90_000);
     await Promise.all(workers.map((w) => w.stop()));
-    await Promise.all(runs);
 
     expect(done.map((d) => d.errorRows)).toEqual(Array(SHARDS).fill(0));
     expect(new Set(done.map((d) => d.instanceId)).size).toBe(4);
@@ -160,81 +219,33 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
     // requests in flight across the fleet is what it takes.
     const LATENCY_MS = 100;
     const times: Array<{ at: number; refused: boolean }> = [];
-    const taken: number[] = [];
-    const slow = createServer((req, res) => {
-      const now = Date.now();
-      while (taken.length > 0 && taken[0]! <= now - 1000) taken.shift();
-      const refused = taken.length >= N;
-      times.push({ at: now, refused });
-      if (refused) {
-        res.writeHead(429, { "retry-after": "1" });
-        res.end();
-        return;
-      }
-      taken.push(now);
-      setTimeout(() => {
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ v: req.url }));
-      }, LATENCY_MS);
-    });
-    await new Promise<void>((resolve) => slow.listen(0, "127.0.0.1", resolve));
+    const slow = await startHttpSource(
+      limitedTo(N, LATENCY_MS, (at, refused) => times.push({ at, refused })),
+    );
     try {
       const queues = await freshQueues(aws);
       const op = "op-adaptive";
-      await writeManifest(aws.store, op, ["name"], {
-        name: "http-enrich",
-        options: {
-          url: `http://127.0.0.1:${(slow.address() as AddressInfo).port}/r/{name}`,
-          results: { v: "v" },
-        },
-      });
-      const messages = [];
-      for (let s = 0; s < SHARDS; s++) {
-        const rows = textRows(ROWS_PER_SHARD).map(([cell]) => [`${cell} of ${s}`]);
-        messages.push(await writeSlice(aws.store, op, shardIdFor(s), s * ROWS_PER_SHARD, rows));
-      }
-      await aws.queue.sendShards(queues.work, messages);
-      const workers = [1, 2].map(
-        (k) =>
-          new Worker(
-            { store: aws.store, queue: aws.queue, logger: silentLogger() },
-            {
-              instanceId: `local-10${k}`,
-              market: "spot",
-              pluginDir: ".",
-              egress: parseEgressAllow("127.0.0.0/8"),
-              queues,
-              pollWaitSeconds: 1,
-              visibilityTimeoutSeconds: 30,
-            },
-          ),
+      await queueOperation(
+        queues,
+        op,
+        { name: "http-enrich", options: { url: `${slow.url}/r/{name}`, results: { v: "v" } } },
+        numberedShards(),
       );
-      const runs = workers.map((w) => w.run());
+      const workers = [1, 2].map((k) => startWorker(queues, `local-10${k}`));
       // Without a budget the workers still report the source (for the status): the concurrency
       // they settled at, read while the last shards run.
       let reported: BudgetPeer[] = [];
-      const done = [];
-      for (let s = 0; s < SHARDS; s++) {
-        done.push(
-          await waitFor(
-            `shard ${s} committed`,
-            async () => {
-              const listed = await aws.store.list(keys.budgetPeersPrefix(op));
-              const records = await Promise.all(
-                listed
-                  .filter((k) => k.endsWith(".json"))
-                  .map((key) => aws.store.getJson(key, budgetPeerSchema)),
-              );
-              const fresh = records.filter((r): r is BudgetPeer => r !== undefined);
-              if (fresh.length > 0) reported = fresh;
-              return aws.store.getJson(keys.done(op, shardIdFor(s)), shardDoneSchema);
-            },
-            120_000,
-          ),
+      const done = await commits(op, SHARDS, 120_000, async () => {
+        const listed = await aws.store.list(keys.budgetPeersPrefix(op));
+        const records = await Promise.all(
+          listed
+            .filter((k) => k.endsWith(".json"))
+            .map((key) => aws.store.getJson(key, budgetPeerSchema)),
         );
-      }
+        const fresh = records.filter((r): r is BudgetPeer => r !== undefined);
+        if (fresh.length > 0) reported = fresh;
+      });
       await Promise.all(workers.map((w) => w.stop()));
-      await Promise.all(runs);
 
       expect(done.map((d) => d.errorRows)).toEqual(Array(SHARDS).fill(0));
       const origins = reported.flatMap((r) => r.origins);
@@ -255,15 +266,14 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
       const latencyMs = Math.max(LATENCY_MS, ...origins.map((o) => o.latencyMs ?? 0));
       expect(concurrency).toBeLessThanOrEqual(Math.ceil((N * latencyMs) / 1000) + 2);
     } finally {
-      slow.closeAllConnections();
-      await new Promise((resolve) => slow.close(resolve));
+      await slow.close();
     }
   }, 180_000);
 
   it("a worker's POST and its retry carry the same Idempotency-Key, the operation id and the row index", async () => {
     // Every row's first attempt is answered 503; the retry succeeds.
     const seen = new Map<string, string[]>();
-    const flaky = createServer((req, res) => {
+    const flaky = await startHttpSource((req, res) => {
       const key = String(req.headers["idempotency-key"] ?? "");
       const row = req.url ?? "";
       seen.set(row, [...(seen.get(row) ?? []), key]);
@@ -274,51 +284,34 @@ describe("request budget across a fleet (real local SQS/S3, four workers)", () =
         res.end(first ? "{}" : JSON.stringify({ v: "ok" }));
       });
     });
-    await new Promise<void>((resolve) => flaky.listen(0, "127.0.0.1", resolve));
     try {
       const queues = await freshQueues(aws);
       const op = "op-idempotent";
-      await writeManifest(aws.store, op, ["name"], {
-        name: "http-enrich",
-        options: {
-          url: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}/r/{name}`,
-          method: "POST",
-          body: "{}",
-          results: { v: "v" },
-          backoffMs: 10,
-        },
-      });
       const rows = textRows(5).map(([cell]) => [`${cell}`.replace(" ", "-")]);
-      await aws.queue.sendShards(queues.work, [
-        await writeSlice(aws.store, op, shardIdFor(0), 100, rows),
-      ]);
-      const worker = new Worker(
-        { store: aws.store, queue: aws.queue, logger: silentLogger() },
+      await queueOperation(
+        queues,
+        op,
         {
-          instanceId: "local-201",
-          market: "spot",
-          pluginDir: ".",
-          egress: parseEgressAllow("127.0.0.0/8"),
-          queues,
-          pollWaitSeconds: 1,
-          visibilityTimeoutSeconds: 30,
+          name: "http-enrich",
+          options: {
+            url: `${flaky.url}/r/{name}`,
+            method: "POST",
+            body: "{}",
+            results: { v: "v" },
+            backoffMs: 10,
+          },
         },
+        [{ start: 100, rows }],
       );
-      const run = worker.run();
-      const done = await waitFor(
-        "the shard committed",
-        () => aws.store.getJson(keys.done(op, shardIdFor(0)), shardDoneSchema),
-        60_000,
-      );
+      const worker = startWorker(queues, "local-201");
+      const [done] = await commits(op, 1, 60_000);
       await worker.stop();
-      await run;
-      expect(done.errorRows).toBe(0);
+      expect(done?.errorRows).toBe(0);
       expect([...seen.entries()].sort()).toEqual(
         rows.map(([name], k) => [`/r/${name}`, [`${op}:${100 + k}`, `${op}:${100 + k}`]]).sort(),
       );
     } finally {
-      flaky.closeAllConnections();
-      await new Promise((resolve) => flaky.close(resolve));
+      await flaky.close();
     }
   }, 90_000);
 });

@@ -4,50 +4,24 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { Pool } from "../../../shared/capacity.ts";
 import {
-  emptyFleetMemory,
-  type FleetDecision,
-  type FleetInstance,
-  type LaunchDecision,
-  type OperationState,
-  type PriceTable,
-  planFleet,
-} from "../policy.ts";
+  fleetInstance,
+  launchedCount,
+  operationState,
+  planPolicy,
+} from "../../../../test/support/fleet.ts";
+import type { FleetDecision, FleetInstance, OperationState } from "../policy.ts";
 
-const NOW = 1_700_000_000_000;
-const POOLS: Pool[] = [{ instanceType: "c7g.large", subnetId: "subnet-a" }];
-const PRICES: PriceTable = { spot: { "c7g.large": 0.03 }, "on-demand": { "c7g.large": 0.0725 } };
+const op = (id: string, pendingShards: number, caps?: OperationState["caps"]): OperationState =>
+  operationState(id, pendingShards, caps ? { caps } : {});
 
-const op = (id: string, pendingShards: number, caps?: OperationState["caps"]): OperationState => ({
-  id,
-  pendingShards,
-  running: [],
-  completedShardMs: [],
-  ...(caps ? { caps } : {}),
-});
-
-const inst = (id: string, operationId: string): FleetInstance => ({
-  id,
-  operationId,
-  role: "worker",
-  market: "spot",
-  instanceType: "c7g.large",
-  state: "running",
-  launchedAt: NOW - 60_000,
-  runningShards: 1,
-});
+const inst = (id: string, operationId: string) => fleetInstance(id, { operationId });
 
 const launched = (decisions: FleetDecision[], operationId: string) =>
-  decisions
-    .filter((d): d is LaunchDecision => d.type === "launch" && d.operationId === operationId)
-    .reduce((sum, d) => sum + d.count, 0);
+  launchedCount(decisions, (d) => d.operationId === operationId);
 
 const plan = (operations: OperationState[], instances: FleetInstance[], maxInstances = 50) =>
-  planFleet({ operations, instances, prices: PRICES, memory: emptyFleetMemory() }, NOW, {
-    pools: POOLS,
-    maxInstances,
-  });
+  planPolicy({ operations, instances }, { maxInstances });
 
 describe("operation caps", () => {
   it("hold one operation's instances and leave the others alone", () => {

@@ -4,22 +4,21 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { Pool } from "../../../shared/capacity.ts";
+import {
+  fleetInstance,
+  launchedCount,
+  operationState,
+  planPolicy,
+} from "../../../../test/support/fleet.ts";
 import {
   emptyFleetMemory,
   type FleetDecision,
   type FleetInstance,
   type FleetMemory,
-  type LaunchDecision,
   type OperationState,
-  type PriceTable,
-  planFleet,
 } from "../policy.ts";
 import { type SourceBudget, sourceCap, UNMEASURED_INSTANCES } from "./source-cap.ts";
 
-const NOW = 1_700_000_000_000;
-const POOLS: Pool[] = [{ instanceType: "c7g.large", subnetId: "subnet-a" }];
-const PRICES: PriceTable = { spot: { "c7g.large": 0.03 }, "on-demand": { "c7g.large": 0.0725 } };
 const ORIGIN = "https://registry.example";
 
 const measured = (concurrency: number, latencyMs: number, origin = ORIGIN) => ({
@@ -28,29 +27,11 @@ const measured = (concurrency: number, latencyMs: number, origin = ORIGIN) => ({
   latencyMs,
 });
 
-const op = (pendingShards: number, source?: SourceBudget): OperationState => ({
-  id: "op-1",
-  pendingShards,
-  running: [],
-  completedShardMs: [],
-  ...(source ? { source } : {}),
-});
-
-const worker = (id: string): FleetInstance => ({
-  id,
-  operationId: "op-1",
-  role: "worker",
-  market: "spot",
-  instanceType: "c7g.large",
-  state: "running",
-  launchedAt: NOW - 60_000,
-  runningShards: 1,
-});
+const op = (pendingShards: number, source?: SourceBudget): OperationState =>
+  operationState("op-1", pendingShards, source ? { source } : {});
 
 const launched = (decisions: FleetDecision[]) =>
-  decisions
-    .filter((d): d is LaunchDecision => d.type === "launch" && d.role === "worker")
-    .reduce((sum, d) => sum + d.count, 0);
+  launchedCount(decisions, (d) => d.role === "worker");
 
 const limitedEvents = (decisions: FleetDecision[]) =>
   decisions.filter((d) => d.type === "sourceLimited");
@@ -59,12 +40,7 @@ const plan = (
   operation: OperationState,
   instances: FleetInstance[] = [],
   memory: FleetMemory = emptyFleetMemory(),
-  maxInstances = 50,
-) =>
-  planFleet({ operations: [operation], instances, prices: PRICES, memory }, NOW, {
-    pools: POOLS,
-    maxInstances,
-  });
+) => planPolicy({ operations: [operation], instances, memory });
 
 describe("sourceCap: instances a request budget keeps busy", () => {
   it("is ⌈budget ÷ (concurrency ÷ latency)⌉ of the median worker, at least 1", () => {
@@ -117,7 +93,7 @@ describe("planFleet with a request budget", () => {
       /backlog 40 shards → 20 instance\(s\), the request budget keeps 2 busy, 0 live/,
     );
     // The next plan, with them live: nothing launched, and no second event.
-    const second = plan(op(40, budget), [worker("i-1"), worker("i-2")], first.memory);
+    const second = plan(op(40, budget), [fleetInstance("i-1"), fleetInstance("i-2")], first.memory);
     expect(launched(second.decisions)).toBe(0);
     expect(limitedEvents(second.decisions)).toEqual([]);
   });
@@ -126,7 +102,7 @@ describe("planFleet with a request budget", () => {
     const first = plan(op(40, { requestsPerSecond: 150, measured: [] }));
     expect(launched(first.decisions)).toBe(UNMEASURED_INSTANCES);
     expect(limitedEvents(first.decisions)).toHaveLength(1);
-    const live = Array.from({ length: UNMEASURED_INSTANCES }, (_, k) => worker(`i-${k}`));
+    const live = Array.from({ length: UNMEASURED_INSTANCES }, (_, k) => fleetInstance(`i-${k}`));
     const unchanged = plan(op(40, { requestsPerSecond: 150, measured: [] }), live, first.memory);
     expect(limitedEvents(unchanged.decisions)).toEqual([]);
     // Measured: slow answers, so the budget keeps more busy than the first batch.
@@ -166,7 +142,7 @@ describe("planFleet with a request budget", () => {
             requestsPerSecond: rps,
             measured: workers.map((w) => measured(w.concurrency, w.latencyMs)),
           };
-          const live = Array.from({ length: liveCount }, (_, k) => worker(`i-${k}`));
+          const live = Array.from({ length: liveCount }, (_, k) => fleetInstance(`i-${k}`));
           const { decisions } = plan(op(pending, budget), live);
           const cap = sourceCap(budget).instances;
           expect(cap).toBeGreaterThanOrEqual(1);

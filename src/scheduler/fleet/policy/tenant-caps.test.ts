@@ -4,59 +4,38 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { Pool } from "../../../shared/capacity.ts";
 import {
-  emptyFleetMemory,
-  type FleetDecision,
-  type FleetInstance,
-  type FleetPolicyOptions,
-  type LaunchDecision,
-  type OperationState,
-  type PriceTable,
-  planFleet,
+  fleetInstance,
+  launchedCount,
+  operationState,
+  planPolicy,
+} from "../../../../test/support/fleet.ts";
+import type { Pool } from "../../../shared/capacity.ts";
+import type {
+  FleetDecision,
+  FleetInstance,
+  FleetPolicyOptions,
+  OperationState,
 } from "../policy.ts";
 
-const NOW = 1_700_000_000_000;
 const POOLS: Pool[] = [
   { instanceType: "c7g.large", subnetId: "subnet-a" },
   { instanceType: "c7g.large", subnetId: "subnet-b" },
 ];
-const PRICES: PriceTable = { spot: { "c7g.large": 0.03 }, "on-demand": { "c7g.large": 0.0725 } };
 
-const op = (id: string, tenant: string | undefined, pendingShards: number): OperationState => ({
-  id,
-  ...(tenant === undefined ? {} : { tenant }),
-  pendingShards,
-  running: [],
-  completedShardMs: [],
-});
+const op = (id: string, tenant: string | undefined, pendingShards: number): OperationState =>
+  operationState(id, pendingShards, tenant === undefined ? {} : { tenant });
 
-const inst = (id: string, operationId: string): FleetInstance => ({
-  id,
-  operationId,
-  role: "worker",
-  market: "spot",
-  instanceType: "c7g.large",
-  state: "running",
-  launchedAt: NOW - 60_000,
-  runningShards: 1,
-});
+const inst = (id: string, operationId: string) => fleetInstance(id, { operationId });
 
 const launched = (decisions: FleetDecision[], operationIds: readonly string[]) =>
-  decisions
-    .filter((d): d is LaunchDecision => d.type === "launch" && operationIds.includes(d.operationId))
-    .reduce((sum, d) => sum + d.count, 0);
+  launchedCount(decisions, (d) => operationIds.includes(d.operationId));
 
 const plan = (
   operations: OperationState[],
   instances: FleetInstance[],
   options: Partial<FleetPolicyOptions>,
-) =>
-  planFleet({ operations, instances, prices: PRICES, memory: emptyFleetMemory() }, NOW, {
-    pools: POOLS,
-    maxInstances: 50,
-    ...options,
-  });
+) => planPolicy({ operations, instances }, { pools: POOLS, ...options });
 
 describe("tenant caps", () => {
   it("hold a tenant's instances across its operations, and leave other tenants alone", () => {
