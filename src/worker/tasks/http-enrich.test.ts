@@ -485,6 +485,35 @@ describe("http-enrich concurrency and abort", () => {
     expect(r.stats()[0]?.concurrency).toBe(30);
   });
 
+  it("opens at most `concurrency` connections and keeps them for the next batches", async () => {
+    handler = (_req, _body, res) => {
+      setTimeout(() => json(res, 200, { v: 1 }), 20);
+    };
+    let opened = 0;
+    const onConnection = () => {
+      opened++;
+    };
+    server.on("connection", onConnection);
+    try {
+      const r = runner({
+        url: `${base}/c/{n}`,
+        results: { v: "v" },
+        concurrency: 10,
+        adaptiveConcurrency: false,
+      });
+      const batch = Array.from({ length: 50 }, (_, k) => ({ index: k, values: { n: k } }));
+      const first = await r.runRows(batch, ctx());
+      const afterFirst = opened;
+      const second = await r.runRows(batch, ctx());
+      expect([...first, ...second].every((x) => x.r?.v === 1)).toBe(true);
+      expect(maxInFlight).toBe(10);
+      expect(afterFirst).toBe(10);
+      expect(opened).toBe(10);
+    } finally {
+      server.off("connection", onConnection);
+    }
+  });
+
   it("rejects with the signal's reason when the shard is aborted", async () => {
     handler = () => {}; // hang
     const controller = new AbortController();
