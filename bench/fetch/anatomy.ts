@@ -119,10 +119,10 @@ try {
     const used = process.cpuUsage(cpu);
     const after = await sourceStats(source.port);
     const late = (a: typeof before, b: typeof before) =>
-      ((b.lateMs - a.lateMs) / Math.max(1, b.served - a.served)).toFixed(2);
+      `${((b.lateMs - a.lateMs) / Math.max(1, b.served - a.served)).toFixed(2)} ms late, ${(((b.cpuMs - a.cpuMs) / Math.max(1, b.served - a.served)) * 1000).toFixed(0)} µs CPU per request`;
     process.stdout.write(
       [
-        `run ${run + 1}, load ${load.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}; source late (its own count) ${late(before, middle)} ms bare, ${late(middle, after)} ms runner`,
+        `run ${run + 1}, load ${load.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}; the source (its own count) ${late(before, middle)} for the bare loop, ${late(middle, after)} for the runner`,
         bareReport,
         anatomy.report("runner", rows, seconds, (used.user + used.system) / 1e6),
         "",

@@ -72,10 +72,12 @@ export async function startSource(
   return { port: Number(line), child };
 }
 
-/** The source's counters (requests served, milliseconds late in total). */
-export async function sourceStats(port: number): Promise<{ served: number; lateMs: number }> {
+/** The source's counters (requests served, milliseconds late in total, its CPU milliseconds). */
+export async function sourceStats(
+  port: number,
+): Promise<{ served: number; lateMs: number; cpuMs: number }> {
   const res = await fetch(`http://127.0.0.1:${port}/stats`);
-  return (await res.json()) as { served: number; lateMs: number };
+  return (await res.json()) as { served: number; lateMs: number; cpuMs: number };
 }
 
 /**
