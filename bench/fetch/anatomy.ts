@@ -13,7 +13,9 @@
  *   the cycle: concurrency × wall ÷ rows − the phases above)
  *
  * The diagnostics subscribers cost CPU of their own, so the efficiencies printed here are a
- * little below `measure.ts`'s. Usage: node --import tsx bench/fetch/anatomy.ts [rows] [runs]
+ * little below `measure.ts`'s. `--raw` runs against `raw-source.ts` (the same answers without
+ * node:http) instead of the bench's source, to show the source's own share.
+ * Usage: node --import tsx bench/fetch/anatomy.ts [rows] [runs] [--raw]
  */
 import diagnosticsChannel from "node:diagnostics_channel";
 import { loadavg } from "node:os";
@@ -99,7 +101,12 @@ class Anatomy {
 const rows = Number(process.argv[2] ?? 20_000);
 const runs = Number(process.argv[3] ?? 1);
 const anatomy = new Anatomy();
-const source = await startSource(LATENCY_MS, ["--stamps"]);
+const raw = process.argv.includes("--raw");
+const source = await startSource(
+  LATENCY_MS,
+  ["--stamps"],
+  raw ? "raw-source.ts" : "slow-source.ts",
+);
 try {
   const runner = benchRunner(source.port, CONCURRENCY);
   const input = benchRows(rows);
@@ -122,7 +129,7 @@ try {
       `${((b.lateMs - a.lateMs) / Math.max(1, b.served - a.served)).toFixed(2)} ms late, ${(((b.cpuMs - a.cpuMs) / Math.max(1, b.served - a.served)) * 1000).toFixed(0)} µs CPU per request`;
     process.stdout.write(
       [
-        `run ${run + 1}, load ${load.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}; the source (its own count) ${late(before, middle)} for the bare loop, ${late(middle, after)} for the runner`,
+        `run ${run + 1} (${raw ? "raw-source.ts" : "slow-source.ts"}), load ${load.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}; the source (its own count) ${late(before, middle)} for the bare loop, ${late(middle, after)} for the runner`,
         bareReport,
         anatomy.report("runner", rows, seconds, (used.user + used.system) / 1e6),
         "",

@@ -50,20 +50,18 @@ export interface FetchFigures {
   load: [number, number];
 }
 
-/** Starts `slow-source.ts` in a child process; `args` go after the latency (`--stamps`). */
+/**
+ * Starts the source in a child process: `slow-source.ts` (node:http, the bench's), or
+ * `raw-source.ts`; `args` go after the latency (`--stamps`).
+ */
 export async function startSource(
   latencyMs: number,
   args: readonly string[] = [],
+  script: "slow-source.ts" | "raw-source.ts" = "slow-source.ts",
 ): Promise<{ port: number; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [
-      "--import",
-      "tsx",
-      path.join(import.meta.dirname, "slow-source.ts"),
-      String(latencyMs),
-      ...args,
-    ],
+    ["--import", "tsx", path.join(import.meta.dirname, script), String(latencyMs), ...args],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   const lines = createInterface({ input: child.stdout! });
