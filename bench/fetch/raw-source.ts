@@ -22,7 +22,8 @@ interface Waiting {
 /** Answers not yet sent, in arrival order (so in due order). */
 const waiting: Waiting[] = [];
 let head = 0;
-let timer: NodeJS.Timeout | undefined;
+/** Whether a timer is set for the first waiting answer. */
+let armed = false;
 
 function answer(socket: Socket, status: string, body: string, extra = ""): void {
   socket.write(
@@ -31,13 +32,14 @@ function answer(socket: Socket, status: string, body: string, extra = ""): void 
 }
 
 function due(): void {
-  timer = undefined;
+  armed = false;
   const now = performance.now();
   while (head < waiting.length) {
     const w = waiting[head]!;
     const late = now - w.arrived - delayMs;
     if (late < 0) {
-      timer = setTimeout(due, Math.ceil(-late));
+      armed = true;
+      setTimeout(due, Math.ceil(-late));
       break;
     }
     head++;
@@ -78,7 +80,10 @@ const server = createServer((socket) => {
         arrived: performance.now(),
         arrivedNs: stamps ? process.hrtime.bigint() : 0n,
       });
-      timer ??= setTimeout(due, delayMs);
+      if (!armed) {
+        armed = true;
+        setTimeout(due, delayMs);
+      }
     }
   });
   socket.on("error", () => socket.destroy());
