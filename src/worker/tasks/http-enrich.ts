@@ -1,6 +1,6 @@
 /**
- * `http-enrich`: one HTTP call per row through an undici Pool per origin, up to `concurrency`
- * requests in flight per worker, with retries (exponential backoff, full jitter, Retry-After)
+ * `http-enrich`: one HTTP call per row over keep-alive undici connections per origin
+ * (`connection-stack.ts`), up to `concurrency` requests in flight per worker, with retries (exponential backoff, full jitter, Retry-After)
  * on network errors, 429 and 5xx. The JSON response is mapped into result columns with
  * dotted paths.
  *
@@ -314,7 +314,10 @@ export class HttpEnrichRunner implements TaskRunner {
     await Promise.all(stacks.map((p) => p.close()));
   }
 
-  /** The origin's connections; every one opens through the egress check (one connector per origin). */
+  /**
+   * The origin's connections; every one opens through the egress check (one connector per
+   * origin, so concurrent lookups of its name share one resolver call).
+   */
   #connectionsTo(origin: string): ConnectionStack {
     let stack = this.#connections.get(origin);
     if (!stack) {
