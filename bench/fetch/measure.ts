@@ -50,10 +50,18 @@ export interface FetchFigures {
   load: [number, number];
 }
 
-async function startSource(latencyMs: number): Promise<{ port: number; child: ChildProcess }> {
+/**
+ * Starts the source in a child process: `slow-source.ts` (node:http, the bench's), or
+ * `raw-source.ts`; `args` go after the latency (`--stamps`).
+ */
+export async function startSource(
+  latencyMs: number,
+  args: readonly string[] = [],
+  script: "slow-source.ts" | "raw-source.ts" = "slow-source.ts",
+): Promise<{ port: number; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(import.meta.dirname, "slow-source.ts"), String(latencyMs)],
+    ["--import", "tsx", path.join(import.meta.dirname, script), String(latencyMs), ...args],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   const lines = createInterface({ input: child.stdout! });
@@ -62,17 +70,23 @@ async function startSource(latencyMs: number): Promise<{ port: number; child: Ch
   return { port: Number(line), child };
 }
 
-/** The source's counters (requests served, milliseconds late in total). */
-async function sourceStats(port: number): Promise<{ served: number; lateMs: number }> {
+/** The source's counters (requests served, milliseconds late in total, its CPU milliseconds). */
+export async function sourceStats(
+  port: number,
+): Promise<{ served: number; lateMs: number; cpuMs: number }> {
   const res = await fetch(`http://127.0.0.1:${port}/stats`);
-  return (await res.json()) as { served: number; lateMs: number };
+  return (await res.json()) as { served: number; lateMs: number; cpuMs: number };
 }
 
-/** The same rows through a bare undici pool: the floor of what any client gets here. */
-async function bareLoop(
+/**
+ * The same rows through a bare undici pool: the floor of what any client gets here. A first
+ * round of `concurrency` rows opens the connections; `beforeMeasured` runs after it.
+ */
+export async function bareLoop(
   port: number,
   rows: readonly TaskRow[],
   concurrency: number,
+  beforeMeasured?: () => void,
 ): Promise<{ seconds: number; cpuSeconds: number }> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency });
   const run = async (batch: readonly TaskRow[]) => {
@@ -88,6 +102,7 @@ async function bareLoop(
   };
   try {
     await run(rows.slice(0, concurrency));
+    beforeMeasured?.();
     const cpu = process.cpuUsage();
     const started = performance.now();
     await run(rows);
@@ -99,6 +114,26 @@ async function bareLoop(
   } finally {
     await pool.close();
   }
+}
+
+/** The bench's runner against the source on `port`: `{id}` in the URL, one result column. */
+export function benchRunner(port: number, concurrency: number): HttpEnrichRunner {
+  const spec = httpEnrichOptionsSchema.parse({
+    url: `http://127.0.0.1:${port}/lookup?id={id}`,
+    results: { n: "n" },
+    concurrency,
+    adaptiveConcurrency: false,
+  });
+  return new HttpEnrichRunner(
+    { logger: silentLogger(), egress: parseEgressAllow("127.0.0.1/32") },
+    spec,
+    { headers: ["id"], operationId: "bench" },
+  );
+}
+
+/** `count` rows `{ id: "c<k>" }`. */
+export function benchRows(count: number): TaskRow[] {
+  return Array.from({ length: count }, (_, k) => ({ index: k, values: { id: `c${k}` } }));
 }
 
 /** Runs `rows` rows through one runner (as one shard would) and returns the figures. */
@@ -113,21 +148,8 @@ export async function measureFetch(options: {
   const warmupRows = options.warmupRows ?? Math.min(rows, 5_000);
   const source = await startSource(latencyMs);
   try {
-    const spec = httpEnrichOptionsSchema.parse({
-      url: `http://127.0.0.1:${source.port}/lookup?id={id}`,
-      results: { n: "n" },
-      concurrency,
-      adaptiveConcurrency: false,
-    });
-    const runner = new HttpEnrichRunner(
-      { logger: silentLogger(), egress: parseEgressAllow("127.0.0.1/32") },
-      spec,
-      { headers: ["id"], operationId: "bench" },
-    );
-    const input: TaskRow[] = Array.from({ length: rows }, (_, k) => ({
-      index: k,
-      values: { id: `c${k}` },
-    }));
+    const runner = benchRunner(source.port, concurrency);
+    const input = benchRows(rows);
     const ctx = { signal: new AbortController().signal, logger: silentLogger() };
     const idealPerSecond = concurrency / (latencyMs / 1000);
     const pass = async (batch: TaskRow[], c: TaskContext) => {

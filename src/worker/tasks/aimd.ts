@@ -110,45 +110,54 @@ export function initialAimd(options: AimdOptions): AimdState {
 /** Settings per options object: `observe` runs once per request, the options rarely change. */
 const settingsOf = new WeakMap<AimdOptions, Settings>();
 
-/** The state after one more finished request. */
+/**
+ * The state after one more finished request. Runs once per request at thousands a second, so
+ * the objects are built field by field (object spread here cost about a microsecond a call).
+ */
 export function observe(state: AimdState, sample: AimdSample, options: AimdOptions): AimdState {
   let s = settingsOf.get(options);
   if (!s) {
     s = aimdSettings(options);
     settingsOf.set(options, s);
   }
+  const throttled = sample.signal === "throttled" ? 1 : 0;
+  const failed = sample.signal === "failed" ? 1 : 0;
   // Answers to requests sent under an older, higher limit say nothing about the current one.
   const current = sample.epoch === state.epoch;
+  const w = state.window;
   const window = {
-    completions: state.window.completions + 1,
-    throttled: state.window.throttled + (current && sample.signal === "throttled" ? 1 : 0),
-    failed: state.window.failed + (current && sample.signal === "failed" ? 1 : 0),
-    latencyMs: state.window.latencyMs + sample.latencyMs,
-    maxInFlight: Math.max(state.window.maxInFlight, sample.inFlight),
+    completions: w.completions + 1,
+    throttled: w.throttled + (current ? throttled : 0),
+    failed: w.failed + (current ? failed : 0),
+    latencyMs: w.latencyMs + sample.latencyMs,
+    maxInFlight: Math.max(w.maxInFlight, sample.inFlight),
   };
+  const t = state.totals;
   const totals = {
-    ...state.totals,
-    requests: state.totals.requests + 1,
-    throttled: state.totals.throttled + (sample.signal === "throttled" ? 1 : 0),
-    failed: state.totals.failed + (sample.signal === "failed" ? 1 : 0),
+    requests: t.requests + 1,
+    throttled: t.throttled + throttled,
+    failed: t.failed + failed,
+    decreases: t.decreases,
   };
   const size = Math.max(s.minWindow, state.limit);
   // An overload is acted on at once (the window's other answers cannot undo it), once per epoch.
   const overloaded = window.throttled > 0 || window.failed > s.errorTolerance * size;
   if (overloaded) {
-    return {
-      ...state,
-      window: EMPTY_WINDOW,
-      limit: Math.max(s.min, Math.floor(state.limit * s.backoff)),
-      epoch: state.epoch + 1,
-      slowStart: false,
-      totals: { ...totals, decreases: totals.decreases + 1 },
-    };
+    totals.decreases++;
+    return next(
+      Math.max(s.min, Math.floor(state.limit * s.backoff)),
+      state.epoch + 1,
+      false,
+      state.baselineMs,
+      EMPTY_WINDOW,
+      totals,
+    );
   }
-  if (window.completions < size) return { ...state, window, totals };
+  if (window.completions < size) {
+    return next(state.limit, state.epoch, state.slowStart, state.baselineMs, window, totals);
+  }
 
   const meanMs = window.latencyMs / window.completions;
-  const next = { ...state, window: EMPTY_WINDOW, totals };
   const baselineMs =
     state.baselineMs === undefined
       ? meanMs
@@ -156,7 +165,19 @@ export function observe(state: AimdState, sample: AimdSample, options: AimdOptio
   const slower = state.baselineMs !== undefined && meanMs > s.latencyTolerance * state.baselineMs;
   // A limit the work never came near says nothing about the source: keep it.
   const used = window.maxInFlight * 2 >= state.limit;
-  if (slower || !used) return { ...next, baselineMs };
   const raised = state.slowStart ? state.limit * 2 : state.limit + 1;
-  return { ...next, baselineMs, limit: Math.min(s.max, raised) };
+  const limit = slower || !used ? state.limit : Math.min(s.max, raised);
+  return next(limit, state.epoch, state.slowStart, baselineMs, EMPTY_WINDOW, totals);
+}
+
+/** A state built in one shape (so `observe`'s callers stay monomorphic). */
+function next(
+  limit: number,
+  epoch: number,
+  slowStart: boolean,
+  baselineMs: number | undefined,
+  window: AimdState["window"],
+  totals: AimdState["totals"],
+): AimdState {
+  return { limit, epoch, slowStart, baselineMs, window, totals };
 }

@@ -1,3 +1,4 @@
+import diagnosticsChannel from "node:diagnostics_channel";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -483,6 +484,74 @@ describe("http-enrich concurrency and abort", () => {
     );
     expect(maxInFlight).toBe(30);
     expect(r.stats()[0]?.concurrency).toBe(30);
+  });
+
+  it("opens at most `concurrency` connections and keeps them for the next batches", async () => {
+    handler = (_req, _body, res) => {
+      setTimeout(() => json(res, 200, { v: 1 }), 20);
+    };
+    let opened = 0;
+    const onConnection = () => {
+      opened++;
+    };
+    server.on("connection", onConnection);
+    try {
+      const r = runner({
+        url: `${base}/c/{n}`,
+        results: { v: "v" },
+        concurrency: 10,
+        adaptiveConcurrency: false,
+      });
+      const batch = Array.from({ length: 50 }, (_, k) => ({ index: k, values: { n: k } }));
+      const first = await r.runRows(batch, ctx());
+      const afterFirst = opened;
+      const second = await r.runRows(batch, ctx());
+      expect([...first, ...second].every((x) => x.r?.v === 1)).toBe(true);
+      expect(maxInFlight).toBe(10);
+      expect(afterFirst).toBe(10);
+      expect(opened).toBe(10);
+    } finally {
+      server.off("connection", onConnection);
+    }
+  });
+
+  it("writes a lane's next request one event-loop turn after the answer on a used connection (a Pool took two)", async () => {
+    handler = (_req, _body, res) => json(res, 200, { v: 1 });
+    // Turns counted by an immediate that re-arms itself: it runs once per check phase.
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const answeredAt: number[] = [];
+    const writtenAt: number[] = [];
+    const onTrailers = () => answeredAt.push(turns);
+    const onSend = () => writtenAt.push(turns);
+    diagnosticsChannel.subscribe("undici:request:trailers", onTrailers);
+    diagnosticsChannel.subscribe("undici:client:sendHeaders", onSend);
+    try {
+      const r = runner({
+        url: `${base}/t/{n}`,
+        results: { v: "v" },
+        concurrency: 1,
+        adaptiveConcurrency: false,
+      });
+      const out = await r.runRows(
+        Array.from({ length: 4 }, (_, k) => ({ index: k, values: { n: k } })),
+        ctx(),
+      );
+      expect(out.every((x) => x.r?.v === 1)).toBe(true);
+    } finally {
+      ticking = false;
+      diagnosticsChannel.unsubscribe("undici:request:trailers", onTrailers);
+      diagnosticsChannel.unsubscribe("undici:client:sendHeaders", onSend);
+    }
+    expect(writtenAt).toHaveLength(4);
+    // From the second answer on, the connection is a used one (undici checks it for stray bytes
+    // first: that turn is kept); the Pool added a turn before it even took the request.
+    for (let k = 1; k < 3; k++) expect(writtenAt[k + 1]! - answeredAt[k]!).toBe(1);
   });
 
   it("rejects with the signal's reason when the shard is aborted", async () => {

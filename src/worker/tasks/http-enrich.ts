@@ -1,6 +1,6 @@
 /**
- * `http-enrich`: one HTTP call per row through an undici Pool per origin, up to `concurrency`
- * requests in flight per worker, with retries (exponential backoff, full jitter, Retry-After)
+ * `http-enrich`: one HTTP call per row over keep-alive undici connections per origin
+ * (`connection-stack.ts`), up to `concurrency` requests in flight per worker, with retries (exponential backoff, full jitter, Retry-After)
  * on network errors, 429 and 5xx. The JSON response is mapped into result columns with
  * dotted paths.
  *
@@ -9,7 +9,7 @@
  * as-is, or JSON-string-escaped (without quotes) when the `content-type` header says JSON, so
  * `{"name": "{name}"}` stays valid JSON whatever the cell holds.
  */
-import { type Dispatcher, Pool } from "undici";
+import type { Dispatcher } from "undici";
 import { type Clock, systemClock } from "../../shared/clock.ts";
 import { type EgressPolicy, EgressRefusedError, PUBLIC_ONLY } from "../../shared/egress.ts";
 import { guardedConnector, type HostLookup } from "../../shared/egress-connector.ts";
@@ -26,6 +26,7 @@ import {
 import type { FleetShare, OriginCounters } from "../budget/budget-peers.ts";
 import { TokenBucket } from "../budget/token-bucket.ts";
 import { type AimdOptions, type AimdSignal, type AimdState, initialAimd, observe } from "./aimd.ts";
+import { ConnectionStack } from "./connection-stack.ts";
 import { Limiter } from "./limiter.ts";
 import { type RequestAbort, RequestAborts } from "./request-aborts.ts";
 import { childSignal, oneLine, type TaskContext, type TaskRow, type TaskRunner } from "./task.ts";
@@ -185,7 +186,8 @@ export class HttpEnrichRunner implements TaskRunner {
   readonly #body: Template | undefined;
   readonly #bodyEscape: (s: string) => string;
   readonly #limiter: Limiter;
-  readonly #pools = new Map<string, Pool>();
+  /** Keep-alive connections per origin. */
+  readonly #connections = new Map<string, ConnectionStack>();
   readonly #gates = new Map<string, OriginGate>();
   readonly #egress: EgressPolicy;
   readonly #lookup: HostLookup | undefined;
@@ -307,25 +309,28 @@ export class HttpEnrichRunner implements TaskRunner {
   async close(): Promise<void> {
     this.#closed = true;
     await this.#share.close();
-    const pools = [...this.#pools.values()];
-    this.#pools.clear();
-    await Promise.all(pools.map((p) => p.close()));
+    const stacks = [...this.#connections.values()];
+    this.#connections.clear();
+    await Promise.all(stacks.map((p) => p.close()));
   }
 
-  #pool(origin: string): Pool {
-    let pool = this.#pools.get(origin);
-    if (!pool) {
-      pool = new Pool(origin, {
-        connections: this.#options.concurrency,
+  /**
+   * The origin's connections; every one opens through the egress check (one connector per
+   * origin, so concurrent lookups of its name share one resolver call).
+   */
+  #connectionsTo(origin: string): ConnectionStack {
+    let stack = this.#connections.get(origin);
+    if (!stack) {
+      stack = new ConnectionStack(origin, {
         headersTimeout: this.#options.timeoutMs,
         bodyTimeout: this.#options.timeoutMs,
         connect: guardedConnector(this.#egress, this.#lookup ? { lookup: this.#lookup } : {}, {
           timeoutMs: this.#options.timeoutMs,
         }),
       });
-      this.#pools.set(origin, pool);
+      this.#connections.set(origin, stack);
     }
-    return pool;
+    return stack;
   }
 
   async #row(row: TaskRow, ctx: TaskContext, aborts: RequestAborts): Promise<ResultRow> {
@@ -336,9 +341,35 @@ export class HttpEnrichRunner implements TaskRunner {
       return { i: row.index, e: "http-enrich: the row's values do not make a valid URL" };
     }
     const body = this.#body && render(this.#body, row.values, this.#bodyEscape);
+    // Worked out once per row, not per attempt: the origin is a getter that builds a string.
+    const target: Target = { origin: url.origin, path: `${url.pathname}${url.search}` };
+    const gate = this.#gate(target.origin);
     const attempts = this.#options.retries + 1;
     for (let attempt = 0; ; attempt++) {
-      const outcome = await this.#attempt(row.index, url, body, ctx, aborts);
+      // Each attempt inside the origin's adaptive limit, its answer feeding the limit. Written out
+      // here rather than in an async method of its own: one promise and frame less per row.
+      if (!gate.limiter.tryAcquire()) await gate.limiter.acquire(ctx.signal);
+      let outcome: AttemptOutcome;
+      try {
+        if (gate.bucket) await gate.bucket.take(ctx.signal);
+        const sent = {
+          epoch: gate.aimd.epoch,
+          inFlight: gate.limiter.active,
+          at: this.#clock.now(),
+        };
+        const connections = this.#connectionsTo(target.origin);
+        const connection = connections.take();
+        const request = aborts.open();
+        try {
+          outcome = await this.#exchange(row.index, target, body, ctx.signal, request, connection);
+        } finally {
+          aborts.close(request);
+          connections.give(connection);
+        }
+        this.#observe(gate, target.origin, sent, outcome, ctx.logger);
+      } finally {
+        gate.limiter.release();
+      }
       if (outcome.ok) return outcome.row;
       if (!outcome.retry) return { i: row.index, e: outcome.problem };
       if (attempt + 1 >= attempts) {
@@ -406,63 +437,46 @@ export class HttpEnrichRunner implements TaskRunner {
     return gate;
   }
 
-  /** One request, inside its origin's adaptive limit; the answer feeds the limit. */
-  async #attempt(
-    index: number,
-    url: URL,
-    body: string | undefined,
-    ctx: TaskContext,
-    aborts: RequestAborts,
-  ): Promise<AttemptOutcome> {
-    const { signal: shardSignal, logger } = ctx;
-    const gate = this.#gate(url.origin);
-    if (!gate.limiter.tryAcquire()) await gate.limiter.acquire(shardSignal);
-    try {
-      if (gate.bucket) await gate.bucket.take(shardSignal);
-      const epoch = gate.aimd.epoch;
-      const inFlight = gate.limiter.active;
-      const started = this.#clock.now();
-      const request = aborts.open();
-      let outcome: AttemptOutcome;
-      try {
-        outcome = await this.#exchange(index, url, body, shardSignal, request);
-      } finally {
-        aborts.close(request);
-      }
-      const latencyMs = this.#clock.now() - started;
-      gate.latencyMsTotal += latencyMs;
-      gate.aimd = observe(
-        gate.aimd,
-        { signal: signalOf(outcome), latencyMs, inFlight, epoch },
-        this.#aimdOptions,
+  /** An answered attempt feeds its origin's adaptive limit (and the latency the stats report). */
+  #observe(
+    gate: OriginGate,
+    origin: string,
+    sent: { epoch: number; inFlight: number; at: number },
+    outcome: AttemptOutcome,
+    logger: Logger,
+  ): void {
+    const latencyMs = this.#clock.now() - sent.at;
+    gate.latencyMsTotal += latencyMs;
+    gate.aimd = observe(
+      gate.aimd,
+      { signal: signalOf(outcome), latencyMs, inFlight: sent.inFlight, epoch: sent.epoch },
+      this.#aimdOptions,
+    );
+    if (this.#options.adaptiveConcurrency && gate.aimd.limit !== gate.limiter.limit) {
+      logger.debug(
+        { origin, from: gate.limiter.limit, to: gate.aimd.limit },
+        "http-enrich concurrency changed",
       );
-      if (this.#options.adaptiveConcurrency && gate.aimd.limit !== gate.limiter.limit) {
-        logger.debug(
-          { origin: url.origin, from: gate.limiter.limit, to: gate.aimd.limit },
-          "http-enrich concurrency changed",
-        );
-        gate.limiter.setLimit(gate.aimd.limit);
-      }
-      return outcome;
-    } finally {
-      gate.limiter.release();
+      gate.limiter.setLimit(gate.aimd.limit);
     }
   }
 
-  /** One request and its answer; `request` ends it on the shard's abort or the timeout. */
+  /**
+   * One request and its answer on `connection` (which the caller gives back once this settles:
+   * the answer is read or dumped by then); `request` ends it on the shard's abort or the timeout.
+   */
   async #exchange(
     index: number,
-    url: URL,
+    target: Target,
     body: string | undefined,
     shardSignal: AbortSignal,
     request: RequestAbort,
+    connection: Dispatcher,
   ): Promise<AttemptOutcome> {
-    /** Whether the request's own timeout (not the shard) stopped it. */
-    const timedOut = () => request.timedOut && !shardSignal.aborted;
-    let res: Awaited<ReturnType<Pool["request"]>>;
+    let res: Dispatcher.ResponseData;
     try {
-      res = await this.#pool(url.origin).request({
-        path: `${url.pathname}${url.search}`,
+      res = await connection.request({
+        path: target.path,
         method: this.#options.method,
         headers: this.#headersFor(index),
         body: body ?? null,
@@ -473,7 +487,11 @@ export class HttpEnrichRunner implements TaskRunner {
       // The policy will refuse the same address again: say why, at once.
       if (err instanceof EgressRefusedError)
         return { ok: false, retry: false, problem: err.message };
-      return { ok: false, retry: true, problem: this.#networkProblem(err, timedOut()) };
+      return {
+        ok: false,
+        retry: true,
+        problem: this.#networkProblem(err, timedOut(request, shardSignal)),
+      };
     }
 
     const { statusCode } = res;
@@ -540,7 +558,11 @@ export class HttpEnrichRunner implements TaskRunner {
       // The body broke off mid-way: as retryable as a failed connection.
       await res.body.dump().catch(() => {});
       shardSignal.throwIfAborted();
-      return { ok: false, retry: true, problem: this.#networkProblem(err, timedOut()) };
+      return {
+        ok: false,
+        retry: true,
+        problem: this.#networkProblem(err, timedOut(request, shardSignal)),
+      };
     }
   }
 
@@ -565,6 +587,17 @@ export class HttpEnrichRunner implements TaskRunner {
   #emptyResult(): Record<string, EncodedCell> {
     return Object.fromEntries(this.columns.map((c) => [c, null]));
   }
+}
+
+/** Where a row's requests go: its URL's origin, and the path with the query. */
+interface Target {
+  origin: string;
+  path: string;
+}
+
+/** Whether the request's own timeout (not the shard) stopped it. */
+function timedOut(request: RequestAbort, shardSignal: AbortSignal): boolean {
+  return request.timedOut && !shardSignal.aborted;
 }
 
 /** How an attempt ended, for the adaptive limit: a 429, an overload sign, or an answer. */
