@@ -168,14 +168,29 @@ describe("cancel, pause and resume (local stack, fleet mode)", () => {
   it("cancels during the split: it ends cancelled, every input row in the output once", async () => {
     const { client } = env;
     const rows = 30_000;
-    const { id } = await submit("cancel-split", { rows, shardSize: 1_000, rowMs: 0 });
-    await reaches(id, "splitting");
-    expect((await client.control(id, "cancel")).status).toBe("cancelling");
-    const view = await waitForOperation(client, id, { progress: false, intervalMs: 250 });
-    expect(view.status).toBe("cancelled");
-    expect(view.rows.total).toBe(rows);
-    const done = await partialOutput(id, rows);
-    expect(done).toBeLessThan(rows);
+    // The split's shard inputs are held at the proxy, so the split is still under way when the
+    // cancel lands, however fast the machine (status reads are shared for a second).
+    const isShardInput = (r: { method: string; url: string }) =>
+      r.method === "PUT" && r.url.includes("/input.ndjson");
+    const release = proxy!.hold(isShardInput);
+    try {
+      const { id } = await submit("cancel-split", { rows, shardSize: 1_000, rowMs: 0 });
+      await reaches(id, "splitting");
+      await waitFor(
+        "the split's first shard input",
+        async () => (proxy!.seen.some(isShardInput) ? true : undefined),
+        120_000,
+      );
+      expect((await client.control(id, "cancel")).status).toBe("cancelling");
+      release();
+      const view = await waitForOperation(client, id, { progress: false, intervalMs: 250 });
+      expect(view.status).toBe("cancelled");
+      expect(view.rows.total).toBe(rows);
+      const done = await partialOutput(id, rows);
+      expect(done).toBeLessThan(rows);
+    } finally {
+      release();
+    }
   }, 240_000);
 
   it("cancels during the merge: it ends cancelled with every row's result", async () => {
