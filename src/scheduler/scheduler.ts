@@ -186,6 +186,7 @@ export class Scheduler {
         queue: deps.queue,
         records: new DispatchRecords({ store: deps.store, clock: deps.clock }),
         logger: deps.logger,
+        clock: deps.clock,
       },
       { workQueueUrl: options.workQueueUrl, bound: this.#options.backlog },
     );
@@ -315,6 +316,7 @@ export class Scheduler {
             queued: pass.queued,
             running: pass.running,
             drained: pass.drained,
+            drainPerSecond: Math.round(pass.drainPerSecond * 10) / 10,
             room: pass.room,
           },
           "shards dispatched",

@@ -176,6 +176,7 @@ const settings = {
   // Fair share: the work queue's bounded backlog (src/scheduler/dispatch/).
   SHARDFLEET_DISPATCH_MIN_QUEUED: int(1, 100_000).default(10),
   SHARDFLEET_DISPATCH_QUEUED_PER_RUNNING: z.coerce.number().min(0).max(100).default(1),
+  SHARDFLEET_DISPATCH_DRAIN_S: z.coerce.number().min(0).max(60).default(1),
   // The self-healing sweep: how often it looks for shards whose message was lost.
   SHARDFLEET_SWEEP_INTERVAL_S: z.coerce.number().min(0.05).max(3600).default(15),
   SHARDFLEET_EC2_LAUNCH_TEMPLATE: z.string().min(1).optional(),
@@ -317,6 +318,8 @@ export interface Config {
     readonly minQueued: number;
     /** Shards it may hold per shard running, when that is more. */
     readonly queuedPerRunning: number;
+    /** Seconds of what workers take (their recent rate) it may hold, when that is more. */
+    readonly drainSeconds: number;
   };
   /** The self-healing sweep (src/scheduler/sweep/): re-drives shards whose message was lost. */
   readonly sweep: {
@@ -649,6 +652,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dispatch: {
       minQueued: e.SHARDFLEET_DISPATCH_MIN_QUEUED,
       queuedPerRunning: e.SHARDFLEET_DISPATCH_QUEUED_PER_RUNNING,
+      drainSeconds: e.SHARDFLEET_DISPATCH_DRAIN_S,
     },
     sweep: { intervalSeconds: e.SHARDFLEET_SWEEP_INTERVAL_S },
     notify: notifyConfig(e),

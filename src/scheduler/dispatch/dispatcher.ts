@@ -20,6 +20,7 @@
  * (the first commit wins; a committed shard's message is deleted), never loses one.
  */
 import { mapLimit } from "../../shared/async.ts";
+import { type Clock, systemClock } from "../../shared/clock.ts";
 import { keys, parseShardKey } from "../../shared/keys.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
@@ -28,10 +29,25 @@ import type { ShardMessage } from "../../shared/schemas/shard.ts";
 import { type ShardQueue, SQS_BATCH_MAX } from "../../shared/shard-queue.ts";
 import { enqueueShards } from "../shard-enqueue.ts";
 import type { DispatchRecords } from "./dispatch-record.ts";
-import { type BacklogBound, dispatchRoom, type FairCandidate, fairOrder } from "./fair-order.ts";
+import {
+  type BacklogBound,
+  DRAIN_WINDOW_MS,
+  type DrainSample,
+  dispatchRoom,
+  drainRate,
+  type FairCandidate,
+  fairOrder,
+} from "./fair-order.ts";
 
-/** Shards of the backlog when nothing else is set: one SendMessageBatch. */
-export const DEFAULT_BACKLOG_BOUND: BacklogBound = { minQueued: 10, queuedPerRunning: 1 };
+/**
+ * The backlog when nothing else is set: one SendMessageBatch, or what workers take in a second
+ * (two passes: a pass late by one still finds shards queued) when that is more.
+ */
+export const DEFAULT_BACKLOG_BOUND: BacklogBound = {
+  minQueued: 10,
+  queuedPerRunning: 1,
+  drainSeconds: 1,
+};
 
 /** The statuses whose shards are dispatched. */
 const DISPATCHED_STATUSES: ReadonlySet<string> = new Set(["splitting", "running"]);
@@ -46,6 +62,8 @@ export interface DispatcherDeps {
   queue: Pick<ShardQueue, "sendShards">;
   records: DispatchRecords;
   logger: Logger;
+  /** Times the drain rate. @default systemClock */
+  clock?: Clock;
 }
 
 export interface DispatcherOptions {
@@ -61,6 +79,8 @@ export interface DispatchPass {
   running: number;
   /** Shards workers started since the previous pass (logged: how fast the backlog drains). */
   drained: number;
+  /** Shards workers started per second lately (./fair-order.ts `drainRate`). */
+  drainPerSecond: number;
   /** Shards sent, by operation. */
   sent: Record<string, number>;
 }
@@ -78,6 +98,7 @@ export class Dispatcher {
   readonly #queue: Pick<ShardQueue, "sendShards">;
   readonly #records: DispatchRecords;
   readonly #logger: Logger;
+  readonly #clock: Clock;
   readonly #workQueueUrl: string;
   readonly #bound: BacklogBound;
   /** Shards the running splits have handed over, by operation, in shard order. */
@@ -87,12 +108,16 @@ export class Dispatcher {
   /** When each operation was last given a slot (`#serial`): the policy's tie-break. */
   readonly #servedAt = new Map<string, number>();
   #serial = 0;
+  /** Shards started in all (Σ drained) at the recent passes, for the drain rate. */
+  readonly #drainSamples: DrainSample[] = [];
+  #startedInAll = 0;
 
   constructor(deps: DispatcherDeps, options: DispatcherOptions) {
     this.#store = deps.store;
     this.#queue = deps.queue;
     this.#records = deps.records;
     this.#logger = deps.logger;
+    this.#clock = deps.clock ?? systemClock;
     this.#workQueueUrl = options.workQueueUrl;
     this.#bound = options.bound ?? DEFAULT_BACKLOG_BOUND;
   }
@@ -181,11 +206,12 @@ export class Dispatcher {
           : {}),
       });
     }
-    const room = dispatchRoom({ queued, running }, this.#bound);
+    const drainPerSecond = this.#drainRate(drained);
+    const room = dispatchRoom({ queued, running, drainPerSecond }, this.#bound);
     const plan = fairOrder(candidates, room);
     for (const id of plan) this.#servedAt.set(id, ++this.#serial);
     const sent: Record<string, number> = {};
-    if (plan.length === 0) return { room, queued, running, drained, sent };
+    if (plan.length === 0) return { room, queued, running, drained, drainPerSecond, sent };
 
     const byId = new Map(observed.map((o) => [o.manifest.id, o]));
     const next = new Map<string, number>();
@@ -211,8 +237,23 @@ export class Dispatcher {
       // What went out is recorded even when a later batch failed: only that much may repeat.
       await mapLimit([...sentUpTo], 8, ([id, to]) => this.#records.advance(id, to, signal));
     }
-    this.#logger.debug({ room, queued, running, drained, sent }, "shards dispatched");
-    return { room, queued, running, drained, sent };
+    this.#logger.debug(
+      { room, queued, running, drained, drainPerSecond, sent },
+      "shards dispatched",
+    );
+    return { room, queued, running, drained, drainPerSecond, sent };
+  }
+
+  /** Notes this pass's drained shards; the rate over the last DRAIN_WINDOW_MS. */
+  #drainRate(drained: number): number {
+    const now = this.#clock.now();
+    this.#startedInAll += drained;
+    this.#drainSamples.push({ at: now, started: this.#startedInAll });
+    // Keep the newest sample at least a window old (the rate's base) and those after it.
+    while (this.#drainSamples.length > 1 && this.#drainSamples[1]!.at <= now - DRAIN_WINDOW_MS) {
+      this.#drainSamples.shift();
+    }
+    return drainRate(this.#drainSamples, DRAIN_WINDOW_MS);
   }
 
   #announce(operationId: string, shards: readonly ShardMessage[]): void {

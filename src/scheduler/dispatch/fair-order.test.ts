@@ -6,7 +6,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  type BacklogBound,
+  DRAIN_WINDOW_MS,
+  type DrainSample,
   dispatchRoom,
+  drainRate,
   type FairCandidate,
   fairOrder,
   PRIORITY_DOUBLING,
@@ -94,6 +98,140 @@ describe("dispatchRoom", () => {
     expect(dispatchRoom({ queued: 50, running: 40 }, bound)).toBe(0);
     expect(dispatchRoom({ queued: 0, running: 3 }, { minQueued: 0, queuedPerRunning: 0.5 })).toBe(
       2,
+    );
+  });
+});
+
+describe("the drain term", () => {
+  it("lets the backlog hold what workers take in drainSeconds, when that is more", () => {
+    const bound = { minQueued: 10, queuedPerRunning: 1, drainSeconds: 1 };
+    expect(dispatchRoom({ queued: 0, running: 4, drainPerSecond: 28 }, bound)).toBe(28);
+    expect(dispatchRoom({ queued: 12, running: 4, drainPerSecond: 28.2 }, bound)).toBe(17);
+    expect(dispatchRoom({ queued: 0, running: 4, drainPerSecond: 3 }, bound)).toBe(10);
+    // Without drainSeconds (or a rate) the bound is the one before.
+    expect(
+      dispatchRoom({ queued: 0, running: 4, drainPerSecond: 28 }, { ...bound, drainSeconds: 0 }),
+    ).toBe(10);
+    expect(dispatchRoom({ queued: 0, running: 4 }, bound)).toBe(10);
+  });
+
+  it("measures the rate from the newest sample a window old, over a window at least", () => {
+    expect(drainRate([], 1000)).toBe(0);
+    expect(drainRate([{ at: 0, started: 0 }], 1000)).toBe(0);
+    // Spanning less than the window: counted over the window (a first fill is no rate).
+    expect(
+      drainRate(
+        [
+          { at: 0, started: 0 },
+          { at: 100, started: 8 },
+        ],
+        1000,
+      ),
+    ).toBe(8);
+    const samples: DrainSample[] = [
+      { at: 0, started: 0 },
+      { at: 500, started: 10 },
+      { at: 1000, started: 20 },
+      { at: 1500, started: 34 },
+      { at: 1700, started: 40 },
+    ];
+    // From the sample at 500 (the newest ≥ 1 s before 1700) to 1700: 30 in 1.2 s.
+    expect(drainRate(samples, 1000)).toBe(25);
+  });
+});
+
+/**
+ * A fleet of `slots` shard slots taking shards of `shardMs` from the queue, and a dispatcher
+ * pass at each of `passAt` (ms) doing what Dispatcher.pass does with the policy: measure the
+ * drain, compute the room, send. Returns the cap at each pass, the passes that found the queue
+ * empty while shards were still to send, and when the last shard started.
+ */
+function simulateFleet(opts: {
+  slots: number;
+  shardMs: number;
+  shards: number;
+  passAt: number[];
+  bound: BacklogBound;
+}): { caps: number[]; dryPasses: number; lastStartMs: number } {
+  const busyUntil: number[] = Array.from({ length: opts.slots }, () => 0);
+  let queued = 0;
+  let sent = 0;
+  let started = 0;
+  let lastStartMs = 0;
+  const samples: DrainSample[] = [];
+  const caps: number[] = [];
+  let dryPasses = 0;
+  let t = 0;
+  const runUntil = (until: number) => {
+    for (; t <= until; t++) {
+      for (let k = 0; k < busyUntil.length && queued > 0; k++) {
+        if (busyUntil[k]! <= t) {
+          busyUntil[k] = t + opts.shardMs;
+          queued--;
+          started++;
+          lastStartMs = t;
+        }
+      }
+    }
+  };
+  for (const at of opts.passAt) {
+    runUntil(at);
+    if (queued === 0 && sent > 0 && sent < opts.shards) dryPasses++;
+    samples.push({ at, started });
+    while (samples.length > 1 && samples[1]!.at <= at - DRAIN_WINDOW_MS) samples.shift();
+    const running = busyUntil.filter((b) => b > at).length;
+    const drainPerSecond = drainRate(samples, DRAIN_WINDOW_MS);
+    const room = dispatchRoom({ queued, running, drainPerSecond }, opts.bound);
+    caps.push(room + queued);
+    const send = Math.min(room, opts.shards - sent);
+    sent += send;
+    queued += send;
+  }
+  return { caps, dryPasses, lastStartMs };
+}
+
+describe("the drain term over a simulated fleet", () => {
+  const passes = (n: number, every: number) => Array.from({ length: n }, (_, k) => k * every);
+
+  it("keeps short shards flowing between passes where the bound alone starved the workers", () => {
+    // bench/pipeline at 100,000 rows: 2 instances × 2 slots, 50 shards of ~140 ms, 500 ms passes.
+    const run = (drainSeconds: number) =>
+      simulateFleet({
+        slots: 4,
+        shardMs: 140,
+        shards: 50,
+        passAt: passes(20, 500),
+        bound: { minQueued: 10, queuedPerRunning: 1, drainSeconds },
+      });
+    const before = run(0);
+    const after = run(1);
+    // Without it: 10 shards a pass, found gone at every pass (workers idle until the next one).
+    expect(before.dryPasses).toBeGreaterThanOrEqual(3);
+    expect(before.lastStartMs).toBeGreaterThanOrEqual(2000);
+    // With it the backlog doubles while found gone, up to what the fleet takes: dry once at
+    // most, and the last shard starts within a pass of 50 × 140 ms ÷ 4 slots.
+    expect(after.dryPasses).toBeLessThanOrEqual(1);
+    expect(after.lastStartMs).toBeLessThan(1750 + 140);
+  });
+
+  it("never holds more than drainSeconds of what the fleet can take, however far apart passes are", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 20, max: 3000 }),
+        fc.array(fc.integer({ min: 1, max: 4000 }), { minLength: 2, maxLength: 25 }),
+        fc.double({ min: 0, max: 3, noNaN: true }),
+        (slots, shardMs, gaps, drainSeconds) => {
+          const passAt = gaps.map((_, k) => gaps.slice(0, k).reduce((a, b) => a + b, 0));
+          const bound = { minQueued: 10, queuedPerRunning: 1, drainSeconds };
+          const { caps } = simulateFleet({ slots, shardMs, shards: 100_000, passAt, bound });
+          // A slot starts at most one shard per shardMs (plus one) in any window.
+          const capacityPerSecond = slots * (1000 / shardMs + 1000 / DRAIN_WINDOW_MS);
+          const most = Math.max(10, slots, Math.ceil(drainSeconds * capacityPerSecond));
+          for (const cap of caps) expect(cap).toBeLessThanOrEqual(most);
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 });

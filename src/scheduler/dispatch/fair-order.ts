@@ -138,19 +138,62 @@ export interface BacklogBound {
   minQueued: number;
   /** Shards queued per shard running: the backlog grows with the fleet that drains it. */
   queuedPerRunning: number;
+  /**
+   * Seconds of what workers take: the backlog may also hold `drainPerSecond × drainSeconds`
+   * shards, so short shards do not leave workers waiting for the next pass. @default 0
+   */
+  drainSeconds?: number;
 }
 
 /**
  * How many more shards may go to the work queue now: the backlog may hold
- * max(minQueued, ⌈queuedPerRunning × running⌉) shards. A small backlog is what makes the order
- * count: new work waits behind at most that many shards, not behind a whole big operation.
- * (Sizing it by what workers drained since the last pass was tried: under load a pass takes
- * seconds, the backlog grew with it and a small operation waited behind most of a big one.)
+ * max(minQueued, ⌈queuedPerRunning × running⌉, ⌈drainPerSecond × drainSeconds⌉) shards. A small
+ * backlog is what makes the order count: new work waits behind at most that many shards, not
+ * behind a whole big operation. The drain term is a rate, not a count per pass: sizing it by
+ * what workers drained since the last pass was tried, and under load a pass takes seconds, the
+ * backlog grew with it and a small operation waited behind most of a big one. A rate times a
+ * fixed time keeps the wait to about `drainSeconds` of the fleet's work however slow passes get.
  */
 export function dispatchRoom(
-  observed: { queued: number; running: number },
+  observed: { queued: number; running: number; drainPerSecond?: number },
   bound: BacklogBound,
 ): number {
-  const cap = Math.max(bound.minQueued, Math.ceil(bound.queuedPerRunning * observed.running));
+  const cap = Math.max(
+    bound.minQueued,
+    Math.ceil(bound.queuedPerRunning * observed.running),
+    Math.ceil((bound.drainSeconds ?? 0) * Math.max(0, observed.drainPerSecond ?? 0)),
+  );
   return Math.max(0, cap - Math.max(0, observed.queued));
+}
+
+/**
+ * How far back the drain rate looks at least: one pass (500 ms), so that a backlog found gone
+ * doubles at the next pass (the rate is then what was sent ÷ a pass) and a fleet's first fill
+ * counts for no more than a pass's worth.
+ */
+export const DRAIN_WINDOW_MS = 500;
+
+/** One observation of the shards workers had started in all, at a time (ms). */
+export interface DrainSample {
+  at: number;
+  started: number;
+}
+
+/**
+ * Shards started per second, from the newest sample at least `windowMs` before the last one
+ * (or the oldest) to the last, over at least `windowMs`: a pass woken early does not swing the
+ * backlog, a slow pass spreads what it saw over its length, and a fleet's first fill (every slot
+ * taking a shard at once) counts as no more than a window's worth.
+ */
+export function drainRate(samples: readonly DrainSample[], windowMs: number): number {
+  const last = samples.at(-1);
+  const first = samples[0];
+  if (!last || !first) return 0;
+  let base = first;
+  for (const s of samples) {
+    if (s.at > last.at - windowMs) break;
+    base = s;
+  }
+  const ms = Math.max(last.at - base.at, windowMs);
+  return ms > 0 ? (Math.max(0, last.started - base.started) * 1000) / ms : 0;
 }
