@@ -6,7 +6,10 @@
  * load, pool start, SDK warm-up) apart from the rest. Figures only.
  *
  * Usage: npm run bench:worker -- [--rows N] [--shard-size N] [--batch-size N] [--prof FILE]
+ *   [--in-flight N]
  *   --prof FILE writes a V8 CPU profile of the worker's main thread, from its second shard on.
+ *   --in-flight N runs the shards N at a time, as a worker with N shards in flight (its peak
+ *   RSS is that of shards finishing together).
  */
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -43,6 +46,7 @@ export async function measureWorker(
   shardSize: number,
   prof?: string,
   batchSize?: number,
+  inFlight?: number,
 ): Promise<WorkerFigures> {
   const dir = await mkdtemp(path.join(tmpdir(), "shardfleet-worker-"));
   const aws = await startLocalAws(`worker${rows}`, {});
@@ -86,6 +90,7 @@ export async function measureWorker(
       BENCH_MESSAGES: file,
       BENCH_PLUGINS: path.join(import.meta.dirname, "../../plugins"),
       ...(prof ? { BENCH_PROFILE: path.resolve(prof) } : {}),
+      ...(inFlight ? { BENCH_IN_FLIGHT: String(inFlight) } : {}),
     });
   } finally {
     await aws.close();
@@ -100,20 +105,23 @@ if (process.argv[1] === import.meta.filename) {
       "shard-size": { type: "string", default: "10000" },
       prof: { type: "string" },
       "batch-size": { type: "string" },
+      "in-flight": { type: "string" },
     },
   });
   const before = loadavg()[0]?.toFixed(1);
   const batch = values["batch-size"] ? Number(values["batch-size"]) : undefined;
+  const inFlight = values["in-flight"] ? Number(values["in-flight"]) : undefined;
   const f = await measureWorker(
     Number(values.rows),
     Number(values["shard-size"]),
     values.prof,
     batch,
+    inFlight,
   );
   const perMillion = (ms: number, n: number) => ((ms / 1000) * 1e6) / n;
   process.stdout.write(
     [
-      `bench/worker — no-op transform${batch ? ` (batchSize ${batch})` : ""}, ${f.rows.toLocaleString("en-US")} rows in ${f.shards} shards, one worker process; load average ${before} before, ${loadavg()[0]?.toFixed(1)} after`,
+      `bench/worker — no-op transform${batch ? ` (batchSize ${batch})` : ""}, ${f.rows.toLocaleString("en-US")} rows in ${f.shards} shards${inFlight ? `, ${inFlight} at a time` : ""}, one worker process; load average ${before} before, ${loadavg()[0]?.toFixed(1)} after`,
       `  first shard (start-up included): ${(f.firstCpuMs / 1000).toFixed(2)} CPU-s`,
       `  the other ${f.restRows.toLocaleString("en-US")} rows: ${(f.restCpuMs / 1000).toFixed(2)} CPU-s = ${perMillion(f.restCpuMs, f.restRows).toFixed(2)} CPU-s per 1M rows (${((f.restCpuMs * 1000) / f.restRows).toFixed(1)} µs a row)`,
       `  threads (whole life, CPU-s): ${Object.entries(f.threads)

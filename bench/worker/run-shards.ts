@@ -1,6 +1,7 @@
 /**
  * One worker's shards, alone in its own process (so its CPU is the worker's, not the S3/SQS
- * server's): a ShardProcessor runs every message of BENCH_MESSAGES in turn; prints JSON
+ * server's): a ShardProcessor runs every message of BENCH_MESSAGES in turn (BENCH_IN_FLIGHT at a
+ * time); prints JSON
  * WorkerFigures (bench/worker/measure.ts).
  */
 import { readdir, readFile, writeFile } from "node:fs/promises";
@@ -29,16 +30,24 @@ let first = 0;
 let rest = 0;
 let restRows = 0;
 let rows = 0;
-for (const [k, message] of messages.entries()) {
+// BENCH_IN_FLIGHT: shards run N at a time (in groups), as a worker runs its shardsInFlight: the
+// peak RSS of shards that finish together (one at a time hides it). "First shard": first group.
+const inFlight = Number(process.env.BENCH_IN_FLIGHT ?? 1);
+for (let k = 0; k < messages.length; k += inFlight) {
+  const group = messages.slice(k, k + inFlight);
   const before = process.cpuUsage();
-  const outcome = await processor.process(JSON.stringify(message), {
-    signal: new AbortController().signal,
-  });
-  if (outcome.kind !== "delete" || outcome.result?.status !== "committed") {
-    throw new Error(`shard ${message.shardId} ended ${JSON.stringify(outcome)}`);
+  const outcomes = await Promise.all(
+    group.map((message) =>
+      processor.process(JSON.stringify(message), { signal: new AbortController().signal }),
+    ),
+  );
+  for (const [g, outcome] of outcomes.entries()) {
+    if (outcome.kind !== "delete" || outcome.result?.status !== "committed") {
+      throw new Error(`shard ${group[g]?.shardId} ended ${JSON.stringify(outcome)}`);
+    }
   }
   const used = cpuMs(before);
-  const n = message.end - message.start;
+  const n = group.reduce((sum, message) => sum + message.end - message.start, 0);
   rows += n;
   if (k === 0) {
     first = used;

@@ -11,7 +11,7 @@ import { ERROR_COLUMN, fitToExcel, outputRow } from "../shared/output-row.ts";
 import type { Cell, ResultRow } from "../shared/schemas/cells.ts";
 import type { SegmentRef, ShardMessage } from "../shared/schemas/shard.ts";
 import { outputRowNumber, renderRow } from "../shared/sheet/rows.ts";
-import { deflateSegment } from "../shared/sheet/segment.ts";
+import { type Segment, SegmentBuilder } from "../shared/sheet/segment.ts";
 
 /** One input row as the output shows it: its cells in header order, and the splitter's note. */
 export interface RenderInput {
@@ -30,17 +30,21 @@ export interface OutputContext {
 
 export const SEGMENT_CONTENT_TYPE = "application/octet-stream";
 
+/** Rendered XML is compressed each time it reaches this many characters (see SegmentBuilder). */
+const PIECE_CHARS = 256 * 1024;
+
 /**
- * The XML of `rows` (in row order) with result `columns`, or undefined when an input is not
- * held. `cut`: rows whose text was cut to Excel's cell limit.
+ * The compressed XML of `rows` (in row order) with result `columns`, or undefined when an input
+ * is not held. `cut`: rows whose text was cut to Excel's cell limit.
  */
 export function renderRows(
   rows: readonly ResultRow[],
   columns: readonly string[],
   output: Pick<OutputContext, "headers" | "inputs">,
-): { xml: string; errorRows: number; cut: number } | undefined {
+): { segment: Segment; errorRows: number; cut: number } | undefined {
   const names = [...output.headers, ...columns, ERROR_COLUMN];
   const width = output.headers.length;
+  const builder = new SegmentBuilder();
   let xml = "";
   let errorRows = 0;
   let cut = 0;
@@ -51,8 +55,13 @@ export function renderRows(
     if (fitted.cut) cut++;
     if (fitted.error !== null) errorRows++;
     xml += renderRow(outputRowNumber(row.i), [...fitted.cells, fitted.error]);
+    if (xml.length >= PIECE_CHARS) {
+      builder.add(xml);
+      xml = "";
+    }
   }
-  return { xml, errorRows, cut };
+  builder.add(xml);
+  return { segment: builder.finish(), errorRows, cut };
 }
 
 /**
@@ -69,7 +78,7 @@ export async function putSegment(
 ): Promise<{ ref: SegmentRef; cut: number } | undefined> {
   const rendered = renderRows(piece.rows, columns, output);
   if (!rendered) return undefined;
-  const segment = deflateSegment(rendered.xml);
+  const { segment } = rendered;
   const key = keys.segment(
     shard.operationId,
     shard.shardId,
