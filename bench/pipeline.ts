@@ -115,8 +115,9 @@ interface PipelineFigures {
   phases: Array<[string, number]>;
   cpu: Array<[string, number | undefined]>;
   peaks: Array<[string, number | undefined]>;
-  /** The scheduler's RSS right before the submission, start-up settled. */
+  /** The scheduler's RSS right before the submission, start-up settled, and its peak so far. */
   schedulerRssBeforeMb: number | undefined;
+  schedulerPeakBeforeMb: number | undefined;
   /** Scheduler CPU ms from the 202 until the shards are queued (split), and for the merge. */
   splitCpuMs: number | undefined;
   mergeCpuMs: number | undefined;
@@ -170,6 +171,7 @@ async function runPipeline(dir: string, rows: number, shardSize: number): Promis
       ...stack.instances.map((i) => [i.name, i.process.child.pid] as const),
     ];
     const schedulerRssBeforeMb = await settledRssMb(scheduler);
+    const schedulerPeakBeforeMb = await rssMb(scheduler, "VmHWM");
     const cpuBefore = await Promise.all(components.map(([, pid]) => cpuMs(pid)));
     const selfBefore = process.cpuUsage();
     const started = performance.now();
@@ -235,6 +237,7 @@ async function runPipeline(dir: string, rows: number, shardSize: number): Promis
       cpu,
       peaks,
       schedulerRssBeforeMb,
+      schedulerPeakBeforeMb,
       splitCpuMs: diff(
         atStatus.get("accepted"),
         atStatus.get("running") ?? atStatus.get("merging"),
@@ -384,6 +387,11 @@ try {
     row(
       "scheduler RSS before submission",
       runs.map((r) => `${fmt(r.schedulerRssBeforeMb)} MB`),
+    ),
+    // If the final peak equals this, start-up set it and "peak − before" is not the rows' growth.
+    row(
+      "  its peak RSS so far (start-up)",
+      runs.map((r) => `${fmt(r.schedulerPeakBeforeMb)} MB`),
     ),
     row(
       "scheduler peak RSS − before submission",
