@@ -3,7 +3,9 @@
  * - 100,000 and 1,000,000 rows with a no-op transform through the local stack (2 instances)
  *   versus one process that reads and writes the same workbook with exceljs streaming;
  * - the scheduler's CPU-seconds per million rows for the split and for the merge, and its
- *   peak RSS at each size; the split alone (bench/split) and the merge alone (bench/merge's
+ *   peak RSS at each size, also less its RSS right before the submission (start-up RSS varies
+ *   by tens of MB between stack starts, so that difference is the growth the rows cause);
+ *   the split alone (bench/split) and the merge alone (bench/merge's
  *   `benchMerge`: this tree's merger stitching laid-out commits) each in a process of its own;
  * - http-enrich fetch efficiency (bench/fetch: 200 in flight against a 50 ms source).
  * Figures, not assertions.
@@ -73,16 +75,35 @@ async function cpuMs(pid: number | undefined): Promise<number | undefined> {
  */
 const WATCH_MS = 100;
 
-/** Peak resident memory of a live process, from /proc (Linux). */
-async function peakRssMb(pid: number | undefined): Promise<number | undefined> {
+/** A live process's peak (VmHWM) or current (VmRSS) resident memory in MB, from /proc (Linux). */
+async function rssMb(
+  pid: number | undefined,
+  field: "VmHWM" | "VmRSS",
+): Promise<number | undefined> {
   if (!pid) return undefined;
   try {
     const status = await readFile(`/proc/${pid}/status`, "utf-8");
-    const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
+    const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1];
     return kb ? Number(kb) / 1024 : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The scheduler's resident memory once start-up has settled: read every 200 ms until two reads
+ * agree within 1 MB (or 3 s pass). Its RSS before any submission differs by 20-35 MB from one
+ * stack start to the next, so "peak − this" is the growth the rows cause.
+ */
+async function settledRssMb(pid: number | undefined): Promise<number | undefined> {
+  let last = await rssMb(pid, "VmRSS");
+  for (let k = 0; k < 15 && last !== undefined; k++) {
+    await new Promise((r) => setTimeout(r, 200));
+    const now = await rssMb(pid, "VmRSS");
+    if (now === undefined || Math.abs(now - last) < 1) return now;
+    last = now;
+  }
+  return last;
 }
 
 interface PipelineFigures {
@@ -94,6 +115,9 @@ interface PipelineFigures {
   phases: Array<[string, number]>;
   cpu: Array<[string, number | undefined]>;
   peaks: Array<[string, number | undefined]>;
+  /** The scheduler's RSS right before the submission, start-up settled, and its peak so far. */
+  schedulerRssBeforeMb: number | undefined;
+  schedulerPeakBeforeMb: number | undefined;
   /** Scheduler CPU ms from the 202 until the shards are queued (split), and for the merge. */
   splitCpuMs: number | undefined;
   mergeCpuMs: number | undefined;
@@ -146,6 +170,8 @@ async function runPipeline(dir: string, rows: number, shardSize: number): Promis
       ["scheduler", scheduler] as const,
       ...stack.instances.map((i) => [i.name, i.process.child.pid] as const),
     ];
+    const schedulerRssBeforeMb = await settledRssMb(scheduler);
+    const schedulerPeakBeforeMb = await rssMb(scheduler, "VmHWM");
     const cpuBefore = await Promise.all(components.map(([, pid]) => cpuMs(pid)));
     const selfBefore = process.cpuUsage();
     const started = performance.now();
@@ -196,7 +222,7 @@ async function runPipeline(dir: string, rows: number, shardSize: number): Promis
     const peaks: Array<[string, number | undefined]> = [
       ...(await Promise.all(
         components.map(
-          async ([name, pid]) => [name, await peakRssMb(pid)] as [string, number | undefined],
+          async ([name, pid]) => [name, await rssMb(pid, "VmHWM")] as [string, number | undefined],
         ),
       )),
       ["bench + S3/SQS server", process.resourceUsage().maxRSS / 1024],
@@ -210,6 +236,8 @@ async function runPipeline(dir: string, rows: number, shardSize: number): Promis
       phases,
       cpu,
       peaks,
+      schedulerRssBeforeMb,
+      schedulerPeakBeforeMb,
       splitCpuMs: diff(
         atStatus.get("accepted"),
         atStatus.get("running") ?? atStatus.get("merging"),
@@ -349,11 +377,36 @@ try {
       ),
     ),
   ];
+  // The scheduler's peak minus its RSS right before the submission: the growth the rows cause,
+  // without the start-up RSS that differs from one stack start to the next.
+  const grownMb = (r: PipelineFigures | undefined) => {
+    const [peak, before] = [r?.peaks[0]?.[1], r?.schedulerRssBeforeMb];
+    return peak === undefined || before === undefined ? undefined : peak - before;
+  };
+  lines.push(
+    row(
+      "scheduler RSS before submission",
+      runs.map((r) => `${fmt(r.schedulerRssBeforeMb)} MB`),
+    ),
+    // If the final peak equals this, start-up set it and "peak − before" is not the rows' growth.
+    row(
+      "  its peak RSS so far (start-up)",
+      runs.map((r) => `${fmt(r.schedulerPeakBeforeMb)} MB`),
+    ),
+    row(
+      "scheduler peak RSS − before submission",
+      runs.map((r) => `${fmt(grownMb(r))} MB`),
+    ),
+  );
   const first = runs[0]?.peaks[0]?.[1];
   const last = runs.at(-1)?.peaks[0]?.[1];
   if (runs.length > 1 && first !== undefined && last !== undefined) {
     lines.push(
       `  scheduler peak RSS growth ${runs[0]?.rows.toLocaleString("en-US")} → ${runs.at(-1)?.rows.toLocaleString("en-US")} rows: ${fmt(last - first)} MB (goal ≤ 50)`,
+    );
+    const [grownFirst, grownLast] = [grownMb(runs[0]), grownMb(runs.at(-1))];
+    lines.push(
+      `    peak − RSS before submission: ${fmt(grownFirst)} MB at ${runs[0]?.rows.toLocaleString("en-US")}, ${fmt(grownLast)} MB at ${runs.at(-1)?.rows.toLocaleString("en-US")}, growth ${fmt(grownFirst === undefined || grownLast === undefined ? undefined : grownLast - grownFirst)} MB (start-up RSS ${fmt(runs[0]?.schedulerRssBeforeMb)} → ${fmt(runs.at(-1)?.schedulerRssBeforeMb)} MB, left out)`,
     );
   }
   for (const r of runs) lines.push(...formatTimeline(r.rows, r.timeline));
