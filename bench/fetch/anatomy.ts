@@ -98,8 +98,10 @@ class Anatomy {
   }
 }
 
-const rows = Number(process.argv[2] ?? 20_000);
-const runs = Number(process.argv[3] ?? 1);
+// Numbers are the arguments that are not flags (`--raw` may come first).
+const [rowsArg, runsArg] = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const rows = Number(rowsArg ?? 20_000);
+const runs = Number(runsArg ?? 1);
 const anatomy = new Anatomy();
 const raw = process.argv.includes("--raw");
 const source = await startSource(

@@ -117,9 +117,9 @@ export function noCapacity(request: LaunchRequest): LaunchResult {
 /** The fixed "now" the policy tests plan at. */
 export const POLICY_NOW = 1_700_000_000_000;
 /** One pool: one instance type in one subnet. */
-export const POLICY_POOLS: Pool[] = [{ instanceType: "c7g.large", subnetId: "subnet-a" }];
+const POLICY_POOLS: Pool[] = [{ instanceType: "c7g.large", subnetId: "subnet-a" }];
 /** That type's spot and on-demand prices (USD per hour). */
-export const POLICY_PRICES: PriceTable = {
+const POLICY_PRICES: PriceTable = {
   spot: { "c7g.large": 0.03 },
   "on-demand": { "c7g.large": 0.0725 },
 };

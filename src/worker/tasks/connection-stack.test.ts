@@ -1,21 +1,16 @@
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type HttpSource, startHttpSource } from "../../../test/support/http-source.ts";
 import { ConnectionStack } from "./connection-stack.ts";
 
-let server: Server;
+let source: HttpSource;
 let origin: string;
 
 beforeAll(async () => {
-  server = createServer((_req, res) => res.end("ok"));
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  source = await startHttpSource((_req, res) => res.end("ok"));
+  origin = source.url;
 });
 
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => source.close());
 
 describe("ConnectionStack", () => {
   it("hands out the connection given back last, and opens one only when none is idle", async () => {
