@@ -385,6 +385,8 @@ export class OperationService {
   readonly #workbookLimits: WorkbookLimits;
   /** Status reads (view, fleet record, source), shared by every poller of an operation. */
   readonly #shown: SharedReads<{ view: OperationView; droppedEvents: number }>;
+  /** Whose each polled operation is (its manifest's tenant), shared like the status read. */
+  readonly #owners: SharedReads<string | undefined>;
 
   constructor(deps: OperationServiceDeps, options: OperationServiceOptions = {}) {
     this.#store = deps.store;
@@ -398,6 +400,7 @@ export class OperationService {
     this.#progress = new ShardProgressReader({ store: deps.store });
     this.#lifecycle = new OperationLifecycle(deps);
     this.#shown = new SharedReads({ ttlMs: options.statusTtlMs ?? 0 });
+    this.#owners = new SharedReads({ ttlMs: options.statusTtlMs ?? 0 });
   }
 
   /**
@@ -570,11 +573,29 @@ export class OperationService {
     viewer?: Viewer,
   ): Promise<{ view: OperationView; droppedEvents: number }> {
     checkOperationId(id);
-    // A status polled by many (console pages, `watch`, scripts) costs one read a `statusTtlMs`;
-    // who may see it is checked per caller, and another tenant's id answers as an unknown one.
-    const read = this.#shown.read(id, this.#clock.now(), () => this.#readWithFleet(id));
-    // Others may wait on the read: a caller that gives up stops waiting, the read goes on.
-    const shown = await (signal ? untilAborted(read, signal) : read);
+    // Others may wait on a shared read: a caller that gives up stops waiting, the read goes on.
+    const wait = <T>(read: Promise<T>) => (signal ? untilAborted(read, signal) : read);
+    const now = this.#clock.now();
+    // Who may see it first, from the manifest alone: another tenant's id costs what an unknown
+    // id costs (one manifest read, nothing of its shards or fleet) and answers as one.
+    // (A viewer who sees every tenant skips it.)
+    if (viewer !== undefined && viewer.role !== "admin") {
+      const owner = await wait(
+        this.#owners.read(id, now, async () => {
+          const cached = this.#terminalViews.get(id);
+          if (cached) return cached.tenant;
+          // A status read this second already knows (a failed one falls through to the manifest).
+          const shown = this.#shown.peek(id, now);
+          const known = shown && (await shown.then((s) => s.view.tenant).catch(() => undefined));
+          if (known !== undefined) return known;
+          const manifest = await loadManifest(this.#store, id);
+          return manifest && tenantOf(manifest);
+        }),
+      );
+      if (owner === undefined || !canSee(viewer, owner)) throw notFound(id);
+    }
+    // A status polled by many (console pages, `watch`, scripts) costs one read a `statusTtlMs`.
+    const shown = await wait(this.#shown.read(id, now, () => this.#readWithFleet(id)));
     if (!canSee(viewer, shown.view.tenant)) throw notFound(id);
     return shown;
   }

@@ -14,10 +14,16 @@ export class SharedReads<T> {
     this.#ttlMs = options.ttlMs ?? 1000;
   }
 
+  /** The value read for `key` since `now - ttlMs`, if there is one (no read). */
+  peek(key: string, now: number): Promise<T> | undefined {
+    const hit = this.#cache.get(key);
+    return hit && now - hit.at < this.#ttlMs && now >= hit.at ? hit.value : undefined;
+  }
+
   /** The value read for `key` since `now - ttlMs`, else `load()`'s, shared from now on. */
   read(key: string, now: number, load: () => Promise<T>): Promise<T> {
-    const hit = this.#cache.get(key);
-    if (hit && now - hit.at < this.#ttlMs && now >= hit.at) return hit.value;
+    const hit = this.peek(key, now);
+    if (hit) return hit;
     // Stale entries go as new ones come: the map holds only keys read within the last ttlMs.
     for (const [k, entry] of this.#cache) {
       if (now - entry.at >= this.#ttlMs) this.#cache.delete(k);

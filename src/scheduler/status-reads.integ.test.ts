@@ -41,6 +41,13 @@ describe("status reads shared by pollers", () => {
       env.proxy.seen.filter((r) => decodeURIComponent(r.url).includes(`/${op}/`)).length;
     const before = reads();
 
+    // Another tenant's cold poll reads the manifest alone, as an unknown id does.
+    await expect(
+      operations.get(op, undefined, { tenant: "other", role: "member" }),
+    ).rejects.toThrow(NotFoundError);
+    expect(reads() - before).toBe(1);
+    await clock.advance(1000);
+
     const first = await operations.get(op);
     expect(first.shards).toMatchObject({ total: 3, done: 0 });
     const once = reads() - before;
