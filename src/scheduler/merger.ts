@@ -68,7 +68,12 @@ import {
   shardDoneSchema,
 } from "../shared/schemas/shard.ts";
 import { outputRowNumber, renderRow } from "../shared/sheet/rows.ts";
-import { deflateLast, deflateSegment, type Segment } from "../shared/sheet/segment.ts";
+import {
+  deflateLast,
+  deflateSegment,
+  SEGMENT_PIECE_CHARS,
+  type Segment,
+} from "../shared/sheet/segment.ts";
 import { readInputRows, SliceContexts } from "../shared/slices.ts";
 import { latestOutcomes, type RowOutcome, runsOf } from "./retry/retry-plan.ts";
 import { crc32Combine } from "./workbook/crc32-combine.ts";
@@ -191,8 +196,6 @@ export function columnWidth(name: string): number {
   return Math.min(40, Math.max(14, name.length + 2));
 }
 
-/** Rows of rendered XML the merger compresses as one segment. */
-const RENDER_BATCH_BYTES = 256 * 1024;
 /** A sheet predicted this large gets Zip64 headers (half the limit: predictions are rough). */
 const ZIP64_FROM = 2 ** 31;
 /** Bytes a row is assumed to take when no worker rendered any (only the Zip64 guess uses it). */
@@ -651,7 +654,7 @@ async function renderShard(
     xml += renderRow(rowCounter.next++, [...merged.cells, merged.error]);
     written.rows++;
     if (merged.error !== null) written.errorRows++;
-    if (xml.length >= RENDER_BATCH_BYTES) {
+    if (xml.length >= SEGMENT_PIECE_CHARS) {
       await deps.sheet.add(deflateSegment(xml));
       xml = "";
     }

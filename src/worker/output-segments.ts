@@ -11,7 +11,7 @@ import { ERROR_COLUMN, fitToExcel, outputRow } from "../shared/output-row.ts";
 import type { Cell, ResultRow } from "../shared/schemas/cells.ts";
 import type { SegmentRef, ShardMessage } from "../shared/schemas/shard.ts";
 import { outputRowNumber, renderRow } from "../shared/sheet/rows.ts";
-import { type Segment, SegmentBuilder } from "../shared/sheet/segment.ts";
+import { SEGMENT_PIECE_CHARS, type Segment, SegmentBuilder } from "../shared/sheet/segment.ts";
 
 /** One input row as the output shows it: its cells in header order, and the splitter's note. */
 export interface RenderInput {
@@ -29,9 +29,6 @@ export interface OutputContext {
 }
 
 export const SEGMENT_CONTENT_TYPE = "application/octet-stream";
-
-/** Rendered XML is compressed each time it reaches this many characters (see SegmentBuilder). */
-const PIECE_CHARS = 256 * 1024;
 
 /**
  * The compressed XML of `rows` (in row order) with result `columns`, or undefined when an input
@@ -55,7 +52,7 @@ export function renderRows(
     if (fitted.cut) cut++;
     if (fitted.error !== null) errorRows++;
     xml += renderRow(outputRowNumber(row.i), [...fitted.cells, fitted.error]);
-    if (xml.length >= PIECE_CHARS) {
+    if (xml.length >= SEGMENT_PIECE_CHARS) {
       builder.add(xml);
       xml = "";
     }

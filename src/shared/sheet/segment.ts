@@ -29,11 +29,24 @@ export interface Segment extends SegmentStats {
  */
 export const SEGMENT_LEVEL = 3;
 
-/** Compresses `xml` as a segment: raw deflate, sync-flushed, not final. */
-export function deflateSegment(xml: string | Buffer, level: number = SEGMENT_LEVEL): Segment {
+/**
+ * Characters of rendered XML compressed at a time (worker and merger alike): enough for deflate
+ * to find its matches, little enough that no whole chunk's XML is held at once.
+ */
+export const SEGMENT_PIECE_CHARS = 256 * 1024;
+
+/**
+ * Compresses `xml` as a segment: raw deflate, sync-flushed, not final. `crcFrom` runs the CRC-32
+ * on from a piece before it (SegmentBuilder).
+ */
+export function deflateSegment(
+  xml: string | Buffer,
+  level: number = SEGMENT_LEVEL,
+  crcFrom = 0,
+): Segment {
   const raw = typeof xml === "string" ? Buffer.from(xml, "utf8") : xml;
   const bytes = deflateRawSync(raw, { level, finishFlush: constants.Z_SYNC_FLUSH });
-  return { bytes, crc: crc32(raw), size: raw.length, compressedSize: bytes.length };
+  return { bytes, crc: crc32(raw, crcFrom), size: raw.length, compressedSize: bytes.length };
 }
 
 /**
@@ -49,7 +62,6 @@ export class SegmentBuilder {
   readonly #parts: Buffer[] = [];
   #crc = 0;
   #size = 0;
-  #compressedSize = 0;
 
   constructor(level: number = SEGMENT_LEVEL) {
     this.#level = level;
@@ -58,12 +70,10 @@ export class SegmentBuilder {
   /** Compresses `xml` as the segment's next piece. */
   add(xml: string | Buffer): void {
     if (xml.length === 0) return;
-    const raw = typeof xml === "string" ? Buffer.from(xml, "utf8") : xml;
-    const bytes = deflateRawSync(raw, { level: this.#level, finishFlush: constants.Z_SYNC_FLUSH });
-    this.#crc = crc32(raw, this.#crc);
-    this.#size += raw.length;
-    this.#compressedSize += bytes.length;
-    this.#parts.push(bytes);
+    const piece = deflateSegment(xml, this.#level, this.#crc);
+    this.#crc = piece.crc;
+    this.#size += piece.size;
+    this.#parts.push(piece.bytes);
   }
 
   /** The segment of every piece added (of none: the same as `deflateSegment("")`). */
@@ -71,12 +81,7 @@ export class SegmentBuilder {
     if (this.#parts.length === 0) return deflateSegment("", this.#level);
     const bytes =
       this.#parts.length === 1 ? (this.#parts[0] as Buffer) : Buffer.concat(this.#parts);
-    return {
-      bytes,
-      crc: this.#crc,
-      size: this.#size,
-      compressedSize: this.#compressedSize,
-    };
+    return { bytes, crc: this.#crc, size: this.#size, compressedSize: bytes.length };
   }
 }
 
