@@ -31,10 +31,8 @@ import { enqueueShards } from "../shard-enqueue.ts";
 import type { DispatchRecords } from "./dispatch-record.ts";
 import {
   type BacklogBound,
-  DRAIN_WINDOW_MS,
-  type DrainSample,
+  DrainMeter,
   dispatchRoom,
-  drainRate,
   type FairCandidate,
   fairOrder,
 } from "./fair-order.ts";
@@ -108,9 +106,8 @@ export class Dispatcher {
   /** When each operation was last given a slot (`#serial`): the policy's tie-break. */
   readonly #servedAt = new Map<string, number>();
   #serial = 0;
-  /** Shards started in all (Σ drained) at the recent passes, for the drain rate. */
-  readonly #drainSamples: DrainSample[] = [];
-  #startedInAll = 0;
+  /** What workers start per second, from the passes' drained counts. */
+  readonly #drain = new DrainMeter();
 
   constructor(deps: DispatcherDeps, options: DispatcherOptions) {
     this.#store = deps.store;
@@ -206,7 +203,7 @@ export class Dispatcher {
           : {}),
       });
     }
-    const drainPerSecond = this.#drainRate(drained);
+    const drainPerSecond = this.#drain.note(this.#clock.now(), drained);
     const room = dispatchRoom({ queued, running, drainPerSecond }, this.#bound);
     const plan = fairOrder(candidates, room);
     for (const id of plan) this.#servedAt.set(id, ++this.#serial);
@@ -242,18 +239,6 @@ export class Dispatcher {
       "shards dispatched",
     );
     return { room, queued, running, drained, drainPerSecond, sent };
-  }
-
-  /** Notes this pass's drained shards; the rate over the last DRAIN_WINDOW_MS. */
-  #drainRate(drained: number): number {
-    const now = this.#clock.now();
-    this.#startedInAll += drained;
-    this.#drainSamples.push({ at: now, started: this.#startedInAll });
-    // Keep the newest sample at least a window old (the rate's base) and those after it.
-    while (this.#drainSamples.length > 1 && this.#drainSamples[1]!.at <= now - DRAIN_WINDOW_MS) {
-      this.#drainSamples.shift();
-    }
-    return drainRate(this.#drainSamples, DRAIN_WINDOW_MS);
   }
 
   #announce(operationId: string, shards: readonly ShardMessage[]): void {

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import {
   type BacklogBound,
   DRAIN_WINDOW_MS,
+  DrainMeter,
   type DrainSample,
   dispatchRoom,
   drainRate,
@@ -158,7 +159,9 @@ function simulateFleet(opts: {
   let sent = 0;
   let started = 0;
   let lastStartMs = 0;
-  const samples: DrainSample[] = [];
+  // The dispatcher's own meter, fed what started since the pass before.
+  const meter = new DrainMeter();
+  let noted = 0;
   const caps: number[] = [];
   let dryPasses = 0;
   let t = 0;
@@ -177,10 +180,9 @@ function simulateFleet(opts: {
   for (const at of opts.passAt) {
     runUntil(at);
     if (queued === 0 && sent > 0 && sent < opts.shards) dryPasses++;
-    samples.push({ at, started });
-    while (samples.length > 1 && samples[1]!.at <= at - DRAIN_WINDOW_MS) samples.shift();
+    const drainPerSecond = meter.note(at, started - noted);
+    noted = started;
     const running = busyUntil.filter((b) => b > at).length;
-    const drainPerSecond = drainRate(samples, DRAIN_WINDOW_MS);
     const room = dispatchRoom({ queued, running, drainPerSecond }, opts.bound);
     caps.push(room + queued);
     const send = Math.min(room, opts.shards - sent);

@@ -173,6 +173,31 @@ export function dispatchRoom(
  */
 export const DRAIN_WINDOW_MS = 500;
 
+/**
+ * The drain rate as passes see it: each pass notes the shards workers started since the last
+ * one, and gets the rate over the last `windowMs` (`drainRate`), keeping only the samples that
+ * rate needs (the newest at least a window old, and those after it).
+ */
+export class DrainMeter {
+  readonly #windowMs: number;
+  readonly #samples: DrainSample[] = [];
+  #startedInAll = 0;
+
+  constructor(windowMs: number = DRAIN_WINDOW_MS) {
+    this.#windowMs = windowMs;
+  }
+
+  /** Notes `drained` shards started by `now` (ms); the rate per second. */
+  note(now: number, drained: number): number {
+    this.#startedInAll += drained;
+    this.#samples.push({ at: now, started: this.#startedInAll });
+    while (this.#samples.length > 1 && this.#samples[1]!.at <= now - this.#windowMs) {
+      this.#samples.shift();
+    }
+    return drainRate(this.#samples, this.#windowMs);
+  }
+}
+
 /** One observation of the shards workers had started in all, at a time (ms). */
 export interface DrainSample {
   at: number;
