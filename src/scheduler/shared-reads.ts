@@ -9,9 +9,9 @@ export class SharedReads<T> {
   readonly #ttlMs: number;
   readonly #cache = new Map<string, { at: number; value: Promise<T> }>();
 
-  /** @param options.ttlMs how long a read answers later callers. @default 1000 */
-  constructor(options: { ttlMs?: number } = {}) {
-    this.#ttlMs = options.ttlMs ?? 1000;
+  /** @param options.ttlMs how long a read answers later callers (0: every call reads). */
+  constructor(options: { ttlMs: number }) {
+    this.#ttlMs = options.ttlMs;
   }
 
   /** The value read for `key` since `now - ttlMs`, if there is one (no read). */

@@ -114,7 +114,7 @@ describe("the source view of an operation", () => {
       );
     await put(1);
     // As the status read shares it (./operations.ts, through ./shared-reads.ts).
-    const shared = new SharedReads<SourceView[]>();
+    const shared = new SharedReads<SourceView[]>({ ttlMs: 1000 });
     const views = {
       read: (op: string, at: number) =>
         shared.read(op, at, () => readSourceView(aws.store, op, at)),
