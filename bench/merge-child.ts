@@ -12,6 +12,7 @@ import { keys } from "../src/shared/keys.ts";
 import { silentLogger } from "../src/shared/logger.ts";
 import { ObjectStore } from "../src/shared/object-store.ts";
 import { manifestSchema } from "../src/shared/schemas/operation.ts";
+import { statusMb } from "./proc.ts";
 
 const [modulePath, endpoint, bucket, op] = process.argv.slice(2);
 if (!modulePath || !endpoint || !bucket || !op) {
@@ -25,8 +26,7 @@ type MergeFn = (
 ) => Promise<{ rows: number }>;
 
 async function vmHwmMb(): Promise<number> {
-  const status = await readFile("/proc/self/status", "utf8");
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  return statusMb(await readFile("/proc/self/status", "utf8"), "VmHWM") ?? 0;
 }
 
 const { mergeOperation } = (await import(pathToFileURL(modulePath).href)) as {

@@ -37,7 +37,7 @@ import { ObjectStore } from "../src/shared/object-store.ts";
 import { TERMINAL_STATUSES } from "../src/shared/schemas/operation.ts";
 import { measureFetch } from "./fetch/measure.ts";
 import { benchMerge, type MergeFigures } from "./merge.ts";
-import { statCpuMs } from "./proc.ts";
+import { statCpuMs, statusMb } from "./proc.ts";
 import { measureSplit, type SplitFigures } from "./split/measure.ts";
 import { formatTimeline, readTimeline, type Timeline } from "./timeline.ts";
 
@@ -82,9 +82,7 @@ async function rssMb(
 ): Promise<number | undefined> {
   if (!pid) return undefined;
   try {
-    const status = await readFile(`/proc/${pid}/status`, "utf-8");
-    const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1];
-    return kb ? Number(kb) / 1024 : undefined;
+    return statusMb(await readFile(`/proc/${pid}/status`, "utf-8"), field);
   } catch {
     return undefined;
   }
